@@ -1,0 +1,34 @@
+# callwarden Makefile. `make test` is the test command CI runs (see README).
+GO ?= go
+PKGS_UNIT := $(shell $(GO) list ./... | grep -v /integration)
+
+.PHONY: all build test unit integration lab vet bench fuzz demo clean
+
+all: build
+
+build:
+	$(GO) build -o bin/callwarden ./cmd/callwarden
+
+vet:
+	$(GO) vet ./...
+
+## unit: every package but the integration suites, with the race detector.
+unit: vet
+	$(GO) test -race -count=1 $(PKGS_UNIT)
+
+## lab: build the Asterisk and Redis lab images offline (cached).
+lab:
+	bash deploy/lab/build.sh
+
+## integration: the suites against real containers (needs `make lab`).
+integration: lab
+	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -race -count=1 -v ./integration/...
+
+## test: unit + integration; what CI runs.
+test: unit integration
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./enforce/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,278 @@
+package enforce
+
+import (
+	"fmt"
+	"time"
+)
+
+// Reason is the stable code explaining a decision. Codes are part of the
+// public contract (CLI, HTTP, dialplan variables, audit): never renumber or
+// rename them.
+type Reason uint8
+
+// The reason codes.
+const (
+	ReasonNone Reason = iota
+	// ReasonGranted: a grant matched.
+	ReasonGranted
+	// ReasonUnknownUser: the requester is not a known user.
+	ReasonUnknownUser
+	// ReasonNoProfile: the requester has no profile.
+	ReasonNoProfile
+	// ReasonActionNotGranted: no grant of the profile lists the action.
+	ReasonActionNotGranted
+	// ReasonOutOfScope: grants list the action but not on this target.
+	ReasonOutOfScope
+	// ReasonOutsideWindow: the assignment or every in-scope grant is outside
+	// its validity period or weekly hours.
+	ReasonOutsideWindow
+	// ReasonProtectedTarget: the target user or queue is protected.
+	ReasonProtectedTarget
+	// ReasonRecordingTooOld: the recording is older than recorded_within
+	// allows, or its age is unknown.
+	ReasonRecordingTooOld
+	// ReasonProfileNotDelegable: profile.assign of a profile the grant does
+	// not name.
+	ReasonProfileNotDelegable
+	// ReasonStoreUnavailable: no trustworthy snapshot to decide from.
+	ReasonStoreUnavailable
+	// ReasonInvalidRequest: the request itself is malformed.
+	ReasonInvalidRequest
+	reasonEnd
+)
+
+var reasonNames = [...]string{
+	ReasonNone:                "none",
+	ReasonGranted:             "granted",
+	ReasonUnknownUser:         "unknown_user",
+	ReasonNoProfile:           "no_profile",
+	ReasonActionNotGranted:    "action_not_granted",
+	ReasonOutOfScope:          "out_of_scope",
+	ReasonOutsideWindow:       "outside_window",
+	ReasonProtectedTarget:     "protected_target",
+	ReasonRecordingTooOld:     "recording_too_old",
+	ReasonProfileNotDelegable: "profile_not_delegable",
+	ReasonStoreUnavailable:    "store_unavailable",
+	ReasonInvalidRequest:      "invalid_request",
+}
+
+// String returns the reason's stable code, e.g. "out_of_scope".
+func (r Reason) String() string {
+	if r < reasonEnd {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Reasons lists every reason code but ReasonNone.
+func Reasons() []Reason {
+	out := make([]Reason, 0, reasonEnd-1)
+	for r := Reason(1); r < reasonEnd; r++ {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Request asks whether User may perform Action on a target.
+type Request struct {
+	User   string
+	Action Action
+	// Queue, Team, Agent and Site describe the target: the call's queue,
+	// the team asked about, the target agent's user id and its site. Empty
+	// means the request has no value for that dimension. When Team is empty
+	// the target agent's teams (from its user entry) are used.
+	Queue, Team, Agent, Site string
+	// RecordedAt is when the recording was made, for recording_within.
+	RecordedAt time.Time
+	// AssignProfile is the profile handed out by a profile.assign request.
+	// For such requests, AssignQueues (when set) are the queues it is handed
+	// out on, each of which must be in the granter's scope.
+	AssignProfile string
+	AssignQueues  []string
+}
+
+// Decision is the engine's answer. The zero Decision denies.
+type Decision struct {
+	Allow  bool
+	Reason Reason
+	// Profile is the requester's profile, when it has one.
+	Profile string
+	// Grant is the index of the matching grant in Profile (allow) or of the
+	// grant that came closest (deny); -1 when there is none.
+	Grant int
+	// NotifyTarget and MaskDigits carry the profile's options.
+	NotifyTarget bool
+	MaskDigits   int
+}
+
+// Verdict returns "allow" or "deny".
+func (d Decision) Verdict() string {
+	if d.Allow {
+		return "allow"
+	}
+	return "deny"
+}
+
+func deny(r Reason) Decision { return Decision{Reason: r, Grant: -1} }
+
+// Deny returns a denial with reason r and no matching grant; adapters use it
+// to fail closed (e.g. ReasonStoreUnavailable).
+func Deny(r Reason) Decision { return deny(r) }
+
+// Decide answers req from snapshot s at time now. It is a pure function: the
+// same inputs always give the same decision. A nil snapshot denies with
+// ReasonStoreUnavailable. Decide does not allocate on the allow or deny
+// paths of a well-formed request.
+func Decide(s *Snapshot, req *Request, now time.Time) Decision {
+	if s == nil {
+		return deny(ReasonStoreUnavailable)
+	}
+	if !req.Action.Valid() {
+		return deny(ReasonInvalidRequest)
+	}
+	u := s.users[req.User]
+	if u == nil {
+		return deny(ReasonUnknownUser)
+	}
+	if u.profile == nil {
+		return deny(ReasonNoProfile)
+	}
+	p := u.profile
+	d := Decision{Profile: p.Name, Grant: -1, NotifyTarget: p.NotifyTarget, MaskDigits: p.MaskDigits}
+	if !within(now, u.ValidFrom, u.ValidUntil) {
+		d.Reason = ReasonOutsideWindow
+		return d
+	}
+	if req.Action.targetsCall() && req.Agent != req.User {
+		if _, ok := s.protectedUsers[req.Agent]; ok && req.Agent != "" {
+			d.Reason = ReasonProtectedTarget
+			return d
+		}
+		if _, ok := s.protectedQueues[req.Queue]; ok && req.Queue != "" {
+			d.Reason = ReasonProtectedTarget
+			return d
+		}
+	}
+	var target *user
+	if req.Agent != "" {
+		target = s.users[req.Agent]
+	}
+	// best tracks the most specific failure among grants listing the action:
+	// out_of_scope < profile_not_delegable < outside_window < recording_too_old.
+	best, bestGrant := ReasonActionNotGranted, -1
+	for i := range p.grants {
+		g := &p.grants[i]
+		if !g.Actions.Has(req.Action) {
+			continue
+		}
+		r := g.check(u, target, req, now)
+		if r == ReasonGranted {
+			d.Allow, d.Reason, d.Grant = true, ReasonGranted, i
+			return d
+		}
+		if rank(r) > rank(best) {
+			best, bestGrant = r, i
+		}
+	}
+	d.Reason, d.Grant = best, bestGrant
+	return d
+}
+
+func rank(r Reason) int {
+	switch r {
+	case ReasonActionNotGranted:
+		return 0
+	case ReasonOutOfScope:
+		return 1
+	case ReasonProfileNotDelegable:
+		return 2
+	case ReasonOutsideWindow:
+		return 3
+	case ReasonRecordingTooOld:
+		return 4
+	}
+	return 0
+}
+
+// check evaluates one grant that lists the requested action.
+func (g *grant) check(u, target *user, req *Request, now time.Time) Reason {
+	if req.Action == ProfileAssign {
+		if !contains(g.Profiles, req.AssignProfile) {
+			return ReasonProfileNotDelegable
+		}
+		if len(req.AssignQueues) > 0 {
+			for _, q := range req.AssignQueues {
+				if !g.sets[DimQueues].matchOne(DimQueues, u, q) {
+					return ReasonOutOfScope
+				}
+			}
+			return g.checkTime(req, now)
+		}
+	}
+	for dim := DimQueues; dim < numDimensions; dim++ {
+		if !g.sets[dim].match(dim, u, target, req) {
+			return ReasonOutOfScope
+		}
+	}
+	return g.checkTime(req, now)
+}
+
+func (g *grant) checkTime(req *Request, now time.Time) Reason {
+	if !within(now, g.ValidFrom, g.ValidUntil) {
+		return ReasonOutsideWindow
+	}
+	if g.Hours != nil && !g.Hours.Contains(now) {
+		return ReasonOutsideWindow
+	}
+	if g.RecordedWithin > 0 {
+		if req.RecordedAt.IsZero() || req.RecordedAt.After(now) || now.Sub(req.RecordedAt) > g.RecordedWithin {
+			return ReasonRecordingTooOld
+		}
+	}
+	return ReasonGranted
+}
+
+// within reports whether now is in [from, until); zero bounds are open.
+func within(now, from, until time.Time) bool {
+	if !from.IsZero() && now.Before(from) {
+		return false
+	}
+	if !until.IsZero() && !now.Before(until) {
+		return false
+	}
+	return true
+}
+
+// Contains reports whether t falls in the weekly window, read as wall-clock
+// time in the window's location. Around DST changes the window follows the
+// wall clock: 08:00-18:00 is 08:00-18:00 local on both sides of a change.
+func (w *Weekly) Contains(t time.Time) bool {
+	loc := w.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	lt := t.In(loc)
+	m := lt.Hour()*60 + lt.Minute()
+	day := lt.Weekday()
+	if w.From < w.To {
+		return w.Days[day] && m >= w.From && m < w.To
+	}
+	// Overnight window: the evening part belongs to today, the morning part
+	// to the day before.
+	if m >= w.From {
+		return w.Days[day]
+	}
+	if m < w.To {
+		return w.Days[(day+6)%7]
+	}
+	return false
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

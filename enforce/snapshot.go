@@ -1,0 +1,348 @@
+package enforce
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+)
+
+// smallSet is the size up to which a set is scanned rather than hashed.
+const smallSet = 8
+
+// strset is an immutable set of strings tuned for small sizes.
+type strset struct {
+	list []string
+	m    map[string]struct{}
+}
+
+func newStrset(vals []string) strset {
+	if len(vals) <= smallSet {
+		return strset{list: vals}
+	}
+	m := make(map[string]struct{}, len(vals))
+	for _, v := range vals {
+		m[v] = struct{}{}
+	}
+	return strset{m: m}
+}
+
+func (s *strset) has(v string) bool {
+	if s.m != nil {
+		_, ok := s.m[v]
+		return ok
+	}
+	for _, x := range s.list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// scopeSet is a compiled Scope.
+type scopeSet struct {
+	kind ScopeKind
+	set  strset
+}
+
+// matchOne reports whether a single value is in the scope for requester u.
+func (s *scopeSet) matchOne(dim Dimension, u *user, v string) bool {
+	switch s.kind {
+	case ScopeUnset, ScopeAll:
+		return true
+	case ScopeList:
+		return v != "" && s.set.has(v)
+	case ScopeAssigned:
+		return v != "" && u.attributed[dim].has(v)
+	case ScopeSelf:
+		return v != "" && v == u.ID
+	}
+	return false
+}
+
+// match reports whether the request's value for dim is in the scope.
+func (s *scopeSet) match(dim Dimension, u, target *user, req *Request) bool {
+	if s.kind == ScopeUnset || s.kind == ScopeAll {
+		return true
+	}
+	switch dim {
+	case DimQueues:
+		return s.matchOne(dim, u, req.Queue)
+	case DimAgents:
+		return s.matchOne(dim, u, req.Agent)
+	case DimSites:
+		return s.matchOne(dim, u, req.Site)
+	case DimTeams:
+		if req.Team != "" {
+			return s.matchOne(dim, u, req.Team)
+		}
+		if target == nil {
+			return false
+		}
+		for _, t := range target.Teams {
+			if s.matchOne(dim, u, t) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+type grant struct {
+	Grant
+	sets [numDimensions]scopeSet
+}
+
+type profile struct {
+	Profile
+	grants []grant
+}
+
+type user struct {
+	User
+	profile    *profile
+	attributed [numDimensions]strset
+}
+
+// Snapshot is an immutable, indexed view of a Policy, built once and then
+// only read, so any number of goroutines may decide from it concurrently.
+// Its owner replaces it as a whole (see Holder), never edits it.
+type Snapshot struct {
+	policy          Policy
+	generation      uint64
+	users           map[string]*user
+	profiles        map[string]*profile
+	identities      map[string]string
+	protectedUsers  map[string]struct{}
+	protectedQueues map[string]struct{}
+}
+
+// NewSnapshot validates p and compiles it into a Snapshot tagged with
+// generation. It rejects duplicate ids, unknown profile references and
+// invalid grants; the returned error joins every problem found.
+func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
+	s := &Snapshot{
+		policy:          p,
+		generation:      generation,
+		users:           make(map[string]*user, len(p.Users)),
+		profiles:        make(map[string]*profile, len(p.Profiles)),
+		identities:      make(map[string]string),
+		protectedUsers:  make(map[string]struct{}, len(p.Protected.Users)),
+		protectedQueues: make(map[string]struct{}, len(p.Protected.Queues)),
+	}
+	var errs []error
+	for i := range p.Profiles {
+		pr := &p.Profiles[i]
+		if pr.Name == "" {
+			errs = append(errs, fmt.Errorf("profiles[%d]: empty name", i))
+			continue
+		}
+		if _, dup := s.profiles[pr.Name]; dup {
+			errs = append(errs, fmt.Errorf("profile %q: defined twice", pr.Name))
+			continue
+		}
+		if pr.MaskDigits < 0 {
+			errs = append(errs, fmt.Errorf("profile %q: mask_digits must not be negative", pr.Name))
+		}
+		cp := &profile{Profile: *pr, grants: make([]grant, len(pr.Grants))}
+		for gi, g := range pr.Grants {
+			if err := validateGrant(g); err != nil {
+				errs = append(errs, fmt.Errorf("profile %q grant %d: %w", pr.Name, gi, err))
+			}
+			cg := grant{Grant: g}
+			for d := range g.Scopes {
+				cg.sets[d] = scopeSet{kind: g.Scopes[d].Kind, set: newStrset(g.Scopes[d].Values)}
+			}
+			cp.grants[gi] = cg
+		}
+		s.profiles[pr.Name] = cp
+	}
+	// Delegable profiles must exist.
+	for _, pr := range s.profiles {
+		for gi, g := range pr.grants {
+			for _, name := range g.Profiles {
+				if _, ok := s.profiles[name]; !ok {
+					errs = append(errs, fmt.Errorf("profile %q grant %d: profiles: unknown profile %q", pr.Name, gi, name))
+				}
+			}
+		}
+	}
+	for i := range p.Users {
+		u := &p.Users[i]
+		if u.ID == "" {
+			errs = append(errs, fmt.Errorf("users[%d]: empty id", i))
+			continue
+		}
+		if _, dup := s.users[u.ID]; dup {
+			errs = append(errs, fmt.Errorf("user %q: defined twice", u.ID))
+			continue
+		}
+		cu := &user{User: *u}
+		if u.Profile != "" {
+			cu.profile = s.profiles[u.Profile]
+			if cu.profile == nil {
+				errs = append(errs, fmt.Errorf("user %q: unknown profile %q", u.ID, u.Profile))
+			}
+		}
+		if !u.ValidFrom.IsZero() && !u.ValidUntil.IsZero() && !u.ValidUntil.After(u.ValidFrom) {
+			errs = append(errs, fmt.Errorf("user %q: valid_until must be after valid_from", u.ID))
+		}
+		cu.attributed[DimQueues] = newStrset(u.Queues)
+		cu.attributed[DimTeams] = newStrset(u.Teams)
+		cu.attributed[DimAgents] = newStrset(u.Agents)
+		cu.attributed[DimSites] = newStrset(u.Sites)
+		for _, id := range u.Identities {
+			if id == "" {
+				errs = append(errs, fmt.Errorf("user %q: empty identity", u.ID))
+				continue
+			}
+			if other, dup := s.identities[id]; dup && other != u.ID {
+				errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", u.ID, id, other))
+				continue
+			}
+			s.identities[id] = u.ID
+		}
+		s.users[u.ID] = cu
+	}
+	for _, id := range p.Protected.Users {
+		s.protectedUsers[id] = struct{}{}
+	}
+	for _, q := range p.Protected.Queues {
+		s.protectedQueues[q] = struct{}{}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return s, nil
+}
+
+func validateGrant(g Grant) error {
+	if g.Actions == 0 {
+		return errors.New("actions: at least one action is required")
+	}
+	for a := Action(0); a < 16; a++ {
+		if g.Actions.Has(a) && !a.Valid() {
+			return fmt.Errorf("actions: invalid action %d", a)
+		}
+	}
+	if len(g.Profiles) > 0 && !g.Actions.Has(ProfileAssign) {
+		return errors.New("profiles: only meaningful with profile.assign")
+	}
+	if g.Actions.Has(ProfileAssign) && len(g.Profiles) == 0 {
+		return errors.New("profiles: profile.assign needs the list of profiles it may hand out")
+	}
+	for d, sc := range g.Scopes {
+		if sc.Kind == ScopeSelf && Dimension(d) != DimAgents {
+			return fmt.Errorf("%s: self is only valid for agents", Dimension(d))
+		}
+		if sc.Kind == ScopeList && len(sc.Values) == 0 {
+			return fmt.Errorf("%s: empty list (omit the field, or use all or assigned)", Dimension(d))
+		}
+		if sc.Kind != ScopeList && len(sc.Values) > 0 {
+			return fmt.Errorf("%s: values given with a non-list scope", Dimension(d))
+		}
+	}
+	if !g.ValidFrom.IsZero() && !g.ValidUntil.IsZero() && !g.ValidUntil.After(g.ValidFrom) {
+		return errors.New("valid_until must be after valid_from")
+	}
+	if g.Hours != nil {
+		h := g.Hours
+		if h.From < 0 || h.From >= 24*60 || h.To < 0 || h.To > 24*60 || h.From == h.To {
+			return errors.New("hours: from and to must be distinct times of day")
+		}
+		any := false
+		for _, d := range h.Days {
+			any = any || d
+		}
+		if !any {
+			return errors.New("hours: days must name at least one day")
+		}
+	}
+	if g.RecordedWithin < 0 {
+		return errors.New("recorded_within must not be negative")
+	}
+	return nil
+}
+
+// Generation is the store generation the snapshot was built from.
+func (s *Snapshot) Generation() uint64 { return s.generation }
+
+// Policy returns the policy the snapshot was compiled from. Callers must
+// treat it as read-only.
+func (s *Snapshot) Policy() Policy { return s.policy }
+
+// User returns the user with the given id.
+func (s *Snapshot) User(id string) (User, bool) {
+	u, ok := s.users[id]
+	if !ok {
+		return User{}, false
+	}
+	return u.User, true
+}
+
+// Profile returns the profile with the given name.
+func (s *Snapshot) Profile(name string) (Profile, bool) {
+	p, ok := s.profiles[name]
+	if !ok {
+		return Profile{}, false
+	}
+	return p.Profile, true
+}
+
+// ProfileOf returns the profile of user id, if it has one.
+func (s *Snapshot) ProfileOf(id string) (Profile, bool) {
+	u, ok := s.users[id]
+	if !ok || u.profile == nil {
+		return Profile{}, false
+	}
+	return u.profile.Profile, true
+}
+
+// UserCount returns the number of users.
+func (s *Snapshot) UserCount() int { return len(s.users) }
+
+// IsProtected reports whether a user or queue is protected.
+func (s *Snapshot) IsProtected(userID, queue string) bool {
+	if _, ok := s.protectedUsers[userID]; ok && userID != "" {
+		return true
+	}
+	_, ok := s.protectedQueues[queue]
+	return ok && queue != ""
+}
+
+// ResolveIdentity finds the user whose identity is id: an exact identity
+// ("1001", "PJSIP/1001", "1001@pbx.example"), or an Asterisk channel name
+// whose prefix before the last '-' is an identity ("PJSIP/1001-0000002a"),
+// or a user id.
+func (s *Snapshot) ResolveIdentity(id string) (string, bool) {
+	if id == "" {
+		return "", false
+	}
+	if u, ok := s.identities[id]; ok {
+		return u, true
+	}
+	if strings.IndexByte(id, '/') >= 0 {
+		if i := strings.LastIndexByte(id, '-'); i > 0 {
+			if u, ok := s.identities[id[:i]]; ok {
+				return u, true
+			}
+		}
+	}
+	if _, ok := s.users[id]; ok {
+		return id, true
+	}
+	return "", false
+}
+
+// Holder owns the current snapshot and swaps it atomically; readers never
+// see a half-applied policy.
+type Holder struct {
+	p atomic.Pointer[Snapshot]
+}
+
+// Load returns the current snapshot, or nil before the first Store.
+func (h *Holder) Load() *Snapshot { return h.p.Load() }
+
+// Store replaces the current snapshot.
+func (h *Holder) Store(s *Snapshot) { h.p.Store(s) }
