@@ -2,7 +2,7 @@ package enforce
 
 // Mask replaces the last n digits of number with '*', keeping every other
 // character (spaces, '+', dashes) in place: Mask("+33 1 23 45 67 89", 4)
-// is "+33 1 23 45 6* **". It returns number unchanged, without allocating,
+// is "+33 1 23 45 ** **". It returns number unchanged, without allocating,
 // when n <= 0.
 func Mask(number string, n int) string {
 	if n <= 0 || number == "" {
