@@ -1,12 +1,23 @@
 package config
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Config is the daemon configuration. Precedence is flags > CALLWARDEN_*
-// environment > YAML file > Default(); cmd applies them in that order.
+// environment > YAML file > Default(); cmd applies them in that order
+// (LoadFile, then ApplyEnv, then its flags, then Validate).
 type Config struct {
 	// Profiles are profiles files served when no store is configured.
 	Profiles []string `yaml:"profiles"`
@@ -30,7 +41,7 @@ type Log struct {
 	Format string `yaml:"format"` // json or console; default json
 }
 
-// Asterisk configures the ARI adapter.
+// Asterisk configures the ARI adapter. An empty URL turns it off.
 type Asterisk struct {
 	URL          string        `yaml:"url"`           // e.g. http://127.0.0.1:8088/ari
 	WebsocketURL string        `yaml:"websocket_url"` // derived from URL when empty
@@ -40,7 +51,7 @@ type Asterisk struct {
 	Timeout      time.Duration `yaml:"timeout"` // per REST call; default 2s
 }
 
-// Redis configures the shared store.
+// Redis configures the shared store. No Addrs turns it off.
 type Redis struct {
 	Addrs      []string      `yaml:"addrs"`
 	MasterName string        `yaml:"master_name"`
@@ -50,28 +61,269 @@ type Redis struct {
 	Staleness  time.Duration `yaml:"staleness"` // default 30s
 }
 
-// Secret is a string that never prints its value.
+// secretMask is what a set Secret prints as.
+const secretMask = "******"
+
+// Secret is a string that never prints its value: fmt (every verb,
+// including %#v), YAML and JSON all render it as "******" so a config can
+// be logged or dumped safely. Use Reveal where the value is really needed.
 type Secret string
 
-// String hides the secret.
+// String hides the secret; an unset secret prints as "".
 func (s Secret) String() string {
 	if s == "" {
 		return ""
 	}
-	return "******"
+	return secretMask
 }
 
-// Default returns the configuration with every default set.
-func Default() Config { return Config{} }
+// GoString hides the secret from %#v.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
 
-// Validate reports every invalid field, named by its YAML path.
-func (c *Config) Validate() error { return errors.New("TODO") }
+// Format hides the secret from every fmt verb.
+func (s Secret) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		_, _ = io.WriteString(f, s.GoString())
+		return
+	}
+	_, _ = io.WriteString(f, s.String())
+}
+
+// MarshalYAML hides the secret when a config is written back.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalJSON hides the secret from JSON output, including zap's reflected
+// fields.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(s.String())), nil }
+
+// Reveal returns the secret's value, for the one call that sends it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Default returns the configuration with every default set.
+func Default() Config {
+	return Config{
+		HTTP: HTTP{
+			Listen:          ":8080",
+			ShutdownTimeout: 10 * time.Second,
+			ReadTimeout:     5 * time.Second,
+		},
+		Log: Log{Level: "info", Format: "json"},
+		Asterisk: Asterisk{
+			App:     "callwarden",
+			Timeout: 2 * time.Second,
+		},
+		Redis: Redis{
+			Prefix:    "callwarden:",
+			Staleness: 30 * time.Second,
+		},
+	}
+}
+
+// Validate reports every invalid field, named by its YAML path, joined
+// into one error.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	for i, p := range c.Profiles {
+		if strings.TrimSpace(p) == "" {
+			bad(fmt.Sprintf("profiles[%d]", i), "empty path")
+		}
+	}
+	if msg := checkHostPort(c.HTTP.Listen); msg != "" {
+		bad("http.listen", "%s", msg)
+	}
+	if c.HTTP.ShutdownTimeout <= 0 {
+		bad("http.shutdown_timeout", "must be positive, got %s", c.HTTP.ShutdownTimeout)
+	}
+	if c.HTTP.ReadTimeout <= 0 {
+		bad("http.read_timeout", "must be positive, got %s", c.HTTP.ReadTimeout)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "unknown level %q (want debug, info, warn or error)", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		bad("log.format", "unknown format %q (want json or console)", c.Log.Format)
+	}
+	if a := c.Asterisk; a.URL != "" {
+		if msg := checkURL(a.URL, "http", "https"); msg != "" {
+			bad("asterisk.url", "%s", msg)
+		}
+		if a.WebsocketURL != "" {
+			if msg := checkURL(a.WebsocketURL, "ws", "wss"); msg != "" {
+				bad("asterisk.websocket_url", "%s", msg)
+			}
+		}
+		if a.User == "" {
+			bad("asterisk.user", "required when asterisk.url is set")
+		}
+		if a.Password == "" {
+			bad("asterisk.password", "required when asterisk.url is set")
+		}
+		if a.App == "" {
+			bad("asterisk.app", "required when asterisk.url is set")
+		}
+		if a.Timeout <= 0 {
+			bad("asterisk.timeout", "must be positive, got %s", a.Timeout)
+		}
+	}
+	for i, addr := range c.Redis.Addrs {
+		if msg := checkHostPort(addr); msg != "" {
+			bad(fmt.Sprintf("redis.addrs[%d]", i), "%s", msg)
+		}
+	}
+	if c.Redis.Staleness <= 0 {
+		bad("redis.staleness", "must be positive, got %s", c.Redis.Staleness)
+	}
+	if c.Redis.Prefix == "" {
+		bad("redis.prefix", "required")
+	}
+	return errors.Join(errs...)
+}
+
+// checkHostPort returns what is wrong with a host:port address, or "".
+func checkHostPort(addr string) string {
+	if addr == "" {
+		return "required (host:port or :port)"
+	}
+	if !strings.Contains(addr, ":") {
+		return "missing port"
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("invalid address %q (want host:port)", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Sprintf("invalid port %q", port)
+	}
+	return ""
+}
+
+// checkURL returns what is wrong with an absolute URL of one of the given
+// schemes, or "".
+func checkURL(raw string, schemes ...string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Sprintf("invalid URL: %v", err)
+	}
+	for _, s := range schemes {
+		if u.Scheme == s {
+			if u.Host == "" {
+				return fmt.Sprintf("%q has no host", raw)
+			}
+			return ""
+		}
+	}
+	return fmt.Sprintf("scheme %q not supported (want %s)", u.Scheme, strings.Join(schemes, " or "))
+}
 
 // LoadFile reads a YAML daemon config on top of Default(). Unknown fields
-// are errors.
-func LoadFile(path string) (Config, error) { return Config{}, errors.New("TODO") }
+// are errors naming their line; an empty file gives the defaults. It does
+// not validate: cmd calls Validate once env and flags are applied.
+func LoadFile(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("load config: %w", err)
+	}
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// The environment variables ApplyEnv reads.
+const (
+	EnvProfiles             = "CALLWARDEN_PROFILES"
+	EnvHTTPListen           = "CALLWARDEN_HTTP_LISTEN"
+	EnvHTTPShutdownTimeout  = "CALLWARDEN_HTTP_SHUTDOWN_TIMEOUT"
+	EnvHTTPReadTimeout      = "CALLWARDEN_HTTP_READ_TIMEOUT"
+	EnvLogLevel             = "CALLWARDEN_LOG_LEVEL"
+	EnvLogFormat            = "CALLWARDEN_LOG_FORMAT"
+	EnvAsteriskURL          = "CALLWARDEN_ASTERISK_URL"
+	EnvAsteriskWebsocketURL = "CALLWARDEN_ASTERISK_WEBSOCKET_URL"
+	EnvAsteriskUser         = "CALLWARDEN_ASTERISK_USER"
+	EnvAsteriskPassword     = "CALLWARDEN_ASTERISK_PASSWORD"
+	EnvAsteriskApp          = "CALLWARDEN_ASTERISK_APP"
+	EnvAsteriskTimeout      = "CALLWARDEN_ASTERISK_TIMEOUT"
+	EnvRedisAddrs           = "CALLWARDEN_REDIS_ADDRS"
+	EnvRedisMasterName      = "CALLWARDEN_REDIS_MASTER_NAME"
+	EnvRedisUsername        = "CALLWARDEN_REDIS_USERNAME"
+	EnvRedisPassword        = "CALLWARDEN_REDIS_PASSWORD"
+	EnvRedisPrefix          = "CALLWARDEN_REDIS_PREFIX"
+	EnvRedisStaleness       = "CALLWARDEN_REDIS_STALENESS"
+)
 
 // ApplyEnv overlays CALLWARDEN_* variables read through getenv (cmd passes
-// os.Getenv), e.g. CALLWARDEN_HTTP_LISTEN, CALLWARDEN_PROFILES (comma
-// separated), CALLWARDEN_LOG_LEVEL.
-func (c *Config) ApplyEnv(getenv func(string) string) error { return errors.New("TODO") }
+// os.Getenv; tests pass a map). An empty variable is unset. Lists
+// (CALLWARDEN_PROFILES, CALLWARDEN_REDIS_ADDRS) are comma-separated;
+// durations use Go syntax ("10s"). Every malformed variable is reported,
+// by name, in the returned error; the valid ones are still applied.
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	var errs []error
+	str := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	secret := func(name string, dst *Secret) {
+		if v := getenv(name); v != "" {
+			*dst = Secret(v)
+		}
+	}
+	list := func(name string, dst *[]string) {
+		if v := getenv(name); v != "" {
+			*dst = splitList(v)
+		}
+	}
+	dur := func(name string, dst *time.Duration) {
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: invalid duration %q (want e.g. 10s)", name, v))
+			return
+		}
+		*dst = d
+	}
+	list(EnvProfiles, &c.Profiles)
+	str(EnvHTTPListen, &c.HTTP.Listen)
+	dur(EnvHTTPShutdownTimeout, &c.HTTP.ShutdownTimeout)
+	dur(EnvHTTPReadTimeout, &c.HTTP.ReadTimeout)
+	str(EnvLogLevel, &c.Log.Level)
+	str(EnvLogFormat, &c.Log.Format)
+	str(EnvAsteriskURL, &c.Asterisk.URL)
+	str(EnvAsteriskWebsocketURL, &c.Asterisk.WebsocketURL)
+	str(EnvAsteriskUser, &c.Asterisk.User)
+	secret(EnvAsteriskPassword, &c.Asterisk.Password)
+	str(EnvAsteriskApp, &c.Asterisk.App)
+	dur(EnvAsteriskTimeout, &c.Asterisk.Timeout)
+	list(EnvRedisAddrs, &c.Redis.Addrs)
+	str(EnvRedisMasterName, &c.Redis.MasterName)
+	str(EnvRedisUsername, &c.Redis.Username)
+	secret(EnvRedisPassword, &c.Redis.Password)
+	str(EnvRedisPrefix, &c.Redis.Prefix)
+	dur(EnvRedisStaleness, &c.Redis.Staleness)
+	return errors.Join(errs...)
+}
+
+// splitList splits a comma-separated value, trimming spaces and dropping
+// empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -238,6 +238,7 @@ func TestNewSnapshotRejectsBadPolicies(t *testing.T) {
 		{"duplicate user", enforce.Policy{Users: []enforce.User{{ID: "u"}, {ID: "u"}}}},
 		{"unknown profile reference", enforce.Policy{Users: []enforce.User{{ID: "u", Profile: "ghost"}}}},
 		{"identity shared by two users", enforce.Policy{Users: []enforce.User{{ID: "u", Identities: []string{"1001"}}, {ID: "v", Identities: []string{"1001"}}}}},
+		{"identity naming another user", enforce.Policy{Users: []enforce.User{{ID: "alice", Identities: []string{"bob"}}, {ID: "bob"}}}},
 		{"grant without actions", enforce.Policy{Profiles: []enforce.Profile{{Name: "a", Grants: []enforce.Grant{{}}}}}},
 		{"profile.assign without profiles", enforce.Policy{Profiles: []enforce.Profile{{Name: "a", Grants: []enforce.Grant{{Actions: enforce.NewActionSet(enforce.ProfileAssign)}}}}}},
 		{"delegating an unknown profile", enforce.Policy{Profiles: []enforce.Profile{{Name: "a", Grants: []enforce.Grant{{Actions: enforce.NewActionSet(enforce.ProfileAssign), Profiles: []string{"ghost"}}}}}}},

@@ -205,6 +205,13 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 		}
 		s.users[u.ID] = cu
 	}
+	// An identity must not name another user: ResolveIdentity would let it
+	// take that user's place.
+	for id, owner := range s.identities {
+		if other, ok := s.users[id]; ok && other.ID != owner {
+			errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner, id, id))
+		}
+	}
 	for _, id := range p.Protected.Users {
 		s.protectedUsers[id] = struct{}{}
 	}

@@ -1,0 +1,282 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// validConfig returns defaults plus an Asterisk and Redis section that
+// Validate accepts.
+func validConfig() Config {
+	c := Default()
+	c.Asterisk.URL = "http://127.0.0.1:8088/ari"
+	c.Asterisk.User = "callwarden"
+	c.Asterisk.Password = "pw"
+	c.Redis.Addrs = []string{"127.0.0.1:6379"}
+	return c
+}
+
+func TestDefault(t *testing.T) {
+	c := Default()
+	want := Config{
+		HTTP:     HTTP{Listen: ":8080", ShutdownTimeout: 10 * time.Second, ReadTimeout: 5 * time.Second},
+		Log:      Log{Level: "info", Format: "json"},
+		Asterisk: Asterisk{App: "callwarden", Timeout: 2 * time.Second},
+		Redis:    Redis{Prefix: "callwarden:", Staleness: 30 * time.Second},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("Default() = %+v, want %+v", c, want)
+	}
+	t.Run("defaults are valid", func(t *testing.T) {
+		if err := c.Validate(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(c *Config)
+		want   []string // each must appear in the joined error
+	}{
+		{"listen without port", func(c *Config) { c.HTTP.Listen = "localhost" }, []string{"http.listen: missing port"}},
+		{"listen with bad port", func(c *Config) { c.HTTP.Listen = ":http-alt" }, []string{`http.listen: invalid port "http-alt"`}},
+		{"empty listen", func(c *Config) { c.HTTP.Listen = "" }, []string{"http.listen: required"}},
+		{"zero timeouts", func(c *Config) { c.HTTP.ShutdownTimeout, c.HTTP.ReadTimeout = 0, -time.Second },
+			[]string{"http.shutdown_timeout: must be positive", "http.read_timeout: must be positive"}},
+		{"unknown log level and format", func(c *Config) { c.Log.Level, c.Log.Format = "verbose", "xml" },
+			[]string{`log.level: unknown level "verbose"`, `log.format: unknown format "xml"`}},
+		{"asterisk url without credentials", func(c *Config) { c.Asterisk.User, c.Asterisk.Password = "", "" },
+			[]string{"asterisk.user: required", "asterisk.password: required"}},
+		{"asterisk url with a bad scheme", func(c *Config) { c.Asterisk.URL = "ftp://pbx/ari" },
+			[]string{`asterisk.url: scheme "ftp" not supported (want http or https)`}},
+		{"asterisk url that does not parse", func(c *Config) { c.Asterisk.URL = "http://[::1" },
+			[]string{"asterisk.url: invalid URL"}},
+		{"asterisk url without host", func(c *Config) { c.Asterisk.URL = "http:///ari" },
+			[]string{"asterisk.url:", "has no host"}},
+		{"asterisk websocket with http scheme", func(c *Config) { c.Asterisk.WebsocketURL = "http://pbx:8088/ari/events" },
+			[]string{"asterisk.websocket_url: scheme"}},
+		{"asterisk without app or timeout", func(c *Config) { c.Asterisk.App, c.Asterisk.Timeout = "", 0 },
+			[]string{"asterisk.app: required", "asterisk.timeout: must be positive"}},
+		{"redis staleness zero", func(c *Config) { c.Redis.Staleness = 0 }, []string{"redis.staleness: must be positive"}},
+		{"redis bad address", func(c *Config) { c.Redis.Addrs = []string{"a:1", "redis"} }, []string{"redis.addrs[1]: missing port"}},
+		{"redis empty prefix", func(c *Config) { c.Redis.Prefix = "" }, []string{"redis.prefix: required"}},
+		{"empty profiles path", func(c *Config) { c.Profiles = []string{"a.yaml", " "} }, []string{"profiles[1]: empty path"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.mutate(&c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("missing %q in:\n%v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "pw") {
+				t.Errorf("error leaks the password: %v", err)
+			}
+		})
+	}
+	t.Run("asterisk off needs no credentials", func(t *testing.T) {
+		c := Default()
+		c.Asterisk.User = ""
+		if err := c.Validate(); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("all errors are reported at once", func(t *testing.T) {
+		c := Default()
+		c.HTTP.Listen, c.Log.Level, c.Redis.Staleness = "x", "loud", 0
+		err := c.Validate()
+		if n := len(strings.Split(err.Error(), "\n")); n != 3 {
+			t.Errorf("got %d errors, want 3:\n%v", n, err)
+		}
+	})
+}
+
+func TestLoadFile(t *testing.T) {
+	t.Run("every field is read", func(t *testing.T) {
+		c, err := LoadFile("testdata/config/full.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Config{
+			Profiles: []string{"/etc/callwarden/profiles.yaml", "/etc/callwarden/users.yaml"},
+			HTTP:     HTTP{Listen: "127.0.0.1:9090", ShutdownTimeout: 20 * time.Second, ReadTimeout: 3 * time.Second},
+			Log:      Log{Level: "debug", Format: "console"},
+			Asterisk: Asterisk{URL: "http://127.0.0.1:8088/ari", User: "callwarden", Password: "s3cret-ari", App: "warden", Timeout: 1500 * time.Millisecond},
+			Redis:    Redis{Addrs: []string{"127.0.0.1:6379"}, Password: "s3cret-redis", Prefix: "cw:", Staleness: time.Minute},
+		}
+		if !reflect.DeepEqual(c, want) {
+			t.Errorf("got  %#v\nwant %#v", c, want)
+		}
+		if err := c.Validate(); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("missing fields keep their defaults", func(t *testing.T) {
+		c, err := LoadFile("testdata/config/partial.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Default()
+		want.HTTP.Listen = ":9000"
+		if !reflect.DeepEqual(c, want) {
+			t.Errorf("got %+v", c)
+		}
+	})
+	t.Run("an empty file gives the defaults", func(t *testing.T) {
+		c, err := LoadFile("testdata/config/empty.yaml")
+		if err != nil || !reflect.DeepEqual(c, Default()) {
+			t.Errorf("got %+v, %v", c, err)
+		}
+	})
+	t.Run("an unknown field is an error with its line", func(t *testing.T) {
+		_, err := LoadFile("testdata/config/unknown.yaml")
+		if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "listne") {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("a bad duration is an error", func(t *testing.T) {
+		_, err := LoadFile("testdata/config/baddur.yaml")
+		if err == nil || !strings.Contains(err.Error(), "line 2") {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("a missing file names its path", func(t *testing.T) {
+		_, err := LoadFile("testdata/config/nope.yaml")
+		if err == nil || !strings.Contains(err.Error(), "testdata/config/nope.yaml") {
+			t.Errorf("got %v", err)
+		}
+	})
+}
+
+func TestApplyEnv(t *testing.T) {
+	env := func(m map[string]string) func(string) string {
+		return func(k string) string { return m[k] }
+	}
+	t.Run("environment overrides the file, unset variables do not", func(t *testing.T) {
+		c, err := LoadFile("testdata/config/full.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.ApplyEnv(env(map[string]string{
+			EnvProfiles:         " a.yaml, b.yaml ,,",
+			EnvHTTPListen:       ":7000",
+			EnvLogLevel:         "warn",
+			EnvLogFormat:        "json",
+			EnvAsteriskURL:      "https://pbx:8089/ari",
+			EnvAsteriskUser:     "ari",
+			EnvAsteriskPassword: "from-env",
+			EnvAsteriskApp:      "cw",
+			EnvRedisAddrs:       "r1:6379,r2:6379",
+			EnvRedisPassword:    "redis-env",
+			EnvRedisPrefix:      "x:",
+			EnvRedisStaleness:   "5s",
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Config{
+			Profiles: []string{"a.yaml", "b.yaml"},
+			HTTP:     HTTP{Listen: ":7000", ShutdownTimeout: 20 * time.Second, ReadTimeout: 3 * time.Second},
+			Log:      Log{Level: "warn", Format: "json"},
+			Asterisk: Asterisk{URL: "https://pbx:8089/ari", User: "ari", Password: "from-env", App: "cw", Timeout: 1500 * time.Millisecond},
+			Redis:    Redis{Addrs: []string{"r1:6379", "r2:6379"}, Password: "redis-env", Prefix: "x:", Staleness: 5 * time.Second},
+		}
+		if !reflect.DeepEqual(c, want) {
+			t.Errorf("got  %#v\nwant %#v", c, want)
+		}
+	})
+	t.Run("an empty environment changes nothing", func(t *testing.T) {
+		c := Default()
+		if err := c.ApplyEnv(env(nil)); err != nil || !reflect.DeepEqual(c, Default()) {
+			t.Errorf("got %+v, %v", c, err)
+		}
+	})
+	t.Run("malformed durations name their variables", func(t *testing.T) {
+		c := Default()
+		err := c.ApplyEnv(env(map[string]string{
+			EnvRedisStaleness:      "30 seconds",
+			EnvAsteriskTimeout:     "2",
+			EnvHTTPShutdownTimeout: "1m",
+		}))
+		for _, w := range []string{"CALLWARDEN_REDIS_STALENESS", "CALLWARDEN_ASTERISK_TIMEOUT"} {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("missing %s in %v", w, err)
+			}
+		}
+		if c.HTTP.ShutdownTimeout != time.Minute || c.Redis.Staleness != 30*time.Second {
+			t.Errorf("valid variables not applied or invalid ones applied: %+v", c)
+		}
+	})
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	const value = "hunter2"
+	s := Secret(value)
+	c := Default()
+	c.Asterisk.Password = s
+	c.Redis.Password = s
+	yamlOut, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonOut, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outputs := map[string]string{
+		"%v":          fmt.Sprintf("%v", s),
+		"%s":          fmt.Sprintf("%s", s),
+		"%q":          fmt.Sprintf("%q", s),
+		"%x":          fmt.Sprintf("%x", s),
+		"%d":          fmt.Sprintf("%d", s),
+		"%#v":         fmt.Sprintf("%#v", s),
+		"%+v":         fmt.Sprintf("%+v", s),
+		"config %v":   fmt.Sprintf("%v", c),
+		"config %+v":  fmt.Sprintf("%+v", c),
+		"config %#v":  fmt.Sprintf("%#v", c),
+		"pointer %+v": fmt.Sprintf("%+v", &c),
+		"String":      s.String(),
+		"yaml":        string(yamlOut),
+		"json":        string(jsonOut),
+	}
+	for name, out := range outputs {
+		t.Run(name, func(t *testing.T) {
+			if strings.Contains(out, value) {
+				t.Errorf("leaks the secret: %s", out)
+			}
+			if !strings.Contains(out, "******") {
+				t.Errorf("does not show the mask: %s", out)
+			}
+		})
+	}
+	t.Run("reveal gives the value", func(t *testing.T) {
+		if s.Reveal() != value {
+			t.Errorf("Reveal() = %q", s.Reveal())
+		}
+	})
+	t.Run("an unset secret prints empty", func(t *testing.T) {
+		if got := fmt.Sprint(Secret("")); got != "" {
+			t.Errorf("got %q", got)
+		}
+	})
+	t.Run("a secret is read from YAML as is", func(t *testing.T) {
+		var a Asterisk
+		if err := yaml.Unmarshal([]byte("password: "+value), &a); err != nil || a.Password.Reveal() != value {
+			t.Errorf("got %v, %v", a.Password.Reveal(), err)
+		}
+	})
+}
