@@ -143,8 +143,10 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 		d.Reason = ReasonOutsideWindow
 		return d
 	}
-	if req.Action.targetsCall() && req.Agent != req.User {
-		if _, ok := s.protectedUsers[req.Agent]; ok && req.Agent != "" {
+	if req.Action.targetsCall() {
+		// A protected user may act on its own calls (pause its recording);
+		// a protected queue is closed to everyone, whoever claims the call.
+		if _, ok := s.protectedUsers[req.Agent]; ok && req.Agent != "" && req.Agent != req.User {
 			d.Reason = ReasonProtectedTarget
 			return d
 		}

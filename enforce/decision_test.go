@@ -128,6 +128,8 @@ func TestDecide(t *testing.T) {
 		{"protected user is never monitored", enforce.Request{User: "gina", Action: enforce.MonitorListen, Queue: "sales", Agent: "ceo"}, monday10, false, enforce.ReasonProtectedTarget, -1},
 		{"protected queue is never monitored even when attributed", enforce.Request{User: "alice", Action: enforce.MonitorListen, Queue: "hr-hotline"}, monday10, false, enforce.ReasonProtectedTarget, -1},
 		{"protected queue recordings are not played", enforce.Request{User: "alice", Action: enforce.RecordingPlayback, Queue: "hr-hotline", RecordedAt: monday10}, monday10, false, enforce.ReasonProtectedTarget, -1},
+		{"protected queue cannot be reached by claiming one's own call", enforce.Request{User: "gina", Action: enforce.MonitorListen, Queue: "hr-hotline", Agent: "gina"}, monday10, false, enforce.ReasonProtectedTarget, -1},
+		{"protected user acting on its own call is not refused as protected", enforce.Request{User: "ceo", Action: enforce.RecordingPause, Agent: "ceo"}, monday10, false, enforce.ReasonNoProfile, -1},
 		{"invalid action is refused", enforce.Request{User: "alice", Queue: "sales"}, monday10, false, enforce.ReasonInvalidRequest, -1},
 
 		{"teacher plays a recent recording of its queue in hours", enforce.Request{User: "bob", Action: enforce.RecordingPlayback, Queue: "sales", RecordedAt: mustTime(t, "2026-11-20T10:00:00Z")}, monday10, true, enforce.ReasonGranted, 0},

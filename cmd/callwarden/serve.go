@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/callwarden/callwarden/config"
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/httpapi"
+)
+
+// serve runs the daemon until ctx is cancelled (SIGINT/SIGTERM), reloading
+// the profiles files on every value from e.reload (SIGHUP).
+//
+// Configuration precedence is flags > CALLWARDEN_* environment > --config
+// file > config.Default(), then cfg.Validate().
+func (e *env) serve(ctx context.Context, args []string) int {
+	fs := e.newFlagSet("serve", "serve -f FILE [-f FILE...] [--listen ADDR] [--config FILE] [--log-level LEVEL]")
+	var files stringList
+	fileFlags(fs, &files, false)
+	listen := fs.String("listen", "", "HTTP listen `ADDR`ESS, e.g. 127.0.0.1:8080 (default from config, :8080)")
+	configFile := fs.String("config", "", "daemon config `FILE` (YAML)")
+	logLevel := fs.String("log-level", "", "log `LEVEL`: debug, info, warn or error (default from config, info)")
+	if code := e.parseFlags(fs, args); code >= 0 {
+		return code
+	}
+
+	cfg := config.Default()
+	if *configFile != "" {
+		var err error
+		if cfg, err = config.LoadFile(*configFile); err != nil {
+			return e.badInput("--config: %s", oneLine(err))
+		}
+	}
+	if err := cfg.ApplyEnv(e.getenv); err != nil {
+		return e.badInput("environment: %s", oneLine(err))
+	}
+	if len(files) > 0 {
+		cfg.Profiles = files
+	}
+	if *listen != "" {
+		cfg.HTTP.Listen = *listen
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		return e.badInput("config: %s", oneLine(err))
+	}
+	if len(cfg.Profiles) == 0 {
+		return e.badInput("serve: no profiles files (give -f FILE, CALLWARDEN_PROFILES or profiles: in --config)")
+	}
+	if containsDash(cfg.Profiles) {
+		return e.badInput("serve: -f - is not supported: profiles are re-read on SIGHUP")
+	}
+
+	app, err := NewApp(ctx, cfg, e.stderr)
+	if err != nil {
+		var pe *profilesError
+		if errors.As(err, &pe) {
+			return e.badInput("%s", oneLine(pe.err))
+		}
+		fmt.Fprintf(e.stderr, "callwarden: %v\n", err)
+		return exitFailure
+	}
+	defer app.Close()
+
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				fmt.Fprintf(e.stderr, "callwarden: %v\n", err)
+				return exitFailure
+			}
+			return exitOK
+		case <-e.reload:
+			// Reload logs its outcome; a failure keeps the old snapshot.
+			_ = app.Reload()
+		}
+	}
+}
+
+// profilesError marks a failure to load the profiles files at startup: bad
+// input, as opposed to a failure of the process (a port in use).
+type profilesError struct{ err error }
+
+func (e *profilesError) Error() string { return "profiles: " + e.err.Error() }
+func (e *profilesError) Unwrap() error { return e.err }
+
+// App is the serving daemon: the current profiles snapshot, the HTTP check
+// API on its listener, its logger and metrics. NewApp builds it and binds
+// the listener, Run serves until its context ends, Reload swaps in freshly
+// read profiles, and Close releases what Run did not.
+type App struct {
+	cfg     config.Config
+	log     *zap.Logger
+	reg     *prometheus.Registry
+	holder  enforce.Holder
+	reloads *prometheus.CounterVec
+	ln      net.Listener
+	srv     *http.Server
+
+	// mu serialises Reload so two SIGHUPs cannot interleave their
+	// generations; gen is the generation of the snapshot in holder.
+	mu  sync.Mutex
+	gen uint64
+}
+
+// NewApp builds the daemon from a validated cfg, logging to logOut: it loads
+// the profiles files (a failure is a *profilesError and nothing is served)
+// and binds cfg.HTTP.Listen, so Addr is known before Run.
+func NewApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*App, error) {
+	logger, err := newLogger(cfg.Log, logOut)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{
+		cfg: cfg,
+		log: logger,
+		reg: prometheus.NewRegistry(),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callwarden_profile_reloads_total",
+			Help: "Profiles reloads (SIGHUP), by result; an error keeps the previous snapshot.",
+		}, []string{"result"}),
+	}
+	// Both series exist from the start, so an alert on errors sees 0.
+	a.reloads.WithLabelValues("ok")
+	a.reloads.WithLabelValues("error")
+	for _, c := range []prometheus.Collector{
+		a.reloads,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := a.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+
+	snap, p, err := loadFiles(cfg.Profiles, 1)
+	if err != nil {
+		return nil, &profilesError{err: err}
+	}
+	a.holder.Store(snap)
+	a.gen = 1
+	logger.Info("profiles loaded", zap.Uint64("generation", 1), zap.Strings("files", cfg.Profiles),
+		zap.Int("profiles", len(p.Profiles)), zap.Int("users", len(p.Users)))
+
+	h, err := httpapi.New(httpapi.Options{
+		Snapshot: a.holder.Load,
+		Logger:   logger.Named("check"),
+		Registry: a.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	a.ln, err = lc.Listen(ctx, "tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTP.Listen, err)
+	}
+	a.srv = &http.Server{
+		Handler: h,
+		// Checks and scrapes are small and fast: the read timeout bounds
+		// a whole exchange, so a slow client cannot hold a connection.
+		ReadHeaderTimeout: cfg.HTTP.ReadTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.ReadTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          zap.NewStdLog(logger.Named("http")),
+	}
+	return a, nil
+}
+
+// loadFiles reads and compiles the profiles files into a snapshot of
+// generation gen.
+func loadFiles(files []string, gen uint64) (*enforce.Snapshot, enforce.Policy, error) {
+	p, err := config.LoadProfiles(files...)
+	if err != nil {
+		return nil, p, err
+	}
+	s, err := enforce.NewSnapshot(p, gen)
+	if err != nil {
+		return nil, p, err
+	}
+	return s, p, nil
+}
+
+// newLogger builds the zap logger for c, writing to w. It writes nowhere
+// else: no library gets to pick the process's stderr behind our back.
+func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	switch c.Format {
+	case "json", "":
+		enc = zapcore.NewJSONEncoder(ec)
+	case "console":
+		enc = zapcore.NewConsoleEncoder(ec)
+	default:
+		return nil, fmt.Errorf("log.format: unknown format %q (want json or console)", c.Format)
+	}
+	ws := zapcore.Lock(zapcore.AddSync(w))
+	return zap.New(zapcore.NewCore(enc, ws, lvl), zap.ErrorOutput(ws)), nil
+}
+
+// Addr is the address the API listens on, with the actual port when the
+// configured one was 0.
+func (a *App) Addr() net.Addr { return a.ln.Addr() }
+
+// Snapshot returns the snapshot decisions are currently made from.
+func (a *App) Snapshot() *enforce.Snapshot { return a.holder.Load() }
+
+// Registry returns the registry served on /metrics.
+func (a *App) Registry() *prometheus.Registry { return a.reg }
+
+// Run serves the API until ctx ends, then shuts down gracefully within
+// cfg.HTTP.ShutdownTimeout. It returns nil after a clean shutdown. Run may
+// be called once.
+func (a *App) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- a.srv.Serve(a.ln) }()
+	a.log.Info("serving", zap.String("addr", a.Addr().String()), zap.Uint64("generation", a.Snapshot().Generation()))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down", zap.Duration("timeout", a.cfg.HTTP.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	err := a.srv.Shutdown(sctx)
+	<-errc // Serve has returned http.ErrServerClosed.
+	if err != nil {
+		_ = a.srv.Close()
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	a.log.Info("stopped")
+	return nil
+}
+
+// Reload re-reads the profiles files and swaps the new snapshot in
+// atomically. On any error the current snapshot stays, the failure is
+// logged and counted, and the error is returned: a bad file never changes
+// a decision.
+func (a *App) Reload() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	next := a.gen + 1
+	snap, p, err := loadFiles(a.cfg.Profiles, next)
+	if err != nil {
+		a.reloads.WithLabelValues("error").Inc()
+		a.log.Error(fmt.Sprintf("profiles reload failed, keeping generation %d", a.gen),
+			zap.Uint64("generation", a.gen), zap.Strings("files", a.cfg.Profiles), zap.Error(err))
+		return fmt.Errorf("reload profiles: %w", err)
+	}
+	a.holder.Store(snap)
+	a.gen = next
+	a.reloads.WithLabelValues("ok").Inc()
+	a.log.Info("profiles reloaded", zap.Uint64("generation", next), zap.Strings("files", a.cfg.Profiles),
+		zap.Int("profiles", len(p.Profiles)), zap.Int("users", len(p.Users)))
+	return nil
+}
+
+// Close releases the listener and the server's connections; it is safe
+// after Run and when Run was never called.
+func (a *App) Close() error {
+	err := a.srv.Close()
+	if lerr := a.ln.Close(); lerr != nil && !errors.Is(lerr, net.ErrClosed) && err == nil {
+		err = lerr
+	}
+	_ = a.log.Sync() // stderr often cannot be synced; nothing to do about it
+	return err
+}

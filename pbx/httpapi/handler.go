@@ -1,0 +1,257 @@
+// Package httpapi is callwarden's HTTP enforcement point: GET /v1/check for
+// dialplan CURL() and CTI tools, plus /healthz, /readyz and Prometheus
+// /metrics. It also owns the check request parser and the check response
+// shape, which `callwarden check` reuses so the CLI and the API cannot
+// drift.
+//
+// httpapi imports enforce only. It reads the current snapshot through an
+// injected function and knows nothing of where snapshots come from (files,
+// Redis, config), nor of the other enforcement points.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// ParamFormat selects the response body of /v1/check: "json" (default) or
+// "text", a bare "allow" or "deny <reason>" that a dialplan's CURL() can
+// compare without a JSON parser.
+const ParamFormat = "format"
+
+// Options configures the handler. Snapshot is required; every other field
+// has a safe default.
+type Options struct {
+	// Snapshot returns the snapshot to decide from; nil means none is
+	// loaded, and every check is denied with store_unavailable.
+	Snapshot func() *enforce.Snapshot
+	// Now is the clock used when a check names no "at"; default time.Now.
+	Now func() time.Time
+	// Logger receives one audit record per decision; default zap.NewNop().
+	Logger *zap.Logger
+	// Registry receives the handler's metrics and is served on /metrics;
+	// default a fresh registry (never the global one).
+	Registry *prometheus.Registry
+	// Ready reports whether the process can serve decisions; default: a
+	// snapshot is loaded.
+	Ready func() error
+}
+
+// Handler serves the check API. Build it with New.
+type Handler struct {
+	opts      Options
+	mux       *http.ServeMux
+	decisions *prometheus.CounterVec
+	latency   prometheus.Histogram
+	badReqs   prometheus.Counter
+}
+
+// New returns the handler for opts, with its metrics registered on
+// opts.Registry. It fails when Snapshot is nil or a metric with the same
+// name is already registered.
+func New(opts Options) (*Handler, error) {
+	if opts.Snapshot == nil {
+		return nil, errors.New("httpapi: Options.Snapshot is required")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Ready == nil {
+		snap := opts.Snapshot
+		opts.Ready = func() error {
+			if snap() == nil {
+				return errors.New("no profiles snapshot loaded")
+			}
+			return nil
+		}
+	}
+	h := &Handler{
+		opts: opts,
+		mux:  http.NewServeMux(),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callwarden_decisions_total",
+			Help: "Check decisions answered over HTTP, by action, decision and reason code.",
+		}, []string{"action", "decision", "reason"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "callwarden_decision_duration_seconds",
+			Help: "Time the decision engine took to answer a check.",
+			// Decide takes microseconds; the upper buckets catch a
+			// pathological policy or a starved process.
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
+		}),
+		badReqs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callwarden_check_bad_requests_total",
+			Help: "Check requests rejected for bad parameters (HTTP 400).",
+		}),
+	}
+	generation := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "callwarden_snapshot_generation",
+		Help: "Generation of the profiles snapshot decisions are made from; 0 when none is loaded.",
+	}, func() float64 {
+		if s := opts.Snapshot(); s != nil {
+			return float64(s.Generation())
+		}
+		return 0
+	})
+	for _, c := range []prometheus.Collector{h.decisions, h.latency, h.badReqs, generation} {
+		if err := opts.Registry.Register(c); err != nil {
+			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+		}
+	}
+	h.mux.HandleFunc("GET /v1/check", h.check)
+	h.mux.HandleFunc("GET /healthz", h.healthz)
+	h.mux.HandleFunc("GET /readyz", h.readyz)
+	h.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{
+		ErrorLog: zap.NewStdLog(opts.Logger.Named("metrics")),
+	}))
+	return h, nil
+}
+
+// ServeHTTP routes the request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// errorBody is the JSON body of a 4xx answer.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.badRequest(w, fmt.Errorf("query: %w", err))
+		return
+	}
+	text, err := wantText(q, r.Header.Get("Accept"))
+	if err != nil {
+		h.badRequest(w, err)
+		return
+	}
+	q.Del(ParamFormat)
+	req, at, err := ParseCheckQuery(q)
+	if err != nil {
+		h.badRequest(w, err)
+		return
+	}
+	explicitAt := !at.IsZero()
+	if !explicitAt {
+		at = h.opts.Now()
+	}
+	snap := h.opts.Snapshot()
+	start := time.Now()
+	d := enforce.Decide(snap, &req, at)
+	h.latency.Observe(time.Since(start).Seconds())
+	h.decisions.WithLabelValues(req.Action.String(), d.Verdict(), d.Reason.String()).Inc()
+	h.audit(req, d, snap, at, explicitAt)
+
+	resp := NewCheckResponse(req, d)
+	if text {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		body := resp.Decision
+		if !d.Allow {
+			body += " " + resp.Reason
+		}
+		_, _ = w.Write([]byte(body))
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// audit logs one decision. Only identifiers and codes are logged: no
+// caller numbers, no credentials.
+func (h *Handler) audit(req enforce.Request, d enforce.Decision, snap *enforce.Snapshot, at time.Time, explicitAt bool) {
+	fields := []zap.Field{
+		zap.String("source", "http"),
+		zap.String("user", req.User),
+		zap.String("action", req.Action.String()),
+		zap.String("queue", req.Queue),
+		zap.String("team", req.Team),
+		zap.String("agent", req.Agent),
+		zap.String("site", req.Site),
+		zap.String("decision", d.Verdict()),
+		zap.String("reason", d.Reason.String()),
+		zap.String("profile", d.Profile),
+		zap.Int("grant", d.Grant),
+	}
+	if req.Action == enforce.ProfileAssign {
+		fields = append(fields, zap.String("assign_profile", req.AssignProfile), zap.Strings("assign_queues", req.AssignQueues))
+	}
+	if !req.RecordedAt.IsZero() {
+		fields = append(fields, zap.Time("recorded_at", req.RecordedAt))
+	}
+	if explicitAt {
+		// A what-if question about another instant: say so, so an auditor
+		// does not mistake it for a live decision.
+		fields = append(fields, zap.Time("at", at))
+	}
+	if snap != nil {
+		fields = append(fields, zap.Uint64("generation", snap.Generation()))
+	}
+	h.opts.Logger.Info("decision", fields...)
+}
+
+func (h *Handler) badRequest(w http.ResponseWriter, err error) {
+	h.badReqs.Inc()
+	writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+}
+
+// wantText reports whether the client asked for the text body, through
+// format=text or an Accept header preferring text/plain.
+func wantText(q url.Values, accept string) (bool, error) {
+	switch vs := q[ParamFormat]; {
+	case len(vs) > 1:
+		return false, &ParamError{Param: ParamFormat, Err: errors.New("given more than once")}
+	case len(vs) == 1 && vs[0] == "text":
+		return true, nil
+	case len(vs) == 1 && vs[0] == "json":
+		return false, nil
+	case len(vs) == 1 && vs[0] != "":
+		return false, &ParamError{Param: ParamFormat, Err: fmt.Errorf("%s, want json or text", printable(vs[0]))}
+	}
+	// The first media type of Accept decides; CURL() sends none, or "*/*".
+	first, _, _ := strings.Cut(accept, ",")
+	mt, _, err := mime.ParseMediaType(strings.TrimSpace(first))
+	return err == nil && mt == "text/plain", nil
+}
+
+func (h *Handler) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := h.opts.Ready(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// The values written here always marshal; a failed write means the
+	// client went away, and there is nobody left to tell.
+	_ = json.NewEncoder(w).Encode(v)
+}
