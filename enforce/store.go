@@ -1,0 +1,105 @@
+package enforce
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by stores when the asked-for item does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrUnavailable is returned by stores that cannot reach their backend. The
+// caller decides whether to fail closed (deciding) or to retry (auditing).
+var ErrUnavailable = errors.New("store unavailable")
+
+// RecordingState is the life cycle of a recording.
+type RecordingState string
+
+// The recording states.
+const (
+	RecordingActive  RecordingState = "recording"
+	RecordingPaused  RecordingState = "paused"
+	RecordingStopped RecordingState = "stopped"
+)
+
+// Pause is one interval during which a recording was paused (e.g. while a
+// card number was read out), with who paused and who resumed it.
+type Pause struct {
+	By        string    `json:"by"`
+	At        time.Time `json:"at"`
+	ResumedBy string    `json:"resumed_by,omitempty"`
+	ResumedAt time.Time `json:"resumed_at,omitzero"`
+}
+
+// Recording is the metadata callwarden keeps about a recording it started:
+// enough for the playback decision (queue, agent, age) and for auditors.
+type Recording struct {
+	// ID is callwarden's id, the one Stasis(callwarden,playback,<id>) names.
+	ID string `json:"id"`
+	// Name is the PBX's own name for it (ARI recording name, file name).
+	Name string `json:"name"`
+	PBX  string `json:"pbx,omitempty"`
+	// Target is the recorded agent's user id; Queue the call's queue.
+	Target string `json:"target,omitempty"`
+	Queue  string `json:"queue,omitempty"`
+	// Caller is the customer's number, stored whole; readers mask it per
+	// their own profile's mask_digits.
+	Caller    string         `json:"caller,omitempty"`
+	Channel   string         `json:"channel,omitempty"`
+	StartedBy string         `json:"started_by"`
+	StartedAt time.Time      `json:"started_at"`
+	StoppedBy string         `json:"stopped_by,omitempty"`
+	StoppedAt time.Time      `json:"stopped_at,omitzero"`
+	State     RecordingState `json:"state"`
+	Pauses    []Pause        `json:"pauses,omitempty"`
+}
+
+// RecordingStore keeps recording metadata where the playback step, the
+// admin API and every daemon can find it.
+type RecordingStore interface {
+	// SaveRecording creates or replaces the recording with r.ID.
+	SaveRecording(ctx context.Context, r Recording) error
+	// Recording returns the recording with the given id, or ErrNotFound.
+	Recording(ctx context.Context, id string) (Recording, error)
+	// ActiveRecording returns the recording in progress (active or paused)
+	// on the given agent's call, or ErrNotFound.
+	ActiveRecording(ctx context.Context, target string) (Recording, error)
+}
+
+// AuditRecord is one audited event: a decision, an enforcement by the
+// watchdog, or an admin change.
+type AuditRecord struct {
+	Time time.Time `json:"time"`
+	// Source is where it happened: asterisk, freeswitch, http, admin,
+	// watchdog.
+	Source   string `json:"source"`
+	User     string `json:"user,omitempty"`
+	Action   string `json:"action"`
+	Target   string `json:"target,omitempty"`
+	Queue    string `json:"queue,omitempty"`
+	Team     string `json:"team,omitempty"`
+	Site     string `json:"site,omitempty"`
+	Decision string `json:"decision"`
+	Reason   string `json:"reason"`
+	Profile  string `json:"profile,omitempty"`
+	// Caller is masked per the requester's profile before it is written.
+	Caller   string   `json:"caller,omitempty"`
+	PBX      string   `json:"pbx,omitempty"`
+	Channels []string `json:"channels,omitempty"`
+	// Detail is a free-text complement (e.g. "hung up rogue ChanSpy").
+	Detail string `json:"detail,omitempty"`
+}
+
+// Auditor records audit records. Implementations must be safe for
+// concurrent use and must not block the call path for long: they take a
+// context with a deadline.
+type Auditor interface {
+	Audit(ctx context.Context, r AuditRecord) error
+}
+
+// AuditorFunc adapts a function to Auditor.
+type AuditorFunc func(ctx context.Context, r AuditRecord) error
+
+// Audit calls f.
+func (f AuditorFunc) Audit(ctx context.Context, r AuditRecord) error { return f(ctx, r) }
