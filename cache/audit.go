@@ -1,0 +1,257 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// AuditLog is an append-only, hash-chained audit trail: the Auditor the
+// enforcement points write to, the AuditReader the admin API and CLI read
+// from, and VerifyAudit for `callwarden audit verify`.
+type AuditLog interface {
+	enforce.Auditor
+	enforce.AuditReader
+	// VerifyAudit walks the retained trail, oldest first, and reports the
+	// first record whose hash or link to its predecessor is wrong. Its
+	// error is only for failing to read the trail (ErrUnavailable); a
+	// broken chain is a result, not an error.
+	VerifyAudit(ctx context.Context) (VerifyResult, error)
+}
+
+// VerifyResult is the outcome of an audit chain check.
+type VerifyResult struct {
+	// Checked is the number of records read up to and including the first
+	// bad one (all of them when the chain is intact).
+	Checked int `json:"checked"`
+	// FirstBad is the id of the first record that fails the check; empty
+	// when the chain is intact.
+	FirstBad string `json:"first_bad,omitempty"`
+	// Reason says why FirstBad fails.
+	Reason string `json:"reason,omitempty"`
+	// Truncated is true when the first retained record links to a record
+	// that is no longer there: older records were trimmed (by length or
+	// age) and the check starts from the first retained record, whose own
+	// link cannot be checked.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// OK reports whether the chain is intact.
+func (r VerifyResult) OK() bool { return r.FirstBad == "" }
+
+// genesisHash is the prev of the first record of a chain.
+const genesisHash = ""
+
+// AuditEntry is one stored audit record with its chain links: Raw is the
+// canonical JSON of the record as hashed, Prev the hash of the previous
+// record and Hash = hex(sha256(Prev || Raw)).
+type AuditEntry struct {
+	ID   string
+	Prev string
+	Hash string
+	Raw  []byte
+}
+
+// chainHash is the hash of a record whose canonical bytes are raw and whose
+// predecessor's hash is prev.
+func chainHash(prev string, raw []byte) string {
+	h := sha256.New()
+	h.Write([]byte(prev))
+	h.Write(raw)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// canonicalAudit is the byte form of a record that is hashed and stored:
+// encoding/json of enforce.AuditRecord, whose field order is fixed, with
+// the time in UTC.
+func canonicalAudit(r enforce.AuditRecord) ([]byte, error) {
+	r.Time = r.Time.UTC()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("audit record: %w", err)
+	}
+	return b, nil
+}
+
+// chainVerifier checks entries one by one, oldest first.
+type chainVerifier struct {
+	res     VerifyResult
+	prevID  string
+	prev    string
+	started bool
+}
+
+// next checks e and reports whether the walk may go on.
+func (v *chainVerifier) next(e AuditEntry) bool {
+	v.res.Checked++
+	bad := func(reason string) bool {
+		v.res.FirstBad, v.res.Reason = e.ID, reason
+		return false
+	}
+	if !v.started {
+		v.started = true
+		v.res.Truncated = e.Prev != genesisHash
+	} else if e.Prev != v.prev {
+		return bad(fmt.Sprintf("prev does not match the hash of the preceding record %s: a record between them was removed or altered", v.prevID))
+	}
+	if e.Hash != chainHash(e.Prev, e.Raw) {
+		return bad("hash does not match the record's content: the record was altered")
+	}
+	var r enforce.AuditRecord
+	if err := json.Unmarshal(e.Raw, &r); err != nil {
+		return bad("record is not valid JSON: " + err.Error())
+	}
+	v.prevID, v.prev = e.ID, e.Hash
+	return true
+}
+
+// matchAudit reports whether r passes f's field and time filters.
+func matchAudit(f *enforce.AuditFilter, r *enforce.AuditRecord) bool {
+	return (f.User == "" || r.User == f.User) &&
+		(f.Target == "" || r.Target == f.Target) &&
+		(f.Action == "" || r.Action == f.Action) &&
+		(f.Decision == "" || r.Decision == f.Decision) &&
+		(f.Since.IsZero() || !r.Time.Before(f.Since)) &&
+		(f.Until.IsZero() || r.Time.Before(f.Until))
+}
+
+// AuditOptions bound an audit trail. Zero values keep everything.
+type AuditOptions struct {
+	// MaxLen is the number of records kept; Redis trims approximately
+	// (whole stream nodes), so slightly more may remain.
+	MaxLen int64
+	// MaxAge drops records older than this, by the time they were
+	// appended.
+	MaxAge time.Duration
+	// Now is the clock that MaxAge is measured with (default time.Now).
+	Now func() time.Time
+}
+
+// MemoryAudit is an in-process AuditLog with the same chain, filters and
+// trimming as the Redis stream (trimming is exact here), for a single
+// daemon serving a profiles file and for tests. Its content is lost on
+// restart.
+type MemoryAudit struct {
+	opts    AuditOptions
+	mu      sync.Mutex
+	entries []memoryAuditEntry
+	head    string
+	lastMS  int64
+	seq     int64
+}
+
+type memoryAuditEntry struct {
+	AuditEntry
+	at time.Time
+}
+
+// NewMemoryAudit returns an empty trail bounded by opts.
+func NewMemoryAudit(opts AuditOptions) *MemoryAudit {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &MemoryAudit{opts: opts, head: genesisHash}
+}
+
+// Audit implements enforce.Auditor: it appends r, linked to the current
+// head of the chain.
+func (m *MemoryAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
+	raw, err := canonicalAudit(r)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.opts.Now()
+	ms := now.UnixMilli()
+	if ms <= m.lastMS {
+		ms, m.seq = m.lastMS, m.seq+1
+	} else {
+		m.lastMS, m.seq = ms, 0
+	}
+	e := AuditEntry{ID: strconv.FormatInt(ms, 10) + "-" + strconv.FormatInt(m.seq, 10), Prev: m.head, Raw: raw}
+	e.Hash = chainHash(e.Prev, raw)
+	m.head = e.Hash
+	m.entries = append(m.entries, memoryAuditEntry{e, now})
+	if n := m.opts.MaxLen; n > 0 && int64(len(m.entries)) > n {
+		m.entries = slices.Delete(m.entries, 0, len(m.entries)-int(n))
+	}
+	if m.opts.MaxAge > 0 {
+		cut := now.Add(-m.opts.MaxAge)
+		i := 0
+		for i < len(m.entries) && m.entries[i].at.Before(cut) {
+			i++
+		}
+		m.entries = slices.Delete(m.entries, 0, i)
+	}
+	return nil
+}
+
+// ReadAudit implements enforce.AuditReader: the records matching f, oldest
+// first; with f.Limit > 0, the most recent Limit of them.
+func (m *MemoryAudit) ReadAudit(_ context.Context, f enforce.AuditFilter) ([]enforce.AuditRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []enforce.AuditRecord
+	for i := len(m.entries) - 1; i >= 0; i-- {
+		var r enforce.AuditRecord
+		if err := json.Unmarshal(m.entries[i].Raw, &r); err != nil {
+			return nil, fmt.Errorf("%w: audit record %s: %w", ErrCorrupt, m.entries[i].ID, err)
+		}
+		if !matchAudit(&f, &r) {
+			continue
+		}
+		out = append(out, r)
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// VerifyAudit implements AuditLog.
+func (m *MemoryAudit) VerifyAudit(_ context.Context) (VerifyResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var v chainVerifier
+	for _, e := range m.entries {
+		if !v.next(e.AuditEntry) {
+			break
+		}
+	}
+	return v.res, nil
+}
+
+// Entries returns a copy of the stored entries, oldest first, for tests and
+// for exporting the trail.
+func (m *MemoryAudit) Entries() []AuditEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]AuditEntry, len(m.entries))
+	for i, e := range m.entries {
+		out[i] = e.AuditEntry
+		out[i].Raw = slices.Clone(e.Raw)
+	}
+	return out
+}
+
+// VerifyEntries checks a chain given as entries, oldest first, as
+// VerifyAudit does on a store. Tools use it on an exported trail.
+func VerifyEntries(entries []AuditEntry) VerifyResult {
+	var v chainVerifier
+	for _, e := range entries {
+		if !v.next(e) {
+			break
+		}
+	}
+	return v.res
+}

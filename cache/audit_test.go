@@ -1,0 +1,93 @@
+package cache_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/enforce"
+)
+
+func filledAudit(t *testing.T, n int, opts cache.AuditOptions) *cache.MemoryAudit {
+	t.Helper()
+	l := cache.NewMemoryAudit(opts)
+	for i := range n {
+		r := enforce.AuditRecord{Time: time.Unix(int64(i), 0), Source: "http", User: "alice", Action: "monitor.listen",
+			Decision: "allow", Reason: "granted"}
+		if err := l.Audit(testContext(t), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+func TestVerifyAuditFindsTampering(t *testing.T) {
+	tests := []struct {
+		name      string
+		tamper    func(e []cache.AuditEntry) []cache.AuditEntry
+		wantBad   int // index in the original entries
+		wantInMsg string
+	}{
+		{"a modified field breaks the record's hash", func(e []cache.AuditEntry) []cache.AuditEntry {
+			e[3].Raw = []byte(strings.Replace(string(e[3].Raw), `"allow"`, `"deny"`, 1))
+			return e
+		}, 3, "altered"},
+		{"a record rehashed after editing breaks the next link", func(e []cache.AuditEntry) []cache.AuditEntry {
+			e[3].Raw = []byte(strings.Replace(string(e[3].Raw), `"alice"`, `"mallory"`, 1))
+			sum := sha256.Sum256(append([]byte(e[3].Prev), e[3].Raw...))
+			e[3].Hash = hex.EncodeToString(sum[:])
+			return e
+		}, 4, "removed or altered"},
+		{"a removed record breaks the next link", func(e []cache.AuditEntry) []cache.AuditEntry {
+			return append(e[:3:3], e[4:]...)
+		}, 4, "removed or altered"},
+		{"swapped records break the chain", func(e []cache.AuditEntry) []cache.AuditEntry {
+			e[3], e[4] = e[4], e[3]
+			return e
+		}, 4, "removed or altered"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			entries := filledAudit(t, 8, cache.AuditOptions{}).Entries()
+			badID := entries[tt.wantBad].ID
+			res := cache.VerifyEntries(tt.tamper(entries))
+			if res.OK() || res.FirstBad != badID || !strings.Contains(res.Reason, tt.wantInMsg) {
+				t.Fatalf("VerifyEntries = %+v, want first bad %s (%q)", res, badID, tt.wantInMsg)
+			}
+		})
+	}
+	t.Run("an intact export verifies", func(t *testing.T) {
+		res := cache.VerifyEntries(filledAudit(t, 8, cache.AuditOptions{}).Entries())
+		if !res.OK() || res.Checked != 8 || res.Truncated {
+			t.Fatalf("VerifyEntries = %+v", res)
+		}
+	})
+}
+
+func TestTrimmedAuditVerifiesFromTheFirstRetainedRecord(t *testing.T) {
+	t.Run("by length", func(t *testing.T) {
+		l := filledAudit(t, 30, cache.AuditOptions{MaxLen: 10})
+		res, err := l.VerifyAudit(testContext(t))
+		if err != nil || !res.OK() || res.Checked != 10 || !res.Truncated {
+			t.Fatalf("VerifyAudit = %+v, %v; want 10 checked, truncated, intact", res, err)
+		}
+	})
+	t.Run("by age", func(t *testing.T) {
+		now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+		l := cache.NewMemoryAudit(cache.AuditOptions{MaxAge: time.Hour, Now: func() time.Time { return now }})
+		for range 5 {
+			if err := l.Audit(testContext(t), enforce.AuditRecord{Action: "monitor.listen"}); err != nil {
+				t.Fatal(err)
+			}
+			now = now.Add(30 * time.Minute)
+		}
+		res, err := l.VerifyAudit(testContext(t))
+		// Appended at 0, 30, 60, 90, 120 min; at 120 the cut is 60.
+		if err != nil || !res.OK() || res.Checked != 3 || !res.Truncated {
+			t.Fatalf("VerifyAudit = %+v, %v; want 3 checked, truncated, intact", res, err)
+		}
+	})
+}

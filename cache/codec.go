@@ -1,0 +1,315 @@
+package cache
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// ErrCorrupt wraps a stored entry callwarden cannot decode (written by
+// another tool or another schema): the store is reachable but its content
+// is not trustworthy, so the caller keeps its current snapshot.
+var ErrCorrupt = errors.New("stored data is corrupt")
+
+// ErrInvalidPolicy wraps the reasons a policy given to ApplyPolicy was
+// refused (enforce.NewSnapshot's errors, a time zone the store cannot
+// carry). Nothing was written (HTTP 422).
+var ErrInvalidPolicy = errors.New("invalid policy")
+
+// The wire form of the policy, schema version 1. One JSON document per
+// profile and per user, so an apply writes only what changed. Field names
+// follow the profiles file. Changing a field's meaning needs a new schema
+// version (see SchemaVersion).
+type (
+	wireProfile struct {
+		Name         string      `json:"name"`
+		Grants       []wireGrant `json:"grants,omitempty"`
+		NotifyTarget bool        `json:"notify_target,omitempty"`
+		MaskDigits   int         `json:"mask_digits,omitempty"`
+	}
+	wireGrant struct {
+		Actions        []string             `json:"actions"`
+		Scopes         map[string]wireScope `json:"scopes,omitempty"`
+		Profiles       []string             `json:"profiles,omitempty"`
+		ValidFrom      time.Time            `json:"valid_from,omitzero"`
+		ValidUntil     time.Time            `json:"valid_until,omitzero"`
+		Hours          *wireHours           `json:"hours,omitempty"`
+		RecordedWithin string               `json:"recorded_within,omitempty"`
+	}
+	wireScope struct {
+		Kind   string   `json:"kind"`
+		Values []string `json:"values,omitempty"`
+	}
+	wireHours struct {
+		Days []string `json:"days"`
+		From int      `json:"from"`
+		To   int      `json:"to"`
+		TZ   string   `json:"tz,omitempty"`
+	}
+	wireUser struct {
+		ID         string    `json:"id"`
+		Profile    string    `json:"profile,omitempty"`
+		Queues     []string  `json:"queues,omitempty"`
+		Teams      []string  `json:"teams,omitempty"`
+		Agents     []string  `json:"agents,omitempty"`
+		Sites      []string  `json:"sites,omitempty"`
+		Identities []string  `json:"identities,omitempty"`
+		ValidFrom  time.Time `json:"valid_from,omitzero"`
+		ValidUntil time.Time `json:"valid_until,omitzero"`
+	}
+	wireProtected struct {
+		Users  []string `json:"users,omitempty"`
+		Queues []string `json:"queues,omitempty"`
+	}
+)
+
+var (
+	scopeKindNames = map[enforce.ScopeKind]string{
+		enforce.ScopeList: "list", enforce.ScopeAll: "all", enforce.ScopeAssigned: "assigned", enforce.ScopeSelf: "self",
+	}
+	dayNames = [7]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+)
+
+// encodedPolicy is a policy in wire form: JSON per entry, keyed by name.
+type encodedPolicy struct {
+	profiles  map[string]string
+	users     map[string]string
+	protected string
+}
+
+// encodePolicy turns p into its wire form. It fails on what the wire form
+// cannot carry (a time zone that is not an IANA name).
+func encodePolicy(p enforce.Policy) (encodedPolicy, error) {
+	e := encodedPolicy{profiles: make(map[string]string, len(p.Profiles)), users: make(map[string]string, len(p.Users))}
+	zones := zoneCache{}
+	for _, pr := range p.Profiles {
+		w := wireProfile{Name: pr.Name, NotifyTarget: pr.NotifyTarget, MaskDigits: pr.MaskDigits}
+		for gi, g := range pr.Grants {
+			wg, err := encodeGrant(g, zones)
+			if err != nil {
+				return encodedPolicy{}, fmt.Errorf("profile %q grant %d: %w", pr.Name, gi, err)
+			}
+			w.Grants = append(w.Grants, wg)
+		}
+		b, err := json.Marshal(w)
+		if err != nil {
+			return encodedPolicy{}, fmt.Errorf("profile %q: %w", pr.Name, err)
+		}
+		e.profiles[pr.Name] = string(b)
+	}
+	for _, u := range p.Users {
+		b, err := json.Marshal(wireUser{ID: u.ID, Profile: u.Profile, Queues: u.Queues, Teams: u.Teams,
+			Agents: u.Agents, Sites: u.Sites, Identities: u.Identities, ValidFrom: u.ValidFrom, ValidUntil: u.ValidUntil})
+		if err != nil {
+			return encodedPolicy{}, fmt.Errorf("user %q: %w", u.ID, err)
+		}
+		e.users[u.ID] = string(b)
+	}
+	b, err := json.Marshal(wireProtected{Users: p.Protected.Users, Queues: p.Protected.Queues})
+	if err != nil {
+		return encodedPolicy{}, fmt.Errorf("protected: %w", err)
+	}
+	e.protected = string(b)
+	return e, nil
+}
+
+func encodeGrant(g enforce.Grant, zones zoneCache) (wireGrant, error) {
+	w := wireGrant{Profiles: g.Profiles, ValidFrom: g.ValidFrom, ValidUntil: g.ValidUntil}
+	for _, a := range g.Actions.List() {
+		w.Actions = append(w.Actions, a.String())
+	}
+	for d, sc := range g.Scopes {
+		if sc.Kind == enforce.ScopeUnset {
+			continue
+		}
+		name, ok := scopeKindNames[sc.Kind]
+		if !ok {
+			return wireGrant{}, fmt.Errorf("%s: unknown scope kind %d", enforce.Dimension(d), sc.Kind)
+		}
+		if w.Scopes == nil {
+			w.Scopes = make(map[string]wireScope, 1)
+		}
+		w.Scopes[enforce.Dimension(d).String()] = wireScope{Kind: name, Values: sc.Values}
+	}
+	if h := g.Hours; h != nil {
+		wh := &wireHours{From: h.From, To: h.To}
+		for i, on := range h.Days {
+			if on {
+				wh.Days = append(wh.Days, dayNames[i])
+			}
+		}
+		if h.Location != nil {
+			wh.TZ = h.Location.String()
+			if _, err := zones.load(wh.TZ); err != nil {
+				return wireGrant{}, fmt.Errorf("hours: tz: %w", err)
+			}
+		}
+		w.Hours = wh
+	}
+	if g.RecordedWithin != 0 {
+		w.RecordedWithin = g.RecordedWithin.String()
+	}
+	return w, nil
+}
+
+// zoneCache loads each IANA zone once per encode or decode.
+type zoneCache map[string]zoneResult
+
+type zoneResult struct {
+	loc *time.Location
+	err error
+}
+
+func (c zoneCache) load(name string) (*time.Location, error) {
+	if r, ok := c[name]; ok {
+		return r.loc, r.err
+	}
+	loc, err := time.LoadLocation(name)
+	if err == nil && (name == "" || name == "Local") {
+		loc, err = nil, fmt.Errorf("time zone %q is not portable between daemons", name)
+	}
+	c[name] = zoneResult{loc, err}
+	return loc, err
+}
+
+// decodePolicy builds a policy from its wire form, profiles sorted by name
+// and users by id.
+func decodePolicy(profiles, users map[string]string, protected string) (enforce.Policy, error) {
+	var p enforce.Policy
+	zones := zoneCache{}
+	p.Profiles = make([]enforce.Profile, 0, len(profiles))
+	for name, raw := range profiles {
+		var w wireProfile
+		if err := json.Unmarshal([]byte(raw), &w); err != nil {
+			return enforce.Policy{}, fmt.Errorf("%w: profile %q: %w", ErrCorrupt, name, err)
+		}
+		pr := enforce.Profile{Name: w.Name, NotifyTarget: w.NotifyTarget, MaskDigits: w.MaskDigits}
+		if w.Name != name {
+			return enforce.Policy{}, fmt.Errorf("%w: profile %q: stored under name %q", ErrCorrupt, w.Name, name)
+		}
+		for gi, wg := range w.Grants {
+			g, err := decodeGrant(wg, zones)
+			if err != nil {
+				return enforce.Policy{}, fmt.Errorf("%w: profile %q grant %d: %w", ErrCorrupt, name, gi, err)
+			}
+			pr.Grants = append(pr.Grants, g)
+		}
+		p.Profiles = append(p.Profiles, pr)
+	}
+	p.Users = make([]enforce.User, 0, len(users))
+	for id, raw := range users {
+		var w wireUser
+		if err := json.Unmarshal([]byte(raw), &w); err != nil {
+			return enforce.Policy{}, fmt.Errorf("%w: user %q: %w", ErrCorrupt, id, err)
+		}
+		if w.ID != id {
+			return enforce.Policy{}, fmt.Errorf("%w: user %q: stored under id %q", ErrCorrupt, w.ID, id)
+		}
+		p.Users = append(p.Users, enforce.User{ID: w.ID, Profile: w.Profile, Queues: w.Queues, Teams: w.Teams,
+			Agents: w.Agents, Sites: w.Sites, Identities: w.Identities, ValidFrom: w.ValidFrom, ValidUntil: w.ValidUntil})
+	}
+	if protected != "" {
+		var w wireProtected
+		if err := json.Unmarshal([]byte(protected), &w); err != nil {
+			return enforce.Policy{}, fmt.Errorf("%w: protected: %w", ErrCorrupt, err)
+		}
+		p.Protected = enforce.Protected{Users: w.Users, Queues: w.Queues}
+	}
+	sortPolicy(&p)
+	return p, nil
+}
+
+func decodeGrant(w wireGrant, zones zoneCache) (enforce.Grant, error) {
+	g := enforce.Grant{Profiles: w.Profiles, ValidFrom: w.ValidFrom, ValidUntil: w.ValidUntil}
+	for _, name := range w.Actions {
+		a, err := enforce.ParseAction(name)
+		if err != nil {
+			return enforce.Grant{}, fmt.Errorf("actions: %w", err)
+		}
+		g.Actions |= enforce.NewActionSet(a)
+	}
+	for dim, ws := range w.Scopes {
+		d, ok := parseDimension(dim)
+		if !ok {
+			return enforce.Grant{}, fmt.Errorf("scopes: unknown dimension %q", dim)
+		}
+		kind, ok := parseScopeKind(ws.Kind)
+		if !ok {
+			return enforce.Grant{}, fmt.Errorf("%s: unknown scope kind %q", dim, ws.Kind)
+		}
+		g.Scopes[d] = enforce.Scope{Kind: kind, Values: ws.Values}
+	}
+	if wh := w.Hours; wh != nil {
+		h := &enforce.Weekly{From: wh.From, To: wh.To}
+		for _, day := range wh.Days {
+			i := slices.Index(dayNames[:], day)
+			if i < 0 {
+				return enforce.Grant{}, fmt.Errorf("hours: unknown day %q", day)
+			}
+			h.Days[i] = true
+		}
+		if wh.TZ != "" {
+			loc, err := zones.load(wh.TZ)
+			if err != nil {
+				return enforce.Grant{}, fmt.Errorf("hours: tz: %w", err)
+			}
+			h.Location = loc
+		}
+		g.Hours = h
+	}
+	if w.RecordedWithin != "" {
+		d, err := time.ParseDuration(w.RecordedWithin)
+		if err != nil {
+			return enforce.Grant{}, fmt.Errorf("recorded_within: %w", err)
+		}
+		g.RecordedWithin = d
+	}
+	return g, nil
+}
+
+func parseDimension(s string) (int, bool) {
+	for d := enforce.DimQueues; d <= enforce.DimSites; d++ {
+		if d.String() == s {
+			return int(d), true
+		}
+	}
+	return 0, false
+}
+
+func parseScopeKind(s string) (enforce.ScopeKind, bool) {
+	for k, name := range scopeKindNames {
+		if name == s {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// sortPolicy orders profiles by name and users by id: the order every
+// store returns, so two stores holding the same policy return equal values.
+func sortPolicy(p *enforce.Policy) {
+	slices.SortFunc(p.Profiles, func(a, b enforce.Profile) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(p.Users, func(a, b enforce.User) int { return strings.Compare(a.ID, b.ID) })
+}
+
+// normalize validates p, then round-trips it through the wire form: what
+// a writable store keeps is exactly what it will return.
+func normalize(p enforce.Policy) (enforce.Policy, encodedPolicy, error) {
+	if _, err := enforce.NewSnapshot(p, 0); err != nil {
+		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	}
+	e, err := encodePolicy(p)
+	if err != nil {
+		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	}
+	n, err := decodePolicy(e.profiles, e.users, e.protected)
+	if err != nil {
+		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	}
+	return n, e, nil
+}

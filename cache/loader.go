@@ -1,0 +1,343 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// ErrNoSnapshot is wrapped by Loader.Ready before the first snapshot is
+// loaded: the daemon must not decide yet.
+var ErrNoSnapshot = errors.New("no snapshot loaded yet")
+
+// ErrStale is wrapped by Loader.Ready when the store has not been reached
+// for longer than the staleness bound: the daemon fails closed.
+var ErrStale = errors.New("snapshot is stale")
+
+// LoaderOptions configure a Loader. Store is required; the rest is
+// optional.
+type LoaderOptions struct {
+	// Store is where the policy is read from.
+	Store enforce.PolicyStore
+	// Watch subscribes to change notifications, each carrying the new
+	// generation (Redis pub/sub, Memory.Watch). The channel closes when
+	// ctx is done or the subscription is lost; the Loader subscribes
+	// again. Nil: rely on polling only.
+	Watch func(ctx context.Context) (<-chan uint64, error)
+	// Generation returns the store's current generation, cheaply. It is
+	// called every PollInterval to catch missed notifications and to prove
+	// the store is reachable. Nil: the Loader polls with Store.Policy.
+	Generation func(ctx context.Context) (uint64, error)
+	// PollInterval is the period of the generation check (default 1s).
+	PollInterval time.Duration
+	// Staleness is how long the Loader keeps serving its snapshot after
+	// the last successful contact with the store; past it, Snapshot
+	// returns nil (fail closed). Zero or negative disables the bound (a
+	// profiles file). When set it must exceed PollInterval.
+	Staleness time.Duration
+	// RetryMin and RetryMax bound the exponential backoff between failed
+	// loads and subscriptions (defaults 100ms and 5s).
+	RetryMin, RetryMax time.Duration
+	// CallTimeout bounds each store call the Loader makes when ctx has no
+	// deadline (default 10s: a 100k-user load takes a few hundred ms).
+	CallTimeout time.Duration
+	// Now is the clock staleness is measured with (default time.Now).
+	Now func() time.Time
+	// Logger receives reload and connectivity events (default no-op).
+	Logger *zap.Logger
+	// OnReload, when set, is called after each load attempt with the
+	// generation loaded, how long it took and the error (metrics).
+	OnReload func(gen uint64, took time.Duration, err error)
+}
+
+// Loader owns the snapshot a daemon decides from: it loads the policy at
+// start, swaps in a new snapshot atomically when the store's generation
+// changes (notification or periodic check), and withholds the snapshot
+// when the store has been unreachable for longer than the staleness bound,
+// so the engine denies with store_unavailable rather than deciding from
+// rules it can no longer check. It never serves a snapshot before the first
+// successful load.
+type Loader struct {
+	opts   LoaderOptions
+	log    *zap.Logger
+	holder enforce.Holder
+	// contact is the time (unix ns) of the last successful store call.
+	contact atomic.Int64
+	lastErr atomic.Pointer[error]
+	// reloadMu serialises loads so snapshots only move forward in the
+	// order they were read.
+	reloadMu sync.Mutex
+}
+
+// NewLoader checks opts and returns a Loader; call Run to start it.
+func NewLoader(opts LoaderOptions) (*Loader, error) {
+	if opts.Store == nil {
+		return nil, errors.New("loader: Store is required")
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.Staleness > 0 && opts.Staleness <= opts.PollInterval {
+		return nil, fmt.Errorf("loader: staleness %s must exceed the poll interval %s", opts.Staleness, opts.PollInterval)
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = 100 * time.Millisecond
+	}
+	if opts.RetryMax < opts.RetryMin {
+		opts.RetryMax = max(5*time.Second, opts.RetryMin)
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	return &Loader{opts: opts, log: opts.Logger.Named("loader")}, nil
+}
+
+// Snapshot returns the snapshot to decide from, or nil (decide with
+// enforce.Decide, which denies store_unavailable on nil) before the first
+// load and when the store has been unreachable for longer than Staleness.
+// It is cheap and safe for concurrent use.
+func (l *Loader) Snapshot() *enforce.Snapshot {
+	s := l.holder.Load()
+	if s == nil || l.stale() > 0 {
+		return nil
+	}
+	return s
+}
+
+// stale returns how far past the staleness bound the last contact is, or 0.
+func (l *Loader) stale() time.Duration {
+	if l.opts.Staleness <= 0 {
+		return 0
+	}
+	over := l.opts.Now().Sub(time.Unix(0, l.contact.Load())) - l.opts.Staleness
+	return max(over, 0)
+}
+
+// Ready returns nil when Snapshot would return a snapshot, and otherwise
+// an error saying why: wrapping ErrNoSnapshot before the first load, or
+// ErrStale ("store unreachable for 45s (staleness 30s)"), with the last
+// store error when there is one. It backs the readiness probe.
+func (l *Loader) Ready() error {
+	var last error
+	if p := l.lastErr.Load(); p != nil {
+		last = *p
+	}
+	if l.holder.Load() == nil {
+		if last != nil {
+			return fmt.Errorf("%w: %w", ErrNoSnapshot, last)
+		}
+		return ErrNoSnapshot
+	}
+	if l.stale() > 0 {
+		age := l.opts.Now().Sub(time.Unix(0, l.contact.Load())).Round(time.Second)
+		err := fmt.Errorf("%w: store unreachable for %s (staleness %s)", ErrStale, age, l.opts.Staleness)
+		if last != nil {
+			err = fmt.Errorf("%w: %w", err, last)
+		}
+		return err
+	}
+	return nil
+}
+
+// Generation returns the generation of the loaded snapshot (0 before the
+// first load), stale or not.
+func (l *Loader) Generation() uint64 {
+	if s := l.holder.Load(); s != nil {
+		return s.Generation()
+	}
+	return 0
+}
+
+// LastContact returns when the store last answered (zero before).
+func (l *Loader) LastContact() time.Time {
+	if ns := l.contact.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// Run loads the first snapshot, retrying with backoff, then follows
+// notifications and checks the generation every PollInterval,
+// resubscribing when a subscription is lost, until ctx is done. It returns
+// nil when ctx is done and never otherwise.
+func (l *Loader) Run(ctx context.Context) error {
+	bo := l.backoff()
+	for l.holder.Load() == nil {
+		if err := l.Reload(ctx); err == nil {
+			break
+		}
+		if !sleep(ctx, bo()) {
+			return nil
+		}
+	}
+	notes := make(chan uint64, 1)
+	checkNow := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if l.opts.Watch != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.watch(ctx, notes, checkNow)
+		}()
+	}
+	tick := time.NewTicker(l.opts.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case gen := <-notes:
+			if gen > l.Generation() {
+				_ = l.Reload(ctx)
+			}
+		case <-checkNow:
+			l.check(ctx)
+		case <-tick.C:
+			l.check(ctx)
+		}
+	}
+}
+
+// watch keeps a subscription open, forwarding generations to notes and
+// asking for a check after each (re)subscription, which may have missed
+// notifications.
+func (l *Loader) watch(ctx context.Context, notes chan uint64, checkNow chan struct{}) {
+	bo := l.backoff()
+	for ctx.Err() == nil {
+		ch, err := l.opts.Watch(ctx)
+		if err != nil {
+			l.log.Warn("subscribe to change notifications", zap.Error(err))
+			if !sleep(ctx, bo()) {
+				return
+			}
+			continue
+		}
+		bo = l.backoff()
+		select {
+		case checkNow <- struct{}{}:
+		default:
+		}
+		for gen := range ch {
+			notify(notes, gen)
+		}
+		if ctx.Err() == nil {
+			l.log.Warn("change notifications lost; resubscribing")
+			if !sleep(ctx, bo()) {
+				return
+			}
+		}
+	}
+}
+
+// check asks the store for its generation and reloads when it differs
+// from the snapshot's (a missed notification, or a store that was reset).
+func (l *Loader) check(ctx context.Context) {
+	if l.opts.Generation == nil {
+		_ = l.Reload(ctx)
+		return
+	}
+	cctx, cancel := l.callContext(ctx)
+	gen, err := l.opts.Generation(cctx)
+	cancel()
+	if err != nil {
+		l.fail(err)
+		l.log.Warn("generation check failed", zap.Error(err), zap.Duration("since_contact", l.opts.Now().Sub(l.LastContact())))
+		return
+	}
+	l.touch()
+	if gen != l.Generation() {
+		_ = l.Reload(ctx)
+	}
+}
+
+// Reload reads the whole policy now and swaps in a new snapshot when the
+// generation changed (SIGHUP, or right after a local apply). On error the
+// current snapshot stays, its age growing toward the staleness bound; an
+// invalid stored policy is refused the same way.
+func (l *Loader) Reload(ctx context.Context) error {
+	l.reloadMu.Lock()
+	defer l.reloadMu.Unlock()
+	start := time.Now()
+	cctx, cancel := l.callContext(ctx)
+	p, gen, err := l.opts.Store.Policy(cctx)
+	cancel()
+	if err != nil {
+		return l.reloaded(gen, start, fmt.Errorf("load policy: %w", err))
+	}
+	l.touch()
+	if cur := l.holder.Load(); cur != nil && cur.Generation() == gen {
+		return nil
+	}
+	s, err := enforce.NewSnapshot(p, gen)
+	if err != nil {
+		return l.reloaded(gen, start, fmt.Errorf("store holds an invalid policy at generation %d: %w", gen, err))
+	}
+	l.holder.Store(s)
+	return l.reloaded(gen, start, nil)
+}
+
+func (l *Loader) reloaded(gen uint64, start time.Time, err error) error {
+	took := time.Since(start)
+	if err != nil {
+		l.fail(err)
+		l.log.Warn("reload failed; keeping the current snapshot", zap.Error(err), zap.Uint64("current_generation", l.Generation()))
+	} else {
+		l.lastErr.Store(nil)
+		l.log.Info("snapshot loaded", zap.Uint64("generation", gen), zap.Duration("took", took))
+	}
+	if l.opts.OnReload != nil {
+		l.opts.OnReload(gen, took, err)
+	}
+	return err
+}
+
+func (l *Loader) touch() {
+	l.contact.Store(l.opts.Now().UnixNano())
+}
+
+func (l *Loader) fail(err error) {
+	l.lastErr.Store(&err)
+}
+
+func (l *Loader) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, l.opts.CallTimeout)
+}
+
+// backoff returns a fresh exponential backoff sequence.
+func (l *Loader) backoff() func() time.Duration {
+	d := l.opts.RetryMin
+	return func() time.Duration {
+		cur := d
+		d = min(2*d, l.opts.RetryMax)
+		return cur
+	}
+}
+
+// sleep waits d or until ctx is done, reporting whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,291 @@
+package cache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/storetest"
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// flakyStore is a Memory store that can be made unreachable, or made to
+// serve a given policy, and counts full reads.
+type flakyStore struct {
+	*cache.Memory
+	down   atomic.Bool
+	reads  atomic.Int64
+	served atomic.Pointer[enforce.Policy]
+}
+
+func (f *flakyStore) Policy(ctx context.Context) (enforce.Policy, uint64, error) {
+	f.reads.Add(1)
+	if f.down.Load() {
+		return enforce.Policy{}, 0, fmt.Errorf("dial: %w", enforce.ErrUnavailable)
+	}
+	p, gen, err := f.Memory.Policy(ctx)
+	if s := f.served.Load(); s != nil {
+		return *s, gen + 100, nil
+	}
+	return p, gen, err
+}
+
+func (f *flakyStore) Generation(ctx context.Context) (uint64, error) {
+	if f.down.Load() {
+		return 0, fmt.Errorf("dial: %w", enforce.ErrUnavailable)
+	}
+	gen, err := f.Memory.Generation(ctx)
+	if f.served.Load() != nil {
+		gen += 100
+	}
+	return gen, err
+}
+
+// fakeClock is a settable clock for staleness.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := &fakeClock{}
+	c.ns.Store(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// startLoader runs a loader until the test ends.
+func startLoader(t *testing.T, opts cache.LoaderOptions) *cache.Loader {
+	t.Helper()
+	if opts.RetryMin == 0 {
+		opts.RetryMin, opts.RetryMax = time.Millisecond, 10*time.Millisecond
+	}
+	l, err := cache.NewLoader(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := l.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return l
+}
+
+func newFlaky(t *testing.T) *flakyStore {
+	t.Helper()
+	f := &flakyStore{Memory: cache.NewMemory()}
+	if _, _, err := f.ApplyPolicy(testContext(t), storetest.Policy(t), 0); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func allowsAlice(s *enforce.Snapshot) bool {
+	d := enforce.Decide(s, &enforce.Request{User: "alice", Action: enforce.MonitorListen, Queue: "sales", Agent: "carol"},
+		time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
+	return d.Allow
+}
+
+func TestLoaderNeverServesBeforeTheFirstLoad(t *testing.T) {
+	f := newFlaky(t)
+	f.down.Store(true)
+	l := startLoader(t, cache.LoaderOptions{Store: f, Generation: f.Generation, PollInterval: 10 * time.Millisecond, Staleness: time.Minute})
+	waitFor(t, "the loader has retried", func() bool { return f.reads.Load() >= 3 })
+	if s := l.Snapshot(); s != nil {
+		t.Fatal("snapshot served before any load")
+	}
+	if d := enforce.Decide(l.Snapshot(), &enforce.Request{User: "alice", Action: enforce.MonitorListen, Queue: "sales"}, time.Now()); d.Allow || d.Reason != enforce.ReasonStoreUnavailable {
+		t.Fatalf("decision before load = %+v, want store_unavailable", d)
+	}
+	err := l.Ready()
+	if !errors.Is(err, cache.ErrNoSnapshot) || !errors.Is(err, enforce.ErrUnavailable) {
+		t.Fatalf("Ready = %v, want ErrNoSnapshot wrapping the store error", err)
+	}
+	f.down.Store(false)
+	waitFor(t, "the first snapshot is loaded", func() bool { return l.Snapshot() != nil })
+	if err := l.Ready(); err != nil {
+		t.Fatalf("Ready after load = %v", err)
+	}
+	if !allowsAlice(l.Snapshot()) {
+		t.Fatal("loaded snapshot does not allow alice")
+	}
+}
+
+func TestLoaderFollowsNotifications(t *testing.T) {
+	f := newFlaky(t)
+	// A poll interval of an hour: only the notification can bring the change.
+	l := startLoader(t, cache.LoaderOptions{Store: f, Watch: f.Watch, Generation: f.Generation, PollInterval: time.Hour})
+	waitFor(t, "the first snapshot is loaded", func() bool { return l.Snapshot() != nil })
+	p := storetest.Policy(t)
+	p.Users[0].Profile = "" // alice loses her profile
+	gen, _, err := f.ApplyPolicy(testContext(t), p, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new generation is loaded", func() bool { return l.Generation() == gen })
+	if allowsAlice(l.Snapshot()) {
+		t.Fatal("alice still allowed after her profile was removed")
+	}
+}
+
+func TestLoaderCatchesMissedNotificationsByPolling(t *testing.T) {
+	f := newFlaky(t)
+	l := startLoader(t, cache.LoaderOptions{Store: f, Generation: f.Generation, PollInterval: 10 * time.Millisecond})
+	waitFor(t, "the first snapshot is loaded", func() bool { return l.Snapshot() != nil })
+	p := storetest.Policy(t)
+	p.Users = p.Users[1:]
+	gen, _, err := f.ApplyPolicy(testContext(t), p, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the poll loads the new generation", func() bool { return l.Generation() == gen })
+}
+
+func TestLoaderIgnoresOldNotifications(t *testing.T) {
+	f := newFlaky(t)
+	notes := make(chan uint64, 1)
+	watch := func(ctx context.Context) (<-chan uint64, error) {
+		out := make(chan uint64)
+		go func() {
+			defer close(out)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case g := <-notes:
+					select {
+					case out <- g:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}()
+		return out, nil
+	}
+	l := startLoader(t, cache.LoaderOptions{Store: f, Watch: watch, Generation: f.Generation, PollInterval: time.Hour})
+	waitFor(t, "the first snapshot is loaded", func() bool { return l.Snapshot() != nil })
+	// The subscription triggers one check (generation unchanged: no read).
+	time.Sleep(20 * time.Millisecond)
+	before := f.reads.Load()
+	notes <- l.Generation()
+	notes <- l.Generation() - 1
+	time.Sleep(50 * time.Millisecond)
+	if after := f.reads.Load(); after != before {
+		t.Fatalf("old notifications caused %d reloads", after-before)
+	}
+}
+
+func TestLoaderStalenessBound(t *testing.T) {
+	f := newFlaky(t)
+	clock := newFakeClock()
+	l := startLoader(t, cache.LoaderOptions{Store: f, Generation: f.Generation, PollInterval: 5 * time.Millisecond,
+		Staleness: 30 * time.Second, Now: clock.Now})
+	waitFor(t, "the first snapshot is loaded", func() bool { return l.Snapshot() != nil })
+
+	t.Run("an idle healthy store does not go stale", func(t *testing.T) {
+		clock.Advance(time.Minute)
+		waitFor(t, "a poll refreshes the contact", func() bool { return l.Snapshot() != nil && l.Ready() == nil })
+	})
+	t.Run("an unreachable store is served from the snapshot within the bound", func(t *testing.T) {
+		f.down.Store(true)
+		time.Sleep(20 * time.Millisecond) // some failed polls
+		clock.Advance(29 * time.Second)
+		if !allowsAlice(l.Snapshot()) {
+			t.Fatal("decisions stopped within the staleness bound")
+		}
+	})
+	t.Run("past the bound decisions fail closed", func(t *testing.T) {
+		clock.Advance(16 * time.Second)
+		if s := l.Snapshot(); s != nil {
+			t.Fatal("stale snapshot served")
+		}
+		d := enforce.Decide(l.Snapshot(), &enforce.Request{User: "alice", Action: enforce.MonitorListen, Queue: "sales"}, clock.Now())
+		if d.Allow || d.Reason != enforce.ReasonStoreUnavailable {
+			t.Fatalf("decision = %+v, want store_unavailable", d)
+		}
+		err := l.Ready()
+		if !errors.Is(err, cache.ErrStale) || !strings.Contains(err.Error(), "store unreachable for 45s (staleness 30s)") {
+			t.Fatalf("Ready = %v", err)
+		}
+	})
+	t.Run("the store back brings decisions back without restart", func(t *testing.T) {
+		f.down.Store(false)
+		waitFor(t, "a poll reaches the store", func() bool { return l.Snapshot() != nil })
+		if !allowsAlice(l.Snapshot()) || l.Ready() != nil {
+			t.Fatalf("after recovery: allow=%v ready=%v", allowsAlice(l.Snapshot()), l.Ready())
+		}
+	})
+}
+
+func TestLoaderKeepsItsSnapshotWhenTheStoreHoldsAnInvalidPolicy(t *testing.T) {
+	f := newFlaky(t)
+	var reloadErrs atomic.Int64
+	l := startLoader(t, cache.LoaderOptions{Store: f, Generation: f.Generation, PollInterval: 5 * time.Millisecond,
+		OnReload: func(_ uint64, _ time.Duration, err error) {
+			if err != nil {
+				reloadErrs.Add(1)
+			}
+		}})
+	waitFor(t, "the first snapshot is loaded", func() bool { return l.Snapshot() != nil })
+	gen := l.Generation()
+	bad := storetest.Policy(t)
+	bad.Users = append(bad.Users, bad.Users[0]) // duplicate id
+	f.served.Store(&bad)
+	waitFor(t, "a reload fails", func() bool { return reloadErrs.Load() > 0 })
+	if l.Generation() != gen || !allowsAlice(l.Snapshot()) {
+		t.Fatalf("snapshot replaced by an invalid policy: generation %d, want %d", l.Generation(), gen)
+	}
+}
+
+func TestNewLoaderRejectsBadOptions(t *testing.T) {
+	tests := []struct {
+		name string
+		opts cache.LoaderOptions
+	}{
+		{"no store", cache.LoaderOptions{}},
+		{"staleness shorter than the poll interval", cache.LoaderOptions{Store: cache.NewMemory(), PollInterval: time.Minute, Staleness: time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := cache.NewLoader(tt.opts); err == nil {
+				t.Fatal("NewLoader accepted bad options")
+			}
+		})
+	}
+}
+
+func TestLoaderReloadOnDemand(t *testing.T) {
+	f := newFlaky(t)
+	l, err := cache.NewLoader(cache.LoaderOptions{Store: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reload(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if l.Snapshot() == nil || l.Generation() != 1 {
+		t.Fatalf("after Reload: generation %d", l.Generation())
+	}
+}

@@ -1,0 +1,316 @@
+package cache
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// SchemaVersion is the version of the key schema this code reads and
+// writes (docs/redis.md). A store whose schema key holds another value is
+// refused with ErrSchemaVersion.
+const SchemaVersion = "1"
+
+// DefaultPrefix is the key prefix when RedisOptions.Prefix is empty.
+const DefaultPrefix = "callwarden:"
+
+// Key names of schema version 1, after the prefix. Each family shares one
+// Redis Cluster hash tag ({cw}, {cw:rec}, {cw:audit}) so the keys a
+// transaction or script touches live in one slot.
+const (
+	// KeySchema holds SchemaVersion.
+	KeySchema = "{cw}:schema"
+	// KeyGeneration holds the policy generation, an integer bumped by
+	// every apply that changes something.
+	KeyGeneration = "{cw}:gen"
+	// KeyProfiles is a hash: profile name -> profile JSON.
+	KeyProfiles = "{cw}:profiles"
+	// KeyUsers is a hash: user id -> user (assignment) JSON.
+	KeyUsers = "{cw}:users"
+	// KeyProtected holds the protected users and queues as JSON.
+	KeyProtected = "{cw}:protected"
+	// ChannelChanges is the pub/sub channel an apply publishes the new
+	// generation on (decimal).
+	ChannelChanges = "{cw}:changes"
+	// KeyRecordingPrefix + id holds a recording's JSON.
+	KeyRecordingPrefix = "{cw:rec}:rec:"
+	// KeyActivePrefix + target is a sorted set of the target's active or
+	// paused recordings, scored by start time (unix ms).
+	KeyActivePrefix = "{cw:rec}:active:"
+	// KeyAudit is the audit stream; entries have fields rec (canonical
+	// JSON), prev and hash (hex SHA-256 chain).
+	KeyAudit = "{cw:audit}:audit"
+	// KeyAuditHead holds the hash of the last record appended (the next
+	// record's prev). Kept apart from the stream so that deleting the last
+	// entry is detected when the next one is appended.
+	KeyAuditHead = "{cw:audit}:head"
+)
+
+// ErrSchemaVersion is returned when the store was written with a key
+// schema this code does not know: callwarden refuses to read or write it.
+var ErrSchemaVersion = errors.New("unknown redis schema version")
+
+// RedisOptions configure the Redis store. One block serves a standalone
+// server (one address), Sentinel (MasterName set) or Cluster (several
+// addresses, or ClusterMode). Every library option is set explicitly: the
+// client reads no environment variable.
+type RedisOptions struct {
+	// Addrs are host:port seeds; Sentinel addresses when MasterName is set.
+	Addrs []string
+	// MasterName selects Sentinel failover.
+	MasterName string
+	// ClusterMode forces a Cluster client even with a single seed.
+	ClusterMode bool
+	// Username and Password authenticate (ACL user, or password only).
+	Username, Password string
+	// SentinelUsername and SentinelPassword authenticate to Sentinels.
+	SentinelUsername, SentinelPassword string
+	// DB is the database number (standalone and Sentinel only).
+	DB int
+	// TLS, when set, encrypts connections.
+	TLS *tls.Config
+	// Prefix starts every key (default DefaultPrefix). It must not contain
+	// '{' or '}': the hash tags are callwarden's.
+	Prefix string
+	// DialTimeout, ReadTimeout and WriteTimeout bound socket operations
+	// (defaults 2s, 2s, 2s).
+	DialTimeout, ReadTimeout, WriteTimeout time.Duration
+	// CallTimeout bounds a call whose context has no deadline (default 5s).
+	CallTimeout time.Duration
+	// PoolSize is the connection pool size per node (default 10).
+	PoolSize int
+	// Audit bounds the audit stream.
+	Audit AuditOptions
+	// Logger receives warnings (e.g. a failed change notification).
+	Logger *zap.Logger
+}
+
+// Redis is callwarden's shared store on Redis: the policy
+// (enforce.PolicyStore, with Watch and Generation for Loaders), recording
+// metadata (enforce.RecordingStore) and the hash-chained audit stream
+// (AuditLog). It is safe for concurrent use. Errors caused by Redis being
+// unreachable wrap enforce.ErrUnavailable.
+type Redis struct {
+	c      redis.UniversalClient
+	opts   RedisOptions
+	log    *zap.Logger
+	append *redis.Script
+}
+
+var (
+	_ enforce.PolicyStore    = (*Redis)(nil)
+	_ enforce.RecordingStore = (*Redis)(nil)
+	_ AuditLog               = (*Redis)(nil)
+)
+
+// NewRedis checks opts and returns a store; it does not connect (the
+// client connects on first use and reconnects by itself). Call Check at
+// start to verify reachability and the schema version, and Close at the
+// end.
+func NewRedis(opts RedisOptions) (*Redis, error) {
+	if len(opts.Addrs) == 0 {
+		return nil, errors.New("redis: at least one address is required")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(opts.Prefix, "{}") {
+		return nil, fmt.Errorf("redis: prefix %q must not contain '{' or '}'", opts.Prefix)
+	}
+	if opts.MasterName != "" && opts.ClusterMode {
+		return nil, errors.New("redis: Sentinel (master name) and Cluster mode are exclusive")
+	}
+	if (opts.ClusterMode || len(opts.Addrs) > 1 && opts.MasterName == "") && opts.DB != 0 {
+		return nil, errors.New("redis: Cluster supports database 0 only")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opts.DialTimeout, 2*time.Second)
+	def(&opts.ReadTimeout, 2*time.Second)
+	def(&opts.WriteTimeout, 2*time.Second)
+	def(&opts.CallTimeout, 5*time.Second)
+	if opts.PoolSize <= 0 {
+		opts.PoolSize = 10
+	}
+	if opts.Audit.Now == nil {
+		opts.Audit.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	c := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:                    opts.Addrs,
+		MasterName:               opts.MasterName,
+		IsClusterMode:            opts.ClusterMode,
+		Username:                 opts.Username,
+		Password:                 opts.Password,
+		SentinelUsername:         opts.SentinelUsername,
+		SentinelPassword:         opts.SentinelPassword,
+		DB:                       opts.DB,
+		TLSConfig:                opts.TLS,
+		Protocol:                 3,
+		ClientName:               "callwarden",
+		DialTimeout:              opts.DialTimeout,
+		DialerRetries:            2,
+		DialerRetryTimeout:       100 * time.Millisecond,
+		ReadTimeout:              opts.ReadTimeout,
+		WriteTimeout:             opts.WriteTimeout,
+		ContextTimeoutEnabled:    true,
+		PoolSize:                 opts.PoolSize,
+		PoolTimeout:              opts.CallTimeout,
+		MaxRetries:               1,
+		MinRetryBackoff:          8 * time.Millisecond,
+		MaxRetryBackoff:          512 * time.Millisecond,
+		ConnMaxIdleTime:          5 * time.Minute,
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+	return &Redis{c: c, opts: opts, log: opts.Logger.Named("redis"), append: redis.NewScript(appendScript)}, nil
+}
+
+// Close closes the client's connections.
+func (r *Redis) Close() error {
+	if err := r.c.Close(); err != nil {
+		return fmt.Errorf("redis close: %w", err)
+	}
+	return nil
+}
+
+// Key returns the full name of a schema key (one of the Key* constants,
+// plus an id for the *Prefix ones).
+func (r *Redis) Key(name string) string { return r.opts.Prefix + name }
+
+// Check pings Redis and verifies the schema version. Errors:
+// enforce.ErrUnavailable, ErrSchemaVersion.
+func (r *Redis) Check(ctx context.Context) error {
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	v, err := r.c.Get(ctx, r.Key(KeySchema)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return r.wrap("check schema", err)
+	}
+	return checkSchema(v)
+}
+
+func checkSchema(v string) error {
+	if v != "" && v != SchemaVersion {
+		return fmt.Errorf("%w: store has schema %q, this callwarden knows %q", ErrSchemaVersion, v, SchemaVersion)
+	}
+	return nil
+}
+
+// callContext gives ctx a deadline when it has none.
+func (r *Redis) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, r.opts.CallTimeout)
+}
+
+// wrap classifies a go-redis error once: replies from a working server
+// (wrong type, script error) are returned as is; everything else (network,
+// timeout, closed client, a server that is loading, read-only, down or
+// out of clients) wraps enforce.ErrUnavailable.
+func (r *Redis) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) && !redis.IsLoadingError(err) && !redis.IsReadOnlyError(err) &&
+		!redis.IsClusterDownError(err) && !redis.IsTryAgainError(err) && !redis.IsMasterDownError(err) &&
+		!redis.IsMaxClientsError(err) {
+		return fmt.Errorf("redis %s: %w", op, err)
+	}
+	return fmt.Errorf("redis %s: %w: %w", op, enforce.ErrUnavailable, err)
+}
+
+// Generation returns the policy generation (0 for an empty store), for
+// LoaderOptions.Generation. Errors: enforce.ErrUnavailable,
+// ErrSchemaVersion, ErrCorrupt.
+func (r *Redis) Generation(ctx context.Context) (uint64, error) {
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	vals, err := r.c.MGet(ctx, r.Key(KeySchema), r.Key(KeyGeneration)).Result()
+	if err != nil {
+		return 0, r.wrap("generation", err)
+	}
+	schema, _ := vals[0].(string)
+	if err := checkSchema(schema); err != nil {
+		return 0, err
+	}
+	g, _ := vals[1].(string)
+	return parseGeneration(g)
+}
+
+func parseGeneration(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	g, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: generation %q: %w", ErrCorrupt, s, err)
+	}
+	return g, nil
+}
+
+// Watch subscribes to change notifications (LoaderOptions.Watch): the
+// returned channel receives each new generation, coalesced to the latest
+// when the reader is slow. go-redis pings the subscription and reconnects
+// it by itself; notifications published while it is down are lost, which
+// the Loader's periodic generation check covers. The channel is closed
+// when ctx is done. Errors: enforce.ErrUnavailable when the first
+// subscription fails.
+func (r *Redis) Watch(ctx context.Context) (<-chan uint64, error) {
+	ps := r.c.Subscribe(ctx, r.Key(ChannelChanges))
+	sctx, cancel := r.callContext(ctx)
+	_, err := ps.Receive(sctx)
+	cancel()
+	if err != nil {
+		_ = ps.Close()
+		return nil, r.wrap("subscribe", err)
+	}
+	msgs := ps.Channel(
+		redis.WithChannelSize(16),
+		redis.WithChannelHealthCheckInterval(time.Second),
+		redis.WithChannelPingTimeout(r.opts.ReadTimeout),
+		redis.WithChannelReconnectTimeout(r.opts.DialTimeout+r.opts.ReadTimeout),
+	)
+	out := make(chan uint64, 1)
+	go func() {
+		defer close(out)
+		defer func() { _ = ps.Close() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-msgs:
+				if !ok {
+					return
+				}
+				gen, err := strconv.ParseUint(m.Payload, 10, 64)
+				if err != nil {
+					r.log.Warn("ignoring a malformed change notification", zap.String("payload", m.Payload))
+					continue
+				}
+				notify(out, gen)
+			}
+		}
+	}()
+	return out, nil
+}

@@ -1,0 +1,99 @@
+package cache_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/storetest"
+	"github.com/callwarden/callwarden/enforce"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestMemoryPolicyStoreContract(t *testing.T) {
+	storetest.RunPolicyStore(t, func(*testing.T) enforce.PolicyStore { return cache.NewMemory() })
+}
+
+func TestMemoryRecordingStoreContract(t *testing.T) {
+	storetest.RunRecordingStore(t, func(*testing.T) enforce.RecordingStore { return cache.NewMemoryRecordings() })
+}
+
+func TestMemoryAuditLogContract(t *testing.T) {
+	storetest.RunAuditLog(t, func(*testing.T) cache.AuditLog { return cache.NewMemoryAudit(cache.AuditOptions{}) })
+}
+
+func TestFileStore(t *testing.T) {
+	t.Run("serves the loaded policy and refuses applies", func(t *testing.T) {
+		f := cache.NewFile(func() (enforce.Policy, error) { return storetest.Policy(t), nil })
+		p, gen, err := f.Policy(testContext(t))
+		if err != nil || gen != 1 {
+			t.Fatalf("Policy: generation %d, %v", gen, err)
+		}
+		if d := enforce.DiffPolicies(storetest.Policy(t), p); !d.Empty() {
+			t.Fatalf("file policy differs: %+v", d)
+		}
+		if _, _, err := f.ApplyPolicy(testContext(t), p, 0); !errors.Is(err, enforce.ErrReadOnly) {
+			t.Fatalf("ApplyPolicy err = %v, want ErrReadOnly", err)
+		}
+	})
+	t.Run("the generation grows only when the file's content changes", func(t *testing.T) {
+		p := storetest.Policy(t)
+		f := cache.NewFile(func() (enforce.Policy, error) { return p, nil })
+		g1, _ := f.Generation(testContext(t))
+		g2, _ := f.Generation(testContext(t))
+		p.Users = p.Users[:1]
+		g3, _ := f.Generation(testContext(t))
+		if g1 != 1 || g2 != 1 || g3 != 2 {
+			t.Fatalf("generations %d %d %d, want 1 1 2", g1, g2, g3)
+		}
+	})
+	t.Run("a load error is returned wrapped", func(t *testing.T) {
+		boom := errors.New("profiles.yaml:3: users[0].profile: unknown")
+		f := cache.NewFile(func() (enforce.Policy, error) { return enforce.Policy{}, boom })
+		if _, _, err := f.Policy(testContext(t)); !errors.Is(err, boom) {
+			t.Fatalf("err = %v, want the load error", err)
+		}
+	})
+}
+
+func TestMemoryNotifiesWatchers(t *testing.T) {
+	m := cache.NewMemory()
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := m.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, _, err := m.ApplyPolicy(testContext(t), storetest.Policy(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-ch:
+		if got != gen {
+			t.Fatalf("notified generation %d, want %d", got, gen)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notification")
+	}
+	cancel()
+	select {
+	case _, ok := <-ch:
+		if ok {
+			t.Fatal("unexpected notification after cancel")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("watch channel not closed after cancel")
+	}
+}

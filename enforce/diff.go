@@ -1,0 +1,155 @@
+package enforce
+
+import (
+	"slices"
+	"sort"
+	"time"
+)
+
+// DiffPolicies says what changes when old is replaced by new: profiles and
+// users added, removed or changed (by name and id, each list sorted), and
+// whether the protected lists changed. An entry is "changed" when its
+// content differs in any field. Times compare as instants and time zones by
+// name, so a policy that went through a store (JSON, another *time.Location
+// value for the same zone) compares equal to the one applied; nil and empty
+// lists are equal; the order of the protected lists does not matter, the
+// order of grants and of an entry's lists does (the engine reports grant
+// indexes). Entries whose name or id is duplicated are compared by their
+// last occurrence; NewSnapshot rejects such policies anyway.
+//
+// Apply and `profiles apply --dry-run` use it to tell the administrator what
+// a profiles file changes.
+func DiffPolicies(old, new Policy) PolicyDiff {
+	var d PolicyDiff
+	oldP := make(map[string]*Profile, len(old.Profiles))
+	for i := range old.Profiles {
+		oldP[old.Profiles[i].Name] = &old.Profiles[i]
+	}
+	newP := make(map[string]*Profile, len(new.Profiles))
+	for i := range new.Profiles {
+		newP[new.Profiles[i].Name] = &new.Profiles[i]
+	}
+	for name, np := range newP {
+		op, ok := oldP[name]
+		switch {
+		case !ok:
+			d.AddedProfiles = append(d.AddedProfiles, name)
+		case !ProfilesEqual(*op, *np):
+			d.ChangedProfiles = append(d.ChangedProfiles, name)
+		}
+	}
+	for name := range oldP {
+		if _, ok := newP[name]; !ok {
+			d.RemovedProfiles = append(d.RemovedProfiles, name)
+		}
+	}
+
+	oldU := make(map[string]*User, len(old.Users))
+	for i := range old.Users {
+		oldU[old.Users[i].ID] = &old.Users[i]
+	}
+	newU := make(map[string]*User, len(new.Users))
+	for i := range new.Users {
+		newU[new.Users[i].ID] = &new.Users[i]
+	}
+	for id, nu := range newU {
+		ou, ok := oldU[id]
+		switch {
+		case !ok:
+			d.AddedUsers = append(d.AddedUsers, id)
+		case !UsersEqual(*ou, *nu):
+			d.ChangedUsers = append(d.ChangedUsers, id)
+		}
+	}
+	for id := range oldU {
+		if _, ok := newU[id]; !ok {
+			d.RemovedUsers = append(d.RemovedUsers, id)
+		}
+	}
+	d.ProtectedChanged = !sameSet(old.Protected.Users, new.Protected.Users) ||
+		!sameSet(old.Protected.Queues, new.Protected.Queues)
+
+	for _, l := range []*[]string{&d.AddedProfiles, &d.RemovedProfiles, &d.ChangedProfiles,
+		&d.AddedUsers, &d.RemovedUsers, &d.ChangedUsers} {
+		sort.Strings(*l)
+	}
+	return d
+}
+
+// ProfilesEqual reports whether two profiles have the same content, with
+// the equality DiffPolicies uses.
+func ProfilesEqual(a, b Profile) bool {
+	if a.Name != b.Name || a.NotifyTarget != b.NotifyTarget || a.MaskDigits != b.MaskDigits ||
+		len(a.Grants) != len(b.Grants) {
+		return false
+	}
+	for i := range a.Grants {
+		if !grantsEqual(&a.Grants[i], &b.Grants[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// UsersEqual reports whether two users have the same content, with the
+// equality DiffPolicies uses.
+func UsersEqual(a, b User) bool {
+	return a.ID == b.ID && a.Profile == b.Profile &&
+		slices.Equal(a.Queues, b.Queues) && slices.Equal(a.Teams, b.Teams) &&
+		slices.Equal(a.Agents, b.Agents) && slices.Equal(a.Sites, b.Sites) &&
+		slices.Equal(a.Identities, b.Identities) &&
+		a.ValidFrom.Equal(b.ValidFrom) && a.ValidUntil.Equal(b.ValidUntil)
+}
+
+func grantsEqual(a, b *Grant) bool {
+	if a.Actions != b.Actions || !slices.Equal(a.Profiles, b.Profiles) ||
+		!a.ValidFrom.Equal(b.ValidFrom) || !a.ValidUntil.Equal(b.ValidUntil) ||
+		a.RecordedWithin != b.RecordedWithin {
+		return false
+	}
+	for d := range a.Scopes {
+		if a.Scopes[d].Kind != b.Scopes[d].Kind || !slices.Equal(a.Scopes[d].Values, b.Scopes[d].Values) {
+			return false
+		}
+	}
+	return weeklyEqual(a.Hours, b.Hours)
+}
+
+func weeklyEqual(a, b *Weekly) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Days == b.Days && a.From == b.From && a.To == b.To && zoneName(a.Location) == zoneName(b.Location)
+}
+
+// zoneName names a location; nil is UTC, as time.Time treats it.
+func zoneName(l *time.Location) string {
+	if l == nil {
+		return time.UTC.String()
+	}
+	return l.String()
+}
+
+// sameSet reports whether a and b hold the same strings, ignoring order and
+// repetition.
+func sameSet(a, b []string) bool {
+	if len(a) == 0 && len(b) == 0 {
+		return true
+	}
+	m := make(map[string]bool, len(a))
+	for _, v := range a {
+		m[v] = false
+	}
+	for _, v := range b {
+		if _, ok := m[v]; !ok {
+			return false
+		}
+		m[v] = true
+	}
+	for _, seen := range m {
+		if !seen {
+			return false
+		}
+	}
+	return true
+}

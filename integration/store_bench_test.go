@@ -1,0 +1,218 @@
+package integration
+
+// Store benchmarks against the lab's Redis. They run only with -bench:
+//
+//	go test -run '^$' -bench . -benchmem ./integration/
+//
+// `make integration` compiles them without running them.
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/storetest"
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// BenchmarkApplyToEnforced measures, per policy size, the time from the
+// start of an apply to the moment two daemons (Loaders with their own
+// Redis clients) both hold the new generation: p50 and p99 in ms. The
+// loaders poll once an hour, so the pub/sub notification is what carries
+// the change.
+func BenchmarkApplyToEnforced(b *testing.B) {
+	for _, users := range []int{4, 10_000, 100_000} {
+		b.Run("users="+strconv.Itoa(users), func(b *testing.B) {
+			l := suite.Lab(b)
+			ctx := context.Background()
+			admin := newRedisStore(b, l, func(o *cache.RedisOptions) { o.CallTimeout = time.Minute })
+			p := storetest.Policy(b)
+			if users > 4 {
+				p = storetest.BigPolicy(b, users)
+			}
+			if _, _, err := admin.ApplyPolicy(ctx, p, 0); err != nil {
+				b.Fatal(err)
+			}
+			var reloaded [2]chan uint64
+			for i := range reloaded {
+				ch := make(chan uint64, 64)
+				reloaded[i] = ch
+				d := startLoader(b, newRedisStore(b, l, nil), func(o *cache.LoaderOptions) {
+					o.PollInterval, o.Staleness, o.CallTimeout = time.Hour, 0, time.Minute
+					o.OnReload = func(gen uint64, _ time.Duration, err error) {
+						if err == nil {
+							ch <- gen
+						}
+					}
+				})
+				waitUntil(b, time.Minute, "daemon "+strconv.Itoa(i)+" loads", func() bool { return d.Snapshot() != nil })
+			}
+			for _, ch := range reloaded {
+				drain(ch)
+			}
+			var lat []time.Duration
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				// Toggle one user's profile: a one-entry change.
+				if p.Users[1].Profile == "" {
+					p.Users[1].Profile = p.Users[0].Profile
+				} else {
+					p.Users[1].Profile = ""
+				}
+				start := time.Now()
+				gen, _, err := admin.ApplyPolicy(ctx, p, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, ch := range reloaded {
+					waitGen(b, ch, gen)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			b.StopTimer()
+			reportPercentiles(b, lat)
+		})
+	}
+}
+
+func drain(ch chan uint64) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+func waitGen(b *testing.B, ch chan uint64, gen uint64) {
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case g := <-ch:
+			if g >= gen {
+				return
+			}
+		case <-timeout:
+			b.Fatalf("generation %d not loaded within a minute", gen)
+		}
+	}
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		i := min(int(p*float64(len(lat))), len(lat)-1)
+		return float64(lat[i].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+}
+
+// BenchmarkFullReload100k measures what a daemon pays to reload a
+// 100k-user policy from Redis: one MULTI/EXEC read, decoding and
+// compiling the snapshot. heap-MB is the live heap the snapshot holds.
+func BenchmarkFullReload100k(b *testing.B) {
+	l := suite.Lab(b)
+	ctx := context.Background()
+	r := newRedisStore(b, l, func(o *cache.RedisOptions) { o.CallTimeout = time.Minute })
+	if _, _, err := r.ApplyPolicy(ctx, storetest.BigPolicy(b, 100_000), 0); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("read", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := r.Policy(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("read+compile", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			p, gen, err := r.Policy(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := enforce.NewSnapshot(p, gen); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("heap", func(b *testing.B) {
+		var before, after runtime.MemStats
+		var keep *enforce.Snapshot
+		for b.Loop() {
+			keep = nil
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			p, gen, err := r.Policy(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if keep, err = enforce.NewSnapshot(p, gen); err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MB")
+		runtime.KeepAlive(keep)
+	})
+}
+
+// BenchmarkWarmDecide measures a decision from a Loader's warm snapshot
+// of 100k users on Redis: Loader.Snapshot() then enforce.Decide, the
+// daemon's hot path. It should match enforce's BenchmarkDecide.
+func BenchmarkWarmDecide(b *testing.B) {
+	l := suite.Lab(b)
+	r := newRedisStore(b, l, func(o *cache.RedisOptions) { o.CallTimeout = time.Minute })
+	if _, _, err := r.ApplyPolicy(context.Background(), storetest.BigPolicy(b, 100_000), 0); err != nil {
+		b.Fatal(err)
+	}
+	d := startLoader(b, r, func(o *cache.LoaderOptions) { o.CallTimeout = time.Minute })
+	waitUntil(b, time.Minute, "the daemon loads", func() bool { return d.Snapshot() != nil })
+	now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	// u1234 has profile p234 (own queues q2340..q2349) and queues q1234..q1238.
+	for name, req := range map[string]enforce.Request{
+		"allow-queue":    {User: "u1234", Action: enforce.MonitorListen, Queue: "q2345", Agent: "u4321"},
+		"deny-scope":     {User: "u1234", Action: enforce.MonitorBarge, Queue: "q5000", Agent: "u4321"},
+		"deny-unknown":   {User: "nobody", Action: enforce.MonitorListen, Queue: "q2345"},
+		"allow-assigned": {User: "u1234", Action: enforce.RecordingStart, Queue: "q1236"},
+	} {
+		want := name[:5] == "allow"
+		if got := enforce.Decide(d.Snapshot(), &req, now).Allow; got != want {
+			b.Fatalf("%s: allow = %v", name, got)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				enforce.Decide(d.Snapshot(), &req, now)
+			}
+		})
+	}
+}
+
+// BenchmarkAuditAppend measures one chained append to the audit stream
+// (the Lua script hashing with SHA-256 server-side).
+func BenchmarkAuditAppend(b *testing.B) {
+	r := newRedisStore(b, suite.Lab(b), func(o *cache.RedisOptions) { o.Audit.MaxLen = 100_000 })
+	rec := enforce.AuditRecord{Time: time.Now(), Source: "asterisk", User: "alice", Action: "monitor.listen",
+		Target: "carol", Queue: "sales", Decision: "allow", Reason: "granted", Caller: "+33 1 23 45 ** **",
+		PBX: "pbx1", Channels: []string{"PJSIP/1001-0000002a", "PJSIP/2001-0000002b"}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.Audit(ctx, rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

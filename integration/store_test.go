@@ -1,0 +1,448 @@
+package integration
+
+// The store suite: the contract suites of cache/storetest against the lab's
+// real Redis, two daemons (Loaders) sharing it, the failure policy with
+// Redis paused mid-load, the audit chain against tampering by hand, and the
+// store benchmarks (run with `go test -run '^$' -bench . ./integration/`).
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/storetest"
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/integration/lab"
+)
+
+// newRedisStore returns a cache.Redis on the lab's Redis under the test's
+// own key prefix, closed when the test ends.
+func newRedisStore(tb testing.TB, l *lab.TestLab, mod func(*cache.RedisOptions)) *cache.Redis {
+	tb.Helper()
+	opts := cache.RedisOptions{Addrs: []string{l.RedisAddr}, Prefix: l.KeyPrefix}
+	if mod != nil {
+		mod(&opts)
+	}
+	r, err := cache.NewRedis(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			tb.Errorf("close redis store: %v", err)
+		}
+	})
+	return r
+}
+
+func TestRedisPolicyStoreContract(t *testing.T) {
+	storetest.RunPolicyStore(t, func(t *testing.T) enforce.PolicyStore {
+		return newRedisStore(t, suite.Lab(t), nil)
+	})
+}
+
+func TestRedisRecordingStoreContract(t *testing.T) {
+	storetest.RunRecordingStore(t, func(t *testing.T) enforce.RecordingStore {
+		return newRedisStore(t, suite.Lab(t), nil)
+	})
+}
+
+func TestRedisAuditLogContract(t *testing.T) {
+	storetest.RunAuditLog(t, func(t *testing.T) cache.AuditLog {
+		return newRedisStore(t, suite.Lab(t), nil)
+	})
+}
+
+func TestRedisRefusesAnUnknownSchemaVersion(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := testContext(t)
+	r := newRedisStore(t, l, nil)
+	if _, _, err := r.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Redis.Set(ctx, r.Key(cache.KeySchema), "2", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Check(ctx); !errors.Is(err, cache.ErrSchemaVersion) {
+		t.Fatalf("Check = %v, want ErrSchemaVersion", err)
+	}
+	if _, _, err := r.Policy(ctx); !errors.Is(err, cache.ErrSchemaVersion) {
+		t.Fatalf("Policy = %v, want ErrSchemaVersion", err)
+	}
+	if _, err := r.Generation(ctx); !errors.Is(err, cache.ErrSchemaVersion) {
+		t.Fatalf("Generation = %v, want ErrSchemaVersion", err)
+	}
+	if _, _, err := r.ApplyPolicy(ctx, storetest.Policy(t), 0); !errors.Is(err, cache.ErrSchemaVersion) {
+		t.Fatalf("ApplyPolicy = %v, want ErrSchemaVersion", err)
+	}
+}
+
+func TestRedisUnreachableIsErrUnavailable(t *testing.T) {
+	// A port nothing listens on: every call fails fast, classified once.
+	r, err := cache.NewRedis(cache.RedisOptions{Addrs: []string{"127.0.0.1:1"}, DialTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx := testContext(t)
+	checks := map[string]error{}
+	_, _, checks["Policy"] = r.Policy(ctx)
+	_, checks["Generation"] = r.Generation(ctx)
+	_, _, checks["ApplyPolicy"] = r.ApplyPolicy(ctx, storetest.Policy(t), 0)
+	checks["Audit"] = r.Audit(ctx, enforce.AuditRecord{Action: "monitor.listen"})
+	_, checks["Recording"] = r.Recording(ctx, "x")
+	_, checks["Watch"] = r.Watch(ctx)
+	for name, err := range checks {
+		if !errors.Is(err, enforce.ErrUnavailable) {
+			t.Errorf("%s: err = %v, want ErrUnavailable", name, err)
+		}
+	}
+}
+
+// startLoader runs a Loader on store until the test ends.
+func startLoader(tb testing.TB, r *cache.Redis, mod func(*cache.LoaderOptions)) *cache.Loader {
+	tb.Helper()
+	opts := cache.LoaderOptions{Store: r, Watch: r.Watch, Generation: r.Generation,
+		PollInterval: 200 * time.Millisecond, Staleness: 5 * time.Second,
+		RetryMin: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond}
+	if mod != nil {
+		mod(&opts)
+	}
+	ld, err := cache.NewLoader(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = ld.Run(ctx)
+	}()
+	tb.Cleanup(func() { cancel(); wg.Wait() })
+	return ld
+}
+
+func waitUntil(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting until %s", d, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+var decideAt = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+
+func aliceListens(s *enforce.Snapshot) enforce.Decision {
+	return enforce.Decide(s, &enforce.Request{User: "alice", Action: enforce.MonitorListen, Queue: "sales", Agent: "carol"}, decideAt)
+}
+
+func TestTwoDaemonsEnforceAnApply(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := testContext(t)
+	admin := newRedisStore(t, l, nil)
+	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
+		t.Fatal(err)
+	}
+	// Polling once an hour: only the pub/sub notification can bring changes.
+	daemons := []*cache.Loader{
+		startLoader(t, newRedisStore(t, l, nil), func(o *cache.LoaderOptions) { o.PollInterval, o.Staleness = time.Hour, 0 }),
+		startLoader(t, newRedisStore(t, l, nil), func(o *cache.LoaderOptions) { o.PollInterval, o.Staleness = time.Hour, 0 }),
+	}
+	for i, d := range daemons {
+		waitUntil(t, 10*time.Second, "daemon "+strconv.Itoa(i)+" loads", func() bool { return d.Snapshot() != nil })
+		if !aliceListens(d.Snapshot()).Allow {
+			t.Fatalf("daemon %d denies alice before the change", i)
+		}
+	}
+	p, gen, err := admin.Policy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range p.Users {
+		if p.Users[i].ID == "alice" {
+			p.Users[i].Profile = ""
+		}
+	}
+	newGen, diff, err := admin.ApplyPolicy(ctx, p, gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slicesEqual(diff.ChangedUsers, []string{"alice"}) {
+		t.Fatalf("diff = %+v, want alice changed", diff)
+	}
+	start := time.Now()
+	for i, d := range daemons {
+		waitUntil(t, 5*time.Second, "daemon "+strconv.Itoa(i)+" enforces the change", func() bool { return d.Generation() == newGen })
+		if dec := aliceListens(d.Snapshot()); dec.Allow || dec.Reason != enforce.ReasonNoProfile {
+			t.Fatalf("daemon %d after the change: %+v, want no_profile", i, dec)
+		}
+	}
+	t.Logf("apply -> enforced by both daemons in %s", time.Since(start))
+}
+
+func slicesEqual(a, b []string) bool {
+	return strings.Join(a, "\x00") == strings.Join(b, "\x00")
+}
+
+// redisContainer returns the id of the lab's Redis container.
+func redisContainer(t *testing.T, l *lab.TestLab) string {
+	t.Helper()
+	for _, id := range l.ContainerIDs() {
+		out, err := exec.Command("docker", "inspect", "-f", "{{.Config.Image}}", id).CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker inspect %s: %v: %s", id, err, out)
+		}
+		if strings.TrimSpace(string(out)) == lab.RedisImage {
+			return id
+		}
+	}
+	t.Fatal("the lab has no Redis container")
+	return ""
+}
+
+func docker(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
+		t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// TestRedisOutageFailsClosedAfterTheStalenessBound pauses the Redis
+// container while decisions run in a loop: decisions go on from the
+// snapshot within the staleness bound, then deny with store_unavailable,
+// and come back once Redis does, without a restart. Nothing the policy
+// denies is ever allowed.
+func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := testContext(t)
+	const staleness = 3 * time.Second
+	fast := func(o *cache.RedisOptions) {
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.CallTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond, 500*time.Millisecond
+	}
+	admin := newRedisStore(t, l, nil)
+	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
+		t.Fatal(err)
+	}
+	d := startLoader(t, newRedisStore(t, l, fast), func(o *cache.LoaderOptions) { o.Staleness = staleness })
+	waitUntil(t, 10*time.Second, "the daemon loads", func() bool { return d.Snapshot() != nil })
+
+	type outcome struct {
+		at       time.Time
+		alice    enforce.Decision // allowed by the policy
+		dave     enforce.Decision // denied by the policy (no profile)
+		protects enforce.Decision // denied by the policy (protected target)
+	}
+	var (
+		mu       sync.Mutex
+		outcomes []outcome
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			at := time.Now() // before the snapshot is taken: it is at least this fresh
+			s := d.Snapshot()
+			o := outcome{at: at, alice: aliceListens(s),
+				dave:     enforce.Decide(s, &enforce.Request{User: "dave", Action: enforce.MonitorListen, Queue: "sales"}, decideAt),
+				protects: enforce.Decide(s, &enforce.Request{User: "alice", Action: enforce.MonitorListen, Queue: "sales", Agent: "ceo"}, decideAt)}
+			mu.Lock()
+			outcomes = append(outcomes, o)
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	id := redisContainer(t, l)
+	time.Sleep(300 * time.Millisecond)
+	paused := time.Now()
+	docker(t, "pause", id)
+	unpaused := false
+	t.Cleanup(func() {
+		if !unpaused {
+			_ = exec.Command("docker", "unpause", id).Run()
+		}
+	})
+	waitUntil(t, staleness+5*time.Second, "decisions fail closed", func() bool { return d.Snapshot() == nil })
+	failedClosed := time.Now()
+	if err := d.Ready(); !errors.Is(err, cache.ErrStale) {
+		t.Errorf("Ready while Redis is paused = %v, want ErrStale", err)
+	}
+	time.Sleep(time.Second)
+	resumed := time.Now() // Redis may answer before `docker unpause` returns
+	docker(t, "unpause", id)
+	unpaused = true
+	waitUntil(t, 15*time.Second, "decisions come back", func() bool { return d.Snapshot() != nil && aliceListens(d.Snapshot()).Allow })
+	back := time.Now()
+	time.Sleep(100 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+
+	var servedDuringOutage, deniedUnavailable int
+	for _, o := range outcomes {
+		if o.dave.Allow || o.protects.Allow {
+			t.Fatalf("wrong allow at %s: dave %+v, protected %+v", o.at.Format(time.RFC3339Nano), o.dave, o.protects)
+		}
+		switch {
+		case o.at.After(paused) && o.at.Before(failedClosed) && o.alice.Allow:
+			servedDuringOutage++
+		case o.at.After(failedClosed) && o.at.Before(resumed):
+			if o.alice.Allow || o.alice.Reason != enforce.ReasonStoreUnavailable {
+				t.Fatalf("decision at %s after failing closed: %+v", o.at.Format(time.RFC3339Nano), o.alice)
+			}
+			deniedUnavailable++
+		}
+	}
+	if servedDuringOutage == 0 || deniedUnavailable == 0 {
+		t.Fatalf("%d decisions served from the snapshot during the outage, %d denied store_unavailable; want both", servedDuringOutage, deniedUnavailable)
+	}
+	if served := failedClosed.Sub(paused); served > staleness+time.Second {
+		t.Errorf("served from the snapshot for %s, beyond the %s staleness", served, staleness)
+	}
+	t.Logf("Redis paused: served from the snapshot for %s (staleness %s, %d decisions), then %d store_unavailable denials; back %s after unpause",
+		failedClosed.Sub(paused).Round(time.Millisecond), staleness, servedDuringOutage, deniedUnavailable, back.Sub(resumed).Round(time.Millisecond))
+}
+
+func TestRedisAuditVerifyFindsTampering(t *testing.T) {
+	fill := func(t *testing.T, l *lab.TestLab, r *cache.Redis, n int) []string {
+		t.Helper()
+		for i := range n {
+			rec := enforce.AuditRecord{Time: decideAt.Add(time.Duration(i) * time.Second), Source: "http", User: "alice",
+				Action: "monitor.listen", Target: "carol", Decision: "allow", Reason: "granted"}
+			if err := r.Audit(testContext(t), rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		msgs, err := l.Redis.XRange(testContext(t), r.Key(cache.KeyAudit), "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]string, len(msgs))
+		for i, m := range msgs {
+			ids[i] = m.ID
+		}
+		return ids
+	}
+
+	t.Run("an intact stream verifies", func(t *testing.T) {
+		l := suite.Lab(t)
+		r := newRedisStore(t, l, nil)
+		fill(t, l, r, 20)
+		res, err := r.VerifyAudit(testContext(t))
+		if err != nil || !res.OK() || res.Checked != 20 {
+			t.Fatalf("VerifyAudit = %+v, %v", res, err)
+		}
+	})
+
+	t.Run("a deleted record is reported at the next one", func(t *testing.T) {
+		l := suite.Lab(t)
+		r := newRedisStore(t, l, nil)
+		ids := fill(t, l, r, 20)
+		if err := l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[7]).Err(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := r.VerifyAudit(testContext(t))
+		if err != nil || res.OK() || res.FirstBad != ids[8] {
+			t.Fatalf("VerifyAudit = %+v, %v; want first bad %s", res, err, ids[8])
+		}
+	})
+
+	t.Run("a deleted last record is reported when the next one is appended", func(t *testing.T) {
+		l := suite.Lab(t)
+		r := newRedisStore(t, l, nil)
+		ids := fill(t, l, r, 5)
+		if err := l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[4]).Err(); err != nil {
+			t.Fatal(err)
+		}
+		after := fill(t, l, r, 1)
+		res, err := r.VerifyAudit(testContext(t))
+		if err != nil || res.OK() || res.FirstBad != after[len(after)-1] {
+			t.Fatalf("VerifyAudit = %+v, %v; want first bad %s", res, err, after[len(after)-1])
+		}
+	})
+
+	t.Run("a record edited by hand is reported", func(t *testing.T) {
+		l := suite.Lab(t)
+		r := newRedisStore(t, l, nil)
+		ids := fill(t, l, r, 20)
+		// Streams are append-only: rebuild the stream under the same ids with
+		// one record's decision changed, as someone with Redis access could.
+		key := r.Key(cache.KeyAudit)
+		ctx := testContext(t)
+		msgs, err := l.Redis.XRange(ctx, key, "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Redis.Del(ctx, key).Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			rec := m.Values["rec"].(string)
+			if m.ID == ids[12] {
+				rec = strings.Replace(rec, `"decision":"allow"`, `"decision":"deny"`, 1)
+			}
+			if err := l.Redis.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: m.ID,
+				Values: []any{"prev", m.Values["prev"], "hash", m.Values["hash"], "rec", rec}}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := r.VerifyAudit(ctx)
+		if err != nil || res.OK() || res.FirstBad != ids[12] || res.Checked != 13 {
+			t.Fatalf("VerifyAudit = %+v, %v; want first bad %s after 13 checked", res, err, ids[12])
+		}
+	})
+
+	t.Run("a trimmed stream verifies from its first retained record", func(t *testing.T) {
+		l := suite.Lab(t)
+		r := newRedisStore(t, l, func(o *cache.RedisOptions) { o.Audit.MaxLen = 10 })
+		fill(t, l, r, 350)
+		res, err := r.VerifyAudit(testContext(t))
+		if err != nil || !res.OK() || !res.Truncated || res.Checked >= 350 {
+			t.Fatalf("VerifyAudit = %+v, %v; want intact, truncated, fewer than 350 checked", res, err)
+		}
+		t.Logf("MAXLEN ~ 10 kept %d of 350 records", res.Checked)
+	})
+}
+
+func TestTwoDaemonsAppendToOneAuditChain(t *testing.T) {
+	l := suite.Lab(t)
+	daemons := []*cache.Redis{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
+	const each = 100
+	var wg sync.WaitGroup
+	errs := make([]error, len(daemons)*2)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range each {
+				rec := enforce.AuditRecord{Time: time.Now(), Source: "asterisk", User: "u" + strconv.Itoa(i),
+					Action: "monitor.listen", Decision: "allow", Reason: "granted", Detail: strconv.Itoa(j)}
+				if err := daemons[i%2].Audit(testContext(t), rec); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	res, err := daemons[0].VerifyAudit(testContext(t))
+	if err != nil || !res.OK() || res.Checked != len(errs)*each {
+		t.Fatalf("VerifyAudit = %+v, %v; want %d records in one intact chain", res, err, len(errs)*each)
+	}
+}
