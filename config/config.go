@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +28,65 @@ type Config struct {
 	// Asterisk and Redis are filled in by later subsystems; zero means off.
 	Asterisk Asterisk `yaml:"asterisk"`
 	Redis    Redis    `yaml:"redis"`
+	// Admin configures the admin API's bearer tokens; none means every
+	// admin request is refused (401).
+	Admin Admin `yaml:"admin"`
+}
+
+// Admin configures who may call the admin API. Only SHA-256 hashes of the
+// tokens are configured (`callwarden token hash` prints one), so the
+// config file does not hold credentials; the API compares hashes in
+// constant time.
+type Admin struct {
+	Tokens []AdminToken `yaml:"tokens"`
+	// TokensFile is a YAML file holding more tokens (`tokens: [...]`, the
+	// same entries), kept apart from the config, e.g. a mounted secret.
+	TokensFile string `yaml:"tokens_file"`
+}
+
+// AdminToken maps one token, by the hex SHA-256 of its value, to the user
+// whose profile decides what the token may do.
+type AdminToken struct {
+	User   string `yaml:"user"`
+	SHA256 string `yaml:"sha256"`
+}
+
+// checkTokens returns the problems of a list of tokens, each named by
+// field (the YAML path of the list is prefix).
+func checkTokens(prefix string, tokens []AdminToken) []error {
+	var errs []error
+	for i, t := range tokens {
+		f := fmt.Sprintf("%s[%d]", prefix, i)
+		if strings.TrimSpace(t.User) == "" {
+			errs = append(errs, fmt.Errorf("%s.user: required", f))
+		}
+		if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != sha256.Size {
+			errs = append(errs, fmt.Errorf("%s.sha256: want %d hex digits (the output of `callwarden token hash`)", f, 2*sha256.Size))
+		}
+	}
+	return errs
+}
+
+// LoadTokensFile reads an admin tokens file: a YAML document
+// `tokens: [{user: alice, sha256: <hex>}]`. Unknown fields and invalid
+// entries are errors naming the file.
+func LoadTokensFile(path string) ([]AdminToken, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load tokens: %w", err)
+	}
+	var doc struct {
+		Tokens []AdminToken `yaml:"tokens"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("load tokens %s: %w", path, err)
+	}
+	if errs := checkTokens("tokens", doc.Tokens); len(errs) > 0 {
+		return nil, fmt.Errorf("load tokens %s: %w", path, errors.Join(errs...))
+	}
+	return doc.Tokens, nil
 }
 
 // HTTP configures the check API, health and metrics endpoints.
@@ -183,6 +244,10 @@ func (c *Config) Validate() error {
 	if c.Redis.Prefix == "" {
 		bad("redis.prefix", "required")
 	}
+	errs = append(errs, checkTokens("admin.tokens", c.Admin.Tokens)...)
+	if c.Admin.TokensFile != "" && strings.TrimSpace(c.Admin.TokensFile) == "" {
+		bad("admin.tokens_file", "empty path")
+	}
 	return errors.Join(errs...)
 }
 
@@ -259,6 +324,7 @@ const (
 	EnvRedisPassword        = "CALLWARDEN_REDIS_PASSWORD"
 	EnvRedisPrefix          = "CALLWARDEN_REDIS_PREFIX"
 	EnvRedisStaleness       = "CALLWARDEN_REDIS_STALENESS"
+	EnvAdminTokensFile      = "CALLWARDEN_ADMIN_TOKENS_FILE"
 )
 
 // ApplyEnv overlays CALLWARDEN_* variables read through getenv (cmd passes
@@ -313,6 +379,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	secret(EnvRedisPassword, &c.Redis.Password)
 	str(EnvRedisPrefix, &c.Redis.Prefix)
 	dur(EnvRedisStaleness, &c.Redis.Staleness)
+	str(EnvAdminTokensFile, &c.Admin.TokensFile)
 	return errors.Join(errs...)
 }
 

@@ -3,6 +3,8 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -69,6 +71,9 @@ func TestValidate(t *testing.T) {
 		{"redis bad address", func(c *Config) { c.Redis.Addrs = []string{"a:1", "redis"} }, []string{"redis.addrs[1]: missing port"}},
 		{"redis empty prefix", func(c *Config) { c.Redis.Prefix = "" }, []string{"redis.prefix: required"}},
 		{"empty profiles path", func(c *Config) { c.Profiles = []string{"a.yaml", " "} }, []string{"profiles[1]: empty path"}},
+		{"admin token without user or with a bad hash", func(c *Config) {
+			c.Admin.Tokens = []AdminToken{{User: "alice", SHA256: strings.Repeat("a", 64)}, {SHA256: "beef"}}
+		}, []string{"admin.tokens[1].user: required", "admin.tokens[1].sha256: want 64 hex digits"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,4 +284,59 @@ func TestSecretNeverPrints(t *testing.T) {
 			t.Errorf("got %v, %v", a.Password.Reveal(), err)
 		}
 	})
+}
+
+func TestAdminTokens(t *testing.T) {
+	hash := strings.Repeat("0f", 32)
+	t.Run("tokens are read from the config file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		writeFile(t, path, "admin:\n  tokens:\n    - {user: alice, sha256: "+hash+"}\n  tokens_file: /run/secrets/tokens.yaml\n")
+		c, err := LoadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Admin{Tokens: []AdminToken{{User: "alice", SHA256: hash}}, TokensFile: "/run/secrets/tokens.yaml"}
+		if !reflect.DeepEqual(c.Admin, want) {
+			t.Errorf("admin = %+v", c.Admin)
+		}
+		if err := c.Validate(); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("the tokens file comes from the environment", func(t *testing.T) {
+		c := Default()
+		getenv := func(k string) string { return map[string]string{EnvAdminTokensFile: "/etc/cw/tokens.yaml"}[k] }
+		if err := c.ApplyEnv(getenv); err != nil || c.Admin.TokensFile != "/etc/cw/tokens.yaml" {
+			t.Errorf("tokens_file %q, %v", c.Admin.TokensFile, err)
+		}
+	})
+	t.Run("a tokens file is read and checked", func(t *testing.T) {
+		dir := t.TempDir()
+		good := filepath.Join(dir, "good.yaml")
+		writeFile(t, good, "tokens:\n  - user: bob\n    sha256: "+hash+"\n")
+		got, err := LoadTokensFile(good)
+		if err != nil || len(got) != 1 || got[0].User != "bob" {
+			t.Errorf("got %+v, %v", got, err)
+		}
+		bad := filepath.Join(dir, "bad.yaml")
+		writeFile(t, bad, "tokens:\n  - user: bob\n    sha256: nothex\n")
+		if _, err := LoadTokensFile(bad); err == nil || !strings.Contains(err.Error(), "tokens[0].sha256") {
+			t.Errorf("bad file: %v", err)
+		}
+		unknown := filepath.Join(dir, "unknown.yaml")
+		writeFile(t, unknown, "tokens:\n  - user: bob\n    token: plain\n")
+		if _, err := LoadTokensFile(unknown); err == nil {
+			t.Error("a plain token field was accepted")
+		}
+		if _, err := LoadTokensFile(filepath.Join(dir, "missing.yaml")); err == nil {
+			t.Error("a missing file was accepted")
+		}
+	})
+}
+
+func writeFile(tb testing.TB, path, content string) {
+	tb.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		tb.Fatal(err)
+	}
 }

@@ -222,7 +222,7 @@ func TestUsage(t *testing.T) {
 		{"help succeeds on stdout", []string{"help"}, 0, "usage: callwarden", ""},
 		{"check -h succeeds", []string{"check", "-h"}, 0, "", "usage: callwarden check"},
 		{"profiles without subcommand fails", []string{"profiles"}, 2, "", "callwarden: profiles: missing subcommand"},
-		{"unknown profiles subcommand fails", []string{"profiles", "apply"}, 2, "", `callwarden: profiles: unknown subcommand "apply"`},
+		{"unknown profiles subcommand fails", []string{"profiles", "delete"}, 2, "", `callwarden: profiles: unknown subcommand "delete"`},
 		{"version prints a version", []string{"version"}, 0, "callwarden ", ""},
 	}
 	for _, tc := range cases {

@@ -1,7 +1,9 @@
 // Command callwarden decides whether a person may listen to, whisper to,
 // barge into, record or play back a call. It serves the decision over HTTP
-// (`callwarden serve`), explains decisions offline (`callwarden check`) and
-// validates profiles files (`callwarden profiles validate`).
+// (`callwarden serve`, with the admin API), explains decisions offline
+// (`callwarden check`), validates profiles files (`callwarden profiles
+// validate`) and administers the Redis store (`profiles apply|export`,
+// `users assign|revoke`, `audit tail|verify`).
 //
 // main only turns signals into a context and a reload channel and the
 // result of run into an exit status; everything else lives in run and is

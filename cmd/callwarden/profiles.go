@@ -1,18 +1,32 @@
 package main
 
-import "fmt"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
 
-// profiles runs the `profiles` subcommands. Only validate exists here:
-// apply and export need the store.
-func (e *env) profiles(args []string) int {
+	"github.com/callwarden/callwarden/config"
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/httpapi"
+)
+
+// profiles runs the `profiles` subcommands: validate works on files alone,
+// apply and export on the store.
+func (e *env) profiles(ctx context.Context, args []string) int {
+	const want = "want: validate, apply, export"
 	if len(args) == 0 {
-		return e.badInput("profiles: missing subcommand (want: validate)")
+		return e.badInput("profiles: missing subcommand (%s)", want)
 	}
 	switch args[0] {
 	case "validate":
 		return e.validate(args[1:])
+	case "apply":
+		return e.apply(ctx, args[1:])
+	case "export":
+		return e.export(ctx, args[1:])
 	}
-	return e.badInput("profiles: unknown subcommand %q (want: validate)", args[0])
+	return e.badInput("profiles: unknown subcommand %q (%s)", args[0], want)
 }
 
 // validate loads the profiles files as serve and check would, and prints
@@ -35,5 +49,101 @@ func (e *env) validate(args []string) int {
 		return exitBadInput
 	}
 	fmt.Fprintf(e.stdout, "ok: %d profiles, %d users\n", len(p.Profiles), len(p.Users))
+	return exitOK
+}
+
+// apply replaces the stored policy with the profiles files, atomically and
+// conditionally on the generation it diffed against: a bad file changes
+// nothing and prints every problem as file:line: field: message (exit 2);
+// --dry-run prints the diff and writes nothing.
+func (e *env) apply(ctx context.Context, args []string) int {
+	fs := e.newFlagSet("profiles apply", "profiles apply -f FILE [-f FILE...] [--dry-run] [--redis-addr ADDR] [--redis-prefix PREFIX] [--config FILE]")
+	var files stringList
+	fileFlags(fs, &files, true)
+	dryRun := fs.Bool("dry-run", false, "print what would change and write nothing")
+	var sf storeFlags
+	sf.register(fs)
+	if code := e.parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if len(files) == 0 {
+		return e.badInput("profiles apply: -f FILE is required")
+	}
+	// Parse before connecting: a broken file is reported even when the
+	// store is down, and never reaches it.
+	_, p, err := e.loadSnapshot(files)
+	if err != nil {
+		for _, l := range errorLines(err) {
+			fmt.Fprintln(e.stderr, l)
+		}
+		fmt.Fprintln(e.stderr, "callwarden: nothing applied")
+		return exitBadInput
+	}
+	st, code := e.openStore(ctx, &sf)
+	if code >= 0 {
+		return code
+	}
+	defer st.Close()
+	cur, gen, err := st.Policy(ctx)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: read the stored policy: %v\n", err)
+		return exitFailure
+	}
+	lines := httpapi.FormatDiff(enforce.DiffPolicies(cur, p))
+	for _, l := range lines {
+		fmt.Fprintln(e.stdout, l)
+	}
+	if len(lines) == 0 {
+		fmt.Fprintf(e.stdout, "no changes (generation %d)\n", gen)
+		return exitOK
+	}
+	if *dryRun {
+		fmt.Fprintf(e.stdout, "dry run: nothing written (store at generation %d)\n", gen)
+		return exitOK
+	}
+	newGen, diff, err := st.ApplyPolicy(ctx, p, gen)
+	if err != nil {
+		if errors.Is(err, enforce.ErrConflict) {
+			fmt.Fprintf(e.stderr, "callwarden: the stored policy changed while applying (now generation %d); nothing applied, run again to see the new diff\n", newGen)
+			return exitFailure
+		}
+		fmt.Fprintf(e.stderr, "callwarden: apply: %v\n", err)
+		return exitFailure
+	}
+	e.auditCLI(ctx, st, "policy", fmt.Sprintf("profiles apply %s: generation %d -> %d: %s",
+		strings.Join(files, " "), gen, newGen, strings.Join(httpapi.FormatDiff(diff), ", ")))
+	fmt.Fprintf(e.stdout, "applied: generation %d\n", newGen)
+	return exitOK
+}
+
+// export prints the stored policy as a profiles file, which `profiles
+// apply` takes back unchanged.
+func (e *env) export(ctx context.Context, args []string) int {
+	fs := e.newFlagSet("profiles export", "profiles export [--redis-addr ADDR] [--redis-prefix PREFIX] [--config FILE]")
+	var sf storeFlags
+	sf.register(fs)
+	if code := e.parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	st, code := e.openStore(ctx, &sf)
+	if code >= 0 {
+		return code
+	}
+	defer st.Close()
+	p, gen, err := st.Policy(ctx)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: read the stored policy: %v\n", err)
+		return exitFailure
+	}
+	out, err := config.MarshalProfiles(p)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(e.stdout, "# exported from generation %d\n", gen)
+	if _, err := e.stdout.Write(out); err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
+		return exitFailure
+	}
 	return exitOK
 }

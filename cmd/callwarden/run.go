@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
@@ -30,7 +31,16 @@ commands:
   check              decide one request offline from profiles files
                      (exit 0 allow, 1 deny, 2 bad input)
   profiles validate  check profiles files and report every problem
-  serve              serve GET /v1/check, /healthz, /readyz and /metrics
+  profiles apply     apply profiles files to Redis, atomically (--dry-run
+                     prints the diff and writes nothing)
+  profiles export    print the policy stored in Redis as a profiles file
+  users assign       give a user a profile (and queues) in Redis
+  users revoke       take a user's profile away in Redis
+  audit tail         print audit records as JSON lines (--follow)
+  audit verify       check the audit trail's hash chain
+  token hash         print the SHA-256 of an admin token read from stdin
+  serve              serve the check API, the admin API, /healthz, /readyz
+                     and /metrics
   version            print the version
 
 Run "callwarden <command> -h" for the flags of a command.
@@ -44,13 +54,26 @@ type env struct {
 	getenv         func(string) string
 	// reload delivers SIGHUP: serve reloads its profiles files on it.
 	reload <-chan os.Signal
+	// open opens the shared store (Redis; tests inject memory).
+	open openStoreFunc
+	// now is the clock of audit records written by the CLI.
+	now func() time.Time
+	// pollInterval is how often `audit tail --follow` polls.
+	pollInterval time.Duration
 }
 
 // run executes the command line args and returns the exit status. It never
 // exits the process itself.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer,
 	getenv func(string) string, reload <-chan os.Signal) int {
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, reload: reload}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, reload: reload,
+		open: openRedis, now: time.Now, pollInterval: time.Second}
+	return e.run(ctx, args)
+}
+
+// run executes args with the process e describes.
+func (e *env) run(ctx context.Context, args []string) int {
+	stdout, stderr := e.stdout, e.stderr
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitBadInput
@@ -59,7 +82,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "check":
 		return e.check(args[1:])
 	case "profiles":
-		return e.profiles(args[1:])
+		return e.profiles(ctx, args[1:])
+	case "users":
+		return e.users(ctx, args[1:])
+	case "audit":
+		return e.audit(ctx, args[1:])
+	case "token":
+		return e.token(args[1:])
 	case "serve":
 		return e.serve(ctx, args[1:])
 	case "version":

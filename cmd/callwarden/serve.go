@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,18 +16,20 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpapi"
 )
 
 // serve runs the daemon until ctx is cancelled (SIGINT/SIGTERM), reloading
-// the profiles files on every value from e.reload (SIGHUP).
+// the policy (profiles files, or Redis) on every value from e.reload
+// (SIGHUP).
 //
 // Configuration precedence is flags > CALLWARDEN_* environment > --config
 // file > config.Default(), then cfg.Validate().
 func (e *env) serve(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("serve", "serve -f FILE [-f FILE...] [--listen ADDR] [--config FILE] [--log-level LEVEL]")
+	fs := e.newFlagSet("serve", "serve [-f FILE...] [--listen ADDR] [--config FILE] [--log-level LEVEL]  (profiles files, or redis.addrs in --config / CALLWARDEN_REDIS_ADDRS)")
 	var files stringList
 	fileFlags(fs, &files, false)
 	listen := fs.String("listen", "", "HTTP listen `ADDR`ESS, e.g. 127.0.0.1:8080 (default from config, :8080)")
@@ -58,18 +61,22 @@ func (e *env) serve(ctx context.Context, args []string) int {
 	if err := cfg.Validate(); err != nil {
 		return e.badInput("config: %s", oneLine(err))
 	}
-	if len(cfg.Profiles) == 0 {
-		return e.badInput("serve: no profiles files (give -f FILE, CALLWARDEN_PROFILES or profiles: in --config)")
+	if len(cfg.Profiles) == 0 && len(cfg.Redis.Addrs) == 0 {
+		return e.badInput("serve: no profiles files and no Redis (give -f FILE, CALLWARDEN_PROFILES or profiles: in --config, or redis.addrs)")
 	}
 	if containsDash(cfg.Profiles) {
 		return e.badInput("serve: -f - is not supported: profiles are re-read on SIGHUP")
 	}
 
-	app, err := NewApp(ctx, cfg, e.stderr)
+	app, err := newApp(ctx, cfg, e.stderr, appDeps{open: e.open})
 	if err != nil {
 		var pe *profilesError
 		if errors.As(err, &pe) {
 			return e.badInput("%s", oneLine(pe.err))
+		}
+		var ce *configError
+		if errors.As(err, &ce) {
+			return e.badInput("%v", ce)
 		}
 		fmt.Fprintf(e.stderr, "callwarden: %v\n", err)
 		return exitFailure
@@ -100,29 +107,63 @@ type profilesError struct{ err error }
 func (e *profilesError) Error() string { return "profiles: " + e.err.Error() }
 func (e *profilesError) Unwrap() error { return e.err }
 
-// App is the serving daemon: the current profiles snapshot, the HTTP check
-// API on its listener, its logger and metrics. NewApp builds it and binds
-// the listener, Run serves until its context ends, Reload swaps in freshly
-// read profiles, and Close releases what Run did not.
+// configError marks a startup failure caused by the configuration beyond
+// what Validate checks (an unreadable tokens file): bad input.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
+// appDeps are what the App gets from outside the config: how to open the
+// shared store (Redis; tests inject an in-memory one).
+type appDeps struct {
+	open openStoreFunc
+}
+
+// App is the serving daemon: the snapshot decisions are made from, the
+// HTTP check and admin APIs on one listener, its logger and metrics.
+//
+// With cfg.Redis.Addrs set, the policy lives in Redis: a cache.Loader keeps
+// the snapshot (change notifications plus a periodic generation check,
+// fail closed past cfg.Redis.Staleness), decisions and admin changes are
+// audited to the Redis stream, and the admin API writes to Redis. Without
+// Redis, the profiles files are served: SIGHUP reloads them, the audit
+// trail is kept in memory, and admin writes answer 405 (read-only).
+//
+// NewApp builds it and binds the listener, Run serves until its context
+// ends, Reload re-reads the policy, and Close releases what Run did not.
 type App struct {
 	cfg     config.Config
 	log     *zap.Logger
 	reg     *prometheus.Registry
-	holder  enforce.Holder
 	reloads *prometheus.CounterVec
 	ln      net.Listener
 	srv     *http.Server
 
-	// mu serialises Reload so two SIGHUPs cannot interleave their
-	// generations; gen is the generation of the snapshot in holder.
-	mu  sync.Mutex
-	gen uint64
+	// snapshot returns the snapshot to decide from (loader or holder).
+	snapshot func() *enforce.Snapshot
+
+	// Redis mode: the store and the loader that owns the snapshot.
+	store  store
+	loader *cache.Loader
+
+	// File mode: holder owns the snapshot; mu serialises Reload so two
+	// SIGHUPs cannot interleave their generations; gen is the generation
+	// of the snapshot in holder.
+	holder enforce.Holder
+	mu     sync.Mutex
+	gen    uint64
 }
 
-// NewApp builds the daemon from a validated cfg, logging to logOut: it loads
-// the profiles files (a failure is a *profilesError and nothing is served)
-// and binds cfg.HTTP.Listen, so Addr is known before Run.
+// NewApp builds the daemon from a validated cfg, logging to logOut: it
+// opens Redis or loads the profiles files (a failure to load them is a
+// *profilesError and nothing is served), and binds cfg.HTTP.Listen, so Addr
+// is known before Run.
 func NewApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*App, error) {
+	return newApp(ctx, cfg, logOut, appDeps{open: openRedis})
+}
+
+func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDeps) (_ *App, err error) {
 	logger, err := newLogger(cfg.Log, logOut)
 	if err != nil {
 		return nil, err
@@ -133,7 +174,7 @@ func NewApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*App, err
 		reg: prometheus.NewRegistry(),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callwarden_profile_reloads_total",
-			Help: "Profiles reloads (SIGHUP), by result; an error keeps the previous snapshot.",
+			Help: "Policy reloads (SIGHUP, or a change in Redis), by result; an error keeps the previous snapshot.",
 		}, []string{"result"}),
 	}
 	// Both series exist from the start, so an alert on errors sees 0.
@@ -148,20 +189,95 @@ func NewApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*App, err
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
+	defer func() {
+		if err != nil && a.store != nil {
+			_ = a.store.Close()
+		}
+	}()
 
-	snap, p, err := loadFiles(cfg.Profiles, 1)
+	tokens, err := adminTokens(cfg.Admin)
 	if err != nil {
-		return nil, &profilesError{err: err}
+		return nil, &configError{err: err}
 	}
-	a.holder.Store(snap)
-	a.gen = 1
-	logger.Info("profiles loaded", zap.Uint64("generation", 1), zap.Strings("files", cfg.Profiles),
-		zap.Int("profiles", len(p.Profiles)), zap.Int("users", len(p.Users)))
 
+	var (
+		policy     enforce.PolicyStore
+		auditLog   cache.AuditLog
+		recordings enforce.RecordingStore
+		ready      func() error
+	)
+	if len(cfg.Redis.Addrs) > 0 {
+		if len(cfg.Profiles) > 0 {
+			// Redis is the source of truth; files are applied with
+			// `callwarden profiles apply`, never served beside it.
+			logger.Warn("profiles files ignored: serving the policy stored in Redis (apply them with `callwarden profiles apply`)",
+				zap.Strings("files", cfg.Profiles))
+		}
+		if a.store, err = deps.open(ctx, cfg.Redis, logger.Named("redis")); err != nil {
+			return nil, fmt.Errorf("open redis: %w", err)
+		}
+		poll := min(time.Second, cfg.Redis.Staleness/3)
+		a.loader, err = cache.NewLoader(cache.LoaderOptions{
+			Store:        a.store,
+			Watch:        a.store.Watch,
+			Generation:   a.store.Generation,
+			PollInterval: poll,
+			Staleness:    cfg.Redis.Staleness,
+			Logger:       logger,
+			OnReload: func(_ uint64, _ time.Duration, err error) {
+				if err != nil {
+					a.reloads.WithLabelValues("error").Inc()
+				} else {
+					a.reloads.WithLabelValues("ok").Inc()
+				}
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		// A first load now, so a reachable store is served from the first
+		// request; if it fails, Run keeps trying and /readyz says why.
+		if err := a.loader.Reload(ctx); err != nil {
+			logger.Warn("first policy load failed; retrying in the background", zap.Error(err))
+		}
+		a.snapshot, ready = a.loader.Snapshot, a.loader.Ready
+		policy, auditLog, recordings = a.store, a.store, a.store
+	} else {
+		snap, p, err := loadFiles(cfg.Profiles, 1)
+		if err != nil {
+			return nil, &profilesError{err: err}
+		}
+		a.holder.Store(snap)
+		a.gen = 1
+		logger.Info("profiles loaded", zap.Uint64("generation", 1), zap.Strings("files", cfg.Profiles),
+			zap.Int("profiles", len(p.Profiles)), zap.Int("users", len(p.Users)))
+		a.snapshot = a.holder.Load
+		files := cfg.Profiles
+		policy = cache.NewFile(func() (enforce.Policy, error) { return config.LoadProfiles(files...) })
+		auditLog = cache.NewMemoryAudit(cache.AuditOptions{MaxLen: memoryAuditLen})
+		recordings = cache.NewMemoryRecordings()
+	}
+
+	admin, err := httpapi.NewAdmin(httpapi.AdminOptions{
+		Store:       policy,
+		Snapshot:    a.snapshot,
+		Auth:        httpapi.NewTokenSet(tokens),
+		Codec:       configCodec{},
+		Auditor:     auditLog,
+		AuditReader: auditLog,
+		Recordings:  recordings,
+		Logger:      logger.Named("admin"),
+	})
+	if err != nil {
+		return nil, err
+	}
 	h, err := httpapi.New(httpapi.Options{
-		Snapshot: a.holder.Load,
+		Snapshot: a.snapshot,
 		Logger:   logger.Named("check"),
 		Registry: a.reg,
+		Ready:    ready,
+		Auditor:  auditLog,
+		Admin:    admin,
 	})
 	if err != nil {
 		return nil, err
@@ -183,6 +299,32 @@ func NewApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*App, err
 		ErrorLog:          zap.NewStdLog(logger.Named("http")),
 	}
 	return a, nil
+}
+
+// memoryAuditLen bounds the in-memory audit trail of a daemon serving
+// profiles files.
+const memoryAuditLen = 10000
+
+// adminTokens gathers the admin token hashes of the config and of its
+// tokens file.
+func adminTokens(c config.Admin) ([]httpapi.TokenHash, error) {
+	all := c.Tokens
+	if c.TokensFile != "" {
+		more, err := config.LoadTokensFile(c.TokensFile)
+		if err != nil {
+			return nil, err
+		}
+		all = append(slices.Clone(all), more...)
+	}
+	out := make([]httpapi.TokenHash, 0, len(all))
+	for _, t := range all {
+		th, err := httpapi.ParseTokenHash(t.User, t.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("admin tokens: %w", err)
+		}
+		out = append(out, th)
+	}
+	return out, nil
 }
 
 // loadFiles reads and compiles the profiles files into a snapshot of
@@ -225,8 +367,17 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 // configured one was 0.
 func (a *App) Addr() net.Addr { return a.ln.Addr() }
 
-// Snapshot returns the snapshot decisions are currently made from.
-func (a *App) Snapshot() *enforce.Snapshot { return a.holder.Load() }
+// Snapshot returns the snapshot decisions are currently made from; nil
+// when none is loaded or the store has been unreachable for too long.
+func (a *App) Snapshot() *enforce.Snapshot { return a.snapshot() }
+
+// generation is the current snapshot's generation, 0 without one.
+func (a *App) generation() uint64 {
+	if s := a.snapshot(); s != nil {
+		return s.Generation()
+	}
+	return 0
+}
 
 // Registry returns the registry served on /metrics.
 func (a *App) Registry() *prometheus.Registry { return a.reg }
@@ -235,9 +386,20 @@ func (a *App) Registry() *prometheus.Registry { return a.reg }
 // cfg.HTTP.ShutdownTimeout. It returns nil after a clean shutdown. Run may
 // be called once.
 func (a *App) Run(ctx context.Context) error {
+	if a.loader != nil {
+		lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = a.loader.Run(lctx) // returns nil once lctx ends
+		}()
+		// The loader outlives the HTTP server's graceful shutdown, so
+		// requests in flight still decide from a live snapshot.
+		defer func() { stop(); <-done }()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
-	a.log.Info("serving", zap.String("addr", a.Addr().String()), zap.Uint64("generation", a.Snapshot().Generation()))
+	a.log.Info("serving", zap.String("addr", a.Addr().String()), zap.Uint64("generation", a.generation()))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http server: %w", err)
@@ -256,11 +418,16 @@ func (a *App) Run(ctx context.Context) error {
 	return nil
 }
 
-// Reload re-reads the profiles files and swaps the new snapshot in
-// atomically. On any error the current snapshot stays, the failure is
-// logged and counted, and the error is returned: a bad file never changes
-// a decision.
+// Reload re-reads the policy (the profiles files, or Redis) and swaps the
+// new snapshot in atomically. On any error the current snapshot stays, the
+// failure is logged and counted, and the error is returned: a bad file
+// never changes a decision.
 func (a *App) Reload() error {
+	if a.loader != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.HTTP.ShutdownTimeout)
+		defer cancel()
+		return a.loader.Reload(ctx)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	next := a.gen + 1
@@ -285,6 +452,11 @@ func (a *App) Close() error {
 	err := a.srv.Close()
 	if lerr := a.ln.Close(); lerr != nil && !errors.Is(lerr, net.ErrClosed) && err == nil {
 		err = lerr
+	}
+	if a.store != nil {
+		if serr := a.store.Close(); serr != nil && err == nil {
+			err = serr
+		}
 	}
 	_ = a.log.Sync() // stderr often cannot be synced; nothing to do about it
 	return err

@@ -2,7 +2,8 @@
 // dialplan CURL() and CTI tools, plus /healthz, /readyz and Prometheus
 // /metrics. It also owns the check request parser and the check response
 // shape, which `callwarden check` reuses so the CLI and the API cannot
-// drift.
+// drift. With Options.Admin it also serves the admin API (profiles, users,
+// protected targets, recordings, audit; see admin.go).
 //
 // httpapi imports enforce only. It reads the current snapshot through an
 // injected function and knows nothing of where snapshots come from (files,
@@ -10,6 +11,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +49,13 @@ type Options struct {
 	// Ready reports whether the process can serve decisions; default: a
 	// snapshot is loaded.
 	Ready func() error
+	// Auditor, when set, receives an audit record of every check decision
+	// besides the log line (the shared audit trail in Redis). A failure to
+	// write it is logged; the decision stands.
+	Auditor enforce.Auditor
+	// Admin, when set, is mounted on /v1/profiles, /v1/users,
+	// /v1/protected, /v1/recordings and /v1/audit.
+	Admin *Admin
 }
 
 // Handler serves the check API. Build it with New.
@@ -117,6 +126,9 @@ func New(opts Options) (*Handler, error) {
 		}
 	}
 	h.mux.HandleFunc("GET /v1/check", h.check)
+	if opts.Admin != nil {
+		opts.Admin.register(h.mux)
+	}
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{
@@ -206,7 +218,34 @@ func (h *Handler) audit(req enforce.Request, d enforce.Decision, snap *enforce.S
 		fields = append(fields, zap.Uint64("generation", snap.Generation()))
 	}
 	h.opts.Logger.Info("decision", fields...)
+	if h.opts.Auditor == nil {
+		return
+	}
+	when := at
+	if explicitAt {
+		when = h.opts.Now()
+	}
+	rec := enforce.AuditRecord{
+		Time: when, Source: "http", User: req.User, Action: req.Action.String(),
+		Target: req.Agent, Queue: req.Queue, Team: req.Team, Site: req.Site,
+		Decision: d.Verdict(), Reason: d.Reason.String(), Profile: d.Profile,
+	}
+	if req.Action == enforce.ProfileAssign {
+		rec.Detail = "assign " + req.AssignProfile + " on queues [" + strings.Join(req.AssignQueues, ", ") + "]"
+	}
+	if explicitAt {
+		rec.Detail = strings.TrimSpace(rec.Detail + " (what-if at " + at.Format(time.RFC3339) + ")")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), auditTimeout)
+	defer cancel()
+	if err := h.opts.Auditor.Audit(ctx, rec); err != nil {
+		h.opts.Logger.Error("audit write failed", zap.String("user", req.User), zap.String("action", req.Action.String()), zap.Error(err))
+	}
 }
+
+// auditTimeout bounds the audit write of one check, so a slow store delays
+// an answer by at most this much.
+const auditTimeout = time.Second
 
 func (h *Handler) badRequest(w http.ResponseWriter, err error) {
 	h.badReqs.Inc()

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/httpapi"
+)
+
+// followSkew is how far back `audit tail --follow` looks behind the newest
+// record it printed: records carry their deciders' clocks, and a daemon
+// whose clock lags may append a record dated slightly earlier.
+const followSkew = 5 * time.Second
+
+// audit runs the `audit` subcommands.
+func (e *env) audit(ctx context.Context, args []string) int {
+	const want = "want: tail, verify"
+	if len(args) == 0 {
+		return e.badInput("audit: missing subcommand (%s)", want)
+	}
+	switch args[0] {
+	case "tail":
+		return e.tail(ctx, args[1:])
+	case "verify":
+		return e.verify(ctx, args[1:])
+	}
+	return e.badInput("audit: unknown subcommand %q (%s)", args[0], want)
+}
+
+// tail prints the audit records matching the filters, oldest first, one
+// JSON object per line; with --follow it then polls for new ones until ctx
+// ends. The filters are parsed by the API's parser, so the CLI and GET
+// /v1/audit accept the same values. Records are printed as stored (caller
+// numbers masked per the requester's profile when they were written): the
+// CLI holds the store's credentials and reads as an administrator.
+func (e *env) tail(ctx context.Context, args []string) int {
+	fs := e.newFlagSet("audit tail", "audit tail [--follow] [--user U] [--target T] [--action A] [--decision allow|deny] [--since RFC3339] [--until RFC3339] [--limit N] [--redis-addr ADDR] [--config FILE]")
+	params := map[string]*string{}
+	for _, p := range []struct{ name, help string }{
+		{httpapi.AuditParamUser, "only records of requester `USER`"},
+		{httpapi.AuditParamTarget, "only records about `TARGET`"},
+		{httpapi.AuditParamAction, "only records of `ACTION`"},
+		{httpapi.AuditParamDecision, "only `DECISION`s: allow or deny"},
+		{httpapi.AuditParamSince, "only records at or after `TIME` (RFC 3339)"},
+		{httpapi.AuditParamUntil, "only records before `TIME` (RFC 3339)"},
+		{httpapi.AuditParamLimit, "print at most the `N` most recent records (default 100)"},
+	} {
+		params[p.name] = fs.String(p.name, "", p.help)
+	}
+	follow := fs.Bool("follow", false, "keep printing new records until interrupted")
+	var sf storeFlags
+	sf.register(fs)
+	if code := e.parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	q := url.Values{}
+	for name, v := range params {
+		if *v != "" {
+			q.Set(name, *v)
+		}
+	}
+	f, err := httpapi.ParseAuditQuery(q)
+	if err != nil {
+		var pe *httpapi.ParamError
+		if errors.As(err, &pe) {
+			return e.badInput("--%s: %v", pe.Param, pe.Err)
+		}
+		return e.badInput("%v", err)
+	}
+	st, code := e.openStore(ctx, &sf)
+	if code >= 0 {
+		return code
+	}
+	defer st.Close()
+
+	t := tailer{out: e.stdout, seen: map[[sha256.Size]byte]time.Time{}}
+	recs, err := st.ReadAudit(ctx, f)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: read audit: %v\n", err)
+		return exitFailure
+	}
+	if err := t.print(recs); err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
+		return exitFailure
+	}
+	if !*follow {
+		return exitOK
+	}
+	tick := time.NewTicker(e.pollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-tick.C:
+		}
+		next := f
+		next.Limit = 0
+		if since := t.newest.Add(-followSkew); !t.newest.IsZero() && since.After(next.Since) {
+			next.Since = since
+		}
+		recs, err := st.ReadAudit(ctx, next)
+		if err != nil {
+			if ctx.Err() != nil {
+				return exitOK
+			}
+			// A store outage is transient for a follower: say so, keep going.
+			fmt.Fprintf(e.stderr, "callwarden: read audit: %v (retrying)\n", err)
+			continue
+		}
+		if err := t.print(recs); err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
+			return exitFailure
+		}
+	}
+}
+
+// tailer prints records once each, remembering those within followSkew of
+// the newest so a later poll that reads them again skips them.
+type tailer struct {
+	out    io.Writer
+	newest time.Time
+	seen   map[[sha256.Size]byte]time.Time
+}
+
+func (t *tailer) print(recs []enforce.AuditRecord) error {
+	for _, r := range recs {
+		line, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encode audit record: %w", err)
+		}
+		key := sha256.Sum256(line)
+		if _, dup := t.seen[key]; dup {
+			continue
+		}
+		t.seen[key] = r.Time
+		if r.Time.After(t.newest) {
+			t.newest = r.Time
+		}
+		if _, err := fmt.Fprintf(t.out, "%s\n", line); err != nil {
+			return err
+		}
+	}
+	cut := t.newest.Add(-2 * followSkew)
+	for k, at := range t.seen {
+		if at.Before(cut) {
+			delete(t.seen, k)
+		}
+	}
+	return nil
+}
+
+// verify checks the audit trail's hash chain: exit 0 when intact, 1 with
+// the first bad record's id and why.
+func (e *env) verify(ctx context.Context, args []string) int {
+	fs := e.newFlagSet("audit verify", "audit verify [--redis-addr ADDR] [--config FILE]")
+	var sf storeFlags
+	sf.register(fs)
+	if code := e.parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	st, code := e.openStore(ctx, &sf)
+	if code >= 0 {
+		return code
+	}
+	defer st.Close()
+	res, err := st.VerifyAudit(ctx)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: verify audit: %v\n", err)
+		return exitFailure
+	}
+	if !res.OK() {
+		fmt.Fprintf(e.stdout, "bad: record %s: %s (%d records checked)\n", res.FirstBad, res.Reason, res.Checked)
+		return exitFailure
+	}
+	var note []string
+	if res.Truncated {
+		note = append(note, "older records were trimmed; the check starts at the first retained record")
+	}
+	fmt.Fprintf(e.stdout, "ok: %d records, chain intact", res.Checked)
+	if len(note) > 0 {
+		fmt.Fprintf(e.stdout, " (%s)", strings.Join(note, "; "))
+	}
+	fmt.Fprintln(e.stdout)
+	return exitOK
+}
+
+// token runs the `token` subcommands.
+func (e *env) token(args []string) int {
+	if len(args) == 0 || args[0] != "hash" {
+		return e.badInput("token: want subcommand hash")
+	}
+	fs := e.newFlagSet("token hash", "token hash < TOKEN")
+	if code := e.parseFlags(fs, args[1:]); code >= 0 {
+		return code
+	}
+	data, err := io.ReadAll(io.LimitReader(e.stdin, 64<<10))
+	if err != nil {
+		return e.badInput("token hash: read standard input: %v", err)
+	}
+	tok := strings.TrimRight(string(data), "\r\n")
+	if strings.TrimSpace(tok) == "" {
+		return e.badInput("token hash: no token on standard input")
+	}
+	if strings.ContainsAny(tok, "\r\n") {
+		return e.badInput("token hash: the token must be one line")
+	}
+	fmt.Fprintln(e.stdout, httpapi.HashToken(tok))
+	return exitOK
+}

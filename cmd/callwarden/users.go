@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/httpapi"
+)
+
+// maxCASAttempts bounds how often a read-modify-write command retries
+// after another administrator changed the policy in between.
+const maxCASAttempts = 3
+
+// users runs the `users` subcommands, which change one assignment in the
+// store. The CLI holds the store's credentials and so acts as an
+// administrator; its changes are audited as user "cli:<login>".
+func (e *env) users(ctx context.Context, args []string) int {
+	const want = "want: assign, revoke"
+	if len(args) == 0 {
+		return e.badInput("users: missing subcommand (%s)", want)
+	}
+	switch args[0] {
+	case "assign":
+		return e.assign(ctx, args[1:])
+	case "revoke":
+		return e.revoke(ctx, args[1:])
+	}
+	return e.badInput("users: unknown subcommand %q (%s)", args[0], want)
+}
+
+// parseInterleaved parses flags that may come before, between or after
+// the positional arguments (`users assign bob teacher --queue sales`) and
+// returns the positional ones, or the exit status to stop with.
+func (e *env) parseInterleaved(fs *flag.FlagSet, args []string) ([]string, int) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitOK
+			}
+			return nil, exitBadInput
+		}
+		if fs.NArg() == 0 {
+			return pos, -1
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// changeUser applies change to the stored policy, retrying when another
+// writer got in between; change returns the new policy and a description
+// for the audit trail, or a bad-input error.
+func (e *env) changeUser(ctx context.Context, st store, id string, change func(enforce.Policy) (enforce.Policy, string, error)) int {
+	for attempt := 1; ; attempt++ {
+		cur, gen, err := st.Policy(ctx)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: read the stored policy: %v\n", err)
+			return exitFailure
+		}
+		next, what, err := change(cur)
+		if err != nil {
+			return e.badInput("%v", err)
+		}
+		if _, err := enforce.NewSnapshot(next, 0); err != nil {
+			return e.badInput("%s: %s", id, oneLine(err))
+		}
+		newGen, diff, err := st.ApplyPolicy(ctx, next, gen)
+		if errors.Is(err, enforce.ErrConflict) && attempt < maxCASAttempts {
+			continue
+		}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: apply: %v\n", err)
+			return exitFailure
+		}
+		lines := httpapi.FormatDiff(diff)
+		if len(lines) == 0 {
+			fmt.Fprintf(e.stdout, "no changes (generation %d)\n", newGen)
+			return exitOK
+		}
+		e.auditCLI(ctx, st, id, fmt.Sprintf("%s: generation %d -> %d", what, gen, newGen))
+		for _, l := range lines {
+			fmt.Fprintln(e.stdout, l)
+		}
+		fmt.Fprintf(e.stdout, "applied: generation %d\n", newGen)
+		return exitOK
+	}
+}
+
+// assign gives USER the profile PROFILE; --queue (repeatable) replaces the
+// user's attributed queues, and --valid-from/--valid-until its validity
+// period. A user that does not exist is created.
+func (e *env) assign(ctx context.Context, args []string) int {
+	fs := e.newFlagSet("users assign", "users assign USER PROFILE [--queue Q...] [--valid-from RFC3339] [--valid-until RFC3339] [--redis-addr ADDR] [--config FILE]")
+	var queues stringList
+	fs.Var(&queues, "queue", "attributed `QUEUE` (repeatable; replaces the user's queues)")
+	from := fs.String("valid-from", "", "start of the assignment's validity (`TIME`, RFC 3339)")
+	until := fs.String("valid-until", "", "end of the assignment's validity (`TIME`, RFC 3339)")
+	var sf storeFlags
+	sf.register(fs)
+	pos, code := e.parseInterleaved(fs, args)
+	if code >= 0 {
+		return code
+	}
+	if len(pos) != 2 {
+		fs.Usage()
+		return e.badInput("users assign: want USER PROFILE, got %d arguments", len(pos))
+	}
+	id, profile := pos[0], pos[1]
+	var vf, vu time.Time
+	for _, t := range []struct {
+		flag, v string
+		dst     *time.Time
+	}{{"--valid-from", *from, &vf}, {"--valid-until", *until, &vu}} {
+		if t.v == "" {
+			continue
+		}
+		var err error
+		if *t.dst, err = time.Parse(time.RFC3339, t.v); err != nil {
+			return e.badInput("%s: %q is not an RFC 3339 time", t.flag, t.v)
+		}
+	}
+	st, code := e.openStore(ctx, &sf)
+	if code >= 0 {
+		return code
+	}
+	defer st.Close()
+	return e.changeUser(ctx, st, id, func(p enforce.Policy) (enforce.Policy, string, error) {
+		if !slices.ContainsFunc(p.Profiles, func(pr enforce.Profile) bool { return pr.Name == profile }) {
+			return p, "", fmt.Errorf("users assign: no profile %q in the store", profile)
+		}
+		p.Users = slices.Clone(p.Users)
+		i := slices.IndexFunc(p.Users, func(u enforce.User) bool { return u.ID == id })
+		if i < 0 {
+			p.Users = append(p.Users, enforce.User{ID: id})
+			i = len(p.Users) - 1
+		}
+		u := &p.Users[i]
+		u.Profile = profile
+		if len(queues) > 0 {
+			u.Queues = slices.Clone([]string(queues))
+		}
+		if !vf.IsZero() {
+			u.ValidFrom = vf
+		}
+		if !vu.IsZero() {
+			u.ValidUntil = vu
+		}
+		return p, fmt.Sprintf("users assign %s %s on queues [%s]", id, profile, strings.Join(u.Queues, ", ")), nil
+	})
+}
+
+// revoke takes USER's profile away: its profile, attributed queues and
+// validity period are cleared. The user stays known when it still has
+// teams, agents, sites or identities (it may still be a monitored agent);
+// otherwise its entry is removed.
+func (e *env) revoke(ctx context.Context, args []string) int {
+	fs := e.newFlagSet("users revoke", "users revoke USER [--redis-addr ADDR] [--config FILE]")
+	var sf storeFlags
+	sf.register(fs)
+	pos, code := e.parseInterleaved(fs, args)
+	if code >= 0 {
+		return code
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return e.badInput("users revoke: want USER, got %d arguments", len(pos))
+	}
+	id := pos[0]
+	st, code := e.openStore(ctx, &sf)
+	if code >= 0 {
+		return code
+	}
+	defer st.Close()
+	return e.changeUser(ctx, st, id, func(p enforce.Policy) (enforce.Policy, string, error) {
+		i := slices.IndexFunc(p.Users, func(u enforce.User) bool { return u.ID == id })
+		if i < 0 {
+			return p, "", fmt.Errorf("users revoke: no user %q in the store", id)
+		}
+		p.Users = slices.Clone(p.Users)
+		u := p.Users[i]
+		was := u.Profile
+		u.Profile, u.Queues, u.ValidFrom, u.ValidUntil = "", nil, time.Time{}, time.Time{}
+		if len(u.Teams)+len(u.Agents)+len(u.Sites)+len(u.Identities) == 0 {
+			p.Users = slices.Delete(p.Users, i, i+1)
+		} else {
+			p.Users[i] = u
+		}
+		return p, fmt.Sprintf("users revoke %s (was %s)", id, was), nil
+	})
+}

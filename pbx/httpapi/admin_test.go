@@ -1,0 +1,771 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/httpapi"
+)
+
+// fakeStore is an in-memory enforce.PolicyStore with compare-and-set on
+// the generation, and switches to simulate an outage or a read-only store.
+type fakeStore struct {
+	mu          sync.Mutex
+	policy      enforce.Policy
+	gen         uint64
+	unavailable bool
+	readOnly    bool
+	applies     int
+}
+
+func (s *fakeStore) Policy(context.Context) (enforce.Policy, uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unavailable {
+		return enforce.Policy{}, 0, fmt.Errorf("fake: %w", enforce.ErrUnavailable)
+	}
+	return s.policy, s.gen, nil
+}
+
+func (s *fakeStore) ApplyPolicy(_ context.Context, p enforce.Policy, ifGen uint64) (uint64, enforce.PolicyDiff, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.unavailable:
+		return 0, enforce.PolicyDiff{}, fmt.Errorf("fake: %w", enforce.ErrUnavailable)
+	case s.readOnly:
+		return 0, enforce.PolicyDiff{}, fmt.Errorf("fake: %w", enforce.ErrReadOnly)
+	case ifGen != 0 && ifGen != s.gen:
+		return s.gen, enforce.PolicyDiff{}, enforce.ErrConflict
+	}
+	if _, err := enforce.NewSnapshot(p, 0); err != nil {
+		return 0, enforce.PolicyDiff{}, err
+	}
+	d := enforce.DiffPolicies(s.policy, p)
+	s.policy = p
+	s.gen++
+	s.applies++
+	return s.gen, d, nil
+}
+
+// fakeAudit is an Auditor and AuditReader over a slice.
+type fakeAudit struct {
+	mu   sync.Mutex
+	recs []enforce.AuditRecord
+}
+
+func (a *fakeAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.recs = append(a.recs, r)
+	return nil
+}
+
+func (a *fakeAudit) ReadAudit(_ context.Context, f enforce.AuditFilter) ([]enforce.AuditRecord, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []enforce.AuditRecord
+	for _, r := range a.recs {
+		if (f.User == "" || r.User == f.User) && (f.Target == "" || r.Target == f.Target) &&
+			(f.Action == "" || r.Action == f.Action) && (f.Decision == "" || r.Decision == f.Decision) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (a *fakeAudit) last(tb testing.TB) enforce.AuditRecord {
+	tb.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.recs) == 0 {
+		tb.Fatal("no audit record")
+	}
+	return a.recs[len(a.recs)-1]
+}
+
+// fakeRecordings is a RecordingStore over a map.
+type fakeRecordings map[string]enforce.Recording
+
+func (m fakeRecordings) SaveRecording(_ context.Context, r enforce.Recording) error {
+	m[r.ID] = r
+	return nil
+}
+
+func (m fakeRecordings) Recording(_ context.Context, id string) (enforce.Recording, error) {
+	r, ok := m[id]
+	if !ok {
+		return r, enforce.ErrNotFound
+	}
+	return r, nil
+}
+
+func (m fakeRecordings) ActiveRecording(context.Context, string) (enforce.Recording, error) {
+	return enforce.Recording{}, enforce.ErrNotFound
+}
+
+// jsonCodec is a small stand-in for cmd's profiles-file codec: it knows
+// actions, a queues scope and profiles, and reports unknown actions with
+// their field path, which is all the handler needs to be tested.
+type jsonCodec struct{}
+
+type wireGrant struct {
+	Actions  []string `json:"actions"`
+	Queues   any      `json:"queues,omitempty"`
+	Profiles []string `json:"profiles,omitempty"`
+}
+
+type wireProfile struct {
+	Name       string      `json:"name"`
+	Grants     []wireGrant `json:"grants"`
+	MaskDigits int         `json:"mask_digits,omitempty"`
+}
+
+type wireUser struct {
+	ID         string   `json:"id"`
+	Profile    string   `json:"profile,omitempty"`
+	Queues     []string `json:"queues,omitempty"`
+	Teams      []string `json:"teams,omitempty"`
+	Identities []string `json:"identities,omitempty"`
+}
+
+func (jsonCodec) DecodeProfile(body []byte, _ []string) (enforce.Profile, error) {
+	var w wireProfile
+	if err := json.Unmarshal(body, &w); err != nil {
+		return enforce.Profile{}, &httpapi.ValidationError{Fields: []httpapi.FieldError{{Message: err.Error()}}}
+	}
+	p := enforce.Profile{Name: w.Name, MaskDigits: w.MaskDigits}
+	var fields []httpapi.FieldError
+	for gi, wg := range w.Grants {
+		var g enforce.Grant
+		for ai, s := range wg.Actions {
+			a, err := enforce.ParseAction(s)
+			if err != nil {
+				fields = append(fields, httpapi.FieldError{Field: fmt.Sprintf("grants[%d].actions[%d]", gi, ai), Line: 1, Message: err.Error()})
+				continue
+			}
+			g.Actions |= enforce.NewActionSet(a)
+		}
+		switch q := wg.Queues.(type) {
+		case string:
+			g.Scopes[enforce.DimQueues].Kind = map[string]enforce.ScopeKind{"all": enforce.ScopeAll, "assigned": enforce.ScopeAssigned}[q]
+		case []any:
+			g.Scopes[enforce.DimQueues].Kind = enforce.ScopeList
+			for _, v := range q {
+				g.Scopes[enforce.DimQueues].Values = append(g.Scopes[enforce.DimQueues].Values, fmt.Sprint(v))
+			}
+		}
+		g.Profiles = wg.Profiles
+		p.Grants = append(p.Grants, g)
+	}
+	if len(fields) > 0 {
+		return p, &httpapi.ValidationError{Fields: fields}
+	}
+	return p, nil
+}
+
+func (jsonCodec) DecodeUser(body []byte, _ []string) (enforce.User, error) {
+	var w wireUser
+	if err := json.Unmarshal(body, &w); err != nil {
+		return enforce.User{}, &httpapi.ValidationError{Fields: []httpapi.FieldError{{Message: err.Error()}}}
+	}
+	return enforce.User{ID: w.ID, Profile: w.Profile, Queues: w.Queues, Teams: w.Teams, Identities: w.Identities}, nil
+}
+
+func (jsonCodec) EncodeProfile(p enforce.Profile) (json.RawMessage, error) {
+	w := wireProfile{Name: p.Name, MaskDigits: p.MaskDigits}
+	for _, g := range p.Grants {
+		wg := wireGrant{Profiles: g.Profiles}
+		for _, a := range g.Actions.List() {
+			wg.Actions = append(wg.Actions, a.String())
+		}
+		w.Grants = append(w.Grants, wg)
+	}
+	return json.Marshal(w)
+}
+
+func (jsonCodec) EncodeUser(u enforce.User) (json.RawMessage, error) {
+	return json.Marshal(wireUser{ID: u.ID, Profile: u.Profile, Queues: u.Queues, Teams: u.Teams, Identities: u.Identities})
+}
+
+// adminPolicy has an administrator (root), a supervisor that may hand out
+// teacher on its own queues (alice), a teacher (bob), and users without
+// profile.
+func adminPolicy() enforce.Policy {
+	all := [4]enforce.Scope{{Kind: enforce.ScopeAll}}
+	return enforce.Policy{
+		Profiles: []enforce.Profile{
+			{Name: "administrator", Grants: []enforce.Grant{
+				{Actions: enforce.NewActionSet(enforce.MonitorListen, enforce.RecordingPlayback), Scopes: all},
+				{Actions: enforce.NewActionSet(enforce.ProfileAssign), Profiles: []string{"administrator", "supervisor", "teacher"}, Scopes: all},
+			}},
+			{Name: "supervisor", MaskDigits: 4, Grants: []enforce.Grant{
+				{Actions: enforce.NewActionSet(enforce.MonitorListen, enforce.RecordingPlayback), Scopes: assignedQueues()},
+				{Actions: enforce.NewActionSet(enforce.ProfileAssign), Profiles: []string{"teacher"}, Scopes: assignedQueues()},
+			}},
+			{Name: "teacher", Grants: []enforce.Grant{
+				{Actions: enforce.NewActionSet(enforce.RecordingPlayback), Scopes: assignedQueues()},
+			}},
+		},
+		Users: []enforce.User{
+			{ID: "root", Profile: "administrator"},
+			{ID: "alice", Profile: "supervisor", Queues: []string{"sales", "support"}},
+			{ID: "bob", Profile: "teacher", Queues: []string{"sales"}},
+			{ID: "dave", Queues: []string{"sales"}},
+			{ID: "erin", Identities: []string{"1005"}},
+			{ID: "frank", Queues: []string{"billing"}},
+		},
+		Protected: enforce.Protected{Users: []string{"ceo"}},
+	}
+}
+
+type adminFixture struct {
+	store  *fakeStore
+	audit  *fakeAudit
+	recs   fakeRecordings
+	holder *enforce.Holder
+	srv    *httptest.Server
+}
+
+// newAdminFixture serves the admin API over adminPolicy at generation 1.
+// The snapshot follows the store, as a Loader would.
+func newAdminFixture(tb testing.TB) *adminFixture {
+	tb.Helper()
+	pol := adminPolicy()
+	f := &adminFixture{
+		store:  &fakeStore{policy: pol, gen: 1},
+		audit:  &fakeAudit{},
+		recs:   fakeRecordings{},
+		holder: &enforce.Holder{},
+	}
+	f.holder.Store(mustSnapshot(tb, pol, 1))
+	var tokens []httpapi.TokenHash
+	for _, u := range []string{"root", "alice", "bob", "dave", "ghost"} {
+		th, err := httpapi.ParseTokenHash(u, httpapi.HashToken(u+"-token"))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tokens = append(tokens, th)
+	}
+	admin, err := httpapi.NewAdmin(httpapi.AdminOptions{
+		Store:       f.store,
+		Snapshot:    f.holder.Load,
+		Auth:        httpapi.NewTokenSet(tokens),
+		Codec:       jsonCodec{},
+		Auditor:     f.audit,
+		AuditReader: f.audit,
+		Recordings:  f.recs,
+		Now:         func() time.Time { return now },
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h, err := httpapi.New(httpapi.Options{Snapshot: f.holder.Load, Admin: admin})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.srv = httptest.NewServer(h)
+	tb.Cleanup(f.srv.Close)
+	return f
+}
+
+type response struct {
+	code int
+	hdr  http.Header
+	body string
+}
+
+func (r response) json(tb testing.TB) map[string]any {
+	tb.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(r.body), &m); err != nil {
+		tb.Fatalf("body %q: %v", r.body, err)
+	}
+	return m
+}
+
+// do sends a request as user (its token; "" for none) with an optional
+// If-Match.
+func (f *adminFixture) do(tb testing.TB, method, path, user, ifMatch, body string) response {
+	tb.Helper()
+	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if user != "" {
+		req.Header.Set("Authorization", "Bearer "+user+"-token")
+	}
+	if ifMatch != "" {
+		req.Header.Set("If-Match", ifMatch)
+	}
+	resp, err := f.srv.Client().Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return response{resp.StatusCode, resp.Header, string(b)}
+}
+
+func TestAdminAuthentication(t *testing.T) {
+	f := newAdminFixture(t)
+	t.Run("no token is 401 with a Bearer challenge", func(t *testing.T) {
+		r := f.do(t, "GET", "/v1/profiles", "", "", "")
+		if r.code != 401 || !strings.HasPrefix(r.hdr.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("code %d, WWW-Authenticate %q", r.code, r.hdr.Get("WWW-Authenticate"))
+		}
+	})
+	t.Run("bad token is 401", func(t *testing.T) {
+		r := f.do(t, "GET", "/v1/profiles", "mallory", "", "")
+		if r.code != 401 || !strings.Contains(r.hdr.Get("WWW-Authenticate"), "invalid_token") {
+			t.Errorf("code %d, WWW-Authenticate %q", r.code, r.hdr.Get("WWW-Authenticate"))
+		}
+	})
+	t.Run("another scheme is 401", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", f.srv.URL+"/v1/profiles", nil)
+		req.SetBasicAuth("root", "root-token")
+		resp, err := f.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Errorf("code %d", resp.StatusCode)
+		}
+	})
+	t.Run("valid token of a user the policy does not know is 403", func(t *testing.T) {
+		r := f.do(t, "GET", "/v1/profiles", "ghost", "", "")
+		if r.code != 403 || r.json(t)["reason"] != "unknown_user" {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("user without profile is 403", func(t *testing.T) {
+		r := f.do(t, "GET", "/v1/users", "dave", "", "")
+		if r.code != 403 || r.json(t)["reason"] != "no_profile" {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("the check API needs no token", func(t *testing.T) {
+		r := f.do(t, "GET", "/v1/check?user=alice&action=monitor.listen&queue=sales", "", "", "")
+		if r.code != 200 {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+}
+
+func TestAdminProfiles(t *testing.T) {
+	teacherBody := `{"name":"teacher","grants":[{"actions":["recording.playback","monitor.listen"],"queues":"assigned"}]}`
+	t.Run("list carries the generation as ETag", func(t *testing.T) {
+		f := newAdminFixture(t)
+		r := f.do(t, "GET", "/v1/profiles", "root", "", "")
+		if r.code != 200 || r.hdr.Get("ETag") != `"1"` {
+			t.Fatalf("code %d ETag %q body %s", r.code, r.hdr.Get("ETag"), r.body)
+		}
+		var b httpapi.ProfilesBody
+		if err := json.Unmarshal([]byte(r.body), &b); err != nil || len(b.Profiles) != 3 || b.Generation != 1 {
+			t.Errorf("body %s (%v)", r.body, err)
+		}
+	})
+	t.Run("administrator replaces a profile with the current ETag", func(t *testing.T) {
+		f := newAdminFixture(t)
+		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"1"`, teacherBody)
+		if r.code != 200 || r.hdr.Get("ETag") != `"2"` {
+			t.Fatalf("code %d ETag %q body %s", r.code, r.hdr.Get("ETag"), r.body)
+		}
+		var b httpapi.ChangeBody
+		if err := json.Unmarshal([]byte(r.body), &b); err != nil || !slices.Equal(b.Diff.ChangedProfiles, []string{"teacher"}) {
+			t.Errorf("body %s (%v)", r.body, err)
+		}
+		if rec := f.audit.last(t); rec.Source != "admin" || rec.User != "root" || rec.Decision != "allow" || rec.Target != "profile:teacher" {
+			t.Errorf("audit %+v", rec)
+		}
+	})
+	t.Run("missing If-Match is 428", func(t *testing.T) {
+		f := newAdminFixture(t)
+		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", "", teacherBody)
+		if r.code != 428 || f.store.applies != 0 {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("malformed If-Match is 400", func(t *testing.T) {
+		f := newAdminFixture(t)
+		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", "1", teacherBody)
+		if r.code != 400 {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("stale If-Match is 409 with the current ETag", func(t *testing.T) {
+		f := newAdminFixture(t)
+		if r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"1"`, teacherBody); r.code != 200 {
+			t.Fatalf("first write: %d %s", r.code, r.body)
+		}
+		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"1"`, `{"name":"teacher","grants":[]}`)
+		if r.code != 409 || r.hdr.Get("ETag") != `"2"` || f.store.applies != 1 {
+			t.Errorf("code %d ETag %q body %s", r.code, r.hdr.Get("ETag"), r.body)
+		}
+	})
+	t.Run("invalid body is 422 with field paths", func(t *testing.T) {
+		f := newAdminFixture(t)
+		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"1"`,
+			`{"name":"teacher","grants":[{"actions":["recording.playback","monitor.spy"]}]}`)
+		if r.code != 422 {
+			t.Fatalf("code %d body %s", r.code, r.body)
+		}
+		var b struct {
+			Error  string               `json:"error"`
+			Fields []httpapi.FieldError `json:"fields"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &b); err != nil {
+			t.Fatal(err)
+		}
+		if b.Error != "validation failed" || len(b.Fields) != 1 || b.Fields[0].Field != "grants[0].actions[1]" ||
+			!strings.Contains(b.Fields[0].Message, "monitor.spy") {
+			t.Errorf("body %s", r.body)
+		}
+	})
+	t.Run("name differing from the URL is 422 on name", func(t *testing.T) {
+		f := newAdminFixture(t)
+		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"1"`, `{"name":"coach","grants":[]}`)
+		if r.code != 422 || !strings.Contains(r.body, `"field":"name"`) {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("a policy the engine rejects is 422 and nothing is written", func(t *testing.T) {
+		f := newAdminFixture(t)
+		r := f.do(t, "DELETE", "/v1/profiles/teacher", "root", `"1"`, "")
+		if r.code != 422 || !strings.Contains(r.body, "unknown profile") || f.store.applies != 0 {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("supervisor may not change profiles", func(t *testing.T) {
+		f := newAdminFixture(t)
+		r := f.do(t, "PUT", "/v1/profiles/teacher", "alice", `"1"`, teacherBody)
+		if r.code != 403 || r.json(t)["decision"] != "deny" || f.store.applies != 0 {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+		if rec := f.audit.last(t); rec.Decision != "deny" || rec.User != "alice" {
+			t.Errorf("audit %+v", rec)
+		}
+	})
+	t.Run("unknown profile is 404", func(t *testing.T) {
+		f := newAdminFixture(t)
+		if r := f.do(t, "GET", "/v1/profiles/nobody", "root", "", ""); r.code != 404 {
+			t.Errorf("code %d", r.code)
+		}
+	})
+}
+
+func TestAdminDelegation(t *testing.T) {
+	cases := []struct {
+		name   string
+		user   string
+		path   string
+		method string
+		body   string
+		code   int
+		reason string
+	}{
+		{"supervisor assigns teacher on a subset of its queues", "alice", "/v1/users/dave", "PUT",
+			`{"id":"dave","profile":"teacher","queues":["sales"]}`, 200, ""},
+		{"supervisor assigns teacher on all its queues", "alice", "/v1/users/newbie", "PUT",
+			`{"id":"newbie","profile":"teacher","queues":["sales","support"]}`, 200, ""},
+		{"supervisor assigns teacher outside its queues", "alice", "/v1/users/dave", "PUT",
+			`{"id":"dave","profile":"teacher","queues":["sales","billing"]}`, 403, "out_of_scope"},
+		{"supervisor assigns teacher with no queue", "alice", "/v1/users/dave", "PUT",
+			`{"id":"dave","profile":"teacher"}`, 403, "out_of_scope"},
+		{"supervisor assigns administrator", "alice", "/v1/users/dave", "PUT",
+			`{"id":"dave","profile":"administrator","queues":["sales"]}`, 403, "profile_not_delegable"},
+		{"supervisor changes a user's identities", "alice", "/v1/users/erin", "PUT",
+			`{"id":"erin","profile":"teacher","queues":["sales"],"identities":["1099"]}`, 403, "profile_not_delegable"},
+		{"supervisor revokes a teacher on its queues", "alice", "/v1/users/bob", "DELETE", "", 200, ""},
+		{"supervisor demotes itself", "alice", "/v1/users/alice", "PUT",
+			`{"id":"alice","profile":"teacher","queues":["sales"]}`, 403, "profile_not_delegable"},
+		{"teacher may not delegate", "bob", "/v1/users/dave", "PUT",
+			`{"id":"dave","profile":"teacher","queues":["sales"]}`, 403, "action_not_granted"},
+		{"administrator assigns anything", "root", "/v1/users/dave", "PUT",
+			`{"id":"dave","profile":"administrator","teams":["t"]}`, 200, ""},
+		{"administrator deletes any user", "root", "/v1/users/erin", "DELETE", "", 200, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newAdminFixture(t)
+			r := f.do(t, tc.method, tc.path, tc.user, `"1"`, tc.body)
+			if r.code != tc.code {
+				t.Fatalf("code %d, want %d; body %s", r.code, tc.code, r.body)
+			}
+			rec := f.audit.last(t)
+			if tc.code == 403 {
+				b := r.json(t)
+				if b["reason"] != tc.reason || b["decision"] != "deny" || b["error"] == "" {
+					t.Errorf("body %s, want reason %s", r.body, tc.reason)
+				}
+				if rec.Decision != "deny" || rec.Reason != tc.reason || f.store.applies != 0 {
+					t.Errorf("audit %+v, applies %d", rec, f.store.applies)
+				}
+				return
+			}
+			if rec.Decision != "allow" || rec.User != tc.user || !strings.Contains(rec.Detail, "applied") {
+				t.Errorf("audit %+v", rec)
+			}
+		})
+	}
+}
+
+func TestAdminReads(t *testing.T) {
+	f := newAdminFixture(t)
+	t.Run("supervisor sees itself and the users of its queues", func(t *testing.T) {
+		r := f.do(t, "GET", "/v1/users", "alice", "", "")
+		var b httpapi.UsersBody
+		if err := json.Unmarshal([]byte(r.body), &b); err != nil || r.code != 200 {
+			t.Fatalf("code %d body %s", r.code, r.body)
+		}
+		var ids []string
+		for _, raw := range b.Users {
+			var u wireUser
+			_ = json.Unmarshal(raw, &u)
+			ids = append(ids, u.ID)
+		}
+		if !slices.Equal(ids, []string{"alice", "bob", "dave"}) {
+			t.Errorf("users %v", ids)
+		}
+	})
+	t.Run("supervisor does not see users outside its queues", func(t *testing.T) {
+		if r := f.do(t, "GET", "/v1/users/frank", "alice", "", ""); r.code != 404 {
+			t.Errorf("code %d", r.code)
+		}
+	})
+	t.Run("administrator sees every user", func(t *testing.T) {
+		r := f.do(t, "GET", "/v1/users/frank", "root", "", "")
+		if r.code != 200 || r.hdr.Get("ETag") != `"1"` {
+			t.Errorf("code %d ETag %q", r.code, r.hdr.Get("ETag"))
+		}
+	})
+	t.Run("protected lists are readable", func(t *testing.T) {
+		r := f.do(t, "GET", "/v1/protected", "alice", "", "")
+		if r.code != 200 || r.body != `{"users":["ceo"],"queues":[]}`+"\n" {
+			t.Errorf("code %d body %q", r.code, r.body)
+		}
+	})
+}
+
+func TestAdminProtected(t *testing.T) {
+	t.Run("administrator replaces the protected lists", func(t *testing.T) {
+		f := newAdminFixture(t)
+		r := f.do(t, "PUT", "/v1/protected", "root", `"1"`, `{"users":["ceo","cfo"],"queues":["hr"]}`)
+		if r.code != 200 || !strings.Contains(r.body, `"protected_changed":true`) {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("unknown field is 422 naming it", func(t *testing.T) {
+		f := newAdminFixture(t)
+		r := f.do(t, "PUT", "/v1/protected", "root", `"1"`, `{"users":["ceo"],"agents":["x"]}`)
+		if r.code != 422 || !strings.Contains(r.body, `"field":"agents"`) {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("empty id is 422 with its index", func(t *testing.T) {
+		f := newAdminFixture(t)
+		r := f.do(t, "PUT", "/v1/protected", "root", `"1"`, `{"users":["ceo",""]}`)
+		if r.code != 422 || !strings.Contains(r.body, `"field":"users[1]"`) {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("supervisor may not change them", func(t *testing.T) {
+		f := newAdminFixture(t)
+		r := f.do(t, "PUT", "/v1/protected", "alice", `"1"`, `{"users":[]}`)
+		if r.code != 403 {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+}
+
+func TestAdminStoreFailures(t *testing.T) {
+	t.Run("unreachable store is 503 and nothing is allowed", func(t *testing.T) {
+		f := newAdminFixture(t)
+		f.store.unavailable = true
+		for _, r := range []response{
+			f.do(t, "GET", "/v1/profiles", "root", "", ""),
+			f.do(t, "PUT", "/v1/users/dave", "root", `"1"`, `{"id":"dave","profile":"teacher"}`),
+		} {
+			if r.code != 503 {
+				t.Errorf("code %d body %s", r.code, r.body)
+			}
+		}
+	})
+	t.Run("no snapshot is 503", func(t *testing.T) {
+		f := newAdminFixture(t)
+		f.holder.Store(nil)
+		if r := f.do(t, "GET", "/v1/profiles", "root", "", ""); r.code != 503 {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("read-only store is 405 saying so", func(t *testing.T) {
+		f := newAdminFixture(t)
+		f.store.readOnly = true
+		r := f.do(t, "PUT", "/v1/users/dave", "root", `"1"`, `{"id":"dave","profile":"teacher"}`)
+		if r.code != 405 || !strings.Contains(r.body, "read-only") {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("unsupported method is 405", func(t *testing.T) {
+		f := newAdminFixture(t)
+		if r := f.do(t, "POST", "/v1/profiles", "root", "", "{}"); r.code != 405 {
+			t.Errorf("code %d", r.code)
+		}
+	})
+}
+
+func TestAdminAudit(t *testing.T) {
+	f := newAdminFixture(t)
+	for _, r := range []enforce.AuditRecord{
+		{Time: now, Source: "asterisk", User: "alice", Action: "monitor.listen", Target: "dave", Decision: "allow", Reason: "granted", Caller: "+33 1 23 45 67 89"},
+		{Time: now, Source: "asterisk", User: "root", Action: "monitor.listen", Target: "dave", Decision: "allow", Reason: "granted", Caller: "+33 1 23 45 67 89"},
+		{Time: now, Source: "http", User: "alice", Action: "monitor.barge", Target: "frank", Decision: "deny", Reason: "out_of_scope"},
+	} {
+		_ = f.audit.Audit(context.Background(), r)
+	}
+	read := func(t *testing.T, user, query string) (int, []enforce.AuditRecord, string) {
+		t.Helper()
+		r := f.do(t, "GET", "/v1/audit"+query, user, "", "")
+		var b httpapi.AuditBody
+		_ = json.Unmarshal([]byte(r.body), &b)
+		return r.code, b.Records, r.body
+	}
+	t.Run("supervisor reads its own records with callers masked per its profile", func(t *testing.T) {
+		code, recs, body := read(t, "alice", "")
+		if code != 200 || len(recs) != 2 {
+			t.Fatalf("code %d body %s", code, body)
+		}
+		if recs[0].Caller != "+33 1 23 45 ** **" {
+			t.Errorf("caller %q, want the last 4 digits masked", recs[0].Caller)
+		}
+	})
+	t.Run("administrator reads every record unmasked", func(t *testing.T) {
+		code, recs, body := read(t, "root", "?target=dave")
+		if code != 200 || len(recs) != 2 || recs[0].Caller != "+33 1 23 45 67 89" {
+			t.Errorf("code %d body %s", code, body)
+		}
+	})
+	t.Run("filters apply", func(t *testing.T) {
+		_, recs, body := read(t, "root", "?decision=deny&user=alice")
+		if len(recs) != 1 || recs[0].Action != "monitor.barge" {
+			t.Errorf("body %s", body)
+		}
+	})
+	t.Run("supervisor may not read another user's records", func(t *testing.T) {
+		if code, _, body := read(t, "alice", "?user=root"); code != 403 {
+			t.Errorf("code %d body %s", code, body)
+		}
+	})
+	t.Run("bad filter is 400", func(t *testing.T) {
+		for _, q := range []string{"?decision=maybe", "?since=yesterday", "?limit=0", "?quene=x"} {
+			if code, _, body := read(t, "root", q); code != 400 {
+				t.Errorf("%s: code %d body %s", q, code, body)
+			}
+		}
+	})
+}
+
+func TestAdminRecordings(t *testing.T) {
+	f := newAdminFixture(t)
+	f.recs["r1"] = enforce.Recording{ID: "r1", Queue: "sales", Target: "dave", Caller: "0612345678", StartedAt: now.Add(-time.Hour), State: enforce.RecordingStopped}
+	f.recs["r2"] = enforce.Recording{ID: "r2", Queue: "billing", Target: "frank", Caller: "0612345678", StartedAt: now.Add(-time.Hour)}
+	t.Run("supervisor reads a recording of its queue, caller masked", func(t *testing.T) {
+		r := f.do(t, "GET", "/v1/recordings/r1", "alice", "", "")
+		if r.code != 200 || r.json(t)["caller"] != "061234****" {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("supervisor may not read a recording of another queue", func(t *testing.T) {
+		r := f.do(t, "GET", "/v1/recordings/r2", "alice", "", "")
+		if r.code != 403 || r.json(t)["reason"] != "out_of_scope" {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("unknown recording is 404", func(t *testing.T) {
+		if r := f.do(t, "GET", "/v1/recordings/nope", "root", "", ""); r.code != 404 {
+			t.Errorf("code %d", r.code)
+		}
+	})
+}
+
+func TestTokenSet(t *testing.T) {
+	th, err := httpapi.ParseTokenHash("alice", httpapi.HashToken("s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := httpapi.NewTokenSet([]httpapi.TokenHash{th})
+	cases := []struct {
+		name, token, user string
+		ok                bool
+	}{
+		{"the right token authenticates its user", "s3cret", "alice", true},
+		{"another token does not", "s3cret2", "", false},
+		{"an empty token does not", "", "", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u, ok := set.Authenticate(tc.token)
+			if u != tc.user || ok != tc.ok {
+				t.Errorf("Authenticate(%q) = %q, %v", tc.token, u, ok)
+			}
+		})
+	}
+	t.Run("malformed hashes are refused", func(t *testing.T) {
+		for _, h := range []string{"", "abc", strings.Repeat("z", 64)} {
+			if _, err := httpapi.ParseTokenHash("alice", h); err == nil {
+				t.Errorf("ParseTokenHash(%q) accepted", h)
+			}
+		}
+		if _, err := httpapi.ParseTokenHash("", httpapi.HashToken("x")); err == nil {
+			t.Error("empty user accepted")
+		}
+	})
+}
+
+func TestFormatDiff(t *testing.T) {
+	got := httpapi.FormatDiff(enforce.PolicyDiff{AddedProfiles: []string{"teacher"}, RemovedUsers: []string{"bob"},
+		ChangedUsers: []string{"alice"}, ProtectedChanged: true})
+	want := []string{"+ profile teacher", "- user bob", "~ user alice", "~ protected"}
+	if !slices.Equal(got, want) {
+		t.Errorf("FormatDiff = %q, want %q", got, want)
+	}
+}
+
+// FuzzParseAuditQuery feeds arbitrary query strings to the audit filter
+// parser: it must never panic, and what it accepts must be bounded.
+func FuzzParseAuditQuery(f *testing.F) {
+	for _, s := range []string{"", "user=alice&decision=deny", "since=2026-11-10T09:00:00Z&limit=5", "limit=-1", "quene=x", "user=%00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		flt, err := httpapi.ParseAuditQuery(q)
+		if err != nil {
+			return
+		}
+		if flt.Limit < 1 || flt.Limit > 10000 {
+			t.Errorf("limit %d accepted from %q", flt.Limit, raw)
+		}
+		if flt.Decision != "" && flt.Decision != "allow" && flt.Decision != "deny" {
+			t.Errorf("decision %q accepted", flt.Decision)
+		}
+	})
+}
