@@ -31,6 +31,14 @@ type LoaderOptions struct {
 	// ctx is done or the subscription is lost; the Loader subscribes
 	// again. Nil: rely on polling only.
 	Watch func(ctx context.Context) (<-chan uint64, error)
+	// Incremental, when set, lets the Loader follow changes by patching
+	// its snapshot with what the store's change log says changed
+	// (IncrementalSource.Changes), instead of reading and compiling the
+	// whole policy: a one-user change then costs what it touches. It
+	// falls back to a full load when the log has a gap, the store's epoch
+	// changed or its generation went backwards, or the patch does not
+	// apply. Full loads use its PolicyVersion rather than Store.Policy.
+	Incremental IncrementalSource
 	// Generation returns the store's current generation, cheaply. It is
 	// called every PollInterval to catch missed notifications and to prove
 	// the store is reachable. Nil: the Loader polls with Store.Policy.
@@ -68,12 +76,25 @@ type Loader struct {
 	opts   LoaderOptions
 	log    *zap.Logger
 	holder enforce.Holder
-	// contact is the time (unix ns) of the last successful store call.
+	// epoch is opts.Now() when the Loader was made. With the default clock
+	// it carries Go's monotonic reading, so contact times measured from it
+	// are immune to wall-clock steps (NTP), which could otherwise make a
+	// stale snapshot look fresh again.
+	epoch time.Time
+	// contact is when the last successful store call was *issued*, in ns
+	// since epoch (0: never). The reply proves the store answered at some
+	// moment after the call was sent, so the send time is the freshness the
+	// answer proves; stamping the reply's arrival would credit a slow or
+	// delayed reply with freshness the data does not have. It only moves
+	// forward.
 	contact atomic.Int64
 	lastErr atomic.Pointer[error]
 	// reloadMu serialises loads so snapshots only move forward in the
-	// order they were read.
+	// order they were read; it guards version.
 	reloadMu sync.Mutex
+	// version is the store version of the snapshot in holder (with
+	// Incremental).
+	version Version
 }
 
 // NewLoader checks opts and returns a Loader; call Run to start it.
@@ -102,7 +123,7 @@ func NewLoader(opts LoaderOptions) (*Loader, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	return &Loader{opts: opts, log: opts.Logger.Named("loader")}, nil
+	return &Loader{opts: opts, log: opts.Logger.Named("loader"), epoch: opts.Now()}, nil
 }
 
 // Snapshot returns the snapshot to decide from, or nil (decide with
@@ -122,8 +143,17 @@ func (l *Loader) stale() time.Duration {
 	if l.opts.Staleness <= 0 {
 		return 0
 	}
-	over := l.opts.Now().Sub(time.Unix(0, l.contact.Load())) - l.opts.Staleness
-	return max(over, 0)
+	return max(l.sinceContact()-l.opts.Staleness, 0)
+}
+
+// sinceContact is the time elapsed since the last successful contact was
+// issued; very large before the first one.
+func (l *Loader) sinceContact() time.Duration {
+	c := l.contact.Load()
+	if c == 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	return l.opts.Now().Sub(l.epoch) - time.Duration(c)
 }
 
 // Ready returns nil when Snapshot would return a snapshot, and otherwise
@@ -142,7 +172,7 @@ func (l *Loader) Ready() error {
 		return ErrNoSnapshot
 	}
 	if l.stale() > 0 {
-		age := l.opts.Now().Sub(time.Unix(0, l.contact.Load())).Round(time.Second)
+		age := l.sinceContact().Round(time.Second)
 		err := fmt.Errorf("%w: store unreachable for %s (staleness %s)", ErrStale, age, l.opts.Staleness)
 		if last != nil {
 			err = fmt.Errorf("%w: %w", err, last)
@@ -163,8 +193,8 @@ func (l *Loader) Generation() uint64 {
 
 // LastContact returns when the store last answered (zero before).
 func (l *Loader) LastContact() time.Time {
-	if ns := l.contact.Load(); ns != 0 {
-		return time.Unix(0, ns)
+	if c := l.contact.Load(); c != 0 {
+		return l.epoch.Add(time.Duration(c))
 	}
 	return time.Time{}
 }
@@ -202,7 +232,7 @@ func (l *Loader) Run(ctx context.Context) error {
 			return nil
 		case gen := <-notes:
 			if gen > l.Generation() {
-				_ = l.Reload(ctx)
+				_ = l.update(ctx)
 			}
 		case <-checkNow:
 			l.check(ctx)
@@ -250,18 +280,75 @@ func (l *Loader) check(ctx context.Context) {
 		_ = l.Reload(ctx)
 		return
 	}
+	sent := l.opts.Now()
 	cctx, cancel := l.callContext(ctx)
 	gen, err := l.opts.Generation(cctx)
 	cancel()
 	if err != nil {
 		l.fail(err)
-		l.log.Warn("generation check failed", zap.Error(err), zap.Duration("since_contact", l.opts.Now().Sub(l.LastContact())))
+		l.log.Warn("generation check failed", zap.Error(err), zap.Duration("since_contact", l.sinceContact()))
 		return
 	}
-	l.touch()
-	if gen != l.Generation() {
+	l.touch(sent)
+	switch cur := l.Generation(); {
+	case gen > cur:
+		// A missed notification (or one not handled yet): the change log
+		// brings the snapshot forward, or update falls back to a full load.
+		_ = l.update(ctx)
+	case gen < cur:
+		// The store went backwards (reset, restored): reload it whole.
 		_ = l.Reload(ctx)
 	}
+}
+
+// update brings the snapshot to the store's generation: by patching it
+// with the store's change log when the Loader has an IncrementalSource,
+// otherwise (or when the log cannot) by a full Reload.
+func (l *Loader) update(ctx context.Context) error {
+	if l.opts.Incremental == nil {
+		return l.Reload(ctx)
+	}
+	l.reloadMu.Lock()
+	cur := l.holder.Load()
+	if cur == nil {
+		l.reloadMu.Unlock()
+		return l.Reload(ctx)
+	}
+	start := time.Now()
+	sent := l.opts.Now()
+	cctx, cancel := l.callContext(ctx)
+	patch, v, err := l.opts.Incremental.Changes(cctx, l.version)
+	cancel()
+	if err != nil && !errors.Is(err, ErrChangelogGap) {
+		l.reloadMu.Unlock()
+		return l.reloaded(cur.Generation(), start, fmt.Errorf("read changes: %w", err))
+	}
+	l.touch(sent)
+	if errors.Is(err, ErrChangelogGap) {
+		l.reloadMu.Unlock()
+		l.log.Info("change log cannot bring the snapshot forward; loading the whole policy", zap.Error(err))
+		return l.Reload(ctx)
+	}
+	if v == l.version {
+		l.reloadMu.Unlock()
+		return nil
+	}
+	next, err := cur.Patch(patch, v.Gen)
+	if err != nil {
+		l.reloadMu.Unlock()
+		l.log.Warn("change log patch does not apply; loading the whole policy", zap.Uint64("generation", v.Gen), zap.Error(err))
+		return l.Reload(ctx)
+	}
+	l.holder.Store(next)
+	l.version = v
+	l.reloadMu.Unlock()
+	took := time.Since(start)
+	l.lastErr.Store(nil)
+	l.log.Info("snapshot patched", zap.Uint64("generation", v.Gen), zap.Int("entries", patch.Size()), zap.Duration("took", took))
+	if l.opts.OnReload != nil {
+		l.opts.OnReload(v.Gen, took, nil)
+	}
+	return nil
 }
 
 // Reload reads the whole policy now and swaps in a new snapshot when the
@@ -272,21 +359,33 @@ func (l *Loader) Reload(ctx context.Context) error {
 	l.reloadMu.Lock()
 	defer l.reloadMu.Unlock()
 	start := time.Now()
+	sent := l.opts.Now()
 	cctx, cancel := l.callContext(ctx)
-	p, gen, err := l.opts.Store.Policy(cctx)
+	var (
+		p   enforce.Policy
+		v   Version
+		err error
+	)
+	if l.opts.Incremental != nil {
+		p, v, err = l.opts.Incremental.PolicyVersion(cctx)
+	} else {
+		p, v.Gen, err = l.opts.Store.Policy(cctx)
+	}
 	cancel()
+	gen := v.Gen
 	if err != nil {
 		return l.reloaded(gen, start, fmt.Errorf("load policy: %w", err))
 	}
-	l.touch()
-	if cur := l.holder.Load(); cur != nil && cur.Generation() == gen {
+	l.touch(sent)
+	if cur := l.holder.Load(); cur != nil && v == l.version {
 		return nil
 	}
 	s, err := enforce.NewSnapshot(p, gen)
 	if err != nil {
 		return l.reloaded(gen, start, fmt.Errorf("store holds an invalid policy at generation %d: %w", gen, err))
 	}
-	l.holder.Store(s)
+	l.holder.Store(s.WithOrigin(v.Epoch))
+	l.version = v
 	return l.reloaded(gen, start, nil)
 }
 
@@ -305,8 +404,17 @@ func (l *Loader) reloaded(gen uint64, start time.Time, err error) error {
 	return err
 }
 
-func (l *Loader) touch() {
-	l.contact.Store(l.opts.Now().UnixNano())
+// touch records a successful store call issued at sent. Calls overlap (a
+// Reload from SIGHUP beside the periodic check), so the contact only moves
+// forward.
+func (l *Loader) touch(sent time.Time) {
+	c := int64(max(sent.Sub(l.epoch), 1))
+	for {
+		cur := l.contact.Load()
+		if c <= cur || l.contact.CompareAndSwap(cur, c) {
+			return
+		}
+	}
 }
 
 func (l *Loader) fail(err error) {

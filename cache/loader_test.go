@@ -289,3 +289,103 @@ func TestLoaderReloadOnDemand(t *testing.T) {
 		t.Fatalf("after Reload: generation %d", l.Generation())
 	}
 }
+
+// TestLoaderMeasuresStalenessFromWhenTheCallWasSent: a reply that arrives
+// late proves the store answered when it executed the call, not when the
+// reply landed; the data is as old as the request, so staleness counts from
+// the moment the call was sent.
+func TestLoaderMeasuresStalenessFromWhenTheCallWasSent(t *testing.T) {
+	f := newFlaky(t)
+	clock := newFakeClock()
+	var slow atomic.Bool
+	gen := func(ctx context.Context) (uint64, error) {
+		if f.down.Load() {
+			return 0, fmt.Errorf("dial: %w", enforce.ErrUnavailable)
+		}
+		if slow.CompareAndSwap(true, false) {
+			clock.Advance(20 * time.Second) // the reply takes 20s to come back
+			f.down.Store(true)              // and the store is gone after it
+		}
+		return f.Memory.Generation(ctx)
+	}
+	l, err := cache.NewLoader(cache.LoaderOptions{Store: f, Generation: gen, PollInterval: time.Millisecond,
+		Staleness: 30 * time.Second, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reload(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	clock.Advance(time.Second)
+	sent := clock.Now()
+	slow.Store(true)
+	waitFor(t, "the slow check completes", func() bool { return !slow.Load() && f.down.Load() })
+	waitFor(t, "the contact is the slow call's send time", func() bool { return l.LastContact().Equal(sent) })
+	clock.Advance(11 * time.Second) // 31s after the send, 11s after the reply
+	if s := l.Snapshot(); s != nil {
+		t.Fatal("served a snapshot 31s after the last answered call was sent (staleness 30s)")
+	}
+}
+
+// countingSource counts full and incremental reads of a Memory store.
+type countingSource struct {
+	*cache.Memory
+	full, incr atomic.Int64
+}
+
+func (c *countingSource) PolicyVersion(ctx context.Context) (enforce.Policy, cache.Version, error) {
+	c.full.Add(1)
+	return c.Memory.PolicyVersion(ctx)
+}
+
+func (c *countingSource) Changes(ctx context.Context, since cache.Version) (enforce.PolicyPatch, cache.Version, error) {
+	c.incr.Add(1)
+	return c.Memory.Changes(ctx, since)
+}
+
+func TestLoaderFollowsChangesIncrementally(t *testing.T) {
+	src := &countingSource{Memory: cache.NewMemory()}
+	if _, _, err := src.ApplyPolicy(testContext(t), storetest.Policy(t), 0); err != nil {
+		t.Fatal(err)
+	}
+	l := startLoader(t, cache.LoaderOptions{Store: src, Incremental: src, Watch: src.Watch, Generation: src.Generation,
+		PollInterval: time.Hour})
+	waitFor(t, "the first snapshot is loaded", func() bool { return l.Snapshot() != nil })
+
+	t.Run("one-user changes patch the snapshot without a full read", func(t *testing.T) {
+		for i := range 5 {
+			base := l.Snapshot()
+			alice, _ := base.User("alice")
+			alice.Profile = map[bool]string{true: "", false: "supervisor"}[i%2 == 0]
+			gen, _, err := src.ApplyPatch(testContext(t), base, enforce.PolicyPatch{Users: []enforce.User{alice}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the change is followed", func() bool { return l.Generation() == gen })
+			if allowsAlice(l.Snapshot()) != (alice.Profile != "") {
+				t.Fatalf("after change %d alice's decision does not follow her profile %q", i, alice.Profile)
+			}
+		}
+		if f := src.full.Load(); f != 1 {
+			t.Fatalf("%d full reads, want only the first load", f)
+		}
+	})
+	t.Run("a change too large for the log falls back to a full read", func(t *testing.T) {
+		gen, _, err := src.ApplyPolicy(testContext(t), storetest.BigPolicy(t, 1200), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the change is followed", func() bool { return l.Generation() == gen })
+		if f := src.full.Load(); f != 2 {
+			t.Fatalf("%d full reads, want 2", f)
+		}
+		if n := l.Snapshot().UserCount(); n != 1200 {
+			t.Fatalf("snapshot holds %d users, want 1200", n)
+		}
+	})
+}

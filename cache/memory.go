@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -70,7 +71,15 @@ type Memory struct {
 	policy enforce.Policy
 	gen    uint64
 	subs   map[chan uint64]struct{}
+	// epoch and log mirror Redis' epoch and change log (IncrementalSource).
+	epoch string
+	log   []changeEntry
 }
+
+var (
+	_ IncrementalSource = (*Memory)(nil)
+	_ PatchStore        = (*Memory)(nil)
+)
 
 // NewMemory returns an empty store at generation 0.
 func NewMemory() *Memory {
@@ -88,14 +97,24 @@ func (m *Memory) Policy(_ context.Context) (enforce.Policy, uint64, error) {
 // ApplyPolicy implements enforce.PolicyStore. An apply that changes nothing
 // keeps the generation and notifies nobody. Errors: ErrInvalidPolicy,
 // enforce.ErrConflict.
-func (m *Memory) ApplyPolicy(_ context.Context, p enforce.Policy, ifGeneration uint64) (uint64, enforce.PolicyDiff, error) {
+func (m *Memory) ApplyPolicy(ctx context.Context, p enforce.Policy, ifGeneration uint64) (uint64, enforce.PolicyDiff, error) {
+	return m.applyPolicy(p, ifGeneration, ifGeneration != 0)
+}
+
+// ApplyPolicyAt is ApplyPolicy with the generation compared exactly, 0
+// included, as Redis.ApplyPolicyAt.
+func (m *Memory) ApplyPolicyAt(_ context.Context, p enforce.Policy, gen uint64) (uint64, enforce.PolicyDiff, error) {
+	return m.applyPolicy(p, gen, true)
+}
+
+func (m *Memory) applyPolicy(p enforce.Policy, ifGeneration uint64, exact bool) (uint64, enforce.PolicyDiff, error) {
 	n, _, err := normalize(p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if ifGeneration != 0 && ifGeneration != m.gen {
+	if exact && ifGeneration != m.gen {
 		return m.gen, enforce.PolicyDiff{}, fmt.Errorf("apply on generation %d, store is at %d: %w", ifGeneration, m.gen, enforce.ErrConflict)
 	}
 	diff := enforce.DiffPolicies(m.policy, n)
@@ -103,11 +122,135 @@ func (m *Memory) ApplyPolicy(_ context.Context, p enforce.Policy, ifGeneration u
 		return m.gen, diff, nil
 	}
 	m.policy = n
+	m.committed(diff)
+	return m.gen, diff, nil
+}
+
+// committed bumps the generation after a change, logs it and notifies.
+// m.mu is held.
+func (m *Memory) committed(diff enforce.PolicyDiff) {
+	if m.epoch == "" {
+		m.epoch = newEpoch()
+	}
 	m.gen++
+	m.log = append(m.log, newChangeEntry(m.gen, diff))
+	if len(m.log) > changelogKeep {
+		m.log = slices.Delete(m.log, 0, len(m.log)-changelogKeep)
+	}
 	for ch := range m.subs {
 		notify(ch, m.gen)
 	}
+}
+
+// PolicyVersion implements IncrementalSource.
+func (m *Memory) PolicyVersion(_ context.Context) (enforce.Policy, Version, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return clonePolicy(m.policy), Version{Epoch: m.epoch, Gen: m.gen}, nil
+}
+
+// Changes implements IncrementalSource, with the same change log rules as
+// Redis.
+func (m *Memory) Changes(_ context.Context, since Version) (enforce.PolicyPatch, Version, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := Version{Epoch: m.epoch, Gen: m.gen}
+	gap := fmt.Errorf("changes since generation %d (store at %d): %w", since.Gen, m.gen, ErrChangelogGap)
+	if since.Epoch != m.epoch || since.Gen > m.gen {
+		return enforce.PolicyPatch{}, v, gap
+	}
+	if since.Gen == m.gen {
+		return enforce.PolicyPatch{}, v, nil
+	}
+	i := slices.IndexFunc(m.log, func(e changeEntry) bool { return e.Gen == since.Gen+1 })
+	if i < 0 || uint64(len(m.log)-i) != m.gen-since.Gen {
+		return enforce.PolicyPatch{}, v, gap
+	}
+	profiles, users := map[string]bool{}, map[string]bool{}
+	var patch enforce.PolicyPatch
+	for _, e := range m.log[i:] {
+		if e.Full {
+			return enforce.PolicyPatch{}, v, gap
+		}
+		for _, n := range e.Profiles {
+			profiles[n] = true
+		}
+		for _, n := range e.Users {
+			users[n] = true
+		}
+		if e.Protected {
+			prot := m.policy.Protected
+			patch.Protected = &prot
+		}
+	}
+	cur := clonePolicy(m.policy)
+	for _, pr := range cur.Profiles {
+		if profiles[pr.Name] {
+			patch.Profiles = append(patch.Profiles, pr)
+			delete(profiles, pr.Name)
+		}
+	}
+	for _, u := range cur.Users {
+		if users[u.ID] {
+			patch.Users = append(patch.Users, u)
+			delete(users, u.ID)
+		}
+	}
+	patch.RemovedProfiles = slices.Sorted(maps.Keys(profiles))
+	patch.RemovedUsers = slices.Sorted(maps.Keys(users))
+	return patch, v, nil
+}
+
+// ApplyPatch implements PatchStore, with the semantics of Redis.ApplyPatch.
+func (m *Memory) ApplyPatch(_ context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
+	n, _, err := normalizePatch(p)
+	if err != nil {
+		return 0, enforce.PolicyDiff{}, err
+	}
+	if _, err := base.Patch(n, base.Generation()+1); err != nil {
+		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	}
+	diff, eff := patchDiff(base, n)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gen != base.Generation() || m.epoch != base.Origin() {
+		return m.gen, enforce.PolicyDiff{}, fmt.Errorf("change based on generation %d, store is at %d: %w", base.Generation(), m.gen, enforce.ErrConflict)
+	}
+	if diff.Empty() {
+		return m.gen, diff, nil
+	}
+	m.policy = patchPolicy(m.policy, eff)
+	m.committed(diff)
 	return m.gen, diff, nil
+}
+
+// patchPolicy returns p with the patch's entries put or removed, sorted as
+// stores return policies.
+func patchPolicy(p enforce.Policy, pt enforce.PolicyPatch) enforce.Policy {
+	out := clonePolicy(p)
+	putP := map[string]enforce.Profile{}
+	for _, pr := range pt.Profiles {
+		putP[pr.Name] = pr
+	}
+	out.Profiles = slices.DeleteFunc(out.Profiles, func(x enforce.Profile) bool {
+		_, put := putP[x.Name]
+		return put || slices.Contains(pt.RemovedProfiles, x.Name)
+	})
+	out.Profiles = append(out.Profiles, slices.Collect(maps.Values(putP))...)
+	putU := map[string]enforce.User{}
+	for _, u := range pt.Users {
+		putU[u.ID] = u
+	}
+	out.Users = slices.DeleteFunc(out.Users, func(x enforce.User) bool {
+		_, put := putU[x.ID]
+		return put || slices.Contains(pt.RemovedUsers, x.ID)
+	})
+	out.Users = append(out.Users, slices.Collect(maps.Values(putU))...)
+	if pt.Protected != nil {
+		out.Protected = *pt.Protected
+	}
+	sortPolicy(&out)
+	return clonePolicy(out)
 }
 
 // Generation returns the current generation (LoaderOptions.Generation).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -39,6 +40,16 @@ const (
 	KeyUsers = "{cw}:users"
 	// KeyProtected holds the protected users and queues as JSON.
 	KeyProtected = "{cw}:protected"
+	// KeyEpoch holds a random id taken when the store is first written
+	// (and again after it was emptied): the history generations count in.
+	KeyEpoch = "{cw}:epoch"
+	// KeyChangelog is a sorted set: one JSON entry per generation (scored
+	// by it) naming the profiles and users that generation changed, the
+	// last changelogKeep generations.
+	KeyChangelog = "{cw}:changelog"
+	// KeyAdminTokens is a hash: hex SHA-256 of an admin API token -> the
+	// user it authenticates (TokenStore).
+	KeyAdminTokens = "{cw}:tokens"
 	// ChannelChanges is the pub/sub channel an apply publishes the new
 	// generation on (decimal).
 	ChannelChanges = "{cw}:changes"
@@ -101,10 +112,16 @@ type RedisOptions struct {
 // (AuditLog). It is safe for concurrent use. Errors caused by Redis being
 // unreachable wrap enforce.ErrUnavailable.
 type Redis struct {
-	c      redis.UniversalClient
-	opts   RedisOptions
-	log    *zap.Logger
-	append *redis.Script
+	c       redis.UniversalClient
+	opts    RedisOptions
+	log     *zap.Logger
+	changes *redis.Script
+	// appendBatch appends chained batches (AuditBatch); head is the chain
+	// head it last saw, guarded by headMu, which also keeps one batch at a
+	// time per store.
+	appendBatch *redis.Script
+	headMu      sync.Mutex
+	head        string
 }
 
 var (
@@ -178,7 +195,8 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
-	return &Redis{c: c, opts: opts, log: opts.Logger.Named("redis"), append: redis.NewScript(appendScript)}, nil
+	return &Redis{c: c, opts: opts, log: opts.Logger.Named("redis"),
+		changes: redis.NewScript(changesScript), appendBatch: redis.NewScript(appendBatchScript)}, nil
 }
 
 // Close closes the client's connections.

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
 )
@@ -110,6 +108,16 @@ func (r *Redis) Policy(ctx context.Context) (enforce.Policy, uint64, error) {
 // publish is only logged (Loaders' periodic check catches up). Errors also:
 // enforce.ErrUnavailable, ErrSchemaVersion, ErrCorrupt.
 func (r *Redis) ApplyPolicy(ctx context.Context, p enforce.Policy, ifGeneration uint64) (uint64, enforce.PolicyDiff, error) {
+	return r.applyPolicy(ctx, p, ifGeneration, ifGeneration != 0)
+}
+
+// ApplyPolicyAt is ApplyPolicy with the generation compared exactly, 0
+// included: at 0 it applies only to a store never written (If-Match "0").
+func (r *Redis) ApplyPolicyAt(ctx context.Context, p enforce.Policy, gen uint64) (uint64, enforce.PolicyDiff, error) {
+	return r.applyPolicy(ctx, p, gen, true)
+}
+
+func (r *Redis) applyPolicy(ctx context.Context, p enforce.Policy, ifGeneration uint64, exact bool) (uint64, enforce.PolicyDiff, error) {
 	n, enc, err := normalize(p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
@@ -134,7 +142,7 @@ func (r *Redis) ApplyPolicy(ctx context.Context, p enforce.Policy, ifGeneration 
 				return err
 			}
 			gen = curGen
-			if ifGeneration != 0 && ifGeneration != curGen {
+			if exact && ifGeneration != curGen {
 				return fmt.Errorf("apply on generation %d, store is at %d: %w", ifGeneration, curGen, enforce.ErrConflict)
 			}
 			diff = enforce.DiffPolicies(cur, n)
@@ -148,6 +156,8 @@ func (r *Redis) ApplyPolicy(ctx context.Context, p enforce.Policy, ifGeneration 
 				r.queueHashChanges(ctx, p, KeyUsers, enc.users, diff.AddedUsers, diff.ChangedUsers, diff.RemovedUsers)
 				p.Set(ctx, r.Key(KeyProtected), enc.protected, 0)
 				incr = p.Incr(ctx, r.Key(KeyGeneration))
+				// WATCH holds the generation: the new one is curGen+1.
+				r.queueChangelog(ctx, p, curGen+1, diff)
 				return nil
 			})
 			if err != nil {
@@ -155,10 +165,10 @@ func (r *Redis) ApplyPolicy(ctx context.Context, p enforce.Policy, ifGeneration 
 			}
 			gen = uint64(incr.Val())
 			return nil
-		}, r.Key(KeySchema), r.Key(KeyGeneration))
+		}, r.Key(KeySchema), r.Key(KeyGeneration), r.Key(KeyEpoch))
 		switch {
 		case errors.Is(err, redis.TxFailedErr):
-			if ifGeneration != 0 {
+			if exact {
 				return 0, enforce.PolicyDiff{}, fmt.Errorf("apply on generation %d: another apply committed first: %w", ifGeneration, enforce.ErrConflict)
 			}
 			continue
@@ -169,9 +179,7 @@ func (r *Redis) ApplyPolicy(ctx context.Context, p enforce.Policy, ifGeneration 
 			return 0, enforce.PolicyDiff{}, r.wrap("apply policy", err)
 		}
 		if !diff.Empty() {
-			if err := r.c.Publish(ctx, r.Key(ChannelChanges), strconv.FormatUint(gen, 10)).Err(); err != nil {
-				r.log.Warn("publish change notification", zap.Uint64("generation", gen), zap.Error(err))
-			}
+			r.publish(ctx, gen)
 		}
 		return gen, diff, nil
 	}

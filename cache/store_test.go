@@ -97,3 +97,11 @@ func TestMemoryNotifiesWatchers(t *testing.T) {
 		t.Fatal("watch channel not closed after cancel")
 	}
 }
+
+func TestMemoryIncrementalContract(t *testing.T) {
+	storetest.RunIncremental(t, func(*testing.T) storetest.IncrementalStore { return cache.NewMemory() })
+}
+
+func TestMemoryTokenStoreContract(t *testing.T) {
+	storetest.RunTokenStore(t, func(*testing.T) cache.TokenStore { return cache.NewMemoryTokens() })
+}

@@ -130,14 +130,17 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 	if !req.Action.Valid() {
 		return deny(ReasonInvalidRequest)
 	}
-	u := s.users[req.User]
+	u, _ := s.users.get(req.User)
 	if u == nil {
 		return deny(ReasonUnknownUser)
 	}
-	if u.profile == nil {
+	// Profiles are resolved by name at decision time, so that a changed
+	// profile (Snapshot.Patch) reaches every user of it without touching
+	// them.
+	p := s.profiles[u.Profile]
+	if p == nil {
 		return deny(ReasonNoProfile)
 	}
-	p := u.profile
 	d := Decision{Profile: p.Name, Grant: -1, NotifyTarget: p.NotifyTarget, MaskDigits: p.MaskDigits}
 	if !within(now, u.ValidFrom, u.ValidUntil) {
 		d.Reason = ReasonOutsideWindow
@@ -157,7 +160,7 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 	}
 	var target *user
 	if req.Agent != "" {
-		target = s.users[req.Agent]
+		target, _ = s.users.get(req.Agent)
 	}
 	// best tracks the most specific failure among grants listing the action:
 	// out_of_scope < profile_not_delegable < outside_window < recording_too_old.

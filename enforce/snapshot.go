@@ -3,6 +3,7 @@ package enforce
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -101,21 +102,34 @@ type profile struct {
 
 type user struct {
 	User
-	profile    *profile
 	attributed [numDimensions]strset
 }
 
 // Snapshot is an immutable, indexed view of a Policy, built once and then
 // only read, so any number of goroutines may decide from it concurrently.
-// Its owner replaces it as a whole (see Holder), never edits it.
+// Its owner replaces it as a whole (see Holder), never edits it. Patch
+// builds the next snapshot from it by sharing everything a change does not
+// touch.
 type Snapshot struct {
-	policy          Policy
-	generation      uint64
-	users           map[string]*user
+	generation uint64
+	// origin names the store history the snapshot was read from (see
+	// WithOrigin).
+	origin string
+	// policy is the policy compiled, or, for a patched snapshot, built on
+	// first use from the indexes.
+	policy *lazyPolicy
+	// users and identities are layered so that Patch copies only what
+	// changed; profiles and the protected sets are small and copied whole
+	// when they change.
+	users           layered[*user]
+	identities      layered[string]
 	profiles        map[string]*profile
-	identities      map[string]string
 	protectedUsers  map[string]struct{}
 	protectedQueues map[string]struct{}
+	protected       Protected
+	// profileUsers counts the users of each profile, so that removing a
+	// profile still assigned is refused without scanning every user.
+	profileUsers map[string]int
 }
 
 // NewSnapshot validates p and compiles it into a Snapshot tagged with
@@ -123,14 +137,16 @@ type Snapshot struct {
 // invalid grants; the returned error joins every problem found.
 func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 	s := &Snapshot{
-		policy:          p,
+		policy:          &lazyPolicy{p: p, done: true},
 		generation:      generation,
-		users:           make(map[string]*user, len(p.Users)),
 		profiles:        make(map[string]*profile, len(p.Profiles)),
-		identities:      make(map[string]string),
 		protectedUsers:  make(map[string]struct{}, len(p.Protected.Users)),
 		protectedQueues: make(map[string]struct{}, len(p.Protected.Queues)),
+		protected:       p.Protected,
+		profileUsers:    make(map[string]int, len(p.Profiles)),
 	}
+	users := make(map[string]*user, len(p.Users))
+	identities := make(map[string]string)
 	var errs []error
 	for i := range p.Profiles {
 		pr := &p.Profiles[i]
@@ -142,31 +158,13 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 			errs = append(errs, fmt.Errorf("profile %q: defined twice", pr.Name))
 			continue
 		}
-		if pr.MaskDigits < 0 {
-			errs = append(errs, fmt.Errorf("profile %q: mask_digits must not be negative", pr.Name))
-		}
-		cp := &profile{Profile: *pr, grants: make([]grant, len(pr.Grants))}
-		for gi, g := range pr.Grants {
-			if err := validateGrant(g); err != nil {
-				errs = append(errs, fmt.Errorf("profile %q grant %d: %w", pr.Name, gi, err))
-			}
-			cg := grant{Grant: g}
-			for d := range g.Scopes {
-				cg.sets[d] = scopeSet{kind: g.Scopes[d].Kind, set: newStrset(g.Scopes[d].Values)}
-			}
-			cp.grants[gi] = cg
-		}
+		cp, perrs := compileProfile(pr)
+		errs = append(errs, perrs...)
 		s.profiles[pr.Name] = cp
 	}
 	// Delegable profiles must exist.
 	for _, pr := range s.profiles {
-		for gi, g := range pr.grants {
-			for _, name := range g.Profiles {
-				if _, ok := s.profiles[name]; !ok {
-					errs = append(errs, fmt.Errorf("profile %q grant %d: profiles: unknown profile %q", pr.Name, gi, name))
-				}
-			}
-		}
+		errs = append(errs, checkDelegable(pr, s.profiles)...)
 	}
 	for i := range p.Users {
 		u := &p.Users[i]
@@ -174,41 +172,30 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 			errs = append(errs, fmt.Errorf("users[%d]: empty id", i))
 			continue
 		}
-		if _, dup := s.users[u.ID]; dup {
+		if _, dup := users[u.ID]; dup {
 			errs = append(errs, fmt.Errorf("user %q: defined twice", u.ID))
 			continue
 		}
-		cu := &user{User: *u}
+		errs = append(errs, checkUser(u, s.profiles)...)
 		if u.Profile != "" {
-			cu.profile = s.profiles[u.Profile]
-			if cu.profile == nil {
-				errs = append(errs, fmt.Errorf("user %q: unknown profile %q", u.ID, u.Profile))
-			}
+			s.profileUsers[u.Profile]++
 		}
-		if !u.ValidFrom.IsZero() && !u.ValidUntil.IsZero() && !u.ValidUntil.After(u.ValidFrom) {
-			errs = append(errs, fmt.Errorf("user %q: valid_until must be after valid_from", u.ID))
-		}
-		cu.attributed[DimQueues] = newStrset(u.Queues)
-		cu.attributed[DimTeams] = newStrset(u.Teams)
-		cu.attributed[DimAgents] = newStrset(u.Agents)
-		cu.attributed[DimSites] = newStrset(u.Sites)
 		for _, id := range u.Identities {
 			if id == "" {
-				errs = append(errs, fmt.Errorf("user %q: empty identity", u.ID))
-				continue
+				continue // reported by checkUser
 			}
-			if other, dup := s.identities[id]; dup && other != u.ID {
+			if other, dup := identities[id]; dup && other != u.ID {
 				errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", u.ID, id, other))
 				continue
 			}
-			s.identities[id] = u.ID
+			identities[id] = u.ID
 		}
-		s.users[u.ID] = cu
+		users[u.ID] = compileUser(u)
 	}
 	// An identity must not name another user: ResolveIdentity would let it
 	// take that user's place.
-	for id, owner := range s.identities {
-		if other, ok := s.users[id]; ok && other.ID != owner {
+	for id, owner := range identities {
+		if other, ok := users[id]; ok && other.ID != owner {
 			errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner, id, id))
 		}
 	}
@@ -221,7 +208,70 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	s.users = newLayered(users)
+	s.identities = newLayered(identities)
 	return s, nil
+}
+
+// compileProfile compiles one named profile and checks it on its own.
+func compileProfile(pr *Profile) (*profile, []error) {
+	var errs []error
+	if pr.MaskDigits < 0 {
+		errs = append(errs, fmt.Errorf("profile %q: mask_digits must not be negative", pr.Name))
+	}
+	cp := &profile{Profile: *pr, grants: make([]grant, len(pr.Grants))}
+	for gi, g := range pr.Grants {
+		if err := validateGrant(g); err != nil {
+			errs = append(errs, fmt.Errorf("profile %q grant %d: %w", pr.Name, gi, err))
+		}
+		cg := grant{Grant: g}
+		for d := range g.Scopes {
+			cg.sets[d] = scopeSet{kind: g.Scopes[d].Kind, set: newStrset(g.Scopes[d].Values)}
+		}
+		cp.grants[gi] = cg
+	}
+	return cp, errs
+}
+
+// checkDelegable reports the profiles pr may hand out that do not exist.
+func checkDelegable(pr *profile, profiles map[string]*profile) []error {
+	var errs []error
+	for gi, g := range pr.grants {
+		for _, name := range g.Profiles {
+			if _, ok := profiles[name]; !ok {
+				errs = append(errs, fmt.Errorf("profile %q grant %d: profiles: unknown profile %q", pr.Name, gi, name))
+			}
+		}
+	}
+	return errs
+}
+
+// checkUser checks one user on its own and its profile reference.
+func checkUser(u *User, profiles map[string]*profile) []error {
+	var errs []error
+	if u.Profile != "" {
+		if _, ok := profiles[u.Profile]; !ok {
+			errs = append(errs, fmt.Errorf("user %q: unknown profile %q", u.ID, u.Profile))
+		}
+	}
+	if !u.ValidFrom.IsZero() && !u.ValidUntil.IsZero() && !u.ValidUntil.After(u.ValidFrom) {
+		errs = append(errs, fmt.Errorf("user %q: valid_until must be after valid_from", u.ID))
+	}
+	for _, id := range u.Identities {
+		if id == "" {
+			errs = append(errs, fmt.Errorf("user %q: empty identity", u.ID))
+		}
+	}
+	return errs
+}
+
+func compileUser(u *User) *user {
+	cu := &user{User: *u}
+	cu.attributed[DimQueues] = newStrset(u.Queues)
+	cu.attributed[DimTeams] = newStrset(u.Teams)
+	cu.attributed[DimAgents] = newStrset(u.Agents)
+	cu.attributed[DimSites] = newStrset(u.Sites)
+	return cu
 }
 
 func validateGrant(g Grant) error {
@@ -275,13 +325,43 @@ func validateGrant(g Grant) error {
 // Generation is the store generation the snapshot was built from.
 func (s *Snapshot) Generation() uint64 { return s.generation }
 
+// WithOrigin returns a copy of s tagged with origin: the identity of the
+// store history its generation counts in (a Redis store's epoch, renewed
+// when the store is emptied). A generation number alone does not identify
+// a policy once a store can be reset; stores compare origins before
+// applying a change computed against a snapshot. Patch keeps the origin.
+func (s *Snapshot) WithOrigin(origin string) *Snapshot {
+	c := *s
+	c.origin = origin
+	return &c
+}
+
+// Origin returns the tag given by WithOrigin ("" when none).
+func (s *Snapshot) Origin() string { return s.origin }
+
+// Protected returns the protected lists. Callers must treat them as
+// read-only.
+func (s *Snapshot) Protected() Protected { return s.protected }
+
+// ProfileNames returns the names of the profiles, sorted.
+func (s *Snapshot) ProfileNames() []string {
+	names := make([]string, 0, len(s.profiles))
+	for n := range s.profiles {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
 // Policy returns the policy the snapshot was compiled from. Callers must
-// treat it as read-only.
-func (s *Snapshot) Policy() Policy { return s.policy }
+// treat it as read-only. For a snapshot made by Patch it is rebuilt from
+// the indexes on first use (an O(n log n) step, off the decision path),
+// with profiles sorted by name and users by id.
+func (s *Snapshot) Policy() Policy { return s.policy.get(s) }
 
 // User returns the user with the given id.
 func (s *Snapshot) User(id string) (User, bool) {
-	u, ok := s.users[id]
+	u, ok := s.users.get(id)
 	if !ok {
 		return User{}, false
 	}
@@ -299,15 +379,15 @@ func (s *Snapshot) Profile(name string) (Profile, bool) {
 
 // ProfileOf returns the profile of user id, if it has one.
 func (s *Snapshot) ProfileOf(id string) (Profile, bool) {
-	u, ok := s.users[id]
-	if !ok || u.profile == nil {
+	u, ok := s.users.get(id)
+	if !ok || u.Profile == "" {
 		return Profile{}, false
 	}
-	return u.profile.Profile, true
+	return s.Profile(u.Profile)
 }
 
 // UserCount returns the number of users.
-func (s *Snapshot) UserCount() int { return len(s.users) }
+func (s *Snapshot) UserCount() int { return s.users.n }
 
 // IsProtected reports whether a user or queue is protected.
 func (s *Snapshot) IsProtected(userID, queue string) bool {
@@ -326,17 +406,17 @@ func (s *Snapshot) ResolveIdentity(id string) (string, bool) {
 	if id == "" {
 		return "", false
 	}
-	if u, ok := s.identities[id]; ok {
+	if u, ok := s.identities.get(id); ok {
 		return u, true
 	}
 	if strings.IndexByte(id, '/') >= 0 {
 		if i := strings.LastIndexByte(id, '-'); i > 0 {
-			if u, ok := s.identities[id[:i]]; ok {
+			if u, ok := s.identities.get(id[:i]); ok {
 				return u, true
 			}
 		}
 	}
-	if _, ok := s.users[id]; ok {
+	if _, ok := s.users.get(id); ok {
 		return id, true
 	}
 	return "", false

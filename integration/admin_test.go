@@ -304,4 +304,25 @@ func TestAdminTwoDaemonsOnOneRedis(t *testing.T) {
 			t.Errorf("audit verify: exit %d\n%s%s", code, out, errOut)
 		}
 	})
+	t.Run("a token stored in Redis with the CLI is accepted by both daemons until revoked", func(t *testing.T) {
+		code, out, errOut := a.cli(t, "token", "add", "root", "--sha256", httpapi.HashToken("ops-token"))
+		if code != 0 || !strings.Contains(out, "added a token for root") {
+			t.Fatalf("token add: exit %d\n%s%s", code, out, errOut)
+		}
+		status := func(d string) func() bool {
+			return func() bool { return call(t, "GET", d+"/v1/profiles", "ops-token", "", "").code == 200 }
+		}
+		for _, d := range daemons {
+			waitUntil(t, 5*time.Second, d+" accepts the stored token", status(d))
+		}
+		if code, out, errOut := a.cli(t, "token", "revoke", "root"); code != 0 || !strings.Contains(out, "revoked 1 tokens of root") {
+			t.Fatalf("token revoke: exit %d\n%s%s", code, out, errOut)
+		}
+		for _, d := range daemons {
+			waitUntil(t, 5*time.Second, d+" refuses the revoked token", func() bool { return !status(d)() })
+			if r := call(t, "GET", d+"/v1/profiles", "root-token", "", ""); r.code != 200 {
+				t.Errorf("%s: the config's root token: %d", d, r.code)
+			}
+		}
+	})
 }

@@ -62,6 +62,18 @@ func TestRedisAuditLogContract(t *testing.T) {
 	})
 }
 
+func TestRedisIncrementalContract(t *testing.T) {
+	storetest.RunIncremental(t, func(t *testing.T) storetest.IncrementalStore {
+		return newRedisStore(t, suite.Lab(t), nil)
+	})
+}
+
+func TestRedisTokenStoreContract(t *testing.T) {
+	storetest.RunTokenStore(t, func(t *testing.T) cache.TokenStore {
+		return newRedisStore(t, suite.Lab(t), nil)
+	})
+}
+
 func TestRedisRefusesAnUnknownSchemaVersion(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
@@ -111,7 +123,7 @@ func TestRedisUnreachableIsErrUnavailable(t *testing.T) {
 // startLoader runs a Loader on store until the test ends.
 func startLoader(tb testing.TB, r *cache.Redis, mod func(*cache.LoaderOptions)) *cache.Loader {
 	tb.Helper()
-	opts := cache.LoaderOptions{Store: r, Watch: r.Watch, Generation: r.Generation,
+	opts := cache.LoaderOptions{Store: r, Incremental: r, Watch: r.Watch, Generation: r.Generation,
 		PollInterval: 200 * time.Millisecond, Staleness: 5 * time.Second,
 		RetryMin: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond}
 	if mod != nil {
@@ -239,8 +251,14 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 	d := startLoader(t, newRedisStore(t, l, fast), func(o *cache.LoaderOptions) { o.Staleness = staleness })
 	waitUntil(t, 10*time.Second, "the daemon loads", func() bool { return d.Snapshot() != nil })
 
+	// at is taken before the snapshot is fetched and done after the
+	// decisions: the snapshot was fetched somewhere in [at, done]. A
+	// decision is held to the fail-closed rule only when that whole
+	// interval lies between failing closed and the unpause; bracketing by
+	// one side only would blame the daemon for a snapshot fetched after the
+	// unpause by a goroutine preempted in between.
 	type outcome struct {
-		at       time.Time
+		at, done time.Time
 		alice    enforce.Decision // allowed by the policy
 		dave     enforce.Decision // denied by the policy (no profile)
 		protects enforce.Decision // denied by the policy (protected target)
@@ -255,11 +273,12 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for !stop.Load() {
-			at := time.Now() // before the snapshot is taken: it is at least this fresh
+			at := time.Now()
 			s := d.Snapshot()
 			o := outcome{at: at, alice: aliceListens(s),
 				dave:     enforce.Decide(s, &enforce.Request{User: "dave", Action: enforce.MonitorListen, Queue: "sales"}, decideAt),
 				protects: enforce.Decide(s, &enforce.Request{User: "alice", Action: enforce.MonitorListen, Queue: "sales", Agent: "ceo"}, decideAt)}
+			o.done = time.Now()
 			mu.Lock()
 			outcomes = append(outcomes, o)
 			mu.Unlock()
@@ -299,7 +318,7 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 		switch {
 		case o.at.After(paused) && o.at.Before(failedClosed) && o.alice.Allow:
 			servedDuringOutage++
-		case o.at.After(failedClosed) && o.at.Before(resumed):
+		case o.at.After(failedClosed) && o.done.Before(resumed):
 			if o.alice.Allow || o.alice.Reason != enforce.ReasonStoreUnavailable {
 				t.Fatalf("decision at %s after failing closed: %+v", o.at.Format(time.RFC3339Nano), o.alice)
 			}
@@ -444,5 +463,88 @@ func TestTwoDaemonsAppendToOneAuditChain(t *testing.T) {
 	res, err := daemons[0].VerifyAudit(testContext(t))
 	if err != nil || !res.OK() || res.Checked != len(errs)*each {
 		t.Fatalf("VerifyAudit = %+v, %v; want %d records in one intact chain", res, err, len(errs)*each)
+	}
+}
+
+// TestAsyncAuditorsOfTwoDaemonsKeepOneChain: two daemons' asynchronous
+// audit writers (bounded queue, batches chained in Go and appended by one
+// script call each, re-chained when the other daemon moved the head) on
+// one stream: every record lands, in one intact chain, after a flush.
+func TestAsyncAuditorsOfTwoDaemonsKeepOneChain(t *testing.T) {
+	l := suite.Lab(t)
+	stores := []*cache.Redis{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
+	const each = 2000
+	var wg sync.WaitGroup
+	auditors := make([]*cache.AsyncAuditor, len(stores))
+	for i, st := range stores {
+		auditors[i] = cache.NewAsyncAuditor(st, cache.AsyncAuditOptions{QueueSize: each, BatchSize: 64})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range each {
+				rec := enforce.AuditRecord{Time: time.Now(), Source: "http", User: "u" + strconv.Itoa(i),
+					Action: "monitor.listen", Decision: "deny", Reason: "out_of_scope", Detail: strconv.Itoa(j)}
+				if err := auditors[i].Audit(context.Background(), rec); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, a := range auditors {
+		if err := a.Close(testContext(t)); err != nil {
+			t.Fatalf("daemon %d flush: %v", i, err)
+		}
+		if a.Written() != each || a.Dropped() != 0 {
+			t.Fatalf("daemon %d: written %d, dropped %d", i, a.Written(), a.Dropped())
+		}
+	}
+	res, err := stores[0].VerifyAudit(testContext(t))
+	if err != nil || !res.OK() || res.Checked != len(stores)*each {
+		t.Fatalf("VerifyAudit = %+v, %v; want %d records in one intact chain", res, err, len(stores)*each)
+	}
+	// The batches kept each daemon's order.
+	for i := range stores {
+		recs, err := stores[0].ReadAudit(testContext(t), enforce.AuditFilter{User: "u" + strconv.Itoa(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, r := range recs {
+			if r.Detail != strconv.Itoa(j) {
+				t.Fatalf("daemon %d record %d is %q: order lost", i, j, r.Detail)
+			}
+		}
+	}
+}
+
+// TestAsyncAuditorLoadsItsScriptAfterAScriptFlush: batches are appended by
+// EVALSHA; a server that lost its script cache (restart, failover, SCRIPT
+// FLUSH) gets the script again and nothing is lost.
+func TestAsyncAuditorLoadsItsScriptAfterAScriptFlush(t *testing.T) {
+	l := suite.Lab(t)
+	r := newRedisStore(t, l, nil)
+	recs := make([]enforce.AuditRecord, 10)
+	for i := range recs {
+		recs[i] = enforce.AuditRecord{Time: decideAt, Source: "http", User: "alice", Action: "monitor.listen",
+			Decision: "allow", Reason: "granted", Detail: strconv.Itoa(i)}
+	}
+	if n, err := r.AuditBatch(testContext(t), recs[:4]); err != nil || n != 4 {
+		t.Fatalf("AuditBatch = %d, %v", n, err)
+	}
+	// A synchronous append by someone else moves the head: the next batch
+	// is re-chained from it.
+	if err := newRedisStore(t, l, nil).Audit(testContext(t), recs[4]); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Redis.ScriptFlush(testContext(t)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.AuditBatch(testContext(t), recs[5:]); err != nil || n != 5 {
+		t.Fatalf("AuditBatch after SCRIPT FLUSH = %d, %v", n, err)
+	}
+	res, err := r.VerifyAudit(testContext(t))
+	if err != nil || !res.OK() || res.Checked != 10 {
+		t.Fatalf("VerifyAudit = %+v, %v", res, err)
 	}
 }

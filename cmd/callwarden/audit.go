@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpapi"
 )
@@ -193,26 +194,150 @@ func (e *env) verify(ctx context.Context, args []string) int {
 	return exitOK
 }
 
-// token runs the `token` subcommands.
-func (e *env) token(args []string) int {
-	if len(args) == 0 || args[0] != "hash" {
-		return e.badInput("token: want subcommand hash")
+// token runs the `token` subcommands: hash (offline), and add, revoke
+// and list, which manage the token hashes kept in Redis for every daemon.
+func (e *env) token(ctx context.Context, args []string) int {
+	const want = "want: hash, add, revoke, list"
+	if len(args) == 0 {
+		return e.badInput("token: missing subcommand (%s)", want)
 	}
-	fs := e.newFlagSet("token hash", "token hash < TOKEN")
-	if code := e.parseFlags(fs, args[1:]); code >= 0 {
-		return code
+	switch args[0] {
+	case "hash":
+		return e.tokenHash(args[1:])
+	case "add":
+		return e.tokenAdd(ctx, args[1:])
+	case "revoke":
+		return e.tokenRevoke(ctx, args[1:])
+	case "list":
+		return e.tokenList(ctx, args[1:])
 	}
+	return e.badInput("token: unknown subcommand %q (%s)", args[0], want)
+}
+
+// readToken reads one token from standard input.
+func (e *env) readToken(cmd string) (string, int) {
 	data, err := io.ReadAll(io.LimitReader(e.stdin, 64<<10))
 	if err != nil {
-		return e.badInput("token hash: read standard input: %v", err)
+		return "", e.badInput("%s: read standard input: %v", cmd, err)
 	}
 	tok := strings.TrimRight(string(data), "\r\n")
 	if strings.TrimSpace(tok) == "" {
-		return e.badInput("token hash: no token on standard input")
+		return "", e.badInput("%s: no token on standard input", cmd)
 	}
 	if strings.ContainsAny(tok, "\r\n") {
-		return e.badInput("token hash: the token must be one line")
+		return "", e.badInput("%s: the token must be one line", cmd)
+	}
+	return tok, -1
+}
+
+func (e *env) tokenHash(args []string) int {
+	fs := e.newFlagSet("token hash", "token hash < TOKEN")
+	if code := e.parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	tok, code := e.readToken("token hash")
+	if code >= 0 {
+		return code
 	}
 	fmt.Fprintln(e.stdout, httpapi.HashToken(tok))
+	return exitOK
+}
+
+// tokenAdd stores the hash of a token read from stdin (or given with
+// --sha256) for USER in Redis; every daemon accepts it within its poll
+// interval. The token itself is never written or printed.
+func (e *env) tokenAdd(ctx context.Context, args []string) int {
+	fs := e.newFlagSet("token add", "token add USER [--sha256 HEX] [--redis-addr ADDR] [--config FILE] < TOKEN")
+	var sf storeFlags
+	sf.register(fs)
+	sum := fs.String("sha256", "", "the token's SHA-256 (`HEX`, from `token hash`) instead of the token on stdin")
+	pos, code := e.parseInterleaved(fs, args)
+	if code >= 0 {
+		return code
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return e.badInput("token add: want USER, got %d arguments", len(pos))
+	}
+	user, h := pos[0], strings.ToLower(strings.TrimSpace(*sum))
+	if h == "" {
+		tok, code := e.readToken("token add")
+		if code >= 0 {
+			return code
+		}
+		h = httpapi.HashToken(tok)
+	}
+	if _, err := httpapi.ParseTokenHash(user, h); err != nil {
+		return e.badInput("token add: %v", err)
+	}
+	st, code := e.openStore(ctx, &sf)
+	if code >= 0 {
+		return code
+	}
+	defer st.Close()
+	if err := st.AddAdminToken(ctx, cache.AdminToken{User: user, SHA256: h}); err != nil {
+		if errors.Is(err, cache.ErrTokenTaken) {
+			return e.badInput("token add: this token already belongs to another user")
+		}
+		fmt.Fprintf(e.stderr, "callwarden: token add: %v\n", err)
+		return exitFailure
+	}
+	e.auditCLI(ctx, st, user, "token add "+user+" (sha256 "+h[:12]+"...)")
+	fmt.Fprintf(e.stdout, "added a token for %s (sha256 %s...)\n", user, h[:12])
+	return exitOK
+}
+
+// tokenRevoke removes every token hash of USER from Redis.
+func (e *env) tokenRevoke(ctx context.Context, args []string) int {
+	fs := e.newFlagSet("token revoke", "token revoke USER [--redis-addr ADDR] [--config FILE]")
+	var sf storeFlags
+	sf.register(fs)
+	pos, code := e.parseInterleaved(fs, args)
+	if code >= 0 {
+		return code
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return e.badInput("token revoke: want USER, got %d arguments", len(pos))
+	}
+	st, code := e.openStore(ctx, &sf)
+	if code >= 0 {
+		return code
+	}
+	defer st.Close()
+	n, err := st.RevokeAdminTokens(ctx, pos[0])
+	if err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: token revoke: %v\n", err)
+		return exitFailure
+	}
+	if n > 0 {
+		e.auditCLI(ctx, st, pos[0], fmt.Sprintf("token revoke %s: %d tokens", pos[0], n))
+	}
+	fmt.Fprintf(e.stdout, "revoked %d tokens of %s (tokens in a daemon's config are not affected)\n", n, pos[0])
+	return exitOK
+}
+
+// tokenList prints the users holding tokens in Redis, one line per hash
+// (its first 12 hex digits).
+func (e *env) tokenList(ctx context.Context, args []string) int {
+	fs := e.newFlagSet("token list", "token list [--redis-addr ADDR] [--config FILE]")
+	var sf storeFlags
+	sf.register(fs)
+	if code := e.parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	st, code := e.openStore(ctx, &sf)
+	if code >= 0 {
+		return code
+	}
+	defer st.Close()
+	ts, err := st.AdminTokens(ctx)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: token list: %v\n", err)
+		return exitFailure
+	}
+	for _, t := range ts {
+		fmt.Fprintf(e.stdout, "%s %s...\n", t.User, t.SHA256[:12])
+	}
 	return exitOK
 }

@@ -39,6 +39,9 @@ commands:
   audit tail         print audit records as JSON lines (--follow)
   audit verify       check the audit trail's hash chain
   token hash         print the SHA-256 of an admin token read from stdin
+  token add          store an admin token's hash in Redis (token on stdin)
+  token revoke       remove a user's token hashes from Redis
+  token list         list the users holding tokens in Redis
   serve              serve the check API, the admin API, /healthz, /readyz
                      and /metrics
   version            print the version
@@ -88,7 +91,7 @@ func (e *env) run(ctx context.Context, args []string) int {
 	case "audit":
 		return e.audit(ctx, args[1:])
 	case "token":
-		return e.token(args[1:])
+		return e.token(ctx, args[1:])
 	case "serve":
 		return e.serve(ctx, args[1:])
 	case "version":

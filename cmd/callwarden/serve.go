@@ -146,6 +146,13 @@ type App struct {
 	// Redis mode: the store and the loader that owns the snapshot.
 	store  store
 	loader *cache.Loader
+	// audit writes decision records to the store off the request path
+	// (Redis mode); Close flushes it.
+	audit *cache.AsyncAuditor
+	// dynTokens holds the admin token hashes stored in Redis, refreshed
+	// every tokenPoll (Redis mode), beside the config's.
+	dynTokens httpapi.DynamicTokens
+	tokenPoll time.Duration
 
 	// File mode: holder owns the snapshot; mu serialises Reload so two
 	// SIGHUPs cannot interleave their generations; gen is the generation
@@ -153,6 +160,7 @@ type App struct {
 	holder enforce.Holder
 	mu     sync.Mutex
 	gen    uint64
+
 }
 
 // NewApp builds the daemon from a validated cfg, logging to logOut: it
@@ -190,6 +198,9 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		}
 	}
 	defer func() {
+		if err != nil && a.audit != nil {
+			_ = a.audit.Close(context.Background()) // nothing queued yet
+		}
 		if err != nil && a.store != nil {
 			_ = a.store.Close()
 		}
@@ -205,6 +216,9 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		auditLog   cache.AuditLog
 		recordings enforce.RecordingStore
 		ready      func() error
+
+		// decisionAudit receives the records of decisions (/v1/check).
+		decisionAudit enforce.Auditor
 	)
 	if len(cfg.Redis.Addrs) > 0 {
 		if len(cfg.Profiles) > 0 {
@@ -219,6 +233,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		poll := min(time.Second, cfg.Redis.Staleness/3)
 		a.loader, err = cache.NewLoader(cache.LoaderOptions{
 			Store:        a.store,
+			Incremental:  a.store,
 			Watch:        a.store.Watch,
 			Generation:   a.store.Generation,
 			PollInterval: poll,
@@ -241,7 +256,20 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 			logger.Warn("first policy load failed; retrying in the background", zap.Error(err))
 		}
 		a.snapshot, ready = a.loader.Snapshot, a.loader.Ready
+		a.tokenPoll = poll
+		if err := a.refreshTokens(ctx); err != nil {
+			logger.Warn("admin tokens stored in Redis not loaded; retrying in the background", zap.Error(err))
+		}
 		policy, auditLog, recordings = a.store, a.store, a.store
+		// Decisions are audited through a bounded queue and batched
+		// writes, so a slow Redis never delays an answer; admin changes
+		// stay synchronous (auditLog). A dropped record changes no
+		// decision; it is counted (callwarden_audit_dropped_total).
+		a.audit = cache.NewAsyncAuditor(a.store, cache.AsyncAuditOptions{Logger: logger})
+		decisionAudit = a.audit
+		if err := registerAuditMetrics(a.reg, a.audit); err != nil {
+			return nil, err
+		}
 	} else {
 		snap, p, err := loadFiles(cfg.Profiles, 1)
 		if err != nil {
@@ -255,13 +283,14 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		files := cfg.Profiles
 		policy = cache.NewFile(func() (enforce.Policy, error) { return config.LoadProfiles(files...) })
 		auditLog = cache.NewMemoryAudit(cache.AuditOptions{MaxLen: memoryAuditLen})
+		decisionAudit = auditLog
 		recordings = cache.NewMemoryRecordings()
 	}
 
 	admin, err := httpapi.NewAdmin(httpapi.AdminOptions{
 		Store:       policy,
 		Snapshot:    a.snapshot,
-		Auth:        httpapi.NewTokenSet(tokens),
+		Auth:        httpapi.AnyOf(httpapi.NewTokenSet(tokens), &a.dynTokens),
 		Codec:       configCodec{},
 		Auditor:     auditLog,
 		AuditReader: auditLog,
@@ -276,7 +305,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		Logger:   logger.Named("check"),
 		Registry: a.reg,
 		Ready:    ready,
-		Auditor:  auditLog,
+		Auditor:  decisionAudit,
 		Admin:    admin,
 	})
 	if err != nil {
@@ -395,7 +424,8 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 		// The loader outlives the HTTP server's graceful shutdown, so
 		// requests in flight still decide from a live snapshot.
-		defer func() { stop(); <-done }()
+		waitTokens := a.followTokens(lctx, a.tokenPoll)
+		defer func() { stop(); <-done; waitTokens() }()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
@@ -452,6 +482,14 @@ func (a *App) Close() error {
 	err := a.srv.Close()
 	if lerr := a.ln.Close(); lerr != nil && !errors.Is(lerr, net.ErrClosed) && err == nil {
 		err = lerr
+	}
+	if a.audit != nil {
+		// Flush the queued decision records before the store closes.
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.HTTP.ShutdownTimeout)
+		if aerr := a.audit.Close(ctx); aerr != nil {
+			a.log.Error("audit flush at shutdown", zap.Error(aerr), zap.Uint64("dropped_total", a.audit.Dropped()))
+		}
+		cancel()
 	}
 	if a.store != nil {
 		if serr := a.store.Close(); serr != nil && err == nil {

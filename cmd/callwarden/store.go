@@ -5,12 +5,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/httpapi"
 )
 
 // store is everything the daemon and the admin commands use of the shared
@@ -20,6 +25,15 @@ type store interface {
 	enforce.PolicyStore
 	enforce.RecordingStore
 	cache.AuditLog
+	// IncrementalSource lets Loaders patch their snapshot from the change
+	// log; PatchStore lets the admin API write one entry at a time.
+	cache.IncrementalSource
+	cache.PatchStore
+	// TokenStore keeps admin token hashes shared by every daemon.
+	cache.TokenStore
+	// ApplyPolicyAt is ApplyPolicy with the generation compared exactly,
+	// 0 included ("only if never written").
+	ApplyPolicyAt(ctx context.Context, p enforce.Policy, gen uint64) (uint64, enforce.PolicyDiff, error)
 	// Watch and Generation feed a cache.Loader.
 	Watch(ctx context.Context) (<-chan uint64, error)
 	Generation(ctx context.Context) (uint64, error)
@@ -30,8 +44,10 @@ type store interface {
 type openStoreFunc func(ctx context.Context, c config.Redis, log *zap.Logger) (store, error)
 
 // openRedis opens cache.Redis and checks that it answers with a schema
-// this callwarden knows.
+// this callwarden knows. It also routes go-redis' own log lines
+// (reconnects, pool and pub/sub trouble) to log (see redisLogger).
 func openRedis(ctx context.Context, c config.Redis, log *zap.Logger) (store, error) {
+	redis.SetLogger(redisLogger{log: log.Named("go-redis")})
 	r, err := cache.NewRedis(cache.RedisOptions{
 		Addrs:      c.Addrs,
 		MasterName: c.MasterName,
@@ -50,16 +66,103 @@ func openRedis(ctx context.Context, c config.Redis, log *zap.Logger) (store, err
 	return r, nil
 }
 
+// redisLogger bridges go-redis' logger to zap. go-redis has one logger per
+// process (redis.SetLogger), so the last store opened sets it; its lines
+// carry addresses and error text, never credentials. They are warnings:
+// go-redis only logs when something goes wrong (a failed dial, a bad
+// pub/sub connection discarded and reconnected).
+type redisLogger struct{ log *zap.Logger }
+
+// Printf implements go-redis' internal.Logging.
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn(strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+
+// refreshTokens loads the admin token hashes stored in Redis into
+// a.dynTokens. On error the previous set stays: every admin request needs
+// Redis anyway (and a live snapshot to be authorized), so a stale set
+// cannot be used for anything while Redis is unreachable, and a token
+// revoked meanwhile stops working at the first refresh after Redis is back.
+func (a *App) refreshTokens(ctx context.Context) error {
+	ts, err := a.store.AdminTokens(ctx)
+	if err != nil {
+		return fmt.Errorf("read admin tokens: %w", err)
+	}
+	hs := make([]httpapi.TokenHash, 0, len(ts))
+	for _, t := range ts {
+		th, err := httpapi.ParseTokenHash(t.User, t.SHA256)
+		if err != nil {
+			return fmt.Errorf("admin tokens in Redis: %w", err)
+		}
+		hs = append(hs, th)
+	}
+	a.dynTokens.Set(hs)
+	return nil
+}
+
+// followTokens refreshes the stored admin tokens every interval until ctx
+// ends, logging when refreshing starts and stops failing; the returned
+// function waits for it to stop.
+func (a *App) followTokens(ctx context.Context, every time.Duration) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		failing := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			err := a.refreshTokens(ctx)
+			switch {
+			case err != nil && !failing:
+				a.log.Warn("admin tokens stored in Redis not refreshed; keeping the last ones read", zap.Error(err))
+			case err == nil && failing:
+				a.log.Info("admin tokens stored in Redis refreshed again")
+			}
+			failing = err != nil
+		}
+	}()
+	return func() { <-done }
+}
+
+// registerAuditMetrics exports the asynchronous audit writer's counters.
+func registerAuditMetrics(reg *prometheus.Registry, a *cache.AsyncAuditor) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "callwarden_audit_dropped_total",
+			Help: "Decision audit records dropped (queue full, Redis unreachable for longer than the retry bound, or not flushed at shutdown). A dropped record never changes a decision.",
+		}, func() float64 { return float64(a.Dropped()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "callwarden_audit_written_total",
+			Help: "Decision audit records written to the audit stream.",
+		}, func() float64 { return float64(a.Written()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "callwarden_audit_queue_length",
+			Help: "Decision audit records waiting to be written.",
+		}, func() float64 { return float64(a.Queued()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register audit metrics: %w", err)
+		}
+	}
+	return nil
+}
+
 // memoryStore is an in-process store (cache.Memory and friends), for
 // tests of the commands and the daemon without Redis.
 type memoryStore struct {
 	*cache.Memory
 	*cache.MemoryAudit
 	*cache.MemoryRecordings
+	*cache.MemoryTokens
 }
 
 func newMemoryStore() *memoryStore {
-	return &memoryStore{cache.NewMemory(), cache.NewMemoryAudit(cache.AuditOptions{}), cache.NewMemoryRecordings()}
+	return &memoryStore{cache.NewMemory(), cache.NewMemoryAudit(cache.AuditOptions{}), cache.NewMemoryRecordings(), cache.NewMemoryTokens()}
 }
 
 // Close implements store; there is nothing to release.

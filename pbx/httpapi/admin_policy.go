@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -143,11 +144,16 @@ func (a *Admin) encodeFailed(w http.ResponseWriter, err error) {
 type write struct {
 	target string
 	ifGen  uint64
-	gen    uint64
+	view   *policyView
 	req    enforce.Request
 	d      enforce.Decision
 	why    string
-	next   func() (enforce.Policy, error)
+	// missing, when set, answers 404 once the change is authorized.
+	missing error
+	// patch is the change entry by entry, applied when view.base is set;
+	// next builds the whole new policy from view.pol otherwise.
+	patch enforce.PolicyPatch
+	next  func() (enforce.Policy, error)
 }
 
 // commit carries out a write: 403 when the engine refused, 409 when the
@@ -162,32 +168,50 @@ func (a *Admin) commit(w http.ResponseWriter, r *http.Request, p *principal, c w
 		a.forbid(w, p, c.req, c.d, c.why)
 		return
 	}
-	if c.ifGen != c.gen {
-		a.audit(r, p, c.target, c.d, fmt.Sprintf("not applied: If-Match generation %d, store at %d", c.ifGen, c.gen))
-		a.conflict(w, c.gen, fmt.Sprintf("the policy changed: you based your change on generation %d, the store is at %d; GET it again", c.ifGen, c.gen))
+	if c.ifGen != c.view.gen {
+		a.audit(r, p, c.target, c.d, fmt.Sprintf("not applied: If-Match generation %d, store at %d", c.ifGen, c.view.gen))
+		a.conflict(w, c.view.gen, fmt.Sprintf("the policy changed: you based your change on generation %d, the store is at %d; GET it again", c.ifGen, c.view.gen))
 		return
 	}
-	next, err := c.next()
-	if err != nil {
-		if errors.Is(err, enforce.ErrNotFound) {
-			a.audit(r, p, c.target, c.d, "not applied: not found")
-			writeJSON(w, http.StatusNotFound, errorBody{Error: err.Error()})
-			return
-		}
-		a.audit(r, p, c.target, c.d, "not applied: invalid")
-		writeValidation(w, validationFields(err))
-		return
-	}
-	if _, err := enforce.NewSnapshot(next, 0); err != nil {
-		a.audit(r, p, c.target, c.d, "not applied: the resulting policy is invalid")
-		writeValidation(w, validationFields(err))
+	if c.missing != nil {
+		a.audit(r, p, c.target, c.d, "not applied: not found")
+		writeJSON(w, http.StatusNotFound, errorBody{Error: c.missing.Error()})
 		return
 	}
 	ctx, cancel := a.storeContext(r)
 	defer cancel()
-	gen, diff, err := a.opts.Store.ApplyPolicy(ctx, next, c.ifGen)
+	var (
+		gen  uint64
+		diff enforce.PolicyDiff
+		err  error
+	)
+	if base := c.view.base; base != nil {
+		if _, err := base.Patch(c.patch, base.Generation()+1); err != nil {
+			a.audit(r, p, c.target, c.d, "not applied: the resulting policy is invalid")
+			writeValidation(w, validationFields(err))
+			return
+		}
+		gen, diff, err = a.opts.Store.(PatchStore).ApplyPatch(ctx, base, c.patch)
+	} else {
+		next, nerr := c.next()
+		if nerr != nil {
+			a.audit(r, p, c.target, c.d, "not applied: invalid")
+			writeValidation(w, validationFields(nerr))
+			return
+		}
+		if _, verr := enforce.NewSnapshot(next, 0); verr != nil {
+			a.audit(r, p, c.target, c.d, "not applied: the resulting policy is invalid")
+			writeValidation(w, validationFields(verr))
+			return
+		}
+		gen, diff, err = a.applyWhole(ctx, next, c.ifGen)
+	}
 	switch {
 	case err == nil:
+	case errors.Is(err, errZeroNotAtomic):
+		a.audit(r, p, c.target, c.d, `not applied: If-Match "0" not supported by the store`)
+		a.conflict(w, gen, errZeroNotAtomic.Error())
+		return
 	case errors.Is(err, enforce.ErrConflict):
 		a.audit(r, p, c.target, c.d, "not applied: generation conflict")
 		a.conflict(w, gen, "the policy changed while applying; GET it again")
@@ -226,6 +250,25 @@ func (a *Admin) conflict(w http.ResponseWriter, gen uint64, msg string) {
 	writeJSON(w, http.StatusConflict, conflictBody{Error: msg, Generation: gen})
 }
 
+// errZeroNotAtomic is the 409 for If-Match "0" on a store without
+// ExactStore.
+var errZeroNotAtomic = errors.New(`If-Match "0" cannot be checked atomically by this store; GET the policy and send its ETag`)
+
+// applyWhole stores a whole policy with compare-and-set on ifGen. If-Match
+// "0" means "only if the store was never written": it needs a store whose
+// compare-and-set holds for 0 (ExactStore), as the PolicyStore contract
+// reads 0 as "unconditional".
+func (a *Admin) applyWhole(ctx context.Context, next enforce.Policy, ifGen uint64) (uint64, enforce.PolicyDiff, error) {
+	if ifGen == 0 {
+		es, ok := a.opts.Store.(ExactStore)
+		if !ok {
+			return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", errZeroNotAtomic, enforce.ErrConflict)
+		}
+		return es.ApplyPolicyAt(ctx, next, 0)
+	}
+	return a.opts.Store.ApplyPolicy(ctx, next, ifGen)
+}
+
 // precondition reads If-Match; on false it has answered 428 or 400.
 func precondition(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 	gen, err := ifMatch(r)
@@ -240,9 +283,10 @@ func precondition(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 	return gen, true
 }
 
-// prepare runs the common first steps of a write: If-Match, body, stored
-// policy. On false it has answered.
-func (a *Admin) prepare(w http.ResponseWriter, r *http.Request, wantBody bool) (ifGen uint64, body []byte, pol enforce.Policy, gen uint64, ok bool) {
+// prepare runs the common first steps of a write: If-Match, body, and
+// the view of the policy the change is based on (view). On false it has
+// answered.
+func (a *Admin) prepare(w http.ResponseWriter, r *http.Request, wantBody bool) (ifGen uint64, body []byte, v *policyView, ok bool) {
 	if ifGen, ok = precondition(w, r); !ok {
 		return
 	}
@@ -251,8 +295,34 @@ func (a *Admin) prepare(w http.ResponseWriter, r *http.Request, wantBody bool) (
 			return
 		}
 	}
-	pol, gen, ok = a.readPolicy(w, r)
+	v, ok = a.view(w, r)
 	return
+}
+
+// view returns what a write is based on. When the store applies patches
+// and the daemon's snapshot is of the store's current generation, that
+// snapshot: one cheap generation read, and no read of the whole policy.
+// Otherwise the whole stored policy. On false it has answered.
+func (a *Admin) view(w http.ResponseWriter, r *http.Request) (*policyView, bool) {
+	if ps, ok := a.opts.Store.(PatchStore); ok {
+		if snap := a.opts.Snapshot(); snap != nil {
+			ctx, cancel := a.storeContext(r)
+			gen, err := ps.Generation(ctx)
+			cancel()
+			if err != nil {
+				a.storeFailed(w, r, err)
+				return nil, false
+			}
+			if gen == snap.Generation() {
+				return &policyView{gen: gen, base: snap}, true
+			}
+		}
+	}
+	pol, gen, ok := a.readPolicy(w, r)
+	if !ok {
+		return nil, false
+	}
+	return &policyView{gen: gen, pol: pol}, true
 }
 
 // decodeFailed answers a body the codec rejected.
@@ -270,11 +340,11 @@ func profileNames(p enforce.Policy) []string {
 
 func (a *Admin) putProfile(w http.ResponseWriter, r *http.Request, p *principal) {
 	name := r.PathValue("name")
-	ifGen, body, pol, gen, ok := a.prepare(w, r, true)
+	ifGen, body, v, ok := a.prepare(w, r, true)
 	if !ok {
 		return
 	}
-	pr, err := a.opts.Codec.DecodeProfile(body, profileNames(pol))
+	pr, err := a.opts.Codec.DecodeProfile(body, v.profileNames())
 	if err != nil {
 		decodeFailed(w, err)
 		return
@@ -285,9 +355,11 @@ func (a *Admin) putProfile(w http.ResponseWriter, r *http.Request, p *principal)
 	}
 	req, d := p.admin()
 	a.commit(w, r, p, write{
-		target: "profile:" + name, ifGen: ifGen, gen: gen, req: req, d: d,
-		why: "only an administrator may change profiles",
+		target: "profile:" + name, ifGen: ifGen, view: v, req: req, d: d,
+		why:   "only an administrator may change profiles",
+		patch: enforce.PolicyPatch{Profiles: []enforce.Profile{pr}},
 		next: func() (enforce.Policy, error) {
+			pol := v.pol
 			next := pol
 			next.Profiles = slices.Clone(pol.Profiles)
 			if i := slices.IndexFunc(next.Profiles, func(x enforce.Profile) bool { return x.Name == name }); i >= 0 {
@@ -302,19 +374,23 @@ func (a *Admin) putProfile(w http.ResponseWriter, r *http.Request, p *principal)
 
 func (a *Admin) deleteProfile(w http.ResponseWriter, r *http.Request, p *principal) {
 	name := r.PathValue("name")
-	ifGen, _, pol, gen, ok := a.prepare(w, r, false)
+	ifGen, _, v, ok := a.prepare(w, r, false)
 	if !ok {
 		return
 	}
 	req, d := p.admin()
+	var missing error
+	if !v.hasProfile(name) {
+		missing = fmt.Errorf("no profile %q: %w", name, enforce.ErrNotFound)
+	}
 	a.commit(w, r, p, write{
-		target: "profile:" + name, ifGen: ifGen, gen: gen, req: req, d: d,
-		why: "only an administrator may delete profiles",
+		target: "profile:" + name, ifGen: ifGen, view: v, req: req, d: d,
+		why:     "only an administrator may delete profiles",
+		missing: missing,
+		patch:   enforce.PolicyPatch{RemovedProfiles: []string{name}},
 		next: func() (enforce.Policy, error) {
+			pol := v.pol
 			i := slices.IndexFunc(pol.Profiles, func(x enforce.Profile) bool { return x.Name == name })
-			if i < 0 {
-				return pol, fmt.Errorf("no profile %q: %w", name, enforce.ErrNotFound)
-			}
 			next := pol
 			next.Profiles = slices.Delete(slices.Clone(pol.Profiles), i, i+1)
 			return next, nil
@@ -447,11 +523,11 @@ func (p *principal) authorizeUserChange(old, new *enforce.User) (enforce.Request
 
 func (a *Admin) putUser(w http.ResponseWriter, r *http.Request, p *principal) {
 	id := r.PathValue("id")
-	ifGen, body, pol, gen, ok := a.prepare(w, r, true)
+	ifGen, body, v, ok := a.prepare(w, r, true)
 	if !ok {
 		return
 	}
-	u, err := a.opts.Codec.DecodeUser(body, profileNames(pol))
+	u, err := a.opts.Codec.DecodeUser(body, v.profileNames())
 	if err != nil {
 		decodeFailed(w, err)
 		return
@@ -460,11 +536,14 @@ func (a *Admin) putUser(w http.ResponseWriter, r *http.Request, p *principal) {
 		writeValidation(w, []FieldError{{Field: "id", Message: fmt.Sprintf("%q does not match the URL's user %q", u.ID, id)}})
 		return
 	}
-	i, old := findUser(pol, id)
+	old := v.user(id)
 	req, d, why := p.authorizeUserChange(old, &u)
 	a.commit(w, r, p, write{
-		target: id, ifGen: ifGen, gen: gen, req: req, d: d, why: why,
+		target: id, ifGen: ifGen, view: v, req: req, d: d, why: why,
+		patch: enforce.PolicyPatch{Users: []enforce.User{u}},
 		next: func() (enforce.Policy, error) {
+			pol := v.pol
+			i, _ := findUser(pol, id)
 			next := pol
 			next.Users = slices.Clone(pol.Users)
 			if i >= 0 {
@@ -479,19 +558,22 @@ func (a *Admin) putUser(w http.ResponseWriter, r *http.Request, p *principal) {
 
 func (a *Admin) deleteUser(w http.ResponseWriter, r *http.Request, p *principal) {
 	id := r.PathValue("id")
-	ifGen, _, pol, gen, ok := a.prepare(w, r, false)
+	ifGen, _, v, ok := a.prepare(w, r, false)
 	if !ok {
 		return
 	}
-	i, old := findUser(pol, id)
+	old := v.user(id)
 	if old == nil {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no user %q", id)})
 		return
 	}
 	req, d, why := p.authorizeUserChange(old, nil)
 	a.commit(w, r, p, write{
-		target: id, ifGen: ifGen, gen: gen, req: req, d: d, why: why,
+		target: id, ifGen: ifGen, view: v, req: req, d: d, why: why,
+		patch: enforce.PolicyPatch{RemovedUsers: []string{id}},
 		next: func() (enforce.Policy, error) {
+			pol := v.pol
+			i, _ := findUser(pol, id)
 			next := pol
 			next.Users = slices.Delete(slices.Clone(pol.Users), i, i+1)
 			return next, nil
@@ -559,7 +641,7 @@ func decodeProtected(body []byte) (enforce.Protected, error) {
 }
 
 func (a *Admin) putProtected(w http.ResponseWriter, r *http.Request, p *principal) {
-	ifGen, body, pol, gen, ok := a.prepare(w, r, true)
+	ifGen, body, v, ok := a.prepare(w, r, true)
 	if !ok {
 		return
 	}
@@ -570,10 +652,11 @@ func (a *Admin) putProtected(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	req, d := p.admin()
 	a.commit(w, r, p, write{
-		target: "protected", ifGen: ifGen, gen: gen, req: req, d: d,
-		why: "only an administrator may change the protected lists",
+		target: "protected", ifGen: ifGen, view: v, req: req, d: d,
+		why:   "only an administrator may change the protected lists",
+		patch: enforce.PolicyPatch{Protected: &prot},
 		next: func() (enforce.Policy, error) {
-			next := pol
+			next := v.pol
 			next.Protected = prot
 			return next, nil
 		},

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,11 +28,13 @@ type fakeStore struct {
 	unavailable bool
 	readOnly    bool
 	applies     int
+	reads       int
 }
 
 func (s *fakeStore) Policy(context.Context) (enforce.Policy, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reads++
 	if s.unavailable {
 		return enforce.Policy{}, 0, fmt.Errorf("fake: %w", enforce.ErrUnavailable)
 	}
@@ -56,6 +59,54 @@ func (s *fakeStore) ApplyPolicy(_ context.Context, p enforce.Policy, ifGen uint6
 	s.policy = p
 	s.gen++
 	s.applies++
+	return s.gen, d, nil
+}
+
+// exactStore adds ApplyPolicyAt (compare-and-set including generation 0)
+// to a fakeStore, counting its calls.
+type exactStore struct {
+	*fakeStore
+	calls *atomic.Int64
+}
+
+func (s *exactStore) ApplyPolicyAt(ctx context.Context, p enforce.Policy, gen uint64) (uint64, enforce.PolicyDiff, error) {
+	s.calls.Add(1)
+	s.mu.Lock()
+	cur := s.gen
+	s.mu.Unlock()
+	if gen != cur {
+		return cur, enforce.PolicyDiff{}, enforce.ErrConflict
+	}
+	return s.ApplyPolicy(ctx, p, gen) // a race here is not what the test exercises
+}
+
+// patchStore adds httpapi.PatchStore to a fakeStore: compare-and-set on
+// the base snapshot's generation, validation by Snapshot.Patch.
+type patchStore struct {
+	*fakeStore
+	patches int
+}
+
+func (s *patchStore) Generation(context.Context) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen, nil
+}
+
+func (s *patchStore) ApplyPatch(_ context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if base.Generation() != s.gen {
+		return s.gen, enforce.PolicyDiff{}, enforce.ErrConflict
+	}
+	next, err := base.Patch(p, s.gen+1)
+	if err != nil {
+		return 0, enforce.PolicyDiff{}, err
+	}
+	d := enforce.DiffPolicies(s.policy, next.Policy())
+	s.policy, s.gen = next.Policy(), s.gen+1
+	s.applies++
+	s.patches++
 	return s.gen, d, nil
 }
 
@@ -242,9 +293,20 @@ type adminFixture struct {
 // The snapshot follows the store, as a Loader would.
 func newAdminFixture(tb testing.TB) *adminFixture {
 	tb.Helper()
+	return newAdminFixtureOn(tb, &fakeStore{policy: adminPolicy(), gen: 1}, nil)
+}
+
+// newAdminFixtureOn serves the admin API over store, seen through wrap
+// when it is set; the snapshot holds adminPolicy at generation 1.
+func newAdminFixtureOn(tb testing.TB, store *fakeStore, wrap func(*fakeStore) enforce.PolicyStore) *adminFixture {
+	tb.Helper()
 	pol := adminPolicy()
+	var ps enforce.PolicyStore = store
+	if wrap != nil {
+		ps = wrap(store)
+	}
 	f := &adminFixture{
-		store:  &fakeStore{policy: pol, gen: 1},
+		store:  store,
 		audit:  &fakeAudit{},
 		recs:   fakeRecordings{},
 		holder: &enforce.Holder{},
@@ -259,7 +321,7 @@ func newAdminFixture(tb testing.TB) *adminFixture {
 		tokens = append(tokens, th)
 	}
 	admin, err := httpapi.NewAdmin(httpapi.AdminOptions{
-		Store:       f.store,
+		Store:       ps,
 		Snapshot:    f.holder.Load,
 		Auth:        httpapi.NewTokenSet(tokens),
 		Codec:       jsonCodec{},
@@ -418,6 +480,24 @@ func TestAdminProfiles(t *testing.T) {
 			t.Errorf("code %d ETag %q body %s", r.code, r.hdr.Get("ETag"), r.body)
 		}
 	})
+	t.Run(`If-Match "0" is refused by a store that cannot compare-and-set generation 0`, func(t *testing.T) {
+		f := newAdminFixtureOn(t, &fakeStore{}, nil)
+		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"0"`, teacherBody)
+		if r.code != 409 || !strings.Contains(r.body, `If-Match \"0\" cannot be checked atomically`) || f.store.applies != 0 {
+			t.Errorf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run(`If-Match "0" writes only to a store never written`, func(t *testing.T) {
+		var exact atomic.Int64
+		f := newAdminFixtureOn(t, &fakeStore{}, func(s *fakeStore) enforce.PolicyStore { return &exactStore{s, &exact} })
+		if r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"0"`, teacherBody); r.code != 200 || r.hdr.Get("ETag") != `"1"` {
+			t.Fatalf("first write: %d %s", r.code, r.body)
+		}
+		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"0"`, `{"name":"teacher","grants":[]}`)
+		if r.code != 409 || r.hdr.Get("ETag") != `"1"` || f.store.applies != 1 || exact.Load() != 1 {
+			t.Errorf("second write on \"0\": code %d ETag %q body %s; %d applies, %d exact", r.code, r.hdr.Get("ETag"), r.body, f.store.applies, exact.Load())
+		}
+	})
 	t.Run("invalid body is 422 with field paths", func(t *testing.T) {
 		f := newAdminFixture(t)
 		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"1"`,
@@ -467,6 +547,74 @@ func TestAdminProfiles(t *testing.T) {
 			t.Errorf("code %d", r.code)
 		}
 	})
+}
+
+// TestAdminWritesPatchesAgainstTheDaemonsSnapshot: with a store that
+// applies patches, a write based on the daemon's current snapshot is
+// validated against it and written entry by entry, without reading the
+// whole policy; a snapshot behind the store falls back to the whole policy.
+func TestAdminWritesPatchesAgainstTheDaemonsSnapshot(t *testing.T) {
+	newFixture := func(t *testing.T, storeGen uint64) (*adminFixture, *patchStore) {
+		var ps *patchStore
+		f := newAdminFixtureOn(t, &fakeStore{policy: adminPolicy(), gen: storeGen}, func(s *fakeStore) enforce.PolicyStore {
+			ps = &patchStore{fakeStore: s}
+			return ps
+		})
+		return f, ps
+	}
+	t.Run("a delegation on the current generation is written as a patch", func(t *testing.T) {
+		f, ps := newFixture(t, 1)
+		r := f.do(t, "PUT", "/v1/users/dave", "alice", `"1"`, `{"id":"dave","profile":"teacher","queues":["sales"]}`)
+		if r.code != 200 || r.hdr.Get("ETag") != `"2"` || !strings.Contains(r.body, `"changed_users":["dave"]`) {
+			t.Fatalf("code %d ETag %q body %s", r.code, r.hdr.Get("ETag"), r.body)
+		}
+		if ps.patches != 1 || f.store.reads != 0 {
+			t.Fatalf("%d patches, %d whole-policy reads; want 1 and 0", ps.patches, f.store.reads)
+		}
+		if _, u := findUserIn(f.store.policy, "dave"); u == nil || u.Profile != "teacher" {
+			t.Fatalf("stored dave = %+v", u)
+		}
+	})
+	t.Run("a snapshot behind the store falls back to the whole policy", func(t *testing.T) {
+		f, ps := newFixture(t, 2)
+		r := f.do(t, "PUT", "/v1/users/dave", "alice", `"2"`, `{"id":"dave","profile":"teacher","queues":["sales"]}`)
+		if r.code != 200 || r.hdr.Get("ETag") != `"3"` {
+			t.Fatalf("code %d ETag %q body %s", r.code, r.hdr.Get("ETag"), r.body)
+		}
+		if ps.patches != 0 || f.store.reads != 1 || f.store.applies != 1 {
+			t.Fatalf("%d patches, %d reads, %d applies; want 0, 1, 1", ps.patches, f.store.reads, f.store.applies)
+		}
+	})
+	t.Run("a patch that leaves the policy invalid is 422 and writes nothing", func(t *testing.T) {
+		f, _ := newFixture(t, 1)
+		r := f.do(t, "DELETE", "/v1/profiles/teacher", "root", `"1"`, "")
+		if r.code != 422 || !strings.Contains(r.body, "still assigned") || f.store.applies != 0 {
+			t.Fatalf("code %d body %s, %d applies", r.code, r.body, f.store.applies)
+		}
+	})
+	t.Run("deleting a profile that does not exist is 404", func(t *testing.T) {
+		f, _ := newFixture(t, 1)
+		r := f.do(t, "DELETE", "/v1/profiles/nope", "root", `"1"`, "")
+		if r.code != 404 || f.store.applies != 0 {
+			t.Fatalf("code %d body %s", r.code, r.body)
+		}
+	})
+	t.Run("a stale If-Match is 409 before anything is written", func(t *testing.T) {
+		f, ps := newFixture(t, 1)
+		r := f.do(t, "PUT", "/v1/users/dave", "alice", `"0"`, `{"id":"dave","profile":"teacher","queues":["sales"]}`)
+		if r.code != 409 || r.hdr.Get("ETag") != `"1"` || ps.patches != 0 {
+			t.Fatalf("code %d ETag %q body %s", r.code, r.hdr.Get("ETag"), r.body)
+		}
+	})
+}
+
+func findUserIn(p enforce.Policy, id string) (int, *enforce.User) {
+	for i := range p.Users {
+		if p.Users[i].ID == id {
+			return i, &p.Users[i]
+		}
+	}
+	return -1, nil
 }
 
 func TestAdminDelegation(t *testing.T) {
@@ -733,6 +881,41 @@ func TestTokenSet(t *testing.T) {
 		}
 		if _, err := httpapi.ParseTokenHash("", httpapi.HashToken("x")); err == nil {
 			t.Error("empty user accepted")
+		}
+	})
+}
+
+func TestDynamicTokens(t *testing.T) {
+	hash := func(user, tok string) httpapi.TokenHash {
+		th, err := httpapi.ParseTokenHash(user, httpapi.HashToken(tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return th
+	}
+	var dyn httpapi.DynamicTokens
+	auth := httpapi.AnyOf(httpapi.NewTokenSet([]httpapi.TokenHash{hash("root", "from-config")}), &dyn)
+	t.Run("before the first set only the static tokens authenticate", func(t *testing.T) {
+		if u, ok := auth.Authenticate("from-config"); !ok || u != "root" {
+			t.Fatalf("config token: %q, %v", u, ok)
+		}
+		if _, ok := auth.Authenticate("from-redis"); ok {
+			t.Fatal("an unknown token authenticated")
+		}
+	})
+	t.Run("a set token authenticates its user", func(t *testing.T) {
+		dyn.Set([]httpapi.TokenHash{hash("alice", "from-redis")})
+		if u, ok := auth.Authenticate("from-redis"); !ok || u != "alice" {
+			t.Fatalf("stored token: %q, %v", u, ok)
+		}
+	})
+	t.Run("a revoked token stops authenticating at the next set", func(t *testing.T) {
+		dyn.Set(nil)
+		if _, ok := auth.Authenticate("from-redis"); ok {
+			t.Fatal("a revoked token still authenticates")
+		}
+		if _, ok := auth.Authenticate("from-config"); !ok {
+			t.Fatal("the config token stopped working")
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 )
 
 // TokenHash maps the SHA-256 of one bearer token to the user it
@@ -71,6 +72,43 @@ func (s *TokenSet) Authenticate(token string) (string, bool) {
 		}
 	}
 	return user, found == 1
+}
+
+// DynamicTokens is an Authenticator over a set of token hashes that can be
+// replaced at run time (hashes kept in Redis, refreshed periodically). It
+// authenticates no one until the first Set. Safe for concurrent use.
+type DynamicTokens struct {
+	p atomic.Pointer[TokenSet]
+}
+
+// Set replaces the hashes.
+func (d *DynamicTokens) Set(tokens []TokenHash) { d.p.Store(NewTokenSet(tokens)) }
+
+// Authenticate implements Authenticator over the current hashes.
+func (d *DynamicTokens) Authenticate(token string) (string, bool) {
+	s := d.p.Load()
+	if s == nil {
+		return "", false
+	}
+	return s.Authenticate(token)
+}
+
+// anyOf asks every Authenticator, always all of them.
+type anyOf []Authenticator
+
+// AnyOf returns an Authenticator that accepts a token any of auths
+// accepts (the first one's user wins). It asks all of them every time, so
+// the time taken does not say which one matched.
+func AnyOf(auths ...Authenticator) Authenticator { return anyOf(auths) }
+
+func (a anyOf) Authenticate(token string) (string, bool) {
+	user, found := "", false
+	for _, x := range a {
+		if u, ok := x.Authenticate(token); ok && !found {
+			user, found = u, true
+		}
+	}
+	return user, found
 }
 
 // bearerToken extracts the token of an "Authorization: Bearer <token>"

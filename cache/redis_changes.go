@@ -1,0 +1,322 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+var (
+	_ IncrementalSource = (*Redis)(nil)
+	_ PatchStore        = (*Redis)(nil)
+)
+
+// changesScript reads, atomically, what changed since a generation: the
+// change log entries of the generations after it, the union of the names
+// they list, and those entries' current content. It answers "gap" when the
+// log cannot do it (another epoch, a generation gone backwards, a trimmed
+// or missing entry, a "full" entry, too many names): the caller reloads
+// everything. It writes nothing.
+//
+// KEYS: schema, gen, epoch, changelog, profiles, users, protected.
+// ARGV: since, since+1 (as decimal strings: Lua numbers print large
+// integers in exponent form), the epoch of since, the most names to fetch.
+//
+// Reply: {schema, gen, epoch, "same"|"gap"} or {schema, gen, epoch,
+// "delta", profile names, profile values, user names, user values,
+// protected changed ("1"/"0"), protected value}.
+const changesScript = `
+local schema = redis.call('GET', KEYS[1]) or ''
+local gen = redis.call('GET', KEYS[2]) or '0'
+local epoch = redis.call('GET', KEYS[3]) or ''
+local g = tonumber(gen)
+local since = tonumber(ARGV[1])
+if g == nil or epoch ~= ARGV[3] or g < since then
+  return {schema, gen, epoch, 'gap'}
+end
+if g == since then
+  return {schema, gen, epoch, 'same'}
+end
+local entries = redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[2], gen)
+if #entries ~= g - since then
+  return {schema, gen, epoch, 'gap'}
+end
+local maxNames = tonumber(ARGV[4])
+local pset, uset, plist, ulist, prot = {}, {}, {}, {}, '0'
+for _, raw in ipairs(entries) do
+  local ok, e = pcall(cjson.decode, raw)
+  if not ok or type(e) ~= 'table' or e.full then
+    return {schema, gen, epoch, 'gap'}
+  end
+  if e.protected then prot = '1' end
+  if type(e.profiles) == 'table' then
+    for _, n in ipairs(e.profiles) do
+      if not pset[n] then pset[n] = true; plist[#plist + 1] = n end
+    end
+  end
+  if type(e.users) == 'table' then
+    for _, n in ipairs(e.users) do
+      if not uset[n] then uset[n] = true; ulist[#ulist + 1] = n end
+    end
+  end
+  if #plist + #ulist > maxNames then
+    return {schema, gen, epoch, 'gap'}
+  end
+end
+local pvals, uvals = {}, {}
+if #plist > 0 then pvals = redis.call('HMGET', KEYS[5], unpack(plist)) end
+if #ulist > 0 then uvals = redis.call('HMGET', KEYS[6], unpack(ulist)) end
+local protv = ''
+if prot == '1' then protv = redis.call('GET', KEYS[7]) or '' end
+return {schema, gen, epoch, 'delta', plist, pvals, ulist, uvals, prot, protv}
+`
+
+// PolicyVersion implements IncrementalSource: Policy plus the epoch, in
+// the same MULTI/EXEC.
+func (r *Redis) PolicyVersion(ctx context.Context) (enforce.Policy, Version, error) {
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	var (
+		cmds  *policyCmds
+		epoch *redis.StringCmd
+	)
+	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		cmds = r.queuePolicyRead(p)
+		epoch = p.Get(ctx, r.Key(KeyEpoch))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return enforce.Policy{}, Version{}, r.wrap("read policy", err)
+	}
+	p, gen, err := cmds.decode(r)
+	if err != nil {
+		return enforce.Policy{}, Version{}, err
+	}
+	e, err := epoch.Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return enforce.Policy{}, Version{}, r.wrap("read epoch", err)
+	}
+	return p, Version{Epoch: e, Gen: gen}, nil
+}
+
+// Changes implements IncrementalSource with one read-only script call
+// (changesScript). Errors: ErrChangelogGap, enforce.ErrUnavailable,
+// ErrSchemaVersion, ErrCorrupt.
+func (r *Redis) Changes(ctx context.Context, since Version) (enforce.PolicyPatch, Version, error) {
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	keys := []string{r.Key(KeySchema), r.Key(KeyGeneration), r.Key(KeyEpoch), r.Key(KeyChangelog),
+		r.Key(KeyProfiles), r.Key(KeyUsers), r.Key(KeyProtected)}
+	res, err := r.changes.Run(ctx, r.c, keys, strconv.FormatUint(since.Gen, 10), strconv.FormatUint(since.Gen+1, 10),
+		since.Epoch, changelogMaxNames).Slice()
+	if err != nil {
+		return enforce.PolicyPatch{}, Version{}, r.wrap("read changes", err)
+	}
+	if len(res) < 4 {
+		return enforce.PolicyPatch{}, Version{}, fmt.Errorf("%w: changes script replied %d values", ErrCorrupt, len(res))
+	}
+	str := func(v any) string { s, _ := v.(string); return s }
+	if err := checkSchema(str(res[0])); err != nil {
+		return enforce.PolicyPatch{}, Version{}, err
+	}
+	gen, err := parseGeneration(str(res[1]))
+	if err != nil {
+		return enforce.PolicyPatch{}, Version{}, err
+	}
+	v := Version{Epoch: str(res[2]), Gen: gen}
+	switch str(res[3]) {
+	case "same":
+		return enforce.PolicyPatch{}, v, nil
+	case "gap":
+		return enforce.PolicyPatch{}, v, fmt.Errorf("changes since generation %d (store at %d): %w", since.Gen, gen, ErrChangelogGap)
+	case "delta":
+	default:
+		return enforce.PolicyPatch{}, Version{}, fmt.Errorf("%w: changes script replied %q", ErrCorrupt, str(res[3]))
+	}
+	if len(res) != 10 {
+		return enforce.PolicyPatch{}, Version{}, fmt.Errorf("%w: changes script replied %d values", ErrCorrupt, len(res))
+	}
+	var patch enforce.PolicyPatch
+	profiles, removedP, err := namedValues(res[4], res[5])
+	if err != nil {
+		return enforce.PolicyPatch{}, Version{}, err
+	}
+	users, removedU, err := namedValues(res[6], res[7])
+	if err != nil {
+		return enforce.PolicyPatch{}, Version{}, err
+	}
+	prot := ""
+	if str(res[8]) == "1" {
+		prot = str(res[9])
+	}
+	dec, err := decodePolicy(profiles, users, prot)
+	if err != nil {
+		return enforce.PolicyPatch{}, Version{}, err
+	}
+	patch.Profiles, patch.Users = dec.Profiles, dec.Users
+	patch.RemovedProfiles, patch.RemovedUsers = removedP, removedU
+	if str(res[8]) == "1" {
+		patch.Protected = &dec.Protected
+	}
+	return patch, v, nil
+}
+
+// namedValues pairs names with HMGET values: present ones in a map, absent
+// ones (removed entries) in a list.
+func namedValues(names, values any) (map[string]string, []string, error) {
+	ns, _ := names.([]any)
+	vs, _ := values.([]any)
+	if len(ns) != len(vs) {
+		return nil, nil, fmt.Errorf("%w: changes script gave %d names and %d values", ErrCorrupt, len(ns), len(vs))
+	}
+	present := make(map[string]string, len(ns))
+	var removed []string
+	for i, n := range ns {
+		name, _ := n.(string)
+		if v, ok := vs[i].(string); ok {
+			present[name] = v
+		} else {
+			removed = append(removed, name)
+		}
+	}
+	return present, removed, nil
+}
+
+// queueChangelog logs the change that makes generation gen, trims the log
+// and gives the store an epoch if it has none. Part of an apply's
+// MULTI/EXEC.
+func (r *Redis) queueChangelog(ctx context.Context, p redis.Pipeliner, gen uint64, d enforce.PolicyDiff) {
+	p.SetNX(ctx, r.Key(KeyEpoch), newEpoch(), 0)
+	p.ZAdd(ctx, r.Key(KeyChangelog), redis.Z{Score: float64(gen), Member: newChangeEntry(gen, d).encode()})
+	if gen > changelogKeep {
+		p.ZRemRangeByScore(ctx, r.Key(KeyChangelog), "-inf", strconv.FormatUint(gen-changelogKeep, 10))
+	}
+}
+
+// ApplyPatch implements PatchStore: it normalises p's entries through the
+// wire form, validates the result with base.Patch, then, under WATCH of the
+// schema, generation and epoch keys, checks that the store is still at
+// base's generation and origin and writes the entries that change, the new
+// generation and its change log entry in one MULTI/EXEC, and publishes
+// the generation. Errors: ErrInvalidPolicy, enforce.ErrConflict (with the
+// store's generation), enforce.ErrUnavailable, ErrSchemaVersion,
+// ErrCorrupt.
+func (r *Redis) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
+	n, enc, err := normalizePatch(p)
+	if err != nil {
+		return 0, enforce.PolicyDiff{}, err
+	}
+	if _, err := base.Patch(n, base.Generation()+1); err != nil {
+		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	}
+	diff, eff := patchDiff(base, n)
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	var gen uint64
+	err = r.c.Watch(ctx, func(tx *redis.Tx) error {
+		vals, err := tx.MGet(ctx, r.Key(KeySchema), r.Key(KeyGeneration), r.Key(KeyEpoch)).Result()
+		if err != nil {
+			return r.wrap("read generation", err)
+		}
+		schema, _ := vals[0].(string)
+		if err := checkSchema(schema); err != nil {
+			return err
+		}
+		g, _ := vals[1].(string)
+		if gen, err = parseGeneration(g); err != nil {
+			return err
+		}
+		epoch, _ := vals[2].(string)
+		if gen != base.Generation() || epoch != base.Origin() {
+			return fmt.Errorf("change based on generation %d, store is at %d: %w", base.Generation(), gen, enforce.ErrConflict)
+		}
+		if diff.Empty() {
+			return nil
+		}
+		_, err = tx.TxPipelined(ctx, func(pl redis.Pipeliner) error {
+			pl.Set(ctx, r.Key(KeySchema), SchemaVersion, 0)
+			r.queueHashChanges(ctx, pl, KeyProfiles, enc.profiles, nil, namesOfProfiles(eff.Profiles), eff.RemovedProfiles)
+			r.queueHashChanges(ctx, pl, KeyUsers, enc.users, nil, idsOfUsers(eff.Users), eff.RemovedUsers)
+			if eff.Protected != nil {
+				pl.Set(ctx, r.Key(KeyProtected), enc.protected, 0)
+			}
+			pl.Incr(ctx, r.Key(KeyGeneration))
+			r.queueChangelog(ctx, pl, gen+1, diff)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		gen++
+		return nil
+	}, r.Key(KeySchema), r.Key(KeyGeneration), r.Key(KeyEpoch))
+	switch {
+	case errors.Is(err, redis.TxFailedErr):
+		return gen, enforce.PolicyDiff{}, fmt.Errorf("change based on generation %d: another apply committed first: %w", base.Generation(), enforce.ErrConflict)
+	case errors.Is(err, enforce.ErrConflict), errors.Is(err, enforce.ErrUnavailable),
+		errors.Is(err, ErrSchemaVersion), errors.Is(err, ErrCorrupt):
+		return gen, enforce.PolicyDiff{}, err
+	case err != nil:
+		return 0, enforce.PolicyDiff{}, r.wrap("apply patch", err)
+	}
+	if !diff.Empty() {
+		r.publish(ctx, gen)
+	}
+	return gen, diff, nil
+}
+
+// publish announces generation gen; a failure is only logged (Loaders'
+// periodic check catches up).
+func (r *Redis) publish(ctx context.Context, gen uint64) {
+	if err := r.c.Publish(ctx, r.Key(ChannelChanges), strconv.FormatUint(gen, 10)).Err(); err != nil {
+		r.log.Warn("publish change notification", zap.Uint64("generation", gen), zap.Error(err))
+	}
+}
+
+// normalizePatch round-trips a patch's entries through the wire form, as
+// normalize does for a whole policy.
+func normalizePatch(p enforce.PolicyPatch) (enforce.PolicyPatch, encodedPolicy, error) {
+	var prot enforce.Protected
+	if p.Protected != nil {
+		prot = *p.Protected
+	}
+	enc, err := encodePolicy(enforce.Policy{Profiles: p.Profiles, Users: p.Users, Protected: prot})
+	if err != nil {
+		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	}
+	if len(enc.profiles) != len(p.Profiles) || len(enc.users) != len(p.Users) {
+		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: an entry is put twice", ErrInvalidPolicy)
+	}
+	dec, err := decodePolicy(enc.profiles, enc.users, enc.protected)
+	if err != nil {
+		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	}
+	n := enforce.PolicyPatch{Profiles: dec.Profiles, Users: dec.Users,
+		RemovedProfiles: p.RemovedProfiles, RemovedUsers: p.RemovedUsers}
+	if p.Protected != nil {
+		n.Protected = &dec.Protected
+	}
+	return n, enc, nil
+}
+
+func namesOfProfiles(ps []enforce.Profile) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Name
+	}
+	return out
+}
+
+func idsOfUsers(us []enforce.User) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.ID
+	}
+	return out
+}

@@ -1,0 +1,77 @@
+package storetest
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/callwarden/callwarden/cache"
+)
+
+// hash returns a well-formed token hash made of one repeated hex digit.
+func hash(d string) string { return strings.Repeat(d, 64) }
+
+// RunTokenStore runs the contract of a cache.TokenStore; newStore returns
+// an empty store of its own for each subtest.
+func RunTokenStore(t *testing.T, newStore func(t *testing.T) cache.TokenStore) {
+	t.Run("added hashes list back sorted by user", func(t *testing.T) {
+		s := newStore(t)
+		for _, tok := range []cache.AdminToken{{User: "root", SHA256: hash("b")}, {User: "alice", SHA256: hash("c")}, {User: "root", SHA256: hash("a")}} {
+			if err := s.AddAdminToken(testContext(t), tok); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.AdminTokens(testContext(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []cache.AdminToken{{User: "alice", SHA256: hash("c")}, {User: "root", SHA256: hash("a")}, {User: "root", SHA256: hash("b")}}
+		if len(got) != len(want) {
+			t.Fatalf("AdminTokens = %v, want %v", got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("AdminTokens = %v, want %v", got, want)
+			}
+		}
+	})
+	t.Run("a hash belongs to one user", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.AddAdminToken(testContext(t), cache.AdminToken{User: "root", SHA256: hash("a")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddAdminToken(testContext(t), cache.AdminToken{User: "root", SHA256: hash("a")}); err != nil {
+			t.Fatalf("adding the same hash for the same user again: %v", err)
+		}
+		if err := s.AddAdminToken(testContext(t), cache.AdminToken{User: "alice", SHA256: hash("a")}); !errors.Is(err, cache.ErrTokenTaken) {
+			t.Fatalf("AddAdminToken for another user = %v, want ErrTokenTaken", err)
+		}
+	})
+	t.Run("malformed entries are refused", func(t *testing.T) {
+		s := newStore(t)
+		for _, tok := range []cache.AdminToken{{User: "", SHA256: hash("a")}, {User: "root", SHA256: "abc"}, {User: "root", SHA256: strings.ToUpper(hash("a"))}} {
+			if err := s.AddAdminToken(testContext(t), tok); err == nil {
+				t.Errorf("AddAdminToken(%+v) accepted", tok)
+			}
+		}
+	})
+	t.Run("revoking a user removes all its hashes and only them", func(t *testing.T) {
+		s := newStore(t)
+		for _, tok := range []cache.AdminToken{{User: "root", SHA256: hash("a")}, {User: "root", SHA256: hash("b")}, {User: "alice", SHA256: hash("c")}} {
+			if err := s.AddAdminToken(testContext(t), tok); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := s.RevokeAdminTokens(testContext(t), "root")
+		if err != nil || n != 2 {
+			t.Fatalf("RevokeAdminTokens = %d, %v; want 2", n, err)
+		}
+		got, _ := s.AdminTokens(testContext(t))
+		if len(got) != 1 || got[0].User != "alice" {
+			t.Fatalf("after revoking root: %v", got)
+		}
+		if n, err := s.RevokeAdminTokens(testContext(t), "nobody"); err != nil || n != 0 {
+			t.Fatalf("revoking an unknown user = %d, %v", n, err)
+		}
+	})
+}
