@@ -110,7 +110,25 @@ type Asterisk struct {
 	Password     Secret        `yaml:"password"`
 	App          string        `yaml:"app"`     // default "callwarden"
 	Timeout      time.Duration `yaml:"timeout"` // per REST call; default 2s
+	// Watchdog is what happens to a ChanSpy, ExtenSpy, MixMonitor or
+	// foreign snoop that callwarden did not allow: "enforce" (default)
+	// hangs it up and audits it, "report-only" only audits it, "off" does
+	// not watch.
+	Watchdog string `yaml:"watchdog"`
+	// RefusalSound is played to a refused requester (default
+	// "sound:ss-noservice"); NotifySound to a monitored agent whose
+	// supervisor's profile says notify_target, and as a confirmation of a
+	// record operation (default "sound:beep"). Any ARI media URI.
+	RefusalSound string `yaml:"refusal_sound"`
+	NotifySound  string `yaml:"notify_sound"`
 }
+
+// The Asterisk watchdog modes.
+const (
+	WatchdogEnforce    = "enforce"
+	WatchdogReportOnly = "report-only"
+	WatchdogOff        = "off"
+)
 
 // Redis configures the shared store. No Addrs turns it off.
 type Redis struct {
@@ -170,8 +188,11 @@ func Default() Config {
 		},
 		Log: Log{Level: "info", Format: "json"},
 		Asterisk: Asterisk{
-			App:     "callwarden",
-			Timeout: 2 * time.Second,
+			App:          "callwarden",
+			Timeout:      2 * time.Second,
+			Watchdog:     WatchdogEnforce,
+			RefusalSound: "sound:ss-noservice",
+			NotifySound:  "sound:beep",
 		},
 		Redis: Redis{
 			Prefix:    "callwarden:",
@@ -231,6 +252,16 @@ func (c *Config) Validate() error {
 		}
 		if a.Timeout <= 0 {
 			bad("asterisk.timeout", "must be positive, got %s", a.Timeout)
+		}
+		switch a.Watchdog {
+		case WatchdogEnforce, WatchdogReportOnly, WatchdogOff:
+		default:
+			bad("asterisk.watchdog", "unknown mode %q (want enforce, report-only or off)", a.Watchdog)
+		}
+		for field, media := range map[string]string{"asterisk.refusal_sound": a.RefusalSound, "asterisk.notify_sound": a.NotifySound} {
+			if i := strings.IndexByte(media, ':'); i <= 0 || i == len(media)-1 {
+				bad(field, "%q is not an ARI media URI (want e.g. sound:beep or tone:ring)", media)
+			}
 		}
 	}
 	for i, addr := range c.Redis.Addrs {
@@ -318,6 +349,7 @@ const (
 	EnvAsteriskPassword     = "CALLWARDEN_ASTERISK_PASSWORD"
 	EnvAsteriskApp          = "CALLWARDEN_ASTERISK_APP"
 	EnvAsteriskTimeout      = "CALLWARDEN_ASTERISK_TIMEOUT"
+	EnvAsteriskWatchdog     = "CALLWARDEN_ASTERISK_WATCHDOG"
 	EnvRedisAddrs           = "CALLWARDEN_REDIS_ADDRS"
 	EnvRedisMasterName      = "CALLWARDEN_REDIS_MASTER_NAME"
 	EnvRedisUsername        = "CALLWARDEN_REDIS_USERNAME"
@@ -373,6 +405,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	secret(EnvAsteriskPassword, &c.Asterisk.Password)
 	str(EnvAsteriskApp, &c.Asterisk.App)
 	dur(EnvAsteriskTimeout, &c.Asterisk.Timeout)
+	str(EnvAsteriskWatchdog, &c.Asterisk.Watchdog)
 	list(EnvRedisAddrs, &c.Redis.Addrs)
 	str(EnvRedisMasterName, &c.Redis.MasterName)
 	str(EnvRedisUsername, &c.Redis.Username)

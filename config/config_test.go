@@ -29,7 +29,7 @@ func TestDefault(t *testing.T) {
 	want := Config{
 		HTTP:     HTTP{Listen: ":8080", ShutdownTimeout: 10 * time.Second, ReadTimeout: 5 * time.Second},
 		Log:      Log{Level: "info", Format: "json"},
-		Asterisk: Asterisk{App: "callwarden", Timeout: 2 * time.Second},
+		Asterisk: Asterisk{App: "callwarden", Timeout: 2 * time.Second, Watchdog: "enforce", RefusalSound: "sound:ss-noservice", NotifySound: "sound:beep"},
 		Redis:    Redis{Prefix: "callwarden:", Staleness: 30 * time.Second},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -65,6 +65,9 @@ func TestValidate(t *testing.T) {
 			[]string{"asterisk.url:", "has no host"}},
 		{"asterisk websocket with http scheme", func(c *Config) { c.Asterisk.WebsocketURL = "http://pbx:8088/ari/events" },
 			[]string{"asterisk.websocket_url: scheme"}},
+		{"asterisk watchdog mode unknown and sounds not media URIs", func(c *Config) {
+			c.Asterisk.Watchdog, c.Asterisk.RefusalSound, c.Asterisk.NotifySound = "audit", "ss-noservice", "sound:"
+		}, []string{`asterisk.watchdog: unknown mode "audit"`, `asterisk.refusal_sound: "ss-noservice" is not an ARI media URI`, `asterisk.notify_sound: "sound:" is not an ARI media URI`}},
 		{"asterisk without app or timeout", func(c *Config) { c.Asterisk.App, c.Asterisk.Timeout = "", 0 },
 			[]string{"asterisk.app: required", "asterisk.timeout: must be positive"}},
 		{"redis staleness zero", func(c *Config) { c.Redis.Staleness = 0 }, []string{"redis.staleness: must be positive"}},
@@ -120,8 +123,9 @@ func TestLoadFile(t *testing.T) {
 			Profiles: []string{"/etc/callwarden/profiles.yaml", "/etc/callwarden/users.yaml"},
 			HTTP:     HTTP{Listen: "127.0.0.1:9090", ShutdownTimeout: 20 * time.Second, ReadTimeout: 3 * time.Second},
 			Log:      Log{Level: "debug", Format: "console"},
-			Asterisk: Asterisk{URL: "http://127.0.0.1:8088/ari", User: "callwarden", Password: "s3cret-ari", App: "warden", Timeout: 1500 * time.Millisecond},
-			Redis:    Redis{Addrs: []string{"127.0.0.1:6379"}, Password: "s3cret-redis", Prefix: "cw:", Staleness: time.Minute},
+			Asterisk: Asterisk{URL: "http://127.0.0.1:8088/ari", User: "callwarden", Password: "s3cret-ari", App: "warden", Timeout: 1500 * time.Millisecond,
+				Watchdog: "report-only", RefusalSound: "sound:beeperr", NotifySound: "tone:beep"},
+			Redis: Redis{Addrs: []string{"127.0.0.1:6379"}, Password: "s3cret-redis", Prefix: "cw:", Staleness: time.Minute},
 		}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("got  %#v\nwant %#v", c, want)
@@ -185,6 +189,7 @@ func TestApplyEnv(t *testing.T) {
 			EnvAsteriskUser:     "ari",
 			EnvAsteriskPassword: "from-env",
 			EnvAsteriskApp:      "cw",
+			EnvAsteriskWatchdog: "off",
 			EnvRedisAddrs:       "r1:6379,r2:6379",
 			EnvRedisPassword:    "redis-env",
 			EnvRedisPrefix:      "x:",
@@ -197,8 +202,9 @@ func TestApplyEnv(t *testing.T) {
 			Profiles: []string{"a.yaml", "b.yaml"},
 			HTTP:     HTTP{Listen: ":7000", ShutdownTimeout: 20 * time.Second, ReadTimeout: 3 * time.Second},
 			Log:      Log{Level: "warn", Format: "json"},
-			Asterisk: Asterisk{URL: "https://pbx:8089/ari", User: "ari", Password: "from-env", App: "cw", Timeout: 1500 * time.Millisecond},
-			Redis:    Redis{Addrs: []string{"r1:6379", "r2:6379"}, Password: "redis-env", Prefix: "x:", Staleness: 5 * time.Second},
+			Asterisk: Asterisk{URL: "https://pbx:8089/ari", User: "ari", Password: "from-env", App: "cw", Timeout: 1500 * time.Millisecond,
+				Watchdog: "off", RefusalSound: "sound:beeperr", NotifySound: "tone:beep"},
+			Redis: Redis{Addrs: []string{"r1:6379", "r2:6379"}, Password: "redis-env", Prefix: "x:", Staleness: 5 * time.Second},
 		}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("got  %#v\nwant %#v", c, want)

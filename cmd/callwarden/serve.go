@@ -161,6 +161,8 @@ type App struct {
 	mu     sync.Mutex
 	gen    uint64
 
+	// ast is the Asterisk ARI adapter; nil without asterisk.url.
+	ast *asteriskService
 }
 
 // NewApp builds the daemon from a validated cfg, logging to logOut: it
@@ -287,6 +289,9 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		recordings = cache.NewMemoryRecordings()
 	}
 
+	if a.ast, err = newAsterisk(cfg.Asterisk, a.snapshot, decisionAudit, recordings, logger.Named("asterisk"), a.reg); err != nil {
+		return nil, err
+	}
 	admin, err := httpapi.NewAdmin(httpapi.AdminOptions{
 		Store:       policy,
 		Snapshot:    a.snapshot,
@@ -427,6 +432,8 @@ func (a *App) Run(ctx context.Context) error {
 		waitTokens := a.followTokens(lctx, a.tokenPoll)
 		defer func() { stop(); <-done; waitTokens() }()
 	}
+	// The ARI adapter stops (and cleans up its calls) before the loader.
+	defer a.ast.start(ctx)()
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
 	a.log.Info("serving", zap.String("addr", a.Addr().String()), zap.Uint64("generation", a.generation()))

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/CyCoreSystems/ari/v5"
+	"github.com/inconshreveable/log15"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/config"
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/asterisk"
+)
+
+// asteriskService is the ARI adapter of a serving daemon; nil when
+// asterisk.url is not configured. Its methods are nil-safe so serve.go
+// calls them unconditionally.
+type asteriskService struct {
+	adapter *asterisk.Adapter
+	log     *zap.Logger
+}
+
+// newAsterisk builds the Stasis application from cfg (nil, nil when
+// cfg.URL is empty). Every library option is set from cfg: the ARI library
+// never reads ARI_* variables. It also sends the ARI library's own logger
+// (log15, a process-wide value of that library) to logger.
+func newAsterisk(cfg config.Asterisk, snapshot func() *enforce.Snapshot, auditor enforce.Auditor,
+	recordings enforce.RecordingStore, logger *zap.Logger, reg prometheus.Registerer) (*asteriskService, error) {
+	if cfg.URL == "" {
+		return nil, nil
+	}
+	ari.Logger.SetHandler(log15Bridge(logger.Named("ari")))
+	a, err := asterisk.New(asterisk.Options{
+		URL:          cfg.URL,
+		WebsocketURL: cfg.WebsocketURL,
+		User:         cfg.User,
+		Password:     cfg.Password.Reveal(),
+		App:          cfg.App,
+		Timeout:      cfg.Timeout,
+		Snapshot:     snapshot,
+		Auditor:      auditor,
+		Recordings:   recordings,
+		Logger:       logger,
+		Registerer:   reg,
+		Watchdog:     asterisk.WatchdogMode(cfg.Watchdog),
+		RefusalSound: cfg.RefusalSound,
+		NotifySound:  cfg.NotifySound,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("asterisk: %w", err)
+	}
+	return &asteriskService{adapter: a, log: logger}, nil
+}
+
+// start runs the adapter until ctx ends; the returned func waits for it to
+// have stopped (its call handlers cleaned up). A nil service does nothing.
+func (s *asteriskService) start(ctx context.Context) (wait func()) {
+	if s == nil {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.adapter.Run(ctx); err != nil {
+			s.log.Error("asterisk adapter stopped", zap.Error(err))
+		}
+	}()
+	return wg.Wait
+}
+
+// log15Bridge forwards the ARI library's log15 records to zap.
+func log15Bridge(l *zap.Logger) log15.Handler {
+	return log15.FuncHandler(func(r *log15.Record) error {
+		fields := make([]zap.Field, 0, len(r.Ctx)/2)
+		for i := 0; i+1 < len(r.Ctx); i += 2 {
+			fields = append(fields, zap.Any(fmt.Sprint(r.Ctx[i]), r.Ctx[i+1]))
+		}
+		switch r.Lvl {
+		case log15.LvlCrit, log15.LvlError:
+			l.Error(r.Msg, fields...)
+		case log15.LvlWarn:
+			l.Warn(r.Msg, fields...)
+		case log15.LvlInfo:
+			l.Info(r.Msg, fields...)
+		default:
+			l.Debug(r.Msg, fields...)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,1097 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/config"
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/integration/lab"
+	"github.com/callwarden/callwarden/pbx/asterisk"
+)
+
+// The Asterisk suite runs callwarden's Stasis application in-process against the
+// lab's Asterisk, with the example profiles (deploy/examples/profiles.yaml): alice
+// (1001) supervisor-with-recording on sales and support, carol (1002) without
+// recording on support, erin (1003) listen-only on sales, bob (1004) teacher for
+// November 2026, agents 2001..2004, the protected ceo on 2005.
+
+// labNow is the suite's clock: a Wednesday morning in Paris inside bob's teacher
+// period and office hours.
+var labNow = time.Date(2026, 11, 18, 10, 0, 0, 0, time.FixedZone("CET", 3600))
+
+// auditLog is an enforce.Auditor that keeps records for the test to wait on.
+type auditLog struct {
+	mu      sync.Mutex
+	recs    []enforce.AuditRecord
+	changed chan struct{}
+}
+
+func newAuditLog() *auditLog { return &auditLog{changed: make(chan struct{})} }
+
+func (l *auditLog) Audit(_ context.Context, r enforce.AuditRecord) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r)
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return nil
+}
+
+func (l *auditLog) wait(ctx context.Context, t *testing.T, what string, match func(enforce.AuditRecord) bool) enforce.AuditRecord {
+	t.Helper()
+	for {
+		l.mu.Lock()
+		for _, r := range l.recs {
+			if match(r) {
+				l.mu.Unlock()
+				return r
+			}
+		}
+		changed := l.changed
+		seen := fmt.Sprintf("%+v", l.recs)
+		l.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatalf("no audit record %s: %v; records: %s", what, ctx.Err(), seen)
+		}
+	}
+}
+
+func (l *auditLog) count(match func(enforce.AuditRecord) bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.recs {
+		if match(r) {
+			n++
+		}
+	}
+	return n
+}
+
+func decision(user, action, verdict string) func(enforce.AuditRecord) bool {
+	return func(r enforce.AuditRecord) bool {
+		return r.Source == "asterisk" && r.User == user && r.Action == action && r.Decision == verdict
+	}
+}
+
+// callwarden is one in-process adapter against the lab.
+type callwarden struct {
+	a     *asterisk.Adapter
+	audit *auditLog
+	recs  *cache.MemoryRecordings
+	reg   *prometheus.Registry
+	now   *clock
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+func exampleSnapshot(t *testing.T) *enforce.Snapshot {
+	t.Helper()
+	p, err := config.LoadProfiles("../deploy/examples/profiles.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := enforce.NewSnapshot(p, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startCallwarden runs the Stasis application "callwarden", deciding from the
+// example profiles, until the test ends.
+func startCallwarden(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode) *callwarden {
+	t.Helper()
+	return startCallwardenWith(t, l, mode, exampleSnapshot(t))
+}
+
+// startCallwardenWith runs the Stasis application deciding from snap.
+func startCallwardenWith(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode, snap *enforce.Snapshot) *callwarden {
+	t.Helper()
+	cw := &callwarden{audit: newAuditLog(), recs: cache.NewMemoryRecordings(), reg: prometheus.NewRegistry(), now: &clock{t: labNow}}
+	a, err := asterisk.New(asterisk.Options{
+		URL: l.ARIURL, User: l.ARIUser, Password: l.ARIPassword, App: "callwarden", Timeout: 2 * time.Second,
+		Snapshot:   func() *enforce.Snapshot { return snap },
+		Auditor:    cw.audit,
+		Recordings: cw.recs,
+		Now:        cw.now.Now,
+		Logger:     zaptest.NewLogger(t),
+		Registerer: cw.reg,
+		Watchdog:   mode,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cw.a = a
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("callwarden Run: %v", err)
+		}
+		// Asterisk drops the application once its session is gone; the next
+		// test's adapter must not race that teardown (see waitPreviousSession).
+		gctx, gcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer gcancel()
+		for {
+			err := ari(gctx, l, http.MethodGet, "/applications/callwarden", nil, nil)
+			if errors.Is(err, lab.ErrNotFound) {
+				return
+			}
+			if gctx.Err() != nil {
+				t.Errorf("Asterisk still has the callwarden application 10s after callwarden left: %v", err)
+				dumpAsterisk(t, l)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	// Registered last, run first: the test's calls end while callwarden still
+	// runs, as they would on a live PBX.
+	t.Cleanup(func() { hangupAll(t, l) })
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if err := a.WaitConnected(wctx); err != nil {
+		dumpAsterisk(t, l)
+		t.Fatal(err)
+	}
+	return cw
+}
+
+// hangupAll hangs up every channel of the lab and waits until they are gone.
+func hangupAll(t *testing.T, l *lab.TestLab) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	chans, err := l.ARI.Channels(ctx)
+	if err != nil {
+		t.Errorf("cleanup: list channels: %v", err)
+		return
+	}
+	for _, ch := range chans {
+		if err := l.ARI.Hangup(ctx, ch.ID); err != nil && !errors.Is(err, lab.ErrNotFound) {
+			t.Errorf("cleanup: hang up %s: %v", ch.Name, err)
+		}
+	}
+	for _, ch := range chans {
+		if err := l.WaitChannelGone(ctx, ch.ID); err != nil {
+			t.Errorf("cleanup: %s (%s): %v", ch.Name, ch.ID, err)
+		}
+	}
+}
+
+// dumpAsterisk logs what Asterisk is doing, for a test that failed on it.
+func dumpAsterisk(t *testing.T, l *lab.TestLab) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, cmd := range []string{"core show channels verbose", "bridge show all", "ari show apps"} {
+		out, err := l.AsteriskCLI(ctx, cmd)
+		t.Logf("asterisk -rx %q: %v\n%s", cmd, err, out)
+	}
+	if logs, err := l.AsteriskLogs(ctx); err == nil {
+		lines := strings.Split(logs, "\n")
+		t.Logf("asterisk log tail:\n%s", strings.Join(lines[max(0, len(lines)-60):], "\n"))
+	}
+}
+
+// ari calls the lab's ARI for what lab.ARI does not offer (DTMF, snoop, live
+// recordings).
+func ari(ctx context.Context, l *lab.TestLab, method, path string, q url.Values, out any) error {
+	u := l.ARIURL + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(l.ARIUser, l.ARIPassword)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("%s %s: %w: %s", method, path, lab.ErrNotFound, body)
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, body)
+	}
+	if out != nil && len(body) > 0 {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}
+
+type liveRecording struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+}
+
+func eventTime(t *testing.T, e lab.Event) time.Time {
+	t.Helper()
+	ts, err := time.Parse("2006-01-02T15:04:05.000-0700", e.Timestamp)
+	if err != nil {
+		t.Fatalf("event timestamp %q: %v", e.Timestamp, err)
+	}
+	return ts
+}
+
+// salesCall puts a customer in the sales queue and returns the agent's channel
+// (the queue member bridged with the customer) and the agent's extension.
+func salesCall(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream, callerID string) (lab.Channel, string) {
+	t.Helper()
+	call, err := l.OriginateCustomer(ctx, "sales", callerID, "play")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, err := events.Wait(ctx, "customer entering a bridge", lab.OnChannel("ChannelEnteredBridge", call.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentEv, err := events.Wait(ctx, "agent entering the customer's bridge", func(e lab.Event) bool {
+		return e.Type == "ChannelEnteredBridge" && e.Bridge != nil && e.Bridge.ID == entered.Bridge.ID && e.ChannelID() != call.Second
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := l.ARI.ChannelVar(ctx, agentEv.Channel.ID, "CALLWARDEN_AGENT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *agentEv.Channel, ext
+}
+
+// originatePhone makes supervisor dial exten in cw-supervisors from the handset
+// endpoint (e.g. Local/1001@cw-supervisor-line/n), with extra channel variables.
+func originatePhone(ctx context.Context, t *testing.T, l *lab.TestLab, supervisor, endpoint, exten string, vars map[string]string) lab.LocalCall {
+	t.Helper()
+	id := l.NewID("supervisor")
+	call := lab.LocalCall{First: id, Second: id + "-handset"}
+	if _, err := l.Originate(ctx, lab.OriginateParams{
+		Endpoint: endpoint, Context: "cw-supervisors", Extension: exten, Priority: 1,
+		CallerID:  fmt.Sprintf("\"Supervisor %s\" <%s>", supervisor, supervisor),
+		ChannelID: call.First, OtherChannelID: call.Second, Variables: vars,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return call
+}
+
+func snoopOn(agentID string) func(lab.Event) bool {
+	return func(e lab.Event) bool {
+		return e.Type == "ChannelCreated" && e.Channel != nil && strings.HasPrefix(e.Channel.Name, "Snoop/"+agentID+"-")
+	}
+}
+
+// monitorContext allows for the refusal prompt (a few seconds) and call set-up.
+func monitorContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestAllowedSupervisorIsBridgedToASnoopWithTheModesDirections(t *testing.T) {
+	for _, tc := range []struct {
+		mode, code, spy, whisper string
+	}{
+		{"listen", "*222", "both", "none"},
+		{"whisper", "*223", "both", "out"},
+		{"barge", "*224", "both", "both"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			l := suite.Lab(t)
+			ctx := monitorContext(t)
+			cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+			events, err := l.Events(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			agent, ext := salesCall(ctx, t, l, events, "5550100")
+			sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", tc.code+ext)
+			if err != nil {
+				t.Fatal(err)
+			}
+			created, err := events.Wait(ctx, "a snoop on the agent's channel", snoopOn(agent.ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			snoop := created.Channel.ID
+			inBridge, err := events.Wait(ctx, "the snoop entering a bridge", lab.OnChannel("ChannelEnteredBridge", snoop))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bridge := inBridge.Bridge.ID
+			if _, err := events.Wait(ctx, "the supervisor in the snoop's bridge", func(e lab.Event) bool {
+				return e.Type == "ChannelEnteredBridge" && e.ChannelID() == sup.First && e.Bridge.ID == bridge
+			}); err != nil {
+				t.Fatal(err)
+			}
+			// Asterisk's own view of the snoop: the Stasis arguments it was created with.
+			ch, err := l.ARI.Channel(ctx, snoop)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantArgs := fmt.Sprintf("snoop,%s,spy=%s,whisper=%s", tc.mode, tc.spy, tc.whisper)
+			if !strings.Contains(ch.Dialplan.AppData, wantArgs) {
+				t.Errorf("snoop %s runs %s(%s), want arguments %s", ch.Name, ch.Dialplan.AppName, ch.Dialplan.AppData, wantArgs)
+			}
+			rec := cw.audit.wait(ctx, t, "alice allowed", decision("alice", "monitor."+tc.mode, "allow"))
+			if rec.Target != "agent"+ext || rec.Queue != "sales" || rec.Caller != "5550100" || rec.Reason != "granted" {
+				t.Errorf("audit record = %+v, want target agent%s, queue sales, caller 5550100, granted", rec, ext)
+			}
+
+			// The supervisor hangs up: the snoop and the bridge go too.
+			if err := l.ARI.Hangup(ctx, sup.First); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := events.Wait(ctx, "the snoop destroyed", lab.OnChannel("ChannelDestroyed", snoop)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := events.Wait(ctx, "the bridge destroyed", func(e lab.Event) bool {
+				return e.Type == "BridgeDestroyed" && e.Bridge != nil && e.Bridge.ID == bridge
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.ARI.Channel(ctx, agent.ID); err != nil {
+				t.Errorf("the agent's call ended with the supervisor's: %v", err)
+			}
+		})
+	}
+}
+
+func TestNotifyTargetProfileMakesTheAgentHearATone(t *testing.T) {
+	// carol's profile (supervisor-without-recording) says notify_target: the agent
+	// hears notify_sound through a whisper-only snoop, beside the listen snoop.
+	l := suite.Lab(t)
+	ctx := monitorContext(t)
+	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+	events, err := l.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call, err := l.OriginateCustomer(ctx, "support", "5550177", "play")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, err := events.Wait(ctx, "customer entering a bridge", lab.OnChannel("ChannelEnteredBridge", call.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentEv, err := events.Wait(ctx, "agent in the customer's bridge", func(e lab.Event) bool {
+		return e.Type == "ChannelEnteredBridge" && e.Bridge != nil && e.Bridge.ID == entered.Bridge.ID && e.ChannelID() != call.Second
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentID := agentEv.Channel.ID
+	ext, err := l.ARI.ChannelVar(ctx, agentID, "CALLWARDEN_AGENT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.OriginateSupervisor(ctx, "1002", "cw-supervisors", "*222"+ext); err != nil {
+		t.Fatal(err)
+	}
+	rec := cw.audit.wait(ctx, t, "carol allowed on support", decision("carol", "monitor.listen", "allow"))
+	if rec.Caller != "555****" {
+		t.Errorf("audit caller = %q, want 555**** (carol's mask_digits: 4)", rec.Caller)
+	}
+	var snoops []string
+	for len(snoops) < 2 {
+		e, err := events.Wait(ctx, "two snoops on the agent", func(e lab.Event) bool {
+			if !snoopOn(agentID)(e) {
+				return false
+			}
+			for _, id := range snoops {
+				if id == e.Channel.ID {
+					return false
+				}
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snoops = append(snoops, e.Channel.ID)
+	}
+	// The notify snoop plays the tone, then goes; the listen snoop stays.
+	var notify string
+	for _, id := range snoops {
+		if strings.HasPrefix(id, "cw-notify-") {
+			notify = id
+		}
+	}
+	if notify == "" {
+		t.Fatalf("no notify snoop among %v", snoops)
+	}
+	if _, err := events.Wait(ctx, "the notify snoop done", lab.OnChannel("ChannelDestroyed", notify)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTargetHangingUpEndsTheSessionWithoutLeaks(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := monitorContext(t)
+	startCallwarden(t, l, asterisk.WatchdogEnforce)
+	events, err := l.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, ext := salesCall(ctx, t, l, events, "5550100")
+	sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", "*222"+ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := events.Wait(ctx, "a snoop on the agent's channel", snoopOn(agent.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inBridge, err := events.Wait(ctx, "the snoop bridged", lab.OnChannel("ChannelEnteredBridge", created.Channel.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.ARI.Hangup(ctx, agent.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{created.Channel.ID, sup.First} {
+		if _, err := events.Wait(ctx, "channel "+id+" destroyed", lab.OnChannel("ChannelDestroyed", id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := events.Wait(ctx, "the bridge destroyed", func(e lab.Event) bool {
+		return e.Type == "BridgeDestroyed" && e.Bridge != nil && e.Bridge.ID == inBridge.Bridge.ID
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRefusedSupervisorHearsTheRefusalAndIsHungUpWithoutSnoop(t *testing.T) {
+	for _, tc := range []struct {
+		name, supervisor, user, agentExt, reason string
+		vars                                     map[string]string
+		now                                      time.Time
+	}{
+		{name: "out of scope", supervisor: "1002", user: "carol", reason: "out_of_scope"},
+		{name: "no profile", supervisor: "1001", user: "dave", reason: "no_profile", vars: map[string]string{"CALLWARDEN_USER": "dave"}},
+		{name: "protected target", supervisor: "1001", user: "alice", agentExt: "2005", reason: "protected_target"},
+		{name: "teacher outside its period", supervisor: "1004", user: "bob", reason: "outside_window", now: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := suite.Lab(t)
+			ctx := monitorContext(t)
+			cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+			if !tc.now.IsZero() {
+				cw.now.Set(tc.now)
+			}
+			events, err := l.Events(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var agentID, ext string
+			if tc.agentExt != "" {
+				call, err := l.OriginateAgentCall(ctx, tc.agentExt, "5550101")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := events.Wait(ctx, "agent answering", func(e lab.Event) bool {
+					return e.Type == "ChannelStateChange" && e.ChannelID() == call.Second && e.Channel.State == "Up"
+				}); err != nil {
+					t.Fatal(err)
+				}
+				agentID, ext = call.Second, tc.agentExt
+			} else {
+				agent, e := salesCall(ctx, t, l, events, "5550100")
+				agentID, ext = agent.ID, e
+			}
+			sup := originatePhone(ctx, t, l, tc.supervisor, "Local/"+tc.supervisor+"@cw-supervisor-line/n", "*222"+ext, tc.vars)
+			if _, err := events.Wait(ctx, "CALLWARDEN_REASON set on the supervisor", func(e lab.Event) bool {
+				return e.Type == "ChannelVarset" && e.ChannelID() == sup.First && e.Variable == "CALLWARDEN_REASON" && e.Value == tc.reason
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := events.Wait(ctx, "the refused supervisor hung up", lab.OnChannel("ChannelDestroyed", sup.First)); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range events.Events() {
+				if e.Type == "ChannelCreated" && e.Channel != nil && strings.HasPrefix(e.Channel.Name, "Snoop/") {
+					t.Errorf("a snoop was created for a refused request: %s", e.Channel.Name)
+				}
+			}
+			rec := cw.audit.wait(ctx, t, tc.user+" refused", decision(tc.user, "monitor.listen", "deny"))
+			if rec.Reason != tc.reason {
+				t.Errorf("audit reason = %q, want %q (record %+v)", rec.Reason, tc.reason, rec)
+			}
+			if tc.user == "carol" && rec.Caller != "555****" {
+				// carol's profile has mask_digits: 4.
+				t.Errorf("audit caller = %q, want 555**** (masked per carol's profile)", rec.Caller)
+			}
+			_ = agentID
+		})
+	}
+}
+
+func TestDTMFSwitchesAreDecidedAgain(t *testing.T) {
+	t.Run("listen-only supervisor pressing 6 stays in listen", func(t *testing.T) {
+		l := suite.Lab(t)
+		ctx := monitorContext(t)
+		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+		events, err := l.Events(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		agent, ext := salesCall(ctx, t, l, events, "5550100")
+		sup := originatePhone(ctx, t, l, "1003", "Local/10036@cw-supervisor-dtmf/n", "*222"+ext, nil)
+		created, err := events.Wait(ctx, "the listen snoop", snoopOn(agent.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cw.audit.wait(ctx, t, "erin allowed to listen", decision("erin", "monitor.listen", "allow"))
+		rec := cw.audit.wait(ctx, t, "erin refused barge", decision("erin", "monitor.barge", "deny"))
+		if rec.Reason != "action_not_granted" {
+			t.Errorf("barge refused with %q, want action_not_granted", rec.Reason)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if _, err := l.ARI.Channel(ctx, created.Channel.ID); err != nil {
+			t.Errorf("the listen snoop is gone after a refused switch: %v", err)
+		}
+		if _, err := l.ARI.Channel(ctx, sup.First); err != nil {
+			t.Errorf("the supervisor was dropped after a refused switch: %v", err)
+		}
+		n := 0
+		for _, e := range events.Events() {
+			if snoopOn(agent.ID)(e) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d snoops created on the agent, want 1 (the refused barge must not create one)", n)
+		}
+	})
+	t.Run("supervisor with barge pressing 6 moves to a barge snoop", func(t *testing.T) {
+		l := suite.Lab(t)
+		ctx := monitorContext(t)
+		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+		events, err := l.Events(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		agent, ext := salesCall(ctx, t, l, events, "5550100")
+		originatePhone(ctx, t, l, "1001", "Local/10016@cw-supervisor-dtmf/n", "*222"+ext, nil)
+		first, err := events.Wait(ctx, "the listen snoop", snoopOn(agent.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cw.audit.wait(ctx, t, "alice allowed to barge", decision("alice", "monitor.barge", "allow"))
+		second, err := events.Wait(ctx, "the barge snoop", func(e lab.Event) bool {
+			return snoopOn(agent.ID)(e) && e.Channel.ID != first.Channel.ID
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Wait(ctx, "the listen snoop dropped", lab.OnChannel("ChannelDestroyed", first.Channel.ID)); err != nil {
+			t.Fatal(err)
+		}
+		ch, err := l.ARI.Channel(ctx, second.Channel.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(ch.Dialplan.AppData, "barge,spy=both,whisper=both") {
+			t.Errorf("the new snoop runs %q, want barge directions", ch.Dialplan.AppData)
+		}
+	})
+}
+
+func TestCheckSetsTheVariablesAndTheDialplanBranchesOnThem(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := monitorContext(t)
+	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+	events, err := l.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ext := salesCall(ctx, t, l, events, "5550100")
+
+	// alice may listen on sales: the guarded ChanSpy runs, and the watchdog lets it.
+	alice, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", "*8"+ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Wait(ctx, "alice's guarded ChanSpy", func(e lab.Event) bool {
+		return e.Type == "ChannelDialplan" && e.ChannelID() == alice.First && e.DialplanApp == "ChanSpy"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"CALLWARDEN_DECISION": "allow", "CALLWARDEN_REASON": "granted"} {
+		if got, err := l.ARI.ChannelVar(ctx, alice.First, name); err != nil || got != want {
+			t.Errorf("%s = %q (%v), want %q", name, got, err, want)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := l.ARI.Channel(ctx, alice.First); err != nil {
+		t.Errorf("the watchdog hung up an allowed ChanSpy: %v", err)
+	}
+
+	// carol's profile covers support only: the dialplan takes the denied branch.
+	carol, err := l.OriginateSupervisor(ctx, "1002", "cw-supervisors", "*8"+ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Wait(ctx, "carol's denied branch", func(e lab.Event) bool {
+		return e.Type == "ChannelDialplan" && e.ChannelID() == carol.First && e.DialplanApp == "Playback"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.ARI.ChannelVar(ctx, carol.First, "CALLWARDEN_REASON"); err != nil || got != "out_of_scope" {
+		t.Errorf("CALLWARDEN_REASON = %q (%v), want out_of_scope", got, err)
+	}
+	for _, e := range events.Events() {
+		if e.Type == "ChannelDialplan" && e.ChannelID() == carol.First && e.DialplanApp == "ChanSpy" {
+			t.Error("carol's dialplan reached ChanSpy")
+		}
+	}
+	cw.audit.wait(ctx, t, "carol's check", decision("carol", "monitor.listen", "deny"))
+}
+
+func TestRecordingIsControlledOnlyByAllowedUsersAndPlayedBackWithinItsAge(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := monitorContext(t)
+	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+	events, err := l.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ext := salesCall(ctx, t, l, events, "5550123")
+	agentUser := "agent" + ext
+
+	dial := func(supervisor, exten string) {
+		t.Helper()
+		sup, err := l.OriginateSupervisor(ctx, supervisor, "cw-supervisors", exten)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Wait(ctx, supervisor+" dialling "+exten+" done", lab.OnChannel("ChannelDestroyed", sup.First)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	liveState := func(name string) string {
+		t.Helper()
+		var lr liveRecording
+		if err := ari(ctx, l, http.MethodGet, "/recordings/live/"+url.PathEscape(name), nil, &lr); err != nil {
+			if errors.Is(err, lab.ErrNotFound) {
+				return "gone"
+			}
+			t.Fatal(err)
+		}
+		return lr.State
+	}
+
+	dial("1003", "*225"+ext) // erin: listen-only
+	if r := cw.audit.wait(ctx, t, "erin refused", decision("erin", "recording.start", "deny")); r.Reason != "action_not_granted" {
+		t.Errorf("erin refused with %q, want action_not_granted", r.Reason)
+	}
+	if _, err := cw.recs.ActiveRecording(ctx, agentUser); !errors.Is(err, enforce.ErrNotFound) {
+		t.Fatalf("a refused start left a recording: %v", err)
+	}
+
+	dial("1001", "*225"+ext)
+	cw.audit.wait(ctx, t, "alice starts", decision("alice", "recording.start", "allow"))
+	rec, err := cw.recs.ActiveRecording(ctx, agentUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Queue != "sales" || rec.StartedBy != "alice" || rec.Caller != "5550123" || rec.Target != agentUser {
+		t.Errorf("recording metadata = %+v", rec)
+	}
+	if s := liveState(rec.Name); s != "recording" {
+		t.Fatalf("ARI recording %s is %q, want recording", rec.Name, s)
+	}
+
+	dial("1003", "*228"+ext) // erin may not pause
+	cw.audit.wait(ctx, t, "erin refused pause", decision("erin", "recording.pause", "deny"))
+	if s := liveState(rec.Name); s != "recording" {
+		t.Fatalf("a refused pause changed the recording to %q", s)
+	}
+
+	dial("1001", "*228"+ext)
+	cw.audit.wait(ctx, t, "alice pauses", decision("alice", "recording.pause", "allow"))
+	if s := liveState(rec.Name); s != "paused" {
+		t.Fatalf("after alice's pause ARI says %q, want paused", s)
+	}
+	dial("1001", "*228"+ext)
+	cw.audit.wait(ctx, t, "alice resumes", decision("alice", "recording.resume", "allow"))
+	if s := liveState(rec.Name); s != "recording" {
+		t.Fatalf("after alice's resume ARI says %q, want recording", s)
+	}
+	got, err := cw.recs.Recording(ctx, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Pauses) != 1 || got.Pauses[0].By != "alice" || got.Pauses[0].ResumedBy != "alice" {
+		t.Errorf("pauses = %+v, want one by alice resumed by alice", got.Pauses)
+	}
+
+	dial("1003", "*229"+ext)
+	cw.audit.wait(ctx, t, "erin refused stop", decision("erin", "recording.stop", "deny"))
+	if s := liveState(rec.Name); s != "recording" {
+		t.Fatalf("a refused stop changed the recording to %q", s)
+	}
+	dial("1001", "*229"+ext)
+	cw.audit.wait(ctx, t, "alice stops", decision("alice", "recording.stop", "allow"))
+	if s := liveState(rec.Name); s != "gone" {
+		t.Fatalf("after alice's stop ARI says %q, want no live recording", s)
+	}
+	if got, _ := cw.recs.Recording(ctx, rec.ID); got.State != enforce.RecordingStopped || got.StoppedBy != "alice" {
+		t.Errorf("stored recording = %+v, want stopped by alice", got)
+	}
+
+	// Playback: bob the teacher reaches recordings at most 720h old.
+	dial("1004", "*227"+rec.ID)
+	cw.audit.wait(ctx, t, "bob plays a fresh recording", decision("bob", "recording.playback", "allow"))
+	old := rec
+	old.ID = "900000000001"
+	old.StartedAt = labNow.Add(-800 * time.Hour)
+	old.State = enforce.RecordingStopped
+	if err := cw.recs.SaveRecording(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	dial("1004", "*227"+old.ID)
+	if r := cw.audit.wait(ctx, t, "bob refused an old recording", decision("bob", "recording.playback", "deny")); r.Reason != "recording_too_old" {
+		t.Errorf("old recording refused with %q, want recording_too_old", r.Reason)
+	}
+}
+
+func TestWatchdogHangsUpBypassesWithin200ms(t *testing.T) {
+	t.Run("dialplan ChanSpy by an unauthorised caller", func(t *testing.T) {
+		l := suite.Lab(t)
+		ctx := monitorContext(t)
+		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+		events, err := l.Events(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ext := salesCall(ctx, t, l, events, "5550102")
+		sup, err := l.OriginateSupervisor(ctx, "1002", "cw-unguarded", "*999"+ext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spy, err := events.Wait(ctx, "the rogue ChanSpy", func(e lab.Event) bool {
+			return e.Type == "ChannelDialplan" && e.ChannelID() == sup.First && e.DialplanApp == "ChanSpy"
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hung, err := events.Wait(ctx, "the rogue ChanSpy hung up", lab.OnChannel("ChannelHangupRequest", sup.First))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := eventTime(t, hung).Sub(eventTime(t, spy)); d > 200*time.Millisecond {
+			t.Errorf("ChanSpy hung up %s after it started, want <= 200ms", d)
+		} else {
+			t.Logf("ChanSpy hung up %s after it started", d)
+		}
+		r := cw.audit.wait(ctx, t, "the watchdog's record", func(r enforce.AuditRecord) bool { return r.Source == "watchdog" })
+		if r.User != "carol" || r.Action != "monitor.listen" || !strings.HasPrefix(r.Detail, "hung up") {
+			t.Errorf("watchdog audit = %+v", r)
+		}
+	})
+	t.Run("dialplan MixMonitor nobody allowed", func(t *testing.T) {
+		l := suite.Lab(t)
+		ctx := monitorContext(t)
+		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+		events, err := l.Events(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sup, err := l.OriginateSupervisor(ctx, "1002", "cw-unguarded", "mixmonitor")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mix, err := events.Wait(ctx, "the rogue MixMonitor", func(e lab.Event) bool {
+			return e.Type == "ChannelDialplan" && e.ChannelID() == sup.First && e.DialplanApp == "MixMonitor"
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hung, err := events.Wait(ctx, "the rogue MixMonitor hung up", lab.OnChannel("ChannelHangupRequest", sup.First))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := eventTime(t, hung).Sub(eventTime(t, mix)); d > 200*time.Millisecond {
+			t.Errorf("MixMonitor hung up %s after it started, want <= 200ms", d)
+		}
+		cw.audit.wait(ctx, t, "the watchdog's record", func(r enforce.AuditRecord) bool {
+			return r.Source == "watchdog" && r.Action == "recording.start" && strings.Contains(r.Detail, "MixMonitor")
+		})
+	})
+	t.Run("snoop created by another ARI application", func(t *testing.T) {
+		l := suite.Lab(t)
+		ctx := monitorContext(t)
+		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+		events, err := l.Events(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		agent, _ := salesCall(ctx, t, l, events, "5550100")
+		snoop := rogueSnoop(ctx, t, l, agent.ID)
+		created, err := events.Wait(ctx, "the rogue snoop", lab.OnChannel("ChannelCreated", snoop))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone, err := events.Wait(ctx, "the rogue snoop hung up", lab.OnChannel("ChannelDestroyed", snoop))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := eventTime(t, gone).Sub(eventTime(t, created)); d > 200*time.Millisecond {
+			t.Errorf("rogue snoop lived %s, want <= 200ms", d)
+		} else {
+			t.Logf("rogue snoop hung up %s after its creation", d)
+		}
+		cw.audit.wait(ctx, t, "the watchdog's record", func(r enforce.AuditRecord) bool {
+			return r.Source == "watchdog" && strings.Contains(r.Detail, "snoop")
+		})
+	})
+}
+
+// rogueSnoop has another ARI application snoop on channelID; it returns the
+// snoop's id and hangs it up when the test ends.
+func rogueSnoop(ctx context.Context, t *testing.T, l *lab.TestLab, channelID string) string {
+	t.Helper()
+	app := l.NewID("rogue")
+	stream, err := l.ARI.Events(ctx, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := l.NewID("rogue-snoop")
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := l.ARI.Hangup(cctx, id); err != nil && !errors.Is(err, lab.ErrNotFound) {
+			t.Errorf("hang up the rogue snoop: %v", err)
+		}
+		_ = stream.Close()
+	})
+	if err := ari(ctx, l, http.MethodPost, "/channels/"+url.PathEscape(channelID)+"/snoop",
+		url.Values{"app": {app}, "spy": {"both"}, "snoopId": {id}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestWatchdogReportOnlyAuditsWithoutHangingUp(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := monitorContext(t)
+	cw := startCallwarden(t, l, asterisk.WatchdogReportOnly)
+	events, err := l.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, ext := salesCall(ctx, t, l, events, "5550100")
+	sup, err := l.OriginateSupervisor(ctx, "1002", "cw-unguarded", "*999"+ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snoop := rogueSnoop(ctx, t, l, agent.ID)
+	cw.audit.wait(ctx, t, "the ChanSpy reported", func(r enforce.AuditRecord) bool {
+		return r.Source == "watchdog" && strings.HasPrefix(r.Detail, "reported") && strings.Contains(r.Detail, "ChanSpy")
+	})
+	cw.audit.wait(ctx, t, "the snoop reported", func(r enforce.AuditRecord) bool {
+		return r.Source == "watchdog" && strings.HasPrefix(r.Detail, "reported") && strings.Contains(r.Detail, "snoop")
+	})
+	time.Sleep(time.Second)
+	for _, id := range []string{sup.First, snoop} {
+		if _, err := l.ARI.Channel(ctx, id); err != nil {
+			t.Errorf("report-only hung up %s: %v", id, err)
+		}
+	}
+}
+
+func TestInterceptLatencyFromStasisToBridged(t *testing.T) {
+	l := suite.Lab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+	events, err := l.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 15
+	var lat []time.Duration
+	for i := 0; i < n; i++ {
+		agent, ext := salesCall(ctx, t, l, events, "5550100")
+		sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", "*222"+ext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start, err := events.Wait(ctx, "Stasis on the supervisor", func(e lab.Event) bool {
+			return e.Type == "ChannelDialplan" && e.ChannelID() == sup.First && e.DialplanApp == "Stasis"
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created, err := events.Wait(ctx, "the snoop", snoopOn(agent.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bridged, err := events.Wait(ctx, "the snoop bridged", lab.OnChannel("ChannelEnteredBridge", created.Channel.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lat = append(lat, eventTime(t, bridged).Sub(eventTime(t, start)))
+		for _, id := range []string{sup.First, agent.ID} {
+			if err := l.ARI.Hangup(ctx, id); err != nil && !errors.Is(err, lab.ErrNotFound) {
+				t.Fatal(err)
+			}
+		}
+		if err := l.WaitChannelGone(ctx, agent.ID); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // the queue sees the agent free again
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	p50, p99 := lat[len(lat)/2], lat[len(lat)-1]
+	t.Logf("intercept latency (Asterisk timestamps, Stasis() -> snoop bridged), n=%d: p50 %s, p99(max) %s", n, p50, p99)
+	if p99 > 500*time.Millisecond {
+		t.Errorf("intercept p99 %s, want < 500ms", p99)
+	}
+	if c := histogramCount(t, cw.reg, "callwarden_asterisk_intercept_seconds"); c < n {
+		t.Errorf("intercept histogram has %d observations, want >= %d", c, n)
+	}
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	for _, mf := range gather(t, reg) {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
+func gather(t *testing.T, reg *prometheus.Registry) []*dto.MetricFamily {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
+}
+
+func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	var sum float64
+	for _, mf := range gather(t, reg) {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func TestAgentPausesItsOwnRecordingForACardNumber(t *testing.T) {
+	// The example agents have no profile; here agent2001 gets one that lets it
+	// pause and resume the recordings of its own calls (agents: self), as a PCI
+	// policy would.
+	p, err := config.LoadProfiles("../deploy/examples/profiles.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Profiles = append(p.Profiles, enforce.Profile{Name: "agent-pci", Grants: []enforce.Grant{{
+		Actions: enforce.NewActionSet(enforce.RecordingPause, enforce.RecordingResume),
+		Scopes:  [4]enforce.Scope{enforce.DimAgents: {Kind: enforce.ScopeSelf}},
+	}}})
+	for i := range p.Users {
+		if p.Users[i].ID == "agent2001" {
+			p.Users[i].Profile = "agent-pci"
+		}
+	}
+	snap, err := enforce.NewSnapshot(p, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := suite.Lab(t)
+	ctx := monitorContext(t)
+	cw := startCallwardenWith(t, l, asterisk.WatchdogEnforce, snap)
+	events, err := l.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ext := salesCall(ctx, t, l, events, "5550100")
+	if ext != "2001" {
+		t.Fatalf("the sales call went to %s, want 2001", ext)
+	}
+	dial := func(caller, exten string) {
+		t.Helper()
+		// The agent's second line: caller id 2001, no endpoint identity.
+		call := originatePhone(ctx, t, l, caller, "Local/1001@cw-supervisor-line/n", exten, nil)
+		if _, err := events.Wait(ctx, caller+" dialling "+exten+" done", lab.OnChannel("ChannelDestroyed", call.First)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dial("1001", "*2252001") // alice starts the recording
+	cw.audit.wait(ctx, t, "alice starts", decision("alice", "recording.start", "allow"))
+	rec, err := cw.recs.ActiveRecording(ctx, "agent2001")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dial("2001", "*226")
+	cw.audit.wait(ctx, t, "the agent pauses its own recording", decision("agent2001", "recording.pause", "allow"))
+	var lr liveRecording
+	if err := ari(ctx, l, http.MethodGet, "/recordings/live/"+url.PathEscape(rec.Name), nil, &lr); err != nil || lr.State != "paused" {
+		t.Fatalf("after the agent's pause ARI says %q (%v), want paused", lr.State, err)
+	}
+	dial("2001", "*226")
+	cw.audit.wait(ctx, t, "the agent resumes", decision("agent2001", "recording.resume", "allow"))
+	if err := ari(ctx, l, http.MethodGet, "/recordings/live/"+url.PathEscape(rec.Name), nil, &lr); err != nil || lr.State != "recording" {
+		t.Fatalf("after the agent's resume ARI says %q (%v), want recording", lr.State, err)
+	}
+	got, err := cw.recs.Recording(ctx, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Pauses) != 1 || got.Pauses[0].By != "agent2001" || got.Pauses[0].ResumedBy != "agent2001" {
+		t.Errorf("pauses = %+v, want one paused and resumed by agent2001", got.Pauses)
+	}
+	// The agent may not stop it: its profile only pauses.
+	dial("2001", "*2292001")
+	if r := cw.audit.wait(ctx, t, "the agent refused stop", decision("agent2001", "recording.stop", "deny")); r.Reason != "action_not_granted" {
+		t.Errorf("stop refused with %q, want action_not_granted", r.Reason)
+	}
+}

@@ -1,0 +1,661 @@
+package asterisk
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/CyCoreSystems/ari/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// WatchdogMode says what the watchdog does with a bypass it catches.
+type WatchdogMode string
+
+// The watchdog modes.
+const (
+	// WatchdogEnforce hangs up the bypassing channel and audits it.
+	WatchdogEnforce WatchdogMode = "enforce"
+	// WatchdogReportOnly only audits (and counts) the bypass.
+	WatchdogReportOnly WatchdogMode = "report-only"
+	// WatchdogOff does not watch; the adapter then does not subscribe to
+	// every channel of the PBX.
+	WatchdogOff WatchdogMode = "off"
+)
+
+// Options configure an Adapter. URL, User, Password, App, Snapshot,
+// Auditor and Recordings are required; every other field has a default.
+type Options struct {
+	// URL is the ARI REST base, e.g. http://127.0.0.1:8088/ari.
+	URL string
+	// WebsocketURL is the events websocket; derived from URL when empty
+	// (http -> ws, https -> wss, plus /events).
+	WebsocketURL string
+	User         string
+	Password     string // never logged
+	// App is the Stasis application name (default "callwarden").
+	App string
+	// Timeout bounds every ARI REST call (default 2s).
+	Timeout time.Duration
+
+	// Snapshot returns the snapshot to decide from; nil fails closed
+	// (store_unavailable).
+	Snapshot   func() *enforce.Snapshot
+	Auditor    enforce.Auditor
+	Recordings enforce.RecordingStore
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger defaults to zap.NewNop(); Registerer, when set, receives the
+	// callwarden_asterisk_* metrics.
+	Logger     *zap.Logger
+	Registerer prometheus.Registerer
+
+	// Watchdog defaults to WatchdogEnforce.
+	Watchdog WatchdogMode
+	// RefusalSound is played to a refused requester (default
+	// "sound:ss-noservice"); NotifySound to a monitored agent whose
+	// supervisor's profile says notify_target, and to a requester whose
+	// record operation was done (default "sound:beep").
+	RefusalSound, NotifySound string
+	// PBX names this Asterisk in audit records (default "asterisk").
+	PBX string
+	// RecordingFormat is the live recordings' format (default "wav").
+	RecordingFormat string
+	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 100ms
+	// and 5s).
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Adapter is the Stasis application: it keeps the ARI event connection up
+// (reconnecting with backoff), handles each StasisStart in its own
+// goroutine, and runs the watchdog. Build it with New, run it with Run.
+type Adapter struct {
+	o      Options
+	rest   *rest
+	log    *zap.Logger
+	m      *metrics
+	wsURL  string
+	header http.Header
+
+	connected atomic.Bool
+	everUp    bool          // touched by Run's goroutine only
+	up        chan struct{} // replaced on every (re)connection; closed when connected
+	upMu      sync.Mutex
+
+	mu         sync.Mutex
+	subs       map[string]*inbox      // channel, playback or bridge id -> the handler waiting for its events
+	ours       map[string]struct{}    // snoop channels callwarden created
+	allowances map[string][]allowance // channel id -> what a check allowed it (watchdog)
+	liveRecs   map[string]string      // live recording name -> callwarden recording id
+	caught     map[string]struct{}    // channels the watchdog already acted on
+
+	// handlers counts the call handlers; closing (under mu) stops new ones
+	// once Run is shutting down, so Wait never races an Add.
+	handlers sync.WaitGroup
+	closing  bool
+}
+
+// New checks opts and builds an Adapter; it does not connect (Run does).
+func New(opts Options) (*Adapter, error) {
+	o := opts
+	var errs []error
+	if o.URL == "" {
+		errs = append(errs, errors.New("URL is required"))
+	}
+	if o.User == "" || o.Password == "" {
+		errs = append(errs, errors.New("User and Password are required"))
+	}
+	if o.Snapshot == nil {
+		errs = append(errs, errors.New("Snapshot is required"))
+	}
+	if o.Auditor == nil {
+		errs = append(errs, errors.New("Auditor is required"))
+	}
+	if o.Recordings == nil {
+		errs = append(errs, errors.New("Recordings is required"))
+	}
+	if o.App == "" {
+		o.App = "callwarden"
+	}
+	if !validToken(o.App) || strings.ContainsAny(o.App, "/:") {
+		errs = append(errs, fmt.Errorf("App %q is not a valid Stasis application name", o.App))
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	switch o.Watchdog {
+	case "":
+		o.Watchdog = WatchdogEnforce
+	case WatchdogEnforce, WatchdogReportOnly, WatchdogOff:
+	default:
+		errs = append(errs, fmt.Errorf("Watchdog %q (want enforce, report-only or off)", o.Watchdog))
+	}
+	if o.RefusalSound == "" {
+		o.RefusalSound = "sound:ss-noservice"
+	}
+	if o.NotifySound == "" {
+		o.NotifySound = "sound:beep"
+	}
+	if o.PBX == "" {
+		o.PBX = "asterisk"
+	}
+	if o.RecordingFormat == "" {
+		o.RecordingFormat = "wav"
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = max(5*time.Second, o.MinBackoff)
+	}
+	wsURL, err := eventsURL(o.URL, o.WebsocketURL, o.App, o.Watchdog != WatchdogOff)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("asterisk adapter: %w", errors.Join(errs...))
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	hdr := http.Header{}
+	hdr.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(o.User+":"+o.Password)))
+	return &Adapter{
+		o:          o,
+		rest:       newREST(o.URL, o.User, o.Password, o.Timeout),
+		log:        o.Logger.With(zap.String("app", o.App)),
+		m:          m,
+		wsURL:      wsURL,
+		header:     hdr,
+		up:         make(chan struct{}),
+		subs:       make(map[string]*inbox),
+		ours:       make(map[string]struct{}),
+		allowances: make(map[string][]allowance),
+		liveRecs:   make(map[string]string),
+		caught:     make(map[string]struct{}),
+	}, nil
+}
+
+// eventsURL builds the websocket URL of GET /events for app.
+func eventsURL(base, ws, app string, subscribeAll bool) (string, error) {
+	if ws == "" {
+		u, err := url.Parse(base)
+		if err != nil {
+			return "", fmt.Errorf("URL: %w", err)
+		}
+		switch u.Scheme {
+		case "http":
+			u.Scheme = "ws"
+		case "https":
+			u.Scheme = "wss"
+		default:
+			return "", fmt.Errorf("URL scheme %q (want http or https)", u.Scheme)
+		}
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/events"
+		ws = u.String()
+	}
+	u, err := url.Parse(ws)
+	if err != nil {
+		return "", fmt.Errorf("WebsocketURL: %w", err)
+	}
+	q := u.Query()
+	q.Set("app", app)
+	if subscribeAll {
+		q.Set("subscribeAll", "true")
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// Connected reports whether the ARI event connection is up and the Stasis
+// application registered.
+func (a *Adapter) Connected() bool { return a.connected.Load() }
+
+// WaitConnected blocks until the application is registered in Asterisk
+// (after a start or a reconnection) or ctx ends.
+func (a *Adapter) WaitConnected(ctx context.Context) error {
+	for {
+		a.upMu.Lock()
+		up := a.up
+		a.upMu.Unlock()
+		select {
+		case <-up:
+			if a.connected.Load() {
+				return nil
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("asterisk: not connected: %w", ctx.Err())
+		}
+	}
+}
+
+func (a *Adapter) setConnected(on bool) {
+	a.upMu.Lock()
+	defer a.upMu.Unlock()
+	if a.connected.Load() == on {
+		return
+	}
+	a.connected.Store(on)
+	if on {
+		a.m.connected.Set(1)
+		close(a.up)
+	} else {
+		a.m.connected.Set(0)
+		a.up = make(chan struct{})
+	}
+}
+
+// Run keeps the event connection up until ctx ends, reconnecting with
+// exponential backoff (MinBackoff doubling to MaxBackoff) whenever it
+// breaks, then waits for the call handlers to finish their cleanup. It
+// returns nil once ctx ends.
+func (a *Adapter) Run(ctx context.Context) error {
+	defer a.rest.close()
+	defer a.drainHandlers()
+	backoff := a.o.MinBackoff
+	for {
+		wasUp, err := a.connectAndRead(ctx)
+		a.setConnected(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		switch {
+		case errors.Is(err, errReplaced):
+			// Do not fight another instance for the application every
+			// 100ms: each takeover costs Asterisk a session teardown.
+			backoff = a.o.MaxBackoff
+		case wasUp:
+			backoff = a.o.MinBackoff
+			a.log.Warn("ARI event connection lost; reconnecting", zap.Error(err))
+		default:
+			a.log.Warn("cannot connect to ARI; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		if !wasUp {
+			backoff = min(2*backoff, a.o.MaxBackoff)
+		}
+	}
+}
+
+// connectAndRead dials the event websocket, waits until the application is
+// registered, then reads and dispatches events until the connection or ctx
+// ends. wasUp reports whether the connection got that far.
+func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
+	a.waitPreviousSession(ctx)
+	dctx, cancel := context.WithTimeout(ctx, 2*a.o.Timeout)
+	ws, err := dialWS(dctx, a.wsURL, a.header)
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	// On shutdown the call handlers clean up first (hang up snoops,
+	// destroy bridges, release channels) while events still flow; only
+	// then does the application leave Asterisk.
+	readDone := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		a.drainHandlers()
+		// Quiet the stream, then a clean close handshake: Asterisk 22 can
+		// wedge a session closed while it writes events, and a new
+		// connection of the same application then waits on it forever.
+		qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), a.o.Timeout)
+		if err := a.rest.setEventFilter(qctx, a.o.App, quietEvents); err != nil {
+			a.log.Debug("cannot quiet the event stream before leaving", zap.Error(err))
+		}
+		qcancel()
+		ws.closeOnce.Do(func() { _ = ws.writeFrame(opClose, []byte{0x03, 0xe8}) })
+		_ = ws.conn.SetReadDeadline(time.Now().Add(closeGrace))
+		select {
+		case <-readDone:
+		case <-time.After(closeGrace):
+		}
+		_ = ws.close()
+	})
+	quit := make(chan struct{}) // tells the reader nobody reads msgs any more
+	defer func() {
+		close(quit)
+		if !stop() {
+			<-readDone
+		}
+		_ = ws.close()
+		<-readDone // the reader has stopped too
+	}()
+	msgs := make(chan []byte, 256)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(readDone)
+		defer close(msgs)
+		for {
+			op, msg, err := ws.readMessage()
+			if err != nil {
+				if errors.Is(err, errWSClosed) {
+					// Let Asterisk close the TCP connection first.
+					_ = ws.conn.SetReadDeadline(time.Now().Add(closeGrace))
+					_, _ = io.Copy(io.Discard, ws.br)
+				}
+				readErr <- err
+				return
+			}
+			if op == opText {
+				select {
+				case msgs <- msg:
+				case <-quit:
+					readErr <- errors.New("event reader stopped")
+					return
+				}
+			}
+		}
+	}()
+	// Asterisk answers the upgrade before it registers the application:
+	// wait until it exists, dispatching events meanwhile, so Connected
+	// means a Stasis() in the dialplan reaches us.
+	regCtx, regCancel := context.WithTimeout(ctx, 5*a.o.Timeout)
+	registered := make(chan error, 1)
+	go func() { registered <- a.waitApplication(regCtx) }()
+	defer regCancel()
+	for {
+		select {
+		case msg, ok := <-msgs:
+			if !ok {
+				return wasUp, <-readErr
+			}
+			if a.handleMessage(ctx, msg) {
+				return wasUp, errReplaced
+			}
+		case err := <-registered:
+			registered = nil
+			if err != nil {
+				return false, err
+			}
+			if err := a.rest.setEventFilter(ctx, a.o.App, wantedEvents); err != nil {
+				a.log.Warn("cannot set the application's event filter; receiving every event", zap.Error(err))
+			}
+			wasUp = true
+			if a.everUp {
+				a.m.reconnects.Inc()
+			}
+			a.everUp = true
+			a.setConnected(true)
+			a.log.Info("ARI connected", zap.String("url", redactURL(a.wsURL)))
+		}
+	}
+}
+
+func (a *Adapter) waitApplication(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := a.rest.do(ctx, http.MethodGet, "/applications/"+esc(a.o.App), nil, nil, nil)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("application %s: %w", a.o.App, err)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("application %s never registered: %w", a.o.App, ctx.Err())
+		}
+	}
+}
+
+// previousSessionWait bounds how long a (re)connection waits for Asterisk
+// to drop the application of a previous connection.
+const previousSessionWait = 3 * time.Second
+
+// waitPreviousSession waits, up to previousSessionWait, until Asterisk no
+// longer knows the application. Asterisk 22 registers the application of
+// a new websocket before the upgrade completes; if the previous session of
+// the same application is still being torn down, the registration (which
+// sends ApplicationReplaced to the old session under the application's
+// lock) and the teardown (which unregisters under the session's lock) can
+// deadlock, wedging ARI for good. An application Asterisk has destroyed
+// cannot be replaced. One that keeps channels in Stasis is never destroyed
+// on its own: after the bound the connection goes ahead.
+func (a *Adapter) waitPreviousSession(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, previousSessionWait)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := a.rest.do(ctx, http.MethodGet, "/applications/"+esc(a.o.App), nil, nil, nil)
+		if err != nil {
+			return // gone (404), or Asterisk unreachable: the dial reports it
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			a.log.Debug("application still known to Asterisk; connecting anyway")
+			return
+		}
+	}
+}
+
+// closeGrace bounds the wait for Asterisk's answer to our close frame.
+const closeGrace = 2 * time.Second
+
+// redactURL drops credentials a websocket URL might carry.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<invalid url>"
+	}
+	u.User = nil
+	return u.String()
+}
+
+// newID returns a fresh id for channels, bridges and playbacks callwarden
+// creates, e.g. cw-snoop-1a2b3c4d5e6f.
+func newID(kind string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand does not fail on supported platforms.
+	return "cw-" + kind + "-" + hex.EncodeToString(b[:])
+}
+
+// inbox is a call handler's queue of events, fed by the dispatcher.
+type inbox struct {
+	ch  chan ari.Event
+	ids []string
+}
+
+// inboxSize bounds a handler's backlog; beyond it events are dropped and
+// counted (callwarden_asterisk_dropped_events_total{reason="inbox_full"}).
+const inboxSize = 100
+
+// subscribe routes the events of ids (channels, bridges, playbacks) to a
+// new inbox. Subscribe before acting, so no event is missed.
+func (a *Adapter) subscribe(ids ...string) *inbox {
+	in := &inbox{ch: make(chan ari.Event, inboxSize)}
+	a.follow(in, ids...)
+	return in
+}
+
+// follow adds ids to in.
+func (a *Adapter) follow(in *inbox, ids ...string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, id := range ids {
+		a.subs[id] = in
+		in.ids = append(in.ids, id)
+	}
+}
+
+// unsubscribe stops routing to in.
+func (a *Adapter) unsubscribe(in *inbox) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, id := range in.ids {
+		if a.subs[id] == in {
+			delete(a.subs, id)
+		}
+	}
+	in.ids = nil
+}
+
+// route hands ev to the inboxes following one of its entities; it reports
+// whether any did.
+func (a *Adapter) route(ev ari.Event) bool {
+	keys := ev.Keys()
+	var buf [4]*inbox
+	targets := buf[:0]
+	a.mu.Lock()
+	for _, k := range keys {
+		if in := a.subs[k.ID]; in != nil {
+			dup := false
+			for _, t := range targets {
+				dup = dup || t == in
+			}
+			if !dup {
+				targets = append(targets, in)
+			}
+		}
+	}
+	a.mu.Unlock()
+	for _, in := range targets {
+		select {
+		case in.ch <- ev:
+		default:
+			a.m.dropped.WithLabelValues("inbox_full").Inc()
+			a.log.Warn("call handler inbox full; event dropped", zap.String("type", ev.GetType()))
+		}
+	}
+	return len(targets) > 0
+}
+
+// markOurs records a snoop channel id callwarden is about to create, so the
+// watchdog lets it be.
+func (a *Adapter) markOurs(id string) {
+	a.mu.Lock()
+	a.ours[id] = struct{}{}
+	a.mu.Unlock()
+}
+
+func (a *Adapter) isOurs(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.ours[id]
+	return ok
+}
+
+// errReplaced means another ARI client registered the application.
+var errReplaced = errors.New("another ARI client registered this application (ApplicationReplaced): run one callwarden per application name")
+
+// handleMessage decodes one websocket message and dispatches it. It
+// reports whether Asterisk said another client took the application over.
+func (a *Adapter) handleMessage(ctx context.Context, msg []byte) (replaced bool) {
+	ev, typ, err := decodeEvent(msg)
+	switch {
+	case errors.Is(err, errUnknownEvent):
+		a.m.unknown.WithLabelValues(typ).Inc()
+		a.log.Debug("ARI event type unknown to the ARI library; dropped", zap.String("type", typ))
+		return false
+	case err != nil:
+		a.m.dropped.WithLabelValues("malformed").Inc()
+		a.log.Warn("undecodable ARI event dropped", zap.String("type", typ), zap.Error(err))
+		return false
+	}
+	if _, ok := ev.(*ari.ApplicationReplaced); ok {
+		a.log.Error("ARI application taken over by another client; reconnecting after the maximum backoff")
+		return true
+	}
+	a.dispatch(ctx, ev)
+	return false
+}
+
+// dispatch acts on one event. It never blocks on the network: REST calls
+// run in handler goroutines.
+func (a *Adapter) dispatch(ctx context.Context, ev ari.Event) {
+	switch e := ev.(type) {
+	case *ari.StasisStart:
+		if e.Application != a.o.App {
+			return
+		}
+		if a.route(ev) {
+			return
+		}
+		if a.isOurs(e.Channel.ID) {
+			return // a snoop of ours whose handler already moved on
+		}
+		if isSnoop(e.Channel.Name) {
+			a.watchSnoop(ctx, e.Channel, "entered Stasis "+a.o.App)
+			return
+		}
+		a.spawn(ctx, func(ctx context.Context) { a.handleStart(ctx, e) })
+		return
+	case *ari.ChannelCreated:
+		if isSnoop(e.Channel.Name) && !a.isOurs(e.Channel.ID) {
+			a.watchSnoop(ctx, e.Channel, "created by another ARI client")
+		}
+	case *ari.ChannelDialplan:
+		a.watchDialplan(ctx, e)
+	case *ari.ChannelDestroyed:
+		a.mu.Lock()
+		delete(a.allowances, e.Channel.ID)
+		delete(a.ours, e.Channel.ID)
+		delete(a.caught, e.Channel.ID)
+		a.mu.Unlock()
+	case *ari.RecordingFinished:
+		a.recordingEnded(ctx, e.Recording, "finished")
+	case *ari.RecordingFailed:
+		a.recordingEnded(ctx, e.Recording, "failed")
+	}
+	a.route(ev)
+}
+
+// spawn runs f in a handler goroutine that Run waits for; once Run is
+// shutting down it starts nothing.
+func (a *Adapter) spawn(ctx context.Context, f func(ctx context.Context)) {
+	a.mu.Lock()
+	if a.closing || ctx.Err() != nil {
+		a.mu.Unlock()
+		return
+	}
+	a.handlers.Add(1)
+	a.mu.Unlock()
+	go func() {
+		defer a.handlers.Done()
+		f(ctx)
+	}()
+}
+
+// drainHandlers stops new handlers and waits for the running ones.
+func (a *Adapter) drainHandlers() {
+	a.mu.Lock()
+	a.closing = true
+	a.mu.Unlock()
+	a.handlers.Wait()
+}
+
+func isSnoop(channelName string) bool { return strings.HasPrefix(channelName, "Snoop/") }
+
+// cleanupCtx is the context for undoing what a handler set up (snoops,
+// bridges) even after ctx ended (shutdown).
+func (a *Adapter) cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 2*a.o.Timeout)
+}

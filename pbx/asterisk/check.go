@@ -1,0 +1,71 @@
+package asterisk
+
+import (
+	"context"
+	"errors"
+
+	"github.com/CyCoreSystems/ari/v5"
+	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// check serves Stasis(callwarden,check,<action>[,<target>]): it sets
+// CALLWARDEN_DECISION and CALLWARDEN_REASON and continues the dialplan.
+// An allow also tells the watchdog that this channel may run the matching
+// ChanSpy/ExtenSpy/MixMonitor next.
+func (a *Adapter) check(ctx context.Context, in *inbox, ch ari.ChannelData, rq request, log *zap.Logger) {
+	e := auditEntry{verb: verbCheck, action: rq.action, target: rq.target, channels: []string{ch.ID}}
+	o := a.decideCheck(ctx, ch, rq, &e, log)
+	o = a.audited(ctx, e, o)
+	if o.allow {
+		a.allow(ch.ID, rq.action)
+	}
+	a.conclude(ctx, in, ch.ID, o, "", false)
+}
+
+func (a *Adapter) decideCheck(ctx context.Context, ch ari.ChannelData, rq request, e *auditEntry, log *zap.Logger) outcome {
+	snap := a.snapshot()
+	if snap == nil {
+		return decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
+	}
+	user, err := a.resolveCaller(ctx, snap, ch)
+	if err != nil {
+		log.Warn("cannot identify the requester", zap.Error(err))
+		return refused(reasonPBXError)
+	}
+	e.user = user
+	req := enforce.Request{User: user, Action: rq.action}
+	if rq.target == "" {
+		// The caller's own call: the queue is on this very channel.
+		req.Agent = user
+		e.target = user
+		q, err := a.callQueue(ctx, call{agent: ch})
+		if err != nil {
+			log.Warn("cannot read the call's queue", zap.Error(err))
+			return refused(reasonPBXError)
+		}
+		req.Queue = q
+	} else {
+		agent, ok := resolveTarget(snap, rq.target)
+		if !ok {
+			return refused(reasonUnknownTarget)
+		}
+		req.Agent, e.target = agent, agent
+		c, err := a.findCall(ctx, snap, agent, ch.ID)
+		switch {
+		case errors.Is(err, errNoCall):
+			// No live call: decided on the agent alone (a queue-scoped
+			// grant then does not match).
+		case err != nil:
+			log.Warn("cannot find the target's call", zap.Error(err))
+			return refused(reasonPBXError)
+		default:
+			req.Queue = c.queue
+			e.caller = c.caller
+			e.channels = append(e.channels, c.agent.ID)
+		}
+	}
+	e.queue = req.Queue
+	return decided(enforce.Decide(snap, &req, a.o.Now()))
+}

@@ -1,0 +1,74 @@
+package asterisk
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"sync"
+
+	"github.com/CyCoreSystems/ari/v5"
+)
+
+// errUnknownEvent marks an event type the ARI library cannot decode
+// (Asterisk 22's ApplicationRegistered, ChannelToneDetected, ...). The
+// library's own websocket reader hands a nil event to its bus for those and
+// the process panics; callwarden drops and counts them instead.
+var errUnknownEvent = errors.New("event type unknown to the ARI library")
+
+// knownEventTypes is the set of event types ari.DecodeEvent decodes, read
+// from the library's own list so an upgrade widens it automatically.
+var knownEventTypes = sync.OnceValue(func() map[string]struct{} {
+	m := make(map[string]struct{})
+	v := reflect.ValueOf(ari.Events)
+	for i := 0; i < v.NumField(); i++ {
+		if s, ok := v.Field(i).Interface().(string); ok && s != "" && s != ari.Events.All {
+			m[s] = struct{}{}
+		}
+	}
+	return m
+})
+
+// decodeEvent peeks at the message's type and decodes it with the ARI
+// library only when the library knows it. It returns the type it saw, an
+// error wrapping errUnknownEvent for unknown types, or a decode error.
+func decodeEvent(msg []byte) (ari.Event, string, error) {
+	var peek struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(msg, &peek); err != nil {
+		return nil, "", err
+	}
+	if peek.Type == "" {
+		return nil, "", errors.New("event without a type")
+	}
+	if _, ok := knownEventTypes()[peek.Type]; !ok {
+		return nil, peek.Type, errUnknownEvent
+	}
+	ev, err := ari.DecodeEvent(msg)
+	if err != nil {
+		return nil, peek.Type, err
+	}
+	if ev == nil {
+		return nil, peek.Type, errors.New("ARI library decoded no event")
+	}
+	return ev, peek.Type, nil
+}
+
+// wantedEvents are the event types the adapter acts on. Asterisk is asked
+// to send only these (PUT /applications/{app}/eventFilter) as soon as the
+// application is registered: with subscribe-all a PBX emits a flood of
+// ChannelVarset and state events callwarden does not need, and Asterisk 22
+// then also stops sending the types the ARI library cannot decode. The
+// reader filters unknown types anyway, for the window before the filter
+// is set and for an Asterisk that does not support filters.
+var wantedEvents = []string{
+	"StasisStart", "StasisEnd", "ChannelCreated", "ChannelDestroyed", "ChannelHangupRequest",
+	"ChannelDialplan", "ChannelDtmfReceived", "ChannelEnteredBridge", "ChannelLeftBridge",
+	"PlaybackStarted", "PlaybackFinished", "RecordingStarted", "RecordingFinished", "RecordingFailed",
+	"ApplicationReplaced",
+}
+
+// quietEvents is the filter set just before callwarden leaves: Asterisk 22
+// can wedge a websocket session that is closed while it is writing events,
+// and a new connection of the same application then waits on it forever.
+var quietEvents = []string{"ApplicationReplaced"}

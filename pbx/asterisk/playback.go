@@ -1,0 +1,117 @@
+package asterisk
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/CyCoreSystems/ari/v5"
+	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// playbackControls maps DTMF during a playback to ARI playback operations:
+// 4 back, 5 pause/resume, 6 skip forward, 0 restart; # stops.
+var playbackControls = map[string]string{"4": "reverse", "6": "forward", "0": "restart"}
+
+// playback serves Stasis(callwarden,playback,<recording-id>): it decides
+// recording.playback with the recording's queue, agent and age, then plays
+// it with DTMF controls and continues the dialplan when it ends.
+func (a *Adapter) playback(ctx context.Context, in *inbox, ch ari.ChannelData, rq request, log *zap.Logger) {
+	e := auditEntry{verb: verbPlayback, action: enforce.RecordingPlayback, channels: []string{ch.ID}, detail: "recording " + rq.recording}
+	o, rec := a.decidePlayback(ctx, ch, rq, &e, log)
+	o = a.audited(ctx, e, o)
+	if !o.allow {
+		a.conclude(ctx, in, ch.ID, o, a.o.RefusalSound, !rq.continueOnDeny)
+		return
+	}
+	a.setOutcome(ctx, ch.ID, o)
+	if ch.State != "Up" {
+		if err := a.rest.answer(ctx, ch.ID); err != nil {
+			log.Warn("cannot answer for playback", zap.Error(err))
+		}
+	}
+	pb := newID("play")
+	a.follow(in, pb)
+	if err := a.rest.play(ctx, ch.ID, pb, "recording:"+rec.Name); err != nil {
+		log.Error("cannot play the recording", zap.String("recording", rec.ID), zap.Error(err))
+		a.conclude(ctx, in, ch.ID, refused(reasonPBXError), a.o.RefusalSound, true)
+		return
+	}
+	paused := false
+	for {
+		select {
+		case ev := <-in.ch:
+			switch e := ev.(type) {
+			case *ari.PlaybackFinished:
+				if e.Playback.ID == pb {
+					a.conclude(ctx, in, ch.ID, o, "", false)
+					return
+				}
+			case *ari.ChannelDtmfReceived:
+				if e.Channel.ID != ch.ID {
+					continue
+				}
+				op, ok := playbackControls[e.Digit]
+				switch {
+				case e.Digit == "5":
+					op, ok = "pause", true
+					if paused {
+						op = "unpause"
+					}
+					paused = !paused
+				case e.Digit == "#":
+					_ = a.rest.stopPlayback(ctx, pb)
+					continue
+				}
+				if ok {
+					if err := a.rest.controlPlayback(ctx, pb, op); err != nil && !errors.Is(err, ErrNotFound) {
+						log.Debug("playback control failed", zap.String("operation", op), zap.Error(err))
+					}
+				}
+				continue
+			}
+			if gone(ev, ch.ID) {
+				return
+			}
+		case <-ctx.Done():
+			cctx, cancel := a.cleanupCtx(ctx)
+			_ = a.rest.stopPlayback(cctx, pb)
+			_ = a.rest.continueDialplan(cctx, ch.ID)
+			cancel()
+			return
+		}
+	}
+}
+
+func (a *Adapter) decidePlayback(ctx context.Context, ch ari.ChannelData, rq request, e *auditEntry, log *zap.Logger) (outcome, enforce.Recording) {
+	snap := a.snapshot()
+	if snap == nil {
+		return decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now())), enforce.Recording{}
+	}
+	user, err := a.resolveCaller(ctx, snap, ch)
+	if err != nil {
+		log.Warn("cannot identify the requester", zap.Error(err))
+		return refused(reasonPBXError), enforce.Recording{}
+	}
+	e.user = user
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	rec, err := a.o.Recordings.Recording(sctx, rq.recording)
+	cancel()
+	switch {
+	case errors.Is(err, enforce.ErrNotFound):
+		// Decide anyway, so an unknown requester is told no_profile and
+		// not whether the recording exists.
+		if d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingPlayback}, a.o.Now()); d.Reason != enforce.ReasonOutOfScope && !d.Allow {
+			return decided(d), rec
+		}
+		return refused(reasonNoRecording), rec
+	case err != nil:
+		log.Warn("recording store unavailable", zap.Error(err))
+		return refused(enforce.ReasonStoreUnavailable.String()), rec
+	}
+	e.target, e.queue, e.caller = rec.Target, rec.Queue, rec.Caller
+	d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingPlayback, Queue: rec.Queue, Agent: rec.Target, RecordedAt: rec.StartedAt}, a.o.Now())
+	return decided(d), rec
+}

@@ -1,0 +1,94 @@
+package asterisk
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+type recordingAuditor struct {
+	mu   sync.Mutex
+	recs []enforce.AuditRecord
+}
+
+func (r *recordingAuditor) Audit(_ context.Context, rec enforce.AuditRecord) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, rec)
+	return nil
+}
+
+func (r *recordingAuditor) all() []enforce.AuditRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]enforce.AuditRecord(nil), r.recs...)
+}
+
+const rogueChanSpy = `{"type":"ChannelDialplan","application":"callwarden","timestamp":"2026-11-23T10:00:00.000+0000",` +
+	`"dialplan_app":"ChanSpy","dialplan_app_data":",qEg(agent2001)",` +
+	`"channel":{"id":"spy1","name":"PJSIP/1002-00000001","state":"Up","caller":{"number":"1002"},"creationtime":"2026-11-23T10:00:00.000+0000"}}`
+
+const rogueSnoop = `{"type":"ChannelCreated","application":"callwarden","timestamp":"2026-11-23T10:00:00.000+0000",` +
+	`"channel":{"id":"snoop1","name":"Snoop/1700000000.1-00000001","state":"Up","creationtime":"2026-11-23T10:00:00.000+0000"}}`
+
+func TestWatchdogHangsUpAnUnallowedChanSpyAndAForeignSnoop(t *testing.T) {
+	f := newFakeARI(t)
+	audit := &recordingAuditor{}
+	snap := mustExampleSnapshot(t)
+	startAdapter(t, f, func() *enforce.Snapshot { return snap }, nil, audit)
+	conn := <-f.conn
+	start := time.Now()
+	f.send(conn, rogueChanSpy)
+	f.send(conn, rogueSnoop)
+	waitFor(t, "the rogue ChanSpy hung up", func() bool { return f.called("DELETE /channels/spy1") })
+	waitFor(t, "the foreign snoop hung up", func() bool { return f.called("DELETE /channels/snoop1") })
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("bypasses hung up after %s, want within 200ms", d)
+	}
+	waitFor(t, "two watchdog audit records", func() bool { return len(audit.all()) == 2 })
+	for _, r := range audit.all() {
+		if r.Source != "watchdog" || r.Decision != "deny" || r.Reason != reasonNoDecision {
+			t.Errorf("audit record %+v", r)
+		}
+		if r.Channels[0] == "spy1" && (r.User != "carol" || r.Action != "monitor.listen") {
+			t.Errorf("ChanSpy audited as %+v, want carol monitor.listen", r)
+		}
+	}
+}
+
+func TestWatchdogReportOnlyAuditsWithoutHangingUp(t *testing.T) {
+	f := newFakeARI(t)
+	audit := &recordingAuditor{}
+	snap := mustExampleSnapshot(t)
+	startAdapterWith(t, f, func() *enforce.Snapshot { return snap }, nil, audit, func(o *Options) { o.Watchdog = WatchdogReportOnly })
+	conn := <-f.conn
+	f.send(conn, rogueChanSpy)
+	f.send(conn, rogueSnoop)
+	waitFor(t, "two watchdog audit records", func() bool { return len(audit.all()) == 2 })
+	for _, r := range audit.all() {
+		if !strings.HasPrefix(r.Detail, "reported (report-only)") {
+			t.Errorf("audit detail %q, want a report-only record", r.Detail)
+		}
+	}
+	if f.called("DELETE /channels/") {
+		t.Error("report-only hung a channel up")
+	}
+}
+
+func TestWatchdogLetsAChanSpyRunAfterAnAllowingCheckOnce(t *testing.T) {
+	a := &Adapter{allowances: map[string][]allowance{}}
+	a.allow("c1", enforce.MonitorListen)
+	if a.consumeAllowance("c1", enforce.MonitorBarge) {
+		t.Fatal("a listen check allowed a barging ChanSpy")
+	}
+	if !a.consumeAllowance("c1", enforce.MonitorListen) {
+		t.Fatal("the allowed ChanSpy was not let through")
+	}
+	if a.consumeAllowance("c1", enforce.MonitorListen) {
+		t.Fatal("one check let two ChanSpys through")
+	}
+}
