@@ -27,6 +27,11 @@ integration: lab
 ## test: unit + integration; what CI runs.
 test: unit integration
 
+## demo: the scripted demo against the lab (docs/demo.md); leaves no container behind.
+demo: lab build
+	$(GO) build -o bin/cwdemo ./cmd/cwdemo
+	./bin/cwdemo
+
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./enforce/
 

@@ -1,0 +1,348 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/callwarden/callwarden/integration/lab"
+)
+
+// pollInterval is how often the demo re-reads ARI while it waits for a state.
+const pollInterval = 100 * time.Millisecond
+
+// observerApp is the demo's own ARI application: subscribed to every event of
+// the PBX (what the demo prints comes from there and from ARI REST), and the
+// Stasis application the demo's scripted handsets enter so the demo can press
+// keys on them.
+const observerApp = "cwdemo"
+
+// pbx is the demo's view of Asterisk: the lab's ARI client, the observer's
+// event stream, and the few ARI calls the lab client does not have.
+type pbx struct {
+	lab    *lab.Lab
+	events *lab.EventStream
+	http   *http.Client
+}
+
+func newPBX(l *lab.Lab) *pbx {
+	return &pbx{lab: l, http: &http.Client{
+		Timeout: lab.DefaultTimeout,
+		Transport: &http.Transport{
+			Proxy:       nil, // the lab is local; never go through a proxy.
+			DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		},
+	}}
+}
+
+// do calls ARI REST; out may be nil. A 404 wraps lab.ErrNotFound.
+func (p *pbx) do(ctx context.Context, method, path string, query url.Values, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, lab.DefaultTimeout)
+	defer cancel()
+	u := strings.TrimSuffix(p.lab.ARIURL, "/") + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return fmt.Errorf("ari %s %s: %w", method, path, err)
+	}
+	req.SetBasicAuth(p.lab.ARIUser, p.lab.ARIPassword)
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("ari %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("ari %s %s: read body: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var msg struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(data, &msg) != nil || msg.Message == "" {
+			msg.Message = strings.TrimSpace(string(data))
+		}
+		return &lab.ARIError{Method: method, Path: path, Status: resp.StatusCode, Message: msg.Message}
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("ari %s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// sendDTMF presses digits on a channel that is in a Stasis application: the
+// digits go out of it, to whatever is at the other end.
+func (p *pbx) sendDTMF(ctx context.Context, channelID, digits string) error {
+	return p.do(ctx, http.MethodPost, "/channels/"+url.PathEscape(channelID)+"/dtmf",
+		url.Values{"dtmf": {digits}, "duration": {"120"}}, nil)
+}
+
+// applicationRegistered reports whether an ARI application of that name is
+// connected to Asterisk.
+func (p *pbx) applicationRegistered(ctx context.Context, app string) (bool, error) {
+	err := p.do(ctx, http.MethodGet, "/applications/"+url.PathEscape(app), nil, nil)
+	if errors.Is(err, lab.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// liveRecording is an ARI LiveRecording.
+type liveRecording struct {
+	Name      string `json:"name"`
+	Format    string `json:"format"`
+	State     string `json:"state"`
+	TargetURI string `json:"target_uri"`
+	Duration  int    `json:"duration"`
+}
+
+// storedRecording is an ARI StoredRecording.
+type storedRecording struct {
+	Name   string `json:"name"`
+	Format string `json:"format"`
+}
+
+func (p *pbx) liveRecording(ctx context.Context, name string) (liveRecording, error) {
+	var r liveRecording
+	err := p.do(ctx, http.MethodGet, "/recordings/live/"+url.PathEscape(name), nil, &r)
+	return r, err
+}
+
+func (p *pbx) storedRecording(ctx context.Context, name string) (storedRecording, error) {
+	var r storedRecording
+	err := p.do(ctx, http.MethodGet, "/recordings/stored/"+url.PathEscape(name), nil, &r)
+	return r, err
+}
+
+// eventDetail are the fields of ARI events the demo prints beyond those of
+// lab.Event, decoded from the raw message.
+type eventDetail struct {
+	Digit    string `json:"digit"`
+	CauseTxt string `json:"cause_txt"`
+	Playback *struct {
+		ID        string `json:"id"`
+		MediaURI  string `json:"media_uri"`
+		TargetURI string `json:"target_uri"`
+		State     string `json:"state"`
+	} `json:"playback"`
+	Recording *liveRecording `json:"recording"`
+}
+
+func detail(ev lab.Event) eventDetail {
+	var d eventDetail
+	_ = json.Unmarshal(ev.Raw, &d) // lab.EventStream decoded it already once
+	return d
+}
+
+// wait waits, up to d, for the first event since the stream started that
+// matches; what names it in the error.
+func (p *pbx) wait(ctx context.Context, d time.Duration, what string, match func(lab.Event) bool) (lab.Event, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return p.events.Wait(ctx, what, match)
+}
+
+// find returns the first event recorded so far that matches.
+func (p *pbx) find(match func(lab.Event) bool) (lab.Event, bool) {
+	for _, ev := range p.events.Events() {
+		if match(ev) {
+			return ev, true
+		}
+	}
+	return lab.Event{}, false
+}
+
+// eventsOn returns the events recorded so far about channel id, of the given
+// types (all types when none is given).
+func (p *pbx) eventsOn(id string, types ...string) []lab.Event {
+	var out []lab.Event
+	for _, ev := range p.events.Events() {
+		if ev.ChannelID() != id {
+			continue
+		}
+		if len(types) == 0 || contains(types, ev.Type) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// monitorLeg is a supervisor's channel bridged with a snoop channel: what a
+// monitor session looks like in Asterisk.
+type monitorLeg struct {
+	Bridge lab.Bridge
+	Snoop  lab.Channel
+	// Spied is the channel the snoop is attached to (Snoop/<its id>-NNN).
+	Spied lab.Channel
+}
+
+// findMonitorLeg returns the bridge holding channel sup and a snoop channel,
+// if any. A snoop in skip is ignored.
+func (p *pbx) findMonitorLeg(ctx context.Context, sup string, skip map[string]bool) (monitorLeg, bool, error) {
+	bridges, err := p.lab.ARI.Bridges(ctx)
+	if err != nil {
+		return monitorLeg{}, false, err
+	}
+	var chans []lab.Channel
+	for _, b := range bridges {
+		if !b.Has(sup) {
+			continue
+		}
+		if chans == nil {
+			if chans, err = p.lab.ARI.Channels(ctx); err != nil {
+				return monitorLeg{}, false, err
+			}
+		}
+		byID := make(map[string]lab.Channel, len(chans))
+		for _, c := range chans {
+			byID[c.ID] = c
+		}
+		for _, id := range b.Channels {
+			c, ok := byID[id]
+			if !ok || skip[id] || !strings.HasPrefix(c.Name, "Snoop/") {
+				continue
+			}
+			leg := monitorLeg{Bridge: b, Snoop: c}
+			if target, ok := snoopTarget(c.Name); ok {
+				leg.Spied = byID[target]
+				leg.Spied.ID = target
+			}
+			return leg, true, nil
+		}
+	}
+	return monitorLeg{}, false, nil
+}
+
+// waitMonitorLeg polls ARI, up to d, until channel sup is bridged with a
+// snoop channel not in skip.
+func (p *pbx) waitMonitorLeg(ctx context.Context, d time.Duration, sup string, skip map[string]bool) (monitorLeg, error) {
+	var leg monitorLeg
+	err := poll(ctx, d, func(ctx context.Context) (bool, error) {
+		var ok bool
+		var err error
+		leg, ok, err = p.findMonitorLeg(ctx, sup, skip)
+		return ok, err
+	})
+	if errors.Is(err, errPollTimeout) {
+		return leg, fmt.Errorf("no bridge holds %s and a snoop channel after %s", sup, d)
+	}
+	return leg, err
+}
+
+// waitGone waits, up to d, for channel id to be destroyed and returns the
+// ChannelDestroyed event.
+func (p *pbx) waitGone(ctx context.Context, d time.Duration, id string) (lab.Event, error) {
+	return p.wait(ctx, d, "ChannelDestroyed of "+id, lab.OnChannel("ChannelDestroyed", id))
+}
+
+// hangup hangs a channel up, ignoring one that is already gone.
+func (p *pbx) hangup(ctx context.Context, id string) error {
+	if err := p.lab.ARI.Hangup(ctx, id); err != nil && !errors.Is(err, lab.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// describeDialplan returns what channel id ran in the dialplan, in order,
+// e.g. "Stasis(callwarden,monitor,listen,2001)", from ChannelDialplan events.
+func (p *pbx) describeDialplan(id string, apps ...string) []string {
+	var out []string
+	for _, ev := range p.eventsOn(id, "ChannelDialplan") {
+		if len(apps) > 0 && !contains(apps, ev.DialplanApp) {
+			continue
+		}
+		out = append(out, ev.DialplanApp+"("+ev.DialplanAppData+")")
+	}
+	return out
+}
+
+// hangupSummary describes how channel id ended, from its ChannelDestroyed
+// event.
+func (p *pbx) hangupSummary(id string) string {
+	destroyed := p.eventsOn(id, "ChannelDestroyed")
+	if len(destroyed) == 0 {
+		return "still up"
+	}
+	ev := destroyed[0]
+	return "hung up with " + formatCause(ev.Cause, detail(ev).CauseTxt)
+}
+
+// playbacksOn returns the media played to channel id (PlaybackStarted
+// events), e.g. "sound:ss-noservice" or "recording:<name>".
+func (p *pbx) playbacksOn(id string) []string {
+	var out []string
+	for _, ev := range p.events.Events() {
+		if ev.Type != "PlaybackStarted" {
+			continue
+		}
+		d := detail(ev)
+		if d.Playback != nil && d.Playback.TargetURI == "channel:"+id {
+			out = append(out, d.Playback.MediaURI)
+		}
+	}
+	return out
+}
+
+// varsetOn returns the values channel variable name took on channel id.
+func (p *pbx) varsetOn(id, name string) []string {
+	var out []string
+	for _, ev := range p.eventsOn(id, "ChannelVarset") {
+		if ev.Variable == name {
+			out = append(out, ev.Value)
+		}
+	}
+	return out
+}
+
+// errPollTimeout is what poll returns when its time ran out without any
+// error to report.
+var errPollTimeout = errors.New("timed out")
+
+// poll calls try every pollInterval until it reports done or d has passed.
+// It returns nil when done; otherwise the last error try returned while
+// time remained (an error caused by the deadline itself says nothing), or
+// errPollTimeout.
+func poll(ctx context.Context, d time.Duration, try func(ctx context.Context) (done bool, err error)) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	var last error
+	for {
+		done, err := try(ctx)
+		if done {
+			return nil
+		}
+		if ctx.Err() == nil {
+			last = err
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			if last != nil {
+				return last
+			}
+			return errPollTimeout
+		}
+	}
+}
