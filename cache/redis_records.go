@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"time"
@@ -153,9 +154,10 @@ redis.call('SET', KEYS[2], prev)
 return {n, prev}
 `
 
-// batchAttempts bounds how often AuditBatch re-chains a batch after
-// another daemon moved the head.
-const batchAttempts = 16
+// lostRaceBackoff is the base of the jittered pause AuditBatch takes after
+// another daemon moved the head, so that two busy writers take turns
+// instead of one starving the other.
+const lostRaceBackoff = 200 * time.Microsecond
 
 // AuditBatch implements BatchAuditor: it chains recs in Go from the head
 // it last saw and appends them in one script call (appendBatchScript),
@@ -184,7 +186,7 @@ func (r *Redis) AuditBatch(ctx context.Context, recs []enforce.AuditRecord) (int
 	r.headMu.Lock()
 	defer r.headMu.Unlock()
 	args := make([]any, 3+2*len(raws))
-	for range batchAttempts {
+	for attempt := 1; ; attempt++ {
 		prev := r.head
 		args[0], args[1], args[2] = prev, r.opts.Audit.MaxLen, minID
 		for i, raw := range raws {
@@ -205,8 +207,16 @@ func (r *Redis) AuditBatch(ctx context.Context, recs []enforce.AuditRecord) (int
 		if int(n) == len(raws) {
 			return len(raws), nil
 		}
+		// Lost the race: retry from the new head after a jittered pause,
+		// until the call's deadline.
+		pause := time.NewTimer(time.Duration(rand.Int64N(int64(min(attempt, 16)) * int64(lostRaceBackoff))))
+		select {
+		case <-ctx.Done():
+			pause.Stop()
+			return 0, fmt.Errorf("audit append: the chain head moved %d times in a row: %w", attempt, errors.Join(ctx.Err(), enforce.ErrUnavailable))
+		case <-pause.C:
+		}
 	}
-	return 0, fmt.Errorf("audit append: the chain head moved %d times in a row: %w", batchAttempts, enforce.ErrUnavailable)
 }
 
 // auditPage is the number of entries read per XRANGE.
