@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,7 +97,7 @@ type Adapter struct {
 	upMu      sync.Mutex
 
 	mu         sync.Mutex
-	subs       map[string]*inbox      // channel, playback or bridge id -> the handler waiting for its events
+	subs       map[string][]*inbox    // channel, playback or bridge id -> every handler following its events
 	ours       map[string]struct{}    // snoop channels callwarden created
 	allowances map[string][]allowance // channel id -> what a check allowed it (watchdog)
 	liveRecs   map[string]string      // live recording name -> callwarden recording id
@@ -188,7 +189,7 @@ func New(opts Options) (*Adapter, error) {
 		wsURL:      wsURL,
 		header:     hdr,
 		up:         make(chan struct{}),
-		subs:       make(map[string]*inbox),
+		subs:       make(map[string][]*inbox),
 		ours:       make(map[string]struct{}),
 		allowances: make(map[string][]allowance),
 		liveRecs:   make(map[string]string),
@@ -496,12 +497,17 @@ func (a *Adapter) subscribe(ids ...string) *inbox {
 	return in
 }
 
-// follow adds ids to in.
+// follow adds ids to in. Several handlers may follow the same id (two
+// supervisors monitoring one agent each follow the agent's channel): every
+// one of them gets its events.
 func (a *Adapter) follow(in *inbox, ids ...string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, id := range ids {
-		a.subs[id] = in
+		if slices.Contains(a.subs[id], in) {
+			continue
+		}
+		a.subs[id] = append(a.subs[id], in)
 		in.ids = append(in.ids, id)
 	}
 }
@@ -511,27 +517,26 @@ func (a *Adapter) unsubscribe(in *inbox) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, id := range in.ids {
-		if a.subs[id] == in {
+		rest := slices.DeleteFunc(a.subs[id], func(x *inbox) bool { return x == in })
+		if len(rest) == 0 {
 			delete(a.subs, id)
+		} else {
+			a.subs[id] = rest
 		}
 	}
 	in.ids = nil
 }
 
-// route hands ev to the inboxes following one of its entities; it reports
-// whether any did.
+// route hands ev to every inbox following one of its entities, once each;
+// it reports whether any did.
 func (a *Adapter) route(ev ari.Event) bool {
 	keys := ev.Keys()
 	var buf [4]*inbox
 	targets := buf[:0]
 	a.mu.Lock()
 	for _, k := range keys {
-		if in := a.subs[k.ID]; in != nil {
-			dup := false
-			for _, t := range targets {
-				dup = dup || t == in
-			}
-			if !dup {
+		for _, in := range a.subs[k.ID] {
+			if !slices.Contains(targets, in) {
 				targets = append(targets, in)
 			}
 		}

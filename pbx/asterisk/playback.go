@@ -39,7 +39,6 @@ func (a *Adapter) playback(ctx context.Context, in *inbox, ch ari.ChannelData, r
 		a.conclude(ctx, in, ch.ID, refused(reasonPBXError), a.o.RefusalSound, true)
 		return
 	}
-	paused := false
 	for {
 		select {
 		case ev := <-in.ch:
@@ -54,15 +53,18 @@ func (a *Adapter) playback(ctx context.Context, in *inbox, ch ari.ChannelData, r
 					continue
 				}
 				op, ok := playbackControls[e.Digit]
-				switch {
-				case e.Digit == "5":
+				switch e.Digit {
+				case "5":
+					// Asterisk's own state decides: a restart or a failed
+					// control must not leave 5 doing the opposite.
 					op, ok = "pause", true
-					if paused {
+					if st, err := a.rest.playbackState(ctx, pb); err == nil && st == "paused" {
 						op = "unpause"
 					}
-					paused = !paused
-				case e.Digit == "#":
-					_ = a.rest.stopPlayback(ctx, pb)
+				case "#":
+					if err := a.rest.stopPlayback(ctx, pb); err != nil && !errors.Is(err, ErrNotFound) {
+						log.Warn("cannot stop the playback", zap.Error(err))
+					}
 					continue
 				}
 				if ok {

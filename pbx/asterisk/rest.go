@@ -209,6 +209,14 @@ func (r *rest) controlPlayback(ctx context.Context, playbackID, op string) error
 	return r.do(ctx, http.MethodPost, "/playbacks/"+esc(playbackID)+"/control", url.Values{"operation": {op}}, nil, nil)
 }
 
+// playbackState is the playback's state as Asterisk sees it (queued,
+// playing, paused, ...).
+func (r *rest) playbackState(ctx context.Context, playbackID string) (string, error) {
+	var p ari.PlaybackData
+	err := r.do(ctx, http.MethodGet, "/playbacks/"+esc(playbackID), nil, nil, &p)
+	return p.State, err
+}
+
 func (r *rest) stopPlayback(ctx context.Context, playbackID string) error {
 	return r.do(ctx, http.MethodDelete, "/playbacks/"+esc(playbackID), nil, nil, nil)
 }
