@@ -242,11 +242,11 @@ func (a *ARI) Hangup(ctx context.Context, channelID string) error {
 // eventsURL is the websocket URL of GET /events for app, subscribed to all events.
 func (a *ARI) eventsURL(app string) string {
 	ws := "ws" + strings.TrimPrefix(a.base, "http")
-	return ws + "/events?" + url.Values{"app": {app}, "subscribeAll": {"true"}}.Encode()
+	return ws + "/events?" + url.Values{"app": {app}}.Encode()
 }
 
-// Events registers the Stasis application app, subscribed to every channel, bridge and
-// endpoint event, and starts recording its events. ctx bounds the connection only;
+// Events registers the Stasis application app, subscribed to every channel and bridge
+// event, and starts recording its events. ctx bounds the connection only;
 // Close the stream when done.
 func (a *ARI) Events(ctx context.Context, app string) (*EventStream, error) {
 	ctx, cancel := withDeadline(ctx)
@@ -265,6 +265,13 @@ func (a *ARI) Events(ctx context.Context, app string) (*EventStream, error) {
 	// application exists so events of the caller's next action cannot be missed.
 	if err := a.waitApplication(ctx, app); err != nil {
 		return nil, errors.Join(err, stream.Close())
+	}
+	// Every channel and bridge, but not subscribeAll: that also subscribes to every
+	// device state, and Asterisk 22 can deadlock ARI when such a websocket closes while
+	// a device state message is in flight (asterisk/asterisk#2170).
+	sub := url.Values{"eventSource": {"channel:,bridge:"}}
+	if err := a.do(ctx, http.MethodPost, "/applications/"+url.PathEscape(app)+"/subscription", sub, nil, nil); err != nil {
+		return nil, errors.Join(fmt.Errorf("ari events: subscribe %s to every channel and bridge: %w", app, err), stream.Close())
 	}
 	return stream, nil
 }

@@ -168,7 +168,7 @@ func New(opts Options) (*Adapter, error) {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(5*time.Second, o.MinBackoff)
 	}
-	wsURL, err := eventsURL(o.URL, o.WebsocketURL, o.App, o.Watchdog != WatchdogOff)
+	wsURL, err := eventsURL(o.URL, o.WebsocketURL, o.App)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -198,7 +198,14 @@ func New(opts Options) (*Adapter, error) {
 }
 
 // eventsURL builds the websocket URL of GET /events for app.
-func eventsURL(base, ws, app string, subscribeAll bool) (string, error) {
+//
+// It never asks for subscribeAll: that also subscribes the application to
+// every device state, and Asterisk can deadlock ARI when a websocket with
+// such a subscription closes while a device state message is in flight
+// (asterisk/asterisk#2170; seen in the lab when callwarden stopped right
+// after calls hung up). The watchdog subscribes to all channels and
+// bridges instead, once the application is registered (watchAll).
+func eventsURL(base, ws, app string) (string, error) {
 	if ws == "" {
 		u, err := url.Parse(base)
 		if err != nil {
@@ -221,9 +228,6 @@ func eventsURL(base, ws, app string, subscribeAll bool) (string, error) {
 	}
 	q := u.Query()
 	q.Set("app", app)
-	if subscribeAll {
-		q.Set("subscribeAll", "true")
-	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }
@@ -392,6 +396,13 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 			registered = nil
 			if err != nil {
 				return false, err
+			}
+			if a.o.Watchdog != WatchdogOff {
+				// Without every channel's events the watchdog is blind:
+				// treat it as a failed connection and try again.
+				if err := a.rest.watchAll(ctx, a.o.App); err != nil {
+					return false, fmt.Errorf("subscribe to every channel for the watchdog: %w", err)
+				}
 			}
 			if err := a.rest.setEventFilter(ctx, a.o.App, wantedEvents); err != nil {
 				a.log.Warn("cannot set the application's event filter; receiving every event", zap.Error(err))

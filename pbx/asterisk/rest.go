@@ -276,6 +276,14 @@ type eventType struct {
 }
 
 // setEventFilter makes Asterisk send app only the given event types.
+// watchAll subscribes app to the events of every channel and bridge of the
+// PBX (what the watchdog needs), but not to endpoints or device states
+// (see eventsURL).
+func (r *rest) watchAll(ctx context.Context, app string) error {
+	q := url.Values{"eventSource": {"channel:,bridge:"}}
+	return r.do(ctx, http.MethodPost, "/applications/"+esc(app)+"/subscription", q, nil, nil)
+}
+
 func (r *rest) setEventFilter(ctx context.Context, app string, types []string) error {
 	f := eventTypeFilter{Allowed: make([]eventType, len(types))}
 	for i, t := range types {
