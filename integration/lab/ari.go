@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/callwarden/callwarden/pbx/asterisk/ariws"
 )
 
 // DefaultTimeout bounds every ARI or Redis call whose context carries no deadline.
@@ -256,7 +258,7 @@ func (a *ARI) Events(ctx context.Context, app string) (*EventStream, error) {
 		return nil, fmt.Errorf("ari events: %w", err)
 	}
 	req.SetBasicAuth(a.user, a.password)
-	ws, err := dialWebSocket(ctx, a.eventsURL(app), req.Header)
+	ws, err := ariws.Dial(ctx, a.eventsURL(app), req.Header)
 	if err != nil {
 		return nil, fmt.Errorf("ari events for app %s: %w", app, err)
 	}

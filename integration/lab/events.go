@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/callwarden/callwarden/pbx/asterisk/ariws"
 )
 
 // maxEvents bounds the history an EventStream keeps; older events are dropped and
@@ -45,7 +47,7 @@ func (e Event) ChannelID() string {
 // so a test can act first and wait afterwards without missing anything (the subscription
 // exists before the action, like ari's staged operations).
 type EventStream struct {
-	ws *wsConn
+	ws *ariws.Conn
 
 	mu      sync.Mutex
 	events  []Event
@@ -55,7 +57,7 @@ type EventStream struct {
 	done    chan struct{}
 }
 
-func newEventStream(ws *wsConn) *EventStream {
+func newEventStream(ws *ariws.Conn) *EventStream {
 	s := &EventStream{ws: ws, changed: make(chan struct{}), done: make(chan struct{})}
 	go s.read()
 	return s
@@ -64,8 +66,8 @@ func newEventStream(ws *wsConn) *EventStream {
 func (s *EventStream) read() {
 	defer close(s.done)
 	for {
-		op, msg, err := s.ws.readMessage()
-		if err == nil && op != opText {
+		op, msg, err := s.ws.ReadMessage()
+		if err == nil && op != ariws.OpText {
 			err = fmt.Errorf("ari events: unexpected websocket opcode %#x", op)
 		}
 		var ev Event
@@ -155,9 +157,9 @@ func (s *EventStream) summary(n int) string {
 
 // Close unregisters the application and waits for the reader to stop.
 func (s *EventStream) Close() error {
-	err := s.ws.close()
+	err := s.ws.Close()
 	<-s.done
-	if errors.Is(err, ErrWebSocketClosed) {
+	if errors.Is(err, ariws.ErrClosed) {
 		return nil
 	}
 	return err

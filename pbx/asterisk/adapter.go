@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -21,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/asterisk/ariws"
 )
 
 // WatchdogMode says what the watchdog does with a bypass it catches.
@@ -314,7 +314,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 	a.waitPreviousSession(ctx)
 	dctx, cancel := context.WithTimeout(ctx, 2*a.o.Timeout)
-	ws, err := dialWS(dctx, a.wsURL, a.header)
+	ws, err := ariws.Dial(dctx, a.wsURL, a.header)
 	cancel()
 	if err != nil {
 		return false, err
@@ -333,13 +333,13 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 			a.log.Debug("cannot quiet the event stream before leaving", zap.Error(err))
 		}
 		qcancel()
-		ws.closeOnce.Do(func() { _ = ws.writeFrame(opClose, []byte{0x03, 0xe8}) })
-		_ = ws.conn.SetReadDeadline(time.Now().Add(closeGrace))
+		ws.SendClose()
+		_ = ws.SetReadDeadline(time.Now().Add(closeGrace))
 		select {
 		case <-readDone:
 		case <-time.After(closeGrace):
 		}
-		_ = ws.close()
+		_ = ws.Close()
 	})
 	quit := make(chan struct{}) // tells the reader nobody reads msgs any more
 	defer func() {
@@ -347,7 +347,7 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 		if !stop() {
 			<-readDone
 		}
-		_ = ws.close()
+		_ = ws.Close()
 		<-readDone // the reader has stopped too
 	}()
 	msgs := make(chan []byte, 256)
@@ -356,17 +356,17 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 		defer close(readDone)
 		defer close(msgs)
 		for {
-			op, msg, err := ws.readMessage()
+			op, msg, err := ws.ReadMessage()
 			if err != nil {
-				if errors.Is(err, errWSClosed) {
+				if errors.Is(err, ariws.ErrClosed) {
 					// Let Asterisk close the TCP connection first.
-					_ = ws.conn.SetReadDeadline(time.Now().Add(closeGrace))
-					_, _ = io.Copy(io.Discard, ws.br)
+					_ = ws.SetReadDeadline(time.Now().Add(closeGrace))
+					ws.Drain()
 				}
 				readErr <- err
 				return
 			}
-			if op == opText {
+			if op == ariws.OpText {
 				select {
 				case msgs <- msg:
 				case <-quit:

@@ -3,8 +3,6 @@ package asterisk
 import (
 	"bufio"
 	"context"
-	"crypto/sha1" //nolint:gosec // RFC 6455.
-	"encoding/base64"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/asterisk/ariws"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -89,9 +88,8 @@ func (f *fakeARI) upgrade(w http.ResponseWriter, r *http.Request) {
 		f.t.Errorf("hijack: %v", err)
 		return
 	}
-	sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + websocketGUID)) //nolint:gosec // RFC 6455.
 	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-		base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n")
+		ariws.AcceptKey(r.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n")
 	_ = brw.Flush()
 	f.mu.Lock()
 	f.conns = append(f.conns, conn)
@@ -108,12 +106,12 @@ func (f *fakeARI) upgrade(w http.ResponseWriter, r *http.Request) {
 		}()
 		br := bufio.NewReader(conn)
 		for {
-			_, op, _, err := readFrame(br)
+			_, op, _, err := ariws.ReadFrame(br)
 			if err != nil {
 				return
 			}
-			if op == opClose {
-				_, _ = conn.Write(appendFrame(nil, opClose, []byte{0x03, 0xe8}, nil))
+			if op == ariws.OpClose {
+				_, _ = conn.Write(ariws.AppendFrame(nil, ariws.OpClose, []byte{0x03, 0xe8}, nil))
 				_ = conn.Close()
 				return
 			}
@@ -124,7 +122,7 @@ func (f *fakeARI) upgrade(w http.ResponseWriter, r *http.Request) {
 // send writes one event, as Asterisk would, on the latest connection.
 func (f *fakeARI) send(conn net.Conn, event string) {
 	f.t.Helper()
-	if _, err := conn.Write(appendFrame(nil, opText, []byte(event), nil)); err != nil {
+	if _, err := conn.Write(ariws.AppendFrame(nil, ariws.OpText, []byte(event), nil)); err != nil {
 		f.t.Fatalf("send event: %v", err)
 	}
 }

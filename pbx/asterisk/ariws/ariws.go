@@ -1,4 +1,11 @@
-package asterisk
+// Package ariws is the minimal RFC 6455 client callwarden uses to read ARI
+// events: a client handshake (ws:// or wss://), text messages (possibly
+// fragmented), ping/pong and close. Owning the reader is what lets the
+// Asterisk adapter look at an event's type before ari.DecodeEvent does, and
+// so survive the event types Asterisk 22 added; the integration harness
+// reads its events with it too. ReadFrame and AppendFrame also serve fake
+// ARI servers in tests.
+package ariws
 
 import (
 	"bufio"
@@ -18,40 +25,35 @@ import (
 	"time"
 )
 
-// The event stream speaks just enough RFC 6455 to read ARI events: a client
-// handshake, text messages (possibly fragmented), ping/pong and close. Owning
-// the reader is what lets callwarden look at an event's type before
-// ari.DecodeEvent does, and so survive the event types Asterisk 22 added.
-
 const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xA
+	OpContinuation = 0x0
+	OpText         = 0x1
+	OpBinary       = 0x2
+	OpClose        = 0x8
+	OpPing         = 0x9
+	OpPong         = 0xA
 
-	// maxMessageSize bounds one reassembled message; ARI events are a few KiB.
-	maxMessageSize = 4 << 20
+	// MaxMessageSize bounds one reassembled message; ARI events are a few KiB.
+	MaxMessageSize = 4 << 20
 	wsWriteTimeout = 5 * time.Second
 	websocketGUID  = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 )
 
-// errWSClosed is returned by readMessage once the server closed the connection.
-var errWSClosed = errors.New("websocket closed by the server")
+// ErrClosed is returned by ReadMessage once the server closed the connection.
+var ErrClosed = errors.New("websocket closed by the server")
 
-// wsConn is a client websocket connection. readMessage must be called from
+// Conn is a client websocket connection. ReadMessage must be called from
 // one goroutine; writes are serialised.
-type wsConn struct {
+type Conn struct {
 	conn      net.Conn
 	br        *bufio.Reader
 	wmu       sync.Mutex
 	closeOnce sync.Once // one close frame per connection
 }
 
-// dialWS opens a ws:// or wss:// connection; ctx bounds the connect and the
+// Dial opens a ws:// or wss:// connection; ctx bounds the connect and the
 // handshake.
-func dialWS(ctx context.Context, rawURL string, header http.Header) (*wsConn, error) {
+func Dial(ctx context.Context, rawURL string, header http.Header) (*Conn, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse websocket url: %w", err)
@@ -81,7 +83,7 @@ func dialWS(ctx context.Context, rawURL string, header http.Header) (*wsConn, er
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	ws, err := wsHandshake(ctx, conn, u, header)
+	ws, err := handshake(ctx, conn, u, header)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -89,7 +91,7 @@ func dialWS(ctx context.Context, rawURL string, header http.Header) (*wsConn, er
 	return ws, nil
 }
 
-func wsHandshake(ctx context.Context, conn net.Conn, u *url.URL, header http.Header) (*wsConn, error) {
+func handshake(ctx context.Context, conn net.Conn, u *url.URL, header http.Header) (*Conn, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(10 * time.Second)
@@ -125,56 +127,62 @@ func wsHandshake(ctx context.Context, conn net.Conn, u *url.URL, header http.Hea
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		_ = resp.Body.Close()
-		return nil, &handshakeError{Status: resp.StatusCode, Body: string(body)}
+		return nil, &HandshakeError{Status: resp.StatusCode, Body: string(body)}
 	}
-	sum := sha1.Sum([]byte(key + websocketGUID)) //nolint:gosec // protocol requirement.
-	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), base64.StdEncoding.EncodeToString(sum[:]); got != want {
+	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), AcceptKey(key); got != want {
 		return nil, fmt.Errorf("websocket handshake: Sec-WebSocket-Accept %q, want %q", got, want)
 	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return nil, fmt.Errorf("clear handshake deadline: %w", err)
 	}
-	return &wsConn{conn: conn, br: br}, nil
+	return &Conn{conn: conn, br: br}, nil
 }
 
-// handshakeError is a refused upgrade, e.g. 401 for bad ARI credentials.
-type handshakeError struct {
+// AcceptKey is the Sec-WebSocket-Accept a server answers to the client's
+// Sec-WebSocket-Key (RFC 6455 4.2.2).
+func AcceptKey(key string) string {
+	sum := sha1.Sum([]byte(key + websocketGUID)) //nolint:gosec // protocol requirement.
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// HandshakeError is a refused upgrade, e.g. 401 for bad ARI credentials.
+type HandshakeError struct {
 	Status int
 	Body   string
 }
 
-func (e *handshakeError) Error() string {
+func (e *HandshakeError) Error() string {
 	return fmt.Sprintf("websocket handshake refused: %d %s", e.Status, e.Body)
 }
 
-// readMessage returns the next complete message, answering pings on the way.
-func (c *wsConn) readMessage() (byte, []byte, error) {
+// ReadMessage returns the next complete message, answering pings on the way.
+func (c *Conn) ReadMessage() (byte, []byte, error) {
 	var (
 		msgOp byte
 		msg   []byte
 	)
 	for {
-		fin, op, data, err := readFrame(c.br)
+		fin, op, data, err := ReadFrame(c.br)
 		if err != nil {
 			return 0, nil, err
 		}
 		switch op {
-		case opPing:
-			if err := c.writeFrame(opPong, data); err != nil {
+		case OpPing:
+			if err := c.writeFrame(OpPong, data); err != nil {
 				return 0, nil, fmt.Errorf("answer ping: %w", err)
 			}
 			continue
-		case opPong:
+		case OpPong:
 			continue
-		case opClose:
-			c.closeOnce.Do(func() { _ = c.writeFrame(opClose, data) })
-			return 0, nil, errWSClosed
-		case opText, opBinary:
+		case OpClose:
+			c.closeOnce.Do(func() { _ = c.writeFrame(OpClose, data) })
+			return 0, nil, ErrClosed
+		case OpText, OpBinary:
 			if msgOp != 0 {
 				return 0, nil, errors.New("websocket: new message inside a fragmented one")
 			}
 			msgOp, msg = op, data
-		case opContinuation:
+		case OpContinuation:
 			if msgOp == 0 {
 				return 0, nil, errors.New("websocket: continuation frame without a message")
 			}
@@ -182,8 +190,8 @@ func (c *wsConn) readMessage() (byte, []byte, error) {
 		default:
 			return 0, nil, fmt.Errorf("websocket: unknown opcode %#x", op)
 		}
-		if len(msg) > maxMessageSize {
-			return 0, nil, fmt.Errorf("websocket: message larger than %d bytes", maxMessageSize)
+		if len(msg) > MaxMessageSize {
+			return 0, nil, fmt.Errorf("websocket: message larger than %d bytes", MaxMessageSize)
 		}
 		if fin {
 			return msgOp, msg, nil
@@ -191,7 +199,8 @@ func (c *wsConn) readMessage() (byte, []byte, error) {
 	}
 }
 
-func readFrame(r io.Reader) (fin bool, op byte, payload []byte, err error) {
+// ReadFrame reads one frame and returns its payload, unmasked.
+func ReadFrame(r io.Reader) (fin bool, op byte, payload []byte, err error) {
 	var h [2]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return false, 0, nil, fmt.Errorf("read frame header: %w", err)
@@ -217,11 +226,11 @@ func readFrame(r io.Reader) (fin bool, op byte, payload []byte, err error) {
 		}
 		n = binary.BigEndian.Uint64(ext[:])
 	}
-	if op >= opClose && (n > 125 || !fin) {
+	if op >= OpClose && (n > 125 || !fin) {
 		return false, 0, nil, errors.New("websocket: invalid control frame")
 	}
-	if n > maxMessageSize {
-		return false, 0, nil, fmt.Errorf("websocket: frame of %d bytes is larger than %d", n, maxMessageSize)
+	if n > MaxMessageSize {
+		return false, 0, nil, fmt.Errorf("websocket: frame of %d bytes is larger than %d", n, MaxMessageSize)
 	}
 	var mask [4]byte
 	if masked {
@@ -243,7 +252,7 @@ func readFrame(r io.Reader) (fin bool, op byte, payload []byte, err error) {
 
 // appendFrame appends a frame; clients mask (RFC 6455 5.3), servers (the
 // tests' fake Asterisk) do not.
-func appendFrame(dst []byte, op byte, payload []byte, mask *[4]byte) []byte {
+func AppendFrame(dst []byte, op byte, payload []byte, mask *[4]byte) []byte {
 	dst = append(dst, 0x80|op)
 	var m byte
 	if mask != nil {
@@ -269,12 +278,12 @@ func appendFrame(dst []byte, op byte, payload []byte, mask *[4]byte) []byte {
 	return dst
 }
 
-func (c *wsConn) writeFrame(op byte, payload []byte) error {
+func (c *Conn) writeFrame(op byte, payload []byte) error {
 	var mask [4]byte
 	if _, err := rand.Read(mask[:]); err != nil {
 		return fmt.Errorf("frame mask: %w", err)
 	}
-	frame := appendFrame(nil, op, payload, &mask)
+	frame := AppendFrame(nil, op, payload, &mask)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout)); err != nil {
@@ -286,10 +295,26 @@ func (c *wsConn) writeFrame(op byte, payload []byte) error {
 	return nil
 }
 
-// close sends a normal-closure frame and closes the connection; a blocked
-// readMessage then fails.
-func (c *wsConn) close() error {
-	c.closeOnce.Do(func() { _ = c.writeFrame(opClose, []byte{0x03, 0xe8}) }) // 1000: normal closure.
+// SendClose starts the close handshake: it sends a normal-closure frame
+// (once per connection; a close frame already sent in answer to the
+// server's counts) and leaves the connection open so ReadMessage sees the
+// server's answer as ErrClosed.
+func (c *Conn) SendClose() {
+	c.closeOnce.Do(func() { _ = c.writeFrame(OpClose, []byte{0x03, 0xe8}) }) // 1000: normal closure.
+}
+
+// SetReadDeadline bounds a blocked ReadMessage (net.Conn.SetReadDeadline).
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }
+
+// Drain discards what the server still sends until it closes the TCP
+// connection or the read deadline passes: after ErrClosed, it lets the
+// server close first, as RFC 6455 7.1.1 wants.
+func (c *Conn) Drain() { _, _ = io.Copy(io.Discard, c.br) }
+
+// Close sends a normal-closure frame (unless one was sent) and closes the
+// connection; a blocked ReadMessage then fails.
+func (c *Conn) Close() error {
+	c.SendClose()
 	if err := c.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("close websocket: %w", err)
 	}

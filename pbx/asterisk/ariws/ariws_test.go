@@ -1,10 +1,9 @@
-package lab
+package ariws
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha1" //nolint:gosec // RFC 6455.
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -46,16 +45,15 @@ func fakeARI(t *testing.T, frames [][]byte, fromClient chan<- []byte) *httptest.
 			return
 		}
 		defer conn.Close()
-		sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + websocketGUID)) //nolint:gosec
 		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-			"Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n")
+			"Sec-WebSocket-Accept: " + AcceptKey(r.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n")
 		for _, f := range frames {
 			_, _ = rw.Write(f)
 		}
 		_ = rw.Flush()
 		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		for {
-			_, op, payload, err := readFrame(rw.Reader)
+			_, op, payload, err := ReadFrame(rw.Reader)
 			if err != nil {
 				return
 			}
@@ -70,34 +68,34 @@ func TestWebSocketReassemblesFragmentsAndAnswersPings(t *testing.T) {
 	big := strings.Repeat("x", 70000) // needs the 64-bit length form
 	fromClient := make(chan []byte, 10)
 	srv := fakeARI(t, [][]byte{
-		serverFrame(false, opText, []byte(`{"type":"Chan`)),
-		serverFrame(true, opPing, []byte("hi")), // control frame between fragments
-		serverFrame(true, opContinuation, []byte(`nelCreated"}`)),
-		serverFrame(true, opText, []byte(big)),
-		serverFrame(true, opClose, []byte{0x03, 0xe8}),
+		serverFrame(false, OpText, []byte(`{"type":"Chan`)),
+		serverFrame(true, OpPing, []byte("hi")), // control frame between fragments
+		serverFrame(true, OpContinuation, []byte(`nelCreated"}`)),
+		serverFrame(true, OpText, []byte(big)),
+		serverFrame(true, OpClose, []byte{0x03, 0xe8}),
 	}, fromClient)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	h := http.Header{}
 	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("user:secret")))
-	ws, err := dialWebSocket(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ari/events", h)
+	ws, err := Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ari/events", h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.close()
+	defer ws.Close()
 
-	op, msg, err := ws.readMessage()
-	if err != nil || op != opText || string(msg) != `{"type":"ChannelCreated"}` {
+	op, msg, err := ws.ReadMessage()
+	if err != nil || op != OpText || string(msg) != `{"type":"ChannelCreated"}` {
 		t.Fatalf("first message = %d %q %v", op, msg, err)
 	}
-	if got := <-fromClient; got[0] != opPong || string(got[1:]) != "hi" {
+	if got := <-fromClient; got[0] != OpPong || string(got[1:]) != "hi" {
 		t.Fatalf("client answered the ping with %d %q, want pong \"hi\"", got[0], got[1:])
 	}
-	if _, msg, err = ws.readMessage(); err != nil || len(msg) != len(big) {
+	if _, msg, err = ws.ReadMessage(); err != nil || len(msg) != len(big) {
 		t.Fatalf("large message: %d bytes, %v", len(msg), err)
 	}
-	if _, _, err = ws.readMessage(); !errors.Is(err, ErrWebSocketClosed) {
-		t.Fatalf("after close frame: %v, want ErrWebSocketClosed", err)
+	if _, _, err = ws.ReadMessage(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after close frame: %v, want ErrClosed", err)
 	}
 }
 
@@ -105,7 +103,7 @@ func TestWebSocketHandshakeRejectsWrongCredentials(t *testing.T) {
 	srv := fakeARI(t, nil, make(chan []byte, 1))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := dialWebSocket(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ari/events", nil)
+	_, err := Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ari/events", nil)
 	if err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("dial without credentials: %v, want a 401 error", err)
 	}
@@ -114,12 +112,12 @@ func TestWebSocketHandshakeRejectsWrongCredentials(t *testing.T) {
 func TestClientFramesAreMaskedAndDecodeBack(t *testing.T) {
 	for _, n := range []int{0, 125, 126, 65535, 65536} {
 		payload := bytes.Repeat([]byte{0xab}, n)
-		frame := appendFrame(nil, opBinary, payload, [4]byte{1, 2, 3, 4})
+		frame := AppendFrame(nil, OpBinary, payload, &[4]byte{1, 2, 3, 4})
 		if frame[1]&0x80 == 0 {
 			t.Fatalf("%d bytes: mask bit not set", n)
 		}
-		fin, op, got, err := readFrame(bytes.NewReader(frame))
-		if err != nil || !fin || op != opBinary || !bytes.Equal(got, payload) {
+		fin, op, got, err := ReadFrame(bytes.NewReader(frame))
+		if err != nil || !fin || op != OpBinary || !bytes.Equal(got, payload) {
 			t.Fatalf("%d bytes: fin=%v op=%d len=%d err=%v", n, fin, op, len(got), err)
 		}
 	}
@@ -128,13 +126,13 @@ func TestClientFramesAreMaskedAndDecodeBack(t *testing.T) {
 // FuzzReadFrame: whatever the server sends, the reader returns a frame or an error,
 // never panics nor allocates beyond the message bound.
 func FuzzReadFrame(f *testing.F) {
-	f.Add(serverFrame(true, opText, []byte(`{"type":"StasisStart"}`)))
-	f.Add(serverFrame(false, opText, []byte("a")))
+	f.Add(serverFrame(true, OpText, []byte(`{"type":"StasisStart"}`)))
+	f.Add(serverFrame(false, OpText, []byte("a")))
 	f.Add([]byte{0x81, 127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{0x89, 0xfe, 0, 200})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _, payload, err := readFrame(bufio.NewReader(bytes.NewReader(data)))
-		if err == nil && len(payload) > maxMessageSize {
+		_, _, payload, err := ReadFrame(bufio.NewReader(bytes.NewReader(data)))
+		if err == nil && len(payload) > MaxMessageSize {
 			t.Fatalf("payload of %d bytes accepted", len(payload))
 		}
 	})
