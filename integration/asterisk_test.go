@@ -979,7 +979,7 @@ func TestInterceptLatencyFromStasisToBridged(t *testing.T) {
 		if err := l.WaitChannelGone(ctx, agent.ID); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond) // the queue sees the agent free again
+		waitMemberFree(ctx, t, l, "sales", ext) // so the next call can reach an agent
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	p50, p99 := lat[len(lat)/2], lat[len(lat)-1]
@@ -989,6 +989,27 @@ func TestInterceptLatencyFromStasisToBridged(t *testing.T) {
 	}
 	if c := histogramCount(t, cw.reg, "callwarden_asterisk_intercept_seconds"); c < n {
 		t.Errorf("intercept histogram has %d observations, want >= %d", c, n)
+	}
+}
+
+// waitMemberFree waits until queue shows member ext "(Not in use)" again.
+func waitMemberFree(ctx context.Context, t *testing.T, l *lab.TestLab, queue, ext string) {
+	t.Helper()
+	for {
+		out, err := l.AsteriskCLI(ctx, "queue show "+queue)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), ext+" ") && strings.Contains(line, "(Not in use)") {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("queue %s member %s never free again: %v\n%s", queue, ext, ctx.Err(), out)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 

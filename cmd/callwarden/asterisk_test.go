@@ -35,7 +35,15 @@ func TestAsteriskAdapterStopsWhileAsteriskIsUnreachable(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := s.start(ctx)
-	time.Sleep(300 * time.Millisecond)
+	// Stop only once a failed attempt was logged: the adapter must stop
+	// from inside its retry loop.
+	for deadline := time.Now().Add(5 * time.Second); logs.FilterMessage("cannot connect to ARI; retrying").Len() == 0; {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatal("no retry was logged while Asterisk was unreachable")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	cancel()
 	done := make(chan struct{})
 	go func() { wait(); close(done) }()
