@@ -38,6 +38,9 @@ const (
 	ReasonStoreUnavailable
 	// ReasonInvalidRequest: the request itself is malformed.
 	ReasonInvalidRequest
+	// ReasonContextMismatch: the request claims a team or site for a target
+	// the policy describes, and the policy says otherwise.
+	ReasonContextMismatch
 	reasonEnd
 )
 
@@ -54,6 +57,7 @@ var reasonNames = [...]string{
 	ReasonProfileNotDelegable: "profile_not_delegable",
 	ReasonStoreUnavailable:    "store_unavailable",
 	ReasonInvalidRequest:      "invalid_request",
+	ReasonContextMismatch:     "context_mismatch",
 }
 
 // String returns the reason's stable code, e.g. "out_of_scope".

@@ -89,7 +89,21 @@ type AuditRecord struct {
 	Channels []string `json:"channels,omitempty"`
 	// Detail is a free-text complement (e.g. "hung up rogue ChanSpy").
 	Detail string `json:"detail,omitempty"`
+	// AskedBy names who asked for the decision, as opposed to User, whom
+	// it is about: a check token's name ("token:cti"), "loopback" for an
+	// unauthenticated loopback listener, or the PBX ("asterisk:pbx1").
+	AskedBy string `json:"asked_by,omitempty"`
+	// Outcome says what became of an allow in the call path: "enforced"
+	// (the supervisor was bridged, the recording started) or "failed" (the
+	// PBX refused; Detail says why). Empty for pure checks.
+	Outcome string `json:"outcome,omitempty"`
 }
+
+// The outcomes an adapter records for an allow it tried to enforce.
+const (
+	OutcomeEnforced = "enforced"
+	OutcomeFailed   = "failed"
+)
 
 // Auditor records audit records. Implementations must be safe for
 // concurrent use and must not block the call path for long: they take a
