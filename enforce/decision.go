@@ -83,8 +83,11 @@ type Request struct {
 	Action Action
 	// Queue, Team, Agent and Site describe the target: the call's queue,
 	// the team asked about, the target agent's user id and its site. Empty
-	// means the request has no value for that dimension. When Team is empty
-	// the target agent's teams (from its user entry) are used.
+	// means the request has no value for that dimension. When the policy
+	// describes the target agent, its teams and sites come from its user
+	// entry: an empty Team or Site is filled from there, and one that
+	// contradicts it is refused (ReasonContextMismatch). Only for a target
+	// the policy does not describe are Team and Site taken as given.
 	Queue, Team, Agent, Site string
 	// RecordedAt is when the recording was made, for recording_within.
 	RecordedAt time.Time
@@ -107,6 +110,10 @@ type Decision struct {
 	// NotifyTarget and MaskDigits carry the profile's options.
 	NotifyTarget bool
 	MaskDigits   int
+	// ClaimedContext is true when the request's team or site was taken on
+	// the requester's word, because the policy does not describe the target
+	// agent; the CLI and the check API say so.
+	ClaimedContext bool
 }
 
 // Verdict returns "allow" or "deny".
@@ -165,6 +172,19 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 	var target *user
 	if req.Agent != "" {
 		target, _ = s.users.get(req.Agent)
+	}
+	// A target the policy describes has its team and site there: a request
+	// that claims otherwise is refused rather than believed, so that a
+	// caller cannot move an agent into a team it supervises. A claim is
+	// only used for a target the policy does not describe.
+	if target != nil {
+		if (req.Team != "" && !contains(target.Teams, req.Team)) ||
+			(req.Site != "" && !contains(target.Sites, req.Site)) {
+			d.Reason = ReasonContextMismatch
+			return d
+		}
+	} else if req.Team != "" || req.Site != "" {
+		d.ClaimedContext = true
 	}
 	// best tracks the most specific failure among grants listing the action:
 	// out_of_scope < profile_not_delegable < outside_window < recording_too_old.

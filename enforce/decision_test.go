@@ -98,6 +98,8 @@ func designPolicy(tb testing.TB) enforce.Policy {
 			{ID: "cam", Profile: "campaign"},
 			{ID: "nemo", Profile: "empty"},
 			{ID: "ceo", Teams: []string{"team-a"}},
+			{ID: "luc", Teams: []string{"team-a"}, Sites: []string{"lyon"}},
+			{ID: "lena", Teams: []string{"team-b"}, Sites: []string{"paris"}},
 		},
 		Protected: enforce.Protected{Users: []string{"ceo"}, Queues: []string{"hr-hotline"}},
 	}
@@ -147,6 +149,11 @@ func TestDecide(t *testing.T) {
 		{"team lead listens to an agent of its team", enforce.Request{User: "tina", Action: enforce.MonitorListen, Queue: "sales", Agent: "dave"}, monday10, true, enforce.ReasonGranted, 0},
 		{"team lead cannot listen to another team's agent", enforce.Request{User: "tina", Action: enforce.MonitorListen, Queue: "sales", Agent: "erin"}, monday10, false, enforce.ReasonOutOfScope, 0},
 		{"team lead with explicit team", enforce.Request{User: "tina", Action: enforce.MonitorListen, Team: "team-a"}, monday10, true, enforce.ReasonGranted, 0},
+		{"team claim contradicting the target's entry is refused", enforce.Request{User: "tina", Action: enforce.MonitorListen, Team: "team-a", Agent: "erin"}, monday10, false, enforce.ReasonContextMismatch, -1},
+		{"team claim agreeing with the target's entry is used", enforce.Request{User: "tina", Action: enforce.MonitorListen, Team: "team-a", Agent: "dave"}, monday10, true, enforce.ReasonGranted, 0},
+		{"site claim contradicting the target's entry is refused", enforce.Request{User: "nico", Action: enforce.MonitorListen, Site: "lyon", Agent: "lena"}, mustTime(t, "2026-11-24T22:00:00Z"), false, enforce.ReasonContextMismatch, -1},
+		{"site scope takes the target's site from its entry", enforce.Request{User: "nico", Action: enforce.MonitorListen, Agent: "luc"}, mustTime(t, "2026-11-24T22:00:00Z"), true, enforce.ReasonGranted, 0},
+		{"site scope refuses a target of another site from its entry", enforce.Request{User: "nico", Action: enforce.MonitorListen, Agent: "lena"}, mustTime(t, "2026-11-24T22:00:00Z"), false, enforce.ReasonOutOfScope, 0},
 		{"team lead without a known target has no team", enforce.Request{User: "tina", Action: enforce.MonitorListen, Agent: "ghost"}, monday10, false, enforce.ReasonOutOfScope, 0},
 
 		{"overnight window: 23:00 Paris on tuesday is in", enforce.Request{User: "nico", Action: enforce.MonitorListen, Site: "lyon"}, mustTime(t, "2026-11-24T22:00:00Z"), true, enforce.ReasonGranted, 0},

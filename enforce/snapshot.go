@@ -73,18 +73,27 @@ func (s *scopeSet) match(dim Dimension, u, target *user, req *Request) bool {
 	case DimAgents:
 		return s.matchOne(dim, u, req.Agent)
 	case DimSites:
-		return s.matchOne(dim, u, req.Site)
+		return s.matchTarget(dim, u, req.Site, target, func(t *user) []string { return t.Sites })
 	case DimTeams:
-		if req.Team != "" {
-			return s.matchOne(dim, u, req.Team)
-		}
-		if target == nil {
-			return false
-		}
-		for _, t := range target.Teams {
-			if s.matchOne(dim, u, t) {
-				return true
-			}
+		return s.matchTarget(dim, u, req.Team, target, func(t *user) []string { return t.Teams })
+	}
+	return false
+}
+
+// matchTarget matches a dimension that describes the target agent (its
+// teams, its site): the request's value when it has one (Decide has already
+// refused a value that contradicts a known target), otherwise any of the
+// target's own values from its user entry.
+func (s *scopeSet) matchTarget(dim Dimension, u *user, v string, target *user, of func(*user) []string) bool {
+	if v != "" {
+		return s.matchOne(dim, u, v)
+	}
+	if target == nil {
+		return false
+	}
+	for _, t := range of(target) {
+		if s.matchOne(dim, u, t) {
+			return true
 		}
 	}
 	return false

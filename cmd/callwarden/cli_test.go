@@ -142,6 +142,43 @@ func TestCheckOutput(t *testing.T) {
 	})
 }
 
+func TestCheckTakesTeamAndSiteFromThePolicy(t *testing.T) {
+	const teams = "testdata/teams.yaml"
+	cases := []struct {
+		name, reason string
+		code         int
+		claimed      bool
+		args         []string
+	}{
+		{"team claim contradicting the target's entry is refused", "context_mismatch", 1, false,
+			[]string{"--user", "tess", "--action", "monitor.listen", "--agent", "erin", "--team", "team-a"}},
+		{"team comes from the target's entry", "out_of_scope", 1, false,
+			[]string{"--user", "tess", "--action", "monitor.listen", "--agent", "erin"}},
+		{"site claim contradicting the target's entry is refused", "context_mismatch", 1, false,
+			[]string{"--user", "sid", "--action", "monitor.listen", "--agent", "erin", "--site", "lyon"}},
+		{"site comes from the target's entry", "granted", 0, false,
+			[]string{"--user", "sid", "--action", "monitor.listen", "--agent", "dave"}},
+		{"a claim is used for a target the policy does not describe, and said so", "granted", 0, true,
+			[]string{"--user", "tess", "--action", "monitor.listen", "--agent", "ghost", "--team", "team-a"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCLI(t, "", nil, append([]string{"check", "-f", teams, "--output", "json"}, tc.args...)...)
+			var got httpapi.CheckResponse
+			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+				t.Fatalf("exit %d, decode %q: %v (stderr %s)", r.code, r.stdout, err, r.stderr)
+			}
+			if r.code != tc.code || got.Reason != tc.reason || got.ContextClaimed != tc.claimed {
+				t.Errorf("exit %d reason %s claimed %v, want %d %s %v", r.code, got.Reason, got.ContextClaimed, tc.code, tc.reason, tc.claimed)
+			}
+			text := runCLI(t, "", nil, append([]string{"check", "-f", teams}, tc.args...)...)
+			if note := strings.Contains(text.stdout, "note: the team/site given was used as claimed"); note != tc.claimed {
+				t.Errorf("text output %q: note shown = %v, want %v", text.stdout, note, tc.claimed)
+			}
+		})
+	}
+}
+
 func TestCheckBadInput(t *testing.T) {
 	cases := []struct {
 		name   string

@@ -31,6 +31,10 @@ type CheckResponse struct {
 	// caller applies (a tone for the agent, masked caller numbers).
 	NotifyTarget bool `json:"notify_target"`
 	MaskDigits   int  `json:"mask_digits"`
+	// ContextClaimed is true when the request's team or site was taken on
+	// the caller's word because the policy does not describe the target
+	// agent; a known target's team and site always come from the policy.
+	ContextClaimed bool `json:"context_claimed,omitempty"`
 }
 
 // Target is the target of a check; empty fields were not given.
@@ -50,13 +54,14 @@ type Assign struct {
 // NewCheckResponse builds the answer to req from the engine's decision d.
 func NewCheckResponse(req enforce.Request, d enforce.Decision) CheckResponse {
 	r := CheckResponse{
-		Decision:     d.Verdict(),
-		Reason:       d.Reason.String(),
-		Profile:      d.Profile,
-		User:         req.User,
-		Action:       req.Action.String(),
-		NotifyTarget: d.NotifyTarget,
-		MaskDigits:   d.MaskDigits,
+		Decision:       d.Verdict(),
+		Reason:         d.Reason.String(),
+		Profile:        d.Profile,
+		User:           req.User,
+		Action:         req.Action.String(),
+		NotifyTarget:   d.NotifyTarget,
+		MaskDigits:     d.MaskDigits,
+		ContextClaimed: d.ClaimedContext,
 	}
 	if d.Grant >= 0 {
 		g := d.Grant
@@ -80,6 +85,14 @@ func (r CheckResponse) Allowed() bool { return r.Decision == "allow" }
 //	allow: alice may monitor.listen on queue sales: profile supervisor, grant #0
 //	deny (out_of_scope): alice may not monitor.listen on queue hr: profile supervisor has grants for monitor.listen but none covers this target
 func (r CheckResponse) Explain() string {
+	s := r.explain()
+	if r.ContextClaimed {
+		s += "\nnote: the team/site given was used as claimed, because the policy does not describe the target agent"
+	}
+	return s
+}
+
+func (r CheckResponse) explain() string {
 	var b strings.Builder
 	if r.Allowed() {
 		fmt.Fprintf(&b, "allow: %s may %s%s", r.User, r.Action, r.describeTarget())
@@ -160,6 +173,8 @@ func (r CheckResponse) why() string {
 		return "no profiles are loaded, so nothing can be checked (fail closed)"
 	case enforce.ReasonInvalidRequest.String():
 		return "the request is malformed"
+	case enforce.ReasonContextMismatch.String():
+		return "the team or site given contradicts the target agent's own entry in the policy"
 	}
 	return "no grant allows it"
 }
