@@ -310,11 +310,27 @@ func (p *parser) str(n *yaml.Node, field string) (string, bool) {
 	return n.Value, true
 }
 
-// strList reads a list of strings; required makes an empty list an error.
+// id reads a scalar that names something (a user, a profile, a queue, a
+// team, an agent, a site, an identity): a string that follows the id
+// grammar every entry point shares (enforce.CheckID), so that what a file
+// can define the check API can ask about, and no name can forge a log line.
+func (p *parser) id(n *yaml.Node, field string) (string, bool) {
+	s, ok := p.str(n, field)
+	if !ok {
+		return "", false
+	}
+	if err := enforce.CheckID(s); err != nil {
+		p.errAt(n, field, "%v", err)
+		return "", false
+	}
+	return s, true
+}
+
+// strList reads a list of ids; required makes an empty list an error.
 func (p *parser) strList(n *yaml.Node, field string, required bool) []string {
 	var out []string
 	ok := p.seq(n, field, func(_ int, item *yaml.Node, f string) {
-		if s, ok := p.str(item, f); ok {
+		if s, ok := p.id(item, f); ok {
 			out = append(out, s)
 		}
 	})
@@ -446,7 +462,7 @@ func (p *parser) profile(n *yaml.Node, field string) *profileEntry {
 		switch key {
 		case "name":
 			named = true
-			if s, ok := p.str(v, f); ok {
+			if s, ok := p.id(v, f); ok {
 				pe.Name = s
 				pe.namePos = p.pos(v, f)
 			}
@@ -507,7 +523,7 @@ func (p *parser) grant(n *yaml.Node, field string, pe *profileEntry) enforce.Gra
 		case "profiles":
 			profilesNode = k
 			ok := p.seq(v, f, func(_ int, item *yaml.Node, pf string) {
-				if s, ok := p.str(item, pf); ok {
+				if s, ok := p.id(item, pf); ok {
 					g.Profiles = append(g.Profiles, s)
 					pe.refs = append(pe.refs, ref{name: s, pos: p.pos(item, pf)})
 				}
@@ -576,7 +592,7 @@ func (p *parser) scope(n *yaml.Node, field string, d enforce.Dimension) enforce.
 		for i, item := range n.Content {
 			item = p.resolve(item)
 			f := index(field, i)
-			s, ok := p.str(item, f)
+			s, ok := p.id(item, f)
 			if !ok {
 				continue
 			}
@@ -777,7 +793,7 @@ func (p *parser) user(n *yaml.Node, field string) *userEntry {
 		switch key {
 		case "id":
 			hasID = true
-			if s, ok := p.str(v, f); ok {
+			if s, ok := p.id(v, f); ok {
 				ue.ID, ue.idPos = s, p.pos(v, f)
 			}
 		case "description":
@@ -785,7 +801,7 @@ func (p *parser) user(n *yaml.Node, field string) *userEntry {
 				p.errAt(v, f, "expected text, got %s", describe(v))
 			}
 		case "profile":
-			if s, ok := p.str(v, f); ok {
+			if s, ok := p.id(v, f); ok {
 				ue.Profile = s
 				ue.profileRef = &ref{name: s, pos: p.pos(v, f)}
 			}
@@ -799,7 +815,7 @@ func (p *parser) user(n *yaml.Node, field string) *userEntry {
 			ue.Sites = p.strList(v, f, false)
 		case "identities":
 			p.seq(v, f, func(_ int, item *yaml.Node, idf string) {
-				if s, ok := p.str(item, idf); ok {
+				if s, ok := p.id(item, idf); ok {
 					ue.Identities = append(ue.Identities, s)
 					ue.identPos = append(ue.identPos, p.pos(item, idf))
 				}

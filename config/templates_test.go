@@ -455,23 +455,29 @@ func webexCCSuite() templateSuite {
 	// selected returns the Call Monitoring / Call Recording scope cases for
 	// action a: "a selected queue, team, site, or agent", each alone enough,
 	// and a call outside all four out of scope.
+	// The agents' teams and sites come from their own entries (a1 team-a
+	// lyon, a2 team-b lyon, a3 team-b paris, a9 team-z lyon); a request
+	// claiming another site for them is refused.
 	selected := func(user string, a enforce.Action) []decideCase {
-		on := func(queue, agent, site string) enforce.Request {
-			return enforce.Request{User: user, Action: a, Queue: queue, Agent: agent, Site: site}
+		on := func(queue, agent string) enforce.Request {
+			return enforce.Request{User: user, Action: a, Queue: queue, Agent: agent}
 		}
+		claimed := on("billing", "a2")
+		claimed.Site = "paris"
 		return []decideCase{
-			allowed(a.String()+" on a selected queue is allowed", on("sales", "a2", "lyon")),
-			allowed(a.String()+" on an agent of a selected team is allowed", on("billing", "a1", "lyon")),
-			allowed(a.String()+" on a selected site is allowed", on("billing", "a2", "paris")),
-			allowed(a.String()+" on a selected agent is allowed", on("billing", "a9", "lyon")),
-			denied(a.String()+" outside every selection is out of scope", enforce.ReasonOutOfScope, on("billing", "a2", "lyon")),
+			allowed(a.String()+" on a selected queue is allowed", on("sales", "a2")),
+			allowed(a.String()+" on an agent of a selected team is allowed", on("billing", "a1")),
+			allowed(a.String()+" on an agent of a selected site is allowed", on("billing", "a3")),
+			allowed(a.String()+" on a selected agent is allowed", on("billing", "a9")),
+			denied(a.String()+" outside every selection is out of scope", enforce.ReasonOutOfScope, on("billing", "a2")),
+			denied(a.String()+" claiming a selected site the agent is not at is refused", enforce.ReasonContextMismatch, claimed),
 		}
 	}
 	notGranted := func(user string, actions ...enforce.Action) []decideCase {
 		var out []decideCase
 		for _, a := range actions {
 			out = append(out, denied(a.String()+" is not granted", enforce.ReasonActionNotGranted,
-				enforce.Request{User: user, Action: a, Queue: "sales", Agent: "a1", Site: "paris"}))
+				enforce.Request{User: user, Action: a, Queue: "sales", Agent: "a1"}))
 		}
 		return out
 	}
@@ -506,9 +512,10 @@ func webexCCSuite() templateSuite {
 			user("mr", "monitor-restricted"),
 			user("cr", "call-recording"),
 			user("rm", "recording-management"),
-			{ID: "a1", Teams: []string{"team-a"}},
-			{ID: "a2", Teams: []string{"team-b"}},
-			{ID: "a9", Teams: []string{"team-z"}},
+			{ID: "a1", Teams: []string{"team-a"}, Sites: []string{"lyon"}},
+			{ID: "a2", Teams: []string{"team-b"}, Sites: []string{"lyon"}},
+			{ID: "a3", Teams: []string{"team-b"}, Sites: []string{"paris"}},
+			{ID: "a9", Teams: []string{"team-z"}, Sites: []string{"lyon"}},
 		},
 		rows: []seedRow{
 			{"Call Monitoring", join(

@@ -177,12 +177,12 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 	// that claims otherwise is refused rather than believed, so that a
 	// caller cannot move an agent into a team it supervises. A claim is
 	// only used for a target the policy does not describe.
+	// The mismatch is reported once a grant lists the action: a request
+	// nothing could allow is answered action_not_granted whatever it claims.
+	mismatch := false
 	if target != nil {
-		if (req.Team != "" && !contains(target.Teams, req.Team)) ||
-			(req.Site != "" && !contains(target.Sites, req.Site)) {
-			d.Reason = ReasonContextMismatch
-			return d
-		}
+		mismatch = (req.Team != "" && !contains(target.Teams, req.Team)) ||
+			(req.Site != "" && !contains(target.Sites, req.Site))
 	} else if req.Team != "" || req.Site != "" {
 		d.ClaimedContext = true
 	}
@@ -193,6 +193,10 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 		g := &p.grants[i]
 		if !g.Actions.Has(req.Action) {
 			continue
+		}
+		if mismatch {
+			d.Reason = ReasonContextMismatch
+			return d
 		}
 		r := g.check(u, target, req, now)
 		if r == ReasonGranted {

@@ -159,8 +159,8 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 	var errs []error
 	for i := range p.Profiles {
 		pr := &p.Profiles[i]
-		if pr.Name == "" {
-			errs = append(errs, fmt.Errorf("profiles[%d]: empty name", i))
+		if err := CheckID(pr.Name); err != nil {
+			errs = append(errs, fmt.Errorf("profiles[%d]: name: %w", i, err))
 			continue
 		}
 		if _, dup := s.profiles[pr.Name]; dup {
@@ -177,8 +177,8 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 	}
 	for i := range p.Users {
 		u := &p.Users[i]
-		if u.ID == "" {
-			errs = append(errs, fmt.Errorf("users[%d]: empty id", i))
+		if err := CheckID(u.ID); err != nil {
+			errs = append(errs, fmt.Errorf("users[%d]: id: %w", i, err))
 			continue
 		}
 		if _, dup := users[u.ID]; dup {
@@ -208,6 +208,7 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 			errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner, id, id))
 		}
 	}
+	errs = append(errs, checkProtected(p.Protected)...)
 	for _, id := range p.Protected.Users {
 		s.protectedUsers[id] = struct{}{}
 	}
@@ -230,6 +231,10 @@ func compileProfile(pr *Profile) (*profile, []error) {
 	}
 	cp := &profile{Profile: *pr, grants: make([]grant, len(pr.Grants))}
 	for gi, g := range pr.Grants {
+		errs = append(errs, checkIDs(fmt.Sprintf("profile %q grant %d: profiles", pr.Name, gi), g.Profiles)...)
+		for d := range g.Scopes {
+			errs = append(errs, checkIDs(fmt.Sprintf("profile %q grant %d: %s", pr.Name, gi, Dimension(d)), g.Scopes[d].Values)...)
+		}
 		if err := validateGrant(g); err != nil {
 			errs = append(errs, fmt.Errorf("profile %q grant %d: %w", pr.Name, gi, err))
 		}
@@ -256,8 +261,37 @@ func checkDelegable(pr *profile, profiles map[string]*profile) []error {
 }
 
 // checkUser checks one user on its own and its profile reference.
+// checkIDs checks every id of a list against the id grammar.
+func checkIDs(what string, ids []string) []error {
+	var errs []error
+	for i, id := range ids {
+		if err := CheckID(id); err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d]: %w", what, i, err))
+		}
+	}
+	return errs
+}
+
+func checkProtected(p Protected) []error {
+	return append(checkIDs("protected: users", p.Users), checkIDs("protected: queues", p.Queues)...)
+}
+
 func checkUser(u *User, profiles map[string]*profile) []error {
 	var errs []error
+	for _, l := range [...]struct {
+		what string
+		ids  []string
+	}{{"queues", u.Queues}, {"teams", u.Teams}, {"agents", u.Agents}, {"sites", u.Sites}, {"identities", u.Identities}} {
+		errs = append(errs, checkIDs(fmt.Sprintf("user %q: %s", u.ID, l.what), l.ids)...)
+	}
+	if u.Profile != "" {
+		if err := CheckID(u.Profile); err != nil {
+			return append(errs, fmt.Errorf("user %q: profile: %w", u.ID, err))
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
 	if u.Profile != "" {
 		if _, ok := profiles[u.Profile]; !ok {
 			errs = append(errs, fmt.Errorf("user %q: unknown profile %q", u.ID, u.Profile))

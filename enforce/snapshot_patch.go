@@ -75,8 +75,8 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 		changed := make([]*profile, 0, len(p.Profiles))
 		for i := range p.Profiles {
 			pr := &p.Profiles[i]
-			if pr.Name == "" {
-				errs = append(errs, fmt.Errorf("profiles[%d]: empty name", i))
+			if err := CheckID(pr.Name); err != nil {
+				errs = append(errs, fmt.Errorf("profiles[%d]: name: %w", i, err))
 				continue
 			}
 			if seen[pr.Name] {
@@ -135,8 +135,8 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 		}
 		for i := range p.Users {
 			u := &p.Users[i]
-			if u.ID == "" {
-				errs = append(errs, fmt.Errorf("users[%d]: empty id", i))
+			if err := CheckID(u.ID); err != nil {
+				errs = append(errs, fmt.Errorf("users[%d]: id: %w", i, err))
 				continue
 			}
 			if _, dup := userChanges[u.ID]; dup {
@@ -211,6 +211,7 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 	}
 
 	if p.Protected != nil {
+		errs = append(errs, checkProtected(*p.Protected)...)
 		next.protected = Protected{Users: slices.Clone(p.Protected.Users), Queues: slices.Clone(p.Protected.Queues)}
 		next.protectedUsers = make(map[string]struct{}, len(p.Protected.Users))
 		next.protectedQueues = make(map[string]struct{}, len(p.Protected.Queues))

@@ -142,6 +142,23 @@ func ParseCheckQuery(q url.Values) (enforce.Request, time.Time, error) {
 			req.Queue = queues[0]
 		}
 	}
+	// Every id follows the grammar the profiles file and the admin API
+	// enforce (enforce.CheckID): an id no policy can hold is refused as bad
+	// input rather than decided unknown_user and audited.
+	for _, f := range []struct{ name, v string }{{ParamUser, req.User}, {ParamTeam, req.Team},
+		{ParamAgent, req.Agent}, {ParamSite, req.Site}, {ParamQueue, req.Queue}, {ParamAssign, req.AssignProfile}} {
+		if f.v == "" {
+			continue
+		}
+		if err := enforce.CheckID(f.v); err != nil {
+			return req, at, &ParamError{Param: f.name, Err: err}
+		}
+	}
+	for _, q := range req.AssignQueues {
+		if err := enforce.CheckID(q); err != nil {
+			return req, at, &ParamError{Param: ParamQueue, Err: err}
+		}
+	}
 	if at, err = parseTime(ParamAt, single); err != nil {
 		return req, time.Time{}, err
 	}
