@@ -24,8 +24,12 @@ lab:
 integration: lab
 	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -race -count=1 -v ./integration/...
 
-## test: unit + integration; what CI runs.
-test: unit integration
+## fuzz: every Fuzz target for a bounded count of inputs (FUZZ_COUNT, default 3000).
+fuzz:
+	GO=$(GO) bash .ci/fuzz
+
+## test: unit + fuzz + integration; what CI runs.
+test: unit fuzz integration
 
 ## demo: the scripted demo against the lab (docs/demo.md); leaves no container behind.
 demo: lab build
