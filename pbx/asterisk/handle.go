@@ -25,7 +25,7 @@ func (a *Adapter) handleStart(ctx context.Context, e *ari.StasisStart) {
 		if snap := a.snapshot(); snap != nil {
 			user = resolveChannelUser(snap, ch, true)
 		}
-		o := a.audited(ctx, auditEntry{user: user, channels: []string{ch.ID}, detail: err.Error()}, refused(reasonInvalid))
+		o := a.audited(ctx, auditEntry{user: user, channels: []string{ch.ID}, detail: err.Error(), requester: ch}, refused(reasonInvalid))
 		a.conclude(ctx, in, ch.ID, o, a.o.RefusalSound, true)
 		return
 	}

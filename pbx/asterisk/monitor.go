@@ -3,6 +3,7 @@ package asterisk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/CyCoreSystems/ari/v5"
@@ -21,7 +22,7 @@ type monitorTarget struct {
 // decideMonitor resolves the requester and the target's call and decides
 // mode; it never returns allow on an error.
 func (a *Adapter) decideMonitor(ctx context.Context, ch ari.ChannelData, rq request, m mode) (monitorTarget, auditEntry, outcome) {
-	e := auditEntry{verb: verbMonitor, action: m.action(), target: rq.target, channels: []string{ch.ID}}
+	e := auditEntry{verb: verbMonitor, action: m.action(), target: rq.target, channels: []string{ch.ID}, requester: ch}
 	snap := a.snapshot()
 	if snap == nil {
 		return monitorTarget{}, e, decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
@@ -65,7 +66,7 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 	}
 	log = log.With(zap.String("user", tgt.user), zap.String("target", tgt.agent), zap.String("target_channel", tgt.call.agent.ID))
 
-	s := &monitorSession{a: a, in: in, sup: sup.ID, target: tgt.call.agent.ID, bridge: newID("bridge"), log: log, entry: entry}
+	s := &monitorSession{a: a, in: in, sup: sup.ID, target: tgt.call.agent.ID, bridge: newID("bridge"), log: log, entry: entry, allowed: o}
 	defer s.teardown(ctx)
 	a.follow(in, s.bridge, s.target)
 	if sup.State != "Up" {
@@ -88,6 +89,7 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 		return
 	}
 	a.m.intercept.Observe(time.Since(started).Seconds())
+	a.auditResult(ctx, entry, o, nil)
 	a.setOutcome(ctx, sup.ID, o)
 	log.Info("monitoring", zap.String("mode", rq.mode.String()), zap.Duration("intercept", time.Since(started)))
 	if o.decision.NotifyTarget {
@@ -137,7 +139,8 @@ type monitorSession struct {
 	mode      mode
 	hangupSup bool
 	log       *zap.Logger
-	entry     auditEntry // the allowing decision's record, for a failure's
+	entry     auditEntry // the allowing decision's record, for its outcome's
+	allowed   outcome
 }
 
 // attach creates a snoop with m's directions, waits until it is in Stasis,
@@ -175,7 +178,9 @@ func (s *monitorSession) switchMode(ctx context.Context, sup ari.ChannelData, rq
 	entry.detail = "switch from " + s.mode.String() + " to " + m.String()
 	o = s.a.audited(ctx, entry, o)
 	if o.allow {
-		if err := s.attach(ctx, m); err != nil {
+		err := s.attach(ctx, m)
+		s.a.auditResult(ctx, entry, o, err)
+		if err != nil {
 			s.log.Warn("mode switch failed; staying in the current mode", zap.String("mode", s.mode.String()), zap.Error(err))
 			return
 		}
@@ -189,13 +194,13 @@ func (s *monitorSession) switchMode(ctx context.Context, sup ari.ChannelData, rq
 	}
 }
 
-// fail records that an allowed session could not be set up (so the audit
-// trail does not claim a supervisor listened), and ends it.
+// fail records that an allowed session could not be set up (outcome
+// failed, so the audit trail does not claim a supervisor listened), and
+// ends it: the supervisor is hung up, never left in Stasis.
 func (s *monitorSession) fail(ctx context.Context, what string, err error) {
 	s.log.Error("monitor setup failed; hanging up", zap.String("step", what), zap.Error(err))
-	e := s.entry
-	e.detail = "setup failed after allow: " + what + ": " + err.Error()
-	s.a.audited(ctx, e, refused(reasonPBXError))
+	s.a.auditResult(ctx, s.entry, s.allowed, fmt.Errorf("%s: %w", what, err))
+	s.a.setOutcome(ctx, s.sup, refused(reasonPBXError))
 	s.hangupSup = true
 }
 
