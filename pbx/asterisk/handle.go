@@ -111,7 +111,7 @@ func gone(ev ari.Event, channelID string) bool {
 // playAndWait plays media on the channel and waits until it ends; it
 // returns false when the channel left meanwhile.
 func (a *Adapter) playAndWait(ctx context.Context, in *inbox, channelID, media string, limit time.Duration) bool {
-	pb := newID("play")
+	pb := a.newID(kindPlay)
 	a.follow(in, pb)
 	if err := a.rest.play(ctx, channelID, pb, media); err != nil {
 		a.log.Warn("cannot play", zap.String("channel", channelID), zap.String("media", media), zap.Error(err))

@@ -66,9 +66,10 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 	}
 	log = log.With(zap.String("user", tgt.user), zap.String("target", tgt.agent), zap.String("target_channel", tgt.call.agent.ID))
 
-	s := &monitorSession{a: a, in: in, sup: sup.ID, target: tgt.call.agent.ID, bridge: newID("bridge"), log: log, entry: entry, allowed: o}
+	s := &monitorSession{a: a, in: in, sup: sup.ID, target: tgt.call.agent.ID, bridge: a.newID(kindBridge), log: log, entry: entry, allowed: o}
 	defer s.teardown(ctx)
 	a.follow(in, s.bridge, s.target)
+	a.markOurs(s.bridge)
 	if sup.State != "Up" {
 		if err := a.rest.answer(ctx, sup.ID); err != nil {
 			s.fail(ctx, "answer the supervisor", err)
@@ -147,7 +148,7 @@ type monitorSession struct {
 // bridges it, and only then drops the previous snoop: a switch never leaves
 // the supervisor on a snoop of the old mode.
 func (s *monitorSession) attach(ctx context.Context, m mode) error {
-	id := newID("snoop")
+	id := s.a.newID(kindSnoop)
 	s.a.markOurs(id)
 	s.a.follow(s.in, id)
 	spy, whisper := m.directions()
@@ -188,7 +189,7 @@ func (s *monitorSession) switchMode(ctx context.Context, sup ari.ChannelData, rq
 		return
 	}
 	s.log.Info("mode switch refused", zap.String("from", s.mode.String()), zap.String("to", m.String()), zap.String("reason", o.reason))
-	pb := newID("play")
+	pb := s.a.newID(kindPlay)
 	if err := s.a.rest.play(ctx, s.sup, pb, s.a.o.RefusalSound); err != nil {
 		s.log.Debug("cannot play the refusal", zap.Error(err))
 	}
@@ -216,6 +217,9 @@ func (s *monitorSession) teardown(ctx context.Context) {
 			s.log.Warn("cannot destroy the monitor bridge", zap.String("bridge", s.bridge), zap.Error(err))
 		}
 	}
+	// A bridge left behind is no longer this process's: the next sweep
+	// for orphans destroys it.
+	s.a.forget(s.bridge)
 	if s.snoop != "" {
 		s.a.hangupQuiet(ctx, s.snoop)
 	}
@@ -234,7 +238,7 @@ func (a *Adapter) hangupQuiet(ctx context.Context, id string) {
 // notifyTarget plays the notify sound to the monitored agent only, through
 // a short-lived snoop that whispers towards the agent and hears nothing.
 func (a *Adapter) notifyTarget(ctx context.Context, target string) {
-	id := newID("notify")
+	id := a.newID(kindNotify)
 	a.markOurs(id)
 	in := a.subscribe(id)
 	defer a.unsubscribe(in)

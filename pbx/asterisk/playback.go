@@ -33,7 +33,7 @@ func (a *Adapter) playback(ctx context.Context, in *inbox, ch ari.ChannelData, r
 			log.Warn("cannot answer for playback", zap.Error(err))
 		}
 	}
-	pb := newID("play")
+	pb := a.newID(kindPlay)
 	a.follow(in, pb)
 	if err := a.rest.play(ctx, ch.ID, pb, "recording:"+rec.Name); err != nil {
 		log.Error("cannot play the recording", zap.String("recording", rec.ID), zap.Error(err))

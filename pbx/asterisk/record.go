@@ -108,8 +108,8 @@ func (a *Adapter) decideRecord(ctx context.Context, ch ari.ChannelData, rq reque
 // records the snoop channel.
 func (a *Adapter) startRecording(ctx context.Context, requester, user, agent string, c call) error {
 	id := newRecordingID()
-	name := "callwarden-" + id
-	snoopID := "cw-recsnoop-" + id
+	name := "callwarden-" + id // the file name; the snoop carries the application
+	snoopID := a.ownedID(kindRecSnoop, id)
 	a.markOurs(snoopID)
 	in := a.subscribe(snoopID)
 	defer a.unsubscribe(in)
