@@ -404,7 +404,7 @@ func TestTwoSupervisorsOnOneAgentBothEndCleanlyWhenTheAgentHangsUp(t *testing.T)
 		t.Fatal(err)
 	}
 	for _, b := range bridges {
-		if strings.HasPrefix(b.ID, "cw-bridge-") {
+		if strings.HasPrefix(b.ID, "cw-callwarden-bridge-") {
 			t.Errorf("monitor bridge %s left with channels %v", b.ID, b.Channels)
 		}
 	}

@@ -451,7 +451,7 @@ func TestNotifyTargetProfileMakesTheAgentHearATone(t *testing.T) {
 	// The notify snoop plays the tone, then goes; the listen snoop stays.
 	var notify string
 	for _, id := range snoops {
-		if strings.HasPrefix(id, "cw-notify-") {
+		if strings.HasPrefix(id, "cw-callwarden-notify-") {
 			notify = id
 		}
 	}

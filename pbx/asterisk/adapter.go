@@ -98,7 +98,8 @@ type Adapter struct {
 
 	mu         sync.Mutex
 	subs       map[string][]*inbox    // channel, playback or bridge id -> every handler following its events
-	ours       map[string]struct{}    // snoop channels callwarden created
+	ours       map[string]struct{}    // snoop channels and bridges this process created
+	claimed    map[string]struct{}    // channels in Stasis that a handler of this process serves
 	allowances map[string][]allowance // channel id -> what a check allowed it (watchdog)
 	liveRecs   map[string]string      // live recording name -> callwarden recording id
 	caught     map[string]struct{}    // channels the watchdog already acted on
@@ -191,6 +192,7 @@ func New(opts Options) (*Adapter, error) {
 		up:         make(chan struct{}),
 		subs:       make(map[string][]*inbox),
 		ours:       make(map[string]struct{}),
+		claimed:    make(map[string]struct{}),
 		allowances: make(map[string][]allowance),
 		liveRecs:   make(map[string]string),
 		caught:     make(map[string]struct{}),
@@ -383,6 +385,16 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 	registered := make(chan error, 1)
 	go func() { registered <- a.waitApplication(regCtx) }()
 	defer regCancel()
+	// The sweep for orphans runs beside the event loop (it waits for
+	// StasisStarts to be dispatched) and never outlives this connection.
+	sweepCtx, sweepCancel := context.WithCancel(ctx)
+	var swept chan error
+	defer func() {
+		sweepCancel()
+		if swept != nil {
+			<-swept
+		}
+	}()
 	for {
 		select {
 		case msg, ok := <-msgs:
@@ -406,6 +418,18 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 			}
 			if err := a.rest.setEventFilter(ctx, a.o.App, wantedEvents); err != nil {
 				a.log.Warn("cannot set the application's event filter; receiving every event", zap.Error(err))
+			}
+			// Before reporting itself connected, end what a previous
+			// process (kill -9) or connection left behind: a supervisor
+			// still bridged to a snoop would otherwise listen unsupervised.
+			swept = make(chan error, 1)
+			go func() { swept <- a.sweepOrphans(sweepCtx) }()
+		case err := <-swept:
+			swept = nil
+			if err != nil {
+				// Orphans could not be listed: not serving beats serving
+				// beside a session nobody supervises. Try again.
+				return false, fmt.Errorf("sweep for orphaned sessions: %w", err)
 			}
 			wasUp = true
 			if a.everUp {
@@ -482,12 +506,75 @@ func redactURL(s string) string {
 	return u.String()
 }
 
-// newID returns a fresh id for channels, bridges and playbacks callwarden
-// creates, e.g. cw-snoop-1a2b3c4d5e6f.
-func newID(kind string) string {
+// newID returns a fresh id for a channel, bridge or playback callwarden
+// creates, e.g. cw-callwarden-snoop-1a2b3c4d5e6f7a8b (see ownedID).
+func (a *Adapter) newID(kind string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand does not fail on supported platforms.
-	return "cw-" + kind + "-" + hex.EncodeToString(b[:])
+	return a.ownedID(kind, hex.EncodeToString(b[:]))
+}
+
+// ownedID is the id of what callwarden creates in Asterisk:
+// cw-<app>-<kind>-<suffix>. Naming the application makes everything an
+// application created recognisable after a crash, by the next process of
+// the same application (sweepOrphans), and by nobody else's.
+func (a *Adapter) ownedID(kind, suffix string) string {
+	return "cw-" + a.o.App + "-" + kind + "-" + suffix
+}
+
+// ownedKind parses an id made by ownedID for this application: kind and
+// suffix, ok false for anyone else's id. The parse is strict (a known kind,
+// then the exact suffix form), so that application "a" never claims the
+// ids of application "a-b".
+func (a *Adapter) ownedKind(id string) (kind, suffix string, ok bool) {
+	rest, ok := strings.CutPrefix(id, "cw-"+a.o.App+"-")
+	if !ok {
+		return "", "", false
+	}
+	kind, suffix, ok = strings.Cut(rest, "-")
+	if !ok {
+		return "", "", false
+	}
+	switch kind {
+	case kindBridge, kindSnoop, kindNotify, kindPlay:
+		return kind, suffix, isHex(suffix, 16)
+	case kindRecSnoop:
+		return kind, suffix, isDigits(suffix, 12)
+	}
+	return "", "", false
+}
+
+// The kinds of ids callwarden gives what it creates.
+const (
+	kindBridge   = "bridge"   // a monitor session's mixing bridge
+	kindSnoop    = "snoop"    // a monitor session's snoop channel
+	kindNotify   = "notify"   // the snoop that plays the notify tone to an agent
+	kindRecSnoop = "recsnoop" // the snoop a live recording records; suffix: the recording id
+	kindPlay     = "play"     // a playback
+)
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigits(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // inbox is a call handler's queue of events, fed by the dispatcher.
@@ -564,11 +651,19 @@ func (a *Adapter) route(ev ari.Event) bool {
 	return len(targets) > 0
 }
 
-// markOurs records a snoop channel id callwarden is about to create, so the
-// watchdog lets it be.
+// markOurs records a snoop channel or bridge id this process is about to
+// create, so the watchdog lets it be and sweepOrphans knows it is not an
+// orphan.
 func (a *Adapter) markOurs(id string) {
 	a.mu.Lock()
 	a.ours[id] = struct{}{}
+	a.mu.Unlock()
+}
+
+// forget drops an id markOurs recorded, once it is destroyed.
+func (a *Adapter) forget(id string) {
+	a.mu.Lock()
+	delete(a.ours, id)
 	a.mu.Unlock()
 }
 
@@ -622,7 +717,13 @@ func (a *Adapter) dispatch(ctx context.Context, ev ari.Event) {
 			a.watchSnoop(ctx, e.Channel, "entered Stasis "+a.o.App)
 			return
 		}
-		a.spawn(ctx, func(ctx context.Context) { a.handleStart(ctx, e) })
+		// Claimed here, before the handler runs, so that a sweep for
+		// orphans never takes a channel that has just entered Stasis.
+		a.claim(e.Channel.ID)
+		a.spawn(ctx, func(ctx context.Context) {
+			defer a.unclaim(e.Channel.ID)
+			a.handleStart(ctx, e)
+		})
 		return
 	case *ari.ChannelCreated:
 		if isSnoop(e.Channel.Name) && !a.isOurs(e.Channel.ID) {
@@ -635,6 +736,7 @@ func (a *Adapter) dispatch(ctx context.Context, ev ari.Event) {
 		delete(a.allowances, e.Channel.ID)
 		delete(a.ours, e.Channel.ID)
 		delete(a.caught, e.Channel.ID)
+		delete(a.claimed, e.Channel.ID)
 		a.mu.Unlock()
 	case *ari.RecordingFinished:
 		a.recordingEnded(ctx, e.Recording, "finished")
@@ -674,4 +776,27 @@ func isSnoop(channelName string) bool { return strings.HasPrefix(channelName, "S
 // bridges) even after ctx ended (shutdown).
 func (a *Adapter) cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 2*a.o.Timeout)
+}
+
+// claim records that a handler of this process serves channel id.
+func (a *Adapter) claim(id string) {
+	a.mu.Lock()
+	a.claimed[id] = struct{}{}
+	a.mu.Unlock()
+}
+
+func (a *Adapter) unclaim(id string) {
+	a.mu.Lock()
+	delete(a.claimed, id)
+	a.mu.Unlock()
+}
+
+// owns reports whether id is a snoop, bridge or Stasis channel this
+// process created or serves.
+func (a *Adapter) owns(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ours := a.ours[id]
+	_, claimed := a.claimed[id]
+	return ours || claimed
 }

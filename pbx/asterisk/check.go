@@ -15,7 +15,7 @@ import (
 // An allow also tells the watchdog that this channel may run the matching
 // ChanSpy/ExtenSpy/MixMonitor next.
 func (a *Adapter) check(ctx context.Context, in *inbox, ch ari.ChannelData, rq request, log *zap.Logger) {
-	e := auditEntry{verb: verbCheck, action: rq.action, target: rq.target, channels: []string{ch.ID}}
+	e := auditEntry{verb: verbCheck, action: rq.action, target: rq.target, channels: []string{ch.ID}, requester: ch}
 	o := a.decideCheck(ctx, ch, rq, &e, log)
 	o = a.audited(ctx, e, o)
 	if o.allow {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	pathpkg "path"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +38,48 @@ type fakeARI struct {
 	dials int
 	open  int // websockets connected
 	conn  chan net.Conn
+	// answers override the default answer of a REST call: the first whose
+	// method and path prefix match the request is served.
+	answers []fakeAnswer
+}
+
+// fakeAnswer is a canned answer of the fake REST API.
+type fakeAnswer struct {
+	method, prefix string // prefix: a path.Match pattern
+	status         int
+	body           string
+}
+
+// answer makes the fake answer method requests on path (after /ari) with
+// status and body, before any earlier answer; path is a path.Match
+// pattern (a * stands for one path segment, e.g. a bridge id).
+func (f *fakeARI) answer(method, path string, status int, body string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.answers = append([]fakeAnswer{{method, path, status, body}}, f.answers...)
+}
+
+func (c fakeAnswer) matches(method, path string) bool {
+	if c.method != method {
+		return false
+	}
+	ok, err := pathpkg.Match(c.prefix, path)
+	return ok && err == nil
+}
+
+// query returns the query of the first call starting with prefix, e.g. the
+// snoopId the adapter gave a snoop.
+func (f *fakeARI) query(prefix string) url.Values {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, prefix) {
+			_, q, _ := strings.Cut(c, "?")
+			v, _ := url.ParseQuery(q)
+			return v
+		}
+	}
+	return nil
 }
 
 func newFakeARI(t *testing.T) *fakeARI {
@@ -63,8 +107,19 @@ func (f *fakeARI) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && strings.HasSuffix(path, "/variable") {
 		f.vars[r.URL.Query().Get("variable")] = r.URL.Query().Get("value")
 	}
+	var canned *fakeAnswer
+	for i := range f.answers {
+		if f.answers[i].matches(r.Method, path) {
+			canned = &f.answers[i]
+			break
+		}
+	}
 	f.mu.Unlock()
 	switch {
+	case canned != nil:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(canned.status)
+		_, _ = w.Write([]byte(canned.body))
 	case strings.HasPrefix(path, "/applications/"):
 		// Like Asterisk: the application exists while a websocket holds it.
 		f.mu.Lock()

@@ -25,7 +25,7 @@ func (a *Adapter) handleStart(ctx context.Context, e *ari.StasisStart) {
 		if snap := a.snapshot(); snap != nil {
 			user = resolveChannelUser(snap, ch, true)
 		}
-		o := a.audited(ctx, auditEntry{user: user, channels: []string{ch.ID}, detail: err.Error()}, refused(reasonInvalid))
+		o := a.audited(ctx, auditEntry{user: user, channels: []string{ch.ID}, detail: err.Error(), requester: ch}, refused(reasonInvalid))
 		a.conclude(ctx, in, ch.ID, o, a.o.RefusalSound, true)
 		return
 	}
@@ -111,7 +111,7 @@ func gone(ev ari.Event, channelID string) bool {
 // playAndWait plays media on the channel and waits until it ends; it
 // returns false when the channel left meanwhile.
 func (a *Adapter) playAndWait(ctx context.Context, in *inbox, channelID, media string, limit time.Duration) bool {
-	pb := newID("play")
+	pb := a.newID(kindPlay)
 	a.follow(in, pb)
 	if err := a.rest.play(ctx, channelID, pb, media); err != nil {
 		a.log.Warn("cannot play", zap.String("channel", channelID), zap.String("media", media), zap.Error(err))

@@ -49,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"type"}),
 		watchdog: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callwarden_asterisk_watchdog_total",
-			Help: "Bypasses the watchdog caught (ChanSpy, ExtenSpy, MixMonitor, foreign snoop), by kind and by mode (enforce hangs up, report-only audits).",
+			Help: "Bypasses the watchdog caught (ChanSpy, ExtenSpy, MixMonitor, foreign snoop), by kind and by mode (enforce hangs up, report-only audits); kind orphan counts sessions a previous process left in Asterisk, ended at (re)connection.",
 		}, []string{"kind", "mode"}),
 		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "callwarden_asterisk_audit_failures_total",

@@ -3,6 +3,7 @@ package asterisk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/CyCoreSystems/ari/v5"
@@ -21,7 +22,7 @@ type monitorTarget struct {
 // decideMonitor resolves the requester and the target's call and decides
 // mode; it never returns allow on an error.
 func (a *Adapter) decideMonitor(ctx context.Context, ch ari.ChannelData, rq request, m mode) (monitorTarget, auditEntry, outcome) {
-	e := auditEntry{verb: verbMonitor, action: m.action(), target: rq.target, channels: []string{ch.ID}}
+	e := auditEntry{verb: verbMonitor, action: m.action(), target: rq.target, channels: []string{ch.ID}, requester: ch}
 	snap := a.snapshot()
 	if snap == nil {
 		return monitorTarget{}, e, decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
@@ -65,9 +66,10 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 	}
 	log = log.With(zap.String("user", tgt.user), zap.String("target", tgt.agent), zap.String("target_channel", tgt.call.agent.ID))
 
-	s := &monitorSession{a: a, in: in, sup: sup.ID, target: tgt.call.agent.ID, bridge: newID("bridge"), log: log, entry: entry}
+	s := &monitorSession{a: a, in: in, sup: sup.ID, target: tgt.call.agent.ID, bridge: a.newID(kindBridge), log: log, entry: entry, allowed: o}
 	defer s.teardown(ctx)
 	a.follow(in, s.bridge, s.target)
+	a.markOurs(s.bridge)
 	if sup.State != "Up" {
 		if err := a.rest.answer(ctx, sup.ID); err != nil {
 			s.fail(ctx, "answer the supervisor", err)
@@ -88,6 +90,7 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 		return
 	}
 	a.m.intercept.Observe(time.Since(started).Seconds())
+	a.auditResult(ctx, entry, o, nil)
 	a.setOutcome(ctx, sup.ID, o)
 	log.Info("monitoring", zap.String("mode", rq.mode.String()), zap.Duration("intercept", time.Since(started)))
 	if o.decision.NotifyTarget {
@@ -137,14 +140,15 @@ type monitorSession struct {
 	mode      mode
 	hangupSup bool
 	log       *zap.Logger
-	entry     auditEntry // the allowing decision's record, for a failure's
+	entry     auditEntry // the allowing decision's record, for its outcome's
+	allowed   outcome
 }
 
 // attach creates a snoop with m's directions, waits until it is in Stasis,
 // bridges it, and only then drops the previous snoop: a switch never leaves
 // the supervisor on a snoop of the old mode.
 func (s *monitorSession) attach(ctx context.Context, m mode) error {
-	id := newID("snoop")
+	id := s.a.newID(kindSnoop)
 	s.a.markOurs(id)
 	s.a.follow(s.in, id)
 	spy, whisper := m.directions()
@@ -175,7 +179,9 @@ func (s *monitorSession) switchMode(ctx context.Context, sup ari.ChannelData, rq
 	entry.detail = "switch from " + s.mode.String() + " to " + m.String()
 	o = s.a.audited(ctx, entry, o)
 	if o.allow {
-		if err := s.attach(ctx, m); err != nil {
+		err := s.attach(ctx, m)
+		s.a.auditResult(ctx, entry, o, err)
+		if err != nil {
 			s.log.Warn("mode switch failed; staying in the current mode", zap.String("mode", s.mode.String()), zap.Error(err))
 			return
 		}
@@ -183,19 +189,19 @@ func (s *monitorSession) switchMode(ctx context.Context, sup ari.ChannelData, rq
 		return
 	}
 	s.log.Info("mode switch refused", zap.String("from", s.mode.String()), zap.String("to", m.String()), zap.String("reason", o.reason))
-	pb := newID("play")
+	pb := s.a.newID(kindPlay)
 	if err := s.a.rest.play(ctx, s.sup, pb, s.a.o.RefusalSound); err != nil {
 		s.log.Debug("cannot play the refusal", zap.Error(err))
 	}
 }
 
-// fail records that an allowed session could not be set up (so the audit
-// trail does not claim a supervisor listened), and ends it.
+// fail records that an allowed session could not be set up (outcome
+// failed, so the audit trail does not claim a supervisor listened), and
+// ends it: the supervisor is hung up, never left in Stasis.
 func (s *monitorSession) fail(ctx context.Context, what string, err error) {
 	s.log.Error("monitor setup failed; hanging up", zap.String("step", what), zap.Error(err))
-	e := s.entry
-	e.detail = "setup failed after allow: " + what + ": " + err.Error()
-	s.a.audited(ctx, e, refused(reasonPBXError))
+	s.a.auditResult(ctx, s.entry, s.allowed, fmt.Errorf("%s: %w", what, err))
+	s.a.setOutcome(ctx, s.sup, refused(reasonPBXError))
 	s.hangupSup = true
 }
 
@@ -211,6 +217,9 @@ func (s *monitorSession) teardown(ctx context.Context) {
 			s.log.Warn("cannot destroy the monitor bridge", zap.String("bridge", s.bridge), zap.Error(err))
 		}
 	}
+	// A bridge left behind is no longer this process's: the next sweep
+	// for orphans destroys it.
+	s.a.forget(s.bridge)
 	if s.snoop != "" {
 		s.a.hangupQuiet(ctx, s.snoop)
 	}
@@ -229,7 +238,7 @@ func (a *Adapter) hangupQuiet(ctx context.Context, id string) {
 // notifyTarget plays the notify sound to the monitored agent only, through
 // a short-lived snoop that whispers towards the agent and hears nothing.
 func (a *Adapter) notifyTarget(ctx context.Context, target string) {
-	id := newID("notify")
+	id := a.newID(kindNotify)
 	a.markOurs(id)
 	in := a.subscribe(id)
 	defer a.unsubscribe(in)

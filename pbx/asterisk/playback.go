@@ -3,6 +3,7 @@ package asterisk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/CyCoreSystems/ari/v5"
@@ -19,7 +20,7 @@ var playbackControls = map[string]string{"4": "reverse", "6": "forward", "0": "r
 // recording.playback with the recording's queue, agent and age, then plays
 // it with DTMF controls and continues the dialplan when it ends.
 func (a *Adapter) playback(ctx context.Context, in *inbox, ch ari.ChannelData, rq request, log *zap.Logger) {
-	e := auditEntry{verb: verbPlayback, action: enforce.RecordingPlayback, channels: []string{ch.ID}, detail: "recording " + rq.recording}
+	e := auditEntry{verb: verbPlayback, action: enforce.RecordingPlayback, channels: []string{ch.ID}, detail: "recording " + rq.recording, requester: ch}
 	o, rec := a.decidePlayback(ctx, ch, rq, &e, log)
 	o = a.audited(ctx, e, o)
 	if !o.allow {
@@ -32,13 +33,15 @@ func (a *Adapter) playback(ctx context.Context, in *inbox, ch ari.ChannelData, r
 			log.Warn("cannot answer for playback", zap.Error(err))
 		}
 	}
-	pb := newID("play")
+	pb := a.newID(kindPlay)
 	a.follow(in, pb)
 	if err := a.rest.play(ctx, ch.ID, pb, "recording:"+rec.Name); err != nil {
 		log.Error("cannot play the recording", zap.String("recording", rec.ID), zap.Error(err))
+		a.auditResult(ctx, e, o, fmt.Errorf("play the recording: %w", err))
 		a.conclude(ctx, in, ch.ID, refused(reasonPBXError), a.o.RefusalSound, true)
 		return
 	}
+	a.auditResult(ctx, e, o, nil)
 	for {
 		select {
 		case ev := <-in.ch:

@@ -22,14 +22,15 @@ const reasonAlreadyRecording = "already_recording"
 // recordings of a snoop channel on the target's call, so the call itself
 // never enters Stasis; their metadata lives in the RecordingStore.
 func (a *Adapter) recordOp(ctx context.Context, in *inbox, ch ari.ChannelData, rq request, log *zap.Logger) {
-	e := auditEntry{verb: verbRecord, action: rq.op.action(), target: rq.target, channels: []string{ch.ID}}
+	e := auditEntry{verb: verbRecord, action: rq.op.action(), target: rq.target, channels: []string{ch.ID}, requester: ch}
 	o, act := a.decideRecord(ctx, ch, rq, &e, log)
 	o = a.audited(ctx, e, o)
 	if o.allow && act != nil {
-		if err := act(ctx); err != nil {
+		err := act(ctx)
+		a.auditResult(ctx, e, o, err)
+		if err != nil {
 			log.Error("recording operation failed", zap.String("op", rq.op.String()), zap.Error(err))
-			e.detail = "failed after allow: " + err.Error()
-			o = a.audited(ctx, e, refused(reasonPBXError))
+			o = refused(reasonPBXError)
 		}
 	}
 	sound := a.o.NotifySound
@@ -107,8 +108,8 @@ func (a *Adapter) decideRecord(ctx context.Context, ch ari.ChannelData, rq reque
 // records the snoop channel.
 func (a *Adapter) startRecording(ctx context.Context, requester, user, agent string, c call) error {
 	id := newRecordingID()
-	name := "callwarden-" + id
-	snoopID := "cw-recsnoop-" + id
+	name := "callwarden-" + id // the file name; the snoop carries the application
+	snoopID := a.ownedID(kindRecSnoop, id)
 	a.markOurs(snoopID)
 	in := a.subscribe(snoopID)
 	defer a.unsubscribe(in)

@@ -291,3 +291,46 @@ func (r *rest) setEventFilter(ctx context.Context, app string, types []string) e
 	}
 	return r.do(ctx, http.MethodPut, "/applications/"+esc(app)+"/eventFilter", nil, f, nil)
 }
+
+// listedChannel is a channel of GET /channels with what ari.ChannelData
+// leaves out: the dialplan application it runs (Stasis and its arguments
+// for a channel in a Stasis application).
+type listedChannel struct {
+	ID       string        `json:"id"`
+	Name     string        `json:"name"`
+	State    string        `json:"state"`
+	Caller   *ari.CallerID `json:"caller"`
+	Dialplan struct {
+		AppName string `json:"app_name"`
+		AppData string `json:"app_data"`
+	} `json:"dialplan"`
+}
+
+func (c listedChannel) data() ari.ChannelData {
+	return ari.ChannelData{ID: c.ID, Name: c.Name, State: c.State, Caller: c.Caller}
+}
+
+// stasisArgs returns the arguments of the Stasis application app the
+// channel is in; ok is false when it is not in app.
+func (c listedChannel) stasisArgs(app string) (args []string, ok bool) {
+	if !strings.EqualFold(c.Dialplan.AppName, "Stasis") {
+		return nil, false
+	}
+	parts := strings.Split(c.Dialplan.AppData, ",")
+	if parts[0] != app {
+		return nil, false
+	}
+	return parts[1:], true
+}
+
+func (r *rest) listedChannel(ctx context.Context, id string) (listedChannel, error) {
+	var out listedChannel
+	err := r.do(ctx, http.MethodGet, "/channels/"+esc(id), nil, nil, &out)
+	return out, err
+}
+
+func (r *rest) listChannels(ctx context.Context) ([]listedChannel, error) {
+	var out []listedChannel
+	err := r.do(ctx, http.MethodGet, "/channels", nil, nil, &out)
+	return out, err
+}

@@ -161,12 +161,10 @@ func (a *Adapter) bypass(ctx context.Context, kind string, action enforce.Action
 			Caller:   enforce.Mask(callerNumber(ch), mask),
 			PBX:      a.o.PBX,
 			Channels: []string{ch.ID},
-			Detail:   verdict + detail,
+			Detail:   verdict + detail + "; channel " + ch.Name,
+			AskedBy:  a.askedBy(),
 		}
-		actx, acancel := context.WithTimeout(cctx, auditTimeout)
-		defer acancel()
-		if err := a.o.Auditor.Audit(actx, rec); err != nil {
-			a.m.auditFailures.Inc()
+		if err := a.writeAudit(cctx, rec); err != nil {
 			a.log.Error("audit write failed", zap.String("kind", kind), zap.Error(err))
 		}
 	})

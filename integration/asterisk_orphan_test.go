@@ -1,0 +1,285 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/callwarden/callwarden/config"
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/integration/lab"
+)
+
+// servedDaemon is `callwarden serve` run as a child process against the lab.
+type servedDaemon struct {
+	cmd    *exec.Cmd
+	log    string
+	exited chan struct{}
+}
+
+// serveConfig writes a serve config deciding from the policy stored in the
+// lab's Redis under the test's key prefix, with the Stasis application
+// "callwarden" on the lab's Asterisk. The ARI password goes in the
+// environment, as in a deployment.
+func serveConfig(t *testing.T, l *lab.TestLab) string {
+	t.Helper()
+	body := fmt.Sprintf(`http:
+  listen: "127.0.0.1:0"
+log:
+  level: debug
+  format: json
+asterisk:
+  url: %q
+  user: %q
+  app: callwarden
+redis:
+  addrs: [%q]
+  prefix: %q
+`, l.ARIURL, l.ARIUser, l.RedisAddr, l.KeyPrefix)
+	path := filepath.Join(t.TempDir(), "callwarden.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// serveAsterisk starts `callwarden serve` and waits until its Stasis application
+// is connected (its "ARI connected" log line).
+func serveAsterisk(ctx context.Context, t *testing.T, l *lab.TestLab, bin, cfg, name string) *servedDaemon {
+	t.Helper()
+	d := &servedDaemon{log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
+	logf, err := os.Create(d.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(bin, "serve", "--config", cfg)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CALLWARDEN_") {
+			env = append(env, kv)
+		}
+	}
+	d.cmd.Env = append(env, config.EnvAsteriskPassword+"="+l.ARIPassword)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := d.cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	go func() {
+		_ = d.cmd.Wait()
+		logf.Close()
+		close(d.exited)
+	}()
+	t.Cleanup(func() {
+		// A graceful stop (the test may have killed it already), then the
+		// application must be gone before the next test connects one.
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(20 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+			t.Errorf("%s did not stop within 20s of SIGTERM", name)
+		}
+		if t.Failed() {
+			if b, err := os.ReadFile(d.log); err == nil {
+				t.Logf("%s log:\n%s", name, b)
+			}
+		}
+		gctx, gcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer gcancel()
+		for {
+			err := ari(gctx, l, http.MethodGet, "/applications/callwarden", nil, nil)
+			if errors.Is(err, lab.ErrNotFound) {
+				return
+			}
+			if gctx.Err() != nil {
+				t.Errorf("Asterisk still has the callwarden application 10s after %s stopped: %v", name, err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !d.logged("ARI connected") {
+		select {
+		case <-d.exited:
+			b, _ := os.ReadFile(d.log)
+			t.Fatalf("%s exited before connecting:\n%s", name, b)
+		case <-ctx.Done():
+			t.Fatalf("%s never connected to ARI: %v", name, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return d
+}
+
+func (d *servedDaemon) logged(msg string) bool {
+	f, err := os.Open(d.log)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), `"msg":"`+msg+`"`) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitGone polls gone until it reports the thing gone, or fails the test.
+func waitGone(ctx context.Context, t *testing.T, l *lab.TestLab, what string, gone func() (bool, error)) {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := gone()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			dumpAsterisk(t, l)
+			t.Fatalf("%s still there: %v", what, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func channelGone(ctx context.Context, l *lab.TestLab, id string) func() (bool, error) {
+	return func() (bool, error) {
+		_, err := l.ARI.Channel(ctx, id)
+		if errors.Is(err, lab.ErrNotFound) {
+			return true, nil
+		}
+		return false, err
+	}
+}
+
+func bridgeGone(ctx context.Context, l *lab.TestLab, id string) func() (bool, error) {
+	return func() (bool, error) {
+		err := ari(ctx, l, http.MethodGet, "/bridges/"+id, nil, nil)
+		if errors.Is(err, lab.ErrNotFound) {
+			return true, nil
+		}
+		return false, err
+	}
+}
+
+// TestRestartAfterACrashEndsTheOrphanedListenSession kills callwarden -9
+// while alice listens to an agent: Asterisk keeps the snoop, alice's
+// channel and the bridge, unsupervised. The next callwarden, before it
+// serves, ends them (the agent's call goes on) and audits it.
+func TestRestartAfterACrashEndsTheOrphanedListenSession(t *testing.T) {
+	l := suite.Lab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bin := buildCallwarden(t)
+	store := newRedisStore(t, l, nil)
+	p, err := config.LoadProfiles("../deploy/examples/profiles.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.ApplyPolicy(ctx, p, 0); err != nil {
+		t.Fatal(err)
+	}
+	cfg := serveConfig(t, l)
+	first := serveAsterisk(ctx, t, l, bin, cfg, "first")
+	// Registered after the first daemon's cleanup, so it runs before it:
+	// the calls end while a callwarden still runs, as on a live PBX.
+	t.Cleanup(func() { hangupAll(t, l) })
+
+	events, err := l.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, ext := salesCall(ctx, t, l, events, "5550100")
+	sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", "*222"+ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := events.Wait(ctx, "a snoop on the agent's channel", snoopOn(agent.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snoop := created.Channel.ID
+	inBridge, err := events.Wait(ctx, "the snoop entering a bridge", lab.OnChannel("ChannelEnteredBridge", snoop))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bridge := inBridge.Bridge.ID
+	if _, err := events.Wait(ctx, "alice in the snoop's bridge", func(e lab.Event) bool {
+		return e.Type == "ChannelEnteredBridge" && e.ChannelID() == sup.First && e.Bridge.ID == bridge
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// kill -9: no cleanup runs. Asterisk keeps the whole session.
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-first.exited
+	for what, gone := range map[string]func() (bool, error){
+		"snoop " + snoop:          channelGone(ctx, l, snoop),
+		"supervisor " + sup.First: channelGone(ctx, l, sup.First),
+		"bridge " + bridge:        bridgeGone(ctx, l, bridge),
+	} {
+		if ok, err := gone(); err != nil || ok {
+			t.Fatalf("%s gone (%v) right after the crash: the orphan this test is about was not made", what, err)
+		}
+	}
+
+	crashed := time.Now()
+	serveAsterisk(ctx, t, l, bin, cfg, "second")
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	waitGone(wctx, t, l, "the orphaned bridge "+bridge, bridgeGone(ctx, l, bridge))
+	waitGone(wctx, t, l, "the orphaned snoop "+snoop, channelGone(ctx, l, snoop))
+	waitGone(wctx, t, l, "alice's orphaned channel "+sup.First, channelGone(ctx, l, sup.First))
+	t.Logf("orphaned session ended %s after starting the next callwarden", time.Since(crashed).Round(time.Millisecond))
+	if _, err := l.ARI.Channel(ctx, agent.ID); err != nil {
+		t.Errorf("the agent's call ended with the orphaned session: %v", err)
+	}
+
+	for {
+		recs, err := store.ReadAudit(ctx, enforce.AuditFilter{Since: crashed.Add(-time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found *enforce.AuditRecord
+		for i, r := range recs {
+			if r.Source == "watchdog" && strings.Contains(r.Detail, "orphaned") && strings.Contains(strings.Join(r.Channels, " "), snoop) {
+				found = &recs[i]
+			}
+		}
+		if found != nil {
+			t.Logf("cleanup audited: %+v", *found)
+			if found.User != "alice" || found.Action != "monitor.listen" || found.Outcome != enforce.OutcomeEnforced {
+				t.Errorf("cleanup audited as %+v, want alice's monitor.listen ended (outcome enforced)", *found)
+			}
+			break
+		}
+		select {
+		case <-wctx.Done():
+			t.Fatalf("no audit record of the cleanup; records: %+v", recs)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
