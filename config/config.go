@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/callwarden/callwarden/enforce"
 )
 
 // Config is the daemon configuration. Precedence is flags > CALLWARDEN_*
@@ -121,6 +123,10 @@ type Asterisk struct {
 	// record operation (default "sound:beep"). Any ARI media URI.
 	RefusalSound string `yaml:"refusal_sound"`
 	NotifySound  string `yaml:"notify_sound"`
+	// PBX names this Asterisk in audit records (`pbx`, and `asked_by` as
+	// "asterisk:<PBX>"), so that several PBXs sharing one Redis can be told
+	// apart. Default "asterisk"; it must be an id (enforce.CheckID).
+	PBX string `yaml:"pbx"`
 }
 
 // The Asterisk watchdog modes.
@@ -253,6 +259,11 @@ func (c *Config) Validate() error {
 		if a.Timeout <= 0 {
 			bad("asterisk.timeout", "must be positive, got %s", a.Timeout)
 		}
+		if a.PBX != "" {
+			if err := enforce.CheckID(a.PBX); err != nil {
+				bad("asterisk.pbx", "%v", err)
+			}
+		}
 		switch a.Watchdog {
 		case WatchdogEnforce, WatchdogReportOnly, WatchdogOff:
 		default:
@@ -350,6 +361,7 @@ const (
 	EnvAsteriskApp          = "CALLWARDEN_ASTERISK_APP"
 	EnvAsteriskTimeout      = "CALLWARDEN_ASTERISK_TIMEOUT"
 	EnvAsteriskWatchdog     = "CALLWARDEN_ASTERISK_WATCHDOG"
+	EnvAsteriskPBX          = "CALLWARDEN_ASTERISK_PBX"
 	EnvRedisAddrs           = "CALLWARDEN_REDIS_ADDRS"
 	EnvRedisMasterName      = "CALLWARDEN_REDIS_MASTER_NAME"
 	EnvRedisUsername        = "CALLWARDEN_REDIS_USERNAME"
@@ -406,6 +418,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	str(EnvAsteriskApp, &c.Asterisk.App)
 	dur(EnvAsteriskTimeout, &c.Asterisk.Timeout)
 	str(EnvAsteriskWatchdog, &c.Asterisk.Watchdog)
+	str(EnvAsteriskPBX, &c.Asterisk.PBX)
 	list(EnvRedisAddrs, &c.Redis.Addrs)
 	str(EnvRedisMasterName, &c.Redis.MasterName)
 	str(EnvRedisUsername, &c.Redis.Username)

@@ -70,6 +70,8 @@ func TestValidate(t *testing.T) {
 		}, []string{`asterisk.watchdog: unknown mode "audit"`, `asterisk.refusal_sound: "ss-noservice" is not an ARI media URI`, `asterisk.notify_sound: "sound:" is not an ARI media URI`}},
 		{"asterisk without app or timeout", func(c *Config) { c.Asterisk.App, c.Asterisk.Timeout = "", 0 },
 			[]string{"asterisk.app: required", "asterisk.timeout: must be positive"}},
+		{"asterisk pbx name that is not an id", func(c *Config) { c.Asterisk.PBX = "pbx 1\r\n" },
+			[]string{"asterisk.pbx: invalid id"}},
 		{"redis staleness zero", func(c *Config) { c.Redis.Staleness = 0 }, []string{"redis.staleness: must be positive"}},
 		{"redis bad address", func(c *Config) { c.Redis.Addrs = []string{"a:1", "redis"} }, []string{"redis.addrs[1]: missing port"}},
 		{"redis empty prefix", func(c *Config) { c.Redis.Prefix = "" }, []string{"redis.prefix: required"}},

@@ -48,6 +48,7 @@ func newAsterisk(cfg config.Asterisk, snapshot func() *enforce.Snapshot, auditor
 		Watchdog:     asterisk.WatchdogMode(cfg.Watchdog),
 		RefusalSound: cfg.RefusalSound,
 		NotifySound:  cfg.NotifySound,
+		PBX:          cfg.PBX,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("asterisk: %w", err)
