@@ -160,6 +160,8 @@ func (r CheckResponse) why() string {
 		return "no profiles are loaded, so nothing can be checked (fail closed)"
 	case enforce.ReasonInvalidRequest.String():
 		return "the request is malformed"
+	case enforce.ReasonContextMismatch.String():
+		return "the request names a team or site for the target that the policy contradicts"
 	}
 	return "no grant allows it"
 }
