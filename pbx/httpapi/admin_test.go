@@ -320,6 +320,11 @@ func newAdminFixtureOn(tb testing.TB, store *fakeStore, wrap func(*fakeStore) en
 		}
 		tokens = append(tokens, th)
 	}
+	pbx, err := httpapi.ParseRoleTokenHash(httpapi.RoleCheck, "pbx", httpapi.HashToken("pbx-token"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tokens = append(tokens, pbx)
 	admin, err := httpapi.NewAdmin(httpapi.AdminOptions{
 		Store:       ps,
 		Snapshot:    f.holder.Load,
@@ -333,7 +338,7 @@ func newAdminFixtureOn(tb testing.TB, store *fakeStore, wrap func(*fakeStore) en
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h, err := httpapi.New(httpapi.Options{Snapshot: f.holder.Load, Admin: admin})
+	h, err := httpapi.New(httpapi.Options{Snapshot: f.holder.Load, Admin: admin, Auth: httpapi.NewTokenSet(tokens)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -421,10 +426,15 @@ func TestAdminAuthentication(t *testing.T) {
 			t.Errorf("code %d body %s", r.code, r.body)
 		}
 	})
-	t.Run("the check API needs no token", func(t *testing.T) {
-		r := f.do(t, "GET", "/v1/check?user=alice&action=monitor.listen&queue=sales", "", "", "")
-		if r.code != 200 {
-			t.Errorf("code %d body %s", r.code, r.body)
+	t.Run("the check API needs a check token, not an admin one", func(t *testing.T) {
+		if r := f.do(t, "GET", "/v1/check?user=alice&action=monitor.listen&queue=sales", "", "", ""); r.code != 401 {
+			t.Errorf("without a token: code %d body %s", r.code, r.body)
+		}
+		if r := f.do(t, "GET", "/v1/check?user=alice&action=monitor.listen&queue=sales", "root", "", ""); r.code != 403 {
+			t.Errorf("with an admin token: code %d body %s", r.code, r.body)
+		}
+		if r := f.do(t, "GET", "/v1/check?user=alice&action=monitor.listen&queue=sales", "pbx", "", ""); r.code != 200 {
+			t.Errorf("with a check token: code %d body %s", r.code, r.body)
 		}
 	})
 }
@@ -868,7 +878,7 @@ func TestTokenSet(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			u, ok := set.Authenticate(tc.token)
-			if u != tc.user || ok != tc.ok {
+			if u.Name != tc.user || ok != tc.ok {
 				t.Errorf("Authenticate(%q) = %q, %v", tc.token, u, ok)
 			}
 		})
@@ -896,7 +906,7 @@ func TestDynamicTokens(t *testing.T) {
 	var dyn httpapi.DynamicTokens
 	auth := httpapi.AnyOf(httpapi.NewTokenSet([]httpapi.TokenHash{hash("root", "from-config")}), &dyn)
 	t.Run("before the first set only the static tokens authenticate", func(t *testing.T) {
-		if u, ok := auth.Authenticate("from-config"); !ok || u != "root" {
+		if u, ok := auth.Authenticate("from-config"); !ok || u.Name != "root" {
 			t.Fatalf("config token: %q, %v", u, ok)
 		}
 		if _, ok := auth.Authenticate("from-redis"); ok {
@@ -905,7 +915,7 @@ func TestDynamicTokens(t *testing.T) {
 	})
 	t.Run("a set token authenticates its user", func(t *testing.T) {
 		dyn.Set([]httpapi.TokenHash{hash("alice", "from-redis")})
-		if u, ok := auth.Authenticate("from-redis"); !ok || u != "alice" {
+		if u, ok := auth.Authenticate("from-redis"); !ok || u.Name != "alice" {
 			t.Fatalf("stored token: %q, %v", u, ok)
 		}
 	})
