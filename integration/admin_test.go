@@ -61,7 +61,8 @@ admin:
   tokens:
     - {user: root, sha256: %s}
     - {user: alice, sha256: %s}
-`, l.RedisAddr, l.KeyPrefix, httpapi.HashToken("root-token"), httpapi.HashToken("alice-token"))
+    - {name: itest, role: check, sha256: %s}
+`, l.RedisAddr, l.KeyPrefix, httpapi.HashToken("root-token"), httpapi.HashToken("alice-token"), httpapi.HashToken(checkToken))
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -190,10 +191,13 @@ func call(tb testing.TB, method, url, token, ifMatch, body string) httpResult {
 	return httpResult{resp.StatusCode, resp.Header, string(b)}
 }
 
+// checkToken is the lab daemons' check-role token (named "itest").
+const checkToken = "itest-check-token"
+
 // verdict asks a daemon one check and returns "decision/reason".
 func verdict(tb testing.TB, base, query string) string {
 	tb.Helper()
-	r := call(tb, "GET", base+"/v1/check?"+query, "", "", "")
+	r := call(tb, "GET", base+"/v1/check?"+query, checkToken, "", "")
 	var cr httpapi.CheckResponse
 	if err := json.Unmarshal([]byte(r.body), &cr); err != nil {
 		tb.Fatalf("check %s: %d %s", query, r.code, r.body)

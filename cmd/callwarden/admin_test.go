@@ -373,6 +373,7 @@ func adminConfig() config.Config {
 	cfg.Admin.Tokens = []config.AdminToken{
 		{User: "root", SHA256: httpapi.HashToken("root-token")},
 		{User: "alice", SHA256: httpapi.HashToken("alice-token")},
+		checkTokenConfig(),
 	}
 	return cfg
 }

@@ -292,10 +292,11 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	if a.ast, err = newAsterisk(cfg.Asterisk, a.snapshot, decisionAudit, recordings, logger.Named("asterisk"), a.reg); err != nil {
 		return nil, err
 	}
+	auth := httpapi.AnyOf(httpapi.NewTokenSet(tokens), &a.dynTokens)
 	admin, err := httpapi.NewAdmin(httpapi.AdminOptions{
 		Store:       policy,
 		Snapshot:    a.snapshot,
-		Auth:        httpapi.AnyOf(httpapi.NewTokenSet(tokens), &a.dynTokens),
+		Auth:        auth,
 		Codec:       configCodec{},
 		Auditor:     auditLog,
 		AuditReader: auditLog,
@@ -312,6 +313,12 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		Ready:    ready,
 		Auditor:  decisionAudit,
 		Admin:    admin,
+		// Validate has checked that none-on-loopback comes with a
+		// loopback listen address.
+		CheckAuth:  httpapi.CheckAuth(cfg.HTTP.CheckAuth),
+		Auth:       auth,
+		CheckRate:  cfg.HTTP.CheckRate,
+		CheckBurst: cfg.HTTP.CheckBurst,
 	})
 	if err != nil {
 		return nil, err
@@ -339,8 +346,8 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 // profiles files.
 const memoryAuditLen = 10000
 
-// adminTokens gathers the admin token hashes of the config and of its
-// tokens file.
+// adminTokens gathers the token hashes (admin and check roles) of the
+// config and of its tokens file.
 func adminTokens(c config.Admin) ([]httpapi.TokenHash, error) {
 	all := c.Tokens
 	if c.TokensFile != "" {
@@ -352,7 +359,11 @@ func adminTokens(c config.Admin) ([]httpapi.TokenHash, error) {
 	}
 	out := make([]httpapi.TokenHash, 0, len(all))
 	for _, t := range all {
-		th, err := httpapi.ParseTokenHash(t.User, t.SHA256)
+		name := t.User
+		if t.Role == config.TokenRoleCheck {
+			name = t.Name
+		}
+		th, err := httpapi.ParseRoleTokenHash(httpapi.Role(t.Role), name, t.SHA256)
 		if err != nil {
 			return nil, fmt.Errorf("admin tokens: %w", err)
 		}
