@@ -282,8 +282,10 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		logger.Info("profiles loaded", zap.Uint64("generation", 1), zap.Strings("files", cfg.Profiles),
 			zap.Int("profiles", len(p.Profiles)), zap.Int("users", len(p.Users)))
 		a.snapshot = a.holder.Load
-		files := cfg.Profiles
-		policy = cache.NewFile(func() (enforce.Policy, error) { return config.LoadProfiles(files...) })
+		// The admin API reads the snapshot decisions are made from, not
+		// the file on disk: a broken file then changes neither, and the
+		// ETag is the generation Reload logs.
+		policy = snapshotPolicy{snapshot: a.holder.Load}
 		auditLog = cache.NewMemoryAudit(cache.AuditOptions{MaxLen: memoryAuditLen})
 		decisionAudit = auditLog
 		recordings = cache.NewMemoryRecordings()
@@ -341,6 +343,31 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	}
 	return a, nil
 }
+
+// snapshotPolicy is the read-only enforce.PolicyStore of file mode: the
+// policy and generation of the snapshot in the App's holder, which only a
+// successful Reload replaces. Writes are enforce.ErrReadOnly: the files
+// are the source of truth.
+type snapshotPolicy struct {
+	snapshot func() *enforce.Snapshot
+}
+
+// Policy implements enforce.PolicyStore.
+func (s snapshotPolicy) Policy(context.Context) (enforce.Policy, uint64, error) {
+	snap := s.snapshot()
+	if snap == nil {
+		return enforce.Policy{}, 0, fmt.Errorf("profiles files: no snapshot loaded: %w", enforce.ErrUnavailable)
+	}
+	return snap.Policy(), snap.Generation(), nil
+}
+
+// ApplyPolicy implements enforce.PolicyStore: always enforce.ErrReadOnly.
+func (snapshotPolicy) ApplyPolicy(context.Context, enforce.Policy, uint64) (uint64, enforce.PolicyDiff, error) {
+	return 0, enforce.PolicyDiff{}, fmt.Errorf("profiles files: %w", enforce.ErrReadOnly)
+}
+
+// ReadOnly tells the admin API to answer every write 405 up front.
+func (snapshotPolicy) ReadOnly() bool { return true }
 
 // memoryAuditLen bounds the in-memory audit trail of a daemon serving
 // profiles files.

@@ -30,6 +30,14 @@ type ExactStore interface {
 	ApplyPolicyAt(ctx context.Context, p enforce.Policy, gen uint64) (uint64, enforce.PolicyDiff, error)
 }
 
+// ReadOnlyStore is implemented by policy stores that can never be
+// written through the API (profiles files). Every write to one answers
+// 405 before anything else is looked at: no If-Match, body or
+// authorization can make it succeed.
+type ReadOnlyStore interface {
+	ReadOnly() bool
+}
+
 // policyView is what a write is based on: the store's generation and
 // either the daemon's snapshot of exactly that generation (base; the
 // change is then applied as a patch) or the whole stored policy (pol).

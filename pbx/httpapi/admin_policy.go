@@ -218,8 +218,7 @@ func (a *Admin) commit(w http.ResponseWriter, r *http.Request, p *principal, c w
 		return
 	case errors.Is(err, enforce.ErrReadOnly):
 		a.audit(r, p, c.target, c.d, "not applied: store is read-only")
-		w.Header().Set("Allow", "GET")
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "read-only: this daemon serves a profiles file; edit the file (or apply it to Redis) instead"})
+		readOnly(w)
 		return
 	default:
 		a.audit(r, p, c.target, c.d, "not applied: store error")
@@ -235,6 +234,12 @@ func (a *Admin) commit(w http.ResponseWriter, r *http.Request, p *principal, c w
 		zap.Uint64("generation", gen), zap.String("diff", summary))
 	w.Header().Set("ETag", etag(gen))
 	writeJSON(w, http.StatusOK, ChangeBody{Generation: gen, Diff: diff})
+}
+
+// readOnly answers a write to a read-only store.
+func readOnly(w http.ResponseWriter) {
+	w.Header().Set("Allow", "GET")
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "read-only: this daemon serves a profiles file; edit the file (or apply it to Redis) instead"})
 }
 
 // conflictBody is the 409 answer.
@@ -287,6 +292,10 @@ func precondition(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 // the view of the policy the change is based on (view). On false it has
 // answered.
 func (a *Admin) prepare(w http.ResponseWriter, r *http.Request, wantBody bool) (ifGen uint64, body []byte, v *policyView, ok bool) {
+	if ro, isRO := a.opts.Store.(ReadOnlyStore); isRO && ro.ReadOnly() {
+		readOnly(w)
+		return 0, nil, nil, false
+	}
 	if ifGen, ok = precondition(w, r); !ok {
 		return
 	}
