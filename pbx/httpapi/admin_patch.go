@@ -47,6 +47,15 @@ type policyView struct {
 	pol  enforce.Policy
 }
 
+// snapshot returns the view's policy compiled: base itself, or a
+// snapshot of pol at the view's generation.
+func (v *policyView) snapshot() (*enforce.Snapshot, error) {
+	if v.base != nil {
+		return v.base, nil
+	}
+	return enforce.NewSnapshot(v.pol, v.gen)
+}
+
 func (v *policyView) profileNames() []string {
 	if v.base != nil {
 		return v.base.ProfileNames()

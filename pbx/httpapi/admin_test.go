@@ -497,15 +497,26 @@ func TestAdminProfiles(t *testing.T) {
 			t.Errorf("code %d body %s", r.code, r.body)
 		}
 	})
-	t.Run(`If-Match "0" writes only to a store never written`, func(t *testing.T) {
+	t.Run(`If-Match "0" on a store never written is refused: nobody is defined at generation 0`, func(t *testing.T) {
+		// Writes are authorized on the policy of the generation they are
+		// applied on; an empty store is bootstrapped with `callwarden
+		// profiles apply`, whose Redis credentials make it an administrator.
 		var exact atomic.Int64
 		f := newAdminFixtureOn(t, &fakeStore{}, func(s *fakeStore) enforce.PolicyStore { return &exactStore{s, &exact} })
-		if r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"0"`, teacherBody); r.code != 200 || r.hdr.Get("ETag") != `"1"` {
-			t.Fatalf("first write: %d %s", r.code, r.body)
+		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"0"`, teacherBody)
+		if r.code != 403 || r.json(t)["reason"] != "unknown_user" || f.store.applies != 0 || exact.Load() != 0 {
+			t.Fatalf("write on \"0\": %d %s; %d applies", r.code, r.body, f.store.applies)
+		}
+	})
+	t.Run(`If-Match "0" on a store written since is a conflict`, func(t *testing.T) {
+		var exact atomic.Int64
+		f := newAdminFixtureOn(t, &fakeStore{}, func(s *fakeStore) enforce.PolicyStore { return &exactStore{s, &exact} })
+		if _, _, err := f.store.ApplyPolicy(context.Background(), adminPolicy(), 0); err != nil {
+			t.Fatal(err)
 		}
 		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"0"`, `{"name":"teacher","grants":[]}`)
-		if r.code != 409 || r.hdr.Get("ETag") != `"1"` || f.store.applies != 1 || exact.Load() != 1 {
-			t.Errorf("second write on \"0\": code %d ETag %q body %s; %d applies, %d exact", r.code, r.hdr.Get("ETag"), r.body, f.store.applies, exact.Load())
+		if r.code != 409 || r.hdr.Get("ETag") != `"1"` || f.store.applies != 1 || exact.Load() != 0 {
+			t.Errorf("write on \"0\": code %d ETag %q body %s; %d applies, %d exact", r.code, r.hdr.Get("ETag"), r.body, f.store.applies, exact.Load())
 		}
 	})
 	t.Run("invalid body is 422 with field paths", func(t *testing.T) {
