@@ -241,6 +241,29 @@ func TestAdminTwoDaemonsOnOneRedis(t *testing.T) {
 			}
 		}
 	})
+	t.Run("checks need a check token and the trail names who asked", func(t *testing.T) {
+		for _, tok := range []string{"", "forged", "root-token"} {
+			if r := call(t, "GET", daemons[0]+"/v1/check?user=alice&action=monitor.listen&queue=sales", tok, "", ""); r.code != 401 && r.code != 403 {
+				t.Errorf("check with token %q: %d %s", tok, r.code, r.body)
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			// The daemon audits decisions asynchronously: wait for bob's.
+			r := call(t, "GET", daemons[0]+"/v1/audit?user=bob&action=recording.playback", "root-token", "", "")
+			if r.code == 200 && strings.Contains(r.body, `"asked_by":"token:itest"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no record of bob's check asked by token:itest: %d %s", r.code, r.body)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		r := call(t, "GET", daemons[0]+"/v1/audit?user=alice&action=monitor.listen", "root-token", "", "")
+		if r.code != 200 || strings.Contains(r.body, `"source":"http"`) {
+			t.Errorf("refused checks were audited as decisions: %d %s", r.code, r.body)
+		}
+	})
 	etag := call(t, "GET", daemons[0]+"/v1/users", "alice-token", "", "").hdr.Get("ETag")
 	t.Run("a delegation through one daemon's API is enforced by both", func(t *testing.T) {
 		r := call(t, "PUT", daemons[0]+"/v1/users/bob", "alice-token", etag, `{"id": "bob", "profile": "teacher", "queues": ["sales"]}`)
