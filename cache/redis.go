@@ -50,6 +50,11 @@ const (
 	// KeyAdminTokens is a hash: hex SHA-256 of an admin API token -> the
 	// user it authenticates (TokenStore).
 	KeyAdminTokens = "{cw}:tokens"
+	// KeyCheckTokens is a hash: hex SHA-256 of a check token -> its name.
+	// It is a hash of its own, beside KeyAdminTokens, so the admin hashes
+	// stored before roles existed are read unchanged; a hash is in at most
+	// one of the two.
+	KeyCheckTokens = "{cw}:check_tokens"
 	// ChannelChanges is the pub/sub channel an apply publishes the new
 	// generation on (decimal).
 	ChannelChanges = "{cw}:changes"

@@ -9,9 +9,12 @@ import (
 
 var _ TokenStore = (*Redis)(nil)
 
-// addTokenScript stores a hash for a user unless it belongs to another.
-// KEYS: tokens hash. ARGV: sha256, user. Returns 1, or 0 when taken.
+// addTokenScript stores a hash for a name unless it belongs to another
+// name, or to any name in the other role's hash.
+// KEYS: the role's tokens hash, the other role's. ARGV: sha256, name.
+// Returns 1, or 0 when taken.
 const addTokenScript = `
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur and cur ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -32,21 +35,33 @@ end
 return n
 `
 
-// AdminTokens implements TokenStore (HGETALL of KeyAdminTokens).
+// tokenKeys returns the hash of role's tokens and the other role's.
+func (r *Redis) tokenKeys(role string) (own, other string) {
+	if role == TokenRoleCheck {
+		return r.Key(KeyCheckTokens), r.Key(KeyAdminTokens)
+	}
+	return r.Key(KeyAdminTokens), r.Key(KeyCheckTokens)
+}
+
+// AdminTokens implements TokenStore (HGETALL of KeyAdminTokens and
+// KeyCheckTokens).
 func (r *Redis) AdminTokens(ctx context.Context) ([]AdminToken, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
-	m, err := r.c.HGetAll(ctx, r.Key(KeyAdminTokens)).Result()
-	if err != nil {
-		return nil, r.wrap("read admin tokens", err)
-	}
-	out := make([]AdminToken, 0, len(m))
-	for h, u := range m {
-		t := AdminToken{User: u, SHA256: h}
-		if err := checkAdminToken(t); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	var out []AdminToken
+	for _, role := range []string{"", TokenRoleCheck} {
+		key, _ := r.tokenKeys(role)
+		m, err := r.c.HGetAll(ctx, key).Result()
+		if err != nil {
+			return nil, r.wrap("read tokens", err)
 		}
-		out = append(out, t)
+		for h, u := range m {
+			t := AdminToken{User: u, Role: role, SHA256: h}
+			if err := checkAdminToken(t); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+			}
+			out = append(out, t)
+		}
 	}
 	sortTokens(out)
 	return out, nil
@@ -60,7 +75,8 @@ func (r *Redis) AddAdminToken(ctx context.Context, t AdminToken) error {
 	}
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
-	ok, err := redis.NewScript(addTokenScript).Run(ctx, r.c, []string{r.Key(KeyAdminTokens)}, t.SHA256, t.User).Int()
+	own, other := r.tokenKeys(t.Role)
+	ok, err := redis.NewScript(addTokenScript).Run(ctx, r.c, []string{own, other}, t.SHA256, t.User).Int()
 	if err != nil {
 		return r.wrap("add admin token", err)
 	}
@@ -71,10 +87,14 @@ func (r *Redis) AddAdminToken(ctx context.Context, t AdminToken) error {
 }
 
 // RevokeAdminTokens implements TokenStore. Errors: enforce.ErrUnavailable.
-func (r *Redis) RevokeAdminTokens(ctx context.Context, user string) (int, error) {
+func (r *Redis) RevokeAdminTokens(ctx context.Context, role, name string) (int, error) {
+	if role != "" && role != TokenRoleCheck {
+		return 0, fmt.Errorf("%w %q", ErrUnknownTokenRole, role)
+	}
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
-	n, err := redis.NewScript(revokeTokensScript).Run(ctx, r.c, []string{r.Key(KeyAdminTokens)}, user).Int()
+	own, _ := r.tokenKeys(role)
+	n, err := redis.NewScript(revokeTokensScript).Run(ctx, r.c, []string{own}, name).Int()
 	if err != nil {
 		return 0, r.wrap("revoke admin tokens", err)
 	}

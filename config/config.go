@@ -46,12 +46,22 @@ type Admin struct {
 	TokensFile string `yaml:"tokens_file"`
 }
 
-// AdminToken maps one token, by the hex SHA-256 of its value, to the user
-// whose profile decides what the token may do.
+// AdminToken maps one token, by the hex SHA-256 of its value, to what it
+// may do. An admin token (role admin, the default) names the user whose
+// profile decides what it may do in the admin API; a check token (role
+// check) is named for the audit trail and may only call /v1/check.
 type AdminToken struct {
-	User   string `yaml:"user"`
+	User   string `yaml:"user,omitempty"`
+	Name   string `yaml:"name,omitempty"`
+	Role   string `yaml:"role,omitempty"`
 	SHA256 string `yaml:"sha256"`
 }
+
+// The token roles.
+const (
+	TokenRoleAdmin = "admin"
+	TokenRoleCheck = "check"
+)
 
 // checkTokens returns the problems of a list of tokens, each named by
 // field (the YAML path of the list is prefix).
@@ -59,8 +69,23 @@ func checkTokens(prefix string, tokens []AdminToken) []error {
 	var errs []error
 	for i, t := range tokens {
 		f := fmt.Sprintf("%s[%d]", prefix, i)
-		if strings.TrimSpace(t.User) == "" {
-			errs = append(errs, fmt.Errorf("%s.user: required", f))
+		switch t.Role {
+		case "", TokenRoleAdmin:
+			if strings.TrimSpace(t.User) == "" {
+				errs = append(errs, fmt.Errorf("%s.user: required for an admin token", f))
+			}
+			if t.Name != "" {
+				errs = append(errs, fmt.Errorf("%s.name: only for a check token (an admin token is named by its user)", f))
+			}
+		case TokenRoleCheck:
+			if strings.TrimSpace(t.Name) == "" {
+				errs = append(errs, fmt.Errorf("%s.name: required for a check token", f))
+			}
+			if t.User != "" {
+				errs = append(errs, fmt.Errorf("%s.user: a check token acts for no user; name it with name", f))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s.role: unknown role %q (want admin or check)", f, t.Role))
 		}
 		if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != sha256.Size {
 			errs = append(errs, fmt.Errorf("%s.sha256: want %d hex digits (the output of `callwarden token hash`)", f, 2*sha256.Size))
@@ -96,7 +121,22 @@ type HTTP struct {
 	Listen          string        `yaml:"listen"`           // default ":8080"
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 10s
 	ReadTimeout     time.Duration `yaml:"read_timeout"`     // default 5s
+	// CheckAuth says who may call /v1/check: "token" (default) needs a
+	// check token; "none-on-loopback" also answers tokenless checks from
+	// a loopback peer, and is accepted only when Listen is a loopback
+	// address.
+	CheckAuth string `yaml:"check_auth"`
+	// CheckRate and CheckBurst bound the checks of one token (or of the
+	// loopback PBX) per second; default 200/s, burst 400.
+	CheckRate  float64 `yaml:"check_rate"`
+	CheckBurst int     `yaml:"check_burst"`
 }
+
+// The http.check_auth modes.
+const (
+	CheckAuthToken    = "token"
+	CheckAuthLoopback = "none-on-loopback"
+)
 
 // Log configures the zap logger.
 type Log struct {
@@ -191,6 +231,9 @@ func Default() Config {
 			Listen:          ":8080",
 			ShutdownTimeout: 10 * time.Second,
 			ReadTimeout:     5 * time.Second,
+			CheckAuth:       CheckAuthToken,
+			CheckRate:       200,
+			CheckBurst:      400,
 		},
 		Log: Log{Level: "info", Format: "json"},
 		Asterisk: Asterisk{
@@ -227,6 +270,23 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.ReadTimeout <= 0 {
 		bad("http.read_timeout", "must be positive, got %s", c.HTTP.ReadTimeout)
+	}
+	switch c.HTTP.CheckAuth {
+	case CheckAuthToken:
+	case CheckAuthLoopback:
+		// Tokenless checks are only safe when nobody but this host can
+		// reach the listener; the handler also checks each peer.
+		if !loopbackListen(c.HTTP.Listen) {
+			bad("http.check_auth", "%s needs every HTTP listen address to be a loopback address (e.g. 127.0.0.1:8080 or [::1]:8080), but http.listen is %q; use check tokens (check_auth: token) on any other address", CheckAuthLoopback, c.HTTP.Listen)
+		}
+	default:
+		bad("http.check_auth", "unknown mode %q (want %s or %s)", c.HTTP.CheckAuth, CheckAuthToken, CheckAuthLoopback)
+	}
+	if c.HTTP.CheckRate <= 0 {
+		bad("http.check_rate", "must be positive (checks per second per token), got %g", c.HTTP.CheckRate)
+	}
+	if c.HTTP.CheckBurst < 1 {
+		bad("http.check_burst", "must be at least 1, got %d", c.HTTP.CheckBurst)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -293,6 +353,18 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// loopbackListen reports whether a listen address binds loopback only:
+// its host is a loopback IP literal. A name (even "localhost") or an empty
+// host (every interface) is not, since what it binds is not known here.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // checkHostPort returns what is wrong with a host:port address, or "".
 func checkHostPort(addr string) string {
 	if addr == "" {
@@ -352,6 +424,7 @@ const (
 	EnvHTTPListen           = "CALLWARDEN_HTTP_LISTEN"
 	EnvHTTPShutdownTimeout  = "CALLWARDEN_HTTP_SHUTDOWN_TIMEOUT"
 	EnvHTTPReadTimeout      = "CALLWARDEN_HTTP_READ_TIMEOUT"
+	EnvHTTPCheckAuth        = "CALLWARDEN_HTTP_CHECK_AUTH"
 	EnvLogLevel             = "CALLWARDEN_LOG_LEVEL"
 	EnvLogFormat            = "CALLWARDEN_LOG_FORMAT"
 	EnvAsteriskURL          = "CALLWARDEN_ASTERISK_URL"
@@ -409,6 +482,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	str(EnvHTTPListen, &c.HTTP.Listen)
 	dur(EnvHTTPShutdownTimeout, &c.HTTP.ShutdownTimeout)
 	dur(EnvHTTPReadTimeout, &c.HTTP.ReadTimeout)
+	str(EnvHTTPCheckAuth, &c.HTTP.CheckAuth)
 	str(EnvLogLevel, &c.Log.Level)
 	str(EnvLogFormat, &c.Log.Format)
 	str(EnvAsteriskURL, &c.Asterisk.URL)

@@ -27,7 +27,7 @@ func validConfig() Config {
 func TestDefault(t *testing.T) {
 	c := Default()
 	want := Config{
-		HTTP:     HTTP{Listen: ":8080", ShutdownTimeout: 10 * time.Second, ReadTimeout: 5 * time.Second},
+		HTTP:     HTTP{Listen: ":8080", ShutdownTimeout: 10 * time.Second, ReadTimeout: 5 * time.Second, CheckAuth: CheckAuthToken, CheckRate: 200, CheckBurst: 400},
 		Log:      Log{Level: "info", Format: "json"},
 		Asterisk: Asterisk{App: "callwarden", Timeout: 2 * time.Second, Watchdog: "enforce", RefusalSound: "sound:ss-noservice", NotifySound: "sound:beep"},
 		Redis:    Redis{Prefix: "callwarden:", Staleness: 30 * time.Second},
@@ -123,7 +123,7 @@ func TestLoadFile(t *testing.T) {
 		}
 		want := Config{
 			Profiles: []string{"/etc/callwarden/profiles.yaml", "/etc/callwarden/users.yaml"},
-			HTTP:     HTTP{Listen: "127.0.0.1:9090", ShutdownTimeout: 20 * time.Second, ReadTimeout: 3 * time.Second},
+			HTTP:     HTTP{Listen: "127.0.0.1:9090", ShutdownTimeout: 20 * time.Second, ReadTimeout: 3 * time.Second, CheckAuth: CheckAuthToken, CheckRate: 200, CheckBurst: 400},
 			Log:      Log{Level: "debug", Format: "console"},
 			Asterisk: Asterisk{URL: "http://127.0.0.1:8088/ari", User: "callwarden", Password: "s3cret-ari", App: "warden", Timeout: 1500 * time.Millisecond,
 				Watchdog: "report-only", RefusalSound: "sound:beeperr", NotifySound: "tone:beep"},
@@ -202,7 +202,7 @@ func TestApplyEnv(t *testing.T) {
 		}
 		want := Config{
 			Profiles: []string{"a.yaml", "b.yaml"},
-			HTTP:     HTTP{Listen: ":7000", ShutdownTimeout: 20 * time.Second, ReadTimeout: 3 * time.Second},
+			HTTP:     HTTP{Listen: ":7000", ShutdownTimeout: 20 * time.Second, ReadTimeout: 3 * time.Second, CheckAuth: CheckAuthToken, CheckRate: 200, CheckBurst: 400},
 			Log:      Log{Level: "warn", Format: "json"},
 			Asterisk: Asterisk{URL: "https://pbx:8089/ari", User: "ari", Password: "from-env", App: "cw", Timeout: 1500 * time.Millisecond,
 				Watchdog: "off", RefusalSound: "sound:beeperr", NotifySound: "tone:beep"},
@@ -347,4 +347,77 @@ func writeFile(tb testing.TB, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+func TestCheckAuth(t *testing.T) {
+	withListen := func(mode, listen string) Config {
+		c := Default()
+		c.HTTP.CheckAuth, c.HTTP.Listen = mode, listen
+		return c
+	}
+	t.Run("checks need a token by default, 200/s burst 400", func(t *testing.T) {
+		h := Default().HTTP
+		if h.CheckAuth != CheckAuthToken || h.CheckRate != 200 || h.CheckBurst != 400 {
+			t.Errorf("defaults %+v", h)
+		}
+	})
+	for _, listen := range []string{"127.0.0.1:8080", "127.0.0.53:0", "[::1]:8080"} {
+		t.Run("none-on-loopback is accepted on "+listen, func(t *testing.T) {
+			c := withListen(CheckAuthLoopback, listen)
+			if err := c.Validate(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for _, listen := range []string{":8080", "0.0.0.0:8080", "[::]:8080", "192.0.2.1:8080", "localhost:8080"} {
+		t.Run("none-on-loopback is refused on "+listen, func(t *testing.T) {
+			c := withListen(CheckAuthLoopback, listen)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), "http.check_auth: none-on-loopback needs every HTTP listen address to be a loopback address") {
+				t.Errorf("Validate = %v", err)
+			}
+		})
+	}
+	t.Run("an unknown mode is refused", func(t *testing.T) {
+		c := withListen("none", "127.0.0.1:8080")
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `http.check_auth: unknown mode "none"`) {
+			t.Errorf("Validate = %v", err)
+		}
+	})
+	t.Run("the mode comes from the environment", func(t *testing.T) {
+		c := Default()
+		getenv := func(k string) string { return map[string]string{EnvHTTPCheckAuth: CheckAuthLoopback}[k] }
+		if err := c.ApplyEnv(getenv); err != nil || c.HTTP.CheckAuth != CheckAuthLoopback {
+			t.Errorf("check_auth %q, %v", c.HTTP.CheckAuth, err)
+		}
+	})
+	t.Run("a rate limit must be positive", func(t *testing.T) {
+		c := Default()
+		c.HTTP.CheckRate, c.HTTP.CheckBurst = 0, 0
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), "http.check_rate") || !strings.Contains(err.Error(), "http.check_burst") {
+			t.Errorf("Validate = %v", err)
+		}
+	})
+	t.Run("check tokens are named, admin tokens belong to a user", func(t *testing.T) {
+		hash := strings.Repeat("0f", 32)
+		c := Default()
+		c.Admin.Tokens = []AdminToken{
+			{Name: "pbx1", Role: TokenRoleCheck, SHA256: hash},
+			{User: "alice", SHA256: hash},
+			{User: "alice", Role: TokenRoleCheck, SHA256: hash},
+			{Name: "x", SHA256: hash},
+			{User: "bob", Role: "root", SHA256: hash},
+		}
+		err := c.Validate()
+		for _, want := range []string{"admin.tokens[2].name: required for a check token", "admin.tokens[2].user:",
+			"admin.tokens[3].user: required", "admin.tokens[3].name:", `admin.tokens[4].role: unknown role "root"`} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Validate = %v, want %q", err, want)
+			}
+		}
+		if err != nil && (strings.Contains(err.Error(), "tokens[0]") || strings.Contains(err.Error(), "tokens[1]")) {
+			t.Errorf("a valid token refused: %v", err)
+		}
+	})
 }

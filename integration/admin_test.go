@@ -61,7 +61,8 @@ admin:
   tokens:
     - {user: root, sha256: %s}
     - {user: alice, sha256: %s}
-`, l.RedisAddr, l.KeyPrefix, httpapi.HashToken("root-token"), httpapi.HashToken("alice-token"))
+    - {name: itest, role: check, sha256: %s}
+`, l.RedisAddr, l.KeyPrefix, httpapi.HashToken("root-token"), httpapi.HashToken("alice-token"), httpapi.HashToken(checkToken))
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -190,10 +191,13 @@ func call(tb testing.TB, method, url, token, ifMatch, body string) httpResult {
 	return httpResult{resp.StatusCode, resp.Header, string(b)}
 }
 
+// checkToken is the lab daemons' check-role token (named "itest").
+const checkToken = "itest-check-token"
+
 // verdict asks a daemon one check and returns "decision/reason".
 func verdict(tb testing.TB, base, query string) string {
 	tb.Helper()
-	r := call(tb, "GET", base+"/v1/check?"+query, "", "", "")
+	r := call(tb, "GET", base+"/v1/check?"+query, checkToken, "", "")
 	var cr httpapi.CheckResponse
 	if err := json.Unmarshal([]byte(r.body), &cr); err != nil {
 		tb.Fatalf("check %s: %d %s", query, r.code, r.body)
@@ -235,6 +239,29 @@ func TestAdminTwoDaemonsOnOneRedis(t *testing.T) {
 			if r := call(t, "GET", daemons[0]+"/v1/users", tok, "", ""); r.code != 401 {
 				t.Errorf("token %q: %d %s", tok, r.code, r.body)
 			}
+		}
+	})
+	t.Run("checks need a check token and the trail names who asked", func(t *testing.T) {
+		for _, tok := range []string{"", "forged", "root-token"} {
+			if r := call(t, "GET", daemons[0]+"/v1/check?user=alice&action=monitor.listen&queue=sales", tok, "", ""); r.code != 401 && r.code != 403 {
+				t.Errorf("check with token %q: %d %s", tok, r.code, r.body)
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			// The daemon audits decisions asynchronously: wait for bob's.
+			r := call(t, "GET", daemons[0]+"/v1/audit?user=bob&action=recording.playback", "root-token", "", "")
+			if r.code == 200 && strings.Contains(r.body, `"asked_by":"token:itest"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no record of bob's check asked by token:itest: %d %s", r.code, r.body)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		r := call(t, "GET", daemons[0]+"/v1/audit?user=alice&action=monitor.listen", "root-token", "", "")
+		if r.code != 200 || strings.Contains(r.body, `"source":"http"`) {
+			t.Errorf("refused checks were audited as decisions: %d %s", r.code, r.body)
 		}
 	})
 	etag := call(t, "GET", daemons[0]+"/v1/users", "alice-token", "", "").hdr.Get("ETag")

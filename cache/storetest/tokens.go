@@ -62,7 +62,7 @@ func RunTokenStore(t *testing.T, newStore func(t *testing.T) cache.TokenStore) {
 				t.Fatal(err)
 			}
 		}
-		n, err := s.RevokeAdminTokens(testContext(t), "root")
+		n, err := s.RevokeAdminTokens(testContext(t), "", "root")
 		if err != nil || n != 2 {
 			t.Fatalf("RevokeAdminTokens = %d, %v; want 2", n, err)
 		}
@@ -70,8 +70,34 @@ func RunTokenStore(t *testing.T, newStore func(t *testing.T) cache.TokenStore) {
 		if len(got) != 1 || got[0].User != "alice" {
 			t.Fatalf("after revoking root: %v", got)
 		}
-		if n, err := s.RevokeAdminTokens(testContext(t), "nobody"); err != nil || n != 0 {
+		if n, err := s.RevokeAdminTokens(testContext(t), "", "nobody"); err != nil || n != 0 {
 			t.Fatalf("revoking an unknown user = %d, %v", n, err)
+		}
+	})
+	t.Run("check tokens are kept apart from admin tokens of the same name", func(t *testing.T) {
+		s := newStore(t)
+		for _, tok := range []cache.AdminToken{{User: "pbx", SHA256: hash("a")}, {User: "pbx", Role: cache.TokenRoleCheck, SHA256: hash("b")}} {
+			if err := s.AddAdminToken(testContext(t), tok); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.AddAdminToken(testContext(t), cache.AdminToken{User: "pbx", Role: cache.TokenRoleCheck, SHA256: hash("a")}); !errors.Is(err, cache.ErrTokenTaken) {
+			t.Fatalf("an admin hash added again as a check token = %v, want ErrTokenTaken", err)
+		}
+		got, _ := s.AdminTokens(testContext(t))
+		want := []cache.AdminToken{{User: "pbx", SHA256: hash("a")}, {User: "pbx", Role: cache.TokenRoleCheck, SHA256: hash("b")}}
+		if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+			t.Fatalf("AdminTokens = %v, want %v", got, want)
+		}
+		if n, err := s.RevokeAdminTokens(testContext(t), cache.TokenRoleCheck, "pbx"); err != nil || n != 1 {
+			t.Fatalf("revoking the check tokens of pbx = %d, %v; want 1", n, err)
+		}
+		got, _ = s.AdminTokens(testContext(t))
+		if len(got) != 1 || got[0] != want[0] {
+			t.Fatalf("after revoking the check token: %v, want the admin token only", got)
+		}
+		if err := s.AddAdminToken(testContext(t), cache.AdminToken{User: "x", Role: "root", SHA256: hash("c")}); err == nil {
+			t.Fatal("an unknown role was accepted")
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -373,6 +374,7 @@ func adminConfig() config.Config {
 	cfg.Admin.Tokens = []config.AdminToken{
 		{User: "root", SHA256: httpapi.HashToken("root-token")},
 		{User: "alice", SHA256: httpapi.HashToken("alice-token")},
+		checkTokenConfig(),
 	}
 	return cfg
 }
@@ -535,6 +537,61 @@ func FuzzConfigCodec(f *testing.F) {
 		}
 		if _, err := (configCodec{}).DecodeUser([]byte(body), names); err != nil && !errors.As(err, &ve) {
 			t.Errorf("user %q: %T %v", body, err, err)
+		}
+	})
+}
+
+// TestFileModeAdminServesTheLastGoodSnapshot: in file mode the admin API
+// reads the snapshot decisions are made from: a broken file on disk
+// changes neither (200 from the last good generation, writes 405), and
+// after a reload its ETag is the generation the log announces.
+func TestFileModeAdminServesTheLastGoodSnapshot(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "profiles.yaml")
+	copyFile(t, "admin.yaml", file)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := adminConfig()
+	cfg.Profiles = []string{file}
+	logs := &syncBuffer{}
+	app, err := NewApp(ctx, cfg, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	admin := adminClient{c: newClient(), base: "http://" + app.Addr().String()}
+
+	copyFile(t, "broken.yaml", file)
+	if err := app.Reload(); err == nil {
+		t.Fatal("Reload of a broken file succeeded")
+	}
+	t.Run("reads answer from the last good snapshot while the file is broken", func(t *testing.T) {
+		for _, p := range []string{"/v1/profiles", "/v1/profiles/teacher", "/v1/users", "/v1/users/alice", "/v1/protected"} {
+			code, hdr, body := admin.do(t, "GET", p, "root-token", "", "")
+			if code != 200 || hdr.Get("ETag") != `"1"` {
+				t.Errorf("GET %s: %d ETag %q %s, want 200 and \"1\"", p, code, hdr.Get("ETag"), body)
+			}
+		}
+	})
+	t.Run("writes are 405 whatever their If-Match", func(t *testing.T) {
+		for _, ifMatch := range []string{`"1"`, `"7"`} {
+			code, hdr, body := admin.do(t, "PUT", "/v1/users/dave", "root-token", ifMatch, `{"id": "dave", "profile": "teacher", "queues": ["sales"]}`)
+			if code != 405 || hdr.Get("Allow") != "GET" || !strings.Contains(body, "read-only") {
+				t.Errorf("PUT with If-Match %s: %d Allow %q %s, want 405", ifMatch, code, hdr.Get("Allow"), body)
+			}
+		}
+	})
+	t.Run("after a reload the ETag is the new generation", func(t *testing.T) {
+		copyFile(t, "admin-changed.yaml", file)
+		if err := app.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "logs", logs.String, `"msg":"profiles reloaded","generation":2`, time.Second)
+		code, hdr, body := admin.do(t, "GET", "/v1/users", "root-token", "", "")
+		if code != 200 || hdr.Get("ETag") != `"2"` || !strings.Contains(body, `"generation":2`) || !strings.Contains(body, `"id":"bob"`) {
+			t.Errorf("GET /v1/users after reload: %d ETag %q %s, want generation 2 with bob", code, hdr.Get("ETag"), body)
 		}
 	})
 }

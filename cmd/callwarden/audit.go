@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -243,21 +244,43 @@ func (e *env) tokenHash(args []string) int {
 	return exitOK
 }
 
+// roleFlag registers --role: admin (default) or check. It returns the
+// role as the token store spells it ("" for admin).
+func roleFlag(fs *flag.FlagSet) func() (string, error) {
+	role := fs.String("role", "admin", "token `ROLE`: admin (a user of the policy, admin API) or check (a named caller of /v1/check)")
+	return func() (string, error) {
+		r, err := httpapi.ParseRole(*role)
+		if err != nil {
+			return "", err
+		}
+		if r == httpapi.RoleCheck {
+			return cache.TokenRoleCheck, nil
+		}
+		return "", nil
+	}
+}
+
 // tokenAdd stores the hash of a token read from stdin (or given with
-// --sha256) for USER in Redis; every daemon accepts it within its poll
-// interval. The token itself is never written or printed.
+// --sha256) for USER (or, with --role check, the check token NAME) in
+// Redis; every daemon accepts it within its poll interval. The token
+// itself is never written or printed.
 func (e *env) tokenAdd(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("token add", "token add USER [--sha256 HEX] [--redis-addr ADDR] [--config FILE] < TOKEN")
+	fs := e.newFlagSet("token add", "token add USER|NAME [--role admin|check] [--sha256 HEX] [--redis-addr ADDR] [--config FILE] < TOKEN")
 	var sf storeFlags
 	sf.register(fs)
 	sum := fs.String("sha256", "", "the token's SHA-256 (`HEX`, from `token hash`) instead of the token on stdin")
+	getRole := roleFlag(fs)
 	pos, code := e.parseInterleaved(fs, args)
 	if code >= 0 {
 		return code
 	}
 	if len(pos) != 1 {
 		fs.Usage()
-		return e.badInput("token add: want USER, got %d arguments", len(pos))
+		return e.badInput("token add: want USER or NAME, got %d arguments", len(pos))
+	}
+	role, err := getRole()
+	if err != nil {
+		return e.badInput("token add: --role: %v", err)
 	}
 	user, h := pos[0], strings.ToLower(strings.TrimSpace(*sum))
 	if h == "" {
@@ -267,7 +290,7 @@ func (e *env) tokenAdd(ctx context.Context, args []string) int {
 		}
 		h = httpapi.HashToken(tok)
 	}
-	if _, err := httpapi.ParseTokenHash(user, h); err != nil {
+	if _, err := httpapi.ParseRoleTokenHash(httpapi.Role(role), user, h); err != nil {
 		return e.badInput("token add: %v", err)
 	}
 	st, code := e.openStore(ctx, &sf)
@@ -275,37 +298,46 @@ func (e *env) tokenAdd(ctx context.Context, args []string) int {
 		return code
 	}
 	defer st.Close()
-	if err := st.AddAdminToken(ctx, cache.AdminToken{User: user, SHA256: h}); err != nil {
+	if err := st.AddAdminToken(ctx, cache.AdminToken{User: user, Role: role, SHA256: h}); err != nil {
 		if errors.Is(err, cache.ErrTokenTaken) {
-			return e.badInput("token add: this token already belongs to another user")
+			return e.badInput("token add: this token already belongs to another user or role")
 		}
 		fmt.Fprintf(e.stderr, "callwarden: token add: %v\n", err)
 		return exitFailure
 	}
-	e.auditCLI(ctx, st, user, "token add "+user+" (sha256 "+h[:12]+"...)")
-	fmt.Fprintf(e.stdout, "added a token for %s (sha256 %s...)\n", user, h[:12])
+	what := user
+	if role == cache.TokenRoleCheck {
+		what = "check token " + user
+	}
+	e.auditCLI(ctx, st, user, "token add "+what+" (sha256 "+h[:12]+"...)")
+	fmt.Fprintf(e.stdout, "added a token for %s (sha256 %s...)\n", what, h[:12])
 	return exitOK
 }
 
 // tokenRevoke removes every token hash of USER from Redis.
 func (e *env) tokenRevoke(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("token revoke", "token revoke USER [--redis-addr ADDR] [--config FILE]")
+	fs := e.newFlagSet("token revoke", "token revoke USER|NAME [--role admin|check] [--redis-addr ADDR] [--config FILE]")
 	var sf storeFlags
 	sf.register(fs)
+	getRole := roleFlag(fs)
 	pos, code := e.parseInterleaved(fs, args)
 	if code >= 0 {
 		return code
 	}
 	if len(pos) != 1 {
 		fs.Usage()
-		return e.badInput("token revoke: want USER, got %d arguments", len(pos))
+		return e.badInput("token revoke: want USER or NAME, got %d arguments", len(pos))
+	}
+	role, err := getRole()
+	if err != nil {
+		return e.badInput("token revoke: --role: %v", err)
 	}
 	st, code := e.openStore(ctx, &sf)
 	if code >= 0 {
 		return code
 	}
 	defer st.Close()
-	n, err := st.RevokeAdminTokens(ctx, pos[0])
+	n, err := st.RevokeAdminTokens(ctx, role, pos[0])
 	if err != nil {
 		fmt.Fprintf(e.stderr, "callwarden: token revoke: %v\n", err)
 		return exitFailure
@@ -337,6 +369,12 @@ func (e *env) tokenList(ctx context.Context, args []string) int {
 		return exitFailure
 	}
 	for _, t := range ts {
+		// Admin tokens print as before ("alice 0123..."); check tokens
+		// are marked, as their name is no user of the policy.
+		if t.Role == cache.TokenRoleCheck {
+			fmt.Fprintf(e.stdout, "%s %s... (check)\n", t.User, t.SHA256[:12])
+			continue
+		}
 		fmt.Fprintf(e.stdout, "%s %s...\n", t.User, t.SHA256[:12])
 	}
 	return exitOK

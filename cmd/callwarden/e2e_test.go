@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/callwarden/callwarden/pbx/httpapi"
 )
 
 // buildBinary compiles the command into dir, with a version stamped by
@@ -96,8 +98,13 @@ func TestBinary(t *testing.T) {
 	t.Run("serve keeps its snapshot on a broken SIGHUP and stops on SIGTERM", func(t *testing.T) {
 		file := filepath.Join(dir, "profiles.yaml")
 		copyFile(t, "profiles.yaml", file)
+		tokens := filepath.Join(dir, "tokens.yaml")
+		if err := os.WriteFile(tokens, []byte("tokens:\n  - {name: pbx, role: check, sha256: "+httpapi.HashToken(checkToken)+"}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		stderr := &syncBuffer{}
 		cmd := command(ctx, "serve", "-f", file, "--listen", "127.0.0.1:0")
+		cmd.Env = append(cmd.Env, "CALLWARDEN_ADMIN_TOKENS_FILE="+tokens)
 		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start serve: %v", err)

@@ -282,8 +282,10 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		logger.Info("profiles loaded", zap.Uint64("generation", 1), zap.Strings("files", cfg.Profiles),
 			zap.Int("profiles", len(p.Profiles)), zap.Int("users", len(p.Users)))
 		a.snapshot = a.holder.Load
-		files := cfg.Profiles
-		policy = cache.NewFile(func() (enforce.Policy, error) { return config.LoadProfiles(files...) })
+		// The admin API reads the snapshot decisions are made from, not
+		// the file on disk: a broken file then changes neither, and the
+		// ETag is the generation Reload logs.
+		policy = snapshotPolicy{snapshot: a.holder.Load}
 		auditLog = cache.NewMemoryAudit(cache.AuditOptions{MaxLen: memoryAuditLen})
 		decisionAudit = auditLog
 		recordings = cache.NewMemoryRecordings()
@@ -292,10 +294,11 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	if a.ast, err = newAsterisk(cfg.Asterisk, a.snapshot, decisionAudit, recordings, logger.Named("asterisk"), a.reg); err != nil {
 		return nil, err
 	}
+	auth := httpapi.AnyOf(httpapi.NewTokenSet(tokens), &a.dynTokens)
 	admin, err := httpapi.NewAdmin(httpapi.AdminOptions{
 		Store:       policy,
 		Snapshot:    a.snapshot,
-		Auth:        httpapi.AnyOf(httpapi.NewTokenSet(tokens), &a.dynTokens),
+		Auth:        auth,
 		Codec:       configCodec{},
 		Auditor:     auditLog,
 		AuditReader: auditLog,
@@ -312,6 +315,12 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		Ready:    ready,
 		Auditor:  decisionAudit,
 		Admin:    admin,
+		// Validate has checked that none-on-loopback comes with a
+		// loopback listen address.
+		CheckAuth:  httpapi.CheckAuth(cfg.HTTP.CheckAuth),
+		Auth:       auth,
+		CheckRate:  cfg.HTTP.CheckRate,
+		CheckBurst: cfg.HTTP.CheckBurst,
 	})
 	if err != nil {
 		return nil, err
@@ -335,12 +344,37 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	return a, nil
 }
 
+// snapshotPolicy is the read-only enforce.PolicyStore of file mode: the
+// policy and generation of the snapshot in the App's holder, which only a
+// successful Reload replaces. Writes are enforce.ErrReadOnly: the files
+// are the source of truth.
+type snapshotPolicy struct {
+	snapshot func() *enforce.Snapshot
+}
+
+// Policy implements enforce.PolicyStore.
+func (s snapshotPolicy) Policy(context.Context) (enforce.Policy, uint64, error) {
+	snap := s.snapshot()
+	if snap == nil {
+		return enforce.Policy{}, 0, fmt.Errorf("profiles files: no snapshot loaded: %w", enforce.ErrUnavailable)
+	}
+	return snap.Policy(), snap.Generation(), nil
+}
+
+// ApplyPolicy implements enforce.PolicyStore: always enforce.ErrReadOnly.
+func (snapshotPolicy) ApplyPolicy(context.Context, enforce.Policy, uint64) (uint64, enforce.PolicyDiff, error) {
+	return 0, enforce.PolicyDiff{}, fmt.Errorf("profiles files: %w", enforce.ErrReadOnly)
+}
+
+// ReadOnly tells the admin API to answer every write 405 up front.
+func (snapshotPolicy) ReadOnly() bool { return true }
+
 // memoryAuditLen bounds the in-memory audit trail of a daemon serving
 // profiles files.
 const memoryAuditLen = 10000
 
-// adminTokens gathers the admin token hashes of the config and of its
-// tokens file.
+// adminTokens gathers the token hashes (admin and check roles) of the
+// config and of its tokens file.
 func adminTokens(c config.Admin) ([]httpapi.TokenHash, error) {
 	all := c.Tokens
 	if c.TokensFile != "" {
@@ -352,7 +386,11 @@ func adminTokens(c config.Admin) ([]httpapi.TokenHash, error) {
 	}
 	out := make([]httpapi.TokenHash, 0, len(all))
 	for _, t := range all {
-		th, err := httpapi.ParseTokenHash(t.User, t.SHA256)
+		name := t.User
+		if t.Role == config.TokenRoleCheck {
+			name = t.Name
+		}
+		th, err := httpapi.ParseRoleTokenHash(httpapi.Role(t.Role), name, t.SHA256)
 		if err != nil {
 			return nil, fmt.Errorf("admin tokens: %w", err)
 		}

@@ -87,10 +87,39 @@ func get(tb testing.TB, c *http.Client, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// checkToken is the check-role token of testConfig and adminConfig,
+// named "pbx".
+const checkToken = "pbx-token"
+
+// checkTokenConfig is checkToken as configured.
+func checkTokenConfig() config.AdminToken {
+	return config.AdminToken{Name: "pbx", Role: config.TokenRoleCheck, SHA256: httpapi.HashToken(checkToken)}
+}
+
+// check sends one /v1/check query with the check token.
+func check(tb testing.TB, c *http.Client, base, query string) (int, string) {
+	tb.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+"/v1/check?"+query, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+checkToken)
+	resp, err := c.Do(req)
+	if err != nil {
+		tb.Fatalf("check %s: %v", query, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("read check %s: %v", query, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
 // decision asks base for one check and returns "decision/reason".
 func decision(tb testing.TB, c *http.Client, base, query string) string {
 	tb.Helper()
-	status, body := get(tb, c, base+"/v1/check?"+query)
+	status, body := check(tb, c, base, query)
 	if status != http.StatusOK {
 		tb.Fatalf("check %s: status %d body %s", query, status, body)
 	}
@@ -111,6 +140,7 @@ func testConfig(profiles string) config.Config {
 	cfg.Profiles = []string{profiles}
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.ShutdownTimeout = 2 * time.Second
+	cfg.Admin.Tokens = []config.AdminToken{checkTokenConfig()}
 	return cfg
 }
 
@@ -140,7 +170,7 @@ func TestApp(t *testing.T) {
 		}
 	})
 	t.Run("bad parameters answer 400", func(t *testing.T) {
-		status, body := get(t, c, base+"/v1/check?user=alice&action=monitor.spy")
+		status, body := check(t, c, base, "user=alice&action=monitor.spy")
 		if status != http.StatusBadRequest || !strings.Contains(body, `"error":"action: unknown action`) {
 			t.Errorf("got %d %s", status, body)
 		}
@@ -275,8 +305,13 @@ func TestAppStartup(t *testing.T) {
 func TestServeCommand(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "profiles.yaml")
 	copyFile(t, "profiles.yaml", file)
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	if err := os.WriteFile(tokens, []byte("tokens:\n  - {name: pbx, role: check, sha256: "+httpapi.HashToken(checkToken)+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	environ := map[string]string{
-		"CALLWARDEN_PROFILES": file,
+		"CALLWARDEN_PROFILES":          file,
+		"CALLWARDEN_ADMIN_TOKENS_FILE": tokens,
 		// The flag wins: were this used, the bind would fail.
 		"CALLWARDEN_HTTP_LISTEN":           "192.0.2.1:1",
 		"CALLWARDEN_HTTP_SHUTDOWN_TIMEOUT": "2s",
@@ -339,4 +374,71 @@ func listenAddr(tb testing.TB, logs func() string) string {
 	}
 	tb.Fatalf("no address in the serving line:\n%s", logs())
 	return ""
+}
+
+// TestAppCheckNeedsACheckToken: the daemon answers /v1/check only to a
+// check token by default; a tokenless probe learns nothing and writes no
+// decision record.
+func TestAppCheckNeedsACheckToken(t *testing.T) {
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	app, err := NewApp(ctx, testConfig(profilesFile), logs)
+	if err != nil {
+		t.Fatalf("NewApp: %v", err)
+	}
+	defer app.Close()
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	c := newClient()
+	base := "http://" + app.Addr().String()
+
+	status, body := get(t, c, base+"/v1/check?"+aliceSales)
+	if status != http.StatusUnauthorized {
+		t.Fatalf("tokenless check: %d %s, want 401", status, body)
+	}
+	if strings.Contains(logs.String(), `"msg":"decision"`) {
+		t.Errorf("a tokenless check was decided and audited:\n%s", logs)
+	}
+}
+
+// TestServeRefusesTokenlessChecksOffLoopback: none-on-loopback with a
+// listener reachable from other hosts is a config error, and nothing is
+// served.
+func TestServeRefusesTokenlessChecksOffLoopback(t *testing.T) {
+	stderr := &syncBuffer{}
+	environ := map[string]string{"CALLWARDEN_HTTP_CHECK_AUTH": "none-on-loopback"}
+	code := run(context.Background(), []string{"serve", "-f", profilesFile, "--listen", "0.0.0.0:0"},
+		strings.NewReader(""), io.Discard, stderr, func(k string) string { return environ[k] }, make(chan os.Signal))
+	if code != 2 || !strings.Contains(stderr.String(), "http.check_auth: none-on-loopback needs every HTTP listen address to be a loopback address") {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr)
+	}
+	if strings.Contains(stderr.String(), `"msg":"serving"`) {
+		t.Error("the daemon served anyway")
+	}
+}
+
+// TestServeAnswersTokenlessChecksOnLoopback: with none-on-loopback on a
+// loopback listener, a PBX on the same host checks without a token, and
+// the decision is audited as asked by "loopback".
+func TestServeAnswersTokenlessChecksOnLoopback(t *testing.T) {
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := testConfig(profilesFile)
+	cfg.HTTP.CheckAuth = config.CheckAuthLoopback
+	app, err := NewApp(ctx, cfg, logs)
+	if err != nil {
+		t.Fatalf("NewApp: %v", err)
+	}
+	defer app.Close()
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	status, body := get(t, newClient(), "http://"+app.Addr().String()+"/v1/check?"+aliceSales)
+	if status != http.StatusOK || !strings.Contains(body, `"decision":"allow"`) {
+		t.Fatalf("tokenless loopback check: %d %s", status, body)
+	}
+	waitFor(t, "logs", logs.String, `"asked_by":"loopback"`, time.Second)
 }

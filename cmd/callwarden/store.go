@@ -90,7 +90,7 @@ func (a *App) refreshTokens(ctx context.Context) error {
 	}
 	hs := make([]httpapi.TokenHash, 0, len(ts))
 	for _, t := range ts {
-		th, err := httpapi.ParseTokenHash(t.User, t.SHA256)
+		th, err := httpapi.ParseRoleTokenHash(httpapi.Role(t.Role), t.User, t.SHA256)
 		if err != nil {
 			return fmt.Errorf("admin tokens in Redis: %w", err)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,6 +70,9 @@ func TestDaemonAuditsDecisionsAsynchronously(t *testing.T) {
 	}
 	if len(recs) != n {
 		t.Fatalf("%d decision records in the trail after Close, want %d", len(recs), n)
+	}
+	if recs[0].AskedBy != "token:pbx" || recs[0].User != "bob" {
+		t.Errorf("record AskedBy=%q User=%q, want token:pbx, bob", recs[0].AskedBy, recs[0].User)
 	}
 	if res, _ := st.VerifyAudit(context.Background()); !res.OK() {
 		t.Fatalf("audit chain: %+v", res)
@@ -138,6 +142,37 @@ func TestAdminTokensStoredInRedis(t *testing.T) {
 		if got := status("root-token")(); got != "200" {
 			t.Fatalf("revoking root's stored tokens disabled its config token: %s", got)
 		}
+	})
+	t.Run("a stored check token checks, is listed as such, and opens no admin endpoint", func(t *testing.T) {
+		r := runStore(t, ctx, st, "cti-token\n", "token", "add", "cti", "--role", "check", "--redis-addr", "x:1")
+		if r.code != exitOK || !strings.Contains(r.stdout, "added a token for check token cti") {
+			t.Fatalf("token add --role check: %+v", r)
+		}
+		checkStatus := func() string {
+			req, _ := http.NewRequest(http.MethodGet, admin.base+"/v1/check?user=alice&action=monitor.listen&queue=sales", nil)
+			req.Header.Set("Authorization", "Bearer cti-token")
+			resp, err := admin.c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return strconv.Itoa(resp.StatusCode)
+		}
+		eventually(t, "the stored check token", checkStatus, "200")
+		if got := status("cti-token")(); got != "403" {
+			t.Errorf("GET /v1/profiles with a check token: %s, want 403", got)
+		}
+		r = runStore(t, ctx, st, "", "token", "list", "--redis-addr", "x:1")
+		if want := "cti " + httpapi.HashToken("cti-token")[:12] + "... (check)\n"; !strings.Contains(r.stdout, want) {
+			t.Errorf("token list: %q, want a line %q", r.stdout, want)
+		}
+		if r := runStore(t, ctx, st, "", "token", "revoke", "cti", "--redis-addr", "x:1"); !strings.Contains(r.stdout, "revoked 0 tokens") {
+			t.Errorf("revoking admin tokens of cti touched its check token: %+v", r)
+		}
+		if r := runStore(t, ctx, st, "", "token", "revoke", "cti", "--role", "check", "--redis-addr", "x:1"); !strings.Contains(r.stdout, "revoked 1 tokens of cti") {
+			t.Fatalf("token revoke --role check: %+v", r)
+		}
+		eventually(t, "the revoked check token", checkStatus, "401")
 	})
 	t.Run("token changes are audited", func(t *testing.T) {
 		recs, err := st.ReadAudit(context.Background(), enforce.AuditFilter{Target: "root", User: "cli:tester"})

@@ -80,7 +80,8 @@ type AdminOptions struct {
 	// Snapshot returns the snapshot authorization is decided from; nil
 	// answers 503 (never allow what cannot be checked).
 	Snapshot func() *enforce.Snapshot
-	// Auth maps bearer tokens to user ids.
+	// Auth maps bearer tokens to identities; only RoleAdmin tokens (user
+	// ids) are accepted here.
 	Auth Authenticator
 	// Codec decodes and encodes bodies.
 	Codec Codec
@@ -203,13 +204,21 @@ func (a *Admin) authed(h func(http.ResponseWriter, *http.Request, *principal)) h
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "missing bearer token"})
 			return
 		}
-		user, ok := a.opts.Auth.Authenticate(tok)
+		id, ok := a.opts.Auth.Authenticate(tok)
 		if !ok {
 			a.log.Warn("admin request with an unknown token", zap.String("method", r.Method), zap.String("path", r.URL.Path))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="callwarden", error="invalid_token"`)
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "invalid bearer token"})
 			return
 		}
+		if id.Role != RoleAdmin {
+			a.log.Warn("admin request with a token of another role", zap.String("token", id.Name),
+				zap.String("role", string(id.Role)), zap.String("method", r.Method), zap.String("path", r.URL.Path))
+			w.Header().Set("WWW-Authenticate", `Bearer realm="callwarden", error="insufficient_scope"`)
+			writeJSON(w, http.StatusForbidden, errorBody{Error: "a " + string(id.Role) + " token cannot use the admin API"})
+			return
+		}
+		user := id.Name
 		snap := a.opts.Snapshot()
 		if snap == nil {
 			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "no trustworthy policy snapshot (store_unavailable): refusing to decide"})

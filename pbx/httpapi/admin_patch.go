@@ -30,6 +30,14 @@ type ExactStore interface {
 	ApplyPolicyAt(ctx context.Context, p enforce.Policy, gen uint64) (uint64, enforce.PolicyDiff, error)
 }
 
+// ReadOnlyStore is implemented by policy stores that can never be
+// written through the API (profiles files). Every write to one answers
+// 405 before anything else is looked at: no If-Match, body or
+// authorization can make it succeed.
+type ReadOnlyStore interface {
+	ReadOnly() bool
+}
+
 // policyView is what a write is based on: the store's generation and
 // either the daemon's snapshot of exactly that generation (base; the
 // change is then applied as a patch) or the whole stored policy (pol).
@@ -37,6 +45,15 @@ type policyView struct {
 	gen  uint64
 	base *enforce.Snapshot
 	pol  enforce.Policy
+}
+
+// snapshot returns the view's policy compiled: base itself, or a
+// snapshot of pol at the view's generation.
+func (v *policyView) snapshot() (*enforce.Snapshot, error) {
+	if v.base != nil {
+		return v.base, nil
+	}
+	return enforce.NewSnapshot(v.pol, v.gen)
 }
 
 func (v *policyView) profileNames() []string {

@@ -161,16 +161,28 @@ type write struct {
 // ApplyPolicy (compare-and-set on the same generation). Every outcome
 // after authentication is audited.
 func (a *Admin) commit(w http.ResponseWriter, r *http.Request, p *principal, c write) {
+	// A write based on another generation than the store's cannot be
+	// applied, whoever asks: 409 before the decision, which was taken on
+	// the store's generation, not the one the write names.
+	if c.ifGen != c.view.gen {
+		a.audit(r, p, c.target, c.d, fmt.Sprintf("not applied: If-Match generation %d, store at %d", c.ifGen, c.view.gen))
+		a.conflict(w, c.view.gen, fmt.Sprintf("the policy changed: you based your change on generation %d, the store is at %d; GET it again", c.ifGen, c.view.gen))
+		return
+	}
+	if c.ifGen == 0 && c.view.base == nil {
+		// A property of the store, whoever asks (and at generation 0, a
+		// never-written store, nobody is defined to be authorized).
+		if _, ok := a.opts.Store.(ExactStore); !ok {
+			a.audit(r, p, c.target, c.d, `not applied: If-Match "0" not supported by the store`)
+			a.conflict(w, 0, errZeroNotAtomic.Error())
+			return
+		}
+	}
 	if !c.d.Allow {
 		a.audit(r, p, c.target, c.d, "refused: "+c.why)
 		a.log.Info("admin change refused", zap.String("user", p.user), zap.String("target", c.target),
 			zap.String("reason", c.d.Reason.String()), zap.String("method", r.Method), zap.String("path", r.URL.Path))
 		a.forbid(w, p, c.req, c.d, c.why)
-		return
-	}
-	if c.ifGen != c.view.gen {
-		a.audit(r, p, c.target, c.d, fmt.Sprintf("not applied: If-Match generation %d, store at %d", c.ifGen, c.view.gen))
-		a.conflict(w, c.view.gen, fmt.Sprintf("the policy changed: you based your change on generation %d, the store is at %d; GET it again", c.ifGen, c.view.gen))
 		return
 	}
 	if c.missing != nil {
@@ -218,8 +230,7 @@ func (a *Admin) commit(w http.ResponseWriter, r *http.Request, p *principal, c w
 		return
 	case errors.Is(err, enforce.ErrReadOnly):
 		a.audit(r, p, c.target, c.d, "not applied: store is read-only")
-		w.Header().Set("Allow", "GET")
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "read-only: this daemon serves a profiles file; edit the file (or apply it to Redis) instead"})
+		readOnly(w)
 		return
 	default:
 		a.audit(r, p, c.target, c.d, "not applied: store error")
@@ -235,6 +246,12 @@ func (a *Admin) commit(w http.ResponseWriter, r *http.Request, p *principal, c w
 		zap.Uint64("generation", gen), zap.String("diff", summary))
 	w.Header().Set("ETag", etag(gen))
 	writeJSON(w, http.StatusOK, ChangeBody{Generation: gen, Diff: diff})
+}
+
+// readOnly answers a write to a read-only store.
+func readOnly(w http.ResponseWriter) {
+	w.Header().Set("Allow", "GET")
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "read-only: this daemon serves a profiles file; edit the file (or apply it to Redis) instead"})
 }
 
 // conflictBody is the 409 answer.
@@ -283,10 +300,19 @@ func precondition(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 	return gen, true
 }
 
-// prepare runs the common first steps of a write: If-Match, body, and
-// the view of the policy the change is based on (view). On false it has
-// answered.
-func (a *Admin) prepare(w http.ResponseWriter, r *http.Request, wantBody bool) (ifGen uint64, body []byte, v *policyView, ok bool) {
+// prepare runs the common first steps of a write: If-Match, body, the
+// view of the policy the change is based on (view), and the requester as
+// decided from that view's policy (wp). The daemon's snapshot may lag
+// the store (a change not yet propagated): a supervisor demoted in the
+// store must not write on the strength of the daemon's older snapshot,
+// so every write is authorized on the policy of the generation it is
+// applied on, and applied with compare-and-set on that generation. On
+// false it has answered.
+func (a *Admin) prepare(w http.ResponseWriter, r *http.Request, p *principal, wantBody bool) (ifGen uint64, body []byte, v *policyView, wp *principal, ok bool) {
+	if ro, isRO := a.opts.Store.(ReadOnlyStore); isRO && ro.ReadOnly() {
+		readOnly(w)
+		return 0, nil, nil, nil, false
+	}
 	if ifGen, ok = precondition(w, r); !ok {
 		return
 	}
@@ -295,8 +321,17 @@ func (a *Admin) prepare(w http.ResponseWriter, r *http.Request, wantBody bool) (
 			return
 		}
 	}
-	v, ok = a.view(w, r)
-	return
+	if v, ok = a.view(w, r); !ok {
+		return
+	}
+	snap, err := v.snapshot()
+	if err != nil {
+		a.log.Error("admin: the stored policy does not compile", zap.Uint64("generation", v.gen), zap.Error(err))
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "the stored policy is invalid; fix it with `callwarden profiles apply`"})
+		return 0, nil, nil, nil, false
+	}
+	wp = &principal{user: p.user, snap: snap, now: p.now}
+	return ifGen, body, v, wp, true
 }
 
 // view returns what a write is based on. When the store applies patches
@@ -340,7 +375,7 @@ func profileNames(p enforce.Policy) []string {
 
 func (a *Admin) putProfile(w http.ResponseWriter, r *http.Request, p *principal) {
 	name := r.PathValue("name")
-	ifGen, body, v, ok := a.prepare(w, r, true)
+	ifGen, body, v, p, ok := a.prepare(w, r, p, true)
 	if !ok {
 		return
 	}
@@ -374,7 +409,7 @@ func (a *Admin) putProfile(w http.ResponseWriter, r *http.Request, p *principal)
 
 func (a *Admin) deleteProfile(w http.ResponseWriter, r *http.Request, p *principal) {
 	name := r.PathValue("name")
-	ifGen, _, v, ok := a.prepare(w, r, false)
+	ifGen, _, v, p, ok := a.prepare(w, r, p, false)
 	if !ok {
 		return
 	}
@@ -523,7 +558,7 @@ func (p *principal) authorizeUserChange(old, new *enforce.User) (enforce.Request
 
 func (a *Admin) putUser(w http.ResponseWriter, r *http.Request, p *principal) {
 	id := r.PathValue("id")
-	ifGen, body, v, ok := a.prepare(w, r, true)
+	ifGen, body, v, p, ok := a.prepare(w, r, p, true)
 	if !ok {
 		return
 	}
@@ -558,7 +593,7 @@ func (a *Admin) putUser(w http.ResponseWriter, r *http.Request, p *principal) {
 
 func (a *Admin) deleteUser(w http.ResponseWriter, r *http.Request, p *principal) {
 	id := r.PathValue("id")
-	ifGen, _, v, ok := a.prepare(w, r, false)
+	ifGen, _, v, p, ok := a.prepare(w, r, p, false)
 	if !ok {
 		return
 	}
@@ -641,7 +676,7 @@ func decodeProtected(body []byte) (enforce.Protected, error) {
 }
 
 func (a *Admin) putProtected(w http.ResponseWriter, r *http.Request, p *principal) {
-	ifGen, body, v, ok := a.prepare(w, r, true)
+	ifGen, body, v, p, ok := a.prepare(w, r, p, true)
 	if !ok {
 		return
 	}

@@ -320,6 +320,11 @@ func newAdminFixtureOn(tb testing.TB, store *fakeStore, wrap func(*fakeStore) en
 		}
 		tokens = append(tokens, th)
 	}
+	pbx, err := httpapi.ParseRoleTokenHash(httpapi.RoleCheck, "pbx", httpapi.HashToken("pbx-token"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tokens = append(tokens, pbx)
 	admin, err := httpapi.NewAdmin(httpapi.AdminOptions{
 		Store:       ps,
 		Snapshot:    f.holder.Load,
@@ -333,7 +338,7 @@ func newAdminFixtureOn(tb testing.TB, store *fakeStore, wrap func(*fakeStore) en
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h, err := httpapi.New(httpapi.Options{Snapshot: f.holder.Load, Admin: admin})
+	h, err := httpapi.New(httpapi.Options{Snapshot: f.holder.Load, Admin: admin, Auth: httpapi.NewTokenSet(tokens)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -421,10 +426,15 @@ func TestAdminAuthentication(t *testing.T) {
 			t.Errorf("code %d body %s", r.code, r.body)
 		}
 	})
-	t.Run("the check API needs no token", func(t *testing.T) {
-		r := f.do(t, "GET", "/v1/check?user=alice&action=monitor.listen&queue=sales", "", "", "")
-		if r.code != 200 {
-			t.Errorf("code %d body %s", r.code, r.body)
+	t.Run("the check API needs a check token, not an admin one", func(t *testing.T) {
+		if r := f.do(t, "GET", "/v1/check?user=alice&action=monitor.listen&queue=sales", "", "", ""); r.code != 401 {
+			t.Errorf("without a token: code %d body %s", r.code, r.body)
+		}
+		if r := f.do(t, "GET", "/v1/check?user=alice&action=monitor.listen&queue=sales", "root", "", ""); r.code != 403 {
+			t.Errorf("with an admin token: code %d body %s", r.code, r.body)
+		}
+		if r := f.do(t, "GET", "/v1/check?user=alice&action=monitor.listen&queue=sales", "pbx", "", ""); r.code != 200 {
+			t.Errorf("with a check token: code %d body %s", r.code, r.body)
 		}
 	})
 }
@@ -487,15 +497,26 @@ func TestAdminProfiles(t *testing.T) {
 			t.Errorf("code %d body %s", r.code, r.body)
 		}
 	})
-	t.Run(`If-Match "0" writes only to a store never written`, func(t *testing.T) {
+	t.Run(`If-Match "0" on a store never written is refused: nobody is defined at generation 0`, func(t *testing.T) {
+		// Writes are authorized on the policy of the generation they are
+		// applied on; an empty store is bootstrapped with `callwarden
+		// profiles apply`, whose Redis credentials make it an administrator.
 		var exact atomic.Int64
 		f := newAdminFixtureOn(t, &fakeStore{}, func(s *fakeStore) enforce.PolicyStore { return &exactStore{s, &exact} })
-		if r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"0"`, teacherBody); r.code != 200 || r.hdr.Get("ETag") != `"1"` {
-			t.Fatalf("first write: %d %s", r.code, r.body)
+		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"0"`, teacherBody)
+		if r.code != 403 || r.json(t)["reason"] != "unknown_user" || f.store.applies != 0 || exact.Load() != 0 {
+			t.Fatalf("write on \"0\": %d %s; %d applies", r.code, r.body, f.store.applies)
+		}
+	})
+	t.Run(`If-Match "0" on a store written since is a conflict`, func(t *testing.T) {
+		var exact atomic.Int64
+		f := newAdminFixtureOn(t, &fakeStore{}, func(s *fakeStore) enforce.PolicyStore { return &exactStore{s, &exact} })
+		if _, _, err := f.store.ApplyPolicy(context.Background(), adminPolicy(), 0); err != nil {
+			t.Fatal(err)
 		}
 		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"0"`, `{"name":"teacher","grants":[]}`)
-		if r.code != 409 || r.hdr.Get("ETag") != `"1"` || f.store.applies != 1 || exact.Load() != 1 {
-			t.Errorf("second write on \"0\": code %d ETag %q body %s; %d applies, %d exact", r.code, r.hdr.Get("ETag"), r.body, f.store.applies, exact.Load())
+		if r.code != 409 || r.hdr.Get("ETag") != `"1"` || f.store.applies != 1 || exact.Load() != 0 {
+			t.Errorf("write on \"0\": code %d ETag %q body %s; %d applies, %d exact", r.code, r.hdr.Get("ETag"), r.body, f.store.applies, exact.Load())
 		}
 	})
 	t.Run("invalid body is 422 with field paths", func(t *testing.T) {
@@ -868,7 +889,7 @@ func TestTokenSet(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			u, ok := set.Authenticate(tc.token)
-			if u != tc.user || ok != tc.ok {
+			if u.Name != tc.user || ok != tc.ok {
 				t.Errorf("Authenticate(%q) = %q, %v", tc.token, u, ok)
 			}
 		})
@@ -896,7 +917,7 @@ func TestDynamicTokens(t *testing.T) {
 	var dyn httpapi.DynamicTokens
 	auth := httpapi.AnyOf(httpapi.NewTokenSet([]httpapi.TokenHash{hash("root", "from-config")}), &dyn)
 	t.Run("before the first set only the static tokens authenticate", func(t *testing.T) {
-		if u, ok := auth.Authenticate("from-config"); !ok || u != "root" {
+		if u, ok := auth.Authenticate("from-config"); !ok || u.Name != "root" {
 			t.Fatalf("config token: %q, %v", u, ok)
 		}
 		if _, ok := auth.Authenticate("from-redis"); ok {
@@ -905,7 +926,7 @@ func TestDynamicTokens(t *testing.T) {
 	})
 	t.Run("a set token authenticates its user", func(t *testing.T) {
 		dyn.Set([]httpapi.TokenHash{hash("alice", "from-redis")})
-		if u, ok := auth.Authenticate("from-redis"); !ok || u != "alice" {
+		if u, ok := auth.Authenticate("from-redis"); !ok || u.Name != "alice" {
 			t.Fatalf("stored token: %q, %v", u, ok)
 		}
 	})

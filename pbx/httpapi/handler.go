@@ -56,6 +56,17 @@ type Options struct {
 	// Admin, when set, is mounted on /v1/profiles, /v1/users,
 	// /v1/protected, /v1/recordings and /v1/audit.
 	Admin *Admin
+	// CheckAuth says who may call /v1/check; default CheckAuthToken.
+	CheckAuth CheckAuth
+	// Auth authenticates the bearer tokens of checks; only RoleCheck
+	// tokens are accepted. Without it, CheckAuthToken refuses every check.
+	Auth Authenticator
+	// CheckRate and CheckBurst bound the checks of one asker (one token,
+	// or the loopback PBX): a token bucket of CheckBurst refilled at
+	// CheckRate per second; beyond it, 429. Defaults DefaultCheckRate and
+	// DefaultCheckBurst.
+	CheckRate  float64
+	CheckBurst int
 }
 
 // Handler serves the check API. Build it with New.
@@ -65,6 +76,10 @@ type Handler struct {
 	decisions *prometheus.CounterVec
 	latency   prometheus.Histogram
 	badReqs   prometheus.Counter
+
+	unauthorized *prometheus.CounterVec
+	limited      *prometheus.CounterVec
+	limiter      *rateLimiter
 }
 
 // New returns the handler for opts, with its metrics registered on
@@ -73,6 +88,9 @@ type Handler struct {
 func New(opts Options) (*Handler, error) {
 	if opts.Snapshot == nil {
 		return nil, errors.New("httpapi: Options.Snapshot is required")
+	}
+	if err := checkOptions(&opts); err != nil {
+		return nil, err
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -110,6 +128,18 @@ func New(opts Options) (*Handler, error) {
 			Name: "callwarden_check_bad_requests_total",
 			Help: "Check requests rejected for bad parameters (HTTP 400).",
 		}),
+		unauthorized: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callwarden_check_unauthorized_total",
+			Help: "Check requests refused before deciding (401/403), by reason: missing, invalid, role, peer.",
+		}, []string{"reason"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callwarden_check_rate_limited_total",
+			Help: "Check requests refused with 429 by the per-asker rate limit, by token name (\"loopback\" for tokenless loopback checks).",
+		}, []string{"token"}),
+		limiter: newRateLimiter(opts.CheckRate, opts.CheckBurst),
+	}
+	for _, reason := range []string{"missing", "invalid", "role", "peer"} {
+		h.unauthorized.WithLabelValues(reason)
 	}
 	generation := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "callwarden_snapshot_generation",
@@ -120,7 +150,7 @@ func New(opts Options) (*Handler, error) {
 		}
 		return 0
 	})
-	for _, c := range []prometheus.Collector{h.decisions, h.latency, h.badReqs, generation} {
+	for _, c := range []prometheus.Collector{h.decisions, h.latency, h.badReqs, h.unauthorized, h.limited, generation} {
 		if err := opts.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 		}
@@ -147,6 +177,20 @@ type errorBody struct {
 
 func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	// Authentication comes first: an unauthenticated request learns
+	// nothing of the policy, is not decided and writes no audit record.
+	askedBy, err := h.authenticateCheck(r)
+	if err != nil {
+		h.refuseCheck(w, r, err)
+		return
+	}
+	if ok, wait := h.limiter.allow(askedBy, h.opts.Now()); !ok {
+		name := strings.TrimPrefix(askedBy, "token:")
+		h.limited.WithLabelValues(name).Inc()
+		w.Header().Set("Retry-After", retryAfter(wait))
+		writeJSON(w, http.StatusTooManyRequests, errorBody{Error: fmt.Sprintf("rate limit of %s exceeded (%g checks/s, burst %d)", askedBy, h.opts.CheckRate, h.opts.CheckBurst)})
+		return
+	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		h.badRequest(w, fmt.Errorf("query: %w", err))
@@ -172,7 +216,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 	d := enforce.Decide(snap, &req, at)
 	h.latency.Observe(time.Since(start).Seconds())
 	h.decisions.WithLabelValues(req.Action.String(), d.Verdict(), d.Reason.String()).Inc()
-	h.audit(req, d, snap, at, explicitAt)
+	h.audit(askedBy, req, d, snap, at, explicitAt)
 
 	resp := NewCheckResponse(req, d)
 	if text {
@@ -189,9 +233,10 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 
 // audit logs one decision. Only identifiers and codes are logged: no
 // caller numbers, no credentials.
-func (h *Handler) audit(req enforce.Request, d enforce.Decision, snap *enforce.Snapshot, at time.Time, explicitAt bool) {
+func (h *Handler) audit(askedBy string, req enforce.Request, d enforce.Decision, snap *enforce.Snapshot, at time.Time, explicitAt bool) {
 	fields := []zap.Field{
 		zap.String("source", "http"),
+		zap.String("asked_by", askedBy),
 		zap.String("user", req.User),
 		zap.String("action", req.Action.String()),
 		zap.String("queue", req.Queue),
@@ -229,6 +274,7 @@ func (h *Handler) audit(req enforce.Request, d enforce.Decision, snap *enforce.S
 		Time: when, Source: "http", User: req.User, Action: req.Action.String(),
 		Target: req.Agent, Queue: req.Queue, Team: req.Team, Site: req.Site,
 		Decision: d.Verdict(), Reason: d.Reason.String(), Profile: d.Profile,
+		AskedBy: askedBy,
 	}
 	if req.Action == enforce.ProfileAssign {
 		rec.Detail = "assign " + req.AssignProfile + " on queues [" + strings.Join(req.AssignQueues, ", ") + "]"

@@ -72,22 +72,56 @@ type fixture struct {
 	holder *enforce.Holder
 	reg    *prometheus.Registry
 	logs   *observer.ObservedLogs
+	audit  *fakeAudit
 	srv    *httptest.Server
+}
+
+// The tokens every fixture knows: pbxToken (role check, named "pbx"),
+// ctiToken (role check, named "cti") and rootToken (role admin, user
+// root).
+const (
+	pbxToken  = "pbx-secret"
+	ctiToken  = "cti-secret"
+	rootToken = "root-secret"
+)
+
+func fixtureTokens(tb testing.TB) httpapi.Authenticator {
+	tb.Helper()
+	var out []httpapi.TokenHash
+	for _, t := range []struct {
+		role        httpapi.Role
+		name, token string
+	}{{httpapi.RoleCheck, "pbx", pbxToken}, {httpapi.RoleCheck, "cti", ctiToken}, {httpapi.RoleAdmin, "root", rootToken}} {
+		th, err := httpapi.ParseRoleTokenHash(t.role, t.name, httpapi.HashToken(t.token))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, th)
+	}
+	return httpapi.NewTokenSet(out)
 }
 
 func newFixture(tb testing.TB, snap *enforce.Snapshot) *fixture {
 	tb.Helper()
+	return newFixtureWith(tb, snap, httpapi.Options{})
+}
+
+// newFixtureWith serves opts with the fixture's snapshot holder, clock,
+// logger, registry, auditor and tokens filled in.
+func newFixtureWith(tb testing.TB, snap *enforce.Snapshot, opts httpapi.Options) *fixture {
+	tb.Helper()
 	core, logs := observer.New(zap.InfoLevel)
-	f := &fixture{holder: &enforce.Holder{}, reg: prometheus.NewRegistry(), logs: logs}
+	f := &fixture{holder: &enforce.Holder{}, reg: prometheus.NewRegistry(), logs: logs, audit: &fakeAudit{}}
 	if snap != nil {
 		f.holder.Store(snap)
 	}
-	h, err := httpapi.New(httpapi.Options{
-		Snapshot: f.holder.Load,
-		Now:      func() time.Time { return now },
-		Logger:   zap.New(core),
-		Registry: f.reg,
-	})
+	opts.Snapshot = f.holder.Load
+	opts.Now = func() time.Time { return now }
+	opts.Logger = zap.New(core)
+	opts.Registry = f.reg
+	opts.Auditor = f.audit
+	opts.Auth = fixtureTokens(tb)
+	h, err := httpapi.New(opts)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
@@ -96,13 +130,20 @@ func newFixture(tb testing.TB, snap *enforce.Snapshot) *fixture {
 	return f
 }
 
+// get sends a GET with the PBX's check token; header pairs are set after
+// it, so an "Authorization" pair replaces it ("" removes it).
 func (f *fixture) get(tb testing.TB, path string, header ...string) (int, http.Header, string) {
 	tb.Helper()
 	req, err := http.NewRequest(http.MethodGet, f.srv.URL+path, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+pbxToken)
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := f.srv.Client().Do(req)
