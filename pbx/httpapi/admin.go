@@ -218,6 +218,16 @@ func (a *Admin) authed(h func(http.ResponseWriter, *http.Request, *principal)) h
 			writeJSON(w, http.StatusForbidden, errorBody{Error: "a " + string(id.Role) + " token cannot use the admin API"})
 			return
 		}
+		// Path ids follow the grammar every entry point shares: a name no
+		// policy can hold is bad input, said escaped, not a 404 or a 422.
+		for _, key := range [...]string{"name", "id"} {
+			if v := r.PathValue(key); v != "" {
+				if err := enforce.CheckID(v); err != nil {
+					writeJSON(w, http.StatusBadRequest, errorBody{Error: key + ": " + err.Error()})
+					return
+				}
+			}
+		}
 		user := id.Name
 		snap := a.opts.Snapshot()
 		if snap == nil {

@@ -439,6 +439,45 @@ func TestAdminAuthentication(t *testing.T) {
 	})
 }
 
+func storeGeneration(tb testing.TB, s *fakeStore) uint64 {
+	tb.Helper()
+	_, gen, err := s.Policy(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return gen
+}
+
+func TestAdminRefusesIDsOutsideTheGrammar(t *testing.T) {
+	f := newAdminFixture(t)
+	gen := storeGeneration(t, f.store)
+	for name, path := range map[string]string{
+		"user id with CR LF":          "/v1/users/eve%0D%0Aallow",
+		"user id with a bidi override": "/v1/users/eve%E2%80%AE",
+		"profile name with a space":   "/v1/profiles/my%20profile",
+		"user id of 300 bytes":        "/v1/users/" + strings.Repeat("a", 300),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := f.do(t, "PUT", path, "root", fmt.Sprintf(`"%d"`, gen), `{"id":"x"}`)
+			if r.code != 400 || !strings.Contains(string(r.body), "invalid id") {
+				t.Errorf("code %d body %s, want 400 invalid id", r.code, r.body)
+			}
+			if strings.ContainsAny(strings.TrimSuffix(string(r.body), "\n"), "\r\n\u202e") {
+				t.Errorf("body carries the raw id: %q", r.body)
+			}
+		})
+	}
+	t.Run("a body naming an id outside the grammar changes nothing", func(t *testing.T) {
+		r := f.do(t, "PUT", "/v1/users/eve", "root", fmt.Sprintf(`"%d"`, gen), `{"id":"eve","queues":["sales\u001b[2J"]}`)
+		if r.code < 400 || r.code >= 500 {
+			t.Errorf("code %d body %s, want 4xx", r.code, r.body)
+		}
+	})
+	if got := storeGeneration(t, f.store); got != gen {
+		t.Errorf("store moved from generation %d to %d", gen, got)
+	}
+}
+
 func TestAdminProfiles(t *testing.T) {
 	teacherBody := `{"name":"teacher","grants":[{"actions":["recording.playback","monitor.listen"],"queues":"assigned"}]}`
 	t.Run("list carries the generation as ETag", func(t *testing.T) {
