@@ -2,7 +2,7 @@
 GO ?= go
 PKGS_UNIT := $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: all build test unit integration lab vet bench fuzz demo clean
+.PHONY: all build test unit integration lab vet bench fuzz links demo clean
 
 all: build
 
@@ -27,6 +27,10 @@ integration: lab
 ## fuzz: every Fuzz target for a bounded count of inputs (FUZZ_COUNT, default 3000).
 fuzz:
 	GO=$(GO) bash .ci/fuzz
+
+## links: every relative link and anchor of README.md, docs/ and deploy/**/README.md resolves.
+links:
+	bash .ci/links
 
 ## test: unit + fuzz + integration; what CI runs.
 test: unit fuzz integration
