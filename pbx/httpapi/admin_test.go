@@ -452,10 +452,10 @@ func TestAdminRefusesIDsOutsideTheGrammar(t *testing.T) {
 	f := newAdminFixture(t)
 	gen := storeGeneration(t, f.store)
 	for name, path := range map[string]string{
-		"user id with CR LF":          "/v1/users/eve%0D%0Aallow",
+		"user id with CR LF":           "/v1/users/eve%0D%0Aallow",
 		"user id with a bidi override": "/v1/users/eve%E2%80%AE",
-		"profile name with a space":   "/v1/profiles/my%20profile",
-		"user id of 300 bytes":        "/v1/users/" + strings.Repeat("a", 300),
+		"profile name with a space":    "/v1/profiles/my%20profile",
+		"user id of 300 bytes":         "/v1/users/" + strings.Repeat("a", 300),
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := f.do(t, "PUT", path, "root", fmt.Sprintf(`"%d"`, gen), `{"id":"x"}`)
