@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,11 +49,21 @@ type openStoreFunc func(ctx context.Context, c config.Redis, log *zap.Logger) (s
 // (reconnects, pool and pub/sub trouble) to log (see redisLogger).
 func openRedis(ctx context.Context, c config.Redis, log *zap.Logger) (store, error) {
 	redis.SetLogger(redisLogger{log: log.Named("go-redis")})
+	conn, err := c.Conn()
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	var tlsConf *tls.Config
+	if conn.TLS {
+		tlsConf = &tls.Config{ServerName: conn.ServerName, MinVersion: tls.VersionTLS12}
+	}
 	r, err := cache.NewRedis(cache.RedisOptions{
-		Addrs:      c.Addrs,
+		Addrs:      conn.Addrs,
 		MasterName: c.MasterName,
-		Username:   c.Username,
-		Password:   c.Password.Reveal(),
+		Username:   conn.Username,
+		Password:   conn.Password.Reveal(),
+		DB:         conn.DB,
+		TLS:        tlsConf,
 		Prefix:     c.Prefix,
 		Logger:     log,
 	})
@@ -208,7 +219,7 @@ type storeFlags struct {
 
 func (f *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "daemon config `FILE` (YAML), for its redis block")
-	fs.Var(&f.addrs, "redis-addr", "Redis `ADDR`ESS host:port (repeatable; default from config or CALLWARDEN_REDIS_ADDRS)")
+	fs.Var(&f.addrs, "redis-addr", "Redis `ADDR`ESS host:port (repeatable), or one redis://[user:password@]host:port/db URL (rediss:// for TLS); default from config or CALLWARDEN_REDIS_ADDRS")
 	fs.StringVar(&f.prefix, "redis-prefix", "", "Redis key `PREFIX` (default from config, callwarden:)")
 }
 

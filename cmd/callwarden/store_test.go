@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpapi"
 )
@@ -232,4 +233,40 @@ func TestDaemonFailsClosedOnAStoreGenerationItCannotLoad(t *testing.T) {
 		!strings.Contains(m, `callwarden_policy_load_failures_total{cause="invalid"}`) {
 		t.Fatalf("/metrics does not count the invalid loads:\n%s", m)
 	}
+}
+
+// TestRedisURLPasswordNeverPrinted: a redis:// URL's password appears in
+// no error and no log line, whether the URL is malformed (the command
+// refuses it) or well-formed but unreachable (the store does not open).
+func TestRedisURLPasswordNeverPrinted(t *testing.T) {
+	const secret = "Zq9-topsecret"
+	t.Run("a malformed URL is refused without its password", func(t *testing.T) {
+		for _, addr := range []string{"redis://cw:" + secret + "@h:port", "redis://cw:ab/" + secret + "@h st:6379", "cw:" + secret + "@h:6379"} {
+			r := runCLI(t, "", map[string]string{"CALLWARDEN_REDIS_ADDRS": addr}, "profiles", "export")
+			if r.code != 2 || strings.Contains(r.stderr+r.stdout, secret) {
+				t.Fatalf("%s: exit %d stdout %q stderr %q", addr, r.code, r.stdout, r.stderr)
+			}
+		}
+	})
+	t.Run("an unreachable server: neither the error nor the logs print it", func(t *testing.T) {
+		core, logs := observer.New(zap.DebugLevel)
+		cfg := config.Default()
+		cfg.Redis.Addrs = []string{"redis://cw:" + secret + "@127.0.0.1:1/3"}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := openRedis(ctx, cfg.Redis, zap.New(core))
+		if err == nil {
+			_ = st.Close()
+			t.Fatal("opened a store on a closed port")
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Fatalf("error prints the password: %v", err)
+		}
+		for _, e := range logs.All() {
+			line := e.Message + fmt.Sprint(e.ContextMap())
+			if strings.Contains(line, secret) {
+				t.Fatalf("log prints the password: %s", line)
+			}
+		}
+	})
 }
