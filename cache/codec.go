@@ -1,9 +1,11 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -177,25 +179,49 @@ func (c zoneCache) load(name string) (*time.Location, error) {
 	return loc, err
 }
 
+// ignoredAction is an action name a stored grant lists that this version
+// does not know, dropped by decodePolicy.
+type ignoredAction struct {
+	Profile string
+	Grant   int
+	Action  string
+}
+
 // decodePolicy builds a policy from its wire form, profiles sorted by name
-// and users by id.
-func decodePolicy(profiles, users map[string]string, protected string) (enforce.Policy, error) {
-	var p enforce.Policy
+// and users by id. What it does not know decides what it does, because
+// the store may have been written by a newer callwarden or by hand:
+//   - An action name this version does not know is dropped from its grant
+//     and returned in ignored (the caller logs and counts it): the model
+//     is allow-only and this version can never be asked for that action,
+//     so dropping it never widens what the grant allows here. A grant left with no known action
+//     grants nothing and is dropped whole, so the indexes of the grants
+//     after it (Decision.Grant, audit records) shift down by one on this
+//     version.
+//   - Anything else it does not know (a scope dimension or kind, a day,
+//     a field of any entry) may restrict a grant, so dropping it could
+//     widen access: the entry is refused (ErrCorrupt) and so is the load.
+func decodePolicy(profiles, users map[string]string, protected string) (p enforce.Policy, ignored []ignoredAction, err error) {
 	zones := zoneCache{}
 	p.Profiles = make([]enforce.Profile, 0, len(profiles))
 	for name, raw := range profiles {
 		var w wireProfile
-		if err := json.Unmarshal([]byte(raw), &w); err != nil {
-			return enforce.Policy{}, fmt.Errorf("%w: profile %q: %w", ErrCorrupt, name, err)
+		if err := unmarshalStrict(raw, &w); err != nil {
+			return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q: %w", ErrCorrupt, name, err)
 		}
 		pr := enforce.Profile{Name: w.Name, NotifyTarget: w.NotifyTarget, MaskDigits: w.MaskDigits}
 		if w.Name != name {
-			return enforce.Policy{}, fmt.Errorf("%w: profile %q: stored under name %q", ErrCorrupt, w.Name, name)
+			return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q: stored under name %q", ErrCorrupt, w.Name, name)
 		}
 		for gi, wg := range w.Grants {
-			g, err := decodeGrant(wg, zones)
+			g, unknown, err := decodeGrant(wg, zones)
 			if err != nil {
-				return enforce.Policy{}, fmt.Errorf("%w: profile %q grant %d: %w", ErrCorrupt, name, gi, err)
+				return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q grant %d: %w", ErrCorrupt, name, gi, err)
+			}
+			for _, a := range unknown {
+				ignored = append(ignored, ignoredAction{Profile: name, Grant: gi, Action: a})
+			}
+			if g.Actions == 0 && len(unknown) > 0 {
+				continue // only actions this version does not know: grants nothing here
 			}
 			pr.Grants = append(pr.Grants, g)
 		}
@@ -204,43 +230,67 @@ func decodePolicy(profiles, users map[string]string, protected string) (enforce.
 	p.Users = make([]enforce.User, 0, len(users))
 	for id, raw := range users {
 		var w wireUser
-		if err := json.Unmarshal([]byte(raw), &w); err != nil {
-			return enforce.Policy{}, fmt.Errorf("%w: user %q: %w", ErrCorrupt, id, err)
+		if err := unmarshalStrict(raw, &w); err != nil {
+			return enforce.Policy{}, nil, fmt.Errorf("%w: user %q: %w", ErrCorrupt, id, err)
 		}
 		if w.ID != id {
-			return enforce.Policy{}, fmt.Errorf("%w: user %q: stored under id %q", ErrCorrupt, w.ID, id)
+			return enforce.Policy{}, nil, fmt.Errorf("%w: user %q: stored under id %q", ErrCorrupt, w.ID, id)
 		}
 		p.Users = append(p.Users, enforce.User{ID: w.ID, Profile: w.Profile, Queues: w.Queues, Teams: w.Teams,
 			Agents: w.Agents, Sites: w.Sites, Identities: w.Identities, ValidFrom: w.ValidFrom, ValidUntil: w.ValidUntil})
 	}
 	if protected != "" {
 		var w wireProtected
-		if err := json.Unmarshal([]byte(protected), &w); err != nil {
-			return enforce.Policy{}, fmt.Errorf("%w: protected: %w", ErrCorrupt, err)
+		if err := unmarshalStrict(protected, &w); err != nil {
+			return enforce.Policy{}, nil, fmt.Errorf("%w: protected: %w", ErrCorrupt, err)
 		}
 		p.Protected = enforce.Protected{Users: w.Users, Queues: w.Queues}
 	}
 	sortPolicy(&p)
-	return p, nil
+	return p, ignored, nil
 }
 
-func decodeGrant(w wireGrant, zones zoneCache) (enforce.Grant, error) {
-	g := enforce.Grant{Profiles: w.Profiles, ValidFrom: w.ValidFrom, ValidUntil: w.ValidUntil}
+// unmarshalStrict decodes one stored JSON document, refusing fields the
+// wire form does not have (they may restrict what the entry grants) and
+// anything after the document.
+func unmarshalStrict(raw string, v any) error {
+	dec := json.NewDecoder(bytes.NewReader([]byte(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the JSON document")
+	}
+	return nil
+}
+
+// decodeGrant decodes one grant; unknown lists the action names it lists
+// that this version does not know, dropped (see decodePolicy).
+func decodeGrant(w wireGrant, zones zoneCache) (g enforce.Grant, unknown []string, err error) {
+	g = enforce.Grant{Profiles: w.Profiles, ValidFrom: w.ValidFrom, ValidUntil: w.ValidUntil}
 	for _, name := range w.Actions {
 		a, err := enforce.ParseAction(name)
 		if err != nil {
-			return enforce.Grant{}, fmt.Errorf("actions: %w", err)
+			unknown = append(unknown, name)
+			continue
 		}
 		g.Actions |= enforce.NewActionSet(a)
+	}
+	if len(unknown) > 0 && !g.Actions.Has(enforce.ProfileAssign) {
+		// The profiles a grant lists only bound what profile.assign may
+		// hand out; without it (it was one of the unknown actions) they
+		// grant nothing here.
+		g.Profiles = nil
 	}
 	for dim, ws := range w.Scopes {
 		d, ok := parseDimension(dim)
 		if !ok {
-			return enforce.Grant{}, fmt.Errorf("scopes: unknown dimension %q", dim)
+			return enforce.Grant{}, nil, fmt.Errorf("scopes: unknown dimension %q", dim)
 		}
 		kind, ok := parseScopeKind(ws.Kind)
 		if !ok {
-			return enforce.Grant{}, fmt.Errorf("%s: unknown scope kind %q", dim, ws.Kind)
+			return enforce.Grant{}, nil, fmt.Errorf("%s: unknown scope kind %q", dim, ws.Kind)
 		}
 		g.Scopes[d] = enforce.Scope{Kind: kind, Values: ws.Values}
 	}
@@ -249,14 +299,14 @@ func decodeGrant(w wireGrant, zones zoneCache) (enforce.Grant, error) {
 		for _, day := range wh.Days {
 			i := slices.Index(dayNames[:], day)
 			if i < 0 {
-				return enforce.Grant{}, fmt.Errorf("hours: unknown day %q", day)
+				return enforce.Grant{}, nil, fmt.Errorf("hours: unknown day %q", day)
 			}
 			h.Days[i] = true
 		}
 		if wh.TZ != "" {
 			loc, err := zones.load(wh.TZ)
 			if err != nil {
-				return enforce.Grant{}, fmt.Errorf("hours: tz: %w", err)
+				return enforce.Grant{}, nil, fmt.Errorf("hours: tz: %w", err)
 			}
 			h.Location = loc
 		}
@@ -265,11 +315,11 @@ func decodeGrant(w wireGrant, zones zoneCache) (enforce.Grant, error) {
 	if w.RecordedWithin != "" {
 		d, err := time.ParseDuration(w.RecordedWithin)
 		if err != nil {
-			return enforce.Grant{}, fmt.Errorf("recorded_within: %w", err)
+			return enforce.Grant{}, nil, fmt.Errorf("recorded_within: %w", err)
 		}
 		g.RecordedWithin = d
 	}
-	return g, nil
+	return g, unknown, nil
 }
 
 func parseDimension(s string) (int, bool) {
@@ -307,7 +357,7 @@ func normalize(p enforce.Policy) (enforce.Policy, encodedPolicy, error) {
 	if err != nil {
 		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
 	}
-	n, err := decodePolicy(e.profiles, e.users, e.protected)
+	n, _, err := decodePolicy(e.profiles, e.users, e.protected)
 	if err != nil {
 		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
 	}

@@ -21,6 +21,69 @@ var ErrNoSnapshot = errors.New("no snapshot loaded yet")
 // for longer than the staleness bound: the daemon fails closed.
 var ErrStale = errors.New("snapshot is stale")
 
+// ErrUnloadable is wrapped by Loader.Ready and by load errors when the
+// store answers but its current generation cannot be turned into a
+// snapshot: an entry that does not decode (ErrCorrupt), a schema this
+// version does not know, or a policy that does not validate (a user on a
+// missing profile). The snapshot kept is no longer the store's, so it ages
+// toward the staleness bound exactly as if the store were unreachable.
+var ErrUnloadable = errors.New("store generation cannot be loaded")
+
+// errInvalidStored marks a stored policy that decodes but does not
+// validate (enforce.NewSnapshot or Snapshot.Patch refused it).
+var errInvalidStored = errors.New("invalid policy")
+
+// UnloadableError says which store generation could not be loaded and
+// why. It matches ErrUnloadable and unwraps to the cause (ErrCorrupt,
+// ErrSchemaVersion, a validation error).
+type UnloadableError struct {
+	// Gen is the store's generation that failed to load (0: not known).
+	Gen uint64
+	Err error
+}
+
+func (e *UnloadableError) Error() string {
+	if e.Gen == 0 {
+		return fmt.Sprintf("the store's current generation cannot be loaded: %v", e.Err)
+	}
+	return fmt.Sprintf("store generation %d cannot be loaded: %v", e.Gen, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *UnloadableError) Unwrap() error { return e.Err }
+
+// Is makes an UnloadableError match ErrUnloadable.
+func (e *UnloadableError) Is(target error) bool { return target == ErrUnloadable }
+
+// Load failure causes reported by LoadFailureCause, for metrics.
+const (
+	CauseUnavailable = "unavailable" // the store did not answer
+	CauseSchema      = "schema"      // a key schema this version does not know
+	CauseCorrupt     = "corrupt"     // an entry that does not decode (unknown scope, hand edit)
+	CauseInvalid     = "invalid"     // a policy that decodes but does not validate (missing profile)
+	CauseOther       = "other"
+)
+
+// LoadFailureCause classifies an error of Loader.Reload (or passed to
+// LoaderOptions.OnReload) into one of the Cause* values, for a metric
+// label; "" for nil.
+func LoadFailureCause(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrSchemaVersion):
+		return CauseSchema
+	case errors.Is(err, ErrCorrupt):
+		return CauseCorrupt
+	case errors.Is(err, errInvalidStored):
+		return CauseInvalid
+	case !errors.Is(err, ErrUnloadable):
+		return CauseUnavailable
+	default:
+		return CauseOther
+	}
+}
+
 // LoaderOptions configure a Loader. Store is required; the rest is
 // optional.
 type LoaderOptions struct {
@@ -81,14 +144,25 @@ type Loader struct {
 	// are immune to wall-clock steps (NTP), which could otherwise make a
 	// stale snapshot look fresh again.
 	epoch time.Time
-	// contact is when the last successful store call was *issued*, in ns
-	// since epoch (0: never). The reply proves the store answered at some
-	// moment after the call was sent, so the send time is the freshness the
-	// answer proves; stamping the reply's arrival would credit a slow or
-	// delayed reply with freshness the data does not have. It only moves
-	// forward.
+	// contact is when the snapshot was last verified to be the store's
+	// current generation, in ns since epoch (0: never): the send time of a
+	// generation read that matched the snapshot, or of the read a
+	// successful load or patch was made from. A read that merely succeeds
+	// proves nothing about the snapshot: a store holding a generation this
+	// daemon cannot load answers every read, yet the snapshot is no longer
+	// the store's. The send time is the freshness a reply proves; stamping
+	// its arrival would credit a slow reply with freshness the data does
+	// not have. It only moves forward.
 	contact atomic.Int64
 	lastErr atomic.Pointer[error]
+	// storeGen is the last generation the store reported, for errors
+	// about a generation that cannot be loaded.
+	storeGen atomic.Uint64
+	// logMu guards lastLogged, the text of the last load failure logged
+	// at warning level: a store that stays unloadable is retried every
+	// poll, and logged again only when the failure changes.
+	logMu      sync.Mutex
+	lastLogged string
 	// reloadMu serialises loads so snapshots only move forward in the
 	// order they were read; it guards version.
 	reloadMu sync.Mutex
@@ -158,8 +232,10 @@ func (l *Loader) sinceContact() time.Duration {
 
 // Ready returns nil when Snapshot would return a snapshot, and otherwise
 // an error saying why: wrapping ErrNoSnapshot before the first load, or
-// ErrStale ("store unreachable for 45s (staleness 30s)"), with the last
-// store error when there is one. It backs the readiness probe.
+// ErrStale, either with ErrUnloadable when the store answers but its
+// current generation cannot be loaded ("store generation 8 cannot be
+// loaded: ...") or as "store unreachable for 45s (staleness 30s)", with
+// the last store error. It backs the readiness probe.
 func (l *Loader) Ready() error {
 	var last error
 	if p := l.lastErr.Load(); p != nil {
@@ -173,6 +249,10 @@ func (l *Loader) Ready() error {
 	}
 	if l.stale() > 0 {
 		age := l.sinceContact().Round(time.Second)
+		if errors.Is(last, ErrUnloadable) {
+			return fmt.Errorf("%w: %w (serving generation %d, last verified current %s ago, staleness %s)",
+				ErrStale, last, l.Generation(), age, l.opts.Staleness)
+		}
 		err := fmt.Errorf("%w: store unreachable for %s (staleness %s)", ErrStale, age, l.opts.Staleness)
 		if last != nil {
 			err = fmt.Errorf("%w: %w", err, last)
@@ -191,7 +271,8 @@ func (l *Loader) Generation() uint64 {
 	return 0
 }
 
-// LastContact returns when the store last answered (zero before).
+// LastContact returns when the snapshot was last verified to be the
+// store's current generation (zero before): the send time of that read.
 func (l *Loader) LastContact() time.Time {
 	if c := l.contact.Load(); c != 0 {
 		return l.epoch.Add(time.Duration(c))
@@ -289,8 +370,11 @@ func (l *Loader) check(ctx context.Context) {
 		l.log.Warn("generation check failed", zap.Error(err), zap.Duration("since_contact", l.sinceContact()))
 		return
 	}
-	l.touch(sent)
+	l.storeGen.Store(gen)
 	switch cur := l.Generation(); {
+	case gen == cur:
+		// The snapshot is the store's current generation, as of sent.
+		l.verified(sent)
 	case gen > cur:
 		// A missed notification (or one not handled yet): the change log
 		// brings the snapshot forward, or update falls back to a full load.
@@ -321,29 +405,30 @@ func (l *Loader) update(ctx context.Context) error {
 	cancel()
 	if err != nil && !errors.Is(err, ErrChangelogGap) {
 		l.reloadMu.Unlock()
-		return l.reloaded(cur.Generation(), start, fmt.Errorf("read changes: %w", err))
+		return l.reloaded(l.storeGen.Load(), start, l.loadError(l.storeGen.Load(), fmt.Errorf("read changes: %w", err)))
 	}
-	l.touch(sent)
 	if errors.Is(err, ErrChangelogGap) {
 		l.reloadMu.Unlock()
 		l.log.Info("change log cannot bring the snapshot forward; loading the whole policy", zap.Error(err))
 		return l.Reload(ctx)
 	}
+	l.storeGen.Store(v.Gen)
 	if v == l.version {
 		l.reloadMu.Unlock()
+		l.verified(sent)
 		return nil
 	}
 	next, err := cur.Patch(patch, v.Gen)
 	if err != nil {
 		l.reloadMu.Unlock()
-		l.log.Warn("change log patch does not apply; loading the whole policy", zap.Uint64("generation", v.Gen), zap.Error(err))
+		l.log.Info("change log patch does not apply; loading the whole policy", zap.Uint64("generation", v.Gen), zap.Error(err))
 		return l.Reload(ctx)
 	}
 	l.holder.Store(next)
 	l.version = v
 	l.reloadMu.Unlock()
 	took := time.Since(start)
-	l.lastErr.Store(nil)
+	l.verified(sent)
 	l.log.Info("snapshot patched", zap.Uint64("generation", v.Gen), zap.Int("entries", patch.Size()), zap.Duration("took", took))
 	if l.opts.OnReload != nil {
 		l.opts.OnReload(v.Gen, took, nil)
@@ -374,28 +459,44 @@ func (l *Loader) Reload(ctx context.Context) error {
 	cancel()
 	gen := v.Gen
 	if err != nil {
-		return l.reloaded(gen, start, fmt.Errorf("load policy: %w", err))
+		gen = l.storeGen.Load()
+		return l.reloaded(gen, start, l.loadError(gen, fmt.Errorf("load policy: %w", err)))
 	}
-	l.touch(sent)
+	l.storeGen.Store(gen)
 	if cur := l.holder.Load(); cur != nil && v == l.version {
+		l.verified(sent)
 		return nil
 	}
 	s, err := enforce.NewSnapshot(p, gen)
 	if err != nil {
-		return l.reloaded(gen, start, fmt.Errorf("store holds an invalid policy at generation %d: %w", gen, err))
+		return l.reloaded(gen, start, &UnloadableError{Gen: gen, Err: fmt.Errorf("%w: %w", errInvalidStored, err)})
 	}
 	l.holder.Store(s.WithOrigin(v.Epoch))
 	l.version = v
+	l.verified(sent)
 	return l.reloaded(gen, start, nil)
+}
+
+// loadError classifies a failed read of generation gen once: the store
+// not answering (enforce.ErrUnavailable, a deadline) stays as is; a store
+// that answered with something this daemon cannot load becomes an
+// *UnloadableError.
+func (l *Loader) loadError(gen uint64, err error) error {
+	if errors.Is(err, enforce.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &UnloadableError{Gen: gen, Err: err}
 }
 
 func (l *Loader) reloaded(gen uint64, start time.Time, err error) error {
 	took := time.Since(start)
 	if err != nil {
 		l.fail(err)
-		l.log.Warn("reload failed; keeping the current snapshot", zap.Error(err), zap.Uint64("current_generation", l.Generation()))
+		l.logFailure(err)
 	} else {
-		l.lastErr.Store(nil)
+		l.logMu.Lock()
+		l.lastLogged = ""
+		l.logMu.Unlock()
 		l.log.Info("snapshot loaded", zap.Uint64("generation", gen), zap.Duration("took", took))
 	}
 	if l.opts.OnReload != nil {
@@ -404,9 +505,38 @@ func (l *Loader) reloaded(gen uint64, start time.Time, err error) error {
 	return err
 }
 
-// touch records a successful store call issued at sent. Calls overlap (a
-// Reload from SIGHUP beside the periodic check), so the contact only moves
-// forward.
+// logFailure logs a failed load at warning level the first time it
+// happens, and at debug level while it repeats unchanged (the loader
+// retries every poll).
+func (l *Loader) logFailure(err error) {
+	msg := err.Error()
+	l.logMu.Lock()
+	repeat := msg == l.lastLogged
+	l.lastLogged = msg
+	l.logMu.Unlock()
+	lvl := zap.WarnLevel
+	if repeat {
+		lvl = zap.DebugLevel
+	}
+	what := "policy load failed: store unreachable; serving the current snapshot until the staleness bound"
+	if errors.Is(err, ErrUnloadable) {
+		what = "policy load failed: the store's current generation cannot be loaded; serving the current snapshot until the staleness bound, then failing closed"
+	}
+	l.log.Log(lvl, what, zap.Error(err), zap.String("cause", LoadFailureCause(err)),
+		zap.Uint64("current_generation", l.Generation()), zap.Uint64("store_generation", l.storeGen.Load()),
+		zap.Duration("since_verified", l.sinceContact()), zap.Duration("staleness", l.opts.Staleness))
+}
+
+// verified records that the snapshot was the store's current generation
+// as of sent, and clears the last error.
+func (l *Loader) verified(sent time.Time) {
+	l.touch(sent)
+	l.lastErr.Store(nil)
+}
+
+// touch records that the snapshot was verified current by a store call
+// issued at sent. Calls overlap (a Reload from SIGHUP beside the periodic
+// check), so the contact only moves forward.
 func (l *Loader) touch(sent time.Time) {
 	c := int64(max(sent.Sub(l.epoch), 1))
 	for {

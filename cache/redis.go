@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -127,6 +128,9 @@ type Redis struct {
 	appendBatch *redis.Script
 	headMu      sync.Mutex
 	head        string
+	// ignoredActions counts the stored action names this version does
+	// not know, dropped while decoding reads (see decodePolicy).
+	ignoredActions atomic.Uint64
 }
 
 var (
@@ -202,6 +206,28 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	})
 	return &Redis{c: c, opts: opts, log: opts.Logger.Named("redis"),
 		changes: redis.NewScript(changesScript), appendBatch: redis.NewScript(appendBatchScript)}, nil
+}
+
+// IgnoredActions returns how many stored action names this version does
+// not know were dropped from grants while decoding policy reads, in total
+// (each read of an entry counts again): non-zero means a newer
+// callwarden, or a hand edit, wrote actions this daemon cannot enforce.
+func (r *Redis) IgnoredActions() uint64 { return r.ignoredActions.Load() }
+
+// reportIgnored counts and logs, once per read, the unknown actions a
+// decode dropped.
+func (r *Redis) reportIgnored(read string, ignored []ignoredAction) {
+	if len(ignored) == 0 {
+		return
+	}
+	r.ignoredActions.Add(uint64(len(ignored)))
+	const shown = 10
+	where := make([]string, 0, min(len(ignored), shown))
+	for _, ig := range ignored[:min(len(ignored), shown)] {
+		where = append(where, fmt.Sprintf("profile %q grant %d: %q", ig.Profile, ig.Grant, ig.Action))
+	}
+	r.log.Warn("stored grants list actions this callwarden does not know; they are ignored (the rest of each grant applies)",
+		zap.String("read", read), zap.Int("count", len(ignored)), zap.Strings("first", where))
 }
 
 // Close closes the client's connections.

@@ -155,10 +155,11 @@ func (r *Redis) Changes(ctx context.Context, since Version) (enforce.PolicyPatch
 	if str(res[8]) == "1" {
 		prot = str(res[9])
 	}
-	dec, err := decodePolicy(profiles, users, prot)
+	dec, ignored, err := decodePolicy(profiles, users, prot)
 	if err != nil {
 		return enforce.PolicyPatch{}, Version{}, err
 	}
+	r.reportIgnored("changes", ignored)
 	patch.Profiles, patch.Users = dec.Profiles, dec.Users
 	patch.RemovedProfiles, patch.RemovedUsers = removedP, removedU
 	if str(res[8]) == "1" {
@@ -293,7 +294,7 @@ func normalizePatch(p enforce.PolicyPatch) (enforce.PolicyPatch, encodedPolicy, 
 	if len(enc.profiles) != len(p.Profiles) || len(enc.users) != len(p.Users) {
 		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: an entry is put twice", ErrInvalidPolicy)
 	}
-	dec, err := decodePolicy(enc.profiles, enc.users, enc.protected)
+	dec, _, err := decodePolicy(enc.profiles, enc.users, enc.protected)
 	if err != nil {
 		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
 	}

@@ -70,10 +70,11 @@ func (c *policyCmds) decode(r *Redis) (enforce.Policy, uint64, error) {
 	if err != nil {
 		return enforce.Policy{}, 0, r.wrap("read protected", err)
 	}
-	p, err := decodePolicy(profiles, users, prot)
+	p, ignored, err := decodePolicy(profiles, users, prot)
 	if err != nil {
 		return enforce.Policy{}, 0, err
 	}
+	r.reportIgnored("policy", ignored)
 	return p, gen, nil
 }
 

@@ -176,7 +176,11 @@ const (
 	WatchdogOff        = "off"
 )
 
-// Redis configures the shared store. No Addrs turns it off.
+// Redis configures the shared store. No Addrs turns it off. Addrs are
+// host:port (several for Cluster, Sentinels with MasterName), or a single
+// redis://[user[:password]@]host[:port][/db] URL (rediss:// for TLS) whose
+// credentials then need not be set apart; Conn takes it apart. The
+// config prints with URL passwords redacted.
 type Redis struct {
 	Addrs      []string      `yaml:"addrs"`
 	MasterName string        `yaml:"master_name"`
@@ -335,10 +339,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for i, addr := range c.Redis.Addrs {
-		if msg := checkHostPort(addr); msg != "" {
-			bad(fmt.Sprintf("redis.addrs[%d]", i), "%s", msg)
-		}
+	// Conn's errors name their field and never print a password.
+	if _, err := c.Redis.Conn(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Redis.Staleness <= 0 {
 		bad("redis.staleness", "must be positive, got %s", c.Redis.Staleness)
@@ -493,7 +496,12 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	dur(EnvAsteriskTimeout, &c.Asterisk.Timeout)
 	str(EnvAsteriskWatchdog, &c.Asterisk.Watchdog)
 	str(EnvAsteriskPBX, &c.Asterisk.PBX)
-	list(EnvRedisAddrs, &c.Redis.Addrs)
+	if v := strings.TrimSpace(getenv(EnvRedisAddrs)); IsRedisURL(v) {
+		// One URL: its password may hold commas.
+		c.Redis.Addrs = []string{v}
+	} else {
+		list(EnvRedisAddrs, &c.Redis.Addrs)
+	}
 	str(EnvRedisMasterName, &c.Redis.MasterName)
 	str(EnvRedisUsername, &c.Redis.Username)
 	secret(EnvRedisPassword, &c.Redis.Password)

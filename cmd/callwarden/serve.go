@@ -233,6 +233,10 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 			return nil, fmt.Errorf("open redis: %w", err)
 		}
 		poll := min(time.Second, cfg.Redis.Staleness/3)
+		loadFailures, err := registerStoreMetrics(a.reg, a.store)
+		if err != nil {
+			return nil, err
+		}
 		a.loader, err = cache.NewLoader(cache.LoaderOptions{
 			Store:        a.store,
 			Incremental:  a.store,
@@ -244,6 +248,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 			OnReload: func(_ uint64, _ time.Duration, err error) {
 				if err != nil {
 					a.reloads.WithLabelValues("error").Inc()
+					loadFailures.WithLabelValues(cache.LoadFailureCause(err)).Inc()
 				} else {
 					a.reloads.WithLabelValues("ok").Inc()
 				}

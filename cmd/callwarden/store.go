@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,11 +49,21 @@ type openStoreFunc func(ctx context.Context, c config.Redis, log *zap.Logger) (s
 // (reconnects, pool and pub/sub trouble) to log (see redisLogger).
 func openRedis(ctx context.Context, c config.Redis, log *zap.Logger) (store, error) {
 	redis.SetLogger(redisLogger{log: log.Named("go-redis")})
+	conn, err := c.Conn()
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	var tlsConf *tls.Config
+	if conn.TLS {
+		tlsConf = &tls.Config{ServerName: conn.ServerName, MinVersion: tls.VersionTLS12}
+	}
 	r, err := cache.NewRedis(cache.RedisOptions{
-		Addrs:      c.Addrs,
+		Addrs:      conn.Addrs,
 		MasterName: c.MasterName,
-		Username:   c.Username,
-		Password:   c.Password.Reveal(),
+		Username:   conn.Username,
+		Password:   conn.Password.Reveal(),
+		DB:         conn.DB,
+		TLS:        tlsConf,
 		Prefix:     c.Prefix,
 		Logger:     log,
 	})
@@ -129,6 +140,35 @@ func (a *App) followTokens(ctx context.Context, every time.Duration) (wait func(
 	return func() { <-done }
 }
 
+// registerStoreMetrics exports the counters of a policy store followed
+// by a Loader: failed loads by cause (cache.LoadFailureCause), and the
+// stored action names this version ignores when the store can count
+// them (cache.Redis). A store that keeps failing to load its current
+// generation fails closed after the staleness bound; these say why.
+func registerStoreMetrics(reg *prometheus.Registry, st store) (*prometheus.CounterVec, error) {
+	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "callwarden_policy_load_failures_total",
+		Help: "Failed loads of the store's current policy generation, by cause: unavailable (the store did not answer), schema, corrupt (an entry this version cannot decode), invalid (a policy that does not validate, e.g. a user on a missing profile), other. Past redis.staleness without a successful load, decisions fail closed.",
+	}, []string{"cause"})
+	// Every series exists from the start, so an alert sees 0.
+	for _, c := range []string{cache.CauseUnavailable, cache.CauseSchema, cache.CauseCorrupt, cache.CauseInvalid, cache.CauseOther} {
+		failures.WithLabelValues(c)
+	}
+	cs := []prometheus.Collector{failures}
+	if ig, ok := st.(interface{ IgnoredActions() uint64 }); ok {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "callwarden_store_unknown_actions_total",
+			Help: "Action names in stored grants that this callwarden does not know, ignored while reading the policy (counted at each read): a newer callwarden or a hand edit wrote them.",
+		}, func() float64 { return float64(ig.IgnoredActions()) }))
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register store metrics: %w", err)
+		}
+	}
+	return failures, nil
+}
+
 // registerAuditMetrics exports the asynchronous audit writer's counters.
 func registerAuditMetrics(reg *prometheus.Registry, a *cache.AsyncAuditor) error {
 	for _, c := range []prometheus.Collector{
@@ -179,7 +219,7 @@ type storeFlags struct {
 
 func (f *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "daemon config `FILE` (YAML), for its redis block")
-	fs.Var(&f.addrs, "redis-addr", "Redis `ADDR`ESS host:port (repeatable; default from config or CALLWARDEN_REDIS_ADDRS)")
+	fs.Var(&f.addrs, "redis-addr", "Redis `ADDR`ESS host:port (repeatable), or one redis://[user:password@]host:port/db URL (rediss:// for TLS); default from config or CALLWARDEN_REDIS_ADDRS")
 	fs.StringVar(&f.prefix, "redis-prefix", "", "Redis key `PREFIX` (default from config, callwarden:)")
 }
 

@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpapi"
 )
@@ -186,6 +191,117 @@ func TestAdminTokensStoredInRedis(t *testing.T) {
 		joined := strings.Join(details, "\n")
 		if !strings.Contains(joined, "token add root") || !strings.Contains(joined, "token revoke root: 1 tokens") {
 			t.Fatalf("audit details: %q", details)
+		}
+	})
+}
+
+// unloadableStore is a store that, once broken, answers every read but
+// holds a generation no callwarden can load (a user on a profile that
+// does not exist).
+type unloadableStore struct {
+	*memoryStore
+	broken *atomic.Bool
+}
+
+func (u unloadableStore) Generation(ctx context.Context) (uint64, error) {
+	g, err := u.memoryStore.Generation(ctx)
+	if u.broken.Load() {
+		g++
+	}
+	return g, err
+}
+
+func (u unloadableStore) Changes(ctx context.Context, since cache.Version) (enforce.PolicyPatch, cache.Version, error) {
+	if u.broken.Load() {
+		return enforce.PolicyPatch{}, since, fmt.Errorf("changes: %w", cache.ErrChangelogGap)
+	}
+	return u.memoryStore.Changes(ctx, since)
+}
+
+func (u unloadableStore) PolicyVersion(ctx context.Context) (enforce.Policy, cache.Version, error) {
+	p, v, err := u.memoryStore.PolicyVersion(ctx)
+	if u.broken.Load() {
+		p.Users = append(p.Users, enforce.User{ID: "zed", Profile: "ghost"})
+		v.Gen++
+	}
+	return p, v, err
+}
+
+// TestDaemonFailsClosedOnAStoreGenerationItCannotLoad: once the store
+// holds a generation the daemon cannot load, past redis.staleness it
+// denies store_unavailable, its readiness names the generation and why,
+// and /metrics counts the failed loads by cause.
+func TestDaemonFailsClosedOnAStoreGenerationItCannotLoad(t *testing.T) {
+	st := unloadableStore{seededStore(t), new(atomic.Bool)}
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := adminConfig()
+	cfg.Redis.Addrs = []string{"127.0.0.1:1"}
+	cfg.Redis.Staleness = 300 * time.Millisecond
+	app, err := newApp(ctx, cfg, io.Discard, appDeps{open: openFake(st)})
+	if err != nil {
+		t.Fatalf("newApp: %v", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = app.Run(ctx) }()
+	defer func() {
+		cancel()
+		wg.Wait()
+		_ = app.Close()
+	}()
+	c := newClient()
+	base := "http://" + app.Addr().String()
+	ready := func() string { code, body := get(t, c, base+"/readyz"); return strconv.Itoa(code) + " " + body }
+	waitFor(t, "readiness", ready, "200 ", 5*time.Second)
+	gen := app.loader.Generation()
+
+	st.broken.Store(true)
+	got := waitFor(t, "readiness", ready, fmt.Sprintf("store generation %d cannot be loaded", gen+1), 5*time.Second)
+	if !strings.HasPrefix(got, "503 ") || !strings.Contains(got, "unknown profile") {
+		t.Fatalf("/readyz = %s, want 503 naming the missing profile", got)
+	}
+	if d := decision(t, c, base, "user=alice&action=monitor.listen&queue=sales"); d != "deny/store_unavailable" {
+		t.Fatalf("decision %s, want deny/store_unavailable", d)
+	}
+	_, m := get(t, c, base+"/metrics")
+	if strings.Contains(m, `callwarden_policy_load_failures_total{cause="invalid"} 0`) ||
+		!strings.Contains(m, `callwarden_policy_load_failures_total{cause="invalid"}`) {
+		t.Fatalf("/metrics does not count the invalid loads:\n%s", m)
+	}
+}
+
+// TestRedisURLPasswordNeverPrinted: a redis:// URL's password appears in
+// no error and no log line, whether the URL is malformed (the command
+// refuses it) or well-formed but unreachable (the store does not open).
+func TestRedisURLPasswordNeverPrinted(t *testing.T) {
+	const secret = "Zq9-topsecret"
+	t.Run("a malformed URL is refused without its password", func(t *testing.T) {
+		for _, addr := range []string{"redis://cw:" + secret + "@h:port", "redis://cw:ab/" + secret + "@h st:6379", "cw:" + secret + "@h:6379"} {
+			r := runCLI(t, "", map[string]string{"CALLWARDEN_REDIS_ADDRS": addr}, "profiles", "export")
+			if r.code != 2 || strings.Contains(r.stderr+r.stdout, secret) {
+				t.Fatalf("%s: exit %d stdout %q stderr %q", addr, r.code, r.stdout, r.stderr)
+			}
+		}
+	})
+	t.Run("an unreachable server: neither the error nor the logs print it", func(t *testing.T) {
+		core, logs := observer.New(zap.DebugLevel)
+		cfg := config.Default()
+		cfg.Redis.Addrs = []string{"redis://cw:" + secret + "@127.0.0.1:1/3"}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := openRedis(ctx, cfg.Redis, zap.New(core))
+		if err == nil {
+			_ = st.Close()
+			t.Fatal("opened a store on a closed port")
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Fatalf("error prints the password: %v", err)
+		}
+		for _, e := range logs.All() {
+			line := e.Message + fmt.Sprint(e.ContextMap())
+			if strings.Contains(line, secret) {
+				t.Fatalf("log prints the password: %s", line)
+			}
 		}
 	})
 }
