@@ -30,6 +30,8 @@ const usage = `usage: callwarden <command> [flags]
 commands:
   check              decide one request offline from profiles files
                      (exit 0 allow, 1 deny, 2 bad input)
+  profiles init      start a profiles file from a seed template
+                     (--template NAME [-o FILE] [--force])
   profiles validate  check profiles files and report every problem
   profiles apply     apply profiles files to Redis, atomically (--dry-run
                      prints the diff and writes nothing)
