@@ -39,7 +39,10 @@ commands:
   users assign       give a user a profile (and queues) in Redis
   users revoke       take a user's profile away in Redis
   audit tail         print audit records as JSON lines (--follow)
-  audit verify       check the audit trail's hash chain
+  audit verify       check the audit trail's hash chain and head (--anchor
+                     FILE: and that it still holds the anchored record)
+  audit anchor       print a (--key-file: HMAC-signed) anchor of the
+                     audit trail's end, to keep outside Redis
   token hash         print the SHA-256 of an admin token read from stdin
   token add          store an admin token's hash in Redis (token on stdin)
   token revoke       remove a user's token hashes from Redis
