@@ -255,14 +255,26 @@ func (r *Redis) ReadAudit(ctx context.Context, f enforce.AuditFilter) ([]enforce
 
 // VerifyAudit implements AuditLog, reading the stream page by page from
 // its first retained entry. Errors: enforce.ErrUnavailable.
-func (r *Redis) VerifyAudit(ctx context.Context) (VerifyResult, error) {
-	var v chainVerifier
+// The head is read first, so records appended during the walk (the head
+// then names one of them, or one before them) never look like a removal.
+func (r *Redis) VerifyAudit(ctx context.Context, opts ...VerifyOption) (VerifyResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, max(r.opts.CallTimeout, time.Minute))
 	defer cancel()
-	err := r.scanAudit(ctx, "-", "+", false, func(e AuditEntry) (bool, error) {
+	head, err := r.c.Get(ctx, r.Key(KeyAuditHead)).Result()
+	if errors.Is(err, redis.Nil) {
+		head, err = genesisHash, nil
+	}
+	if err != nil {
+		return VerifyResult{}, r.wrap("audit head", err)
+	}
+	v := newChainVerifier(head, opts)
+	err = r.scanAudit(ctx, "-", "+", false, func(e AuditEntry) (bool, error) {
 		return v.next(e), nil
 	})
-	return v.res, err
+	if err != nil {
+		return v.res, err
+	}
+	return v.finish(), nil
 }
 
 // scanAudit walks the stream between ids lo and hi, page by page, calling

@@ -33,7 +33,32 @@ type Config struct {
 	// Admin configures the admin API's bearer tokens; none means every
 	// admin request is refused (401).
 	Admin Admin `yaml:"admin"`
+	// Audit sizes the asynchronous writer of decision records (Redis
+	// mode).
+	Audit Audit `yaml:"audit"`
 }
+
+// Audit sizes the daemon's asynchronous decision audit writer. Decisions
+// wait in two lanes, each with its own bound, so HTTP checks can never
+// take the room the PBX adapters need: a PBX decision whose record cannot
+// be queued is refused (audit_unavailable).
+type Audit struct {
+	// HTTPQueueSize bounds the /v1/check records waiting to be written
+	// (default 8192); past it they are dropped and counted.
+	HTTPQueueSize int `yaml:"http_queue_size"`
+	// PBXQueueSize bounds the PBX adapters' records waiting to be written
+	// (default 2048). The writer drains this lane first.
+	PBXQueueSize int `yaml:"pbx_queue_size"`
+	// BatchSize is the most records written per round trip (default 256).
+	BatchSize int `yaml:"batch_size"`
+	// PBXDropUnreadyFor is how long /readyz answers 503 after a PBX-lane
+	// record was dropped (default 30s).
+	PBXDropUnreadyFor time.Duration `yaml:"pbx_drop_unready_for"`
+}
+
+// maxAuditQueue bounds the audit lanes' sizes: a record is about 1 kB, so
+// a lane holds at most about 4 GB.
+const maxAuditQueue = 1 << 22
 
 // Admin configures who may call the admin API. Only SHA-256 hashes of the
 // tokens are configured (`callwarden token hash` prints one), so the
@@ -251,6 +276,12 @@ func Default() Config {
 			Prefix:    "callwarden:",
 			Staleness: 30 * time.Second,
 		},
+		Audit: Audit{
+			HTTPQueueSize:     8192,
+			PBXQueueSize:      2048,
+			BatchSize:         256,
+			PBXDropUnreadyFor: 30 * time.Second,
+		},
 	}
 }
 
@@ -349,6 +380,17 @@ func (c *Config) Validate() error {
 	if c.Redis.Prefix == "" {
 		bad("redis.prefix", "required")
 	}
+	for field, n := range map[string]int{"audit.http_queue_size": c.Audit.HTTPQueueSize, "audit.pbx_queue_size": c.Audit.PBXQueueSize} {
+		if n < 1 || n > maxAuditQueue {
+			bad(field, "must be between 1 and %d, got %d", maxAuditQueue, n)
+		}
+	}
+	if n := c.Audit.BatchSize; n < 1 || n > 4096 {
+		bad("audit.batch_size", "must be between 1 and 4096, got %d", n)
+	}
+	if c.Audit.PBXDropUnreadyFor <= 0 {
+		bad("audit.pbx_drop_unready_for", "must be positive, got %s", c.Audit.PBXDropUnreadyFor)
+	}
 	errs = append(errs, checkTokens("admin.tokens", c.Admin.Tokens)...)
 	if c.Admin.TokensFile != "" && strings.TrimSpace(c.Admin.TokensFile) == "" {
 		bad("admin.tokens_file", "empty path")
@@ -445,6 +487,8 @@ const (
 	EnvRedisPrefix          = "CALLWARDEN_REDIS_PREFIX"
 	EnvRedisStaleness       = "CALLWARDEN_REDIS_STALENESS"
 	EnvAdminTokensFile      = "CALLWARDEN_ADMIN_TOKENS_FILE"
+	EnvAuditHTTPQueueSize   = "CALLWARDEN_AUDIT_HTTP_QUEUE_SIZE"
+	EnvAuditPBXQueueSize    = "CALLWARDEN_AUDIT_PBX_QUEUE_SIZE"
 )
 
 // ApplyEnv overlays CALLWARDEN_* variables read through getenv (cmd passes
@@ -481,6 +525,18 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 		}
 		*dst = d
 	}
+	integer := func(name string, dst *int) {
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: invalid number %q", name, v))
+			return
+		}
+		*dst = n
+	}
 	list(EnvProfiles, &c.Profiles)
 	str(EnvHTTPListen, &c.HTTP.Listen)
 	dur(EnvHTTPShutdownTimeout, &c.HTTP.ShutdownTimeout)
@@ -508,6 +564,8 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	str(EnvRedisPrefix, &c.Redis.Prefix)
 	dur(EnvRedisStaleness, &c.Redis.Staleness)
 	str(EnvAdminTokensFile, &c.Admin.TokensFile)
+	integer(EnvAuditHTTPQueueSize, &c.Audit.HTTPQueueSize)
+	integer(EnvAuditPBXQueueSize, &c.Audit.PBXQueueSize)
 	return errors.Join(errs...)
 }
 

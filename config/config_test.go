@@ -31,6 +31,7 @@ func TestDefault(t *testing.T) {
 		Log:      Log{Level: "info", Format: "json"},
 		Asterisk: Asterisk{App: "callwarden", Timeout: 2 * time.Second, Watchdog: "enforce", RefusalSound: "sound:ss-noservice", NotifySound: "sound:beep"},
 		Redis:    Redis{Prefix: "callwarden:", Staleness: 30 * time.Second},
+		Audit:    Audit{HTTPQueueSize: 8192, PBXQueueSize: 2048, BatchSize: 256, PBXDropUnreadyFor: 30 * time.Second},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v, want %+v", c, want)
@@ -73,6 +74,10 @@ func TestValidate(t *testing.T) {
 		{"asterisk pbx name that is not an id", func(c *Config) { c.Asterisk.PBX = "pbx 1\r\n" },
 			[]string{"asterisk.pbx: invalid id"}},
 		{"redis staleness zero", func(c *Config) { c.Redis.Staleness = 0 }, []string{"redis.staleness: must be positive"}},
+		{"audit lanes need room", func(c *Config) { c.Audit.PBXQueueSize, c.Audit.HTTPQueueSize = 0, 1<<30 },
+			[]string{"audit.pbx_queue_size: must be between 1 and", "audit.http_queue_size: must be between 1 and"}},
+		{"audit batch and unready window", func(c *Config) { c.Audit.BatchSize, c.Audit.PBXDropUnreadyFor = 0, 0 },
+			[]string{"audit.batch_size: must be between 1 and 4096", "audit.pbx_drop_unready_for: must be positive"}},
 		{"redis bad address", func(c *Config) { c.Redis.Addrs = []string{"a:1", "redis"} }, []string{"redis.addrs[1]: missing port"}},
 		{"redis empty prefix", func(c *Config) { c.Redis.Prefix = "" }, []string{"redis.prefix: required"}},
 		{"empty profiles path", func(c *Config) { c.Profiles = []string{"a.yaml", " "} }, []string{"profiles[1]: empty path"}},
@@ -128,6 +133,7 @@ func TestLoadFile(t *testing.T) {
 			Asterisk: Asterisk{URL: "http://127.0.0.1:8088/ari", User: "callwarden", Password: "s3cret-ari", App: "warden", Timeout: 1500 * time.Millisecond,
 				Watchdog: "report-only", RefusalSound: "sound:beeperr", NotifySound: "tone:beep"},
 			Redis: Redis{Addrs: []string{"127.0.0.1:6379"}, Password: "s3cret-redis", Prefix: "cw:", Staleness: time.Minute},
+			Audit: Audit{HTTPQueueSize: 4096, PBXQueueSize: 512, BatchSize: 64, PBXDropUnreadyFor: time.Minute},
 		}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("got  %#v\nwant %#v", c, want)
@@ -183,19 +189,20 @@ func TestApplyEnv(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = c.ApplyEnv(env(map[string]string{
-			EnvProfiles:         " a.yaml, b.yaml ,,",
-			EnvHTTPListen:       ":7000",
-			EnvLogLevel:         "warn",
-			EnvLogFormat:        "json",
-			EnvAsteriskURL:      "https://pbx:8089/ari",
-			EnvAsteriskUser:     "ari",
-			EnvAsteriskPassword: "from-env",
-			EnvAsteriskApp:      "cw",
-			EnvAsteriskWatchdog: "off",
-			EnvRedisAddrs:       "r1:6379,r2:6379",
-			EnvRedisPassword:    "redis-env",
-			EnvRedisPrefix:      "x:",
-			EnvRedisStaleness:   "5s",
+			EnvProfiles:          " a.yaml, b.yaml ,,",
+			EnvHTTPListen:        ":7000",
+			EnvLogLevel:          "warn",
+			EnvLogFormat:         "json",
+			EnvAsteriskURL:       "https://pbx:8089/ari",
+			EnvAsteriskUser:      "ari",
+			EnvAsteriskPassword:  "from-env",
+			EnvAsteriskApp:       "cw",
+			EnvAsteriskWatchdog:  "off",
+			EnvRedisAddrs:        "r1:6379,r2:6379",
+			EnvRedisPassword:     "redis-env",
+			EnvRedisPrefix:       "x:",
+			EnvRedisStaleness:    "5s",
+			EnvAuditPBXQueueSize: "1000",
 		}))
 		if err != nil {
 			t.Fatal(err)
@@ -207,6 +214,7 @@ func TestApplyEnv(t *testing.T) {
 			Asterisk: Asterisk{URL: "https://pbx:8089/ari", User: "ari", Password: "from-env", App: "cw", Timeout: 1500 * time.Millisecond,
 				Watchdog: "off", RefusalSound: "sound:beeperr", NotifySound: "tone:beep"},
 			Redis: Redis{Addrs: []string{"r1:6379", "r2:6379"}, Password: "redis-env", Prefix: "x:", Staleness: 5 * time.Second},
+			Audit: Audit{HTTPQueueSize: 4096, PBXQueueSize: 1000, BatchSize: 64, PBXDropUnreadyFor: time.Minute},
 		}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("got  %#v\nwant %#v", c, want)
@@ -224,8 +232,9 @@ func TestApplyEnv(t *testing.T) {
 			EnvRedisStaleness:      "30 seconds",
 			EnvAsteriskTimeout:     "2",
 			EnvHTTPShutdownTimeout: "1m",
+			EnvAuditHTTPQueueSize:  "lots",
 		}))
-		for _, w := range []string{"CALLWARDEN_REDIS_STALENESS", "CALLWARDEN_ASTERISK_TIMEOUT"} {
+		for _, w := range []string{"CALLWARDEN_REDIS_STALENESS", "CALLWARDEN_ASTERISK_TIMEOUT", "CALLWARDEN_AUDIT_HTTP_QUEUE_SIZE"} {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("missing %s in %v", w, err)
 			}

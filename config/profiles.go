@@ -26,10 +26,12 @@ import (
 // package reads and writes.
 const ProfilesVersion = 1
 
-// maxNodeVisits bounds how many YAML nodes one document may expand to
+// maxAliasExpansion bounds how many YAML nodes one document may expand to
 // through aliases, so a small hostile file cannot make the parser walk
-// billions of nodes ("billion laughs").
-const maxNodeVisits = 1 << 20
+// billions of nodes ("billion laughs"). Only nodes reached through an
+// alias count: a large file written out in full (an export of 200,000
+// users) is as big as it looks and costs nothing here.
+const maxAliasExpansion = 1 << 20
 
 // Position locates a problem in a profiles file.
 type Position struct {
@@ -170,10 +172,8 @@ type fileDoc struct {
 
 // parser walks one document's yaml.Node tree, collecting every error.
 type parser struct {
-	file   string
-	errs   Errors
-	visits int
-	tooBig bool
+	file string
+	errs Errors
 }
 
 func (p *parser) errAt(n *yaml.Node, field, format string, args ...any) {
@@ -191,20 +191,62 @@ func (p *parser) pos(n *yaml.Node, field string) Position {
 	return Position{File: p.file, Line: n.Line, Field: field}
 }
 
-// resolve follows aliases and counts visits against maxNodeVisits.
+// resolve follows aliases. The document's alias expansion was bounded by
+// aliasExpansion before the walk, so following them here is safe.
 func (p *parser) resolve(n *yaml.Node) *yaml.Node {
-	p.visits++
 	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 16; i++ {
 		n = n.Alias
 	}
 	if n == nil || n.Kind == yaml.AliasNode {
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"}
 	}
-	if p.visits > maxNodeVisits && !p.tooBig {
-		p.tooBig = true
-		p.errAt(n, "", "document expands to more than %d nodes through aliases", maxNodeVisits)
-	}
 	return n
+}
+
+// aliasExpansion counts the nodes a walk of root would reach through
+// aliases: for every alias met, the whole expanded subtree it stands for,
+// recursively. Counts saturate just above limit, and a subtree is sized
+// once (memoised), so a billion laughs is measured in time proportional to
+// the file, not to its expansion. An alias cycle (`&a [*a]`) expands
+// without end and counts as over the limit. The second result is the node
+// where the limit was passed, for the error's line.
+func aliasExpansion(root *yaml.Node, limit int) (int, *yaml.Node) {
+	type cost struct{ size, viaAlias int }
+	const inProgress = -1
+	memo := make(map[*yaml.Node]cost)
+	over := limit + 1
+	add := func(a, b int) int { return min(a+b, over) }
+	var at *yaml.Node
+	var walk func(n *yaml.Node) cost
+	walk = func(n *yaml.Node) cost {
+		if n == nil {
+			return cost{}
+		}
+		if c, ok := memo[n]; ok {
+			if c.size == inProgress {
+				return cost{size: over, viaAlias: over}
+			}
+			return c
+		}
+		memo[n] = cost{size: inProgress}
+		var c cost
+		if n.Kind == yaml.AliasNode {
+			t := walk(n.Alias)
+			c = cost{size: t.size, viaAlias: add(t.size, t.viaAlias)}
+		} else {
+			c.size = 1
+			for _, ch := range n.Content {
+				cc := walk(ch)
+				c.size, c.viaAlias = add(c.size, cc.size), add(c.viaAlias, cc.viaAlias)
+			}
+		}
+		if c.viaAlias >= over && at == nil {
+			at = n
+		}
+		memo[n] = c
+		return c
+	}
+	return walk(root).viaAlias, at
 }
 
 func join(parent, key string) string {
@@ -278,9 +320,6 @@ func (p *parser) seq(n *yaml.Node, field string, fn func(i int, item *yaml.Node,
 		return false
 	}
 	for i, item := range n.Content {
-		if p.tooBig {
-			return false
-		}
 		fn(i, p.resolve(item), index(field, i))
 	}
 	return true
@@ -412,6 +451,10 @@ func parseDoc(name string, data []byte) (*fileDoc, Errors) {
 		p.errAt(&extra, "", "only one YAML document per file is allowed")
 	} else if !errors.Is(err, io.EOF) {
 		p.syntaxError(err)
+	}
+	if n, at := aliasExpansion(&root, maxAliasExpansion); n > maxAliasExpansion {
+		p.errAt(at, "", "document expands to more than %d nodes through aliases", maxAliasExpansion)
+		return doc, p.errs
 	}
 	top := &root
 	if top.Kind == yaml.DocumentNode && len(top.Content) > 0 {

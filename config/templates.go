@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"embed"
 	"errors"
 	"fmt"
@@ -76,4 +77,47 @@ func Template(name string) ([]byte, error) {
 		return nil, fmt.Errorf("template %q: %w", name, err)
 	}
 	return data, nil
+}
+
+// StarterProfiles returns the template called name as the start of a
+// profiles file (`callwarden profiles init`): the template, then a
+// commented example of the `users:` and `protected:` sections it lacks,
+// naming one of its profiles, so the file validates as written and again
+// once the example is uncommented. An unknown name is an error wrapping
+// ErrUnknownTemplate.
+func StarterProfiles(name string) ([]byte, error) {
+	data, err := Template(name)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := ParseProfiles(name+templateExt, data)
+	if err != nil {
+		return nil, fmt.Errorf("template %q: %w", name, err)
+	}
+	profile := "no-profile"
+	if len(pol.Profiles) > 0 {
+		profile = pol.Profiles[0].Name
+	}
+	var b bytes.Buffer
+	b.Write(data)
+	if !bytes.HasSuffix(data, []byte("\n")) {
+		b.WriteByte('\n')
+	}
+	fmt.Fprintf(&b, `
+# Your users and protected targets (see docs/templates.md). Uncomment and
+# edit, then check with `+"`callwarden profiles validate -f FILE`"+`:
+# users:
+#   - id: alice
+#     profile: %s
+#     queues: [sales, support]       # attributed queues (queues: assigned)
+#     teams: [team-a]                # attributed teams (teams: assigned)
+#     agents: [alice, dave]          # managed users (agents: assigned)
+#     identities: [PJSIP/1001, "1001"]
+#   - id: dave
+#     teams: [team-a]                # no profile: no access
+# protected:
+#   users: [dave]                    # never monitored, whatever the grants
+#   queues: [hr-hotline]
+`, profile)
+	return b.Bytes(), nil
 }

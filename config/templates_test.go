@@ -289,16 +289,19 @@ func TestTemplateXiVO(t *testing.T) { runSuite(t, xivoSuite()) }
 // ------------------------------------------------------------- CallRex ----
 
 func callrexSuite() templateSuite {
+	// Every row of the seed's table says "any Managed User", for all five
+	// columns: each profile reaches the user's managed users (`agents:` on
+	// its entry), Agent and Privileged User included. An agent the operator
+	// lists as managing only itself reaches only its own calls.
 	type column struct {
 		label, user string
-		self        bool // scope is the user's own calls, not managed users
 	}
 	columns := []column{
-		{"Agent", "ag", true},
-		{"Privileged User", "pu", true},
-		{"Administrator", "adm", false},
-		{"Limited Admin", "la", false},
-		{"Manager", "mg", false},
+		{"Agent", "ag"},
+		{"Privileged User", "pu"},
+		{"Administrator", "adm"},
+		{"Limited Admin", "la"},
+		{"Manager", "mg"},
 	}
 	// table is the seed's permission table, restricted to the rows
 	// callwarden decides; marks has one byte per column, 'X' where the seed
@@ -327,10 +330,6 @@ func callrexSuite() templateSuite {
 				switch {
 				case r.marks[i] != 'X':
 					cases = append(cases, denied(col.label+": no X, "+a.String()+" is not granted", enforce.ReasonActionNotGranted, on("a1")))
-				case col.self:
-					cases = append(cases,
-						allowed(col.label+": X, "+a.String()+" on its own calls is allowed", on(col.user)),
-						denied(col.label+": X, "+a.String()+" on a colleague is out of scope", enforce.ReasonOutOfScope, on("a1")))
 				default:
 					cases = append(cases,
 						allowed(col.label+": X, "+a.String()+" on a managed user is allowed", on("a1")),
@@ -347,13 +346,25 @@ func callrexSuite() templateSuite {
 				}
 			}
 		}
+		if r.marks[0] == 'X' {
+			// An agent whose only managed user is itself reaches its own
+			// calls and no colleague's.
+			for _, a := range r.actions {
+				cases = append(cases,
+					allowed("Agent managing only itself: "+a.String()+" on its own calls is allowed",
+						enforce.Request{User: "self", Action: a, Agent: "self"}),
+					denied("Agent managing only itself: "+a.String()+" on a colleague is out of scope", enforce.ReasonOutOfScope,
+						enforce.Request{User: "self", Action: a, Agent: "a1"}))
+			}
+		}
 		rows = append(rows, seedRow{r.label, cases})
 	}
 	return templateSuite{
 		template: "callrex",
 		users: []enforce.User{
-			{ID: "ag", Profile: "agent", Agents: []string{"a1"}}, // managed users are ignored: self only
-			{ID: "pu", Profile: "privileged-user"},
+			{ID: "ag", Profile: "agent", Agents: []string{"a1"}},
+			{ID: "pu", Profile: "privileged-user", Agents: []string{"a1", "pu"}},
+			{ID: "self", Profile: "agent", Agents: []string{"self"}}, // manages only itself
 			{ID: "adm", Profile: "administrator", Agents: []string{"a1", "a2"}},
 			{ID: "la", Profile: "limited-admin", Agents: []string{"a1"}},
 			{ID: "mg", Profile: "manager", Agents: []string{"a1", "a2"}},

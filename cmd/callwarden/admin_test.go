@@ -269,7 +269,7 @@ func TestAuditCommands(t *testing.T) {
 // tamperedStore reports a broken audit chain.
 type tamperedStore struct{ *memoryStore }
 
-func (tamperedStore) VerifyAudit(context.Context) (cache.VerifyResult, error) {
+func (tamperedStore) VerifyAudit(context.Context, ...cache.VerifyOption) (cache.VerifyResult, error) {
 	return cache.VerifyResult{Checked: 2, FirstBad: "42-0", Reason: "altered"}, nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -24,7 +26,7 @@ const followSkew = 5 * time.Second
 
 // audit runs the `audit` subcommands.
 func (e *env) audit(ctx context.Context, args []string) int {
-	const want = "want: tail, verify"
+	const want = "want: tail, verify, anchor"
 	if len(args) == 0 {
 		return e.badInput("audit: missing subcommand (%s)", want)
 	}
@@ -33,6 +35,8 @@ func (e *env) audit(ctx context.Context, args []string) int {
 		return e.tail(ctx, args[1:])
 	case "verify":
 		return e.verify(ctx, args[1:])
+	case "anchor":
+		return e.anchor(ctx, args[1:])
 	}
 	return e.badInput("audit: unknown subcommand %q (%s)", args[0], want)
 }
@@ -160,14 +164,81 @@ func (t *tailer) print(recs []enforce.AuditRecord) error {
 	return nil
 }
 
-// verify checks the audit trail's hash chain: exit 0 when intact, 1 with
-// the first bad record's id and why.
+// verify checks the audit trail's hash chain, that the head names its last
+// record and, with --anchor, that it still holds the anchored record: exit
+// 0 when intact, 1 with the first bad record's id (or what is missing) and
+// why, 2 for bad input (an unreadable anchor, a signed anchor without its
+// key).
 func (e *env) verify(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("audit verify", "audit verify [--redis-addr ADDR] [--config FILE]")
+	fs := e.newFlagSet("audit verify", "audit verify [--anchor FILE [--key-file FILE]] [--redis-addr ADDR] [--config FILE]")
+	anchorFile := fs.String("anchor", "", "also check the anchor in `FILE` (written by `audit anchor`)")
+	keyFile := fs.String("key-file", "", "HMAC key `FILE` the anchor was signed with")
 	var sf storeFlags
 	sf.register(fs)
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	var opts []cache.VerifyOption
+	var anchor cache.AuditAnchor
+	if *anchorFile != "" {
+		var code int
+		if anchor, code = e.readAnchor(*anchorFile, *keyFile); code >= 0 {
+			return code
+		}
+		opts = append(opts, cache.WithAnchor(anchor))
+	} else if *keyFile != "" {
+		return e.badInput("audit verify: --key-file needs --anchor FILE")
+	}
+	st, code := e.openStore(ctx, &sf)
+	if code >= 0 {
+		return code
+	}
+	defer st.Close()
+	res, err := st.VerifyAudit(ctx, opts...)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: verify audit: %v\n", err)
+		return exitFailure
+	}
+	if res.FirstBad != "" {
+		fmt.Fprintf(e.stdout, "bad: record %s: %s (%d records checked)\n", res.FirstBad, res.Reason, res.Checked)
+		return exitFailure
+	}
+	if res.Problem != "" {
+		fmt.Fprintf(e.stdout, "bad: %s (%d records checked)\n", res.Problem, res.Checked)
+		return exitFailure
+	}
+	var note []string
+	if res.Truncated {
+		note = append(note, "older records were trimmed; the check starts at the first retained record")
+	}
+	if *anchorFile != "" {
+		note = append(note, fmt.Sprintf("anchored record %s present", anchor.ID))
+	}
+	fmt.Fprintf(e.stdout, "ok: %d records, chain intact", res.Checked)
+	if len(note) > 0 {
+		fmt.Fprintf(e.stdout, " (%s)", strings.Join(note, "; "))
+	}
+	fmt.Fprintln(e.stdout)
+	return exitOK
+}
+
+// anchor verifies the audit trail and prints an anchor of its end (JSON,
+// HMAC-signed with --key-file) to keep outside Redis, for `audit verify
+// --anchor`. Exit 1 when the trail fails verification or is empty.
+func (e *env) anchor(ctx context.Context, args []string) int {
+	fs := e.newFlagSet("audit anchor", "audit anchor [--key-file FILE] [--redis-addr ADDR] [--config FILE]")
+	keyFile := fs.String("key-file", "", "sign the anchor with HMAC-SHA256 under the key in `FILE`")
+	var sf storeFlags
+	sf.register(fs)
+	if code := e.parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	var key []byte
+	if *keyFile != "" {
+		var err error
+		if key, err = readAnchorKey(*keyFile); err != nil {
+			return e.badInput("audit anchor: %v", err)
+		}
 	}
 	st, code := e.openStore(ctx, &sf)
 	if code >= 0 {
@@ -176,23 +247,74 @@ func (e *env) verify(ctx context.Context, args []string) int {
 	defer st.Close()
 	res, err := st.VerifyAudit(ctx)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: verify audit: %v\n", err)
+		fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
 		return exitFailure
 	}
-	if !res.OK() {
-		fmt.Fprintf(e.stdout, "bad: record %s: %s (%d records checked)\n", res.FirstBad, res.Reason, res.Checked)
+	a, err := cache.NewAuditAnchor(res, e.now())
+	if err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v (run `callwarden audit verify`)\n", err)
 		return exitFailure
 	}
-	var note []string
-	if res.Truncated {
-		note = append(note, "older records were trimmed; the check starts at the first retained record")
+	if key != nil {
+		a = a.Sign(key)
 	}
-	fmt.Fprintf(e.stdout, "ok: %d records, chain intact", res.Checked)
-	if len(note) > 0 {
-		fmt.Fprintf(e.stdout, " (%s)", strings.Join(note, "; "))
+	out, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
+		return exitFailure
 	}
-	fmt.Fprintln(e.stdout)
+	fmt.Fprintf(e.stdout, "%s\n", out)
 	return exitOK
+}
+
+// minAnchorKey is the shortest HMAC key accepted, in bytes.
+const minAnchorKey = 16
+
+// readAnchorKey reads an HMAC key file: its bytes, without a trailing
+// newline.
+func readAnchorKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--key-file: %w", err)
+	}
+	key = bytes.TrimRight(key, "\r\n")
+	if len(key) < minAnchorKey {
+		return nil, fmt.Errorf("--key-file %s: key shorter than %d bytes", path, minAnchorKey)
+	}
+	return key, nil
+}
+
+// readAnchor reads an anchor file and checks its signature under the key
+// in keyFile. It returns the exit status to stop with, or -1.
+func (e *env) readAnchor(path, keyFile string) (cache.AuditAnchor, int) {
+	var a cache.AuditAnchor
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return a, e.badInput("audit verify: --anchor: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return a, e.badInput("audit verify: --anchor %s: %v", path, err)
+	}
+	if a.Version != cache.AuditAnchorVersion || a.ID == "" || a.Hash == "" {
+		return a, e.badInput("audit verify: --anchor %s: not a version %d audit anchor with an id and a hash", path, cache.AuditAnchorVersion)
+	}
+	switch {
+	case keyFile == "" && a.HMAC != "":
+		return a, e.badInput("audit verify: --anchor %s is signed: give the --key-file it was signed with", path)
+	case keyFile == "":
+		return a, -1
+	}
+	key, err := readAnchorKey(keyFile)
+	if err != nil {
+		return a, e.badInput("audit verify: %v", err)
+	}
+	if err := a.Verify(key); err != nil {
+		fmt.Fprintf(e.stdout, "bad: anchor %s: %v\n", path, err)
+		return a, exitFailure
+	}
+	return a, -1
 }
 
 // token runs the `token` subcommands: hash (offline), and add, revoke

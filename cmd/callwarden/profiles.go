@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/callwarden/callwarden/config"
@@ -14,11 +15,13 @@ import (
 // profiles runs the `profiles` subcommands: validate works on files alone,
 // apply and export on the store.
 func (e *env) profiles(ctx context.Context, args []string) int {
-	const want = "want: validate, apply, export"
+	const want = "want: init, validate, apply, export"
 	if len(args) == 0 {
 		return e.badInput("profiles: missing subcommand (%s)", want)
 	}
 	switch args[0] {
+	case "init":
+		return e.initProfiles(args[1:])
 	case "validate":
 		return e.validate(args[1:])
 	case "apply":
@@ -27,6 +30,59 @@ func (e *env) profiles(ctx context.Context, args []string) int {
 		return e.export(ctx, args[1:])
 	}
 	return e.badInput("profiles: unknown subcommand %q (%s)", args[0], want)
+}
+
+// initProfiles writes a seed template as the start of a profiles file, to
+// standard output or to -o FILE, which it never overwrites without
+// --force.
+func (e *env) initProfiles(args []string) int {
+	fs := e.newFlagSet("profiles init", "profiles init --template NAME [-o FILE] [--force]  (templates: "+strings.Join(config.TemplateNames(), ", ")+")")
+	name := fs.String("template", "", "seed template `NAME`: "+strings.Join(config.TemplateNames(), ", "))
+	out := fs.String("o", "", "write to `FILE` instead of standard output")
+	force := fs.Bool("force", false, "overwrite -o FILE if it exists")
+	if code := e.parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if *name == "" {
+		return e.badInput("profiles init: --template NAME is required (want one of %s)", strings.Join(config.TemplateNames(), ", "))
+	}
+	data, err := config.StarterProfiles(*name)
+	if errors.Is(err, config.ErrUnknownTemplate) {
+		return e.badInput("profiles init: %v", err)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: profiles init: %v\n", err)
+		return exitFailure
+	}
+	if *out == "" {
+		if _, err := e.stdout.Write(data); err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: profiles init: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
+	}
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if *force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(*out, flags, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return e.badInput("profiles init: %s exists (give --force to overwrite it)", *out)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "callwarden: profiles init: %v\n", err)
+		return exitFailure
+	}
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		fmt.Fprintf(e.stderr, "callwarden: profiles init: %s: %v\n", *out, werr)
+		return exitFailure
+	}
+	fmt.Fprintf(e.stderr, "wrote %s from template %s; add your users and run: callwarden profiles validate -f %s\n", *out, *name, *out)
+	return exitOK
 }
 
 // validate loads the profiles files as serve and check would, and prints

@@ -30,6 +30,8 @@ const usage = `usage: callwarden <command> [flags]
 commands:
   check              decide one request offline from profiles files
                      (exit 0 allow, 1 deny, 2 bad input)
+  profiles init      start a profiles file from a seed template
+                     (--template NAME [-o FILE] [--force])
   profiles validate  check profiles files and report every problem
   profiles apply     apply profiles files to Redis, atomically (--dry-run
                      prints the diff and writes nothing)
@@ -37,7 +39,10 @@ commands:
   users assign       give a user a profile (and queues) in Redis
   users revoke       take a user's profile away in Redis
   audit tail         print audit records as JSON lines (--follow)
-  audit verify       check the audit trail's hash chain
+  audit verify       check the audit trail's hash chain and head (--anchor
+                     FILE: and that it still holds the anchored record)
+  audit anchor       print a (--key-file: HMAC-signed) anchor of the
+                     audit trail's end, to keep outside Redis
   token hash         print the SHA-256 of an admin token read from stdin
   token add          store an admin token's hash in Redis (token on stdin)
   token revoke       remove a user's token hashes from Redis

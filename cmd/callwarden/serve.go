@@ -149,6 +149,9 @@ type App struct {
 	// audit writes decision records to the store off the request path
 	// (Redis mode); Close flushes it.
 	audit *cache.AsyncAuditor
+	// pbxAudit is the auditor the PBX adapters write to: audit's PBX lane
+	// in Redis mode.
+	pbxAudit enforce.Auditor
 	// dynTokens holds the admin token hashes stored in Redis, refreshed
 	// every tokenPoll (Redis mode), beside the config's.
 	dynTokens httpapi.DynamicTokens
@@ -219,8 +222,10 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		recordings enforce.RecordingStore
 		ready      func() error
 
-		// decisionAudit receives the records of decisions (/v1/check).
-		decisionAudit enforce.Auditor
+		// decisionAudit receives the records of decisions (/v1/check);
+		// pbxAudit those of the PBX adapters, in a lane of their own so
+		// no flood of checks can fill it.
+		decisionAudit, pbxAudit enforce.Auditor
 	)
 	if len(cfg.Redis.Addrs) > 0 {
 		if len(cfg.Profiles) > 0 {
@@ -262,18 +267,29 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		if err := a.loader.Reload(ctx); err != nil {
 			logger.Warn("first policy load failed; retrying in the background", zap.Error(err))
 		}
-		a.snapshot, ready = a.loader.Snapshot, a.loader.Ready
+		a.snapshot = a.loader.Snapshot
 		a.tokenPoll = poll
 		if err := a.refreshTokens(ctx); err != nil {
 			logger.Warn("admin tokens stored in Redis not loaded; retrying in the background", zap.Error(err))
 		}
 		policy, auditLog, recordings = a.store, a.store, a.store
-		// Decisions are audited through a bounded queue and batched
+		// Decisions are audited through bounded queues and batched
 		// writes, so a slow Redis never delays an answer; admin changes
-		// stay synchronous (auditLog). A dropped record changes no
-		// decision; it is counted (callwarden_audit_dropped_total).
-		a.audit = cache.NewAsyncAuditor(a.store, cache.AsyncAuditOptions{Logger: logger})
-		decisionAudit = a.audit
+		// stay synchronous (auditLog). The PBX adapters have a lane of
+		// their own, drained first: they refuse an allow whose record
+		// cannot be queued, so the HTTP checks must never fill it. Drops
+		// are counted per lane (callwarden_audit_dropped_total{lane}),
+		// logged, and a PBX-lane drop or a failing writer makes /readyz
+		// answer 503.
+		a.audit = cache.NewAsyncAuditor(a.store, cache.AsyncAuditOptions{
+			QueueSize:    cfg.Audit.HTTPQueueSize,
+			PBXQueueSize: cfg.Audit.PBXQueueSize,
+			BatchSize:    cfg.Audit.BatchSize,
+			DegradedFor:  cfg.Audit.PBXDropUnreadyFor,
+			Logger:       logger,
+		})
+		decisionAudit, pbxAudit = a.audit.Lane(cache.LaneHTTP), a.audit.Lane(cache.LanePBX)
+		ready = allReady(a.loader.Ready, a.audit.Ready)
 		if err := registerAuditMetrics(a.reg, a.audit); err != nil {
 			return nil, err
 		}
@@ -292,11 +308,12 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		// ETag is the generation Reload logs.
 		policy = snapshotPolicy{snapshot: a.holder.Load}
 		auditLog = cache.NewMemoryAudit(cache.AuditOptions{MaxLen: memoryAuditLen})
-		decisionAudit = auditLog
+		decisionAudit, pbxAudit = auditLog, auditLog
 		recordings = cache.NewMemoryRecordings()
 	}
 
-	if a.ast, err = newAsterisk(cfg.Asterisk, a.snapshot, decisionAudit, recordings, logger.Named("asterisk"), a.reg); err != nil {
+	a.pbxAudit = pbxAudit
+	if a.ast, err = newAsterisk(cfg.Asterisk, a.snapshot, pbxAudit, recordings, logger.Named("asterisk"), a.reg); err != nil {
 		return nil, err
 	}
 	auth := httpapi.AnyOf(httpapi.NewTokenSet(tokens), &a.dynTokens)
@@ -373,6 +390,20 @@ func (snapshotPolicy) ApplyPolicy(context.Context, enforce.Policy, uint64) (uint
 
 // ReadOnly tells the admin API to answer every write 405 up front.
 func (snapshotPolicy) ReadOnly() bool { return true }
+
+// allReady is ready when every check is, and otherwise says why each one
+// is not.
+func allReady(checks ...func() error) func() error {
+	return func() error {
+		var errs []error
+		for _, c := range checks {
+			if err := c(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+}
 
 // memoryAuditLen bounds the in-memory audit trail of a daemon serving
 // profiles files.

@@ -169,27 +169,53 @@ func registerStoreMetrics(reg *prometheus.Registry, st store) (*prometheus.Count
 	return failures, nil
 }
 
-// registerAuditMetrics exports the asynchronous audit writer's counters.
+// registerAuditMetrics exports the asynchronous audit writer's counters,
+// the drops and queue lengths per lane.
 func registerAuditMetrics(reg *prometheus.Registry, a *cache.AsyncAuditor) error {
 	for _, c := range []prometheus.Collector{
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "callwarden_audit_dropped_total",
-			Help: "Decision audit records dropped (queue full, Redis unreachable for longer than the retry bound, or not flushed at shutdown). A dropped record never changes a decision.",
-		}, func() float64 { return float64(a.Dropped()) }),
+		auditLaneCollector{a: a},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "callwarden_audit_written_total",
 			Help: "Decision audit records written to the audit stream.",
 		}, func() float64 { return float64(a.Written()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "callwarden_audit_queue_length",
-			Help: "Decision audit records waiting to be written.",
-		}, func() float64 { return float64(a.Queued()) }),
 	} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register audit metrics: %w", err)
 		}
 	}
 	return nil
+}
+
+var (
+	auditDroppedDesc = prometheus.NewDesc("callwarden_audit_dropped_total",
+		"Decision audit records dropped, by lane (lane full, Redis unreachable for longer than the retry bound, or not flushed at shutdown). "+
+			"A dropped http record changes no decision; a pbx record that cannot be queued turns the PBX's allow into a deny (audit_unavailable).",
+		[]string{"lane"}, nil)
+	auditQueueDesc = prometheus.NewDesc("callwarden_audit_queue_length",
+		"Decision audit records waiting to be written, by lane.", []string{"lane"}, nil)
+)
+
+// auditLaneCollector reports an AsyncAuditor's per-lane counters as they
+// are when scraped; every lane is reported from the start, so an alert on
+// drops sees 0.
+type auditLaneCollector struct{ a *cache.AsyncAuditor }
+
+func (auditLaneCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- auditDroppedDesc
+	ch <- auditQueueDesc
+}
+
+func (c auditLaneCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range cache.Lanes {
+		// NewConstMetric fails only on a label count that does not match
+		// the Desc, which these constants rule out.
+		if m, err := prometheus.NewConstMetric(auditDroppedDesc, prometheus.CounterValue, float64(c.a.DroppedIn(l)), l.String()); err == nil {
+			ch <- m
+		}
+		if m, err := prometheus.NewConstMetric(auditQueueDesc, prometheus.GaugeValue, float64(c.a.QueuedIn(l)), l.String()); err == nil {
+			ch <- m
+		}
+	}
 }
 
 // memoryStore is an in-process store (cache.Memory and friends), for

@@ -59,7 +59,8 @@ func TestDaemonAuditsDecisionsAsynchronously(t *testing.T) {
 		}
 	}
 	_, metrics := get(t, c, base+"/metrics")
-	for _, m := range []string{"callwarden_audit_dropped_total 0", "callwarden_audit_written_total", "callwarden_audit_queue_length"} {
+	for _, m := range []string{`callwarden_audit_dropped_total{lane="http"} 0`, `callwarden_audit_dropped_total{lane="pbx"} 0`,
+		"callwarden_audit_written_total", `callwarden_audit_queue_length{lane="pbx"}`} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %q", m)
 		}
@@ -304,4 +305,84 @@ func TestRedisURLPasswordNeverPrinted(t *testing.T) {
 			}
 		}
 	})
+}
+
+// heldAuditStore is a memory store whose audit writes wait for gate (or
+// their deadline): a Redis too slow for the load.
+type heldAuditStore struct {
+	*memoryStore
+	gate chan struct{}
+}
+
+func (h *heldAuditStore) Audit(ctx context.Context, r enforce.AuditRecord) error {
+	select {
+	case <-h.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return h.memoryStore.Audit(ctx, r)
+}
+
+// TestFloodOfChecksLeavesRoomForThePBX: with the audit writer held, a
+// flood of /v1/check fills the HTTP lane and its records are dropped,
+// counted per lane, while the PBX adapters' lane still takes records and
+// the daemon stays ready; once the PBX lane drops too, /readyz says so.
+func TestFloodOfChecksLeavesRoomForThePBX(t *testing.T) {
+	st := &heldAuditStore{memoryStore: seededStore(t), gate: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := adminConfig()
+	cfg.Redis.Addrs = []string{"127.0.0.1:1"}
+	cfg.Audit.HTTPQueueSize, cfg.Audit.PBXQueueSize, cfg.Audit.BatchSize = 16, 4, 1
+	app, err := newApp(ctx, cfg, io.Discard, appDeps{open: openFake(st)})
+	if err != nil {
+		t.Fatalf("newApp: %v", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = app.Run(ctx) }()
+	defer func() {
+		cancel()
+		wg.Wait()
+		_ = app.Close()
+	}()
+	c := newClient()
+	base := "http://" + app.Addr().String()
+	for range 100 {
+		if got := decision(t, c, base, "user=bob&action=recording.playback&queue=sales"); got != "deny/unknown_user" {
+			t.Fatalf("decision %s", got)
+		}
+	}
+	_, metrics := get(t, c, base+"/metrics")
+	if strings.Contains(metrics, `callwarden_audit_dropped_total{lane="http"} 0`) ||
+		!strings.Contains(metrics, `callwarden_audit_dropped_total{lane="pbx"} 0`) {
+		t.Fatalf("after the flood, /metrics shows:\n%s", grepLines(metrics, "callwarden_audit_"))
+	}
+	pbxRec := enforce.AuditRecord{Time: time.Now(), Source: "asterisk", User: "alice", Action: "monitor.listen", Decision: "allow", Reason: "granted"}
+	for i := range 4 {
+		if err := app.pbxAudit.Audit(ctx, pbxRec); err != nil {
+			t.Fatalf("PBX record %d after the flood: %v; want it queued (an allow would become audit_unavailable)", i, err)
+		}
+	}
+	if status, body := get(t, c, base+"/readyz"); status != http.StatusOK {
+		t.Fatalf("/readyz with only HTTP drops: %d %s; want 200", status, body)
+	}
+	for range 4 {
+		_ = app.pbxAudit.Audit(ctx, pbxRec)
+	}
+	status, body := get(t, c, base+"/readyz")
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "pbx lane dropped") {
+		t.Fatalf("/readyz after PBX drops: %d %s; want 503 naming the pbx lane", status, body)
+	}
+	close(st.gate)
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
