@@ -430,3 +430,18 @@ func TestCheckAuth(t *testing.T) {
 		}
 	})
 }
+
+// TestDeployExampleConfigIsValid keeps the example a PBX administrator
+// copies from deploy/asterisk loadable and valid.
+func TestDeployExampleConfigIsValid(t *testing.T) {
+	c, err := LoadFile("../deploy/asterisk/callwarden.yaml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("deploy/asterisk/callwarden.yaml.example: %v", err)
+	}
+	if c.Asterisk.PBX != "pbx1" || c.HTTP.CheckAuth != CheckAuthToken || len(c.Admin.Tokens) != 1 {
+		t.Errorf("example read as %+v", c)
+	}
+}
