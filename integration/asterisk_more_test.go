@@ -50,9 +50,7 @@ func dialFromHandset(ctx context.Context, t *testing.T, l *lab.TestLab, hs *lab.
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hs.Wait(ctx, "the handset in "+handsetApp, lab.OnChannel("StasisStart", call.Second)); err != nil {
-		t.Fatal(err)
-	}
+	mustWait(ctx, t, hs, "the handset in "+handsetApp, lab.OnChannel("StasisStart", call.Second))
 	return call
 }
 
@@ -123,13 +121,8 @@ func recordForPlayback(ctx context.Context, t *testing.T, l *lab.TestLab, cw *ca
 	t.Helper()
 	dial := func(exten string) {
 		t.Helper()
-		sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", exten)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := events.Wait(ctx, "alice dialling "+exten+" done", lab.OnChannel("ChannelDestroyed", sup.First)); err != nil {
-			t.Fatal(err)
-		}
+		sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", exten)
+		mustWait(ctx, t, events, "alice dialling "+exten+" done", lab.OnChannel("ChannelDestroyed", sup.First))
 	}
 	dial("*225" + ext)
 	cw.audit.wait(ctx, t, "alice starts recording", decision("alice", "recording.start", "allow"))
@@ -140,20 +133,15 @@ func recordForPlayback(ctx context.Context, t *testing.T, l *lab.TestLab, cw *ca
 	time.Sleep(d)
 	dial("*229" + ext)
 	cw.audit.wait(ctx, t, "alice stops recording", decision("alice", "recording.stop", "allow"))
-	finished, err := events.Wait(ctx, "the live recording finished", func(e lab.Event) bool {
+	finished := mustWait(ctx, t, events, "the live recording finished", func(e lab.Event) bool {
 		return e.Type == "RecordingFinished" && strings.Contains(string(e.Raw), `"name":"`+rec.Name+`"`)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var f struct {
 		Recording struct {
 			Duration int `json:"duration"`
 		} `json:"recording"`
 	}
-	if err := json.Unmarshal(finished.Raw, &f); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, json.Unmarshal(finished.Raw, &f))
 	return rec.ID, time.Duration(f.Recording.Duration) * time.Second
 }
 
@@ -163,10 +151,7 @@ func TestPlaybackDTMFPausesResumesRestartsAndStopsThePlayback(t *testing.T) {
 	defer cancel()
 	hs := handsets(ctx, t, l)
 	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	_, ext := salesCall(ctx, t, l, events, "5550123")
 	recID, length := recordForPlayback(ctx, t, l, cw, events, ext, 10*time.Second)
 	if length < 7*time.Second {
@@ -176,12 +161,9 @@ func TestPlaybackDTMFPausesResumesRestartsAndStopsThePlayback(t *testing.T) {
 
 	// alice plays the recording back from a handset the test presses keys on.
 	call := dialFromHandset(ctx, t, l, hs, "1001", "*227"+recID)
-	startedEv, err := events.Wait(ctx, "the playback on alice's line", func(e lab.Event) bool {
+	startedEv := mustWait(ctx, t, events, "the playback on alice's line", func(e lab.Event) bool {
 		return e.Type == "PlaybackStarted" && decodePlayback(t, e).Playback.TargetURI == "channel:"+call.First
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	started := decodePlayback(t, startedEv).Playback
 	if started.MediaURI != "recording:callwarden-"+recID {
 		t.Errorf("playing %q, want recording:callwarden-%s", started.MediaURI, recID)
@@ -223,21 +205,15 @@ func TestPlaybackDTMFPausesResumesRestartsAndStopsThePlayback(t *testing.T) {
 	// # stops the playback, and the line goes on in the dialplan (the feature
 	// code's next priority, Hangup) instead of being hung up by callwarden.
 	press(ctx, t, l, call.Second, "#")
-	stopped, err := events.Wait(ctx, "the playback stopped", func(e lab.Event) bool {
+	stopped := mustWait(ctx, t, events, "the playback stopped", func(e lab.Event) bool {
 		return e.Type == "PlaybackFinished" && decodePlayback(t, e).Playback.ID == pb
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if d := eventTime(t, stopped).Sub(restarted); d >= length {
 		t.Errorf("the playback ended %v after the restart, not on #", d)
 	}
-	next, err := events.Wait(ctx, "alice's line back in the dialplan", func(e lab.Event) bool {
+	next := mustWait(ctx, t, events, "alice's line back in the dialplan", func(e lab.Event) bool {
 		return e.Type == "ChannelDialplan" && e.ChannelID() == call.First && e.DialplanApp == "Hangup"
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if next.Channel.Dialplan.Exten != "*227"+recID {
 		t.Errorf("the line went on at %s,%s,%d, want the *227 feature code's next priority",
 			next.Channel.Dialplan.Context, next.Channel.Dialplan.Exten, next.Channel.Dialplan.Priority)
@@ -247,9 +223,7 @@ func TestPlaybackDTMFPausesResumesRestartsAndStopsThePlayback(t *testing.T) {
 			t.Errorf("CALLWARDEN_DECISION set to %q on the playback line", e.Value)
 		}
 	}
-	if _, err := events.Wait(ctx, "alice's line hung up by the dialplan", lab.OnChannel("ChannelDestroyed", call.First)); err != nil {
-		t.Fatal(err)
-	}
+	mustWait(ctx, t, events, "alice's line hung up by the dialplan", lab.OnChannel("ChannelDestroyed", call.First))
 }
 
 func TestRefusedRequesterWithContinueGoesOnInTheDialplan(t *testing.T) {
@@ -263,10 +237,7 @@ func TestRefusedRequesterWithContinueGoesOnInTheDialplan(t *testing.T) {
 	ctx := monitorContext(t)
 	hs := handsets(ctx, t, l)
 	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	_, ext := salesCall(ctx, t, l, events, "5550100")
 
 	id := l.NewID("carol")
@@ -291,12 +262,9 @@ func TestRefusedRequesterWithContinueGoesOnInTheDialplan(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	back, err := events.Wait(ctx, "carol's channel back in the dialplan", func(e lab.Event) bool {
+	back := mustWait(ctx, t, events, "carol's channel back in the dialplan", func(e lab.Event) bool {
 		return e.Type == "ChannelDialplan" && e.ChannelID() == phone.Second && e.Channel.Dialplan.Priority > stasisPriority
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if back.Channel.Dialplan.Context != "cw-demo-handset" || back.Channel.Dialplan.Priority != stasisPriority+1 {
 		t.Errorf("carol's channel went on at %s,%s,%d (%s), want cw-demo-handset priority %d",
 			back.Channel.Dialplan.Context, back.Channel.Dialplan.Exten, back.Channel.Dialplan.Priority, back.DialplanApp, stasisPriority+1)
@@ -349,53 +317,35 @@ func TestTwoSupervisorsOnOneAgentBothEndCleanlyWhenTheAgentHangsUp(t *testing.T)
 	l := suite.Lab(t)
 	ctx := monitorContext(t)
 	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
 
 	// alice, then erin (listen-only on sales) listen to the same agent.
 	type session struct{ sup, snoop, bridge string }
 	var sessions []session
 	for _, s := range []struct{ phone, user string }{{"1001", "alice"}, {"1003", "erin"}} {
-		sup, err := l.OriginateSupervisor(ctx, s.phone, "cw-supervisors", "*222"+ext)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sup := mustOriginateSupervisor(ctx, t, l, s.phone, "cw-supervisors", "*222"+ext)
 		cw.audit.wait(ctx, t, s.user+" allowed", decision(s.user, "monitor.listen", "allow"))
-		joined, err := events.Wait(ctx, s.user+" bridged", lab.OnChannel("ChannelEnteredBridge", sup.First))
-		if err != nil {
-			t.Fatal(err)
-		}
+		joined := mustWait(ctx, t, events, s.user+" bridged", lab.OnChannel("ChannelEnteredBridge", sup.First))
 		bridge := joined.Bridge.ID
-		snoop, err := events.Wait(ctx, s.user+"'s snoop in the bridge", func(e lab.Event) bool {
+		snoop := mustWait(ctx, t, events, s.user+"'s snoop in the bridge", func(e lab.Event) bool {
 			return e.Type == "ChannelEnteredBridge" && e.Bridge != nil && e.Bridge.ID == bridge &&
 				e.Channel != nil && strings.HasPrefix(e.Channel.Name, "Snoop/"+agent.ID+"-")
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		sessions = append(sessions, session{sup: sup.First, snoop: snoop.ChannelID(), bridge: bridge})
 	}
 	if sessions[0].bridge == sessions[1].bridge || sessions[0].snoop == sessions[1].snoop {
 		t.Fatalf("the two sessions share a bridge or a snoop: %+v", sessions)
 	}
 
-	if err := l.ARI.Hangup(ctx, agent.ID); err != nil {
-		t.Fatal(err)
-	}
+	mustHangup(ctx, t, l, agent.ID)
 	for i, s := range sessions {
 		for _, id := range []string{s.snoop, s.sup} {
-			if _, err := events.Wait(ctx, fmt.Sprintf("session %d: channel %s destroyed", i+1, id), lab.OnChannel("ChannelDestroyed", id)); err != nil {
-				t.Fatal(err)
-			}
+			mustWait(ctx, t, events, fmt.Sprintf("session %d: channel %s destroyed", i+1, id), lab.OnChannel("ChannelDestroyed", id))
 		}
-		if _, err := events.Wait(ctx, fmt.Sprintf("session %d: bridge destroyed", i+1), func(e lab.Event) bool {
+		mustWait(ctx, t, events, fmt.Sprintf("session %d: bridge destroyed", i+1), func(e lab.Event) bool {
 			return e.Type == "BridgeDestroyed" && e.Bridge != nil && e.Bridge.ID == s.bridge
-		}); err != nil {
-			t.Fatal(err)
-		}
+		})
 	}
 
 	// Asterisk's own lists: no monitor bridge and no snoop left behind.

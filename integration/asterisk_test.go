@@ -19,7 +19,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/callwarden/callwarden/cache"
-	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
 	"github.com/callwarden/callwarden/pbx/asterisk"
@@ -115,10 +114,7 @@ func (c *clock) Set(t time.Time) {
 
 func exampleSnapshot(t *testing.T) *enforce.Snapshot {
 	t.Helper()
-	p, err := config.LoadProfiles("../deploy/examples/profiles.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := mustExampleProfiles(t)
 	s, err := enforce.NewSnapshot(p, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -278,16 +274,10 @@ func salesCall(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.Ev
 	if err != nil {
 		t.Fatal(err)
 	}
-	entered, err := events.Wait(ctx, "customer entering a bridge", lab.OnChannel("ChannelEnteredBridge", call.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentEv, err := events.Wait(ctx, "agent entering the customer's bridge", func(e lab.Event) bool {
+	entered := mustWait(ctx, t, events, "customer entering a bridge", lab.OnChannel("ChannelEnteredBridge", call.Second))
+	agentEv := mustWait(ctx, t, events, "agent entering the customer's bridge", func(e lab.Event) bool {
 		return e.Type == "ChannelEnteredBridge" && e.Bridge != nil && e.Bridge.ID == entered.Bridge.ID && e.ChannelID() != call.Second
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ext, err := l.ARI.ChannelVar(ctx, agentEv.Channel.ID, "CALLWARDEN_AGENT")
 	if err != nil {
 		t.Fatal(err)
@@ -337,30 +327,16 @@ func TestAllowedSupervisorIsBridgedToASnoopWithTheModesDirections(t *testing.T) 
 			l := suite.Lab(t)
 			ctx := monitorContext(t)
 			cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-			events, err := l.Events(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			events := mustEvents(ctx, t, l)
 			agent, ext := salesCall(ctx, t, l, events, "5550100")
-			sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", tc.code+ext)
-			if err != nil {
-				t.Fatal(err)
-			}
-			created, err := events.Wait(ctx, "a snoop on the agent's channel", snoopOn(agent.ID))
-			if err != nil {
-				t.Fatal(err)
-			}
+			sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", tc.code+ext)
+			created := mustWait(ctx, t, events, "a snoop on the agent's channel", snoopOn(agent.ID))
 			snoop := created.Channel.ID
-			inBridge, err := events.Wait(ctx, "the snoop entering a bridge", lab.OnChannel("ChannelEnteredBridge", snoop))
-			if err != nil {
-				t.Fatal(err)
-			}
+			inBridge := mustWait(ctx, t, events, "the snoop entering a bridge", lab.OnChannel("ChannelEnteredBridge", snoop))
 			bridge := inBridge.Bridge.ID
-			if _, err := events.Wait(ctx, "the supervisor in the snoop's bridge", func(e lab.Event) bool {
+			mustWait(ctx, t, events, "the supervisor in the snoop's bridge", func(e lab.Event) bool {
 				return e.Type == "ChannelEnteredBridge" && e.ChannelID() == sup.First && e.Bridge.ID == bridge
-			}); err != nil {
-				t.Fatal(err)
-			}
+			})
 			// Asterisk's own view of the snoop: the Stasis arguments it was created with.
 			ch, err := l.ARI.Channel(ctx, snoop)
 			if err != nil {
@@ -376,17 +352,11 @@ func TestAllowedSupervisorIsBridgedToASnoopWithTheModesDirections(t *testing.T) 
 			}
 
 			// The supervisor hangs up: the snoop and the bridge go too.
-			if err := l.ARI.Hangup(ctx, sup.First); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := events.Wait(ctx, "the snoop destroyed", lab.OnChannel("ChannelDestroyed", snoop)); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := events.Wait(ctx, "the bridge destroyed", func(e lab.Event) bool {
+			mustHangup(ctx, t, l, sup.First)
+			mustWait(ctx, t, events, "the snoop destroyed", lab.OnChannel("ChannelDestroyed", snoop))
+			mustWait(ctx, t, events, "the bridge destroyed", func(e lab.Event) bool {
 				return e.Type == "BridgeDestroyed" && e.Bridge != nil && e.Bridge.ID == bridge
-			}); err != nil {
-				t.Fatal(err)
-			}
+			})
 			if _, err := l.ARI.Channel(ctx, agent.ID); err != nil {
 				t.Errorf("the agent's call ended with the supervisor's: %v", err)
 			}
@@ -400,39 +370,28 @@ func TestNotifyTargetProfileMakesTheAgentHearATone(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := monitorContext(t)
 	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	call, err := l.OriginateCustomer(ctx, "support", "5550177", "play")
 	if err != nil {
 		t.Fatal(err)
 	}
-	entered, err := events.Wait(ctx, "customer entering a bridge", lab.OnChannel("ChannelEnteredBridge", call.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentEv, err := events.Wait(ctx, "agent in the customer's bridge", func(e lab.Event) bool {
+	entered := mustWait(ctx, t, events, "customer entering a bridge", lab.OnChannel("ChannelEnteredBridge", call.Second))
+	agentEv := mustWait(ctx, t, events, "agent in the customer's bridge", func(e lab.Event) bool {
 		return e.Type == "ChannelEnteredBridge" && e.Bridge != nil && e.Bridge.ID == entered.Bridge.ID && e.ChannelID() != call.Second
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	agentID := agentEv.Channel.ID
 	ext, err := l.ARI.ChannelVar(ctx, agentID, "CALLWARDEN_AGENT")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.OriginateSupervisor(ctx, "1002", "cw-supervisors", "*222"+ext); err != nil {
-		t.Fatal(err)
-	}
+	mustOriginateSupervisor(ctx, t, l, "1002", "cw-supervisors", "*222"+ext)
 	rec := cw.audit.wait(ctx, t, "carol allowed on support", decision("carol", "monitor.listen", "allow"))
 	if rec.Caller != "555****" {
 		t.Errorf("audit caller = %q, want 555**** (carol's mask_digits: 4)", rec.Caller)
 	}
 	var snoops []string
 	for len(snoops) < 2 {
-		e, err := events.Wait(ctx, "two snoops on the agent", func(e lab.Event) bool {
+		e := mustWait(ctx, t, events, "two snoops on the agent", func(e lab.Event) bool {
 			if !snoopOn(agentID)(e) {
 				return false
 			}
@@ -443,9 +402,6 @@ func TestNotifyTargetProfileMakesTheAgentHearATone(t *testing.T) {
 			}
 			return true
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		snoops = append(snoops, e.Channel.ID)
 	}
 	// The notify snoop plays the tone, then goes; the listen snoop stays.
@@ -458,45 +414,25 @@ func TestNotifyTargetProfileMakesTheAgentHearATone(t *testing.T) {
 	if notify == "" {
 		t.Fatalf("no notify snoop among %v", snoops)
 	}
-	if _, err := events.Wait(ctx, "the notify snoop done", lab.OnChannel("ChannelDestroyed", notify)); err != nil {
-		t.Fatal(err)
-	}
+	mustWait(ctx, t, events, "the notify snoop done", lab.OnChannel("ChannelDestroyed", notify))
 }
 
 func TestTargetHangingUpEndsTheSessionWithoutLeaks(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := monitorContext(t)
 	startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
-	sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", "*222"+ext)
-	if err != nil {
-		t.Fatal(err)
-	}
-	created, err := events.Wait(ctx, "a snoop on the agent's channel", snoopOn(agent.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	inBridge, err := events.Wait(ctx, "the snoop bridged", lab.OnChannel("ChannelEnteredBridge", created.Channel.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.ARI.Hangup(ctx, agent.ID); err != nil {
-		t.Fatal(err)
-	}
+	sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", "*222"+ext)
+	created := mustWait(ctx, t, events, "a snoop on the agent's channel", snoopOn(agent.ID))
+	inBridge := mustWait(ctx, t, events, "the snoop bridged", lab.OnChannel("ChannelEnteredBridge", created.Channel.ID))
+	mustHangup(ctx, t, l, agent.ID)
 	for _, id := range []string{created.Channel.ID, sup.First} {
-		if _, err := events.Wait(ctx, "channel "+id+" destroyed", lab.OnChannel("ChannelDestroyed", id)); err != nil {
-			t.Fatal(err)
-		}
+		mustWait(ctx, t, events, "channel "+id+" destroyed", lab.OnChannel("ChannelDestroyed", id))
 	}
-	if _, err := events.Wait(ctx, "the bridge destroyed", func(e lab.Event) bool {
+	mustWait(ctx, t, events, "the bridge destroyed", func(e lab.Event) bool {
 		return e.Type == "BridgeDestroyed" && e.Bridge != nil && e.Bridge.ID == inBridge.Bridge.ID
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 }
 
 func TestRefusedSupervisorHearsTheRefusalAndIsHungUpWithoutSnoop(t *testing.T) {
@@ -517,35 +453,26 @@ func TestRefusedSupervisorHearsTheRefusalAndIsHungUpWithoutSnoop(t *testing.T) {
 			if !tc.now.IsZero() {
 				cw.now.Set(tc.now)
 			}
-			events, err := l.Events(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			events := mustEvents(ctx, t, l)
 			var agentID, ext string
 			if tc.agentExt != "" {
 				call, err := l.OriginateAgentCall(ctx, tc.agentExt, "5550101")
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, err := events.Wait(ctx, "agent answering", func(e lab.Event) bool {
+				mustWait(ctx, t, events, "agent answering", func(e lab.Event) bool {
 					return e.Type == "ChannelStateChange" && e.ChannelID() == call.Second && e.Channel.State == "Up"
-				}); err != nil {
-					t.Fatal(err)
-				}
+				})
 				agentID, ext = call.Second, tc.agentExt
 			} else {
 				agent, e := salesCall(ctx, t, l, events, "5550100")
 				agentID, ext = agent.ID, e
 			}
 			sup := originatePhone(ctx, t, l, tc.supervisor, "Local/"+tc.supervisor+"@cw-supervisor-line/n", "*222"+ext, tc.vars)
-			if _, err := events.Wait(ctx, "CALLWARDEN_REASON set on the supervisor", func(e lab.Event) bool {
+			mustWait(ctx, t, events, "CALLWARDEN_REASON set on the supervisor", func(e lab.Event) bool {
 				return e.Type == "ChannelVarset" && e.ChannelID() == sup.First && e.Variable == "CALLWARDEN_REASON" && e.Value == tc.reason
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := events.Wait(ctx, "the refused supervisor hung up", lab.OnChannel("ChannelDestroyed", sup.First)); err != nil {
-				t.Fatal(err)
-			}
+			})
+			mustWait(ctx, t, events, "the refused supervisor hung up", lab.OnChannel("ChannelDestroyed", sup.First))
 			for _, e := range events.Events() {
 				if e.Type == "ChannelCreated" && e.Channel != nil && strings.HasPrefix(e.Channel.Name, "Snoop/") {
 					t.Errorf("a snoop was created for a refused request: %s", e.Channel.Name)
@@ -569,10 +496,7 @@ func TestDTMFSwitchesAreDecidedAgain(t *testing.T) {
 		l := suite.Lab(t)
 		ctx := monitorContext(t)
 		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-		events, err := l.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		events := mustEvents(ctx, t, l)
 		agent, ext := salesCall(ctx, t, l, events, "5550100")
 		sup := originatePhone(ctx, t, l, "1003", "Local/10036@cw-supervisor-dtmf/n", "*222"+ext, nil)
 		created, err := events.Wait(ctx, "the listen snoop", snoopOn(agent.ID))
@@ -605,26 +529,15 @@ func TestDTMFSwitchesAreDecidedAgain(t *testing.T) {
 		l := suite.Lab(t)
 		ctx := monitorContext(t)
 		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-		events, err := l.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		events := mustEvents(ctx, t, l)
 		agent, ext := salesCall(ctx, t, l, events, "5550100")
 		originatePhone(ctx, t, l, "1001", "Local/10016@cw-supervisor-dtmf/n", "*222"+ext, nil)
-		first, err := events.Wait(ctx, "the listen snoop", snoopOn(agent.ID))
-		if err != nil {
-			t.Fatal(err)
-		}
+		first := mustWait(ctx, t, events, "the listen snoop", snoopOn(agent.ID))
 		cw.audit.wait(ctx, t, "alice allowed to barge", decision("alice", "monitor.barge", "allow"))
-		second, err := events.Wait(ctx, "the barge snoop", func(e lab.Event) bool {
+		second := mustWait(ctx, t, events, "the barge snoop", func(e lab.Event) bool {
 			return snoopOn(agent.ID)(e) && e.Channel.ID != first.Channel.ID
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := events.Wait(ctx, "the listen snoop dropped", lab.OnChannel("ChannelDestroyed", first.Channel.ID)); err != nil {
-			t.Fatal(err)
-		}
+		mustWait(ctx, t, events, "the listen snoop dropped", lab.OnChannel("ChannelDestroyed", first.Channel.ID))
 		ch, err := l.ARI.Channel(ctx, second.Channel.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -639,22 +552,14 @@ func TestCheckSetsTheVariablesAndTheDialplanBranchesOnThem(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := monitorContext(t)
 	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	_, ext := salesCall(ctx, t, l, events, "5550100")
 
 	// alice may listen on sales: the guarded ChanSpy runs, and the watchdog lets it.
-	alice, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", "*8"+ext)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Wait(ctx, "alice's guarded ChanSpy", func(e lab.Event) bool {
+	alice := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", "*8"+ext)
+	mustWait(ctx, t, events, "alice's guarded ChanSpy", func(e lab.Event) bool {
 		return e.Type == "ChannelDialplan" && e.ChannelID() == alice.First && e.DialplanApp == "ChanSpy"
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	for name, want := range map[string]string{"CALLWARDEN_DECISION": "allow", "CALLWARDEN_REASON": "granted"} {
 		if got, err := l.ARI.ChannelVar(ctx, alice.First, name); err != nil || got != want {
 			t.Errorf("%s = %q (%v), want %q", name, got, err, want)
@@ -666,15 +571,10 @@ func TestCheckSetsTheVariablesAndTheDialplanBranchesOnThem(t *testing.T) {
 	}
 
 	// carol's profile covers support only: the dialplan takes the denied branch.
-	carol, err := l.OriginateSupervisor(ctx, "1002", "cw-supervisors", "*8"+ext)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Wait(ctx, "carol's denied branch", func(e lab.Event) bool {
+	carol := mustOriginateSupervisor(ctx, t, l, "1002", "cw-supervisors", "*8"+ext)
+	mustWait(ctx, t, events, "carol's denied branch", func(e lab.Event) bool {
 		return e.Type == "ChannelDialplan" && e.ChannelID() == carol.First && e.DialplanApp == "Playback"
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	if got, err := l.ARI.ChannelVar(ctx, carol.First, "CALLWARDEN_REASON"); err != nil || got != "out_of_scope" {
 		t.Errorf("CALLWARDEN_REASON = %q (%v), want out_of_scope", got, err)
 	}
@@ -690,22 +590,14 @@ func TestRecordingIsControlledOnlyByAllowedUsersAndPlayedBackWithinItsAge(t *tes
 	l := suite.Lab(t)
 	ctx := monitorContext(t)
 	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	_, ext := salesCall(ctx, t, l, events, "5550123")
 	agentUser := "agent" + ext
 
 	dial := func(supervisor, exten string) {
 		t.Helper()
-		sup, err := l.OriginateSupervisor(ctx, supervisor, "cw-supervisors", exten)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := events.Wait(ctx, supervisor+" dialling "+exten+" done", lab.OnChannel("ChannelDestroyed", sup.First)); err != nil {
-			t.Fatal(err)
-		}
+		sup := mustOriginateSupervisor(ctx, t, l, supervisor, "cw-supervisors", exten)
+		mustWait(ctx, t, events, supervisor+" dialling "+exten+" done", lab.OnChannel("ChannelDestroyed", sup.First))
 	}
 	liveState := func(name string) string {
 		t.Helper()
@@ -785,9 +677,7 @@ func TestRecordingIsControlledOnlyByAllowedUsersAndPlayedBackWithinItsAge(t *tes
 	old.ID = "900000000001"
 	old.StartedAt = labNow.Add(-800 * time.Hour)
 	old.State = enforce.RecordingStopped
-	if err := cw.recs.SaveRecording(ctx, old); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, cw.recs.SaveRecording(ctx, old))
 	dial("1004", "*227"+old.ID)
 	if r := cw.audit.wait(ctx, t, "bob refused an old recording", decision("bob", "recording.playback", "deny")); r.Reason != "recording_too_old" {
 		t.Errorf("old recording refused with %q, want recording_too_old", r.Reason)
@@ -799,25 +689,13 @@ func TestWatchdogHangsUpBypassesWithin200ms(t *testing.T) {
 		l := suite.Lab(t)
 		ctx := monitorContext(t)
 		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-		events, err := l.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		events := mustEvents(ctx, t, l)
 		_, ext := salesCall(ctx, t, l, events, "5550102")
-		sup, err := l.OriginateSupervisor(ctx, "1002", "cw-unguarded", "*999"+ext)
-		if err != nil {
-			t.Fatal(err)
-		}
-		spy, err := events.Wait(ctx, "the rogue ChanSpy", func(e lab.Event) bool {
+		sup := mustOriginateSupervisor(ctx, t, l, "1002", "cw-unguarded", "*999"+ext)
+		spy := mustWait(ctx, t, events, "the rogue ChanSpy", func(e lab.Event) bool {
 			return e.Type == "ChannelDialplan" && e.ChannelID() == sup.First && e.DialplanApp == "ChanSpy"
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hung, err := events.Wait(ctx, "the rogue ChanSpy hung up", lab.OnChannel("ChannelHangupRequest", sup.First))
-		if err != nil {
-			t.Fatal(err)
-		}
+		hung := mustWait(ctx, t, events, "the rogue ChanSpy hung up", lab.OnChannel("ChannelHangupRequest", sup.First))
 		if d := eventTime(t, hung).Sub(eventTime(t, spy)); d > 200*time.Millisecond {
 			t.Errorf("ChanSpy hung up %s after it started, want <= 200ms", d)
 		} else {
@@ -832,24 +710,12 @@ func TestWatchdogHangsUpBypassesWithin200ms(t *testing.T) {
 		l := suite.Lab(t)
 		ctx := monitorContext(t)
 		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-		events, err := l.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sup, err := l.OriginateSupervisor(ctx, "1002", "cw-unguarded", "mixmonitor")
-		if err != nil {
-			t.Fatal(err)
-		}
-		mix, err := events.Wait(ctx, "the rogue MixMonitor", func(e lab.Event) bool {
+		events := mustEvents(ctx, t, l)
+		sup := mustOriginateSupervisor(ctx, t, l, "1002", "cw-unguarded", "mixmonitor")
+		mix := mustWait(ctx, t, events, "the rogue MixMonitor", func(e lab.Event) bool {
 			return e.Type == "ChannelDialplan" && e.ChannelID() == sup.First && e.DialplanApp == "MixMonitor"
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hung, err := events.Wait(ctx, "the rogue MixMonitor hung up", lab.OnChannel("ChannelHangupRequest", sup.First))
-		if err != nil {
-			t.Fatal(err)
-		}
+		hung := mustWait(ctx, t, events, "the rogue MixMonitor hung up", lab.OnChannel("ChannelHangupRequest", sup.First))
 		if d := eventTime(t, hung).Sub(eventTime(t, mix)); d > 200*time.Millisecond {
 			t.Errorf("MixMonitor hung up %s after it started, want <= 200ms", d)
 		}
@@ -861,20 +727,11 @@ func TestWatchdogHangsUpBypassesWithin200ms(t *testing.T) {
 		l := suite.Lab(t)
 		ctx := monitorContext(t)
 		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-		events, err := l.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		events := mustEvents(ctx, t, l)
 		agent, _ := salesCall(ctx, t, l, events, "5550100")
 		snoop := rogueSnoop(ctx, t, l, agent.ID)
-		created, err := events.Wait(ctx, "the rogue snoop", lab.OnChannel("ChannelCreated", snoop))
-		if err != nil {
-			t.Fatal(err)
-		}
-		gone, err := events.Wait(ctx, "the rogue snoop hung up", lab.OnChannel("ChannelDestroyed", snoop))
-		if err != nil {
-			t.Fatal(err)
-		}
+		created := mustWait(ctx, t, events, "the rogue snoop", lab.OnChannel("ChannelCreated", snoop))
+		gone := mustWait(ctx, t, events, "the rogue snoop hung up", lab.OnChannel("ChannelDestroyed", snoop))
 		if d := eventTime(t, gone).Sub(eventTime(t, created)); d > 200*time.Millisecond {
 			t.Errorf("rogue snoop lived %s, want <= 200ms", d)
 		} else {
@@ -915,15 +772,9 @@ func TestWatchdogReportOnlyAuditsWithoutHangingUp(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := monitorContext(t)
 	cw := startCallwarden(t, l, asterisk.WatchdogReportOnly)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
-	sup, err := l.OriginateSupervisor(ctx, "1002", "cw-unguarded", "*999"+ext)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sup := mustOriginateSupervisor(ctx, t, l, "1002", "cw-unguarded", "*999"+ext)
 	snoop := rogueSnoop(ctx, t, l, agent.ID)
 	cw.audit.wait(ctx, t, "the ChanSpy reported", func(r enforce.AuditRecord) bool {
 		return r.Source == "watchdog" && strings.HasPrefix(r.Detail, "reported") && strings.Contains(r.Detail, "ChanSpy")
@@ -944,41 +795,24 @@ func TestInterceptLatencyFromStasisToBridged(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	const n = 15
 	var lat []time.Duration
 	for i := 0; i < n; i++ {
 		agent, ext := salesCall(ctx, t, l, events, "5550100")
-		sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", "*222"+ext)
-		if err != nil {
-			t.Fatal(err)
-		}
-		start, err := events.Wait(ctx, "Stasis on the supervisor", func(e lab.Event) bool {
+		sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", "*222"+ext)
+		start := mustWait(ctx, t, events, "Stasis on the supervisor", func(e lab.Event) bool {
 			return e.Type == "ChannelDialplan" && e.ChannelID() == sup.First && e.DialplanApp == "Stasis"
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		created, err := events.Wait(ctx, "the snoop", snoopOn(agent.ID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bridged, err := events.Wait(ctx, "the snoop bridged", lab.OnChannel("ChannelEnteredBridge", created.Channel.ID))
-		if err != nil {
-			t.Fatal(err)
-		}
+		created := mustWait(ctx, t, events, "the snoop", snoopOn(agent.ID))
+		bridged := mustWait(ctx, t, events, "the snoop bridged", lab.OnChannel("ChannelEnteredBridge", created.Channel.ID))
 		lat = append(lat, eventTime(t, bridged).Sub(eventTime(t, start)))
 		for _, id := range []string{sup.First, agent.ID} {
 			if err := l.ARI.Hangup(ctx, id); err != nil && !errors.Is(err, lab.ErrNotFound) {
 				t.Fatal(err)
 			}
 		}
-		if err := l.WaitChannelGone(ctx, agent.ID); err != nil {
-			t.Fatal(err)
-		}
+		mustOK(t, l.WaitChannelGone(ctx, agent.ID))
 		waitMemberFree(ctx, t, l, "sales", ext) // so the next call can reach an agent
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
@@ -996,10 +830,7 @@ func TestInterceptLatencyFromStasisToBridged(t *testing.T) {
 func waitMemberFree(ctx context.Context, t *testing.T, l *lab.TestLab, queue, ext string) {
 	t.Helper()
 	for {
-		out, err := l.AsteriskCLI(ctx, "queue show "+queue)
-		if err != nil {
-			t.Fatal(err)
-		}
+		out := mustAsteriskCLI(ctx, t, l, "queue show "+queue)
 		for _, line := range strings.Split(out, "\n") {
 			if strings.HasPrefix(strings.TrimSpace(line), ext+" ") && strings.Contains(line, "(Not in use)") {
 				return
@@ -1049,10 +880,7 @@ func TestAgentPausesItsOwnRecordingForACardNumber(t *testing.T) {
 	// The example agents have no profile; here agent2001 gets one that lets it
 	// pause and resume the recordings of its own calls (agents: self), as a PCI
 	// policy would.
-	p, err := config.LoadProfiles("../deploy/examples/profiles.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := mustExampleProfiles(t)
 	p.Profiles = append(p.Profiles, enforce.Profile{Name: "agent-pci", Grants: []enforce.Grant{{
 		Actions: enforce.NewActionSet(enforce.RecordingPause, enforce.RecordingResume),
 		Scopes:  [4]enforce.Scope{enforce.DimAgents: {Kind: enforce.ScopeSelf}},
@@ -1069,10 +897,7 @@ func TestAgentPausesItsOwnRecordingForACardNumber(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := monitorContext(t)
 	cw := startCallwardenWith(t, l, asterisk.WatchdogEnforce, snap)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	_, ext := salesCall(ctx, t, l, events, "5550100")
 	if ext != "2001" {
 		t.Fatalf("the sales call went to %s, want 2001", ext)
@@ -1081,9 +906,7 @@ func TestAgentPausesItsOwnRecordingForACardNumber(t *testing.T) {
 		t.Helper()
 		// The agent's second line: caller id 2001, no endpoint identity.
 		call := originatePhone(ctx, t, l, caller, "Local/1001@cw-supervisor-line/n", exten, nil)
-		if _, err := events.Wait(ctx, caller+" dialling "+exten+" done", lab.OnChannel("ChannelDestroyed", call.First)); err != nil {
-			t.Fatal(err)
-		}
+		mustWait(ctx, t, events, caller+" dialling "+exten+" done", lab.OnChannel("ChannelDestroyed", call.First))
 	}
 	dial("1001", "*2252001") // alice starts the recording
 	cw.audit.wait(ctx, t, "alice starts", decision("alice", "recording.start", "allow"))

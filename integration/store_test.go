@@ -78,12 +78,8 @@ func TestRedisRefusesAnUnknownSchemaVersion(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	r := newRedisStore(t, l, nil)
-	if _, _, err := r.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Redis.Set(ctx, r.Key(cache.KeySchema), "2", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	mustApplyPolicy(ctx, t, r, storetest.Policy(t))
+	mustOK(t, l.Redis.Set(ctx, r.Key(cache.KeySchema), "2", 0).Err())
 	if err := r.Check(ctx); !errors.Is(err, cache.ErrSchemaVersion) {
 		t.Fatalf("Check = %v, want ErrSchemaVersion", err)
 	}
@@ -165,9 +161,7 @@ func TestTwoDaemonsEnforceAnApply(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
-		t.Fatal(err)
-	}
+	mustApplyPolicy(ctx, t, admin, storetest.Policy(t))
 	// Polling once an hour: only the pub/sub notification can bring changes.
 	daemons := []*cache.Loader{
 		startLoader(t, newRedisStore(t, l, nil), func(o *cache.LoaderOptions) { o.PollInterval, o.Staleness = time.Hour, 0 }),
@@ -245,9 +239,7 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.CallTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond, 500*time.Millisecond
 	}
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
-		t.Fatal(err)
-	}
+	mustApplyPolicy(ctx, t, admin, storetest.Policy(t))
 	d := startLoader(t, newRedisStore(t, l, fast), func(o *cache.LoaderOptions) { o.Staleness = staleness })
 	waitUntil(t, 10*time.Second, "the daemon loads", func() bool { return d.Snapshot() != nil })
 
@@ -341,9 +333,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		for i := range n {
 			rec := enforce.AuditRecord{Time: decideAt.Add(time.Duration(i) * time.Second), Source: "http", User: "alice",
 				Action: "monitor.listen", Target: "carol", Decision: "allow", Reason: "granted"}
-			if err := r.Audit(testContext(t), rec); err != nil {
-				t.Fatal(err)
-			}
+			mustOK(t, r.Audit(testContext(t), rec))
 		}
 		msgs, err := l.Redis.XRange(testContext(t), r.Key(cache.KeyAudit), "-", "+").Result()
 		if err != nil {
@@ -370,9 +360,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		l := suite.Lab(t)
 		r := newRedisStore(t, l, nil)
 		ids := fill(t, l, r, 20)
-		if err := l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[7]).Err(); err != nil {
-			t.Fatal(err)
-		}
+		mustOK(t, l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[7]).Err())
 		res, err := r.VerifyAudit(testContext(t))
 		if err != nil || res.OK() || res.FirstBad != ids[8] {
 			t.Fatalf("VerifyAudit = %+v, %v; want first bad %s", res, err, ids[8])
@@ -383,9 +371,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		l := suite.Lab(t)
 		r := newRedisStore(t, l, nil)
 		ids := fill(t, l, r, 5)
-		if err := l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[4]).Err(); err != nil {
-			t.Fatal(err)
-		}
+		mustOK(t, l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[4]).Err())
 		after := fill(t, l, r, 1)
 		res, err := r.VerifyAudit(testContext(t))
 		if err != nil || res.OK() || res.FirstBad != after[len(after)-1] {
@@ -405,9 +391,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := l.Redis.Del(ctx, key).Err(); err != nil {
-			t.Fatal(err)
-		}
+		mustOK(t, l.Redis.Del(ctx, key).Err())
 		for _, m := range msgs {
 			rec := m.Values["rec"].(string)
 			if m.ID == ids[12] {
@@ -457,9 +441,7 @@ func TestTwoDaemonsAppendToOneAuditChain(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, errors.Join(errs...))
 	res, err := daemons[0].VerifyAudit(testContext(t))
 	if err != nil || !res.OK() || res.Checked != len(errs)*each {
 		t.Fatalf("VerifyAudit = %+v, %v; want %d records in one intact chain", res, err, len(errs)*each)
@@ -534,12 +516,8 @@ func TestAsyncAuditorLoadsItsScriptAfterAScriptFlush(t *testing.T) {
 	}
 	// A synchronous append by someone else moves the head: the next batch
 	// is re-chained from it.
-	if err := newRedisStore(t, l, nil).Audit(testContext(t), recs[4]); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Redis.ScriptFlush(testContext(t)).Err(); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, newRedisStore(t, l, nil).Audit(testContext(t), recs[4]))
+	mustOK(t, l.Redis.ScriptFlush(testContext(t)).Err())
 	if n, err := r.AuditBatch(testContext(t), recs[5:]); err != nil || n != 5 {
 		t.Fatalf("AuditBatch after SCRIPT FLUSH = %d, %v", n, err)
 	}

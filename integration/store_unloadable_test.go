@@ -40,18 +40,14 @@ func handEdit(t *testing.T, l *lab.TestLab, edit func(p redis.Pipeliner, key fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Redis.Publish(ctx, key(cache.ChannelChanges), gen).Err(); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, l.Redis.Publish(ctx, key(cache.ChannelChanges), gen).Err())
 }
 
 func TestHandEditWithAnUnknownActionStillRevokesInTheSameGeneration(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
-		t.Fatal(err)
-	}
+	mustApplyPolicy(ctx, t, admin, storetest.Policy(t))
 	daemon := newRedisStore(t, l, nil)
 	d := startLoader(t, daemon, func(o *cache.LoaderOptions) { o.Staleness = 1500 * time.Millisecond })
 	waitUntil(t, 10*time.Second, "the daemon loads", func() bool { return d.Snapshot() != nil })
@@ -86,9 +82,7 @@ func TestHandEditOnAMissingProfileFailsClosedAfterTheStalenessBound(t *testing.T
 	ctx := testContext(t)
 	const staleness = 1500 * time.Millisecond
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
-		t.Fatal(err)
-	}
+	mustApplyPolicy(ctx, t, admin, storetest.Policy(t))
 	d := startLoader(t, newRedisStore(t, l, nil), func(o *cache.LoaderOptions) { o.Staleness = staleness })
 	waitUntil(t, 10*time.Second, "the daemon loads", func() bool { return d.Snapshot() != nil })
 	before := d.Generation()
@@ -145,9 +139,7 @@ func TestRedisURLWithAPasswordConnects(t *testing.T) {
 		_ = l.Redis.Do(cctx, "ACL", "DELUSER", user).Err()
 	})
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
-		t.Fatal(err)
-	}
+	mustApplyPolicy(ctx, t, admin, storetest.Policy(t))
 	bin := buildCallwarden(t)
 	export := func(url string) (int, string) {
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
