@@ -435,6 +435,62 @@ func TestTargetHangingUpEndsTheSessionWithoutLeaks(t *testing.T) {
 	})
 }
 
+func TestTwoSupervisorsOnOneAgentBothEndCleanlyWhenTheAgentHangsUp(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := monitorContext(t)
+	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+	events := mustEvents(ctx, t, l)
+	agent, ext := salesCall(ctx, t, l, events, "5550100")
+
+	// alice, then erin (listen-only on sales) listen to the same agent.
+	type session struct{ sup, snoop, bridge string }
+	var sessions []session
+	for _, s := range []struct{ phone, user string }{{"1001", "alice"}, {"1003", "erin"}} {
+		sup := mustOriginateSupervisor(ctx, t, l, s.phone, "cw-supervisors", "*222"+ext)
+		cw.audit.wait(ctx, t, s.user+" allowed", decision(s.user, "monitor.listen", "allow"))
+		joined := mustWait(ctx, t, events, s.user+" bridged", lab.OnChannel("ChannelEnteredBridge", sup.First))
+		bridge := joined.Bridge.ID
+		snoop := mustWait(ctx, t, events, s.user+"'s snoop in the bridge", func(e lab.Event) bool {
+			return e.Type == "ChannelEnteredBridge" && e.Bridge != nil && e.Bridge.ID == bridge &&
+				e.Channel != nil && strings.HasPrefix(e.Channel.Name, "Snoop/"+agent.ID+"-")
+		})
+		sessions = append(sessions, session{sup: sup.First, snoop: snoop.ChannelID(), bridge: bridge})
+	}
+	if sessions[0].bridge == sessions[1].bridge || sessions[0].snoop == sessions[1].snoop {
+		t.Fatalf("the two sessions share a bridge or a snoop: %+v", sessions)
+	}
+
+	mustHangup(ctx, t, l, agent.ID)
+	for i, s := range sessions {
+		for _, id := range []string{s.snoop, s.sup} {
+			mustWait(ctx, t, events, fmt.Sprintf("session %d: channel %s destroyed", i+1, id), lab.OnChannel("ChannelDestroyed", id))
+		}
+		mustWait(ctx, t, events, fmt.Sprintf("session %d: bridge destroyed", i+1), func(e lab.Event) bool {
+			return e.Type == "BridgeDestroyed" && e.Bridge != nil && e.Bridge.ID == s.bridge
+		})
+	}
+
+	// Asterisk's own lists: no monitor bridge and no snoop left behind.
+	bridges, err := l.ARI.Bridges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bridges {
+		if strings.HasPrefix(b.ID, "cw-callwarden-bridge-") {
+			t.Errorf("monitor bridge %s left with channels %v", b.ID, b.Channels)
+		}
+	}
+	chans, err := l.ARI.Channels(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range chans {
+		if strings.HasPrefix(ch.Name, "Snoop/") {
+			t.Errorf("snoop %s (%s) left behind", ch.Name, ch.ID)
+		}
+	}
+}
+
 func TestRefusedSupervisorHearsTheRefusalAndIsHungUpWithoutSnoop(t *testing.T) {
 	for _, tc := range []struct {
 		name, supervisor, user, agentExt, reason string
