@@ -137,6 +137,7 @@ func recordForPlayback(ctx context.Context, t *testing.T, l *lab.TestLab, cw *ca
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The recording has to last d of real time: there is nothing to wait on.
 	time.Sleep(d)
 	dial("*229" + ext)
 	cw.audit.wait(ctx, t, "alice stops recording", decision("alice", "recording.stop", "allow"))
@@ -179,11 +180,13 @@ func TestPlaybackDTMFPausesResumesRestartsAndStopsThePlayback(t *testing.T) {
 	cw.audit.wait(ctx, t, "alice allowed to play back", decision("alice", "recording.playback", "allow"))
 	playing := time.Now()
 
-	// 5 pauses, 5 again resumes: ARI shows each state.
+	// 5 pauses, 5 again resumes: ARI shows each state. A second of the
+	// recording plays first (real-time playback: nothing to wait on).
 	time.Sleep(time.Second)
 	press(ctx, t, l, call.Second, "5")
 	waitPlaybackState(ctx, t, l, pb, "paused", "pressing 5")
 	paused := time.Now()
+	// A negative check: the paused playback must stay paused for a second.
 	time.Sleep(time.Second)
 	if s := playbackState(ctx, t, l, pb); s != "paused" {
 		t.Fatalf("a paused playback is %q a second later", s)
@@ -195,10 +198,12 @@ func TestPlaybackDTMFPausesResumesRestartsAndStopsThePlayback(t *testing.T) {
 	// 0 restarts from the beginning: close to the end of the recording, press 0;
 	// the playback then outlives its remaining length by far.
 	// Asterisk rounds the duration down to the second: at most ~3.3s are left.
+	// Real-time playback: the test sleeps until the end is near.
 	untilNearEnd := length - heard - 2*time.Second
 	time.Sleep(untilNearEnd)
 	press(ctx, t, l, call.Second, "0")
 	restarted := time.Now()
+	// A negative check: 5s later, past the old end, it must still play.
 	time.Sleep(5 * time.Second)
 	if s := playbackState(ctx, t, l, pb); s != "playing" {
 		t.Fatalf("%v after pressing 0 near the end the playback is %q, want still playing (restarted)", time.Since(restarted).Round(time.Millisecond), s)

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -25,13 +26,14 @@ func TestAsteriskRestartIsSurvivedAndTheNextRequestDecided(t *testing.T) {
 	if _, err := l.AsteriskCLI(ctx, "core restart now"); err != nil {
 		t.Logf("core restart now: %v (the CLI connection drops with Asterisk)", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for cw.a.Connected() {
-		if time.Now().After(deadline) {
-			t.Fatal("callwarden never noticed that Asterisk restarted")
+	nctx, ncancel := context.WithTimeout(ctx, 30*time.Second)
+	defer ncancel()
+	waitFor(nctx, t, "callwarden notices that Asterisk restarted", func() error {
+		if cw.a.Connected() {
+			return errors.New("callwarden still connected")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer wcancel()
 	if err := cw.a.WaitConnected(wctx); err != nil {

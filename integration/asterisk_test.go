@@ -512,13 +512,7 @@ func TestRefusedSupervisorHearsTheRefusalAndIsHungUpWithoutSnoop(t *testing.T) {
 			events := mustEvents(ctx, t, l)
 			var agentID, ext string
 			if tc.agentExt != "" {
-				call, err := l.OriginateAgentCall(ctx, tc.agentExt, "5550101")
-				if err != nil {
-					t.Fatal(err)
-				}
-				mustWait(ctx, t, events, "agent answering", func(e lab.Event) bool {
-					return e.Type == "ChannelStateChange" && e.ChannelID() == call.Second && e.Channel.State == "Up"
-				})
+				call := mustAnsweredAgentCall(ctx, t, l, events, tc.agentExt, "5550101")
 				agentID, ext = call.Second, tc.agentExt
 			} else {
 				agent, e := salesCall(ctx, t, l, events, "5550100")
@@ -564,6 +558,8 @@ func TestDTMFSwitchesAreDecidedAgain(t *testing.T) {
 		if rec.Reason != "action_not_granted" {
 			t.Errorf("barge refused with %q, want action_not_granted", rec.Reason)
 		}
+		// A negative check: for 500 ms after the refusal, nothing happens to
+		// the session.
 		time.Sleep(500 * time.Millisecond)
 		if _, err := l.ARI.Channel(ctx, created.Channel.ID); err != nil {
 			t.Errorf("the listen snoop is gone after a refused switch: %v", err)
@@ -621,6 +617,7 @@ func TestCheckSetsTheVariablesAndTheDialplanBranchesOnThem(t *testing.T) {
 			t.Errorf("%s = %q (%v), want %q", name, got, err, want)
 		}
 	}
+	// A negative check: for 500 ms, the watchdog leaves the allowed ChanSpy.
 	time.Sleep(500 * time.Millisecond)
 	if _, err := l.ARI.Channel(ctx, alice.First); err != nil {
 		t.Errorf("the watchdog hung up an allowed ChanSpy: %v", err)
@@ -857,6 +854,7 @@ func TestWatchdogReportOnlyAuditsWithoutHangingUp(t *testing.T) {
 	cw.audit.wait(ctx, t, "the snoop reported", func(r enforce.AuditRecord) bool {
 		return r.Source == "watchdog" && strings.HasPrefix(r.Detail, "reported") && strings.Contains(r.Detail, "snoop")
 	})
+	// A negative check: a second after reporting, both bypasses still run.
 	time.Sleep(time.Second)
 	for _, id := range []string{sup.First, snoop} {
 		if _, err := l.ARI.Channel(ctx, id); err != nil {

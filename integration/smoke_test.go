@@ -156,13 +156,7 @@ func TestDirectAgentCallHasNoQueue(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	events := mustEvents(ctx, t, l)
-	call, err := l.OriginateAgentCall(ctx, "2005", "5550101")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustWait(ctx, t, events, "agent answering", func(e lab.Event) bool {
-		return e.Type == "ChannelStateChange" && e.ChannelID() == call.First && e.Channel.State == "Up"
-	})
+	call := mustAnsweredAgentCall(ctx, t, l, events, "2005", "5550101")
 	agent, err := l.ARI.ChannelVar(ctx, call.Second, "CALLWARDEN_AGENT")
 	if err != nil || agent != "2005" {
 		t.Fatalf("CALLWARDEN_AGENT = %q (%v), want 2005", agent, err)
@@ -186,13 +180,7 @@ func TestUnguardedChanSpyAttachesToTheAgent(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	events := mustEvents(ctx, t, l)
-	call, err := l.OriginateAgentCall(ctx, "2004", "5550102")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustWait(ctx, t, events, "agent call up", func(e lab.Event) bool {
-		return e.Type == "ChannelStateChange" && e.ChannelID() == call.First && e.Channel.State == "Up"
-	})
+	mustAnsweredAgentCall(ctx, t, l, events, "2004", "5550102")
 	sup := mustOriginateSupervisor(ctx, t, l, "1002", "cw-unguarded", "*9992004")
 	ev := mustWait(ctx, t, events, "supervisor running ChanSpy", func(e lab.Event) bool {
 		return e.Type == "ChannelDialplan" && e.ChannelID() == sup.First && e.DialplanApp == "ChanSpy"

@@ -278,7 +278,11 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 		}
 	}()
 	id := redisContainer(t, l)
-	time.Sleep(300 * time.Millisecond)
+	waitUntil(t, 5*time.Second, "decisions run before the outage", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(outcomes) > 0
+	})
 	paused := time.Now()
 	docker(t, "pause", id)
 	unpaused := false
@@ -292,12 +296,16 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 	if err := d.Ready(); !errors.Is(err, cache.ErrStale) {
 		t.Errorf("Ready while Redis is paused = %v, want ErrStale", err)
 	}
+	// The outage lasts a second of real time, so that many decisions are
+	// held to the fail-closed rule.
 	time.Sleep(time.Second)
 	resumed := time.Now() // Redis may answer before `docker unpause` returns
 	docker(t, "unpause", id)
 	unpaused = true
 	waitUntil(t, 15*time.Second, "decisions come back", func() bool { return d.Snapshot() != nil && aliceListens(d.Snapshot()).Allow })
 	back := time.Now()
+	// Decisions keep running for 100 ms of real time after Redis is back,
+	// so that those too are held to the rule that nothing denied is allowed.
 	time.Sleep(100 * time.Millisecond)
 	stop.Store(true)
 	wg.Wait()

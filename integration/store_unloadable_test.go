@@ -96,7 +96,8 @@ func TestHandEditOnAMissingProfileFailsClosedAfterTheStalenessBound(t *testing.T
 	if took := time.Since(edited); took < staleness-300*time.Millisecond {
 		t.Errorf("failed closed %s after the edit, before the %s staleness bound", took, staleness)
 	}
-	// The store keeps answering every generation read; decisions stay closed.
+	// The store keeps answering every generation read; decisions stay closed
+	// (a negative check over a second of real time).
 	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if dec := aliceListens(d.Snapshot()); dec.Allow || dec.Reason != enforce.ReasonStoreUnavailable {
 			t.Fatalf("decision while the store cannot be loaded: %+v, want store_unavailable", dec)
