@@ -201,14 +201,8 @@ func TestRestartAfterACrashEndsTheOrphanedListenSession(t *testing.T) {
 
 	events := mustEvents(ctx, t, l)
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
-	sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", "*222"+ext)
-	created := mustWait(ctx, t, events, "a snoop on the agent's channel", snoopOn(agent.ID))
-	snoop := created.Channel.ID
-	inBridge := mustWait(ctx, t, events, "the snoop entering a bridge", lab.OnChannel("ChannelEnteredBridge", snoop))
-	bridge := inBridge.Bridge.ID
-	mustWait(ctx, t, events, "alice in the snoop's bridge", func(e lab.Event) bool {
-		return e.Type == "ChannelEnteredBridge" && e.ChannelID() == sup.First && e.Bridge.ID == bridge
-	})
+	sess := mustMonitor(ctx, t, l, events, "1001", "*222"+ext, agent.ID)
+	sup, snoop, bridge := sess.sup, sess.snoop, sess.bridge
 
 	// kill -9: no cleanup runs. Asterisk keeps the whole session.
 	mustOK(t, first.cmd.Process.Signal(syscall.SIGKILL))

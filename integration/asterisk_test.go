@@ -270,9 +270,16 @@ func eventTime(t *testing.T, e lab.Event) time.Time {
 // (the queue member bridged with the customer) and the agent's extension.
 func salesCall(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream, callerID string) (lab.Channel, string) {
 	t.Helper()
-	call, err := l.OriginateCustomer(ctx, "sales", callerID, "play")
+	return queueCall(ctx, t, l, events, "sales", callerID)
+}
+
+// queueCall puts a customer in queue and returns the agent's channel (the
+// queue member bridged with the customer) and the agent's extension.
+func queueCall(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream, queue, callerID string) (lab.Channel, string) {
+	t.Helper()
+	call, err := l.OriginateCustomer(ctx, queue, callerID, "play")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("a customer calls %s: %v", queue, err)
 	}
 	entered := mustWait(ctx, t, events, "customer entering a bridge", lab.OnChannel("ChannelEnteredBridge", call.Second))
 	agentEv := mustWait(ctx, t, events, "agent entering the customer's bridge", func(e lab.Event) bool {
@@ -280,7 +287,7 @@ func salesCall(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.Ev
 	})
 	ext, err := l.ARI.ChannelVar(ctx, agentEv.Channel.ID, "CALLWARDEN_AGENT")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("CALLWARDEN_AGENT on %s: %v", agentEv.Channel.Name, err)
 	}
 	return *agentEv.Channel, ext
 }
@@ -307,6 +314,27 @@ func snoopOn(agentID string) func(lab.Event) bool {
 	}
 }
 
+// monitorSession is a supervisor's line bridged with a snoop on an agent.
+type monitorSession struct {
+	sup           lab.LocalCall
+	snoop, bridge string // ids
+}
+
+// mustMonitor has supervisor dial exten (a monitor feature code) and waits
+// until a snoop on agentID and the supervisor's line are in one bridge.
+func mustMonitor(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream, supervisor, exten, agentID string) monitorSession {
+	t.Helper()
+	sup := mustOriginateSupervisor(ctx, t, l, supervisor, "cw-supervisors", exten)
+	created := mustWait(ctx, t, events, "a snoop on the agent's channel", snoopOn(agentID))
+	snoop := created.Channel.ID
+	inBridge := mustWait(ctx, t, events, "the snoop entering a bridge", lab.OnChannel("ChannelEnteredBridge", snoop))
+	bridge := inBridge.Bridge.ID
+	mustWait(ctx, t, events, "the supervisor in the snoop's bridge", func(e lab.Event) bool {
+		return e.Type == "ChannelEnteredBridge" && e.ChannelID() == sup.First && e.Bridge.ID == bridge
+	})
+	return monitorSession{sup: sup, snoop: snoop, bridge: bridge}
+}
+
 // monitorContext allows for the refusal prompt (a few seconds) and call set-up.
 func monitorContext(t *testing.T) context.Context {
 	t.Helper()
@@ -329,14 +357,8 @@ func TestAllowedSupervisorIsBridgedToASnoopWithTheModesDirections(t *testing.T) 
 			cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
 			events := mustEvents(ctx, t, l)
 			agent, ext := salesCall(ctx, t, l, events, "5550100")
-			sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", tc.code+ext)
-			created := mustWait(ctx, t, events, "a snoop on the agent's channel", snoopOn(agent.ID))
-			snoop := created.Channel.ID
-			inBridge := mustWait(ctx, t, events, "the snoop entering a bridge", lab.OnChannel("ChannelEnteredBridge", snoop))
-			bridge := inBridge.Bridge.ID
-			mustWait(ctx, t, events, "the supervisor in the snoop's bridge", func(e lab.Event) bool {
-				return e.Type == "ChannelEnteredBridge" && e.ChannelID() == sup.First && e.Bridge.ID == bridge
-			})
+			sess := mustMonitor(ctx, t, l, events, "1001", tc.code+ext, agent.ID)
+			sup, snoop, bridge := sess.sup, sess.snoop, sess.bridge
 			// Asterisk's own view of the snoop: the Stasis arguments it was created with.
 			ch, err := l.ARI.Channel(ctx, snoop)
 			if err != nil {
@@ -371,19 +393,8 @@ func TestNotifyTargetProfileMakesTheAgentHearATone(t *testing.T) {
 	ctx := monitorContext(t)
 	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
 	events := mustEvents(ctx, t, l)
-	call, err := l.OriginateCustomer(ctx, "support", "5550177", "play")
-	if err != nil {
-		t.Fatal(err)
-	}
-	entered := mustWait(ctx, t, events, "customer entering a bridge", lab.OnChannel("ChannelEnteredBridge", call.Second))
-	agentEv := mustWait(ctx, t, events, "agent in the customer's bridge", func(e lab.Event) bool {
-		return e.Type == "ChannelEnteredBridge" && e.Bridge != nil && e.Bridge.ID == entered.Bridge.ID && e.ChannelID() != call.Second
-	})
-	agentID := agentEv.Channel.ID
-	ext, err := l.ARI.ChannelVar(ctx, agentID, "CALLWARDEN_AGENT")
-	if err != nil {
-		t.Fatal(err)
-	}
+	agent, ext := queueCall(ctx, t, l, events, "support", "5550177")
+	agentID := agent.ID
 	mustOriginateSupervisor(ctx, t, l, "1002", "cw-supervisors", "*222"+ext)
 	rec := cw.audit.wait(ctx, t, "carol allowed on support", decision("carol", "monitor.listen", "allow"))
 	if rec.Caller != "555****" {
