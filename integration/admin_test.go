@@ -63,9 +63,7 @@ admin:
     - {user: alice, sha256: %s}
     - {name: itest, role: check, sha256: %s}
 `, l.RedisAddr, l.KeyPrefix, httpapi.HashToken("root-token"), httpapi.HashToken("alice-token"), httpapi.HashToken(checkToken))
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		tb.Fatal(err)
-	}
+	mustOK(tb, os.WriteFile(cfg, []byte(body), 0o600))
 	return &adminLab{bin: buildCallwarden(tb), config: cfg}
 }
 
@@ -130,9 +128,7 @@ func (a *adminLab) serve(tb testing.TB) string {
 	cmd := exec.Command(a.bin, "serve", "--config", a.config, "--listen", addr)
 	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
+	mustOK(tb, cmd.Start())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	tb.Cleanup(func() {

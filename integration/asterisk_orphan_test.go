@@ -46,9 +46,7 @@ redis:
   prefix: %q
 `, l.ARIURL, l.ARIUser, l.RedisAddr, l.KeyPrefix)
 	path := filepath.Join(t.TempDir(), "callwarden.yaml")
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, os.WriteFile(path, []byte(body), 0o600))
 	return path
 }
 
@@ -193,48 +191,21 @@ func TestRestartAfterACrashEndsTheOrphanedListenSession(t *testing.T) {
 	defer cancel()
 	bin := buildCallwarden(t)
 	store := newRedisStore(t, l, nil)
-	p, err := config.LoadProfiles("../deploy/examples/profiles.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.ApplyPolicy(ctx, p, 0); err != nil {
-		t.Fatal(err)
-	}
+	p := mustExampleProfiles(t)
+	mustApplyPolicy(ctx, t, store, p)
 	cfg := serveConfig(t, l)
 	first := serveAsterisk(ctx, t, l, bin, cfg, "first")
 	// Registered after the first daemon's cleanup, so it runs before it:
 	// the calls end while a callwarden still runs, as on a live PBX.
 	t.Cleanup(func() { hangupAll(t, l) })
 
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
-	sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", "*222"+ext)
-	if err != nil {
-		t.Fatal(err)
-	}
-	created, err := events.Wait(ctx, "a snoop on the agent's channel", snoopOn(agent.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snoop := created.Channel.ID
-	inBridge, err := events.Wait(ctx, "the snoop entering a bridge", lab.OnChannel("ChannelEnteredBridge", snoop))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bridge := inBridge.Bridge.ID
-	if _, err := events.Wait(ctx, "alice in the snoop's bridge", func(e lab.Event) bool {
-		return e.Type == "ChannelEnteredBridge" && e.ChannelID() == sup.First && e.Bridge.ID == bridge
-	}); err != nil {
-		t.Fatal(err)
-	}
+	sess := mustMonitor(ctx, t, l, events, "1001", "*222"+ext, agent.ID)
+	sup, snoop, bridge := sess.sup, sess.snoop, sess.bridge
 
 	// kill -9: no cleanup runs. Asterisk keeps the whole session.
-	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, first.cmd.Process.Signal(syscall.SIGKILL))
 	<-first.exited
 	for what, gone := range map[string]func() (bool, error){
 		"snoop " + snoop:          channelGone(ctx, l, snoop),

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -25,21 +26,20 @@ func TestAsteriskRestartIsSurvivedAndTheNextRequestDecided(t *testing.T) {
 	if _, err := l.AsteriskCLI(ctx, "core restart now"); err != nil {
 		t.Logf("core restart now: %v (the CLI connection drops with Asterisk)", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for cw.a.Connected() {
-		if time.Now().After(deadline) {
-			t.Fatal("callwarden never noticed that Asterisk restarted")
+	nctx, ncancel := context.WithTimeout(ctx, 30*time.Second)
+	defer ncancel()
+	waitFor(nctx, t, "callwarden notices that Asterisk restarted", func() error {
+		if cw.a.Connected() {
+			return errors.New("callwarden still connected")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer wcancel()
 	if err := cw.a.WaitConnected(wctx); err != nil {
 		t.Fatalf("callwarden did not reconnect: %v", err)
 	}
-	if _, err := l.AsteriskCLI(ctx, "core waitfullybooted"); err != nil {
-		t.Fatal(err)
-	}
+	mustAsteriskCLI(ctx, t, l, "core waitfullybooted")
 	if n := counterSum(t, cw.reg, "callwarden_asterisk_reconnects_total"); n < 1 {
 		t.Errorf("reconnects counted %v, want >= 1", n)
 	}
@@ -53,9 +53,7 @@ func TestAsteriskRestartIsSurvivedAndTheNextRequestDecided(t *testing.T) {
 			Type string `json:"type"`
 		} `json:"events_allowed"`
 	}
-	if err := ari(ctx, l, "GET", "/applications/callwarden", nil, &app); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, ari(ctx, l, "GET", "/applications/callwarden", nil, &app))
 	allowed := map[string]bool{}
 	for _, e := range app.EventsAllowed {
 		allowed[e.Type] = true
@@ -64,20 +62,12 @@ func TestAsteriskRestartIsSurvivedAndTheNextRequestDecided(t *testing.T) {
 		t.Errorf("events allowed for callwarden after the restart: %v", app.EventsAllowed)
 	}
 
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	_, ext := salesCall(ctx, t, l, events, "5550100")
-	sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", "*8"+ext)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Wait(ctx, "alice's guarded ChanSpy after the restart", func(e lab.Event) bool {
+	sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", "*8"+ext)
+	mustWait(ctx, t, events, "alice's guarded ChanSpy after the restart", func(e lab.Event) bool {
 		return e.Type == "ChannelDialplan" && e.ChannelID() == sup.First && e.DialplanApp == "ChanSpy"
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	rec := cw.audit.wait(ctx, t, "alice's check after the restart", func(r enforce.AuditRecord) bool {
 		return r.User == "alice" && r.Action == "monitor.listen" && r.Decision == "allow" && r.Queue == "sales"
 	})

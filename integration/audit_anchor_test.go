@@ -23,9 +23,7 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 		for i := range 20 {
 			rec := enforce.AuditRecord{Time: decideAt.Add(time.Duration(i) * time.Second), Source: "asterisk", User: "alice",
 				Action: "monitor.listen", Target: "carol", Decision: "allow", Reason: "granted"}
-			if err := r.Audit(testContext(t), rec); err != nil {
-				t.Fatal(err)
-			}
+			mustOK(t, r.Audit(testContext(t), rec))
 		}
 		ids := func() []string {
 			msgs, err := l.Redis.XRange(testContext(t), r.Key(cache.KeyAudit), "-", "+").Result()
@@ -51,9 +49,7 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 	deleteLast := func(t *testing.T, r *cache.Redis, ids []string, n int) {
 		t.Helper()
 		l := suite.Lab(t)
-		if err := l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[len(ids)-n:]...).Err(); err != nil {
-			t.Fatal(err)
-		}
+		mustOK(t, l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[len(ids)-n:]...).Err())
 	}
 	for _, n := range []int{1, 5} {
 		t.Run("deleting the last records while the head names them fails verify, naming where the stream ends", func(t *testing.T) {
@@ -79,9 +75,7 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 		if err != nil || len(last) != 1 {
 			t.Fatalf("last record: %v, %v", last, err)
 		}
-		if err := l.Redis.Set(testContext(t), r.Key(cache.KeyAuditHead), last[0].Values["hash"], 0).Err(); err != nil {
-			t.Fatal(err)
-		}
+		mustOK(t, l.Redis.Set(testContext(t), r.Key(cache.KeyAuditHead), last[0].Values["hash"], 0).Err())
 		// Undetectable without an external anchor: the stream and its head
 		// are consistent again.
 		if res, err := r.VerifyAudit(testContext(t)); err != nil || !res.OK() || res.Checked != 15 {

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
 )
@@ -62,13 +61,8 @@ func TestCheckFloodDoesNotRefuseSupervisors(t *testing.T) {
 	defer cancel()
 	bin := buildCallwarden(t)
 	store := newRedisStore(t, l, nil)
-	p, err := config.LoadProfiles("../deploy/examples/profiles.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.ApplyPolicy(ctx, p, 0); err != nil {
-		t.Fatal(err)
-	}
+	p := mustExampleProfiles(t)
+	mustApplyPolicy(ctx, t, store, p)
 	const token = "flood-check-token-0123456789"
 	sum := sha256.Sum256([]byte(token))
 	port := freePort(t)
@@ -119,10 +113,7 @@ admin:
 	}
 
 	started := time.Now()
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
 
 	// Redis stops answering: the audit writer hangs, both lanes fill up.
@@ -166,10 +157,7 @@ admin:
 	t.Logf("HTTP lane dropping: %.0f records dropped after %d checks", dropped, allowed.Load())
 
 	// The supervisor dials the listen feature code in the middle of it.
-	sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", "*222"+ext)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", "*222"+ext)
 	bctx, bcancel := context.WithTimeout(ctx, 15*time.Second)
 	defer bcancel()
 	created, err := events.Wait(bctx, "a snoop on the agent's channel", snoopOn(agent.ID))

@@ -45,18 +45,12 @@ func TestAsteriskLoadsTheModulesCallwardenNeeds(t *testing.T) {
 		"res_stasis_playback.so", "app_queue.so", "app_chanspy.so", "app_mixmonitor.so",
 		"chan_pjsip.so", "app_stasis.so",
 	} {
-		out, err := l.AsteriskCLI(ctx, "module show like "+mod)
-		if err != nil {
-			t.Fatal(err)
-		}
+		out := mustAsteriskCLI(ctx, t, l, "module show like "+mod)
 		if !strings.Contains(out, mod) || !strings.Contains(out, "Running") {
 			t.Errorf("module %s is not running:\n%s", mod, out)
 		}
 	}
-	out, err := l.AsteriskCLI(ctx, "core show channeltypes")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := mustAsteriskCLI(ctx, t, l, "core show channeltypes")
 	if !strings.Contains(out, "Local Proxy Channel Driver") {
 		t.Errorf("Local channel driver missing:\n%s", out)
 	}
@@ -93,28 +87,19 @@ func TestCustomerInQueueIsBridgedWithAnAgentAndBothCarryTheQueueName(t *testing.
 		t.Run(tc.queue, func(t *testing.T) {
 			l := suite.Lab(t)
 			ctx := testContext(t)
-			events, err := l.Events(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			events := mustEvents(ctx, t, l)
 			call, err := l.OriginateCustomer(ctx, tc.queue, "5550100", "wait")
 			if err != nil {
 				t.Fatal(err)
 			}
 
 			// The customer's queue side enters the bridge app_queue makes with the agent.
-			entered, err := events.Wait(ctx, "customer entering a bridge", lab.OnChannel("ChannelEnteredBridge", call.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
+			entered := mustWait(ctx, t, events, "customer entering a bridge", lab.OnChannel("ChannelEnteredBridge", call.Second))
 			bridgeID := entered.Bridge.ID
-			agentEv, err := events.Wait(ctx, "agent entering the customer's bridge", func(e lab.Event) bool {
+			agentEv := mustWait(ctx, t, events, "agent entering the customer's bridge", func(e lab.Event) bool {
 				return e.Type == "ChannelEnteredBridge" && e.Bridge != nil && e.Bridge.ID == bridgeID &&
 					e.ChannelID() != call.Second
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
 			agentID := agentEv.Channel.ID
 			if !strings.Contains(agentEv.Channel.Name, "@cw-agent-") {
 				t.Fatalf("bridged with %s, want an agent Local channel", agentEv.Channel.Name)
@@ -161,12 +146,8 @@ func TestCustomerInQueueIsBridgedWithAnAgentAndBothCarryTheQueueName(t *testing.
 			}
 
 			// Hanging up the customer ends the whole call, agent included.
-			if err := l.ARI.Hangup(ctx, call.First); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := events.Wait(ctx, "agent channel destroyed", lab.OnChannel("ChannelDestroyed", agentID)); err != nil {
-				t.Fatal(err)
-			}
+			mustHangup(ctx, t, l, call.First)
+			mustWait(ctx, t, events, "agent channel destroyed", lab.OnChannel("ChannelDestroyed", agentID))
 		})
 	}
 }
@@ -174,19 +155,8 @@ func TestCustomerInQueueIsBridgedWithAnAgentAndBothCarryTheQueueName(t *testing.
 func TestDirectAgentCallHasNoQueue(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	call, err := l.OriginateAgentCall(ctx, "2005", "5550101")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Wait(ctx, "agent answering", func(e lab.Event) bool {
-		return e.Type == "ChannelStateChange" && e.ChannelID() == call.First && e.Channel.State == "Up"
-	}); err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
+	call := mustAnsweredAgentCall(ctx, t, l, events, "2005", "5550101")
 	agent, err := l.ARI.ChannelVar(ctx, call.Second, "CALLWARDEN_AGENT")
 	if err != nil || agent != "2005" {
 		t.Fatalf("CALLWARDEN_AGENT = %q (%v), want 2005", agent, err)
@@ -199,47 +169,22 @@ func TestDirectAgentCallHasNoQueue(t *testing.T) {
 func TestFeatureCodeFailsClosedWhileCallwardenIsNotServing(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", "*2222001")
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
+	sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", "*2222001")
 	// No Stasis application "callwarden" is registered: Stasis() fails and the
 	// dialplan hangs up, so nobody is bridged in.
-	if _, err := events.Wait(ctx, "supervisor channel hung up", lab.OnChannel("ChannelDestroyed", sup.First)); err != nil {
-		t.Fatal(err)
-	}
+	mustWait(ctx, t, events, "supervisor channel hung up", lab.OnChannel("ChannelDestroyed", sup.First))
 }
 
 func TestUnguardedChanSpyAttachesToTheAgent(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	call, err := l.OriginateAgentCall(ctx, "2004", "5550102")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.Wait(ctx, "agent call up", func(e lab.Event) bool {
-		return e.Type == "ChannelStateChange" && e.ChannelID() == call.First && e.Channel.State == "Up"
-	}); err != nil {
-		t.Fatal(err)
-	}
-	sup, err := l.OriginateSupervisor(ctx, "1002", "cw-unguarded", "*9992004")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := events.Wait(ctx, "supervisor running ChanSpy", func(e lab.Event) bool {
+	events := mustEvents(ctx, t, l)
+	mustAnsweredAgentCall(ctx, t, l, events, "2004", "5550102")
+	sup := mustOriginateSupervisor(ctx, t, l, "1002", "cw-unguarded", "*9992004")
+	ev := mustWait(ctx, t, events, "supervisor running ChanSpy", func(e lab.Event) bool {
 		return e.Type == "ChannelDialplan" && e.ChannelID() == sup.First && e.DialplanApp == "ChanSpy"
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if caller := ev.Channel.Caller.Number; caller != "1002" {
 		t.Errorf("supervisor caller id = %q, want 1002", caller)
 	}
@@ -269,9 +214,7 @@ func TestRedisAnswersPingAndKeysStayUnderTheTestPrefix(t *testing.T) {
 		t.Fatalf("PING = %q, %v; want PONG", pong, err)
 	}
 	key := l.KeyPrefix + "profiles"
-	if err := l.Redis.Set(ctx, key, "v1", time.Minute).Err(); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, l.Redis.Set(ctx, key, "v1", time.Minute).Err())
 	if other := lab.KeyPrefix(t); other == l.KeyPrefix {
 		t.Fatalf("two prefixes for the same test are equal (%s): reruns would share keys", other)
 	}

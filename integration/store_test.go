@@ -78,12 +78,8 @@ func TestRedisRefusesAnUnknownSchemaVersion(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	r := newRedisStore(t, l, nil)
-	if _, _, err := r.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Redis.Set(ctx, r.Key(cache.KeySchema), "2", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	mustApplyPolicy(ctx, t, r, storetest.Policy(t))
+	mustOK(t, l.Redis.Set(ctx, r.Key(cache.KeySchema), "2", 0).Err())
 	if err := r.Check(ctx); !errors.Is(err, cache.ErrSchemaVersion) {
 		t.Fatalf("Check = %v, want ErrSchemaVersion", err)
 	}
@@ -165,9 +161,7 @@ func TestTwoDaemonsEnforceAnApply(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
-		t.Fatal(err)
-	}
+	mustApplyPolicy(ctx, t, admin, storetest.Policy(t))
 	// Polling once an hour: only the pub/sub notification can bring changes.
 	daemons := []*cache.Loader{
 		startLoader(t, newRedisStore(t, l, nil), func(o *cache.LoaderOptions) { o.PollInterval, o.Staleness = time.Hour, 0 }),
@@ -245,9 +239,7 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.CallTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond, 500*time.Millisecond
 	}
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
-		t.Fatal(err)
-	}
+	mustApplyPolicy(ctx, t, admin, storetest.Policy(t))
 	d := startLoader(t, newRedisStore(t, l, fast), func(o *cache.LoaderOptions) { o.Staleness = staleness })
 	waitUntil(t, 10*time.Second, "the daemon loads", func() bool { return d.Snapshot() != nil })
 
@@ -286,7 +278,11 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 		}
 	}()
 	id := redisContainer(t, l)
-	time.Sleep(300 * time.Millisecond)
+	waitUntil(t, 5*time.Second, "decisions run before the outage", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(outcomes) > 0
+	})
 	paused := time.Now()
 	docker(t, "pause", id)
 	unpaused := false
@@ -300,12 +296,16 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 	if err := d.Ready(); !errors.Is(err, cache.ErrStale) {
 		t.Errorf("Ready while Redis is paused = %v, want ErrStale", err)
 	}
+	// The outage lasts a second of real time, so that many decisions are
+	// held to the fail-closed rule.
 	time.Sleep(time.Second)
 	resumed := time.Now() // Redis may answer before `docker unpause` returns
 	docker(t, "unpause", id)
 	unpaused = true
 	waitUntil(t, 15*time.Second, "decisions come back", func() bool { return d.Snapshot() != nil && aliceListens(d.Snapshot()).Allow })
 	back := time.Now()
+	// Decisions keep running for 100 ms of real time after Redis is back,
+	// so that those too are held to the rule that nothing denied is allowed.
 	time.Sleep(100 * time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
@@ -341,9 +341,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		for i := range n {
 			rec := enforce.AuditRecord{Time: decideAt.Add(time.Duration(i) * time.Second), Source: "http", User: "alice",
 				Action: "monitor.listen", Target: "carol", Decision: "allow", Reason: "granted"}
-			if err := r.Audit(testContext(t), rec); err != nil {
-				t.Fatal(err)
-			}
+			mustOK(t, r.Audit(testContext(t), rec))
 		}
 		msgs, err := l.Redis.XRange(testContext(t), r.Key(cache.KeyAudit), "-", "+").Result()
 		if err != nil {
@@ -370,9 +368,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		l := suite.Lab(t)
 		r := newRedisStore(t, l, nil)
 		ids := fill(t, l, r, 20)
-		if err := l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[7]).Err(); err != nil {
-			t.Fatal(err)
-		}
+		mustOK(t, l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[7]).Err())
 		res, err := r.VerifyAudit(testContext(t))
 		if err != nil || res.OK() || res.FirstBad != ids[8] {
 			t.Fatalf("VerifyAudit = %+v, %v; want first bad %s", res, err, ids[8])
@@ -383,9 +379,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		l := suite.Lab(t)
 		r := newRedisStore(t, l, nil)
 		ids := fill(t, l, r, 5)
-		if err := l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[4]).Err(); err != nil {
-			t.Fatal(err)
-		}
+		mustOK(t, l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[4]).Err())
 		after := fill(t, l, r, 1)
 		res, err := r.VerifyAudit(testContext(t))
 		if err != nil || res.OK() || res.FirstBad != after[len(after)-1] {
@@ -405,9 +399,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := l.Redis.Del(ctx, key).Err(); err != nil {
-			t.Fatal(err)
-		}
+		mustOK(t, l.Redis.Del(ctx, key).Err())
 		for _, m := range msgs {
 			rec := m.Values["rec"].(string)
 			if m.ID == ids[12] {
@@ -457,9 +449,7 @@ func TestTwoDaemonsAppendToOneAuditChain(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, errors.Join(errs...))
 	res, err := daemons[0].VerifyAudit(testContext(t))
 	if err != nil || !res.OK() || res.Checked != len(errs)*each {
 		t.Fatalf("VerifyAudit = %+v, %v; want %d records in one intact chain", res, err, len(errs)*each)
@@ -534,12 +524,8 @@ func TestAsyncAuditorLoadsItsScriptAfterAScriptFlush(t *testing.T) {
 	}
 	// A synchronous append by someone else moves the head: the next batch
 	// is re-chained from it.
-	if err := newRedisStore(t, l, nil).Audit(testContext(t), recs[4]); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Redis.ScriptFlush(testContext(t)).Err(); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, newRedisStore(t, l, nil).Audit(testContext(t), recs[4]))
+	mustOK(t, l.Redis.ScriptFlush(testContext(t)).Err())
 	if n, err := r.AuditBatch(testContext(t), recs[5:]); err != nil || n != 5 {
 		t.Fatalf("AuditBatch after SCRIPT FLUSH = %d, %v", n, err)
 	}

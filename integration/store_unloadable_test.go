@@ -40,18 +40,14 @@ func handEdit(t *testing.T, l *lab.TestLab, edit func(p redis.Pipeliner, key fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Redis.Publish(ctx, key(cache.ChannelChanges), gen).Err(); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, l.Redis.Publish(ctx, key(cache.ChannelChanges), gen).Err())
 }
 
 func TestHandEditWithAnUnknownActionStillRevokesInTheSameGeneration(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
-		t.Fatal(err)
-	}
+	mustApplyPolicy(ctx, t, admin, storetest.Policy(t))
 	daemon := newRedisStore(t, l, nil)
 	d := startLoader(t, daemon, func(o *cache.LoaderOptions) { o.Staleness = 1500 * time.Millisecond })
 	waitUntil(t, 10*time.Second, "the daemon loads", func() bool { return d.Snapshot() != nil })
@@ -86,9 +82,7 @@ func TestHandEditOnAMissingProfileFailsClosedAfterTheStalenessBound(t *testing.T
 	ctx := testContext(t)
 	const staleness = 1500 * time.Millisecond
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
-		t.Fatal(err)
-	}
+	mustApplyPolicy(ctx, t, admin, storetest.Policy(t))
 	d := startLoader(t, newRedisStore(t, l, nil), func(o *cache.LoaderOptions) { o.Staleness = staleness })
 	waitUntil(t, 10*time.Second, "the daemon loads", func() bool { return d.Snapshot() != nil })
 	before := d.Generation()
@@ -102,7 +96,8 @@ func TestHandEditOnAMissingProfileFailsClosedAfterTheStalenessBound(t *testing.T
 	if took := time.Since(edited); took < staleness-300*time.Millisecond {
 		t.Errorf("failed closed %s after the edit, before the %s staleness bound", took, staleness)
 	}
-	// The store keeps answering every generation read; decisions stay closed.
+	// The store keeps answering every generation read; decisions stay closed
+	// (a negative check over a second of real time).
 	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if dec := aliceListens(d.Snapshot()); dec.Allow || dec.Reason != enforce.ReasonStoreUnavailable {
 			t.Fatalf("decision while the store cannot be loaded: %+v, want store_unavailable", dec)
@@ -145,9 +140,7 @@ func TestRedisURLWithAPasswordConnects(t *testing.T) {
 		_ = l.Redis.Do(cctx, "ACL", "DELUSER", user).Err()
 	})
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
-		t.Fatal(err)
-	}
+	mustApplyPolicy(ctx, t, admin, storetest.Policy(t))
 	bin := buildCallwarden(t)
 	export := func(url string) (int, string) {
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)

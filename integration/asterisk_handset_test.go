@@ -1,5 +1,12 @@
 package integration
 
+// The handset suite: a scripted handset (the lab's cw-demo-handset context,
+// in the cwdemo Stasis application) does what a person at a phone would, so
+// that the tests can press keys while callwarden plays a recording back
+// (5 pauses and resumes, 0 restarts, # stops and the line goes on in the
+// dialplan) and move a channel into callwarden with `continue`, which goes
+// back to the dialplan when refused.
+
 import (
 	"context"
 	"encoding/json"
@@ -50,9 +57,7 @@ func dialFromHandset(ctx context.Context, t *testing.T, l *lab.TestLab, hs *lab.
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hs.Wait(ctx, "the handset in "+handsetApp, lab.OnChannel("StasisStart", call.Second)); err != nil {
-		t.Fatal(err)
-	}
+	mustWait(ctx, t, hs, "the handset in "+handsetApp, lab.OnChannel("StasisStart", call.Second))
 	return call
 }
 
@@ -123,13 +128,8 @@ func recordForPlayback(ctx context.Context, t *testing.T, l *lab.TestLab, cw *ca
 	t.Helper()
 	dial := func(exten string) {
 		t.Helper()
-		sup, err := l.OriginateSupervisor(ctx, "1001", "cw-supervisors", exten)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := events.Wait(ctx, "alice dialling "+exten+" done", lab.OnChannel("ChannelDestroyed", sup.First)); err != nil {
-			t.Fatal(err)
-		}
+		sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", exten)
+		mustWait(ctx, t, events, "alice dialling "+exten+" done", lab.OnChannel("ChannelDestroyed", sup.First))
 	}
 	dial("*225" + ext)
 	cw.audit.wait(ctx, t, "alice starts recording", decision("alice", "recording.start", "allow"))
@@ -137,23 +137,19 @@ func recordForPlayback(ctx context.Context, t *testing.T, l *lab.TestLab, cw *ca
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The recording has to last d of real time: there is nothing to wait on.
 	time.Sleep(d)
 	dial("*229" + ext)
 	cw.audit.wait(ctx, t, "alice stops recording", decision("alice", "recording.stop", "allow"))
-	finished, err := events.Wait(ctx, "the live recording finished", func(e lab.Event) bool {
+	finished := mustWait(ctx, t, events, "the live recording finished", func(e lab.Event) bool {
 		return e.Type == "RecordingFinished" && strings.Contains(string(e.Raw), `"name":"`+rec.Name+`"`)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var f struct {
 		Recording struct {
 			Duration int `json:"duration"`
 		} `json:"recording"`
 	}
-	if err := json.Unmarshal(finished.Raw, &f); err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, json.Unmarshal(finished.Raw, &f))
 	return rec.ID, time.Duration(f.Recording.Duration) * time.Second
 }
 
@@ -163,10 +159,7 @@ func TestPlaybackDTMFPausesResumesRestartsAndStopsThePlayback(t *testing.T) {
 	defer cancel()
 	hs := handsets(ctx, t, l)
 	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	_, ext := salesCall(ctx, t, l, events, "5550123")
 	recID, length := recordForPlayback(ctx, t, l, cw, events, ext, 10*time.Second)
 	if length < 7*time.Second {
@@ -176,12 +169,9 @@ func TestPlaybackDTMFPausesResumesRestartsAndStopsThePlayback(t *testing.T) {
 
 	// alice plays the recording back from a handset the test presses keys on.
 	call := dialFromHandset(ctx, t, l, hs, "1001", "*227"+recID)
-	startedEv, err := events.Wait(ctx, "the playback on alice's line", func(e lab.Event) bool {
+	startedEv := mustWait(ctx, t, events, "the playback on alice's line", func(e lab.Event) bool {
 		return e.Type == "PlaybackStarted" && decodePlayback(t, e).Playback.TargetURI == "channel:"+call.First
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	started := decodePlayback(t, startedEv).Playback
 	if started.MediaURI != "recording:callwarden-"+recID {
 		t.Errorf("playing %q, want recording:callwarden-%s", started.MediaURI, recID)
@@ -190,11 +180,13 @@ func TestPlaybackDTMFPausesResumesRestartsAndStopsThePlayback(t *testing.T) {
 	cw.audit.wait(ctx, t, "alice allowed to play back", decision("alice", "recording.playback", "allow"))
 	playing := time.Now()
 
-	// 5 pauses, 5 again resumes: ARI shows each state.
+	// 5 pauses, 5 again resumes: ARI shows each state. A second of the
+	// recording plays first (real-time playback: nothing to wait on).
 	time.Sleep(time.Second)
 	press(ctx, t, l, call.Second, "5")
 	waitPlaybackState(ctx, t, l, pb, "paused", "pressing 5")
 	paused := time.Now()
+	// A negative check: the paused playback must stay paused for a second.
 	time.Sleep(time.Second)
 	if s := playbackState(ctx, t, l, pb); s != "paused" {
 		t.Fatalf("a paused playback is %q a second later", s)
@@ -206,10 +198,12 @@ func TestPlaybackDTMFPausesResumesRestartsAndStopsThePlayback(t *testing.T) {
 	// 0 restarts from the beginning: close to the end of the recording, press 0;
 	// the playback then outlives its remaining length by far.
 	// Asterisk rounds the duration down to the second: at most ~3.3s are left.
+	// Real-time playback: the test sleeps until the end is near.
 	untilNearEnd := length - heard - 2*time.Second
 	time.Sleep(untilNearEnd)
 	press(ctx, t, l, call.Second, "0")
 	restarted := time.Now()
+	// A negative check: 5s later, past the old end, it must still play.
 	time.Sleep(5 * time.Second)
 	if s := playbackState(ctx, t, l, pb); s != "playing" {
 		t.Fatalf("%v after pressing 0 near the end the playback is %q, want still playing (restarted)", time.Since(restarted).Round(time.Millisecond), s)
@@ -223,21 +217,15 @@ func TestPlaybackDTMFPausesResumesRestartsAndStopsThePlayback(t *testing.T) {
 	// # stops the playback, and the line goes on in the dialplan (the feature
 	// code's next priority, Hangup) instead of being hung up by callwarden.
 	press(ctx, t, l, call.Second, "#")
-	stopped, err := events.Wait(ctx, "the playback stopped", func(e lab.Event) bool {
+	stopped := mustWait(ctx, t, events, "the playback stopped", func(e lab.Event) bool {
 		return e.Type == "PlaybackFinished" && decodePlayback(t, e).Playback.ID == pb
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if d := eventTime(t, stopped).Sub(restarted); d >= length {
 		t.Errorf("the playback ended %v after the restart, not on #", d)
 	}
-	next, err := events.Wait(ctx, "alice's line back in the dialplan", func(e lab.Event) bool {
+	next := mustWait(ctx, t, events, "alice's line back in the dialplan", func(e lab.Event) bool {
 		return e.Type == "ChannelDialplan" && e.ChannelID() == call.First && e.DialplanApp == "Hangup"
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if next.Channel.Dialplan.Exten != "*227"+recID {
 		t.Errorf("the line went on at %s,%s,%d, want the *227 feature code's next priority",
 			next.Channel.Dialplan.Context, next.Channel.Dialplan.Exten, next.Channel.Dialplan.Priority)
@@ -247,9 +235,7 @@ func TestPlaybackDTMFPausesResumesRestartsAndStopsThePlayback(t *testing.T) {
 			t.Errorf("CALLWARDEN_DECISION set to %q on the playback line", e.Value)
 		}
 	}
-	if _, err := events.Wait(ctx, "alice's line hung up by the dialplan", lab.OnChannel("ChannelDestroyed", call.First)); err != nil {
-		t.Fatal(err)
-	}
+	mustWait(ctx, t, events, "alice's line hung up by the dialplan", lab.OnChannel("ChannelDestroyed", call.First))
 }
 
 func TestRefusedRequesterWithContinueGoesOnInTheDialplan(t *testing.T) {
@@ -263,10 +249,7 @@ func TestRefusedRequesterWithContinueGoesOnInTheDialplan(t *testing.T) {
 	ctx := monitorContext(t)
 	hs := handsets(ctx, t, l)
 	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := mustEvents(ctx, t, l)
 	_, ext := salesCall(ctx, t, l, events, "5550100")
 
 	id := l.NewID("carol")
@@ -291,12 +274,9 @@ func TestRefusedRequesterWithContinueGoesOnInTheDialplan(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	back, err := events.Wait(ctx, "carol's channel back in the dialplan", func(e lab.Event) bool {
+	back := mustWait(ctx, t, events, "carol's channel back in the dialplan", func(e lab.Event) bool {
 		return e.Type == "ChannelDialplan" && e.ChannelID() == phone.Second && e.Channel.Dialplan.Priority > stasisPriority
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if back.Channel.Dialplan.Context != "cw-demo-handset" || back.Channel.Dialplan.Priority != stasisPriority+1 {
 		t.Errorf("carol's channel went on at %s,%s,%d (%s), want cw-demo-handset priority %d",
 			back.Channel.Dialplan.Context, back.Channel.Dialplan.Exten, back.Channel.Dialplan.Priority, back.DialplanApp, stasisPriority+1)
@@ -341,80 +321,6 @@ func TestRefusedRequesterWithContinueGoesOnInTheDialplan(t *testing.T) {
 	for _, e := range events.Events() {
 		if e.Type == "ChannelCreated" && e.Channel != nil && strings.HasPrefix(e.Channel.Name, "Snoop/") {
 			t.Errorf("a snoop was created for a refused request: %s", e.Channel.Name)
-		}
-	}
-}
-
-func TestTwoSupervisorsOnOneAgentBothEndCleanlyWhenTheAgentHangsUp(t *testing.T) {
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events, err := l.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent, ext := salesCall(ctx, t, l, events, "5550100")
-
-	// alice, then erin (listen-only on sales) listen to the same agent.
-	type session struct{ sup, snoop, bridge string }
-	var sessions []session
-	for _, s := range []struct{ phone, user string }{{"1001", "alice"}, {"1003", "erin"}} {
-		sup, err := l.OriginateSupervisor(ctx, s.phone, "cw-supervisors", "*222"+ext)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cw.audit.wait(ctx, t, s.user+" allowed", decision(s.user, "monitor.listen", "allow"))
-		joined, err := events.Wait(ctx, s.user+" bridged", lab.OnChannel("ChannelEnteredBridge", sup.First))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bridge := joined.Bridge.ID
-		snoop, err := events.Wait(ctx, s.user+"'s snoop in the bridge", func(e lab.Event) bool {
-			return e.Type == "ChannelEnteredBridge" && e.Bridge != nil && e.Bridge.ID == bridge &&
-				e.Channel != nil && strings.HasPrefix(e.Channel.Name, "Snoop/"+agent.ID+"-")
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sessions = append(sessions, session{sup: sup.First, snoop: snoop.ChannelID(), bridge: bridge})
-	}
-	if sessions[0].bridge == sessions[1].bridge || sessions[0].snoop == sessions[1].snoop {
-		t.Fatalf("the two sessions share a bridge or a snoop: %+v", sessions)
-	}
-
-	if err := l.ARI.Hangup(ctx, agent.ID); err != nil {
-		t.Fatal(err)
-	}
-	for i, s := range sessions {
-		for _, id := range []string{s.snoop, s.sup} {
-			if _, err := events.Wait(ctx, fmt.Sprintf("session %d: channel %s destroyed", i+1, id), lab.OnChannel("ChannelDestroyed", id)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := events.Wait(ctx, fmt.Sprintf("session %d: bridge destroyed", i+1), func(e lab.Event) bool {
-			return e.Type == "BridgeDestroyed" && e.Bridge != nil && e.Bridge.ID == s.bridge
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// Asterisk's own lists: no monitor bridge and no snoop left behind.
-	bridges, err := l.ARI.Bridges(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range bridges {
-		if strings.HasPrefix(b.ID, "cw-callwarden-bridge-") {
-			t.Errorf("monitor bridge %s left with channels %v", b.ID, b.Channels)
-		}
-	}
-	chans, err := l.ARI.Channels(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ch := range chans {
-		if strings.HasPrefix(ch.Name, "Snoop/") {
-			t.Errorf("snoop %s (%s) left behind", ch.Name, ch.ID)
 		}
 	}
 }
