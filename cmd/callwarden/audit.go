@@ -16,7 +16,7 @@ import (
 
 	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 // followSkew is how far back `audit tail --follow` looks behind the newest
@@ -51,13 +51,13 @@ func (e *env) tail(ctx context.Context, args []string) int {
 	fs := e.newFlagSet("audit tail", "audit tail [--follow] [--user U] [--target T] [--action A] [--decision allow|deny] [--since RFC3339] [--until RFC3339] [--limit N] [--redis-addr ADDR] [--config FILE]")
 	params := map[string]*string{}
 	for _, p := range []struct{ name, help string }{
-		{httpapi.AuditParamUser, "only records of requester `USER`"},
-		{httpapi.AuditParamTarget, "only records about `TARGET`"},
-		{httpapi.AuditParamAction, "only records of `ACTION`"},
-		{httpapi.AuditParamDecision, "only `DECISION`s: allow or deny"},
-		{httpapi.AuditParamSince, "only records at or after `TIME` (RFC 3339)"},
-		{httpapi.AuditParamUntil, "only records before `TIME` (RFC 3339)"},
-		{httpapi.AuditParamLimit, "print at most the `N` most recent records (default 100)"},
+		{enforce.AuditParamUser, "only records of requester `USER`"},
+		{enforce.AuditParamTarget, "only records about `TARGET`"},
+		{enforce.AuditParamAction, "only records of `ACTION`"},
+		{enforce.AuditParamDecision, "only `DECISION`s: allow or deny"},
+		{enforce.AuditParamSince, "only records at or after `TIME` (RFC 3339)"},
+		{enforce.AuditParamUntil, "only records before `TIME` (RFC 3339)"},
+		{enforce.AuditParamLimit, "print at most the `N` most recent records (default 100)"},
 	} {
 		params[p.name] = fs.String(p.name, "", p.help)
 	}
@@ -73,9 +73,9 @@ func (e *env) tail(ctx context.Context, args []string) int {
 			q.Set(name, *v)
 		}
 	}
-	f, err := httpapi.ParseAuditQuery(q)
+	f, err := enforce.ParseAuditFilter(q)
 	if err != nil {
-		var pe *httpapi.ParamError
+		var pe *enforce.ParamError
 		if errors.As(err, &pe) {
 			return e.badInput("--%s: %v", pe.Param, pe.Err)
 		}
@@ -362,7 +362,7 @@ func (e *env) tokenHash(args []string) int {
 	if code >= 0 {
 		return code
 	}
-	fmt.Fprintln(e.stdout, httpapi.HashToken(tok))
+	fmt.Fprintln(e.stdout, httpauth.HashToken(tok))
 	return exitOK
 }
 
@@ -371,11 +371,11 @@ func (e *env) tokenHash(args []string) int {
 func roleFlag(fs *flag.FlagSet) func() (string, error) {
 	role := fs.String("role", "admin", "token `ROLE`: admin (a user of the policy, admin API) or check (a named caller of /v1/check)")
 	return func() (string, error) {
-		r, err := httpapi.ParseRole(*role)
+		r, err := httpauth.ParseRole(*role)
 		if err != nil {
 			return "", err
 		}
-		if r == httpapi.RoleCheck {
+		if r == httpauth.RoleCheck {
 			return cache.TokenRoleCheck, nil
 		}
 		return "", nil
@@ -410,9 +410,9 @@ func (e *env) tokenAdd(ctx context.Context, args []string) int {
 		if code >= 0 {
 			return code
 		}
-		h = httpapi.HashToken(tok)
+		h = httpauth.HashToken(tok)
 	}
-	if _, err := httpapi.ParseRoleTokenHash(httpapi.Role(role), user, h); err != nil {
+	if _, err := httpauth.ParseRoleTokenHash(httpauth.Role(role), user, h); err != nil {
 		return e.badInput("token add: %v", err)
 	}
 	st, code := e.openStore(ctx, &sf)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
 )
 
 // profiles runs the `profiles` subcommands: validate works on files alone,
@@ -145,7 +144,7 @@ func (e *env) apply(ctx context.Context, args []string) int {
 		fmt.Fprintf(e.stderr, "callwarden: read the stored policy: %v\n", err)
 		return exitFailure
 	}
-	lines := httpapi.FormatDiff(enforce.DiffPolicies(cur, p))
+	lines := enforce.FormatDiff(enforce.DiffPolicies(cur, p))
 	for _, l := range lines {
 		fmt.Fprintln(e.stdout, l)
 	}
@@ -169,7 +168,7 @@ func (e *env) apply(ctx context.Context, args []string) int {
 		return exitFailure
 	}
 	e.auditCLI(ctx, st, "policy", fmt.Sprintf("profiles apply %s: generation %d -> %d: %s",
-		strings.Join(files, " "), gen, newGen, strings.Join(httpapi.FormatDiff(diff), ", ")))
+		strings.Join(files, " "), gen, newGen, strings.Join(enforce.FormatDiff(diff), ", ")))
 	fmt.Fprintf(e.stdout, "applied: generation %d\n", newGen)
 	return exitOK
 }

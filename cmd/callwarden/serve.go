@@ -19,7 +19,9 @@ import (
 	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
+	"github.com/callwarden/callwarden/pbx/adminapi"
+	"github.com/callwarden/callwarden/pbx/checkapi"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 // serve runs the daemon until ctx is cancelled (SIGINT/SIGTERM), reloading
@@ -154,7 +156,7 @@ type App struct {
 	pbxAudit enforce.Auditor
 	// dynTokens holds the admin token hashes stored in Redis, refreshed
 	// every tokenPoll (Redis mode), beside the config's.
-	dynTokens httpapi.DynamicTokens
+	dynTokens httpauth.DynamicTokens
 	tokenPoll time.Duration
 
 	// File mode: holder owns the snapshot; mu serialises Reload so two
@@ -316,8 +318,8 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	if a.ast, err = newAsterisk(cfg.Asterisk, a.snapshot, pbxAudit, recordings, logger.Named("asterisk"), a.reg); err != nil {
 		return nil, err
 	}
-	auth := httpapi.AnyOf(httpapi.NewTokenSet(tokens), &a.dynTokens)
-	admin, err := httpapi.NewAdmin(httpapi.AdminOptions{
+	auth := httpauth.AnyOf(httpauth.NewTokenSet(tokens), &a.dynTokens)
+	admin, err := adminapi.NewAdmin(adminapi.AdminOptions{
 		Store:       policy,
 		Snapshot:    a.snapshot,
 		Auth:        auth,
@@ -330,7 +332,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	if err != nil {
 		return nil, err
 	}
-	h, err := httpapi.New(httpapi.Options{
+	h, err := checkapi.New(checkapi.Options{
 		Snapshot: a.snapshot,
 		Logger:   logger.Named("check"),
 		Registry: a.reg,
@@ -339,7 +341,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		Admin:    admin,
 		// Validate has checked that none-on-loopback comes with a
 		// loopback listen address.
-		CheckAuth:  httpapi.CheckAuth(cfg.HTTP.CheckAuth),
+		CheckAuth:  checkapi.CheckAuth(cfg.HTTP.CheckAuth),
 		Auth:       auth,
 		CheckRate:  cfg.HTTP.CheckRate,
 		CheckBurst: cfg.HTTP.CheckBurst,
@@ -411,7 +413,7 @@ const memoryAuditLen = 10000
 
 // adminTokens gathers the token hashes (admin and check roles) of the
 // config and of its tokens file.
-func adminTokens(c config.Admin) ([]httpapi.TokenHash, error) {
+func adminTokens(c config.Admin) ([]httpauth.TokenHash, error) {
 	all := c.Tokens
 	if c.TokensFile != "" {
 		more, err := config.LoadTokensFile(c.TokensFile)
@@ -420,13 +422,13 @@ func adminTokens(c config.Admin) ([]httpapi.TokenHash, error) {
 		}
 		all = append(slices.Clone(all), more...)
 	}
-	out := make([]httpapi.TokenHash, 0, len(all))
+	out := make([]httpauth.TokenHash, 0, len(all))
 	for _, t := range all {
 		name := t.User
 		if t.Role == config.TokenRoleCheck {
 			name = t.Name
 		}
-		th, err := httpapi.ParseRoleTokenHash(httpapi.Role(t.Role), name, t.SHA256)
+		th, err := httpauth.ParseRoleTokenHash(httpauth.Role(t.Role), name, t.SHA256)
 		if err != nil {
 			return nil, fmt.Errorf("admin tokens: %w", err)
 		}

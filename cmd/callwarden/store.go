@@ -16,7 +16,7 @@ import (
 	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 // store is everything the daemon and the admin commands use of the shared
@@ -99,9 +99,9 @@ func (a *App) refreshTokens(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read admin tokens: %w", err)
 	}
-	hs := make([]httpapi.TokenHash, 0, len(ts))
+	hs := make([]httpauth.TokenHash, 0, len(ts))
 	for _, t := range ts {
-		th, err := httpapi.ParseRoleTokenHash(httpapi.Role(t.Role), t.User, t.SHA256)
+		th, err := httpauth.ParseRoleTokenHash(httpauth.Role(t.Role), t.User, t.SHA256)
 		if err != nil {
 			return fmt.Errorf("admin tokens in Redis: %w", err)
 		}

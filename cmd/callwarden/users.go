@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
 )
 
 // maxCASAttempts bounds how often a read-modify-write command retries
@@ -88,7 +87,7 @@ func (e *env) changeUser(ctx context.Context, st store, id string, change func(e
 			fmt.Fprintf(e.stderr, "callwarden: apply: %v\n", err)
 			return exitFailure
 		}
-		lines := httpapi.FormatDiff(diff)
+		lines := enforce.FormatDiff(diff)
 		if len(lines) == 0 {
 			fmt.Fprintf(e.stdout, "no changes (generation %d)\n", newGen)
 			return exitOK

@@ -1,4 +1,4 @@
-package httpapi
+package adminapi
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 // ProfilesBody is the answer to GET /v1/profiles.
@@ -39,28 +40,6 @@ type ProtectedBody struct {
 type ChangeBody struct {
 	Generation uint64             `json:"generation"`
 	Diff       enforce.PolicyDiff `json:"diff"`
-}
-
-// FormatDiff renders a diff one change per line, "+ profile teacher",
-// "- user bob", "~ user alice", "~ protected", the form `callwarden
-// profiles apply` prints and the audit trail records.
-func FormatDiff(d enforce.PolicyDiff) []string {
-	var out []string
-	add := func(sign, kind string, names []string) {
-		for _, n := range names {
-			out = append(out, sign+" "+kind+" "+n)
-		}
-	}
-	add("+", "profile", d.AddedProfiles)
-	add("-", "profile", d.RemovedProfiles)
-	add("~", "profile", d.ChangedProfiles)
-	add("+", "user", d.AddedUsers)
-	add("-", "user", d.RemovedUsers)
-	add("~", "user", d.ChangedUsers)
-	if d.ProtectedChanged {
-		out = append(out, "~ protected")
-	}
-	return out
 }
 
 // reader checks that the requester may read at all (a known user with a
@@ -108,7 +87,7 @@ func (a *Admin) listProfiles(w http.ResponseWriter, r *http.Request, p *principa
 		body.Profiles = append(body.Profiles, raw)
 	}
 	w.Header().Set("ETag", etag(gen))
-	writeJSON(w, http.StatusOK, body)
+	httpauth.WriteJSON(w, http.StatusOK, body)
 }
 
 func (a *Admin) getProfile(w http.ResponseWriter, r *http.Request, p *principal) {
@@ -122,7 +101,7 @@ func (a *Admin) getProfile(w http.ResponseWriter, r *http.Request, p *principal)
 	name := r.PathValue("name")
 	i := slices.IndexFunc(pol.Profiles, func(pr enforce.Profile) bool { return pr.Name == name })
 	if i < 0 {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no profile %q", name)})
+		httpauth.WriteError(w, http.StatusNotFound, fmt.Sprintf("no profile %q", name))
 		return
 	}
 	raw, err := a.opts.Codec.EncodeProfile(pol.Profiles[i])
@@ -131,12 +110,12 @@ func (a *Admin) getProfile(w http.ResponseWriter, r *http.Request, p *principal)
 		return
 	}
 	w.Header().Set("ETag", etag(gen))
-	writeJSON(w, http.StatusOK, raw)
+	httpauth.WriteJSON(w, http.StatusOK, raw)
 }
 
 func (a *Admin) encodeFailed(w http.ResponseWriter, err error) {
 	a.log.Error("admin: encode policy entry", zap.Error(err))
-	writeJSON(w, http.StatusInternalServerError, errorBody{Error: "cannot encode the stored policy"})
+	httpauth.WriteError(w, http.StatusInternalServerError, "cannot encode the stored policy")
 }
 
 // write is one conditional change: the requester's authorization, the
@@ -187,7 +166,7 @@ func (a *Admin) commit(w http.ResponseWriter, r *http.Request, p *principal, c w
 	}
 	if c.missing != nil {
 		a.audit(r, p, c.target, c.d, "not applied: not found")
-		writeJSON(w, http.StatusNotFound, errorBody{Error: c.missing.Error()})
+		httpauth.WriteError(w, http.StatusNotFound, c.missing.Error())
 		return
 	}
 	ctx, cancel := a.storeContext(r)
@@ -238,20 +217,20 @@ func (a *Admin) commit(w http.ResponseWriter, r *http.Request, p *principal, c w
 		return
 	}
 	summary := "no change"
-	if lines := FormatDiff(diff); len(lines) > 0 {
+	if lines := enforce.FormatDiff(diff); len(lines) > 0 {
 		summary = strings.Join(lines, ", ")
 	}
 	a.audit(r, p, c.target, c.d, fmt.Sprintf("applied generation %d -> %d: %s", c.ifGen, gen, summary))
 	a.log.Info("admin change applied", zap.String("user", p.user), zap.String("target", c.target),
 		zap.Uint64("generation", gen), zap.String("diff", summary))
 	w.Header().Set("ETag", etag(gen))
-	writeJSON(w, http.StatusOK, ChangeBody{Generation: gen, Diff: diff})
+	httpauth.WriteJSON(w, http.StatusOK, ChangeBody{Generation: gen, Diff: diff})
 }
 
 // readOnly answers a write to a read-only store.
 func readOnly(w http.ResponseWriter) {
 	w.Header().Set("Allow", "GET")
-	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "read-only: this daemon serves a profiles file; edit the file (or apply it to Redis) instead"})
+	httpauth.WriteError(w, http.StatusMethodNotAllowed, "read-only: this daemon serves a profiles file; edit the file (or apply it to Redis) instead")
 }
 
 // conflictBody is the 409 answer.
@@ -264,7 +243,7 @@ func (a *Admin) conflict(w http.ResponseWriter, gen uint64, msg string) {
 	if gen > 0 {
 		w.Header().Set("ETag", etag(gen))
 	}
-	writeJSON(w, http.StatusConflict, conflictBody{Error: msg, Generation: gen})
+	httpauth.WriteJSON(w, http.StatusConflict, conflictBody{Error: msg, Generation: gen})
 }
 
 // errZeroNotAtomic is the 409 for If-Match "0" on a store without
@@ -291,10 +270,10 @@ func precondition(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 	gen, err := ifMatch(r)
 	switch {
 	case errors.Is(err, errNoIfMatch):
-		writeJSON(w, http.StatusPreconditionRequired, errorBody{Error: err.Error()})
+		httpauth.WriteError(w, http.StatusPreconditionRequired, err.Error())
 		return 0, false
 	case err != nil:
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+		httpauth.WriteError(w, http.StatusBadRequest, err.Error())
 		return 0, false
 	}
 	return gen, true
@@ -327,7 +306,7 @@ func (a *Admin) prepare(w http.ResponseWriter, r *http.Request, p *principal, wa
 	snap, err := v.snapshot()
 	if err != nil {
 		a.log.Error("admin: the stored policy does not compile", zap.Uint64("generation", v.gen), zap.Error(err))
-		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "the stored policy is invalid; fix it with `callwarden profiles apply`"})
+		httpauth.WriteError(w, http.StatusInternalServerError, "the stored policy is invalid; fix it with `callwarden profiles apply`")
 		return 0, nil, nil, nil, false
 	}
 	wp = &principal{user: p.user, snap: snap, now: p.now}
@@ -474,7 +453,7 @@ func (a *Admin) listUsers(w http.ResponseWriter, r *http.Request, p *principal) 
 		body.Users = append(body.Users, raw)
 	}
 	w.Header().Set("ETag", etag(gen))
-	writeJSON(w, http.StatusOK, body)
+	httpauth.WriteJSON(w, http.StatusOK, body)
 }
 
 func findUser(pol enforce.Policy, id string) (int, *enforce.User) {
@@ -498,7 +477,7 @@ func (a *Admin) getUser(w http.ResponseWriter, r *http.Request, p *principal) {
 	id := r.PathValue("id")
 	_, u := findUser(pol, id)
 	if u == nil || (!admin && !visibleUser(p, *u)) {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no user %q", id)})
+		httpauth.WriteError(w, http.StatusNotFound, fmt.Sprintf("no user %q", id))
 		return
 	}
 	raw, err := a.opts.Codec.EncodeUser(*u)
@@ -507,7 +486,7 @@ func (a *Admin) getUser(w http.ResponseWriter, r *http.Request, p *principal) {
 		return
 	}
 	w.Header().Set("ETag", etag(gen))
-	writeJSON(w, http.StatusOK, raw)
+	httpauth.WriteJSON(w, http.StatusOK, raw)
 }
 
 // authorizeUserChange decides a change of one user's entry from old to
@@ -599,7 +578,7 @@ func (a *Admin) deleteUser(w http.ResponseWriter, r *http.Request, p *principal)
 	}
 	old := v.user(id)
 	if old == nil {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no user %q", id)})
+		httpauth.WriteError(w, http.StatusNotFound, fmt.Sprintf("no user %q", id))
 		return
 	}
 	req, d, why := p.authorizeUserChange(old, nil)
@@ -632,7 +611,7 @@ func (a *Admin) getProtected(w http.ResponseWriter, r *http.Request, p *principa
 		body.Queues = []string{}
 	}
 	w.Header().Set("ETag", etag(gen))
-	writeJSON(w, http.StatusOK, body)
+	httpauth.WriteJSON(w, http.StatusOK, body)
 }
 
 // decodeProtected parses a protected body strictly: unknown fields, wrong
