@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,12 +46,15 @@ type appDeps struct {
 // App is the serving daemon: the snapshot decisions are made from, the
 // HTTP check and admin APIs on one listener, its logger and metrics.
 //
-// With cfg.Redis.Addrs set, the policy lives in Redis: a cache.Loader keeps
-// the snapshot (change notifications plus a periodic generation check,
-// fail closed past cfg.Redis.Staleness), decisions and admin changes are
-// audited to the Redis stream, and the admin API writes to Redis. Without
-// Redis, the profiles files are served: SIGHUP reloads them, the audit
-// trail is kept in memory, and admin writes answer 405 (read-only).
+// A cache.Loader owns the snapshot decisions are made from, in both modes.
+// With cfg.Redis.Addrs set, the policy lives in Redis: the Loader follows
+// it (change notifications plus a periodic generation check, fail closed
+// past cfg.Redis.Staleness), decisions and admin changes are audited to
+// the Redis stream, and the admin API writes to Redis. Without Redis, the
+// Loader's store is the profiles files (profilesFiles), read at start and
+// on each Reload (SIGHUP) only; a file that fails to load keeps the last
+// good snapshot, the audit trail is kept in memory, and admin writes
+// answer 405 (read-only).
 //
 // NewApp builds it and binds the listener, Run serves until its context
 // ends, Reload re-reads the policy, and Close releases what Run did not.
@@ -64,12 +66,15 @@ type App struct {
 	ln      net.Listener
 	srv     *http.Server
 
-	// snapshot returns the snapshot to decide from (loader or holder).
+	// loader owns the snapshot decisions are made from; snapshot is its
+	// Snapshot method.
+	loader   *cache.Loader
 	snapshot func() *enforce.Snapshot
 
-	// Redis mode: the store and the loader that owns the snapshot.
-	store  store
-	loader *cache.Loader
+	// Redis mode: the store, followed by the loader (Run).
+	store store
+	// File mode: the profiles files the loader reads, only on Reload.
+	files *profilesFiles
 	// audit writes decision records to the store off the request path
 	// (Redis mode); Close flushes it.
 	audit *cache.AsyncAuditor
@@ -80,13 +85,6 @@ type App struct {
 	// every tokenPoll (Redis mode), beside the config's.
 	dynTokens httpauth.DynamicTokens
 	tokenPoll time.Duration
-
-	// File mode: holder owns the snapshot; mu serialises Reload so two
-	// SIGHUPs cannot interleave their generations; gen is the generation
-	// of the snapshot in holder.
-	holder enforce.Holder
-	mu     sync.Mutex
-	gen    uint64
 
 	// ast is the Asterisk ARI adapter; nil without asterisk.url.
 	ast *asteriskService
@@ -166,14 +164,13 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		if err != nil {
 			return nil, err
 		}
-		a.loader, err = cache.NewLoader(cache.LoaderOptions{
+		if err := a.newLoader(cache.LoaderOptions{
 			Store:        a.store,
 			Incremental:  a.store,
 			Watch:        a.store.Watch,
 			Generation:   a.store.Generation,
 			PollInterval: poll,
 			Staleness:    cfg.Redis.Staleness,
-			Logger:       logger,
 			OnReload: func(_ uint64, _ time.Duration, err error) {
 				if err != nil {
 					a.reloads.WithLabelValues("error").Inc()
@@ -182,8 +179,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 					a.reloads.WithLabelValues("ok").Inc()
 				}
 			},
-		})
-		if err != nil {
+		}); err != nil {
 			return nil, err
 		}
 		// A first load now, so a reachable store is served from the first
@@ -191,7 +187,6 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		if err := a.loader.Reload(ctx); err != nil {
 			logger.Warn("first policy load failed; retrying in the background", zap.Error(err))
 		}
-		a.snapshot = a.loader.Snapshot
 		a.tokenPoll = poll
 		if err := a.refreshTokens(ctx); err != nil {
 			logger.Warn("admin tokens stored in Redis not loaded; retrying in the background", zap.Error(err))
@@ -218,19 +213,25 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 			return nil, err
 		}
 	} else {
-		snap, p, err := loadFiles(cfg.Profiles, 1)
-		if err != nil {
-			return nil, &profilesError{err: err}
+		// The Loader is not Run in file mode: the files are read at
+		// start and on Reload (SIGHUP), never polled. Reloads are counted
+		// by Reload, the first load is not one; both are logged here in
+		// terms of files, so the Loader's own account of a store (and of
+		// a staleness bound files do not have) is not logged.
+		a.files = &profilesFiles{files: cfg.Profiles}
+		if err := a.newLoader(cache.LoaderOptions{Store: a.files, Logger: zap.NewNop()}); err != nil {
+			return nil, err
 		}
-		a.holder.Store(snap)
-		a.gen = 1
-		logger.Info("profiles loaded", zap.Uint64("generation", 1), zap.Strings("files", cfg.Profiles),
-			zap.Int("profiles", len(p.Profiles)), zap.Int("users", len(p.Users)))
-		a.snapshot = a.holder.Load
+		if err := a.loader.Reload(ctx); err != nil {
+			return nil, asProfilesError(err)
+		}
+		profiles, users := a.files.counts()
+		logger.Info("profiles loaded", zap.Uint64("generation", a.generation()), zap.Strings("files", cfg.Profiles),
+			zap.Int("profiles", profiles), zap.Int("users", users))
 		// The admin API reads the snapshot decisions are made from, not
 		// the file on disk: a broken file then changes neither, and the
 		// ETag is the generation Reload logs.
-		policy = snapshotPolicy{snapshot: a.holder.Load}
+		policy = snapshotPolicy{snapshot: a.snapshot}
 		auditLog = cache.NewMemoryAudit(cache.AuditOptions{MaxLen: memoryAuditLen})
 		decisionAudit, pbxAudit = auditLog, auditLog
 		recordings = cache.NewMemoryRecordings()
@@ -290,10 +291,10 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	return a, nil
 }
 
-// snapshotPolicy is the read-only enforce.PolicyStore of file mode: the
-// policy and generation of the snapshot in the App's holder, which only a
-// successful Reload replaces. Writes are enforce.ErrReadOnly: the files
-// are the source of truth.
+// snapshotPolicy is the admin API's read-only view of file mode: the
+// policy and generation of the snapshot the Loader serves, which only a
+// successful Reload replaces. It holds nothing itself. Writes are
+// enforce.ErrReadOnly: the files are the source of truth.
 type snapshotPolicy struct {
 	snapshot func() *enforce.Snapshot
 }
@@ -359,20 +360,6 @@ func adminTokens(c config.Admin) ([]httpauth.TokenHash, error) {
 	return out, nil
 }
 
-// loadFiles reads and compiles the profiles files into a snapshot of
-// generation gen.
-func loadFiles(files []string, gen uint64) (*enforce.Snapshot, enforce.Policy, error) {
-	p, err := config.LoadProfiles(files...)
-	if err != nil {
-		return nil, p, err
-	}
-	s, err := enforce.NewSnapshot(p, gen)
-	if err != nil {
-		return nil, p, err
-	}
-	return s, p, nil
-}
-
 // newLogger builds the zap logger for c, writing to w. It writes nowhere
 // else: no library gets to pick the process's stderr behind our back.
 func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
@@ -418,7 +405,7 @@ func (a *App) Registry() *prometheus.Registry { return a.reg }
 // cfg.HTTP.ShutdownTimeout. It returns nil after a clean shutdown. Run may
 // be called once.
 func (a *App) Run(ctx context.Context) error {
-	if a.loader != nil {
+	if a.store != nil {
 		lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan struct{})
 		go func() {
@@ -453,31 +440,27 @@ func (a *App) Run(ctx context.Context) error {
 	return nil
 }
 
-// Reload re-reads the policy (the profiles files, or Redis) and swaps the
-// new snapshot in atomically. On any error the current snapshot stays, the
-// failure is logged and counted, and the error is returned: a bad file
-// never changes a decision.
+// Reload re-reads the policy (the profiles files, or Redis) through the
+// Loader, which swaps the new snapshot in atomically. On any error the
+// current snapshot stays, the failure is logged and counted, and the error
+// is returned: a bad file never changes a decision.
 func (a *App) Reload() error {
-	if a.loader != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.HTTP.ShutdownTimeout)
-		defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	if a.files == nil {
 		return a.loader.Reload(ctx)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	next := a.gen + 1
-	snap, p, err := loadFiles(a.cfg.Profiles, next)
-	if err != nil {
+	gen := a.generation()
+	if err := a.loader.Reload(ctx); err != nil {
 		a.reloads.WithLabelValues("error").Inc()
-		a.log.Error(fmt.Sprintf("profiles reload failed, keeping generation %d", a.gen),
-			zap.Uint64("generation", a.gen), zap.Strings("files", a.cfg.Profiles), zap.Error(err))
+		a.log.Error(fmt.Sprintf("profiles reload failed, keeping generation %d", gen),
+			zap.Uint64("generation", gen), zap.Strings("files", a.cfg.Profiles), zap.Error(asProfilesError(err).err))
 		return fmt.Errorf("reload profiles: %w", err)
 	}
-	a.holder.Store(snap)
-	a.gen = next
+	profiles, users := a.files.counts()
 	a.reloads.WithLabelValues("ok").Inc()
-	a.log.Info("profiles reloaded", zap.Uint64("generation", next), zap.Strings("files", a.cfg.Profiles),
-		zap.Int("profiles", len(p.Profiles)), zap.Int("users", len(p.Users)))
+	a.log.Info("profiles reloaded", zap.Uint64("generation", a.generation()), zap.Strings("files", a.cfg.Profiles),
+		zap.Int("profiles", profiles), zap.Int("users", users))
 	return nil
 }
 

@@ -190,6 +190,20 @@ func (e *env) loadSnapshot(files []string) (*enforce.Snapshot, enforce.Policy, e
 	return loadFiles(files, 1)
 }
 
+// loadFiles reads and compiles the profiles files into a snapshot of
+// generation gen.
+func loadFiles(files []string, gen uint64) (*enforce.Snapshot, enforce.Policy, error) {
+	p, err := config.LoadProfiles(files...)
+	if err != nil {
+		return nil, p, err
+	}
+	s, err := enforce.NewSnapshot(p, gen)
+	if err != nil {
+		return nil, p, err
+	}
+	return s, p, nil
+}
+
 func containsDash(files []string) bool {
 	for _, f := range files {
 		if f == "-" {
