@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -333,32 +332,6 @@ func allReady(checks ...func() error) func() error {
 // memoryAuditLen bounds the in-memory audit trail of a daemon serving
 // profiles files.
 const memoryAuditLen = 10000
-
-// adminTokens gathers the token hashes (admin and check roles) of the
-// config and of its tokens file.
-func adminTokens(c config.Admin) ([]httpauth.TokenHash, error) {
-	all := c.Tokens
-	if c.TokensFile != "" {
-		more, err := config.LoadTokensFile(c.TokensFile)
-		if err != nil {
-			return nil, err
-		}
-		all = append(slices.Clone(all), more...)
-	}
-	out := make([]httpauth.TokenHash, 0, len(all))
-	for _, t := range all {
-		name := t.User
-		if t.Role == config.TokenRoleCheck {
-			name = t.Name
-		}
-		th, err := httpauth.ParseRoleTokenHash(httpauth.Role(t.Role), name, t.SHA256)
-		if err != nil {
-			return nil, fmt.Errorf("admin tokens: %w", err)
-		}
-		out = append(out, th)
-	}
-	return out, nil
-}
 
 // newLogger builds the zap logger for c, writing to w. It writes nowhere
 // else: no library gets to pick the process's stderr behind our back.

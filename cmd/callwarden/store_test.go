@@ -386,3 +386,19 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// memoryStore is an in-process store (cache.Memory and friends), for
+// tests of the commands and the daemon without Redis.
+type memoryStore struct {
+	*cache.Memory
+	*cache.MemoryAudit
+	*cache.MemoryRecordings
+	*cache.MemoryTokens
+}
+
+func newMemoryStore() *memoryStore {
+	return &memoryStore{cache.NewMemory(), cache.NewMemoryAudit(cache.AuditOptions{}), cache.NewMemoryRecordings(), cache.NewMemoryTokens()}
+}
+
+// Close implements store; there is nothing to release.
+func (*memoryStore) Close() error { return nil }
