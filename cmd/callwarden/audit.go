@@ -22,23 +22,6 @@ import (
 // whose clock lags may append a record dated slightly earlier.
 const followSkew = 5 * time.Second
 
-// audit runs the `audit` subcommands.
-func (e *env) audit(ctx context.Context, args []string) int {
-	const want = "want: tail, verify, anchor"
-	if len(args) == 0 {
-		return e.badInput("audit: missing subcommand (%s)", want)
-	}
-	switch args[0] {
-	case "tail":
-		return e.tail(ctx, args[1:])
-	case "verify":
-		return e.verify(ctx, args[1:])
-	case "anchor":
-		return e.anchor(ctx, args[1:])
-	}
-	return e.badInput("audit: unknown subcommand %q (%s)", args[0], want)
-}
-
 // tail prints the audit records matching the filters, oldest first, one
 // JSON object per line; with --follow it then polls for new ones until ctx
 // ends. The filters are parsed by the API's parser, so the CLI and GET
@@ -79,52 +62,49 @@ func (e *env) tail(ctx context.Context, args []string) int {
 		}
 		return e.badInput("%v", err)
 	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
+	return e.withStore(ctx, &sf, func(st store) int {
 
-	t := tailer{out: e.stdout, seen: map[[sha256.Size]byte]time.Time{}}
-	recs, err := st.ReadAudit(ctx, f)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: read audit: %v\n", err)
-		return exitFailure
-	}
-	if err := t.print(recs); err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
-		return exitFailure
-	}
-	if !*follow {
-		return exitOK
-	}
-	tick := time.NewTicker(e.pollInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return exitOK
-		case <-tick.C:
-		}
-		next := f
-		next.Limit = 0
-		if since := t.newest.Add(-followSkew); !t.newest.IsZero() && since.After(next.Since) {
-			next.Since = since
-		}
-		recs, err := st.ReadAudit(ctx, next)
+		t := tailer{out: e.stdout, seen: map[[sha256.Size]byte]time.Time{}}
+		recs, err := st.ReadAudit(ctx, f)
 		if err != nil {
-			if ctx.Err() != nil {
-				return exitOK
-			}
-			// A store outage is transient for a follower: say so, keep going.
-			fmt.Fprintf(e.stderr, "callwarden: read audit: %v (retrying)\n", err)
-			continue
+			fmt.Fprintf(e.stderr, "callwarden: read audit: %v\n", err)
+			return exitFailure
 		}
 		if err := t.print(recs); err != nil {
 			fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
 			return exitFailure
 		}
-	}
+		if !*follow {
+			return exitOK
+		}
+		tick := time.NewTicker(e.pollInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return exitOK
+			case <-tick.C:
+			}
+			next := f
+			next.Limit = 0
+			if since := t.newest.Add(-followSkew); !t.newest.IsZero() && since.After(next.Since) {
+				next.Since = since
+			}
+			recs, err := st.ReadAudit(ctx, next)
+			if err != nil {
+				if ctx.Err() != nil {
+					return exitOK
+				}
+				// A store outage is transient for a follower: say so, keep going.
+				fmt.Fprintf(e.stderr, "callwarden: read audit: %v (retrying)\n", err)
+				continue
+			}
+			if err := t.print(recs); err != nil {
+				fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
+				return exitFailure
+			}
+		}
+	})
 }
 
 // tailer prints records once each, remembering those within followSkew of
@@ -187,37 +167,34 @@ func (e *env) verify(ctx context.Context, args []string) int {
 	} else if *keyFile != "" {
 		return e.badInput("audit verify: --key-file needs --anchor FILE")
 	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	res, err := st.VerifyAudit(ctx, opts...)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: verify audit: %v\n", err)
-		return exitFailure
-	}
-	if res.FirstBad != "" {
-		fmt.Fprintf(e.stdout, "bad: record %s: %s (%d records checked)\n", res.FirstBad, res.Reason, res.Checked)
-		return exitFailure
-	}
-	if res.Problem != "" {
-		fmt.Fprintf(e.stdout, "bad: %s (%d records checked)\n", res.Problem, res.Checked)
-		return exitFailure
-	}
-	var note []string
-	if res.Truncated {
-		note = append(note, "older records were trimmed; the check starts at the first retained record")
-	}
-	if *anchorFile != "" {
-		note = append(note, fmt.Sprintf("anchored record %s present", anchor.ID))
-	}
-	fmt.Fprintf(e.stdout, "ok: %d records, chain intact", res.Checked)
-	if len(note) > 0 {
-		fmt.Fprintf(e.stdout, " (%s)", strings.Join(note, "; "))
-	}
-	fmt.Fprintln(e.stdout)
-	return exitOK
+	return e.withStore(ctx, &sf, func(st store) int {
+		res, err := st.VerifyAudit(ctx, opts...)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: verify audit: %v\n", err)
+			return exitFailure
+		}
+		if res.FirstBad != "" {
+			fmt.Fprintf(e.stdout, "bad: record %s: %s (%d records checked)\n", res.FirstBad, res.Reason, res.Checked)
+			return exitFailure
+		}
+		if res.Problem != "" {
+			fmt.Fprintf(e.stdout, "bad: %s (%d records checked)\n", res.Problem, res.Checked)
+			return exitFailure
+		}
+		var note []string
+		if res.Truncated {
+			note = append(note, "older records were trimmed; the check starts at the first retained record")
+		}
+		if *anchorFile != "" {
+			note = append(note, fmt.Sprintf("anchored record %s present", anchor.ID))
+		}
+		fmt.Fprintf(e.stdout, "ok: %d records, chain intact", res.Checked)
+		if len(note) > 0 {
+			fmt.Fprintf(e.stdout, " (%s)", strings.Join(note, "; "))
+		}
+		fmt.Fprintln(e.stdout)
+		return exitOK
+	})
 }
 
 // anchor verifies the audit trail and prints an anchor of its end (JSON,
@@ -238,31 +215,28 @@ func (e *env) anchor(ctx context.Context, args []string) int {
 			return e.badInput("audit anchor: %v", err)
 		}
 	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	res, err := st.VerifyAudit(ctx)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
-		return exitFailure
-	}
-	a, err := cache.NewAuditAnchor(res, e.now())
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v (run `callwarden audit verify`)\n", err)
-		return exitFailure
-	}
-	if key != nil {
-		a = a.Sign(key)
-	}
-	out, err := json.MarshalIndent(a, "", "  ")
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
-		return exitFailure
-	}
-	fmt.Fprintf(e.stdout, "%s\n", out)
-	return exitOK
+	return e.withStore(ctx, &sf, func(st store) int {
+		res, err := st.VerifyAudit(ctx)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
+			return exitFailure
+		}
+		a, err := cache.NewAuditAnchor(res, e.now())
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v (run `callwarden audit verify`)\n", err)
+			return exitFailure
+		}
+		if key != nil {
+			a = a.Sign(key)
+		}
+		out, err := json.MarshalIndent(a, "", "  ")
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(e.stdout, "%s\n", out)
+		return exitOK
+	})
 }
 
 // minAnchorKey is the shortest HMAC key accepted, in bytes.

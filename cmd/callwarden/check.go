@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,7 +40,7 @@ func flagOf(param string) string {
 // can-i`: exit 0 allow, 1 deny, 2 bad input. The flags are mapped onto the
 // HTTP API's parameters and parsed by the same parser, and the answer is the
 // same CheckResponse, so the CLI explains exactly what GET /v1/check answers.
-func (e *env) check(args []string) int {
+func (e *env) check(_ context.Context, args []string) int {
 	fs := e.newFlagSet("check", "check -f FILE --user U --action A [--queue Q] [--team T] [--agent A] [--site S] [--assign PROFILE] [--at RFC3339] [--recorded-at RFC3339] [--output text|json]")
 	var files, queues stringList
 	fileFlags(fs, &files, true)

@@ -129,22 +129,25 @@ func (e *env) loadConfig(f *storeFlags) (config.Config, error) {
 	return cfg, nil
 }
 
-// openStore opens the store for a store command. It returns the exit
-// status to stop with (bad input, or failure to reach the store) or -1.
-func (e *env) openStore(ctx context.Context, f *storeFlags) (store, int) {
+// withStore opens the store the flags describe, runs fn on it and closes
+// it: the one way every store command reaches the store. It returns fn's
+// exit status, or the one to stop with when the store cannot be opened
+// (bad input, or failure to reach it).
+func (e *env) withStore(ctx context.Context, f *storeFlags, fn func(st store) int) int {
 	cfg, err := e.loadConfig(f)
 	if err != nil {
-		return nil, e.badInput("%v", err)
+		return e.badInput("%v", err)
 	}
 	if len(cfg.Redis.Addrs) == 0 {
-		return nil, e.badInput("%v", errNoRedis)
+		return e.badInput("%v", errNoRedis)
 	}
 	st, err := e.open(ctx, cfg.Redis, zap.NewNop())
 	if err != nil {
 		fmt.Fprintf(e.stderr, "callwarden: %v\n", err)
-		return nil, exitFailure
+		return exitFailure
 	}
-	return st, -1
+	defer st.Close()
+	return fn(st)
 }
 
 // cliUser names the person running an admin command in the audit trail:

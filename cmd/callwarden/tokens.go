@@ -12,26 +12,6 @@ import (
 	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
-// token runs the `token` subcommands: hash (offline), and add, revoke
-// and list, which manage the token hashes kept in Redis for every daemon.
-func (e *env) token(ctx context.Context, args []string) int {
-	const want = "want: hash, add, revoke, list"
-	if len(args) == 0 {
-		return e.badInput("token: missing subcommand (%s)", want)
-	}
-	switch args[0] {
-	case "hash":
-		return e.tokenHash(args[1:])
-	case "add":
-		return e.tokenAdd(ctx, args[1:])
-	case "revoke":
-		return e.tokenRevoke(ctx, args[1:])
-	case "list":
-		return e.tokenList(ctx, args[1:])
-	}
-	return e.badInput("token: unknown subcommand %q (%s)", args[0], want)
-}
-
 // readToken reads one token from standard input.
 func (e *env) readToken(cmd string) (string, int) {
 	data, err := io.ReadAll(io.LimitReader(e.stdin, 64<<10))
@@ -48,7 +28,7 @@ func (e *env) readToken(cmd string) (string, int) {
 	return tok, -1
 }
 
-func (e *env) tokenHash(args []string) int {
+func (e *env) tokenHash(_ context.Context, args []string) int {
 	fs := e.newFlagSet("token hash", "token hash < TOKEN")
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
@@ -110,25 +90,22 @@ func (e *env) tokenAdd(ctx context.Context, args []string) int {
 	if _, err := httpauth.ParseRoleTokenHash(httpauth.Role(role), user, h); err != nil {
 		return e.badInput("token add: %v", err)
 	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	if err := st.AddAdminToken(ctx, cache.AdminToken{User: user, Role: role, SHA256: h}); err != nil {
-		if errors.Is(err, cache.ErrTokenTaken) {
-			return e.badInput("token add: this token already belongs to another user or role")
+	return e.withStore(ctx, &sf, func(st store) int {
+		if err := st.AddAdminToken(ctx, cache.AdminToken{User: user, Role: role, SHA256: h}); err != nil {
+			if errors.Is(err, cache.ErrTokenTaken) {
+				return e.badInput("token add: this token already belongs to another user or role")
+			}
+			fmt.Fprintf(e.stderr, "callwarden: token add: %v\n", err)
+			return exitFailure
 		}
-		fmt.Fprintf(e.stderr, "callwarden: token add: %v\n", err)
-		return exitFailure
-	}
-	what := user
-	if role == cache.TokenRoleCheck {
-		what = "check token " + user
-	}
-	e.auditCLI(ctx, st, user, "token add "+what+" (sha256 "+h[:12]+"...)")
-	fmt.Fprintf(e.stdout, "added a token for %s (sha256 %s...)\n", what, h[:12])
-	return exitOK
+		what := user
+		if role == cache.TokenRoleCheck {
+			what = "check token " + user
+		}
+		e.auditCLI(ctx, st, user, "token add "+what+" (sha256 "+h[:12]+"...)")
+		fmt.Fprintf(e.stdout, "added a token for %s (sha256 %s...)\n", what, h[:12])
+		return exitOK
+	})
 }
 
 // tokenRevoke removes every token hash of USER from Redis.
@@ -149,21 +126,18 @@ func (e *env) tokenRevoke(ctx context.Context, args []string) int {
 	if err != nil {
 		return e.badInput("token revoke: --role: %v", err)
 	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	n, err := st.RevokeAdminTokens(ctx, role, pos[0])
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: token revoke: %v\n", err)
-		return exitFailure
-	}
-	if n > 0 {
-		e.auditCLI(ctx, st, pos[0], fmt.Sprintf("token revoke %s: %d tokens", pos[0], n))
-	}
-	fmt.Fprintf(e.stdout, "revoked %d tokens of %s (tokens in a daemon's config are not affected)\n", n, pos[0])
-	return exitOK
+	return e.withStore(ctx, &sf, func(st store) int {
+		n, err := st.RevokeAdminTokens(ctx, role, pos[0])
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: token revoke: %v\n", err)
+			return exitFailure
+		}
+		if n > 0 {
+			e.auditCLI(ctx, st, pos[0], fmt.Sprintf("token revoke %s: %d tokens", pos[0], n))
+		}
+		fmt.Fprintf(e.stdout, "revoked %d tokens of %s (tokens in a daemon's config are not affected)\n", n, pos[0])
+		return exitOK
+	})
 }
 
 // tokenList prints the users holding tokens in Redis, one line per hash
@@ -175,24 +149,21 @@ func (e *env) tokenList(ctx context.Context, args []string) int {
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	ts, err := st.AdminTokens(ctx)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: token list: %v\n", err)
-		return exitFailure
-	}
-	for _, t := range ts {
-		// Admin tokens print as before ("alice 0123..."); check tokens
-		// are marked, as their name is no user of the policy.
-		if t.Role == cache.TokenRoleCheck {
-			fmt.Fprintf(e.stdout, "%s %s... (check)\n", t.User, t.SHA256[:12])
-			continue
+	return e.withStore(ctx, &sf, func(st store) int {
+		ts, err := st.AdminTokens(ctx)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: token list: %v\n", err)
+			return exitFailure
 		}
-		fmt.Fprintf(e.stdout, "%s %s...\n", t.User, t.SHA256[:12])
-	}
-	return exitOK
+		for _, t := range ts {
+			// Admin tokens print as before ("alice 0123..."); check tokens
+			// are marked, as their name is no user of the policy.
+			if t.Role == cache.TokenRoleCheck {
+				fmt.Fprintf(e.stdout, "%s %s... (check)\n", t.User, t.SHA256[:12])
+				continue
+			}
+			fmt.Fprintf(e.stdout, "%s %s...\n", t.User, t.SHA256[:12])
+		}
+		return exitOK
+	})
 }
