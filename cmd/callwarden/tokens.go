@@ -57,6 +57,25 @@ func roleFlag(fs *flag.FlagSet) func() (string, error) {
 	}
 }
 
+// tokenTarget parses the arguments of a token command that names one
+// USER or NAME, with --role (roleFlag): the name and the role as the token
+// store spells it, or the exit status to stop with.
+func (e *env) tokenTarget(cmd string, fs *flag.FlagSet, getRole func() (string, error), args []string) (name, role string, code int) {
+	pos, code := e.parseInterleaved(fs, args)
+	if code >= 0 {
+		return "", "", code
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return "", "", e.badInput("%s: want USER or NAME, got %d arguments", cmd, len(pos))
+	}
+	role, err := getRole()
+	if err != nil {
+		return "", "", e.badInput("%s: --role: %v", cmd, err)
+	}
+	return pos[0], role, -1
+}
+
 // tokenAdd stores the hash of a token read from stdin (or given with
 // --sha256) for USER (or, with --role check, the check token NAME) in
 // Redis; every daemon accepts it within its poll interval. The token
@@ -67,19 +86,11 @@ func (e *env) tokenAdd(ctx context.Context, args []string) int {
 	sf.register(fs)
 	sum := fs.String("sha256", "", "the token's SHA-256 (`HEX`, from `token hash`) instead of the token on stdin")
 	getRole := roleFlag(fs)
-	pos, code := e.parseInterleaved(fs, args)
+	name, role, code := e.tokenTarget("token add", fs, getRole, args)
 	if code >= 0 {
 		return code
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return e.badInput("token add: want USER or NAME, got %d arguments", len(pos))
-	}
-	role, err := getRole()
-	if err != nil {
-		return e.badInput("token add: --role: %v", err)
-	}
-	user, h := pos[0], strings.ToLower(strings.TrimSpace(*sum))
+	user, h := name, strings.ToLower(strings.TrimSpace(*sum))
 	if h == "" {
 		tok, code := e.readToken("token add")
 		if code >= 0 {
@@ -114,28 +125,20 @@ func (e *env) tokenRevoke(ctx context.Context, args []string) int {
 	var sf storeFlags
 	sf.register(fs)
 	getRole := roleFlag(fs)
-	pos, code := e.parseInterleaved(fs, args)
+	name, role, code := e.tokenTarget("token revoke", fs, getRole, args)
 	if code >= 0 {
 		return code
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return e.badInput("token revoke: want USER or NAME, got %d arguments", len(pos))
-	}
-	role, err := getRole()
-	if err != nil {
-		return e.badInput("token revoke: --role: %v", err)
-	}
 	return e.withStore(ctx, &sf, func(st store) int {
-		n, err := st.RevokeAdminTokens(ctx, role, pos[0])
+		n, err := st.RevokeAdminTokens(ctx, role, name)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "callwarden: token revoke: %v\n", err)
 			return exitFailure
 		}
 		if n > 0 {
-			e.auditCLI(ctx, st, pos[0], fmt.Sprintf("token revoke %s: %d tokens", pos[0], n))
+			e.auditCLI(ctx, st, name, fmt.Sprintf("token revoke %s: %d tokens", name, n))
 		}
-		fmt.Fprintf(e.stdout, "revoked %d tokens of %s (tokens in a daemon's config are not affected)\n", n, pos[0])
+		fmt.Fprintf(e.stdout, "revoked %d tokens of %s (tokens in a daemon's config are not affected)\n", n, name)
 		return exitOK
 	})
 }
