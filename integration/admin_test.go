@@ -21,8 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
-	"github.com/callwarden/callwarden/pbx/httpapi"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 const (
@@ -62,7 +63,7 @@ admin:
     - {user: root, sha256: %s}
     - {user: alice, sha256: %s}
     - {name: itest, role: check, sha256: %s}
-`, l.RedisAddr, l.KeyPrefix, httpapi.HashToken("root-token"), httpapi.HashToken("alice-token"), httpapi.HashToken(checkToken))
+`, l.RedisAddr, l.KeyPrefix, httpauth.HashToken("root-token"), httpauth.HashToken("alice-token"), httpauth.HashToken(checkToken))
 	mustOK(tb, os.WriteFile(cfg, []byte(body), 0o600))
 	return &adminLab{bin: buildCallwarden(tb), config: cfg}
 }
@@ -194,7 +195,7 @@ const checkToken = "itest-check-token"
 func verdict(tb testing.TB, base, query string) string {
 	tb.Helper()
 	r := call(tb, "GET", base+"/v1/check?"+query, checkToken, "", "")
-	var cr httpapi.CheckResponse
+	var cr enforce.Answer
 	if err := json.Unmarshal([]byte(r.body), &cr); err != nil {
 		tb.Fatalf("check %s: %d %s", query, r.code, r.body)
 	}
@@ -328,7 +329,7 @@ func TestAdminTwoDaemonsOnOneRedis(t *testing.T) {
 		}
 	})
 	t.Run("a token stored in Redis with the CLI is accepted by both daemons until revoked", func(t *testing.T) {
-		code, out, errOut := a.cli(t, "token", "add", "root", "--sha256", httpapi.HashToken("ops-token"))
+		code, out, errOut := a.cli(t, "token", "add", "root", "--sha256", httpauth.HashToken("ops-token"))
 		if code != 0 || !strings.Contains(out, "added a token for root") {
 			t.Fatalf("token add: exit %d\n%s%s", code, out, errOut)
 		}

@@ -18,7 +18,8 @@ import (
 	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
+	"github.com/callwarden/callwarden/pbx/adminapi"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 // storeArgs point the store commands at a Redis address; the tests'
@@ -276,7 +277,7 @@ func (tamperedStore) VerifyAudit(context.Context, ...cache.VerifyOption) (cache.
 func TestTokenHash(t *testing.T) {
 	t.Run("prints the sha256 of the token on stdin", func(t *testing.T) {
 		r := runCLI(t, "s3cret\n", nil, "token", "hash")
-		if r.code != 0 || r.stdout != httpapi.HashToken("s3cret")+"\n" {
+		if r.code != 0 || r.stdout != httpauth.HashToken("s3cret")+"\n" {
 			t.Errorf("exit %d stdout %q", r.code, r.stdout)
 		}
 	})
@@ -292,7 +293,7 @@ func TestConfigCodec(t *testing.T) {
 	names := []string{"administrator", "supervisor-with-recording", "teacher"}
 	t.Run("profile errors carry body-relative paths and lines", func(t *testing.T) {
 		_, err := c.DecodeProfile([]byte("{\"name\": \"teacher\",\n \"grants\": [{\"actions\": [\"recording.playback\", \"monitor.spy\"]}]}"), names)
-		var ve *httpapi.ValidationError
+		var ve *adminapi.ValidationError
 		if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Field != "grants[0].actions[1]" || ve.Fields[0].Line != 2 {
 			t.Fatalf("err %#v", err)
 		}
@@ -305,7 +306,7 @@ func TestConfigCodec(t *testing.T) {
 	})
 	t.Run("a user naming an unknown profile is refused on profile", func(t *testing.T) {
 		_, err := c.DecodeUser([]byte(`{"id": "bob", "profile": "coach"}`), names)
-		var ve *httpapi.ValidationError
+		var ve *adminapi.ValidationError
 		if !errors.As(err, &ve) || ve.Fields[0].Field != "profile" {
 			t.Errorf("err %#v", err)
 		}
@@ -372,8 +373,8 @@ func adminConfig() config.Config {
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.ShutdownTimeout = 2 * time.Second
 	cfg.Admin.Tokens = []config.AdminToken{
-		{User: "root", SHA256: httpapi.HashToken("root-token")},
-		{User: "alice", SHA256: httpapi.HashToken("alice-token")},
+		{User: "root", SHA256: httpauth.HashToken("root-token")},
+		{User: "alice", SHA256: httpauth.HashToken("alice-token")},
 		checkTokenConfig(),
 	}
 	return cfg
@@ -531,7 +532,7 @@ func FuzzConfigCodec(f *testing.F) {
 	}
 	names := []string{"teacher", "supervisor"}
 	f.Fuzz(func(t *testing.T, body string) {
-		var ve *httpapi.ValidationError
+		var ve *adminapi.ValidationError
 		if _, err := (configCodec{}).DecodeProfile([]byte(body), names); err != nil && !errors.As(err, &ve) {
 			t.Errorf("profile %q: %T %v", body, err, err)
 		}

@@ -11,10 +11,10 @@ import (
 
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
+	"github.com/callwarden/callwarden/pbx/adminapi"
 )
 
-// configCodec is the admin API's httpapi.Codec, backed by the profiles file
+// configCodec is the admin API's adminapi.Codec, backed by the profiles file
 // parser: a JSON body (JSON is YAML) is wrapped, on its own first line,
 // into a one-entry profiles document, so the API accepts exactly what a
 // profiles file accepts and reports the same messages, with field paths
@@ -23,9 +23,9 @@ import (
 // so that references to them resolve.
 type configCodec struct{}
 
-var _ httpapi.Codec = configCodec{}
+var _ adminapi.Codec = configCodec{}
 
-// DecodeProfile implements httpapi.Codec.
+// DecodeProfile implements adminapi.Codec.
 func (configCodec) DecodeProfile(body []byte, profiles []string) (enforce.Profile, error) {
 	name, err := bodyKey(body, "name")
 	if err != nil {
@@ -41,12 +41,12 @@ func (configCodec) DecodeProfile(body []byte, profiles []string) (enforce.Profil
 		return enforce.Profile{}, bodyErrors(err, "profiles[0]")
 	}
 	if len(p.Profiles) == 0 {
-		return enforce.Profile{}, &httpapi.ValidationError{Fields: []httpapi.FieldError{{Message: "no profile in the body"}}}
+		return enforce.Profile{}, &adminapi.ValidationError{Fields: []adminapi.FieldError{{Message: "no profile in the body"}}}
 	}
 	return p.Profiles[0], nil
 }
 
-// DecodeUser implements httpapi.Codec.
+// DecodeUser implements adminapi.Codec.
 func (configCodec) DecodeUser(body []byte, profiles []string) (enforce.User, error) {
 	if _, err := bodyKey(body, "id"); err != nil {
 		return enforce.User{}, err
@@ -62,7 +62,7 @@ func (configCodec) DecodeUser(body []byte, profiles []string) (enforce.User, err
 		return enforce.User{}, bodyErrors(err, "users[0]")
 	}
 	if len(p.Users) == 0 {
-		return enforce.User{}, &httpapi.ValidationError{Fields: []httpapi.FieldError{{Message: "no user in the body"}}}
+		return enforce.User{}, &adminapi.ValidationError{Fields: []adminapi.FieldError{{Message: "no user in the body"}}}
 	}
 	return p.Users[0], nil
 }
@@ -95,9 +95,9 @@ func bodyKey(body []byte, key string) (string, error) {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
 			line := 1 + bytes.Count(body[:min(int(se.Offset), len(body))], []byte("\n"))
-			return "", &httpapi.ValidationError{Fields: []httpapi.FieldError{{Line: line, Message: "invalid JSON: " + se.Error()}}}
+			return "", &adminapi.ValidationError{Fields: []adminapi.FieldError{{Line: line, Message: "invalid JSON: " + se.Error()}}}
 		}
-		return "", &httpapi.ValidationError{Fields: []httpapi.FieldError{{Message: "the body must be one JSON object"}}}
+		return "", &adminapi.ValidationError{Fields: []adminapi.FieldError{{Message: "the body must be one JSON object"}}}
 	}
 	var s string
 	if raw, ok := obj[key]; ok {
@@ -111,9 +111,9 @@ func bodyKey(body []byte, key string) (string, error) {
 func bodyErrors(err error, prefix string) error {
 	var list config.Errors
 	if !errors.As(err, &list) {
-		return &httpapi.ValidationError{Fields: []httpapi.FieldError{{Message: err.Error()}}}
+		return &adminapi.ValidationError{Fields: []adminapi.FieldError{{Message: err.Error()}}}
 	}
-	out := make([]httpapi.FieldError, 0, len(list))
+	out := make([]adminapi.FieldError, 0, len(list))
 	for _, fe := range list {
 		field := fe.Field
 		switch {
@@ -122,18 +122,18 @@ func bodyErrors(err error, prefix string) error {
 		case strings.HasPrefix(field, prefix+"."):
 			field = strings.TrimPrefix(field, prefix+".")
 		}
-		out = append(out, httpapi.FieldError{Field: field, Line: fe.Line, Message: fe.Msg})
+		out = append(out, adminapi.FieldError{Field: field, Line: fe.Line, Message: fe.Msg})
 	}
-	return &httpapi.ValidationError{Fields: out}
+	return &adminapi.ValidationError{Fields: out}
 }
 
-// EncodeProfile implements httpapi.Codec with the profiles file's own
+// EncodeProfile implements adminapi.Codec with the profiles file's own
 // field names and spellings (config.MarshalProfiles).
 func (configCodec) EncodeProfile(p enforce.Profile) (json.RawMessage, error) {
 	return encodeEntry(enforce.Policy{Profiles: []enforce.Profile{p}}, "profiles")
 }
 
-// EncodeUser implements httpapi.Codec.
+// EncodeUser implements adminapi.Codec.
 func (configCodec) EncodeUser(u enforce.User) (json.RawMessage, error) {
 	return encodeEntry(enforce.Policy{Users: []enforce.User{u}}, "users")
 }

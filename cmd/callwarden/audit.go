@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -16,30 +15,12 @@ import (
 
 	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
 )
 
 // followSkew is how far back `audit tail --follow` looks behind the newest
 // record it printed: records carry their deciders' clocks, and a daemon
 // whose clock lags may append a record dated slightly earlier.
 const followSkew = 5 * time.Second
-
-// audit runs the `audit` subcommands.
-func (e *env) audit(ctx context.Context, args []string) int {
-	const want = "want: tail, verify, anchor"
-	if len(args) == 0 {
-		return e.badInput("audit: missing subcommand (%s)", want)
-	}
-	switch args[0] {
-	case "tail":
-		return e.tail(ctx, args[1:])
-	case "verify":
-		return e.verify(ctx, args[1:])
-	case "anchor":
-		return e.anchor(ctx, args[1:])
-	}
-	return e.badInput("audit: unknown subcommand %q (%s)", args[0], want)
-}
 
 // tail prints the audit records matching the filters, oldest first, one
 // JSON object per line; with --follow it then polls for new ones until ctx
@@ -51,13 +32,13 @@ func (e *env) tail(ctx context.Context, args []string) int {
 	fs := e.newFlagSet("audit tail", "audit tail [--follow] [--user U] [--target T] [--action A] [--decision allow|deny] [--since RFC3339] [--until RFC3339] [--limit N] [--redis-addr ADDR] [--config FILE]")
 	params := map[string]*string{}
 	for _, p := range []struct{ name, help string }{
-		{httpapi.AuditParamUser, "only records of requester `USER`"},
-		{httpapi.AuditParamTarget, "only records about `TARGET`"},
-		{httpapi.AuditParamAction, "only records of `ACTION`"},
-		{httpapi.AuditParamDecision, "only `DECISION`s: allow or deny"},
-		{httpapi.AuditParamSince, "only records at or after `TIME` (RFC 3339)"},
-		{httpapi.AuditParamUntil, "only records before `TIME` (RFC 3339)"},
-		{httpapi.AuditParamLimit, "print at most the `N` most recent records (default 100)"},
+		{enforce.AuditParamUser, "only records of requester `USER`"},
+		{enforce.AuditParamTarget, "only records about `TARGET`"},
+		{enforce.AuditParamAction, "only records of `ACTION`"},
+		{enforce.AuditParamDecision, "only `DECISION`s: allow or deny"},
+		{enforce.AuditParamSince, "only records at or after `TIME` (RFC 3339)"},
+		{enforce.AuditParamUntil, "only records before `TIME` (RFC 3339)"},
+		{enforce.AuditParamLimit, "print at most the `N` most recent records (default 100)"},
 	} {
 		params[p.name] = fs.String(p.name, "", p.help)
 	}
@@ -73,60 +54,57 @@ func (e *env) tail(ctx context.Context, args []string) int {
 			q.Set(name, *v)
 		}
 	}
-	f, err := httpapi.ParseAuditQuery(q)
+	f, err := enforce.ParseAuditFilter(q)
 	if err != nil {
-		var pe *httpapi.ParamError
+		var pe *enforce.ParamError
 		if errors.As(err, &pe) {
 			return e.badInput("--%s: %v", pe.Param, pe.Err)
 		}
 		return e.badInput("%v", err)
 	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
+	return e.withStore(ctx, &sf, func(st store) int {
 
-	t := tailer{out: e.stdout, seen: map[[sha256.Size]byte]time.Time{}}
-	recs, err := st.ReadAudit(ctx, f)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: read audit: %v\n", err)
-		return exitFailure
-	}
-	if err := t.print(recs); err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
-		return exitFailure
-	}
-	if !*follow {
-		return exitOK
-	}
-	tick := time.NewTicker(e.pollInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return exitOK
-		case <-tick.C:
-		}
-		next := f
-		next.Limit = 0
-		if since := t.newest.Add(-followSkew); !t.newest.IsZero() && since.After(next.Since) {
-			next.Since = since
-		}
-		recs, err := st.ReadAudit(ctx, next)
+		t := tailer{out: e.stdout, seen: map[[sha256.Size]byte]time.Time{}}
+		recs, err := st.ReadAudit(ctx, f)
 		if err != nil {
-			if ctx.Err() != nil {
-				return exitOK
-			}
-			// A store outage is transient for a follower: say so, keep going.
-			fmt.Fprintf(e.stderr, "callwarden: read audit: %v (retrying)\n", err)
-			continue
+			fmt.Fprintf(e.stderr, "callwarden: read audit: %v\n", err)
+			return exitFailure
 		}
 		if err := t.print(recs); err != nil {
 			fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
 			return exitFailure
 		}
-	}
+		if !*follow {
+			return exitOK
+		}
+		tick := time.NewTicker(e.pollInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return exitOK
+			case <-tick.C:
+			}
+			next := f
+			next.Limit = 0
+			if since := t.newest.Add(-followSkew); !t.newest.IsZero() && since.After(next.Since) {
+				next.Since = since
+			}
+			recs, err := st.ReadAudit(ctx, next)
+			if err != nil {
+				if ctx.Err() != nil {
+					return exitOK
+				}
+				// A store outage is transient for a follower: say so, keep going.
+				fmt.Fprintf(e.stderr, "callwarden: read audit: %v (retrying)\n", err)
+				continue
+			}
+			if err := t.print(recs); err != nil {
+				fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
+				return exitFailure
+			}
+		}
+	})
 }
 
 // tailer prints records once each, remembering those within followSkew of
@@ -189,37 +167,34 @@ func (e *env) verify(ctx context.Context, args []string) int {
 	} else if *keyFile != "" {
 		return e.badInput("audit verify: --key-file needs --anchor FILE")
 	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	res, err := st.VerifyAudit(ctx, opts...)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: verify audit: %v\n", err)
-		return exitFailure
-	}
-	if res.FirstBad != "" {
-		fmt.Fprintf(e.stdout, "bad: record %s: %s (%d records checked)\n", res.FirstBad, res.Reason, res.Checked)
-		return exitFailure
-	}
-	if res.Problem != "" {
-		fmt.Fprintf(e.stdout, "bad: %s (%d records checked)\n", res.Problem, res.Checked)
-		return exitFailure
-	}
-	var note []string
-	if res.Truncated {
-		note = append(note, "older records were trimmed; the check starts at the first retained record")
-	}
-	if *anchorFile != "" {
-		note = append(note, fmt.Sprintf("anchored record %s present", anchor.ID))
-	}
-	fmt.Fprintf(e.stdout, "ok: %d records, chain intact", res.Checked)
-	if len(note) > 0 {
-		fmt.Fprintf(e.stdout, " (%s)", strings.Join(note, "; "))
-	}
-	fmt.Fprintln(e.stdout)
-	return exitOK
+	return e.withStore(ctx, &sf, func(st store) int {
+		res, err := st.VerifyAudit(ctx, opts...)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: verify audit: %v\n", err)
+			return exitFailure
+		}
+		if res.FirstBad != "" {
+			fmt.Fprintf(e.stdout, "bad: record %s: %s (%d records checked)\n", res.FirstBad, res.Reason, res.Checked)
+			return exitFailure
+		}
+		if res.Problem != "" {
+			fmt.Fprintf(e.stdout, "bad: %s (%d records checked)\n", res.Problem, res.Checked)
+			return exitFailure
+		}
+		var note []string
+		if res.Truncated {
+			note = append(note, "older records were trimmed; the check starts at the first retained record")
+		}
+		if *anchorFile != "" {
+			note = append(note, fmt.Sprintf("anchored record %s present", anchor.ID))
+		}
+		fmt.Fprintf(e.stdout, "ok: %d records, chain intact", res.Checked)
+		if len(note) > 0 {
+			fmt.Fprintf(e.stdout, " (%s)", strings.Join(note, "; "))
+		}
+		fmt.Fprintln(e.stdout)
+		return exitOK
+	})
 }
 
 // anchor verifies the audit trail and prints an anchor of its end (JSON,
@@ -240,31 +215,28 @@ func (e *env) anchor(ctx context.Context, args []string) int {
 			return e.badInput("audit anchor: %v", err)
 		}
 	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	res, err := st.VerifyAudit(ctx)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
-		return exitFailure
-	}
-	a, err := cache.NewAuditAnchor(res, e.now())
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v (run `callwarden audit verify`)\n", err)
-		return exitFailure
-	}
-	if key != nil {
-		a = a.Sign(key)
-	}
-	out, err := json.MarshalIndent(a, "", "  ")
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
-		return exitFailure
-	}
-	fmt.Fprintf(e.stdout, "%s\n", out)
-	return exitOK
+	return e.withStore(ctx, &sf, func(st store) int {
+		res, err := st.VerifyAudit(ctx)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
+			return exitFailure
+		}
+		a, err := cache.NewAuditAnchor(res, e.now())
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v (run `callwarden audit verify`)\n", err)
+			return exitFailure
+		}
+		if key != nil {
+			a = a.Sign(key)
+		}
+		out, err := json.MarshalIndent(a, "", "  ")
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(e.stdout, "%s\n", out)
+		return exitOK
+	})
 }
 
 // minAnchorKey is the shortest HMAC key accepted, in bytes.
@@ -315,189 +287,4 @@ func (e *env) readAnchor(path, keyFile string) (cache.AuditAnchor, int) {
 		return a, exitFailure
 	}
 	return a, -1
-}
-
-// token runs the `token` subcommands: hash (offline), and add, revoke
-// and list, which manage the token hashes kept in Redis for every daemon.
-func (e *env) token(ctx context.Context, args []string) int {
-	const want = "want: hash, add, revoke, list"
-	if len(args) == 0 {
-		return e.badInput("token: missing subcommand (%s)", want)
-	}
-	switch args[0] {
-	case "hash":
-		return e.tokenHash(args[1:])
-	case "add":
-		return e.tokenAdd(ctx, args[1:])
-	case "revoke":
-		return e.tokenRevoke(ctx, args[1:])
-	case "list":
-		return e.tokenList(ctx, args[1:])
-	}
-	return e.badInput("token: unknown subcommand %q (%s)", args[0], want)
-}
-
-// readToken reads one token from standard input.
-func (e *env) readToken(cmd string) (string, int) {
-	data, err := io.ReadAll(io.LimitReader(e.stdin, 64<<10))
-	if err != nil {
-		return "", e.badInput("%s: read standard input: %v", cmd, err)
-	}
-	tok := strings.TrimRight(string(data), "\r\n")
-	if strings.TrimSpace(tok) == "" {
-		return "", e.badInput("%s: no token on standard input", cmd)
-	}
-	if strings.ContainsAny(tok, "\r\n") {
-		return "", e.badInput("%s: the token must be one line", cmd)
-	}
-	return tok, -1
-}
-
-func (e *env) tokenHash(args []string) int {
-	fs := e.newFlagSet("token hash", "token hash < TOKEN")
-	if code := e.parseFlags(fs, args); code >= 0 {
-		return code
-	}
-	tok, code := e.readToken("token hash")
-	if code >= 0 {
-		return code
-	}
-	fmt.Fprintln(e.stdout, httpapi.HashToken(tok))
-	return exitOK
-}
-
-// roleFlag registers --role: admin (default) or check. It returns the
-// role as the token store spells it ("" for admin).
-func roleFlag(fs *flag.FlagSet) func() (string, error) {
-	role := fs.String("role", "admin", "token `ROLE`: admin (a user of the policy, admin API) or check (a named caller of /v1/check)")
-	return func() (string, error) {
-		r, err := httpapi.ParseRole(*role)
-		if err != nil {
-			return "", err
-		}
-		if r == httpapi.RoleCheck {
-			return cache.TokenRoleCheck, nil
-		}
-		return "", nil
-	}
-}
-
-// tokenAdd stores the hash of a token read from stdin (or given with
-// --sha256) for USER (or, with --role check, the check token NAME) in
-// Redis; every daemon accepts it within its poll interval. The token
-// itself is never written or printed.
-func (e *env) tokenAdd(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("token add", "token add USER|NAME [--role admin|check] [--sha256 HEX] [--redis-addr ADDR] [--config FILE] < TOKEN")
-	var sf storeFlags
-	sf.register(fs)
-	sum := fs.String("sha256", "", "the token's SHA-256 (`HEX`, from `token hash`) instead of the token on stdin")
-	getRole := roleFlag(fs)
-	pos, code := e.parseInterleaved(fs, args)
-	if code >= 0 {
-		return code
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return e.badInput("token add: want USER or NAME, got %d arguments", len(pos))
-	}
-	role, err := getRole()
-	if err != nil {
-		return e.badInput("token add: --role: %v", err)
-	}
-	user, h := pos[0], strings.ToLower(strings.TrimSpace(*sum))
-	if h == "" {
-		tok, code := e.readToken("token add")
-		if code >= 0 {
-			return code
-		}
-		h = httpapi.HashToken(tok)
-	}
-	if _, err := httpapi.ParseRoleTokenHash(httpapi.Role(role), user, h); err != nil {
-		return e.badInput("token add: %v", err)
-	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	if err := st.AddAdminToken(ctx, cache.AdminToken{User: user, Role: role, SHA256: h}); err != nil {
-		if errors.Is(err, cache.ErrTokenTaken) {
-			return e.badInput("token add: this token already belongs to another user or role")
-		}
-		fmt.Fprintf(e.stderr, "callwarden: token add: %v\n", err)
-		return exitFailure
-	}
-	what := user
-	if role == cache.TokenRoleCheck {
-		what = "check token " + user
-	}
-	e.auditCLI(ctx, st, user, "token add "+what+" (sha256 "+h[:12]+"...)")
-	fmt.Fprintf(e.stdout, "added a token for %s (sha256 %s...)\n", what, h[:12])
-	return exitOK
-}
-
-// tokenRevoke removes every token hash of USER from Redis.
-func (e *env) tokenRevoke(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("token revoke", "token revoke USER|NAME [--role admin|check] [--redis-addr ADDR] [--config FILE]")
-	var sf storeFlags
-	sf.register(fs)
-	getRole := roleFlag(fs)
-	pos, code := e.parseInterleaved(fs, args)
-	if code >= 0 {
-		return code
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return e.badInput("token revoke: want USER or NAME, got %d arguments", len(pos))
-	}
-	role, err := getRole()
-	if err != nil {
-		return e.badInput("token revoke: --role: %v", err)
-	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	n, err := st.RevokeAdminTokens(ctx, role, pos[0])
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: token revoke: %v\n", err)
-		return exitFailure
-	}
-	if n > 0 {
-		e.auditCLI(ctx, st, pos[0], fmt.Sprintf("token revoke %s: %d tokens", pos[0], n))
-	}
-	fmt.Fprintf(e.stdout, "revoked %d tokens of %s (tokens in a daemon's config are not affected)\n", n, pos[0])
-	return exitOK
-}
-
-// tokenList prints the users holding tokens in Redis, one line per hash
-// (its first 12 hex digits).
-func (e *env) tokenList(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("token list", "token list [--redis-addr ADDR] [--config FILE]")
-	var sf storeFlags
-	sf.register(fs)
-	if code := e.parseFlags(fs, args); code >= 0 {
-		return code
-	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	ts, err := st.AdminTokens(ctx)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: token list: %v\n", err)
-		return exitFailure
-	}
-	for _, t := range ts {
-		// Admin tokens print as before ("alice 0123..."); check tokens
-		// are marked, as their name is no user of the policy.
-		if t.Role == cache.TokenRoleCheck {
-			fmt.Fprintf(e.stdout, "%s %s... (check)\n", t.User, t.SHA256[:12])
-			continue
-		}
-		fmt.Fprintf(e.stdout, "%s %s...\n", t.User, t.SHA256[:12])
-	}
-	return exitOK
 }

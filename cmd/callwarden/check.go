@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,23 +9,22 @@ import (
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
 )
 
-// checkFlags maps the check parameters of httpapi.ParseCheckQuery to the
+// checkFlags maps the check parameters of enforce.ParseRequest to the
 // flag names the CLI spells them with, so a parameter error names the flag
 // the user typed.
 // It is a read-only table.
 var checkFlags = [...]struct{ param, flag, help string }{
-	{httpapi.ParamUser, "user", "requesting `USER` id (required)"},
-	{httpapi.ParamAction, "action", "`ACTION`, e.g. monitor.listen (required)"},
-	{httpapi.ParamQueue, "queue", "target `QUEUE`; repeatable for profile.assign (the queues handed out on)"},
-	{httpapi.ParamTeam, "team", "target `TEAM`"},
-	{httpapi.ParamAgent, "agent", "target `AGENT` (user id)"},
-	{httpapi.ParamSite, "site", "target `SITE`"},
-	{httpapi.ParamAssign, "assign", "`PROFILE` handed out, for profile.assign"},
-	{httpapi.ParamAt, "at", "decide at this `TIME` (RFC 3339; default now)"},
-	{httpapi.ParamRecordedAt, "recorded-at", "when the recording was made (`TIME`, RFC 3339)"},
+	{enforce.ParamUser, "user", "requesting `USER` id (required)"},
+	{enforce.ParamAction, "action", "`ACTION`, e.g. monitor.listen (required)"},
+	{enforce.ParamQueue, "queue", "target `QUEUE`; repeatable for profile.assign (the queues handed out on)"},
+	{enforce.ParamTeam, "team", "target `TEAM`"},
+	{enforce.ParamAgent, "agent", "target `AGENT` (user id)"},
+	{enforce.ParamSite, "site", "target `SITE`"},
+	{enforce.ParamAssign, "assign", "`PROFILE` handed out, for profile.assign"},
+	{enforce.ParamAt, "at", "decide at this `TIME` (RFC 3339; default now)"},
+	{enforce.ParamRecordedAt, "recorded-at", "when the recording was made (`TIME`, RFC 3339)"},
 }
 
 func flagOf(param string) string {
@@ -40,13 +40,13 @@ func flagOf(param string) string {
 // can-i`: exit 0 allow, 1 deny, 2 bad input. The flags are mapped onto the
 // HTTP API's parameters and parsed by the same parser, and the answer is the
 // same CheckResponse, so the CLI explains exactly what GET /v1/check answers.
-func (e *env) check(args []string) int {
+func (e *env) check(_ context.Context, args []string) int {
 	fs := e.newFlagSet("check", "check -f FILE --user U --action A [--queue Q] [--team T] [--agent A] [--site S] [--assign PROFILE] [--at RFC3339] [--recorded-at RFC3339] [--output text|json]")
 	var files, queues stringList
 	fileFlags(fs, &files, true)
 	vals := map[string]*string{}
 	for _, c := range checkFlags {
-		if c.param == httpapi.ParamQueue {
+		if c.param == enforce.ParamQueue {
 			fs.Var(&queues, c.flag, c.help)
 			continue
 		}
@@ -69,11 +69,11 @@ func (e *env) check(args []string) int {
 		}
 	}
 	if len(queues) > 0 {
-		q[httpapi.ParamQueue] = queues
+		q[enforce.ParamQueue] = queues
 	}
-	req, at, err := httpapi.ParseCheckQuery(q)
+	req, at, err := enforce.ParseRequest(q)
 	if err != nil {
-		var pe *httpapi.ParamError
+		var pe *enforce.ParamError
 		if errors.As(err, &pe) {
 			return e.badInput("%s: %v", flagOf(pe.Param), pe.Err)
 		}
@@ -87,7 +87,7 @@ func (e *env) check(args []string) int {
 		at = time.Now()
 	}
 	d := enforce.Decide(snap, &req, at)
-	resp := httpapi.NewCheckResponse(req, d)
+	resp := enforce.NewAnswer(req, d)
 	if *output == "json" {
 		if err := json.NewEncoder(e.stdout).Encode(resp); err != nil {
 			fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)

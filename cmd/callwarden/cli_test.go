@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/callwarden/callwarden/pbx/httpapi"
+	"github.com/callwarden/callwarden/enforce"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -94,7 +94,7 @@ func TestCheckDecisions(t *testing.T) {
 			if r.stderr != "" {
 				t.Errorf("stderr not empty: %s", r.stderr)
 			}
-			var got httpapi.CheckResponse
+			var got enforce.Answer
 			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 				t.Fatalf("decode %q: %v", r.stdout, err)
 			}
@@ -164,7 +164,7 @@ func TestCheckTakesTeamAndSiteFromThePolicy(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runCLI(t, "", nil, append([]string{"check", "-f", teams, "--output", "json"}, tc.args...)...)
-			var got httpapi.CheckResponse
+			var got enforce.Answer
 			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 				t.Fatalf("exit %d, decode %q: %v (stderr %s)", r.code, r.stdout, err, r.stderr)
 			}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwarden/callwarden/pbx/httpapi"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 // buildBinary compiles the command into dir, with a version stamped by
@@ -99,7 +99,7 @@ func TestBinary(t *testing.T) {
 		file := filepath.Join(dir, "profiles.yaml")
 		copyFile(t, "profiles.yaml", file)
 		tokens := filepath.Join(dir, "tokens.yaml")
-		if err := os.WriteFile(tokens, []byte("tokens:\n  - {name: pbx, role: check, sha256: "+httpapi.HashToken(checkToken)+"}\n"), 0o600); err != nil {
+		if err := os.WriteFile(tokens, []byte("tokens:\n  - {name: pbx, role: check, sha256: "+httpauth.HashToken(checkToken)+"}\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		stderr := &syncBuffer{}

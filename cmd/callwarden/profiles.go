@@ -9,33 +9,12 @@ import (
 
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
 )
-
-// profiles runs the `profiles` subcommands: validate works on files alone,
-// apply and export on the store.
-func (e *env) profiles(ctx context.Context, args []string) int {
-	const want = "want: init, validate, apply, export"
-	if len(args) == 0 {
-		return e.badInput("profiles: missing subcommand (%s)", want)
-	}
-	switch args[0] {
-	case "init":
-		return e.initProfiles(args[1:])
-	case "validate":
-		return e.validate(args[1:])
-	case "apply":
-		return e.apply(ctx, args[1:])
-	case "export":
-		return e.export(ctx, args[1:])
-	}
-	return e.badInput("profiles: unknown subcommand %q (%s)", args[0], want)
-}
 
 // initProfiles writes a seed template as the start of a profiles file, to
 // standard output or to -o FILE, which it never overwrites without
 // --force.
-func (e *env) initProfiles(args []string) int {
+func (e *env) initProfiles(_ context.Context, args []string) int {
 	fs := e.newFlagSet("profiles init", "profiles init --template NAME [-o FILE] [--force]  (templates: "+strings.Join(config.TemplateNames(), ", ")+")")
 	name := fs.String("template", "", "seed template `NAME`: "+strings.Join(config.TemplateNames(), ", "))
 	out := fs.String("o", "", "write to `FILE` instead of standard output")
@@ -87,7 +66,7 @@ func (e *env) initProfiles(args []string) int {
 
 // validate loads the profiles files as serve and check would, and prints
 // either a one-line summary or every problem, one per line, exit 2.
-func (e *env) validate(args []string) int {
+func (e *env) validate(_ context.Context, args []string) int {
 	fs := e.newFlagSet("profiles validate", "profiles validate -f FILE [-f FILE...]")
 	var files stringList
 	fileFlags(fs, &files, true)
@@ -135,43 +114,40 @@ func (e *env) apply(ctx context.Context, args []string) int {
 		fmt.Fprintln(e.stderr, "callwarden: nothing applied")
 		return exitBadInput
 	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	cur, gen, err := st.Policy(ctx)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: read the stored policy: %v\n", err)
-		return exitFailure
-	}
-	lines := httpapi.FormatDiff(enforce.DiffPolicies(cur, p))
-	for _, l := range lines {
-		fmt.Fprintln(e.stdout, l)
-	}
-	if len(lines) == 0 {
-		fmt.Fprintf(e.stdout, "no changes (generation %d)\n", gen)
-		return exitOK
-	}
-	if *dryRun {
-		fmt.Fprintf(e.stdout, "dry run: nothing written (store at generation %d)\n", gen)
-		return exitOK
-	}
-	// Compare-and-set on exactly the generation the diff was computed on,
-	// 0 included: two applies to an empty store cannot both land.
-	newGen, diff, err := st.ApplyPolicyAt(ctx, p, gen)
-	if err != nil {
-		if errors.Is(err, enforce.ErrConflict) {
-			fmt.Fprintf(e.stderr, "callwarden: the stored policy changed while applying (now generation %d); nothing applied, run again to see the new diff\n", newGen)
+	return e.withStore(ctx, &sf, func(st store) int {
+		cur, gen, err := st.Policy(ctx)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: read the stored policy: %v\n", err)
 			return exitFailure
 		}
-		fmt.Fprintf(e.stderr, "callwarden: apply: %v\n", err)
-		return exitFailure
-	}
-	e.auditCLI(ctx, st, "policy", fmt.Sprintf("profiles apply %s: generation %d -> %d: %s",
-		strings.Join(files, " "), gen, newGen, strings.Join(httpapi.FormatDiff(diff), ", ")))
-	fmt.Fprintf(e.stdout, "applied: generation %d\n", newGen)
-	return exitOK
+		lines := enforce.FormatDiff(enforce.DiffPolicies(cur, p))
+		for _, l := range lines {
+			fmt.Fprintln(e.stdout, l)
+		}
+		if len(lines) == 0 {
+			fmt.Fprintf(e.stdout, "no changes (generation %d)\n", gen)
+			return exitOK
+		}
+		if *dryRun {
+			fmt.Fprintf(e.stdout, "dry run: nothing written (store at generation %d)\n", gen)
+			return exitOK
+		}
+		// Compare-and-set on exactly the generation the diff was computed on,
+		// 0 included: two applies to an empty store cannot both land.
+		newGen, diff, err := st.ApplyPolicyAt(ctx, p, gen)
+		if err != nil {
+			if errors.Is(err, enforce.ErrConflict) {
+				fmt.Fprintf(e.stderr, "callwarden: the stored policy changed while applying (now generation %d); nothing applied, run again to see the new diff\n", newGen)
+				return exitFailure
+			}
+			fmt.Fprintf(e.stderr, "callwarden: apply: %v\n", err)
+			return exitFailure
+		}
+		e.auditCLI(ctx, st, "policy", fmt.Sprintf("profiles apply %s: generation %d -> %d: %s",
+			strings.Join(files, " "), gen, newGen, strings.Join(enforce.FormatDiff(diff), ", ")))
+		fmt.Fprintf(e.stdout, "applied: generation %d\n", newGen)
+		return exitOK
+	})
 }
 
 // export prints the stored policy as a profiles file, which `profiles
@@ -183,25 +159,22 @@ func (e *env) export(ctx context.Context, args []string) int {
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	p, gen, err := st.Policy(ctx)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: read the stored policy: %v\n", err)
-		return exitFailure
-	}
-	out, err := config.MarshalProfiles(p)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: %v\n", err)
-		return exitFailure
-	}
-	fmt.Fprintf(e.stdout, "# exported from generation %d\n", gen)
-	if _, err := e.stdout.Write(out); err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
-		return exitFailure
-	}
-	return exitOK
+	return e.withStore(ctx, &sf, func(st store) int {
+		p, gen, err := st.Policy(ctx)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: read the stored policy: %v\n", err)
+			return exitFailure
+		}
+		out, err := config.MarshalProfiles(p)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(e.stdout, "# exported from generation %d\n", gen)
+		if _, err := e.stdout.Write(out); err != nil {
+			fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
+	})
 }

@@ -25,35 +25,6 @@ const (
 	exitBadInput = 2
 )
 
-const usage = `usage: callwarden <command> [flags]
-
-commands:
-  check              decide one request offline from profiles files
-                     (exit 0 allow, 1 deny, 2 bad input)
-  profiles init      start a profiles file from a seed template
-                     (--template NAME [-o FILE] [--force])
-  profiles validate  check profiles files and report every problem
-  profiles apply     apply profiles files to Redis, atomically (--dry-run
-                     prints the diff and writes nothing)
-  profiles export    print the policy stored in Redis as a profiles file
-  users assign       give a user a profile (and queues) in Redis
-  users revoke       take a user's profile away in Redis
-  audit tail         print audit records as JSON lines (--follow)
-  audit verify       check the audit trail's hash chain and head (--anchor
-                     FILE: and that it still holds the anchored record)
-  audit anchor       print a (--key-file: HMAC-signed) anchor of the
-                     audit trail's end, to keep outside Redis
-  token hash         print the SHA-256 of an admin token read from stdin
-  token add          store an admin token's hash in Redis (token on stdin)
-  token revoke       remove a user's token hashes from Redis
-  token list         list the users holding tokens in Redis
-  serve              serve the check API, the admin API, /healthz, /readyz
-                     and /metrics
-  version            print the version
-
-Run "callwarden <command> -h" for the flags of a command.
-`
-
 // env is what a command may use of the process: its streams and its
 // environment, injected so that commands run in tests as they do for real.
 type env struct {
@@ -79,34 +50,34 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return e.run(ctx, args)
 }
 
-// run executes args with the process e describes.
+// run executes args with the process e describes: the command of the
+// table (commands) its first words name.
 func (e *env) run(ctx context.Context, args []string) int {
-	stdout, stderr := e.stdout, e.stderr
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(e.stderr, usage())
 		return exitBadInput
 	}
 	switch args[0] {
-	case "check":
-		return e.check(args[1:])
-	case "profiles":
-		return e.profiles(ctx, args[1:])
-	case "users":
-		return e.users(ctx, args[1:])
-	case "audit":
-		return e.audit(ctx, args[1:])
-	case "token":
-		return e.token(ctx, args[1:])
-	case "serve":
-		return e.serve(ctx, args[1:])
-	case "version":
-		return e.version(args[1:])
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(e.stdout, usage())
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "callwarden: unknown command %q\n%s", args[0], usage)
-	return exitBadInput
+	if c, ok := lookup(args[0], ""); ok {
+		return c.run(e, ctx, args[1:])
+	}
+	subs := subcommands(args[0])
+	if len(subs) == 0 {
+		fmt.Fprintf(e.stderr, "callwarden: unknown command %q\n%s", args[0], usage())
+		return exitBadInput
+	}
+	want := "want: " + strings.Join(subs, ", ")
+	if len(args) == 1 {
+		return e.badInput("%s: missing subcommand (%s)", args[0], want)
+	}
+	if c, ok := lookup(args[0], args[1]); ok {
+		return c.run(e, ctx, args[2:])
+	}
+	return e.badInput("%s: unknown subcommand %q (%s)", args[0], args[1], want)
 }
 
 // newFlagSet returns a flag set that reports to stderr instead of exiting.
@@ -190,6 +161,20 @@ func (e *env) loadSnapshot(files []string) (*enforce.Snapshot, enforce.Policy, e
 	return loadFiles(files, 1)
 }
 
+// loadFiles reads and compiles the profiles files into a snapshot of
+// generation gen.
+func loadFiles(files []string, gen uint64) (*enforce.Snapshot, enforce.Policy, error) {
+	p, err := config.LoadProfiles(files...)
+	if err != nil {
+		return nil, p, err
+	}
+	s, err := enforce.NewSnapshot(p, gen)
+	if err != nil {
+		return nil, p, err
+	}
+	return s, p, nil
+}
+
 func containsDash(files []string) bool {
 	for _, f := range files {
 		if f == "-" {
@@ -232,7 +217,7 @@ func oneLine(err error) string {
 	return fmt.Sprintf(`%s (and %d more; run "callwarden profiles validate")`, lines[0], len(lines)-1)
 }
 
-func (e *env) version(args []string) int {
+func (e *env) version(_ context.Context, args []string) int {
 	fs := e.newFlagSet("version", "version")
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code

@@ -16,7 +16,8 @@ import (
 	"time"
 
 	"github.com/callwarden/callwarden/config"
-	"github.com/callwarden/callwarden/pbx/httpapi"
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's goroutines to write
@@ -93,7 +94,7 @@ const checkToken = "pbx-token"
 
 // checkTokenConfig is checkToken as configured.
 func checkTokenConfig() config.AdminToken {
-	return config.AdminToken{Name: "pbx", Role: config.TokenRoleCheck, SHA256: httpapi.HashToken(checkToken)}
+	return config.AdminToken{Name: "pbx", Role: config.TokenRoleCheck, SHA256: httpauth.HashToken(checkToken)}
 }
 
 // check sends one /v1/check query with the check token.
@@ -123,7 +124,7 @@ func decision(tb testing.TB, c *http.Client, base, query string) string {
 	if status != http.StatusOK {
 		tb.Fatalf("check %s: status %d body %s", query, status, body)
 	}
-	var r httpapi.CheckResponse
+	var r enforce.Answer
 	if err := json.Unmarshal([]byte(body), &r); err != nil {
 		tb.Fatalf("decode %s: %v", body, err)
 	}
@@ -306,7 +307,7 @@ func TestServeCommand(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "profiles.yaml")
 	copyFile(t, "profiles.yaml", file)
 	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
-	if err := os.WriteFile(tokens, []byte("tokens:\n  - {name: pbx, role: check, sha256: "+httpapi.HashToken(checkToken)+"}\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte("tokens:\n  - {name: pbx, role: check, sha256: "+httpauth.HashToken(checkToken)+"}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	environ := map[string]string{

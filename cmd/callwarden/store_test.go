@@ -18,7 +18,7 @@ import (
 	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 func TestRedisLoggerWritesGoRedisLinesThroughZap(t *testing.T) {
@@ -128,13 +128,13 @@ func TestAdminTokensStoredInRedis(t *testing.T) {
 	})
 	t.Run("a token is listed by user and hash prefix, never in full", func(t *testing.T) {
 		r := runStore(t, ctx, st, "", "token", "list", "--redis-addr", "x:1")
-		want := "root " + httpapi.HashToken("ops-token")[:12] + "...\n"
+		want := "root " + httpauth.HashToken("ops-token")[:12] + "...\n"
 		if r.code != exitOK || r.stdout != want {
 			t.Fatalf("token list: %+v, want %q", r, want)
 		}
 	})
 	t.Run("a token of another user cannot be added", func(t *testing.T) {
-		r := runStore(t, ctx, st, "", "token", "add", "alice", "--sha256", strings.ToUpper(httpapi.HashToken("ops-token")), "--redis-addr", "x:1")
+		r := runStore(t, ctx, st, "", "token", "add", "alice", "--sha256", strings.ToUpper(httpauth.HashToken("ops-token")), "--redis-addr", "x:1")
 		if r.code != exitBadInput || !strings.Contains(r.stderr, "already belongs to another user") {
 			t.Fatalf("token add of root's hash for alice: %+v", r)
 		}
@@ -169,7 +169,7 @@ func TestAdminTokensStoredInRedis(t *testing.T) {
 			t.Errorf("GET /v1/profiles with a check token: %s, want 403", got)
 		}
 		r = runStore(t, ctx, st, "", "token", "list", "--redis-addr", "x:1")
-		if want := "cti " + httpapi.HashToken("cti-token")[:12] + "... (check)\n"; !strings.Contains(r.stdout, want) {
+		if want := "cti " + httpauth.HashToken("cti-token")[:12] + "... (check)\n"; !strings.Contains(r.stdout, want) {
 			t.Errorf("token list: %q, want a line %q", r.stdout, want)
 		}
 		if r := runStore(t, ctx, st, "", "token", "revoke", "cti", "--redis-addr", "x:1"); !strings.Contains(r.stdout, "revoked 0 tokens") {
@@ -386,3 +386,19 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// memoryStore is an in-process store (cache.Memory and friends), for
+// tests of the commands and the daemon without Redis.
+type memoryStore struct {
+	*cache.Memory
+	*cache.MemoryAudit
+	*cache.MemoryRecordings
+	*cache.MemoryTokens
+}
+
+func newMemoryStore() *memoryStore {
+	return &memoryStore{cache.NewMemory(), cache.NewMemoryAudit(cache.AuditOptions{}), cache.NewMemoryRecordings(), cache.NewMemoryTokens()}
+}
+
+// Close implements store; there is nothing to release.
+func (*memoryStore) Close() error { return nil }

@@ -10,29 +10,11 @@ import (
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
 )
 
 // maxCASAttempts bounds how often a read-modify-write command retries
 // after another administrator changed the policy in between.
 const maxCASAttempts = 3
-
-// users runs the `users` subcommands, which change one assignment in the
-// store. The CLI holds the store's credentials and so acts as an
-// administrator; its changes are audited as user "cli:<login>".
-func (e *env) users(ctx context.Context, args []string) int {
-	const want = "want: assign, revoke"
-	if len(args) == 0 {
-		return e.badInput("users: missing subcommand (%s)", want)
-	}
-	switch args[0] {
-	case "assign":
-		return e.assign(ctx, args[1:])
-	case "revoke":
-		return e.revoke(ctx, args[1:])
-	}
-	return e.badInput("users: unknown subcommand %q (%s)", args[0], want)
-}
 
 // parseInterleaved parses flags that may come before, between or after
 // the positional arguments (`users assign bob teacher --queue sales`) and
@@ -88,7 +70,7 @@ func (e *env) changeUser(ctx context.Context, st store, id string, change func(e
 			fmt.Fprintf(e.stderr, "callwarden: apply: %v\n", err)
 			return exitFailure
 		}
-		lines := httpapi.FormatDiff(diff)
+		lines := enforce.FormatDiff(diff)
 		if len(lines) == 0 {
 			fmt.Fprintf(e.stdout, "no changes (generation %d)\n", newGen)
 			return exitOK
@@ -167,33 +149,30 @@ func (e *env) assign(ctx context.Context, args []string) int {
 			return e.badInput("%s: %q is not an RFC 3339 time", t.flag, t.v)
 		}
 	}
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	return e.changeUser(ctx, st, id, func(p enforce.Policy) (enforce.Policy, string, error) {
-		if !slices.ContainsFunc(p.Profiles, func(pr enforce.Profile) bool { return pr.Name == profile }) {
-			return p, "", fmt.Errorf("users assign: no profile %q in the store", profile)
-		}
-		p.Users = slices.Clone(p.Users)
-		i := slices.IndexFunc(p.Users, func(u enforce.User) bool { return u.ID == id })
-		if i < 0 {
-			p.Users = append(p.Users, enforce.User{ID: id})
-			i = len(p.Users) - 1
-		}
-		u := &p.Users[i]
-		u.Profile = profile
-		if len(queues) > 0 {
-			u.Queues = slices.Clone([]string(queues))
-		}
-		if !vf.IsZero() {
-			u.ValidFrom = vf
-		}
-		if !vu.IsZero() {
-			u.ValidUntil = vu
-		}
-		return p, fmt.Sprintf("users assign %s %s on queues [%s]", id, profile, strings.Join(u.Queues, ", ")), nil
+	return e.withStore(ctx, &sf, func(st store) int {
+		return e.changeUser(ctx, st, id, func(p enforce.Policy) (enforce.Policy, string, error) {
+			if !slices.ContainsFunc(p.Profiles, func(pr enforce.Profile) bool { return pr.Name == profile }) {
+				return p, "", fmt.Errorf("users assign: no profile %q in the store", profile)
+			}
+			p.Users = slices.Clone(p.Users)
+			i := slices.IndexFunc(p.Users, func(u enforce.User) bool { return u.ID == id })
+			if i < 0 {
+				p.Users = append(p.Users, enforce.User{ID: id})
+				i = len(p.Users) - 1
+			}
+			u := &p.Users[i]
+			u.Profile = profile
+			if len(queues) > 0 {
+				u.Queues = slices.Clone([]string(queues))
+			}
+			if !vf.IsZero() {
+				u.ValidFrom = vf
+			}
+			if !vu.IsZero() {
+				u.ValidUntil = vu
+			}
+			return p, fmt.Sprintf("users assign %s %s on queues [%s]", id, profile, strings.Join(u.Queues, ", ")), nil
+		})
 	})
 }
 
@@ -214,25 +193,22 @@ func (e *env) revoke(ctx context.Context, args []string) int {
 		return e.badInput("users revoke: want USER, got %d arguments", len(pos))
 	}
 	id := pos[0]
-	st, code := e.openStore(ctx, &sf)
-	if code >= 0 {
-		return code
-	}
-	defer st.Close()
-	return e.changeUser(ctx, st, id, func(p enforce.Policy) (enforce.Policy, string, error) {
-		i := slices.IndexFunc(p.Users, func(u enforce.User) bool { return u.ID == id })
-		if i < 0 {
-			return p, "", fmt.Errorf("users revoke: no user %q in the store", id)
-		}
-		p.Users = slices.Clone(p.Users)
-		u := p.Users[i]
-		was := u.Profile
-		u.Profile, u.Queues, u.ValidFrom, u.ValidUntil = "", nil, time.Time{}, time.Time{}
-		if len(u.Teams)+len(u.Agents)+len(u.Sites)+len(u.Identities) == 0 {
-			p.Users = slices.Delete(p.Users, i, i+1)
-		} else {
-			p.Users[i] = u
-		}
-		return p, fmt.Sprintf("users revoke %s (was %s)", id, was), nil
+	return e.withStore(ctx, &sf, func(st store) int {
+		return e.changeUser(ctx, st, id, func(p enforce.Policy) (enforce.Policy, string, error) {
+			i := slices.IndexFunc(p.Users, func(u enforce.User) bool { return u.ID == id })
+			if i < 0 {
+				return p, "", fmt.Errorf("users revoke: no user %q in the store", id)
+			}
+			p.Users = slices.Clone(p.Users)
+			u := p.Users[i]
+			was := u.Profile
+			u.Profile, u.Queues, u.ValidFrom, u.ValidUntil = "", nil, time.Time{}, time.Time{}
+			if len(u.Teams)+len(u.Agents)+len(u.Sites)+len(u.Identities) == 0 {
+				p.Users = slices.Delete(p.Users, i, i+1)
+			} else {
+				p.Users[i] = u
+			}
+			return p, fmt.Sprintf("users revoke %s (was %s)", id, was), nil
+		})
 	})
 }

@@ -1,4 +1,4 @@
-package httpapi
+package checkapi
 
 import (
 	"errors"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 // CheckAuth says who may call GET /v1/check.
@@ -68,7 +70,7 @@ func (h *Handler) authenticateCheck(r *http.Request) (string, error) {
 		}
 		return "", errAuthMissing
 	}
-	tok, ok := bearerToken(header)
+	tok, ok := httpauth.BearerToken(header)
 	if !ok || h.opts.Auth == nil {
 		return "", errAuthInvalid
 	}
@@ -76,7 +78,7 @@ func (h *Handler) authenticateCheck(r *http.Request) (string, error) {
 	if !ok {
 		return "", errAuthInvalid
 	}
-	if id.Role != RoleCheck {
+	if id.Role != httpauth.RoleCheck {
 		return "", errAuthRole
 	}
 	return "token:" + id.Name, nil
@@ -118,17 +120,14 @@ func (h *Handler) refuseCheck(w http.ResponseWriter, r *http.Request, err error)
 			}
 		}
 	}
-	if reason == "role" {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="callwarden", error="insufficient_scope"`)
-		writeJSON(w, http.StatusForbidden, errorBody{Error: "this token may not call /v1/check: it needs role check"})
-		return
+	switch reason {
+	case "role":
+		httpauth.Refuse(w, httpauth.ChallengeInsufficientScope, "this token may not call /v1/check: it needs role check")
+	case "invalid":
+		httpauth.Refuse(w, httpauth.ChallengeInvalidToken, msg)
+	default:
+		httpauth.Refuse(w, "", msg)
 	}
-	challenge := `Bearer realm="callwarden"`
-	if reason == "invalid" {
-		challenge += `, error="invalid_token"`
-	}
-	w.Header().Set("WWW-Authenticate", challenge)
-	writeJSON(w, http.StatusUnauthorized, errorBody{Error: msg})
 }
 
 // rateLimiter is a token bucket per asker. Buckets are only made for
@@ -185,7 +184,7 @@ func checkOptions(opts *Options) error {
 		opts.CheckAuth = CheckAuthToken
 	case CheckAuthToken, CheckAuthLoopback:
 	default:
-		return fmt.Errorf("httpapi: unknown CheckAuth %q (want %s or %s)", opts.CheckAuth, CheckAuthToken, CheckAuthLoopback)
+		return fmt.Errorf("checkapi: unknown CheckAuth %q (want %s or %s)", opts.CheckAuth, CheckAuthToken, CheckAuthLoopback)
 	}
 	if opts.CheckRate <= 0 {
 		opts.CheckRate = DefaultCheckRate

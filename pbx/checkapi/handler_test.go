@@ -1,4 +1,4 @@
-package httpapi_test
+package checkapi_test
 
 import (
 	"encoding/json"
@@ -15,7 +15,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
+	"github.com/callwarden/callwarden/pbx/checkapi"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -85,30 +86,30 @@ const (
 	rootToken = "root-secret"
 )
 
-func fixtureTokens(tb testing.TB) httpapi.Authenticator {
+func fixtureTokens(tb testing.TB) httpauth.Authenticator {
 	tb.Helper()
-	var out []httpapi.TokenHash
+	var out []httpauth.TokenHash
 	for _, t := range []struct {
-		role        httpapi.Role
+		role        httpauth.Role
 		name, token string
-	}{{httpapi.RoleCheck, "pbx", pbxToken}, {httpapi.RoleCheck, "cti", ctiToken}, {httpapi.RoleAdmin, "root", rootToken}} {
-		th, err := httpapi.ParseRoleTokenHash(t.role, t.name, httpapi.HashToken(t.token))
+	}{{httpauth.RoleCheck, "pbx", pbxToken}, {httpauth.RoleCheck, "cti", ctiToken}, {httpauth.RoleAdmin, "root", rootToken}} {
+		th, err := httpauth.ParseRoleTokenHash(t.role, t.name, httpauth.HashToken(t.token))
 		if err != nil {
 			tb.Fatal(err)
 		}
 		out = append(out, th)
 	}
-	return httpapi.NewTokenSet(out)
+	return httpauth.NewTokenSet(out)
 }
 
 func newFixture(tb testing.TB, snap *enforce.Snapshot) *fixture {
 	tb.Helper()
-	return newFixtureWith(tb, snap, httpapi.Options{})
+	return newFixtureWith(tb, snap, checkapi.Options{})
 }
 
 // newFixtureWith serves opts with the fixture's snapshot holder, clock,
 // logger, registry, auditor and tokens filled in.
-func newFixtureWith(tb testing.TB, snap *enforce.Snapshot, opts httpapi.Options) *fixture {
+func newFixtureWith(tb testing.TB, snap *enforce.Snapshot, opts checkapi.Options) *fixture {
 	tb.Helper()
 	core, logs := observer.New(zap.InfoLevel)
 	f := &fixture{holder: &enforce.Holder{}, reg: prometheus.NewRegistry(), logs: logs, audit: &fakeAudit{}}
@@ -121,7 +122,7 @@ func newFixtureWith(tb testing.TB, snap *enforce.Snapshot, opts httpapi.Options)
 	opts.Registry = f.reg
 	opts.Auditor = f.audit
 	opts.Auth = fixtureTokens(tb)
-	h, err := httpapi.New(opts)
+	h, err := checkapi.New(opts)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
@@ -202,7 +203,7 @@ func TestCheckDecisions(t *testing.T) {
 			if ct := hdr.Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type = %q", ct)
 			}
-			var got httpapi.CheckResponse
+			var got enforce.Answer
 			if err := json.Unmarshal([]byte(body), &got); err != nil {
 				t.Fatalf("decode %s: %v", body, err)
 			}
@@ -388,17 +389,17 @@ func TestMetricsAndAudit(t *testing.T) {
 
 func TestNewRejectsBadOptions(t *testing.T) {
 	t.Run("missing snapshot source is an error", func(t *testing.T) {
-		if _, err := httpapi.New(httpapi.Options{}); err == nil {
+		if _, err := checkapi.New(checkapi.Options{}); err == nil {
 			t.Error("New accepted options without Snapshot")
 		}
 	})
 	t.Run("registering twice on one registry is an error", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		h := &enforce.Holder{}
-		if _, err := httpapi.New(httpapi.Options{Snapshot: h.Load, Registry: reg}); err != nil {
+		if _, err := checkapi.New(checkapi.Options{Snapshot: h.Load, Registry: reg}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := httpapi.New(httpapi.Options{Snapshot: h.Load, Registry: reg}); err == nil {
+		if _, err := checkapi.New(checkapi.Options{Snapshot: h.Load, Registry: reg}); err == nil {
 			t.Error("second New on the same registry succeeded")
 		}
 	})
@@ -430,7 +431,7 @@ func TestExplain(t *testing.T) {
 			if tc.req.User == "bob" {
 				at = time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
 			}
-			got := httpapi.NewCheckResponse(tc.req, enforce.Decide(snap, &tc.req, at)).Explain()
+			got := enforce.NewAnswer(tc.req, enforce.Decide(snap, &tc.req, at)).Explain()
 			if got != tc.want {
 				t.Errorf("Explain =\n%s\nwant\n%s", got, tc.want)
 			}
@@ -441,7 +442,7 @@ func TestExplain(t *testing.T) {
 			if r == enforce.ReasonGranted {
 				continue // never a denial
 			}
-			resp := httpapi.CheckResponse{Decision: "deny", Reason: r.String(), User: "u", Action: "monitor.listen"}
+			resp := enforce.Answer{Decision: "deny", Reason: r.String(), User: "u", Action: "monitor.listen"}
 			if strings.HasSuffix(resp.Explain(), "no grant allows it") {
 				t.Errorf("reason %s falls back to the generic explanation", r)
 			}

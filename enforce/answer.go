@@ -1,16 +1,15 @@
-package httpapi
+package enforce
 
 import (
 	"fmt"
 	"strings"
-
-	"github.com/callwarden/callwarden/enforce"
 )
 
-// CheckResponse is the JSON answer to a check, the same from GET /v1/check
-// and from `callwarden check --output json`: both build it with
-// NewCheckResponse so the two shapes cannot drift.
-type CheckResponse struct {
+// Answer is a decision explained: the engine's verdict with the request it
+// answers, in the JSON shape that GET /v1/check, `callwarden check --output
+// json` and the admin API's refusals all answer with. Each builds it with
+// NewAnswer, so the shapes cannot drift.
+type Answer struct {
 	// Decision is "allow" or "deny".
 	Decision string `json:"decision"`
 	// Reason is the stable reason code, e.g. "out_of_scope".
@@ -24,9 +23,9 @@ type CheckResponse struct {
 	User   string `json:"user"`
 	Action string `json:"action"`
 	// Target echoes the request's target, omitted when it names none.
-	Target *Target `json:"target,omitempty"`
+	Target *AnswerTarget `json:"target,omitempty"`
 	// Assign echoes a profile.assign request's profile and queues.
-	Assign *Assign `json:"assign,omitempty"`
+	Assign *AnswerAssign `json:"assign,omitempty"`
 	// NotifyTarget and MaskDigits carry the profile's options, which the
 	// caller applies (a tone for the agent, masked caller numbers).
 	NotifyTarget bool `json:"notify_target"`
@@ -37,23 +36,23 @@ type CheckResponse struct {
 	ContextClaimed bool `json:"context_claimed,omitempty"`
 }
 
-// Target is the target of a check; empty fields were not given.
-type Target struct {
+// AnswerTarget is the target of a check; empty fields were not given.
+type AnswerTarget struct {
 	Queue string `json:"queue,omitempty"`
 	Team  string `json:"team,omitempty"`
 	Agent string `json:"agent,omitempty"`
 	Site  string `json:"site,omitempty"`
 }
 
-// Assign is what a profile.assign check hands out, and on which queues.
-type Assign struct {
+// AnswerAssign is what a profile.assign check hands out, and on which queues.
+type AnswerAssign struct {
 	Profile string   `json:"profile"`
 	Queues  []string `json:"queues,omitempty"`
 }
 
-// NewCheckResponse builds the answer to req from the engine's decision d.
-func NewCheckResponse(req enforce.Request, d enforce.Decision) CheckResponse {
-	r := CheckResponse{
+// NewAnswer builds the answer to req from the engine's decision d.
+func NewAnswer(req Request, d Decision) Answer {
+	r := Answer{
 		Decision:       d.Verdict(),
 		Reason:         d.Reason.String(),
 		Profile:        d.Profile,
@@ -67,24 +66,24 @@ func NewCheckResponse(req enforce.Request, d enforce.Decision) CheckResponse {
 		g := d.Grant
 		r.Grant = &g
 	}
-	if t := (Target{Queue: req.Queue, Team: req.Team, Agent: req.Agent, Site: req.Site}); t != (Target{}) {
+	if t := (AnswerTarget{Queue: req.Queue, Team: req.Team, Agent: req.Agent, Site: req.Site}); t != (AnswerTarget{}) {
 		r.Target = &t
 	}
 	if req.AssignProfile != "" || len(req.AssignQueues) > 0 {
-		r.Assign = &Assign{Profile: req.AssignProfile, Queues: req.AssignQueues}
+		r.Assign = &AnswerAssign{Profile: req.AssignProfile, Queues: req.AssignQueues}
 	}
 	return r
 }
 
-// Allowed reports whether the response allows.
-func (r CheckResponse) Allowed() bool { return r.Decision == "allow" }
+// Allowed reports whether the answer allows.
+func (r Answer) Allowed() bool { return r.Decision == "allow" }
 
-// Explain renders the response as one human sentence, for `callwarden
+// Explain renders the answer as one human sentence, for `callwarden
 // check` in text mode and for operators reading a CTI trace:
 //
 //	allow: alice may monitor.listen on queue sales: profile supervisor, grant #0
 //	deny (out_of_scope): alice may not monitor.listen on queue hr: profile supervisor has grants for monitor.listen but none covers this target
-func (r CheckResponse) Explain() string {
+func (r Answer) Explain() string {
 	s := r.explain()
 	if r.ContextClaimed {
 		s += "\nnote: the team/site given was used as claimed, because the policy does not describe the target agent"
@@ -92,7 +91,7 @@ func (r CheckResponse) Explain() string {
 	return s
 }
 
-func (r CheckResponse) explain() string {
+func (r Answer) explain() string {
 	var b strings.Builder
 	if r.Allowed() {
 		fmt.Fprintf(&b, "allow: %s may %s%s", r.User, r.Action, r.describeTarget())
@@ -110,7 +109,7 @@ func (r CheckResponse) explain() string {
 }
 
 // describeTarget renders the target as " on queue sales, agent carol".
-func (r CheckResponse) describeTarget() string {
+func (r Answer) describeTarget() string {
 	var parts []string
 	if r.Assign != nil {
 		s := "profile " + r.Assign.Profile
@@ -135,7 +134,7 @@ func (r CheckResponse) describeTarget() string {
 	return " on " + strings.Join(parts, ", ")
 }
 
-func (r CheckResponse) grantSuffix() string {
+func (r Answer) grantSuffix() string {
 	if r.Grant == nil {
 		return ""
 	}
@@ -144,36 +143,36 @@ func (r CheckResponse) grantSuffix() string {
 
 // why explains a denial reason in words; the code itself stays the
 // contract, this is only for people.
-func (r CheckResponse) why() string {
+func (r Answer) why() string {
 	grant := "its grants"
 	if r.Grant != nil {
 		grant = fmt.Sprintf("grant #%d", *r.Grant)
 	}
 	switch r.Reason {
-	case enforce.ReasonUnknownUser.String():
+	case ReasonUnknownUser.String():
 		return fmt.Sprintf("no user %q is defined", r.User)
-	case enforce.ReasonNoProfile.String():
+	case ReasonNoProfile.String():
 		return "the user has no profile (no profile, no access)"
-	case enforce.ReasonActionNotGranted.String():
+	case ReasonActionNotGranted.String():
 		return fmt.Sprintf("profile %s has no grant listing %s", r.Profile, r.Action)
-	case enforce.ReasonOutOfScope.String():
+	case ReasonOutOfScope.String():
 		return fmt.Sprintf("profile %s has grants for %s but none covers this target (closest: %s)", r.Profile, r.Action, grant)
-	case enforce.ReasonOutsideWindow.String():
+	case ReasonOutsideWindow.String():
 		if r.Grant == nil {
 			return "the user's assignment is outside its validity period"
 		}
 		return fmt.Sprintf("profile %s, %s is outside its validity period or weekly hours", r.Profile, grant)
-	case enforce.ReasonProtectedTarget.String():
+	case ReasonProtectedTarget.String():
 		return "the target is protected: nobody may monitor it"
-	case enforce.ReasonRecordingTooOld.String():
+	case ReasonRecordingTooOld.String():
 		return fmt.Sprintf("profile %s, %s only reaches recordings within its recorded_within, and this one is older or its recording time is unknown", r.Profile, grant)
-	case enforce.ReasonProfileNotDelegable.String():
+	case ReasonProfileNotDelegable.String():
 		return fmt.Sprintf("profile %s, %s may not hand out that profile", r.Profile, grant)
-	case enforce.ReasonStoreUnavailable.String():
+	case ReasonStoreUnavailable.String():
 		return "no profiles are loaded, so nothing can be checked (fail closed)"
-	case enforce.ReasonInvalidRequest.String():
+	case ReasonInvalidRequest.String():
 		return "the request is malformed"
-	case enforce.ReasonContextMismatch.String():
+	case ReasonContextMismatch.String():
 		return "the team or site given contradicts the target agent's own entry in the policy"
 	}
 	return "no grant allows it"

@@ -1,4 +1,10 @@
-package httpapi
+// Package httpauth holds what both HTTP APIs of callwarden (pbx/checkapi
+// and pbx/adminapi) share: the bearer tokens they accept (roles, hashes,
+// authenticators), the parsing of the Authorization header, and the way
+// they answer in JSON, errors and credential challenges included. It knows
+// neither API's routes, nor the policy; it imports no package of the
+// module.
+package httpauth
 
 import (
 	"crypto/sha256"
@@ -172,9 +178,9 @@ func (a anyOf) Authenticate(token string) (Identity, bool) {
 	return id, found
 }
 
-// bearerToken extracts the token of an "Authorization: Bearer <token>"
+// BearerToken extracts the token of an "Authorization: Bearer <token>"
 // header; the scheme is case-insensitive (RFC 7235).
-func bearerToken(header string) (string, bool) {
+func BearerToken(header string) (string, bool) {
 	scheme, tok, ok := strings.Cut(strings.TrimSpace(header), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return "", false

@@ -1,18 +1,18 @@
-// Package httpapi is callwarden's HTTP enforcement point: GET /v1/check for
-// dialplan CURL() and CTI tools, plus /healthz, /readyz and Prometheus
-// /metrics. It also owns the check request parser and the check response
-// shape, which `callwarden check` reuses so the CLI and the API cannot
-// drift. With Options.Admin it also serves the admin API (profiles, users,
-// protected targets, recordings, audit; see admin.go).
+// Package checkapi is callwarden's HTTP check API, the enforcement point
+// that a dialplan's CURL() or a CTI tool asks: GET /v1/check, plus
+// /healthz, /readyz and Prometheus /metrics. It parses the query with
+// enforce.ParseRequest and answers enforce.Answer, which `callwarden check`
+// uses too, so the CLI and the API cannot drift. Other routes (the admin
+// API) can be mounted beside it on the same listener (Options.Admin).
 //
-// httpapi imports enforce only. It reads the current snapshot through an
-// injected function and knows nothing of where snapshots come from (files,
-// Redis, config), nor of the other enforcement points.
-package httpapi
+// checkapi imports enforce and pbx/httpauth only. It reads the current
+// snapshot through an injected function and knows nothing of where
+// snapshots come from (files, Redis, config), nor of the admin API or the
+// other enforcement points.
+package checkapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 // ParamFormat selects the response body of /v1/check: "json" (default) or
@@ -53,20 +54,27 @@ type Options struct {
 	// besides the log line (the shared audit trail in Redis). A failure to
 	// write it is logged; the decision stands.
 	Auditor enforce.Auditor
-	// Admin, when set, is mounted on /v1/profiles, /v1/users,
-	// /v1/protected, /v1/recordings and /v1/audit.
-	Admin *Admin
+	// Admin, when set, registers its routes (the admin API: /v1/profiles,
+	// /v1/users, /v1/protected, /v1/recordings and /v1/audit) beside the
+	// check API.
+	Admin Routes
 	// CheckAuth says who may call /v1/check; default CheckAuthToken.
 	CheckAuth CheckAuth
 	// Auth authenticates the bearer tokens of checks; only RoleCheck
 	// tokens are accepted. Without it, CheckAuthToken refuses every check.
-	Auth Authenticator
+	Auth httpauth.Authenticator
 	// CheckRate and CheckBurst bound the checks of one asker (one token,
 	// or the loopback PBX): a token bucket of CheckBurst refilled at
 	// CheckRate per second; beyond it, 429. Defaults DefaultCheckRate and
 	// DefaultCheckBurst.
 	CheckRate  float64
 	CheckBurst int
+}
+
+// Routes is a set of routes served beside the check API on its listener.
+type Routes interface {
+	// Register mounts the routes on mux.
+	Register(mux *http.ServeMux)
 }
 
 // Handler serves the check API. Build it with New.
@@ -87,7 +95,7 @@ type Handler struct {
 // name is already registered.
 func New(opts Options) (*Handler, error) {
 	if opts.Snapshot == nil {
-		return nil, errors.New("httpapi: Options.Snapshot is required")
+		return nil, errors.New("checkapi: Options.Snapshot is required")
 	}
 	if err := checkOptions(&opts); err != nil {
 		return nil, err
@@ -152,12 +160,12 @@ func New(opts Options) (*Handler, error) {
 	})
 	for _, c := range []prometheus.Collector{h.decisions, h.latency, h.badReqs, h.unauthorized, h.limited, generation} {
 		if err := opts.Registry.Register(c); err != nil {
-			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+			return nil, fmt.Errorf("checkapi: register metrics: %w", err)
 		}
 	}
 	h.mux.HandleFunc("GET /v1/check", h.check)
 	if opts.Admin != nil {
-		opts.Admin.register(h.mux)
+		opts.Admin.Register(h.mux)
 	}
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
@@ -169,11 +177,6 @@ func New(opts Options) (*Handler, error) {
 
 // ServeHTTP routes the request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
-
-// errorBody is the JSON body of a 4xx answer.
-type errorBody struct {
-	Error string `json:"error"`
-}
 
 func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
@@ -188,7 +191,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(askedBy, "token:")
 		h.limited.WithLabelValues(name).Inc()
 		w.Header().Set("Retry-After", retryAfter(wait))
-		writeJSON(w, http.StatusTooManyRequests, errorBody{Error: fmt.Sprintf("rate limit of %s exceeded (%g checks/s, burst %d)", askedBy, h.opts.CheckRate, h.opts.CheckBurst)})
+		httpauth.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("rate limit of %s exceeded (%g checks/s, burst %d)", askedBy, h.opts.CheckRate, h.opts.CheckBurst))
 		return
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
@@ -202,7 +205,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.Del(ParamFormat)
-	req, at, err := ParseCheckQuery(q)
+	req, at, err := enforce.ParseRequest(q)
 	if err != nil {
 		h.badRequest(w, err)
 		return
@@ -218,7 +221,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 	h.decisions.WithLabelValues(req.Action.String(), d.Verdict(), d.Reason.String()).Inc()
 	h.audit(askedBy, req, d, snap, at, explicitAt)
 
-	resp := NewCheckResponse(req, d)
+	resp := enforce.NewAnswer(req, d)
 	if text {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		body := resp.Decision
@@ -228,7 +231,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(body))
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpauth.WriteJSON(w, http.StatusOK, resp)
 }
 
 // audit logs one decision. Only identifiers and codes are logged: no
@@ -295,7 +298,7 @@ const auditTimeout = time.Second
 
 func (h *Handler) badRequest(w http.ResponseWriter, err error) {
 	h.badReqs.Inc()
-	writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+	httpauth.WriteError(w, http.StatusBadRequest, err.Error())
 }
 
 // wantText reports whether the client asked for the text body, through
@@ -303,13 +306,13 @@ func (h *Handler) badRequest(w http.ResponseWriter, err error) {
 func wantText(q url.Values, accept string) (bool, error) {
 	switch vs := q[ParamFormat]; {
 	case len(vs) > 1:
-		return false, &ParamError{Param: ParamFormat, Err: errors.New("given more than once")}
+		return false, &enforce.ParamError{Param: ParamFormat, Err: errors.New("given more than once")}
 	case len(vs) == 1 && vs[0] == "text":
 		return true, nil
 	case len(vs) == 1 && vs[0] == "json":
 		return false, nil
 	case len(vs) == 1 && vs[0] != "":
-		return false, &ParamError{Param: ParamFormat, Err: fmt.Errorf("%s, want json or text", printable(vs[0]))}
+		return false, &enforce.ParamError{Param: ParamFormat, Err: fmt.Errorf("%s, want json or text", printable(vs[0]))}
 	}
 	// The first media type of Accept decides; CURL() sends none, or "*/*".
 	first, _, _ := strings.Cut(accept, ",")
@@ -333,10 +336,6 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	// The values written here always marshal; a failed write means the
-	// client went away, and there is nobody left to tell.
-	_ = json.NewEncoder(w).Encode(v)
-}
+// printable quotes a rejected value so that arbitrary bytes from the query
+// string never reach an error message or a log line raw.
+func printable(s string) string { return fmt.Sprintf("%q", s[:min(len(s), 64)]) }

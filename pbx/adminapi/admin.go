@@ -1,4 +1,14 @@
-package httpapi
+// Package adminapi is callwarden's admin API over HTTP: profiles, users,
+// protected targets, recordings and the audit trail (/v1/profiles,
+// /v1/users, /v1/protected, /v1/recordings, /v1/audit). Every change is a
+// profile.assign decision of the engine, audited, and written to the
+// policy store conditionally on the generation it was based on.
+//
+// adminapi imports enforce and pbx/httpauth only. The store, the snapshot,
+// the auditor and the body codec (the profiles file parser, in cmd) are
+// injected; it knows neither Redis nor config, nor the check API it is
+// usually mounted beside.
+package adminapi
 
 import (
 	"context"
@@ -14,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 // AuditSource is the Source of the audit records the admin API writes.
@@ -23,8 +34,6 @@ const AuditSource = "admin"
 const (
 	defaultStoreTimeout = 5 * time.Second
 	defaultMaxBody      = 1 << 20
-	defaultAuditLimit   = 100
-	maxAuditLimit       = 10000
 )
 
 // FieldError is one problem in an admin request body, named by its path in
@@ -57,7 +66,7 @@ func (e *ValidationError) Error() string {
 // Codec translates admin API bodies to and from the profiles-file shape of
 // one profile or one user. cmd supplies one backed by the profiles file
 // parser, so the API accepts exactly what a profiles file accepts, with the
-// same field paths and messages, while httpapi does not import config.
+// same field paths and messages, while adminapi does not import config.
 type Codec interface {
 	// DecodeProfile parses one profile entry. profiles names the profiles
 	// that exist, which the entry's profile.assign grants may reference.
@@ -82,7 +91,7 @@ type AdminOptions struct {
 	Snapshot func() *enforce.Snapshot
 	// Auth maps bearer tokens to identities; only RoleAdmin tokens (user
 	// ids) are accepted here.
-	Auth Authenticator
+	Auth httpauth.Authenticator
 	// Codec decodes and encodes bodies.
 	Codec Codec
 	// Auditor receives one record per admin change, allowed or refused.
@@ -106,7 +115,7 @@ type AdminOptions struct {
 // /v1/recordings and /v1/audit. Every change is a profile.assign decision
 // of the engine (see docs/admin-api.md); writes are conditional on the
 // policy generation (If-Match). Build it with NewAdmin and mount it with
-// Options.Admin.
+// Register (checkapi.Options.Admin does).
 type Admin struct {
 	opts AdminOptions
 	log  *zap.Logger
@@ -117,13 +126,13 @@ type Admin struct {
 func NewAdmin(opts AdminOptions) (*Admin, error) {
 	switch {
 	case opts.Store == nil:
-		return nil, errors.New("httpapi: AdminOptions.Store is required")
+		return nil, errors.New("adminapi: AdminOptions.Store is required")
 	case opts.Snapshot == nil:
-		return nil, errors.New("httpapi: AdminOptions.Snapshot is required")
+		return nil, errors.New("adminapi: AdminOptions.Snapshot is required")
 	case opts.Auth == nil:
-		return nil, errors.New("httpapi: AdminOptions.Auth is required")
+		return nil, errors.New("adminapi: AdminOptions.Auth is required")
 	case opts.Codec == nil:
-		return nil, errors.New("httpapi: AdminOptions.Codec is required")
+		return nil, errors.New("adminapi: AdminOptions.Codec is required")
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -138,12 +147,13 @@ func NewAdmin(opts AdminOptions) (*Admin, error) {
 		opts.MaxBodyBytes = defaultMaxBody
 	}
 	a := &Admin{opts: opts, log: opts.Logger, mux: http.NewServeMux()}
-	a.register(a.mux)
+	a.Register(a.mux)
 	return a, nil
 }
 
-// register mounts the admin routes on mux.
-func (a *Admin) register(mux *http.ServeMux) {
+// Register mounts the admin routes on mux, beside the check API's
+// (checkapi.Options.Admin) or alone.
+func (a *Admin) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/profiles", a.authed(a.listProfiles))
 	mux.HandleFunc("GET /v1/profiles/{name}", a.authed(a.getProfile))
 	mux.HandleFunc("PUT /v1/profiles/{name}", a.authed(a.putProfile))
@@ -198,24 +208,21 @@ func (p *principal) admin() (enforce.Request, enforce.Decision) {
 func (a *Admin) authed(h func(http.ResponseWriter, *http.Request, *principal)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		tok, ok := bearerToken(r.Header.Get("Authorization"))
+		tok, ok := httpauth.BearerToken(r.Header.Get("Authorization"))
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="callwarden"`)
-			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "missing bearer token"})
+			httpauth.Refuse(w, "", "missing bearer token")
 			return
 		}
 		id, ok := a.opts.Auth.Authenticate(tok)
 		if !ok {
 			a.log.Warn("admin request with an unknown token", zap.String("method", r.Method), zap.String("path", r.URL.Path))
-			w.Header().Set("WWW-Authenticate", `Bearer realm="callwarden", error="invalid_token"`)
-			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "invalid bearer token"})
+			httpauth.Refuse(w, httpauth.ChallengeInvalidToken, "invalid bearer token")
 			return
 		}
-		if id.Role != RoleAdmin {
+		if id.Role != httpauth.RoleAdmin {
 			a.log.Warn("admin request with a token of another role", zap.String("token", id.Name),
 				zap.String("role", string(id.Role)), zap.String("method", r.Method), zap.String("path", r.URL.Path))
-			w.Header().Set("WWW-Authenticate", `Bearer realm="callwarden", error="insufficient_scope"`)
-			writeJSON(w, http.StatusForbidden, errorBody{Error: "a " + string(id.Role) + " token cannot use the admin API"})
+			httpauth.Refuse(w, httpauth.ChallengeInsufficientScope, "a "+string(id.Role)+" token cannot use the admin API")
 			return
 		}
 		// Path ids follow the grammar every entry point shares: a name no
@@ -223,7 +230,7 @@ func (a *Admin) authed(h func(http.ResponseWriter, *http.Request, *principal)) h
 		for _, key := range [...]string{"name", "id"} {
 			if v := r.PathValue(key); v != "" {
 				if err := enforce.CheckID(v); err != nil {
-					writeJSON(w, http.StatusBadRequest, errorBody{Error: key + ": " + err.Error()})
+					httpauth.WriteError(w, http.StatusBadRequest, key+": "+err.Error())
 					return
 				}
 			}
@@ -231,7 +238,7 @@ func (a *Admin) authed(h func(http.ResponseWriter, *http.Request, *principal)) h
 		user := id.Name
 		snap := a.opts.Snapshot()
 		if snap == nil {
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "no trustworthy policy snapshot (store_unavailable): refusing to decide"})
+			httpauth.WriteError(w, http.StatusServiceUnavailable, "no trustworthy policy snapshot (store_unavailable): refusing to decide")
 			return
 		}
 		h(w, r, &principal{user: user, snap: snap, now: a.opts.Now()})
@@ -242,17 +249,17 @@ func (a *Admin) authed(h func(http.ResponseWriter, *http.Request, *principal)) h
 // response shape, plus a sentence for people.
 type deniedBody struct {
 	Error string `json:"error"`
-	CheckResponse
+	enforce.Answer
 }
 
 func (a *Admin) forbid(w http.ResponseWriter, p *principal, req enforce.Request, d enforce.Decision, why string) {
 	req.User = p.user
-	resp := NewCheckResponse(req, d)
+	resp := enforce.NewAnswer(req, d)
 	msg := resp.Explain()
 	if why != "" {
 		msg = why + ": " + msg
 	}
-	writeJSON(w, http.StatusForbidden, deniedBody{Error: msg, CheckResponse: resp})
+	httpauth.WriteJSON(w, http.StatusForbidden, deniedBody{Error: msg, Answer: resp})
 }
 
 // validationBody is the 422 answer.
@@ -262,7 +269,7 @@ type validationBody struct {
 }
 
 func writeValidation(w http.ResponseWriter, fields []FieldError) {
-	writeJSON(w, http.StatusUnprocessableEntity, validationBody{Error: "validation failed", Fields: fields})
+	httpauth.WriteJSON(w, http.StatusUnprocessableEntity, validationBody{Error: "validation failed", Fields: fields})
 }
 
 // validationFields turns a Codec or NewSnapshot error into field errors.
@@ -295,11 +302,11 @@ func (a *Admin) storeContext(r *http.Request) (context.Context, context.CancelFu
 func (a *Admin) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, enforce.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		a.log.Warn("admin: store unavailable", zap.String("path", r.URL.Path), zap.Error(err))
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "store unavailable"})
+		httpauth.WriteError(w, http.StatusServiceUnavailable, "store unavailable")
 		return
 	}
 	a.log.Error("admin: store failed", zap.String("path", r.URL.Path), zap.Error(err))
-	writeJSON(w, http.StatusInternalServerError, errorBody{Error: "store error"})
+	httpauth.WriteError(w, http.StatusInternalServerError, "store error")
 }
 
 // etag renders a generation as an entity tag.
@@ -333,10 +340,10 @@ func (a *Admin) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) 
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("body larger than %d bytes", mb.Limit)})
+			httpauth.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mb.Limit))
 			return nil, false
 		}
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "read body: " + err.Error()})
+		httpauth.WriteError(w, http.StatusBadRequest, "read body: "+err.Error())
 		return nil, false
 	}
 	return body, true

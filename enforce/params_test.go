@@ -1,4 +1,4 @@
-package httpapi_test
+package enforce_test
 
 import (
 	"errors"
@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
 )
 
 func mustQuery(tb testing.TB, raw string) url.Values {
@@ -20,7 +19,7 @@ func mustQuery(tb testing.TB, raw string) url.Values {
 	return q
 }
 
-func TestParseCheckQuery(t *testing.T) {
+func TestParseRequest(t *testing.T) {
 	at := time.Date(2026, 11, 3, 10, 0, 0, 0, time.FixedZone("", 3600))
 	rec := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
 	accepted := []struct {
@@ -52,7 +51,7 @@ func TestParseCheckQuery(t *testing.T) {
 	}
 	for _, tc := range accepted {
 		t.Run(tc.name, func(t *testing.T) {
-			req, gotAt, err := httpapi.ParseCheckQuery(mustQuery(t, tc.query))
+			req, gotAt, err := enforce.ParseRequest(mustQuery(t, tc.query))
 			if err != nil {
 				t.Fatalf("unexpected error: %v", err)
 			}
@@ -80,15 +79,15 @@ func TestParseCheckQuery(t *testing.T) {
 		{"unknown parameter is rejected", "user=alice&action=monitor.listen&quene=hr", `"quene"`, `"quene": unknown parameter`},
 		{"control characters are rejected", "user=al%0Aice&action=monitor.listen", "user", "user: contains a control character"},
 		{"invalid UTF-8 is rejected", "user=al%FFice&action=monitor.listen", "user", "user: not valid UTF-8"},
-		{"overlong values are rejected", "user=" + strings.Repeat("a", httpapi.MaxParamLen+1) + "&action=monitor.listen", "user", "user: longer than"},
+		{"overlong values are rejected", "user=" + strings.Repeat("a", enforce.MaxParamLen+1) + "&action=monitor.listen", "user", "user: longer than"},
 	}
 	for _, tc := range rejected {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := httpapi.ParseCheckQuery(mustQuery(t, tc.query))
+			_, _, err := enforce.ParseRequest(mustQuery(t, tc.query))
 			if err == nil {
 				t.Fatal("accepted, want an error")
 			}
-			var pe *httpapi.ParamError
+			var pe *enforce.ParamError
 			if !errors.As(err, &pe) {
 				t.Fatalf("error %v (%T) is not a *ParamError", err, err)
 			}
@@ -117,7 +116,7 @@ func equalRequest(a, b enforce.Request) bool {
 		a.AssignProfile == b.AssignProfile
 }
 
-func FuzzParseCheckQuery(f *testing.F) {
+func FuzzParseRequest(f *testing.F) {
 	for _, seed := range []string{
 		"user=alice&action=monitor.listen&queue=sales",
 		"user=alice&action=profile.assign&assign=teacher&queue=sales&queue=support",
@@ -135,9 +134,9 @@ func FuzzParseCheckQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		req, _, err := httpapi.ParseCheckQuery(q)
+		req, _, err := enforce.ParseRequest(q)
 		if err != nil {
-			var pe *httpapi.ParamError
+			var pe *enforce.ParamError
 			if !errors.As(err, &pe) {
 				t.Fatalf("error %v (%T) is not a *ParamError", err, err)
 			}
@@ -156,6 +155,6 @@ func FuzzParseCheckQuery(f *testing.F) {
 			t.Fatalf("assign queues with action %v from %q", req.Action, raw)
 		}
 		// Accepted requests always get an answer from the engine.
-		_ = httpapi.NewCheckResponse(req, enforce.Decide(nil, &req, time.Time{})).Explain()
+		_ = enforce.NewAnswer(req, enforce.Decide(nil, &req, time.Time{})).Explain()
 	})
 }

@@ -1,4 +1,4 @@
-package httpapi_test
+package adminapi_test
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -16,7 +15,9 @@ import (
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/httpapi"
+	"github.com/callwarden/callwarden/pbx/adminapi"
+	"github.com/callwarden/callwarden/pbx/checkapi"
+	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
 // fakeStore is an in-memory enforce.PolicyStore with compare-and-set on
@@ -80,7 +81,7 @@ func (s *exactStore) ApplyPolicyAt(ctx context.Context, p enforce.Policy, gen ui
 	return s.ApplyPolicy(ctx, p, gen) // a race here is not what the test exercises
 }
 
-// patchStore adds httpapi.PatchStore to a fakeStore: compare-and-set on
+// patchStore adds adminapi.PatchStore to a fakeStore: compare-and-set on
 // the base snapshot's generation, validation by Snapshot.Patch.
 type patchStore struct {
 	*fakeStore
@@ -194,16 +195,16 @@ type wireUser struct {
 func (jsonCodec) DecodeProfile(body []byte, _ []string) (enforce.Profile, error) {
 	var w wireProfile
 	if err := json.Unmarshal(body, &w); err != nil {
-		return enforce.Profile{}, &httpapi.ValidationError{Fields: []httpapi.FieldError{{Message: err.Error()}}}
+		return enforce.Profile{}, &adminapi.ValidationError{Fields: []adminapi.FieldError{{Message: err.Error()}}}
 	}
 	p := enforce.Profile{Name: w.Name, MaskDigits: w.MaskDigits}
-	var fields []httpapi.FieldError
+	var fields []adminapi.FieldError
 	for gi, wg := range w.Grants {
 		var g enforce.Grant
 		for ai, s := range wg.Actions {
 			a, err := enforce.ParseAction(s)
 			if err != nil {
-				fields = append(fields, httpapi.FieldError{Field: fmt.Sprintf("grants[%d].actions[%d]", gi, ai), Line: 1, Message: err.Error()})
+				fields = append(fields, adminapi.FieldError{Field: fmt.Sprintf("grants[%d].actions[%d]", gi, ai), Line: 1, Message: err.Error()})
 				continue
 			}
 			g.Actions |= enforce.NewActionSet(a)
@@ -221,7 +222,7 @@ func (jsonCodec) DecodeProfile(body []byte, _ []string) (enforce.Profile, error)
 		p.Grants = append(p.Grants, g)
 	}
 	if len(fields) > 0 {
-		return p, &httpapi.ValidationError{Fields: fields}
+		return p, &adminapi.ValidationError{Fields: fields}
 	}
 	return p, nil
 }
@@ -229,7 +230,7 @@ func (jsonCodec) DecodeProfile(body []byte, _ []string) (enforce.Profile, error)
 func (jsonCodec) DecodeUser(body []byte, _ []string) (enforce.User, error) {
 	var w wireUser
 	if err := json.Unmarshal(body, &w); err != nil {
-		return enforce.User{}, &httpapi.ValidationError{Fields: []httpapi.FieldError{{Message: err.Error()}}}
+		return enforce.User{}, &adminapi.ValidationError{Fields: []adminapi.FieldError{{Message: err.Error()}}}
 	}
 	return enforce.User{ID: w.ID, Profile: w.Profile, Queues: w.Queues, Teams: w.Teams, Identities: w.Identities}, nil
 }
@@ -312,23 +313,23 @@ func newAdminFixtureOn(tb testing.TB, store *fakeStore, wrap func(*fakeStore) en
 		holder: &enforce.Holder{},
 	}
 	f.holder.Store(mustSnapshot(tb, pol, 1))
-	var tokens []httpapi.TokenHash
+	var tokens []httpauth.TokenHash
 	for _, u := range []string{"root", "alice", "bob", "dave", "ghost"} {
-		th, err := httpapi.ParseTokenHash(u, httpapi.HashToken(u+"-token"))
+		th, err := httpauth.ParseTokenHash(u, httpauth.HashToken(u+"-token"))
 		if err != nil {
 			tb.Fatal(err)
 		}
 		tokens = append(tokens, th)
 	}
-	pbx, err := httpapi.ParseRoleTokenHash(httpapi.RoleCheck, "pbx", httpapi.HashToken("pbx-token"))
+	pbx, err := httpauth.ParseRoleTokenHash(httpauth.RoleCheck, "pbx", httpauth.HashToken("pbx-token"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tokens = append(tokens, pbx)
-	admin, err := httpapi.NewAdmin(httpapi.AdminOptions{
+	admin, err := adminapi.NewAdmin(adminapi.AdminOptions{
 		Store:       ps,
 		Snapshot:    f.holder.Load,
-		Auth:        httpapi.NewTokenSet(tokens),
+		Auth:        httpauth.NewTokenSet(tokens),
 		Codec:       jsonCodec{},
 		Auditor:     f.audit,
 		AuditReader: f.audit,
@@ -338,7 +339,7 @@ func newAdminFixtureOn(tb testing.TB, store *fakeStore, wrap func(*fakeStore) en
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h, err := httpapi.New(httpapi.Options{Snapshot: f.holder.Load, Admin: admin, Auth: httpapi.NewTokenSet(tokens)})
+	h, err := checkapi.New(checkapi.Options{Snapshot: f.holder.Load, Admin: admin, Auth: httpauth.NewTokenSet(tokens)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -486,7 +487,7 @@ func TestAdminProfiles(t *testing.T) {
 		if r.code != 200 || r.hdr.Get("ETag") != `"1"` {
 			t.Fatalf("code %d ETag %q body %s", r.code, r.hdr.Get("ETag"), r.body)
 		}
-		var b httpapi.ProfilesBody
+		var b adminapi.ProfilesBody
 		if err := json.Unmarshal([]byte(r.body), &b); err != nil || len(b.Profiles) != 3 || b.Generation != 1 {
 			t.Errorf("body %s (%v)", r.body, err)
 		}
@@ -497,7 +498,7 @@ func TestAdminProfiles(t *testing.T) {
 		if r.code != 200 || r.hdr.Get("ETag") != `"2"` {
 			t.Fatalf("code %d ETag %q body %s", r.code, r.hdr.Get("ETag"), r.body)
 		}
-		var b httpapi.ChangeBody
+		var b adminapi.ChangeBody
 		if err := json.Unmarshal([]byte(r.body), &b); err != nil || !slices.Equal(b.Diff.ChangedProfiles, []string{"teacher"}) {
 			t.Errorf("body %s (%v)", r.body, err)
 		}
@@ -566,8 +567,8 @@ func TestAdminProfiles(t *testing.T) {
 			t.Fatalf("code %d body %s", r.code, r.body)
 		}
 		var b struct {
-			Error  string               `json:"error"`
-			Fields []httpapi.FieldError `json:"fields"`
+			Error  string                `json:"error"`
+			Fields []adminapi.FieldError `json:"fields"`
 		}
 		if err := json.Unmarshal([]byte(r.body), &b); err != nil {
 			t.Fatal(err)
@@ -737,7 +738,7 @@ func TestAdminReads(t *testing.T) {
 	f := newAdminFixture(t)
 	t.Run("supervisor sees itself and the users of its queues", func(t *testing.T) {
 		r := f.do(t, "GET", "/v1/users", "alice", "", "")
-		var b httpapi.UsersBody
+		var b adminapi.UsersBody
 		if err := json.Unmarshal([]byte(r.body), &b); err != nil || r.code != 200 {
 			t.Fatalf("code %d body %s", r.code, r.body)
 		}
@@ -849,7 +850,7 @@ func TestAdminAudit(t *testing.T) {
 	read := func(t *testing.T, user, query string) (int, []enforce.AuditRecord, string) {
 		t.Helper()
 		r := f.do(t, "GET", "/v1/audit"+query, user, "", "")
-		var b httpapi.AuditBody
+		var b adminapi.AuditBody
 		_ = json.Unmarshal([]byte(r.body), &b)
 		return r.code, b.Records, r.body
 	}
@@ -911,104 +912,12 @@ func TestAdminRecordings(t *testing.T) {
 	})
 }
 
-func TestTokenSet(t *testing.T) {
-	th, err := httpapi.ParseTokenHash("alice", httpapi.HashToken("s3cret"))
-	if err != nil {
-		t.Fatal(err)
+// TestCheckTokenOpensNoAdminEndpoint: a check token, valid for
+// /v1/check, is refused by every admin route.
+func TestCheckTokenOpensNoAdminEndpoint(t *testing.T) {
+	af := newAdminFixture(t)
+	r := af.do(t, "GET", "/v1/profiles", "pbx", "", "")
+	if r.code != http.StatusForbidden || !strings.Contains(r.body, "cannot use the admin API") {
+		t.Errorf("GET /v1/profiles with a check token: %d %s", r.code, r.body)
 	}
-	set := httpapi.NewTokenSet([]httpapi.TokenHash{th})
-	cases := []struct {
-		name, token, user string
-		ok                bool
-	}{
-		{"the right token authenticates its user", "s3cret", "alice", true},
-		{"another token does not", "s3cret2", "", false},
-		{"an empty token does not", "", "", false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			u, ok := set.Authenticate(tc.token)
-			if u.Name != tc.user || ok != tc.ok {
-				t.Errorf("Authenticate(%q) = %q, %v", tc.token, u, ok)
-			}
-		})
-	}
-	t.Run("malformed hashes are refused", func(t *testing.T) {
-		for _, h := range []string{"", "abc", strings.Repeat("z", 64)} {
-			if _, err := httpapi.ParseTokenHash("alice", h); err == nil {
-				t.Errorf("ParseTokenHash(%q) accepted", h)
-			}
-		}
-		if _, err := httpapi.ParseTokenHash("", httpapi.HashToken("x")); err == nil {
-			t.Error("empty user accepted")
-		}
-	})
-}
-
-func TestDynamicTokens(t *testing.T) {
-	hash := func(user, tok string) httpapi.TokenHash {
-		th, err := httpapi.ParseTokenHash(user, httpapi.HashToken(tok))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return th
-	}
-	var dyn httpapi.DynamicTokens
-	auth := httpapi.AnyOf(httpapi.NewTokenSet([]httpapi.TokenHash{hash("root", "from-config")}), &dyn)
-	t.Run("before the first set only the static tokens authenticate", func(t *testing.T) {
-		if u, ok := auth.Authenticate("from-config"); !ok || u.Name != "root" {
-			t.Fatalf("config token: %q, %v", u, ok)
-		}
-		if _, ok := auth.Authenticate("from-redis"); ok {
-			t.Fatal("an unknown token authenticated")
-		}
-	})
-	t.Run("a set token authenticates its user", func(t *testing.T) {
-		dyn.Set([]httpapi.TokenHash{hash("alice", "from-redis")})
-		if u, ok := auth.Authenticate("from-redis"); !ok || u.Name != "alice" {
-			t.Fatalf("stored token: %q, %v", u, ok)
-		}
-	})
-	t.Run("a revoked token stops authenticating at the next set", func(t *testing.T) {
-		dyn.Set(nil)
-		if _, ok := auth.Authenticate("from-redis"); ok {
-			t.Fatal("a revoked token still authenticates")
-		}
-		if _, ok := auth.Authenticate("from-config"); !ok {
-			t.Fatal("the config token stopped working")
-		}
-	})
-}
-
-func TestFormatDiff(t *testing.T) {
-	got := httpapi.FormatDiff(enforce.PolicyDiff{AddedProfiles: []string{"teacher"}, RemovedUsers: []string{"bob"},
-		ChangedUsers: []string{"alice"}, ProtectedChanged: true})
-	want := []string{"+ profile teacher", "- user bob", "~ user alice", "~ protected"}
-	if !slices.Equal(got, want) {
-		t.Errorf("FormatDiff = %q, want %q", got, want)
-	}
-}
-
-// FuzzParseAuditQuery feeds arbitrary query strings to the audit filter
-// parser: it must never panic, and what it accepts must be bounded.
-func FuzzParseAuditQuery(f *testing.F) {
-	for _, s := range []string{"", "user=alice&decision=deny", "since=2026-11-10T09:00:00Z&limit=5", "limit=-1", "quene=x", "user=%00"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, raw string) {
-		q, err := url.ParseQuery(raw)
-		if err != nil {
-			return
-		}
-		flt, err := httpapi.ParseAuditQuery(q)
-		if err != nil {
-			return
-		}
-		if flt.Limit < 1 || flt.Limit > 10000 {
-			t.Errorf("limit %d accepted from %q", flt.Limit, raw)
-		}
-		if flt.Decision != "" && flt.Decision != "allow" && flt.Decision != "deny" {
-			t.Errorf("decision %q accepted", flt.Decision)
-		}
-	})
 }

@@ -1,15 +1,12 @@
-package httpapi
+package enforce
 
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/callwarden/callwarden/enforce"
 )
 
 // The check parameters, shared by the HTTP query string and the CLI flags
@@ -62,10 +59,10 @@ func known(name string) bool {
 	return false
 }
 
-// ParseCheckQuery turns check parameters into an enforce.Request. It is the
-// only parser of check input: the HTTP handler calls it on the query string
-// and the CLI maps its flags onto the same url.Values, so both accept and
-// reject exactly the same requests.
+// ParseRequest turns check parameters into a Request. It is the only
+// parser of check input: the check API calls it on the query string (a
+// url.Values is a map[string][]string) and the CLI maps its flags onto the
+// same names, so both accept and reject exactly the same requests.
 //
 // user and action are required. queue, team, agent and site describe the
 // target. For action profile.assign, assign names the profile handed out
@@ -76,8 +73,8 @@ func known(name string) bool {
 // recording was made. An empty value is the same as an absent one.
 //
 // Every error is a *ParamError naming the parameter.
-func ParseCheckQuery(q url.Values) (enforce.Request, time.Time, error) {
-	var req enforce.Request
+func ParseRequest(q map[string][]string) (Request, time.Time, error) {
+	var req Request
 	var at time.Time
 	if err := checkKeys(q); err != nil {
 		return req, at, err
@@ -106,7 +103,7 @@ func ParseCheckQuery(q url.Values) (enforce.Request, time.Time, error) {
 	if action == "" {
 		return req, at, paramErr(ParamAction, "required")
 	}
-	if req.Action, err = enforce.ParseAction(action); err != nil {
+	if req.Action, err = ParseAction(action); err != nil {
 		return req, at, &ParamError{Param: ParamAction, Err: err}
 	}
 	for _, f := range []struct {
@@ -122,9 +119,9 @@ func ParseCheckQuery(q url.Values) (enforce.Request, time.Time, error) {
 	if err != nil {
 		return req, at, err
 	}
-	if req.Action == enforce.ProfileAssign {
+	if req.Action == ProfileAssign {
 		if assign == "" {
-			return req, at, paramErr(ParamAssign, "required with action %s (the profile handed out)", enforce.ProfileAssign)
+			return req, at, paramErr(ParamAssign, "required with action %s (the profile handed out)", ProfileAssign)
 		}
 		if len(queues) > maxAssignQueues {
 			return req, at, paramErr(ParamQueue, "%d queues, want at most %d", len(queues), maxAssignQueues)
@@ -133,29 +130,29 @@ func ParseCheckQuery(q url.Values) (enforce.Request, time.Time, error) {
 		req.AssignQueues = queues
 	} else {
 		if assign != "" {
-			return req, at, paramErr(ParamAssign, "only valid with action %s", enforce.ProfileAssign)
+			return req, at, paramErr(ParamAssign, "only valid with action %s", ProfileAssign)
 		}
 		if len(queues) > 1 {
-			return req, at, paramErr(ParamQueue, "given %d times, want at most once (only %s takes several)", len(queues), enforce.ProfileAssign)
+			return req, at, paramErr(ParamQueue, "given %d times, want at most once (only %s takes several)", len(queues), ProfileAssign)
 		}
 		if len(queues) == 1 {
 			req.Queue = queues[0]
 		}
 	}
 	// Every id follows the grammar the profiles file and the admin API
-	// enforce (enforce.CheckID): an id no policy can hold is refused as bad
+	// enforce (CheckID): an id no policy can hold is refused as bad
 	// input rather than decided unknown_user and audited.
 	for _, f := range []struct{ name, v string }{{ParamUser, req.User}, {ParamTeam, req.Team},
 		{ParamAgent, req.Agent}, {ParamSite, req.Site}, {ParamQueue, req.Queue}, {ParamAssign, req.AssignProfile}} {
 		if f.v == "" {
 			continue
 		}
-		if err := enforce.CheckID(f.v); err != nil {
+		if err := CheckID(f.v); err != nil {
 			return req, at, &ParamError{Param: f.name, Err: err}
 		}
 	}
 	for _, q := range req.AssignQueues {
-		if err := enforce.CheckID(q); err != nil {
+		if err := CheckID(q); err != nil {
 			return req, at, &ParamError{Param: ParamQueue, Err: err}
 		}
 	}
@@ -169,7 +166,7 @@ func ParseCheckQuery(q url.Values) (enforce.Request, time.Time, error) {
 }
 
 // checkKeys rejects unknown parameters and values that cannot be ids.
-func checkKeys(q url.Values) error {
+func checkKeys(q map[string][]string) error {
 	keys := make([]string, 0, len(q))
 	for k := range q {
 		keys = append(keys, k)

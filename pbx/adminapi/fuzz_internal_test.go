@@ -1,25 +1,10 @@
-package httpapi
+package adminapi
 
 import (
 	"errors"
 	"strings"
 	"testing"
 )
-
-// FuzzBearerToken feeds arbitrary Authorization headers to the bearer
-// parser: it must never panic, and a token it returns is non-empty and
-// carries no surrounding space.
-func FuzzBearerToken(f *testing.F) {
-	for _, s := range []string{"", "Bearer abc", "bearer  abc ", "Basic abc", "Bearer", "Bearer \t", "Bearer a b"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, header string) {
-		tok, ok := bearerToken(header)
-		if ok && (tok == "" || strings.TrimSpace(tok) != tok) {
-			t.Errorf("bearerToken(%q) = %q", header, tok)
-		}
-	})
-}
 
 // FuzzDecodeProtected feeds arbitrary PUT /v1/protected bodies to its
 // decoder: it must never panic, every refusal is a *ValidationError (422),

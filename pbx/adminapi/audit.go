@@ -1,0 +1,103 @@
+package adminapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/httpauth"
+)
+
+// AuditBody is the answer to GET /v1/audit: the matching records, oldest
+// first, caller numbers masked per the reader's profile.
+type AuditBody struct {
+	Records []enforce.AuditRecord `json:"records"`
+}
+
+// readAudit serves GET /v1/audit. Administrators read every record; anyone
+// else with a profile reads only the records of its own actions. Caller
+// numbers are masked per the reader's profile (mask_digits), on top of the
+// masking applied when the record was written.
+func (a *Admin) readAudit(w http.ResponseWriter, r *http.Request, p *principal) {
+	if a.opts.AuditReader == nil {
+		httpauth.WriteError(w, http.StatusNotFound, "this daemon keeps no audit trail")
+		return
+	}
+	admin, ok := a.reader(w, p)
+	if !ok {
+		return
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		httpauth.WriteError(w, http.StatusBadRequest, "query: "+err.Error())
+		return
+	}
+	f, err := enforce.ParseAuditFilter(q)
+	if err != nil {
+		httpauth.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	req, d := p.admin()
+	if !admin {
+		if f.User != "" && f.User != p.user {
+			a.forbid(w, p, req, d, "only an administrator may read other users' audit records")
+			return
+		}
+		f.User = p.user
+	}
+	ctx, cancel := a.storeContext(r)
+	defer cancel()
+	recs, err := a.opts.AuditReader.ReadAudit(ctx, f)
+	if err != nil {
+		a.storeFailed(w, r, err)
+		return
+	}
+	for i := range recs {
+		recs[i].Caller = enforce.Mask(recs[i].Caller, d.MaskDigits)
+	}
+	if recs == nil {
+		recs = []enforce.AuditRecord{}
+	}
+	httpauth.WriteJSON(w, http.StatusOK, AuditBody{Records: recs})
+}
+
+// getRecording serves GET /v1/recordings/{id}: the metadata of one
+// recording, to an administrator or to whoever may play it back
+// (recording.playback decided on its queue, agent and age). The caller
+// number is masked per the reader's profile.
+func (a *Admin) getRecording(w http.ResponseWriter, r *http.Request, p *principal) {
+	if a.opts.Recordings == nil {
+		httpauth.WriteError(w, http.StatusNotFound, "this daemon keeps no recording metadata")
+		return
+	}
+	admin, ok := a.reader(w, p)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	ctx, cancel := a.storeContext(r)
+	defer cancel()
+	rec, err := a.opts.Recordings.Recording(ctx, id)
+	if errors.Is(err, enforce.ErrNotFound) {
+		httpauth.WriteError(w, http.StatusNotFound, fmt.Sprintf("no recording %q", id))
+		return
+	}
+	if err != nil {
+		a.storeFailed(w, r, err)
+		return
+	}
+	_, d := p.admin()
+	if !admin {
+		req := enforce.Request{Action: enforce.RecordingPlayback, Queue: rec.Queue, Agent: rec.Target, RecordedAt: rec.StartedAt}
+		if d = p.decide(req); !d.Allow {
+			a.forbid(w, p, req, d, "")
+			return
+		}
+	}
+	rec.Caller = enforce.Mask(rec.Caller, d.MaskDigits)
+	rec.Pauses = slices.Clone(rec.Pauses)
+	httpauth.WriteJSON(w, http.StatusOK, rec)
+}
