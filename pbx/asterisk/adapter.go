@@ -3,11 +3,9 @@ package asterisk
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -20,7 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/asterisk/ariws"
+	"github.com/callwarden/callwarden/pbx/asterisk/ariclient"
 )
 
 // WatchdogMode says what the watchdog does with a bypass it catches.
@@ -84,12 +82,11 @@ type Options struct {
 // (reconnecting with backoff), handles each StasisStart in its own
 // goroutine, and runs the watchdog. Build it with New, run it with Run.
 type Adapter struct {
-	o      Options
-	rest   *rest
-	log    *zap.Logger
-	m      *metrics
-	wsURL  string
-	header http.Header
+	o     Options
+	rest  *rest
+	log   *zap.Logger
+	m     *metrics
+	wsURL string
 
 	connected atomic.Bool
 	everUp    bool          // touched by Run's goroutine only
@@ -169,7 +166,8 @@ func New(opts Options) (*Adapter, error) {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(5*time.Second, o.MinBackoff)
 	}
-	wsURL, err := eventsURL(o.URL, o.WebsocketURL, o.App)
+	r := newREST(o.URL, o.User, o.Password, o.Timeout)
+	wsURL, err := r.EventsURL(o.WebsocketURL, o.App)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -180,15 +178,12 @@ func New(opts Options) (*Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	hdr := http.Header{}
-	hdr.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(o.User+":"+o.Password)))
 	return &Adapter{
 		o:          o,
-		rest:       newREST(o.URL, o.User, o.Password, o.Timeout),
+		rest:       r,
 		log:        o.Logger.With(zap.String("app", o.App)),
 		m:          m,
 		wsURL:      wsURL,
-		header:     hdr,
 		up:         make(chan struct{}),
 		subs:       make(map[string][]*inbox),
 		ours:       make(map[string]struct{}),
@@ -197,41 +192,6 @@ func New(opts Options) (*Adapter, error) {
 		liveRecs:   make(map[string]string),
 		caught:     make(map[string]struct{}),
 	}, nil
-}
-
-// eventsURL builds the websocket URL of GET /events for app.
-//
-// It never asks for subscribeAll: that also subscribes the application to
-// every device state, and Asterisk can deadlock ARI when a websocket with
-// such a subscription closes while a device state message is in flight
-// (asterisk/asterisk#2170; seen in the lab when callwarden stopped right
-// after calls hung up). The watchdog subscribes to all channels and
-// bridges instead, once the application is registered (watchAll).
-func eventsURL(base, ws, app string) (string, error) {
-	if ws == "" {
-		u, err := url.Parse(base)
-		if err != nil {
-			return "", fmt.Errorf("URL: %w", err)
-		}
-		switch u.Scheme {
-		case "http":
-			u.Scheme = "ws"
-		case "https":
-			u.Scheme = "wss"
-		default:
-			return "", fmt.Errorf("URL scheme %q (want http or https)", u.Scheme)
-		}
-		u.Path = strings.TrimSuffix(u.Path, "/") + "/events"
-		ws = u.String()
-	}
-	u, err := url.Parse(ws)
-	if err != nil {
-		return "", fmt.Errorf("WebsocketURL: %w", err)
-	}
-	q := u.Query()
-	q.Set("app", app)
-	u.RawQuery = q.Encode()
-	return u.String(), nil
 }
 
 // Connected reports whether the ARI event connection is up and the Stasis
@@ -316,7 +276,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 	a.waitPreviousSession(ctx)
 	dctx, cancel := context.WithTimeout(ctx, 2*a.o.Timeout)
-	ws, err := ariws.Dial(dctx, a.wsURL, a.header)
+	ws, err := a.rest.DialEvents(dctx, a.wsURL)
 	cancel()
 	if err != nil {
 		return false, err
@@ -331,7 +291,7 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 		// wedge a session closed while it writes events, and a new
 		// connection of the same application then waits on it forever.
 		qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), a.o.Timeout)
-		if err := a.rest.setEventFilter(qctx, a.o.App, quietEvents); err != nil {
+		if err := a.rest.SetEventFilter(qctx, a.o.App, quietEvents); err != nil {
 			a.log.Debug("cannot quiet the event stream before leaving", zap.Error(err))
 		}
 		qcancel()
@@ -360,7 +320,7 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 		for {
 			op, msg, err := ws.ReadMessage()
 			if err != nil {
-				if errors.Is(err, ariws.ErrClosed) {
+				if errors.Is(err, ariclient.ErrClosed) {
 					// Let Asterisk close the TCP connection first.
 					_ = ws.SetReadDeadline(time.Now().Add(closeGrace))
 					ws.Drain()
@@ -368,7 +328,7 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 				readErr <- err
 				return
 			}
-			if op == ariws.OpText {
+			if op == ariclient.OpText {
 				select {
 				case msgs <- msg:
 				case <-quit:
@@ -412,11 +372,11 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 			if a.o.Watchdog != WatchdogOff {
 				// Without every channel's events the watchdog is blind:
 				// treat it as a failed connection and try again.
-				if err := a.rest.watchAll(ctx, a.o.App); err != nil {
+				if err := a.rest.WatchAll(ctx, a.o.App); err != nil {
 					return false, fmt.Errorf("subscribe to every channel for the watchdog: %w", err)
 				}
 			}
-			if err := a.rest.setEventFilter(ctx, a.o.App, wantedEvents); err != nil {
+			if err := a.rest.SetEventFilter(ctx, a.o.App, wantedEvents); err != nil {
 				a.log.Warn("cannot set the application's event filter; receiving every event", zap.Error(err))
 			}
 			// Before reporting itself connected, end what a previous
@@ -443,22 +403,7 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 }
 
 func (a *Adapter) waitApplication(ctx context.Context) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := a.rest.do(ctx, http.MethodGet, "/applications/"+esc(a.o.App), nil, nil, nil)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("application %s: %w", a.o.App, err)
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			return fmt.Errorf("application %s never registered: %w", a.o.App, ctx.Err())
-		}
-	}
+	return a.rest.WaitApplication(ctx, a.o.App)
 }
 
 // previousSessionWait bounds how long a (re)connection waits for Asterisk
@@ -480,8 +425,8 @@ func (a *Adapter) waitPreviousSession(ctx context.Context) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		err := a.rest.do(ctx, http.MethodGet, "/applications/"+esc(a.o.App), nil, nil, nil)
-		if err != nil {
+		known, err := a.rest.Application(ctx, a.o.App)
+		if err != nil || !known {
 			return // gone (404), or Asterisk unreachable: the dial reports it
 		}
 		select {
