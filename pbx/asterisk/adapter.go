@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
 	"github.com/callwarden/callwarden/pbx/asterisk/ariclient"
 )
 
@@ -93,12 +94,14 @@ type Adapter struct {
 	up        chan struct{} // replaced on every (re)connection; closed when connected
 	upMu      sync.Mutex
 
+	audit      *session.Audit      // builds and writes every audit record
+	allowances session.Allowances  // what a check allowed a channel (watchdog)
+	recs       *session.Recordings // recording metadata and the live recordings
+
 	mu         sync.Mutex
 	subs       map[string][]*inbox    // channel, playback or bridge id -> every handler following its events
 	ours       map[string]struct{}    // snoop channels and bridges this process created
 	claimed    map[string]struct{}    // channels in Stasis that a handler of this process serves
-	allowances map[string][]allowance // channel id -> what a check allowed it (watchdog)
-	liveRecs   map[string]string      // live recording name -> callwarden recording id
 	caught     map[string]struct{}    // channels the watchdog already acted on
 
 	// handlers counts the call handlers; closing (under mu) stops new ones
@@ -178,7 +181,7 @@ func New(opts Options) (*Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Adapter{
+	a := &Adapter{
 		o:          o,
 		rest:       r,
 		log:        o.Logger.With(zap.String("app", o.App)),
@@ -188,10 +191,11 @@ func New(opts Options) (*Adapter, error) {
 		subs:       make(map[string][]*inbox),
 		ours:       make(map[string]struct{}),
 		claimed:    make(map[string]struct{}),
-		allowances: make(map[string][]allowance),
-		liveRecs:   make(map[string]string),
 		caught:     make(map[string]struct{}),
-	}, nil
+	}
+	a.audit = &session.Audit{Log: o.Auditor, Source: "asterisk", PBX: o.PBX, Now: o.Now, Failed: m.auditFailures.Inc}
+	a.recs = &session.Recordings{Store: o.Recordings, PBX: o.PBX, Now: o.Now}
+	return a, nil
 }
 
 // Connected reports whether the ARI event connection is up and the Stasis
@@ -677,8 +681,8 @@ func (a *Adapter) dispatch(ctx context.Context, ev ari.Event) {
 	case *ari.ChannelDialplan:
 		a.watchDialplan(ctx, e)
 	case *ari.ChannelDestroyed:
+		a.allowances.Forget(e.Channel.ID)
 		a.mu.Lock()
-		delete(a.allowances, e.Channel.ID)
 		delete(a.ours, e.Channel.ID)
 		delete(a.caught, e.Channel.ID)
 		delete(a.claimed, e.Channel.ID)

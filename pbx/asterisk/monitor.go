@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // monitorTarget gathers what every decision of a monitor session needs.
@@ -22,34 +23,34 @@ type monitorTarget struct {
 // decideMonitor resolves the requester and the target's call and decides
 // mode; it never returns allow on an error.
 func (a *Adapter) decideMonitor(ctx context.Context, ch ari.ChannelData, rq request, m mode) (monitorTarget, auditEntry, outcome) {
-	e := auditEntry{verb: verbMonitor, action: m.action(), target: rq.target, channels: []string{ch.ID}, requester: ch}
+	e := auditEntry{verb: verbMonitor, action: m.Action(), target: rq.target, channels: []string{ch.ID}, requester: ch}
 	snap := a.snapshot()
 	if snap == nil {
-		return monitorTarget{}, e, decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
+		return monitorTarget{}, e, session.Decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
 	}
 	user, err := a.resolveCaller(ctx, snap, ch)
 	if err != nil {
 		a.log.Warn("cannot identify the requester", zap.String("channel", ch.ID), zap.Error(err))
-		return monitorTarget{}, e, refused(reasonPBXError)
+		return monitorTarget{}, e, session.Refused(session.ReasonPBXError)
 	}
 	e.user = user
 	agent, ok := resolveTarget(snap, rq.target)
 	if !ok {
-		return monitorTarget{}, e, refused(reasonUnknownTarget)
+		return monitorTarget{}, e, session.Refused(session.ReasonUnknownTarget)
 	}
 	e.target = agent
 	c, err := a.findCall(ctx, snap, agent, ch.ID)
 	if err != nil {
 		if !errors.Is(err, errNoCall) {
 			a.log.Warn("cannot find the target's call", zap.String("target", agent), zap.Error(err))
-			return monitorTarget{}, e, refused(reasonPBXError)
+			return monitorTarget{}, e, session.Refused(session.ReasonPBXError)
 		}
-		return monitorTarget{}, e, refused(reasonNoCall)
+		return monitorTarget{}, e, session.Refused(session.ReasonNoCall)
 	}
 	e.queue, e.caller = c.queue, c.caller
 	e.channels = append(e.channels, c.agent.ID)
-	d := enforce.Decide(snap, &enforce.Request{User: user, Action: m.action(), Queue: c.queue, Agent: agent}, a.o.Now())
-	return monitorTarget{user: user, agent: agent, call: c}, e, decided(d)
+	d := enforce.Decide(snap, &enforce.Request{User: user, Action: m.Action(), Queue: c.queue, Agent: agent}, a.o.Now())
+	return monitorTarget{user: user, agent: agent, call: c}, e, session.Decided(d)
 }
 
 // monitor serves Stasis(callwarden,monitor,<mode>,<target>): decide, then
@@ -60,7 +61,7 @@ func (a *Adapter) decideMonitor(ctx context.Context, ch ari.ChannelData, rq requ
 func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, rq request, started time.Time, log *zap.Logger) {
 	tgt, entry, o := a.decideMonitor(ctx, sup, rq, rq.mode)
 	o = a.audited(ctx, entry, o)
-	if !o.allow {
+	if !o.Allow {
 		a.conclude(ctx, in, sup.ID, o, a.o.RefusalSound, !rq.continueOnDeny)
 		return
 	}
@@ -93,7 +94,7 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 	a.auditResult(ctx, entry, o, nil)
 	a.setOutcome(ctx, sup.ID, o)
 	log.Info("monitoring", zap.String("mode", rq.mode.String()), zap.Duration("intercept", time.Since(started)))
-	if o.decision.NotifyTarget {
+	if o.Decision.NotifyTarget {
 		a.spawn(ctx, func(ctx context.Context) { a.notifyTarget(ctx, tgt.call.agent.ID) })
 	}
 
@@ -151,7 +152,7 @@ func (s *monitorSession) attach(ctx context.Context, m mode) error {
 	id := s.a.newID(kindSnoop)
 	s.a.markOurs(id)
 	s.a.follow(s.in, id)
-	spy, whisper := m.directions()
+	spy, whisper := directions(m)
 	args := "snoop," + m.String() + ",spy=" + string(spy) + ",whisper=" + string(whisper)
 	if _, err := s.a.rest.snoop(ctx, s.target, id, s.a.o.App, args, spy, whisper); err != nil {
 		return err
@@ -178,7 +179,7 @@ func (s *monitorSession) switchMode(ctx context.Context, sup ari.ChannelData, rq
 	_, entry, o := s.a.decideMonitor(ctx, sup, rq, m)
 	entry.detail = "switch from " + s.mode.String() + " to " + m.String()
 	o = s.a.audited(ctx, entry, o)
-	if o.allow {
+	if o.Allow {
 		err := s.attach(ctx, m)
 		s.a.auditResult(ctx, entry, o, err)
 		if err != nil {
@@ -188,7 +189,7 @@ func (s *monitorSession) switchMode(ctx context.Context, sup ari.ChannelData, rq
 		s.log.Info("mode switched", zap.String("mode", m.String()))
 		return
 	}
-	s.log.Info("mode switch refused", zap.String("from", s.mode.String()), zap.String("to", m.String()), zap.String("reason", o.reason))
+	s.log.Info("mode switch refused", zap.String("from", s.mode.String()), zap.String("to", m.String()), zap.String("reason", o.Reason))
 	pb := s.a.newID(kindPlay)
 	if err := s.a.rest.play(ctx, s.sup, pb, s.a.o.RefusalSound); err != nil {
 		s.log.Debug("cannot play the refusal", zap.Error(err))
@@ -201,7 +202,7 @@ func (s *monitorSession) switchMode(ctx context.Context, sup ari.ChannelData, rq
 func (s *monitorSession) fail(ctx context.Context, what string, err error) {
 	s.log.Error("monitor setup failed; hanging up", zap.String("step", what), zap.Error(err))
 	s.a.auditResult(ctx, s.entry, s.allowed, fmt.Errorf("%s: %w", what, err))
-	s.a.setOutcome(ctx, s.sup, refused(reasonPBXError))
+	s.a.setOutcome(ctx, s.sup, session.Refused(session.ReasonPBXError))
 	s.hangupSup = true
 }
 
