@@ -18,8 +18,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/session"
 	"github.com/callwarden/callwarden/pbx/asterisk/ariclient"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // WatchdogMode says what the watchdog does with a bypass it catches.
@@ -98,11 +98,11 @@ type Adapter struct {
 	allowances session.Allowances  // what a check allowed a channel (watchdog)
 	recs       *session.Recordings // recording metadata and the live recordings
 
-	mu         sync.Mutex
-	subs       map[string][]*inbox    // channel, playback or bridge id -> every handler following its events
-	ours       map[string]struct{}    // snoop channels and bridges this process created
-	claimed    map[string]struct{}    // channels in Stasis that a handler of this process serves
-	caught     map[string]struct{}    // channels the watchdog already acted on
+	mu      sync.Mutex
+	subs    map[string][]*inbox // channel, playback or bridge id -> every handler following its events
+	ours    map[string]struct{} // snoop channels and bridges this process created
+	claimed map[string]struct{} // channels in Stasis that a handler of this process serves
+	caught  map[string]struct{} // channels the watchdog already acted on
 
 	// handlers counts the call handlers; closing (under mu) stops new ones
 	// once Run is shutting down, so Wait never races an Add.
@@ -182,16 +182,16 @@ func New(opts Options) (*Adapter, error) {
 		return nil, err
 	}
 	a := &Adapter{
-		o:          o,
-		rest:       r,
-		log:        o.Logger.With(zap.String("app", o.App)),
-		m:          m,
-		wsURL:      wsURL,
-		up:         make(chan struct{}),
-		subs:       make(map[string][]*inbox),
-		ours:       make(map[string]struct{}),
-		claimed:    make(map[string]struct{}),
-		caught:     make(map[string]struct{}),
+		o:       o,
+		rest:    r,
+		log:     o.Logger.With(zap.String("app", o.App)),
+		m:       m,
+		wsURL:   wsURL,
+		up:      make(chan struct{}),
+		subs:    make(map[string][]*inbox),
+		ours:    make(map[string]struct{}),
+		claimed: make(map[string]struct{}),
+		caught:  make(map[string]struct{}),
 	}
 	a.audit = &session.Audit{Log: o.Auditor, Source: "asterisk", PBX: o.PBX, Now: o.Now, Failed: m.auditFailures.Inc}
 	a.recs = &session.Recordings{Store: o.Recordings, PBX: o.PBX, Now: o.Now}

@@ -46,7 +46,7 @@ func (a *Adapter) audited(ctx context.Context, e auditEntry, o outcome) outcome 
 	if err != nil {
 		a.log.Error("audit write failed", zap.String("user", e.user), zap.String("action", action), zap.Error(err))
 	}
-	a.m.decisions.WithLabelValues(e.verb.String(), action, o.Verdict()).Inc()
+	a.countDecision(e.verb, e.action, o)
 	a.log.Info("decision", zap.String("verb", e.verb.String()), zap.String("user", e.user),
 		zap.String("action", action), zap.String("target", e.target), zap.String("queue", e.queue),
 		zap.String("decision", o.Verdict()), zap.String("reason", o.Reason), zap.Strings("channels", e.channels))
@@ -60,4 +60,9 @@ func (a *Adapter) auditResult(ctx context.Context, e auditEntry, o outcome, fail
 		a.log.Error("audit write of an outcome failed", zap.String("user", e.user), zap.String("action", rec.Action),
 			zap.String("outcome", rec.Outcome), zap.Error(err))
 	}
+}
+
+// countDecision counts an audited decision.
+func (a *Adapter) countDecision(v verb, action enforce.Action, o outcome) {
+	a.m.decisions.WithLabelValues(v.String(), session.ActionName(action), o.Verdict()).Inc()
 }

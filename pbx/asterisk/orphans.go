@@ -13,7 +13,6 @@ import (
 	"github.com/callwarden/callwarden/pbx/session"
 )
 
-
 // orphanGrace is how long a channel found in the application's Stasis, with
 // no handler, is given for its StasisStart to reach this process before it
 // is taken for an orphan: it may have entered Stasis just now.

@@ -12,7 +12,6 @@ import (
 	"github.com/callwarden/callwarden/pbx/session"
 )
 
-
 // recordOp serves Stasis(callwarden,record,<op>[,<target>]). Without a
 // target the requester acts on its own call (an agent pausing its
 // recording while a card number is read out). Recordings are ARI live
