@@ -2,10 +2,8 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -225,31 +223,7 @@ func dumpAsterisk(t *testing.T, l *lab.TestLab) {
 // ari calls the lab's ARI for what lab.ARI does not offer (DTMF, snoop, live
 // recordings).
 func ari(ctx context.Context, l *lab.TestLab, method, path string, q url.Values, out any) error {
-	u := l.ARIURL + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth(l.ARIUser, l.ARIPassword)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == http.StatusNotFound {
-		return fmt.Errorf("%s %s: %w: %s", method, path, lab.ErrNotFound, body)
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, body)
-	}
-	if out != nil && len(body) > 0 {
-		return json.Unmarshal(body, out)
-	}
-	return nil
+	return l.ARI.Do(ctx, method, path, q, nil, out)
 }
 
 type liveRecording struct {

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,61 +22,22 @@ const pollInterval = 100 * time.Millisecond
 // keys on them.
 const observerApp = "cwdemo"
 
-// pbx is the demo's view of Asterisk: the lab's ARI client, the observer's
-// event stream, and the few ARI calls the lab client does not have.
+// pbx is the demo's view of Asterisk: the lab's ARI client (the one ARI
+// client, ariclient, as the demo's own ARI user) and the observer's event
+// stream.
 type pbx struct {
 	lab    *lab.Lab
 	events *lab.EventStream
-	http   *http.Client
 }
 
 func newPBX(l *lab.Lab) *pbx {
-	return &pbx{lab: l, http: &http.Client{
-		Timeout: lab.DefaultTimeout,
-		Transport: &http.Transport{
-			Proxy:       nil, // the lab is local; never go through a proxy.
-			DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-		},
-	}}
+	return &pbx{lab: l}
 }
 
-// do calls ARI REST; out may be nil. A 404 wraps lab.ErrNotFound.
+// do calls ARI REST through the lab's client; out may be nil. A 404 matches
+// lab.ErrNotFound.
 func (p *pbx) do(ctx context.Context, method, path string, query url.Values, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, lab.DefaultTimeout)
-	defer cancel()
-	u := strings.TrimSuffix(p.lab.ARIURL, "/") + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
-	if err != nil {
-		return fmt.Errorf("ari %s %s: %w", method, path, err)
-	}
-	req.SetBasicAuth(p.lab.ARIUser, p.lab.ARIPassword)
-	resp, err := p.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("ari %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return fmt.Errorf("ari %s %s: read body: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var msg struct {
-			Message string `json:"message"`
-		}
-		if json.Unmarshal(data, &msg) != nil || msg.Message == "" {
-			msg.Message = strings.TrimSpace(string(data))
-		}
-		return &lab.ARIError{Method: method, Path: path, Status: resp.StatusCode, Message: msg.Message}
-	}
-	if out != nil && len(data) > 0 {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("ari %s %s: decode answer: %w", method, path, err)
-		}
-	}
-	return nil
+	return p.lab.ARI.Do(ctx, method, path, query, nil, out)
 }
 
 // sendDTMF presses digits on a channel that is in a Stasis application: the

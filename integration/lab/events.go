@@ -8,7 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/callwarden/callwarden/pbx/asterisk/ariws"
+	"github.com/callwarden/callwarden/pbx/asterisk/ariclient"
 )
 
 // maxEvents bounds the history an EventStream keeps; older events are dropped and
@@ -47,7 +47,7 @@ func (e Event) ChannelID() string {
 // so a test can act first and wait afterwards without missing anything (the subscription
 // exists before the action, like ari's staged operations).
 type EventStream struct {
-	ws *ariws.Conn
+	ws *ariclient.Conn
 
 	mu      sync.Mutex
 	events  []Event
@@ -57,7 +57,7 @@ type EventStream struct {
 	done    chan struct{}
 }
 
-func newEventStream(ws *ariws.Conn) *EventStream {
+func newEventStream(ws *ariclient.Conn) *EventStream {
 	s := &EventStream{ws: ws, changed: make(chan struct{}), done: make(chan struct{})}
 	go s.read()
 	return s
@@ -67,7 +67,7 @@ func (s *EventStream) read() {
 	defer close(s.done)
 	for {
 		op, msg, err := s.ws.ReadMessage()
-		if err == nil && op != ariws.OpText {
+		if err == nil && op != ariclient.OpText {
 			err = fmt.Errorf("ari events: unexpected websocket opcode %#x", op)
 		}
 		var ev Event
@@ -159,7 +159,7 @@ func (s *EventStream) summary(n int) string {
 func (s *EventStream) Close() error {
 	err := s.ws.Close()
 	<-s.done
-	if errors.Is(err, ariws.ErrClosed) {
+	if errors.Is(err, ariclient.ErrClosed) {
 		return nil
 	}
 	return err

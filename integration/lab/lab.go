@@ -264,7 +264,7 @@ func (l *Lab) Close(ctx context.Context) error {
 			errs = append(errs, l.Redis.Close())
 		}
 		if l.ARI != nil {
-			l.ARI.http.CloseIdleConnections()
+			l.ARI.Close()
 		}
 		errs = append(errs, l.terminate(ctx))
 		l.closeErr = errors.Join(errs...)

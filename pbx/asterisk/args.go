@@ -8,6 +8,7 @@ import (
 	"github.com/CyCoreSystems/ari/v5"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // verb is the first Stasis argument: what the dialplan asks callwarden to do.
@@ -29,71 +30,26 @@ func (v verb) String() string {
 	return "invalid"
 }
 
-// mode is a monitor session's mode; DTMF 4, 5 and 6 switch between them.
-type mode uint8
+// mode is a monitor session's mode (session.Mode); DTMF 4, 5 and 6 switch
+// between them.
+type mode = session.Mode
 
 const (
-	modeListen mode = iota + 1
-	modeWhisper
-	modeBarge
+	modeListen  = session.Listen
+	modeWhisper = session.Whisper
+	modeBarge   = session.Barge
 )
 
-func parseMode(s string) (mode, bool) {
-	switch s {
-	case "listen":
-		return modeListen, true
-	case "whisper":
-		return modeWhisper, true
-	case "barge":
-		return modeBarge, true
-	}
-	return 0, false
-}
+func parseMode(s string) (mode, bool) { return session.ParseMode(s) }
 
-// modeForDigit maps the in-session DTMF digits to modes (ChanSpy's d
-// option uses the same digits).
-func modeForDigit(d string) (mode, bool) {
-	switch d {
-	case "4":
-		return modeListen, true
-	case "5":
-		return modeWhisper, true
-	case "6":
-		return modeBarge, true
-	}
-	return 0, false
-}
-
-func (m mode) String() string {
-	switch m {
-	case modeListen:
-		return "listen"
-	case modeWhisper:
-		return "whisper"
-	case modeBarge:
-		return "barge"
-	}
-	return "invalid"
-}
-
-// action is the right a mode needs.
-func (m mode) action() enforce.Action {
-	switch m {
-	case modeListen:
-		return enforce.MonitorListen
-	case modeWhisper:
-		return enforce.MonitorWhisper
-	case modeBarge:
-		return enforce.MonitorBarge
-	}
-	return 0
-}
+// modeForDigit maps the in-session DTMF digits to modes.
+func modeForDigit(d string) (mode, bool) { return session.ModeForDigit(d) }
 
 // directions returns the snoop directions of a mode, seen from the target
 // channel: spy is what the supervisor hears, whisper where its voice goes.
 // Every mode hears both sides; whisper speaks to the agent only ("out":
 // from Asterisk towards the target's phone), barge to both sides.
-func (m mode) directions() (spy, whisper ari.Direction) {
+func directions(m mode) (spy, whisper ari.Direction) {
 	switch m {
 	case modeWhisper:
 		return ari.DirectionBoth, ari.DirectionOut
@@ -104,41 +60,16 @@ func (m mode) directions() (spy, whisper ari.Direction) {
 	}
 }
 
-// recordOp is the operation of the record verb.
-type recordOp uint8
+// recordOp is the operation of the record verb (session.RecordOp).
+type recordOp = session.RecordOp
 
 const (
-	recStart recordOp = iota + 1
-	recStop
-	recPause
-	recResume
-	recToggle
+	recStart  = session.RecStart
+	recStop   = session.RecStop
+	recPause  = session.RecPause
+	recResume = session.RecResume
+	recToggle = session.RecToggle
 )
-
-var recordOpNames = [...]string{recStart: "start", recStop: "stop", recPause: "pause", recResume: "resume", recToggle: "toggle"}
-
-func (o recordOp) String() string {
-	if o > 0 && int(o) < len(recordOpNames) {
-		return recordOpNames[o]
-	}
-	return "invalid"
-}
-
-// action is the right the operation needs; toggle is resolved against the
-// recording's state before deciding.
-func (o recordOp) action() enforce.Action {
-	switch o {
-	case recStart:
-		return enforce.RecordingStart
-	case recStop:
-		return enforce.RecordingStop
-	case recPause:
-		return enforce.RecordingPause
-	case recResume:
-		return enforce.RecordingResume
-	}
-	return 0
-}
 
 // request is a parsed Stasis(callwarden,...) argument list.
 type request struct {
@@ -230,20 +161,11 @@ func parseArgs(args []string) (request, error) {
 		if len(rest) < 1 || len(rest) > 2 {
 			return bad("record wants record,<start|stop|pause|resume|toggle>[,<target>]")
 		}
-		switch rest[0] {
-		case "start":
-			r.op = recStart
-		case "stop":
-			r.op = recStop
-		case "pause":
-			r.op = recPause
-		case "resume":
-			r.op = recResume
-		case "toggle":
-			r.op = recToggle
-		default:
+		op, ok := session.ParseRecordOp(rest[0])
+		if !ok {
 			return bad("record operation %q (want start, stop, pause, resume or toggle)", rest[0])
 		}
+		r.op = op
 		if len(rest) == 2 {
 			r.target = rest[1]
 		}

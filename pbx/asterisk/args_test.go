@@ -75,7 +75,7 @@ func FuzzParseArgs(f *testing.F) {
 		}
 		switch r.verb {
 		case verbMonitor:
-			if r.mode.action() == 0 || r.target == "" {
+			if r.mode.Action() == 0 || r.target == "" {
 				t.Fatalf("monitor request without mode or target: %+v", r)
 			}
 		case verbCheck:
@@ -106,9 +106,9 @@ func TestEachModeSnoopsWithItsDirections(t *testing.T) {
 		{modeWhisper, ari.DirectionBoth, ari.DirectionOut, enforce.MonitorWhisper},
 		{modeBarge, ari.DirectionBoth, ari.DirectionBoth, enforce.MonitorBarge},
 	} {
-		spy, whisper := tc.mode.directions()
-		if spy != tc.spy || whisper != tc.whisper || tc.mode.action() != tc.action {
-			t.Errorf("%s: spy=%s whisper=%s action=%s; want %s %s %s", tc.mode, spy, whisper, tc.mode.action(), tc.spy, tc.whisper, tc.action)
+		spy, whisper := directions(tc.mode)
+		if spy != tc.spy || whisper != tc.whisper || tc.mode.Action() != tc.action {
+			t.Errorf("%s: spy=%s whisper=%s action=%s; want %s %s %s", tc.mode, spy, whisper, tc.mode.Action(), tc.spy, tc.whisper, tc.action)
 		}
 	}
 	for d, want := range map[string]mode{"4": modeListen, "5": modeWhisper, "6": modeBarge} {

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // check serves Stasis(callwarden,check,<action>[,<target>]): it sets
@@ -18,8 +19,8 @@ func (a *Adapter) check(ctx context.Context, in *inbox, ch ari.ChannelData, rq r
 	e := auditEntry{verb: verbCheck, action: rq.action, target: rq.target, channels: []string{ch.ID}, requester: ch}
 	o := a.decideCheck(ctx, ch, rq, &e, log)
 	o = a.audited(ctx, e, o)
-	if o.allow {
-		a.allow(ch.ID, rq.action)
+	if o.Allow {
+		a.allowances.Allow(ch.ID, rq.action)
 	}
 	a.conclude(ctx, in, ch.ID, o, "", false)
 }
@@ -27,12 +28,12 @@ func (a *Adapter) check(ctx context.Context, in *inbox, ch ari.ChannelData, rq r
 func (a *Adapter) decideCheck(ctx context.Context, ch ari.ChannelData, rq request, e *auditEntry, log *zap.Logger) outcome {
 	snap := a.snapshot()
 	if snap == nil {
-		return decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
+		return session.Decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
 	}
 	user, err := a.resolveCaller(ctx, snap, ch)
 	if err != nil {
 		log.Warn("cannot identify the requester", zap.Error(err))
-		return refused(reasonPBXError)
+		return session.Refused(session.ReasonPBXError)
 	}
 	e.user = user
 	req := enforce.Request{User: user, Action: rq.action}
@@ -43,13 +44,13 @@ func (a *Adapter) decideCheck(ctx context.Context, ch ari.ChannelData, rq reques
 		q, err := a.callQueue(ctx, call{agent: ch})
 		if err != nil {
 			log.Warn("cannot read the call's queue", zap.Error(err))
-			return refused(reasonPBXError)
+			return session.Refused(session.ReasonPBXError)
 		}
 		req.Queue = q
 	} else {
 		agent, ok := resolveTarget(snap, rq.target)
 		if !ok {
-			return refused(reasonUnknownTarget)
+			return session.Refused(session.ReasonUnknownTarget)
 		}
 		req.Agent, e.target = agent, agent
 		c, err := a.findCall(ctx, snap, agent, ch.ID)
@@ -59,7 +60,7 @@ func (a *Adapter) decideCheck(ctx context.Context, ch ari.ChannelData, rq reques
 			// grant then does not match).
 		case err != nil:
 			log.Warn("cannot find the target's call", zap.Error(err))
-			return refused(reasonPBXError)
+			return session.Refused(session.ReasonPBXError)
 		default:
 			req.Queue = c.queue
 			e.caller = c.caller
@@ -67,5 +68,5 @@ func (a *Adapter) decideCheck(ctx context.Context, ch ari.ChannelData, rq reques
 		}
 	}
 	e.queue = req.Queue
-	return decided(enforce.Decide(snap, &req, a.o.Now()))
+	return session.Decided(enforce.Decide(snap, &req, a.o.Now()))
 }

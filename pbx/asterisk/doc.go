@@ -1,17 +1,27 @@
 // Package asterisk enforces callwarden's decisions on an Asterisk PBX through
-// ARI: it runs the Stasis application (default name "callwarden") that the
-// dialplan's feature codes enter, translates each StasisStart into an
-// enforce.Request, asks enforce.Decide, and acts on the Decision (snoop and
-// bridge, set CALLWARDEN_DECISION, record, play back, or refuse); with
-// subscribe-all it also watches the whole PBX and hangs up ChanSpy,
-// ExtenSpy, MixMonitor and foreign snoop channels nobody allowed.
+// ARI. It is a translator between ARI and the PBX-neutral session core
+// (pbx/session): it runs the Stasis application (default name "callwarden")
+// that the dialplan's feature codes enter, turns each StasisStart into an
+// enforce.Request (args.go, resolve.go), asks enforce.Decide, and carries
+// out the core's decisions with ARI calls: a mixing bridge and snoop
+// channels for a monitor session (monitor.go), live recordings of a snoop
+// (record.go), playback (playback.go), channel variables for a check
+// (check.go), sounds and hangups for a refusal (handle.go). Subscribed to
+// every channel and bridge of the PBX (never subscribeAll, see
+// ariclient.Client.EventsURL), its watchdog hangs up ChanSpy, ExtenSpy,
+// MixMonitor and foreign snoop channels nobody allowed (watchdog.go), and
+// at every (re)connection it ends what a previous process left behind
+// (orphans.go).
 //
-// ARI types never leave this package. It owns its ARI transport (rest.go,
-// ws.go): a REST client whose every call takes a context and a deadline,
-// and a websocket reader that peeks at each event's type, counts and drops
-// the types github.com/CyCoreSystems/ari/v5 does not know (that library
-// panics on them) and decodes the rest with ari.DecodeEvent; once
-// registered it asks Asterisk (eventFilter) for the event types it acts on
-// only. It must not import cache, config, cmd or another pbx package:
-// cmd/callwarden wires it.
+// adapter.go holds the options and the Adapter; connection.go keeps the
+// event websocket up (reconnecting with backoff, registering, setting the
+// event filter, leaving cleanly); route.go hands each event to the call
+// handlers following its channels, bridges and playbacks; ids.go names what
+// callwarden creates in Asterisk; events.go peeks at each event's type and
+// drops the types github.com/CyCoreSystems/ari/v5 cannot decode (that
+// library panics on them); rest.go is the typed ARI REST view over the one
+// ARI client (ariclient), whose every call takes a context and a deadline.
+//
+// ARI types never leave this package. It must not import cache, config,
+// cmd or another PBX adapter: cmd/callwarden wires it.
 package asterisk

@@ -20,7 +20,7 @@ import (
 
 	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/enforce"
-	"github.com/callwarden/callwarden/pbx/asterisk/ariws"
+	"github.com/callwarden/callwarden/pbx/asterisk/ariclient"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -144,7 +144,7 @@ func (f *fakeARI) upgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-		ariws.AcceptKey(r.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n")
+		ariclient.AcceptKey(r.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n")
 	_ = brw.Flush()
 	f.mu.Lock()
 	f.conns = append(f.conns, conn)
@@ -161,12 +161,12 @@ func (f *fakeARI) upgrade(w http.ResponseWriter, r *http.Request) {
 		}()
 		br := bufio.NewReader(conn)
 		for {
-			_, op, _, err := ariws.ReadFrame(br)
+			_, op, _, err := ariclient.ReadFrame(br)
 			if err != nil {
 				return
 			}
-			if op == ariws.OpClose {
-				_, _ = conn.Write(ariws.AppendFrame(nil, ariws.OpClose, []byte{0x03, 0xe8}, nil))
+			if op == ariclient.OpClose {
+				_, _ = conn.Write(ariclient.AppendFrame(nil, ariclient.OpClose, []byte{0x03, 0xe8}, nil))
 				_ = conn.Close()
 				return
 			}
@@ -177,7 +177,7 @@ func (f *fakeARI) upgrade(w http.ResponseWriter, r *http.Request) {
 // send writes one event, as Asterisk would, on the latest connection.
 func (f *fakeARI) send(conn net.Conn, event string) {
 	f.t.Helper()
-	if _, err := conn.Write(ariws.AppendFrame(nil, ariws.OpText, []byte(event), nil)); err != nil {
+	if _, err := conn.Write(ariclient.AppendFrame(nil, ariclient.OpText, []byte(event), nil)); err != nil {
 		f.t.Fatalf("send event: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // handleStart serves one channel that entered Stasis(callwarden,...).
@@ -25,7 +26,7 @@ func (a *Adapter) handleStart(ctx context.Context, e *ari.StasisStart) {
 		if snap := a.snapshot(); snap != nil {
 			user = resolveChannelUser(snap, ch, true)
 		}
-		o := a.audited(ctx, auditEntry{user: user, channels: []string{ch.ID}, detail: err.Error(), requester: ch}, refused(reasonInvalid))
+		o := a.audited(ctx, auditEntry{user: user, channels: []string{ch.ID}, detail: err.Error(), requester: ch}, session.Refused(session.ReasonInvalid))
 		a.conclude(ctx, in, ch.ID, o, a.o.RefusalSound, true)
 		return
 	}
@@ -88,7 +89,7 @@ const concludeLimit = 40 * time.Second
 
 // setOutcome writes CALLWARDEN_DECISION and CALLWARDEN_REASON on the channel.
 func (a *Adapter) setOutcome(ctx context.Context, channelID string, o outcome) {
-	for _, kv := range [...][2]string{{varDecision, o.verdict()}, {varReason, o.reason}} {
+	for _, kv := range [...][2]string{{varDecision, o.Verdict()}, {varReason, o.Reason}} {
 		if err := a.rest.setVar(ctx, channelID, kv[0], kv[1]); err != nil && !errors.Is(err, ErrNotFound) {
 			a.log.Warn("cannot set channel variable", zap.String("channel", channelID), zap.String("variable", kv[0]), zap.Error(err))
 		}

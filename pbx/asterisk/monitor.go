@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // monitorTarget gathers what every decision of a monitor session needs.
@@ -22,79 +23,79 @@ type monitorTarget struct {
 // decideMonitor resolves the requester and the target's call and decides
 // mode; it never returns allow on an error.
 func (a *Adapter) decideMonitor(ctx context.Context, ch ari.ChannelData, rq request, m mode) (monitorTarget, auditEntry, outcome) {
-	e := auditEntry{verb: verbMonitor, action: m.action(), target: rq.target, channels: []string{ch.ID}, requester: ch}
+	e := auditEntry{verb: verbMonitor, action: m.Action(), target: rq.target, channels: []string{ch.ID}, requester: ch}
 	snap := a.snapshot()
 	if snap == nil {
-		return monitorTarget{}, e, decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
+		return monitorTarget{}, e, session.Decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
 	}
 	user, err := a.resolveCaller(ctx, snap, ch)
 	if err != nil {
 		a.log.Warn("cannot identify the requester", zap.String("channel", ch.ID), zap.Error(err))
-		return monitorTarget{}, e, refused(reasonPBXError)
+		return monitorTarget{}, e, session.Refused(session.ReasonPBXError)
 	}
 	e.user = user
 	agent, ok := resolveTarget(snap, rq.target)
 	if !ok {
-		return monitorTarget{}, e, refused(reasonUnknownTarget)
+		return monitorTarget{}, e, session.Refused(session.ReasonUnknownTarget)
 	}
 	e.target = agent
 	c, err := a.findCall(ctx, snap, agent, ch.ID)
 	if err != nil {
 		if !errors.Is(err, errNoCall) {
 			a.log.Warn("cannot find the target's call", zap.String("target", agent), zap.Error(err))
-			return monitorTarget{}, e, refused(reasonPBXError)
+			return monitorTarget{}, e, session.Refused(session.ReasonPBXError)
 		}
-		return monitorTarget{}, e, refused(reasonNoCall)
+		return monitorTarget{}, e, session.Refused(session.ReasonNoCall)
 	}
 	e.queue, e.caller = c.queue, c.caller
 	e.channels = append(e.channels, c.agent.ID)
-	d := enforce.Decide(snap, &enforce.Request{User: user, Action: m.action(), Queue: c.queue, Agent: agent}, a.o.Now())
-	return monitorTarget{user: user, agent: agent, call: c}, e, decided(d)
+	d := enforce.Decide(snap, &enforce.Request{User: user, Action: m.Action(), Queue: c.queue, Agent: agent}, a.o.Now())
+	return monitorTarget{user: user, agent: agent, call: c}, e, session.Decided(d)
 }
 
 // monitor serves Stasis(callwarden,monitor,<mode>,<target>): decide, then
-// snoop on the target's channel with the mode's directions and bridge the
-// supervisor to the snoop; DTMF 4/5/6 switch modes, each switch decided
-// again; hanging up either side ends the session and removes the snoop and
-// the bridge.
+// run the session core's monitor life cycle (session.Monitor) on ARI: the
+// supervisor bridged to a snoop on the target's channel with the mode's
+// directions; DTMF 4/5/6 switch modes, each switch decided again; hanging
+// up either side ends the session and removes the snoop and the bridge.
 func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, rq request, started time.Time, log *zap.Logger) {
 	tgt, entry, o := a.decideMonitor(ctx, sup, rq, rq.mode)
 	o = a.audited(ctx, entry, o)
-	if !o.allow {
+	if !o.Allow {
 		a.conclude(ctx, in, sup.ID, o, a.o.RefusalSound, !rq.continueOnDeny)
 		return
 	}
 	log = log.With(zap.String("user", tgt.user), zap.String("target", tgt.agent), zap.String("target_channel", tgt.call.agent.ID))
-
-	s := &monitorSession{a: a, in: in, sup: sup.ID, target: tgt.call.agent.ID, bridge: a.newID(kindBridge), log: log, entry: entry, allowed: o}
-	defer s.teardown(ctx)
-	a.follow(in, s.bridge, s.target)
-	a.markOurs(s.bridge)
-	if sup.State != "Up" {
-		if err := a.rest.answer(ctx, sup.ID); err != nil {
-			s.fail(ctx, "answer the supervisor", err)
-			return
-		}
-	}
-	if err := a.rest.createBridge(ctx, s.bridge, "callwarden-monitor"); err != nil {
-		s.fail(ctx, "create the bridge", err)
+	pbx := &ariEavesdropper{a: a, in: in, sup: sup, log: log}
+	s, err := session.StartMonitor(ctx, pbx, a.audit, session.MonitorSpec{
+		Supervisor: sup.ID, Target: tgt.call.agent.ID, Mode: rq.mode,
+		Entry: entry.entry(), Allowed: o, RefusalSound: a.o.RefusalSound,
+	})
+	if err != nil {
+		// Audited as failed by the core; the supervisor is told and hung
+		// up, never left in Stasis.
+		log.Error("monitor setup failed; hanging up", zap.Error(err))
+		cctx, cancel := a.cleanupCtx(ctx)
+		a.setOutcome(cctx, sup.ID, session.Refused(session.ReasonPBXError))
+		a.hangupQuiet(cctx, sup.ID)
+		cancel()
 		return
 	}
-	s.bridgeUp = true
-	if err := a.rest.addToBridge(ctx, s.bridge, sup.ID); err != nil {
-		s.fail(ctx, "bridge the supervisor", err)
-		return
-	}
-	if err := s.attach(ctx, rq.mode); err != nil {
-		s.fail(ctx, "attach the snoop", err)
-		return
-	}
+	hangupSup := false
+	defer func() {
+		cctx, cancel := a.cleanupCtx(ctx)
+		defer cancel()
+		_ = s.End(cctx, hangupSup)
+	}()
 	a.m.intercept.Observe(time.Since(started).Seconds())
-	a.auditResult(ctx, entry, o, nil)
 	a.setOutcome(ctx, sup.ID, o)
 	log.Info("monitoring", zap.String("mode", rq.mode.String()), zap.Duration("intercept", time.Since(started)))
-	if o.decision.NotifyTarget {
+	if o.Decision.NotifyTarget {
 		a.spawn(ctx, func(ctx context.Context) { a.notifyTarget(ctx, tgt.call.agent.ID) })
+	}
+	redecide := func(ctx context.Context, m mode) (session.Entry, outcome) {
+		_, e, o := a.decideMonitor(ctx, sup, rq, m)
+		return e.entry(), o
 	}
 
 	for {
@@ -106,126 +107,154 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 					continue
 				}
 				m, ok := modeForDigit(e.Digit)
-				if !ok || m == s.mode {
+				if !ok || m == s.Mode() {
 					continue
 				}
-				s.switchMode(ctx, sup, rq, m)
+				from := s.Mode()
+				r := s.Switch(ctx, m, redecide)
+				a.countDecision(verbMonitor, m.Action(), r.Outcome)
+				switch {
+				case !r.Outcome.Allow:
+					log.Info("mode switch refused", zap.String("from", from.String()), zap.String("to", m.String()), zap.String("reason", r.Outcome.Reason))
+				case r.Err != nil:
+					log.Warn("mode switch failed; staying in the current mode", zap.String("mode", s.Mode().String()), zap.Error(r.Err))
+				default:
+					log.Info("mode switched", zap.String("mode", m.String()))
+				}
 				continue
 			}
 			if gone(ev, sup.ID) {
 				log.Info("supervisor hung up; monitoring ended")
 				return
 			}
-			if gone(ev, s.snoop) || gone(ev, s.target) {
+			if gone(ev, pbx.tap.snoop) || gone(ev, pbx.tap.target) {
 				log.Info("target call ended; monitoring ended")
-				s.hangupSup = true
+				hangupSup = true
 				return
 			}
 		case <-ctx.Done():
-			s.hangupSup = true
+			hangupSup = true
 			return
 		}
 	}
 }
 
-// monitorSession is one supervisor bridged to one snoop.
-type monitorSession struct {
-	a         *Adapter
-	in        *inbox
-	sup       string
-	target    string
-	bridge    string
-	bridgeUp  bool
-	snoop     string
-	mode      mode
-	hangupSup bool
-	log       *zap.Logger
-	entry     auditEntry // the allowing decision's record, for its outcome's
-	allowed   outcome
+// ariEavesdropper is session.Eavesdropper on ARI for one supervisor's
+// channel: a mixing bridge holding the supervisor and a snoop on the
+// target.
+type ariEavesdropper struct {
+	a   *Adapter
+	in  *inbox
+	sup ari.ChannelData
+	log *zap.Logger
+	tap *ariTap // the session's tap, once Eavesdrop succeeded
 }
 
-// attach creates a snoop with m's directions, waits until it is in Stasis,
-// bridges it, and only then drops the previous snoop: a switch never leaves
-// the supervisor on a snoop of the old mode.
-func (s *monitorSession) attach(ctx context.Context, m mode) error {
-	id := s.a.newID(kindSnoop)
-	s.a.markOurs(id)
-	s.a.follow(s.in, id)
-	spy, whisper := m.directions()
-	args := "snoop," + m.String() + ",spy=" + string(spy) + ",whisper=" + string(whisper)
-	if _, err := s.a.rest.snoop(ctx, s.target, id, s.a.o.App, args, spy, whisper); err != nil {
-		return err
+// Eavesdrop answers the supervisor, creates the bridge, bridges the
+// supervisor and attaches a snoop in mode m; on error it removes what it
+// created.
+func (p *ariEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m mode) (session.Tap, error) {
+	a := p.a
+	t := &ariTap{a: a, in: p.in, sup: supervisor, target: target, bridge: a.newID(kindBridge), log: p.log}
+	a.follow(p.in, t.bridge, t.target)
+	a.markOurs(t.bridge)
+	fail := func(what string, err error) (session.Tap, error) {
+		cctx, cancel := a.cleanupCtx(ctx)
+		defer cancel()
+		_ = t.Close(cctx)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if err := s.a.waitStasis(ctx, s.in, id, s.sup); err != nil {
-		s.a.hangupQuiet(ctx, id)
-		return err
+	if p.sup.State != "Up" {
+		if err := a.rest.answer(ctx, supervisor); err != nil {
+			return fail("answer the supervisor", err)
+		}
 	}
-	if err := s.a.rest.addToBridge(ctx, s.bridge, id); err != nil {
-		s.a.hangupQuiet(ctx, id)
-		return err
+	if err := a.rest.createBridge(ctx, t.bridge, "callwarden-monitor"); err != nil {
+		return fail("create the bridge", err)
 	}
-	old := s.snoop
-	s.snoop, s.mode = id, m
-	if old != "" {
-		s.a.hangupQuiet(ctx, old)
+	t.bridgeUp = true
+	if err := a.rest.addToBridge(ctx, t.bridge, supervisor); err != nil {
+		return fail("bridge the supervisor", err)
+	}
+	if err := t.SetMode(ctx, m); err != nil {
+		return fail("attach the snoop", err)
+	}
+	p.tap = t
+	return t, nil
+}
+
+// Play plays media to the channel without waiting for it.
+func (p *ariEavesdropper) Play(ctx context.Context, channel, media string) error {
+	return p.a.rest.play(ctx, channel, p.a.newID(kindPlay), media)
+}
+
+// Hangup hangs the channel up; one already gone is not an error.
+func (p *ariEavesdropper) Hangup(ctx context.Context, channel string) error {
+	if err := p.a.rest.hangup(ctx, channel, "normal"); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
 	}
 	return nil
 }
 
-// switchMode decides the new mode again; a refusal keeps the current mode
-// and plays the refusal to the supervisor.
-func (s *monitorSession) switchMode(ctx context.Context, sup ari.ChannelData, rq request, m mode) {
-	_, entry, o := s.a.decideMonitor(ctx, sup, rq, m)
-	entry.detail = "switch from " + s.mode.String() + " to " + m.String()
-	o = s.a.audited(ctx, entry, o)
-	if o.allow {
-		err := s.attach(ctx, m)
-		s.a.auditResult(ctx, entry, o, err)
-		if err != nil {
-			s.log.Warn("mode switch failed; staying in the current mode", zap.String("mode", s.mode.String()), zap.Error(err))
-			return
-		}
-		s.log.Info("mode switched", zap.String("mode", m.String()))
-		return
-	}
-	s.log.Info("mode switch refused", zap.String("from", s.mode.String()), zap.String("to", m.String()), zap.String("reason", o.reason))
-	pb := s.a.newID(kindPlay)
-	if err := s.a.rest.play(ctx, s.sup, pb, s.a.o.RefusalSound); err != nil {
-		s.log.Debug("cannot play the refusal", zap.Error(err))
-	}
+// ariTap is one supervisor bridged to one snoop (session.Tap).
+type ariTap struct {
+	a        *Adapter
+	in       *inbox
+	sup      string
+	target   string
+	bridge   string
+	bridgeUp bool
+	snoop    string
+	log      *zap.Logger
 }
 
-// fail records that an allowed session could not be set up (outcome
-// failed, so the audit trail does not claim a supervisor listened), and
-// ends it: the supervisor is hung up, never left in Stasis.
-func (s *monitorSession) fail(ctx context.Context, what string, err error) {
-	s.log.Error("monitor setup failed; hanging up", zap.String("step", what), zap.Error(err))
-	s.a.auditResult(ctx, s.entry, s.allowed, fmt.Errorf("%s: %w", what, err))
-	s.a.setOutcome(ctx, s.sup, refused(reasonPBXError))
-	s.hangupSup = true
+// SetMode creates a snoop with m's directions, waits until it is in
+// Stasis, bridges it, and only then drops the previous snoop: a switch
+// never leaves the supervisor on a snoop of the old mode.
+func (t *ariTap) SetMode(ctx context.Context, m mode) error {
+	id := t.a.newID(kindSnoop)
+	t.a.markOurs(id)
+	t.a.follow(t.in, id)
+	spy, whisper := directions(m)
+	args := "snoop," + m.String() + ",spy=" + string(spy) + ",whisper=" + string(whisper)
+	if _, err := t.a.rest.snoop(ctx, t.target, id, t.a.o.App, args, spy, whisper); err != nil {
+		return err
+	}
+	if err := t.a.waitStasis(ctx, t.in, id, t.sup); err != nil {
+		t.a.hangupQuiet(ctx, id)
+		return err
+	}
+	if err := t.a.rest.addToBridge(ctx, t.bridge, id); err != nil {
+		t.a.hangupQuiet(ctx, id)
+		return err
+	}
+	old := t.snoop
+	t.snoop = id
+	if old != "" {
+		t.a.hangupQuiet(ctx, old)
+	}
+	return nil
 }
 
-// teardown removes the snoop and the bridge and, when the session ended
-// on the target's side or on an error, hangs up the supervisor.
-func (s *monitorSession) teardown(ctx context.Context) {
-	ctx, cancel := s.a.cleanupCtx(ctx)
-	defer cancel()
+// Close removes the bridge and the snoop; the supervisor stays.
+func (t *ariTap) Close(ctx context.Context) error {
 	// The bridge goes first: a snoop hung up while Asterisk is tearing its
 	// bridge down can be left behind, out of Stasis.
-	if s.bridgeUp {
-		if err := s.a.rest.destroyBridge(ctx, s.bridge); err != nil && !errors.Is(err, ErrNotFound) {
-			s.log.Warn("cannot destroy the monitor bridge", zap.String("bridge", s.bridge), zap.Error(err))
+	var err error
+	if t.bridgeUp {
+		if err = t.a.rest.destroyBridge(ctx, t.bridge); err != nil && !errors.Is(err, ErrNotFound) {
+			t.log.Warn("cannot destroy the monitor bridge", zap.String("bridge", t.bridge), zap.Error(err))
+		} else {
+			err = nil
 		}
 	}
 	// A bridge left behind is no longer this process's: the next sweep
 	// for orphans destroys it.
-	s.a.forget(s.bridge)
-	if s.snoop != "" {
-		s.a.hangupQuiet(ctx, s.snoop)
+	t.a.forget(t.bridge)
+	if t.snoop != "" {
+		t.a.hangupQuiet(ctx, t.snoop)
 	}
-	if s.hangupSup {
-		s.a.hangupQuiet(ctx, s.sup)
-	}
+	return err
 }
 
 // hangupQuiet hangs a channel up, ignoring that it is already gone.

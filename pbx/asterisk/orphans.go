@@ -10,11 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
 )
-
-// reasonOrphaned is the reason of the audit record of a session a previous
-// process (or connection) of this application left in Asterisk.
-const reasonOrphaned = "orphaned_session"
 
 // orphanGrace is how long a channel found in the application's Stasis, with
 // no handler, is given for its StasisStart to reach this process before it
@@ -119,7 +116,7 @@ func (a *Adapter) endOrphanBridge(ctx context.Context, bridgeID string, members 
 		case ours && kind == kindSnoop:
 			if args, ok := c.stasisArgs(a.o.App); ok && len(args) > 1 {
 				if m, ok := parseMode(args[1]); ok {
-					e.action = m.action()
+					e.action = m.Action()
 				}
 			}
 			e.target = a.snoopTarget(c, byID)
@@ -132,7 +129,7 @@ func (a *Adapter) endOrphanBridge(ctx context.Context, bridgeID string, members 
 		}
 	}
 	e.detail = fmt.Sprintf("ended orphaned %s session after restart: bridge %s, supervisor %s",
-		strings.TrimPrefix(e.action.String(), "monitor."), bridgeID, orNone(strings.Join(sup, ", ")))
+		strings.TrimPrefix(e.action.String(), "monitor."), bridgeID, session.OrNone(strings.Join(sup, ", ")))
 	a.auditOrphan(ctx, e, errors.Join(failures...))
 }
 
@@ -156,10 +153,7 @@ func (a *Adapter) endOrphanSnoop(ctx context.Context, c listedChannel, kind, suf
 		case err == nil:
 			e.user, e.target = rec.StartedBy, rec.Target
 			if rec.State != enforce.RecordingStopped {
-				rec.State, rec.StoppedBy, rec.StoppedAt = enforce.RecordingStopped, "callwarden:orphaned", a.o.Now().UTC()
-				if n := len(rec.Pauses); n > 0 && rec.Pauses[n-1].ResumedAt.IsZero() {
-					rec.Pauses[n-1].ResumedBy, rec.Pauses[n-1].ResumedAt = rec.StoppedBy, rec.StoppedAt
-				}
+				session.Stopped(&rec, "callwarden:orphaned", a.o.Now().UTC())
 				if err := a.o.Recordings.SaveRecording(ctx, rec); err != nil {
 					failures = append(failures, fmt.Errorf("mark recording %s stopped: %w", suffix, err))
 				}
@@ -180,11 +174,11 @@ func (a *Adapter) endOrphanRequest(ctx context.Context, c listedChannel) {
 	if rq, err := parseArgs(args); err == nil {
 		switch rq.verb {
 		case verbMonitor:
-			e.action = rq.mode.action()
+			e.action = rq.mode.Action()
 		case verbCheck:
 			e.action = rq.action
 		case verbRecord:
-			e.action = rq.op.action()
+			e.action = rq.op.Action()
 		case verbPlayback:
 			e.action = enforce.RecordingPlayback
 		}
@@ -235,30 +229,24 @@ type orphanEntry struct {
 // auditOrphan writes the audit record of an ended orphan: outcome enforced
 // when it is gone, failed (with the failure) when Asterisk refused.
 func (a *Adapter) auditOrphan(ctx context.Context, e orphanEntry, failure error) {
-	rec := enforce.AuditRecord{
-		Time:     a.o.Now().UTC(),
-		Source:   "watchdog",
+	rec := a.audit.Watchdog(session.WatchdogEntry{
 		User:     e.user,
-		Action:   actionName(e.action),
 		Target:   e.target,
-		Decision: "deny",
-		Reason:   reasonOrphaned,
-		PBX:      a.o.PBX,
+		Action:   e.action,
+		Reason:   session.ReasonOrphaned,
 		Channels: e.channels,
 		Detail:   e.detail,
-		AskedBy:  a.askedBy(),
 		Outcome:  enforce.OutcomeEnforced,
-	}
+		Failure:  failure,
+	})
 	a.m.watchdog.WithLabelValues("orphan", string(WatchdogEnforce)).Inc()
 	log := a.log.With(zap.String("user", e.user), zap.String("action", rec.Action), zap.Strings("channels", e.channels))
 	if failure != nil {
-		rec.Outcome = enforce.OutcomeFailed
-		rec.Detail = joinDetail(rec.Detail, "failed: "+failure.Error())
 		log.Error("cannot end an orphan left in Asterisk", zap.String("detail", e.detail), zap.Error(failure))
 	} else {
 		log.Warn("ended an orphan left in Asterisk", zap.String("detail", e.detail))
 	}
-	if err := a.writeAudit(ctx, rec); err != nil {
+	if err := a.audit.Write(ctx, rec); err != nil {
 		log.Error("audit write failed", zap.Error(err))
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 func TestOrphansOfAPreviousProcessAreEndedBeforeTheAdapterServes(t *testing.T) {
@@ -62,7 +63,7 @@ func TestOrphansOfAPreviousProcessAreEndedBeforeTheAdapterServes(t *testing.T) {
 	}
 	got := map[string]enforce.AuditRecord{}
 	for _, r := range audit.all() {
-		if r.Source != "watchdog" || r.Reason != reasonOrphaned || r.Outcome != enforce.OutcomeEnforced || r.Decision != "deny" {
+		if r.Source != "watchdog" || r.Reason != session.ReasonOrphaned || r.Outcome != enforce.OutcomeEnforced || r.Decision != "deny" {
 			t.Errorf("orphan audited as %+v, want a watchdog deny orphaned_session, outcome enforced", r)
 		}
 		got[r.Channels[0]] = r

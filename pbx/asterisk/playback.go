@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // playbackControls maps DTMF during a playback to ARI playback operations:
@@ -23,7 +24,7 @@ func (a *Adapter) playback(ctx context.Context, in *inbox, ch ari.ChannelData, r
 	e := auditEntry{verb: verbPlayback, action: enforce.RecordingPlayback, channels: []string{ch.ID}, detail: "recording " + rq.recording, requester: ch}
 	o, rec := a.decidePlayback(ctx, ch, rq, &e, log)
 	o = a.audited(ctx, e, o)
-	if !o.allow {
+	if !o.Allow {
 		a.conclude(ctx, in, ch.ID, o, a.o.RefusalSound, !rq.continueOnDeny)
 		return
 	}
@@ -38,7 +39,7 @@ func (a *Adapter) playback(ctx context.Context, in *inbox, ch ari.ChannelData, r
 	if err := a.rest.play(ctx, ch.ID, pb, "recording:"+rec.Name); err != nil {
 		log.Error("cannot play the recording", zap.String("recording", rec.ID), zap.Error(err))
 		a.auditResult(ctx, e, o, fmt.Errorf("play the recording: %w", err))
-		a.conclude(ctx, in, ch.ID, refused(reasonPBXError), a.o.RefusalSound, true)
+		a.conclude(ctx, in, ch.ID, session.Refused(session.ReasonPBXError), a.o.RefusalSound, true)
 		return
 	}
 	a.auditResult(ctx, e, o, nil)
@@ -93,12 +94,12 @@ func (a *Adapter) playback(ctx context.Context, in *inbox, ch ari.ChannelData, r
 func (a *Adapter) decidePlayback(ctx context.Context, ch ari.ChannelData, rq request, e *auditEntry, log *zap.Logger) (outcome, enforce.Recording) {
 	snap := a.snapshot()
 	if snap == nil {
-		return decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now())), enforce.Recording{}
+		return session.Decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now())), enforce.Recording{}
 	}
 	user, err := a.resolveCaller(ctx, snap, ch)
 	if err != nil {
 		log.Warn("cannot identify the requester", zap.Error(err))
-		return refused(reasonPBXError), enforce.Recording{}
+		return session.Refused(session.ReasonPBXError), enforce.Recording{}
 	}
 	e.user = user
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -109,14 +110,14 @@ func (a *Adapter) decidePlayback(ctx context.Context, ch ari.ChannelData, rq req
 		// Decide anyway, so an unknown requester is told no_profile and
 		// not whether the recording exists.
 		if d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingPlayback}, a.o.Now()); d.Reason != enforce.ReasonOutOfScope && !d.Allow {
-			return decided(d), rec
+			return session.Decided(d), rec
 		}
-		return refused(reasonNoRecording), rec
+		return session.Refused(session.ReasonNoRecording), rec
 	case err != nil:
 		log.Warn("recording store unavailable", zap.Error(err))
-		return refused(enforce.ReasonStoreUnavailable.String()), rec
+		return session.Refused(enforce.ReasonStoreUnavailable.String()), rec
 	}
 	e.target, e.queue, e.caller = rec.Target, rec.Queue, rec.Caller
 	d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingPlayback, Queue: rec.Queue, Agent: rec.Target, RecordedAt: rec.StartedAt}, a.o.Now())
-	return decided(d), rec
+	return session.Decided(d), rec
 }

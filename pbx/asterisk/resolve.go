@@ -22,18 +22,6 @@ const (
 	varQueueName = "QUEUENAME" // set by app_queue (setqueuevar=yes)
 )
 
-// Adapter-level reasons, for refusals made before the engine is asked
-// (the engine's own reasons are enforce.Reason codes).
-const (
-	reasonNoCall        = "target_not_in_call"
-	reasonNoRecording   = "no_recording"
-	reasonPBXError      = "pbx_error"
-	reasonAuditFailed   = "audit_unavailable"
-	reasonNoDecision    = "no_allow_decision"
-	reasonInvalid       = "invalid_request"
-	reasonUnknownTarget = "unknown_target"
-)
-
 // errNoCall means the target has no live, answered call.
 var errNoCall = errors.New("target has no live call")
 

@@ -1,136 +1,42 @@
 package asterisk
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/CyCoreSystems/ari/v5"
+
+	"github.com/callwarden/callwarden/pbx/asterisk/ariclient"
 )
 
-// ErrNotFound is matched (errors.Is) by an ARI 404: no such channel, bridge,
-// recording or variable.
-var ErrNotFound = errors.New("not found")
+// The ARI errors the adapter classifies: a 404 (the channel, bridge,
+// playback or recording is gone) and a 409 (wrong state).
+var (
+	ErrNotFound = ariclient.ErrNotFound
+	ErrConflict = ariclient.ErrConflict
+)
 
-// ErrConflict is matched by an ARI 409: the resource is in the wrong state
-// (a channel not in Stasis, a recording already paused).
-var ErrConflict = errors.New("conflict")
-
-// APIError is a non-2xx answer of the ARI REST API.
-type APIError struct {
-	Method, Path string
-	Status       int
-	Message      string
-}
-
-func (e *APIError) Error() string {
-	return fmt.Sprintf("ari %s %s: %d %s", e.Method, e.Path, e.Status, e.Message)
-}
-
-// Is maps 404 to ErrNotFound and 409 to ErrConflict.
-func (e *APIError) Is(target error) bool {
-	switch target {
-	case ErrNotFound:
-		return e.Status == http.StatusNotFound
-	case ErrConflict:
-		return e.Status == http.StatusConflict
-	}
-	return false
-}
-
-// rest is callwarden's ARI REST client. ari/v5's native client takes no
-// context, ignores its own timeout and loses a 404's status code, so the
-// call path uses this one: every call is bounded by the context's deadline,
-// or by timeout when the context has none, and by the http.Client's
-// Timeout whatever the context says.
+// rest is the adapter's typed view of ARI REST: one method per call the
+// adapter makes, all through the one ARI client (ariclient), whose every
+// call takes a context and has a deadline.
 type rest struct {
-	base     string // http://host:port/ari
-	user     string
-	password string
-	timeout  time.Duration
-	http     *http.Client
+	*ariclient.Client
 }
 
 func newREST(base, user, password string, timeout time.Duration) *rest {
-	return &rest{
-		base:     strings.TrimSuffix(base, "/"),
-		user:     user,
-		password: password,
-		timeout:  timeout,
-		http: &http.Client{
-			// A hard bound beside the per-call context: nothing on the call
-			// path can wait longer than twice the configured timeout.
-			Timeout: 2 * timeout,
-			Transport: &http.Transport{
-				Proxy:               nil, // ARI is next to us; never through an HTTP proxy.
-				DialContext:         (&net.Dialer{Timeout: timeout}).DialContext,
-				MaxIdleConnsPerHost: 16,
-				IdleConnTimeout:     90 * time.Second,
-			},
-		},
-	}
+	return &rest{Client: ariclient.New(base, user, password, timeout)}
 }
 
-func (r *rest) close() { r.http.CloseIdleConnections() }
+func (r *rest) close() { r.Close() }
 
 func (r *rest) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	u := r.base + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("ari %s %s: encode body: %w", method, path, err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return fmt.Errorf("ari %s %s: %w", method, path, err)
-	}
-	req.SetBasicAuth(r.user, r.password)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("ari %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return fmt.Errorf("ari %s %s: read body: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var msg struct {
-			Message string `json:"message"`
-		}
-		if json.Unmarshal(data, &msg) != nil || msg.Message == "" {
-			msg.Message = strings.TrimSpace(string(data))
-		}
-		return &APIError{Method: method, Path: path, Status: resp.StatusCode, Message: msg.Message}
-	}
-	if out != nil && len(data) > 0 {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("ari %s %s: decode answer: %w", method, path, err)
-		}
-	}
-	return nil
+	return r.Do(ctx, method, path, query, body, out)
 }
 
-func esc(s string) string { return url.PathEscape(s) }
+func esc(s string) string { return ariclient.Esc(s) }
 
 // info is GET /asterisk/info; it proves ARI answers.
 func (r *rest) info(ctx context.Context) (ari.AsteriskInfo, error) {
@@ -264,32 +170,6 @@ func (r *rest) unpauseRecording(ctx context.Context, name string) error {
 
 func (r *rest) stopRecording(ctx context.Context, name string) error {
 	return r.do(ctx, http.MethodPost, "/recordings/live/"+esc(name)+"/stop", nil, nil, nil)
-}
-
-// eventTypeFilter is the body of PUT /applications/{app}/eventFilter.
-type eventTypeFilter struct {
-	Allowed []eventType `json:"allowed"`
-}
-
-type eventType struct {
-	Type string `json:"type"`
-}
-
-// setEventFilter makes Asterisk send app only the given event types.
-// watchAll subscribes app to the events of every channel and bridge of the
-// PBX (what the watchdog needs), but not to endpoints or device states
-// (see eventsURL).
-func (r *rest) watchAll(ctx context.Context, app string) error {
-	q := url.Values{"eventSource": {"channel:,bridge:"}}
-	return r.do(ctx, http.MethodPost, "/applications/"+esc(app)+"/subscription", q, nil, nil)
-}
-
-func (r *rest) setEventFilter(ctx context.Context, app string, types []string) error {
-	f := eventTypeFilter{Allowed: make([]eventType, len(types))}
-	for i, t := range types {
-		f.Allowed[i] = eventType{Type: t}
-	}
-	return r.do(ctx, http.MethodPut, "/applications/"+esc(app)+"/eventFilter", nil, f, nil)
 }
 
 // listedChannel is a channel of GET /channels with what ari.ChannelData

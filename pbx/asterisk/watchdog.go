@@ -3,59 +3,13 @@ package asterisk
 import (
 	"context"
 	"strings"
-	"time"
 
 	"github.com/CyCoreSystems/ari/v5"
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
 )
-
-// allowance is what a check allowed a channel to do next in its dialplan.
-type allowance struct {
-	action enforce.Action
-	until  time.Time
-}
-
-// allowanceTTL bounds how long after an allowing check the dialplan may
-// start the guarded application.
-const allowanceTTL = time.Minute
-
-// allow records that channelID was allowed action by a check.
-func (a *Adapter) allow(channelID string, action enforce.Action) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := time.Now()
-	if len(a.allowances) >= maxAllowances {
-		// Entries leave on ChannelDestroyed; one missed while disconnected
-		// must not stay forever.
-		for id, list := range a.allowances {
-			if len(list) == 0 || !now.Before(list[len(list)-1].until) {
-				delete(a.allowances, id)
-			}
-		}
-	}
-	a.allowances[channelID] = append(a.allowances[channelID], allowance{action: action, until: now.Add(allowanceTTL)})
-}
-
-// maxAllowances is the size past which expired allowances are swept.
-const maxAllowances = 1024
-
-// consumeAllowance reports whether channelID holds an unexpired allowance
-// for action, and uses it up.
-func (a *Adapter) consumeAllowance(channelID string, action enforce.Action) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	list := a.allowances[channelID]
-	now := time.Now()
-	for i, al := range list {
-		if al.action == action && now.Before(al.until) {
-			a.allowances[channelID] = append(list[:i:i], list[i+1:]...)
-			return true
-		}
-	}
-	return false
-}
 
 // guardedApp maps a dialplan application to the action it performs:
 // ChanSpy/ExtenSpy with B barge, with w or W whisper, with d barge too (its
@@ -107,7 +61,7 @@ func (a *Adapter) watchDialplan(ctx context.Context, e *ari.ChannelDialplan) {
 		return
 	}
 	kind, action, ok := guardedApp(e.DialplanApp, e.DialplanAppData)
-	if !ok || a.consumeAllowance(e.Channel.ID, action) {
+	if !ok || a.allowances.Consume(e.Channel.ID, action) {
 		return
 	}
 	a.bypass(ctx, kind, action, e.Channel, kind+"("+e.DialplanAppData+")")
@@ -151,20 +105,16 @@ func (a *Adapter) bypass(ctx context.Context, kind string, action enforce.Action
 		}
 		a.log.Warn("watchdog: bypass caught", zap.String("kind", kind), zap.String("channel", ch.ID),
 			zap.String("name", ch.Name), zap.String("user", user), zap.String("mode", string(mode)))
-		rec := enforce.AuditRecord{
-			Time:     a.o.Now().UTC(),
-			Source:   "watchdog",
-			User:     user,
-			Action:   action.String(),
-			Decision: "deny",
-			Reason:   reasonNoDecision,
-			Caller:   enforce.Mask(callerNumber(ch), mask),
-			PBX:      a.o.PBX,
-			Channels: []string{ch.ID},
-			Detail:   verdict + detail + "; channel " + ch.Name,
-			AskedBy:  a.askedBy(),
-		}
-		if err := a.writeAudit(cctx, rec); err != nil {
+		rec := a.audit.Watchdog(session.WatchdogEntry{
+			User:       user,
+			Action:     action,
+			Reason:     session.ReasonNoDecision,
+			Caller:     callerNumber(ch),
+			MaskDigits: mask,
+			Channels:   []string{ch.ID},
+			Detail:     verdict + detail + "; channel " + ch.Name,
+		})
+		if err := a.audit.Write(cctx, rec); err != nil {
 			a.log.Error("audit write failed", zap.String("kind", kind), zap.Error(err))
 		}
 	})

@@ -1,11 +1,4 @@
-// Package ariws is the minimal RFC 6455 client callwarden uses to read ARI
-// events: a client handshake (ws:// or wss://), text messages (possibly
-// fragmented), ping/pong and close. Owning the reader is what lets the
-// Asterisk adapter look at an event's type before ari.DecodeEvent does, and
-// so survive the event types Asterisk 22 added; the integration harness
-// reads its events with it too. ReadFrame and AppendFrame also serve fake
-// ARI servers in tests.
-package ariws
+package ariclient
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package ariws
+package ariclient
 
 import (
 	"bufio"

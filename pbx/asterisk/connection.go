@@ -1,0 +1,258 @@
+package asterisk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/CyCoreSystems/ari/v5"
+	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/pbx/asterisk/ariclient"
+)
+
+// Run keeps the event connection up until ctx ends, reconnecting with
+// exponential backoff (MinBackoff doubling to MaxBackoff) whenever it
+// breaks, then waits for the call handlers to finish their cleanup. It
+// returns nil once ctx ends.
+func (a *Adapter) Run(ctx context.Context) error {
+	defer a.rest.close()
+	defer a.drainHandlers()
+	backoff := a.o.MinBackoff
+	for {
+		wasUp, err := a.connectAndRead(ctx)
+		a.setConnected(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		switch {
+		case errors.Is(err, errReplaced):
+			// Do not fight another instance for the application every
+			// 100ms: each takeover costs Asterisk a session teardown.
+			backoff = a.o.MaxBackoff
+		case wasUp:
+			backoff = a.o.MinBackoff
+			a.log.Warn("ARI event connection lost; reconnecting", zap.Error(err))
+		default:
+			a.log.Warn("cannot connect to ARI; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		if !wasUp {
+			backoff = min(2*backoff, a.o.MaxBackoff)
+		}
+	}
+}
+
+// connectAndRead dials the event websocket, waits until the application is
+// registered, then reads and dispatches events until the connection or ctx
+// ends. wasUp reports whether the connection got that far.
+func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
+	a.waitPreviousSession(ctx)
+	dctx, cancel := context.WithTimeout(ctx, 2*a.o.Timeout)
+	ws, err := a.rest.DialEvents(dctx, a.wsURL)
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	// On shutdown the call handlers clean up first (hang up snoops,
+	// destroy bridges, release channels) while events still flow; only
+	// then does the application leave Asterisk.
+	readDone := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		a.drainHandlers()
+		// Quiet the stream, then a clean close handshake: Asterisk 22 can
+		// wedge a session closed while it writes events, and a new
+		// connection of the same application then waits on it forever.
+		qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), a.o.Timeout)
+		if err := a.rest.SetEventFilter(qctx, a.o.App, quietEvents); err != nil {
+			a.log.Debug("cannot quiet the event stream before leaving", zap.Error(err))
+		}
+		qcancel()
+		ws.SendClose()
+		_ = ws.SetReadDeadline(time.Now().Add(closeGrace))
+		select {
+		case <-readDone:
+		case <-time.After(closeGrace):
+		}
+		_ = ws.Close()
+	})
+	quit := make(chan struct{}) // tells the reader nobody reads msgs any more
+	defer func() {
+		close(quit)
+		if !stop() {
+			<-readDone
+		}
+		_ = ws.Close()
+		<-readDone // the reader has stopped too
+	}()
+	msgs := make(chan []byte, 256)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(readDone)
+		defer close(msgs)
+		for {
+			op, msg, err := ws.ReadMessage()
+			if err != nil {
+				if errors.Is(err, ariclient.ErrClosed) {
+					// Let Asterisk close the TCP connection first.
+					_ = ws.SetReadDeadline(time.Now().Add(closeGrace))
+					ws.Drain()
+				}
+				readErr <- err
+				return
+			}
+			if op == ariclient.OpText {
+				select {
+				case msgs <- msg:
+				case <-quit:
+					readErr <- errors.New("event reader stopped")
+					return
+				}
+			}
+		}
+	}()
+	// Asterisk answers the upgrade before it registers the application:
+	// wait until it exists, dispatching events meanwhile, so Connected
+	// means a Stasis() in the dialplan reaches us.
+	regCtx, regCancel := context.WithTimeout(ctx, 5*a.o.Timeout)
+	registered := make(chan error, 1)
+	go func() { registered <- a.waitApplication(regCtx) }()
+	defer regCancel()
+	// The sweep for orphans runs beside the event loop (it waits for
+	// StasisStarts to be dispatched) and never outlives this connection.
+	sweepCtx, sweepCancel := context.WithCancel(ctx)
+	var swept chan error
+	defer func() {
+		sweepCancel()
+		if swept != nil {
+			<-swept
+		}
+	}()
+	for {
+		select {
+		case msg, ok := <-msgs:
+			if !ok {
+				return wasUp, <-readErr
+			}
+			if a.handleMessage(ctx, msg) {
+				return wasUp, errReplaced
+			}
+		case err := <-registered:
+			registered = nil
+			if err != nil {
+				return false, err
+			}
+			if a.o.Watchdog != WatchdogOff {
+				// Without every channel's events the watchdog is blind:
+				// treat it as a failed connection and try again.
+				if err := a.rest.WatchAll(ctx, a.o.App); err != nil {
+					return false, fmt.Errorf("subscribe to every channel for the watchdog: %w", err)
+				}
+			}
+			if err := a.rest.SetEventFilter(ctx, a.o.App, wantedEvents); err != nil {
+				a.log.Warn("cannot set the application's event filter; receiving every event", zap.Error(err))
+			}
+			// Before reporting itself connected, end what a previous
+			// process (kill -9) or connection left behind: a supervisor
+			// still bridged to a snoop would otherwise listen unsupervised.
+			swept = make(chan error, 1)
+			go func() { swept <- a.sweepOrphans(sweepCtx) }()
+		case err := <-swept:
+			swept = nil
+			if err != nil {
+				// Orphans could not be listed: not serving beats serving
+				// beside a session nobody supervises. Try again.
+				return false, fmt.Errorf("sweep for orphaned sessions: %w", err)
+			}
+			wasUp = true
+			if a.everUp {
+				a.m.reconnects.Inc()
+			}
+			a.everUp = true
+			a.setConnected(true)
+			a.log.Info("ARI connected", zap.String("url", redactURL(a.wsURL)))
+		}
+	}
+}
+
+func (a *Adapter) waitApplication(ctx context.Context) error {
+	return a.rest.WaitApplication(ctx, a.o.App)
+}
+
+// previousSessionWait bounds how long a (re)connection waits for Asterisk
+// to drop the application of a previous connection.
+const previousSessionWait = 3 * time.Second
+
+// waitPreviousSession waits, up to previousSessionWait, until Asterisk no
+// longer knows the application. Asterisk 22 registers the application of
+// a new websocket before the upgrade completes; if the previous session of
+// the same application is still being torn down, the registration (which
+// sends ApplicationReplaced to the old session under the application's
+// lock) and the teardown (which unregisters under the session's lock) can
+// deadlock, wedging ARI for good. An application Asterisk has destroyed
+// cannot be replaced. One that keeps channels in Stasis is never destroyed
+// on its own: after the bound the connection goes ahead.
+func (a *Adapter) waitPreviousSession(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, previousSessionWait)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		known, err := a.rest.Application(ctx, a.o.App)
+		if err != nil || !known {
+			return // gone (404), or Asterisk unreachable: the dial reports it
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			a.log.Debug("application still known to Asterisk; connecting anyway")
+			return
+		}
+	}
+}
+
+// closeGrace bounds the wait for Asterisk's answer to our close frame.
+const closeGrace = 2 * time.Second
+
+// redactURL drops credentials a websocket URL might carry.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<invalid url>"
+	}
+	u.User = nil
+	return u.String()
+}
+
+// errReplaced means another ARI client registered the application.
+var errReplaced = errors.New("another ARI client registered this application (ApplicationReplaced): run one callwarden per application name")
+
+// handleMessage decodes one websocket message and dispatches it. It
+// reports whether Asterisk said another client took the application over.
+func (a *Adapter) handleMessage(ctx context.Context, msg []byte) (replaced bool) {
+	ev, typ, err := decodeEvent(msg)
+	switch {
+	case errors.Is(err, errUnknownEvent):
+		a.m.unknown.WithLabelValues(typ).Inc()
+		a.log.Debug("ARI event type unknown to the ARI library; dropped", zap.String("type", typ))
+		return false
+	case err != nil:
+		a.m.dropped.WithLabelValues("malformed").Inc()
+		a.log.Warn("undecodable ARI event dropped", zap.String("type", typ), zap.Error(err))
+		return false
+	}
+	if _, ok := ev.(*ari.ApplicationReplaced); ok {
+		a.log.Error("ARI application taken over by another client; reconnecting after the maximum backoff")
+		return true
+	}
+	a.dispatch(ctx, ev)
+	return false
+}

@@ -1,0 +1,184 @@
+package session
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// Mode is a monitor session's mode; the supervisor's DTMF 4, 5 and 6
+// switch between them.
+type Mode uint8
+
+// The monitor modes.
+const (
+	Listen  Mode = iota + 1 // the supervisor hears both sides; nobody hears it
+	Whisper                 // the agent hears the supervisor, the customer does not
+	Barge                   // both sides hear the supervisor
+)
+
+// ParseMode parses listen, whisper or barge.
+func ParseMode(s string) (Mode, bool) {
+	switch s {
+	case "listen":
+		return Listen, true
+	case "whisper":
+		return Whisper, true
+	case "barge":
+		return Barge, true
+	}
+	return 0, false
+}
+
+// ModeForDigit maps the in-session DTMF digits to modes (Asterisk's ChanSpy
+// d option uses the same digits).
+func ModeForDigit(d string) (Mode, bool) {
+	switch d {
+	case "4":
+		return Listen, true
+	case "5":
+		return Whisper, true
+	case "6":
+		return Barge, true
+	}
+	return 0, false
+}
+
+func (m Mode) String() string {
+	switch m {
+	case Listen:
+		return "listen"
+	case Whisper:
+		return "whisper"
+	case Barge:
+		return "barge"
+	}
+	return "invalid"
+}
+
+// Action is the right a mode needs.
+func (m Mode) Action() enforce.Action {
+	switch m {
+	case Listen:
+		return enforce.MonitorListen
+	case Whisper:
+		return enforce.MonitorWhisper
+	case Barge:
+		return enforce.MonitorBarge
+	}
+	return 0
+}
+
+// Eavesdropper is what a monitor session needs from a PBX. Asterisk
+// implements it with a mixing bridge holding the supervisor and a snoop
+// channel on the target; FreeSWITCH with eavesdrop on the supervisor's
+// leg.
+type Eavesdropper interface {
+	// Eavesdrop connects the supervisor's channel to the target channel's
+	// call in mode m. On error it leaves nothing behind of what it set up
+	// (the supervisor's channel stays).
+	Eavesdrop(ctx context.Context, supervisor, target string, m Mode) (Tap, error)
+	// Play plays media to channel without waiting for it to end.
+	Play(ctx context.Context, channel, media string) error
+	// Hangup hangs channel up; a channel already gone is not an error.
+	Hangup(ctx context.Context, channel string) error
+}
+
+// Tap is one supervisor eavesdropping on one call.
+type Tap interface {
+	// SetMode changes what the supervisor hears and who hears it (ARI: a
+	// new snoop, bridged before the old one goes; ESL: sendevent to the
+	// eavesdrop). On error the tap stays in its previous mode.
+	SetMode(ctx context.Context, m Mode) error
+	// Close ends the eavesdrop; the supervisor's channel stays.
+	Close(ctx context.Context) error
+}
+
+// Decider decides mode m again for a running session: the audit entry of
+// the decision and its outcome (the adapter resolves the requester and the
+// target's call afresh).
+type Decider func(ctx context.Context, m Mode) (Entry, Outcome)
+
+// Monitor is one monitor session: a supervisor allowed to eavesdrop on a
+// target's call, in one mode at a time.
+type Monitor struct {
+	pbx     Eavesdropper
+	audit   *Audit
+	sup     string
+	target  string
+	refusal string // media played to the supervisor on a refused switch
+	tap     Tap
+	mode    Mode
+}
+
+// MonitorSpec is an allowed monitor request.
+type MonitorSpec struct {
+	Supervisor, Target string // channel ids
+	Mode               Mode
+	Entry              Entry   // the allowing decision's audit entry
+	Allowed            Outcome // the allow, as audited (Audit.Decision)
+	RefusalSound       string  // played to the supervisor when a switch is refused
+}
+
+// StartMonitor enforces an allow: it eavesdrops in spec.Mode and writes the
+// result record (enforced, or failed with the PBX's error). On error
+// nothing was set up; the caller then tells the supervisor (pbx_error) and
+// hangs it up.
+func StartMonitor(ctx context.Context, pbx Eavesdropper, audit *Audit, spec MonitorSpec) (*Monitor, error) {
+	tap, err := pbx.Eavesdrop(ctx, spec.Supervisor, spec.Target, spec.Mode)
+	if err != nil {
+		err = fmt.Errorf("eavesdrop: %w", err)
+		_, _ = audit.Result(ctx, spec.Entry, spec.Allowed, err)
+		return nil, err
+	}
+	_, _ = audit.Result(ctx, spec.Entry, spec.Allowed, nil)
+	return &Monitor{pbx: pbx, audit: audit, sup: spec.Supervisor, target: spec.Target,
+		refusal: spec.RefusalSound, tap: tap, mode: spec.Mode}, nil
+}
+
+// Mode is the session's current mode.
+func (s *Monitor) Mode() Mode { return s.mode }
+
+// SwitchResult says what a mode switch did.
+type SwitchResult struct {
+	Outcome Outcome // the audited decision
+	Err     error   // the PBX's error when an allowed switch could not be done
+}
+
+// Switch decides mode m again (decide) and, on allow, changes the tap. A
+// refused switch, or one the PBX could not do, leaves the session as it
+// was; a refusal plays the refusal sound to the supervisor. Switching to
+// the current mode does nothing.
+func (s *Monitor) Switch(ctx context.Context, m Mode, decide Decider) SwitchResult {
+	if m == s.mode {
+		return SwitchResult{Outcome: Outcome{Allow: true}}
+	}
+	entry, o := decide(ctx, m)
+	entry.Detail = "switch from " + s.mode.String() + " to " + m.String()
+	o, _ = s.audit.Decision(ctx, entry, o)
+	if !o.Allow {
+		err := s.pbx.Play(ctx, s.sup, s.refusal)
+		return SwitchResult{Outcome: o, Err: err}
+	}
+	err := s.tap.SetMode(ctx, m)
+	_, _ = s.audit.Result(ctx, entry, o, err)
+	if err != nil {
+		return SwitchResult{Outcome: o, Err: err}
+	}
+	s.mode = m
+	return SwitchResult{Outcome: o}
+}
+
+// End ends the session: the eavesdrop goes and, when hangupSupervisor (the
+// target's side ended, or the process is stopping), the supervisor is hung
+// up, never left waiting.
+func (s *Monitor) End(ctx context.Context, hangupSupervisor bool) error {
+	err := s.tap.Close(ctx)
+	if hangupSupervisor {
+		if herr := s.pbx.Hangup(ctx, s.sup); herr != nil && err == nil {
+			err = herr
+		}
+	}
+	return err
+}
