@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"slices"
 
 	"github.com/callwarden/callwarden/enforce"
 )
@@ -98,59 +97,4 @@ func newEpoch() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return hex.EncodeToString(b[:])
-}
-
-// patchDiff says what p changes when applied to base, by name, sorted as
-// DiffPolicies sorts, and returns p reduced to the entries that change.
-func patchDiff(base *enforce.Snapshot, p enforce.PolicyPatch) (enforce.PolicyDiff, enforce.PolicyPatch) {
-	var d enforce.PolicyDiff
-	var eff enforce.PolicyPatch
-	for _, pr := range p.Profiles {
-		old, ok := base.Profile(pr.Name)
-		switch {
-		case !ok:
-			d.AddedProfiles = append(d.AddedProfiles, pr.Name)
-		case !enforce.ProfilesEqual(old, pr):
-			d.ChangedProfiles = append(d.ChangedProfiles, pr.Name)
-		default:
-			continue
-		}
-		eff.Profiles = append(eff.Profiles, pr)
-	}
-	for _, name := range p.RemovedProfiles {
-		if _, ok := base.Profile(name); ok {
-			d.RemovedProfiles = append(d.RemovedProfiles, name)
-			eff.RemovedProfiles = append(eff.RemovedProfiles, name)
-		}
-	}
-	for _, u := range p.Users {
-		old, ok := base.User(u.ID)
-		switch {
-		case !ok:
-			d.AddedUsers = append(d.AddedUsers, u.ID)
-		case !enforce.UsersEqual(old, u):
-			d.ChangedUsers = append(d.ChangedUsers, u.ID)
-		default:
-			continue
-		}
-		eff.Users = append(eff.Users, u)
-	}
-	for _, id := range p.RemovedUsers {
-		if _, ok := base.User(id); ok {
-			d.RemovedUsers = append(d.RemovedUsers, id)
-			eff.RemovedUsers = append(eff.RemovedUsers, id)
-		}
-	}
-	if p.Protected != nil {
-		cur := base.Protected()
-		if !enforce.DiffPolicies(enforce.Policy{Protected: cur}, enforce.Policy{Protected: *p.Protected}).Empty() {
-			d.ProtectedChanged = true
-			eff.Protected = p.Protected
-		}
-	}
-	for _, l := range []*[]string{&d.AddedProfiles, &d.RemovedProfiles, &d.ChangedProfiles,
-		&d.AddedUsers, &d.RemovedUsers, &d.ChangedUsers} {
-		slices.Sort(*l)
-	}
-	return d, eff
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
@@ -246,7 +245,7 @@ func decodePolicy(profiles, users map[string]string, protected string) (p enforc
 		}
 		p.Protected = enforce.Protected{Users: w.Users, Queues: w.Queues}
 	}
-	sortPolicy(&p)
+	p.Sort()
 	return p, ignored, nil
 }
 
@@ -338,13 +337,6 @@ func parseScopeKind(s string) (enforce.ScopeKind, bool) {
 		}
 	}
 	return 0, false
-}
-
-// sortPolicy orders profiles by name and users by id: the order every
-// store returns, so two stores holding the same policy return equal values.
-func sortPolicy(p *enforce.Policy) {
-	slices.SortFunc(p.Profiles, func(a, b enforce.Profile) int { return strings.Compare(a.Name, b.Name) })
-	slices.SortFunc(p.Users, func(a, b enforce.User) int { return strings.Compare(a.ID, b.ID) })
 }
 
 // normalize validates p, then round-trips it through the wire form: what

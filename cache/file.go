@@ -38,7 +38,7 @@ func (f *File) Policy(_ context.Context) (enforce.Policy, uint64, error) {
 	defer f.mu.Unlock()
 	if f.gen == 0 || !enforce.DiffPolicies(f.last, p).Empty() {
 		f.gen++
-		f.last = clonePolicy(p)
+		f.last = p.Clone()
 	}
 	return p, f.gen, nil
 }

@@ -91,7 +91,7 @@ func NewMemory() *Memory {
 func (m *Memory) Policy(_ context.Context) (enforce.Policy, uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return clonePolicy(m.policy), m.gen, nil
+	return m.policy.Clone(), m.gen, nil
 }
 
 // ApplyPolicy implements enforce.PolicyStore. An apply that changes nothing
@@ -146,7 +146,7 @@ func (m *Memory) committed(diff enforce.PolicyDiff) {
 func (m *Memory) PolicyVersion(_ context.Context) (enforce.Policy, Version, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return clonePolicy(m.policy), Version{Epoch: m.epoch, Gen: m.gen}, nil
+	return m.policy.Clone(), Version{Epoch: m.epoch, Gen: m.gen}, nil
 }
 
 // Changes implements IncrementalSource, with the same change log rules as
@@ -183,7 +183,7 @@ func (m *Memory) Changes(_ context.Context, since Version) (enforce.PolicyPatch,
 			patch.Protected = &prot
 		}
 	}
-	cur := clonePolicy(m.policy)
+	cur := m.policy.Clone()
 	for _, pr := range cur.Profiles {
 		if profiles[pr.Name] {
 			patch.Profiles = append(patch.Profiles, pr)
@@ -210,7 +210,7 @@ func (m *Memory) ApplyPatch(_ context.Context, base *enforce.Snapshot, p enforce
 	if _, err := base.Patch(n, base.Generation()+1); err != nil {
 		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
 	}
-	diff, eff := patchDiff(base, n)
+	diff, eff := base.PatchDiff(n)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.gen != base.Generation() || m.epoch != base.Origin() {
@@ -219,38 +219,11 @@ func (m *Memory) ApplyPatch(_ context.Context, base *enforce.Snapshot, p enforce
 	if diff.Empty() {
 		return m.gen, diff, nil
 	}
-	m.policy = patchPolicy(m.policy, eff)
+	next := eff.Apply(m.policy)
+	next.Sort()
+	m.policy = next.Clone()
 	m.committed(diff)
 	return m.gen, diff, nil
-}
-
-// patchPolicy returns p with the patch's entries put or removed, sorted as
-// stores return policies.
-func patchPolicy(p enforce.Policy, pt enforce.PolicyPatch) enforce.Policy {
-	out := clonePolicy(p)
-	putP := map[string]enforce.Profile{}
-	for _, pr := range pt.Profiles {
-		putP[pr.Name] = pr
-	}
-	out.Profiles = slices.DeleteFunc(out.Profiles, func(x enforce.Profile) bool {
-		_, put := putP[x.Name]
-		return put || slices.Contains(pt.RemovedProfiles, x.Name)
-	})
-	out.Profiles = append(out.Profiles, slices.Collect(maps.Values(putP))...)
-	putU := map[string]enforce.User{}
-	for _, u := range pt.Users {
-		putU[u.ID] = u
-	}
-	out.Users = slices.DeleteFunc(out.Users, func(x enforce.User) bool {
-		_, put := putU[x.ID]
-		return put || slices.Contains(pt.RemovedUsers, x.ID)
-	})
-	out.Users = append(out.Users, slices.Collect(maps.Values(putU))...)
-	if pt.Protected != nil {
-		out.Protected = *pt.Protected
-	}
-	sortPolicy(&out)
-	return clonePolicy(out)
 }
 
 // Generation returns the current generation (LoaderOptions.Generation).
@@ -287,35 +260,4 @@ func notify(ch chan uint64, gen uint64) {
 	default:
 	}
 	ch <- gen
-}
-
-// clonePolicy deep-copies p so a store's copy is never shared with a
-// caller.
-func clonePolicy(p enforce.Policy) enforce.Policy {
-	c := enforce.Policy{
-		Profiles:  make([]enforce.Profile, len(p.Profiles)),
-		Users:     make([]enforce.User, len(p.Users)),
-		Protected: enforce.Protected{Users: slices.Clone(p.Protected.Users), Queues: slices.Clone(p.Protected.Queues)},
-	}
-	for i, pr := range p.Profiles {
-		pr.Grants = slices.Clone(pr.Grants)
-		for gi := range pr.Grants {
-			g := &pr.Grants[gi]
-			g.Profiles = slices.Clone(g.Profiles)
-			for d := range g.Scopes {
-				g.Scopes[d].Values = slices.Clone(g.Scopes[d].Values)
-			}
-			if g.Hours != nil {
-				h := *g.Hours
-				g.Hours = &h
-			}
-		}
-		c.Profiles[i] = pr
-	}
-	for i, u := range p.Users {
-		u.Queues, u.Teams, u.Agents, u.Sites = slices.Clone(u.Queues), slices.Clone(u.Teams), slices.Clone(u.Agents), slices.Clone(u.Sites)
-		u.Identities = slices.Clone(u.Identities)
-		c.Users[i] = u
-	}
-	return c
 }

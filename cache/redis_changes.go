@@ -216,7 +216,7 @@ func (r *Redis) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforc
 	if _, err := base.Patch(n, base.Generation()+1); err != nil {
 		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
 	}
-	diff, eff := patchDiff(base, n)
+	diff, eff := base.PatchDiff(n)
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	var gen uint64

@@ -2,7 +2,6 @@ package enforce
 
 import (
 	"slices"
-	"sort"
 	"time"
 )
 
@@ -66,13 +65,8 @@ func DiffPolicies(old, new Policy) PolicyDiff {
 			d.RemovedUsers = append(d.RemovedUsers, id)
 		}
 	}
-	d.ProtectedChanged = !sameSet(old.Protected.Users, new.Protected.Users) ||
-		!sameSet(old.Protected.Queues, new.Protected.Queues)
-
-	for _, l := range []*[]string{&d.AddedProfiles, &d.RemovedProfiles, &d.ChangedProfiles,
-		&d.AddedUsers, &d.RemovedUsers, &d.ChangedUsers} {
-		sort.Strings(*l)
-	}
+	d.ProtectedChanged = !protectedEqual(old.Protected, new.Protected)
+	d.sort()
 	return d
 }
 

@@ -150,10 +150,9 @@ type write struct {
 	why    string
 	// missing, when set, answers 404 once the change is authorized.
 	missing error
-	// patch is the change entry by entry, applied when view.base is set;
-	// next builds the whole new policy from view.pol otherwise.
+	// patch is the change entry by entry: applied as is to the store when
+	// view.base is set, otherwise to view.pol to make the whole new policy.
 	patch enforce.PolicyPatch
-	next  func() (enforce.Policy, error)
 }
 
 // commit carries out a write: 403 when the engine refused, 409 when the
@@ -205,12 +204,7 @@ func (a *Admin) commit(w http.ResponseWriter, r *http.Request, p *principal, c w
 		}
 		gen, diff, err = a.opts.Store.(PatchStore).ApplyPatch(ctx, base, c.patch)
 	} else {
-		next, nerr := c.next()
-		if nerr != nil {
-			a.audit(r, p, c.target, c.d, "not applied: invalid")
-			writeValidation(w, validationFields(nerr))
-			return
-		}
+		next := c.patch.Apply(c.view.pol)
 		if _, verr := enforce.NewSnapshot(next, 0); verr != nil {
 			a.audit(r, p, c.target, c.d, "not applied: the resulting policy is invalid")
 			writeValidation(w, validationFields(verr))
@@ -393,17 +387,6 @@ func (a *Admin) putProfile(w http.ResponseWriter, r *http.Request, p *principal)
 		target: "profile:" + name, ifGen: ifGen, view: v, req: req, d: d,
 		why:   "only an administrator may change profiles",
 		patch: enforce.PolicyPatch{Profiles: []enforce.Profile{pr}},
-		next: func() (enforce.Policy, error) {
-			pol := v.pol
-			next := pol
-			next.Profiles = slices.Clone(pol.Profiles)
-			if i := slices.IndexFunc(next.Profiles, func(x enforce.Profile) bool { return x.Name == name }); i >= 0 {
-				next.Profiles[i] = pr
-			} else {
-				next.Profiles = append(next.Profiles, pr)
-			}
-			return next, nil
-		},
 	})
 }
 
@@ -423,13 +406,6 @@ func (a *Admin) deleteProfile(w http.ResponseWriter, r *http.Request, p *princip
 		why:     "only an administrator may delete profiles",
 		missing: missing,
 		patch:   enforce.PolicyPatch{RemovedProfiles: []string{name}},
-		next: func() (enforce.Policy, error) {
-			pol := v.pol
-			i := slices.IndexFunc(pol.Profiles, func(x enforce.Profile) bool { return x.Name == name })
-			next := pol
-			next.Profiles = slices.Delete(slices.Clone(pol.Profiles), i, i+1)
-			return next, nil
-		},
 	})
 }
 
@@ -576,18 +552,6 @@ func (a *Admin) putUser(w http.ResponseWriter, r *http.Request, p *principal) {
 	a.commit(w, r, p, write{
 		target: id, ifGen: ifGen, view: v, req: req, d: d, why: why,
 		patch: enforce.PolicyPatch{Users: []enforce.User{u}},
-		next: func() (enforce.Policy, error) {
-			pol := v.pol
-			i, _ := findUser(pol, id)
-			next := pol
-			next.Users = slices.Clone(pol.Users)
-			if i >= 0 {
-				next.Users[i] = u
-			} else {
-				next.Users = append(next.Users, u)
-			}
-			return next, nil
-		},
 	})
 }
 
@@ -606,13 +570,6 @@ func (a *Admin) deleteUser(w http.ResponseWriter, r *http.Request, p *principal)
 	a.commit(w, r, p, write{
 		target: id, ifGen: ifGen, view: v, req: req, d: d, why: why,
 		patch: enforce.PolicyPatch{RemovedUsers: []string{id}},
-		next: func() (enforce.Policy, error) {
-			pol := v.pol
-			i, _ := findUser(pol, id)
-			next := pol
-			next.Users = slices.Delete(slices.Clone(pol.Users), i, i+1)
-			return next, nil
-		},
 	})
 }
 
@@ -690,10 +647,5 @@ func (a *Admin) putProtected(w http.ResponseWriter, r *http.Request, p *principa
 		target: "protected", ifGen: ifGen, view: v, req: req, d: d,
 		why:   "only an administrator may change the protected lists",
 		patch: enforce.PolicyPatch{Protected: &prot},
-		next: func() (enforce.Policy, error) {
-			next := v.pol
-			next.Protected = prot
-			return next, nil
-		},
 	})
 }
