@@ -1,248 +1,16 @@
 package cache
 
 import (
-	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
 )
-
-// AuditLog is an append-only, hash-chained audit trail: the Auditor the
-// enforcement points write to, the AuditReader the admin API and CLI read
-// from, and VerifyAudit for `callwarden audit verify`.
-type AuditLog interface {
-	enforce.Auditor
-	enforce.AuditReader
-	// VerifyAudit walks the retained trail, oldest first, and reports the
-	// first record whose hash or link to its predecessor is wrong, then
-	// whether the head (the hash the next record will link to) is the
-	// hash of a record in the trail, and, WithAnchor, whether the trail
-	// still holds the anchored record. Its error is only for failing to
-	// read the trail (ErrUnavailable); a broken chain is a result, not an
-	// error.
-	VerifyAudit(ctx context.Context, opts ...VerifyOption) (VerifyResult, error)
-}
-
-// VerifyOption adds a check to VerifyAudit.
-type VerifyOption func(*verifyOptions)
-
-type verifyOptions struct {
-	anchor *AuditAnchor
-}
-
-// WithAnchor makes VerifyAudit also check that the trail still holds the
-// record a (taken earlier by NewAuditAnchor, and kept outside Redis) names,
-// with the same hash, and that the chain up to it is intact. It detects
-// the removal of records up to the anchor even when the head was
-// rewritten to match. Check the anchor's signature (AuditAnchor.Verify)
-// first.
-func WithAnchor(a AuditAnchor) VerifyOption {
-	return func(o *verifyOptions) { o.anchor = &a }
-}
-
-// VerifyResult is the outcome of an audit chain check.
-type VerifyResult struct {
-	// Checked is the number of records read up to and including the first
-	// bad one (all of them when the chain is intact).
-	Checked int `json:"checked"`
-	// FirstBad is the id of the first record that fails the check; empty
-	// when the chain is intact.
-	FirstBad string `json:"first_bad,omitempty"`
-	// Reason says why FirstBad fails.
-	Reason string `json:"reason,omitempty"`
-	// Truncated is true when the first retained record links to a record
-	// that is no longer there: older records were trimmed (by length or
-	// age) and the check starts from the first retained record, whose own
-	// link cannot be checked.
-	Truncated bool `json:"truncated,omitempty"`
-	// First and Last are the ids of the first and last records read, and
-	// LastHash the last one's hash ("" for an empty trail).
-	First    string `json:"first,omitempty"`
-	Last     string `json:"last,omitempty"`
-	LastHash string `json:"last_hash,omitempty"`
-	// Head is the hash the head named when the check started.
-	Head string `json:"head,omitempty"`
-	// Problem says what is wrong beyond any one record: the head names a
-	// record that is not in the trail, or the anchored record is missing
-	// or differs. Empty when FirstBad is set or all is well.
-	Problem string `json:"problem,omitempty"`
-}
-
-// OK reports whether the chain is intact, ends where the head says, and
-// holds the anchored record when there was one.
-func (r VerifyResult) OK() bool { return r.FirstBad == "" && r.Problem == "" }
-
-// genesisHash is the prev of the first record of a chain.
-const genesisHash = ""
-
-// AuditEntry is one stored audit record with its chain links: Raw is the
-// canonical JSON of the record as hashed, Prev the hash of the previous
-// record and Hash = hex(sha256(Prev || Raw)).
-type AuditEntry struct {
-	ID   string
-	Prev string
-	Hash string
-	Raw  []byte
-}
-
-// chainHash is the hash of a record whose canonical bytes are raw and whose
-// predecessor's hash is prev.
-func chainHash(prev string, raw []byte) string {
-	h := sha256.New()
-	h.Write([]byte(prev))
-	h.Write(raw)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// canonicalAudit is the byte form of a record that is hashed and stored:
-// encoding/json of enforce.AuditRecord, whose field order is fixed, with
-// the time in UTC.
-func canonicalAudit(r enforce.AuditRecord) ([]byte, error) {
-	r.Time = r.Time.UTC()
-	b, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("audit record: %w", err)
-	}
-	return b, nil
-}
-
-// chainVerifier checks entries one by one, oldest first, then (finish) the
-// head and the anchor.
-type chainVerifier struct {
-	res     VerifyResult
-	prevID  string
-	prev    string
-	started bool
-
-	// head is the head read before the walk; headSeen is set once a
-	// record with that hash was read. Reading the head first means a
-	// record appended during the walk cannot look like a mismatch.
-	head     string
-	headSeen bool
-	// anchor, when set, must be found (anchorAt is its position).
-	anchor   *AuditAnchor
-	anchorAt int
-}
-
-func newChainVerifier(head string, opts []VerifyOption) *chainVerifier {
-	var o verifyOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return &chainVerifier{head: head, anchor: o.anchor, res: VerifyResult{Head: head}}
-}
-
-// next checks e and reports whether the walk may go on.
-func (v *chainVerifier) next(e AuditEntry) bool {
-	v.res.Checked++
-	bad := func(reason string) bool {
-		v.res.FirstBad, v.res.Reason = e.ID, reason
-		return false
-	}
-	if !v.started {
-		v.started = true
-		v.res.First = e.ID
-		v.res.Truncated = e.Prev != genesisHash
-	} else if e.Prev != v.prev {
-		return bad(fmt.Sprintf("prev does not match the hash of the preceding record %s: a record between them was removed or altered", v.prevID))
-	}
-	if e.Hash != chainHash(e.Prev, e.Raw) {
-		return bad("hash does not match the record's content: the record was altered")
-	}
-	var r enforce.AuditRecord
-	if err := json.Unmarshal(e.Raw, &r); err != nil {
-		return bad("record is not valid JSON: " + err.Error())
-	}
-	v.prevID, v.prev = e.ID, e.Hash
-	v.res.Last, v.res.LastHash = e.ID, e.Hash
-	if e.Hash == v.head {
-		v.headSeen = true
-	}
-	if a := v.anchor; a != nil && e.ID == a.ID {
-		v.anchorAt = v.res.Checked
-		if e.Hash != a.Hash {
-			return bad(fmt.Sprintf("the anchored record %s has hash %s, the anchor says %s: the trail up to the anchor was rewritten", a.ID, e.Hash, a.Hash))
-		}
-		if v.res.First == a.First && v.res.Checked != a.Count {
-			return bad(fmt.Sprintf("the anchored record %s is record %d of the trail, the anchor says %d: records before it were removed or added", a.ID, v.res.Checked, a.Count))
-		}
-	}
-	return true
-}
-
-// finish checks, once every entry was read without a broken link, that
-// the head names the hash of a record read and that the anchored record
-// was found; it returns the result.
-func (v *chainVerifier) finish() VerifyResult {
-	if !v.res.OK() {
-		return v.res
-	}
-	if v.head != genesisHash && !v.headSeen {
-		if v.res.Checked == 0 {
-			v.res.Problem = fmt.Sprintf("the head names hash %s but the stream is empty: every record was removed", v.head)
-		} else {
-			v.res.Problem = fmt.Sprintf("the head names hash %s, which no record has, but the stream ends at record %s (hash %s, record %d read): the records appended after it were removed",
-				v.head, v.res.Last, v.res.LastHash, v.res.Checked)
-		}
-		return v.res
-	}
-	a := v.anchor
-	if a == nil || v.anchorAt > 0 {
-		return v.res
-	}
-	switch {
-	case v.res.Checked == 0 || compareStreamIDs(v.res.Last, a.ID) < 0:
-		end := "the stream is empty"
-		if v.res.Checked > 0 {
-			end = fmt.Sprintf("the stream ends at record %s (%d read)", v.res.Last, v.res.Checked)
-		}
-		v.res.Problem = fmt.Sprintf("%s, before the anchored record %s (hash %s, record %d when anchored at %s): records up to the anchor were removed",
-			end, a.ID, a.Hash, a.Count, a.Time.UTC().Format(time.RFC3339))
-	case compareStreamIDs(v.res.First, a.ID) > 0:
-		v.res.Problem = fmt.Sprintf("the anchored record %s is older than the first retained record %s: it was trimmed, and the anchor can no longer be checked (take anchors more often than the trail is trimmed)",
-			a.ID, v.res.First)
-	default:
-		v.res.Problem = fmt.Sprintf("the anchored record %s (hash %s) is missing from the stream: it was removed", a.ID, a.Hash)
-	}
-	return v.res
-}
-
-// compareStreamIDs orders two stream ids "<ms>-<seq>" numerically; an id
-// that does not parse sorts as 0-0.
-func compareStreamIDs(a, b string) int {
-	am, as := splitStreamID(a)
-	bm, bs := splitStreamID(b)
-	if c := cmp.Compare(am, bm); c != 0 {
-		return c
-	}
-	return cmp.Compare(as, bs)
-}
-
-func splitStreamID(id string) (ms, seq uint64) {
-	m, s, _ := strings.Cut(id, "-")
-	ms, _ = strconv.ParseUint(m, 10, 64)
-	seq, _ = strconv.ParseUint(s, 10, 64)
-	return ms, seq
-}
-
-// matchAudit reports whether r passes f's field and time filters.
-func matchAudit(f *enforce.AuditFilter, r *enforce.AuditRecord) bool {
-	return (f.User == "" || r.User == f.User) &&
-		(f.Target == "" || r.Target == f.Target) &&
-		(f.Action == "" || r.Action == f.Action) &&
-		(f.Decision == "" || r.Decision == f.Decision) &&
-		(f.Since.IsZero() || !r.Time.Before(f.Since)) &&
-		(f.Until.IsZero() || r.Time.Before(f.Until))
-}
 
 // AuditOptions bound an audit trail. Zero values keep everything.
 type AuditOptions struct {
@@ -256,7 +24,7 @@ type AuditOptions struct {
 	Now func() time.Time
 }
 
-// MemoryAudit is an in-process AuditLog with the same chain, filters and
+// MemoryAudit is an in-process enforce.AuditLog with the same chain, filters and
 // trimming as the Redis stream (trimming is exact here), for a single
 // daemon serving a profiles file and for tests. Its content is lost on
 // restart.
@@ -270,7 +38,7 @@ type MemoryAudit struct {
 }
 
 type memoryAuditEntry struct {
-	AuditEntry
+	enforce.AuditEntry
 	at time.Time
 }
 
@@ -279,13 +47,13 @@ func NewMemoryAudit(opts AuditOptions) *MemoryAudit {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &MemoryAudit{opts: opts, head: genesisHash}
+	return &MemoryAudit{opts: opts, head: enforce.AuditGenesis}
 }
 
 // Audit implements enforce.Auditor: it appends r, linked to the current
 // head of the chain.
 func (m *MemoryAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
-	raw, err := canonicalAudit(r)
+	raw, err := enforce.CanonicalAudit(r)
 	if err != nil {
 		return err
 	}
@@ -298,8 +66,8 @@ func (m *MemoryAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
 	} else {
 		m.lastMS, m.seq = ms, 0
 	}
-	e := AuditEntry{ID: strconv.FormatInt(ms, 10) + "-" + strconv.FormatInt(m.seq, 10), Prev: m.head, Raw: raw}
-	e.Hash = chainHash(e.Prev, raw)
+	e := enforce.AuditEntry{ID: strconv.FormatInt(ms, 10) + "-" + strconv.FormatInt(m.seq, 10), Prev: m.head, Raw: raw}
+	e.Hash = enforce.AuditChainHash(e.Prev, raw)
 	m.head = e.Hash
 	m.entries = append(m.entries, memoryAuditEntry{e, now})
 	if n := m.opts.MaxLen; n > 0 && int64(len(m.entries)) > n {
@@ -325,9 +93,9 @@ func (m *MemoryAudit) ReadAudit(_ context.Context, f enforce.AuditFilter) ([]enf
 	for i := len(m.entries) - 1; i >= 0; i-- {
 		var r enforce.AuditRecord
 		if err := json.Unmarshal(m.entries[i].Raw, &r); err != nil {
-			return nil, fmt.Errorf("%w: audit record %s: %w", ErrCorrupt, m.entries[i].ID, err)
+			return nil, fmt.Errorf("%w: audit record %s: %w", enforce.ErrCorrupt, m.entries[i].ID, err)
 		}
-		if !matchAudit(&f, &r) {
+		if !f.Match(&r) {
 			continue
 		}
 		out = append(out, r)
@@ -339,45 +107,28 @@ func (m *MemoryAudit) ReadAudit(_ context.Context, f enforce.AuditFilter) ([]enf
 	return out, nil
 }
 
-// VerifyAudit implements AuditLog.
-func (m *MemoryAudit) VerifyAudit(_ context.Context, opts ...VerifyOption) (VerifyResult, error) {
+// VerifyAudit implements enforce.AuditLog.
+func (m *MemoryAudit) VerifyAudit(_ context.Context, opts ...enforce.VerifyOption) (enforce.VerifyResult, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v := newChainVerifier(m.head, opts)
+	v := enforce.NewAuditChainVerifier(m.head, opts)
 	for _, e := range m.entries {
-		if !v.next(e.AuditEntry) {
+		if !v.Next(e.AuditEntry) {
 			break
 		}
 	}
-	return v.finish(), nil
+	return v.Finish(), nil
 }
 
 // Entries returns a copy of the stored entries, oldest first, for tests and
 // for exporting the trail.
-func (m *MemoryAudit) Entries() []AuditEntry {
+func (m *MemoryAudit) Entries() []enforce.AuditEntry {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]AuditEntry, len(m.entries))
+	out := make([]enforce.AuditEntry, len(m.entries))
 	for i, e := range m.entries {
 		out[i] = e.AuditEntry
 		out[i].Raw = slices.Clone(e.Raw)
 	}
 	return out
-}
-
-// VerifyEntries checks a chain given as entries, oldest first, as
-// VerifyAudit does on a store. Tools use it on an exported trail.
-// The exported entries carry no head: the last entry is taken as the end.
-func VerifyEntries(entries []AuditEntry, opts ...VerifyOption) VerifyResult {
-	head := genesisHash
-	if len(entries) > 0 {
-		head = entries[len(entries)-1].Hash
-	}
-	v := newChainVerifier(head, opts)
-	for _, e := range entries {
-		if !v.next(e) {
-			break
-		}
-	}
-	return v.finish()
 }

@@ -51,16 +51,6 @@ func (l AuditLane) String() string {
 	return fmt.Sprintf("lane(%d)", int(l))
 }
 
-// BatchAuditor is an Auditor that appends several records in one round
-// trip, in order (Redis chains them in Go and appends them in one script
-// call).
-type BatchAuditor interface {
-	enforce.Auditor
-	// AuditBatch appends recs in order and returns how many were
-	// appended: on error, recs[:n] are stored and recs[n:] are not.
-	AuditBatch(ctx context.Context, recs []enforce.AuditRecord) (int, error)
-}
-
 // AsyncAuditOptions configure an AsyncAuditor; zero values take defaults.
 type AsyncAuditOptions struct {
 	// QueueSize bounds the records waiting in the HTTP lane (default
@@ -100,7 +90,7 @@ type AsyncAuditOptions struct {
 // flushes what is queued within its context's deadline.
 type AsyncAuditor struct {
 	next  enforce.Auditor
-	batch BatchAuditor // next, when it can batch
+	batch enforce.BatchAuditor // next, when it can batch
 	opts  AsyncAuditOptions
 	log   *zap.Logger
 
@@ -156,7 +146,7 @@ func NewAsyncAuditor(next enforce.Auditor, opts AsyncAuditOptions) *AsyncAuditor
 		writerDone: make(chan struct{}), done: make(chan struct{})}
 	a.q[LaneHTTP] = make(chan enforce.AuditRecord, opts.QueueSize)
 	a.q[LanePBX] = make(chan enforce.AuditRecord, opts.PBXQueueSize)
-	a.batch, _ = next.(BatchAuditor)
+	a.batch, _ = next.(enforce.BatchAuditor)
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	go a.run()
 	go a.reportDrops()

@@ -60,7 +60,7 @@ func TestAsyncAuditor(t *testing.T) {
 		if err := a.Close(testContext(t)); err != nil {
 			t.Fatal(err)
 		}
-		if res := cache.VerifyEntries(mem.Entries()); !res.OK() || res.Checked != 1000 {
+		if res := enforce.VerifyEntries(mem.Entries()); !res.OK() || res.Checked != 1000 {
 			t.Fatalf("chain after flush: %+v", res)
 		}
 		if a.Written() != 1000 || a.Dropped() != 0 {
@@ -106,7 +106,7 @@ func TestAsyncAuditor(t *testing.T) {
 		if err := a.Close(testContext(t)); err != nil {
 			t.Fatal(err)
 		}
-		if res := cache.VerifyEntries(g.Entries()); !res.OK() || res.Checked != 10 || a.Dropped() != 0 {
+		if res := enforce.VerifyEntries(g.Entries()); !res.OK() || res.Checked != 10 || a.Dropped() != 0 {
 			t.Fatalf("after retries: %+v, dropped %d", res, a.Dropped())
 		}
 	})

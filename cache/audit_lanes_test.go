@@ -99,7 +99,7 @@ func TestAsyncAuditorLanes(t *testing.T) {
 			t.Fatal(err)
 		}
 		entries := g.Entries()
-		if res := cache.VerifyEntries(entries); !res.OK() {
+		if res := enforce.VerifyEntries(entries); !res.OK() {
 			t.Fatalf("chain: %+v", res)
 		}
 		var httpBeforeLastPBX, pbx int

@@ -27,24 +27,24 @@ func filledAudit(t *testing.T, n int, opts cache.AuditOptions) *cache.MemoryAudi
 func TestVerifyAuditFindsTampering(t *testing.T) {
 	tests := []struct {
 		name      string
-		tamper    func(e []cache.AuditEntry) []cache.AuditEntry
+		tamper    func(e []enforce.AuditEntry) []enforce.AuditEntry
 		wantBad   int // index in the original entries
 		wantInMsg string
 	}{
-		{"a modified field breaks the record's hash", func(e []cache.AuditEntry) []cache.AuditEntry {
+		{"a modified field breaks the record's hash", func(e []enforce.AuditEntry) []enforce.AuditEntry {
 			e[3].Raw = []byte(strings.Replace(string(e[3].Raw), `"allow"`, `"deny"`, 1))
 			return e
 		}, 3, "altered"},
-		{"a record rehashed after editing breaks the next link", func(e []cache.AuditEntry) []cache.AuditEntry {
+		{"a record rehashed after editing breaks the next link", func(e []enforce.AuditEntry) []enforce.AuditEntry {
 			e[3].Raw = []byte(strings.Replace(string(e[3].Raw), `"alice"`, `"mallory"`, 1))
 			sum := sha256.Sum256(append([]byte(e[3].Prev), e[3].Raw...))
 			e[3].Hash = hex.EncodeToString(sum[:])
 			return e
 		}, 4, "removed or altered"},
-		{"a removed record breaks the next link", func(e []cache.AuditEntry) []cache.AuditEntry {
+		{"a removed record breaks the next link", func(e []enforce.AuditEntry) []enforce.AuditEntry {
 			return append(e[:3:3], e[4:]...)
 		}, 4, "removed or altered"},
-		{"swapped records break the chain", func(e []cache.AuditEntry) []cache.AuditEntry {
+		{"swapped records break the chain", func(e []enforce.AuditEntry) []enforce.AuditEntry {
 			e[3], e[4] = e[4], e[3]
 			return e
 		}, 4, "removed or altered"},
@@ -53,14 +53,14 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			entries := filledAudit(t, 8, cache.AuditOptions{}).Entries()
 			badID := entries[tt.wantBad].ID
-			res := cache.VerifyEntries(tt.tamper(entries))
+			res := enforce.VerifyEntries(tt.tamper(entries))
 			if res.OK() || res.FirstBad != badID || !strings.Contains(res.Reason, tt.wantInMsg) {
 				t.Fatalf("VerifyEntries = %+v, want first bad %s (%q)", res, badID, tt.wantInMsg)
 			}
 		})
 	}
 	t.Run("an intact export verifies", func(t *testing.T) {
-		res := cache.VerifyEntries(filledAudit(t, 8, cache.AuditOptions{}).Entries())
+		res := enforce.VerifyEntries(filledAudit(t, 8, cache.AuditOptions{}).Entries())
 		if !res.OK() || res.Checked != 8 || res.Truncated {
 			t.Fatalf("VerifyEntries = %+v", res)
 		}

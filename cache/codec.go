@@ -12,16 +12,6 @@ import (
 	"github.com/callwarden/callwarden/enforce"
 )
 
-// ErrCorrupt wraps a stored entry callwarden cannot decode (written by
-// another tool or another schema): the store is reachable but its content
-// is not trustworthy, so the caller keeps its current snapshot.
-var ErrCorrupt = errors.New("stored data is corrupt")
-
-// ErrInvalidPolicy wraps the reasons a policy given to ApplyPolicy was
-// refused (enforce.NewSnapshot's errors, a time zone the store cannot
-// carry). Nothing was written (HTTP 422).
-var ErrInvalidPolicy = errors.New("invalid policy")
-
 // The wire form of the policy, schema version 1. One JSON document per
 // profile and per user, so an apply writes only what changed. Field names
 // follow the profiles file. Changing a field's meaning needs a new schema
@@ -198,23 +188,23 @@ type ignoredAction struct {
 //     version.
 //   - Anything else it does not know (a scope dimension or kind, a day,
 //     a field of any entry) may restrict a grant, so dropping it could
-//     widen access: the entry is refused (ErrCorrupt) and so is the load.
+//     widen access: the entry is refused (enforce.ErrCorrupt) and so is the load.
 func decodePolicy(profiles, users map[string]string, protected string) (p enforce.Policy, ignored []ignoredAction, err error) {
 	zones := zoneCache{}
 	p.Profiles = make([]enforce.Profile, 0, len(profiles))
 	for name, raw := range profiles {
 		var w wireProfile
 		if err := unmarshalStrict(raw, &w); err != nil {
-			return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q: %w", ErrCorrupt, name, err)
+			return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q: %w", enforce.ErrCorrupt, name, err)
 		}
 		pr := enforce.Profile{Name: w.Name, NotifyTarget: w.NotifyTarget, MaskDigits: w.MaskDigits}
 		if w.Name != name {
-			return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q: stored under name %q", ErrCorrupt, w.Name, name)
+			return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q: stored under name %q", enforce.ErrCorrupt, w.Name, name)
 		}
 		for gi, wg := range w.Grants {
 			g, unknown, err := decodeGrant(wg, zones)
 			if err != nil {
-				return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q grant %d: %w", ErrCorrupt, name, gi, err)
+				return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q grant %d: %w", enforce.ErrCorrupt, name, gi, err)
 			}
 			for _, a := range unknown {
 				ignored = append(ignored, ignoredAction{Profile: name, Grant: gi, Action: a})
@@ -230,10 +220,10 @@ func decodePolicy(profiles, users map[string]string, protected string) (p enforc
 	for id, raw := range users {
 		var w wireUser
 		if err := unmarshalStrict(raw, &w); err != nil {
-			return enforce.Policy{}, nil, fmt.Errorf("%w: user %q: %w", ErrCorrupt, id, err)
+			return enforce.Policy{}, nil, fmt.Errorf("%w: user %q: %w", enforce.ErrCorrupt, id, err)
 		}
 		if w.ID != id {
-			return enforce.Policy{}, nil, fmt.Errorf("%w: user %q: stored under id %q", ErrCorrupt, w.ID, id)
+			return enforce.Policy{}, nil, fmt.Errorf("%w: user %q: stored under id %q", enforce.ErrCorrupt, w.ID, id)
 		}
 		p.Users = append(p.Users, enforce.User{ID: w.ID, Profile: w.Profile, Queues: w.Queues, Teams: w.Teams,
 			Agents: w.Agents, Sites: w.Sites, Identities: w.Identities, ValidFrom: w.ValidFrom, ValidUntil: w.ValidUntil})
@@ -241,7 +231,7 @@ func decodePolicy(profiles, users map[string]string, protected string) (p enforc
 	if protected != "" {
 		var w wireProtected
 		if err := unmarshalStrict(protected, &w); err != nil {
-			return enforce.Policy{}, nil, fmt.Errorf("%w: protected: %w", ErrCorrupt, err)
+			return enforce.Policy{}, nil, fmt.Errorf("%w: protected: %w", enforce.ErrCorrupt, err)
 		}
 		p.Protected = enforce.Protected{Users: w.Users, Queues: w.Queues}
 	}
@@ -343,15 +333,15 @@ func parseScopeKind(s string) (enforce.ScopeKind, bool) {
 // a writable store keeps is exactly what it will return.
 func normalize(p enforce.Policy) (enforce.Policy, encodedPolicy, error) {
 	if _, err := enforce.NewSnapshot(p, 0); err != nil {
-		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
 	}
 	e, err := encodePolicy(p)
 	if err != nil {
-		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
 	}
 	n, _, err := decodePolicy(e.profiles, e.users, e.protected)
 	if err != nil {
-		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
 	}
 	return n, e, nil
 }

@@ -12,7 +12,7 @@ import (
 // does with what it does not know: an unknown action can only be asked of
 // a newer daemon, so dropping it narrows nothing and the rest loads; but
 // anything else it does not know may restrict a grant, so it refuses the
-// load (ErrCorrupt) rather than widen access.
+// load (enforce.ErrCorrupt) rather than widen access.
 func TestDecodePolicyFromANewerOrHandEditedStore(t *testing.T) {
 	user := map[string]string{"alice": `{"id":"alice","profile":"sup","queues":["sales"]}`}
 	t.Run("an unknown action is dropped and the rest of the grant loads", func(t *testing.T) {
@@ -78,21 +78,21 @@ func TestDecodePolicyFromANewerOrHandEditedStore(t *testing.T) {
 				users = map[string]string{"alice": tt.user}
 			}
 			_, _, err := decodePolicy(map[string]string{"sup": tt.profile}, users, "")
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("decodePolicy = %v, want ErrCorrupt", err)
+			if !errors.Is(err, enforce.ErrCorrupt) {
+				t.Fatalf("decodePolicy = %v, want enforce.ErrCorrupt", err)
 			}
 		})
 	}
 	t.Run("an unknown field in the protected entry refuses the load", func(t *testing.T) {
 		_, _, err := decodePolicy(nil, nil, `{"users":["ceo"],"teams":["board"]}`)
-		if !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("decodePolicy = %v, want ErrCorrupt", err)
+		if !errors.Is(err, enforce.ErrCorrupt) {
+			t.Fatalf("decodePolicy = %v, want enforce.ErrCorrupt", err)
 		}
 	})
 }
 
 // FuzzDecodePolicy: whatever a store holds, decoding returns a policy or
-// an error, never panics; an error is classified ErrCorrupt; a policy
+// an error, never panics; an error is classified enforce.ErrCorrupt; a policy
 // round-trips through the wire form; an ignored action is one this
 // version does not know.
 func FuzzDecodePolicy(f *testing.F) {
@@ -104,8 +104,8 @@ func FuzzDecodePolicy(f *testing.F) {
 	f.Fuzz(func(t *testing.T, profile, user, protected string) {
 		p, ignored, err := decodePolicy(map[string]string{"sup": profile}, map[string]string{"alice": user}, protected)
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("error not classified ErrCorrupt: %v", err)
+			if !errors.Is(err, enforce.ErrCorrupt) {
+				t.Fatalf("error not classified enforce.ErrCorrupt: %v", err)
 			}
 			return
 		}

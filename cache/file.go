@@ -50,8 +50,11 @@ func (f *File) Generation(ctx context.Context) (uint64, error) {
 	return gen, err
 }
 
-// ApplyPolicy implements enforce.PolicyStore: a file store cannot be
-// changed at run time, so it returns enforce.ErrReadOnly.
-func (f *File) ApplyPolicy(context.Context, enforce.Policy, uint64) (uint64, enforce.PolicyDiff, error) {
-	return 0, enforce.PolicyDiff{}, fmt.Errorf("profiles file: %w", enforce.ErrReadOnly)
+// Writable implements enforce.PolicyStore: a file store cannot be changed
+// at run time, so it returns enforce.ErrReadOnly.
+func (f *File) Writable() error { return fmt.Errorf("profiles file: %w", enforce.ErrReadOnly) }
+
+// ApplyPolicy implements enforce.PolicyStore: always enforce.ErrReadOnly.
+func (f *File) ApplyPolicy(context.Context, enforce.Policy, enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
+	return 0, enforce.PolicyDiff{}, f.Writable()
 }

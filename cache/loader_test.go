@@ -95,7 +95,7 @@ func startLoader(t *testing.T, opts cache.LoaderOptions) *cache.Loader {
 func newFlaky(t *testing.T) *flakyStore {
 	t.Helper()
 	f := &flakyStore{Memory: cache.NewMemory()}
-	if _, _, err := f.ApplyPolicy(testContext(t), storetest.Policy(t), 0); err != nil {
+	if _, _, err := f.ApplyPolicy(testContext(t), storetest.Policy(t), enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -139,7 +139,7 @@ func TestLoaderFollowsNotifications(t *testing.T) {
 	waitFor(t, "the first snapshot is loaded", func() bool { return l.Snapshot() != nil })
 	p := storetest.Policy(t)
 	p.Users[0].Profile = "" // alice loses her profile
-	gen, _, err := f.ApplyPolicy(testContext(t), p, 0)
+	gen, _, err := f.ApplyPolicy(testContext(t), p, enforce.Unconditionally())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestLoaderCatchesMissedNotificationsByPolling(t *testing.T) {
 	waitFor(t, "the first snapshot is loaded", func() bool { return l.Snapshot() != nil })
 	p := storetest.Policy(t)
 	p.Users = p.Users[1:]
-	gen, _, err := f.ApplyPolicy(testContext(t), p, 0)
+	gen, _, err := f.ApplyPolicy(testContext(t), p, enforce.Unconditionally())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,19 +338,19 @@ type countingSource struct {
 	full, incr atomic.Int64
 }
 
-func (c *countingSource) PolicyVersion(ctx context.Context) (enforce.Policy, cache.Version, error) {
+func (c *countingSource) PolicyVersion(ctx context.Context) (enforce.Policy, enforce.Version, error) {
 	c.full.Add(1)
 	return c.Memory.PolicyVersion(ctx)
 }
 
-func (c *countingSource) Changes(ctx context.Context, since cache.Version) (enforce.PolicyPatch, cache.Version, error) {
+func (c *countingSource) Changes(ctx context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
 	c.incr.Add(1)
 	return c.Memory.Changes(ctx, since)
 }
 
 func TestLoaderFollowsChangesIncrementally(t *testing.T) {
 	src := &countingSource{Memory: cache.NewMemory()}
-	if _, _, err := src.ApplyPolicy(testContext(t), storetest.Policy(t), 0); err != nil {
+	if _, _, err := src.ApplyPolicy(testContext(t), storetest.Policy(t), enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
 	l := startLoader(t, cache.LoaderOptions{Store: src, Incremental: src, Watch: src.Watch, Generation: src.Generation,
@@ -376,7 +376,7 @@ func TestLoaderFollowsChangesIncrementally(t *testing.T) {
 		}
 	})
 	t.Run("a change too large for the log falls back to a full read", func(t *testing.T) {
-		gen, _, err := src.ApplyPolicy(testContext(t), storetest.BigPolicy(t, 1200), 0)
+		gen, _, err := src.ApplyPolicy(testContext(t), storetest.BigPolicy(t, 1200), enforce.Unconditionally())
 		if err != nil {
 			t.Fatal(err)
 		}

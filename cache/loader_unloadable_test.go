@@ -56,7 +56,7 @@ func (u *unloadableSource) Policy(ctx context.Context) (enforce.Policy, uint64, 
 	return p, v.Gen, err
 }
 
-func (u *unloadableSource) PolicyVersion(ctx context.Context) (enforce.Policy, cache.Version, error) {
+func (u *unloadableSource) PolicyVersion(ctx context.Context) (enforce.Policy, enforce.Version, error) {
 	p, v, err := u.Memory.PolicyVersion(ctx)
 	switch broken := u.brokenErr(); {
 	case err != nil || broken == nil:
@@ -66,11 +66,11 @@ func (u *unloadableSource) PolicyVersion(ctx context.Context) (enforce.Policy, c
 		v.Gen++
 		return u.ghost, v, nil
 	default:
-		return enforce.Policy{}, cache.Version{}, broken
+		return enforce.Policy{}, enforce.Version{}, broken
 	}
 }
 
-func (u *unloadableSource) Changes(ctx context.Context, since cache.Version) (enforce.PolicyPatch, cache.Version, error) {
+func (u *unloadableSource) Changes(ctx context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
 	patch, v, err := u.Memory.Changes(ctx, since)
 	switch broken := u.brokenErr(); {
 	case err != nil || broken == nil:
@@ -79,7 +79,7 @@ func (u *unloadableSource) Changes(ctx context.Context, since cache.Version) (en
 		v.Gen++
 		return enforce.PolicyPatch{RemovedUsers: []string{"alice"}, Users: []enforce.User{{ID: "zed", Profile: "ghost"}}}, v, nil
 	default:
-		return enforce.PolicyPatch{}, cache.Version{}, broken
+		return enforce.PolicyPatch{}, enforce.Version{}, broken
 	}
 }
 
@@ -91,7 +91,7 @@ func (u *unloadableSource) Changes(ctx context.Context, since cache.Version) (en
 // says which generation cannot be loaded, even though every generation
 // read succeeds. Fixing the store brings decisions back.
 func TestLoaderFailsClosedWhenTheStoreGenerationCannotBeLoaded(t *testing.T) {
-	corrupt := fmt.Errorf("%w: profile %q grant 0: scopes: unknown dimension %q", cache.ErrCorrupt, "newer", "regions")
+	corrupt := fmt.Errorf("%w: profile %q grant 0: scopes: unknown dimension %q", enforce.ErrCorrupt, "newer", "regions")
 	for _, tt := range []struct {
 		name        string
 		incremental bool
@@ -105,7 +105,7 @@ func TestLoaderFailsClosedWhenTheStoreGenerationCannotBeLoaded(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			src := &unloadableSource{Memory: cache.NewMemory(), ghost: storetest.Policy(t)}
 			src.ghost.Users = append(src.ghost.Users[1:], enforce.User{ID: "zed", Profile: "ghost"})
-			if _, _, err := src.ApplyPolicy(testContext(t), storetest.Policy(t), 0); err != nil {
+			if _, _, err := src.ApplyPolicy(testContext(t), storetest.Policy(t), enforce.Unconditionally()); err != nil {
 				t.Fatal(err)
 			}
 			clock := newFakeClock()

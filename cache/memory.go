@@ -71,14 +71,14 @@ type Memory struct {
 	policy enforce.Policy
 	gen    uint64
 	subs   map[chan uint64]struct{}
-	// epoch and log mirror Redis' epoch and change log (IncrementalSource).
+	// epoch and log mirror Redis' epoch and change log (enforce.ChangeSource).
 	epoch string
 	log   []changeEntry
 }
 
 var (
-	_ IncrementalSource = (*Memory)(nil)
-	_ PatchStore        = (*Memory)(nil)
+	_ enforce.ChangeSource = (*Memory)(nil)
+	_ enforce.PatchStore   = (*Memory)(nil)
 )
 
 // NewMemory returns an empty store at generation 0.
@@ -94,28 +94,18 @@ func (m *Memory) Policy(_ context.Context) (enforce.Policy, uint64, error) {
 	return m.policy.Clone(), m.gen, nil
 }
 
-// ApplyPolicy implements enforce.PolicyStore. An apply that changes nothing
-// keeps the generation and notifies nobody. Errors: ErrInvalidPolicy,
-// enforce.ErrConflict.
-func (m *Memory) ApplyPolicy(ctx context.Context, p enforce.Policy, ifGeneration uint64) (uint64, enforce.PolicyDiff, error) {
-	return m.applyPolicy(p, ifGeneration, ifGeneration != 0)
-}
-
-// ApplyPolicyAt is ApplyPolicy with the generation compared exactly, 0
-// included, as Redis.ApplyPolicyAt.
-func (m *Memory) ApplyPolicyAt(_ context.Context, p enforce.Policy, gen uint64) (uint64, enforce.PolicyDiff, error) {
-	return m.applyPolicy(p, gen, true)
-}
-
-func (m *Memory) applyPolicy(p enforce.Policy, ifGeneration uint64, exact bool) (uint64, enforce.PolicyDiff, error) {
+// ApplyPolicy implements enforce.PolicyStore with the semantics of
+// Redis.ApplyPolicy. An apply that changes nothing keeps the generation and
+// notifies nobody. Errors: enforce.ErrInvalidPolicy, enforce.ErrConflict.
+func (m *Memory) ApplyPolicy(_ context.Context, p enforce.Policy, pre enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
 	n, _, err := normalize(p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if exact && ifGeneration != m.gen {
-		return m.gen, enforce.PolicyDiff{}, fmt.Errorf("apply on generation %d, store is at %d: %w", ifGeneration, m.gen, enforce.ErrConflict)
+	if err := pre.Check(m.gen); err != nil {
+		return m.gen, enforce.PolicyDiff{}, err
 	}
 	diff := enforce.DiffPolicies(m.policy, n)
 	if diff.Empty() {
@@ -125,6 +115,10 @@ func (m *Memory) applyPolicy(p enforce.Policy, ifGeneration uint64, exact bool) 
 	m.committed(diff)
 	return m.gen, diff, nil
 }
+
+// Writable implements enforce.PolicyStore: a Memory store is always
+// writable.
+func (m *Memory) Writable() error { return nil }
 
 // committed bumps the generation after a change, logs it and notifies.
 // m.mu is held.
@@ -142,20 +136,20 @@ func (m *Memory) committed(diff enforce.PolicyDiff) {
 	}
 }
 
-// PolicyVersion implements IncrementalSource.
-func (m *Memory) PolicyVersion(_ context.Context) (enforce.Policy, Version, error) {
+// PolicyVersion implements enforce.ChangeSource.
+func (m *Memory) PolicyVersion(_ context.Context) (enforce.Policy, enforce.Version, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.policy.Clone(), Version{Epoch: m.epoch, Gen: m.gen}, nil
+	return m.policy.Clone(), enforce.Version{Epoch: m.epoch, Gen: m.gen}, nil
 }
 
-// Changes implements IncrementalSource, with the same change log rules as
+// Changes implements enforce.ChangeSource, with the same change log rules as
 // Redis.
-func (m *Memory) Changes(_ context.Context, since Version) (enforce.PolicyPatch, Version, error) {
+func (m *Memory) Changes(_ context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v := Version{Epoch: m.epoch, Gen: m.gen}
-	gap := fmt.Errorf("changes since generation %d (store at %d): %w", since.Gen, m.gen, ErrChangelogGap)
+	v := enforce.Version{Epoch: m.epoch, Gen: m.gen}
+	gap := fmt.Errorf("changes since generation %d (store at %d): %w", since.Gen, m.gen, enforce.ErrChangelogGap)
 	if since.Epoch != m.epoch || since.Gen > m.gen {
 		return enforce.PolicyPatch{}, v, gap
 	}
@@ -201,14 +195,14 @@ func (m *Memory) Changes(_ context.Context, since Version) (enforce.PolicyPatch,
 	return patch, v, nil
 }
 
-// ApplyPatch implements PatchStore, with the semantics of Redis.ApplyPatch.
+// ApplyPatch implements enforce.PatchStore, with the semantics of Redis.ApplyPatch.
 func (m *Memory) ApplyPatch(_ context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
 	n, _, err := normalizePatch(p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
 	}
 	if _, err := base.Patch(n, base.Generation()+1); err != nil {
-		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
 	}
 	diff, eff := base.PatchDiff(n)
 	m.mu.Lock()

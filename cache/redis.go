@@ -20,7 +20,7 @@ import (
 
 // SchemaVersion is the version of the key schema this code reads and
 // writes (docs/redis.md). A store whose schema key holds another value is
-// refused with ErrSchemaVersion.
+// refused with enforce.ErrSchemaVersion.
 const SchemaVersion = "1"
 
 // DefaultPrefix is the key prefix when RedisOptions.Prefix is empty.
@@ -49,7 +49,7 @@ const (
 	// last changelogKeep generations.
 	KeyChangelog = "{cw}:changelog"
 	// KeyAdminTokens is a hash: hex SHA-256 of an admin API token -> the
-	// user it authenticates (TokenStore).
+	// user it authenticates (enforce.TokenStore).
 	KeyAdminTokens = "{cw}:tokens"
 	// KeyCheckTokens is a hash: hex SHA-256 of a check token -> its name.
 	// It is a hash of its own, beside KeyAdminTokens, so the admin hashes
@@ -72,10 +72,6 @@ const (
 	// entry is detected when the next one is appended.
 	KeyAuditHead = "{cw:audit}:head"
 )
-
-// ErrSchemaVersion is returned when the store was written with a key
-// schema this code does not know: callwarden refuses to read or write it.
-var ErrSchemaVersion = errors.New("unknown redis schema version")
 
 // RedisOptions configure the Redis store. One block serves a standalone
 // server (one address), Sentinel (MasterName set) or Cluster (several
@@ -115,7 +111,7 @@ type RedisOptions struct {
 // Redis is callwarden's shared store on Redis: the policy
 // (enforce.PolicyStore, with Watch and Generation for Loaders), recording
 // metadata (enforce.RecordingStore) and the hash-chained audit stream
-// (AuditLog). It is safe for concurrent use. Errors caused by Redis being
+// (enforce.AuditLog). It is safe for concurrent use. Errors caused by Redis being
 // unreachable wrap enforce.ErrUnavailable.
 type Redis struct {
 	c       redis.UniversalClient
@@ -136,7 +132,7 @@ type Redis struct {
 var (
 	_ enforce.PolicyStore    = (*Redis)(nil)
 	_ enforce.RecordingStore = (*Redis)(nil)
-	_ AuditLog               = (*Redis)(nil)
+	_ enforce.AuditLog       = (*Redis)(nil)
 )
 
 // NewRedis checks opts and returns a store; it does not connect (the
@@ -243,7 +239,7 @@ func (r *Redis) Close() error {
 func (r *Redis) Key(name string) string { return r.opts.Prefix + name }
 
 // Check pings Redis and verifies the schema version. Errors:
-// enforce.ErrUnavailable, ErrSchemaVersion.
+// enforce.ErrUnavailable, enforce.ErrSchemaVersion.
 func (r *Redis) Check(ctx context.Context) error {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
@@ -259,7 +255,7 @@ func (r *Redis) Check(ctx context.Context) error {
 
 func checkSchema(v string) error {
 	if v != "" && v != SchemaVersion {
-		return fmt.Errorf("%w: store has schema %q, this callwarden knows %q", ErrSchemaVersion, v, SchemaVersion)
+		return fmt.Errorf("%w: store has schema %q, this callwarden knows %q", enforce.ErrSchemaVersion, v, SchemaVersion)
 	}
 	return nil
 }
@@ -291,7 +287,7 @@ func (r *Redis) wrap(op string, err error) error {
 
 // Generation returns the policy generation (0 for an empty store), for
 // LoaderOptions.Generation. Errors: enforce.ErrUnavailable,
-// ErrSchemaVersion, ErrCorrupt.
+// enforce.ErrSchemaVersion, enforce.ErrCorrupt.
 func (r *Redis) Generation(ctx context.Context) (uint64, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
@@ -313,7 +309,7 @@ func parseGeneration(s string) (uint64, error) {
 	}
 	g, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%w: generation %q: %w", ErrCorrupt, s, err)
+		return 0, fmt.Errorf("%w: generation %q: %w", enforce.ErrCorrupt, s, err)
 	}
 	return g, nil
 }

@@ -13,8 +13,8 @@ import (
 )
 
 var (
-	_ IncrementalSource = (*Redis)(nil)
-	_ PatchStore        = (*Redis)(nil)
+	_ enforce.ChangeSource = (*Redis)(nil)
+	_ enforce.PatchStore   = (*Redis)(nil)
 )
 
 // changesScript reads, atomically, what changed since a generation: the
@@ -77,9 +77,9 @@ if prot == '1' then protv = redis.call('GET', KEYS[7]) or '' end
 return {schema, gen, epoch, 'delta', plist, pvals, ulist, uvals, prot, protv}
 `
 
-// PolicyVersion implements IncrementalSource: Policy plus the epoch, in
+// PolicyVersion implements enforce.ChangeSource: Policy plus the epoch, in
 // the same MULTI/EXEC.
-func (r *Redis) PolicyVersion(ctx context.Context) (enforce.Policy, Version, error) {
+func (r *Redis) PolicyVersion(ctx context.Context) (enforce.Policy, enforce.Version, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	var (
@@ -92,23 +92,23 @@ func (r *Redis) PolicyVersion(ctx context.Context) (enforce.Policy, Version, err
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return enforce.Policy{}, Version{}, r.wrap("read policy", err)
+		return enforce.Policy{}, enforce.Version{}, r.wrap("read policy", err)
 	}
 	p, gen, err := cmds.decode(r)
 	if err != nil {
-		return enforce.Policy{}, Version{}, err
+		return enforce.Policy{}, enforce.Version{}, err
 	}
 	e, err := epoch.Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return enforce.Policy{}, Version{}, r.wrap("read epoch", err)
+		return enforce.Policy{}, enforce.Version{}, r.wrap("read epoch", err)
 	}
-	return p, Version{Epoch: e, Gen: gen}, nil
+	return p, enforce.Version{Epoch: e, Gen: gen}, nil
 }
 
-// Changes implements IncrementalSource with one read-only script call
-// (changesScript). Errors: ErrChangelogGap, enforce.ErrUnavailable,
-// ErrSchemaVersion, ErrCorrupt.
-func (r *Redis) Changes(ctx context.Context, since Version) (enforce.PolicyPatch, Version, error) {
+// Changes implements enforce.ChangeSource with one read-only script call
+// (changesScript). Errors: enforce.ErrChangelogGap, enforce.ErrUnavailable,
+// enforce.ErrSchemaVersion, enforce.ErrCorrupt.
+func (r *Redis) Changes(ctx context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	keys := []string{r.Key(KeySchema), r.Key(KeyGeneration), r.Key(KeyEpoch), r.Key(KeyChangelog),
@@ -116,40 +116,40 @@ func (r *Redis) Changes(ctx context.Context, since Version) (enforce.PolicyPatch
 	res, err := r.changes.Run(ctx, r.c, keys, strconv.FormatUint(since.Gen, 10), strconv.FormatUint(since.Gen+1, 10),
 		since.Epoch, changelogMaxNames).Slice()
 	if err != nil {
-		return enforce.PolicyPatch{}, Version{}, r.wrap("read changes", err)
+		return enforce.PolicyPatch{}, enforce.Version{}, r.wrap("read changes", err)
 	}
 	if len(res) < 4 {
-		return enforce.PolicyPatch{}, Version{}, fmt.Errorf("%w: changes script replied %d values", ErrCorrupt, len(res))
+		return enforce.PolicyPatch{}, enforce.Version{}, fmt.Errorf("%w: changes script replied %d values", enforce.ErrCorrupt, len(res))
 	}
 	str := func(v any) string { s, _ := v.(string); return s }
 	if err := checkSchema(str(res[0])); err != nil {
-		return enforce.PolicyPatch{}, Version{}, err
+		return enforce.PolicyPatch{}, enforce.Version{}, err
 	}
 	gen, err := parseGeneration(str(res[1]))
 	if err != nil {
-		return enforce.PolicyPatch{}, Version{}, err
+		return enforce.PolicyPatch{}, enforce.Version{}, err
 	}
-	v := Version{Epoch: str(res[2]), Gen: gen}
+	v := enforce.Version{Epoch: str(res[2]), Gen: gen}
 	switch str(res[3]) {
 	case "same":
 		return enforce.PolicyPatch{}, v, nil
 	case "gap":
-		return enforce.PolicyPatch{}, v, fmt.Errorf("changes since generation %d (store at %d): %w", since.Gen, gen, ErrChangelogGap)
+		return enforce.PolicyPatch{}, v, fmt.Errorf("changes since generation %d (store at %d): %w", since.Gen, gen, enforce.ErrChangelogGap)
 	case "delta":
 	default:
-		return enforce.PolicyPatch{}, Version{}, fmt.Errorf("%w: changes script replied %q", ErrCorrupt, str(res[3]))
+		return enforce.PolicyPatch{}, enforce.Version{}, fmt.Errorf("%w: changes script replied %q", enforce.ErrCorrupt, str(res[3]))
 	}
 	if len(res) != 10 {
-		return enforce.PolicyPatch{}, Version{}, fmt.Errorf("%w: changes script replied %d values", ErrCorrupt, len(res))
+		return enforce.PolicyPatch{}, enforce.Version{}, fmt.Errorf("%w: changes script replied %d values", enforce.ErrCorrupt, len(res))
 	}
 	var patch enforce.PolicyPatch
 	profiles, removedP, err := namedValues(res[4], res[5])
 	if err != nil {
-		return enforce.PolicyPatch{}, Version{}, err
+		return enforce.PolicyPatch{}, enforce.Version{}, err
 	}
 	users, removedU, err := namedValues(res[6], res[7])
 	if err != nil {
-		return enforce.PolicyPatch{}, Version{}, err
+		return enforce.PolicyPatch{}, enforce.Version{}, err
 	}
 	prot := ""
 	if str(res[8]) == "1" {
@@ -157,7 +157,7 @@ func (r *Redis) Changes(ctx context.Context, since Version) (enforce.PolicyPatch
 	}
 	dec, ignored, err := decodePolicy(profiles, users, prot)
 	if err != nil {
-		return enforce.PolicyPatch{}, Version{}, err
+		return enforce.PolicyPatch{}, enforce.Version{}, err
 	}
 	r.reportIgnored("changes", ignored)
 	patch.Profiles, patch.Users = dec.Profiles, dec.Users
@@ -174,7 +174,7 @@ func namedValues(names, values any) (map[string]string, []string, error) {
 	ns, _ := names.([]any)
 	vs, _ := values.([]any)
 	if len(ns) != len(vs) {
-		return nil, nil, fmt.Errorf("%w: changes script gave %d names and %d values", ErrCorrupt, len(ns), len(vs))
+		return nil, nil, fmt.Errorf("%w: changes script gave %d names and %d values", enforce.ErrCorrupt, len(ns), len(vs))
 	}
 	present := make(map[string]string, len(ns))
 	var removed []string
@@ -200,21 +200,21 @@ func (r *Redis) queueChangelog(ctx context.Context, p redis.Pipeliner, gen uint6
 	}
 }
 
-// ApplyPatch implements PatchStore: it normalises p's entries through the
+// ApplyPatch implements enforce.PatchStore: it normalises p's entries through the
 // wire form, validates the result with base.Patch, then, under WATCH of the
 // schema, generation and epoch keys, checks that the store is still at
 // base's generation and origin and writes the entries that change, the new
 // generation and its change log entry in one MULTI/EXEC, and publishes
-// the generation. Errors: ErrInvalidPolicy, enforce.ErrConflict (with the
-// store's generation), enforce.ErrUnavailable, ErrSchemaVersion,
-// ErrCorrupt.
+// the generation. Errors: enforce.ErrInvalidPolicy, enforce.ErrConflict (with the
+// store's generation), enforce.ErrUnavailable, enforce.ErrSchemaVersion,
+// enforce.ErrCorrupt.
 func (r *Redis) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
 	n, enc, err := normalizePatch(p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
 	}
 	if _, err := base.Patch(n, base.Generation()+1); err != nil {
-		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
 	}
 	diff, eff := base.PatchDiff(n)
 	ctx, cancel := r.callContext(ctx)
@@ -261,7 +261,7 @@ func (r *Redis) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforc
 	case errors.Is(err, redis.TxFailedErr):
 		return gen, enforce.PolicyDiff{}, fmt.Errorf("change based on generation %d: another apply committed first: %w", base.Generation(), enforce.ErrConflict)
 	case errors.Is(err, enforce.ErrConflict), errors.Is(err, enforce.ErrUnavailable),
-		errors.Is(err, ErrSchemaVersion), errors.Is(err, ErrCorrupt):
+		errors.Is(err, enforce.ErrSchemaVersion), errors.Is(err, enforce.ErrCorrupt):
 		return gen, enforce.PolicyDiff{}, err
 	case err != nil:
 		return 0, enforce.PolicyDiff{}, r.wrap("apply patch", err)
@@ -289,14 +289,14 @@ func normalizePatch(p enforce.PolicyPatch) (enforce.PolicyPatch, encodedPolicy, 
 	}
 	enc, err := encodePolicy(enforce.Policy{Profiles: p.Profiles, Users: p.Users, Protected: prot})
 	if err != nil {
-		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
 	}
 	if len(enc.profiles) != len(p.Profiles) || len(enc.users) != len(p.Users) {
-		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: an entry is put twice", ErrInvalidPolicy)
+		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: an entry is put twice", enforce.ErrInvalidPolicy)
 	}
 	dec, _, err := decodePolicy(enc.profiles, enc.users, enc.protected)
 	if err != nil {
-		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
 	}
 	n := enforce.PolicyPatch{Profiles: dec.Profiles, Users: dec.Users,
 		RemovedProfiles: p.RemovedProfiles, RemovedUsers: p.RemovedUsers}

@@ -10,6 +10,9 @@ import (
 	"github.com/callwarden/callwarden/enforce"
 )
 
+// Writable implements enforce.PolicyStore: Redis is always writable.
+func (r *Redis) Writable() error { return nil }
+
 // applyAttempts bounds how often an unconditional apply retries after
 // losing a race with another writer.
 const applyAttempts = 5
@@ -82,7 +85,7 @@ func (c *policyCmds) decode(r *Redis) (enforce.Policy, uint64, error) {
 // the generation and every entry, so the policy returned is exactly the one
 // of that generation. Profiles come sorted by name, users by id. An empty
 // store returns an empty policy at generation 0. Errors:
-// enforce.ErrUnavailable, ErrSchemaVersion, ErrCorrupt.
+// enforce.ErrUnavailable, enforce.ErrSchemaVersion, enforce.ErrCorrupt.
 func (r *Redis) Policy(ctx context.Context) (enforce.Policy, uint64, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
@@ -98,27 +101,18 @@ func (r *Redis) Policy(ctx context.Context) (enforce.Policy, uint64, error) {
 }
 
 // ApplyPolicy implements enforce.PolicyStore. It validates p (nothing is
-// written when it is invalid: ErrInvalidPolicy), then, under WATCH of the
-// schema and generation keys, reads the current policy, computes the diff
-// and writes only the entries that changed plus the new generation in one
-// MULTI/EXEC: readers never see half of it. When ifGeneration is non-zero
-// and is not the store's generation, or another writer commits first, it
-// returns enforce.ErrConflict; with ifGeneration zero it retries a few
-// times. An apply that changes nothing keeps the generation. After a
-// change it publishes the new generation on ChannelChanges; a failed
-// publish is only logged (Loaders' periodic check catches up). Errors also:
-// enforce.ErrUnavailable, ErrSchemaVersion, ErrCorrupt.
-func (r *Redis) ApplyPolicy(ctx context.Context, p enforce.Policy, ifGeneration uint64) (uint64, enforce.PolicyDiff, error) {
-	return r.applyPolicy(ctx, p, ifGeneration, ifGeneration != 0)
-}
-
-// ApplyPolicyAt is ApplyPolicy with the generation compared exactly, 0
-// included: at 0 it applies only to a store never written (If-Match "0").
-func (r *Redis) ApplyPolicyAt(ctx context.Context, p enforce.Policy, gen uint64) (uint64, enforce.PolicyDiff, error) {
-	return r.applyPolicy(ctx, p, gen, true)
-}
-
-func (r *Redis) applyPolicy(ctx context.Context, p enforce.Policy, ifGeneration uint64, exact bool) (uint64, enforce.PolicyDiff, error) {
+// written when it is invalid: enforce.ErrInvalidPolicy), then, under WATCH
+// of the schema and generation keys, reads the current policy, checks pre,
+// computes the diff and writes only the entries that changed plus the new
+// generation in one MULTI/EXEC: readers never see half of it. When pre
+// does not hold, or another writer commits first, it returns
+// enforce.ErrConflict; an unconditional apply retries a few times instead.
+// IfGeneration(0) applies only to a store never written. An apply that
+// changes nothing keeps the generation. After a change it publishes the
+// new generation on ChannelChanges; a failed publish is only logged
+// (Loaders' periodic check catches up). Errors also:
+// enforce.ErrUnavailable, enforce.ErrSchemaVersion, enforce.ErrCorrupt.
+func (r *Redis) ApplyPolicy(ctx context.Context, p enforce.Policy, pre enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
 	n, enc, err := normalize(p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
@@ -143,8 +137,8 @@ func (r *Redis) applyPolicy(ctx context.Context, p enforce.Policy, ifGeneration 
 				return err
 			}
 			gen = curGen
-			if exact && ifGeneration != curGen {
-				return fmt.Errorf("apply on generation %d, store is at %d: %w", ifGeneration, curGen, enforce.ErrConflict)
+			if err := pre.Check(curGen); err != nil {
+				return err
 			}
 			diff = enforce.DiffPolicies(cur, n)
 			if diff.Empty() {
@@ -169,12 +163,12 @@ func (r *Redis) applyPolicy(ctx context.Context, p enforce.Policy, ifGeneration 
 		}, r.Key(KeySchema), r.Key(KeyGeneration), r.Key(KeyEpoch))
 		switch {
 		case errors.Is(err, redis.TxFailedErr):
-			if exact {
-				return 0, enforce.PolicyDiff{}, fmt.Errorf("apply on generation %d: another apply committed first: %w", ifGeneration, enforce.ErrConflict)
+			if gen, conditional := pre.Generation(); conditional {
+				return 0, enforce.PolicyDiff{}, fmt.Errorf("apply on generation %d: another apply committed first: %w", gen, enforce.ErrConflict)
 			}
 			continue
 		case errors.Is(err, enforce.ErrConflict), errors.Is(err, enforce.ErrUnavailable),
-			errors.Is(err, ErrSchemaVersion), errors.Is(err, ErrCorrupt):
+			errors.Is(err, enforce.ErrSchemaVersion), errors.Is(err, enforce.ErrCorrupt):
 			return gen, enforce.PolicyDiff{}, err
 		case err != nil:
 			return 0, enforce.PolicyDiff{}, r.wrap("apply policy", err)

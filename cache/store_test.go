@@ -31,7 +31,7 @@ func TestMemoryRecordingStoreContract(t *testing.T) {
 }
 
 func TestMemoryAuditLogContract(t *testing.T) {
-	storetest.RunAuditLog(t, func(*testing.T) cache.AuditLog { return cache.NewMemoryAudit(cache.AuditOptions{}) })
+	storetest.RunAuditLog(t, func(*testing.T) enforce.AuditLog { return cache.NewMemoryAudit(cache.AuditOptions{}) })
 }
 
 func TestFileStore(t *testing.T) {
@@ -44,7 +44,7 @@ func TestFileStore(t *testing.T) {
 		if d := enforce.DiffPolicies(storetest.Policy(t), p); !d.Empty() {
 			t.Fatalf("file policy differs: %+v", d)
 		}
-		if _, _, err := f.ApplyPolicy(testContext(t), p, 0); !errors.Is(err, enforce.ErrReadOnly) {
+		if _, _, err := f.ApplyPolicy(testContext(t), p, enforce.Unconditionally()); !errors.Is(err, enforce.ErrReadOnly) {
 			t.Fatalf("ApplyPolicy err = %v, want ErrReadOnly", err)
 		}
 	})
@@ -75,7 +75,7 @@ func TestMemoryNotifiesWatchers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen, _, err := m.ApplyPolicy(testContext(t), storetest.Policy(t), 0)
+	gen, _, err := m.ApplyPolicy(testContext(t), storetest.Policy(t), enforce.Unconditionally())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,5 +103,5 @@ func TestMemoryIncrementalContract(t *testing.T) {
 }
 
 func TestMemoryTokenStoreContract(t *testing.T) {
-	storetest.RunTokenStore(t, func(*testing.T) cache.TokenStore { return cache.NewMemoryTokens() })
+	storetest.RunTokenStore(t, func(*testing.T) enforce.TokenStore { return cache.NewMemoryTokens() })
 }

@@ -5,6 +5,23 @@ import (
 	"time"
 )
 
+// PolicyDiff says what an apply changed, by name.
+type PolicyDiff struct {
+	AddedProfiles    []string `json:"added_profiles,omitempty"`
+	RemovedProfiles  []string `json:"removed_profiles,omitempty"`
+	ChangedProfiles  []string `json:"changed_profiles,omitempty"`
+	AddedUsers       []string `json:"added_users,omitempty"`
+	RemovedUsers     []string `json:"removed_users,omitempty"`
+	ChangedUsers     []string `json:"changed_users,omitempty"`
+	ProtectedChanged bool     `json:"protected_changed,omitempty"`
+}
+
+// Empty reports whether the diff changes nothing.
+func (d PolicyDiff) Empty() bool {
+	return len(d.AddedProfiles)+len(d.RemovedProfiles)+len(d.ChangedProfiles)+
+		len(d.AddedUsers)+len(d.RemovedUsers)+len(d.ChangedUsers) == 0 && !d.ProtectedChanged
+}
+
 // DiffPolicies says what changes when old is replaced by new: profiles and
 // users added, removed or changed (by name and id, each list sorted), and
 // whether the protected lists changed. An entry is "changed" when its

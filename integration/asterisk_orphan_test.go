@@ -197,7 +197,7 @@ func TestRestartAfterACrashEndsTheOrphanedListenSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := store.ApplyPolicy(ctx, p, 0); err != nil {
+	if _, _, err := store.ApplyPolicy(ctx, p, enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
 	cfg := serveConfig(t, l)

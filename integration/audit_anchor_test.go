@@ -16,7 +16,7 @@ import (
 func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 	key := []byte("anchor-key")
 	// setup fills a fresh stream with 20 records and anchors its end.
-	setup := func(t *testing.T) (*cache.Redis, func() []string, cache.AuditAnchor) {
+	setup := func(t *testing.T) (*cache.Redis, func() []string, enforce.AuditAnchor) {
 		t.Helper()
 		l := suite.Lab(t)
 		r := newRedisStore(t, l, nil)
@@ -42,7 +42,7 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 		if err != nil || !res.OK() {
 			t.Fatalf("VerifyAudit before tampering = %+v, %v", res, err)
 		}
-		a, err := cache.NewAuditAnchor(res, time.Now())
+		a, err := enforce.NewAuditAnchor(res, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +90,7 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 		if err := anchor.Verify(key); err != nil {
 			t.Fatalf("anchor signature: %v", err)
 		}
-		res, err := r.VerifyAudit(testContext(t), cache.WithAnchor(anchor))
+		res, err := r.VerifyAudit(testContext(t), enforce.WithAnchor(anchor))
 		if err != nil || res.OK() || !strings.Contains(res.Problem, anchor.ID) {
 			t.Fatalf("VerifyAudit with the anchor = %+v, %v; want it to fail naming the anchored record %s", res, err, anchor.ID)
 		}
@@ -101,7 +101,7 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 			Decision: "deny", Reason: "out_of_scope"}); err != nil {
 			t.Fatal(err)
 		}
-		if res, err := r.VerifyAudit(testContext(t), cache.WithAnchor(anchor)); err != nil || !res.OK() || res.Checked != 21 {
+		if res, err := r.VerifyAudit(testContext(t), enforce.WithAnchor(anchor)); err != nil || !res.OK() || res.Checked != 21 {
 			t.Fatalf("VerifyAudit with the anchor = %+v, %v; want intact, 21 records", res, err)
 		}
 	})

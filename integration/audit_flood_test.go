@@ -66,7 +66,7 @@ func TestCheckFloodDoesNotRefuseSupervisors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := store.ApplyPolicy(ctx, p, 0); err != nil {
+	if _, _, err := store.ApplyPolicy(ctx, p, enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
 	const token = "flood-check-token-0123456789"

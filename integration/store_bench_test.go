@@ -71,7 +71,7 @@ func BenchmarkApplyToEnforced(b *testing.B) {
 				if users > 4 {
 					p = storetest.BigPolicy(b, users)
 				}
-				if _, _, err := admin.ApplyPolicy(ctx, p, 0); err != nil {
+				if _, _, err := admin.ApplyPolicy(ctx, p, enforce.Unconditionally()); err != nil {
 					b.Fatal(err)
 				}
 				daemons, reloaded := enforcers(b, l)
@@ -126,7 +126,7 @@ func BenchmarkFileApplyToEnforced(b *testing.B) {
 			if users > 4 {
 				p = storetest.BigPolicy(b, users)
 			}
-			if _, _, err := admin.ApplyPolicy(ctx, p, 0); err != nil {
+			if _, _, err := admin.ApplyPolicy(ctx, p, enforce.Unconditionally()); err != nil {
 				b.Fatal(err)
 			}
 			_, reloaded := enforcers(b, l)
@@ -139,7 +139,7 @@ func BenchmarkFileApplyToEnforced(b *testing.B) {
 					p.Users[1].Profile = ""
 				}
 				start := time.Now()
-				gen, _, err := admin.ApplyPolicy(ctx, p, 0)
+				gen, _, err := admin.ApplyPolicy(ctx, p, enforce.Unconditionally())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -202,7 +202,7 @@ func BenchmarkFullReload100k(b *testing.B) {
 	l := suite.Lab(b)
 	ctx := context.Background()
 	r := newRedisStore(b, l, func(o *cache.RedisOptions) { o.CallTimeout = time.Minute })
-	if _, _, err := r.ApplyPolicy(ctx, storetest.BigPolicy(b, 100_000), 0); err != nil {
+	if _, _, err := r.ApplyPolicy(ctx, storetest.BigPolicy(b, 100_000), enforce.Unconditionally()); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("read", func(b *testing.B) {
@@ -253,7 +253,7 @@ func BenchmarkFullReload100k(b *testing.B) {
 func BenchmarkWarmDecide(b *testing.B) {
 	l := suite.Lab(b)
 	r := newRedisStore(b, l, func(o *cache.RedisOptions) { o.CallTimeout = time.Minute })
-	if _, _, err := r.ApplyPolicy(context.Background(), storetest.BigPolicy(b, 100_000), 0); err != nil {
+	if _, _, err := r.ApplyPolicy(context.Background(), storetest.BigPolicy(b, 100_000), enforce.Unconditionally()); err != nil {
 		b.Fatal(err)
 	}
 	d := startLoader(b, r, func(o *cache.LoaderOptions) { o.CallTimeout = time.Minute })

@@ -57,7 +57,7 @@ func TestRedisRecordingStoreContract(t *testing.T) {
 }
 
 func TestRedisAuditLogContract(t *testing.T) {
-	storetest.RunAuditLog(t, func(t *testing.T) cache.AuditLog {
+	storetest.RunAuditLog(t, func(t *testing.T) enforce.AuditLog {
 		return newRedisStore(t, suite.Lab(t), nil)
 	})
 }
@@ -69,7 +69,7 @@ func TestRedisIncrementalContract(t *testing.T) {
 }
 
 func TestRedisTokenStoreContract(t *testing.T) {
-	storetest.RunTokenStore(t, func(t *testing.T) cache.TokenStore {
+	storetest.RunTokenStore(t, func(t *testing.T) enforce.TokenStore {
 		return newRedisStore(t, suite.Lab(t), nil)
 	})
 }
@@ -78,22 +78,22 @@ func TestRedisRefusesAnUnknownSchemaVersion(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	r := newRedisStore(t, l, nil)
-	if _, _, err := r.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
+	if _, _, err := r.ApplyPolicy(ctx, storetest.Policy(t), enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Redis.Set(ctx, r.Key(cache.KeySchema), "2", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Check(ctx); !errors.Is(err, cache.ErrSchemaVersion) {
+	if err := r.Check(ctx); !errors.Is(err, enforce.ErrSchemaVersion) {
 		t.Fatalf("Check = %v, want ErrSchemaVersion", err)
 	}
-	if _, _, err := r.Policy(ctx); !errors.Is(err, cache.ErrSchemaVersion) {
+	if _, _, err := r.Policy(ctx); !errors.Is(err, enforce.ErrSchemaVersion) {
 		t.Fatalf("Policy = %v, want ErrSchemaVersion", err)
 	}
-	if _, err := r.Generation(ctx); !errors.Is(err, cache.ErrSchemaVersion) {
+	if _, err := r.Generation(ctx); !errors.Is(err, enforce.ErrSchemaVersion) {
 		t.Fatalf("Generation = %v, want ErrSchemaVersion", err)
 	}
-	if _, _, err := r.ApplyPolicy(ctx, storetest.Policy(t), 0); !errors.Is(err, cache.ErrSchemaVersion) {
+	if _, _, err := r.ApplyPolicy(ctx, storetest.Policy(t), enforce.Unconditionally()); !errors.Is(err, enforce.ErrSchemaVersion) {
 		t.Fatalf("ApplyPolicy = %v, want ErrSchemaVersion", err)
 	}
 }
@@ -109,7 +109,7 @@ func TestRedisUnreachableIsErrUnavailable(t *testing.T) {
 	checks := map[string]error{}
 	_, _, checks["Policy"] = r.Policy(ctx)
 	_, checks["Generation"] = r.Generation(ctx)
-	_, _, checks["ApplyPolicy"] = r.ApplyPolicy(ctx, storetest.Policy(t), 0)
+	_, _, checks["ApplyPolicy"] = r.ApplyPolicy(ctx, storetest.Policy(t), enforce.Unconditionally())
 	checks["Audit"] = r.Audit(ctx, enforce.AuditRecord{Action: "monitor.listen"})
 	_, checks["Recording"] = r.Recording(ctx, "x")
 	_, checks["Watch"] = r.Watch(ctx)
@@ -165,7 +165,7 @@ func TestTwoDaemonsEnforceAnApply(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
+	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
 	// Polling once an hour: only the pub/sub notification can bring changes.
@@ -188,7 +188,7 @@ func TestTwoDaemonsEnforceAnApply(t *testing.T) {
 			p.Users[i].Profile = ""
 		}
 	}
-	newGen, diff, err := admin.ApplyPolicy(ctx, p, gen)
+	newGen, diff, err := admin.ApplyPolicy(ctx, p, enforce.IfGeneration(gen))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.CallTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond, 500*time.Millisecond
 	}
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
+	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
 	d := startLoader(t, newRedisStore(t, l, fast), func(o *cache.LoaderOptions) { o.Staleness = staleness })

@@ -49,7 +49,7 @@ func TestHandEditWithAnUnknownActionStillRevokesInTheSameGeneration(t *testing.T
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
+	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
 	daemon := newRedisStore(t, l, nil)
@@ -86,7 +86,7 @@ func TestHandEditOnAMissingProfileFailsClosedAfterTheStalenessBound(t *testing.T
 	ctx := testContext(t)
 	const staleness = 1500 * time.Millisecond
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
+	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
 	d := startLoader(t, newRedisStore(t, l, nil), func(o *cache.LoaderOptions) { o.Staleness = staleness })
@@ -145,7 +145,7 @@ func TestRedisURLWithAPasswordConnects(t *testing.T) {
 		_ = l.Redis.Do(cctx, "ACL", "DELUSER", user).Err()
 	})
 	admin := newRedisStore(t, l, nil)
-	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), 0); err != nil {
+	if _, _, err := admin.ApplyPolicy(ctx, storetest.Policy(t), enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
 	bin := buildCallwarden(t)

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpapi"
 )
@@ -178,14 +177,14 @@ func (e *env) verify(ctx context.Context, args []string) int {
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	var opts []cache.VerifyOption
-	var anchor cache.AuditAnchor
+	var opts []enforce.VerifyOption
+	var anchor enforce.AuditAnchor
 	if *anchorFile != "" {
 		var code int
 		if anchor, code = e.readAnchor(*anchorFile, *keyFile); code >= 0 {
 			return code
 		}
-		opts = append(opts, cache.WithAnchor(anchor))
+		opts = append(opts, enforce.WithAnchor(anchor))
 	} else if *keyFile != "" {
 		return e.badInput("audit verify: --key-file needs --anchor FILE")
 	}
@@ -250,7 +249,7 @@ func (e *env) anchor(ctx context.Context, args []string) int {
 		fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
 		return exitFailure
 	}
-	a, err := cache.NewAuditAnchor(res, e.now())
+	a, err := enforce.NewAuditAnchor(res, e.now())
 	if err != nil {
 		fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v (run `callwarden audit verify`)\n", err)
 		return exitFailure
@@ -286,8 +285,8 @@ func readAnchorKey(path string) ([]byte, error) {
 
 // readAnchor reads an anchor file and checks its signature under the key
 // in keyFile. It returns the exit status to stop with, or -1.
-func (e *env) readAnchor(path, keyFile string) (cache.AuditAnchor, int) {
-	var a cache.AuditAnchor
+func (e *env) readAnchor(path, keyFile string) (enforce.AuditAnchor, int) {
+	var a enforce.AuditAnchor
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return a, e.badInput("audit verify: --anchor: %v", err)
@@ -297,8 +296,8 @@ func (e *env) readAnchor(path, keyFile string) (cache.AuditAnchor, int) {
 	if err := dec.Decode(&a); err != nil {
 		return a, e.badInput("audit verify: --anchor %s: %v", path, err)
 	}
-	if a.Version != cache.AuditAnchorVersion || a.ID == "" || a.Hash == "" {
-		return a, e.badInput("audit verify: --anchor %s: not a version %d audit anchor with an id and a hash", path, cache.AuditAnchorVersion)
+	if a.Version != enforce.AuditAnchorVersion || a.ID == "" || a.Hash == "" {
+		return a, e.badInput("audit verify: --anchor %s: not a version %d audit anchor with an id and a hash", path, enforce.AuditAnchorVersion)
 	}
 	switch {
 	case keyFile == "" && a.HMAC != "":
@@ -376,7 +375,7 @@ func roleFlag(fs *flag.FlagSet) func() (string, error) {
 			return "", err
 		}
 		if r == httpapi.RoleCheck {
-			return cache.TokenRoleCheck, nil
+			return enforce.TokenRoleCheck, nil
 		}
 		return "", nil
 	}
@@ -420,15 +419,15 @@ func (e *env) tokenAdd(ctx context.Context, args []string) int {
 		return code
 	}
 	defer st.Close()
-	if err := st.AddAdminToken(ctx, cache.AdminToken{User: user, Role: role, SHA256: h}); err != nil {
-		if errors.Is(err, cache.ErrTokenTaken) {
+	if err := st.AddAdminToken(ctx, enforce.AdminToken{User: user, Role: role, SHA256: h}); err != nil {
+		if errors.Is(err, enforce.ErrTokenTaken) {
 			return e.badInput("token add: this token already belongs to another user or role")
 		}
 		fmt.Fprintf(e.stderr, "callwarden: token add: %v\n", err)
 		return exitFailure
 	}
 	what := user
-	if role == cache.TokenRoleCheck {
+	if role == enforce.TokenRoleCheck {
 		what = "check token " + user
 	}
 	e.auditCLI(ctx, st, user, "token add "+what+" (sha256 "+h[:12]+"...)")
@@ -493,7 +492,7 @@ func (e *env) tokenList(ctx context.Context, args []string) int {
 	for _, t := range ts {
 		// Admin tokens print as before ("alice 0123..."); check tokens
 		// are marked, as their name is no user of the policy.
-		if t.Role == cache.TokenRoleCheck {
+		if t.Role == enforce.TokenRoleCheck {
 			fmt.Fprintf(e.stdout, "%s %s... (check)\n", t.User, t.SHA256[:12])
 			continue
 		}

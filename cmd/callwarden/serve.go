@@ -218,7 +218,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 
 	var (
 		policy     enforce.PolicyStore
-		auditLog   cache.AuditLog
+		auditLog   enforce.AuditLog
 		recordings enforce.RecordingStore
 		ready      func() error
 
@@ -383,13 +383,14 @@ func (s snapshotPolicy) Policy(context.Context) (enforce.Policy, uint64, error) 
 	return snap.Policy(), snap.Generation(), nil
 }
 
-// ApplyPolicy implements enforce.PolicyStore: always enforce.ErrReadOnly.
-func (snapshotPolicy) ApplyPolicy(context.Context, enforce.Policy, uint64) (uint64, enforce.PolicyDiff, error) {
-	return 0, enforce.PolicyDiff{}, fmt.Errorf("profiles files: %w", enforce.ErrReadOnly)
-}
+// Writable implements enforce.PolicyStore: always enforce.ErrReadOnly, so
+// the admin API answers every write 405 up front.
+func (snapshotPolicy) Writable() error { return fmt.Errorf("profiles files: %w", enforce.ErrReadOnly) }
 
-// ReadOnly tells the admin API to answer every write 405 up front.
-func (snapshotPolicy) ReadOnly() bool { return true }
+// ApplyPolicy implements enforce.PolicyStore: always enforce.ErrReadOnly.
+func (s snapshotPolicy) ApplyPolicy(context.Context, enforce.Policy, enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
+	return 0, enforce.PolicyDiff{}, s.Writable()
+}
 
 // allReady is ready when every check is, and otherwise says why each one
 // is not.

@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpapi"
@@ -212,14 +211,14 @@ func (u unloadableStore) Generation(ctx context.Context) (uint64, error) {
 	return g, err
 }
 
-func (u unloadableStore) Changes(ctx context.Context, since cache.Version) (enforce.PolicyPatch, cache.Version, error) {
+func (u unloadableStore) Changes(ctx context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
 	if u.broken.Load() {
-		return enforce.PolicyPatch{}, since, fmt.Errorf("changes: %w", cache.ErrChangelogGap)
+		return enforce.PolicyPatch{}, since, fmt.Errorf("changes: %w", enforce.ErrChangelogGap)
 	}
 	return u.memoryStore.Changes(ctx, since)
 }
 
-func (u unloadableStore) PolicyVersion(ctx context.Context) (enforce.Policy, cache.Version, error) {
+func (u unloadableStore) PolicyVersion(ctx context.Context) (enforce.Policy, enforce.Version, error) {
 	p, v, err := u.memoryStore.PolicyVersion(ctx)
 	if u.broken.Load() {
 		p.Users = append(p.Users, enforce.User{ID: "zed", Profile: "ghost"})

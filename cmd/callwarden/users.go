@@ -57,7 +57,7 @@ func (e *env) parseInterleaved(fs *flag.FlagSet, args []string) ([]string, int) 
 // changeUser applies change to the stored policy, retrying when another
 // writer got in between; change returns the new policy and a description
 // for the audit trail, or a bad-input error. What changed is written as a
-// patch (cache.PatchStore) validated against the stored policy, so only
+// patch (enforce.PatchStore) validated against the stored policy, so only
 // the changed entries are written and daemons patch their snapshots.
 func (e *env) changeUser(ctx context.Context, st store, id string, change func(enforce.Policy) (enforce.Policy, string, error)) int {
 	for attempt := 1; ; attempt++ {
