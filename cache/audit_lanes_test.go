@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 )
 
@@ -37,7 +38,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestAsyncAuditorLanes(t *testing.T) {
 	t.Run("a flood of HTTP checks cannot take the capacity reserved for the PBX", func(t *testing.T) {
 		core, logs := observer.New(zap.WarnLevel)
-		g := &gatedAudit{MemoryAudit: cache.NewMemoryAudit(cache.AuditOptions{}), gate: make(chan struct{})}
+		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{}), gate: make(chan struct{})}
 		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{QueueSize: 8, PBXQueueSize: 4, BatchSize: 1,
 			CallTimeout: time.Minute, Logger: zap.New(core)})
 		httpLane, pbxLane := a.Lane(cache.LaneHTTP), a.Lane(cache.LanePBX)
@@ -121,7 +122,7 @@ func TestAsyncAuditorLanes(t *testing.T) {
 		}
 	})
 	t.Run("a store that cannot be written makes the auditor not ready until a write succeeds", func(t *testing.T) {
-		g := &gatedAudit{MemoryAudit: cache.NewMemoryAudit(cache.AuditOptions{})}
+		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{})}
 		g.fails.Store(1 << 40)
 		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{RetryFor: time.Minute})
 		if err := a.Ready(); err != nil {

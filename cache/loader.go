@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/callwarden/callwarden/cache/internal/wire"
 	"github.com/callwarden/callwarden/enforce"
 )
 
@@ -343,7 +344,7 @@ func (l *Loader) watch(ctx context.Context, notes chan uint64, checkNow chan str
 		default:
 		}
 		for gen := range ch {
-			notify(notes, gen)
+			wire.Notify(notes, gen)
 		}
 		if ctx.Err() == nil {
 			l.log.Warn("change notifications lost; resubscribing")

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwarden/callwarden/cache"
+	redisstore "github.com/callwarden/callwarden/cache/redis"
 	"github.com/callwarden/callwarden/enforce"
 )
 
@@ -16,7 +16,7 @@ import (
 func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 	key := []byte("anchor-key")
 	// setup fills a fresh stream with 20 records and anchors its end.
-	setup := func(t *testing.T) (*cache.Redis, func() []string, enforce.AuditAnchor) {
+	setup := func(t *testing.T) (*redisstore.Store, func() []string, enforce.AuditAnchor) {
 		t.Helper()
 		l := suite.Lab(t)
 		r := newRedisStore(t, l, nil)
@@ -28,7 +28,7 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 			}
 		}
 		ids := func() []string {
-			msgs, err := l.Redis.XRange(testContext(t), r.Key(cache.KeyAudit), "-", "+").Result()
+			msgs, err := l.Redis.XRange(testContext(t), r.Key(redisstore.KeyAudit), "-", "+").Result()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,10 +48,10 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 		}
 		return r, ids, a.Sign(key)
 	}
-	deleteLast := func(t *testing.T, r *cache.Redis, ids []string, n int) {
+	deleteLast := func(t *testing.T, r *redisstore.Store, ids []string, n int) {
 		t.Helper()
 		l := suite.Lab(t)
-		if err := l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[len(ids)-n:]...).Err(); err != nil {
+		if err := l.Redis.XDel(testContext(t), r.Key(redisstore.KeyAudit), ids[len(ids)-n:]...).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -75,11 +75,11 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 		all := ids()
 		deleteLast(t, r, all, 5)
 		l := suite.Lab(t)
-		last, err := l.Redis.XRevRangeN(testContext(t), r.Key(cache.KeyAudit), "+", "-", 1).Result()
+		last, err := l.Redis.XRevRangeN(testContext(t), r.Key(redisstore.KeyAudit), "+", "-", 1).Result()
 		if err != nil || len(last) != 1 {
 			t.Fatalf("last record: %v, %v", last, err)
 		}
-		if err := l.Redis.Set(testContext(t), r.Key(cache.KeyAuditHead), last[0].Values["hash"], 0).Err(); err != nil {
+		if err := l.Redis.Set(testContext(t), r.Key(redisstore.KeyAuditHead), last[0].Values["hash"], 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 		// Undetectable without an external anchor: the stream and its head

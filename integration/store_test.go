@@ -19,20 +19,21 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callwarden/callwarden/cache"
+	redisstore "github.com/callwarden/callwarden/cache/redis"
 	"github.com/callwarden/callwarden/cache/storetest"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
 )
 
-// newRedisStore returns a cache.Redis on the lab's Redis under the test's
+// newRedisStore returns a redisstore.Store on the lab's Redis under the test's
 // own key prefix, closed when the test ends.
-func newRedisStore(tb testing.TB, l *lab.TestLab, mod func(*cache.RedisOptions)) *cache.Redis {
+func newRedisStore(tb testing.TB, l *lab.TestLab, mod func(*redisstore.Options)) *redisstore.Store {
 	tb.Helper()
-	opts := cache.RedisOptions{Addrs: []string{l.RedisAddr}, Prefix: l.KeyPrefix}
+	opts := redisstore.Options{Addrs: []string{l.RedisAddr}, Prefix: l.KeyPrefix}
 	if mod != nil {
 		mod(&opts)
 	}
-	r, err := cache.NewRedis(opts)
+	r, err := redisstore.New(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestRedisRefusesAnUnknownSchemaVersion(t *testing.T) {
 	if _, _, err := r.ApplyPolicy(ctx, storetest.Policy(t), enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Redis.Set(ctx, r.Key(cache.KeySchema), "2", 0).Err(); err != nil {
+	if err := l.Redis.Set(ctx, r.Key(redisstore.KeySchema), "2", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Check(ctx); !errors.Is(err, enforce.ErrSchemaVersion) {
@@ -100,7 +101,7 @@ func TestRedisRefusesAnUnknownSchemaVersion(t *testing.T) {
 
 func TestRedisUnreachableIsErrUnavailable(t *testing.T) {
 	// A port nothing listens on: every call fails fast, classified once.
-	r, err := cache.NewRedis(cache.RedisOptions{Addrs: []string{"127.0.0.1:1"}, DialTimeout: 200 * time.Millisecond})
+	r, err := redisstore.New(redisstore.Options{Addrs: []string{"127.0.0.1:1"}, DialTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func TestRedisUnreachableIsErrUnavailable(t *testing.T) {
 }
 
 // startLoader runs a Loader on store until the test ends.
-func startLoader(tb testing.TB, r *cache.Redis, mod func(*cache.LoaderOptions)) *cache.Loader {
+func startLoader(tb testing.TB, r *redisstore.Store, mod func(*cache.LoaderOptions)) *cache.Loader {
 	tb.Helper()
 	opts := cache.LoaderOptions{Store: r, Incremental: r, Watch: r.Watch, Generation: r.Generation,
 		PollInterval: 200 * time.Millisecond, Staleness: 5 * time.Second,
@@ -241,7 +242,7 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	const staleness = 3 * time.Second
-	fast := func(o *cache.RedisOptions) {
+	fast := func(o *redisstore.Options) {
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.CallTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond, 500*time.Millisecond
 	}
 	admin := newRedisStore(t, l, nil)
@@ -336,7 +337,7 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 }
 
 func TestRedisAuditVerifyFindsTampering(t *testing.T) {
-	fill := func(t *testing.T, l *lab.TestLab, r *cache.Redis, n int) []string {
+	fill := func(t *testing.T, l *lab.TestLab, r *redisstore.Store, n int) []string {
 		t.Helper()
 		for i := range n {
 			rec := enforce.AuditRecord{Time: decideAt.Add(time.Duration(i) * time.Second), Source: "http", User: "alice",
@@ -345,7 +346,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		msgs, err := l.Redis.XRange(testContext(t), r.Key(cache.KeyAudit), "-", "+").Result()
+		msgs, err := l.Redis.XRange(testContext(t), r.Key(redisstore.KeyAudit), "-", "+").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -370,7 +371,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		l := suite.Lab(t)
 		r := newRedisStore(t, l, nil)
 		ids := fill(t, l, r, 20)
-		if err := l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[7]).Err(); err != nil {
+		if err := l.Redis.XDel(testContext(t), r.Key(redisstore.KeyAudit), ids[7]).Err(); err != nil {
 			t.Fatal(err)
 		}
 		res, err := r.VerifyAudit(testContext(t))
@@ -383,7 +384,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		l := suite.Lab(t)
 		r := newRedisStore(t, l, nil)
 		ids := fill(t, l, r, 5)
-		if err := l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[4]).Err(); err != nil {
+		if err := l.Redis.XDel(testContext(t), r.Key(redisstore.KeyAudit), ids[4]).Err(); err != nil {
 			t.Fatal(err)
 		}
 		after := fill(t, l, r, 1)
@@ -399,7 +400,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		ids := fill(t, l, r, 20)
 		// Streams are append-only: rebuild the stream under the same ids with
 		// one record's decision changed, as someone with Redis access could.
-		key := r.Key(cache.KeyAudit)
+		key := r.Key(redisstore.KeyAudit)
 		ctx := testContext(t)
 		msgs, err := l.Redis.XRange(ctx, key, "-", "+").Result()
 		if err != nil {
@@ -426,7 +427,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 
 	t.Run("a trimmed stream verifies from its first retained record", func(t *testing.T) {
 		l := suite.Lab(t)
-		r := newRedisStore(t, l, func(o *cache.RedisOptions) { o.Audit.MaxLen = 10 })
+		r := newRedisStore(t, l, func(o *redisstore.Options) { o.Audit.MaxLen = 10 })
 		fill(t, l, r, 350)
 		res, err := r.VerifyAudit(testContext(t))
 		if err != nil || !res.OK() || !res.Truncated || res.Checked >= 350 {
@@ -438,7 +439,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 
 func TestTwoDaemonsAppendToOneAuditChain(t *testing.T) {
 	l := suite.Lab(t)
-	daemons := []*cache.Redis{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
+	daemons := []*redisstore.Store{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
 	const each = 100
 	var wg sync.WaitGroup
 	errs := make([]error, len(daemons)*2)
@@ -472,7 +473,7 @@ func TestTwoDaemonsAppendToOneAuditChain(t *testing.T) {
 // one stream: every record lands, in one intact chain, after a flush.
 func TestAsyncAuditorsOfTwoDaemonsKeepOneChain(t *testing.T) {
 	l := suite.Lab(t)
-	stores := []*cache.Redis{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
+	stores := []*redisstore.Store{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
 	const each = 2000
 	var wg sync.WaitGroup
 	auditors := make([]*cache.AsyncAuditor, len(stores))

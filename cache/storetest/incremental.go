@@ -9,7 +9,7 @@ import (
 )
 
 // IncrementalStore is a writable policy store with a change log and
-// entry-by-entry applies (cache.Memory, cache.Redis).
+// entry-by-entry applies (memory.Store, redisstore.Store).
 type IncrementalStore interface {
 	enforce.PolicyStore
 	enforce.ChangeSource

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpapi"
@@ -307,9 +308,9 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		// the file on disk: a broken file then changes neither, and the
 		// ETag is the generation Reload logs.
 		policy = snapshotPolicy{snapshot: a.holder.Load}
-		auditLog = cache.NewMemoryAudit(cache.AuditOptions{MaxLen: memoryAuditLen})
+		auditLog = memory.NewAuditLog(memory.AuditOptions{MaxLen: memoryAuditLen})
 		decisionAudit, pbxAudit = auditLog, auditLog
-		recordings = cache.NewMemoryRecordings()
+		recordings = memory.NewRecordings()
 	}
 
 	a.pbxAudit = pbxAudit

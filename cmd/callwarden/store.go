@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
+	redisstore "github.com/callwarden/callwarden/cache/redis"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpapi"
@@ -38,7 +40,7 @@ type store interface {
 // openStoreFunc opens the store described by a validated Redis config.
 type openStoreFunc func(ctx context.Context, c config.Redis, log *zap.Logger) (store, error)
 
-// openRedis opens cache.Redis and checks that it answers with a schema
+// openRedis opens redisstore.Store and checks that it answers with a schema
 // this callwarden knows. It also routes go-redis' own log lines
 // (reconnects, pool and pub/sub trouble) to log (see redisLogger).
 func openRedis(ctx context.Context, c config.Redis, log *zap.Logger) (store, error) {
@@ -51,7 +53,7 @@ func openRedis(ctx context.Context, c config.Redis, log *zap.Logger) (store, err
 	if conn.TLS {
 		tlsConf = &tls.Config{ServerName: conn.ServerName, MinVersion: tls.VersionTLS12}
 	}
-	r, err := cache.NewRedis(cache.RedisOptions{
+	r, err := redisstore.New(redisstore.Options{
 		Addrs:      conn.Addrs,
 		MasterName: c.MasterName,
 		Username:   conn.Username,
@@ -137,7 +139,7 @@ func (a *App) followTokens(ctx context.Context, every time.Duration) (wait func(
 // registerStoreMetrics exports the counters of a policy store followed
 // by a Loader: failed loads by cause (cache.LoadFailureCause), and the
 // stored action names this version ignores when the store can count
-// them (cache.Redis). A store that keeps failing to load its current
+// them (redisstore.Store). A store that keeps failing to load its current
 // generation fails closed after the staleness bound; these say why.
 func registerStoreMetrics(reg *prometheus.Registry, st store) (*prometheus.CounterVec, error) {
 	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -212,17 +214,17 @@ func (c auditLaneCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// memoryStore is an in-process store (cache.Memory and friends), for
+// memoryStore is an in-process store (memory.Store and friends), for
 // tests of the commands and the daemon without Redis.
 type memoryStore struct {
-	*cache.Memory
-	*cache.MemoryAudit
-	*cache.MemoryRecordings
-	*cache.MemoryTokens
+	*memory.Store
+	*memory.AuditLog
+	*memory.Recordings
+	*memory.Tokens
 }
 
 func newMemoryStore() *memoryStore {
-	return &memoryStore{cache.NewMemory(), cache.NewMemoryAudit(cache.AuditOptions{}), cache.NewMemoryRecordings(), cache.NewMemoryTokens()}
+	return &memoryStore{memory.NewStore(), memory.NewAuditLog(memory.AuditOptions{}), memory.NewRecordings(), memory.NewTokens()}
 }
 
 // Close implements store; there is nothing to release.

@@ -1,4 +1,4 @@
-package cache
+package redis
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // SaveRecording implements enforce.RecordingStore: the recording's JSON
 // and the target's index of active recordings change together (WATCH on
 // the recording key, then MULTI/EXEC). Errors: enforce.ErrUnavailable.
-func (r *Redis) SaveRecording(ctx context.Context, rec enforce.Recording) error {
+func (r *Store) SaveRecording(ctx context.Context, rec enforce.Recording) error {
 	if rec.ID == "" {
 		return errors.New("save recording: empty id")
 	}
@@ -69,13 +69,13 @@ func (r *Redis) SaveRecording(ctx context.Context, rec enforce.Recording) error 
 
 // Recording implements enforce.RecordingStore. Errors: enforce.ErrNotFound,
 // enforce.ErrUnavailable, enforce.ErrCorrupt.
-func (r *Redis) Recording(ctx context.Context, id string) (enforce.Recording, error) {
+func (r *Store) Recording(ctx context.Context, id string) (enforce.Recording, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	return r.recording(ctx, id)
 }
 
-func (r *Redis) recording(ctx context.Context, id string) (enforce.Recording, error) {
+func (r *Store) recording(ctx context.Context, id string) (enforce.Recording, error) {
 	b, err := r.c.Get(ctx, r.Key(KeyRecordingPrefix+id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return enforce.Recording{}, fmt.Errorf("recording %s: %w", id, enforce.ErrNotFound)
@@ -93,7 +93,7 @@ func (r *Redis) recording(ctx context.Context, id string) (enforce.Recording, er
 // ActiveRecording implements enforce.RecordingStore: the most recently
 // started recording of target that is active or paused. Errors:
 // enforce.ErrNotFound, enforce.ErrUnavailable.
-func (r *Redis) ActiveRecording(ctx context.Context, target string) (enforce.Recording, error) {
+func (r *Store) ActiveRecording(ctx context.Context, target string) (enforce.Recording, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	ids, err := r.c.ZRevRange(ctx, r.Key(KeyActivePrefix+target), 0, 9).Result()
@@ -119,7 +119,7 @@ func (r *Redis) ActiveRecording(ctx context.Context, target string) (enforce.Rec
 // the previous record, in one round trip when the chain head it last saw is
 // still the head (AuditBatch of one record), trimming by Audit.MaxLen and
 // Audit.MaxAge. Errors: enforce.ErrUnavailable.
-func (r *Redis) Audit(ctx context.Context, rec enforce.AuditRecord) error {
+func (r *Store) Audit(ctx context.Context, rec enforce.AuditRecord) error {
 	_, err := r.AuditBatch(ctx, []enforce.AuditRecord{rec})
 	return err
 }
@@ -164,7 +164,7 @@ const lostRaceBackoff = 200 * time.Microsecond
 // which checks that head first; when another writer moved it, the batch
 // is re-chained from the new head and sent again. The resulting chain is
 // the one as many Audit calls would make. Errors: enforce.ErrUnavailable.
-func (r *Redis) AuditBatch(ctx context.Context, recs []enforce.AuditRecord) (int, error) {
+func (r *Store) AuditBatch(ctx context.Context, recs []enforce.AuditRecord) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
@@ -229,7 +229,7 @@ const auditPage = 512
 // stream is scanned whole (newest first, stopping at Limit, when a limit
 // is given); the stream is bounded by Audit.MaxLen and Audit.MaxAge.
 // Errors: enforce.ErrUnavailable, enforce.ErrCorrupt.
-func (r *Redis) ReadAudit(ctx context.Context, f enforce.AuditFilter) ([]enforce.AuditRecord, error) {
+func (r *Store) ReadAudit(ctx context.Context, f enforce.AuditFilter) ([]enforce.AuditRecord, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	var out []enforce.AuditRecord
@@ -257,7 +257,7 @@ func (r *Redis) ReadAudit(ctx context.Context, f enforce.AuditFilter) ([]enforce
 // its first retained entry. Errors: enforce.ErrUnavailable.
 // The head is read first, so records appended during the walk (the head
 // then names one of them, or one before them) never look like a removal.
-func (r *Redis) VerifyAudit(ctx context.Context, opts ...enforce.VerifyOption) (enforce.VerifyResult, error) {
+func (r *Store) VerifyAudit(ctx context.Context, opts ...enforce.VerifyOption) (enforce.VerifyResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, max(r.opts.CallTimeout, time.Minute))
 	defer cancel()
 	head, err := r.c.Get(ctx, r.Key(KeyAuditHead)).Result()
@@ -279,7 +279,7 @@ func (r *Redis) VerifyAudit(ctx context.Context, opts ...enforce.VerifyOption) (
 
 // scanAudit walks the stream between ids lo and hi, page by page, calling
 // fn until it returns false.
-func (r *Redis) scanAudit(ctx context.Context, lo, hi string, newestFirst bool, fn func(enforce.AuditEntry) (bool, error)) error {
+func (r *Store) scanAudit(ctx context.Context, lo, hi string, newestFirst bool, fn func(enforce.AuditEntry) (bool, error)) error {
 	key := r.Key(KeyAudit)
 	for {
 		var (

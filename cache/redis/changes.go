@@ -1,4 +1,4 @@
-package cache
+package redis
 
 import (
 	"context"
@@ -9,12 +9,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/callwarden/callwarden/cache/internal/wire"
 	"github.com/callwarden/callwarden/enforce"
 )
 
 var (
-	_ enforce.ChangeSource = (*Redis)(nil)
-	_ enforce.PatchStore   = (*Redis)(nil)
+	_ enforce.ChangeSource = (*Store)(nil)
+	_ enforce.PatchStore   = (*Store)(nil)
 )
 
 // changesScript reads, atomically, what changed since a generation: the
@@ -54,14 +55,14 @@ for _, raw in ipairs(entries) do
   if not ok or type(e) ~= 'table' or e.full then
     return {schema, gen, epoch, 'gap'}
   end
-  if e.protected then prot = '1' end
-  if type(e.profiles) == 'table' then
-    for _, n in ipairs(e.profiles) do
+  if e.Protected then prot = '1' end
+  if type(e.Profiles) == 'table' then
+    for _, n in ipairs(e.Profiles) do
       if not pset[n] then pset[n] = true; plist[#plist + 1] = n end
     end
   end
-  if type(e.users) == 'table' then
-    for _, n in ipairs(e.users) do
+  if type(e.Users) == 'table' then
+    for _, n in ipairs(e.Users) do
       if not uset[n] then uset[n] = true; ulist[#ulist + 1] = n end
     end
   end
@@ -79,7 +80,7 @@ return {schema, gen, epoch, 'delta', plist, pvals, ulist, uvals, prot, protv}
 
 // PolicyVersion implements enforce.ChangeSource: Policy plus the epoch, in
 // the same MULTI/EXEC.
-func (r *Redis) PolicyVersion(ctx context.Context) (enforce.Policy, enforce.Version, error) {
+func (r *Store) PolicyVersion(ctx context.Context) (enforce.Policy, enforce.Version, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	var (
@@ -108,13 +109,13 @@ func (r *Redis) PolicyVersion(ctx context.Context) (enforce.Policy, enforce.Vers
 // Changes implements enforce.ChangeSource with one read-only script call
 // (changesScript). Errors: enforce.ErrChangelogGap, enforce.ErrUnavailable,
 // enforce.ErrSchemaVersion, enforce.ErrCorrupt.
-func (r *Redis) Changes(ctx context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
+func (r *Store) Changes(ctx context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	keys := []string{r.Key(KeySchema), r.Key(KeyGeneration), r.Key(KeyEpoch), r.Key(KeyChangelog),
 		r.Key(KeyProfiles), r.Key(KeyUsers), r.Key(KeyProtected)}
 	res, err := r.changes.Run(ctx, r.c, keys, strconv.FormatUint(since.Gen, 10), strconv.FormatUint(since.Gen+1, 10),
-		since.Epoch, changelogMaxNames).Slice()
+		since.Epoch, wire.ChangelogMaxNames).Slice()
 	if err != nil {
 		return enforce.PolicyPatch{}, enforce.Version{}, r.wrap("read changes", err)
 	}
@@ -155,7 +156,7 @@ func (r *Redis) Changes(ctx context.Context, since enforce.Version) (enforce.Pol
 	if str(res[8]) == "1" {
 		prot = str(res[9])
 	}
-	dec, ignored, err := decodePolicy(profiles, users, prot)
+	dec, ignored, err := wire.DecodePolicy(profiles, users, prot)
 	if err != nil {
 		return enforce.PolicyPatch{}, enforce.Version{}, err
 	}
@@ -192,11 +193,11 @@ func namedValues(names, values any) (map[string]string, []string, error) {
 // queueChangelog logs the change that makes generation gen, trims the log
 // and gives the store an epoch if it has none. Part of an apply's
 // MULTI/EXEC.
-func (r *Redis) queueChangelog(ctx context.Context, p redis.Pipeliner, gen uint64, d enforce.PolicyDiff) {
-	p.SetNX(ctx, r.Key(KeyEpoch), newEpoch(), 0)
-	p.ZAdd(ctx, r.Key(KeyChangelog), redis.Z{Score: float64(gen), Member: newChangeEntry(gen, d).encode()})
-	if gen > changelogKeep {
-		p.ZRemRangeByScore(ctx, r.Key(KeyChangelog), "-inf", strconv.FormatUint(gen-changelogKeep, 10))
+func (r *Store) queueChangelog(ctx context.Context, p redis.Pipeliner, gen uint64, d enforce.PolicyDiff) {
+	p.SetNX(ctx, r.Key(KeyEpoch), wire.NewEpoch(), 0)
+	p.ZAdd(ctx, r.Key(KeyChangelog), redis.Z{Score: float64(gen), Member: wire.NewChangeEntry(gen, d).Encode()})
+	if gen > wire.ChangelogKeep {
+		p.ZRemRangeByScore(ctx, r.Key(KeyChangelog), "-inf", strconv.FormatUint(gen-wire.ChangelogKeep, 10))
 	}
 }
 
@@ -208,8 +209,8 @@ func (r *Redis) queueChangelog(ctx context.Context, p redis.Pipeliner, gen uint6
 // the generation. Errors: enforce.ErrInvalidPolicy, enforce.ErrConflict (with the
 // store's generation), enforce.ErrUnavailable, enforce.ErrSchemaVersion,
 // enforce.ErrCorrupt.
-func (r *Redis) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
-	n, enc, err := normalizePatch(p)
+func (r *Store) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
+	n, enc, err := wire.NormalizePatch(p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
 	}
@@ -242,10 +243,10 @@ func (r *Redis) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforc
 		}
 		_, err = tx.TxPipelined(ctx, func(pl redis.Pipeliner) error {
 			pl.Set(ctx, r.Key(KeySchema), SchemaVersion, 0)
-			r.queueHashChanges(ctx, pl, KeyProfiles, enc.profiles, nil, namesOfProfiles(eff.Profiles), eff.RemovedProfiles)
-			r.queueHashChanges(ctx, pl, KeyUsers, enc.users, nil, idsOfUsers(eff.Users), eff.RemovedUsers)
+			r.queueHashChanges(ctx, pl, KeyProfiles, enc.Profiles, nil, namesOfProfiles(eff.Profiles), eff.RemovedProfiles)
+			r.queueHashChanges(ctx, pl, KeyUsers, enc.Users, nil, idsOfUsers(eff.Users), eff.RemovedUsers)
 			if eff.Protected != nil {
-				pl.Set(ctx, r.Key(KeyProtected), enc.protected, 0)
+				pl.Set(ctx, r.Key(KeyProtected), enc.Protected, 0)
 			}
 			pl.Incr(ctx, r.Key(KeyGeneration))
 			r.queueChangelog(ctx, pl, gen+1, diff)
@@ -274,36 +275,10 @@ func (r *Redis) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforc
 
 // publish announces generation gen; a failure is only logged (Loaders'
 // periodic check catches up).
-func (r *Redis) publish(ctx context.Context, gen uint64) {
+func (r *Store) publish(ctx context.Context, gen uint64) {
 	if err := r.c.Publish(ctx, r.Key(ChannelChanges), strconv.FormatUint(gen, 10)).Err(); err != nil {
 		r.log.Warn("publish change notification", zap.Uint64("generation", gen), zap.Error(err))
 	}
-}
-
-// normalizePatch round-trips a patch's entries through the wire form, as
-// normalize does for a whole policy.
-func normalizePatch(p enforce.PolicyPatch) (enforce.PolicyPatch, encodedPolicy, error) {
-	var prot enforce.Protected
-	if p.Protected != nil {
-		prot = *p.Protected
-	}
-	enc, err := encodePolicy(enforce.Policy{Profiles: p.Profiles, Users: p.Users, Protected: prot})
-	if err != nil {
-		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
-	}
-	if len(enc.profiles) != len(p.Profiles) || len(enc.users) != len(p.Users) {
-		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: an entry is put twice", enforce.ErrInvalidPolicy)
-	}
-	dec, _, err := decodePolicy(enc.profiles, enc.users, enc.protected)
-	if err != nil {
-		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
-	}
-	n := enforce.PolicyPatch{Profiles: dec.Profiles, Users: dec.Users,
-		RemovedProfiles: p.RemovedProfiles, RemovedUsers: p.RemovedUsers}
-	if p.Protected != nil {
-		n.Protected = &dec.Protected
-	}
-	return n, enc, nil
 }
 
 func namesOfProfiles(ps []enforce.Profile) []string {

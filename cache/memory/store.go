@@ -1,4 +1,4 @@
-package cache
+package memory
 
 import (
 	"context"
@@ -7,23 +7,24 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/callwarden/callwarden/cache/internal/wire"
 	"github.com/callwarden/callwarden/enforce"
 )
 
-// MemoryRecordings is an in-process enforce.RecordingStore for a single
+// Recordings is an in-process enforce.RecordingStore for a single
 // daemon serving a profiles file. Its content is lost on restart.
-type MemoryRecordings struct {
+type Recordings struct {
 	mu   sync.RWMutex
 	byID map[string]enforce.Recording
 }
 
-// NewMemoryRecordings returns an empty store.
-func NewMemoryRecordings() *MemoryRecordings {
-	return &MemoryRecordings{byID: make(map[string]enforce.Recording)}
+// NewRecordings returns an empty store.
+func NewRecordings() *Recordings {
+	return &Recordings{byID: make(map[string]enforce.Recording)}
 }
 
 // SaveRecording implements enforce.RecordingStore.
-func (m *MemoryRecordings) SaveRecording(_ context.Context, r enforce.Recording) error {
+func (m *Recordings) SaveRecording(_ context.Context, r enforce.Recording) error {
 	r.Pauses = append([]enforce.Pause(nil), r.Pauses...)
 	m.mu.Lock()
 	m.byID[r.ID] = r
@@ -32,7 +33,7 @@ func (m *MemoryRecordings) SaveRecording(_ context.Context, r enforce.Recording)
 }
 
 // Recording implements enforce.RecordingStore.
-func (m *MemoryRecordings) Recording(_ context.Context, id string) (enforce.Recording, error) {
+func (m *Recordings) Recording(_ context.Context, id string) (enforce.Recording, error) {
 	m.mu.RLock()
 	r, ok := m.byID[id]
 	m.mu.RUnlock()
@@ -44,7 +45,7 @@ func (m *MemoryRecordings) Recording(_ context.Context, id string) (enforce.Reco
 }
 
 // ActiveRecording implements enforce.RecordingStore.
-func (m *MemoryRecordings) ActiveRecording(_ context.Context, target string) (enforce.Recording, error) {
+func (m *Recordings) ActiveRecording(_ context.Context, target string) (enforce.Recording, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var best enforce.Recording
@@ -61,34 +62,34 @@ func (m *MemoryRecordings) ActiveRecording(_ context.Context, target string) (en
 	return best, nil
 }
 
-// Memory is a writable, in-process enforce.PolicyStore with the same
+// Store is a writable, in-process enforce.PolicyStore with the same
 // semantics as Redis: validation before writing, compare-and-set on the
 // generation, a diff of what changed, entries returned sorted, and change
 // notifications (Watch) for Loaders. It backs tests and the contract
 // suite; its content is lost on restart.
-type Memory struct {
+type Store struct {
 	mu     sync.Mutex
 	policy enforce.Policy
 	gen    uint64
 	subs   map[chan uint64]struct{}
 	// epoch and log mirror Redis' epoch and change log (enforce.ChangeSource).
 	epoch string
-	log   []changeEntry
+	log   []wire.ChangeEntry
 }
 
 var (
-	_ enforce.ChangeSource = (*Memory)(nil)
-	_ enforce.PatchStore   = (*Memory)(nil)
+	_ enforce.ChangeSource = (*Store)(nil)
+	_ enforce.PatchStore   = (*Store)(nil)
 )
 
-// NewMemory returns an empty store at generation 0.
-func NewMemory() *Memory {
-	return &Memory{subs: make(map[chan uint64]struct{})}
+// NewStore returns an empty store at generation 0.
+func NewStore() *Store {
+	return &Store{subs: make(map[chan uint64]struct{})}
 }
 
 // Policy implements enforce.PolicyStore. The returned policy is a copy the
 // caller may keep and modify.
-func (m *Memory) Policy(_ context.Context) (enforce.Policy, uint64, error) {
+func (m *Store) Policy(_ context.Context) (enforce.Policy, uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.policy.Clone(), m.gen, nil
@@ -97,8 +98,8 @@ func (m *Memory) Policy(_ context.Context) (enforce.Policy, uint64, error) {
 // ApplyPolicy implements enforce.PolicyStore with the semantics of
 // Redis.ApplyPolicy. An apply that changes nothing keeps the generation and
 // notifies nobody. Errors: enforce.ErrInvalidPolicy, enforce.ErrConflict.
-func (m *Memory) ApplyPolicy(_ context.Context, p enforce.Policy, pre enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
-	n, _, err := normalize(p)
+func (m *Store) ApplyPolicy(_ context.Context, p enforce.Policy, pre enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
+	n, _, err := wire.Normalize(p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
 	}
@@ -116,28 +117,28 @@ func (m *Memory) ApplyPolicy(_ context.Context, p enforce.Policy, pre enforce.Pr
 	return m.gen, diff, nil
 }
 
-// Writable implements enforce.PolicyStore: a Memory store is always
+// Writable implements enforce.PolicyStore: a Store store is always
 // writable.
-func (m *Memory) Writable() error { return nil }
+func (m *Store) Writable() error { return nil }
 
 // committed bumps the generation after a change, logs it and notifies.
 // m.mu is held.
-func (m *Memory) committed(diff enforce.PolicyDiff) {
+func (m *Store) committed(diff enforce.PolicyDiff) {
 	if m.epoch == "" {
-		m.epoch = newEpoch()
+		m.epoch = wire.NewEpoch()
 	}
 	m.gen++
-	m.log = append(m.log, newChangeEntry(m.gen, diff))
-	if len(m.log) > changelogKeep {
-		m.log = slices.Delete(m.log, 0, len(m.log)-changelogKeep)
+	m.log = append(m.log, wire.NewChangeEntry(m.gen, diff))
+	if len(m.log) > wire.ChangelogKeep {
+		m.log = slices.Delete(m.log, 0, len(m.log)-wire.ChangelogKeep)
 	}
 	for ch := range m.subs {
-		notify(ch, m.gen)
+		wire.Notify(ch, m.gen)
 	}
 }
 
 // PolicyVersion implements enforce.ChangeSource.
-func (m *Memory) PolicyVersion(_ context.Context) (enforce.Policy, enforce.Version, error) {
+func (m *Store) PolicyVersion(_ context.Context) (enforce.Policy, enforce.Version, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.policy.Clone(), enforce.Version{Epoch: m.epoch, Gen: m.gen}, nil
@@ -145,7 +146,7 @@ func (m *Memory) PolicyVersion(_ context.Context) (enforce.Policy, enforce.Versi
 
 // Changes implements enforce.ChangeSource, with the same change log rules as
 // Redis.
-func (m *Memory) Changes(_ context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
+func (m *Store) Changes(_ context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	v := enforce.Version{Epoch: m.epoch, Gen: m.gen}
@@ -156,7 +157,7 @@ func (m *Memory) Changes(_ context.Context, since enforce.Version) (enforce.Poli
 	if since.Gen == m.gen {
 		return enforce.PolicyPatch{}, v, nil
 	}
-	i := slices.IndexFunc(m.log, func(e changeEntry) bool { return e.Gen == since.Gen+1 })
+	i := slices.IndexFunc(m.log, func(e wire.ChangeEntry) bool { return e.Gen == since.Gen+1 })
 	if i < 0 || uint64(len(m.log)-i) != m.gen-since.Gen {
 		return enforce.PolicyPatch{}, v, gap
 	}
@@ -196,8 +197,8 @@ func (m *Memory) Changes(_ context.Context, since enforce.Version) (enforce.Poli
 }
 
 // ApplyPatch implements enforce.PatchStore, with the semantics of Redis.ApplyPatch.
-func (m *Memory) ApplyPatch(_ context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
-	n, _, err := normalizePatch(p)
+func (m *Store) ApplyPatch(_ context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
+	n, _, err := wire.NormalizePatch(p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
 	}
@@ -221,7 +222,7 @@ func (m *Memory) ApplyPatch(_ context.Context, base *enforce.Snapshot, p enforce
 }
 
 // Generation returns the current generation (LoaderOptions.Generation).
-func (m *Memory) Generation(_ context.Context) (uint64, error) {
+func (m *Store) Generation(_ context.Context) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.gen, nil
@@ -231,7 +232,7 @@ func (m *Memory) Generation(_ context.Context) (uint64, error) {
 // apply that changed something (LoaderOptions.Watch). Notifications
 // coalesce: a slow reader gets the latest generation. The channel is
 // closed when ctx is done.
-func (m *Memory) Watch(ctx context.Context) (<-chan uint64, error) {
+func (m *Store) Watch(ctx context.Context) (<-chan uint64, error) {
 	ch := make(chan uint64, 1)
 	m.mu.Lock()
 	m.subs[ch] = struct{}{}
@@ -243,15 +244,4 @@ func (m *Memory) Watch(ctx context.Context) (<-chan uint64, error) {
 		m.mu.Unlock()
 	})
 	return ch, nil
-}
-
-// notify sends gen on ch (capacity 1), replacing an unread older value.
-// Callers serialise sends to ch.
-func notify(ch chan uint64, gen uint64) {
-	select {
-	case old := <-ch:
-		gen = max(gen, old)
-	default:
-	}
-	ch <- gen
 }

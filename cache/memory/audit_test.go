@@ -1,4 +1,4 @@
-package cache_test
+package memory_test
 
 import (
 	"crypto/sha256"
@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 )
 
-func filledAudit(t *testing.T, n int, opts cache.AuditOptions) *cache.MemoryAudit {
+func filledAudit(t *testing.T, n int, opts memory.AuditOptions) *memory.AuditLog {
 	t.Helper()
-	l := cache.NewMemoryAudit(opts)
+	l := memory.NewAuditLog(opts)
 	for i := range n {
 		r := enforce.AuditRecord{Time: time.Unix(int64(i), 0), Source: "http", User: "alice", Action: "monitor.listen",
 			Decision: "allow", Reason: "granted"}
@@ -51,7 +51,7 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			entries := filledAudit(t, 8, cache.AuditOptions{}).Entries()
+			entries := filledAudit(t, 8, memory.AuditOptions{}).Entries()
 			badID := entries[tt.wantBad].ID
 			res := enforce.VerifyEntries(tt.tamper(entries))
 			if res.OK() || res.FirstBad != badID || !strings.Contains(res.Reason, tt.wantInMsg) {
@@ -60,7 +60,7 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 		})
 	}
 	t.Run("an intact export verifies", func(t *testing.T) {
-		res := enforce.VerifyEntries(filledAudit(t, 8, cache.AuditOptions{}).Entries())
+		res := enforce.VerifyEntries(filledAudit(t, 8, memory.AuditOptions{}).Entries())
 		if !res.OK() || res.Checked != 8 || res.Truncated {
 			t.Fatalf("VerifyEntries = %+v", res)
 		}
@@ -69,7 +69,7 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 
 func TestTrimmedAuditVerifiesFromTheFirstRetainedRecord(t *testing.T) {
 	t.Run("by length", func(t *testing.T) {
-		l := filledAudit(t, 30, cache.AuditOptions{MaxLen: 10})
+		l := filledAudit(t, 30, memory.AuditOptions{MaxLen: 10})
 		res, err := l.VerifyAudit(testContext(t))
 		if err != nil || !res.OK() || res.Checked != 10 || !res.Truncated {
 			t.Fatalf("VerifyAudit = %+v, %v; want 10 checked, truncated, intact", res, err)
@@ -77,7 +77,7 @@ func TestTrimmedAuditVerifiesFromTheFirstRetainedRecord(t *testing.T) {
 	})
 	t.Run("by age", func(t *testing.T) {
 		now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
-		l := cache.NewMemoryAudit(cache.AuditOptions{MaxAge: time.Hour, Now: func() time.Time { return now }})
+		l := memory.NewAuditLog(memory.AuditOptions{MaxAge: time.Hour, Now: func() time.Time { return now }})
 		for range 5 {
 			if err := l.Audit(testContext(t), enforce.AuditRecord{Action: "monitor.listen"}); err != nil {
 				t.Fatal(err)

@@ -1,4 +1,4 @@
-package cache
+package redis
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"github.com/callwarden/callwarden/enforce"
 )
 
-var _ enforce.TokenStore = (*Redis)(nil)
+var _ enforce.TokenStore = (*Store)(nil)
 
 // addTokenScript stores a hash for a name unless it belongs to another
 // name, or to any name in the other role's hash.
@@ -38,7 +38,7 @@ return n
 `
 
 // tokenKeys returns the hash of role's tokens and the other role's.
-func (r *Redis) tokenKeys(role string) (own, other string) {
+func (r *Store) tokenKeys(role string) (own, other string) {
 	if role == enforce.TokenRoleCheck {
 		return r.Key(KeyCheckTokens), r.Key(KeyAdminTokens)
 	}
@@ -47,7 +47,7 @@ func (r *Redis) tokenKeys(role string) (own, other string) {
 
 // AdminTokens implements enforce.TokenStore (HGETALL of KeyAdminTokens and
 // KeyCheckTokens).
-func (r *Redis) AdminTokens(ctx context.Context) ([]enforce.AdminToken, error) {
+func (r *Store) AdminTokens(ctx context.Context) ([]enforce.AdminToken, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	var out []enforce.AdminToken
@@ -71,7 +71,7 @@ func (r *Redis) AdminTokens(ctx context.Context) ([]enforce.AdminToken, error) {
 
 // AddAdminToken implements enforce.TokenStore. Errors: enforce.ErrTokenTaken,
 // enforce.ErrUnavailable.
-func (r *Redis) AddAdminToken(ctx context.Context, t enforce.AdminToken) error {
+func (r *Store) AddAdminToken(ctx context.Context, t enforce.AdminToken) error {
 	if err := t.Check(); err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (r *Redis) AddAdminToken(ctx context.Context, t enforce.AdminToken) error {
 }
 
 // RevokeAdminTokens implements enforce.TokenStore. Errors: enforce.ErrUnavailable.
-func (r *Redis) RevokeAdminTokens(ctx context.Context, role, name string) (int, error) {
+func (r *Store) RevokeAdminTokens(ctx context.Context, role, name string) (int, error) {
 	if role != "" && role != enforce.TokenRoleCheck {
 		return 0, fmt.Errorf("%w %q", enforce.ErrUnknownTokenRole, role)
 	}

@@ -1,4 +1,4 @@
-package cache
+package memory
 
 import (
 	"context"
@@ -7,19 +7,19 @@ import (
 	"github.com/callwarden/callwarden/enforce"
 )
 
-// MemoryTokens is an in-process enforce.TokenStore, for tests.
-type MemoryTokens struct {
+// Tokens is an in-process enforce.TokenStore, for tests.
+type Tokens struct {
 	mu     sync.Mutex
 	byHash map[string]enforce.AdminToken
 }
 
-var _ enforce.TokenStore = (*MemoryTokens)(nil)
+var _ enforce.TokenStore = (*Tokens)(nil)
 
-// NewMemoryTokens returns an empty store.
-func NewMemoryTokens() *MemoryTokens { return &MemoryTokens{byHash: map[string]enforce.AdminToken{}} }
+// NewTokens returns an empty store.
+func NewTokens() *Tokens { return &Tokens{byHash: map[string]enforce.AdminToken{}} }
 
 // AdminTokens implements enforce.TokenStore, sorted by user then hash.
-func (m *MemoryTokens) AdminTokens(context.Context) ([]enforce.AdminToken, error) {
+func (m *Tokens) AdminTokens(context.Context) ([]enforce.AdminToken, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]enforce.AdminToken, 0, len(m.byHash))
@@ -31,7 +31,7 @@ func (m *MemoryTokens) AdminTokens(context.Context) ([]enforce.AdminToken, error
 }
 
 // AddAdminToken implements enforce.TokenStore.
-func (m *MemoryTokens) AddAdminToken(_ context.Context, t enforce.AdminToken) error {
+func (m *Tokens) AddAdminToken(_ context.Context, t enforce.AdminToken) error {
 	if err := t.Check(); err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ func (m *MemoryTokens) AddAdminToken(_ context.Context, t enforce.AdminToken) er
 }
 
 // RevokeAdminTokens implements enforce.TokenStore.
-func (m *MemoryTokens) RevokeAdminTokens(_ context.Context, role, name string) (int, error) {
+func (m *Tokens) RevokeAdminTokens(_ context.Context, role, name string) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0

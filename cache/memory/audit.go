@@ -1,4 +1,4 @@
-package cache
+package memory
 
 import (
 	"context"
@@ -9,50 +9,43 @@ import (
 	"sync"
 	"time"
 
+	"github.com/callwarden/callwarden/cache/internal/wire"
 	"github.com/callwarden/callwarden/enforce"
 )
 
-// AuditOptions bound an audit trail. Zero values keep everything.
-type AuditOptions struct {
-	// MaxLen is the number of records kept; Redis trims approximately
-	// (whole stream nodes), so slightly more may remain.
-	MaxLen int64
-	// MaxAge drops records older than this, by the time they were
-	// appended.
-	MaxAge time.Duration
-	// Now is the clock that MaxAge is measured with (default time.Now).
-	Now func() time.Time
-}
-
-// MemoryAudit is an in-process enforce.AuditLog with the same chain, filters and
+// AuditLog is an in-process enforce.AuditLog with the same chain, filters and
 // trimming as the Redis stream (trimming is exact here), for a single
 // daemon serving a profiles file and for tests. Its content is lost on
 // restart.
-type MemoryAudit struct {
+type AuditLog struct {
 	opts    AuditOptions
 	mu      sync.Mutex
-	entries []memoryAuditEntry
+	entries []auditEntry
 	head    string
 	lastMS  int64
 	seq     int64
 }
 
-type memoryAuditEntry struct {
+type auditEntry struct {
 	enforce.AuditEntry
 	at time.Time
 }
 
-// NewMemoryAudit returns an empty trail bounded by opts.
-func NewMemoryAudit(opts AuditOptions) *MemoryAudit {
+// AuditOptions bound an audit trail (wire.AuditOptions). Zero values keep
+// everything.
+type AuditOptions = wire.AuditOptions
+
+// NewAuditLog returns an empty trail bounded by opts.
+func NewAuditLog(opts AuditOptions) *AuditLog {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &MemoryAudit{opts: opts, head: enforce.AuditGenesis}
+	return &AuditLog{opts: opts, head: enforce.AuditGenesis}
 }
 
 // Audit implements enforce.Auditor: it appends r, linked to the current
 // head of the chain.
-func (m *MemoryAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
+func (m *AuditLog) Audit(_ context.Context, r enforce.AuditRecord) error {
 	raw, err := enforce.CanonicalAudit(r)
 	if err != nil {
 		return err
@@ -69,7 +62,7 @@ func (m *MemoryAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
 	e := enforce.AuditEntry{ID: strconv.FormatInt(ms, 10) + "-" + strconv.FormatInt(m.seq, 10), Prev: m.head, Raw: raw}
 	e.Hash = enforce.AuditChainHash(e.Prev, raw)
 	m.head = e.Hash
-	m.entries = append(m.entries, memoryAuditEntry{e, now})
+	m.entries = append(m.entries, auditEntry{e, now})
 	if n := m.opts.MaxLen; n > 0 && int64(len(m.entries)) > n {
 		m.entries = slices.Delete(m.entries, 0, len(m.entries)-int(n))
 	}
@@ -86,7 +79,7 @@ func (m *MemoryAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
 
 // ReadAudit implements enforce.AuditReader: the records matching f, oldest
 // first; with f.Limit > 0, the most recent Limit of them.
-func (m *MemoryAudit) ReadAudit(_ context.Context, f enforce.AuditFilter) ([]enforce.AuditRecord, error) {
+func (m *AuditLog) ReadAudit(_ context.Context, f enforce.AuditFilter) ([]enforce.AuditRecord, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []enforce.AuditRecord
@@ -108,7 +101,7 @@ func (m *MemoryAudit) ReadAudit(_ context.Context, f enforce.AuditFilter) ([]enf
 }
 
 // VerifyAudit implements enforce.AuditLog.
-func (m *MemoryAudit) VerifyAudit(_ context.Context, opts ...enforce.VerifyOption) (enforce.VerifyResult, error) {
+func (m *AuditLog) VerifyAudit(_ context.Context, opts ...enforce.VerifyOption) (enforce.VerifyResult, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	v := enforce.NewAuditChainVerifier(m.head, opts)
@@ -122,7 +115,7 @@ func (m *MemoryAudit) VerifyAudit(_ context.Context, opts ...enforce.VerifyOptio
 
 // Entries returns a copy of the stored entries, oldest first, for tests and
 // for exporting the trail.
-func (m *MemoryAudit) Entries() []enforce.AuditEntry {
+func (m *AuditLog) Entries() []enforce.AuditEntry {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]enforce.AuditEntry, len(m.entries))

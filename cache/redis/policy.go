@@ -1,4 +1,4 @@
-package cache
+package redis
 
 import (
 	"context"
@@ -7,11 +7,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/callwarden/callwarden/cache/internal/wire"
 	"github.com/callwarden/callwarden/enforce"
 )
 
-// Writable implements enforce.PolicyStore: Redis is always writable.
-func (r *Redis) Writable() error { return nil }
+// Writable implements enforce.PolicyStore: Store is always writable.
+func (r *Store) Writable() error { return nil }
 
 // applyAttempts bounds how often an unconditional apply retries after
 // losing a race with another writer.
@@ -27,7 +28,7 @@ type policyCmds struct {
 	profiles, users        *redis.MapStringStringCmd
 }
 
-func (r *Redis) queuePolicyRead(p redis.Pipeliner) *policyCmds {
+func (r *Store) queuePolicyRead(p redis.Pipeliner) *policyCmds {
 	return &policyCmds{
 		schema:    p.Get(context.Background(), r.Key(KeySchema)),
 		gen:       p.Get(context.Background(), r.Key(KeyGeneration)),
@@ -38,7 +39,7 @@ func (r *Redis) queuePolicyRead(p redis.Pipeliner) *policyCmds {
 }
 
 // decode turns the replies into a policy, checking the schema.
-func (c *policyCmds) decode(r *Redis) (enforce.Policy, uint64, error) {
+func (c *policyCmds) decode(r *Store) (enforce.Policy, uint64, error) {
 	str := func(cmd *redis.StringCmd) (string, error) {
 		v, err := cmd.Result()
 		if errors.Is(err, redis.Nil) {
@@ -73,7 +74,7 @@ func (c *policyCmds) decode(r *Redis) (enforce.Policy, uint64, error) {
 	if err != nil {
 		return enforce.Policy{}, 0, r.wrap("read protected", err)
 	}
-	p, ignored, err := decodePolicy(profiles, users, prot)
+	p, ignored, err := wire.DecodePolicy(profiles, users, prot)
 	if err != nil {
 		return enforce.Policy{}, 0, err
 	}
@@ -86,7 +87,7 @@ func (c *policyCmds) decode(r *Redis) (enforce.Policy, uint64, error) {
 // of that generation. Profiles come sorted by name, users by id. An empty
 // store returns an empty policy at generation 0. Errors:
 // enforce.ErrUnavailable, enforce.ErrSchemaVersion, enforce.ErrCorrupt.
-func (r *Redis) Policy(ctx context.Context) (enforce.Policy, uint64, error) {
+func (r *Store) Policy(ctx context.Context) (enforce.Policy, uint64, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	var cmds *policyCmds
@@ -112,8 +113,8 @@ func (r *Redis) Policy(ctx context.Context) (enforce.Policy, uint64, error) {
 // new generation on ChannelChanges; a failed publish is only logged
 // (Loaders' periodic check catches up). Errors also:
 // enforce.ErrUnavailable, enforce.ErrSchemaVersion, enforce.ErrCorrupt.
-func (r *Redis) ApplyPolicy(ctx context.Context, p enforce.Policy, pre enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
-	n, enc, err := normalize(p)
+func (r *Store) ApplyPolicy(ctx context.Context, p enforce.Policy, pre enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
+	n, enc, err := wire.Normalize(p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
 	}
@@ -147,9 +148,9 @@ func (r *Redis) ApplyPolicy(ctx context.Context, p enforce.Policy, pre enforce.P
 			var incr *redis.IntCmd
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.Set(ctx, r.Key(KeySchema), SchemaVersion, 0)
-				r.queueHashChanges(ctx, p, KeyProfiles, enc.profiles, diff.AddedProfiles, diff.ChangedProfiles, diff.RemovedProfiles)
-				r.queueHashChanges(ctx, p, KeyUsers, enc.users, diff.AddedUsers, diff.ChangedUsers, diff.RemovedUsers)
-				p.Set(ctx, r.Key(KeyProtected), enc.protected, 0)
+				r.queueHashChanges(ctx, p, KeyProfiles, enc.Profiles, diff.AddedProfiles, diff.ChangedProfiles, diff.RemovedProfiles)
+				r.queueHashChanges(ctx, p, KeyUsers, enc.Users, diff.AddedUsers, diff.ChangedUsers, diff.RemovedUsers)
+				p.Set(ctx, r.Key(KeyProtected), enc.Protected, 0)
 				incr = p.Incr(ctx, r.Key(KeyGeneration))
 				// WATCH holds the generation: the new one is curGen+1.
 				r.queueChangelog(ctx, p, curGen+1, diff)
@@ -183,7 +184,7 @@ func (r *Redis) ApplyPolicy(ctx context.Context, p enforce.Policy, pre enforce.P
 
 // queueHashChanges writes the added and changed entries of a hash and
 // deletes the removed ones.
-func (r *Redis) queueHashChanges(ctx context.Context, p redis.Pipeliner, key string, enc map[string]string, added, changed, removed []string) {
+func (r *Store) queueHashChanges(ctx context.Context, p redis.Pipeliner, key string, enc map[string]string, added, changed, removed []string) {
 	args := make([]any, 0, 2*min(hsetChunk, len(added)+len(changed)))
 	flush := func() {
 		if len(args) > 0 {
