@@ -44,7 +44,7 @@ func rec(i int) enforce.AuditRecord {
 func TestAsyncAuditor(t *testing.T) {
 	t.Run("records are written in order into one intact chain", func(t *testing.T) {
 		mem := memory.NewAuditLog(memory.AuditOptions{})
-		a := cache.NewAsyncAuditor(mem, cache.AsyncAuditOptions{BatchSize: 7})
+		a := running(cache.NewAsyncAuditor(mem, cache.AsyncAuditOptions{BatchSize: 7}))
 		var wg sync.WaitGroup
 		for w := range 4 {
 			wg.Add(1)
@@ -70,7 +70,7 @@ func TestAsyncAuditor(t *testing.T) {
 	})
 	t.Run("a full queue drops and counts, without waiting", func(t *testing.T) {
 		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{}), gate: make(chan struct{})}
-		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{QueueSize: 4, BatchSize: 1})
+		a := running(cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{QueueSize: 4, BatchSize: 1}))
 		var dropped int
 		start := time.Now()
 		for i := range 20 {
@@ -98,7 +98,7 @@ func TestAsyncAuditor(t *testing.T) {
 	t.Run("a transient store failure is retried", func(t *testing.T) {
 		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{})}
 		g.fails.Store(3)
-		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{})
+		a := running(cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{}))
 		for i := range 10 {
 			if err := a.Audit(context.Background(), rec(i)); err != nil {
 				t.Fatal(err)
@@ -114,7 +114,7 @@ func TestAsyncAuditor(t *testing.T) {
 	t.Run("a store down for longer than RetryFor loses the batch, counted", func(t *testing.T) {
 		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{})}
 		g.fails.Store(1 << 40)
-		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{RetryFor: 100 * time.Millisecond})
+		a := running(cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{RetryFor: 100 * time.Millisecond}))
 		for i := range 5 {
 			_ = a.Audit(context.Background(), rec(i))
 		}
@@ -128,7 +128,7 @@ func TestAsyncAuditor(t *testing.T) {
 	})
 	t.Run("close gives up at its deadline and says what it dropped", func(t *testing.T) {
 		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{}), gate: make(chan struct{})}
-		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{BatchSize: 1})
+		a := running(cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{BatchSize: 1}))
 		for i := range 3 {
 			if err := a.Audit(context.Background(), rec(i)); err != nil {
 				t.Fatal(err)

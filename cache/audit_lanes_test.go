@@ -39,8 +39,8 @@ func TestAsyncAuditorLanes(t *testing.T) {
 	t.Run("a flood of HTTP checks cannot take the capacity reserved for the PBX", func(t *testing.T) {
 		core, logs := observer.New(zap.WarnLevel)
 		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{}), gate: make(chan struct{})}
-		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{QueueSize: 8, PBXQueueSize: 4, BatchSize: 1,
-			CallTimeout: time.Minute, Logger: zap.New(core)})
+		a := running(cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{QueueSize: 8, PBXQueueSize: 4, BatchSize: 1,
+			CallTimeout: time.Minute, Logger: zap.New(core)}))
 		httpLane, pbxLane := a.Lane(cache.LaneHTTP), a.Lane(cache.LanePBX)
 		ctx := context.Background()
 		var httpDropped uint64
@@ -124,7 +124,7 @@ func TestAsyncAuditorLanes(t *testing.T) {
 	t.Run("a store that cannot be written makes the auditor not ready until a write succeeds", func(t *testing.T) {
 		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{})}
 		g.fails.Store(1 << 40)
-		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{RetryFor: time.Minute})
+		a := running(cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{RetryFor: time.Minute}))
 		if err := a.Ready(); err != nil {
 			t.Fatalf("Ready = %v before any write", err)
 		}

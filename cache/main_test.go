@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/callwarden/callwarden/cache"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -15,4 +17,10 @@ func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// running starts a's Run, which returns once a is closed.
+func running(a *cache.AsyncAuditor) *cache.AsyncAuditor {
+	go func() { _ = a.Run(context.Background()) }()
+	return a
 }

@@ -306,6 +306,7 @@ func BenchmarkAuditAppend(b *testing.B) {
 func BenchmarkAuditAsync(b *testing.B) {
 	r := newRedisStore(b, suite.Lab(b), func(o *redisstore.Options) { o.Audit.MaxLen = 100_000 })
 	a := cache.NewAsyncAuditor(r, cache.AsyncAuditOptions{QueueSize: 1 << 20})
+	go func() { _ = a.Run(context.Background()) }()
 	rec := enforce.AuditRecord{Time: time.Now(), Source: "asterisk", User: "alice", Action: "monitor.listen",
 		Target: "carol", Queue: "sales", Decision: "allow", Reason: "granted", Caller: "+33 1 23 45 ** **",
 		PBX: "pbx1", Channels: []string{"PJSIP/1001-0000002a", "PJSIP/2001-0000002b"}}

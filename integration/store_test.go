@@ -479,6 +479,7 @@ func TestAsyncAuditorsOfTwoDaemonsKeepOneChain(t *testing.T) {
 	auditors := make([]*cache.AsyncAuditor, len(stores))
 	for i, st := range stores {
 		auditors[i] = cache.NewAsyncAuditor(st, cache.AsyncAuditOptions{QueueSize: each, BatchSize: 64})
+		go func() { _ = auditors[i].Run(context.Background()) }()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

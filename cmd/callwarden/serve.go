@@ -289,6 +289,9 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 			DegradedFor:  cfg.Audit.PBXDropUnreadyFor,
 			Logger:       logger,
 		})
+		// It writes until a.audit.Close at shutdown, on a context that
+		// outlives ctx so that Close can still flush.
+		go func() { _ = a.audit.Run(context.WithoutCancel(ctx)) }()
 		decisionAudit, pbxAudit = a.audit.Lane(cache.LaneHTTP), a.audit.Lane(cache.LanePBX)
 		ready = allReady(a.loader.Ready, a.audit.Ready)
 		if err := registerAuditMetrics(a.reg, a.audit); err != nil {
