@@ -16,8 +16,8 @@ import (
 // NewSnapshot(p).Patch(pt) hold the same policy.
 func (pt PolicyPatch) Apply(p Policy) Policy {
 	out := Policy{Profiles: slices.Clone(p.Profiles), Users: slices.Clone(p.Users), Protected: p.Protected}
-	out.Profiles = putEntries(out.Profiles, pt.Profiles, pt.RemovedProfiles, func(pr Profile) string { return pr.Name })
-	out.Users = putEntries(out.Users, pt.Users, pt.RemovedUsers, func(u User) string { return u.ID })
+	out.Profiles = putEntries(out.Profiles, pt.Profiles, pt.RemovedProfiles, profileName)
+	out.Users = putEntries(out.Users, pt.Users, pt.RemovedUsers, userID)
 	if pt.Protected != nil {
 		out.Protected = *pt.Protected
 	}
@@ -85,48 +85,41 @@ func nameSet(lists ...[]string) map[string]bool {
 func (s *Snapshot) PatchDiff(p PolicyPatch) (PolicyDiff, PolicyPatch) {
 	var d PolicyDiff
 	var eff PolicyPatch
-	for _, pr := range p.Profiles {
-		old, ok := s.Profile(pr.Name)
-		switch {
-		case !ok:
-			d.AddedProfiles = append(d.AddedProfiles, pr.Name)
-		case !ProfilesEqual(old, pr):
-			d.ChangedProfiles = append(d.ChangedProfiles, pr.Name)
-		default:
-			continue
-		}
-		eff.Profiles = append(eff.Profiles, pr)
-	}
-	for _, name := range p.RemovedProfiles {
-		if _, ok := s.Profile(name); ok {
-			d.RemovedProfiles = append(d.RemovedProfiles, name)
-			eff.RemovedProfiles = append(eff.RemovedProfiles, name)
-		}
-	}
-	for _, u := range p.Users {
-		old, ok := s.User(u.ID)
-		switch {
-		case !ok:
-			d.AddedUsers = append(d.AddedUsers, u.ID)
-		case !UsersEqual(old, u):
-			d.ChangedUsers = append(d.ChangedUsers, u.ID)
-		default:
-			continue
-		}
-		eff.Users = append(eff.Users, u)
-	}
-	for _, id := range p.RemovedUsers {
-		if _, ok := s.User(id); ok {
-			d.RemovedUsers = append(d.RemovedUsers, id)
-			eff.RemovedUsers = append(eff.RemovedUsers, id)
-		}
-	}
+	eff.Profiles, eff.RemovedProfiles, d.AddedProfiles, d.ChangedProfiles, d.RemovedProfiles =
+		patchEntries(p.Profiles, p.RemovedProfiles, s.Profile, profileName, ProfilesEqual)
+	eff.Users, eff.RemovedUsers, d.AddedUsers, d.ChangedUsers, d.RemovedUsers =
+		patchEntries(p.Users, p.RemovedUsers, s.User, userID, UsersEqual)
 	if p.Protected != nil && !protectedEqual(s.Protected(), *p.Protected) {
 		d.ProtectedChanged = true
 		eff.Protected = p.Protected
 	}
 	d.sort()
 	return d, eff
+}
+
+// patchEntries keeps, of the entries put and the keys removed, those that
+// change what lookup finds, and names them as added, changed or removed.
+func patchEntries[E any](put []E, removed []string, lookup func(string) (E, bool), key func(E) string,
+	equal func(a, b E) bool) (effPut []E, effRemoved, added, changed, gone []string) {
+	for _, e := range put {
+		old, ok := lookup(key(e))
+		switch {
+		case !ok:
+			added = append(added, key(e))
+		case !equal(old, e):
+			changed = append(changed, key(e))
+		default:
+			continue
+		}
+		effPut = append(effPut, e)
+	}
+	for _, k := range removed {
+		if _, ok := lookup(k); ok {
+			gone = append(gone, k)
+			effRemoved = append(effRemoved, k)
+		}
+	}
+	return effPut, effRemoved, added, changed, gone
 }
 
 // sort orders every list of d.
