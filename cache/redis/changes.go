@@ -55,14 +55,14 @@ for _, raw in ipairs(entries) do
   if not ok or type(e) ~= 'table' or e.full then
     return {schema, gen, epoch, 'gap'}
   end
-  if e.Protected then prot = '1' end
-  if type(e.Profiles) == 'table' then
-    for _, n in ipairs(e.Profiles) do
+  if e.protected then prot = '1' end
+  if type(e.profiles) == 'table' then
+    for _, n in ipairs(e.profiles) do
       if not pset[n] then pset[n] = true; plist[#plist + 1] = n end
     end
   end
-  if type(e.Users) == 'table' then
-    for _, n in ipairs(e.Users) do
+  if type(e.users) == 'table' then
+    for _, n in ipairs(e.users) do
       if not uset[n] then uset[n] = true; ulist[#ulist + 1] = n end
     end
   end
