@@ -51,16 +51,6 @@ func (l AuditLane) String() string {
 	return fmt.Sprintf("lane(%d)", int(l))
 }
 
-// BatchAuditor is an Auditor that appends several records in one round
-// trip, in order (Redis chains them in Go and appends them in one script
-// call).
-type BatchAuditor interface {
-	enforce.Auditor
-	// AuditBatch appends recs in order and returns how many were
-	// appended: on error, recs[:n] are stored and recs[n:] are not.
-	AuditBatch(ctx context.Context, recs []enforce.AuditRecord) (int, error)
-}
-
 // AsyncAuditOptions configure an AsyncAuditor; zero values take defaults.
 type AsyncAuditOptions struct {
 	// QueueSize bounds the records waiting in the HTTP lane (default
@@ -96,20 +86,21 @@ type AsyncAuditOptions struct {
 // a dropped record changes no decision; the PBX adapters refuse an allow
 // they cannot audit, which is why a flood of HTTP checks must never fill
 // the PBX lane. Within a lane records keep their order; across lanes the
-// chain order is the order the writer took them (PBX first). Close
-// flushes what is queued within its context's deadline.
+// chain order is the order the writer took them (PBX first). Run writes;
+// Close flushes what is queued within its context's deadline.
 type AsyncAuditor struct {
 	next  enforce.Auditor
-	batch BatchAuditor // next, when it can batch
+	batch enforce.BatchAuditor // next, when it can batch
 	opts  AsyncAuditOptions
 	log   *zap.Logger
 
-	// mu guards closed and sending on the lanes: Audit holds it shared,
-	// Close exclusively, so no record is queued after the writer's last
-	// drain.
-	mu     sync.RWMutex
-	closed bool
-	q      [numLanes]chan enforce.AuditRecord
+	// mu guards closed, started and sending on the lanes: Audit holds it
+	// shared, Close exclusively, so no record is queued after the
+	// writer's last drain.
+	mu      sync.RWMutex
+	closed  bool
+	started bool
+	q       [numLanes]chan enforce.AuditRecord
 
 	dropped [numLanes]atomic.Uint64
 	written atomic.Uint64
@@ -128,8 +119,8 @@ type AsyncAuditor struct {
 	writerDone, done chan struct{}
 }
 
-// NewAsyncAuditor starts the writer goroutine in front of next; Close
-// stops it.
+// NewAsyncAuditor returns an auditor in front of next. It starts nothing:
+// records queue until Run writes them; Close stops it.
 func NewAsyncAuditor(next enforce.Auditor, opts AsyncAuditOptions) *AsyncAuditor {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 8192
@@ -156,11 +147,56 @@ func NewAsyncAuditor(next enforce.Auditor, opts AsyncAuditOptions) *AsyncAuditor
 		writerDone: make(chan struct{}), done: make(chan struct{})}
 	a.q[LaneHTTP] = make(chan enforce.AuditRecord, opts.QueueSize)
 	a.q[LanePBX] = make(chan enforce.AuditRecord, opts.PBXQueueSize)
-	a.batch, _ = next.(BatchAuditor)
+	a.batch, _ = next.(enforce.BatchAuditor)
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	go a.run()
-	go a.reportDrops()
 	return a
+}
+
+// Run writes the queued records, one batch at a time, and reports drops,
+// until Close has been called and the queues are written (or Close gave
+// up), then returns nil. When ctx is done first, it stops as a Close
+// whose deadline has passed: it accepts no more records, aborts the write
+// in progress and drops (and counts) what is still queued. A second call,
+// or a call after Close, returns nil at once.
+func (a *AsyncAuditor) Run(ctx context.Context) error {
+	if !a.start() {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() {
+		a.stopAccepting()
+		a.cancel()
+	})
+	defer stop()
+	a.work()
+	return nil
+}
+
+// start reports whether the caller is the first to start the writer.
+func (a *AsyncAuditor) start() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	first := !a.started
+	a.started = true
+	return first
+}
+
+// work runs the writer and the drop reporter until both have stopped.
+func (a *AsyncAuditor) work() {
+	go a.reportDrops()
+	a.run()
+	<-a.done
+}
+
+// stopAccepting closes the lanes, once: the writer drains them and stops.
+func (a *AsyncAuditor) stopAccepting() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.closed {
+		a.closed = true
+		for _, q := range a.q {
+			close(q)
+		}
+	}
 }
 
 // Audit implements enforce.Auditor on the HTTP lane: it queues r without
@@ -263,18 +299,15 @@ func (a *AsyncAuditor) Ready() error {
 	return nil
 }
 
-// Close stops accepting records and waits until the queue is written or
-// ctx ends; records still unwritten then are dropped and counted, and the
-// error says how many. It is safe to call more than once.
+// Close stops accepting records and waits until the queue is written (by
+// Run, or by Close itself when Run was never called) or ctx ends; records
+// still unwritten then are dropped and counted, and the error says how
+// many. It is safe to call more than once.
 func (a *AsyncAuditor) Close(ctx context.Context) error {
-	a.mu.Lock()
-	if !a.closed {
-		a.closed = true
-		for _, q := range a.q {
-			close(q)
-		}
+	if a.start() {
+		go a.work()
 	}
-	a.mu.Unlock()
+	a.stopAccepting()
 	before := a.Dropped()
 	select {
 	case <-a.done:

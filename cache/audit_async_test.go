@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 )
 
-// gatedAudit is a MemoryAudit whose writes can be held, or failed.
+// gatedAudit is a memory.AuditLog whose writes can be held, or failed.
 type gatedAudit struct {
-	*cache.MemoryAudit
+	*memory.AuditLog
 	gate  chan struct{} // writes wait for it while it is open (non-nil)
 	fails atomic.Int64  // the next n writes fail
 }
@@ -32,7 +33,7 @@ func (g *gatedAudit) Audit(ctx context.Context, r enforce.AuditRecord) error {
 	if g.fails.Add(-1) >= 0 {
 		return fmt.Errorf("dial: %w", enforce.ErrUnavailable)
 	}
-	return g.MemoryAudit.Audit(ctx, r)
+	return g.AuditLog.Audit(ctx, r)
 }
 
 func rec(i int) enforce.AuditRecord {
@@ -42,8 +43,8 @@ func rec(i int) enforce.AuditRecord {
 
 func TestAsyncAuditor(t *testing.T) {
 	t.Run("records are written in order into one intact chain", func(t *testing.T) {
-		mem := cache.NewMemoryAudit(cache.AuditOptions{})
-		a := cache.NewAsyncAuditor(mem, cache.AsyncAuditOptions{BatchSize: 7})
+		mem := memory.NewAuditLog(memory.AuditOptions{})
+		a := running(cache.NewAsyncAuditor(mem, cache.AsyncAuditOptions{BatchSize: 7}))
 		var wg sync.WaitGroup
 		for w := range 4 {
 			wg.Add(1)
@@ -60,7 +61,7 @@ func TestAsyncAuditor(t *testing.T) {
 		if err := a.Close(testContext(t)); err != nil {
 			t.Fatal(err)
 		}
-		if res := cache.VerifyEntries(mem.Entries()); !res.OK() || res.Checked != 1000 {
+		if res := enforce.VerifyEntries(mem.Entries()); !res.OK() || res.Checked != 1000 {
 			t.Fatalf("chain after flush: %+v", res)
 		}
 		if a.Written() != 1000 || a.Dropped() != 0 {
@@ -68,8 +69,8 @@ func TestAsyncAuditor(t *testing.T) {
 		}
 	})
 	t.Run("a full queue drops and counts, without waiting", func(t *testing.T) {
-		g := &gatedAudit{MemoryAudit: cache.NewMemoryAudit(cache.AuditOptions{}), gate: make(chan struct{})}
-		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{QueueSize: 4, BatchSize: 1})
+		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{}), gate: make(chan struct{})}
+		a := running(cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{QueueSize: 4, BatchSize: 1}))
 		var dropped int
 		start := time.Now()
 		for i := range 20 {
@@ -95,9 +96,9 @@ func TestAsyncAuditor(t *testing.T) {
 		}
 	})
 	t.Run("a transient store failure is retried", func(t *testing.T) {
-		g := &gatedAudit{MemoryAudit: cache.NewMemoryAudit(cache.AuditOptions{})}
+		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{})}
 		g.fails.Store(3)
-		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{})
+		a := running(cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{}))
 		for i := range 10 {
 			if err := a.Audit(context.Background(), rec(i)); err != nil {
 				t.Fatal(err)
@@ -106,14 +107,14 @@ func TestAsyncAuditor(t *testing.T) {
 		if err := a.Close(testContext(t)); err != nil {
 			t.Fatal(err)
 		}
-		if res := cache.VerifyEntries(g.Entries()); !res.OK() || res.Checked != 10 || a.Dropped() != 0 {
+		if res := enforce.VerifyEntries(g.Entries()); !res.OK() || res.Checked != 10 || a.Dropped() != 0 {
 			t.Fatalf("after retries: %+v, dropped %d", res, a.Dropped())
 		}
 	})
 	t.Run("a store down for longer than RetryFor loses the batch, counted", func(t *testing.T) {
-		g := &gatedAudit{MemoryAudit: cache.NewMemoryAudit(cache.AuditOptions{})}
+		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{})}
 		g.fails.Store(1 << 40)
-		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{RetryFor: 100 * time.Millisecond})
+		a := running(cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{RetryFor: 100 * time.Millisecond}))
 		for i := range 5 {
 			_ = a.Audit(context.Background(), rec(i))
 		}
@@ -126,8 +127,8 @@ func TestAsyncAuditor(t *testing.T) {
 		}
 	})
 	t.Run("close gives up at its deadline and says what it dropped", func(t *testing.T) {
-		g := &gatedAudit{MemoryAudit: cache.NewMemoryAudit(cache.AuditOptions{}), gate: make(chan struct{})}
-		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{BatchSize: 1})
+		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{}), gate: make(chan struct{})}
+		a := running(cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{BatchSize: 1}))
 		for i := range 3 {
 			if err := a.Audit(context.Background(), rec(i)); err != nil {
 				t.Fatal(err)

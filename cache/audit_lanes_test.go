@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 )
 
@@ -37,9 +38,9 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestAsyncAuditorLanes(t *testing.T) {
 	t.Run("a flood of HTTP checks cannot take the capacity reserved for the PBX", func(t *testing.T) {
 		core, logs := observer.New(zap.WarnLevel)
-		g := &gatedAudit{MemoryAudit: cache.NewMemoryAudit(cache.AuditOptions{}), gate: make(chan struct{})}
-		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{QueueSize: 8, PBXQueueSize: 4, BatchSize: 1,
-			CallTimeout: time.Minute, Logger: zap.New(core)})
+		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{}), gate: make(chan struct{})}
+		a := running(cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{QueueSize: 8, PBXQueueSize: 4, BatchSize: 1,
+			CallTimeout: time.Minute, Logger: zap.New(core)}))
 		httpLane, pbxLane := a.Lane(cache.LaneHTTP), a.Lane(cache.LanePBX)
 		ctx := context.Background()
 		var httpDropped uint64
@@ -99,7 +100,7 @@ func TestAsyncAuditorLanes(t *testing.T) {
 			t.Fatal(err)
 		}
 		entries := g.Entries()
-		if res := cache.VerifyEntries(entries); !res.OK() {
+		if res := enforce.VerifyEntries(entries); !res.OK() {
 			t.Fatalf("chain: %+v", res)
 		}
 		var httpBeforeLastPBX, pbx int
@@ -121,9 +122,9 @@ func TestAsyncAuditorLanes(t *testing.T) {
 		}
 	})
 	t.Run("a store that cannot be written makes the auditor not ready until a write succeeds", func(t *testing.T) {
-		g := &gatedAudit{MemoryAudit: cache.NewMemoryAudit(cache.AuditOptions{})}
+		g := &gatedAudit{AuditLog: memory.NewAuditLog(memory.AuditOptions{})}
 		g.fails.Store(1 << 40)
-		a := cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{RetryFor: time.Minute})
+		a := running(cache.NewAsyncAuditor(g, cache.AsyncAuditOptions{RetryFor: time.Minute}))
 		if err := a.Ready(); err != nil {
 			t.Fatalf("Ready = %v before any write", err)
 		}

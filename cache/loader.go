@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/callwarden/callwarden/cache/internal/wire"
 	"github.com/callwarden/callwarden/enforce"
 )
 
@@ -23,7 +24,7 @@ var ErrStale = errors.New("snapshot is stale")
 
 // ErrUnloadable is wrapped by Loader.Ready and by load errors when the
 // store answers but its current generation cannot be turned into a
-// snapshot: an entry that does not decode (ErrCorrupt), a schema this
+// snapshot: an entry that does not decode (enforce.ErrCorrupt), a schema this
 // version does not know, or a policy that does not validate (a user on a
 // missing profile). The snapshot kept is no longer the store's, so it ages
 // toward the staleness bound exactly as if the store were unreachable.
@@ -34,8 +35,8 @@ var ErrUnloadable = errors.New("store generation cannot be loaded")
 var errInvalidStored = errors.New("invalid policy")
 
 // UnloadableError says which store generation could not be loaded and
-// why. It matches ErrUnloadable and unwraps to the cause (ErrCorrupt,
-// ErrSchemaVersion, a validation error).
+// why. It matches ErrUnloadable and unwraps to the cause (enforce.ErrCorrupt,
+// enforce.ErrSchemaVersion, a validation error).
 type UnloadableError struct {
 	// Gen is the store's generation that failed to load (0: not known).
 	Gen uint64
@@ -71,9 +72,9 @@ func LoadFailureCause(err error) string {
 	switch {
 	case err == nil:
 		return ""
-	case errors.Is(err, ErrSchemaVersion):
+	case errors.Is(err, enforce.ErrSchemaVersion):
 		return CauseSchema
-	case errors.Is(err, ErrCorrupt):
+	case errors.Is(err, enforce.ErrCorrupt):
 		return CauseCorrupt
 	case errors.Is(err, errInvalidStored):
 		return CauseInvalid
@@ -96,12 +97,12 @@ type LoaderOptions struct {
 	Watch func(ctx context.Context) (<-chan uint64, error)
 	// Incremental, when set, lets the Loader follow changes by patching
 	// its snapshot with what the store's change log says changed
-	// (IncrementalSource.Changes), instead of reading and compiling the
+	// (enforce.ChangeSource.Changes), instead of reading and compiling the
 	// whole policy: a one-user change then costs what it touches. It
 	// falls back to a full load when the log has a gap, the store's epoch
 	// changed or its generation went backwards, or the patch does not
 	// apply. Full loads use its PolicyVersion rather than Store.Policy.
-	Incremental IncrementalSource
+	Incremental enforce.ChangeSource
 	// Generation returns the store's current generation, cheaply. It is
 	// called every PollInterval to catch missed notifications and to prove
 	// the store is reachable. Nil: the Loader polls with Store.Policy.
@@ -168,7 +169,7 @@ type Loader struct {
 	reloadMu sync.Mutex
 	// version is the store version of the snapshot in holder (with
 	// Incremental).
-	version Version
+	version enforce.Version
 }
 
 // NewLoader checks opts and returns a Loader; call Run to start it.
@@ -343,7 +344,7 @@ func (l *Loader) watch(ctx context.Context, notes chan uint64, checkNow chan str
 		default:
 		}
 		for gen := range ch {
-			notify(notes, gen)
+			wire.Notify(notes, gen)
 		}
 		if ctx.Err() == nil {
 			l.log.Warn("change notifications lost; resubscribing")
@@ -386,7 +387,7 @@ func (l *Loader) check(ctx context.Context) {
 }
 
 // update brings the snapshot to the store's generation: by patching it
-// with the store's change log when the Loader has an IncrementalSource,
+// with the store's change log when the Loader has an enforce.ChangeSource,
 // otherwise (or when the log cannot) by a full Reload.
 func (l *Loader) update(ctx context.Context) error {
 	if l.opts.Incremental == nil {
@@ -403,11 +404,11 @@ func (l *Loader) update(ctx context.Context) error {
 	cctx, cancel := l.callContext(ctx)
 	patch, v, err := l.opts.Incremental.Changes(cctx, l.version)
 	cancel()
-	if err != nil && !errors.Is(err, ErrChangelogGap) {
+	if err != nil && !errors.Is(err, enforce.ErrChangelogGap) {
 		l.reloadMu.Unlock()
 		return l.reloaded(l.storeGen.Load(), start, l.loadError(l.storeGen.Load(), fmt.Errorf("read changes: %w", err)))
 	}
-	if errors.Is(err, ErrChangelogGap) {
+	if errors.Is(err, enforce.ErrChangelogGap) {
 		l.reloadMu.Unlock()
 		l.log.Info("change log cannot bring the snapshot forward; loading the whole policy", zap.Error(err))
 		return l.Reload(ctx)
@@ -448,7 +449,7 @@ func (l *Loader) Reload(ctx context.Context) error {
 	cctx, cancel := l.callContext(ctx)
 	var (
 		p   enforce.Policy
-		v   Version
+		v   enforce.Version
 		err error
 	)
 	if l.opts.Incremental != nil {

@@ -11,14 +11,15 @@ import (
 	"time"
 
 	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/cache/storetest"
 	"github.com/callwarden/callwarden/enforce"
 )
 
-// flakyStore is a Memory store that can be made unreachable, or made to
+// flakyStore is a memory.Store that can be made unreachable, or made to
 // serve a given policy, and counts full reads.
 type flakyStore struct {
-	*cache.Memory
+	*memory.Store
 	down   atomic.Bool
 	reads  atomic.Int64
 	served atomic.Pointer[enforce.Policy]
@@ -29,7 +30,7 @@ func (f *flakyStore) Policy(ctx context.Context) (enforce.Policy, uint64, error)
 	if f.down.Load() {
 		return enforce.Policy{}, 0, fmt.Errorf("dial: %w", enforce.ErrUnavailable)
 	}
-	p, gen, err := f.Memory.Policy(ctx)
+	p, gen, err := f.Store.Policy(ctx)
 	if s := f.served.Load(); s != nil {
 		return *s, gen + 100, nil
 	}
@@ -40,7 +41,7 @@ func (f *flakyStore) Generation(ctx context.Context) (uint64, error) {
 	if f.down.Load() {
 		return 0, fmt.Errorf("dial: %w", enforce.ErrUnavailable)
 	}
-	gen, err := f.Memory.Generation(ctx)
+	gen, err := f.Store.Generation(ctx)
 	if f.served.Load() != nil {
 		gen += 100
 	}
@@ -94,8 +95,8 @@ func startLoader(t *testing.T, opts cache.LoaderOptions) *cache.Loader {
 
 func newFlaky(t *testing.T) *flakyStore {
 	t.Helper()
-	f := &flakyStore{Memory: cache.NewMemory()}
-	if _, _, err := f.ApplyPolicy(testContext(t), storetest.Policy(t), 0); err != nil {
+	f := &flakyStore{Store: memory.NewStore()}
+	if _, _, err := f.ApplyPolicy(testContext(t), storetest.Policy(t), enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -139,7 +140,7 @@ func TestLoaderFollowsNotifications(t *testing.T) {
 	waitFor(t, "the first snapshot is loaded", func() bool { return l.Snapshot() != nil })
 	p := storetest.Policy(t)
 	p.Users[0].Profile = "" // alice loses her profile
-	gen, _, err := f.ApplyPolicy(testContext(t), p, 0)
+	gen, _, err := f.ApplyPolicy(testContext(t), p, enforce.Unconditionally())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func TestLoaderCatchesMissedNotificationsByPolling(t *testing.T) {
 	waitFor(t, "the first snapshot is loaded", func() bool { return l.Snapshot() != nil })
 	p := storetest.Policy(t)
 	p.Users = p.Users[1:]
-	gen, _, err := f.ApplyPolicy(testContext(t), p, 0)
+	gen, _, err := f.ApplyPolicy(testContext(t), p, enforce.Unconditionally())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +266,7 @@ func TestNewLoaderRejectsBadOptions(t *testing.T) {
 		opts cache.LoaderOptions
 	}{
 		{"no store", cache.LoaderOptions{}},
-		{"staleness shorter than the poll interval", cache.LoaderOptions{Store: cache.NewMemory(), PollInterval: time.Minute, Staleness: time.Second}},
+		{"staleness shorter than the poll interval", cache.LoaderOptions{Store: memory.NewStore(), PollInterval: time.Minute, Staleness: time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -306,7 +307,7 @@ func TestLoaderMeasuresStalenessFromWhenTheCallWasSent(t *testing.T) {
 			clock.Advance(20 * time.Second) // the reply takes 20s to come back
 			f.down.Store(true)              // and the store is gone after it
 		}
-		return f.Memory.Generation(ctx)
+		return f.Store.Generation(ctx)
 	}
 	l, err := cache.NewLoader(cache.LoaderOptions{Store: f, Generation: gen, PollInterval: time.Millisecond,
 		Staleness: 30 * time.Second, Now: clock.Now})
@@ -332,25 +333,25 @@ func TestLoaderMeasuresStalenessFromWhenTheCallWasSent(t *testing.T) {
 	}
 }
 
-// countingSource counts full and incremental reads of a Memory store.
+// countingSource counts full and incremental reads of a memory.Store.
 type countingSource struct {
-	*cache.Memory
+	*memory.Store
 	full, incr atomic.Int64
 }
 
-func (c *countingSource) PolicyVersion(ctx context.Context) (enforce.Policy, cache.Version, error) {
+func (c *countingSource) PolicyVersion(ctx context.Context) (enforce.Policy, enforce.Version, error) {
 	c.full.Add(1)
-	return c.Memory.PolicyVersion(ctx)
+	return c.Store.PolicyVersion(ctx)
 }
 
-func (c *countingSource) Changes(ctx context.Context, since cache.Version) (enforce.PolicyPatch, cache.Version, error) {
+func (c *countingSource) Changes(ctx context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
 	c.incr.Add(1)
-	return c.Memory.Changes(ctx, since)
+	return c.Store.Changes(ctx, since)
 }
 
 func TestLoaderFollowsChangesIncrementally(t *testing.T) {
-	src := &countingSource{Memory: cache.NewMemory()}
-	if _, _, err := src.ApplyPolicy(testContext(t), storetest.Policy(t), 0); err != nil {
+	src := &countingSource{Store: memory.NewStore()}
+	if _, _, err := src.ApplyPolicy(testContext(t), storetest.Policy(t), enforce.Unconditionally()); err != nil {
 		t.Fatal(err)
 	}
 	l := startLoader(t, cache.LoaderOptions{Store: src, Incremental: src, Watch: src.Watch, Generation: src.Generation,
@@ -376,7 +377,7 @@ func TestLoaderFollowsChangesIncrementally(t *testing.T) {
 		}
 	})
 	t.Run("a change too large for the log falls back to a full read", func(t *testing.T) {
-		gen, _, err := src.ApplyPolicy(testContext(t), storetest.BigPolicy(t, 1200), 0)
+		gen, _, err := src.ApplyPolicy(testContext(t), storetest.BigPolicy(t, 1200), enforce.Unconditionally())
 		if err != nil {
 			t.Fatal(err)
 		}

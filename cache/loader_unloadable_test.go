@@ -10,17 +10,18 @@ import (
 	"time"
 
 	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/cache/storetest"
 	"github.com/callwarden/callwarden/enforce"
 )
 
-// unloadableSource is a Memory store that can be made to hold, one
+// unloadableSource is a memory.Store that can be made to hold, one
 // generation ahead of its real content, a policy no callwarden can load:
 // its generation reads keep succeeding, but every read of that generation
 // (whole or through the change log) fails the way a hand-edited store
 // fails.
 type unloadableSource struct {
-	*cache.Memory
+	*memory.Store
 	// broken is the error a read of the unloadable generation fails with
 	// (nil: the store is healthy). A *patchFailure makes the change log
 	// return a patch that does not apply instead.
@@ -44,7 +45,7 @@ func (u *unloadableSource) brokenErr() error {
 
 func (u *unloadableSource) Generation(ctx context.Context) (uint64, error) {
 	u.genReads.Add(1)
-	gen, err := u.Memory.Generation(ctx)
+	gen, err := u.Store.Generation(ctx)
 	if u.brokenErr() != nil {
 		gen++
 	}
@@ -56,8 +57,8 @@ func (u *unloadableSource) Policy(ctx context.Context) (enforce.Policy, uint64, 
 	return p, v.Gen, err
 }
 
-func (u *unloadableSource) PolicyVersion(ctx context.Context) (enforce.Policy, cache.Version, error) {
-	p, v, err := u.Memory.PolicyVersion(ctx)
+func (u *unloadableSource) PolicyVersion(ctx context.Context) (enforce.Policy, enforce.Version, error) {
+	p, v, err := u.Store.PolicyVersion(ctx)
 	switch broken := u.brokenErr(); {
 	case err != nil || broken == nil:
 		return p, v, err
@@ -66,12 +67,12 @@ func (u *unloadableSource) PolicyVersion(ctx context.Context) (enforce.Policy, c
 		v.Gen++
 		return u.ghost, v, nil
 	default:
-		return enforce.Policy{}, cache.Version{}, broken
+		return enforce.Policy{}, enforce.Version{}, broken
 	}
 }
 
-func (u *unloadableSource) Changes(ctx context.Context, since cache.Version) (enforce.PolicyPatch, cache.Version, error) {
-	patch, v, err := u.Memory.Changes(ctx, since)
+func (u *unloadableSource) Changes(ctx context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
+	patch, v, err := u.Store.Changes(ctx, since)
 	switch broken := u.brokenErr(); {
 	case err != nil || broken == nil:
 		return patch, v, err
@@ -79,7 +80,7 @@ func (u *unloadableSource) Changes(ctx context.Context, since cache.Version) (en
 		v.Gen++
 		return enforce.PolicyPatch{RemovedUsers: []string{"alice"}, Users: []enforce.User{{ID: "zed", Profile: "ghost"}}}, v, nil
 	default:
-		return enforce.PolicyPatch{}, cache.Version{}, broken
+		return enforce.PolicyPatch{}, enforce.Version{}, broken
 	}
 }
 
@@ -91,7 +92,7 @@ func (u *unloadableSource) Changes(ctx context.Context, since cache.Version) (en
 // says which generation cannot be loaded, even though every generation
 // read succeeds. Fixing the store brings decisions back.
 func TestLoaderFailsClosedWhenTheStoreGenerationCannotBeLoaded(t *testing.T) {
-	corrupt := fmt.Errorf("%w: profile %q grant 0: scopes: unknown dimension %q", cache.ErrCorrupt, "newer", "regions")
+	corrupt := fmt.Errorf("%w: profile %q grant 0: scopes: unknown dimension %q", enforce.ErrCorrupt, "newer", "regions")
 	for _, tt := range []struct {
 		name        string
 		incremental bool
@@ -103,9 +104,9 @@ func TestLoaderFailsClosedWhenTheStoreGenerationCannotBeLoaded(t *testing.T) {
 		{"change log, an entry that does not decode", true, corrupt},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			src := &unloadableSource{Memory: cache.NewMemory(), ghost: storetest.Policy(t)}
+			src := &unloadableSource{Store: memory.NewStore(), ghost: storetest.Policy(t)}
 			src.ghost.Users = append(src.ghost.Users[1:], enforce.User{ID: "zed", Profile: "ghost"})
-			if _, _, err := src.ApplyPolicy(testContext(t), storetest.Policy(t), 0); err != nil {
+			if _, _, err := src.ApplyPolicy(testContext(t), storetest.Policy(t), enforce.Unconditionally()); err != nil {
 				t.Fatal(err)
 			}
 			clock := newFakeClock()

@@ -2,9 +2,25 @@ package enforce
 
 import (
 	"slices"
-	"sort"
 	"time"
 )
+
+// PolicyDiff says what an apply changed, by name.
+type PolicyDiff struct {
+	AddedProfiles    []string `json:"added_profiles,omitempty"`
+	RemovedProfiles  []string `json:"removed_profiles,omitempty"`
+	ChangedProfiles  []string `json:"changed_profiles,omitempty"`
+	AddedUsers       []string `json:"added_users,omitempty"`
+	RemovedUsers     []string `json:"removed_users,omitempty"`
+	ChangedUsers     []string `json:"changed_users,omitempty"`
+	ProtectedChanged bool     `json:"protected_changed,omitempty"`
+}
+
+// Empty reports whether the diff changes nothing.
+func (d PolicyDiff) Empty() bool {
+	return len(d.AddedProfiles)+len(d.RemovedProfiles)+len(d.ChangedProfiles)+
+		len(d.AddedUsers)+len(d.RemovedUsers)+len(d.ChangedUsers) == 0 && !d.ProtectedChanged
+}
 
 // DiffPolicies says what changes when old is replaced by new: profiles and
 // users added, removed or changed (by name and id, each list sorted), and
@@ -21,60 +37,44 @@ import (
 // a profiles file changes.
 func DiffPolicies(old, new Policy) PolicyDiff {
 	var d PolicyDiff
-	oldP := make(map[string]*Profile, len(old.Profiles))
-	for i := range old.Profiles {
-		oldP[old.Profiles[i].Name] = &old.Profiles[i]
-	}
-	newP := make(map[string]*Profile, len(new.Profiles))
-	for i := range new.Profiles {
-		newP[new.Profiles[i].Name] = &new.Profiles[i]
-	}
-	for name, np := range newP {
-		op, ok := oldP[name]
-		switch {
-		case !ok:
-			d.AddedProfiles = append(d.AddedProfiles, name)
-		case !ProfilesEqual(*op, *np):
-			d.ChangedProfiles = append(d.ChangedProfiles, name)
-		}
-	}
-	for name := range oldP {
-		if _, ok := newP[name]; !ok {
-			d.RemovedProfiles = append(d.RemovedProfiles, name)
-		}
-	}
-
-	oldU := make(map[string]*User, len(old.Users))
-	for i := range old.Users {
-		oldU[old.Users[i].ID] = &old.Users[i]
-	}
-	newU := make(map[string]*User, len(new.Users))
-	for i := range new.Users {
-		newU[new.Users[i].ID] = &new.Users[i]
-	}
-	for id, nu := range newU {
-		ou, ok := oldU[id]
-		switch {
-		case !ok:
-			d.AddedUsers = append(d.AddedUsers, id)
-		case !UsersEqual(*ou, *nu):
-			d.ChangedUsers = append(d.ChangedUsers, id)
-		}
-	}
-	for id := range oldU {
-		if _, ok := newU[id]; !ok {
-			d.RemovedUsers = append(d.RemovedUsers, id)
-		}
-	}
-	d.ProtectedChanged = !sameSet(old.Protected.Users, new.Protected.Users) ||
-		!sameSet(old.Protected.Queues, new.Protected.Queues)
-
-	for _, l := range []*[]string{&d.AddedProfiles, &d.RemovedProfiles, &d.ChangedProfiles,
-		&d.AddedUsers, &d.RemovedUsers, &d.ChangedUsers} {
-		sort.Strings(*l)
-	}
+	d.AddedProfiles, d.ChangedProfiles, d.RemovedProfiles = diffEntries(old.Profiles, new.Profiles, profileName, ProfilesEqual)
+	d.AddedUsers, d.ChangedUsers, d.RemovedUsers = diffEntries(old.Users, new.Users, userID, UsersEqual)
+	d.ProtectedChanged = !protectedEqual(old.Protected, new.Protected)
+	d.sort()
 	return d
 }
+
+// diffEntries names the entries of new that old lacks (added) or holds with
+// other content (changed), and those of old that new lacks (removed), each
+// by key, unsorted. A duplicated key counts by its last occurrence.
+func diffEntries[E any](old, new []E, key func(E) string, equal func(a, b E) bool) (added, changed, removed []string) {
+	oldByKey := make(map[string]*E, len(old))
+	for i := range old {
+		oldByKey[key(old[i])] = &old[i]
+	}
+	newByKey := make(map[string]*E, len(new))
+	for i := range new {
+		newByKey[key(new[i])] = &new[i]
+	}
+	for k, ne := range newByKey {
+		oe, ok := oldByKey[k]
+		switch {
+		case !ok:
+			added = append(added, k)
+		case !equal(*oe, *ne):
+			changed = append(changed, k)
+		}
+	}
+	for k := range oldByKey {
+		if _, ok := newByKey[k]; !ok {
+			removed = append(removed, k)
+		}
+	}
+	return added, changed, removed
+}
+
+func profileName(p Profile) string { return p.Name }
+func userID(u User) string         { return u.ID }
 
 // ProfilesEqual reports whether two profiles have the same content, with
 // the equality DiffPolicies uses.

@@ -11,32 +11,6 @@ import (
 	"github.com/callwarden/callwarden/enforce"
 )
 
-// applyPatchToPolicy is the reference meaning of a patch: the policy with
-// the entries put or removed, for NewSnapshot to compile from scratch.
-func applyPatchToPolicy(p enforce.Policy, pt enforce.PolicyPatch) enforce.Policy {
-	out := enforce.Policy{Profiles: slices.Clone(p.Profiles), Users: slices.Clone(p.Users), Protected: p.Protected}
-	for _, pr := range pt.Profiles {
-		if i := slices.IndexFunc(out.Profiles, func(x enforce.Profile) bool { return x.Name == pr.Name }); i >= 0 {
-			out.Profiles[i] = pr
-		} else {
-			out.Profiles = append(out.Profiles, pr)
-		}
-	}
-	out.Profiles = slices.DeleteFunc(out.Profiles, func(x enforce.Profile) bool { return slices.Contains(pt.RemovedProfiles, x.Name) })
-	for _, u := range pt.Users {
-		if i := slices.IndexFunc(out.Users, func(x enforce.User) bool { return x.ID == u.ID }); i >= 0 {
-			out.Users[i] = u
-		} else {
-			out.Users = append(out.Users, u)
-		}
-	}
-	out.Users = slices.DeleteFunc(out.Users, func(x enforce.User) bool { return slices.Contains(pt.RemovedUsers, x.ID) })
-	if pt.Protected != nil {
-		out.Protected = *pt.Protected
-	}
-	return out
-}
-
 // patchWorld generates small random policies and patches over a fixed pool
 // of names, so that patches often collide with what exists: identities
 // moving between users or naming a user, profiles removed while in use or
@@ -167,7 +141,7 @@ func TestPatchDecidesLikeAFreshSnapshot(t *testing.T) {
 	accepted, refused := 0, 0
 	for step := range 3000 {
 		pt := w.patch()
-		ref := applyPatchToPolicy(policy, pt)
+		ref := pt.Apply(policy)
 		want, wantErr := enforce.NewSnapshot(ref, uint64(step+2))
 		got, gotErr := cur.Patch(pt, uint64(step+2))
 		if (wantErr == nil) != (gotErr == nil) {

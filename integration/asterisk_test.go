@@ -16,7 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
 	"github.com/callwarden/callwarden/pbx/asterisk"
@@ -93,7 +93,7 @@ func decision(user, action, verdict string) func(enforce.AuditRecord) bool {
 type callwarden struct {
 	a     *asterisk.Adapter
 	audit *auditLog
-	recs  *cache.MemoryRecordings
+	recs  *memory.Recordings
 	reg   *prometheus.Registry
 	now   *clock
 }
@@ -130,7 +130,7 @@ func startCallwarden(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode) *
 // startCallwardenWith runs the Stasis application deciding from snap.
 func startCallwardenWith(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode, snap *enforce.Snapshot) *callwarden {
 	t.Helper()
-	cw := &callwarden{audit: newAuditLog(), recs: cache.NewMemoryRecordings(), reg: prometheus.NewRegistry(), now: &clock{t: labNow}}
+	cw := &callwarden{audit: newAuditLog(), recs: memory.NewRecordings(), reg: prometheus.NewRegistry(), now: &clock{t: labNow}}
 	a, err := asterisk.New(asterisk.Options{
 		URL: l.ARIURL, User: l.ARIUser, Password: l.ARIPassword, App: "callwarden", Timeout: 2 * time.Second,
 		Snapshot:   func() *enforce.Snapshot { return snap },

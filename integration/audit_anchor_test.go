@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwarden/callwarden/cache"
+	redisstore "github.com/callwarden/callwarden/cache/redis"
 	"github.com/callwarden/callwarden/enforce"
 )
 
@@ -16,7 +16,7 @@ import (
 func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 	key := []byte("anchor-key")
 	// setup fills a fresh stream with 20 records and anchors its end.
-	setup := func(t *testing.T) (*cache.Redis, func() []string, cache.AuditAnchor) {
+	setup := func(t *testing.T) (*redisstore.Store, func() []string, enforce.AuditAnchor) {
 		t.Helper()
 		l := suite.Lab(t)
 		r := newRedisStore(t, l, nil)
@@ -26,7 +26,7 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 			mustOK(t, r.Audit(testContext(t), rec))
 		}
 		ids := func() []string {
-			msgs, err := l.Redis.XRange(testContext(t), r.Key(cache.KeyAudit), "-", "+").Result()
+			msgs, err := l.Redis.XRange(testContext(t), r.Key(redisstore.KeyAudit), "-", "+").Result()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -40,16 +40,16 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 		if err != nil || !res.OK() {
 			t.Fatalf("VerifyAudit before tampering = %+v, %v", res, err)
 		}
-		a, err := cache.NewAuditAnchor(res, time.Now())
+		a, err := enforce.NewAuditAnchor(res, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		return r, ids, a.Sign(key)
 	}
-	deleteLast := func(t *testing.T, r *cache.Redis, ids []string, n int) {
+	deleteLast := func(t *testing.T, r *redisstore.Store, ids []string, n int) {
 		t.Helper()
 		l := suite.Lab(t)
-		mustOK(t, l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[len(ids)-n:]...).Err())
+		mustOK(t, l.Redis.XDel(testContext(t), r.Key(redisstore.KeyAudit), ids[len(ids)-n:]...).Err())
 	}
 	for _, n := range []int{1, 5} {
 		t.Run("deleting the last records while the head names them fails verify, naming where the stream ends", func(t *testing.T) {
@@ -71,11 +71,11 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 		all := ids()
 		deleteLast(t, r, all, 5)
 		l := suite.Lab(t)
-		last, err := l.Redis.XRevRangeN(testContext(t), r.Key(cache.KeyAudit), "+", "-", 1).Result()
+		last, err := l.Redis.XRevRangeN(testContext(t), r.Key(redisstore.KeyAudit), "+", "-", 1).Result()
 		if err != nil || len(last) != 1 {
 			t.Fatalf("last record: %v, %v", last, err)
 		}
-		mustOK(t, l.Redis.Set(testContext(t), r.Key(cache.KeyAuditHead), last[0].Values["hash"], 0).Err())
+		mustOK(t, l.Redis.Set(testContext(t), r.Key(redisstore.KeyAuditHead), last[0].Values["hash"], 0).Err())
 		// Undetectable without an external anchor: the stream and its head
 		// are consistent again.
 		if res, err := r.VerifyAudit(testContext(t)); err != nil || !res.OK() || res.Checked != 15 {
@@ -84,7 +84,7 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 		if err := anchor.Verify(key); err != nil {
 			t.Fatalf("anchor signature: %v", err)
 		}
-		res, err := r.VerifyAudit(testContext(t), cache.WithAnchor(anchor))
+		res, err := r.VerifyAudit(testContext(t), enforce.WithAnchor(anchor))
 		if err != nil || res.OK() || !strings.Contains(res.Problem, anchor.ID) {
 			t.Fatalf("VerifyAudit with the anchor = %+v, %v; want it to fail naming the anchored record %s", res, err, anchor.ID)
 		}
@@ -95,7 +95,7 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 			Decision: "deny", Reason: "out_of_scope"}); err != nil {
 			t.Fatal(err)
 		}
-		if res, err := r.VerifyAudit(testContext(t), cache.WithAnchor(anchor)); err != nil || !res.OK() || res.Checked != 21 {
+		if res, err := r.VerifyAudit(testContext(t), enforce.WithAnchor(anchor)); err != nil || !res.OK() || res.Checked != 21 {
 			t.Fatalf("VerifyAudit with the anchor = %+v, %v; want intact, 21 records", res, err)
 		}
 	})

@@ -92,7 +92,7 @@ func mustAsteriskCLI(ctx context.Context, tb testing.TB, l *lab.TestLab, command
 // mustApplyPolicy stores p unconditionally and returns its generation.
 func mustApplyPolicy(ctx context.Context, tb testing.TB, s enforce.PolicyStore, p enforce.Policy) uint64 {
 	tb.Helper()
-	gen, _, err := s.ApplyPolicy(ctx, p, 0)
+	gen, _, err := s.ApplyPolicy(ctx, p, enforce.Unconditionally())
 	if err != nil {
 		tb.Fatalf("apply policy: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/callwarden/callwarden/cache"
+	redisstore "github.com/callwarden/callwarden/cache/redis"
 	"github.com/callwarden/callwarden/cache/storetest"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
@@ -66,12 +67,12 @@ func BenchmarkApplyToEnforced(b *testing.B) {
 			b.Run("users="+strconv.Itoa(users)+"/"+change, func(b *testing.B) {
 				l := suite.Lab(b)
 				ctx := context.Background()
-				admin := newRedisStore(b, l, func(o *cache.RedisOptions) { o.CallTimeout = time.Minute })
+				admin := newRedisStore(b, l, func(o *redisstore.Options) { o.CallTimeout = time.Minute })
 				p := storetest.Policy(b)
 				if users > 4 {
 					p = storetest.BigPolicy(b, users)
 				}
-				if _, _, err := admin.ApplyPolicy(ctx, p, 0); err != nil {
+				if _, _, err := admin.ApplyPolicy(ctx, p, enforce.Unconditionally()); err != nil {
 					b.Fatal(err)
 				}
 				daemons, reloaded := enforcers(b, l)
@@ -121,12 +122,12 @@ func BenchmarkFileApplyToEnforced(b *testing.B) {
 		b.Run("users="+strconv.Itoa(users), func(b *testing.B) {
 			l := suite.Lab(b)
 			ctx := context.Background()
-			admin := newRedisStore(b, l, func(o *cache.RedisOptions) { o.CallTimeout = time.Minute })
+			admin := newRedisStore(b, l, func(o *redisstore.Options) { o.CallTimeout = time.Minute })
 			p := storetest.Policy(b)
 			if users > 4 {
 				p = storetest.BigPolicy(b, users)
 			}
-			if _, _, err := admin.ApplyPolicy(ctx, p, 0); err != nil {
+			if _, _, err := admin.ApplyPolicy(ctx, p, enforce.Unconditionally()); err != nil {
 				b.Fatal(err)
 			}
 			_, reloaded := enforcers(b, l)
@@ -139,7 +140,7 @@ func BenchmarkFileApplyToEnforced(b *testing.B) {
 					p.Users[1].Profile = ""
 				}
 				start := time.Now()
-				gen, _, err := admin.ApplyPolicy(ctx, p, 0)
+				gen, _, err := admin.ApplyPolicy(ctx, p, enforce.Unconditionally())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -201,8 +202,8 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 func BenchmarkFullReload100k(b *testing.B) {
 	l := suite.Lab(b)
 	ctx := context.Background()
-	r := newRedisStore(b, l, func(o *cache.RedisOptions) { o.CallTimeout = time.Minute })
-	if _, _, err := r.ApplyPolicy(ctx, storetest.BigPolicy(b, 100_000), 0); err != nil {
+	r := newRedisStore(b, l, func(o *redisstore.Options) { o.CallTimeout = time.Minute })
+	if _, _, err := r.ApplyPolicy(ctx, storetest.BigPolicy(b, 100_000), enforce.Unconditionally()); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("read", func(b *testing.B) {
@@ -252,8 +253,8 @@ func BenchmarkFullReload100k(b *testing.B) {
 // daemon's hot path. It should match enforce's BenchmarkDecide.
 func BenchmarkWarmDecide(b *testing.B) {
 	l := suite.Lab(b)
-	r := newRedisStore(b, l, func(o *cache.RedisOptions) { o.CallTimeout = time.Minute })
-	if _, _, err := r.ApplyPolicy(context.Background(), storetest.BigPolicy(b, 100_000), 0); err != nil {
+	r := newRedisStore(b, l, func(o *redisstore.Options) { o.CallTimeout = time.Minute })
+	if _, _, err := r.ApplyPolicy(context.Background(), storetest.BigPolicy(b, 100_000), enforce.Unconditionally()); err != nil {
 		b.Fatal(err)
 	}
 	d := startLoader(b, r, func(o *cache.LoaderOptions) { o.CallTimeout = time.Minute })
@@ -283,7 +284,7 @@ func BenchmarkWarmDecide(b *testing.B) {
 // audit stream (hashed in Go, appended by a script that checks the chain
 // head), as admin changes are audited.
 func BenchmarkAuditAppend(b *testing.B) {
-	r := newRedisStore(b, suite.Lab(b), func(o *cache.RedisOptions) { o.Audit.MaxLen = 100_000 })
+	r := newRedisStore(b, suite.Lab(b), func(o *redisstore.Options) { o.Audit.MaxLen = 100_000 })
 	rec := enforce.AuditRecord{Time: time.Now(), Source: "asterisk", User: "alice", Action: "monitor.listen",
 		Target: "carol", Queue: "sales", Decision: "allow", Reason: "granted", Caller: "+33 1 23 45 ** **",
 		PBX: "pbx1", Channels: []string{"PJSIP/1001-0000002a", "PJSIP/2001-0000002b"}}
@@ -303,8 +304,9 @@ func BenchmarkAuditAppend(b *testing.B) {
 // are dropped (dropped-%): that is the writer working as designed under a
 // load no PBX produces.
 func BenchmarkAuditAsync(b *testing.B) {
-	r := newRedisStore(b, suite.Lab(b), func(o *cache.RedisOptions) { o.Audit.MaxLen = 100_000 })
+	r := newRedisStore(b, suite.Lab(b), func(o *redisstore.Options) { o.Audit.MaxLen = 100_000 })
 	a := cache.NewAsyncAuditor(r, cache.AsyncAuditOptions{QueueSize: 1 << 20})
+	go func() { _ = a.Run(context.Background()) }()
 	rec := enforce.AuditRecord{Time: time.Now(), Source: "asterisk", User: "alice", Action: "monitor.listen",
 		Target: "carol", Queue: "sales", Decision: "allow", Reason: "granted", Caller: "+33 1 23 45 ** **",
 		PBX: "pbx1", Channels: []string{"PJSIP/1001-0000002a", "PJSIP/2001-0000002b"}}

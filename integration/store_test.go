@@ -19,20 +19,21 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callwarden/callwarden/cache"
+	redisstore "github.com/callwarden/callwarden/cache/redis"
 	"github.com/callwarden/callwarden/cache/storetest"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
 )
 
-// newRedisStore returns a cache.Redis on the lab's Redis under the test's
+// newRedisStore returns a redisstore.Store on the lab's Redis under the test's
 // own key prefix, closed when the test ends.
-func newRedisStore(tb testing.TB, l *lab.TestLab, mod func(*cache.RedisOptions)) *cache.Redis {
+func newRedisStore(tb testing.TB, l *lab.TestLab, mod func(*redisstore.Options)) *redisstore.Store {
 	tb.Helper()
-	opts := cache.RedisOptions{Addrs: []string{l.RedisAddr}, Prefix: l.KeyPrefix}
+	opts := redisstore.Options{Addrs: []string{l.RedisAddr}, Prefix: l.KeyPrefix}
 	if mod != nil {
 		mod(&opts)
 	}
-	r, err := cache.NewRedis(opts)
+	r, err := redisstore.New(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func TestRedisRecordingStoreContract(t *testing.T) {
 }
 
 func TestRedisAuditLogContract(t *testing.T) {
-	storetest.RunAuditLog(t, func(t *testing.T) cache.AuditLog {
+	storetest.RunAuditLog(t, func(t *testing.T) enforce.AuditLog {
 		return newRedisStore(t, suite.Lab(t), nil)
 	})
 }
@@ -69,7 +70,7 @@ func TestRedisIncrementalContract(t *testing.T) {
 }
 
 func TestRedisTokenStoreContract(t *testing.T) {
-	storetest.RunTokenStore(t, func(t *testing.T) cache.TokenStore {
+	storetest.RunTokenStore(t, func(t *testing.T) enforce.TokenStore {
 		return newRedisStore(t, suite.Lab(t), nil)
 	})
 }
@@ -79,24 +80,24 @@ func TestRedisRefusesAnUnknownSchemaVersion(t *testing.T) {
 	ctx := testContext(t)
 	r := newRedisStore(t, l, nil)
 	mustApplyPolicy(ctx, t, r, storetest.Policy(t))
-	mustOK(t, l.Redis.Set(ctx, r.Key(cache.KeySchema), "2", 0).Err())
-	if err := r.Check(ctx); !errors.Is(err, cache.ErrSchemaVersion) {
+	mustOK(t, l.Redis.Set(ctx, r.Key(redisstore.KeySchema), "2", 0).Err())
+	if err := r.Check(ctx); !errors.Is(err, enforce.ErrSchemaVersion) {
 		t.Fatalf("Check = %v, want ErrSchemaVersion", err)
 	}
-	if _, _, err := r.Policy(ctx); !errors.Is(err, cache.ErrSchemaVersion) {
+	if _, _, err := r.Policy(ctx); !errors.Is(err, enforce.ErrSchemaVersion) {
 		t.Fatalf("Policy = %v, want ErrSchemaVersion", err)
 	}
-	if _, err := r.Generation(ctx); !errors.Is(err, cache.ErrSchemaVersion) {
+	if _, err := r.Generation(ctx); !errors.Is(err, enforce.ErrSchemaVersion) {
 		t.Fatalf("Generation = %v, want ErrSchemaVersion", err)
 	}
-	if _, _, err := r.ApplyPolicy(ctx, storetest.Policy(t), 0); !errors.Is(err, cache.ErrSchemaVersion) {
+	if _, _, err := r.ApplyPolicy(ctx, storetest.Policy(t), enforce.Unconditionally()); !errors.Is(err, enforce.ErrSchemaVersion) {
 		t.Fatalf("ApplyPolicy = %v, want ErrSchemaVersion", err)
 	}
 }
 
 func TestRedisUnreachableIsErrUnavailable(t *testing.T) {
 	// A port nothing listens on: every call fails fast, classified once.
-	r, err := cache.NewRedis(cache.RedisOptions{Addrs: []string{"127.0.0.1:1"}, DialTimeout: 200 * time.Millisecond})
+	r, err := redisstore.New(redisstore.Options{Addrs: []string{"127.0.0.1:1"}, DialTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestRedisUnreachableIsErrUnavailable(t *testing.T) {
 	checks := map[string]error{}
 	_, _, checks["Policy"] = r.Policy(ctx)
 	_, checks["Generation"] = r.Generation(ctx)
-	_, _, checks["ApplyPolicy"] = r.ApplyPolicy(ctx, storetest.Policy(t), 0)
+	_, _, checks["ApplyPolicy"] = r.ApplyPolicy(ctx, storetest.Policy(t), enforce.Unconditionally())
 	checks["Audit"] = r.Audit(ctx, enforce.AuditRecord{Action: "monitor.listen"})
 	_, checks["Recording"] = r.Recording(ctx, "x")
 	_, checks["Watch"] = r.Watch(ctx)
@@ -117,7 +118,7 @@ func TestRedisUnreachableIsErrUnavailable(t *testing.T) {
 }
 
 // startLoader runs a Loader on store until the test ends.
-func startLoader(tb testing.TB, r *cache.Redis, mod func(*cache.LoaderOptions)) *cache.Loader {
+func startLoader(tb testing.TB, r *redisstore.Store, mod func(*cache.LoaderOptions)) *cache.Loader {
 	tb.Helper()
 	opts := cache.LoaderOptions{Store: r, Incremental: r, Watch: r.Watch, Generation: r.Generation,
 		PollInterval: 200 * time.Millisecond, Staleness: 5 * time.Second,
@@ -182,7 +183,7 @@ func TestTwoDaemonsEnforceAnApply(t *testing.T) {
 			p.Users[i].Profile = ""
 		}
 	}
-	newGen, diff, err := admin.ApplyPolicy(ctx, p, gen)
+	newGen, diff, err := admin.ApplyPolicy(ctx, p, enforce.IfGeneration(gen))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +236,7 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 	l := suite.Lab(t)
 	ctx := testContext(t)
 	const staleness = 3 * time.Second
-	fast := func(o *cache.RedisOptions) {
+	fast := func(o *redisstore.Options) {
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.CallTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond, 500*time.Millisecond
 	}
 	admin := newRedisStore(t, l, nil)
@@ -336,14 +337,14 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 }
 
 func TestRedisAuditVerifyFindsTampering(t *testing.T) {
-	fill := func(t *testing.T, l *lab.TestLab, r *cache.Redis, n int) []string {
+	fill := func(t *testing.T, l *lab.TestLab, r *redisstore.Store, n int) []string {
 		t.Helper()
 		for i := range n {
 			rec := enforce.AuditRecord{Time: decideAt.Add(time.Duration(i) * time.Second), Source: "http", User: "alice",
 				Action: "monitor.listen", Target: "carol", Decision: "allow", Reason: "granted"}
 			mustOK(t, r.Audit(testContext(t), rec))
 		}
-		msgs, err := l.Redis.XRange(testContext(t), r.Key(cache.KeyAudit), "-", "+").Result()
+		msgs, err := l.Redis.XRange(testContext(t), r.Key(redisstore.KeyAudit), "-", "+").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -368,7 +369,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		l := suite.Lab(t)
 		r := newRedisStore(t, l, nil)
 		ids := fill(t, l, r, 20)
-		mustOK(t, l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[7]).Err())
+		mustOK(t, l.Redis.XDel(testContext(t), r.Key(redisstore.KeyAudit), ids[7]).Err())
 		res, err := r.VerifyAudit(testContext(t))
 		if err != nil || res.OK() || res.FirstBad != ids[8] {
 			t.Fatalf("VerifyAudit = %+v, %v; want first bad %s", res, err, ids[8])
@@ -379,7 +380,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		l := suite.Lab(t)
 		r := newRedisStore(t, l, nil)
 		ids := fill(t, l, r, 5)
-		mustOK(t, l.Redis.XDel(testContext(t), r.Key(cache.KeyAudit), ids[4]).Err())
+		mustOK(t, l.Redis.XDel(testContext(t), r.Key(redisstore.KeyAudit), ids[4]).Err())
 		after := fill(t, l, r, 1)
 		res, err := r.VerifyAudit(testContext(t))
 		if err != nil || res.OK() || res.FirstBad != after[len(after)-1] {
@@ -393,7 +394,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 		ids := fill(t, l, r, 20)
 		// Streams are append-only: rebuild the stream under the same ids with
 		// one record's decision changed, as someone with Redis access could.
-		key := r.Key(cache.KeyAudit)
+		key := r.Key(redisstore.KeyAudit)
 		ctx := testContext(t)
 		msgs, err := l.Redis.XRange(ctx, key, "-", "+").Result()
 		if err != nil {
@@ -418,7 +419,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 
 	t.Run("a trimmed stream verifies from its first retained record", func(t *testing.T) {
 		l := suite.Lab(t)
-		r := newRedisStore(t, l, func(o *cache.RedisOptions) { o.Audit.MaxLen = 10 })
+		r := newRedisStore(t, l, func(o *redisstore.Options) { o.Audit.MaxLen = 10 })
 		fill(t, l, r, 350)
 		res, err := r.VerifyAudit(testContext(t))
 		if err != nil || !res.OK() || !res.Truncated || res.Checked >= 350 {
@@ -430,7 +431,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 
 func TestTwoDaemonsAppendToOneAuditChain(t *testing.T) {
 	l := suite.Lab(t)
-	daemons := []*cache.Redis{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
+	daemons := []*redisstore.Store{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
 	const each = 100
 	var wg sync.WaitGroup
 	errs := make([]error, len(daemons)*2)
@@ -462,12 +463,13 @@ func TestTwoDaemonsAppendToOneAuditChain(t *testing.T) {
 // one stream: every record lands, in one intact chain, after a flush.
 func TestAsyncAuditorsOfTwoDaemonsKeepOneChain(t *testing.T) {
 	l := suite.Lab(t)
-	stores := []*cache.Redis{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
+	stores := []*redisstore.Store{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
 	const each = 2000
 	var wg sync.WaitGroup
 	auditors := make([]*cache.AsyncAuditor, len(stores))
 	for i, st := range stores {
 		auditors[i] = cache.NewAsyncAuditor(st, cache.AsyncAuditOptions{QueueSize: each, BatchSize: 64})
+		go func() { _ = auditors[i].Run(context.Background()) }()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

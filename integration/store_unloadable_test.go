@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callwarden/callwarden/cache"
+	redisstore "github.com/callwarden/callwarden/cache/redis"
 	"github.com/callwarden/callwarden/cache/storetest"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
@@ -31,16 +32,16 @@ func handEdit(t *testing.T, l *lab.TestLab, edit func(p redis.Pipeliner, key fun
 	key := func(name string) string { return l.KeyPrefix + name }
 	if _, err := l.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		edit(p, key)
-		p.Incr(ctx, key(cache.KeyGeneration))
+		p.Incr(ctx, key(redisstore.KeyGeneration))
 		return nil
 	}); err != nil {
 		t.Fatalf("hand edit: %v", err)
 	}
-	gen, err := l.Redis.Get(ctx, key(cache.KeyGeneration)).Result()
+	gen, err := l.Redis.Get(ctx, key(redisstore.KeyGeneration)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustOK(t, l.Redis.Publish(ctx, key(cache.ChannelChanges), gen).Err())
+	mustOK(t, l.Redis.Publish(ctx, key(redisstore.ChannelChanges), gen).Err())
 }
 
 func TestHandEditWithAnUnknownActionStillRevokesInTheSameGeneration(t *testing.T) {
@@ -57,8 +58,8 @@ func TestHandEditWithAnUnknownActionStillRevokesInTheSameGeneration(t *testing.T
 	before := d.Generation()
 
 	handEdit(t, l, func(p redis.Pipeliner, key func(string) string) {
-		p.HDel(ctx, key(cache.KeyUsers), "alice")
-		p.HSet(ctx, key(cache.KeyProfiles), "newer",
+		p.HDel(ctx, key(redisstore.KeyUsers), "alice")
+		p.HSet(ctx, key(redisstore.KeyProfiles), "newer",
 			`{"name":"newer","grants":[{"actions":["monitor.listen","monitor.teleport"],"scopes":{"queues":{"kind":"all"}}}]}`)
 	})
 	waitUntil(t, 3*time.Second, "the daemon loads the edited generation", func() bool { return d.Generation() == before+1 })
@@ -89,8 +90,8 @@ func TestHandEditOnAMissingProfileFailsClosedAfterTheStalenessBound(t *testing.T
 
 	edited := time.Now()
 	handEdit(t, l, func(p redis.Pipeliner, key func(string) string) {
-		p.HDel(ctx, key(cache.KeyUsers), "alice")
-		p.HSet(ctx, key(cache.KeyUsers), "zed", `{"id":"zed","profile":"ghost"}`)
+		p.HDel(ctx, key(redisstore.KeyUsers), "alice")
+		p.HSet(ctx, key(redisstore.KeyUsers), "zed", `{"id":"zed","profile":"ghost"}`)
 	})
 	waitUntil(t, staleness+2*time.Second, "decisions fail closed", func() bool { return d.Snapshot() == nil })
 	if took := time.Since(edited); took < staleness-300*time.Millisecond {
@@ -113,7 +114,7 @@ func TestHandEditOnAMissingProfileFailsClosedAfterTheStalenessBound(t *testing.T
 	}
 
 	handEdit(t, l, func(p redis.Pipeliner, key func(string) string) {
-		p.HSet(ctx, key(cache.KeyProfiles), "ghost", `{"name":"ghost"}`)
+		p.HSet(ctx, key(redisstore.KeyProfiles), "ghost", `{"name":"ghost"}`)
 	})
 	waitUntil(t, 3*time.Second, "decisions come back", func() bool { return d.Snapshot() != nil })
 	if dec := aliceListens(d.Snapshot()); dec.Allow || dec.Reason != enforce.ReasonUnknownUser {

@@ -1,29 +1,24 @@
 package storetest
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
 
-	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/enforce"
 )
 
 // IncrementalStore is a writable policy store with a change log and
-// entry-by-entry applies (cache.Memory, cache.Redis).
+// entry-by-entry applies (memory.Store, redisstore.Store).
 type IncrementalStore interface {
 	enforce.PolicyStore
-	cache.IncrementalSource
-	cache.PatchStore
-	// ApplyPolicyAt is ApplyPolicy with the generation compared exactly,
-	// 0 included ("only if never written").
-	ApplyPolicyAt(ctx context.Context, p enforce.Policy, gen uint64) (uint64, enforce.PolicyDiff, error)
+	enforce.ChangeSource
+	enforce.PatchStore
 }
 
 // load reads the whole policy and compiles it, tagged with the store's
 // epoch, as a Loader does.
-func load(t *testing.T, s IncrementalStore) (*enforce.Snapshot, cache.Version) {
+func load(t *testing.T, s IncrementalStore) (*enforce.Snapshot, enforce.Version) {
 	t.Helper()
 	p, v, err := s.PolicyVersion(testContext(t))
 	if err != nil {
@@ -37,7 +32,7 @@ func load(t *testing.T, s IncrementalStore) (*enforce.Snapshot, cache.Version) {
 }
 
 // follow patches snap with the changes since v, as a Loader does.
-func follow(t *testing.T, s IncrementalStore, snap *enforce.Snapshot, v cache.Version) (*enforce.Snapshot, cache.Version) {
+func follow(t *testing.T, s IncrementalStore, snap *enforce.Snapshot, v enforce.Version) (*enforce.Snapshot, enforce.Version) {
 	t.Helper()
 	patch, nv, err := s.Changes(testContext(t), v)
 	if err != nil {
@@ -66,7 +61,7 @@ func assertSameSnapshot(t *testing.T, got, want *enforce.Snapshot) {
 func RunIncremental(t *testing.T, newStore func(t *testing.T) IncrementalStore) {
 	t.Run("the change log brings a snapshot to the store's generation", func(t *testing.T) {
 		s := newStore(t)
-		mustApply(t, s, Policy(t), 0)
+		mustApply(t, s, Policy(t), enforce.Unconditionally())
 		snap, v := load(t, s)
 		// Whole-policy applies and patches, several generations at once.
 		p := Policy(t)
@@ -74,7 +69,7 @@ func RunIncremental(t *testing.T, newStore func(t *testing.T) IncrementalStore) 
 		p.Users = p.Users[:3]                                  // dave removed
 		p.Profiles[1].Grants[0].RecordedWithin = 0             // teacher changed
 		p.Protected.Queues = append(p.Protected.Queues, "vip") // protected changed
-		mustApply(t, s, p, 0)
+		mustApply(t, s, p, enforce.Unconditionally())
 		base, _ := load(t, s)
 		if _, _, err := s.ApplyPatch(testContext(t), base, enforce.PolicyPatch{
 			Users:    []enforce.User{{ID: "erin", Profile: "teacher", Queues: []string{"sales"}}},
@@ -94,25 +89,25 @@ func RunIncremental(t *testing.T, newStore func(t *testing.T) IncrementalStore) 
 	})
 	t.Run("the change log refuses what it cannot bring forward", func(t *testing.T) {
 		s := newStore(t)
-		mustApply(t, s, Policy(t), 0)
+		mustApply(t, s, Policy(t), enforce.Unconditionally())
 		_, v := load(t, s)
-		for name, since := range map[string]cache.Version{
+		for name, since := range map[string]enforce.Version{
 			"another epoch":      {Epoch: v.Epoch + "x", Gen: v.Gen},
 			"a generation ahead": {Epoch: v.Epoch, Gen: v.Gen + 5},
 		} {
-			if _, _, err := s.Changes(testContext(t), since); !errors.Is(err, cache.ErrChangelogGap) {
+			if _, _, err := s.Changes(testContext(t), since); !errors.Is(err, enforce.ErrChangelogGap) {
 				t.Errorf("%s: Changes = %v, want ErrChangelogGap", name, err)
 			}
 		}
 		big := BigPolicy(t, 1200)
-		mustApply(t, s, big, 0)
-		if _, _, err := s.Changes(testContext(t), v); !errors.Is(err, cache.ErrChangelogGap) {
+		mustApply(t, s, big, enforce.Unconditionally())
+		if _, _, err := s.Changes(testContext(t), v); !errors.Is(err, enforce.ErrChangelogGap) {
 			t.Errorf("after a 1200-user apply: Changes = %v, want ErrChangelogGap (reload whole)", err)
 		}
 	})
 	t.Run("a patch writes what changes and is seen by a fresh read", func(t *testing.T) {
 		s := newStore(t)
-		gen0, _ := mustApply(t, s, Policy(t), 0)
+		gen0, _ := mustApply(t, s, Policy(t), enforce.Unconditionally())
 		base, _ := load(t, s)
 		alice, _ := base.User("alice")
 		alice.Profile = "teacher"
@@ -134,11 +129,11 @@ func RunIncremental(t *testing.T, newStore func(t *testing.T) IncrementalStore) 
 	})
 	t.Run("a patch on a stale or foreign base conflicts and writes nothing", func(t *testing.T) {
 		s := newStore(t)
-		mustApply(t, s, Policy(t), 0)
+		mustApply(t, s, Policy(t), enforce.Unconditionally())
 		base, _ := load(t, s)
 		p := Policy(t)
 		p.Users = p.Users[:2]
-		gen, _ := mustApply(t, s, p, 0)
+		gen, _ := mustApply(t, s, p, enforce.Unconditionally())
 		for name, b := range map[string]*enforce.Snapshot{"stale": base, "another epoch": mustReorigin(t, s, "elsewhere")} {
 			_, _, err := s.ApplyPatch(testContext(t), b, enforce.PolicyPatch{RemovedUsers: []string{"alice"}})
 			if !errors.Is(err, enforce.ErrConflict) {
@@ -151,14 +146,14 @@ func RunIncremental(t *testing.T, newStore func(t *testing.T) IncrementalStore) 
 	})
 	t.Run("an invalid patch is refused and writes nothing", func(t *testing.T) {
 		s := newStore(t)
-		gen, _ := mustApply(t, s, Policy(t), 0)
+		gen, _ := mustApply(t, s, Policy(t), enforce.Unconditionally())
 		base, _ := load(t, s)
 		for name, pt := range map[string]enforce.PolicyPatch{
 			"unknown profile":          {Users: []enforce.User{{ID: "erin", Profile: "ghost"}}},
 			"profile still assigned":   {RemovedProfiles: []string{"teacher"}},
 			"identity of another user": {Users: []enforce.User{{ID: "erin", Identities: []string{"PJSIP/1001"}}}},
 		} {
-			if _, _, err := s.ApplyPatch(testContext(t), base, pt); !errors.Is(err, cache.ErrInvalidPolicy) {
+			if _, _, err := s.ApplyPatch(testContext(t), base, pt); !errors.Is(err, enforce.ErrInvalidPolicy) {
 				t.Errorf("%s: ApplyPatch = %v, want ErrInvalidPolicy", name, err)
 			}
 		}
@@ -168,14 +163,14 @@ func RunIncremental(t *testing.T, newStore func(t *testing.T) IncrementalStore) 
 	})
 	t.Run("an exact apply at generation 0 lands only on a store never written", func(t *testing.T) {
 		s := newStore(t)
-		gen, _, err := s.ApplyPolicyAt(testContext(t), Policy(t), 0)
+		gen, _, err := s.ApplyPolicy(testContext(t), Policy(t), enforce.IfGeneration(0))
 		if err != nil || gen != 1 {
-			t.Fatalf("first ApplyPolicyAt(0) = %d, %v; want generation 1", gen, err)
+			t.Fatalf("first ApplyPolicy(IfGeneration(0)) = %d, %v; want generation 1", gen, err)
 		}
 		p := Policy(t)
 		p.Users = p.Users[:1]
-		if _, _, err := s.ApplyPolicyAt(testContext(t), p, 0); !errors.Is(err, enforce.ErrConflict) {
-			t.Fatalf("second ApplyPolicyAt(0) = %v, want ErrConflict", err)
+		if _, _, err := s.ApplyPolicy(testContext(t), p, enforce.IfGeneration(0)); !errors.Is(err, enforce.ErrConflict) {
+			t.Fatalf("second ApplyPolicy(IfGeneration(0)) = %v, want ErrConflict", err)
 		}
 		if got, g := mustPolicy(t, s); g != 1 || len(got.Users) != len(Policy(t).Users) {
 			t.Fatalf("a refused exact apply changed the store: generation %d, %d users", g, len(got.Users))
@@ -183,7 +178,7 @@ func RunIncremental(t *testing.T, newStore func(t *testing.T) IncrementalStore) 
 	})
 	t.Run("a patch that changes nothing keeps the generation", func(t *testing.T) {
 		s := newStore(t)
-		gen, _ := mustApply(t, s, Policy(t), 0)
+		gen, _ := mustApply(t, s, Policy(t), enforce.Unconditionally())
 		base, _ := load(t, s)
 		alice, _ := base.User("alice")
 		g, diff, err := s.ApplyPatch(testContext(t), base, enforce.PolicyPatch{Users: []enforce.User{alice}, RemovedUsers: []string{"nobody"}})

@@ -1,6 +1,6 @@
 // Package storetest is the contract suite of callwarden's stores: one set
 // of behaviours every enforce.PolicyStore, enforce.RecordingStore and
-// cache.AuditLog must show, run by the cache unit tests against the
+// enforce.AuditLog must show, run by the cache unit tests against the
 // in-memory stores and by the integration suite against Redis. It only
 // uses the interfaces, never a backend's internals.
 package storetest
@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/enforce"
 )
 
@@ -125,9 +124,9 @@ func assertSamePolicy(t *testing.T, got, want enforce.Policy) {
 	}
 }
 
-func mustApply(t *testing.T, s enforce.PolicyStore, p enforce.Policy, ifGen uint64) (uint64, enforce.PolicyDiff) {
+func mustApply(t *testing.T, s enforce.PolicyStore, p enforce.Policy, pre enforce.Precondition) (uint64, enforce.PolicyDiff) {
 	t.Helper()
-	gen, diff, err := s.ApplyPolicy(testContext(t), p, ifGen)
+	gen, diff, err := s.ApplyPolicy(testContext(t), p, pre)
 	if err != nil {
 		t.Fatalf("ApplyPolicy: %v", err)
 	}
@@ -156,7 +155,7 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 	t.Run("an applied policy reads back whole, sorted, at a new generation", func(t *testing.T) {
 		s := newStore(t)
 		want := Policy(t)
-		gen, diff := mustApply(t, s, want, 0)
+		gen, diff := mustApply(t, s, want, enforce.Unconditionally())
 		if gen == 0 {
 			t.Fatal("generation 0 after an apply")
 		}
@@ -184,13 +183,13 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 
 	t.Run("a change reports what it added, removed and changed", func(t *testing.T) {
 		s := newStore(t)
-		gen1, _ := mustApply(t, s, Policy(t), 0)
+		gen1, _ := mustApply(t, s, Policy(t), enforce.Unconditionally())
 		p := Policy(t)
 		p.Users = slices.DeleteFunc(p.Users, func(u enforce.User) bool { return u.ID == "dave" })
 		p.Users = append(p.Users, enforce.User{ID: "erin", Profile: "agent"})
 		p.Users[0].Queues = []string{"sales"} // alice
 		p.Profiles[1].Grants[0].RecordedWithin = time.Hour
-		gen2, diff := mustApply(t, s, p, gen1)
+		gen2, diff := mustApply(t, s, p, enforce.IfGeneration(gen1))
 		if gen2 <= gen1 {
 			t.Fatalf("generation went from %d to %d", gen1, gen2)
 		}
@@ -205,8 +204,8 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 
 	t.Run("an apply that changes nothing keeps the generation", func(t *testing.T) {
 		s := newStore(t)
-		gen1, _ := mustApply(t, s, Policy(t), 0)
-		gen2, diff := mustApply(t, s, Policy(t), 0)
+		gen1, _ := mustApply(t, s, Policy(t), enforce.Unconditionally())
+		gen2, diff := mustApply(t, s, Policy(t), enforce.Unconditionally())
 		if gen2 != gen1 || !diff.Empty() {
 			t.Fatalf("no-op apply: generation %d -> %d, diff %+v", gen1, gen2, diff)
 		}
@@ -214,11 +213,11 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 
 	t.Run("an apply based on a stale generation conflicts and changes nothing", func(t *testing.T) {
 		s := newStore(t)
-		gen1, _ := mustApply(t, s, Policy(t), 0)
+		gen1, _ := mustApply(t, s, Policy(t), enforce.Unconditionally())
 		p := Policy(t)
 		p.Users = p.Users[:1]
-		gen2, _ := mustApply(t, s, p, gen1)
-		_, _, err := s.ApplyPolicy(testContext(t), Policy(t), gen1)
+		gen2, _ := mustApply(t, s, p, enforce.IfGeneration(gen1))
+		_, _, err := s.ApplyPolicy(testContext(t), Policy(t), enforce.IfGeneration(gen1))
 		if !errors.Is(err, enforce.ErrConflict) {
 			t.Fatalf("stale apply: err = %v, want ErrConflict", err)
 		}
@@ -230,15 +229,15 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 
 	t.Run("an invalid policy is refused and changes nothing", func(t *testing.T) {
 		s := newStore(t)
-		gen1, _ := mustApply(t, s, Policy(t), 0)
+		gen1, _ := mustApply(t, s, Policy(t), enforce.Unconditionally())
 		bad := Policy(t)
 		bad.Users = append(bad.Users, enforce.User{ID: "mallory", Profile: "no-such-profile"})
-		_, _, err := s.ApplyPolicy(testContext(t), bad, 0)
+		_, _, err := s.ApplyPolicy(testContext(t), bad, enforce.Unconditionally())
 		if err == nil || errors.Is(err, enforce.ErrConflict) || errors.Is(err, enforce.ErrUnavailable) {
 			t.Fatalf("invalid apply: err = %v, want a validation error", err)
 		}
-		if !errors.Is(err, cache.ErrInvalidPolicy) {
-			t.Fatalf("invalid apply: err = %v, want cache.ErrInvalidPolicy", err)
+		if !errors.Is(err, enforce.ErrInvalidPolicy) {
+			t.Fatalf("invalid apply: err = %v, want enforce.ErrInvalidPolicy", err)
 		}
 		got, gen := mustPolicy(t, s)
 		if gen != gen1 {
@@ -249,7 +248,7 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 
 	t.Run("a policy read is the store's own copy", func(t *testing.T) {
 		s := newStore(t)
-		mustApply(t, s, Policy(t), 0)
+		mustApply(t, s, Policy(t), enforce.Unconditionally())
 		got, _ := mustPolicy(t, s)
 		got.Users[0].Queues[0] = "tampered"
 		got.Profiles[0].Grants = nil
@@ -259,7 +258,7 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 
 	t.Run("of concurrent applies on one generation exactly one wins", func(t *testing.T) {
 		s := newStore(t)
-		gen1, _ := mustApply(t, s, Policy(t), 0)
+		gen1, _ := mustApply(t, s, Policy(t), enforce.Unconditionally())
 		const n = 6
 		var (
 			wg              sync.WaitGroup
@@ -273,7 +272,7 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 				defer wg.Done()
 				p := Policy(t)
 				p.Users = append(p.Users, enforce.User{ID: "racer" + strconv.Itoa(i)})
-				_, _, err := s.ApplyPolicy(testContext(t), p, gen1)
+				_, _, err := s.ApplyPolicy(testContext(t), p, enforce.IfGeneration(gen1))
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -298,7 +297,7 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 
 	t.Run("unconditional concurrent applies all land", func(t *testing.T) {
 		s := newStore(t)
-		gen1, _ := mustApply(t, s, Policy(t), 0)
+		gen1, _ := mustApply(t, s, Policy(t), enforce.Unconditionally())
 		var wg sync.WaitGroup
 		errs := make([]error, 4)
 		for i := range errs {
@@ -307,7 +306,7 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 				defer wg.Done()
 				p := Policy(t)
 				p.Users = append(p.Users, enforce.User{ID: "writer" + strconv.Itoa(i)})
-				_, _, errs[i] = s.ApplyPolicy(testContext(t), p, 0)
+				_, _, errs[i] = s.ApplyPolicy(testContext(t), p, enforce.Unconditionally())
 			}()
 		}
 		wg.Wait()
@@ -441,16 +440,16 @@ func sameRecording(a, b enforce.Recording) bool {
 		a.StoppedBy == b.StoppedBy && a.StoppedAt.Equal(b.StoppedAt) && a.State == b.State
 }
 
-// RunAuditLog runs the contract of a cache.AuditLog; newLog returns an
+// RunAuditLog runs the contract of a enforce.AuditLog; newLog returns an
 // empty, unbounded log of its own for each subtest.
-func RunAuditLog(t *testing.T, newLog func(t *testing.T) cache.AuditLog) {
+func RunAuditLog(t *testing.T, newLog func(t *testing.T) enforce.AuditLog) {
 	t0 := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 	record := func(i int, user, action, decision string) enforce.AuditRecord {
 		return enforce.AuditRecord{Time: t0.Add(time.Duration(i) * time.Minute), Source: "asterisk", User: user,
 			Action: action, Target: "carol", Queue: "sales", Decision: decision, Reason: "granted",
 			Caller: "+33 1 23 45 ** **", Channels: []string{"PJSIP/1001-1"}}
 	}
-	fill := func(t *testing.T, l cache.AuditLog) []enforce.AuditRecord {
+	fill := func(t *testing.T, l enforce.AuditLog) []enforce.AuditRecord {
 		t.Helper()
 		var recs []enforce.AuditRecord
 		for i := range 10 {

@@ -15,7 +15,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/adminapi"
@@ -54,7 +53,7 @@ func mustLoad(tb testing.TB, files ...string) enforce.Policy {
 func seededStore(tb testing.TB) *memoryStore {
 	tb.Helper()
 	st := newMemoryStore()
-	if _, _, err := st.ApplyPolicy(context.Background(), mustLoad(tb, "testdata/admin.yaml"), 0); err != nil {
+	if _, _, err := st.ApplyPolicy(context.Background(), mustLoad(tb, "testdata/admin.yaml"), enforce.Unconditionally()); err != nil {
 		tb.Fatal(err)
 	}
 	return st
@@ -270,8 +269,8 @@ func TestAuditCommands(t *testing.T) {
 // tamperedStore reports a broken audit chain.
 type tamperedStore struct{ *memoryStore }
 
-func (tamperedStore) VerifyAudit(context.Context, ...cache.VerifyOption) (cache.VerifyResult, error) {
-	return cache.VerifyResult{Checked: 2, FirstBad: "42-0", Reason: "altered"}, nil
+func (tamperedStore) VerifyAudit(context.Context, ...enforce.VerifyOption) (enforce.VerifyResult, error) {
+	return enforce.VerifyResult{Checked: 2, FirstBad: "42-0", Reason: "altered"}, nil
 }
 
 func TestTokenHash(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/enforce"
 )
 
@@ -50,7 +49,7 @@ func TestAuditAnchor(t *testing.T) {
 	t.Run("a signed anchor names the head and verifies while the trail only grows", func(t *testing.T) {
 		st := filled(t, 3)
 		path := anchorOf(t, st, "--key-file", keyFile)
-		var a cache.AuditAnchor
+		var a enforce.AuditAnchor
 		data, _ := os.ReadFile(path)
 		if err := json.Unmarshal(data, &a); err != nil || a.Count != 3 || a.Hash == "" || a.HMAC == "" {
 			t.Fatalf("anchor %s: %+v, %v", data, a, err)
@@ -83,7 +82,7 @@ func TestAuditAnchor(t *testing.T) {
 	})
 	t.Run("an anchor of another trail fails, naming the anchored record", func(t *testing.T) {
 		path := anchorOf(t, filled(t, 5))
-		var a cache.AuditAnchor
+		var a enforce.AuditAnchor
 		data, _ := os.ReadFile(path)
 		if err := json.Unmarshal(data, &a); err != nil {
 			t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/adminapi"
@@ -139,7 +140,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 
 	var (
 		policy     enforce.PolicyStore
-		auditLog   cache.AuditLog
+		auditLog   enforce.AuditLog
 		recordings enforce.RecordingStore
 		ready      func() error
 
@@ -206,6 +207,9 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 			DegradedFor:  cfg.Audit.PBXDropUnreadyFor,
 			Logger:       logger,
 		})
+		// It writes until a.audit.Close at shutdown, on a context that
+		// outlives ctx so that Close can still flush.
+		go func() { _ = a.audit.Run(context.WithoutCancel(ctx)) }()
 		decisionAudit, pbxAudit = a.audit.Lane(cache.LaneHTTP), a.audit.Lane(cache.LanePBX)
 		ready = allReady(a.loader.Ready, a.audit.Ready)
 		if err := registerAuditMetrics(a.reg, a.audit); err != nil {
@@ -231,9 +235,9 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		// the file on disk: a broken file then changes neither, and the
 		// ETag is the generation Reload logs.
 		policy = snapshotPolicy{snapshot: a.snapshot}
-		auditLog = cache.NewMemoryAudit(cache.AuditOptions{MaxLen: memoryAuditLen})
+		auditLog = memory.NewAuditLog(memory.AuditOptions{MaxLen: memoryAuditLen})
 		decisionAudit, pbxAudit = auditLog, auditLog
-		recordings = cache.NewMemoryRecordings()
+		recordings = memory.NewRecordings()
 	}
 
 	a.pbxAudit = pbxAudit
@@ -307,13 +311,14 @@ func (s snapshotPolicy) Policy(context.Context) (enforce.Policy, uint64, error) 
 	return snap.Policy(), snap.Generation(), nil
 }
 
-// ApplyPolicy implements enforce.PolicyStore: always enforce.ErrReadOnly.
-func (snapshotPolicy) ApplyPolicy(context.Context, enforce.Policy, uint64) (uint64, enforce.PolicyDiff, error) {
-	return 0, enforce.PolicyDiff{}, fmt.Errorf("profiles files: %w", enforce.ErrReadOnly)
-}
+// Writable implements enforce.PolicyStore: always enforce.ErrReadOnly, so
+// the admin API answers every write 405 up front.
+func (snapshotPolicy) Writable() error { return fmt.Errorf("profiles files: %w", enforce.ErrReadOnly) }
 
-// ReadOnly tells the admin API to answer every write 405 up front.
-func (snapshotPolicy) ReadOnly() bool { return true }
+// ApplyPolicy implements enforce.PolicyStore: always enforce.ErrReadOnly.
+func (s snapshotPolicy) ApplyPolicy(context.Context, enforce.Policy, enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
+	return 0, enforce.PolicyDiff{}, s.Writable()
+}
 
 // allReady is ready when every check is, and otherwise says why each one
 // is not.

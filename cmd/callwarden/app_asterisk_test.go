@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 )
@@ -29,7 +29,7 @@ func TestAsteriskAdapterStopsWhileAsteriskIsUnreachable(t *testing.T) {
 	c.URL, c.User, c.Password, c.Timeout = "http://127.0.0.1:1/ari", "cw", "pw", 100*time.Millisecond
 	core, logs := observer.New(zap.DebugLevel)
 	audit := enforce.AuditorFunc(func(context.Context, enforce.AuditRecord) error { return nil })
-	s, err := newAsterisk(c, func() *enforce.Snapshot { return nil }, audit, cache.NewMemoryRecordings(), zap.New(core), prometheus.NewRegistry())
+	s, err := newAsterisk(c, func() *enforce.Snapshot { return nil }, audit, memory.NewRecordings(), zap.New(core), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

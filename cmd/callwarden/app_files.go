@@ -54,10 +54,13 @@ func (f *profilesFiles) Policy(context.Context) (enforce.Policy, uint64, error) 
 	return p, f.gen, nil
 }
 
-// ApplyPolicy implements enforce.PolicyStore: always enforce.ErrReadOnly,
+// Writable implements enforce.PolicyStore: always enforce.ErrReadOnly,
 // the files are the source of truth.
-func (*profilesFiles) ApplyPolicy(context.Context, enforce.Policy, uint64) (uint64, enforce.PolicyDiff, error) {
-	return 0, enforce.PolicyDiff{}, fmt.Errorf("profiles files: %w", enforce.ErrReadOnly)
+func (*profilesFiles) Writable() error { return fmt.Errorf("profiles files: %w", enforce.ErrReadOnly) }
+
+// ApplyPolicy implements enforce.PolicyStore: always enforce.ErrReadOnly.
+func (f *profilesFiles) ApplyPolicy(context.Context, enforce.Policy, enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
+	return 0, enforce.PolicyDiff{}, f.Writable()
 }
 
 // counts returns the number of profiles and users of the last good read.

@@ -11,7 +11,7 @@ import (
 // registerStoreMetrics exports the counters of a policy store followed
 // by a Loader: failed loads by cause (cache.LoadFailureCause), and the
 // stored action names this version ignores when the store can count
-// them (cache.Redis). A store that keeps failing to load its current
+// them (redisstore.Store). A store that keeps failing to load its current
 // generation fails closed after the staleness bound; these say why.
 func registerStoreMetrics(reg *prometheus.Registry, st store) (*prometheus.CounterVec, error) {
 	failures := prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/callwarden/callwarden/cache"
 	"github.com/callwarden/callwarden/enforce"
 )
 
@@ -156,14 +155,14 @@ func (e *env) verify(ctx context.Context, args []string) int {
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	var opts []cache.VerifyOption
-	var anchor cache.AuditAnchor
+	var opts []enforce.VerifyOption
+	var anchor enforce.AuditAnchor
 	if *anchorFile != "" {
 		var code int
 		if anchor, code = e.readAnchor(*anchorFile, *keyFile); code >= 0 {
 			return code
 		}
-		opts = append(opts, cache.WithAnchor(anchor))
+		opts = append(opts, enforce.WithAnchor(anchor))
 	} else if *keyFile != "" {
 		return e.badInput("audit verify: --key-file needs --anchor FILE")
 	}
@@ -221,7 +220,7 @@ func (e *env) anchor(ctx context.Context, args []string) int {
 			fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
 			return exitFailure
 		}
-		a, err := cache.NewAuditAnchor(res, e.now())
+		a, err := enforce.NewAuditAnchor(res, e.now())
 		if err != nil {
 			fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v (run `callwarden audit verify`)\n", err)
 			return exitFailure
@@ -258,8 +257,8 @@ func readAnchorKey(path string) ([]byte, error) {
 
 // readAnchor reads an anchor file and checks its signature under the key
 // in keyFile. It returns the exit status to stop with, or -1.
-func (e *env) readAnchor(path, keyFile string) (cache.AuditAnchor, int) {
-	var a cache.AuditAnchor
+func (e *env) readAnchor(path, keyFile string) (enforce.AuditAnchor, int) {
+	var a enforce.AuditAnchor
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return a, e.badInput("audit verify: --anchor: %v", err)
@@ -269,8 +268,8 @@ func (e *env) readAnchor(path, keyFile string) (cache.AuditAnchor, int) {
 	if err := dec.Decode(&a); err != nil {
 		return a, e.badInput("audit verify: --anchor %s: %v", path, err)
 	}
-	if a.Version != cache.AuditAnchorVersion || a.ID == "" || a.Hash == "" {
-		return a, e.badInput("audit verify: --anchor %s: not a version %d audit anchor with an id and a hash", path, cache.AuditAnchorVersion)
+	if a.Version != enforce.AuditAnchorVersion || a.ID == "" || a.Hash == "" {
+		return a, e.badInput("audit verify: --anchor %s: not a version %d audit anchor with an id and a hash", path, enforce.AuditAnchorVersion)
 	}
 	switch {
 	case keyFile == "" && a.HMAC != "":

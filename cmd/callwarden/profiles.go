@@ -134,7 +134,7 @@ func (e *env) apply(ctx context.Context, args []string) int {
 		}
 		// Compare-and-set on exactly the generation the diff was computed on,
 		// 0 included: two applies to an empty store cannot both land.
-		newGen, diff, err := st.ApplyPolicyAt(ctx, p, gen)
+		newGen, diff, err := st.ApplyPolicy(ctx, p, enforce.IfGeneration(gen))
 		if err != nil {
 			if errors.Is(err, enforce.ErrConflict) {
 				fmt.Fprintf(e.stderr, "callwarden: the stored policy changed while applying (now generation %d); nothing applied, run again to see the new diff\n", newGen)

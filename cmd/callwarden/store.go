@@ -6,42 +6,36 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/callwarden/callwarden/cache"
+	redisstore "github.com/callwarden/callwarden/cache/redis"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 )
 
 // store is everything the daemon and the admin commands use of the shared
-// store: the policy with its change notifications, recording metadata and
-// the audit trail. cache.Redis is the real one; tests use memoryStore.
+// store, a composite of enforce's contracts: the policy, its change log and
+// notifications (for a cache.Loader), entry-by-entry writes (for the admin
+// API), recording metadata, the audit trail and the token hashes shared by
+// every daemon. The Redis store is the real one; tests use memoryStore.
 type store interface {
 	enforce.PolicyStore
+	enforce.ChangeSource
+	enforce.PatchStore
 	enforce.RecordingStore
-	cache.AuditLog
-	// IncrementalSource lets Loaders patch their snapshot from the change
-	// log; PatchStore lets the admin API write one entry at a time.
-	cache.IncrementalSource
-	cache.PatchStore
-	// TokenStore keeps admin token hashes shared by every daemon.
-	cache.TokenStore
-	// ApplyPolicyAt is ApplyPolicy with the generation compared exactly,
-	// 0 included ("only if never written").
-	ApplyPolicyAt(ctx context.Context, p enforce.Policy, gen uint64) (uint64, enforce.PolicyDiff, error)
-	// Watch and Generation feed a cache.Loader.
-	Watch(ctx context.Context) (<-chan uint64, error)
-	Generation(ctx context.Context) (uint64, error)
-	Close() error
+	enforce.AuditLog
+	enforce.TokenStore
+	io.Closer
 }
 
 // openStoreFunc opens the store described by a validated Redis config.
 type openStoreFunc func(ctx context.Context, c config.Redis, log *zap.Logger) (store, error)
 
-// openRedis opens cache.Redis and checks that it answers with a schema
+// openRedis opens redisstore.Store and checks that it answers with a schema
 // this callwarden knows. It also routes go-redis' own log lines
 // (reconnects, pool and pub/sub trouble) to log (see redisLogger).
 func openRedis(ctx context.Context, c config.Redis, log *zap.Logger) (store, error) {
@@ -54,7 +48,7 @@ func openRedis(ctx context.Context, c config.Redis, log *zap.Logger) (store, err
 	if conn.TLS {
 		tlsConf = &tls.Config{ServerName: conn.ServerName, MinVersion: tls.VersionTLS12}
 	}
-	r, err := cache.NewRedis(cache.RedisOptions{
+	r, err := redisstore.New(redisstore.Options{
 		Addrs:      conn.Addrs,
 		MasterName: c.MasterName,
 		Username:   conn.Username,

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpauth"
@@ -212,14 +212,14 @@ func (u unloadableStore) Generation(ctx context.Context) (uint64, error) {
 	return g, err
 }
 
-func (u unloadableStore) Changes(ctx context.Context, since cache.Version) (enforce.PolicyPatch, cache.Version, error) {
+func (u unloadableStore) Changes(ctx context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
 	if u.broken.Load() {
-		return enforce.PolicyPatch{}, since, fmt.Errorf("changes: %w", cache.ErrChangelogGap)
+		return enforce.PolicyPatch{}, since, fmt.Errorf("changes: %w", enforce.ErrChangelogGap)
 	}
 	return u.memoryStore.Changes(ctx, since)
 }
 
-func (u unloadableStore) PolicyVersion(ctx context.Context) (enforce.Policy, cache.Version, error) {
+func (u unloadableStore) PolicyVersion(ctx context.Context) (enforce.Policy, enforce.Version, error) {
 	p, v, err := u.memoryStore.PolicyVersion(ctx)
 	if u.broken.Load() {
 		p.Users = append(p.Users, enforce.User{ID: "zed", Profile: "ghost"})
@@ -387,17 +387,17 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-// memoryStore is an in-process store (cache.Memory and friends), for
+// memoryStore is an in-process store (memory.Store and friends), for
 // tests of the commands and the daemon without Redis.
 type memoryStore struct {
-	*cache.Memory
-	*cache.MemoryAudit
-	*cache.MemoryRecordings
-	*cache.MemoryTokens
+	*memory.Store
+	*memory.AuditLog
+	*memory.Recordings
+	*memory.Tokens
 }
 
 func newMemoryStore() *memoryStore {
-	return &memoryStore{cache.NewMemory(), cache.NewMemoryAudit(cache.AuditOptions{}), cache.NewMemoryRecordings(), cache.NewMemoryTokens()}
+	return &memoryStore{memory.NewStore(), memory.NewAuditLog(memory.AuditOptions{}), memory.NewRecordings(), memory.NewTokens()}
 }
 
 // Close implements store; there is nothing to release.

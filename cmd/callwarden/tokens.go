@@ -8,7 +8,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
@@ -51,7 +51,7 @@ func roleFlag(fs *flag.FlagSet) func() (string, error) {
 			return "", err
 		}
 		if r == httpauth.RoleCheck {
-			return cache.TokenRoleCheck, nil
+			return enforce.TokenRoleCheck, nil
 		}
 		return "", nil
 	}
@@ -102,15 +102,15 @@ func (e *env) tokenAdd(ctx context.Context, args []string) int {
 		return e.badInput("token add: %v", err)
 	}
 	return e.withStore(ctx, &sf, func(st store) int {
-		if err := st.AddAdminToken(ctx, cache.AdminToken{User: user, Role: role, SHA256: h}); err != nil {
-			if errors.Is(err, cache.ErrTokenTaken) {
+		if err := st.AddAdminToken(ctx, enforce.AdminToken{User: user, Role: role, SHA256: h}); err != nil {
+			if errors.Is(err, enforce.ErrTokenTaken) {
 				return e.badInput("token add: this token already belongs to another user or role")
 			}
 			fmt.Fprintf(e.stderr, "callwarden: token add: %v\n", err)
 			return exitFailure
 		}
 		what := user
-		if role == cache.TokenRoleCheck {
+		if role == enforce.TokenRoleCheck {
 			what = "check token " + user
 		}
 		e.auditCLI(ctx, st, user, "token add "+what+" (sha256 "+h[:12]+"...)")
@@ -161,7 +161,7 @@ func (e *env) tokenList(ctx context.Context, args []string) int {
 		for _, t := range ts {
 			// Admin tokens print as before ("alice 0123..."); check tokens
 			// are marked, as their name is no user of the policy.
-			if t.Role == cache.TokenRoleCheck {
+			if t.Role == enforce.TokenRoleCheck {
 				fmt.Fprintf(e.stdout, "%s %s... (check)\n", t.User, t.SHA256[:12])
 				continue
 			}

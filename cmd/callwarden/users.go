@@ -39,7 +39,7 @@ func (e *env) parseInterleaved(fs *flag.FlagSet, args []string) ([]string, int) 
 // changeUser applies change to the stored policy, retrying when another
 // writer got in between; change returns the new policy and a description
 // for the audit trail, or a bad-input error. What changed is written as a
-// patch (cache.PatchStore) validated against the stored policy, so only
+// patch (enforce.PatchStore) validated against the stored policy, so only
 // the changed entries are written and daemons patch their snapshots.
 func (e *env) changeUser(ctx context.Context, st store, id string, change func(enforce.Policy) (enforce.Policy, string, error)) int {
 	for attempt := 1; ; attempt++ {
@@ -58,7 +58,7 @@ func (e *env) changeUser(ctx context.Context, st store, id string, change func(e
 		if err != nil {
 			return e.badInput("%v", err)
 		}
-		patch := patchOf(next, enforce.DiffPolicies(cur, next))
+		patch := enforce.PatchOf(cur, next)
 		if _, err := base.Patch(patch, v.Gen+1); err != nil {
 			return e.badInput("%s: %s", id, oneLine(err))
 		}
@@ -82,38 +82,6 @@ func (e *env) changeUser(ctx context.Context, st store, id string, change func(e
 		fmt.Fprintf(e.stdout, "applied: generation %d\n", newGen)
 		return exitOK
 	}
-}
-
-// patchOf turns what d says changed into the entries of next to put and
-// the names to remove.
-func patchOf(next enforce.Policy, d enforce.PolicyDiff) enforce.PolicyPatch {
-	var p enforce.PolicyPatch
-	put := func(names ...[]string) map[string]bool {
-		m := map[string]bool{}
-		for _, l := range names {
-			for _, n := range l {
-				m[n] = true
-			}
-		}
-		return m
-	}
-	profiles, users := put(d.AddedProfiles, d.ChangedProfiles), put(d.AddedUsers, d.ChangedUsers)
-	for _, pr := range next.Profiles {
-		if profiles[pr.Name] {
-			p.Profiles = append(p.Profiles, pr)
-		}
-	}
-	for _, u := range next.Users {
-		if users[u.ID] {
-			p.Users = append(p.Users, u)
-		}
-	}
-	p.RemovedProfiles, p.RemovedUsers = d.RemovedProfiles, d.RemovedUsers
-	if d.ProtectedChanged {
-		prot := next.Protected
-		p.Protected = &prot
-	}
-	return p
 }
 
 // assign gives USER the profile PROFILE; --queue (repeatable) replaces the

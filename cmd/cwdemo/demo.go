@@ -15,7 +15,7 @@ import (
 
 	tclog "github.com/testcontainers/testcontainers-go/log"
 
-	"github.com/callwarden/callwarden/cache"
+	redisstore "github.com/callwarden/callwarden/cache/redis"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/integration/lab"
 )
@@ -38,7 +38,7 @@ type demo struct {
 	lab    *lab.Lab
 	pbx    *pbx
 	daemon *daemon
-	store  *cache.Redis // the Redis store: audit stream and recording metadata
+	store  *redisstore.Store // the Redis store: audit stream and recording metadata
 
 	mu       sync.Mutex
 	channels []string
@@ -140,7 +140,7 @@ func (d *demo) setup(ctx context.Context) error {
 	if err := d.ensureHandsetContext(ctx); err != nil {
 		return err
 	}
-	if d.store, err = cache.NewRedis(cache.RedisOptions{
+	if d.store, err = redisstore.New(redisstore.Options{
 		Addrs: []string{d.lab.RedisAddr}, Prefix: config.Default().Redis.Prefix,
 	}); err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +29,8 @@ type fakeStore struct {
 	readOnly    bool
 	applies     int
 	reads       int
+	// pres are the preconditions ApplyPolicy was given, in order.
+	pres []enforce.Precondition
 }
 
 func (s *fakeStore) Policy(context.Context) (enforce.Policy, uint64, error) {
@@ -42,15 +43,25 @@ func (s *fakeStore) Policy(context.Context) (enforce.Policy, uint64, error) {
 	return s.policy, s.gen, nil
 }
 
-func (s *fakeStore) ApplyPolicy(_ context.Context, p enforce.Policy, ifGen uint64) (uint64, enforce.PolicyDiff, error) {
+func (s *fakeStore) Writable() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.readOnly {
+		return fmt.Errorf("fake: %w", enforce.ErrReadOnly)
+	}
+	return nil
+}
+
+func (s *fakeStore) ApplyPolicy(_ context.Context, p enforce.Policy, pre enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pres = append(s.pres, pre)
 	switch {
 	case s.unavailable:
 		return 0, enforce.PolicyDiff{}, fmt.Errorf("fake: %w", enforce.ErrUnavailable)
 	case s.readOnly:
 		return 0, enforce.PolicyDiff{}, fmt.Errorf("fake: %w", enforce.ErrReadOnly)
-	case ifGen != 0 && ifGen != s.gen:
+	case !pre.Holds(s.gen):
 		return s.gen, enforce.PolicyDiff{}, enforce.ErrConflict
 	}
 	if _, err := enforce.NewSnapshot(p, 0); err != nil {
@@ -63,25 +74,7 @@ func (s *fakeStore) ApplyPolicy(_ context.Context, p enforce.Policy, ifGen uint6
 	return s.gen, d, nil
 }
 
-// exactStore adds ApplyPolicyAt (compare-and-set including generation 0)
-// to a fakeStore, counting its calls.
-type exactStore struct {
-	*fakeStore
-	calls *atomic.Int64
-}
-
-func (s *exactStore) ApplyPolicyAt(ctx context.Context, p enforce.Policy, gen uint64) (uint64, enforce.PolicyDiff, error) {
-	s.calls.Add(1)
-	s.mu.Lock()
-	cur := s.gen
-	s.mu.Unlock()
-	if gen != cur {
-		return cur, enforce.PolicyDiff{}, enforce.ErrConflict
-	}
-	return s.ApplyPolicy(ctx, p, gen) // a race here is not what the test exercises
-}
-
-// patchStore adds adminapi.PatchStore to a fakeStore: compare-and-set on
+// patchStore adds enforce.PatchStore to a fakeStore: compare-and-set on
 // the base snapshot's generation, validation by Snapshot.Patch.
 type patchStore struct {
 	*fakeStore
@@ -530,33 +523,33 @@ func TestAdminProfiles(t *testing.T) {
 			t.Errorf("code %d ETag %q body %s", r.code, r.hdr.Get("ETag"), r.body)
 		}
 	})
-	t.Run(`If-Match "0" is refused by a store that cannot compare-and-set generation 0`, func(t *testing.T) {
-		f := newAdminFixtureOn(t, &fakeStore{}, nil)
-		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"0"`, teacherBody)
-		if r.code != 409 || !strings.Contains(r.body, `If-Match \"0\" cannot be checked atomically`) || f.store.applies != 0 {
-			t.Errorf("code %d body %s", r.code, r.body)
+	t.Run("a whole-policy write reaches the store as a compare-and-set on its If-Match, never unconditionally", func(t *testing.T) {
+		f := newAdminFixture(t)
+		if r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"1"`, teacherBody); r.code != 200 {
+			t.Fatalf("write: %d %s", r.code, r.body)
+		}
+		if len(f.store.pres) != 1 || f.store.pres[0] != enforce.IfGeneration(1) {
+			t.Errorf("preconditions %+v, want [IfGeneration(1)]", f.store.pres)
 		}
 	})
 	t.Run(`If-Match "0" on a store never written is refused: nobody is defined at generation 0`, func(t *testing.T) {
 		// Writes are authorized on the policy of the generation they are
 		// applied on; an empty store is bootstrapped with `callwarden
 		// profiles apply`, whose Redis credentials make it an administrator.
-		var exact atomic.Int64
-		f := newAdminFixtureOn(t, &fakeStore{}, func(s *fakeStore) enforce.PolicyStore { return &exactStore{s, &exact} })
+		f := newAdminFixtureOn(t, &fakeStore{}, nil)
 		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"0"`, teacherBody)
-		if r.code != 403 || r.json(t)["reason"] != "unknown_user" || f.store.applies != 0 || exact.Load() != 0 {
+		if r.code != 403 || r.json(t)["reason"] != "unknown_user" || f.store.applies != 0 || len(f.store.pres) != 0 {
 			t.Fatalf("write on \"0\": %d %s; %d applies", r.code, r.body, f.store.applies)
 		}
 	})
 	t.Run(`If-Match "0" on a store written since is a conflict`, func(t *testing.T) {
-		var exact atomic.Int64
-		f := newAdminFixtureOn(t, &fakeStore{}, func(s *fakeStore) enforce.PolicyStore { return &exactStore{s, &exact} })
-		if _, _, err := f.store.ApplyPolicy(context.Background(), adminPolicy(), 0); err != nil {
+		f := newAdminFixtureOn(t, &fakeStore{}, nil)
+		if _, _, err := f.store.ApplyPolicy(context.Background(), adminPolicy(), enforce.Unconditionally()); err != nil {
 			t.Fatal(err)
 		}
 		r := f.do(t, "PUT", "/v1/profiles/teacher", "root", `"0"`, `{"name":"teacher","grants":[]}`)
-		if r.code != 409 || r.hdr.Get("ETag") != `"1"` || f.store.applies != 1 || exact.Load() != 0 {
-			t.Errorf("write on \"0\": code %d ETag %q body %s; %d applies, %d exact", r.code, r.hdr.Get("ETag"), r.body, f.store.applies, exact.Load())
+		if r.code != 409 || r.hdr.Get("ETag") != `"1"` || f.store.applies != 1 || len(f.store.pres) != 1 {
+			t.Errorf("write on \"0\": code %d ETag %q body %s; %d applies, preconditions %v", r.code, r.hdr.Get("ETag"), r.body, f.store.applies, f.store.pres)
 		}
 	})
 	t.Run("invalid body is 422 with field paths", func(t *testing.T) {

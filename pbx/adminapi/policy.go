@@ -145,17 +145,6 @@ func (a *Admin) putProfile(w http.ResponseWriter, r *http.Request, p *principal)
 		target: "profile:" + name, ifGen: ifGen, view: v, req: req, d: d,
 		why:   "only an administrator may change profiles",
 		patch: enforce.PolicyPatch{Profiles: []enforce.Profile{pr}},
-		next: func() (enforce.Policy, error) {
-			pol := v.pol
-			next := pol
-			next.Profiles = slices.Clone(pol.Profiles)
-			if i := slices.IndexFunc(next.Profiles, func(x enforce.Profile) bool { return x.Name == name }); i >= 0 {
-				next.Profiles[i] = pr
-			} else {
-				next.Profiles = append(next.Profiles, pr)
-			}
-			return next, nil
-		},
 	})
 }
 
@@ -175,13 +164,6 @@ func (a *Admin) deleteProfile(w http.ResponseWriter, r *http.Request, p *princip
 		why:     "only an administrator may delete profiles",
 		missing: missing,
 		patch:   enforce.PolicyPatch{RemovedProfiles: []string{name}},
-		next: func() (enforce.Policy, error) {
-			pol := v.pol
-			i := slices.IndexFunc(pol.Profiles, func(x enforce.Profile) bool { return x.Name == name })
-			next := pol
-			next.Profiles = slices.Delete(slices.Clone(pol.Profiles), i, i+1)
-			return next, nil
-		},
 	})
 }
 
@@ -328,18 +310,6 @@ func (a *Admin) putUser(w http.ResponseWriter, r *http.Request, p *principal) {
 	a.commit(w, r, p, write{
 		target: id, ifGen: ifGen, view: v, req: req, d: d, why: why,
 		patch: enforce.PolicyPatch{Users: []enforce.User{u}},
-		next: func() (enforce.Policy, error) {
-			pol := v.pol
-			i, _ := findUser(pol, id)
-			next := pol
-			next.Users = slices.Clone(pol.Users)
-			if i >= 0 {
-				next.Users[i] = u
-			} else {
-				next.Users = append(next.Users, u)
-			}
-			return next, nil
-		},
 	})
 }
 
@@ -358,13 +328,6 @@ func (a *Admin) deleteUser(w http.ResponseWriter, r *http.Request, p *principal)
 	a.commit(w, r, p, write{
 		target: id, ifGen: ifGen, view: v, req: req, d: d, why: why,
 		patch: enforce.PolicyPatch{RemovedUsers: []string{id}},
-		next: func() (enforce.Policy, error) {
-			pol := v.pol
-			i, _ := findUser(pol, id)
-			next := pol
-			next.Users = slices.Delete(slices.Clone(pol.Users), i, i+1)
-			return next, nil
-		},
 	})
 }
 
@@ -442,10 +405,5 @@ func (a *Admin) putProtected(w http.ResponseWriter, r *http.Request, p *principa
 		target: "protected", ifGen: ifGen, view: v, req: req, d: d,
 		why:   "only an administrator may change the protected lists",
 		patch: enforce.PolicyPatch{Protected: &prot},
-		next: func() (enforce.Policy, error) {
-			next := v.pol
-			next.Protected = prot
-			return next, nil
-		},
 	})
 }

@@ -31,7 +31,7 @@ func TestAdminWriteIsAuthorizedAtItsGeneration(t *testing.T) {
 					demoted.Users[i].Profile = "teacher"
 				}
 			}
-			if _, _, err := f.store.ApplyPolicy(context.Background(), demoted, 1); err != nil {
+			if _, _, err := f.store.ApplyPolicy(context.Background(), demoted, enforce.IfGeneration(1)); err != nil {
 				t.Fatal(err)
 			}
 			if g := f.holder.Load().Generation(); g != 1 {

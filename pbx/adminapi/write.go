@@ -1,7 +1,6 @@
 package adminapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,15 +23,14 @@ type write struct {
 	why    string
 	// missing, when set, answers 404 once the change is authorized.
 	missing error
-	// patch is the change entry by entry, applied when view.base is set;
-	// next builds the whole new policy from view.pol otherwise.
+	// patch is the change entry by entry: applied as is to the store when
+	// view.base is set, otherwise to view.pol to make the whole new policy.
 	patch enforce.PolicyPatch
-	next  func() (enforce.Policy, error)
 }
 
 // commit carries out a write: 403 when the engine refused, 409 when the
 // If-Match generation is stale, 422 when the new policy is invalid, else
-// ApplyPolicy (compare-and-set on the same generation). Every outcome
+// ApplyPolicy or ApplyPatch (compare-and-set on the same generation). Every outcome
 // after authentication is audited.
 func (a *Admin) commit(w http.ResponseWriter, r *http.Request, p *principal, c write) {
 	// A write based on another generation than the store's cannot be
@@ -42,15 +40,6 @@ func (a *Admin) commit(w http.ResponseWriter, r *http.Request, p *principal, c w
 		a.audit(r, p, c.target, c.d, fmt.Sprintf("not applied: If-Match generation %d, store at %d", c.ifGen, c.view.gen))
 		a.conflict(w, c.view.gen, fmt.Sprintf("the policy changed: you based your change on generation %d, the store is at %d; GET it again", c.ifGen, c.view.gen))
 		return
-	}
-	if c.ifGen == 0 && c.view.base == nil {
-		// A property of the store, whoever asks (and at generation 0, a
-		// never-written store, nobody is defined to be authorized).
-		if _, ok := a.opts.Store.(ExactStore); !ok {
-			a.audit(r, p, c.target, c.d, `not applied: If-Match "0" not supported by the store`)
-			a.conflict(w, 0, errZeroNotAtomic.Error())
-			return
-		}
 	}
 	if !c.d.Allow {
 		a.audit(r, p, c.target, c.d, "refused: "+c.why)
@@ -77,27 +66,18 @@ func (a *Admin) commit(w http.ResponseWriter, r *http.Request, p *principal, c w
 			writeValidation(w, validationFields(err))
 			return
 		}
-		gen, diff, err = a.opts.Store.(PatchStore).ApplyPatch(ctx, base, c.patch)
+		gen, diff, err = a.opts.Store.(enforce.PatchStore).ApplyPatch(ctx, base, c.patch)
 	} else {
-		next, nerr := c.next()
-		if nerr != nil {
-			a.audit(r, p, c.target, c.d, "not applied: invalid")
-			writeValidation(w, validationFields(nerr))
-			return
-		}
+		next := c.patch.Apply(c.view.pol)
 		if _, verr := enforce.NewSnapshot(next, 0); verr != nil {
 			a.audit(r, p, c.target, c.d, "not applied: the resulting policy is invalid")
 			writeValidation(w, validationFields(verr))
 			return
 		}
-		gen, diff, err = a.applyWhole(ctx, next, c.ifGen)
+		gen, diff, err = a.opts.Store.ApplyPolicy(ctx, next, enforce.IfGeneration(c.ifGen))
 	}
 	switch {
 	case err == nil:
-	case errors.Is(err, errZeroNotAtomic):
-		a.audit(r, p, c.target, c.d, `not applied: If-Match "0" not supported by the store`)
-		a.conflict(w, gen, errZeroNotAtomic.Error())
-		return
 	case errors.Is(err, enforce.ErrConflict):
 		a.audit(r, p, c.target, c.d, "not applied: generation conflict")
 		a.conflict(w, gen, "the policy changed while applying; GET it again")
@@ -141,25 +121,6 @@ func (a *Admin) conflict(w http.ResponseWriter, gen uint64, msg string) {
 	httpauth.WriteJSON(w, http.StatusConflict, conflictBody{Error: msg, Generation: gen})
 }
 
-// errZeroNotAtomic is the 409 for If-Match "0" on a store without
-// ExactStore.
-var errZeroNotAtomic = errors.New(`If-Match "0" cannot be checked atomically by this store; GET the policy and send its ETag`)
-
-// applyWhole stores a whole policy with compare-and-set on ifGen. If-Match
-// "0" means "only if the store was never written": it needs a store whose
-// compare-and-set holds for 0 (ExactStore), as the PolicyStore contract
-// reads 0 as "unconditional".
-func (a *Admin) applyWhole(ctx context.Context, next enforce.Policy, ifGen uint64) (uint64, enforce.PolicyDiff, error) {
-	if ifGen == 0 {
-		es, ok := a.opts.Store.(ExactStore)
-		if !ok {
-			return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", errZeroNotAtomic, enforce.ErrConflict)
-		}
-		return es.ApplyPolicyAt(ctx, next, 0)
-	}
-	return a.opts.Store.ApplyPolicy(ctx, next, ifGen)
-}
-
 // precondition reads If-Match; on false it has answered 428 or 400.
 func precondition(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 	gen, err := ifMatch(r)
@@ -183,7 +144,10 @@ func precondition(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 // applied on, and applied with compare-and-set on that generation. On
 // false it has answered.
 func (a *Admin) prepare(w http.ResponseWriter, r *http.Request, p *principal, wantBody bool) (ifGen uint64, body []byte, v *policyView, wp *principal, ok bool) {
-	if ro, isRO := a.opts.Store.(ReadOnlyStore); isRO && ro.ReadOnly() {
+	// A read-only store (profiles files) refuses every write before
+	// anything else is looked at: no If-Match, body or authorization can
+	// make it succeed.
+	if err := a.opts.Store.Writable(); errors.Is(err, enforce.ErrReadOnly) {
 		readOnly(w)
 		return 0, nil, nil, nil, false
 	}
@@ -213,7 +177,7 @@ func (a *Admin) prepare(w http.ResponseWriter, r *http.Request, p *principal, wa
 // snapshot: one cheap generation read, and no read of the whole policy.
 // Otherwise the whole stored policy. On false it has answered.
 func (a *Admin) view(w http.ResponseWriter, r *http.Request) (*policyView, bool) {
-	if ps, ok := a.opts.Store.(PatchStore); ok {
+	if ps, ok := a.opts.Store.(enforce.PatchStore); ok {
 		if snap := a.opts.Snapshot(); snap != nil {
 			ctx, cancel := a.storeContext(r)
 			gen, err := ps.Generation(ctx)

@@ -18,7 +18,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/asterisk/ariclient"
 )
@@ -222,7 +222,7 @@ func startAdapterWith(t *testing.T, f *fakeARI, snap func() *enforce.Snapshot, r
 	}
 	o := Options{
 		URL: f.srv.URL + "/ari", User: "cw", Password: "secret", Timeout: time.Second,
-		Snapshot: snap, Auditor: audit, Recordings: cache.NewMemoryRecordings(),
+		Snapshot: snap, Auditor: audit, Recordings: memory.NewRecordings(),
 		Logger: zaptest.NewLogger(t), Registerer: reg,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/session"
 )
@@ -32,7 +32,7 @@ func TestOrphansOfAPreviousProcessAreEndedBeforeTheAdapterServes(t *testing.T) {
 	]`)
 	f.answer(http.MethodGet, "/channels/req1", http.StatusOK,
 		`{"id":"req1","name":"PJSIP/1003-00000004","state":"Up","caller":{"number":"1003"},"dialplan":{"app_name":"Stasis","app_data":"callwarden,check,monitor.listen,2001"}}`)
-	recs := cache.NewMemoryRecordings()
+	recs := memory.NewRecordings()
 	if err := recs.SaveRecording(context.Background(), enforce.Recording{ID: "000000000042", Name: "callwarden-000000000042",
 		Target: "agent2001", StartedBy: "alice", StartedAt: time.Now(), State: enforce.RecordingActive, Channel: recSnoop}); err != nil {
 		t.Fatal(err)

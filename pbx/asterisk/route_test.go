@@ -5,14 +5,14 @@ import (
 
 	"github.com/CyCoreSystems/ari/v5"
 
-	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 )
 
 func TestEveryHandlerFollowingAChannelGetsItsEvents(t *testing.T) {
 	a, err := New(Options{
 		URL: "http://127.0.0.1:1/ari", User: "u", Password: "p",
-		Snapshot: func() *enforce.Snapshot { return nil }, Auditor: &recordingAuditor{}, Recordings: cache.NewMemoryRecordings(),
+		Snapshot: func() *enforce.Snapshot { return nil }, Auditor: &recordingAuditor{}, Recordings: memory.NewRecordings(),
 	})
 	if err != nil {
 		t.Fatal(err)

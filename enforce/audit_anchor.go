@@ -1,4 +1,4 @@
-package cache
+package enforce
 
 import (
 	"crypto/hmac"

@@ -1,4 +1,4 @@
-package cache
+package wire
 
 import (
 	"errors"
@@ -12,22 +12,22 @@ import (
 // does with what it does not know: an unknown action can only be asked of
 // a newer daemon, so dropping it narrows nothing and the rest loads; but
 // anything else it does not know may restrict a grant, so it refuses the
-// load (ErrCorrupt) rather than widen access.
+// load (enforce.ErrCorrupt) rather than widen access.
 func TestDecodePolicyFromANewerOrHandEditedStore(t *testing.T) {
 	user := map[string]string{"alice": `{"id":"alice","profile":"sup","queues":["sales"]}`}
 	t.Run("an unknown action is dropped and the rest of the grant loads", func(t *testing.T) {
 		profiles := map[string]string{"sup": `{"name":"sup","grants":[` +
 			`{"actions":["monitor.listen","monitor.teleport"],"scopes":{"queues":{"kind":"assigned"}}},` +
 			`{"actions":["recording.playback"]}]}`}
-		p, ignored, err := decodePolicy(profiles, user, "")
+		p, ignored, err := DecodePolicy(profiles, user, "")
 		if err != nil {
-			t.Fatalf("decodePolicy: %v", err)
+			t.Fatalf("DecodePolicy: %v", err)
 		}
 		g := p.Profiles[0].Grants
 		if len(g) != 2 || g[0].Actions != enforce.NewActionSet(enforce.MonitorListen) || g[1].Actions != enforce.NewActionSet(enforce.RecordingPlayback) {
 			t.Fatalf("grants = %+v, want listen then playback", g)
 		}
-		if want := []ignoredAction{{Profile: "sup", Grant: 0, Action: "monitor.teleport"}}; len(ignored) != 1 || ignored[0] != want[0] {
+		if want := []IgnoredAction{{Profile: "sup", Grant: 0, Action: "monitor.teleport"}}; len(ignored) != 1 || ignored[0] != want[0] {
 			t.Fatalf("ignored = %+v, want %+v", ignored, want)
 		}
 		if _, err := enforce.NewSnapshot(p, 1); err != nil {
@@ -38,9 +38,9 @@ func TestDecodePolicyFromANewerOrHandEditedStore(t *testing.T) {
 		profiles := map[string]string{"sup": `{"name":"sup","grants":[` +
 			`{"actions":["monitor.teleport"],"profiles":["sup"],"scopes":{"queues":{"kind":"all"}}},` +
 			`{"actions":["recording.playback"]}]}`}
-		p, ignored, err := decodePolicy(profiles, user, "")
+		p, ignored, err := DecodePolicy(profiles, user, "")
 		if err != nil {
-			t.Fatalf("decodePolicy: %v", err)
+			t.Fatalf("DecodePolicy: %v", err)
 		}
 		if g := p.Profiles[0].Grants; len(g) != 1 || g[0].Actions != enforce.NewActionSet(enforce.RecordingPlayback) {
 			t.Fatalf("grants = %+v, want playback only", g)
@@ -54,9 +54,9 @@ func TestDecodePolicyFromANewerOrHandEditedStore(t *testing.T) {
 	})
 	t.Run("profiles of a delegation whose profile.assign is unknown are dropped with it", func(t *testing.T) {
 		profiles := map[string]string{"sup": `{"name":"sup","grants":[{"actions":["profile.revoke","monitor.listen"],"profiles":["sup"]}]}`}
-		p, _, err := decodePolicy(profiles, user, "")
+		p, _, err := DecodePolicy(profiles, user, "")
 		if err != nil {
-			t.Fatalf("decodePolicy: %v", err)
+			t.Fatalf("DecodePolicy: %v", err)
 		}
 		if _, err := enforce.NewSnapshot(p, 1); err != nil {
 			t.Fatalf("the decoded policy does not validate: %v", err)
@@ -77,22 +77,22 @@ func TestDecodePolicyFromANewerOrHandEditedStore(t *testing.T) {
 			if tt.user != "" {
 				users = map[string]string{"alice": tt.user}
 			}
-			_, _, err := decodePolicy(map[string]string{"sup": tt.profile}, users, "")
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("decodePolicy = %v, want ErrCorrupt", err)
+			_, _, err := DecodePolicy(map[string]string{"sup": tt.profile}, users, "")
+			if !errors.Is(err, enforce.ErrCorrupt) {
+				t.Fatalf("DecodePolicy = %v, want enforce.ErrCorrupt", err)
 			}
 		})
 	}
 	t.Run("an unknown field in the protected entry refuses the load", func(t *testing.T) {
-		_, _, err := decodePolicy(nil, nil, `{"users":["ceo"],"teams":["board"]}`)
-		if !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("decodePolicy = %v, want ErrCorrupt", err)
+		_, _, err := DecodePolicy(nil, nil, `{"users":["ceo"],"teams":["board"]}`)
+		if !errors.Is(err, enforce.ErrCorrupt) {
+			t.Fatalf("DecodePolicy = %v, want enforce.ErrCorrupt", err)
 		}
 	})
 }
 
 // FuzzDecodePolicy: whatever a store holds, decoding returns a policy or
-// an error, never panics; an error is classified ErrCorrupt; a policy
+// an error, never panics; an error is classified enforce.ErrCorrupt; a policy
 // round-trips through the wire form; an ignored action is one this
 // version does not know.
 func FuzzDecodePolicy(f *testing.F) {
@@ -102,10 +102,10 @@ func FuzzDecodePolicy(f *testing.F) {
 		`{"id":"alice"}`, ``)
 	f.Add(`{"name":"sup","grants":[{"actions":[]}]}`, `{"id":"alice","valid_from":"2026-01-01T00:00:00Z"}`, `null`)
 	f.Fuzz(func(t *testing.T, profile, user, protected string) {
-		p, ignored, err := decodePolicy(map[string]string{"sup": profile}, map[string]string{"alice": user}, protected)
+		p, ignored, err := DecodePolicy(map[string]string{"sup": profile}, map[string]string{"alice": user}, protected)
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("error not classified ErrCorrupt: %v", err)
+			if !errors.Is(err, enforce.ErrCorrupt) {
+				t.Fatalf("error not classified enforce.ErrCorrupt: %v", err)
 			}
 			return
 		}
@@ -117,11 +117,11 @@ func FuzzDecodePolicy(f *testing.F) {
 		if _, err := enforce.NewSnapshot(p, 1); err != nil {
 			return // decodes but does not validate: the loader refuses it
 		}
-		e, err := encodePolicy(p)
+		e, err := EncodePolicy(p)
 		if err != nil {
 			return // e.g. a time zone the wire form refuses
 		}
-		again, ignoredAgain, err := decodePolicy(e.profiles, e.users, e.protected)
+		again, ignoredAgain, err := DecodePolicy(e.Profiles, e.Users, e.Protected)
 		if err != nil || len(ignoredAgain) != 0 {
 			t.Fatalf("re-decoding an encoded policy: ignored %v, err %v", ignoredAgain, err)
 		}

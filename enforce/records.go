@@ -1,17 +1,9 @@
+// This file holds the records stores keep beside the policy: recording
+// metadata and the audit trail.
+
 package enforce
 
-import (
-	"context"
-	"errors"
-	"time"
-)
-
-// ErrNotFound is returned by stores when the asked-for item does not exist.
-var ErrNotFound = errors.New("not found")
-
-// ErrUnavailable is returned by stores that cannot reach their backend. The
-// caller decides whether to fail closed (deciding) or to retry (auditing).
-var ErrUnavailable = errors.New("store unavailable")
+import "time"
 
 // RecordingState is the life cycle of a recording.
 type RecordingState string
@@ -55,18 +47,6 @@ type Recording struct {
 	Pauses    []Pause        `json:"pauses,omitempty"`
 }
 
-// RecordingStore keeps recording metadata where the playback step, the
-// admin API and every daemon can find it.
-type RecordingStore interface {
-	// SaveRecording creates or replaces the recording with r.ID.
-	SaveRecording(ctx context.Context, r Recording) error
-	// Recording returns the recording with the given id, or ErrNotFound.
-	Recording(ctx context.Context, id string) (Recording, error)
-	// ActiveRecording returns the recording in progress (active or paused)
-	// on the given agent's call, or ErrNotFound.
-	ActiveRecording(ctx context.Context, target string) (Recording, error)
-}
-
 // AuditRecord is one audited event: a decision, an enforcement by the
 // watchdog, or an admin change.
 type AuditRecord struct {
@@ -105,15 +85,19 @@ const (
 	OutcomeFailed   = "failed"
 )
 
-// Auditor records audit records. Implementations must be safe for
-// concurrent use and must not block the call path for long: they take a
-// context with a deadline.
-type Auditor interface {
-	Audit(ctx context.Context, r AuditRecord) error
+// AuditFilter selects audit records; zero fields match everything.
+type AuditFilter struct {
+	User, Target, Action, Decision string
+	Since, Until                   time.Time
+	Limit                          int
 }
 
-// AuditorFunc adapts a function to Auditor.
-type AuditorFunc func(ctx context.Context, r AuditRecord) error
-
-// Audit calls f.
-func (f AuditorFunc) Audit(ctx context.Context, r AuditRecord) error { return f(ctx, r) }
+// Match reports whether r passes f's field and time filters (Limit aside).
+func (f *AuditFilter) Match(r *AuditRecord) bool {
+	return (f.User == "" || r.User == f.User) &&
+		(f.Target == "" || r.Target == f.Target) &&
+		(f.Action == "" || r.Action == f.Action) &&
+		(f.Decision == "" || r.Decision == f.Decision) &&
+		(f.Since.IsZero() || !r.Time.Before(f.Since)) &&
+		(f.Until.IsZero() || r.Time.Before(f.Until))
+}

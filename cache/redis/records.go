@@ -1,4 +1,4 @@
-package cache
+package redis
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // SaveRecording implements enforce.RecordingStore: the recording's JSON
 // and the target's index of active recordings change together (WATCH on
 // the recording key, then MULTI/EXEC). Errors: enforce.ErrUnavailable.
-func (r *Redis) SaveRecording(ctx context.Context, rec enforce.Recording) error {
+func (r *Store) SaveRecording(ctx context.Context, rec enforce.Recording) error {
 	if rec.ID == "" {
 		return errors.New("save recording: empty id")
 	}
@@ -68,14 +68,14 @@ func (r *Redis) SaveRecording(ctx context.Context, rec enforce.Recording) error 
 }
 
 // Recording implements enforce.RecordingStore. Errors: enforce.ErrNotFound,
-// enforce.ErrUnavailable, ErrCorrupt.
-func (r *Redis) Recording(ctx context.Context, id string) (enforce.Recording, error) {
+// enforce.ErrUnavailable, enforce.ErrCorrupt.
+func (r *Store) Recording(ctx context.Context, id string) (enforce.Recording, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	return r.recording(ctx, id)
 }
 
-func (r *Redis) recording(ctx context.Context, id string) (enforce.Recording, error) {
+func (r *Store) recording(ctx context.Context, id string) (enforce.Recording, error) {
 	b, err := r.c.Get(ctx, r.Key(KeyRecordingPrefix+id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return enforce.Recording{}, fmt.Errorf("recording %s: %w", id, enforce.ErrNotFound)
@@ -85,7 +85,7 @@ func (r *Redis) recording(ctx context.Context, id string) (enforce.Recording, er
 	}
 	var rec enforce.Recording
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return enforce.Recording{}, fmt.Errorf("%w: recording %s: %w", ErrCorrupt, id, err)
+		return enforce.Recording{}, fmt.Errorf("%w: recording %s: %w", enforce.ErrCorrupt, id, err)
 	}
 	return rec, nil
 }
@@ -93,7 +93,7 @@ func (r *Redis) recording(ctx context.Context, id string) (enforce.Recording, er
 // ActiveRecording implements enforce.RecordingStore: the most recently
 // started recording of target that is active or paused. Errors:
 // enforce.ErrNotFound, enforce.ErrUnavailable.
-func (r *Redis) ActiveRecording(ctx context.Context, target string) (enforce.Recording, error) {
+func (r *Store) ActiveRecording(ctx context.Context, target string) (enforce.Recording, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	ids, err := r.c.ZRevRange(ctx, r.Key(KeyActivePrefix+target), 0, 9).Result()
@@ -119,7 +119,7 @@ func (r *Redis) ActiveRecording(ctx context.Context, target string) (enforce.Rec
 // the previous record, in one round trip when the chain head it last saw is
 // still the head (AuditBatch of one record), trimming by Audit.MaxLen and
 // Audit.MaxAge. Errors: enforce.ErrUnavailable.
-func (r *Redis) Audit(ctx context.Context, rec enforce.AuditRecord) error {
+func (r *Store) Audit(ctx context.Context, rec enforce.AuditRecord) error {
 	_, err := r.AuditBatch(ctx, []enforce.AuditRecord{rec})
 	return err
 }
@@ -159,18 +159,18 @@ return {n, prev}
 // instead of one starving the other.
 const lostRaceBackoff = 200 * time.Microsecond
 
-// AuditBatch implements BatchAuditor: it chains recs in Go from the head
+// AuditBatch implements enforce.BatchAuditor: it chains recs in Go from the head
 // it last saw and appends them in one script call (appendBatchScript),
 // which checks that head first; when another writer moved it, the batch
 // is re-chained from the new head and sent again. The resulting chain is
 // the one as many Audit calls would make. Errors: enforce.ErrUnavailable.
-func (r *Redis) AuditBatch(ctx context.Context, recs []enforce.AuditRecord) (int, error) {
+func (r *Store) AuditBatch(ctx context.Context, recs []enforce.AuditRecord) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
 	raws := make([][]byte, len(recs))
 	for i, rec := range recs {
-		raw, err := canonicalAudit(rec)
+		raw, err := enforce.CanonicalAudit(rec)
 		if err != nil {
 			return 0, err
 		}
@@ -190,7 +190,7 @@ func (r *Redis) AuditBatch(ctx context.Context, recs []enforce.AuditRecord) (int
 		prev := r.head
 		args[0], args[1], args[2] = prev, r.opts.Audit.MaxLen, minID
 		for i, raw := range raws {
-			h := chainHash(prev, raw)
+			h := enforce.AuditChainHash(prev, raw)
 			args[3+2*i], args[4+2*i] = raw, h
 			prev = h
 		}
@@ -228,18 +228,18 @@ const auditPage = 512
 // are the deciders' clocks, not the stream ids' (Redis's clock), so the
 // stream is scanned whole (newest first, stopping at Limit, when a limit
 // is given); the stream is bounded by Audit.MaxLen and Audit.MaxAge.
-// Errors: enforce.ErrUnavailable, ErrCorrupt.
-func (r *Redis) ReadAudit(ctx context.Context, f enforce.AuditFilter) ([]enforce.AuditRecord, error) {
+// Errors: enforce.ErrUnavailable, enforce.ErrCorrupt.
+func (r *Store) ReadAudit(ctx context.Context, f enforce.AuditFilter) ([]enforce.AuditRecord, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	var out []enforce.AuditRecord
 	newestFirst := f.Limit > 0
-	err := r.scanAudit(ctx, "-", "+", newestFirst, func(e AuditEntry) (bool, error) {
+	err := r.scanAudit(ctx, "-", "+", newestFirst, func(e enforce.AuditEntry) (bool, error) {
 		var rec enforce.AuditRecord
 		if err := json.Unmarshal(e.Raw, &rec); err != nil {
-			return false, fmt.Errorf("%w: audit record %s: %w", ErrCorrupt, e.ID, err)
+			return false, fmt.Errorf("%w: audit record %s: %w", enforce.ErrCorrupt, e.ID, err)
 		}
-		if matchAudit(&f, &rec) {
+		if f.Match(&rec) {
 			out = append(out, rec)
 		}
 		return f.Limit <= 0 || len(out) < f.Limit, nil
@@ -253,33 +253,33 @@ func (r *Redis) ReadAudit(ctx context.Context, f enforce.AuditFilter) ([]enforce
 	return out, nil
 }
 
-// VerifyAudit implements AuditLog, reading the stream page by page from
+// VerifyAudit implements enforce.AuditLog, reading the stream page by page from
 // its first retained entry. Errors: enforce.ErrUnavailable.
 // The head is read first, so records appended during the walk (the head
 // then names one of them, or one before them) never look like a removal.
-func (r *Redis) VerifyAudit(ctx context.Context, opts ...VerifyOption) (VerifyResult, error) {
+func (r *Store) VerifyAudit(ctx context.Context, opts ...enforce.VerifyOption) (enforce.VerifyResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, max(r.opts.CallTimeout, time.Minute))
 	defer cancel()
 	head, err := r.c.Get(ctx, r.Key(KeyAuditHead)).Result()
 	if errors.Is(err, redis.Nil) {
-		head, err = genesisHash, nil
+		head, err = enforce.AuditGenesis, nil
 	}
 	if err != nil {
-		return VerifyResult{}, r.wrap("audit head", err)
+		return enforce.VerifyResult{}, r.wrap("audit head", err)
 	}
-	v := newChainVerifier(head, opts)
-	err = r.scanAudit(ctx, "-", "+", false, func(e AuditEntry) (bool, error) {
-		return v.next(e), nil
+	v := enforce.NewAuditChainVerifier(head, opts)
+	err = r.scanAudit(ctx, "-", "+", false, func(e enforce.AuditEntry) (bool, error) {
+		return v.Next(e), nil
 	})
 	if err != nil {
-		return v.res, err
+		return v.Partial(), err
 	}
-	return v.finish(), nil
+	return v.Finish(), nil
 }
 
 // scanAudit walks the stream between ids lo and hi, page by page, calling
 // fn until it returns false.
-func (r *Redis) scanAudit(ctx context.Context, lo, hi string, newestFirst bool, fn func(AuditEntry) (bool, error)) error {
+func (r *Store) scanAudit(ctx context.Context, lo, hi string, newestFirst bool, fn func(enforce.AuditEntry) (bool, error)) error {
 	key := r.Key(KeyAudit)
 	for {
 		var (
@@ -312,10 +312,10 @@ func (r *Redis) scanAudit(ctx context.Context, lo, hi string, newestFirst bool, 
 	}
 }
 
-func auditEntry(m redis.XMessage) AuditEntry {
+func auditEntry(m redis.XMessage) enforce.AuditEntry {
 	s := func(k string) string {
 		v, _ := m.Values[k].(string)
 		return v
 	}
-	return AuditEntry{ID: m.ID, Prev: s("prev"), Hash: s("hash"), Raw: []byte(s("rec"))}
+	return enforce.AuditEntry{ID: m.ID, Prev: s("prev"), Hash: s("hash"), Raw: []byte(s("rec"))}
 }

@@ -1,4 +1,4 @@
-package cache
+package wire
 
 import (
 	"bytes"
@@ -7,21 +7,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
 )
-
-// ErrCorrupt wraps a stored entry callwarden cannot decode (written by
-// another tool or another schema): the store is reachable but its content
-// is not trustworthy, so the caller keeps its current snapshot.
-var ErrCorrupt = errors.New("stored data is corrupt")
-
-// ErrInvalidPolicy wraps the reasons a policy given to ApplyPolicy was
-// refused (enforce.NewSnapshot's errors, a time zone the store cannot
-// carry). Nothing was written (HTTP 422).
-var ErrInvalidPolicy = errors.New("invalid policy")
 
 // The wire form of the policy, schema version 1. One JSON document per
 // profile and per user, so an apply writes only what changed. Field names
@@ -77,46 +66,46 @@ var (
 	dayNames = [7]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
 )
 
-// encodedPolicy is a policy in wire form: JSON per entry, keyed by name.
-type encodedPolicy struct {
-	profiles  map[string]string
-	users     map[string]string
-	protected string
+// Encoded is a policy in wire form: JSON per entry, keyed by name.
+type Encoded struct {
+	Profiles  map[string]string
+	Users     map[string]string
+	Protected string
 }
 
-// encodePolicy turns p into its wire form. It fails on what the wire form
+// EncodePolicy turns p into its wire form. It fails on what the wire form
 // cannot carry (a time zone that is not an IANA name).
-func encodePolicy(p enforce.Policy) (encodedPolicy, error) {
-	e := encodedPolicy{profiles: make(map[string]string, len(p.Profiles)), users: make(map[string]string, len(p.Users))}
+func EncodePolicy(p enforce.Policy) (Encoded, error) {
+	e := Encoded{Profiles: make(map[string]string, len(p.Profiles)), Users: make(map[string]string, len(p.Users))}
 	zones := zoneCache{}
 	for _, pr := range p.Profiles {
 		w := wireProfile{Name: pr.Name, NotifyTarget: pr.NotifyTarget, MaskDigits: pr.MaskDigits}
 		for gi, g := range pr.Grants {
 			wg, err := encodeGrant(g, zones)
 			if err != nil {
-				return encodedPolicy{}, fmt.Errorf("profile %q grant %d: %w", pr.Name, gi, err)
+				return Encoded{}, fmt.Errorf("profile %q grant %d: %w", pr.Name, gi, err)
 			}
 			w.Grants = append(w.Grants, wg)
 		}
 		b, err := json.Marshal(w)
 		if err != nil {
-			return encodedPolicy{}, fmt.Errorf("profile %q: %w", pr.Name, err)
+			return Encoded{}, fmt.Errorf("profile %q: %w", pr.Name, err)
 		}
-		e.profiles[pr.Name] = string(b)
+		e.Profiles[pr.Name] = string(b)
 	}
 	for _, u := range p.Users {
 		b, err := json.Marshal(wireUser{ID: u.ID, Profile: u.Profile, Queues: u.Queues, Teams: u.Teams,
 			Agents: u.Agents, Sites: u.Sites, Identities: u.Identities, ValidFrom: u.ValidFrom, ValidUntil: u.ValidUntil})
 		if err != nil {
-			return encodedPolicy{}, fmt.Errorf("user %q: %w", u.ID, err)
+			return Encoded{}, fmt.Errorf("user %q: %w", u.ID, err)
 		}
-		e.users[u.ID] = string(b)
+		e.Users[u.ID] = string(b)
 	}
 	b, err := json.Marshal(wireProtected{Users: p.Protected.Users, Queues: p.Protected.Queues})
 	if err != nil {
-		return encodedPolicy{}, fmt.Errorf("protected: %w", err)
+		return Encoded{}, fmt.Errorf("protected: %w", err)
 	}
-	e.protected = string(b)
+	e.Protected = string(b)
 	return e, nil
 }
 
@@ -179,15 +168,15 @@ func (c zoneCache) load(name string) (*time.Location, error) {
 	return loc, err
 }
 
-// ignoredAction is an action name a stored grant lists that this version
-// does not know, dropped by decodePolicy.
-type ignoredAction struct {
+// IgnoredAction is an action name a stored grant lists that this version
+// does not know, dropped by DecodePolicy.
+type IgnoredAction struct {
 	Profile string
 	Grant   int
 	Action  string
 }
 
-// decodePolicy builds a policy from its wire form, profiles sorted by name
+// DecodePolicy builds a policy from its wire form, profiles sorted by name
 // and users by id. What it does not know decides what it does, because
 // the store may have been written by a newer callwarden or by hand:
 //   - An action name this version does not know is dropped from its grant
@@ -199,26 +188,26 @@ type ignoredAction struct {
 //     version.
 //   - Anything else it does not know (a scope dimension or kind, a day,
 //     a field of any entry) may restrict a grant, so dropping it could
-//     widen access: the entry is refused (ErrCorrupt) and so is the load.
-func decodePolicy(profiles, users map[string]string, protected string) (p enforce.Policy, ignored []ignoredAction, err error) {
+//     widen access: the entry is refused (enforce.ErrCorrupt) and so is the load.
+func DecodePolicy(profiles, users map[string]string, protected string) (p enforce.Policy, ignored []IgnoredAction, err error) {
 	zones := zoneCache{}
 	p.Profiles = make([]enforce.Profile, 0, len(profiles))
 	for name, raw := range profiles {
 		var w wireProfile
 		if err := unmarshalStrict(raw, &w); err != nil {
-			return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q: %w", ErrCorrupt, name, err)
+			return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q: %w", enforce.ErrCorrupt, name, err)
 		}
 		pr := enforce.Profile{Name: w.Name, NotifyTarget: w.NotifyTarget, MaskDigits: w.MaskDigits}
 		if w.Name != name {
-			return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q: stored under name %q", ErrCorrupt, w.Name, name)
+			return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q: stored under name %q", enforce.ErrCorrupt, w.Name, name)
 		}
 		for gi, wg := range w.Grants {
 			g, unknown, err := decodeGrant(wg, zones)
 			if err != nil {
-				return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q grant %d: %w", ErrCorrupt, name, gi, err)
+				return enforce.Policy{}, nil, fmt.Errorf("%w: profile %q grant %d: %w", enforce.ErrCorrupt, name, gi, err)
 			}
 			for _, a := range unknown {
-				ignored = append(ignored, ignoredAction{Profile: name, Grant: gi, Action: a})
+				ignored = append(ignored, IgnoredAction{Profile: name, Grant: gi, Action: a})
 			}
 			if g.Actions == 0 && len(unknown) > 0 {
 				continue // only actions this version does not know: grants nothing here
@@ -231,10 +220,10 @@ func decodePolicy(profiles, users map[string]string, protected string) (p enforc
 	for id, raw := range users {
 		var w wireUser
 		if err := unmarshalStrict(raw, &w); err != nil {
-			return enforce.Policy{}, nil, fmt.Errorf("%w: user %q: %w", ErrCorrupt, id, err)
+			return enforce.Policy{}, nil, fmt.Errorf("%w: user %q: %w", enforce.ErrCorrupt, id, err)
 		}
 		if w.ID != id {
-			return enforce.Policy{}, nil, fmt.Errorf("%w: user %q: stored under id %q", ErrCorrupt, w.ID, id)
+			return enforce.Policy{}, nil, fmt.Errorf("%w: user %q: stored under id %q", enforce.ErrCorrupt, w.ID, id)
 		}
 		p.Users = append(p.Users, enforce.User{ID: w.ID, Profile: w.Profile, Queues: w.Queues, Teams: w.Teams,
 			Agents: w.Agents, Sites: w.Sites, Identities: w.Identities, ValidFrom: w.ValidFrom, ValidUntil: w.ValidUntil})
@@ -242,11 +231,11 @@ func decodePolicy(profiles, users map[string]string, protected string) (p enforc
 	if protected != "" {
 		var w wireProtected
 		if err := unmarshalStrict(protected, &w); err != nil {
-			return enforce.Policy{}, nil, fmt.Errorf("%w: protected: %w", ErrCorrupt, err)
+			return enforce.Policy{}, nil, fmt.Errorf("%w: protected: %w", enforce.ErrCorrupt, err)
 		}
 		p.Protected = enforce.Protected{Users: w.Users, Queues: w.Queues}
 	}
-	sortPolicy(&p)
+	p.Sort()
 	return p, ignored, nil
 }
 
@@ -266,7 +255,7 @@ func unmarshalStrict(raw string, v any) error {
 }
 
 // decodeGrant decodes one grant; unknown lists the action names it lists
-// that this version does not know, dropped (see decodePolicy).
+// that this version does not know, dropped (see DecodePolicy).
 func decodeGrant(w wireGrant, zones zoneCache) (g enforce.Grant, unknown []string, err error) {
 	g = enforce.Grant{Profiles: w.Profiles, ValidFrom: w.ValidFrom, ValidUntil: w.ValidUntil}
 	for _, name := range w.Actions {
@@ -340,26 +329,45 @@ func parseScopeKind(s string) (enforce.ScopeKind, bool) {
 	return 0, false
 }
 
-// sortPolicy orders profiles by name and users by id: the order every
-// store returns, so two stores holding the same policy return equal values.
-func sortPolicy(p *enforce.Policy) {
-	slices.SortFunc(p.Profiles, func(a, b enforce.Profile) int { return strings.Compare(a.Name, b.Name) })
-	slices.SortFunc(p.Users, func(a, b enforce.User) int { return strings.Compare(a.ID, b.ID) })
-}
-
-// normalize validates p, then round-trips it through the wire form: what
+// Normalize validates p, then round-trips it through the wire form: what
 // a writable store keeps is exactly what it will return.
-func normalize(p enforce.Policy) (enforce.Policy, encodedPolicy, error) {
+func Normalize(p enforce.Policy) (enforce.Policy, Encoded, error) {
 	if _, err := enforce.NewSnapshot(p, 0); err != nil {
-		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+		return enforce.Policy{}, Encoded{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
 	}
-	e, err := encodePolicy(p)
+	e, err := EncodePolicy(p)
 	if err != nil {
-		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+		return enforce.Policy{}, Encoded{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
 	}
-	n, _, err := decodePolicy(e.profiles, e.users, e.protected)
+	n, _, err := DecodePolicy(e.Profiles, e.Users, e.Protected)
 	if err != nil {
-		return enforce.Policy{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+		return enforce.Policy{}, Encoded{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
 	}
 	return n, e, nil
+}
+
+// NormalizePatch round-trips a patch's entries through the wire form, as
+// Normalize does for a whole policy.
+func NormalizePatch(p enforce.PolicyPatch) (enforce.PolicyPatch, Encoded, error) {
+	var prot enforce.Protected
+	if p.Protected != nil {
+		prot = *p.Protected
+	}
+	enc, err := EncodePolicy(enforce.Policy{Profiles: p.Profiles, Users: p.Users, Protected: prot})
+	if err != nil {
+		return enforce.PolicyPatch{}, Encoded{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
+	}
+	if len(enc.Profiles) != len(p.Profiles) || len(enc.Users) != len(p.Users) {
+		return enforce.PolicyPatch{}, Encoded{}, fmt.Errorf("%w: an entry is put twice", enforce.ErrInvalidPolicy)
+	}
+	dec, _, err := DecodePolicy(enc.Profiles, enc.Users, enc.Protected)
+	if err != nil {
+		return enforce.PolicyPatch{}, Encoded{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
+	}
+	n := enforce.PolicyPatch{Profiles: dec.Profiles, Users: dec.Users,
+		RemovedProfiles: p.RemovedProfiles, RemovedUsers: p.RemovedUsers}
+	if p.Protected != nil {
+		n.Protected = &dec.Protected
+	}
+	return n, enc, nil
 }

@@ -1,4 +1,4 @@
-package cache
+package redis
 
 import (
 	"context"
@@ -9,12 +9,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/callwarden/callwarden/cache/internal/wire"
 	"github.com/callwarden/callwarden/enforce"
 )
 
 var (
-	_ IncrementalSource = (*Redis)(nil)
-	_ PatchStore        = (*Redis)(nil)
+	_ enforce.ChangeSource = (*Store)(nil)
+	_ enforce.PatchStore   = (*Store)(nil)
 )
 
 // changesScript reads, atomically, what changed since a generation: the
@@ -77,9 +78,9 @@ if prot == '1' then protv = redis.call('GET', KEYS[7]) or '' end
 return {schema, gen, epoch, 'delta', plist, pvals, ulist, uvals, prot, protv}
 `
 
-// PolicyVersion implements IncrementalSource: Policy plus the epoch, in
+// PolicyVersion implements enforce.ChangeSource: Policy plus the epoch, in
 // the same MULTI/EXEC.
-func (r *Redis) PolicyVersion(ctx context.Context) (enforce.Policy, Version, error) {
+func (r *Store) PolicyVersion(ctx context.Context) (enforce.Policy, enforce.Version, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	var (
@@ -92,72 +93,72 @@ func (r *Redis) PolicyVersion(ctx context.Context) (enforce.Policy, Version, err
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return enforce.Policy{}, Version{}, r.wrap("read policy", err)
+		return enforce.Policy{}, enforce.Version{}, r.wrap("read policy", err)
 	}
 	p, gen, err := cmds.decode(r)
 	if err != nil {
-		return enforce.Policy{}, Version{}, err
+		return enforce.Policy{}, enforce.Version{}, err
 	}
 	e, err := epoch.Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return enforce.Policy{}, Version{}, r.wrap("read epoch", err)
+		return enforce.Policy{}, enforce.Version{}, r.wrap("read epoch", err)
 	}
-	return p, Version{Epoch: e, Gen: gen}, nil
+	return p, enforce.Version{Epoch: e, Gen: gen}, nil
 }
 
-// Changes implements IncrementalSource with one read-only script call
-// (changesScript). Errors: ErrChangelogGap, enforce.ErrUnavailable,
-// ErrSchemaVersion, ErrCorrupt.
-func (r *Redis) Changes(ctx context.Context, since Version) (enforce.PolicyPatch, Version, error) {
+// Changes implements enforce.ChangeSource with one read-only script call
+// (changesScript). Errors: enforce.ErrChangelogGap, enforce.ErrUnavailable,
+// enforce.ErrSchemaVersion, enforce.ErrCorrupt.
+func (r *Store) Changes(ctx context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	keys := []string{r.Key(KeySchema), r.Key(KeyGeneration), r.Key(KeyEpoch), r.Key(KeyChangelog),
 		r.Key(KeyProfiles), r.Key(KeyUsers), r.Key(KeyProtected)}
 	res, err := r.changes.Run(ctx, r.c, keys, strconv.FormatUint(since.Gen, 10), strconv.FormatUint(since.Gen+1, 10),
-		since.Epoch, changelogMaxNames).Slice()
+		since.Epoch, wire.ChangelogMaxNames).Slice()
 	if err != nil {
-		return enforce.PolicyPatch{}, Version{}, r.wrap("read changes", err)
+		return enforce.PolicyPatch{}, enforce.Version{}, r.wrap("read changes", err)
 	}
 	if len(res) < 4 {
-		return enforce.PolicyPatch{}, Version{}, fmt.Errorf("%w: changes script replied %d values", ErrCorrupt, len(res))
+		return enforce.PolicyPatch{}, enforce.Version{}, fmt.Errorf("%w: changes script replied %d values", enforce.ErrCorrupt, len(res))
 	}
 	str := func(v any) string { s, _ := v.(string); return s }
 	if err := checkSchema(str(res[0])); err != nil {
-		return enforce.PolicyPatch{}, Version{}, err
+		return enforce.PolicyPatch{}, enforce.Version{}, err
 	}
 	gen, err := parseGeneration(str(res[1]))
 	if err != nil {
-		return enforce.PolicyPatch{}, Version{}, err
+		return enforce.PolicyPatch{}, enforce.Version{}, err
 	}
-	v := Version{Epoch: str(res[2]), Gen: gen}
+	v := enforce.Version{Epoch: str(res[2]), Gen: gen}
 	switch str(res[3]) {
 	case "same":
 		return enforce.PolicyPatch{}, v, nil
 	case "gap":
-		return enforce.PolicyPatch{}, v, fmt.Errorf("changes since generation %d (store at %d): %w", since.Gen, gen, ErrChangelogGap)
+		return enforce.PolicyPatch{}, v, fmt.Errorf("changes since generation %d (store at %d): %w", since.Gen, gen, enforce.ErrChangelogGap)
 	case "delta":
 	default:
-		return enforce.PolicyPatch{}, Version{}, fmt.Errorf("%w: changes script replied %q", ErrCorrupt, str(res[3]))
+		return enforce.PolicyPatch{}, enforce.Version{}, fmt.Errorf("%w: changes script replied %q", enforce.ErrCorrupt, str(res[3]))
 	}
 	if len(res) != 10 {
-		return enforce.PolicyPatch{}, Version{}, fmt.Errorf("%w: changes script replied %d values", ErrCorrupt, len(res))
+		return enforce.PolicyPatch{}, enforce.Version{}, fmt.Errorf("%w: changes script replied %d values", enforce.ErrCorrupt, len(res))
 	}
 	var patch enforce.PolicyPatch
 	profiles, removedP, err := namedValues(res[4], res[5])
 	if err != nil {
-		return enforce.PolicyPatch{}, Version{}, err
+		return enforce.PolicyPatch{}, enforce.Version{}, err
 	}
 	users, removedU, err := namedValues(res[6], res[7])
 	if err != nil {
-		return enforce.PolicyPatch{}, Version{}, err
+		return enforce.PolicyPatch{}, enforce.Version{}, err
 	}
 	prot := ""
 	if str(res[8]) == "1" {
 		prot = str(res[9])
 	}
-	dec, ignored, err := decodePolicy(profiles, users, prot)
+	dec, ignored, err := wire.DecodePolicy(profiles, users, prot)
 	if err != nil {
-		return enforce.PolicyPatch{}, Version{}, err
+		return enforce.PolicyPatch{}, enforce.Version{}, err
 	}
 	r.reportIgnored("changes", ignored)
 	patch.Profiles, patch.Users = dec.Profiles, dec.Users
@@ -174,7 +175,7 @@ func namedValues(names, values any) (map[string]string, []string, error) {
 	ns, _ := names.([]any)
 	vs, _ := values.([]any)
 	if len(ns) != len(vs) {
-		return nil, nil, fmt.Errorf("%w: changes script gave %d names and %d values", ErrCorrupt, len(ns), len(vs))
+		return nil, nil, fmt.Errorf("%w: changes script gave %d names and %d values", enforce.ErrCorrupt, len(ns), len(vs))
 	}
 	present := make(map[string]string, len(ns))
 	var removed []string
@@ -192,31 +193,31 @@ func namedValues(names, values any) (map[string]string, []string, error) {
 // queueChangelog logs the change that makes generation gen, trims the log
 // and gives the store an epoch if it has none. Part of an apply's
 // MULTI/EXEC.
-func (r *Redis) queueChangelog(ctx context.Context, p redis.Pipeliner, gen uint64, d enforce.PolicyDiff) {
-	p.SetNX(ctx, r.Key(KeyEpoch), newEpoch(), 0)
-	p.ZAdd(ctx, r.Key(KeyChangelog), redis.Z{Score: float64(gen), Member: newChangeEntry(gen, d).encode()})
-	if gen > changelogKeep {
-		p.ZRemRangeByScore(ctx, r.Key(KeyChangelog), "-inf", strconv.FormatUint(gen-changelogKeep, 10))
+func (r *Store) queueChangelog(ctx context.Context, p redis.Pipeliner, gen uint64, d enforce.PolicyDiff) {
+	p.SetNX(ctx, r.Key(KeyEpoch), wire.NewEpoch(), 0)
+	p.ZAdd(ctx, r.Key(KeyChangelog), redis.Z{Score: float64(gen), Member: wire.NewChangeEntry(gen, d).Encode()})
+	if gen > wire.ChangelogKeep {
+		p.ZRemRangeByScore(ctx, r.Key(KeyChangelog), "-inf", strconv.FormatUint(gen-wire.ChangelogKeep, 10))
 	}
 }
 
-// ApplyPatch implements PatchStore: it normalises p's entries through the
+// ApplyPatch implements enforce.PatchStore: it normalises p's entries through the
 // wire form, validates the result with base.Patch, then, under WATCH of the
 // schema, generation and epoch keys, checks that the store is still at
 // base's generation and origin and writes the entries that change, the new
 // generation and its change log entry in one MULTI/EXEC, and publishes
-// the generation. Errors: ErrInvalidPolicy, enforce.ErrConflict (with the
-// store's generation), enforce.ErrUnavailable, ErrSchemaVersion,
-// ErrCorrupt.
-func (r *Redis) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
-	n, enc, err := normalizePatch(p)
+// the generation. Errors: enforce.ErrInvalidPolicy, enforce.ErrConflict (with the
+// store's generation), enforce.ErrUnavailable, enforce.ErrSchemaVersion,
+// enforce.ErrCorrupt.
+func (r *Store) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
+	n, enc, err := wire.NormalizePatch(p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
 	}
 	if _, err := base.Patch(n, base.Generation()+1); err != nil {
-		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
 	}
-	diff, eff := patchDiff(base, n)
+	diff, eff := base.PatchDiff(n)
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	var gen uint64
@@ -242,10 +243,10 @@ func (r *Redis) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforc
 		}
 		_, err = tx.TxPipelined(ctx, func(pl redis.Pipeliner) error {
 			pl.Set(ctx, r.Key(KeySchema), SchemaVersion, 0)
-			r.queueHashChanges(ctx, pl, KeyProfiles, enc.profiles, nil, namesOfProfiles(eff.Profiles), eff.RemovedProfiles)
-			r.queueHashChanges(ctx, pl, KeyUsers, enc.users, nil, idsOfUsers(eff.Users), eff.RemovedUsers)
+			r.queueHashChanges(ctx, pl, KeyProfiles, enc.Profiles, nil, namesOfProfiles(eff.Profiles), eff.RemovedProfiles)
+			r.queueHashChanges(ctx, pl, KeyUsers, enc.Users, nil, idsOfUsers(eff.Users), eff.RemovedUsers)
 			if eff.Protected != nil {
-				pl.Set(ctx, r.Key(KeyProtected), enc.protected, 0)
+				pl.Set(ctx, r.Key(KeyProtected), enc.Protected, 0)
 			}
 			pl.Incr(ctx, r.Key(KeyGeneration))
 			r.queueChangelog(ctx, pl, gen+1, diff)
@@ -261,7 +262,7 @@ func (r *Redis) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforc
 	case errors.Is(err, redis.TxFailedErr):
 		return gen, enforce.PolicyDiff{}, fmt.Errorf("change based on generation %d: another apply committed first: %w", base.Generation(), enforce.ErrConflict)
 	case errors.Is(err, enforce.ErrConflict), errors.Is(err, enforce.ErrUnavailable),
-		errors.Is(err, ErrSchemaVersion), errors.Is(err, ErrCorrupt):
+		errors.Is(err, enforce.ErrSchemaVersion), errors.Is(err, enforce.ErrCorrupt):
 		return gen, enforce.PolicyDiff{}, err
 	case err != nil:
 		return 0, enforce.PolicyDiff{}, r.wrap("apply patch", err)
@@ -274,36 +275,10 @@ func (r *Redis) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforc
 
 // publish announces generation gen; a failure is only logged (Loaders'
 // periodic check catches up).
-func (r *Redis) publish(ctx context.Context, gen uint64) {
+func (r *Store) publish(ctx context.Context, gen uint64) {
 	if err := r.c.Publish(ctx, r.Key(ChannelChanges), strconv.FormatUint(gen, 10)).Err(); err != nil {
 		r.log.Warn("publish change notification", zap.Uint64("generation", gen), zap.Error(err))
 	}
-}
-
-// normalizePatch round-trips a patch's entries through the wire form, as
-// normalize does for a whole policy.
-func normalizePatch(p enforce.PolicyPatch) (enforce.PolicyPatch, encodedPolicy, error) {
-	var prot enforce.Protected
-	if p.Protected != nil {
-		prot = *p.Protected
-	}
-	enc, err := encodePolicy(enforce.Policy{Profiles: p.Profiles, Users: p.Users, Protected: prot})
-	if err != nil {
-		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
-	}
-	if len(enc.profiles) != len(p.Profiles) || len(enc.users) != len(p.Users) {
-		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: an entry is put twice", ErrInvalidPolicy)
-	}
-	dec, _, err := decodePolicy(enc.profiles, enc.users, enc.protected)
-	if err != nil {
-		return enforce.PolicyPatch{}, encodedPolicy{}, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
-	}
-	n := enforce.PolicyPatch{Profiles: dec.Profiles, Users: dec.Users,
-		RemovedProfiles: p.RemovedProfiles, RemovedUsers: p.RemovedUsers}
-	if p.Protected != nil {
-		n.Protected = &dec.Protected
-	}
-	return n, enc, nil
 }
 
 func namesOfProfiles(ps []enforce.Profile) []string {

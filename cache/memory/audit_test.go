@@ -1,4 +1,4 @@
-package cache_test
+package memory_test
 
 import (
 	"crypto/sha256"
@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 )
 
-func filledAudit(t *testing.T, n int, opts cache.AuditOptions) *cache.MemoryAudit {
+func filledAudit(t *testing.T, n int, opts memory.AuditOptions) *memory.AuditLog {
 	t.Helper()
-	l := cache.NewMemoryAudit(opts)
+	l := memory.NewAuditLog(opts)
 	for i := range n {
 		r := enforce.AuditRecord{Time: time.Unix(int64(i), 0), Source: "http", User: "alice", Action: "monitor.listen",
 			Decision: "allow", Reason: "granted"}
@@ -27,40 +27,40 @@ func filledAudit(t *testing.T, n int, opts cache.AuditOptions) *cache.MemoryAudi
 func TestVerifyAuditFindsTampering(t *testing.T) {
 	tests := []struct {
 		name      string
-		tamper    func(e []cache.AuditEntry) []cache.AuditEntry
+		tamper    func(e []enforce.AuditEntry) []enforce.AuditEntry
 		wantBad   int // index in the original entries
 		wantInMsg string
 	}{
-		{"a modified field breaks the record's hash", func(e []cache.AuditEntry) []cache.AuditEntry {
+		{"a modified field breaks the record's hash", func(e []enforce.AuditEntry) []enforce.AuditEntry {
 			e[3].Raw = []byte(strings.Replace(string(e[3].Raw), `"allow"`, `"deny"`, 1))
 			return e
 		}, 3, "altered"},
-		{"a record rehashed after editing breaks the next link", func(e []cache.AuditEntry) []cache.AuditEntry {
+		{"a record rehashed after editing breaks the next link", func(e []enforce.AuditEntry) []enforce.AuditEntry {
 			e[3].Raw = []byte(strings.Replace(string(e[3].Raw), `"alice"`, `"mallory"`, 1))
 			sum := sha256.Sum256(append([]byte(e[3].Prev), e[3].Raw...))
 			e[3].Hash = hex.EncodeToString(sum[:])
 			return e
 		}, 4, "removed or altered"},
-		{"a removed record breaks the next link", func(e []cache.AuditEntry) []cache.AuditEntry {
+		{"a removed record breaks the next link", func(e []enforce.AuditEntry) []enforce.AuditEntry {
 			return append(e[:3:3], e[4:]...)
 		}, 4, "removed or altered"},
-		{"swapped records break the chain", func(e []cache.AuditEntry) []cache.AuditEntry {
+		{"swapped records break the chain", func(e []enforce.AuditEntry) []enforce.AuditEntry {
 			e[3], e[4] = e[4], e[3]
 			return e
 		}, 4, "removed or altered"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			entries := filledAudit(t, 8, cache.AuditOptions{}).Entries()
+			entries := filledAudit(t, 8, memory.AuditOptions{}).Entries()
 			badID := entries[tt.wantBad].ID
-			res := cache.VerifyEntries(tt.tamper(entries))
+			res := enforce.VerifyEntries(tt.tamper(entries))
 			if res.OK() || res.FirstBad != badID || !strings.Contains(res.Reason, tt.wantInMsg) {
 				t.Fatalf("VerifyEntries = %+v, want first bad %s (%q)", res, badID, tt.wantInMsg)
 			}
 		})
 	}
 	t.Run("an intact export verifies", func(t *testing.T) {
-		res := cache.VerifyEntries(filledAudit(t, 8, cache.AuditOptions{}).Entries())
+		res := enforce.VerifyEntries(filledAudit(t, 8, memory.AuditOptions{}).Entries())
 		if !res.OK() || res.Checked != 8 || res.Truncated {
 			t.Fatalf("VerifyEntries = %+v", res)
 		}
@@ -69,7 +69,7 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 
 func TestTrimmedAuditVerifiesFromTheFirstRetainedRecord(t *testing.T) {
 	t.Run("by length", func(t *testing.T) {
-		l := filledAudit(t, 30, cache.AuditOptions{MaxLen: 10})
+		l := filledAudit(t, 30, memory.AuditOptions{MaxLen: 10})
 		res, err := l.VerifyAudit(testContext(t))
 		if err != nil || !res.OK() || res.Checked != 10 || !res.Truncated {
 			t.Fatalf("VerifyAudit = %+v, %v; want 10 checked, truncated, intact", res, err)
@@ -77,7 +77,7 @@ func TestTrimmedAuditVerifiesFromTheFirstRetainedRecord(t *testing.T) {
 	})
 	t.Run("by age", func(t *testing.T) {
 		now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
-		l := cache.NewMemoryAudit(cache.AuditOptions{MaxAge: time.Hour, Now: func() time.Time { return now }})
+		l := memory.NewAuditLog(memory.AuditOptions{MaxAge: time.Hour, Now: func() time.Time { return now }})
 		for range 5 {
 			if err := l.Audit(testContext(t), enforce.AuditRecord{Action: "monitor.listen"}); err != nil {
 				t.Fatal(err)

@@ -1,13 +1,15 @@
-package cache
+package redis
 
 import (
 	"context"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/callwarden/callwarden/enforce"
 )
 
-var _ TokenStore = (*Redis)(nil)
+var _ enforce.TokenStore = (*Store)(nil)
 
 // addTokenScript stores a hash for a name unless it belongs to another
 // name, or to any name in the other role's hash.
@@ -36,41 +38,41 @@ return n
 `
 
 // tokenKeys returns the hash of role's tokens and the other role's.
-func (r *Redis) tokenKeys(role string) (own, other string) {
-	if role == TokenRoleCheck {
+func (r *Store) tokenKeys(role string) (own, other string) {
+	if role == enforce.TokenRoleCheck {
 		return r.Key(KeyCheckTokens), r.Key(KeyAdminTokens)
 	}
 	return r.Key(KeyAdminTokens), r.Key(KeyCheckTokens)
 }
 
-// AdminTokens implements TokenStore (HGETALL of KeyAdminTokens and
+// AdminTokens implements enforce.TokenStore (HGETALL of KeyAdminTokens and
 // KeyCheckTokens).
-func (r *Redis) AdminTokens(ctx context.Context) ([]AdminToken, error) {
+func (r *Store) AdminTokens(ctx context.Context) ([]enforce.AdminToken, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
-	var out []AdminToken
-	for _, role := range []string{"", TokenRoleCheck} {
+	var out []enforce.AdminToken
+	for _, role := range []string{"", enforce.TokenRoleCheck} {
 		key, _ := r.tokenKeys(role)
 		m, err := r.c.HGetAll(ctx, key).Result()
 		if err != nil {
 			return nil, r.wrap("read tokens", err)
 		}
 		for h, u := range m {
-			t := AdminToken{User: u, Role: role, SHA256: h}
-			if err := checkAdminToken(t); err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+			t := enforce.AdminToken{User: u, Role: role, SHA256: h}
+			if err := t.Check(); err != nil {
+				return nil, fmt.Errorf("%w: %w", enforce.ErrCorrupt, err)
 			}
 			out = append(out, t)
 		}
 	}
-	sortTokens(out)
+	enforce.SortAdminTokens(out)
 	return out, nil
 }
 
-// AddAdminToken implements TokenStore. Errors: ErrTokenTaken,
+// AddAdminToken implements enforce.TokenStore. Errors: enforce.ErrTokenTaken,
 // enforce.ErrUnavailable.
-func (r *Redis) AddAdminToken(ctx context.Context, t AdminToken) error {
-	if err := checkAdminToken(t); err != nil {
+func (r *Store) AddAdminToken(ctx context.Context, t enforce.AdminToken) error {
+	if err := t.Check(); err != nil {
 		return err
 	}
 	ctx, cancel := r.callContext(ctx)
@@ -81,15 +83,15 @@ func (r *Redis) AddAdminToken(ctx context.Context, t AdminToken) error {
 		return r.wrap("add admin token", err)
 	}
 	if ok == 0 {
-		return ErrTokenTaken
+		return enforce.ErrTokenTaken
 	}
 	return nil
 }
 
-// RevokeAdminTokens implements TokenStore. Errors: enforce.ErrUnavailable.
-func (r *Redis) RevokeAdminTokens(ctx context.Context, role, name string) (int, error) {
-	if role != "" && role != TokenRoleCheck {
-		return 0, fmt.Errorf("%w %q", ErrUnknownTokenRole, role)
+// RevokeAdminTokens implements enforce.TokenStore. Errors: enforce.ErrUnavailable.
+func (r *Store) RevokeAdminTokens(ctx context.Context, role, name string) (int, error) {
+	if role != "" && role != enforce.TokenRoleCheck {
+		return 0, fmt.Errorf("%w %q", enforce.ErrUnknownTokenRole, role)
 	}
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()

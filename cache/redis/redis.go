@@ -1,4 +1,4 @@
-package cache
+package redis
 
 import (
 	"context"
@@ -15,15 +15,16 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
 
+	"github.com/callwarden/callwarden/cache/internal/wire"
 	"github.com/callwarden/callwarden/enforce"
 )
 
 // SchemaVersion is the version of the key schema this code reads and
 // writes (docs/redis.md). A store whose schema key holds another value is
-// refused with ErrSchemaVersion.
+// refused with enforce.ErrSchemaVersion.
 const SchemaVersion = "1"
 
-// DefaultPrefix is the key prefix when RedisOptions.Prefix is empty.
+// DefaultPrefix is the key prefix when Options.Prefix is empty.
 const DefaultPrefix = "callwarden:"
 
 // Key names of schema version 1, after the prefix. Each family shares one
@@ -46,10 +47,10 @@ const (
 	KeyEpoch = "{cw}:epoch"
 	// KeyChangelog is a sorted set: one JSON entry per generation (scored
 	// by it) naming the profiles and users that generation changed, the
-	// last changelogKeep generations.
+	// last wire.ChangelogKeep generations.
 	KeyChangelog = "{cw}:changelog"
 	// KeyAdminTokens is a hash: hex SHA-256 of an admin API token -> the
-	// user it authenticates (TokenStore).
+	// user it authenticates (enforce.TokenStore).
 	KeyAdminTokens = "{cw}:tokens"
 	// KeyCheckTokens is a hash: hex SHA-256 of a check token -> its name.
 	// It is a hash of its own, beside KeyAdminTokens, so the admin hashes
@@ -73,15 +74,11 @@ const (
 	KeyAuditHead = "{cw:audit}:head"
 )
 
-// ErrSchemaVersion is returned when the store was written with a key
-// schema this code does not know: callwarden refuses to read or write it.
-var ErrSchemaVersion = errors.New("unknown redis schema version")
-
-// RedisOptions configure the Redis store. One block serves a standalone
+// Options configure the Store store. One block serves a standalone
 // server (one address), Sentinel (MasterName set) or Cluster (several
 // addresses, or ClusterMode). Every library option is set explicitly: the
 // client reads no environment variable.
-type RedisOptions struct {
+type Options struct {
 	// Addrs are host:port seeds; Sentinel addresses when MasterName is set.
 	Addrs []string
 	// MasterName selects Sentinel failover.
@@ -112,14 +109,18 @@ type RedisOptions struct {
 	Logger *zap.Logger
 }
 
-// Redis is callwarden's shared store on Redis: the policy
+// AuditOptions bound the audit stream (wire.AuditOptions). Zero values
+// keep everything.
+type AuditOptions = wire.AuditOptions
+
+// Store is callwarden's shared store on Redis: the policy
 // (enforce.PolicyStore, with Watch and Generation for Loaders), recording
 // metadata (enforce.RecordingStore) and the hash-chained audit stream
-// (AuditLog). It is safe for concurrent use. Errors caused by Redis being
+// (enforce.AuditLog). It is safe for concurrent use. Errors caused by Redis being
 // unreachable wrap enforce.ErrUnavailable.
-type Redis struct {
+type Store struct {
 	c       redis.UniversalClient
-	opts    RedisOptions
+	opts    Options
 	log     *zap.Logger
 	changes *redis.Script
 	// appendBatch appends chained batches (AuditBatch); head is the chain
@@ -129,21 +130,21 @@ type Redis struct {
 	headMu      sync.Mutex
 	head        string
 	// ignoredActions counts the stored action names this version does
-	// not know, dropped while decoding reads (see decodePolicy).
+	// not know, dropped while decoding reads (see wire.DecodePolicy).
 	ignoredActions atomic.Uint64
 }
 
 var (
-	_ enforce.PolicyStore    = (*Redis)(nil)
-	_ enforce.RecordingStore = (*Redis)(nil)
-	_ AuditLog               = (*Redis)(nil)
+	_ enforce.PolicyStore    = (*Store)(nil)
+	_ enforce.RecordingStore = (*Store)(nil)
+	_ enforce.AuditLog       = (*Store)(nil)
 )
 
-// NewRedis checks opts and returns a store; it does not connect (the
+// New checks opts and returns a store; it does not connect (the
 // client connects on first use and reconnects by itself). Call Check at
 // start to verify reachability and the schema version, and Close at the
 // end.
-func NewRedis(opts RedisOptions) (*Redis, error) {
+func New(opts Options) (*Store, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("redis: at least one address is required")
 	}
@@ -204,7 +205,7 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
-	return &Redis{c: c, opts: opts, log: opts.Logger.Named("redis"),
+	return &Store{c: c, opts: opts, log: opts.Logger.Named("redis"),
 		changes: redis.NewScript(changesScript), appendBatch: redis.NewScript(appendBatchScript)}, nil
 }
 
@@ -212,11 +213,11 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 // not know were dropped from grants while decoding policy reads, in total
 // (each read of an entry counts again): non-zero means a newer
 // callwarden, or a hand edit, wrote actions this daemon cannot enforce.
-func (r *Redis) IgnoredActions() uint64 { return r.ignoredActions.Load() }
+func (r *Store) IgnoredActions() uint64 { return r.ignoredActions.Load() }
 
 // reportIgnored counts and logs, once per read, the unknown actions a
 // decode dropped.
-func (r *Redis) reportIgnored(read string, ignored []ignoredAction) {
+func (r *Store) reportIgnored(read string, ignored []wire.IgnoredAction) {
 	if len(ignored) == 0 {
 		return
 	}
@@ -231,7 +232,7 @@ func (r *Redis) reportIgnored(read string, ignored []ignoredAction) {
 }
 
 // Close closes the client's connections.
-func (r *Redis) Close() error {
+func (r *Store) Close() error {
 	if err := r.c.Close(); err != nil {
 		return fmt.Errorf("redis close: %w", err)
 	}
@@ -240,11 +241,11 @@ func (r *Redis) Close() error {
 
 // Key returns the full name of a schema key (one of the Key* constants,
 // plus an id for the *Prefix ones).
-func (r *Redis) Key(name string) string { return r.opts.Prefix + name }
+func (r *Store) Key(name string) string { return r.opts.Prefix + name }
 
 // Check pings Redis and verifies the schema version. Errors:
-// enforce.ErrUnavailable, ErrSchemaVersion.
-func (r *Redis) Check(ctx context.Context) error {
+// enforce.ErrUnavailable, enforce.ErrSchemaVersion.
+func (r *Store) Check(ctx context.Context) error {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	v, err := r.c.Get(ctx, r.Key(KeySchema)).Result()
@@ -259,13 +260,13 @@ func (r *Redis) Check(ctx context.Context) error {
 
 func checkSchema(v string) error {
 	if v != "" && v != SchemaVersion {
-		return fmt.Errorf("%w: store has schema %q, this callwarden knows %q", ErrSchemaVersion, v, SchemaVersion)
+		return fmt.Errorf("%w: store has schema %q, this callwarden knows %q", enforce.ErrSchemaVersion, v, SchemaVersion)
 	}
 	return nil
 }
 
 // callContext gives ctx a deadline when it has none.
-func (r *Redis) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+func (r *Store) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)
 	}
@@ -276,7 +277,7 @@ func (r *Redis) callContext(ctx context.Context) (context.Context, context.Cance
 // (wrong type, script error) are returned as is; everything else (network,
 // timeout, closed client, a server that is loading, read-only, down or
 // out of clients) wraps enforce.ErrUnavailable.
-func (r *Redis) wrap(op string, err error) error {
+func (r *Store) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -291,8 +292,8 @@ func (r *Redis) wrap(op string, err error) error {
 
 // Generation returns the policy generation (0 for an empty store), for
 // LoaderOptions.Generation. Errors: enforce.ErrUnavailable,
-// ErrSchemaVersion, ErrCorrupt.
-func (r *Redis) Generation(ctx context.Context) (uint64, error) {
+// enforce.ErrSchemaVersion, enforce.ErrCorrupt.
+func (r *Store) Generation(ctx context.Context) (uint64, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	vals, err := r.c.MGet(ctx, r.Key(KeySchema), r.Key(KeyGeneration)).Result()
@@ -313,7 +314,7 @@ func parseGeneration(s string) (uint64, error) {
 	}
 	g, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%w: generation %q: %w", ErrCorrupt, s, err)
+		return 0, fmt.Errorf("%w: generation %q: %w", enforce.ErrCorrupt, s, err)
 	}
 	return g, nil
 }
@@ -325,7 +326,7 @@ func parseGeneration(s string) (uint64, error) {
 // the Loader's periodic generation check covers. The channel is closed
 // when ctx is done. Errors: enforce.ErrUnavailable when the first
 // subscription fails.
-func (r *Redis) Watch(ctx context.Context) (<-chan uint64, error) {
+func (r *Store) Watch(ctx context.Context) (<-chan uint64, error) {
 	ps := r.c.Subscribe(ctx, r.Key(ChannelChanges))
 	sctx, cancel := r.callContext(ctx)
 	_, err := ps.Receive(sctx)
@@ -357,7 +358,7 @@ func (r *Redis) Watch(ctx context.Context) (<-chan uint64, error) {
 					r.log.Warn("ignoring a malformed change notification", zap.String("payload", m.Payload))
 					continue
 				}
-				notify(out, gen)
+				wire.Notify(out, gen)
 			}
 		}
 	}()

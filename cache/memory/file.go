@@ -1,4 +1,4 @@
-package cache
+package memory
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func (f *File) Policy(_ context.Context) (enforce.Policy, uint64, error) {
 	defer f.mu.Unlock()
 	if f.gen == 0 || !enforce.DiffPolicies(f.last, p).Empty() {
 		f.gen++
-		f.last = clonePolicy(p)
+		f.last = p.Clone()
 	}
 	return p, f.gen, nil
 }
@@ -50,8 +50,11 @@ func (f *File) Generation(ctx context.Context) (uint64, error) {
 	return gen, err
 }
 
-// ApplyPolicy implements enforce.PolicyStore: a file store cannot be
-// changed at run time, so it returns enforce.ErrReadOnly.
-func (f *File) ApplyPolicy(context.Context, enforce.Policy, uint64) (uint64, enforce.PolicyDiff, error) {
-	return 0, enforce.PolicyDiff{}, fmt.Errorf("profiles file: %w", enforce.ErrReadOnly)
+// Writable implements enforce.PolicyStore: a file store cannot be changed
+// at run time, so it returns enforce.ErrReadOnly.
+func (f *File) Writable() error { return fmt.Errorf("profiles file: %w", enforce.ErrReadOnly) }
+
+// ApplyPolicy implements enforce.PolicyStore: always enforce.ErrReadOnly.
+func (f *File) ApplyPolicy(context.Context, enforce.Policy, enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
+	return 0, enforce.PolicyDiff{}, f.Writable()
 }

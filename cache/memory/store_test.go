@@ -1,4 +1,4 @@
-package cache_test
+package memory_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/cache/storetest"
 	"github.com/callwarden/callwarden/enforce"
 )
@@ -23,20 +23,20 @@ func testContext(t *testing.T) context.Context {
 }
 
 func TestMemoryPolicyStoreContract(t *testing.T) {
-	storetest.RunPolicyStore(t, func(*testing.T) enforce.PolicyStore { return cache.NewMemory() })
+	storetest.RunPolicyStore(t, func(*testing.T) enforce.PolicyStore { return memory.NewStore() })
 }
 
 func TestMemoryRecordingStoreContract(t *testing.T) {
-	storetest.RunRecordingStore(t, func(*testing.T) enforce.RecordingStore { return cache.NewMemoryRecordings() })
+	storetest.RunRecordingStore(t, func(*testing.T) enforce.RecordingStore { return memory.NewRecordings() })
 }
 
 func TestMemoryAuditLogContract(t *testing.T) {
-	storetest.RunAuditLog(t, func(*testing.T) cache.AuditLog { return cache.NewMemoryAudit(cache.AuditOptions{}) })
+	storetest.RunAuditLog(t, func(*testing.T) enforce.AuditLog { return memory.NewAuditLog(memory.AuditOptions{}) })
 }
 
 func TestFileStore(t *testing.T) {
 	t.Run("serves the loaded policy and refuses applies", func(t *testing.T) {
-		f := cache.NewFile(func() (enforce.Policy, error) { return storetest.Policy(t), nil })
+		f := memory.NewFile(func() (enforce.Policy, error) { return storetest.Policy(t), nil })
 		p, gen, err := f.Policy(testContext(t))
 		if err != nil || gen != 1 {
 			t.Fatalf("Policy: generation %d, %v", gen, err)
@@ -44,13 +44,13 @@ func TestFileStore(t *testing.T) {
 		if d := enforce.DiffPolicies(storetest.Policy(t), p); !d.Empty() {
 			t.Fatalf("file policy differs: %+v", d)
 		}
-		if _, _, err := f.ApplyPolicy(testContext(t), p, 0); !errors.Is(err, enforce.ErrReadOnly) {
+		if _, _, err := f.ApplyPolicy(testContext(t), p, enforce.Unconditionally()); !errors.Is(err, enforce.ErrReadOnly) {
 			t.Fatalf("ApplyPolicy err = %v, want ErrReadOnly", err)
 		}
 	})
 	t.Run("the generation grows only when the file's content changes", func(t *testing.T) {
 		p := storetest.Policy(t)
-		f := cache.NewFile(func() (enforce.Policy, error) { return p, nil })
+		f := memory.NewFile(func() (enforce.Policy, error) { return p, nil })
 		g1, _ := f.Generation(testContext(t))
 		g2, _ := f.Generation(testContext(t))
 		p.Users = p.Users[:1]
@@ -61,7 +61,7 @@ func TestFileStore(t *testing.T) {
 	})
 	t.Run("a load error is returned wrapped", func(t *testing.T) {
 		boom := errors.New("profiles.yaml:3: users[0].profile: unknown")
-		f := cache.NewFile(func() (enforce.Policy, error) { return enforce.Policy{}, boom })
+		f := memory.NewFile(func() (enforce.Policy, error) { return enforce.Policy{}, boom })
 		if _, _, err := f.Policy(testContext(t)); !errors.Is(err, boom) {
 			t.Fatalf("err = %v, want the load error", err)
 		}
@@ -69,13 +69,13 @@ func TestFileStore(t *testing.T) {
 }
 
 func TestMemoryNotifiesWatchers(t *testing.T) {
-	m := cache.NewMemory()
+	m := memory.NewStore()
 	ctx, cancel := context.WithCancel(context.Background())
 	ch, err := m.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen, _, err := m.ApplyPolicy(testContext(t), storetest.Policy(t), 0)
+	gen, _, err := m.ApplyPolicy(testContext(t), storetest.Policy(t), enforce.Unconditionally())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,9 +99,9 @@ func TestMemoryNotifiesWatchers(t *testing.T) {
 }
 
 func TestMemoryIncrementalContract(t *testing.T) {
-	storetest.RunIncremental(t, func(*testing.T) storetest.IncrementalStore { return cache.NewMemory() })
+	storetest.RunIncremental(t, func(*testing.T) storetest.IncrementalStore { return memory.NewStore() })
 }
 
 func TestMemoryTokenStoreContract(t *testing.T) {
-	storetest.RunTokenStore(t, func(*testing.T) cache.TokenStore { return cache.NewMemoryTokens() })
+	storetest.RunTokenStore(t, func(*testing.T) enforce.TokenStore { return memory.NewTokens() })
 }

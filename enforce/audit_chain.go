@@ -1,36 +1,19 @@
-package cache
+package enforce
 
 import (
 	"cmp"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/callwarden/callwarden/enforce"
 )
 
-// AuditLog is an append-only, hash-chained audit trail: the Auditor the
-// enforcement points write to, the AuditReader the admin API and CLI read
-// from, and VerifyAudit for `callwarden audit verify`.
-type AuditLog interface {
-	enforce.Auditor
-	enforce.AuditReader
-	// VerifyAudit walks the retained trail, oldest first, and reports the
-	// first record whose hash or link to its predecessor is wrong, then
-	// whether the head (the hash the next record will link to) is the
-	// hash of a record in the trail, and, WithAnchor, whether the trail
-	// still holds the anchored record. Its error is only for failing to
-	// read the trail (ErrUnavailable); a broken chain is a result, not an
-	// error.
-	VerifyAudit(ctx context.Context, opts ...VerifyOption) (VerifyResult, error)
-}
+// This file holds the audit trail's tamper evidence, the same for every
+// backend: each record is stored as canonical JSON linked to its
+// predecessor by a SHA-256 chain, and verification walks that chain.
 
 // VerifyOption adds a check to VerifyAudit.
 type VerifyOption func(*verifyOptions)
@@ -81,8 +64,8 @@ type VerifyResult struct {
 // holds the anchored record when there was one.
 func (r VerifyResult) OK() bool { return r.FirstBad == "" && r.Problem == "" }
 
-// genesisHash is the prev of the first record of a chain.
-const genesisHash = ""
+// AuditGenesis is the prev of the first record of a chain.
+const AuditGenesis = ""
 
 // AuditEntry is one stored audit record with its chain links: Raw is the
 // canonical JSON of the record as hashed, Prev the hash of the previous
@@ -94,19 +77,19 @@ type AuditEntry struct {
 	Raw  []byte
 }
 
-// chainHash is the hash of a record whose canonical bytes are raw and whose
+// AuditChainHash is the hash of a record whose canonical bytes are raw and whose
 // predecessor's hash is prev.
-func chainHash(prev string, raw []byte) string {
+func AuditChainHash(prev string, raw []byte) string {
 	h := sha256.New()
 	h.Write([]byte(prev))
 	h.Write(raw)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// canonicalAudit is the byte form of a record that is hashed and stored:
-// encoding/json of enforce.AuditRecord, whose field order is fixed, with
+// CanonicalAudit is the byte form of a record that is hashed and stored:
+// encoding/json of AuditRecord, whose field order is fixed, with
 // the time in UTC.
-func canonicalAudit(r enforce.AuditRecord) ([]byte, error) {
+func CanonicalAudit(r AuditRecord) ([]byte, error) {
 	r.Time = r.Time.UTC()
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -115,9 +98,10 @@ func canonicalAudit(r enforce.AuditRecord) ([]byte, error) {
 	return b, nil
 }
 
-// chainVerifier checks entries one by one, oldest first, then (finish) the
-// head and the anchor.
-type chainVerifier struct {
+// AuditChainVerifier checks entries one by one, oldest first (Next), then
+// (Finish) the head and the anchor: the check of AuditLog.VerifyAudit,
+// which every backend runs over its own entries.
+type AuditChainVerifier struct {
 	res     VerifyResult
 	prevID  string
 	prev    string
@@ -133,16 +117,16 @@ type chainVerifier struct {
 	anchorAt int
 }
 
-func newChainVerifier(head string, opts []VerifyOption) *chainVerifier {
+func NewAuditChainVerifier(head string, opts []VerifyOption) *AuditChainVerifier {
 	var o verifyOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &chainVerifier{head: head, anchor: o.anchor, res: VerifyResult{Head: head}}
+	return &AuditChainVerifier{head: head, anchor: o.anchor, res: VerifyResult{Head: head}}
 }
 
-// next checks e and reports whether the walk may go on.
-func (v *chainVerifier) next(e AuditEntry) bool {
+// Next checks e and reports whether the walk may go on.
+func (v *AuditChainVerifier) Next(e AuditEntry) bool {
 	v.res.Checked++
 	bad := func(reason string) bool {
 		v.res.FirstBad, v.res.Reason = e.ID, reason
@@ -151,14 +135,14 @@ func (v *chainVerifier) next(e AuditEntry) bool {
 	if !v.started {
 		v.started = true
 		v.res.First = e.ID
-		v.res.Truncated = e.Prev != genesisHash
+		v.res.Truncated = e.Prev != AuditGenesis
 	} else if e.Prev != v.prev {
 		return bad(fmt.Sprintf("prev does not match the hash of the preceding record %s: a record between them was removed or altered", v.prevID))
 	}
-	if e.Hash != chainHash(e.Prev, e.Raw) {
+	if e.Hash != AuditChainHash(e.Prev, e.Raw) {
 		return bad("hash does not match the record's content: the record was altered")
 	}
-	var r enforce.AuditRecord
+	var r AuditRecord
 	if err := json.Unmarshal(e.Raw, &r); err != nil {
 		return bad("record is not valid JSON: " + err.Error())
 	}
@@ -179,14 +163,18 @@ func (v *chainVerifier) next(e AuditEntry) bool {
 	return true
 }
 
-// finish checks, once every entry was read without a broken link, that
+// Partial returns the result so far, for a walk that could not read every
+// entry.
+func (v *AuditChainVerifier) Partial() VerifyResult { return v.res }
+
+// Finish checks, once every entry was read without a broken link, that
 // the head names the hash of a record read and that the anchored record
 // was found; it returns the result.
-func (v *chainVerifier) finish() VerifyResult {
+func (v *AuditChainVerifier) Finish() VerifyResult {
 	if !v.res.OK() {
 		return v.res
 	}
-	if v.head != genesisHash && !v.headSeen {
+	if v.head != AuditGenesis && !v.headSeen {
 		if v.res.Checked == 0 {
 			v.res.Problem = fmt.Sprintf("the head names hash %s but the stream is empty: every record was removed", v.head)
 		} else {
@@ -234,150 +222,19 @@ func splitStreamID(id string) (ms, seq uint64) {
 	return ms, seq
 }
 
-// matchAudit reports whether r passes f's field and time filters.
-func matchAudit(f *enforce.AuditFilter, r *enforce.AuditRecord) bool {
-	return (f.User == "" || r.User == f.User) &&
-		(f.Target == "" || r.Target == f.Target) &&
-		(f.Action == "" || r.Action == f.Action) &&
-		(f.Decision == "" || r.Decision == f.Decision) &&
-		(f.Since.IsZero() || !r.Time.Before(f.Since)) &&
-		(f.Until.IsZero() || r.Time.Before(f.Until))
-}
-
-// AuditOptions bound an audit trail. Zero values keep everything.
-type AuditOptions struct {
-	// MaxLen is the number of records kept; Redis trims approximately
-	// (whole stream nodes), so slightly more may remain.
-	MaxLen int64
-	// MaxAge drops records older than this, by the time they were
-	// appended.
-	MaxAge time.Duration
-	// Now is the clock that MaxAge is measured with (default time.Now).
-	Now func() time.Time
-}
-
-// MemoryAudit is an in-process AuditLog with the same chain, filters and
-// trimming as the Redis stream (trimming is exact here), for a single
-// daemon serving a profiles file and for tests. Its content is lost on
-// restart.
-type MemoryAudit struct {
-	opts    AuditOptions
-	mu      sync.Mutex
-	entries []memoryAuditEntry
-	head    string
-	lastMS  int64
-	seq     int64
-}
-
-type memoryAuditEntry struct {
-	AuditEntry
-	at time.Time
-}
-
-// NewMemoryAudit returns an empty trail bounded by opts.
-func NewMemoryAudit(opts AuditOptions) *MemoryAudit {
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	return &MemoryAudit{opts: opts, head: genesisHash}
-}
-
-// Audit implements enforce.Auditor: it appends r, linked to the current
-// head of the chain.
-func (m *MemoryAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
-	raw, err := canonicalAudit(r)
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := m.opts.Now()
-	ms := now.UnixMilli()
-	if ms <= m.lastMS {
-		ms, m.seq = m.lastMS, m.seq+1
-	} else {
-		m.lastMS, m.seq = ms, 0
-	}
-	e := AuditEntry{ID: strconv.FormatInt(ms, 10) + "-" + strconv.FormatInt(m.seq, 10), Prev: m.head, Raw: raw}
-	e.Hash = chainHash(e.Prev, raw)
-	m.head = e.Hash
-	m.entries = append(m.entries, memoryAuditEntry{e, now})
-	if n := m.opts.MaxLen; n > 0 && int64(len(m.entries)) > n {
-		m.entries = slices.Delete(m.entries, 0, len(m.entries)-int(n))
-	}
-	if m.opts.MaxAge > 0 {
-		cut := now.Add(-m.opts.MaxAge)
-		i := 0
-		for i < len(m.entries) && m.entries[i].at.Before(cut) {
-			i++
-		}
-		m.entries = slices.Delete(m.entries, 0, i)
-	}
-	return nil
-}
-
-// ReadAudit implements enforce.AuditReader: the records matching f, oldest
-// first; with f.Limit > 0, the most recent Limit of them.
-func (m *MemoryAudit) ReadAudit(_ context.Context, f enforce.AuditFilter) ([]enforce.AuditRecord, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []enforce.AuditRecord
-	for i := len(m.entries) - 1; i >= 0; i-- {
-		var r enforce.AuditRecord
-		if err := json.Unmarshal(m.entries[i].Raw, &r); err != nil {
-			return nil, fmt.Errorf("%w: audit record %s: %w", ErrCorrupt, m.entries[i].ID, err)
-		}
-		if !matchAudit(&f, &r) {
-			continue
-		}
-		out = append(out, r)
-		if f.Limit > 0 && len(out) == f.Limit {
-			break
-		}
-	}
-	slices.Reverse(out)
-	return out, nil
-}
-
-// VerifyAudit implements AuditLog.
-func (m *MemoryAudit) VerifyAudit(_ context.Context, opts ...VerifyOption) (VerifyResult, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	v := newChainVerifier(m.head, opts)
-	for _, e := range m.entries {
-		if !v.next(e.AuditEntry) {
-			break
-		}
-	}
-	return v.finish(), nil
-}
-
-// Entries returns a copy of the stored entries, oldest first, for tests and
-// for exporting the trail.
-func (m *MemoryAudit) Entries() []AuditEntry {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]AuditEntry, len(m.entries))
-	for i, e := range m.entries {
-		out[i] = e.AuditEntry
-		out[i].Raw = slices.Clone(e.Raw)
-	}
-	return out
-}
-
 // VerifyEntries checks a chain given as entries, oldest first, as
 // VerifyAudit does on a store. Tools use it on an exported trail.
 // The exported entries carry no head: the last entry is taken as the end.
 func VerifyEntries(entries []AuditEntry, opts ...VerifyOption) VerifyResult {
-	head := genesisHash
+	head := AuditGenesis
 	if len(entries) > 0 {
 		head = entries[len(entries)-1].Hash
 	}
-	v := newChainVerifier(head, opts)
+	v := NewAuditChainVerifier(head, opts)
 	for _, e := range entries {
-		if !v.next(e) {
+		if !v.Next(e) {
 			break
 		}
 	}
-	return v.finish()
+	return v.Finish()
 }

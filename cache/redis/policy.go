@@ -1,4 +1,4 @@
-package cache
+package redis
 
 import (
 	"context"
@@ -7,8 +7,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/callwarden/callwarden/cache/internal/wire"
 	"github.com/callwarden/callwarden/enforce"
 )
+
+// Writable implements enforce.PolicyStore: Store is always writable.
+func (r *Store) Writable() error { return nil }
 
 // applyAttempts bounds how often an unconditional apply retries after
 // losing a race with another writer.
@@ -24,7 +28,7 @@ type policyCmds struct {
 	profiles, users        *redis.MapStringStringCmd
 }
 
-func (r *Redis) queuePolicyRead(p redis.Pipeliner) *policyCmds {
+func (r *Store) queuePolicyRead(p redis.Pipeliner) *policyCmds {
 	return &policyCmds{
 		schema:    p.Get(context.Background(), r.Key(KeySchema)),
 		gen:       p.Get(context.Background(), r.Key(KeyGeneration)),
@@ -35,7 +39,7 @@ func (r *Redis) queuePolicyRead(p redis.Pipeliner) *policyCmds {
 }
 
 // decode turns the replies into a policy, checking the schema.
-func (c *policyCmds) decode(r *Redis) (enforce.Policy, uint64, error) {
+func (c *policyCmds) decode(r *Store) (enforce.Policy, uint64, error) {
 	str := func(cmd *redis.StringCmd) (string, error) {
 		v, err := cmd.Result()
 		if errors.Is(err, redis.Nil) {
@@ -70,7 +74,7 @@ func (c *policyCmds) decode(r *Redis) (enforce.Policy, uint64, error) {
 	if err != nil {
 		return enforce.Policy{}, 0, r.wrap("read protected", err)
 	}
-	p, ignored, err := decodePolicy(profiles, users, prot)
+	p, ignored, err := wire.DecodePolicy(profiles, users, prot)
 	if err != nil {
 		return enforce.Policy{}, 0, err
 	}
@@ -82,8 +86,8 @@ func (c *policyCmds) decode(r *Redis) (enforce.Policy, uint64, error) {
 // the generation and every entry, so the policy returned is exactly the one
 // of that generation. Profiles come sorted by name, users by id. An empty
 // store returns an empty policy at generation 0. Errors:
-// enforce.ErrUnavailable, ErrSchemaVersion, ErrCorrupt.
-func (r *Redis) Policy(ctx context.Context) (enforce.Policy, uint64, error) {
+// enforce.ErrUnavailable, enforce.ErrSchemaVersion, enforce.ErrCorrupt.
+func (r *Store) Policy(ctx context.Context) (enforce.Policy, uint64, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	var cmds *policyCmds
@@ -98,28 +102,19 @@ func (r *Redis) Policy(ctx context.Context) (enforce.Policy, uint64, error) {
 }
 
 // ApplyPolicy implements enforce.PolicyStore. It validates p (nothing is
-// written when it is invalid: ErrInvalidPolicy), then, under WATCH of the
-// schema and generation keys, reads the current policy, computes the diff
-// and writes only the entries that changed plus the new generation in one
-// MULTI/EXEC: readers never see half of it. When ifGeneration is non-zero
-// and is not the store's generation, or another writer commits first, it
-// returns enforce.ErrConflict; with ifGeneration zero it retries a few
-// times. An apply that changes nothing keeps the generation. After a
-// change it publishes the new generation on ChannelChanges; a failed
-// publish is only logged (Loaders' periodic check catches up). Errors also:
-// enforce.ErrUnavailable, ErrSchemaVersion, ErrCorrupt.
-func (r *Redis) ApplyPolicy(ctx context.Context, p enforce.Policy, ifGeneration uint64) (uint64, enforce.PolicyDiff, error) {
-	return r.applyPolicy(ctx, p, ifGeneration, ifGeneration != 0)
-}
-
-// ApplyPolicyAt is ApplyPolicy with the generation compared exactly, 0
-// included: at 0 it applies only to a store never written (If-Match "0").
-func (r *Redis) ApplyPolicyAt(ctx context.Context, p enforce.Policy, gen uint64) (uint64, enforce.PolicyDiff, error) {
-	return r.applyPolicy(ctx, p, gen, true)
-}
-
-func (r *Redis) applyPolicy(ctx context.Context, p enforce.Policy, ifGeneration uint64, exact bool) (uint64, enforce.PolicyDiff, error) {
-	n, enc, err := normalize(p)
+// written when it is invalid: enforce.ErrInvalidPolicy), then, under WATCH
+// of the schema and generation keys, reads the current policy, checks pre,
+// computes the diff and writes only the entries that changed plus the new
+// generation in one MULTI/EXEC: readers never see half of it. When pre
+// does not hold, or another writer commits first, it returns
+// enforce.ErrConflict; an unconditional apply retries a few times instead.
+// IfGeneration(0) applies only to a store never written. An apply that
+// changes nothing keeps the generation. After a change it publishes the
+// new generation on ChannelChanges; a failed publish is only logged
+// (Loaders' periodic check catches up). Errors also:
+// enforce.ErrUnavailable, enforce.ErrSchemaVersion, enforce.ErrCorrupt.
+func (r *Store) ApplyPolicy(ctx context.Context, p enforce.Policy, pre enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
+	n, enc, err := wire.Normalize(p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
 	}
@@ -143,8 +138,8 @@ func (r *Redis) applyPolicy(ctx context.Context, p enforce.Policy, ifGeneration 
 				return err
 			}
 			gen = curGen
-			if exact && ifGeneration != curGen {
-				return fmt.Errorf("apply on generation %d, store is at %d: %w", ifGeneration, curGen, enforce.ErrConflict)
+			if err := pre.Check(curGen); err != nil {
+				return err
 			}
 			diff = enforce.DiffPolicies(cur, n)
 			if diff.Empty() {
@@ -153,9 +148,9 @@ func (r *Redis) applyPolicy(ctx context.Context, p enforce.Policy, ifGeneration 
 			var incr *redis.IntCmd
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.Set(ctx, r.Key(KeySchema), SchemaVersion, 0)
-				r.queueHashChanges(ctx, p, KeyProfiles, enc.profiles, diff.AddedProfiles, diff.ChangedProfiles, diff.RemovedProfiles)
-				r.queueHashChanges(ctx, p, KeyUsers, enc.users, diff.AddedUsers, diff.ChangedUsers, diff.RemovedUsers)
-				p.Set(ctx, r.Key(KeyProtected), enc.protected, 0)
+				r.queueHashChanges(ctx, p, KeyProfiles, enc.Profiles, diff.AddedProfiles, diff.ChangedProfiles, diff.RemovedProfiles)
+				r.queueHashChanges(ctx, p, KeyUsers, enc.Users, diff.AddedUsers, diff.ChangedUsers, diff.RemovedUsers)
+				p.Set(ctx, r.Key(KeyProtected), enc.Protected, 0)
 				incr = p.Incr(ctx, r.Key(KeyGeneration))
 				// WATCH holds the generation: the new one is curGen+1.
 				r.queueChangelog(ctx, p, curGen+1, diff)
@@ -169,12 +164,12 @@ func (r *Redis) applyPolicy(ctx context.Context, p enforce.Policy, ifGeneration 
 		}, r.Key(KeySchema), r.Key(KeyGeneration), r.Key(KeyEpoch))
 		switch {
 		case errors.Is(err, redis.TxFailedErr):
-			if exact {
-				return 0, enforce.PolicyDiff{}, fmt.Errorf("apply on generation %d: another apply committed first: %w", ifGeneration, enforce.ErrConflict)
+			if gen, conditional := pre.Generation(); conditional {
+				return 0, enforce.PolicyDiff{}, fmt.Errorf("apply on generation %d: another apply committed first: %w", gen, enforce.ErrConflict)
 			}
 			continue
 		case errors.Is(err, enforce.ErrConflict), errors.Is(err, enforce.ErrUnavailable),
-			errors.Is(err, ErrSchemaVersion), errors.Is(err, ErrCorrupt):
+			errors.Is(err, enforce.ErrSchemaVersion), errors.Is(err, enforce.ErrCorrupt):
 			return gen, enforce.PolicyDiff{}, err
 		case err != nil:
 			return 0, enforce.PolicyDiff{}, r.wrap("apply policy", err)
@@ -189,7 +184,7 @@ func (r *Redis) applyPolicy(ctx context.Context, p enforce.Policy, ifGeneration 
 
 // queueHashChanges writes the added and changed entries of a hash and
 // deletes the removed ones.
-func (r *Redis) queueHashChanges(ctx context.Context, p redis.Pipeliner, key string, enc map[string]string, added, changed, removed []string) {
+func (r *Store) queueHashChanges(ctx context.Context, p redis.Pipeliner, key string, enc map[string]string, added, changed, removed []string) {
 	args := make([]any, 0, 2*min(hsetChunk, len(added)+len(changed)))
 	flush := func() {
 		if len(args) > 0 {

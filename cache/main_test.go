@@ -1,0 +1,26 @@
+package cache_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/callwarden/callwarden/cache"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// running starts a's Run, which returns once a is closed.
+func running(a *cache.AsyncAuditor) *cache.AsyncAuditor {
+	go func() { _ = a.Run(context.Background()) }()
+	return a
+}

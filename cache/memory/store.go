@@ -1,0 +1,247 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/callwarden/callwarden/cache/internal/wire"
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// Recordings is an in-process enforce.RecordingStore for a single
+// daemon serving a profiles file. Its content is lost on restart.
+type Recordings struct {
+	mu   sync.RWMutex
+	byID map[string]enforce.Recording
+}
+
+// NewRecordings returns an empty store.
+func NewRecordings() *Recordings {
+	return &Recordings{byID: make(map[string]enforce.Recording)}
+}
+
+// SaveRecording implements enforce.RecordingStore.
+func (m *Recordings) SaveRecording(_ context.Context, r enforce.Recording) error {
+	r.Pauses = append([]enforce.Pause(nil), r.Pauses...)
+	m.mu.Lock()
+	m.byID[r.ID] = r
+	m.mu.Unlock()
+	return nil
+}
+
+// Recording implements enforce.RecordingStore.
+func (m *Recordings) Recording(_ context.Context, id string) (enforce.Recording, error) {
+	m.mu.RLock()
+	r, ok := m.byID[id]
+	m.mu.RUnlock()
+	if !ok {
+		return enforce.Recording{}, enforce.ErrNotFound
+	}
+	r.Pauses = append([]enforce.Pause(nil), r.Pauses...)
+	return r, nil
+}
+
+// ActiveRecording implements enforce.RecordingStore.
+func (m *Recordings) ActiveRecording(_ context.Context, target string) (enforce.Recording, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var best enforce.Recording
+	found := false
+	for _, r := range m.byID {
+		if r.Target == target && r.State != enforce.RecordingStopped && (!found || r.StartedAt.After(best.StartedAt)) {
+			best, found = r, true
+		}
+	}
+	if !found {
+		return enforce.Recording{}, enforce.ErrNotFound
+	}
+	best.Pauses = append([]enforce.Pause(nil), best.Pauses...)
+	return best, nil
+}
+
+// Store is a writable, in-process enforce.PolicyStore with the same
+// semantics as Redis: validation before writing, compare-and-set on the
+// generation, a diff of what changed, entries returned sorted, and change
+// notifications (Watch) for Loaders. It backs tests and the contract
+// suite; its content is lost on restart.
+type Store struct {
+	mu     sync.Mutex
+	policy enforce.Policy
+	gen    uint64
+	subs   map[chan uint64]struct{}
+	// epoch and log mirror Redis' epoch and change log (enforce.ChangeSource).
+	epoch string
+	log   []wire.ChangeEntry
+}
+
+var (
+	_ enforce.ChangeSource = (*Store)(nil)
+	_ enforce.PatchStore   = (*Store)(nil)
+)
+
+// NewStore returns an empty store at generation 0.
+func NewStore() *Store {
+	return &Store{subs: make(map[chan uint64]struct{})}
+}
+
+// Policy implements enforce.PolicyStore. The returned policy is a copy the
+// caller may keep and modify.
+func (m *Store) Policy(_ context.Context) (enforce.Policy, uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.policy.Clone(), m.gen, nil
+}
+
+// ApplyPolicy implements enforce.PolicyStore with the semantics of
+// Redis.ApplyPolicy. An apply that changes nothing keeps the generation and
+// notifies nobody. Errors: enforce.ErrInvalidPolicy, enforce.ErrConflict.
+func (m *Store) ApplyPolicy(_ context.Context, p enforce.Policy, pre enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
+	n, _, err := wire.Normalize(p)
+	if err != nil {
+		return 0, enforce.PolicyDiff{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := pre.Check(m.gen); err != nil {
+		return m.gen, enforce.PolicyDiff{}, err
+	}
+	diff := enforce.DiffPolicies(m.policy, n)
+	if diff.Empty() {
+		return m.gen, diff, nil
+	}
+	m.policy = n
+	m.committed(diff)
+	return m.gen, diff, nil
+}
+
+// Writable implements enforce.PolicyStore: a Store store is always
+// writable.
+func (m *Store) Writable() error { return nil }
+
+// committed bumps the generation after a change, logs it and notifies.
+// m.mu is held.
+func (m *Store) committed(diff enforce.PolicyDiff) {
+	if m.epoch == "" {
+		m.epoch = wire.NewEpoch()
+	}
+	m.gen++
+	m.log = append(m.log, wire.NewChangeEntry(m.gen, diff))
+	if len(m.log) > wire.ChangelogKeep {
+		m.log = slices.Delete(m.log, 0, len(m.log)-wire.ChangelogKeep)
+	}
+	for ch := range m.subs {
+		wire.Notify(ch, m.gen)
+	}
+}
+
+// PolicyVersion implements enforce.ChangeSource.
+func (m *Store) PolicyVersion(_ context.Context) (enforce.Policy, enforce.Version, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.policy.Clone(), enforce.Version{Epoch: m.epoch, Gen: m.gen}, nil
+}
+
+// Changes implements enforce.ChangeSource, with the same change log rules as
+// Redis.
+func (m *Store) Changes(_ context.Context, since enforce.Version) (enforce.PolicyPatch, enforce.Version, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := enforce.Version{Epoch: m.epoch, Gen: m.gen}
+	gap := fmt.Errorf("changes since generation %d (store at %d): %w", since.Gen, m.gen, enforce.ErrChangelogGap)
+	if since.Epoch != m.epoch || since.Gen > m.gen {
+		return enforce.PolicyPatch{}, v, gap
+	}
+	if since.Gen == m.gen {
+		return enforce.PolicyPatch{}, v, nil
+	}
+	i := slices.IndexFunc(m.log, func(e wire.ChangeEntry) bool { return e.Gen == since.Gen+1 })
+	if i < 0 || uint64(len(m.log)-i) != m.gen-since.Gen {
+		return enforce.PolicyPatch{}, v, gap
+	}
+	profiles, users := map[string]bool{}, map[string]bool{}
+	var patch enforce.PolicyPatch
+	for _, e := range m.log[i:] {
+		if e.Full {
+			return enforce.PolicyPatch{}, v, gap
+		}
+		for _, n := range e.Profiles {
+			profiles[n] = true
+		}
+		for _, n := range e.Users {
+			users[n] = true
+		}
+		if e.Protected {
+			prot := m.policy.Protected
+			patch.Protected = &prot
+		}
+	}
+	cur := m.policy.Clone()
+	for _, pr := range cur.Profiles {
+		if profiles[pr.Name] {
+			patch.Profiles = append(patch.Profiles, pr)
+			delete(profiles, pr.Name)
+		}
+	}
+	for _, u := range cur.Users {
+		if users[u.ID] {
+			patch.Users = append(patch.Users, u)
+			delete(users, u.ID)
+		}
+	}
+	patch.RemovedProfiles = slices.Sorted(maps.Keys(profiles))
+	patch.RemovedUsers = slices.Sorted(maps.Keys(users))
+	return patch, v, nil
+}
+
+// ApplyPatch implements enforce.PatchStore, with the semantics of Redis.ApplyPatch.
+func (m *Store) ApplyPatch(_ context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
+	n, _, err := wire.NormalizePatch(p)
+	if err != nil {
+		return 0, enforce.PolicyDiff{}, err
+	}
+	if _, err := base.Patch(n, base.Generation()+1); err != nil {
+		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
+	}
+	diff, eff := base.PatchDiff(n)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gen != base.Generation() || m.epoch != base.Origin() {
+		return m.gen, enforce.PolicyDiff{}, fmt.Errorf("change based on generation %d, store is at %d: %w", base.Generation(), m.gen, enforce.ErrConflict)
+	}
+	if diff.Empty() {
+		return m.gen, diff, nil
+	}
+	next := eff.Apply(m.policy)
+	next.Sort()
+	m.policy = next.Clone()
+	m.committed(diff)
+	return m.gen, diff, nil
+}
+
+// Generation returns the current generation (LoaderOptions.Generation).
+func (m *Store) Generation(_ context.Context) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gen, nil
+}
+
+// Watch returns a channel that receives the new generation after each
+// apply that changed something (LoaderOptions.Watch). Notifications
+// coalesce: a slow reader gets the latest generation. The channel is
+// closed when ctx is done.
+func (m *Store) Watch(ctx context.Context) (<-chan uint64, error) {
+	ch := make(chan uint64, 1)
+	m.mu.Lock()
+	m.subs[ch] = struct{}{}
+	m.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		m.mu.Lock()
+		delete(m.subs, ch)
+		close(ch)
+		m.mu.Unlock()
+	})
+	return ch, nil
+}
