@@ -19,6 +19,18 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
+// waitFor polls cond until it holds, or fails the test after 5s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // running starts a's Run, which returns once a is closed.
 func running(a *cache.AsyncAuditor) *cache.AsyncAuditor {
 	go func() { _ = a.Run(context.Background()) }()
