@@ -8,16 +8,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/callwarden/callwarden/cache"
+	"github.com/callwarden/callwarden/cache/storetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testContext(t *testing.T) context.Context { return storetest.Context(t, 10*time.Second) }
 
 // waitFor polls cond until it holds, or fails the test after 5s.
 func waitFor(t *testing.T, what string, cond func() bool) {

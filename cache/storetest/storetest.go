@@ -18,12 +18,16 @@ import (
 	"github.com/callwarden/callwarden/enforce"
 )
 
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
+// Context returns a context that ends after d, or when tb's test ends,
+// for the store tests' calls.
+func Context(tb testing.TB, d time.Duration) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
 	return ctx
 }
+
+func testContext(t *testing.T) context.Context { return Context(t, 20*time.Second) }
 
 // MustLocation loads an IANA zone or fails the test.
 func MustLocation(tb testing.TB, name string) *time.Location {
