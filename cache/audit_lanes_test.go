@@ -23,18 +23,6 @@ func pbxRec(i int) enforce.AuditRecord {
 	return r
 }
 
-// waitUntil polls cond until it holds, or fails the test after 5s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestAsyncAuditorLanes(t *testing.T) {
 	t.Run("a flood of HTTP checks cannot take the capacity reserved for the PBX", func(t *testing.T) {
 		core, logs := observer.New(zap.WarnLevel)
@@ -70,7 +58,7 @@ func TestAsyncAuditorLanes(t *testing.T) {
 		if err := a.Ready(); err != nil {
 			t.Errorf("Ready = %v while only the HTTP lane drops; want nil", err)
 		}
-		waitUntil(t, "the HTTP drops are logged", func() bool {
+		waitFor(t, "the HTTP drops are logged", func() bool {
 			for _, e := range logs.FilterMessage("audit records dropped").All() {
 				if e.ContextMap()["lane"] == "http" {
 					return true
@@ -131,9 +119,9 @@ func TestAsyncAuditorLanes(t *testing.T) {
 		if err := a.Lane(cache.LanePBX).Audit(context.Background(), rec(1)); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, "Ready reports the failing writes", func() bool { return errors.Is(a.Ready(), cache.ErrAuditDegraded) })
+		waitFor(t, "Ready reports the failing writes", func() bool { return errors.Is(a.Ready(), cache.ErrAuditDegraded) })
 		g.fails.Store(0)
-		waitUntil(t, "Ready recovers after a write succeeds", func() bool { return a.Ready() == nil })
+		waitFor(t, "Ready recovers after a write succeeds", func() bool { return a.Ready() == nil })
 		if err := a.Close(testContext(t)); err != nil {
 			t.Fatal(err)
 		}

@@ -96,22 +96,30 @@ func build(docs []*fileDoc, errs Errors) (enforce.Policy, error) {
 	add := func(pos Position, format string, args ...any) {
 		errs = append(errs, &FieldError{Position: pos, Msg: fmt.Sprintf(format, args...)})
 	}
+	// define records that what (profile, user) name is defined at pos;
+	// false, after reporting it, when it already was.
+	define := func(seen map[string]Position, what, name string, pos Position) bool {
+		if first, dup := seen[name]; dup {
+			add(pos, "%s %q already defined at %s", what, name, where(first, pos.File))
+			return false
+		}
+		seen[name] = pos
+		return true
+	}
 	var pol enforce.Policy
 	profiles := make(map[string]Position)
 	for _, d := range docs {
 		for _, pe := range d.profiles {
-			if pe.Name == "" {
-				continue
+			if pe.Name != "" && define(profiles, "profile", pe.Name, pe.namePos) {
+				pol.Profiles = append(pol.Profiles, pe.Profile)
 			}
-			if first, dup := profiles[pe.Name]; dup {
-				add(pe.namePos, "profile %q already defined at %s", pe.Name, where(first, pe.namePos.File))
-				continue
-			}
-			profiles[pe.Name] = pe.namePos
-			pol.Profiles = append(pol.Profiles, pe.Profile)
 		}
 	}
-	unknown := func(r ref) {
+	// checkRef reports a reference to a profile no file defines.
+	checkRef := func(r ref) {
+		if _, ok := profiles[r.name]; ok {
+			return
+		}
 		names := make([]string, 0, len(profiles))
 		for n := range profiles {
 			names = append(names, n)
@@ -131,24 +139,15 @@ func build(docs []*fileDoc, errs Errors) (enforce.Policy, error) {
 	for _, d := range docs {
 		for _, pe := range d.profiles {
 			for _, r := range pe.refs {
-				if _, ok := profiles[r.name]; !ok {
-					unknown(r)
-				}
+				checkRef(r)
 			}
 		}
 		for _, ue := range d.users {
-			if ue.ID == "" {
+			if ue.ID == "" || !define(users, "user", ue.ID, ue.idPos) {
 				continue
 			}
-			if first, dup := users[ue.ID]; dup {
-				add(ue.idPos, "user %q already defined at %s", ue.ID, where(first, ue.idPos.File))
-				continue
-			}
-			users[ue.ID] = ue.idPos
 			if r := ue.profileRef; r != nil {
-				if _, ok := profiles[r.name]; !ok {
-					unknown(*r)
-				}
+				checkRef(*r)
 			}
 			for i, id := range ue.Identities {
 				pos := ue.identPos[i]

@@ -198,14 +198,10 @@ func (m *Store) Changes(_ context.Context, since enforce.Version) (enforce.Polic
 
 // ApplyPatch implements enforce.PatchStore, with the semantics of Redis.ApplyPatch.
 func (m *Store) ApplyPatch(_ context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
-	n, _, err := wire.NormalizePatch(p)
+	_, diff, eff, err := wire.PreparePatch(base, p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
 	}
-	if _, err := base.Patch(n, base.Generation()+1); err != nil {
-		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
-	}
-	diff, eff := base.PatchDiff(n)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.gen != base.Generation() || m.epoch != base.Origin() {

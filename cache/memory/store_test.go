@@ -15,12 +15,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testContext(t *testing.T) context.Context { return storetest.Context(t, 10*time.Second) }
 
 func TestMemoryPolicyStoreContract(t *testing.T) {
 	storetest.RunPolicyStore(t, func(*testing.T) enforce.PolicyStore { return memory.NewStore() })

@@ -210,14 +210,10 @@ func (r *Store) queueChangelog(ctx context.Context, p redis.Pipeliner, gen uint6
 // store's generation), enforce.ErrUnavailable, enforce.ErrSchemaVersion,
 // enforce.ErrCorrupt.
 func (r *Store) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
-	n, enc, err := wire.NormalizePatch(p)
+	enc, diff, eff, err := wire.PreparePatch(base, p)
 	if err != nil {
 		return 0, enforce.PolicyDiff{}, err
 	}
-	if _, err := base.Patch(n, base.Generation()+1); err != nil {
-		return 0, enforce.PolicyDiff{}, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
-	}
-	diff, eff := base.PatchDiff(n)
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	var gen uint64
@@ -261,12 +257,17 @@ func (r *Store) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforc
 	switch {
 	case errors.Is(err, redis.TxFailedErr):
 		return gen, enforce.PolicyDiff{}, fmt.Errorf("change based on generation %d: another apply committed first: %w", base.Generation(), enforce.ErrConflict)
-	case errors.Is(err, enforce.ErrConflict), errors.Is(err, enforce.ErrUnavailable),
-		errors.Is(err, enforce.ErrSchemaVersion), errors.Is(err, enforce.ErrCorrupt):
+	case classified(err):
 		return gen, enforce.PolicyDiff{}, err
 	case err != nil:
 		return 0, enforce.PolicyDiff{}, r.wrap("apply patch", err)
 	}
+	return r.applied(ctx, gen, diff)
+}
+
+// applied answers an apply that committed generation gen with diff,
+// announcing gen when it changed something.
+func (r *Store) applied(ctx context.Context, gen uint64, diff enforce.PolicyDiff) (uint64, enforce.PolicyDiff, error) {
 	if !diff.Empty() {
 		r.publish(ctx, gen)
 	}

@@ -168,16 +168,12 @@ func (r *Store) ApplyPolicy(ctx context.Context, p enforce.Policy, pre enforce.P
 				return 0, enforce.PolicyDiff{}, fmt.Errorf("apply on generation %d: another apply committed first: %w", gen, enforce.ErrConflict)
 			}
 			continue
-		case errors.Is(err, enforce.ErrConflict), errors.Is(err, enforce.ErrUnavailable),
-			errors.Is(err, enforce.ErrSchemaVersion), errors.Is(err, enforce.ErrCorrupt):
+		case classified(err):
 			return gen, enforce.PolicyDiff{}, err
 		case err != nil:
 			return 0, enforce.PolicyDiff{}, r.wrap("apply policy", err)
 		}
-		if !diff.Empty() {
-			r.publish(ctx, gen)
-		}
-		return gen, diff, nil
+		return r.applied(ctx, gen, diff)
 	}
 	return 0, enforce.PolicyDiff{}, fmt.Errorf("apply policy: lost %d races with other writers: %w", applyAttempts, enforce.ErrConflict)
 }

@@ -290,6 +290,14 @@ func (r *Store) wrap(op string, err error) error {
 	return fmt.Errorf("redis %s: %w: %w", op, enforce.ErrUnavailable, err)
 }
 
+// classified reports whether err is already one of the errors the store
+// answers with (conflict, unavailable, schema version, corrupt), to be
+// returned as is rather than wrapped again.
+func classified(err error) bool {
+	return errors.Is(err, enforce.ErrConflict) || errors.Is(err, enforce.ErrUnavailable) ||
+		errors.Is(err, enforce.ErrSchemaVersion) || errors.Is(err, enforce.ErrCorrupt)
+}
+
 // Generation returns the policy generation (0 for an empty store), for
 // LoaderOptions.Generation. Errors: enforce.ErrUnavailable,
 // enforce.ErrSchemaVersion, enforce.ErrCorrupt.

@@ -18,12 +18,16 @@ import (
 	"github.com/callwarden/callwarden/enforce"
 )
 
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
+// Context returns a context that ends after d, or when tb's test ends,
+// for the store tests' calls.
+func Context(tb testing.TB, d time.Duration) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
 	return ctx
 }
+
+func testContext(t *testing.T) context.Context { return Context(t, 20*time.Second) }
 
 // MustLocation loads an IANA zone or fails the test.
 func MustLocation(tb testing.TB, name string) *time.Location {
@@ -260,32 +264,26 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 		s := newStore(t)
 		gen1, _ := mustApply(t, s, Policy(t), enforce.Unconditionally())
 		const n = 6
+		errs := concurrently(n, func(i int) error {
+			p := Policy(t)
+			p.Users = append(p.Users, enforce.User{ID: "racer" + strconv.Itoa(i)})
+			_, _, err := s.ApplyPolicy(testContext(t), p, enforce.IfGeneration(gen1))
+			return err
+		})
 		var (
-			wg              sync.WaitGroup
-			mu              sync.Mutex
 			wins, conflicts int
 			unexpected      []error
 		)
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				p := Policy(t)
-				p.Users = append(p.Users, enforce.User{ID: "racer" + strconv.Itoa(i)})
-				_, _, err := s.ApplyPolicy(testContext(t), p, enforce.IfGeneration(gen1))
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case err == nil:
-					wins++
-				case errors.Is(err, enforce.ErrConflict):
-					conflicts++
-				default:
-					unexpected = append(unexpected, err)
-				}
-			}()
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				wins++
+			case errors.Is(err, enforce.ErrConflict):
+				conflicts++
+			default:
+				unexpected = append(unexpected, err)
+			}
 		}
-		wg.Wait()
 		if wins != 1 || conflicts != n-1 || len(unexpected) > 0 {
 			t.Fatalf("%d wins, %d conflicts, errors %v; want 1 win", wins, conflicts, unexpected)
 		}
@@ -298,18 +296,12 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 	t.Run("unconditional concurrent applies all land", func(t *testing.T) {
 		s := newStore(t)
 		gen1, _ := mustApply(t, s, Policy(t), enforce.Unconditionally())
-		var wg sync.WaitGroup
-		errs := make([]error, 4)
-		for i := range errs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				p := Policy(t)
-				p.Users = append(p.Users, enforce.User{ID: "writer" + strconv.Itoa(i)})
-				_, _, errs[i] = s.ApplyPolicy(testContext(t), p, enforce.Unconditionally())
-			}()
-		}
-		wg.Wait()
+		errs := concurrently(4, func(i int) error {
+			p := Policy(t)
+			p.Users = append(p.Users, enforce.User{ID: "writer" + strconv.Itoa(i)})
+			_, _, err := s.ApplyPolicy(testContext(t), p, enforce.Unconditionally())
+			return err
+		})
 		if err := errors.Join(errs...); err != nil {
 			t.Fatalf("unconditional applies: %v", err)
 		}
@@ -320,6 +312,22 @@ func RunPolicyStore(t *testing.T, newStore func(t *testing.T) enforce.PolicyStor
 	})
 }
 
+// concurrently runs f(0) to f(n-1) each in its own goroutine and returns
+// their errors, indexed like the calls, once all have returned.
+func concurrently(n int, f func(i int) error) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(i)
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
 func cmpString(a, b string) int {
 	switch {
 	case a < b:
@@ -328,6 +336,13 @@ func cmpString(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+func mustSaveRecording(t *testing.T, s enforce.RecordingStore, r enforce.Recording) {
+	t.Helper()
+	if err := s.SaveRecording(testContext(t), r); err != nil {
+		t.Fatalf("SaveRecording(%s): %v", r.ID, err)
+	}
 }
 
 // RunRecordingStore runs the contract of an enforce.RecordingStore;
@@ -344,9 +359,7 @@ func RunRecordingStore(t *testing.T, newStore func(t *testing.T) enforce.Recordi
 		r := rec("r1", "carol", t0, enforce.RecordingPaused)
 		r.Pauses = []enforce.Pause{{By: "carol", At: t0.Add(time.Minute), ResumedBy: "carol", ResumedAt: t0.Add(2 * time.Minute)},
 			{By: "carol", At: t0.Add(3 * time.Minute)}}
-		if err := s.SaveRecording(testContext(t), r); err != nil {
-			t.Fatal(err)
-		}
+		mustSaveRecording(t, s, r)
 		got, err := s.Recording(testContext(t), "r1")
 		if err != nil {
 			t.Fatal(err)
@@ -375,9 +388,7 @@ func RunRecordingStore(t *testing.T, newStore func(t *testing.T) enforce.Recordi
 			rec("done", "carol", t0.Add(2*time.Hour), enforce.RecordingStopped),
 			rec("other", "dave", t0.Add(3*time.Hour), enforce.RecordingActive),
 		} {
-			if err := s.SaveRecording(ctx, r); err != nil {
-				t.Fatal(err)
-			}
+			mustSaveRecording(t, s, r)
 		}
 		got, err := s.ActiveRecording(ctx, "carol")
 		if err != nil || got.ID != "new" {
@@ -389,13 +400,9 @@ func RunRecordingStore(t *testing.T, newStore func(t *testing.T) enforce.Recordi
 		s := newStore(t)
 		ctx := testContext(t)
 		r := rec("r1", "carol", t0, enforce.RecordingActive)
-		if err := s.SaveRecording(ctx, r); err != nil {
-			t.Fatal(err)
-		}
+		mustSaveRecording(t, s, r)
 		r.State, r.StoppedBy, r.StoppedAt = enforce.RecordingStopped, "alice", t0.Add(time.Minute)
-		if err := s.SaveRecording(ctx, r); err != nil {
-			t.Fatal(err)
-		}
+		mustSaveRecording(t, s, r)
 		if _, err := s.ActiveRecording(ctx, "carol"); !errors.Is(err, enforce.ErrNotFound) {
 			t.Fatalf("after stop: err = %v, want ErrNotFound", err)
 		}
@@ -409,13 +416,9 @@ func RunRecordingStore(t *testing.T, newStore func(t *testing.T) enforce.Recordi
 		s := newStore(t)
 		ctx := testContext(t)
 		r := rec("r1", "carol", t0, enforce.RecordingActive)
-		if err := s.SaveRecording(ctx, r); err != nil {
-			t.Fatal(err)
-		}
+		mustSaveRecording(t, s, r)
 		r.Target = "dave"
-		if err := s.SaveRecording(ctx, r); err != nil {
-			t.Fatal(err)
-		}
+		mustSaveRecording(t, s, r)
 		if _, err := s.ActiveRecording(ctx, "carol"); !errors.Is(err, enforce.ErrNotFound) {
 			t.Fatalf("old target: err = %v, want ErrNotFound", err)
 		}
@@ -565,21 +568,14 @@ func RunAuditLog(t *testing.T, newLog func(t *testing.T) enforce.AuditLog) {
 	t.Run("concurrent appends keep one chain", func(t *testing.T) {
 		l := newLog(t)
 		const writers, each = 4, 25
-		var wg sync.WaitGroup
-		errs := make([]error, writers)
-		for w := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range each {
-					if err := l.Audit(testContext(t), record(i, "w"+strconv.Itoa(w), "monitor.listen", "allow")); err != nil {
-						errs[w] = err
-						return
-					}
+		errs := concurrently(writers, func(w int) error {
+			for i := range each {
+				if err := l.Audit(testContext(t), record(i, "w"+strconv.Itoa(w), "monitor.listen", "allow")); err != nil {
+					return err
 				}
-			}()
-		}
-		wg.Wait()
+			}
+			return nil
+		})
 		if err := errors.Join(errs...); err != nil {
 			t.Fatal(err)
 		}

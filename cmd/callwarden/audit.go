@@ -28,7 +28,7 @@ const followSkew = 5 * time.Second
 // numbers masked per the requester's profile when they were written): the
 // CLI holds the store's credentials and reads as an administrator.
 func (e *env) tail(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("audit tail", "audit tail [--follow] [--user U] [--target T] [--action A] [--decision allow|deny] [--since RFC3339] [--until RFC3339] [--limit N] [--redis-addr ADDR] [--config FILE]")
+	fs, sf := e.newStoreFlagSet("audit tail", "audit tail [--follow] [--user U] [--target T] [--action A] [--decision allow|deny] [--since RFC3339] [--until RFC3339] [--limit N] [--redis-addr ADDR] [--config FILE]")
 	params := map[string]*string{}
 	for _, p := range []struct{ name, help string }{
 		{enforce.AuditParamUser, "only records of requester `USER`"},
@@ -42,8 +42,6 @@ func (e *env) tail(ctx context.Context, args []string) int {
 		params[p.name] = fs.String(p.name, "", p.help)
 	}
 	follow := fs.Bool("follow", false, "keep printing new records until interrupted")
-	var sf storeFlags
-	sf.register(fs)
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -61,17 +59,15 @@ func (e *env) tail(ctx context.Context, args []string) int {
 		}
 		return e.badInput("%v", err)
 	}
-	return e.withStore(ctx, &sf, func(st store) int {
+	return e.withStore(ctx, sf, func(st store) int {
 
 		t := tailer{out: e.stdout, seen: map[[sha256.Size]byte]time.Time{}}
 		recs, err := st.ReadAudit(ctx, f)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: read audit: %v\n", err)
-			return exitFailure
+			return e.failure("read audit: %v", err)
 		}
 		if err := t.print(recs); err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
-			return exitFailure
+			return e.failure("write: %v", err)
 		}
 		if !*follow {
 			return exitOK
@@ -99,8 +95,7 @@ func (e *env) tail(ctx context.Context, args []string) int {
 				continue
 			}
 			if err := t.print(recs); err != nil {
-				fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
-				return exitFailure
+				return e.failure("write: %v", err)
 			}
 		}
 	})
@@ -147,11 +142,9 @@ func (t *tailer) print(recs []enforce.AuditRecord) error {
 // why, 2 for bad input (an unreadable anchor, a signed anchor without its
 // key).
 func (e *env) verify(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("audit verify", "audit verify [--anchor FILE [--key-file FILE]] [--redis-addr ADDR] [--config FILE]")
+	fs, sf := e.newStoreFlagSet("audit verify", "audit verify [--anchor FILE [--key-file FILE]] [--redis-addr ADDR] [--config FILE]")
 	anchorFile := fs.String("anchor", "", "also check the anchor in `FILE` (written by `audit anchor`)")
 	keyFile := fs.String("key-file", "", "HMAC key `FILE` the anchor was signed with")
-	var sf storeFlags
-	sf.register(fs)
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -166,11 +159,10 @@ func (e *env) verify(ctx context.Context, args []string) int {
 	} else if *keyFile != "" {
 		return e.badInput("audit verify: --key-file needs --anchor FILE")
 	}
-	return e.withStore(ctx, &sf, func(st store) int {
+	return e.withStore(ctx, sf, func(st store) int {
 		res, err := st.VerifyAudit(ctx, opts...)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: verify audit: %v\n", err)
-			return exitFailure
+			return e.failure("verify audit: %v", err)
 		}
 		if res.FirstBad != "" {
 			fmt.Fprintf(e.stdout, "bad: record %s: %s (%d records checked)\n", res.FirstBad, res.Reason, res.Checked)
@@ -200,10 +192,8 @@ func (e *env) verify(ctx context.Context, args []string) int {
 // HMAC-signed with --key-file) to keep outside Redis, for `audit verify
 // --anchor`. Exit 1 when the trail fails verification or is empty.
 func (e *env) anchor(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("audit anchor", "audit anchor [--key-file FILE] [--redis-addr ADDR] [--config FILE]")
+	fs, sf := e.newStoreFlagSet("audit anchor", "audit anchor [--key-file FILE] [--redis-addr ADDR] [--config FILE]")
 	keyFile := fs.String("key-file", "", "sign the anchor with HMAC-SHA256 under the key in `FILE`")
-	var sf storeFlags
-	sf.register(fs)
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -214,24 +204,21 @@ func (e *env) anchor(ctx context.Context, args []string) int {
 			return e.badInput("audit anchor: %v", err)
 		}
 	}
-	return e.withStore(ctx, &sf, func(st store) int {
+	return e.withStore(ctx, sf, func(st store) int {
 		res, err := st.VerifyAudit(ctx)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
-			return exitFailure
+			return e.failure("audit anchor: %v", err)
 		}
 		a, err := enforce.NewAuditAnchor(res, e.now())
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v (run `callwarden audit verify`)\n", err)
-			return exitFailure
+			return e.failure("audit anchor: %v (run `callwarden audit verify`)", err)
 		}
 		if key != nil {
 			a = a.Sign(key)
 		}
 		out, err := json.MarshalIndent(a, "", "  ")
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: audit anchor: %v\n", err)
-			return exitFailure
+			return e.failure("audit anchor: %v", err)
 		}
 		fmt.Fprintf(e.stdout, "%s\n", out)
 		return exitOK

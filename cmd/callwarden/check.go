@@ -90,8 +90,7 @@ func (e *env) check(_ context.Context, args []string) int {
 	resp := enforce.NewAnswer(req, d)
 	if *output == "json" {
 		if err := json.NewEncoder(e.stdout).Encode(resp); err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
-			return exitFailure
+			return e.failure("write: %v", err)
 		}
 	} else {
 		fmt.Fprintln(e.stdout, resp.Explain())

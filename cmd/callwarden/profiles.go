@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -30,13 +31,11 @@ func (e *env) initProfiles(_ context.Context, args []string) int {
 		return e.badInput("profiles init: %v", err)
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: profiles init: %v\n", err)
-		return exitFailure
+		return e.failure("profiles init: %v", err)
 	}
 	if *out == "" {
 		if _, err := e.stdout.Write(data); err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: profiles init: %v\n", err)
-			return exitFailure
+			return e.failure("profiles init: %v", err)
 		}
 		return exitOK
 	}
@@ -49,19 +48,38 @@ func (e *env) initProfiles(_ context.Context, args []string) int {
 		return e.badInput("profiles init: %s exists (give --force to overwrite it)", *out)
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: profiles init: %v\n", err)
-		return exitFailure
+		return e.failure("profiles init: %v", err)
 	}
 	_, werr := f.Write(data)
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
 	if werr != nil {
-		fmt.Fprintf(e.stderr, "callwarden: profiles init: %s: %v\n", *out, werr)
-		return exitFailure
+		return e.failure("profiles init: %s: %v", *out, werr)
 	}
 	fmt.Fprintf(e.stderr, "wrote %s from template %s; add your users and run: callwarden profiles validate -f %s\n", *out, *name, *out)
 	return exitOK
+}
+
+// loadFiles loads the profiles files (-f, required) of the command fs
+// parsed, as serve and check would. When they do not load it prints every
+// problem, one per line, then after (when set), and returns exit 2;
+// otherwise -1.
+func (e *env) loadFiles(fs *flag.FlagSet, files []string, after string) (enforce.Policy, int) {
+	if len(files) == 0 {
+		return enforce.Policy{}, e.badInput("%s: -f FILE is required", fs.Name())
+	}
+	_, p, err := e.loadSnapshot(files)
+	if err != nil {
+		for _, l := range errorLines(err) {
+			fmt.Fprintln(e.stderr, l)
+		}
+		if after != "" {
+			fmt.Fprintln(e.stderr, after)
+		}
+		return p, exitBadInput
+	}
+	return p, -1
 }
 
 // validate loads the profiles files as serve and check would, and prints
@@ -73,15 +91,9 @@ func (e *env) validate(_ context.Context, args []string) int {
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	if len(files) == 0 {
-		return e.badInput("profiles validate: -f FILE is required")
-	}
-	_, p, err := e.loadSnapshot(files)
-	if err != nil {
-		for _, l := range errorLines(err) {
-			fmt.Fprintln(e.stderr, l)
-		}
-		return exitBadInput
+	p, code := e.loadFiles(fs, files, "")
+	if code >= 0 {
+		return code
 	}
 	fmt.Fprintf(e.stdout, "ok: %d profiles, %d users\n", len(p.Profiles), len(p.Users))
 	return exitOK
@@ -92,33 +104,23 @@ func (e *env) validate(_ context.Context, args []string) int {
 // nothing and prints every problem as file:line: field: message (exit 2);
 // --dry-run prints the diff and writes nothing.
 func (e *env) apply(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("profiles apply", "profiles apply -f FILE [-f FILE...] [--dry-run] [--redis-addr ADDR] [--redis-prefix PREFIX] [--config FILE]")
+	fs, sf := e.newStoreFlagSet("profiles apply", "profiles apply -f FILE [-f FILE...] [--dry-run] [--redis-addr ADDR] [--redis-prefix PREFIX] [--config FILE]")
 	var files stringList
 	fileFlags(fs, &files, true)
 	dryRun := fs.Bool("dry-run", false, "print what would change and write nothing")
-	var sf storeFlags
-	sf.register(fs)
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	if len(files) == 0 {
-		return e.badInput("profiles apply: -f FILE is required")
-	}
 	// Parse before connecting: a broken file is reported even when the
 	// store is down, and never reaches it.
-	_, p, err := e.loadSnapshot(files)
-	if err != nil {
-		for _, l := range errorLines(err) {
-			fmt.Fprintln(e.stderr, l)
-		}
-		fmt.Fprintln(e.stderr, "callwarden: nothing applied")
-		return exitBadInput
+	p, code := e.loadFiles(fs, files, "callwarden: nothing applied")
+	if code >= 0 {
+		return code
 	}
-	return e.withStore(ctx, &sf, func(st store) int {
+	return e.withStore(ctx, sf, func(st store) int {
 		cur, gen, err := st.Policy(ctx)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: read the stored policy: %v\n", err)
-			return exitFailure
+			return e.failure("read the stored policy: %v", err)
 		}
 		lines := enforce.FormatDiff(enforce.DiffPolicies(cur, p))
 		for _, l := range lines {
@@ -137,11 +139,9 @@ func (e *env) apply(ctx context.Context, args []string) int {
 		newGen, diff, err := st.ApplyPolicy(ctx, p, enforce.IfGeneration(gen))
 		if err != nil {
 			if errors.Is(err, enforce.ErrConflict) {
-				fmt.Fprintf(e.stderr, "callwarden: the stored policy changed while applying (now generation %d); nothing applied, run again to see the new diff\n", newGen)
-				return exitFailure
+				return e.failure("the stored policy changed while applying (now generation %d); nothing applied, run again to see the new diff", newGen)
 			}
-			fmt.Fprintf(e.stderr, "callwarden: apply: %v\n", err)
-			return exitFailure
+			return e.failure("apply: %v", err)
 		}
 		e.auditCLI(ctx, st, "policy", fmt.Sprintf("profiles apply %s: generation %d -> %d: %s",
 			strings.Join(files, " "), gen, newGen, strings.Join(enforce.FormatDiff(diff), ", ")))
@@ -153,27 +153,22 @@ func (e *env) apply(ctx context.Context, args []string) int {
 // export prints the stored policy as a profiles file, which `profiles
 // apply` takes back unchanged.
 func (e *env) export(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("profiles export", "profiles export [--redis-addr ADDR] [--redis-prefix PREFIX] [--config FILE]")
-	var sf storeFlags
-	sf.register(fs)
+	fs, sf := e.newStoreFlagSet("profiles export", "profiles export [--redis-addr ADDR] [--redis-prefix PREFIX] [--config FILE]")
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	return e.withStore(ctx, &sf, func(st store) int {
+	return e.withStore(ctx, sf, func(st store) int {
 		p, gen, err := st.Policy(ctx)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: read the stored policy: %v\n", err)
-			return exitFailure
+			return e.failure("read the stored policy: %v", err)
 		}
 		out, err := config.MarshalProfiles(p)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: %v\n", err)
-			return exitFailure
+			return e.failure("%v", err)
 		}
 		fmt.Fprintf(e.stdout, "# exported from generation %d\n", gen)
 		if _, err := e.stdout.Write(out); err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: write: %v\n", err)
-			return exitFailure
+			return e.failure("write: %v", err)
 		}
 		return exitOK
 	})

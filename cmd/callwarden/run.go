@@ -139,6 +139,12 @@ func (e *env) badInput(format string, args ...any) int {
 	return exitBadInput
 }
 
+// failure prints a failure of the command to stderr and returns exit 1.
+func (e *env) failure(format string, args ...any) int {
+	fmt.Fprintf(e.stderr, "callwarden: "+format+"\n", args...)
+	return exitFailure
+}
+
 // loadSnapshot reads the profiles files and compiles them into a snapshot,
 // returning the policy too for its counts. "-" alone reads the profiles
 // from stdin.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/callwarden/callwarden/config"
 )
@@ -64,8 +63,7 @@ func (e *env) serve(ctx context.Context, args []string) int {
 		if errors.As(err, &ce) {
 			return e.badInput("%v", ce)
 		}
-		fmt.Fprintf(e.stderr, "callwarden: %v\n", err)
-		return exitFailure
+		return e.failure("%v", err)
 	}
 	defer app.Close()
 
@@ -75,8 +73,7 @@ func (e *env) serve(ctx context.Context, args []string) int {
 		select {
 		case err := <-done:
 			if err != nil {
-				fmt.Fprintf(e.stderr, "callwarden: %v\n", err)
-				return exitFailure
+				return e.failure("%v", err)
 			}
 			return exitOK
 		case <-e.reload:

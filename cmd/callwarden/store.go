@@ -95,6 +95,15 @@ func (f *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.prefix, "redis-prefix", "", "Redis key `PREFIX` (default from config, callwarden:)")
 }
 
+// newStoreFlagSet is newFlagSet for a command that talks to the store,
+// with the store flags registered.
+func (e *env) newStoreFlagSet(name, synopsis string) (*flag.FlagSet, *storeFlags) {
+	fs := e.newFlagSet(name, synopsis)
+	sf := new(storeFlags)
+	sf.register(fs)
+	return fs, sf
+}
+
 // errNoRedis says that a store command has nowhere to go.
 var errNoRedis = errors.New("no Redis configured (give --redis-addr, CALLWARDEN_REDIS_ADDRS or redis.addrs in --config)")
 
@@ -137,8 +146,7 @@ func (e *env) withStore(ctx context.Context, f *storeFlags, fn func(st store) in
 	}
 	st, err := e.open(ctx, cfg.Redis, zap.NewNop())
 	if err != nil {
-		fmt.Fprintf(e.stderr, "callwarden: %v\n", err)
-		return exitFailure
+		return e.failure("%v", err)
 	}
 	defer st.Close()
 	return fn(st)

@@ -61,13 +61,9 @@ func roleFlag(fs *flag.FlagSet) func() (string, error) {
 // USER or NAME, with --role (roleFlag): the name and the role as the token
 // store spells it, or the exit status to stop with.
 func (e *env) tokenTarget(cmd string, fs *flag.FlagSet, getRole func() (string, error), args []string) (name, role string, code int) {
-	pos, code := e.parseInterleaved(fs, args)
+	pos, code := e.parsePositional(fs, args, 1, "USER or NAME")
 	if code >= 0 {
 		return "", "", code
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return "", "", e.badInput("%s: want USER or NAME, got %d arguments", cmd, len(pos))
 	}
 	role, err := getRole()
 	if err != nil {
@@ -81,9 +77,7 @@ func (e *env) tokenTarget(cmd string, fs *flag.FlagSet, getRole func() (string, 
 // Redis; every daemon accepts it within its poll interval. The token
 // itself is never written or printed.
 func (e *env) tokenAdd(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("token add", "token add USER|NAME [--role admin|check] [--sha256 HEX] [--redis-addr ADDR] [--config FILE] < TOKEN")
-	var sf storeFlags
-	sf.register(fs)
+	fs, sf := e.newStoreFlagSet("token add", "token add USER|NAME [--role admin|check] [--sha256 HEX] [--redis-addr ADDR] [--config FILE] < TOKEN")
 	sum := fs.String("sha256", "", "the token's SHA-256 (`HEX`, from `token hash`) instead of the token on stdin")
 	getRole := roleFlag(fs)
 	name, role, code := e.tokenTarget("token add", fs, getRole, args)
@@ -101,13 +95,12 @@ func (e *env) tokenAdd(ctx context.Context, args []string) int {
 	if _, err := httpauth.ParseRoleTokenHash(httpauth.Role(role), user, h); err != nil {
 		return e.badInput("token add: %v", err)
 	}
-	return e.withStore(ctx, &sf, func(st store) int {
+	return e.withStore(ctx, sf, func(st store) int {
 		if err := st.AddAdminToken(ctx, enforce.AdminToken{User: user, Role: role, SHA256: h}); err != nil {
 			if errors.Is(err, enforce.ErrTokenTaken) {
 				return e.badInput("token add: this token already belongs to another user or role")
 			}
-			fmt.Fprintf(e.stderr, "callwarden: token add: %v\n", err)
-			return exitFailure
+			return e.failure("token add: %v", err)
 		}
 		what := user
 		if role == enforce.TokenRoleCheck {
@@ -121,19 +114,16 @@ func (e *env) tokenAdd(ctx context.Context, args []string) int {
 
 // tokenRevoke removes every token hash of USER from Redis.
 func (e *env) tokenRevoke(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("token revoke", "token revoke USER|NAME [--role admin|check] [--redis-addr ADDR] [--config FILE]")
-	var sf storeFlags
-	sf.register(fs)
+	fs, sf := e.newStoreFlagSet("token revoke", "token revoke USER|NAME [--role admin|check] [--redis-addr ADDR] [--config FILE]")
 	getRole := roleFlag(fs)
 	name, role, code := e.tokenTarget("token revoke", fs, getRole, args)
 	if code >= 0 {
 		return code
 	}
-	return e.withStore(ctx, &sf, func(st store) int {
+	return e.withStore(ctx, sf, func(st store) int {
 		n, err := st.RevokeAdminTokens(ctx, role, name)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: token revoke: %v\n", err)
-			return exitFailure
+			return e.failure("token revoke: %v", err)
 		}
 		if n > 0 {
 			e.auditCLI(ctx, st, name, fmt.Sprintf("token revoke %s: %d tokens", name, n))
@@ -146,17 +136,14 @@ func (e *env) tokenRevoke(ctx context.Context, args []string) int {
 // tokenList prints the users holding tokens in Redis, one line per hash
 // (its first 12 hex digits).
 func (e *env) tokenList(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("token list", "token list [--redis-addr ADDR] [--config FILE]")
-	var sf storeFlags
-	sf.register(fs)
+	fs, sf := e.newStoreFlagSet("token list", "token list [--redis-addr ADDR] [--config FILE]")
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	return e.withStore(ctx, &sf, func(st store) int {
+	return e.withStore(ctx, sf, func(st store) int {
 		ts, err := st.AdminTokens(ctx)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: token list: %v\n", err)
-			return exitFailure
+			return e.failure("token list: %v", err)
 		}
 		for _, t := range ts {
 			// Admin tokens print as before ("alice 0123..."); check tokens

@@ -36,6 +36,21 @@ func (e *env) parseInterleaved(fs *flag.FlagSet, args []string) ([]string, int) 
 	}
 }
 
+// parsePositional is parseInterleaved for a command that takes exactly n
+// positional arguments, named by want in the complaint when it gets
+// another count.
+func (e *env) parsePositional(fs *flag.FlagSet, args []string, n int, want string) ([]string, int) {
+	pos, code := e.parseInterleaved(fs, args)
+	if code >= 0 {
+		return nil, code
+	}
+	if len(pos) != n {
+		fs.Usage()
+		return nil, e.badInput("%s: want %s, got %d arguments", fs.Name(), want, len(pos))
+	}
+	return pos, -1
+}
+
 // changeUser applies change to the stored policy, retrying when another
 // writer got in between; change returns the new policy and a description
 // for the audit trail, or a bad-input error. What changed is written as a
@@ -45,13 +60,11 @@ func (e *env) changeUser(ctx context.Context, st store, id string, change func(e
 	for attempt := 1; ; attempt++ {
 		cur, v, err := st.PolicyVersion(ctx)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: read the stored policy: %v\n", err)
-			return exitFailure
+			return e.failure("read the stored policy: %v", err)
 		}
 		base, err := enforce.NewSnapshot(cur, v.Gen)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: the stored policy (generation %d) is invalid: %s\n", v.Gen, oneLine(err))
-			return exitFailure
+			return e.failure("the stored policy (generation %d) is invalid: %s", v.Gen, oneLine(err))
 		}
 		base = base.WithOrigin(v.Epoch)
 		next, what, err := change(cur)
@@ -67,8 +80,7 @@ func (e *env) changeUser(ctx context.Context, st store, id string, change func(e
 			continue
 		}
 		if err != nil {
-			fmt.Fprintf(e.stderr, "callwarden: apply: %v\n", err)
-			return exitFailure
+			return e.failure("apply: %v", err)
 		}
 		lines := enforce.FormatDiff(diff)
 		if len(lines) == 0 {
@@ -88,20 +100,14 @@ func (e *env) changeUser(ctx context.Context, st store, id string, change func(e
 // user's attributed queues, and --valid-from/--valid-until its validity
 // period. A user that does not exist is created.
 func (e *env) assign(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("users assign", "users assign USER PROFILE [--queue Q...] [--valid-from RFC3339] [--valid-until RFC3339] [--redis-addr ADDR] [--config FILE]")
+	fs, sf := e.newStoreFlagSet("users assign", "users assign USER PROFILE [--queue Q...] [--valid-from RFC3339] [--valid-until RFC3339] [--redis-addr ADDR] [--config FILE]")
 	var queues stringList
 	fs.Var(&queues, "queue", "attributed `QUEUE` (repeatable; replaces the user's queues)")
 	from := fs.String("valid-from", "", "start of the assignment's validity (`TIME`, RFC 3339)")
 	until := fs.String("valid-until", "", "end of the assignment's validity (`TIME`, RFC 3339)")
-	var sf storeFlags
-	sf.register(fs)
-	pos, code := e.parseInterleaved(fs, args)
+	pos, code := e.parsePositional(fs, args, 2, "USER PROFILE")
 	if code >= 0 {
 		return code
-	}
-	if len(pos) != 2 {
-		fs.Usage()
-		return e.badInput("users assign: want USER PROFILE, got %d arguments", len(pos))
 	}
 	id, profile := pos[0], pos[1]
 	var vf, vu time.Time
@@ -117,7 +123,7 @@ func (e *env) assign(ctx context.Context, args []string) int {
 			return e.badInput("%s: %q is not an RFC 3339 time", t.flag, t.v)
 		}
 	}
-	return e.withStore(ctx, &sf, func(st store) int {
+	return e.withStore(ctx, sf, func(st store) int {
 		return e.changeUser(ctx, st, id, func(p enforce.Policy) (enforce.Policy, string, error) {
 			if !slices.ContainsFunc(p.Profiles, func(pr enforce.Profile) bool { return pr.Name == profile }) {
 				return p, "", fmt.Errorf("users assign: no profile %q in the store", profile)
@@ -149,19 +155,13 @@ func (e *env) assign(ctx context.Context, args []string) int {
 // teams, agents, sites or identities (it may still be a monitored agent);
 // otherwise its entry is removed.
 func (e *env) revoke(ctx context.Context, args []string) int {
-	fs := e.newFlagSet("users revoke", "users revoke USER [--redis-addr ADDR] [--config FILE]")
-	var sf storeFlags
-	sf.register(fs)
-	pos, code := e.parseInterleaved(fs, args)
+	fs, sf := e.newStoreFlagSet("users revoke", "users revoke USER [--redis-addr ADDR] [--config FILE]")
+	pos, code := e.parsePositional(fs, args, 1, "USER")
 	if code >= 0 {
 		return code
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return e.badInput("users revoke: want USER, got %d arguments", len(pos))
-	}
 	id := pos[0]
-	return e.withStore(ctx, &sf, func(st store) int {
+	return e.withStore(ctx, sf, func(st store) int {
 		return e.changeUser(ctx, st, id, func(p enforce.Policy) (enforce.Policy, string, error) {
 			i := slices.IndexFunc(p.Users, func(u enforce.User) bool { return u.ID == id })
 			if i < 0 {

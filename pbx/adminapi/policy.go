@@ -68,32 +68,56 @@ func (a *Admin) readPolicy(w http.ResponseWriter, r *http.Request) (enforce.Poli
 	return p, gen, true
 }
 
-func (a *Admin) listProfiles(w http.ResponseWriter, r *http.Request, p *principal) {
-	if _, ok := a.reader(w, p); !ok {
-		return
+// readPolicyAs runs the common first steps of a read: the requester may
+// read at all (reader, which also says whether it is an administrator),
+// then the stored policy. On false it has answered.
+func (a *Admin) readPolicyAs(w http.ResponseWriter, r *http.Request, p *principal) (pol enforce.Policy, gen uint64, admin, ok bool) {
+	if admin, ok = a.reader(w, p); !ok {
+		return pol, 0, false, false
 	}
-	pol, gen, ok := a.readPolicy(w, r)
-	if !ok {
-		return
-	}
-	body := ProfilesBody{Generation: gen, Profiles: []json.RawMessage{}}
-	for _, pr := range pol.Profiles {
-		raw, err := a.opts.Codec.EncodeProfile(pr)
-		if err != nil {
-			a.encodeFailed(w, err)
-			return
+	pol, gen, ok = a.readPolicy(w, r)
+	return pol, gen, admin, ok
+}
+
+// encodeEach encodes the entries keep accepts (every entry when keep is
+// nil), in order; never nil, so an empty list is JSON [].
+func encodeEach[T any](entries []T, keep func(T) bool, encode func(T) (json.RawMessage, error)) ([]json.RawMessage, error) {
+	out := []json.RawMessage{}
+	for _, e := range entries {
+		if keep != nil && !keep(e) {
+			continue
 		}
-		body.Profiles = append(body.Profiles, raw)
+		raw, err := encode(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, raw)
+	}
+	return out, nil
+}
+
+// answerRead answers a read of generation gen with body, or 500 when
+// encoding the stored policy failed (err).
+func (a *Admin) answerRead(w http.ResponseWriter, gen uint64, body any, err error) {
+	if err != nil {
+		a.encodeFailed(w, err)
+		return
 	}
 	w.Header().Set("ETag", etag(gen))
 	httpauth.WriteJSON(w, http.StatusOK, body)
 }
 
-func (a *Admin) getProfile(w http.ResponseWriter, r *http.Request, p *principal) {
-	if _, ok := a.reader(w, p); !ok {
+func (a *Admin) listProfiles(w http.ResponseWriter, r *http.Request, p *principal) {
+	pol, gen, _, ok := a.readPolicyAs(w, r, p)
+	if !ok {
 		return
 	}
-	pol, gen, ok := a.readPolicy(w, r)
+	raws, err := encodeEach(pol.Profiles, nil, a.opts.Codec.EncodeProfile)
+	a.answerRead(w, gen, ProfilesBody{Generation: gen, Profiles: raws}, err)
+}
+
+func (a *Admin) getProfile(w http.ResponseWriter, r *http.Request, p *principal) {
+	pol, gen, _, ok := a.readPolicyAs(w, r, p)
 	if !ok {
 		return
 	}
@@ -104,12 +128,7 @@ func (a *Admin) getProfile(w http.ResponseWriter, r *http.Request, p *principal)
 		return
 	}
 	raw, err := a.opts.Codec.EncodeProfile(pol.Profiles[i])
-	if err != nil {
-		a.encodeFailed(w, err)
-		return
-	}
-	w.Header().Set("ETag", etag(gen))
-	httpauth.WriteJSON(w, http.StatusOK, raw)
+	a.answerRead(w, gen, raw, err)
 }
 
 func (a *Admin) encodeFailed(w http.ResponseWriter, err error) {
@@ -125,19 +144,43 @@ func profileNames(p enforce.Policy) []string {
 	return out
 }
 
-func (a *Admin) putProfile(w http.ResponseWriter, r *http.Request, p *principal) {
-	name := r.PathValue("name")
-	ifGen, body, v, p, ok := a.prepare(w, r, p, true)
+// entryPut says how the body of a PUT of one policy entry decodes and
+// which of its fields the URL names.
+type entryPut[T any] struct {
+	decode func(body []byte, profiles []string) (T, error)
+	key    func(T) string
+	field  string // the key's JSON field
+	kind   string // what the URL names: profile, user
+}
+
+// prepare runs Admin.prepare for the PUT, decodes the body against the
+// profile names of the view the write is based on, and checks that the
+// entry's key is want, the one the URL names (422 otherwise). On false it
+// has answered.
+func (e entryPut[T]) prepare(a *Admin, w http.ResponseWriter, r *http.Request, p *principal, want string) (ifGen uint64, entry T, v *policyView, wp *principal, ok bool) {
+	ifGen, body, v, wp, ok := a.prepare(w, r, p, true)
 	if !ok {
-		return
+		return 0, entry, nil, nil, false
 	}
-	pr, err := a.opts.Codec.DecodeProfile(body, v.profileNames())
+	entry, err := e.decode(body, v.profileNames())
 	if err != nil {
 		decodeFailed(w, err)
-		return
+		return 0, entry, nil, nil, false
 	}
-	if pr.Name != name {
-		writeValidation(w, []FieldError{{Field: "name", Message: fmt.Sprintf("%q does not match the URL's profile %q", pr.Name, name)}})
+	if got := e.key(entry); got != want {
+		writeValidation(w, []FieldError{{Field: e.field, Message: fmt.Sprintf("%q does not match the URL's %s %q", got, e.kind, want)}})
+		return 0, entry, nil, nil, false
+	}
+	return ifGen, entry, v, wp, true
+}
+
+func (a *Admin) putProfile(w http.ResponseWriter, r *http.Request, p *principal) {
+	name := r.PathValue("name")
+	ifGen, pr, v, p, ok := entryPut[enforce.Profile]{
+		decode: a.opts.Codec.DecodeProfile, key: func(pr enforce.Profile) string { return pr.Name },
+		field: "name", kind: "profile",
+	}.prepare(a, w, r, p, name)
+	if !ok {
 		return
 	}
 	req, d := p.admin()
@@ -187,28 +230,13 @@ func visibleUser(p *principal, u enforce.User) bool {
 }
 
 func (a *Admin) listUsers(w http.ResponseWriter, r *http.Request, p *principal) {
-	admin, ok := a.reader(w, p)
+	pol, gen, admin, ok := a.readPolicyAs(w, r, p)
 	if !ok {
 		return
 	}
-	pol, gen, ok := a.readPolicy(w, r)
-	if !ok {
-		return
-	}
-	body := UsersBody{Generation: gen, Users: []json.RawMessage{}}
-	for _, u := range pol.Users {
-		if !admin && !visibleUser(p, u) {
-			continue
-		}
-		raw, err := a.opts.Codec.EncodeUser(u)
-		if err != nil {
-			a.encodeFailed(w, err)
-			return
-		}
-		body.Users = append(body.Users, raw)
-	}
-	w.Header().Set("ETag", etag(gen))
-	httpauth.WriteJSON(w, http.StatusOK, body)
+	visible := func(u enforce.User) bool { return admin || visibleUser(p, u) }
+	raws, err := encodeEach(pol.Users, visible, a.opts.Codec.EncodeUser)
+	a.answerRead(w, gen, UsersBody{Generation: gen, Users: raws}, err)
 }
 
 func findUser(pol enforce.Policy, id string) (int, *enforce.User) {
@@ -221,11 +249,7 @@ func findUser(pol enforce.Policy, id string) (int, *enforce.User) {
 }
 
 func (a *Admin) getUser(w http.ResponseWriter, r *http.Request, p *principal) {
-	admin, ok := a.reader(w, p)
-	if !ok {
-		return
-	}
-	pol, gen, ok := a.readPolicy(w, r)
+	pol, gen, admin, ok := a.readPolicyAs(w, r, p)
 	if !ok {
 		return
 	}
@@ -236,12 +260,7 @@ func (a *Admin) getUser(w http.ResponseWriter, r *http.Request, p *principal) {
 		return
 	}
 	raw, err := a.opts.Codec.EncodeUser(*u)
-	if err != nil {
-		a.encodeFailed(w, err)
-		return
-	}
-	w.Header().Set("ETag", etag(gen))
-	httpauth.WriteJSON(w, http.StatusOK, raw)
+	a.answerRead(w, gen, raw, err)
 }
 
 // authorizeUserChange decides a change of one user's entry from old to
@@ -292,17 +311,11 @@ func (p *principal) authorizeUserChange(old, new *enforce.User) (enforce.Request
 
 func (a *Admin) putUser(w http.ResponseWriter, r *http.Request, p *principal) {
 	id := r.PathValue("id")
-	ifGen, body, v, p, ok := a.prepare(w, r, p, true)
+	ifGen, u, v, p, ok := entryPut[enforce.User]{
+		decode: a.opts.Codec.DecodeUser, key: func(u enforce.User) string { return u.ID },
+		field: "id", kind: "user",
+	}.prepare(a, w, r, p, id)
 	if !ok {
-		return
-	}
-	u, err := a.opts.Codec.DecodeUser(body, v.profileNames())
-	if err != nil {
-		decodeFailed(w, err)
-		return
-	}
-	if u.ID != id {
-		writeValidation(w, []FieldError{{Field: "id", Message: fmt.Sprintf("%q does not match the URL's user %q", u.ID, id)}})
 		return
 	}
 	old := v.user(id)
@@ -332,10 +345,7 @@ func (a *Admin) deleteUser(w http.ResponseWriter, r *http.Request, p *principal)
 }
 
 func (a *Admin) getProtected(w http.ResponseWriter, r *http.Request, p *principal) {
-	if _, ok := a.reader(w, p); !ok {
-		return
-	}
-	pol, gen, ok := a.readPolicy(w, r)
+	pol, gen, _, ok := a.readPolicyAs(w, r, p)
 	if !ok {
 		return
 	}
@@ -346,8 +356,7 @@ func (a *Admin) getProtected(w http.ResponseWriter, r *http.Request, p *principa
 	if body.Queues == nil {
 		body.Queues = []string{}
 	}
-	w.Header().Set("ETag", etag(gen))
-	httpauth.WriteJSON(w, http.StatusOK, body)
+	a.answerRead(w, gen, body, nil)
 }
 
 // decodeProtected parses a protected body strictly: unknown fields, wrong

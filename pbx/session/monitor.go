@@ -18,56 +18,53 @@ const (
 	Barge                   // both sides hear the supervisor
 )
 
+// modes holds each mode's name, its in-session DTMF digit (Asterisk's
+// ChanSpy d option uses the same digits) and the right it needs.
+var modes = [...]struct {
+	name, digit string
+	action      enforce.Action
+}{
+	Listen:  {"listen", "4", enforce.MonitorListen},
+	Whisper: {"whisper", "5", enforce.MonitorWhisper},
+	Barge:   {"barge", "6", enforce.MonitorBarge},
+}
+
+// valid reports whether m is one of the modes.
+func (m Mode) valid() bool { return m >= Listen && int(m) < len(modes) }
+
 // ParseMode parses listen, whisper or barge.
 func ParseMode(s string) (Mode, bool) {
-	switch s {
-	case "listen":
-		return Listen, true
-	case "whisper":
-		return Whisper, true
-	case "barge":
-		return Barge, true
+	for m := Listen; m.valid(); m++ {
+		if modes[m].name == s {
+			return m, true
+		}
 	}
 	return 0, false
 }
 
-// ModeForDigit maps the in-session DTMF digits to modes (Asterisk's ChanSpy
-// d option uses the same digits).
+// ModeForDigit maps the in-session DTMF digits 4, 5 and 6 to modes.
 func ModeForDigit(d string) (Mode, bool) {
-	switch d {
-	case "4":
-		return Listen, true
-	case "5":
-		return Whisper, true
-	case "6":
-		return Barge, true
+	for m := Listen; m.valid(); m++ {
+		if modes[m].digit == d {
+			return m, true
+		}
 	}
 	return 0, false
 }
 
 func (m Mode) String() string {
-	switch m {
-	case Listen:
-		return "listen"
-	case Whisper:
-		return "whisper"
-	case Barge:
-		return "barge"
+	if !m.valid() {
+		return "invalid"
 	}
-	return "invalid"
+	return modes[m].name
 }
 
 // Action is the right a mode needs.
 func (m Mode) Action() enforce.Action {
-	switch m {
-	case Listen:
-		return enforce.MonitorListen
-	case Whisper:
-		return enforce.MonitorWhisper
-	case Barge:
-		return enforce.MonitorBarge
+	if !m.valid() {
+		return 0
 	}
-	return 0
+	return modes[m].action
 }
 
 // Eavesdropper is what a monitor session needs from a PBX. Asterisk

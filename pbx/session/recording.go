@@ -26,6 +26,10 @@ const (
 
 var recordOpNames = [...]string{RecStart: "start", RecStop: "stop", RecPause: "pause", RecResume: "resume", RecToggle: "toggle"}
 
+// recordOpActions holds the right each operation needs; toggle has none
+// of its own.
+var recordOpActions = [...]enforce.Action{RecStart: enforce.RecordingStart, RecStop: enforce.RecordingStop, RecPause: enforce.RecordingPause, RecResume: enforce.RecordingResume}
+
 // ParseRecordOp parses start, stop, pause, resume or toggle.
 func ParseRecordOp(s string) (RecordOp, bool) {
 	for op, name := range recordOpNames {
@@ -46,15 +50,8 @@ func (o RecordOp) String() string {
 // Action is the right the operation needs; toggle is resolved against the
 // recording's state (Resolve) before deciding.
 func (o RecordOp) Action() enforce.Action {
-	switch o {
-	case RecStart:
-		return enforce.RecordingStart
-	case RecStop:
-		return enforce.RecordingStop
-	case RecPause:
-		return enforce.RecordingPause
-	case RecResume:
-		return enforce.RecordingResume
+	if o > 0 && int(o) < len(recordOpActions) {
+		return recordOpActions[o]
 	}
 	return 0
 }

@@ -371,3 +371,20 @@ func NormalizePatch(p enforce.PolicyPatch) (enforce.PolicyPatch, Encoded, error)
 	}
 	return n, enc, nil
 }
+
+// PreparePatch is the first step of every backend's ApplyPatch: it
+// normalises p's entries (NormalizePatch), checks that base patched with
+// them is a valid policy (enforce.ErrInvalidPolicy otherwise), and returns
+// the encoded entries, what the patch changes against base (diff) and the
+// part of it that takes effect (eff), as base.PatchDiff.
+func PreparePatch(base *enforce.Snapshot, p enforce.PolicyPatch) (enc Encoded, diff enforce.PolicyDiff, eff enforce.PolicyPatch, err error) {
+	n, enc, err := NormalizePatch(p)
+	if err != nil {
+		return enc, diff, eff, err
+	}
+	if _, err := base.Patch(n, base.Generation()+1); err != nil {
+		return enc, diff, eff, fmt.Errorf("%w: %w", enforce.ErrInvalidPolicy, err)
+	}
+	diff, eff = base.PatchDiff(n)
+	return enc, diff, eff, nil
+}
