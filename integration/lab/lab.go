@@ -122,31 +122,30 @@ func Start(ctx context.Context) (*Lab, error) {
 }
 
 func asteriskRequest() testcontainers.ContainerRequest {
-	return testcontainers.ContainerRequest{
-		Image:        AsteriskImage,
-		ExposedPorts: []string{"8088/tcp"},
-		Labels:       ownerLabels(),
-		WaitingFor: wait.ForAll(
-			// "Asterisk Ready." is printed once every module is loaded; ARI may answer
-			// a little earlier, before app_queue is there.
-			wait.ForLog("Asterisk Ready."),
-			wait.ForHTTP("/ari/asterisk/info").
-				WithPort("8088/tcp").
-				WithBasicAuth(ARIUser, ARIPassword).
-				WithPollInterval(100*time.Millisecond),
-		).WithDeadline(90 * time.Second),
-	}
+	// "Asterisk Ready." is printed once every module is loaded; ARI may answer
+	// a little earlier, before app_queue is there.
+	return containerRequest(AsteriskImage, "8088/tcp", 90*time.Second,
+		wait.ForLog("Asterisk Ready."),
+		wait.ForHTTP("/ari/asterisk/info").
+			WithPort("8088/tcp").
+			WithBasicAuth(ARIUser, ARIPassword).
+			WithPollInterval(100*time.Millisecond))
 }
 
 func redisRequest() testcontainers.ContainerRequest {
+	return containerRequest(RedisImage, "6379/tcp", 60*time.Second,
+		wait.ForLog("Ready to accept connections"),
+		wait.ForListeningPort("6379/tcp"))
+}
+
+// containerRequest is a lab container of image exposing port, labelled as
+// the lab's, ready when every wait strategy is, within deadline.
+func containerRequest(image, port string, deadline time.Duration, ready ...wait.Strategy) testcontainers.ContainerRequest {
 	return testcontainers.ContainerRequest{
-		Image:        RedisImage,
-		ExposedPorts: []string{"6379/tcp"},
+		Image:        image,
+		ExposedPorts: []string{port},
 		Labels:       ownerLabels(),
-		WaitingFor: wait.ForAll(
-			wait.ForLog("Ready to accept connections"),
-			wait.ForListeningPort("6379/tcp"),
-		).WithDeadline(60 * time.Second),
+		WaitingFor:   wait.ForAll(ready...).WithDeadline(deadline),
 	}
 }
 

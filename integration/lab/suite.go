@@ -213,17 +213,7 @@ func (tl *TestLab) OriginateCustomer(ctx context.Context, queue, callerID, audio
 		audio = "wait"
 	}
 	id := tl.NewID("customer")
-	call := LocalCall{First: id, Second: id + "-q"}
-	_, err := tl.originate(ctx, OriginateParams{
-		Endpoint:       "Local/" + queue + "@cw-customer/n",
-		Context:        "cw-customer-audio",
-		Extension:      audio,
-		Priority:       1,
-		CallerID:       callerID,
-		ChannelID:      call.First,
-		OtherChannelID: call.Second,
-	}, call)
-	return call, err
+	return tl.originateLocal(ctx, LocalCall{First: id, Second: id + "-q"}, "Local/"+queue+"@cw-customer/n", audio, callerID)
 }
 
 // OriginateAgentCall makes a direct call (no queue) to agent (e.g. "2001"): Second is
@@ -231,11 +221,16 @@ func (tl *TestLab) OriginateCustomer(ctx context.Context, queue, callerID, audio
 // agent<agent>), First the caller.
 func (tl *TestLab) OriginateAgentCall(ctx context.Context, agent, callerID string) (LocalCall, error) {
 	id := tl.NewID("direct")
-	call := LocalCall{First: id, Second: id + "-agent"}
+	return tl.originateLocal(ctx, LocalCall{First: id, Second: id + "-agent"}, "Local/"+agent+"@cw-agent/n", "wait", callerID)
+}
+
+// originateLocal originates call over a Local endpoint whose ";1" half runs
+// extension audio of cw-customer-audio (the caller's phone).
+func (tl *TestLab) originateLocal(ctx context.Context, call LocalCall, endpoint, audio, callerID string) (LocalCall, error) {
 	_, err := tl.originate(ctx, OriginateParams{
-		Endpoint:       "Local/" + agent + "@cw-agent/n",
+		Endpoint:       endpoint,
 		Context:        "cw-customer-audio",
-		Extension:      "wait",
+		Extension:      audio,
 		Priority:       1,
 		CallerID:       callerID,
 		ChannelID:      call.First,
