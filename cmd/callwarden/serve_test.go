@@ -76,14 +76,25 @@ func newClient() *http.Client {
 
 func get(tb testing.TB, c *http.Client, url string) (int, string) {
 	tb.Helper()
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		tb.Fatalf("GET %s: %v", url, err)
+		tb.Fatal(err)
+	}
+	return send(tb, c, req, "GET "+url)
+}
+
+// send does req and returns its status and body; what names the request
+// in a failure.
+func send(tb testing.TB, c *http.Client, req *http.Request, what string) (int, string) {
+	tb.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		tb.Fatalf("%s: %v", what, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tb.Fatalf("read %s: %v", url, err)
+		tb.Fatalf("read %s: %v", what, err)
 	}
 	return resp.StatusCode, string(body)
 }
@@ -105,16 +116,7 @@ func check(tb testing.TB, c *http.Client, base, query string) (int, string) {
 		tb.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+checkToken)
-	resp, err := c.Do(req)
-	if err != nil {
-		tb.Fatalf("check %s: %v", query, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatalf("read check %s: %v", query, err)
-	}
-	return resp.StatusCode, string(body)
+	return send(tb, c, req, "check "+query)
 }
 
 // decision asks base for one check and returns "decision/reason".
