@@ -472,19 +472,9 @@ func TestTwoDaemonsShareOneStore(t *testing.T) {
 }
 
 func TestFileModeAdminIsReadOnly(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cfg := adminConfig()
 	cfg.Profiles = []string{"testdata/admin.yaml"}
-	app, err := NewApp(ctx, cfg, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close()
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	admin := adminClient{c: newClient(), base: "http://" + app.Addr().String()}
+	admin := adminClient{c: newClient(), base: MustServe(t, cfg, io.Discard).base}
 	code, hdr, body := admin.do(t, "GET", "/v1/users/alice", "root-token", "", "")
 	if code != 200 || !strings.Contains(body, `"id":"alice"`) {
 		t.Fatalf("GET: %d %s", code, body)
@@ -527,20 +517,12 @@ func FuzzConfigCodec(f *testing.F) {
 func TestFileModeAdminServesTheLastGoodSnapshot(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "profiles.yaml")
 	copyFile(t, "admin.yaml", file)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cfg := adminConfig()
 	cfg.Profiles = []string{file}
 	logs := &syncBuffer{}
-	app, err := NewApp(ctx, cfg, logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close()
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	admin := adminClient{c: newClient(), base: "http://" + app.Addr().String()}
+	d := MustServe(t, cfg, logs)
+	app := d.app
+	admin := adminClient{c: newClient(), base: d.base}
 
 	copyFile(t, "broken.yaml", file)
 	if err := app.Reload(); err == nil {

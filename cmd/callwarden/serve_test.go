@@ -384,18 +384,9 @@ func listenAddr(tb testing.TB, logs func() string) string {
 // decision record.
 func TestAppCheckNeedsACheckToken(t *testing.T) {
 	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	app, err := NewApp(ctx, testConfig(profilesFile), logs)
-	if err != nil {
-		t.Fatalf("NewApp: %v", err)
-	}
-	defer app.Close()
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	d := MustServe(t, testConfig(profilesFile), logs)
 	c := newClient()
-	base := "http://" + app.Addr().String()
+	base := d.base
 
 	status, body := get(t, c, base+"/v1/check?"+aliceSales)
 	if status != http.StatusUnauthorized {
@@ -427,19 +418,10 @@ func TestServeRefusesTokenlessChecksOffLoopback(t *testing.T) {
 // the decision is audited as asked by "loopback".
 func TestServeAnswersTokenlessChecksOnLoopback(t *testing.T) {
 	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cfg := testConfig(profilesFile)
 	cfg.HTTP.CheckAuth = config.CheckAuthLoopback
-	app, err := NewApp(ctx, cfg, logs)
-	if err != nil {
-		t.Fatalf("NewApp: %v", err)
-	}
-	defer app.Close()
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	status, body := get(t, newClient(), "http://"+app.Addr().String()+"/v1/check?"+aliceSales)
+	d := MustServe(t, cfg, logs)
+	status, body := get(t, newClient(), d.base+"/v1/check?"+aliceSales)
 	if status != http.StatusOK || !strings.Contains(body, `"decision":"allow"`) {
 		t.Fatalf("tokenless loopback check: %d %s", status, body)
 	}
