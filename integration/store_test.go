@@ -45,35 +45,17 @@ func newRedisStore(tb testing.TB, l *lab.TestLab, mod func(*redisstore.Options))
 	return r
 }
 
-func TestRedisPolicyStoreContract(t *testing.T) {
-	storetest.RunPolicyStore(t, func(t *testing.T) enforce.PolicyStore {
-		return newRedisStore(t, suite.Lab(t), nil)
-	})
+// runContract runs a contract suite of cache/storetest against stores
+// from newRedisStore on the suite's lab.
+func runContract[S any](t *testing.T, suiteOf func(*testing.T, func(*testing.T) S)) {
+	suiteOf(t, func(t *testing.T) S { return any(newRedisStore(t, suite.Lab(t), nil)).(S) })
 }
 
-func TestRedisRecordingStoreContract(t *testing.T) {
-	storetest.RunRecordingStore(t, func(t *testing.T) enforce.RecordingStore {
-		return newRedisStore(t, suite.Lab(t), nil)
-	})
-}
-
-func TestRedisAuditLogContract(t *testing.T) {
-	storetest.RunAuditLog(t, func(t *testing.T) enforce.AuditLog {
-		return newRedisStore(t, suite.Lab(t), nil)
-	})
-}
-
-func TestRedisIncrementalContract(t *testing.T) {
-	storetest.RunIncremental(t, func(t *testing.T) storetest.IncrementalStore {
-		return newRedisStore(t, suite.Lab(t), nil)
-	})
-}
-
-func TestRedisTokenStoreContract(t *testing.T) {
-	storetest.RunTokenStore(t, func(t *testing.T) enforce.TokenStore {
-		return newRedisStore(t, suite.Lab(t), nil)
-	})
-}
+func TestRedisPolicyStoreContract(t *testing.T)    { runContract(t, storetest.RunPolicyStore) }
+func TestRedisRecordingStoreContract(t *testing.T) { runContract(t, storetest.RunRecordingStore) }
+func TestRedisAuditLogContract(t *testing.T)       { runContract(t, storetest.RunAuditLog) }
+func TestRedisIncrementalContract(t *testing.T)    { runContract(t, storetest.RunIncremental) }
+func TestRedisTokenStoreContract(t *testing.T)     { runContract(t, storetest.RunTokenStore) }
 
 func TestRedisRefusesAnUnknownSchemaVersion(t *testing.T) {
 	l := suite.Lab(t)
