@@ -309,6 +309,17 @@ func mustMonitor(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.
 	return monitorSession{sup: sup, snoop: snoop, bridge: bridge}
 }
 
+// startMonitoring starts callwarden on the suite's lab in mode and
+// subscribes to the lab's events, for a test that may take
+// monitorContext's time.
+func startMonitoring(t *testing.T, mode asterisk.WatchdogMode) (*lab.TestLab, context.Context, *callwarden, *lab.EventStream) {
+	t.Helper()
+	l := suite.Lab(t)
+	ctx := monitorContext(t)
+	cw := startCallwarden(t, l, mode)
+	return l, ctx, cw, mustEvents(ctx, t, l)
+}
+
 // monitorContext allows for the refusal prompt (a few seconds) and call set-up.
 func monitorContext(t *testing.T) context.Context {
 	t.Helper()
@@ -326,10 +337,7 @@ func TestAllowedSupervisorIsBridgedToASnoopWithTheModesDirections(t *testing.T) 
 		{"barge", "*224", "both", "both"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			l := suite.Lab(t)
-			ctx := monitorContext(t)
-			cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-			events := mustEvents(ctx, t, l)
+			l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 			agent, ext := salesCall(ctx, t, l, events, "5550100")
 			sess := mustMonitor(ctx, t, l, events, "1001", tc.code+ext, agent.ID)
 			sup, snoop, bridge := sess.sup, sess.snoop, sess.bridge
@@ -363,10 +371,7 @@ func TestAllowedSupervisorIsBridgedToASnoopWithTheModesDirections(t *testing.T) 
 func TestNotifyTargetProfileMakesTheAgentHearATone(t *testing.T) {
 	// carol's profile (supervisor-without-recording) says notify_target: the agent
 	// hears notify_sound through a whisper-only snoop, beside the listen snoop.
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events := mustEvents(ctx, t, l)
+	l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 	agent, ext := queueCall(ctx, t, l, events, "support", "5550177")
 	agentID := agent.ID
 	mustOriginateSupervisor(ctx, t, l, "1002", "cw-supervisors", "*222"+ext)
@@ -403,10 +408,7 @@ func TestNotifyTargetProfileMakesTheAgentHearATone(t *testing.T) {
 }
 
 func TestTargetHangingUpEndsTheSessionWithoutLeaks(t *testing.T) {
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events := mustEvents(ctx, t, l)
+	l, ctx, _, events := startMonitoring(t, asterisk.WatchdogEnforce)
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
 	sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", "*222"+ext)
 	created := mustWait(ctx, t, events, "a snoop on the agent's channel", snoopOn(agent.ID))
@@ -421,10 +423,7 @@ func TestTargetHangingUpEndsTheSessionWithoutLeaks(t *testing.T) {
 }
 
 func TestTwoSupervisorsOnOneAgentBothEndCleanlyWhenTheAgentHangsUp(t *testing.T) {
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events := mustEvents(ctx, t, l)
+	l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
 
 	// alice, then erin (listen-only on sales) listen to the same agent.
@@ -528,10 +527,7 @@ func TestRefusedSupervisorHearsTheRefusalAndIsHungUpWithoutSnoop(t *testing.T) {
 
 func TestDTMFSwitchesAreDecidedAgain(t *testing.T) {
 	t.Run("listen-only supervisor pressing 6 stays in listen", func(t *testing.T) {
-		l := suite.Lab(t)
-		ctx := monitorContext(t)
-		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-		events := mustEvents(ctx, t, l)
+		l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 		agent, ext := salesCall(ctx, t, l, events, "5550100")
 		sup := originatePhone(ctx, t, l, "1003", "Local/10036@cw-supervisor-dtmf/n", "*222"+ext, nil)
 		created, err := events.Wait(ctx, "the listen snoop", snoopOn(agent.ID))
@@ -563,10 +559,7 @@ func TestDTMFSwitchesAreDecidedAgain(t *testing.T) {
 		}
 	})
 	t.Run("supervisor with barge pressing 6 moves to a barge snoop", func(t *testing.T) {
-		l := suite.Lab(t)
-		ctx := monitorContext(t)
-		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-		events := mustEvents(ctx, t, l)
+		l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 		agent, ext := salesCall(ctx, t, l, events, "5550100")
 		originatePhone(ctx, t, l, "1001", "Local/10016@cw-supervisor-dtmf/n", "*222"+ext, nil)
 		first := mustWait(ctx, t, events, "the listen snoop", snoopOn(agent.ID))
@@ -586,10 +579,7 @@ func TestDTMFSwitchesAreDecidedAgain(t *testing.T) {
 }
 
 func TestCheckSetsTheVariablesAndTheDialplanBranchesOnThem(t *testing.T) {
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events := mustEvents(ctx, t, l)
+	l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 	_, ext := salesCall(ctx, t, l, events, "5550100")
 
 	// alice may listen on sales: the guarded ChanSpy runs, and the watchdog lets it.
@@ -625,10 +615,7 @@ func TestCheckSetsTheVariablesAndTheDialplanBranchesOnThem(t *testing.T) {
 }
 
 func TestRecordingIsControlledOnlyByAllowedUsersAndPlayedBackWithinItsAge(t *testing.T) {
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events := mustEvents(ctx, t, l)
+	l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 	_, ext := salesCall(ctx, t, l, events, "5550123")
 	agentUser := "agent" + ext
 
@@ -782,10 +769,7 @@ func TestWatchdogHangsUpBypassesWithin200ms(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := suite.Lab(t)
-			ctx := monitorContext(t)
-			cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-			events := mustEvents(ctx, t, l)
+			l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 			b := tc.bypass(ctx, t, l, events)
 			if d := eventTime(t, b.ended).Sub(eventTime(t, b.began)); d > 200*time.Millisecond {
 				t.Errorf("the bypass was ended %s after it began, want <= 200ms", d)
@@ -826,10 +810,7 @@ func rogueSnoop(ctx context.Context, t *testing.T, l *lab.TestLab, channelID str
 }
 
 func TestWatchdogReportOnlyAuditsWithoutHangingUp(t *testing.T) {
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	cw := startCallwarden(t, l, asterisk.WatchdogReportOnly)
-	events := mustEvents(ctx, t, l)
+	l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogReportOnly)
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
 	sup := mustOriginateSupervisor(ctx, t, l, "1002", "cw-unguarded", "*999"+ext)
 	snoop := rogueSnoop(ctx, t, l, agent.ID)
