@@ -156,19 +156,8 @@ func startCallwardenWith(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMod
 		}
 		// Asterisk drops the application once its session is gone; the next
 		// test's adapter must not race that teardown (see waitPreviousSession).
-		gctx, gcancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer gcancel()
-		for {
-			err := ari(gctx, l, http.MethodGet, "/applications/callwarden", nil, nil)
-			if errors.Is(err, lab.ErrNotFound) {
-				return
-			}
-			if gctx.Err() != nil {
-				t.Errorf("Asterisk still has the callwarden application 10s after callwarden left: %v", err)
-				dumpAsterisk(t, l)
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
+		if !waitApplicationGone(t, l, "callwarden left") {
+			dumpAsterisk(t, l)
 		}
 	})
 	// Registered last, run first: the test's calls end while callwarden still
@@ -217,6 +206,26 @@ func dumpAsterisk(t *testing.T, l *lab.TestLab) {
 	if logs, err := l.AsteriskLogs(ctx); err == nil {
 		lines := strings.Split(logs, "\n")
 		t.Logf("asterisk log tail:\n%s", strings.Join(lines[max(0, len(lines)-60):], "\n"))
+	}
+}
+
+// waitApplicationGone waits up to 10s for Asterisk to drop the callwarden
+// application; if it does not, it fails the test saying it was still there
+// after what happened, and returns false.
+func waitApplicationGone(t *testing.T, l *lab.TestLab, after string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		err := ari(ctx, l, http.MethodGet, "/applications/callwarden", nil, nil)
+		if errors.Is(err, lab.ErrNotFound) {
+			return true
+		}
+		if ctx.Err() != nil {
+			t.Errorf("Asterisk still has the callwarden application 10s after %s: %v", after, err)
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
