@@ -86,20 +86,31 @@ func (t *fakeTap) SetMode(_ context.Context, m Mode) error {
 }
 func (t *fakeTap) Close(context.Context) error { t.f.log("close"); return nil }
 
-type memAudit struct {
+// failing is the lock of an in-memory fake and the error its writes
+// return instead, when it is set.
+type failing struct {
 	mu   sync.Mutex
-	recs []enforce.AuditRecord
 	fail error
 }
 
-func (m *memAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return m.fail
+// write runs do under the lock unless the fake is set to fail.
+func (f *failing) write(do func()) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
 	}
-	m.recs = append(m.recs, r)
+	do()
 	return nil
+}
+
+type memAudit struct {
+	failing
+	recs []enforce.AuditRecord
+}
+
+func (m *memAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
+	return m.write(func() { m.recs = append(m.recs, r) })
 }
 
 var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
@@ -215,22 +226,17 @@ func TestAuditRecordsMaskTheCallerAndNameThePhone(t *testing.T) {
 
 // memRecordings is an in-memory enforce.RecordingStore.
 type memRecordings struct {
-	mu   sync.Mutex
+	failing
 	recs map[string]enforce.Recording
-	fail error
 }
 
 func (m *memRecordings) SaveRecording(_ context.Context, r enforce.Recording) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return m.fail
-	}
-	if m.recs == nil {
-		m.recs = map[string]enforce.Recording{}
-	}
-	m.recs[r.ID] = r
-	return nil
+	return m.write(func() {
+		if m.recs == nil {
+			m.recs = map[string]enforce.Recording{}
+		}
+		m.recs[r.ID] = r
+	})
 }
 
 func (m *memRecordings) Recording(_ context.Context, id string) (enforce.Recording, error) {
