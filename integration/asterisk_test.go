@@ -665,23 +665,23 @@ func TestRecordingIsControlledOnlyByAllowedUsersAndPlayedBackWithinItsAge(t *tes
 	if s := liveState(rec.Name); s != "recording" {
 		t.Fatalf("ARI recording %s is %q, want recording", rec.Name, s)
 	}
-
-	dial("1003", "*228"+ext) // erin may not pause
-	cw.audit.wait(ctx, t, "erin refused pause", decision("erin", "recording.pause", "deny"))
-	if s := liveState(rec.Name); s != "recording" {
-		t.Fatalf("a refused pause changed the recording to %q", s)
+	// step has supervisor dial a recording code and waits for the decision
+	// callwarden audits; the live recording must then be in state want,
+	// or the test stops with failure (a format of the state it is in).
+	step := func(supervisor, code, what string, match func(enforce.AuditRecord) bool, want, failure string) {
+		t.Helper()
+		dial(supervisor, code+ext)
+		cw.audit.wait(ctx, t, what, match)
+		if s := liveState(rec.Name); s != want {
+			t.Fatalf(failure, s)
+		}
 	}
 
-	dial("1001", "*228"+ext)
-	cw.audit.wait(ctx, t, "alice pauses", decision("alice", "recording.pause", "allow"))
-	if s := liveState(rec.Name); s != "paused" {
-		t.Fatalf("after alice's pause ARI says %q, want paused", s)
-	}
-	dial("1001", "*228"+ext)
-	cw.audit.wait(ctx, t, "alice resumes", decision("alice", "recording.resume", "allow"))
-	if s := liveState(rec.Name); s != "recording" {
-		t.Fatalf("after alice's resume ARI says %q, want recording", s)
-	}
+
+	// erin may not pause.
+	step("1003", "*228", "erin refused pause", decision("erin", "recording.pause", "deny"), "recording", "a refused pause changed the recording to %q")
+	step("1001", "*228", "alice pauses", decision("alice", "recording.pause", "allow"), "paused", "after alice's pause ARI says %q, want paused")
+	step("1001", "*228", "alice resumes", decision("alice", "recording.resume", "allow"), "recording", "after alice's resume ARI says %q, want recording")
 	got, err := cw.recs.Recording(ctx, rec.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -690,16 +690,8 @@ func TestRecordingIsControlledOnlyByAllowedUsersAndPlayedBackWithinItsAge(t *tes
 		t.Errorf("pauses = %+v, want one by alice resumed by alice", got.Pauses)
 	}
 
-	dial("1003", "*229"+ext)
-	cw.audit.wait(ctx, t, "erin refused stop", decision("erin", "recording.stop", "deny"))
-	if s := liveState(rec.Name); s != "recording" {
-		t.Fatalf("a refused stop changed the recording to %q", s)
-	}
-	dial("1001", "*229"+ext)
-	cw.audit.wait(ctx, t, "alice stops", decision("alice", "recording.stop", "allow"))
-	if s := liveState(rec.Name); s != "gone" {
-		t.Fatalf("after alice's stop ARI says %q, want no live recording", s)
-	}
+	step("1003", "*229", "erin refused stop", decision("erin", "recording.stop", "deny"), "recording", "a refused stop changed the recording to %q")
+	step("1001", "*229", "alice stops", decision("alice", "recording.stop", "allow"), "gone", "after alice's stop ARI says %q, want no live recording")
 	if got, _ := cw.recs.Recording(ctx, rec.ID); got.State != enforce.RecordingStopped || got.StoppedBy != "alice" {
 		t.Errorf("stored recording = %+v, want stopped by alice", got)
 	}
