@@ -677,7 +677,6 @@ func TestRecordingIsControlledOnlyByAllowedUsersAndPlayedBackWithinItsAge(t *tes
 		}
 	}
 
-
 	// erin may not pause.
 	step("1003", "*228", "erin refused pause", decision("erin", "recording.pause", "deny"), "recording", "a refused pause changed the recording to %q")
 	step("1001", "*228", "alice pauses", decision("alice", "recording.pause", "allow"), "paused", "after alice's pause ARI says %q, want paused")
