@@ -415,16 +415,30 @@ func TestTwoDaemonsAppendToOneAuditChain(t *testing.T) {
 	l := suite.Lab(t)
 	daemons := []*redisstore.Store{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
 	const each = 100
+	writers := len(daemons) * 2
+	mustOK(t, auditInParallel(writers, each, func(i, j int) error {
+		rec := enforce.AuditRecord{Time: time.Now(), Source: "asterisk", User: "u" + strconv.Itoa(i),
+			Action: "monitor.listen", Decision: "allow", Reason: "granted", Detail: strconv.Itoa(j)}
+		return daemons[i%2].Audit(testContext(t), rec)
+	}))
+	res, err := daemons[0].VerifyAudit(testContext(t))
+	if err != nil || !res.OK() || res.Checked != writers*each {
+		t.Fatalf("VerifyAudit = %+v, %v; want %d records in one intact chain", res, err, writers*each)
+	}
+}
+
+// auditInParallel runs writers goroutines, writer i calling write(i, j)
+// for j from 0 to each-1, and returns, once all are done, the error that
+// stopped each writer that stopped.
+func auditInParallel(writers, each int, write func(i, j int) error) error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(daemons)*2)
-	for i := range errs {
+	errs := make([]error, writers)
+	for i := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range each {
-				rec := enforce.AuditRecord{Time: time.Now(), Source: "asterisk", User: "u" + strconv.Itoa(i),
-					Action: "monitor.listen", Decision: "allow", Reason: "granted", Detail: strconv.Itoa(j)}
-				if err := daemons[i%2].Audit(testContext(t), rec); err != nil {
+				if err := write(i, j); err != nil {
 					errs[i] = err
 					return
 				}
@@ -432,11 +446,7 @@ func TestTwoDaemonsAppendToOneAuditChain(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	mustOK(t, errors.Join(errs...))
-	res, err := daemons[0].VerifyAudit(testContext(t))
-	if err != nil || !res.OK() || res.Checked != len(errs)*each {
-		t.Fatalf("VerifyAudit = %+v, %v; want %d records in one intact chain", res, err, len(errs)*each)
-	}
+	return errors.Join(errs...)
 }
 
 // TestAsyncAuditorsOfTwoDaemonsKeepOneChain: two daemons' asynchronous
@@ -447,25 +457,18 @@ func TestAsyncAuditorsOfTwoDaemonsKeepOneChain(t *testing.T) {
 	l := suite.Lab(t)
 	stores := []*redisstore.Store{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
 	const each = 2000
-	var wg sync.WaitGroup
 	auditors := make([]*cache.AsyncAuditor, len(stores))
 	for i, st := range stores {
 		auditors[i] = cache.NewAsyncAuditor(st, cache.AsyncAuditOptions{QueueSize: each, BatchSize: 64})
 		go func() { _ = auditors[i].Run(context.Background()) }()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range each {
-				rec := enforce.AuditRecord{Time: time.Now(), Source: "http", User: "u" + strconv.Itoa(i),
-					Action: "monitor.listen", Decision: "deny", Reason: "out_of_scope", Detail: strconv.Itoa(j)}
-				if err := auditors[i].Audit(context.Background(), rec); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
 	}
-	wg.Wait()
+	if err := auditInParallel(len(stores), each, func(i, j int) error {
+		rec := enforce.AuditRecord{Time: time.Now(), Source: "http", User: "u" + strconv.Itoa(i),
+			Action: "monitor.listen", Decision: "deny", Reason: "out_of_scope", Detail: strconv.Itoa(j)}
+		return auditors[i].Audit(context.Background(), rec)
+	}); err != nil {
+		t.Error(err)
+	}
 	for i, a := range auditors {
 		if err := a.Close(testContext(t)); err != nil {
 			t.Fatalf("daemon %d flush: %v", i, err)
