@@ -330,12 +330,7 @@ func startMonitoring(t *testing.T, mode asterisk.WatchdogMode) (*lab.TestLab, co
 }
 
 // monitorContext allows for the refusal prompt (a few seconds) and call set-up.
-func monitorContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func monitorContext(t *testing.T) context.Context { return contextFor(t, 60*time.Second) }
 
 func TestAllowedSupervisorIsBridgedToASnoopWithTheModesDirections(t *testing.T) {
 	for _, tc := range []struct {

@@ -122,6 +122,13 @@ func mustBinaryOnExampleProfiles(ctx context.Context, tb testing.TB, l *lab.Test
 	return bin, store
 }
 
+// contextFor is a context that ends after d or with the test.
+func contextFor(tb testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
 // waitFor polls cond until it returns nil, and fails the test with cond's
 // last answer when ctx ends first. cond says, in its error, what is still
 // missing.

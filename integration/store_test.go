@@ -318,6 +318,21 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 		failedClosed.Sub(paused).Round(time.Millisecond), staleness, servedDuringOutage, deniedUnavailable, back.Sub(resumed).Round(time.Millisecond))
 }
 
+// mustAuditIDs lists the IDs of the entries of r's audit stream, oldest
+// first.
+func mustAuditIDs(t *testing.T, l *lab.TestLab, r *redisstore.Store) []string {
+	t.Helper()
+	msgs, err := l.Redis.XRange(testContext(t), r.Key(redisstore.KeyAudit), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
 func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 	fill := func(t *testing.T, l *lab.TestLab, r *redisstore.Store, n int) []string {
 		t.Helper()
@@ -326,15 +341,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 				Action: "monitor.listen", Target: "carol", Decision: "allow", Reason: "granted"}
 			mustOK(t, r.Audit(testContext(t), rec))
 		}
-		msgs, err := l.Redis.XRange(testContext(t), r.Key(redisstore.KeyAudit), "-", "+").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids := make([]string, len(msgs))
-		for i, m := range msgs {
-			ids[i] = m.ID
-		}
-		return ids
+		return mustAuditIDs(t, l, r)
 	}
 
 	t.Run("an intact stream verifies", func(t *testing.T) {
