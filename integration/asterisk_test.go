@@ -459,20 +459,12 @@ func TestTwoSupervisorsOnOneAgentBothEndCleanlyWhenTheAgentHangsUp(t *testing.T)
 	}
 
 	// Asterisk's own lists: no monitor bridge and no snoop left behind.
-	bridges, err := l.ARI.Bridges(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range bridges {
+	for _, b := range mustList(ctx, t, l.ARI.Bridges) {
 		if strings.HasPrefix(b.ID, "cw-callwarden-bridge-") {
 			t.Errorf("monitor bridge %s left with channels %v", b.ID, b.Channels)
 		}
 	}
-	chans, err := l.ARI.Channels(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ch := range chans {
+	for _, ch := range mustList(ctx, t, l.ARI.Channels) {
 		if strings.HasPrefix(ch.Name, "Snoop/") {
 			t.Errorf("snoop %s (%s) left behind", ch.Name, ch.ID)
 		}

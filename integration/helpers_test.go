@@ -122,6 +122,17 @@ func mustBinaryOnExampleProfiles(ctx context.Context, tb testing.TB, l *lab.Test
 	return bin, store
 }
 
+// mustList returns what list answers (the lab's channels, bridges...),
+// and stops the test when it cannot be asked.
+func mustList[T any](ctx context.Context, tb testing.TB, list func(context.Context) ([]T, error)) []T {
+	tb.Helper()
+	items, err := list(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return items
+}
+
 // contextFor is a context that ends after d or with the test.
 func contextFor(tb testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)

@@ -101,10 +101,7 @@ func TestCustomerInQueueIsBridgedWithAnAgentAndBothCarryTheQueueName(t *testing.
 				t.Fatalf("bridged with %s, want an agent Local channel", agentEv.Channel.Name)
 			}
 
-			bridges, err := l.ARI.Bridges(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			bridges := mustList(ctx, t, l.ARI.Bridges)
 			var found bool
 			for _, b := range bridges {
 				if b.ID == bridgeID {
