@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -251,14 +250,7 @@ func TestSecretNeverPrints(t *testing.T) {
 	c := Default()
 	c.Asterisk.Password = s
 	c.Redis.Password = s
-	yamlOut, err := yaml.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jsonOut, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	yamlOut, jsonOut := mustMarshal(t, c)
 	outputs := map[string]string{
 		"%v":          fmt.Sprintf("%v", s),
 		"%s":          fmt.Sprintf("%s", s),
@@ -272,8 +264,8 @@ func TestSecretNeverPrints(t *testing.T) {
 		"config %#v":  fmt.Sprintf("%#v", c),
 		"pointer %+v": fmt.Sprintf("%+v", &c),
 		"String":      s.String(),
-		"yaml":        string(yamlOut),
-		"json":        string(jsonOut),
+		"yaml":        yamlOut,
+		"json":        jsonOut,
 	}
 	for name, out := range outputs {
 		t.Run(name, func(t *testing.T) {

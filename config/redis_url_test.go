@@ -1,13 +1,10 @@
 package config
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 )
 
 const urlSecret = "s3cr3t-Pa55"
@@ -104,15 +101,8 @@ func TestRedisURL(t *testing.T) {
 	t.Run("a config dump redacts the URL password", func(t *testing.T) {
 		c := Default()
 		c.Redis.Addrs = []string{"redis://cw:" + urlSecret + "@h:6379/0"}
-		y, err := yaml.Marshal(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		j, err := json.Marshal(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, out := range []string{string(y), string(j), fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprint(c.Redis)} {
+		y, j := mustMarshal(t, c)
+		for _, out := range []string{y, j, fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprint(c.Redis)} {
 			if strings.Contains(out, urlSecret) {
 				t.Fatalf("dump prints the password:\n%s", out)
 			}

@@ -94,19 +94,7 @@ func serveAsterisk(ctx context.Context, t *testing.T, l *lab.TestLab, bin, cfg, 
 				t.Logf("%s log:\n%s", name, b)
 			}
 		}
-		gctx, gcancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer gcancel()
-		for {
-			err := ari(gctx, l, http.MethodGet, "/applications/callwarden", nil, nil)
-			if errors.Is(err, lab.ErrNotFound) {
-				return
-			}
-			if gctx.Err() != nil {
-				t.Errorf("Asterisk still has the callwarden application 10s after %s stopped: %v", name, err)
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		waitApplicationGone(t, l, name+" stopped")
 	})
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -189,10 +177,7 @@ func TestRestartAfterACrashEndsTheOrphanedListenSession(t *testing.T) {
 	l := suite.Lab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin := buildCallwarden(t)
-	store := newRedisStore(t, l, nil)
-	p := mustExampleProfiles(t)
-	mustApplyPolicy(ctx, t, store, p)
+	bin, store := mustBinaryOnExampleProfiles(ctx, t, l)
 	cfg := serveConfig(t, l)
 	first := serveAsterisk(ctx, t, l, bin, cfg, "first")
 	// Registered after the first daemon's cleanup, so it runs before it:

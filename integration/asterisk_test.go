@@ -156,19 +156,8 @@ func startCallwardenWith(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMod
 		}
 		// Asterisk drops the application once its session is gone; the next
 		// test's adapter must not race that teardown (see waitPreviousSession).
-		gctx, gcancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer gcancel()
-		for {
-			err := ari(gctx, l, http.MethodGet, "/applications/callwarden", nil, nil)
-			if errors.Is(err, lab.ErrNotFound) {
-				return
-			}
-			if gctx.Err() != nil {
-				t.Errorf("Asterisk still has the callwarden application 10s after callwarden left: %v", err)
-				dumpAsterisk(t, l)
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
+		if !waitApplicationGone(t, l, "callwarden left") {
+			dumpAsterisk(t, l)
 		}
 	})
 	// Registered last, run first: the test's calls end while callwarden still
@@ -217,6 +206,26 @@ func dumpAsterisk(t *testing.T, l *lab.TestLab) {
 	if logs, err := l.AsteriskLogs(ctx); err == nil {
 		lines := strings.Split(logs, "\n")
 		t.Logf("asterisk log tail:\n%s", strings.Join(lines[max(0, len(lines)-60):], "\n"))
+	}
+}
+
+// waitApplicationGone waits up to 10s for Asterisk to drop the callwarden
+// application; if it does not, it fails the test saying it was still there
+// after what happened, and returns false.
+func waitApplicationGone(t *testing.T, l *lab.TestLab, after string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		err := ari(ctx, l, http.MethodGet, "/applications/callwarden", nil, nil)
+		if errors.Is(err, lab.ErrNotFound) {
+			return true
+		}
+		if ctx.Err() != nil {
+			t.Errorf("Asterisk still has the callwarden application 10s after %s: %v", after, err)
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -309,13 +318,19 @@ func mustMonitor(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.
 	return monitorSession{sup: sup, snoop: snoop, bridge: bridge}
 }
 
-// monitorContext allows for the refusal prompt (a few seconds) and call set-up.
-func monitorContext(t *testing.T) context.Context {
+// startMonitoring starts callwarden on the suite's lab in mode and
+// subscribes to the lab's events, for a test that may take
+// monitorContext's time.
+func startMonitoring(t *testing.T, mode asterisk.WatchdogMode) (*lab.TestLab, context.Context, *callwarden, *lab.EventStream) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
+	l := suite.Lab(t)
+	ctx := monitorContext(t)
+	cw := startCallwarden(t, l, mode)
+	return l, ctx, cw, mustEvents(ctx, t, l)
 }
+
+// monitorContext allows for the refusal prompt (a few seconds) and call set-up.
+func monitorContext(t *testing.T) context.Context { return contextFor(t, 60*time.Second) }
 
 func TestAllowedSupervisorIsBridgedToASnoopWithTheModesDirections(t *testing.T) {
 	for _, tc := range []struct {
@@ -326,10 +341,7 @@ func TestAllowedSupervisorIsBridgedToASnoopWithTheModesDirections(t *testing.T) 
 		{"barge", "*224", "both", "both"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			l := suite.Lab(t)
-			ctx := monitorContext(t)
-			cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-			events := mustEvents(ctx, t, l)
+			l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 			agent, ext := salesCall(ctx, t, l, events, "5550100")
 			sess := mustMonitor(ctx, t, l, events, "1001", tc.code+ext, agent.ID)
 			sup, snoop, bridge := sess.sup, sess.snoop, sess.bridge
@@ -363,10 +375,7 @@ func TestAllowedSupervisorIsBridgedToASnoopWithTheModesDirections(t *testing.T) 
 func TestNotifyTargetProfileMakesTheAgentHearATone(t *testing.T) {
 	// carol's profile (supervisor-without-recording) says notify_target: the agent
 	// hears notify_sound through a whisper-only snoop, beside the listen snoop.
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events := mustEvents(ctx, t, l)
+	l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 	agent, ext := queueCall(ctx, t, l, events, "support", "5550177")
 	agentID := agent.ID
 	mustOriginateSupervisor(ctx, t, l, "1002", "cw-supervisors", "*222"+ext)
@@ -403,10 +412,7 @@ func TestNotifyTargetProfileMakesTheAgentHearATone(t *testing.T) {
 }
 
 func TestTargetHangingUpEndsTheSessionWithoutLeaks(t *testing.T) {
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events := mustEvents(ctx, t, l)
+	l, ctx, _, events := startMonitoring(t, asterisk.WatchdogEnforce)
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
 	sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", "*222"+ext)
 	created := mustWait(ctx, t, events, "a snoop on the agent's channel", snoopOn(agent.ID))
@@ -421,10 +427,7 @@ func TestTargetHangingUpEndsTheSessionWithoutLeaks(t *testing.T) {
 }
 
 func TestTwoSupervisorsOnOneAgentBothEndCleanlyWhenTheAgentHangsUp(t *testing.T) {
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events := mustEvents(ctx, t, l)
+	l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
 
 	// alice, then erin (listen-only on sales) listen to the same agent.
@@ -456,20 +459,12 @@ func TestTwoSupervisorsOnOneAgentBothEndCleanlyWhenTheAgentHangsUp(t *testing.T)
 	}
 
 	// Asterisk's own lists: no monitor bridge and no snoop left behind.
-	bridges, err := l.ARI.Bridges(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range bridges {
+	for _, b := range mustList(ctx, t, l.ARI.Bridges) {
 		if strings.HasPrefix(b.ID, "cw-callwarden-bridge-") {
 			t.Errorf("monitor bridge %s left with channels %v", b.ID, b.Channels)
 		}
 	}
-	chans, err := l.ARI.Channels(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ch := range chans {
+	for _, ch := range mustList(ctx, t, l.ARI.Channels) {
 		if strings.HasPrefix(ch.Name, "Snoop/") {
 			t.Errorf("snoop %s (%s) left behind", ch.Name, ch.ID)
 		}
@@ -528,10 +523,7 @@ func TestRefusedSupervisorHearsTheRefusalAndIsHungUpWithoutSnoop(t *testing.T) {
 
 func TestDTMFSwitchesAreDecidedAgain(t *testing.T) {
 	t.Run("listen-only supervisor pressing 6 stays in listen", func(t *testing.T) {
-		l := suite.Lab(t)
-		ctx := monitorContext(t)
-		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-		events := mustEvents(ctx, t, l)
+		l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 		agent, ext := salesCall(ctx, t, l, events, "5550100")
 		sup := originatePhone(ctx, t, l, "1003", "Local/10036@cw-supervisor-dtmf/n", "*222"+ext, nil)
 		created, err := events.Wait(ctx, "the listen snoop", snoopOn(agent.ID))
@@ -563,10 +555,7 @@ func TestDTMFSwitchesAreDecidedAgain(t *testing.T) {
 		}
 	})
 	t.Run("supervisor with barge pressing 6 moves to a barge snoop", func(t *testing.T) {
-		l := suite.Lab(t)
-		ctx := monitorContext(t)
-		cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-		events := mustEvents(ctx, t, l)
+		l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 		agent, ext := salesCall(ctx, t, l, events, "5550100")
 		originatePhone(ctx, t, l, "1001", "Local/10016@cw-supervisor-dtmf/n", "*222"+ext, nil)
 		first := mustWait(ctx, t, events, "the listen snoop", snoopOn(agent.ID))
@@ -586,10 +575,7 @@ func TestDTMFSwitchesAreDecidedAgain(t *testing.T) {
 }
 
 func TestCheckSetsTheVariablesAndTheDialplanBranchesOnThem(t *testing.T) {
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events := mustEvents(ctx, t, l)
+	l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 	_, ext := salesCall(ctx, t, l, events, "5550100")
 
 	// alice may listen on sales: the guarded ChanSpy runs, and the watchdog lets it.
@@ -625,10 +611,7 @@ func TestCheckSetsTheVariablesAndTheDialplanBranchesOnThem(t *testing.T) {
 }
 
 func TestRecordingIsControlledOnlyByAllowedUsersAndPlayedBackWithinItsAge(t *testing.T) {
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-	events := mustEvents(ctx, t, l)
+	l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 	_, ext := salesCall(ctx, t, l, events, "5550123")
 	agentUser := "agent" + ext
 
@@ -669,23 +652,22 @@ func TestRecordingIsControlledOnlyByAllowedUsersAndPlayedBackWithinItsAge(t *tes
 	if s := liveState(rec.Name); s != "recording" {
 		t.Fatalf("ARI recording %s is %q, want recording", rec.Name, s)
 	}
-
-	dial("1003", "*228"+ext) // erin may not pause
-	cw.audit.wait(ctx, t, "erin refused pause", decision("erin", "recording.pause", "deny"))
-	if s := liveState(rec.Name); s != "recording" {
-		t.Fatalf("a refused pause changed the recording to %q", s)
+	// step has supervisor dial a recording code and waits for the decision
+	// callwarden audits; the live recording must then be in state want,
+	// or the test stops with failure (a format of the state it is in).
+	step := func(supervisor, code, what string, match func(enforce.AuditRecord) bool, want, failure string) {
+		t.Helper()
+		dial(supervisor, code+ext)
+		cw.audit.wait(ctx, t, what, match)
+		if s := liveState(rec.Name); s != want {
+			t.Fatalf(failure, s)
+		}
 	}
 
-	dial("1001", "*228"+ext)
-	cw.audit.wait(ctx, t, "alice pauses", decision("alice", "recording.pause", "allow"))
-	if s := liveState(rec.Name); s != "paused" {
-		t.Fatalf("after alice's pause ARI says %q, want paused", s)
-	}
-	dial("1001", "*228"+ext)
-	cw.audit.wait(ctx, t, "alice resumes", decision("alice", "recording.resume", "allow"))
-	if s := liveState(rec.Name); s != "recording" {
-		t.Fatalf("after alice's resume ARI says %q, want recording", s)
-	}
+	// erin may not pause.
+	step("1003", "*228", "erin refused pause", decision("erin", "recording.pause", "deny"), "recording", "a refused pause changed the recording to %q")
+	step("1001", "*228", "alice pauses", decision("alice", "recording.pause", "allow"), "paused", "after alice's pause ARI says %q, want paused")
+	step("1001", "*228", "alice resumes", decision("alice", "recording.resume", "allow"), "recording", "after alice's resume ARI says %q, want recording")
 	got, err := cw.recs.Recording(ctx, rec.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -694,16 +676,8 @@ func TestRecordingIsControlledOnlyByAllowedUsersAndPlayedBackWithinItsAge(t *tes
 		t.Errorf("pauses = %+v, want one by alice resumed by alice", got.Pauses)
 	}
 
-	dial("1003", "*229"+ext)
-	cw.audit.wait(ctx, t, "erin refused stop", decision("erin", "recording.stop", "deny"))
-	if s := liveState(rec.Name); s != "recording" {
-		t.Fatalf("a refused stop changed the recording to %q", s)
-	}
-	dial("1001", "*229"+ext)
-	cw.audit.wait(ctx, t, "alice stops", decision("alice", "recording.stop", "allow"))
-	if s := liveState(rec.Name); s != "gone" {
-		t.Fatalf("after alice's stop ARI says %q, want no live recording", s)
-	}
+	step("1003", "*229", "erin refused stop", decision("erin", "recording.stop", "deny"), "recording", "a refused stop changed the recording to %q")
+	step("1001", "*229", "alice stops", decision("alice", "recording.stop", "allow"), "gone", "after alice's stop ARI says %q, want no live recording")
 	if got, _ := cw.recs.Recording(ctx, rec.ID); got.State != enforce.RecordingStopped || got.StoppedBy != "alice" {
 		t.Errorf("stored recording = %+v, want stopped by alice", got)
 	}
@@ -782,10 +756,7 @@ func TestWatchdogHangsUpBypassesWithin200ms(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := suite.Lab(t)
-			ctx := monitorContext(t)
-			cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
-			events := mustEvents(ctx, t, l)
+			l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 			b := tc.bypass(ctx, t, l, events)
 			if d := eventTime(t, b.ended).Sub(eventTime(t, b.began)); d > 200*time.Millisecond {
 				t.Errorf("the bypass was ended %s after it began, want <= 200ms", d)
@@ -826,10 +797,7 @@ func rogueSnoop(ctx context.Context, t *testing.T, l *lab.TestLab, channelID str
 }
 
 func TestWatchdogReportOnlyAuditsWithoutHangingUp(t *testing.T) {
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	cw := startCallwarden(t, l, asterisk.WatchdogReportOnly)
-	events := mustEvents(ctx, t, l)
+	l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogReportOnly)
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
 	sup := mustOriginateSupervisor(ctx, t, l, "1002", "cw-unguarded", "*999"+ext)
 	snoop := rogueSnoop(ctx, t, l, agent.ID)

@@ -25,17 +25,7 @@ func TestRedisAuditVerifyComparesTheHeadAndTheAnchor(t *testing.T) {
 				Action: "monitor.listen", Target: "carol", Decision: "allow", Reason: "granted"}
 			mustOK(t, r.Audit(testContext(t), rec))
 		}
-		ids := func() []string {
-			msgs, err := l.Redis.XRange(testContext(t), r.Key(redisstore.KeyAudit), "-", "+").Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := make([]string, len(msgs))
-			for i, m := range msgs {
-				out[i] = m.ID
-			}
-			return out
-		}
+		ids := func() []string { return mustAuditIDs(t, l, r) }
 		res, err := r.VerifyAudit(testContext(t))
 		if err != nil || !res.OK() {
 			t.Fatalf("VerifyAudit before tampering = %+v, %v", res, err)

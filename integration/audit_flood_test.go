@@ -59,10 +59,7 @@ func TestCheckFloodDoesNotRefuseSupervisors(t *testing.T) {
 	l := suite.Lab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin := buildCallwarden(t)
-	store := newRedisStore(t, l, nil)
-	p := mustExampleProfiles(t)
-	mustApplyPolicy(ctx, t, store, p)
+	bin, store := mustBinaryOnExampleProfiles(ctx, t, l)
 	const token = "flood-check-token-0123456789"
 	sum := sha256.Sum256([]byte(token))
 	port := freePort(t)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	redisstore "github.com/callwarden/callwarden/cache/redis"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
@@ -108,6 +109,35 @@ func mustExampleProfiles(tb testing.TB) enforce.Policy {
 		tb.Fatal(err)
 	}
 	return p
+}
+
+// mustBinaryOnExampleProfiles builds the callwarden binary and stores the
+// example profiles in a store of its own on l's Redis, for a test that
+// serves the binary from that store.
+func mustBinaryOnExampleProfiles(ctx context.Context, tb testing.TB, l *lab.TestLab) (string, *redisstore.Store) {
+	tb.Helper()
+	bin := buildCallwarden(tb)
+	store := newRedisStore(tb, l, nil)
+	mustApplyPolicy(ctx, tb, store, mustExampleProfiles(tb))
+	return bin, store
+}
+
+// mustList returns what list answers (the lab's channels, bridges...),
+// and stops the test when it cannot be asked.
+func mustList[T any](ctx context.Context, tb testing.TB, list func(context.Context) ([]T, error)) []T {
+	tb.Helper()
+	items, err := list(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return items
+}
+
+// contextFor is a context that ends after d or with the test.
+func contextFor(tb testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
+	return ctx
 }
 
 // waitFor polls cond until it returns nil, and fails the test with cond's

@@ -18,12 +18,8 @@ var suite lab.Suite
 
 func TestMain(m *testing.M) { os.Exit(suite.Main(m)) }
 
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// testContext gives a test's calls to the lab 30s.
+func testContext(t *testing.T) context.Context { return contextFor(t, 30*time.Second) }
 
 func TestAsteriskARIAnswersWithVersion22(t *testing.T) {
 	l := suite.Lab(t)
@@ -105,10 +101,7 @@ func TestCustomerInQueueIsBridgedWithAnAgentAndBothCarryTheQueueName(t *testing.
 				t.Fatalf("bridged with %s, want an agent Local channel", agentEv.Channel.Name)
 			}
 
-			bridges, err := l.ARI.Bridges(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			bridges := mustList(ctx, t, l.ARI.Bridges)
 			var found bool
 			for _, b := range bridges {
 				if b.ID == bridgeID {

@@ -67,20 +67,13 @@ func BenchmarkApplyToEnforced(b *testing.B) {
 			b.Run("users="+strconv.Itoa(users)+"/"+change, func(b *testing.B) {
 				l := suite.Lab(b)
 				ctx := context.Background()
-				admin := newRedisStore(b, l, func(o *redisstore.Options) { o.CallTimeout = time.Minute })
-				p := storetest.Policy(b)
-				if users > 4 {
-					p = storetest.BigPolicy(b, users)
-				}
-				if _, _, err := admin.ApplyPolicy(ctx, p, enforce.Unconditionally()); err != nil {
-					b.Fatal(err)
-				}
+				p := benchPolicy(b, users)
+				admin := benchStore(b, l, p)
 				daemons, reloaded := enforcers(b, l)
 				user, prof := p.Users[1], p.Profiles[0]
-				var lat, applyLat []time.Duration
-				b.ResetTimer()
-				for i := 0; b.Loop(); i++ {
-					var patch enforce.PolicyPatch
+				var patch enforce.PolicyPatch
+				nextPatch := func() {
+					patch = enforce.PolicyPatch{}
 					switch change {
 					case "assign":
 						if user.Profile == "" {
@@ -93,21 +86,11 @@ func BenchmarkApplyToEnforced(b *testing.B) {
 						prof.MaskDigits = (prof.MaskDigits + 1) % 4
 						patch.Profiles = []enforce.Profile{prof}
 					}
-					start := time.Now()
-					gen, _, err := admin.ApplyPatch(ctx, daemons[0].Snapshot(), patch)
-					if err != nil {
-						b.Fatal(err)
-					}
-					applyLat = append(applyLat, time.Since(start))
-					for _, ch := range reloaded {
-						waitGen(b, ch, gen)
-					}
-					lat = append(lat, time.Since(start))
 				}
-				b.StopTimer()
-				reportPercentiles(b, lat)
-				slices.Sort(applyLat)
-				b.ReportMetric(float64(applyLat[len(applyLat)/2].Microseconds())/1000, "apply-p50-ms")
+				measureApplyToEnforced(b, reloaded, nextPatch, func() (uint64, error) {
+					gen, _, err := admin.ApplyPatch(ctx, daemons[0].Snapshot(), patch)
+					return gen, err
+				})
 			})
 		}
 	}
@@ -122,40 +105,66 @@ func BenchmarkFileApplyToEnforced(b *testing.B) {
 		b.Run("users="+strconv.Itoa(users), func(b *testing.B) {
 			l := suite.Lab(b)
 			ctx := context.Background()
-			admin := newRedisStore(b, l, func(o *redisstore.Options) { o.CallTimeout = time.Minute })
-			p := storetest.Policy(b)
-			if users > 4 {
-				p = storetest.BigPolicy(b, users)
-			}
-			if _, _, err := admin.ApplyPolicy(ctx, p, enforce.Unconditionally()); err != nil {
-				b.Fatal(err)
-			}
+			p := benchPolicy(b, users)
+			admin := benchStore(b, l, p)
 			_, reloaded := enforcers(b, l)
-			var lat, applyLat []time.Duration
-			b.ResetTimer()
-			for b.Loop() {
+			toggle := func() {
 				if p.Users[1].Profile == "" {
 					p.Users[1].Profile = p.Users[0].Profile
 				} else {
 					p.Users[1].Profile = ""
 				}
-				start := time.Now()
-				gen, _, err := admin.ApplyPolicy(ctx, p, enforce.Unconditionally())
-				if err != nil {
-					b.Fatal(err)
-				}
-				applyLat = append(applyLat, time.Since(start))
-				for _, ch := range reloaded {
-					waitGen(b, ch, gen)
-				}
-				lat = append(lat, time.Since(start))
 			}
-			b.StopTimer()
-			reportPercentiles(b, lat)
-			slices.Sort(applyLat)
-			b.ReportMetric(float64(applyLat[len(applyLat)/2].Microseconds())/1000, "apply-p50-ms")
+			measureApplyToEnforced(b, reloaded, toggle, func() (uint64, error) {
+				gen, _, err := admin.ApplyPolicy(ctx, p, enforce.Unconditionally())
+				return gen, err
+			})
 		})
 	}
+}
+
+// benchPolicy is storetest's small policy for users <= 4, its big one of
+// that many users otherwise.
+func benchPolicy(b *testing.B, users int) enforce.Policy {
+	if users > 4 {
+		return storetest.BigPolicy(b, users)
+	}
+	return storetest.Policy(b)
+}
+
+// benchStore is a store on the lab's Redis holding p, whose calls may
+// take a minute (a big policy is written and read whole).
+func benchStore(b *testing.B, l *lab.TestLab, p enforce.Policy) *redisstore.Store {
+	r := newRedisStore(b, l, func(o *redisstore.Options) { o.CallTimeout = time.Minute })
+	if _, _, err := r.ApplyPolicy(context.Background(), p, enforce.Unconditionally()); err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// measureApplyToEnforced times, per iteration, apply (after an untimed
+// change) until every daemon of reloaded has loaded the generation apply
+// wrote, and reports the percentiles and the apply call's own p50.
+func measureApplyToEnforced(b *testing.B, reloaded [2]chan uint64, change func(), apply func() (uint64, error)) {
+	var lat, applyLat []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		change()
+		start := time.Now()
+		gen, err := apply()
+		if err != nil {
+			b.Fatal(err)
+		}
+		applyLat = append(applyLat, time.Since(start))
+		for _, ch := range reloaded {
+			waitGen(b, ch, gen)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+	slices.Sort(applyLat)
+	b.ReportMetric(float64(applyLat[len(applyLat)/2].Microseconds())/1000, "apply-p50-ms")
 }
 
 func drain(ch chan uint64) {
@@ -200,12 +209,8 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 // 100k-user policy from Redis: one MULTI/EXEC read, decoding and
 // compiling the snapshot. heap-MB is the live heap the snapshot holds.
 func BenchmarkFullReload100k(b *testing.B) {
-	l := suite.Lab(b)
 	ctx := context.Background()
-	r := newRedisStore(b, l, func(o *redisstore.Options) { o.CallTimeout = time.Minute })
-	if _, _, err := r.ApplyPolicy(ctx, storetest.BigPolicy(b, 100_000), enforce.Unconditionally()); err != nil {
-		b.Fatal(err)
-	}
+	r := benchStore(b, suite.Lab(b), storetest.BigPolicy(b, 100_000))
 	b.Run("read", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -252,11 +257,7 @@ func BenchmarkFullReload100k(b *testing.B) {
 // of 100k users on Redis: Loader.Snapshot() then enforce.Decide, the
 // daemon's hot path. It should match enforce's BenchmarkDecide.
 func BenchmarkWarmDecide(b *testing.B) {
-	l := suite.Lab(b)
-	r := newRedisStore(b, l, func(o *redisstore.Options) { o.CallTimeout = time.Minute })
-	if _, _, err := r.ApplyPolicy(context.Background(), storetest.BigPolicy(b, 100_000), enforce.Unconditionally()); err != nil {
-		b.Fatal(err)
-	}
+	r := benchStore(b, suite.Lab(b), storetest.BigPolicy(b, 100_000))
 	d := startLoader(b, r, func(o *cache.LoaderOptions) { o.CallTimeout = time.Minute })
 	waitUntil(b, time.Minute, "the daemon loads", func() bool { return d.Snapshot() != nil })
 	now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)

@@ -45,35 +45,17 @@ func newRedisStore(tb testing.TB, l *lab.TestLab, mod func(*redisstore.Options))
 	return r
 }
 
-func TestRedisPolicyStoreContract(t *testing.T) {
-	storetest.RunPolicyStore(t, func(t *testing.T) enforce.PolicyStore {
-		return newRedisStore(t, suite.Lab(t), nil)
-	})
+// runContract runs a contract suite of cache/storetest against stores
+// from newRedisStore on the suite's lab.
+func runContract[S any](t *testing.T, suiteOf func(*testing.T, func(*testing.T) S)) {
+	suiteOf(t, func(t *testing.T) S { return any(newRedisStore(t, suite.Lab(t), nil)).(S) })
 }
 
-func TestRedisRecordingStoreContract(t *testing.T) {
-	storetest.RunRecordingStore(t, func(t *testing.T) enforce.RecordingStore {
-		return newRedisStore(t, suite.Lab(t), nil)
-	})
-}
-
-func TestRedisAuditLogContract(t *testing.T) {
-	storetest.RunAuditLog(t, func(t *testing.T) enforce.AuditLog {
-		return newRedisStore(t, suite.Lab(t), nil)
-	})
-}
-
-func TestRedisIncrementalContract(t *testing.T) {
-	storetest.RunIncremental(t, func(t *testing.T) storetest.IncrementalStore {
-		return newRedisStore(t, suite.Lab(t), nil)
-	})
-}
-
-func TestRedisTokenStoreContract(t *testing.T) {
-	storetest.RunTokenStore(t, func(t *testing.T) enforce.TokenStore {
-		return newRedisStore(t, suite.Lab(t), nil)
-	})
-}
+func TestRedisPolicyStoreContract(t *testing.T)    { runContract(t, storetest.RunPolicyStore) }
+func TestRedisRecordingStoreContract(t *testing.T) { runContract(t, storetest.RunRecordingStore) }
+func TestRedisAuditLogContract(t *testing.T)       { runContract(t, storetest.RunAuditLog) }
+func TestRedisIncrementalContract(t *testing.T)    { runContract(t, storetest.RunIncremental) }
+func TestRedisTokenStoreContract(t *testing.T)     { runContract(t, storetest.RunTokenStore) }
 
 func TestRedisRefusesAnUnknownSchemaVersion(t *testing.T) {
 	l := suite.Lab(t)
@@ -336,6 +318,21 @@ func TestRedisOutageFailsClosedAfterTheStalenessBound(t *testing.T) {
 		failedClosed.Sub(paused).Round(time.Millisecond), staleness, servedDuringOutage, deniedUnavailable, back.Sub(resumed).Round(time.Millisecond))
 }
 
+// mustAuditIDs lists the IDs of the entries of r's audit stream, oldest
+// first.
+func mustAuditIDs(t *testing.T, l *lab.TestLab, r *redisstore.Store) []string {
+	t.Helper()
+	msgs, err := l.Redis.XRange(testContext(t), r.Key(redisstore.KeyAudit), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
 func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 	fill := func(t *testing.T, l *lab.TestLab, r *redisstore.Store, n int) []string {
 		t.Helper()
@@ -344,15 +341,7 @@ func TestRedisAuditVerifyFindsTampering(t *testing.T) {
 				Action: "monitor.listen", Target: "carol", Decision: "allow", Reason: "granted"}
 			mustOK(t, r.Audit(testContext(t), rec))
 		}
-		msgs, err := l.Redis.XRange(testContext(t), r.Key(redisstore.KeyAudit), "-", "+").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids := make([]string, len(msgs))
-		for i, m := range msgs {
-			ids[i] = m.ID
-		}
-		return ids
+		return mustAuditIDs(t, l, r)
 	}
 
 	t.Run("an intact stream verifies", func(t *testing.T) {
@@ -433,16 +422,30 @@ func TestTwoDaemonsAppendToOneAuditChain(t *testing.T) {
 	l := suite.Lab(t)
 	daemons := []*redisstore.Store{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
 	const each = 100
+	writers := len(daemons) * 2
+	mustOK(t, auditInParallel(writers, each, func(i, j int) error {
+		rec := enforce.AuditRecord{Time: time.Now(), Source: "asterisk", User: "u" + strconv.Itoa(i),
+			Action: "monitor.listen", Decision: "allow", Reason: "granted", Detail: strconv.Itoa(j)}
+		return daemons[i%2].Audit(testContext(t), rec)
+	}))
+	res, err := daemons[0].VerifyAudit(testContext(t))
+	if err != nil || !res.OK() || res.Checked != writers*each {
+		t.Fatalf("VerifyAudit = %+v, %v; want %d records in one intact chain", res, err, writers*each)
+	}
+}
+
+// auditInParallel runs writers goroutines, writer i calling write(i, j)
+// for j from 0 to each-1, and returns, once all are done, the error that
+// stopped each writer that stopped.
+func auditInParallel(writers, each int, write func(i, j int) error) error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(daemons)*2)
-	for i := range errs {
+	errs := make([]error, writers)
+	for i := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range each {
-				rec := enforce.AuditRecord{Time: time.Now(), Source: "asterisk", User: "u" + strconv.Itoa(i),
-					Action: "monitor.listen", Decision: "allow", Reason: "granted", Detail: strconv.Itoa(j)}
-				if err := daemons[i%2].Audit(testContext(t), rec); err != nil {
+				if err := write(i, j); err != nil {
 					errs[i] = err
 					return
 				}
@@ -450,11 +453,7 @@ func TestTwoDaemonsAppendToOneAuditChain(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	mustOK(t, errors.Join(errs...))
-	res, err := daemons[0].VerifyAudit(testContext(t))
-	if err != nil || !res.OK() || res.Checked != len(errs)*each {
-		t.Fatalf("VerifyAudit = %+v, %v; want %d records in one intact chain", res, err, len(errs)*each)
-	}
+	return errors.Join(errs...)
 }
 
 // TestAsyncAuditorsOfTwoDaemonsKeepOneChain: two daemons' asynchronous
@@ -465,25 +464,18 @@ func TestAsyncAuditorsOfTwoDaemonsKeepOneChain(t *testing.T) {
 	l := suite.Lab(t)
 	stores := []*redisstore.Store{newRedisStore(t, l, nil), newRedisStore(t, l, nil)}
 	const each = 2000
-	var wg sync.WaitGroup
 	auditors := make([]*cache.AsyncAuditor, len(stores))
 	for i, st := range stores {
 		auditors[i] = cache.NewAsyncAuditor(st, cache.AsyncAuditOptions{QueueSize: each, BatchSize: 64})
 		go func() { _ = auditors[i].Run(context.Background()) }()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range each {
-				rec := enforce.AuditRecord{Time: time.Now(), Source: "http", User: "u" + strconv.Itoa(i),
-					Action: "monitor.listen", Decision: "deny", Reason: "out_of_scope", Detail: strconv.Itoa(j)}
-				if err := auditors[i].Audit(context.Background(), rec); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
 	}
-	wg.Wait()
+	if err := auditInParallel(len(stores), each, func(i, j int) error {
+		rec := enforce.AuditRecord{Time: time.Now(), Source: "http", User: "u" + strconv.Itoa(i),
+			Action: "monitor.listen", Decision: "deny", Reason: "out_of_scope", Detail: strconv.Itoa(j)}
+		return auditors[i].Audit(context.Background(), rec)
+	}); err != nil {
+		t.Error(err)
+	}
 	for i, a := range auditors {
 		if err := a.Close(testContext(t)); err != nil {
 			t.Fatalf("daemon %d flush: %v", i, err)

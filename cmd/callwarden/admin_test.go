@@ -319,27 +319,26 @@ func TestConfigCodec(t *testing.T) {
 	})
 	t.Run("encoding round-trips", func(t *testing.T) {
 		pol := mustLoad(t, "testdata/profiles.yaml")
-		for _, p := range pol.Profiles {
-			raw, err := c.EncodeProfile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			back, err := c.DecodeProfile(raw, []string{"supervisor-with-recording", "teacher"})
-			if err != nil || !enforce.ProfilesEqual(p, back) {
-				t.Errorf("%s: %s -> %+v (%v)", p.Name, raw, back, err)
-			}
-		}
-		for _, u := range pol.Users {
-			raw, err := c.EncodeUser(u)
-			if err != nil {
-				t.Fatal(err)
-			}
-			back, err := c.DecodeUser(raw, []string{"supervisor-with-recording", "teacher"})
-			if err != nil || !enforce.UsersEqual(u, back) {
-				t.Errorf("%s: %s -> %+v (%v)", u.ID, raw, back, err)
-			}
-		}
+		checkRoundTrip(t, pol.Profiles, func(p enforce.Profile) string { return p.Name }, c.EncodeProfile, c.DecodeProfile, enforce.ProfilesEqual)
+		checkRoundTrip(t, pol.Users, func(u enforce.User) string { return u.ID }, c.EncodeUser, c.DecodeUser, enforce.UsersEqual)
 	})
+}
+
+// checkRoundTrip encodes each item and decodes it back against the
+// profile names of testdata/profiles.yaml; the result must equal the item.
+func checkRoundTrip[T any](tb testing.TB, items []T, name func(T) string, encode func(T) (json.RawMessage, error),
+	decode func([]byte, []string) (T, error), equal func(a, b T) bool) {
+	tb.Helper()
+	for _, item := range items {
+		raw, err := encode(item)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		back, err := decode(raw, []string{"supervisor-with-recording", "teacher"})
+		if err != nil || !equal(item, back) {
+			tb.Errorf("%s: %s -> %+v (%v)", name(item), raw, back, err)
+		}
+	}
 }
 
 // adminClient calls an App's admin API with a token.
@@ -400,30 +399,10 @@ func eventually(tb testing.TB, what string, check func() string, want string) {
 // the CLI is enforced by both.
 func TestTwoDaemonsShareOneStore(t *testing.T) {
 	st := seededStore(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cfg := adminConfig()
-	cfg.Redis.Addrs = []string{"127.0.0.1:1"}
-	var apps []*App
-	var wg sync.WaitGroup
-	for range 2 {
-		app, err := newApp(ctx, cfg, io.Discard, appDeps{open: openFake(st)})
-		if err != nil {
-			t.Fatalf("newApp: %v", err)
-		}
-		apps = append(apps, app)
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = app.Run(ctx) }()
-	}
-	defer func() {
-		cancel()
-		wg.Wait()
-		for _, a := range apps {
-			_ = a.Close()
-		}
-	}()
+	d0, d1 := MustRunDaemon(t, st, nil), MustRunDaemon(t, st, nil)
+	ctx := d0.ctx
 	c := newClient()
-	bases := []string{"http://" + apps[0].Addr().String(), "http://" + apps[1].Addr().String()}
+	bases := []string{d0.base, d1.base}
 	admin := adminClient{c: c, base: bases[0]}
 	const bobPlays = "user=bob&action=recording.playback&queue=sales"
 
@@ -493,19 +472,9 @@ func TestTwoDaemonsShareOneStore(t *testing.T) {
 }
 
 func TestFileModeAdminIsReadOnly(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cfg := adminConfig()
 	cfg.Profiles = []string{"testdata/admin.yaml"}
-	app, err := NewApp(ctx, cfg, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close()
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	admin := adminClient{c: newClient(), base: "http://" + app.Addr().String()}
+	admin := adminClient{c: newClient(), base: MustServe(t, cfg, io.Discard).base}
 	code, hdr, body := admin.do(t, "GET", "/v1/users/alice", "root-token", "", "")
 	if code != 200 || !strings.Contains(body, `"id":"alice"`) {
 		t.Fatalf("GET: %d %s", code, body)
@@ -548,20 +517,12 @@ func FuzzConfigCodec(f *testing.F) {
 func TestFileModeAdminServesTheLastGoodSnapshot(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "profiles.yaml")
 	copyFile(t, "admin.yaml", file)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cfg := adminConfig()
 	cfg.Profiles = []string{file}
 	logs := &syncBuffer{}
-	app, err := NewApp(ctx, cfg, logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close()
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	admin := adminClient{c: newClient(), base: "http://" + app.Addr().String()}
+	d := MustServe(t, cfg, logs)
+	app := d.app
+	admin := adminClient{c: newClient(), base: d.base}
 
 	copyFile(t, "broken.yaml", file)
 	if err := app.Reload(); err == nil {

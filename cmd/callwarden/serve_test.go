@@ -76,14 +76,25 @@ func newClient() *http.Client {
 
 func get(tb testing.TB, c *http.Client, url string) (int, string) {
 	tb.Helper()
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		tb.Fatalf("GET %s: %v", url, err)
+		tb.Fatal(err)
+	}
+	return send(tb, c, req, "GET "+url)
+}
+
+// send does req and returns its status and body; what names the request
+// in a failure.
+func send(tb testing.TB, c *http.Client, req *http.Request, what string) (int, string) {
+	tb.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		tb.Fatalf("%s: %v", what, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tb.Fatalf("read %s: %v", url, err)
+		tb.Fatalf("read %s: %v", what, err)
 	}
 	return resp.StatusCode, string(body)
 }
@@ -105,16 +116,7 @@ func check(tb testing.TB, c *http.Client, base, query string) (int, string) {
 		tb.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+checkToken)
-	resp, err := c.Do(req)
-	if err != nil {
-		tb.Fatalf("check %s: %v", query, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatalf("read check %s: %v", query, err)
-	}
-	return resp.StatusCode, string(body)
+	return send(tb, c, req, "check "+query)
 }
 
 // decision asks base for one check and returns "decision/reason".
@@ -382,18 +384,9 @@ func listenAddr(tb testing.TB, logs func() string) string {
 // decision record.
 func TestAppCheckNeedsACheckToken(t *testing.T) {
 	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	app, err := NewApp(ctx, testConfig(profilesFile), logs)
-	if err != nil {
-		t.Fatalf("NewApp: %v", err)
-	}
-	defer app.Close()
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	d := MustServe(t, testConfig(profilesFile), logs)
 	c := newClient()
-	base := "http://" + app.Addr().String()
+	base := d.base
 
 	status, body := get(t, c, base+"/v1/check?"+aliceSales)
 	if status != http.StatusUnauthorized {
@@ -425,19 +418,10 @@ func TestServeRefusesTokenlessChecksOffLoopback(t *testing.T) {
 // the decision is audited as asked by "loopback".
 func TestServeAnswersTokenlessChecksOnLoopback(t *testing.T) {
 	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cfg := testConfig(profilesFile)
 	cfg.HTTP.CheckAuth = config.CheckAuthLoopback
-	app, err := NewApp(ctx, cfg, logs)
-	if err != nil {
-		t.Fatalf("NewApp: %v", err)
-	}
-	defer app.Close()
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	status, body := get(t, newClient(), "http://"+app.Addr().String()+"/v1/check?"+aliceSales)
+	d := MustServe(t, cfg, logs)
+	status, body := get(t, newClient(), d.base+"/v1/check?"+aliceSales)
 	if status != http.StatusOK || !strings.Contains(body, `"decision":"allow"`) {
 		t.Fatalf("tokenless loopback check: %d %s", status, body)
 	}

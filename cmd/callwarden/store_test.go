@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,18 +38,9 @@ func TestRedisLoggerWritesGoRedisLinesThroughZap(t *testing.T) {
 // whose counters are on /metrics, and Close flushes what is queued.
 func TestDaemonAuditsDecisionsAsynchronously(t *testing.T) {
 	st := seededStore(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := adminConfig()
-	cfg.Redis.Addrs = []string{"127.0.0.1:1"}
-	app, err := newApp(ctx, cfg, io.Discard, appDeps{open: openFake(st)})
-	if err != nil {
-		t.Fatalf("newApp: %v", err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = app.Run(ctx) }()
+	d := MustRunDaemon(t, st, nil)
 	c := newClient()
-	base := "http://" + app.Addr().String()
+	base := d.base
 	const n = 50
 	for range n {
 		if got := decision(t, c, base, "user=bob&action=recording.playback&queue=sales"); got != "deny/unknown_user" {
@@ -65,9 +54,7 @@ func TestDaemonAuditsDecisionsAsynchronously(t *testing.T) {
 			t.Errorf("/metrics lacks %q", m)
 		}
 	}
-	cancel()
-	wg.Wait()
-	if err := app.Close(); err != nil {
+	if err := d.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := st.ReadAudit(context.Background(), enforce.AuditFilter{User: "bob", Action: "recording.playback"})
@@ -90,22 +77,9 @@ func TestDaemonAuditsDecisionsAsynchronously(t *testing.T) {
 // config's tokens; `token revoke` takes it away again.
 func TestAdminTokensStoredInRedis(t *testing.T) {
 	st := seededStore(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := adminConfig()
-	cfg.Redis.Addrs = []string{"127.0.0.1:1"}
-	app, err := newApp(ctx, cfg, io.Discard, appDeps{open: openFake(st)})
-	if err != nil {
-		t.Fatalf("newApp: %v", err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = app.Run(ctx) }()
-	defer func() {
-		cancel()
-		wg.Wait()
-		_ = app.Close()
-	}()
-	admin := adminClient{c: newClient(), base: "http://" + app.Addr().String()}
+	d := MustRunDaemon(t, st, nil)
+	ctx := d.ctx
+	admin := adminClient{c: newClient(), base: d.base}
 	status := func(token string) func() string {
 		return func() string {
 			code, _, _ := admin.do(t, "GET", "/v1/profiles", token, "", "")
@@ -234,24 +208,10 @@ func (u unloadableStore) PolicyVersion(ctx context.Context) (enforce.Policy, enf
 // and /metrics counts the failed loads by cause.
 func TestDaemonFailsClosedOnAStoreGenerationItCannotLoad(t *testing.T) {
 	st := unloadableStore{seededStore(t), new(atomic.Bool)}
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := adminConfig()
-	cfg.Redis.Addrs = []string{"127.0.0.1:1"}
-	cfg.Redis.Staleness = 300 * time.Millisecond
-	app, err := newApp(ctx, cfg, io.Discard, appDeps{open: openFake(st)})
-	if err != nil {
-		t.Fatalf("newApp: %v", err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = app.Run(ctx) }()
-	defer func() {
-		cancel()
-		wg.Wait()
-		_ = app.Close()
-	}()
+	d := MustRunDaemon(t, st, func(cfg *config.Config) { cfg.Redis.Staleness = 300 * time.Millisecond })
+	app := d.app
 	c := newClient()
-	base := "http://" + app.Addr().String()
+	base := d.base
 	ready := func() string { code, body := get(t, c, base+"/readyz"); return strconv.Itoa(code) + " " + body }
 	waitFor(t, "readiness", ready, "200 ", 5*time.Second)
 	gen := app.loader.Generation()
@@ -329,24 +289,12 @@ func (h *heldAuditStore) Audit(ctx context.Context, r enforce.AuditRecord) error
 // the daemon stays ready; once the PBX lane drops too, /readyz says so.
 func TestFloodOfChecksLeavesRoomForThePBX(t *testing.T) {
 	st := &heldAuditStore{memoryStore: seededStore(t), gate: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := adminConfig()
-	cfg.Redis.Addrs = []string{"127.0.0.1:1"}
-	cfg.Audit.HTTPQueueSize, cfg.Audit.PBXQueueSize, cfg.Audit.BatchSize = 16, 4, 1
-	app, err := newApp(ctx, cfg, io.Discard, appDeps{open: openFake(st)})
-	if err != nil {
-		t.Fatalf("newApp: %v", err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = app.Run(ctx) }()
-	defer func() {
-		cancel()
-		wg.Wait()
-		_ = app.Close()
-	}()
+	d := MustRunDaemon(t, st, func(cfg *config.Config) {
+		cfg.Audit.HTTPQueueSize, cfg.Audit.PBXQueueSize, cfg.Audit.BatchSize = 16, 4, 1
+	})
+	app, ctx := d.app, d.ctx
 	c := newClient()
-	base := "http://" + app.Addr().String()
+	base := d.base
 	for range 100 {
 		if got := decision(t, c, base, "user=bob&action=recording.playback&queue=sales"); got != "deny/unknown_user" {
 			t.Fatalf("decision %s", got)

@@ -358,6 +358,15 @@ func (r response) json(tb testing.TB) map[string]any {
 
 // do sends a request as user (its token; "" for none) with an optional
 // If-Match.
+// wantField fails the test unless r has the status code and, when key is
+// not empty, its JSON body has key set to value.
+func (r response) wantField(tb testing.TB, code int, key, value string) {
+	tb.Helper()
+	if r.code != code || key != "" && r.json(tb)[key] != value {
+		tb.Errorf("code %d body %s", r.code, r.body)
+	}
+}
+
 func (f *adminFixture) do(tb testing.TB, method, path, user, ifMatch, body string) response {
 	tb.Helper()
 	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
@@ -409,16 +418,10 @@ func TestAdminAuthentication(t *testing.T) {
 		}
 	})
 	t.Run("valid token of a user the policy does not know is 403", func(t *testing.T) {
-		r := f.do(t, "GET", "/v1/profiles", "ghost", "", "")
-		if r.code != 403 || r.json(t)["reason"] != "unknown_user" {
-			t.Errorf("code %d body %s", r.code, r.body)
-		}
+		f.do(t, "GET", "/v1/profiles", "ghost", "", "").wantField(t, 403, "reason", "unknown_user")
 	})
 	t.Run("user without profile is 403", func(t *testing.T) {
-		r := f.do(t, "GET", "/v1/users", "dave", "", "")
-		if r.code != 403 || r.json(t)["reason"] != "no_profile" {
-			t.Errorf("code %d body %s", r.code, r.body)
-		}
+		f.do(t, "GET", "/v1/users", "dave", "", "").wantField(t, 403, "reason", "no_profile")
 	})
 	t.Run("the check API needs a check token, not an admin one", func(t *testing.T) {
 		if r := f.do(t, "GET", "/v1/check?user=alice&action=monitor.listen&queue=sales", "", "", ""); r.code != 401 {
@@ -886,23 +889,19 @@ func TestAdminRecordings(t *testing.T) {
 	f := newAdminFixture(t)
 	f.recs["r1"] = enforce.Recording{ID: "r1", Queue: "sales", Target: "dave", Caller: "0612345678", StartedAt: now.Add(-time.Hour), State: enforce.RecordingStopped}
 	f.recs["r2"] = enforce.Recording{ID: "r2", Queue: "billing", Target: "frank", Caller: "0612345678", StartedAt: now.Add(-time.Hour)}
-	t.Run("supervisor reads a recording of its queue, caller masked", func(t *testing.T) {
-		r := f.do(t, "GET", "/v1/recordings/r1", "alice", "", "")
-		if r.code != 200 || r.json(t)["caller"] != "061234****" {
-			t.Errorf("code %d body %s", r.code, r.body)
-		}
-	})
-	t.Run("supervisor may not read a recording of another queue", func(t *testing.T) {
-		r := f.do(t, "GET", "/v1/recordings/r2", "alice", "", "")
-		if r.code != 403 || r.json(t)["reason"] != "out_of_scope" {
-			t.Errorf("code %d body %s", r.code, r.body)
-		}
-	})
-	t.Run("unknown recording is 404", func(t *testing.T) {
-		if r := f.do(t, "GET", "/v1/recordings/nope", "root", "", ""); r.code != 404 {
-			t.Errorf("code %d", r.code)
-		}
-	})
+	for _, tc := range []struct {
+		name, path, user string
+		code             int
+		key, value       string // key "": the status alone is checked
+	}{
+		{"supervisor reads a recording of its queue, caller masked", "/v1/recordings/r1", "alice", 200, "caller", "061234****"},
+		{"supervisor may not read a recording of another queue", "/v1/recordings/r2", "alice", 403, "reason", "out_of_scope"},
+		{"unknown recording is 404", "/v1/recordings/nope", "root", 404, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.do(t, "GET", tc.path, tc.user, "", "").wantField(t, tc.code, tc.key, tc.value)
+		})
+	}
 }
 
 // TestCheckTokenOpensNoAdminEndpoint: a check token, valid for

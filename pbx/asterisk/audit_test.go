@@ -51,9 +51,7 @@ func agentOnASalesCall(f *fakeARI) {
 
 func TestUnknownCallerIsAuditedWithItsChannelCallerIDAndPBX(t *testing.T) {
 	f := newFakeARI(t)
-	audit := &recordingAuditor{}
-	snap := mustExampleSnapshot(t)
-	startAdapterWith(t, f, func() *enforce.Snapshot { return snap }, nil, audit, func(o *Options) { o.PBX = "pbx1" })
+	audit := startAuditedAdapter(t, f, func(o *Options) { o.PBX = "pbx1" })
 	agentOnASalesCall(f)
 	conn := <-f.conn
 	f.send(conn, stasisStartFrom("stranger1", "PJSIP/1999-0000000a", "1999", "monitor", "listen", "2001"))
@@ -81,9 +79,7 @@ func TestUnknownCallerIsAuditedWithItsChannelCallerIDAndPBX(t *testing.T) {
 
 func TestAllowWhoseBridgingFailsIsAuditedFailedAndTheSupervisorHungUp(t *testing.T) {
 	f := newFakeARI(t)
-	audit := &recordingAuditor{}
-	snap := mustExampleSnapshot(t)
-	startAdapter(t, f, func() *enforce.Snapshot { return snap }, nil, audit)
+	audit := startAuditedAdapter(t, f, nil)
 	agentOnASalesCall(f)
 	f.answer(http.MethodPost, "/bridges/*/addChannel", http.StatusBadRequest, `{"message":"Channel not in Stasis application"}`)
 	conn := <-f.conn
@@ -111,9 +107,7 @@ func TestAllowWhoseBridgingFailsIsAuditedFailedAndTheSupervisorHungUp(t *testing
 
 func TestAllowThatIsBridgedIsAuditedEnforced(t *testing.T) {
 	f := newFakeARI(t)
-	audit := &recordingAuditor{}
-	snap := mustExampleSnapshot(t)
-	startAdapter(t, f, func() *enforce.Snapshot { return snap }, nil, audit)
+	audit := startAuditedAdapter(t, f, nil)
 	agentOnASalesCall(f)
 	conn := <-f.conn
 	f.send(conn, stasisStart("sup1", "monitor", "listen", "2001"))

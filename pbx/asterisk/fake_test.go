@@ -214,6 +214,17 @@ func startAdapter(t *testing.T, f *fakeARI, snap func() *enforce.Snapshot, reg p
 	return startAdapterWith(t, f, snap, reg, audit, nil)
 }
 
+// startAuditedAdapter starts an adapter deciding from the example
+// profiles, its options changed by change when it is not nil, and returns
+// the auditor that records its audit trail.
+func startAuditedAdapter(t *testing.T, f *fakeARI, change func(*Options)) *recordingAuditor {
+	t.Helper()
+	audit := &recordingAuditor{}
+	snap := mustExampleSnapshot(t)
+	startAdapterWith(t, f, func() *enforce.Snapshot { return snap }, nil, audit, change)
+	return audit
+}
+
 // startAdapterWith is startAdapter with a chance to change the options.
 func startAdapterWith(t *testing.T, f *fakeARI, snap func() *enforce.Snapshot, reg prometheus.Registerer, audit enforce.Auditor, change func(*Options)) *Adapter {
 	t.Helper()

@@ -37,9 +37,7 @@ func TestOrphansOfAPreviousProcessAreEndedBeforeTheAdapterServes(t *testing.T) {
 		Target: "agent2001", StartedBy: "alice", StartedAt: time.Now(), State: enforce.RecordingActive, Channel: recSnoop}); err != nil {
 		t.Fatal(err)
 	}
-	audit := &recordingAuditor{}
-	snap := mustExampleSnapshot(t)
-	startAdapterWith(t, f, func() *enforce.Snapshot { return snap }, nil, audit, func(o *Options) { o.Recordings = recs })
+	audit := startAuditedAdapter(t, f, func(o *Options) { o.Recordings = recs })
 
 	// Connected means swept: everything below is already done.
 	for _, call := range []string{"DELETE /bridges/" + bridge, "DELETE /channels/" + snoop, "DELETE /channels/sup1",

@@ -38,9 +38,7 @@ const rogueSnoop = `{"type":"ChannelCreated","application":"callwarden","timesta
 
 func TestWatchdogHangsUpAnUnallowedChanSpyAndAForeignSnoop(t *testing.T) {
 	f := newFakeARI(t)
-	audit := &recordingAuditor{}
-	snap := mustExampleSnapshot(t)
-	startAdapter(t, f, func() *enforce.Snapshot { return snap }, nil, audit)
+	audit := startAuditedAdapter(t, f, nil)
 	conn := <-f.conn
 	start := time.Now()
 	f.send(conn, rogueChanSpy)
@@ -63,9 +61,7 @@ func TestWatchdogHangsUpAnUnallowedChanSpyAndAForeignSnoop(t *testing.T) {
 
 func TestWatchdogReportOnlyAuditsWithoutHangingUp(t *testing.T) {
 	f := newFakeARI(t)
-	audit := &recordingAuditor{}
-	snap := mustExampleSnapshot(t)
-	startAdapterWith(t, f, func() *enforce.Snapshot { return snap }, nil, audit, func(o *Options) { o.Watchdog = WatchdogReportOnly })
+	audit := startAuditedAdapter(t, f, func(o *Options) { o.Watchdog = WatchdogReportOnly })
 	conn := <-f.conn
 	f.send(conn, rogueChanSpy)
 	f.send(conn, rogueSnoop)

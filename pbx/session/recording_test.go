@@ -28,7 +28,7 @@ func TestRecordingRules(t *testing.T) {
 		}
 	})
 	t.Run("a recording whose metadata cannot be saved is stopped", func(t *testing.T) {
-		pbx, store := &fakePBX{}, &memRecordings{fail: errors.New("redis down")}
+		pbx, store := &fakePBX{}, &memRecordings{failing: failing{fail: errors.New("redis down")}}
 		r := &Recordings{Store: store, Now: clock}
 		if _, err := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"}); err == nil || len(pbx.calls) != 2 || pbx.calls[1][:5] != "stop " {
 			t.Errorf("Start: %v, calls %v: want the recording stopped", err, pbx.calls)

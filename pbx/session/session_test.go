@@ -86,20 +86,31 @@ func (t *fakeTap) SetMode(_ context.Context, m Mode) error {
 }
 func (t *fakeTap) Close(context.Context) error { t.f.log("close"); return nil }
 
-type memAudit struct {
+// failing is the lock of an in-memory fake and the error its writes
+// return instead, when it is set.
+type failing struct {
 	mu   sync.Mutex
-	recs []enforce.AuditRecord
 	fail error
 }
 
-func (m *memAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return m.fail
+// write runs do under the lock unless the fake is set to fail.
+func (f *failing) write(do func()) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
 	}
-	m.recs = append(m.recs, r)
+	do()
 	return nil
+}
+
+type memAudit struct {
+	failing
+	recs []enforce.AuditRecord
+}
+
+func (m *memAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
+	return m.write(func() { m.recs = append(m.recs, r) })
 }
 
 var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
@@ -110,8 +121,11 @@ func newAudit(log enforce.Auditor) *Audit {
 
 func allow() Outcome { return Decided(enforce.Decision{Allow: true}) }
 
-func startListen(t *testing.T, pbx *fakePBX, log *memAudit) *Monitor {
+// startListen starts a listen session of alice on a fresh fake PBX,
+// audited in a fresh memAudit.
+func startListen(t *testing.T) (*fakePBX, *memAudit, *Monitor) {
 	t.Helper()
+	pbx, log := &fakePBX{}, &memAudit{}
 	m, err := StartMonitor(context.Background(), pbx, newAudit(log), MonitorSpec{
 		Supervisor: "sup", Target: "agent", Mode: Listen,
 		Entry: Entry{User: "alice", Action: enforce.MonitorListen}, Allowed: allow(), RefusalSound: "no",
@@ -119,13 +133,12 @@ func startListen(t *testing.T, pbx *fakePBX, log *memAudit) *Monitor {
 	if err != nil {
 		t.Fatalf("StartMonitor: %v", err)
 	}
-	return m
+	return pbx, log, m
 }
 
 func TestMonitorLifeCycle(t *testing.T) {
 	t.Run("an allow is eavesdropped in its mode and audited enforced", func(t *testing.T) {
-		pbx, log := &fakePBX{}, &memAudit{}
-		m := startListen(t, pbx, log)
+		pbx, log, m := startListen(t)
 		if !pbx.did("eavesdrop sup agent listen") || m.Mode() != Listen {
 			t.Fatalf("calls %v, mode %s", pbx.calls, m.Mode())
 		}
@@ -141,8 +154,7 @@ func TestMonitorLifeCycle(t *testing.T) {
 		}
 	})
 	t.Run("an allowed switch changes the mode", func(t *testing.T) {
-		pbx, log := &fakePBX{}, &memAudit{}
-		m := startListen(t, pbx, log)
+		pbx, log, m := startListen(t)
 		r := m.Switch(context.Background(), Barge, func(context.Context, Mode) (Entry, Outcome) {
 			return Entry{User: "alice", Action: enforce.MonitorBarge}, allow()
 		})
@@ -154,8 +166,7 @@ func TestMonitorLifeCycle(t *testing.T) {
 		}
 	})
 	t.Run("a refused switch leaves the session as it was and plays the refusal", func(t *testing.T) {
-		pbx, log := &fakePBX{}, &memAudit{}
-		m := startListen(t, pbx, log)
+		pbx, _, m := startListen(t)
 		r := m.Switch(context.Background(), Barge, func(context.Context, Mode) (Entry, Outcome) {
 			return Entry{User: "alice"}, Decided(enforce.Deny(enforce.ReasonOutOfScope))
 		})
@@ -164,8 +175,7 @@ func TestMonitorLifeCycle(t *testing.T) {
 		}
 	})
 	t.Run("a switch the PBX cannot do stays in the current mode", func(t *testing.T) {
-		pbx, log := &fakePBX{}, &memAudit{}
-		m := startListen(t, pbx, log)
+		pbx, log, m := startListen(t)
 		pbx.failMode = errors.New("snoop failed")
 		r := m.Switch(context.Background(), Whisper, func(context.Context, Mode) (Entry, Outcome) { return Entry{}, allow() })
 		if r.Err == nil || m.Mode() != Listen || log.recs[len(log.recs)-1].Outcome != enforce.OutcomeFailed {
@@ -173,8 +183,7 @@ func TestMonitorLifeCycle(t *testing.T) {
 		}
 	})
 	t.Run("a switch whose audit fails is refused audit_unavailable", func(t *testing.T) {
-		pbx, log := &fakePBX{}, &memAudit{}
-		m := startListen(t, pbx, log)
+		_, log, m := startListen(t)
 		log.fail = errors.New("redis down")
 		r := m.Switch(context.Background(), Barge, func(context.Context, Mode) (Entry, Outcome) { return Entry{}, allow() })
 		if r.Outcome.Allow || r.Outcome.Reason != ReasonAuditFailed || m.Mode() != Listen {
@@ -182,13 +191,11 @@ func TestMonitorLifeCycle(t *testing.T) {
 		}
 	})
 	t.Run("ending on the target's side hangs the supervisor up", func(t *testing.T) {
-		pbx, log := &fakePBX{}, &memAudit{}
-		m := startListen(t, pbx, log)
+		pbx, _, m := startListen(t)
 		if err := m.End(context.Background(), true); err != nil || !pbx.did("close") || !pbx.did("hangup sup") {
 			t.Errorf("End: %v, calls %v", err, pbx.calls)
 		}
-		pbx2 := &fakePBX{}
-		m2 := startListen(t, pbx2, log)
+		pbx2, _, m2 := startListen(t)
 		_ = m2.End(context.Background(), false)
 		if pbx2.did("hangup sup") {
 			t.Error("a supervisor who hung up himself was hung up again")
@@ -215,22 +222,17 @@ func TestAuditRecordsMaskTheCallerAndNameThePhone(t *testing.T) {
 
 // memRecordings is an in-memory enforce.RecordingStore.
 type memRecordings struct {
-	mu   sync.Mutex
+	failing
 	recs map[string]enforce.Recording
-	fail error
 }
 
 func (m *memRecordings) SaveRecording(_ context.Context, r enforce.Recording) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return m.fail
-	}
-	if m.recs == nil {
-		m.recs = map[string]enforce.Recording{}
-	}
-	m.recs[r.ID] = r
-	return nil
+	return m.write(func() {
+		if m.recs == nil {
+			m.recs = map[string]enforce.Recording{}
+		}
+		m.recs[r.ID] = r
+	})
 }
 
 func (m *memRecordings) Recording(_ context.Context, id string) (enforce.Recording, error) {
