@@ -36,14 +36,7 @@ func (configCodec) DecodeProfile(body []byte, profiles []string) (enforce.Profil
 	doc.Write(body)
 	writeStubs(&doc, profiles, name, true)
 	doc.WriteString("]}")
-	p, err := config.ParseProfiles("body", doc.Bytes())
-	if err != nil {
-		return enforce.Profile{}, bodyErrors(err, "profiles[0]")
-	}
-	if len(p.Profiles) == 0 {
-		return enforce.Profile{}, &adminapi.ValidationError{Fields: []adminapi.FieldError{{Message: "no profile in the body"}}}
-	}
-	return p.Profiles[0], nil
+	return parseOne(doc.Bytes(), "profiles[0]", "profile", func(p enforce.Policy) []enforce.Profile { return p.Profiles })
 }
 
 // DecodeUser implements adminapi.Codec.
@@ -57,14 +50,21 @@ func (configCodec) DecodeUser(body []byte, profiles []string) (enforce.User, err
 	doc.WriteString(`], "users": [`)
 	doc.Write(body)
 	doc.WriteString("]}")
-	p, err := config.ParseProfiles("body", doc.Bytes())
+	return parseOne(doc.Bytes(), "users[0]", "user", func(p enforce.Policy) []enforce.User { return p.Users })
+}
+
+// parseOne parses the wrapped document and returns the body's entry: the
+// first of the section entries picks, whose errors are relative to prefix.
+func parseOne[T any](doc []byte, prefix, what string, entries func(enforce.Policy) []T) (T, error) {
+	var zero T
+	p, err := config.ParseProfiles("body", doc)
 	if err != nil {
-		return enforce.User{}, bodyErrors(err, "users[0]")
+		return zero, bodyErrors(err, prefix)
 	}
-	if len(p.Users) == 0 {
-		return enforce.User{}, &adminapi.ValidationError{Fields: []adminapi.FieldError{{Message: "no user in the body"}}}
+	if es := entries(p); len(es) > 0 {
+		return es[0], nil
 	}
-	return p.Users[0], nil
+	return zero, &adminapi.ValidationError{Fields: []adminapi.FieldError{{Message: "no " + what + " in the body"}}}
 }
 
 // writeStubs appends an empty profile for each name but skip, each quoted

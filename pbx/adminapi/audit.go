@@ -17,16 +17,22 @@ type AuditBody struct {
 	Records []enforce.AuditRecord `json:"records"`
 }
 
+// readerOf opens a read of an optional store: 404 saying none when the
+// daemon keeps no such store, otherwise the reader check (see reader).
+func (a *Admin) readerOf(w http.ResponseWriter, p *principal, kept bool, none string) (admin, ok bool) {
+	if !kept {
+		httpauth.WriteError(w, http.StatusNotFound, none)
+		return false, false
+	}
+	return a.reader(w, p)
+}
+
 // readAudit serves GET /v1/audit. Administrators read every record; anyone
 // else with a profile reads only the records of its own actions. Caller
 // numbers are masked per the reader's profile (mask_digits), on top of the
 // masking applied when the record was written.
 func (a *Admin) readAudit(w http.ResponseWriter, r *http.Request, p *principal) {
-	if a.opts.AuditReader == nil {
-		httpauth.WriteError(w, http.StatusNotFound, "this daemon keeps no audit trail")
-		return
-	}
-	admin, ok := a.reader(w, p)
+	admin, ok := a.readerOf(w, p, a.opts.AuditReader != nil, "this daemon keeps no audit trail")
 	if !ok {
 		return
 	}
@@ -69,11 +75,7 @@ func (a *Admin) readAudit(w http.ResponseWriter, r *http.Request, p *principal) 
 // (recording.playback decided on its queue, agent and age). The caller
 // number is masked per the reader's profile.
 func (a *Admin) getRecording(w http.ResponseWriter, r *http.Request, p *principal) {
-	if a.opts.Recordings == nil {
-		httpauth.WriteError(w, http.StatusNotFound, "this daemon keeps no recording metadata")
-		return
-	}
-	admin, ok := a.reader(w, p)
+	admin, ok := a.readerOf(w, p, a.opts.Recordings != nil, "this daemon keeps no recording metadata")
 	if !ok {
 		return
 	}
