@@ -29,7 +29,9 @@ type Config struct {
 	Log      Log      `yaml:"log"`
 	// Asterisk and Redis are filled in by later subsystems; zero means off.
 	Asterisk Asterisk `yaml:"asterisk"`
-	Redis    Redis    `yaml:"redis"`
+	// FreeSWITCH turns the ESL adapter on when its esl_address is set.
+	FreeSWITCH FreeSWITCH `yaml:"freeswitch"`
+	Redis      Redis      `yaml:"redis"`
 	// Admin configures the admin API's bearer tokens; none means every
 	// admin request is refused (401).
 	Admin Admin `yaml:"admin"`
@@ -192,6 +194,23 @@ type Asterisk struct {
 	// "asterisk:<PBX>"), so that several PBXs sharing one Redis can be told
 	// apart. Default "asterisk"; it must be an id (enforce.CheckID).
 	PBX string `yaml:"pbx"`
+}
+
+// FreeSWITCH configures the ESL adapter. An empty ESLAddress turns it off.
+// Today it serves the check verb only (docs/freeswitch.md). Zero values
+// take the adapter's defaults: outbound_listen 127.0.0.1:8084, pbx
+// "freeswitch", timeout 2s.
+type FreeSWITCH struct {
+	ESLAddress  string `yaml:"esl_address"`  // host:port of the event socket, e.g. 127.0.0.1:8021
+	ESLPassword Secret `yaml:"esl_password"` // event_socket.conf.xml's password
+	// OutboundListen is where the dialplan's socket application connects
+	// (default 127.0.0.1:8084).
+	OutboundListen string `yaml:"outbound_listen"`
+	// PBX names this FreeSWITCH in audit records (`pbx`, and `asked_by`
+	// as "freeswitch:<PBX>"). Default "freeswitch"; it must be an id.
+	PBX string `yaml:"pbx"`
+	// Timeout bounds every ESL command, the dial and the auth (default 2s).
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // The Asterisk watchdog modes.
@@ -370,6 +389,29 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if f := c.FreeSWITCH; f.ESLAddress != "" {
+		if msg := checkHostPort(f.ESLAddress); msg != "" {
+			bad("freeswitch.esl_address", "%s", msg)
+		}
+		if f.ESLPassword == "" {
+			bad("freeswitch.esl_password", "required when freeswitch.esl_address is set")
+		} else if strings.ContainsAny(f.ESLPassword.Reveal(), "\r\n\x00 ") {
+			bad("freeswitch.esl_password", "must not contain spaces or control characters")
+		}
+		if f.OutboundListen != "" {
+			if msg := checkHostPort(f.OutboundListen); msg != "" {
+				bad("freeswitch.outbound_listen", "%s", msg)
+			}
+		}
+		if f.Timeout < 0 {
+			bad("freeswitch.timeout", "must be positive (0 means the default 2s), got %s", f.Timeout)
+		}
+		if f.PBX != "" {
+			if err := enforce.CheckID(f.PBX); err != nil {
+				bad("freeswitch.pbx", "%v", err)
+			}
+		}
+	}
 	// Conn's errors name their field and never print a password.
 	if _, err := c.Redis.Conn(); err != nil {
 		errs = append(errs, err)
@@ -465,30 +507,35 @@ func LoadFile(path string) (Config, error) {
 
 // The environment variables ApplyEnv reads.
 const (
-	EnvProfiles             = "CALLWARDEN_PROFILES"
-	EnvHTTPListen           = "CALLWARDEN_HTTP_LISTEN"
-	EnvHTTPShutdownTimeout  = "CALLWARDEN_HTTP_SHUTDOWN_TIMEOUT"
-	EnvHTTPReadTimeout      = "CALLWARDEN_HTTP_READ_TIMEOUT"
-	EnvHTTPCheckAuth        = "CALLWARDEN_HTTP_CHECK_AUTH"
-	EnvLogLevel             = "CALLWARDEN_LOG_LEVEL"
-	EnvLogFormat            = "CALLWARDEN_LOG_FORMAT"
-	EnvAsteriskURL          = "CALLWARDEN_ASTERISK_URL"
-	EnvAsteriskWebsocketURL = "CALLWARDEN_ASTERISK_WEBSOCKET_URL"
-	EnvAsteriskUser         = "CALLWARDEN_ASTERISK_USER"
-	EnvAsteriskPassword     = "CALLWARDEN_ASTERISK_PASSWORD"
-	EnvAsteriskApp          = "CALLWARDEN_ASTERISK_APP"
-	EnvAsteriskTimeout      = "CALLWARDEN_ASTERISK_TIMEOUT"
-	EnvAsteriskWatchdog     = "CALLWARDEN_ASTERISK_WATCHDOG"
-	EnvAsteriskPBX          = "CALLWARDEN_ASTERISK_PBX"
-	EnvRedisAddrs           = "CALLWARDEN_REDIS_ADDRS"
-	EnvRedisMasterName      = "CALLWARDEN_REDIS_MASTER_NAME"
-	EnvRedisUsername        = "CALLWARDEN_REDIS_USERNAME"
-	EnvRedisPassword        = "CALLWARDEN_REDIS_PASSWORD"
-	EnvRedisPrefix          = "CALLWARDEN_REDIS_PREFIX"
-	EnvRedisStaleness       = "CALLWARDEN_REDIS_STALENESS"
-	EnvAdminTokensFile      = "CALLWARDEN_ADMIN_TOKENS_FILE"
-	EnvAuditHTTPQueueSize   = "CALLWARDEN_AUDIT_HTTP_QUEUE_SIZE"
-	EnvAuditPBXQueueSize    = "CALLWARDEN_AUDIT_PBX_QUEUE_SIZE"
+	EnvProfiles                 = "CALLWARDEN_PROFILES"
+	EnvHTTPListen               = "CALLWARDEN_HTTP_LISTEN"
+	EnvHTTPShutdownTimeout      = "CALLWARDEN_HTTP_SHUTDOWN_TIMEOUT"
+	EnvHTTPReadTimeout          = "CALLWARDEN_HTTP_READ_TIMEOUT"
+	EnvHTTPCheckAuth            = "CALLWARDEN_HTTP_CHECK_AUTH"
+	EnvLogLevel                 = "CALLWARDEN_LOG_LEVEL"
+	EnvLogFormat                = "CALLWARDEN_LOG_FORMAT"
+	EnvAsteriskURL              = "CALLWARDEN_ASTERISK_URL"
+	EnvAsteriskWebsocketURL     = "CALLWARDEN_ASTERISK_WEBSOCKET_URL"
+	EnvAsteriskUser             = "CALLWARDEN_ASTERISK_USER"
+	EnvAsteriskPassword         = "CALLWARDEN_ASTERISK_PASSWORD"
+	EnvAsteriskApp              = "CALLWARDEN_ASTERISK_APP"
+	EnvAsteriskTimeout          = "CALLWARDEN_ASTERISK_TIMEOUT"
+	EnvAsteriskWatchdog         = "CALLWARDEN_ASTERISK_WATCHDOG"
+	EnvAsteriskPBX              = "CALLWARDEN_ASTERISK_PBX"
+	EnvFreeSWITCHESLAddress     = "CALLWARDEN_FREESWITCH_ESL_ADDRESS"
+	EnvFreeSWITCHESLPassword    = "CALLWARDEN_FREESWITCH_ESL_PASSWORD"
+	EnvFreeSWITCHOutboundListen = "CALLWARDEN_FREESWITCH_OUTBOUND_LISTEN"
+	EnvFreeSWITCHPBX            = "CALLWARDEN_FREESWITCH_PBX"
+	EnvFreeSWITCHTimeout        = "CALLWARDEN_FREESWITCH_TIMEOUT"
+	EnvRedisAddrs               = "CALLWARDEN_REDIS_ADDRS"
+	EnvRedisMasterName          = "CALLWARDEN_REDIS_MASTER_NAME"
+	EnvRedisUsername            = "CALLWARDEN_REDIS_USERNAME"
+	EnvRedisPassword            = "CALLWARDEN_REDIS_PASSWORD"
+	EnvRedisPrefix              = "CALLWARDEN_REDIS_PREFIX"
+	EnvRedisStaleness           = "CALLWARDEN_REDIS_STALENESS"
+	EnvAdminTokensFile          = "CALLWARDEN_ADMIN_TOKENS_FILE"
+	EnvAuditHTTPQueueSize       = "CALLWARDEN_AUDIT_HTTP_QUEUE_SIZE"
+	EnvAuditPBXQueueSize        = "CALLWARDEN_AUDIT_PBX_QUEUE_SIZE"
 )
 
 // ApplyEnv overlays CALLWARDEN_* variables read through getenv (cmd passes
@@ -552,6 +599,11 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	dur(EnvAsteriskTimeout, &c.Asterisk.Timeout)
 	str(EnvAsteriskWatchdog, &c.Asterisk.Watchdog)
 	str(EnvAsteriskPBX, &c.Asterisk.PBX)
+	str(EnvFreeSWITCHESLAddress, &c.FreeSWITCH.ESLAddress)
+	secret(EnvFreeSWITCHESLPassword, &c.FreeSWITCH.ESLPassword)
+	str(EnvFreeSWITCHOutboundListen, &c.FreeSWITCH.OutboundListen)
+	str(EnvFreeSWITCHPBX, &c.FreeSWITCH.PBX)
+	dur(EnvFreeSWITCHTimeout, &c.FreeSWITCH.Timeout)
 	if v := strings.TrimSpace(getenv(EnvRedisAddrs)); IsRedisURL(v) {
 		// One URL: its password may hold commas.
 		c.Redis.Addrs = []string{v}

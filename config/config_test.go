@@ -178,6 +178,29 @@ func TestLoadFile(t *testing.T) {
 	})
 }
 
+func TestFreeSWITCHValidation(t *testing.T) {
+	c := Default()
+	c.Profiles = []string{"p.yaml"}
+	c.FreeSWITCH.ESLAddress = "fs:8021"
+	c.FreeSWITCH.OutboundListen = "nope"
+	c.FreeSWITCH.PBX = "bad pbx"
+	c.FreeSWITCH.Timeout = -time.Second
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("an incomplete freeswitch section was accepted")
+	}
+	for _, field := range []string{"freeswitch.esl_password: required", "freeswitch.outbound_listen", "freeswitch.pbx", "freeswitch.timeout"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("error %q does not name %s", err, field)
+		}
+	}
+	c = Default()
+	c.Profiles = []string{"p.yaml"}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("no freeswitch section: %v", err)
+	}
+}
+
 func TestApplyEnv(t *testing.T) {
 	env := func(m map[string]string) func(string) string {
 		return func(k string) string { return m[k] }
@@ -188,20 +211,25 @@ func TestApplyEnv(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = c.ApplyEnv(env(map[string]string{
-			EnvProfiles:          " a.yaml, b.yaml ,,",
-			EnvHTTPListen:        ":7000",
-			EnvLogLevel:          "warn",
-			EnvLogFormat:         "json",
-			EnvAsteriskURL:       "https://pbx:8089/ari",
-			EnvAsteriskUser:      "ari",
-			EnvAsteriskPassword:  "from-env",
-			EnvAsteriskApp:       "cw",
-			EnvAsteriskWatchdog:  "off",
-			EnvRedisAddrs:        "r1:6379,r2:6379",
-			EnvRedisPassword:     "redis-env",
-			EnvRedisPrefix:       "x:",
-			EnvRedisStaleness:    "5s",
-			EnvAuditPBXQueueSize: "1000",
+			EnvProfiles:                 " a.yaml, b.yaml ,,",
+			EnvHTTPListen:               ":7000",
+			EnvLogLevel:                 "warn",
+			EnvLogFormat:                "json",
+			EnvAsteriskURL:              "https://pbx:8089/ari",
+			EnvAsteriskUser:             "ari",
+			EnvAsteriskPassword:         "from-env",
+			EnvAsteriskApp:              "cw",
+			EnvAsteriskWatchdog:         "off",
+			EnvRedisAddrs:               "r1:6379,r2:6379",
+			EnvRedisPassword:            "redis-env",
+			EnvRedisPrefix:              "x:",
+			EnvRedisStaleness:           "5s",
+			EnvAuditPBXQueueSize:        "1000",
+			EnvFreeSWITCHESLAddress:     "fs:8021",
+			EnvFreeSWITCHESLPassword:    "esl-env",
+			EnvFreeSWITCHOutboundListen: "127.0.0.1:9084",
+			EnvFreeSWITCHPBX:            "fs1",
+			EnvFreeSWITCHTimeout:        "3s",
 		}))
 		if err != nil {
 			t.Fatal(err)
@@ -212,8 +240,9 @@ func TestApplyEnv(t *testing.T) {
 			Log:      Log{Level: "warn", Format: "json"},
 			Asterisk: Asterisk{URL: "https://pbx:8089/ari", User: "ari", Password: "from-env", App: "cw", Timeout: 1500 * time.Millisecond,
 				Watchdog: "off", RefusalSound: "sound:beeperr", NotifySound: "tone:beep"},
-			Redis: Redis{Addrs: []string{"r1:6379", "r2:6379"}, Password: "redis-env", Prefix: "x:", Staleness: 5 * time.Second},
-			Audit: Audit{HTTPQueueSize: 4096, PBXQueueSize: 1000, BatchSize: 64, PBXDropUnreadyFor: time.Minute},
+			FreeSWITCH: FreeSWITCH{ESLAddress: "fs:8021", ESLPassword: "esl-env", OutboundListen: "127.0.0.1:9084", PBX: "fs1", Timeout: 3 * time.Second},
+			Redis:      Redis{Addrs: []string{"r1:6379", "r2:6379"}, Password: "redis-env", Prefix: "x:", Staleness: 5 * time.Second},
+			Audit:      Audit{HTTPQueueSize: 4096, PBXQueueSize: 1000, BatchSize: 64, PBXDropUnreadyFor: time.Minute},
 		}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("got  %#v\nwant %#v", c, want)

@@ -88,6 +88,8 @@ type App struct {
 
 	// ast is the Asterisk ARI adapter; nil without asterisk.url.
 	ast *asteriskService
+	// fs is the FreeSWITCH ESL adapter; nil without freeswitch.esl_address.
+	fs *freeswitchService
 }
 
 // NewApp builds the daemon from a validated cfg, logging to logOut: it
@@ -275,9 +277,13 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	if err != nil {
 		return nil, err
 	}
+	if a.fs, err = newFreeSWITCH(cfg.FreeSWITCH, a.snapshot, pbxAudit, logger.Named("freeswitch"), a.reg); err != nil {
+		return nil, err
+	}
 	var lc net.ListenConfig
 	a.ln, err = lc.Listen(ctx, "tcp", cfg.HTTP.Listen)
 	if err != nil {
+		a.fs.close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTP.Listen, err)
 	}
 	a.srv = &http.Server{
@@ -397,6 +403,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	// The ARI adapter stops (and cleans up its calls) before the loader.
 	defer a.ast.start(ctx)()
+	defer a.fs.start(ctx)()
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
 	a.log.Info("serving", zap.String("addr", a.Addr().String()), zap.Uint64("generation", a.generation()))
@@ -445,6 +452,7 @@ func (a *App) Reload() error {
 // Close releases the listener and the server's connections; it is safe
 // after Run and when Run was never called.
 func (a *App) Close() error {
+	a.fs.close() // a no-op once Run has run
 	err := a.srv.Close()
 	if lerr := a.ln.Close(); lerr != nil && !errors.Is(lerr, net.ErrClosed) && err == nil {
 		err = lerr

@@ -1,0 +1,193 @@
+package freeswitch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
+)
+
+// Options configure an Adapter. ESLAddress, ESLPassword, Snapshot and
+// Auditor are required; every other field has a default.
+type Options struct {
+	// ESLAddress is FreeSWITCH's event socket, e.g. 127.0.0.1:8021.
+	ESLAddress  string
+	ESLPassword string // never logged
+	// OutboundListen is where the dialplan's socket application connects
+	// (default 127.0.0.1:8084); ":0" picks a port (see Addr).
+	OutboundListen string
+	// PBX names this FreeSWITCH in audit records (default "freeswitch").
+	PBX string
+	// Timeout bounds every ESL command, the dial and the auth (default 2s).
+	Timeout time.Duration
+	// ConnTimeout bounds one whole outbound connection (default 30s).
+	ConnTimeout time.Duration
+	// ShutdownTimeout bounds the wait for outbound connections when Run
+	// stops (default 5s).
+	ShutdownTimeout time.Duration
+	// EventWindow is how long an event is held to restore Event-Sequence
+	// order (default 50ms; FreeSWITCH's own disorder is about 20ms).
+	EventWindow time.Duration
+	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 100ms
+	// and 5s); KeepAlive is the probe interval of an idle inbound
+	// connection (default 10s).
+	MinBackoff, MaxBackoff, KeepAlive time.Duration
+
+	// Snapshot returns the snapshot to decide from; nil fails closed
+	// (store_unavailable).
+	Snapshot func() *enforce.Snapshot
+	Auditor  enforce.Auditor
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger defaults to zap.NewNop(); Registerer, when set, receives the
+	// callwarden_freeswitch_* metrics.
+	Logger     *zap.Logger
+	Registerer prometheus.Registerer
+}
+
+// Adapter serves the dialplan's socket requests and keeps the inbound ESL
+// connection up. Build it with New (which binds the outbound listener),
+// run it with Run.
+type Adapter struct {
+	o     Options
+	log   *zap.Logger
+	m     *metrics
+	audit *session.Audit
+	in    *inbound
+	srv   *outboundServer
+
+	runOnce sync.Once
+}
+
+// New checks opts, applies the defaults and binds the outbound listener;
+// it does not connect to FreeSWITCH (Run does).
+func New(opts Options) (*Adapter, error) {
+	o := opts
+	var errs []error
+	if o.ESLAddress == "" {
+		errs = append(errs, errors.New("ESLAddress is required"))
+	}
+	if o.ESLPassword == "" {
+		errs = append(errs, errors.New("ESLPassword is required"))
+	} else if err := checkValue("ESLPassword", o.ESLPassword); err != nil {
+		errs = append(errs, err)
+	}
+	if o.Snapshot == nil {
+		errs = append(errs, errors.New("Snapshot is required"))
+	}
+	if o.Auditor == nil {
+		errs = append(errs, errors.New("Auditor is required"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("freeswitch: %w", errors.Join(errs...))
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.Timeout, 2*time.Second)
+	def(&o.ConnTimeout, 30*time.Second)
+	def(&o.ShutdownTimeout, 5*time.Second)
+	def(&o.EventWindow, 50*time.Millisecond)
+	def(&o.MinBackoff, 100*time.Millisecond)
+	def(&o.MaxBackoff, 5*time.Second)
+	def(&o.KeepAlive, 10*time.Second)
+	if o.OutboundListen == "" {
+		o.OutboundListen = "127.0.0.1:8084"
+	}
+	if o.PBX == "" {
+		o.PBX = "freeswitch"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	a := &Adapter{o: o, log: o.Logger, m: m}
+	a.audit = &session.Audit{Log: o.Auditor, Source: "freeswitch", PBX: o.PBX, Now: o.Now, Timeout: o.Timeout,
+		Failed: m.auditFailures.Inc}
+	a.in = newInbound(inboundOptions{
+		Address: o.ESLAddress, Password: o.ESLPassword, Timeout: o.Timeout,
+		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff, Window: o.EventWindow, KeepAlive: o.KeepAlive,
+		Logger: o.Logger, OnEvent: a.onEvent,
+		OnDropped: func(reason string) { m.drops.WithLabelValues(reason).Inc() },
+		OnIgnored: func(kind string, n int) { m.ignored.WithLabelValues(kind).Add(float64(n)) },
+		OnLate:    m.late.Inc,
+		OnUp: func(up bool) {
+			if up {
+				m.connected.Set(1)
+			} else {
+				m.connected.Set(0)
+			}
+		},
+	})
+	ln, err := net.Listen("tcp", o.OutboundListen)
+	if err != nil {
+		return nil, fmt.Errorf("freeswitch: outbound socket: %w", err)
+	}
+	a.srv = newOutboundServer(ln, o.Timeout, o.ConnTimeout, a.handleOutbound)
+	return a, nil
+}
+
+// Addr is the outbound listener's address (the port chosen for ":0").
+func (a *Adapter) Addr() net.Addr { return a.srv.ln.Addr() }
+
+// Run serves the outbound socket and keeps the inbound connection up
+// until ctx ends; then it stops accepting, waits up to ShutdownTimeout for
+// the outbound connections and returns. It runs once.
+func (a *Adapter) Run(ctx context.Context) error {
+	err := errors.New("freeswitch: Run called twice")
+	a.runOnce.Do(func() { err = a.run(ctx) })
+	return err
+}
+
+func (a *Adapter) run(ctx context.Context) error {
+	a.log.Info("FreeSWITCH outbound socket listening", zap.String("address", a.Addr().String()))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a.in.run(ctx) }()
+	serveErr := make(chan error, 1)
+	go func() { defer wg.Done(); serveErr <- a.srv.serve() }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.o.ShutdownTimeout)
+	defer cancel()
+	cerr := a.srv.close(sctx)
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	return cerr
+}
+
+// Close releases the listener of an adapter whose Run was never called.
+func (a *Adapter) Close() {
+	a.runOnce.Do(func() { _ = a.srv.close(context.Background()) })
+}
+
+// onEvent receives the inbound events in Event-Sequence order. This slice
+// only counts them; call tracking and the watchdog come next.
+func (a *Adapter) onEvent(ev Event) {
+	if !knownEvent(ev.Name) {
+		a.m.ignored.WithLabelValues("event").Inc()
+		return
+	}
+	a.m.events.WithLabelValues(ev.Name).Inc()
+}

@@ -1,0 +1,204 @@
+package freeswitch
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callwarden/callwarden/config"
+	"github.com/callwarden/callwarden/enforce"
+)
+
+func mustExampleSnapshot(tb testing.TB) *enforce.Snapshot {
+	tb.Helper()
+	p, err := config.LoadProfiles("../../deploy/examples/profiles.yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := enforce.NewSnapshot(p, 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+type auditLog struct {
+	mu   sync.Mutex
+	recs []enforce.AuditRecord
+}
+
+func (l *auditLog) Audit(_ context.Context, r enforce.AuditRecord) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r)
+	return nil
+}
+
+func (l *auditLog) all() []enforce.AuditRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]enforce.AuditRecord(nil), l.recs...)
+}
+
+var testNow = time.Date(2026, 11, 23, 10, 37, 53, 0, time.UTC)
+
+// MustAdapter is an adapter on 127.0.0.1:0 whose ESL peer is fake, run
+// until the test ends.
+func MustAdapter(tb testing.TB, snap *enforce.Snapshot, log enforce.Auditor) *Adapter {
+	tb.Helper()
+	fake := newFakeESL(tb, func(int, string) (string, time.Duration) { return "+OK", 0 })
+	a, err := New(Options{ESLAddress: fake.addr(), ESLPassword: "ClueCon", OutboundListen: "127.0.0.1:0", PBX: "fs1",
+		Timeout: time.Second, Snapshot: func() *enforce.Snapshot { return snap }, Auditor: log,
+		Now: func() time.Time { return testNow }, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	return a
+}
+
+// playFreeSWITCH connects to the outbound socket as FreeSWITCH's socket
+// application does: it answers connect with reply, uuid_setvar with +OK,
+// exit with "+OK bye" and a disconnect notice, and returns every command
+// it received.
+func playFreeSWITCH(t *testing.T, addr, reply string) []string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	var got []string
+	for {
+		cmd, err := readCommand(r)
+		if err != nil {
+			return got
+		}
+		got = append(got, cmd)
+		switch {
+		case cmd == "connect":
+			_, _ = c.Write([]byte(reply))
+		case strings.HasPrefix(cmd, "api uuid_setvar "):
+			_, _ = c.Write([]byte(frameText("api/response", "+OK")))
+		case cmd == "exit":
+			_, _ = c.Write([]byte("Content-Type: command/reply\nReply-Text: +OK bye\n\n" +
+				"Content-Type: text/disconnect-notice\nContent-Length: 0\n\n"))
+			return got
+		default:
+			t.Errorf("unexpected command %q", cmd)
+			return got
+		}
+	}
+}
+
+const uuid = "cf537d4e-823b-4cda-9349-194bda03edc2"
+
+func TestCheckOverTheOutboundSocket(t *testing.T) {
+	snap := mustExampleSnapshot(t)
+	for _, tc := range []struct {
+		name                 string
+		vars                 []string
+		decision, reason     string
+		user, action, target string
+	}{
+		{"admin may listen to an agent", []string{"variable_sip_from_user: 1000", "variable_callwarden_action: check",
+			"variable_callwarden_mode: listen", "variable_callwarden_target: 2001"}, "allow", "granted", "admin", "monitor.listen", "agent2001"},
+		{"unknown phone is denied", []string{"variable_callwarden_action: check",
+			"variable_callwarden_mode: monitor.listen", "variable_callwarden_target: 2001"}, "deny", "unknown_user", "", "monitor.listen", "agent2001"},
+		{"a user variable cannot name the requester", []string{"variable_callwarden_user: admin", "variable_callwarden_action: check",
+			"variable_callwarden_mode: listen", "variable_callwarden_target: 2001"}, "deny", "unknown_user", "", "monitor.listen", "agent2001"},
+		{"unknown verb is refused", []string{"variable_sip_from_user: 1000", "variable_callwarden_action: spy"},
+			"deny", "invalid_request", "", "invalid", ""},
+		{"monitor is not available yet", []string{"variable_sip_from_user: 1000", "variable_callwarden_action: monitor",
+			"variable_callwarden_mode: listen", "variable_callwarden_target: 2001"}, "deny", "invalid_request", "", "invalid", ""},
+		{"unknown target", []string{"variable_sip_from_user: 1000", "variable_callwarden_action: check",
+			"variable_callwarden_mode: listen", "variable_callwarden_target: 9999"}, "deny", "unknown_target", "admin", "monitor.listen", "9999"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := &auditLog{}
+			a := MustAdapter(t, snap, log)
+			got := playFreeSWITCH(t, a.Addr().String(), mustConnectReply(t, tc.vars...))
+			want := []string{"connect",
+				"api uuid_setvar " + uuid + " callwarden_decision " + tc.decision,
+				"api uuid_setvar " + uuid + " callwarden_reason " + tc.reason,
+				"exit"}
+			if strings.Join(got, "|") != strings.Join(want, "|") {
+				t.Fatalf("commands:\n%q\nwant\n%q", got, want)
+			}
+			recs := log.all()
+			if len(recs) != 1 {
+				t.Fatalf("%d audit records; want 1", len(recs))
+			}
+			r := recs[0]
+			if r.Decision != tc.decision || r.Reason != tc.reason || r.User != tc.user || r.Action != tc.action ||
+				r.Target != tc.target || r.Source != "freeswitch" || r.PBX != "fs1" || r.AskedBy != "freeswitch:fs1" ||
+				!r.Time.Equal(testNow) || len(r.Channels) != 1 || r.Channels[0] != uuid {
+				t.Fatalf("audit record %+v", r)
+			}
+			if !strings.Contains(r.Detail, "requested from loopback/9198-a caller id default") {
+				t.Errorf("detail %q does not name the requesting channel", r.Detail)
+			}
+		})
+	}
+}
+
+func TestCheckMasksTheRequestersNumber(t *testing.T) {
+	log := &auditLog{}
+	a := MustAdapter(t, mustExampleSnapshot(t), log)
+	reply := strings.Replace(mustConnectReply(t, "variable_sip_from_user: 1002", "variable_callwarden_action: check",
+		"variable_callwarden_mode: listen", "variable_callwarden_target: 2001"),
+		"Caller-Caller-ID-Number: default", "Caller-Caller-ID-Number: 0612345678", 1)
+	playFreeSWITCH(t, a.Addr().String(), reply)
+	recs := log.all()
+	if len(recs) != 1 {
+		t.Fatalf("%d records", len(recs))
+	}
+	if !strings.Contains(recs[0].Detail, "caller id 061234****") {
+		t.Errorf("detail %q shows the number unmasked", recs[0].Detail)
+	}
+}
+
+func TestOutboundShutdownCutsASilentConnection(t *testing.T) {
+	fake := newFakeESL(t, func(int, string) (string, time.Duration) { return "+OK", 0 })
+	a, err := New(Options{ESLAddress: fake.addr(), ESLPassword: "ClueCon", OutboundListen: "127.0.0.1:0",
+		Timeout: 5 * time.Second, ShutdownTimeout: 100 * time.Millisecond,
+		Snapshot: func() *enforce.Snapshot { return nil }, Auditor: &auditLog{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	c, err := net.Dial("tcp", a.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if cmd, err := readCommand(bufio.NewReader(c)); err != nil || cmd != "connect" {
+		t.Fatalf("first command %q, %v", cmd, err)
+	}
+	start := time.Now()
+	cancel() // FreeSWITCH never answers connect
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("shutdown took %s; want about ShutdownTimeout", d)
+	}
+	if _, err := net.Dial("tcp", a.Addr().String()); err == nil {
+		t.Error("the listener still accepts after Run returned")
+	}
+}

@@ -1,0 +1,65 @@
+package freeswitch
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the adapter's Prometheus series, all prefixed
+// callwarden_freeswitch_.
+type metrics struct {
+	decisions     *prometheus.CounterVec // verb, action, decision
+	connected     prometheus.Gauge
+	drops         *prometheus.CounterVec // reason
+	ignored       *prometheus.CounterVec // kind
+	events        *prometheus.CounterVec // event
+	late          prometheus.Counter
+	auditFailures prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callwarden_freeswitch_decisions_total",
+			Help: "Decisions made for FreeSWITCH socket requests, by verb, action and decision.",
+		}, []string{"verb", "action", "decision"}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "callwarden_freeswitch_connected",
+			Help: "1 while the inbound ESL connection is up, else 0.",
+		}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callwarden_freeswitch_connection_drops_total",
+			Help: "ESL connections callwarden dropped, by reason: command_failed (a timeout above all: eslgo would hand the late reply to the next command).",
+		}, []string{"reason"}),
+		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callwarden_freeswitch_ignored_total",
+			Help: "ESL input ignored, by kind: event (an event name callwarden did not ask for), header (a header line that is not Name: value), frame (a frame of an unexpected content type).",
+		}, []string{"kind"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callwarden_freeswitch_events_total",
+			Help: "Events received on the inbound ESL connection, by name (subscribed events only).",
+		}, []string{"event"}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callwarden_freeswitch_events_late_total",
+			Help: "Events that arrived after a later Event-Sequence had been delivered (beyond the reordering window); delivered anyway.",
+		}),
+		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callwarden_freeswitch_audit_failures_total",
+			Help: "Audit records that could not be written; an allow whose audit fails is turned into a deny.",
+		}),
+	}
+	for _, k := range []string{"event", "header", "frame"} {
+		m.ignored.WithLabelValues(k)
+	}
+	m.drops.WithLabelValues("command_failed")
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.decisions, m.connected, m.drops, m.ignored, m.events, m.late, m.auditFailures} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register freeswitch metrics: %w (one adapter per registry)", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,165 @@
+package freeswitch
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrHungUp is returned by a command on an outbound connection whose
+// channel hung up (a disconnect notice came instead of the reply).
+var ErrHungUp = errors.New("freeswitch: channel hung up")
+
+// outboundServer accepts the connections of the dialplan's socket
+// application. It owns its listener (eslgo's outbound server can be
+// neither stopped nor handed a connection) and tracks every connection so
+// that close stops accepting and waits for them.
+type outboundServer struct {
+	ln      net.Listener
+	handle  func(ctx context.Context, c *outConn)
+	timeout time.Duration // per command
+	connFor time.Duration // whole connection
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newOutboundServer(ln net.Listener, timeout, connFor time.Duration, handle func(context.Context, *outConn)) *outboundServer {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &outboundServer{ln: ln, handle: handle, timeout: timeout, connFor: connFor,
+		conns: make(map[net.Conn]struct{}), ctx: ctx, cancel: cancel}
+}
+
+// serve accepts until close; it returns nil after close, else the
+// listener's error.
+func (s *outboundServer) serve() error {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("freeswitch: outbound accept: %w", err)
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = c.Close()
+			return nil
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				_ = c.Close()
+			}()
+			// The whole conversation has a deadline: a silent FreeSWITCH
+			// never holds a goroutine.
+			_ = c.SetDeadline(time.Now().Add(s.connFor))
+			ctx, cancel := context.WithTimeout(s.ctx, s.connFor)
+			defer cancel()
+			s.handle(ctx, &outConn{c: c, r: bufio.NewReader(c), timeout: s.timeout})
+		}()
+	}
+}
+
+// close stops accepting and waits for the connections until ctx ends;
+// then it cuts the rest and waits for their handlers to return.
+func (s *outboundServer) close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	err := s.ln.Close()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.cancel()
+		return err
+	case <-ctx.Done():
+	}
+	s.cancel()
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	<-done
+	return errors.Join(err, fmt.Errorf("freeswitch: outbound connections cut at shutdown: %w", ctx.Err()))
+}
+
+// outConn is one outbound connection: commands are sent one at a time and
+// each reads its own reply; events in between are skipped (myevents is
+// never asked for in this slice).
+type outConn struct {
+	c       net.Conn
+	r       *bufio.Reader
+	timeout time.Duration
+	// skipped counts frames and header lines that were ignored.
+	skipped int
+}
+
+// command sends the lines of one command (each checked first) and waits
+// for its command/reply or api/response within timeout. Any error leaves
+// the stream out of step: the caller must drop the connection.
+func (o *outConn) command(ctx context.Context, lines ...string) (frame, error) {
+	if err := checkValues("command", lines...); err != nil {
+		return frame{}, err
+	}
+	deadline := time.Now().Add(o.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := o.c.SetDeadline(deadline); err != nil {
+		return frame{}, err
+	}
+	if _, err := o.c.Write([]byte(strings.Join(lines, "\n") + "\n\n")); err != nil {
+		return frame{}, fmt.Errorf("freeswitch: send %q: %w", lines[0], err)
+	}
+	for {
+		f, err := readFrame(o.r)
+		if err != nil {
+			return frame{}, fmt.Errorf("freeswitch: reply to %q: %w", lines[0], err)
+		}
+		o.skipped += f.skipped
+		switch f.contentType() {
+		case typeReply, typeAPIResponse:
+			return f, nil
+		case typeDisconnect:
+			return f, ErrHungUp
+		default:
+			o.skipped++
+		}
+	}
+}
+
+// reply is the text of a reply frame: Reply-Text, else the body.
+func (f frame) reply() string {
+	if v, ok := f.header["Reply-Text"]; ok {
+		return v
+	}
+	return string(f.body)
+}
+
+func (f frame) ok() bool { return strings.HasPrefix(f.reply(), "+OK") }
