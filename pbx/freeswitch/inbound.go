@@ -201,6 +201,18 @@ func (in *inbound) current(ctx context.Context) (*eslConn, error) {
 	for {
 		in.mu.Lock()
 		c, up := in.cur, in.upCh
+		if c != nil {
+			select {
+			case <-c.done:
+				// Dropped (a command timed out on it) but not yet replaced
+				// by run: wait for the next connection instead of failing
+				// the command on the dead one.
+				in.cur, up = nil, make(chan struct{})
+				in.upCh = up
+				c = nil
+			default:
+			}
+		}
 		in.mu.Unlock()
 		if c != nil {
 			return c, nil
