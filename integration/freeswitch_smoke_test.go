@@ -54,23 +54,26 @@ func TestFreeSWITCHLoadsTheLabModules(t *testing.T) {
 		}
 	}
 	// The applications and commands callwarden's adapter and these tests rely on.
-	apps, err := fs.API(ctx, "show application")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, app := range []string{"socket", "eavesdrop", "record_session", "tone_detect", "playback", "transfer", "hash"} {
-		if !strings.Contains(apps, "\n"+app+",") {
-			t.Errorf("application %s missing", app)
-		}
-	}
-	apis, err := fs.API(ctx, "show api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, api := range []string{"uuid_record", "uuid_kill", "uuid_dump", "uuid_buglist", "uuid_setvar"} {
-		if !strings.Contains(apis, "\n"+api+",") {
-			t.Errorf("api %s missing", api)
-		}
+	// `show` reads FreeSWITCH's core database, filled a moment after start: poll it.
+	for _, tc := range []struct {
+		what  string
+		names []string
+	}{
+		{"application", []string{"socket", "eavesdrop", "record_session", "tone_detect", "playback", "transfer", "hash"}},
+		{"api", []string{"uuid_record", "uuid_kill", "uuid_dump", "uuid_buglist", "uuid_setvar"}},
+	} {
+		waitFor(ctx, t, "show "+tc.what+" listing "+strings.Join(tc.names, ", "), func() error {
+			out, err := fs.API(ctx, "show "+tc.what)
+			if err != nil {
+				return err
+			}
+			for _, name := range tc.names {
+				if !strings.Contains(out, "\n"+name+",") {
+					return fmt.Errorf("%s %s missing", tc.what, name)
+				}
+			}
+			return nil
+		})
 	}
 }
 
