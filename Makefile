@@ -16,9 +16,11 @@ vet:
 unit: vet
 	$(GO) test -race -count=1 $(PKGS_UNIT)
 
-## lab: build the Asterisk and Redis lab images offline (cached).
+## lab: build the Asterisk and Redis lab images offline (cached) and load the FreeSWITCH
+## image from ../shared/images (sha256-checked; CALLWARDEN_FREESWITCH_IMAGE_TAR overrides).
 lab:
 	bash deploy/lab/build.sh
+	bash deploy/lab/load-freeswitch.sh
 
 ## integration: the suites against real containers (needs `make lab`).
 integration: lab

@@ -100,7 +100,7 @@ type Lab struct {
 // waits until ARI answers and Redis replies to PING. ctx bounds the whole start.
 // Errors wrap ErrDockerUnavailable or ErrImageMissing when that is the cause.
 func Start(ctx context.Context) (*Lab, error) {
-	if err := preflight(ctx); err != nil {
+	if err := preflight(ctx, AsteriskImage, RedisImage); err != nil {
 		return nil, err
 	}
 	l := &Lab{ARIUser: ARIUser, ARIPassword: ARIPassword}
@@ -284,9 +284,9 @@ func (l *Lab) terminate(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// preflight checks that Docker answers and that both images exist locally (the lab
-// never pulls: there may be no registry), and removes containers left by dead runs.
-func preflight(ctx context.Context) (err error) {
+// preflight checks that Docker answers and that images exist locally (the lab never
+// pulls: there may be no registry), and removes containers left by dead runs.
+func preflight(ctx context.Context, images ...string) (err error) {
 	defer func() {
 		// Some Docker-host detection paths of testcontainers panic instead of failing;
 		// a missing Docker must read as ErrDockerUnavailable, not as a crash.
@@ -302,7 +302,7 @@ func preflight(ctx context.Context) (err error) {
 	if err := chooseHost(ctx, cli); err != nil {
 		return err
 	}
-	for _, image := range []string{AsteriskImage, RedisImage} {
+	for _, image := range images {
 		if _, err := cli.ImageInspect(ctx, image); err != nil {
 			if cerrdefs.IsNotFound(err) {
 				return fmt.Errorf("%w: image %s not found: run `make lab`", ErrImageMissing, image)

@@ -25,6 +25,7 @@ const StartTimeout = 3 * time.Minute
 type Suite struct {
 	lab  *Lab
 	skip string
+	fs   freeswitchOnce
 }
 
 // Main starts the lab, runs the tests and removes the lab; TestMain passes its result
@@ -68,7 +69,7 @@ func (s *Suite) Main(m *testing.M) int {
 
 	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := l.Close(ctx); err != nil {
+	if err := errors.Join(l.Close(ctx), s.closeFreeSWITCH(ctx)); err != nil {
 		fmt.Fprintf(os.Stderr, "integration: removing the lab: %v\n", err)
 		code = 1
 	}
@@ -100,7 +101,7 @@ func (s *Suite) removeOnSignal() func() {
 		case sig := <-sigs:
 			fmt.Fprintf(os.Stderr, "integration: %v: removing the lab containers\n", sig)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := s.lab.Close(ctx); err != nil {
+			if err := errors.Join(s.lab.Close(ctx), s.closeFreeSWITCH(ctx)); err != nil {
 				fmt.Fprintf(os.Stderr, "integration: removing the lab: %v\n", err)
 			}
 			cancel()

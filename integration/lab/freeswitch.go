@@ -1,0 +1,286 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/testcontainers/testcontainers-go"
+	tcexec "github.com/testcontainers/testcontainers-go/exec"
+)
+
+// The FreeSWITCH lab: callwarden-lab/freeswitch:1.10.12 (loaded by
+// deploy/lab/load-freeswitch.sh, `make lab`) with the lab's own configuration,
+// deploy/lab/freeswitch/conf, copied over /usr/local/freeswitch/conf before it starts.
+const (
+	FreeSWITCHImage   = "callwarden-lab/freeswitch:1.10.12"
+	FreeSWITCHVersion = "1.10.12"
+	// FreeSWITCHESLPassword is the inbound ESL password of the lab's vars.xml. Lab only.
+	FreeSWITCHESLPassword = "callwarden"
+	// FreeSWITCHConfDir is the lab configuration, relative to the repository root.
+	FreeSWITCHConfDir = "deploy/lab/freeswitch/conf"
+)
+
+// Environment of the FreeSWITCH harness.
+const (
+	// EnvFreeSWITCHHostIP overrides the address at which the FreeSWITCH container
+	// reaches this process (outbound sockets); default: its bridge network's gateway.
+	EnvFreeSWITCHHostIP = "CALLWARDEN_FREESWITCH_HOST_IP"
+	// EnvFreeSWITCHConf overrides the configuration directory copied into the container.
+	EnvFreeSWITCHConf = "CALLWARDEN_FREESWITCH_CONF"
+)
+
+const (
+	eslPort           = "8021/tcp"
+	freeswitchConf    = "/usr/local/freeswitch/conf"
+	freeswitchStartTO = 60 * time.Second
+)
+
+// FreeSWITCHOptions adjusts one FreeSWITCH container; the zero value is the lab.
+type FreeSWITCHOptions struct {
+	// ConfDir replaces the lab configuration (default: FreeSWITCHConfDir, found from
+	// the working directory upwards, or $CALLWARDEN_FREESWITCH_CONF).
+	ConfDir string
+	// Env adds container environment (the image reads FS_* and CALLWARDEN_SOCKET).
+	Env map[string]string
+}
+
+// FreeSWITCH is a running FreeSWITCH container. Its methods are safe for concurrent use.
+type FreeSWITCH struct {
+	// ESLPassword authenticates to the inbound event socket.
+	ESLPassword string
+	// HostIP is where the container reaches this process: outbound socket listeners
+	// (ListenOutbound) must listen there.
+	HostIP string
+
+	c testcontainers.Container
+
+	mu      sync.Mutex
+	eslAddr string
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// StartFreeSWITCH checks Docker and the image, starts a FreeSWITCH container with the
+// lab configuration and waits until its event socket accepts `auth` and FreeSWITCH
+// reports itself ready (about 5 s). Errors wrap ErrDockerUnavailable or
+// ErrImageMissing when that is the cause.
+func StartFreeSWITCH(ctx context.Context, opts FreeSWITCHOptions) (*FreeSWITCH, error) {
+	if err := preflight(ctx, FreeSWITCHImage); err != nil {
+		return nil, err
+	}
+	conf, err := freeswitchConfDir(opts.ConfDir)
+	if err != nil {
+		return nil, err
+	}
+	req := testcontainers.ContainerRequest{
+		Image:        FreeSWITCHImage,
+		ExposedPorts: []string{eslPort},
+		Labels:       ownerLabels(),
+		Env:          opts.Env,
+		// Copied rather than bind-mounted, so a remote Docker engine works too.
+		Files: []testcontainers.ContainerFile{{HostFilePath: conf, ContainerFilePath: freeswitchConf, FileMode: 0o644}},
+	}
+	c, err := startContainer(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	fs := &FreeSWITCH{ESLPassword: FreeSWITCHESLPassword, c: c}
+	if err := fs.afterStart(ctx); err != nil {
+		return nil, errors.Join(err, fs.Close(context.WithoutCancel(ctx)))
+	}
+	return fs, nil
+}
+
+// freeswitchConfDir resolves the configuration directory to copy in.
+func freeswitchConfDir(dir string) (string, error) {
+	if dir == "" {
+		dir = os.Getenv(EnvFreeSWITCHConf)
+	}
+	if dir != "" {
+		return filepath.Abs(dir)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find %s: %w", FreeSWITCHConfDir, err)
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return filepath.Join(d, FreeSWITCHConfDir), nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("find %s: no go.mod above %s (set %s)", FreeSWITCHConfDir, wd, EnvFreeSWITCHConf)
+		}
+	}
+}
+
+// afterStart learns the ESL address and the host IP, then waits until ESL is ready.
+func (fs *FreeSWITCH) afterStart(ctx context.Context) error {
+	addr, err := fs.c.PortEndpoint(ctx, eslPort, "")
+	if err != nil {
+		return fmt.Errorf("freeswitch ESL port: %w", err)
+	}
+	fs.mu.Lock()
+	fs.eslAddr = addr
+	fs.mu.Unlock()
+	if fs.HostIP == "" {
+		if fs.HostIP, err = fs.hostIP(ctx); err != nil {
+			return err
+		}
+	}
+	return fs.waitReady(ctx)
+}
+
+// hostIP is $CALLWARDEN_FREESWITCH_HOST_IP, else the gateway of the container's network
+// (on a local engine, the host's address on that bridge, e.g. 172.17.0.1).
+func (fs *FreeSWITCH) hostIP(ctx context.Context) (string, error) {
+	if ip := os.Getenv(EnvFreeSWITCHHostIP); ip != "" {
+		return ip, nil
+	}
+	info, err := fs.c.Inspect(ctx)
+	if err != nil {
+		return "", fmt.Errorf("inspect freeswitch container: %w", err)
+	}
+	if info.NetworkSettings != nil {
+		for _, n := range info.NetworkSettings.Networks {
+			if n != nil && n.Gateway.IsValid() {
+				return n.Gateway.String(), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("freeswitch container has no network gateway: set %s", EnvFreeSWITCHHostIP)
+}
+
+// waitReady polls ESL until `api status` says FreeSWITCH is up and ready.
+func (fs *FreeSWITCH) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, freeswitchStartTO)
+	defer cancel()
+	var last error
+	for {
+		out, err := fs.API(ctx, "status")
+		if err == nil && strings.Contains(out, "is ready") {
+			return nil
+		}
+		last = errors.Join(err, fmt.Errorf("status: %q", firstLine(out)))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("freeswitch ESL at %s not ready: %w (last: %w)", fs.ESLAddr(), ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// ESLAddr is host:port of the inbound event socket (it changes after Restart).
+func (fs *FreeSWITCH) ESLAddr() string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.eslAddr
+}
+
+// DialESL opens an authenticated inbound ESL connection; the caller closes it.
+func (fs *FreeSWITCH) DialESL(ctx context.Context) (*ESL, error) {
+	return DialESL(ctx, fs.ESLAddr(), fs.ESLPassword)
+}
+
+// API runs one api command on a connection of its own (so it works across a restart
+// and never shares a connection with a test's events) and returns its output.
+func (fs *FreeSWITCH) API(ctx context.Context, cmd string) (string, error) {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+	c, err := fs.DialESL(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return c.API(ctx, cmd)
+}
+
+// SendMsg sends `sendmsg <uuid>` with headers on a connection of its own.
+func (fs *FreeSWITCH) SendMsg(ctx context.Context, uuid string, headers ...string) error {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+	c, err := fs.DialESL(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.SendMsg(ctx, uuid, headers...)
+}
+
+// Restart stops FreeSWITCH (cleanly, like `docker stop`), starts it again and waits
+// until ESL is ready; ESLAddr may change.
+func (fs *FreeSWITCH) Restart(ctx context.Context) error {
+	timeout := 10 * time.Second
+	if err := fs.c.Stop(ctx, &timeout); err != nil {
+		return fmt.Errorf("stop freeswitch: %w", err)
+	}
+	if err := fs.c.Start(ctx); err != nil {
+		return fmt.Errorf("start freeswitch: %w", err)
+	}
+	return fs.afterStart(ctx)
+}
+
+// Exec runs a command in the container (e.g. fs_cli) and returns its output.
+func (fs *FreeSWITCH) Exec(ctx context.Context, cmd ...string) (string, error) {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+	code, out, err := fs.c.Exec(ctx, cmd, tcexec.Multiplexed())
+	if err != nil {
+		return "", fmt.Errorf("exec %q: %w", cmd, err)
+	}
+	b, err := io.ReadAll(out)
+	if err != nil {
+		return "", fmt.Errorf("exec %q: read output: %w", cmd, err)
+	}
+	if code != 0 {
+		return string(b), fmt.Errorf("exec %q: exit status %d: %s", cmd, code, strings.TrimSpace(string(b)))
+	}
+	return string(b), nil
+}
+
+// ReadFile copies a file out of the container (e.g. a recording).
+func (fs *FreeSWITCH) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+	rc, err := fs.c.CopyFileFromContainer(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("copy %s from freeswitch: %w", path, err)
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// Logs returns FreeSWITCH's stdout log so far (for failure reports).
+func (fs *FreeSWITCH) Logs(ctx context.Context) (string, error) {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+	rc, err := fs.c.Logs(ctx)
+	if err != nil {
+		return "", fmt.Errorf("freeswitch logs: %w", err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	return string(b), err
+}
+
+// ContainerID is the container's id.
+func (fs *FreeSWITCH) ContainerID() string { return fs.c.GetContainerID() }
+
+// Close removes the container. It is idempotent.
+func (fs *FreeSWITCH) Close(ctx context.Context) error {
+	fs.closeOnce.Do(func() {
+		err := testcontainers.TerminateContainer(fs.c, testcontainers.StopContext(ctx), testcontainers.StopTimeout(2*time.Second))
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			fs.closeErr = fmt.Errorf("remove container %s: %w", fs.c.GetContainerID(), err)
+		}
+	})
+	return fs.closeErr
+}
