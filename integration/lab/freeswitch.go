@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
 	tcexec "github.com/testcontainers/testcontainers-go/exec"
 )
@@ -81,11 +85,23 @@ func StartFreeSWITCH(ctx context.Context, opts FreeSWITCHOptions) (*FreeSWITCH, 
 	if err != nil {
 		return nil, err
 	}
+	// ESL is published on a host port chosen here rather than by Docker: Docker picks
+	// a new ephemeral port at every start, so after Restart a daemon configured with
+	// ESLAddr could never reconnect. A fixed binding survives docker stop/start.
+	hostPort, err := freeLoopbackPort()
+	if err != nil {
+		return nil, err
+	}
 	req := testcontainers.ContainerRequest{
 		Image:        FreeSWITCHImage,
 		ExposedPorts: []string{eslPort},
-		Labels:       ownerLabels(),
-		Env:          opts.Env,
+		HostConfigModifier: func(hc *container.HostConfig) {
+			hc.PortBindings = network.PortMap{network.MustParsePort(eslPort): {{
+				HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: hostPort,
+			}}}
+		},
+		Labels: ownerLabels(),
+		Env:    opts.Env,
 		// Copied rather than bind-mounted, so a remote Docker engine works too.
 		Files: []testcontainers.ContainerFile{{HostFilePath: conf, ContainerFilePath: freeswitchConf, FileMode: 0o644}},
 	}
@@ -98,6 +114,17 @@ func StartFreeSWITCH(ctx context.Context, opts FreeSWITCHOptions) (*FreeSWITCH, 
 		return nil, errors.Join(err, fs.Close(context.WithoutCancel(ctx)))
 	}
 	return fs, nil
+}
+
+// freeLoopbackPort returns a TCP port free on 127.0.0.1 right now.
+func freeLoopbackPort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("choose the ESL host port: %w", err)
+	}
+	defer ln.Close()
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	return port, err
 }
 
 // freeswitchConfDir resolves the configuration directory to copy in.
@@ -178,7 +205,7 @@ func (fs *FreeSWITCH) waitReady(ctx context.Context) error {
 	}
 }
 
-// ESLAddr is host:port of the inbound event socket (it changes after Restart).
+// ESLAddr is host:port of the inbound event socket; it survives Restart.
 func (fs *FreeSWITCH) ESLAddr() string {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -216,7 +243,8 @@ func (fs *FreeSWITCH) SendMsg(ctx context.Context, uuid string, headers ...strin
 }
 
 // Restart stops FreeSWITCH (cleanly, like `docker stop`), starts it again and waits
-// until ESL is ready; ESLAddr may change.
+// until ESL is ready. ESLAddr stays the same (its host port is bound explicitly), so
+// a daemon configured with it can reconnect.
 func (fs *FreeSWITCH) Restart(ctx context.Context) error {
 	timeout := 10 * time.Second
 	if err := fs.c.Stop(ctx, &timeout); err != nil {
