@@ -118,6 +118,7 @@ func New(opts Options) (*Adapter, error) {
 		return nil, err
 	}
 	a := &Adapter{o: o, log: o.Logger, m: m}
+	var everUp bool // only touched by OnUp, which the inbound loop calls in turn
 	a.audit = &session.Audit{Log: o.Auditor, Source: "freeswitch", PBX: o.PBX, Now: o.Now, Timeout: o.Timeout,
 		Failed: m.auditFailures.Inc}
 	a.in = newInbound(inboundOptions{
@@ -129,6 +130,10 @@ func New(opts Options) (*Adapter, error) {
 		OnLate:    m.late.Inc,
 		OnUp: func(up bool) {
 			if up {
+				if everUp {
+					m.reconnects.Inc()
+				}
+				everUp = true
 				m.connected.Set(1)
 			} else {
 				m.connected.Set(0)

@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	decisions     *prometheus.CounterVec // verb, action, decision
 	connected     prometheus.Gauge
+	reconnects    prometheus.Counter
 	drops         *prometheus.CounterVec // reason
 	ignored       *prometheus.CounterVec // kind
 	events        *prometheus.CounterVec // event
@@ -27,6 +28,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "callwarden_freeswitch_connected",
 			Help: "1 while the inbound ESL connection is up, else 0.",
+		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callwarden_freeswitch_reconnects_total",
+			Help: "Inbound ESL connections made after the first one (FreeSWITCH restarted, the network broke, or callwarden dropped the connection).",
 		}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callwarden_freeswitch_connection_drops_total",
@@ -56,7 +61,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.connected, m.drops, m.ignored, m.events, m.late, m.auditFailures} {
+	for _, c := range []prometheus.Collector{m.decisions, m.connected, m.reconnects, m.drops, m.ignored, m.events, m.late, m.auditFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register freeswitch metrics: %w (one adapter per registry)", err)
 		}
