@@ -1,0 +1,341 @@
+package integration
+
+// callwarden's check verb against the real FreeSWITCH of the lab: the built binary,
+// `callwarden serve` with a freeswitch: section, decides the dialplan's check example
+// (*8<ext>, deploy/lab/freeswitch/conf/dialplan/callwarden.xml) from a policy in the
+// lab's Redis, and the dialplan does what the decision says.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/callwarden/callwarden/config"
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/integration/lab"
+)
+
+// freeswitchProfiles is the policy of these tests. The lab's supervisors are loopback
+// channels named loopback/supervisor_<ext>-a: the prefix before the last '-' is the
+// identity, as for an Asterisk channel name. sup1001 may listen to team-a (agent
+// 2001); sup1002 only to team-b.
+const freeswitchProfiles = `version: 1
+profiles:
+  - name: listen-team-a
+    grants:
+      - actions: [monitor.listen]
+        teams: [team-a]
+  - name: listen-team-b
+    grants:
+      - actions: [monitor.listen]
+        teams: [team-b]
+users:
+  - id: sup1001
+    profile: listen-team-a
+    identities: [loopback/supervisor_1001]
+  - id: sup1002
+    profile: listen-team-b
+    identities: [loopback/supervisor_1002]
+  - id: agent2001
+    teams: [team-a]
+    identities: ["2001"]
+`
+
+// fsDaemon is `callwarden serve` run as a child process against the lab's
+// FreeSWITCH, deciding from the policy stored in the lab's Redis.
+type fsDaemon struct {
+	*servedDaemon
+	http     string // host:port of /metrics
+	outbound string // host:port of the outbound socket, as the dialplan reaches it
+}
+
+// freeHostPort returns host:port, a TCP port free on host right now.
+func freeHostPort(t *testing.T, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// serveFreeSWITCH stores the policy, starts `callwarden serve` with the lab's ESL
+// address and password and an outbound socket where the container reaches this host,
+// and waits until its inbound ESL connection is up (callwarden_freeswitch_connected).
+func serveFreeSWITCH(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name string) *fsDaemon {
+	t.Helper()
+	bin := buildCallwarden(t)
+	store := newRedisStore(t, l, nil)
+	pf := filepath.Join(t.TempDir(), "profiles.yaml")
+	mustOK(t, os.WriteFile(pf, []byte(freeswitchProfiles), 0o600))
+	p, err := config.LoadProfiles(pf)
+	mustOK(t, err)
+	mustApplyPolicy(ctx, t, store, p)
+
+	d := &fsDaemon{
+		servedDaemon: &servedDaemon{log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})},
+		http:         freeHostPort(t, "127.0.0.1"),
+		outbound:     freeHostPort(t, fs.HostIP),
+	}
+	cfg := filepath.Join(t.TempDir(), "callwarden.yaml")
+	mustOK(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`http:
+  listen: %q
+log:
+  level: debug
+  format: json
+redis:
+  addrs: [%q]
+  prefix: %q
+freeswitch:
+  esl_address: %q
+  outbound_listen: %q
+  pbx: fslab
+`, d.http, l.RedisAddr, l.KeyPrefix, fs.ESLAddr(), d.outbound)), 0o600))
+
+	logf, err := os.Create(d.log)
+	mustOK(t, err)
+	d.cmd = exec.Command(bin, "serve", "--config", cfg)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CALLWARDEN_") {
+			env = append(env, kv)
+		}
+	}
+	// The ESL password goes in the environment, as in a deployment.
+	d.cmd.Env = append(env, "CALLWARDEN_FREESWITCH_ESL_PASSWORD="+fs.ESLPassword)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := d.cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	go func() {
+		_ = d.cmd.Wait()
+		logf.Close()
+		close(d.exited)
+	}()
+	t.Cleanup(func() {
+		d.stop(t)
+		if t.Failed() {
+			if b, err := os.ReadFile(d.log); err == nil {
+				t.Logf("%s log:\n%s", name, b)
+			}
+		}
+	})
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	waitFor(wctx, t, name+"'s inbound ESL connection up", func() error {
+		select {
+		case <-d.exited:
+			return errors.New("callwarden exited")
+		default:
+		}
+		return d.connected(ctx, 1)
+	})
+	return d
+}
+
+// stop sends SIGTERM and waits for the daemon to exit (it may be gone already).
+func (d *fsDaemon) stop(t *testing.T) {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+		t.Errorf("callwarden did not stop within 20s of SIGTERM")
+	}
+}
+
+// metric returns the value of the unlabelled sample name on /metrics.
+func (d *fsDaemon) metric(ctx context.Context, name string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.http+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("no %s on /metrics (%v)", name, sc.Err())
+}
+
+// connected is nil when callwarden_freeswitch_connected is want.
+func (d *fsDaemon) connected(ctx context.Context, want int) error {
+	v, err := d.metric(ctx, "callwarden_freeswitch_connected")
+	if err != nil {
+		return err
+	}
+	if v != fmt.Sprint(want) {
+		return fmt.Errorf("callwarden_freeswitch_connected = %s, want %d", v, want)
+	}
+	return nil
+}
+
+// fsAuditRecord waits for the audit record of the check made on channel uuid.
+func fsAuditRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) enforce.AuditRecord {
+	t.Helper()
+	store := newRedisStore(t, l, nil)
+	var found *enforce.AuditRecord
+	waitFor(ctx, t, "the audit record of the check on "+uuid, func() error {
+		recs, err := store.ReadAudit(ctx, enforce.AuditFilter{Since: time.Now().Add(-10 * time.Minute)})
+		if err != nil {
+			return err
+		}
+		for i, r := range recs {
+			if r.Source == "freeswitch" && len(r.Channels) > 0 && r.Channels[0] == uuid {
+				found = &recs[i]
+				return nil
+			}
+		}
+		return fmt.Errorf("none among %d records", len(recs))
+	})
+	return *found
+}
+
+// wantEavesdropping waits until the supervisor's channel eavesdrops on agentLeg.
+func wantEavesdropping(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, sup, agentLeg string) {
+	t.Helper()
+	waitFor(ctx, t, "the supervisor eavesdropping on the agent's leg", func() error {
+		d, err := fs.Dump(ctx, sup)
+		if err != nil {
+			return err
+		}
+		if app, data := d["variable_current_application"], d["variable_current_application_data"]; app != "eavesdrop" || data != agentLeg {
+			return fmt.Errorf("supervisor runs %s(%s), want eavesdrop(%s)", app, data, agentLeg)
+		}
+		return nil
+	})
+}
+
+// wantRefused waits until the supervisor's channel plays the refusal (the busy tone
+// of the check example) and then until it is hung up; it never eavesdrops.
+func wantRefused(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, sup string) {
+	t.Helper()
+	waitFor(ctx, t, "the supervisor hearing the busy tone", func() error {
+		d, err := fs.Dump(ctx, sup)
+		if err != nil {
+			return err
+		}
+		app, data := d["variable_current_application"], d["variable_current_application_data"]
+		if app == "eavesdrop" {
+			t.Fatalf("refused supervisor eavesdrops on %s", data)
+		}
+		if app != "playback" || !strings.Contains(data, "480,620") {
+			return fmt.Errorf("supervisor runs %s(%s), want playback of the busy tone", app, data)
+		}
+		return nil
+	})
+	if err := fs.WaitGone(ctx, sup); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFreeSWITCHCheckIsDecidedByCallwarden(t *testing.T) {
+	l := suite.Lab(t)
+	fs := suite.FreeSWITCH(t)
+	ctx := contextFor(t, 3*time.Minute)
+	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
+	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
+	mustOK(t, err)
+
+	t.Run("supervisor 1001 granted team-a listens to agent 2001", func(t *testing.T) {
+		asked := time.Now()
+		sup, err := fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
+		mustOK(t, err)
+		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+		t.Logf("originate of *82001 to eavesdrop running: %s", time.Since(asked).Round(time.Millisecond))
+		rec := fsAuditRecord(ctx, t, l, sup.A)
+		if rec.User != "sup1001" || rec.Action != "monitor.listen" || rec.Target != "agent2001" ||
+			rec.Decision != "allow" || rec.AskedBy != "freeswitch:fslab" || rec.PBX != "fslab" {
+			t.Errorf("audit record %+v, want sup1001 allowed monitor.listen on agent2001, asked by freeswitch:fslab", rec)
+		}
+		if got, err := fs.Var(ctx, sup.A, "callwarden_decision"); err != nil || got != "allow" {
+			t.Errorf("callwarden_decision = %q (%v), want allow", got, err)
+		}
+	})
+
+	t.Run("supervisor 1002 granted team-b only is refused", func(t *testing.T) {
+		sup, err := fs.SupervisorCall(ctx, "1002", "*82001", cw.outbound)
+		mustOK(t, err)
+		wantRefused(ctx, t, fs, sup.A)
+		rec := fsAuditRecord(ctx, t, l, sup.A)
+		if rec.User != "sup1002" || rec.Action != "monitor.listen" || rec.Target != "agent2001" ||
+			rec.Decision != "deny" || rec.Reason != "out_of_scope" || rec.AskedBy != "freeswitch:fslab" {
+			t.Errorf("audit record %+v, want sup1002 denied monitor.listen on agent2001 (out_of_scope), asked by freeswitch:fslab", rec)
+		}
+	})
+
+	t.Run("an unknown phone is refused", func(t *testing.T) {
+		sup, err := fs.SupervisorCall(ctx, "1003", "*82001", cw.outbound)
+		mustOK(t, err)
+		wantRefused(ctx, t, fs, sup.A)
+		if rec := fsAuditRecord(ctx, t, l, sup.A); rec.Decision != "deny" || rec.Reason != "unknown_user" {
+			t.Errorf("audit record %+v, want deny unknown_user", rec)
+		}
+	})
+}
+
+func TestFreeSWITCHRestartIsSurvivedAndTheNextCheckDecided(t *testing.T) {
+	l := suite.Lab(t)
+	fs := suite.FreeSWITCH(t)
+	ctx := contextFor(t, 3*time.Minute)
+	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
+
+	restarted := time.Now()
+	mustOK(t, fs.Restart(ctx))
+	t.Logf("FreeSWITCH restarted (ESL ready) in %s", time.Since(restarted).Round(time.Millisecond))
+	waitFor(ctx, t, "callwarden reconnected to the restarted FreeSWITCH", func() error {
+		if v, err := cw.metric(ctx, "callwarden_freeswitch_reconnects_total"); err != nil || v == "0" {
+			return fmt.Errorf("no reconnection counted yet: %s %v", v, err)
+		}
+		return cw.connected(ctx, 1)
+	})
+	t.Logf("callwarden connected again %s after the restart began", time.Since(restarted).Round(time.Millisecond))
+
+	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
+	mustOK(t, err)
+	sup, err := fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
+	mustOK(t, err)
+	wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+	if rec := fsAuditRecord(ctx, t, l, sup.A); rec.User != "sup1001" || rec.Decision != "allow" {
+		t.Errorf("audit record after the restart %+v, want sup1001 allowed", rec)
+	}
+}
+
+func TestFreeSWITCHCheckFailsClosedWhenCallwardenStops(t *testing.T) {
+	l := suite.Lab(t)
+	fs := suite.FreeSWITCH(t)
+	ctx := contextFor(t, 3*time.Minute)
+	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
+	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
+	mustOK(t, err)
+
+	// First the same call is allowed, so the refusal below is callwarden's absence.
+	sup, err := fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
+	mustOK(t, err)
+	wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+
+	cw.stop(t)
+	sup, err = fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
+	mustOK(t, err)
+	wantRefused(ctx, t, fs, sup.A)
+}
