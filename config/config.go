@@ -211,6 +211,10 @@ type FreeSWITCH struct {
 	PBX string `yaml:"pbx"`
 	// Timeout bounds every ESL command, the dial and the auth (default 2s).
 	Timeout time.Duration `yaml:"timeout"`
+	// Watchdog is what happens to an eavesdrop, record_session or
+	// uuid_record started without an allowing decision: enforce (the
+	// default when empty), report-only or off.
+	Watchdog string `yaml:"watchdog"`
 }
 
 // The Asterisk watchdog modes.
@@ -411,6 +415,11 @@ func (c *Config) Validate() error {
 				bad("freeswitch.pbx", "%v", err)
 			}
 		}
+		switch f.Watchdog {
+		case "", WatchdogEnforce, WatchdogReportOnly, WatchdogOff:
+		default:
+			bad("freeswitch.watchdog", "unknown mode %q (want enforce, report-only or off)", f.Watchdog)
+		}
 	}
 	// Conn's errors name their field and never print a password.
 	if _, err := c.Redis.Conn(); err != nil {
@@ -527,6 +536,7 @@ const (
 	EnvFreeSWITCHOutboundListen = "CALLWARDEN_FREESWITCH_OUTBOUND_LISTEN"
 	EnvFreeSWITCHPBX            = "CALLWARDEN_FREESWITCH_PBX"
 	EnvFreeSWITCHTimeout        = "CALLWARDEN_FREESWITCH_TIMEOUT"
+	EnvFreeSWITCHWatchdog       = "CALLWARDEN_FREESWITCH_WATCHDOG"
 	EnvRedisAddrs               = "CALLWARDEN_REDIS_ADDRS"
 	EnvRedisMasterName          = "CALLWARDEN_REDIS_MASTER_NAME"
 	EnvRedisUsername            = "CALLWARDEN_REDIS_USERNAME"
@@ -604,6 +614,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	str(EnvFreeSWITCHOutboundListen, &c.FreeSWITCH.OutboundListen)
 	str(EnvFreeSWITCHPBX, &c.FreeSWITCH.PBX)
 	dur(EnvFreeSWITCHTimeout, &c.FreeSWITCH.Timeout)
+	str(EnvFreeSWITCHWatchdog, &c.FreeSWITCH.Watchdog)
 	if v := strings.TrimSpace(getenv(EnvRedisAddrs)); IsRedisURL(v) {
 		// One URL: its password may hold commas.
 		c.Redis.Addrs = []string{v}

@@ -185,11 +185,12 @@ func TestFreeSWITCHValidation(t *testing.T) {
 	c.FreeSWITCH.OutboundListen = "nope"
 	c.FreeSWITCH.PBX = "bad pbx"
 	c.FreeSWITCH.Timeout = -time.Second
+	c.FreeSWITCH.Watchdog = "audit"
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("an incomplete freeswitch section was accepted")
 	}
-	for _, field := range []string{"freeswitch.esl_password: required", "freeswitch.outbound_listen", "freeswitch.pbx", "freeswitch.timeout"} {
+	for _, field := range []string{"freeswitch.esl_password: required", "freeswitch.outbound_listen", "freeswitch.pbx", "freeswitch.timeout", `freeswitch.watchdog: unknown mode "audit"`} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("error %q does not name %s", err, field)
 		}
@@ -230,6 +231,7 @@ func TestApplyEnv(t *testing.T) {
 			EnvFreeSWITCHOutboundListen: "127.0.0.1:9084",
 			EnvFreeSWITCHPBX:            "fs1",
 			EnvFreeSWITCHTimeout:        "3s",
+			EnvFreeSWITCHWatchdog:       "report-only",
 		}))
 		if err != nil {
 			t.Fatal(err)
@@ -240,7 +242,7 @@ func TestApplyEnv(t *testing.T) {
 			Log:      Log{Level: "warn", Format: "json"},
 			Asterisk: Asterisk{URL: "https://pbx:8089/ari", User: "ari", Password: "from-env", App: "cw", Timeout: 1500 * time.Millisecond,
 				Watchdog: "off", RefusalSound: "sound:beeperr", NotifySound: "tone:beep"},
-			FreeSWITCH: FreeSWITCH{ESLAddress: "fs:8021", ESLPassword: "esl-env", OutboundListen: "127.0.0.1:9084", PBX: "fs1", Timeout: 3 * time.Second},
+			FreeSWITCH: FreeSWITCH{ESLAddress: "fs:8021", ESLPassword: "esl-env", OutboundListen: "127.0.0.1:9084", PBX: "fs1", Timeout: 3 * time.Second, Watchdog: "report-only"},
 			Redis:      Redis{Addrs: []string{"r1:6379", "r2:6379"}, Password: "redis-env", Prefix: "x:", Staleness: 5 * time.Second},
 			Audit:      Audit{HTTPQueueSize: 4096, PBXQueueSize: 1000, BatchSize: 64, PBXDropUnreadyFor: time.Minute},
 		}

@@ -34,6 +34,7 @@ func newFreeSWITCH(cfg config.FreeSWITCH, snapshot func() *enforce.Snapshot, aud
 		OutboundListen: cfg.OutboundListen,
 		PBX:            cfg.PBX,
 		Timeout:        cfg.Timeout,
+		Watchdog:       freeswitch.WatchdogMode(cfg.Watchdog),
 		Snapshot:       snapshot,
 		Auditor:        auditor,
 		Logger:         logger,

@@ -45,6 +45,9 @@ type Options struct {
 	// (store_unavailable).
 	Snapshot func() *enforce.Snapshot
 	Auditor  enforce.Auditor
+	// Watchdog is what happens to an eavesdrop or a recording started
+	// without an allowing decision (default WatchdogEnforce).
+	Watchdog WatchdogMode
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger defaults to zap.NewNop(); Registerer, when set, receives the
@@ -63,6 +66,7 @@ type Adapter struct {
 	audit *session.Audit
 	in    *inbound
 	srv   *outboundServer
+	wd    *watchdog
 
 	runOnce sync.Once
 }
@@ -110,6 +114,13 @@ func New(opts Options) (*Adapter, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	switch o.Watchdog {
+	case "":
+		o.Watchdog = WatchdogEnforce
+	case WatchdogEnforce, WatchdogReportOnly, WatchdogOff:
+	default:
+		return nil, fmt.Errorf("freeswitch: unknown Watchdog mode %q (want enforce, report-only or off)", o.Watchdog)
+	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
@@ -121,6 +132,9 @@ func New(opts Options) (*Adapter, error) {
 	var everUp bool // only touched by OnUp, which the inbound loop calls in turn
 	a.audit = &session.Audit{Log: o.Auditor, Source: "freeswitch", PBX: o.PBX, Now: o.Now, Timeout: o.Timeout,
 		Failed: m.auditFailures.Inc}
+	a.wd = newWatchdog(&watchdog{mode: o.Watchdog, now: o.Now, act: a.api, audit: a.audit, snap: o.Snapshot,
+		log: o.Logger, count: func(kind string, mode WatchdogMode) { m.watchdog.WithLabelValues(kind, string(mode)).Inc() }})
+	a.wd.allowances.Now = o.Now
 	a.in = newInbound(inboundOptions{
 		Address: o.ESLAddress, Password: o.ESLPassword, Timeout: o.Timeout,
 		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff, Window: o.EventWindow, KeepAlive: o.KeepAlive,
@@ -176,6 +190,7 @@ func (a *Adapter) run(ctx context.Context) error {
 	defer cancel()
 	cerr := a.srv.close(sctx)
 	wg.Wait()
+	a.wd.stop()
 	if err != nil {
 		return err
 	}
@@ -184,15 +199,28 @@ func (a *Adapter) run(ctx context.Context) error {
 
 // Close releases the listener of an adapter whose Run was never called.
 func (a *Adapter) Close() {
-	a.runOnce.Do(func() { _ = a.srv.close(context.Background()) })
+	a.runOnce.Do(func() { _ = a.srv.close(context.Background()); a.wd.stop() })
 }
 
-// onEvent receives the inbound events in Event-Sequence order. This slice
-// only counts them; call tracking and the watchdog come next.
+// onEvent receives the inbound events in Event-Sequence order: it counts
+// them and hands them to the watchdog; call tracking comes next.
 func (a *Adapter) onEvent(ev Event) {
 	if !knownEvent(ev.Name) {
 		a.m.ignored.WithLabelValues("event").Inc()
 		return
 	}
 	a.m.events.WithLabelValues(ev.Name).Inc()
+	a.wd.onEvent(ev)
 }
+
+// api sends one api command on the inbound connection.
+func (a *Adapter) api(ctx context.Context, cmd string, args ...string) (string, error) {
+	return a.in.api(ctx, cmd, args...)
+}
+
+// allow lets channel's next eavesdrop (action monitor.listen, whisper or
+// barge) or recording (recording.start) through the watchdog, once,
+// within session.AllowanceTTL. Call it before starting the application:
+// whatever callwarden starts itself must never be stopped by its own
+// watchdog.
+func (a *Adapter) allow(channel string, action enforce.Action) { a.wd.allow(channel, action) }

@@ -47,6 +47,10 @@ func (a *Adapter) handleOutbound(ctx context.Context, oc *outConn) {
 		o = a.decideCheck(ch, rq, &e)
 	}
 	o = a.audited(ctx, rq.verb, e, o, log)
+	if rq.verb == verbCheck && o.Allow {
+		// The dialplan starts the application once it reads the answer.
+		a.allow(ch.uuid, rq.action)
+	}
 	a.answer(ctx, oc, ch, o, log)
 }
 

@@ -17,6 +17,7 @@ type metrics struct {
 	events        *prometheus.CounterVec // event
 	late          prometheus.Counter
 	auditFailures prometheus.Counter
+	watchdog      *prometheus.CounterVec // kind, mode
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,6 +54,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "callwarden_freeswitch_audit_failures_total",
 			Help: "Audit records that could not be written; an allow whose audit fails is turned into a deny.",
 		}),
+		watchdog: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callwarden_freeswitch_watchdog_total",
+			Help: "Bypasses the watchdog caught (an eavesdrop or a recording started without an allowing decision), by kind (eavesdrop, record, eavesdrop_bug) and mode.",
+		}, []string{"kind", "mode"}),
 	}
 	for _, k := range []string{"event", "header", "frame"} {
 		m.ignored.WithLabelValues(k)
@@ -61,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.connected, m.reconnects, m.drops, m.ignored, m.events, m.late, m.auditFailures} {
+	for _, c := range []prometheus.Collector{m.decisions, m.connected, m.reconnects, m.drops, m.ignored, m.events, m.late, m.auditFailures, m.watchdog} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register freeswitch metrics: %w (one adapter per registry)", err)
 		}
