@@ -73,7 +73,8 @@ func freeHostPort(t *testing.T, host string) string {
 // serveFreeSWITCH stores the policy, starts `callwarden serve` with the lab's ESL
 // address and password and an outbound socket where the container reaches this host,
 // and waits until its inbound ESL connection is up (callwarden_freeswitch_connected).
-func serveFreeSWITCH(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name string) *fsDaemon {
+// env adds CALLWARDEN_* variables ("NAME=value"), e.g. the watchdog mode.
+func serveFreeSWITCH(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name string, env ...string) *fsDaemon {
 	t.Helper()
 	bin := buildCallwarden(t)
 	store := newRedisStore(t, l, nil)
@@ -106,14 +107,14 @@ freeswitch:
 	logf, err := os.Create(d.log)
 	mustOK(t, err)
 	d.cmd = exec.Command(bin, "serve", "--config", cfg)
-	var env []string
+	var cmdEnv []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CALLWARDEN_") {
-			env = append(env, kv)
+			cmdEnv = append(cmdEnv, kv)
 		}
 	}
 	// The ESL password goes in the environment, as in a deployment.
-	d.cmd.Env = append(env, "CALLWARDEN_FREESWITCH_ESL_PASSWORD="+fs.ESLPassword)
+	d.cmd.Env = append(append(cmdEnv, env...), "CALLWARDEN_FREESWITCH_ESL_PASSWORD="+fs.ESLPassword)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
