@@ -26,10 +26,13 @@
 //     accepted connection, so this side speaks ESL itself;
 //   - channel.go reads the request (callwarden_action, _mode, _target) and
 //     the requester (from the channel, never from a variable) out of the
-//     connect reply; check.go decides, audits and answers a check.
+//     connect reply; check.go decides, audits and answers a check;
+//   - watchdog.go hangs up an eavesdrop and stops a recording that the
+//     dialplan or another ESL client started without an allowing decision
+//     (a check's allow, or callwarden's own start: Adapter.allow).
 //
-// Monitor (eavesdrop), recording (uuid_record), playback and the watchdog
-// are not implemented yet: such a request is refused and audited.
+// Monitor (eavesdrop), recording (uuid_record) and playback are not
+// implemented yet: such a request is refused and audited.
 //
 // ESL types never leave this package. It must not import cache, config,
 // cmd or another PBX adapter: cmd/callwarden wires it.
