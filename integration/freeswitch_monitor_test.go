@@ -145,6 +145,36 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 		mustOK(t, fs.WaitGone(ctx, sup.A))
 	})
 
+	t.Run("a whisper is enforced by eavesdrop-command, never by a whisper variable; a barge without the right is refused", func(t *testing.T) {
+		ctx := shortly(t, ctx)
+		_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550103")
+		mustOK(t, err)
+		waitListed(ctx, t, fs, agentLeg)
+		sup, err := fs.SupervisorCall(ctx, "1001", "*2232001", cw.outbound)
+		mustOK(t, err)
+		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+		recs := fsMonitorRecords(ctx, t, l, sup.A, 2)
+		if dec, res := recs[0], recs[1]; dec.Action != "monitor.whisper" || dec.Decision != "allow" || res.Outcome != enforce.OutcomeEnforced {
+			t.Errorf("records %+v / %+v, want whisper allowed and enforced", dec, res)
+		}
+		d, err := fs.Dump(ctx, sup.A)
+		mustOK(t, err)
+		for _, v := range []string{"eavesdrop_whisper_aleg", "eavesdrop_whisper_bleg", "eavesdrop_enable_dtmf"} {
+			if d["variable_"+v] != "false" {
+				t.Errorf("%s = %q, want false (the mode is set by eavesdrop-command only)", v, d["variable_"+v])
+			}
+		}
+		time.Sleep(time.Second)
+		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+
+		barge, err := fs.SupervisorCall(ctx, "1001", "*2242001", cw.outbound)
+		mustOK(t, err)
+		wantMonitorRefused(ctx, t, fs, barge.A)
+		if r := fsMonitorRecords(ctx, t, l, barge.A, 1)[0]; r.Action != "monitor.barge" || r.Decision != "deny" || r.Reason != "action_not_granted" {
+			t.Errorf("barge record %+v, want deny action_not_granted", r)
+		}
+	})
+
 	t.Run("supervisor 1002 granted team-b only is refused", func(t *testing.T) {
 		ctx := shortly(t, ctx)
 		_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550102")

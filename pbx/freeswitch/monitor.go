@@ -34,8 +34,7 @@ type liveCall struct {
 // serveMonitor serves callwarden_action=monitor: decide, then run the
 // session core's monitor life cycle with eavesdrop on the supervisor's
 // channel (this connection's). A refusal plays the refusal tone and hangs
-// up. The connection stays open as long as the eavesdrop runs: the
-// supervisor's DTMF 4/5/6 switch modes, each decided again; the
+// up. The connection stays open as long as the eavesdrop runs; the
 // eavesdrop ending (the target hung up) hangs the supervisor up.
 func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq request, e session.Entry, log *zap.Logger) {
 	started := a.o.Now()
@@ -63,11 +62,7 @@ func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq 
 	oc.unlimit()
 	log.Info("monitoring", zap.String("mode", rq.mode.String()), zap.Duration("intercept", a.o.Now().Sub(started)))
 
-	redecide := func(ctx context.Context, m session.Mode) (session.Entry, session.Outcome) {
-		_, e, o := a.decideMonitor(ctx, oc, ch, rq.target, m, session.Entry{Channels: []string{ch.uuid}, Requester: e.Requester})
-		return e, o
-	}
-	hangupSup := a.followMonitor(ctx, oc, s, redecide, log)
+	hangupSup := a.followMonitor(ctx, oc, log)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.o.Timeout)
 	defer cancel()
 	if err := s.End(cctx, hangupSup); err != nil {
@@ -77,8 +72,12 @@ func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq 
 
 // followMonitor reads the supervisor channel's events until the session
 // ends; it reports whether the supervisor is still there to hang up.
-func (a *Adapter) followMonitor(ctx context.Context, oc *outConn, s *session.Monitor,
-	redecide session.Decider, log *zap.Logger) (hangupSup bool) {
+//
+// Mode switches by DTMF are not wired yet: with eavesdrop_enable_dtmf=false
+// no DTMF event reaches ESL while eavesdrop runs (checked with
+// uuid_recv_dtmf on FreeSWITCH 1.10.12), so the digits need another path
+// (bind_digit_action, divert_events) before Monitor.Switch can be driven.
+func (a *Adapter) followMonitor(ctx context.Context, oc *outConn, log *zap.Logger) (hangupSup bool) {
 	stop := context.AfterFunc(ctx, func() { _ = oc.c.SetDeadline(time.Now()) })
 	defer stop()
 	for {
@@ -108,22 +107,6 @@ func (a *Adapter) followMonitor(ctx context.Context, oc *outConn, s *session.Mon
 		case "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE":
 			log.Info("supervisor hung up; monitoring ended")
 			return false
-		case "DTMF":
-			m, ok := session.ModeForDigit(ev.get("DTMF-Digit"))
-			if !ok || m == s.Mode() {
-				continue
-			}
-			from := s.Mode()
-			r := s.Switch(ctx, m, redecide)
-			a.m.decisions.WithLabelValues(verbMonitor.String(), session.ActionName(m.Action()), r.Outcome.Verdict()).Inc()
-			switch {
-			case !r.Outcome.Allow:
-				log.Info("mode switch refused", zap.String("from", from.String()), zap.String("to", m.String()), zap.String("reason", r.Outcome.Reason))
-			case r.Err != nil:
-				log.Warn("mode switch failed; staying in the current mode", zap.String("mode", s.Mode().String()), zap.Error(r.Err))
-			default:
-				log.Info("mode switched", zap.String("mode", m.String()))
-			}
 		}
 	}
 }
@@ -296,7 +279,7 @@ func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target stri
 	oc := p.oc
 	for _, cmd := range []string{
 		"filter Unique-ID " + supervisor,
-		"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP DTMF",
+		"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP",
 	} {
 		f, err := oc.command(ctx, cmd)
 		if err == nil && !f.ok() {
