@@ -26,10 +26,15 @@
 //     accepted connection, so this side speaks ESL itself;
 //   - channel.go reads the request (callwarden_action, _mode, _target) and
 //     the requester (from the channel, never from a variable) out of the
-//     connect reply; check.go decides, audits and answers a check.
+//     connect reply; check.go decides, audits and answers a check;
+//   - monitor.go serves monitor requests: it finds the target's live call
+//     (show channels, uuid_dump), decides, and runs the session core's
+//     monitor life cycle with eavesdrop on the supervisor's channel, over
+//     the same outbound connection.
 //
-// Monitor (eavesdrop), recording (uuid_record), playback and the watchdog
-// are not implemented yet: such a request is refused and audited.
+// Mode switches by DTMF during a monitor session, recording (uuid_record),
+// playback and the watchdog are not implemented yet: such a request is
+// refused and audited.
 //
 // ESL types never leave this package. It must not import cache, config,
 // cmd or another PBX adapter: cmd/callwarden wires it.
