@@ -78,10 +78,8 @@ func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq 
 // uuid_recv_dtmf on FreeSWITCH 1.10.12), so the digits need another path
 // (bind_digit_action, divert_events) before Monitor.Switch can be driven.
 func (a *Adapter) followMonitor(ctx context.Context, oc *outConn, log *zap.Logger) (hangupSup bool) {
-	stop := context.AfterFunc(ctx, func() { _ = oc.c.SetDeadline(time.Now()) })
-	defer stop()
 	for {
-		f, err := oc.next(time.Time{})
+		f, err := oc.next(ctx, time.Time{})
 		if ctx.Err() != nil {
 			return true
 		}
@@ -256,9 +254,8 @@ func (a *Adapter) refuse(ctx context.Context, oc *outConn, ch channel, o session
 		log.Warn("cannot hang up the refused supervisor", zap.Error(err))
 		return
 	}
-	deadline, _ := ctx.Deadline()
 	for {
-		if _, err := oc.next(deadline); err != nil {
+		if _, err := oc.next(ctx, time.Time{}); err != nil {
 			return
 		}
 	}
@@ -306,7 +303,7 @@ func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target stri
 	}
 	deadline := time.Now().Add(p.timeout)
 	for {
-		f, err := oc.next(deadline)
+		f, err := oc.next(ctx, deadline)
 		if err != nil {
 			return fail(fmt.Errorf("waiting for eavesdrop to run: %w", err))
 		}

@@ -141,14 +141,21 @@ func (o *outConn) unlimit() {
 }
 
 // next returns the next event (or disconnect notice: ErrHungUp) by
-// deadline; a zero deadline waits without limit.
-func (o *outConn) next(deadline time.Time) (frame, error) {
+// deadline; a zero deadline waits until ctx ends.
+func (o *outConn) next(ctx context.Context, deadline time.Time) (frame, error) {
 	if len(o.pending) > 0 {
 		f := o.pending[0]
 		o.pending = o.pending[1:]
 		return f, nil
 	}
 	if err := o.c.SetDeadline(deadline); err != nil {
+		return frame{}, err
+	}
+	// The end of ctx cuts the read short; checked after SetDeadline, so an
+	// end that came just before is not overwritten.
+	stop := context.AfterFunc(ctx, func() { _ = o.c.SetDeadline(time.Now()) })
+	defer stop()
+	if err := ctx.Err(); err != nil {
 		return frame{}, err
 	}
 	for {
