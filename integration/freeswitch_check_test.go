@@ -76,10 +76,16 @@ func freeHostPort(t *testing.T, host string) string {
 // env adds CALLWARDEN_* variables ("NAME=value"), e.g. the watchdog mode.
 func serveFreeSWITCH(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name string, env ...string) *fsDaemon {
 	t.Helper()
+	return serveFreeSWITCHPolicy(ctx, t, l, fs, name, freeswitchProfiles)
+}
+
+// serveFreeSWITCHPolicy is serveFreeSWITCH deciding from the policy profiles.
+func serveFreeSWITCHPolicy(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name, profiles string) *fsDaemon {
+	t.Helper()
 	bin := buildCallwarden(t)
 	store := newRedisStore(t, l, nil)
 	pf := filepath.Join(t.TempDir(), "profiles.yaml")
-	mustOK(t, os.WriteFile(pf, []byte(freeswitchProfiles), 0o600))
+	mustOK(t, os.WriteFile(pf, []byte(profiles), 0o600))
 	p, err := config.LoadProfiles(pf)
 	mustOK(t, err)
 	mustApplyPolicy(ctx, t, store, p)

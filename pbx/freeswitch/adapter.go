@@ -41,6 +41,11 @@ type Options struct {
 	// connection (default 10s).
 	MinBackoff, MaxBackoff, KeepAlive time.Duration
 
+	// RefusalTone is played to a refused monitor requester before it is
+	// hung up, and to a supervisor whose mode switch is refused (default
+	// a 480+620 Hz busy tone, three times).
+	RefusalTone string
+
 	// Snapshot returns the snapshot to decide from; nil fails closed
 	// (store_unavailable).
 	Snapshot func() *enforce.Snapshot
@@ -107,6 +112,12 @@ func New(opts Options) (*Adapter, error) {
 	def(&o.KeepAlive, 10*time.Second)
 	if o.OutboundListen == "" {
 		o.OutboundListen = "127.0.0.1:8084"
+	}
+	if o.RefusalTone == "" {
+		o.RefusalTone = "tone_stream://%(500,500,480,620);loops=3"
+	}
+	if err := checkValue("RefusalTone", o.RefusalTone); err != nil {
+		return nil, fmt.Errorf("freeswitch: %w", err)
 	}
 	if o.PBX == "" {
 		o.PBX = "freeswitch"

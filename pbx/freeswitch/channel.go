@@ -101,7 +101,8 @@ func (v verb) String() string { return verbNames[v] }
 // request is a parsed set of callwarden_* variables.
 type request struct {
 	verb   verb
-	action enforce.Action // check: the action asked about
+	action enforce.Action // check: the action asked about; monitor: its mode's
+	mode   session.Mode   // monitor: the mode asked for
 	target string         // may be empty: the caller's own call
 }
 
@@ -137,6 +138,15 @@ func parseRequest(vars map[string]string) (request, error) {
 	switch r.verb {
 	case verbInvalid:
 		return bad("%s %q (want monitor, check, record or playback)", varAction, verbS)
+	case verbMonitor:
+		m, ok := session.ParseMode(mode)
+		if !ok {
+			return bad("monitor %s %q (want listen, whisper or barge)", varMode, mode)
+		}
+		if target == "" {
+			return bad("monitor without %s", varTarget)
+		}
+		r.mode, r.action = m, m.Action()
 	case verbCheck:
 		if mode == "" {
 			return bad("check without %s", varMode)

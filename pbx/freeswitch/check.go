@@ -39,6 +39,9 @@ func (a *Adapter) handleOutbound(ctx context.Context, oc *outConn) {
 	case err != nil:
 		e.Detail = err.Error()
 		o = session.Refused(session.ReasonInvalid)
+	case rq.verb == verbMonitor:
+		a.serveMonitor(ctx, oc, ch, rq, e, log)
+		return
 	case rq.verb != verbCheck:
 		e.Detail = "verb " + rq.verb.String() + " is not available on FreeSWITCH yet"
 		o = session.Refused(session.ReasonInvalid)
@@ -106,6 +109,17 @@ func (a *Adapter) audited(ctx context.Context, v verb, e session.Entry, o sessio
 // (uuid_setvar answers once the variable is set, unlike an asynchronous
 // sendmsg) and exits, which returns the channel to the dialplan.
 func (a *Adapter) answer(ctx context.Context, oc *outConn, ch channel, o session.Outcome, log *zap.Logger) {
+	if !a.setOutcome(ctx, oc, ch, o, log) {
+		return
+	}
+	if _, err := oc.command(ctx, "exit"); err != nil && !errors.Is(err, ErrHungUp) {
+		log.Debug("exit", zap.Error(err))
+	}
+}
+
+// setOutcome sets callwarden_decision and callwarden_reason on the
+// channel; false when the connection must be dropped.
+func (a *Adapter) setOutcome(ctx context.Context, oc *outConn, ch channel, o session.Outcome, log *zap.Logger) bool {
 	for _, kv := range [...][2]string{{varDecision, o.Verdict()}, {varReason, o.Reason}} {
 		f, err := oc.command(ctx, "api uuid_setvar "+ch.uuid+" "+kv[0]+" "+kv[1])
 		if err == nil && !f.ok() {
@@ -115,10 +129,8 @@ func (a *Adapter) answer(ctx context.Context, oc *outConn, ch channel, o session
 			// The stream may be out of step: drop the connection; the
 			// dialplan then finds no decision and must refuse.
 			log.Warn("cannot set channel variable", zap.String("variable", kv[0]), zap.Error(err))
-			return
+			return false
 		}
 	}
-	if _, err := oc.command(ctx, "exit"); err != nil && !errors.Is(err, ErrHungUp) {
-		log.Debug("exit", zap.Error(err))
-	}
+	return true
 }

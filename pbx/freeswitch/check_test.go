@@ -120,8 +120,8 @@ func TestCheckOverTheOutboundSocket(t *testing.T) {
 			"variable_callwarden_mode: listen", "variable_callwarden_target: 2001"}, "deny", "unknown_user", "", "monitor.listen", "agent2001"},
 		{"unknown verb is refused", []string{"variable_sip_from_user: 1000", "variable_callwarden_action: spy"},
 			"deny", "invalid_request", "", "invalid", ""},
-		{"monitor is not available yet", []string{"variable_sip_from_user: 1000", "variable_callwarden_action: monitor",
-			"variable_callwarden_mode: listen", "variable_callwarden_target: 2001"}, "deny", "invalid_request", "", "invalid", ""},
+		{"monitor in an unknown mode is refused", []string{"variable_sip_from_user: 1000", "variable_callwarden_action: monitor",
+			"variable_callwarden_mode: spy", "variable_callwarden_target: 2001"}, "deny", "invalid_request", "", "invalid", ""},
 		{"unknown target", []string{"variable_sip_from_user: 1000", "variable_callwarden_action: check",
 			"variable_callwarden_mode: listen", "variable_callwarden_target: 9999"}, "deny", "unknown_target", "admin", "monitor.listen", "9999"},
 	} {

@@ -30,9 +30,15 @@
 //   - watchdog.go hangs up an eavesdrop and stops a recording that the
 //     dialplan or another ESL client started without an allowing decision
 //     (a check's allow, or callwarden's own start: Adapter.allow).
+//   - monitor.go serves monitor requests: it finds the target's live call
+//     (show channels, uuid_dump), decides, and runs the session core's
+//     monitor life cycle with eavesdrop on the supervisor's channel, over
+//     the same outbound connection, after registering an allowance so its
+//     own watchdog lets the eavesdrop through.
 //
-// Monitor (eavesdrop), recording (uuid_record) and playback are not
-// implemented yet: such a request is refused and audited.
+// Mode switches by DTMF during a monitor session, recording (uuid_record)
+// and playback are not implemented yet: such a request is refused and
+// audited.
 //
 // ESL types never leave this package. It must not import cache, config,
 // cmd or another PBX adapter: cmd/callwarden wires it.

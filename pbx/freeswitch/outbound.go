@@ -76,10 +76,14 @@ func (s *outboundServer) serve() error {
 			}()
 			// The whole conversation has a deadline: a silent FreeSWITCH
 			// never holds a goroutine.
+			// A monitor session lifts the limit (outConn.unlimit) once its
+			// eavesdrop runs: it lasts as long as the supervisor stays.
 			_ = c.SetDeadline(time.Now().Add(s.connFor))
-			ctx, cancel := context.WithTimeout(s.ctx, s.connFor)
+			ctx, cancel := context.WithCancel(s.ctx)
 			defer cancel()
-			s.handle(ctx, &outConn{c: c, r: bufio.NewReader(c), timeout: s.timeout})
+			limit := time.AfterFunc(s.connFor, cancel)
+			defer limit.Stop()
+			s.handle(ctx, &outConn{c: c, r: bufio.NewReader(c), timeout: s.timeout, limit: limit})
 		}()
 	}
 }
@@ -110,14 +114,65 @@ func (s *outboundServer) close(ctx context.Context) error {
 }
 
 // outConn is one outbound connection: commands are sent one at a time and
-// each reads its own reply; events in between are skipped (myevents is
-// never asked for in this slice).
+// each reads its own reply; events that arrive in between are kept for
+// next (a monitor session subscribes to its channel's events) up to
+// maxPending, and counted in skipped beyond.
 type outConn struct {
 	c       net.Conn
 	r       *bufio.Reader
 	timeout time.Duration
 	// skipped counts frames and header lines that were ignored.
 	skipped int
+	// limit cancels the connection's context after ConnTimeout.
+	limit *time.Timer
+	// pending holds the events read while waiting for a reply.
+	pending []frame
+}
+
+// maxPending bounds the events kept while a command waits for its reply.
+const maxPending = 64
+
+// unlimit lifts the whole-connection limit: the connection then lasts
+// until the channel hangs up or the server shuts down.
+func (o *outConn) unlimit() {
+	if o.limit != nil {
+		o.limit.Stop()
+	}
+}
+
+// next returns the next event (or disconnect notice: ErrHungUp) by
+// deadline; a zero deadline waits until ctx ends.
+func (o *outConn) next(ctx context.Context, deadline time.Time) (frame, error) {
+	if len(o.pending) > 0 {
+		f := o.pending[0]
+		o.pending = o.pending[1:]
+		return f, nil
+	}
+	if err := o.c.SetDeadline(deadline); err != nil {
+		return frame{}, err
+	}
+	// The end of ctx cuts the read short; checked after SetDeadline, so an
+	// end that came just before is not overwritten.
+	stop := context.AfterFunc(ctx, func() { _ = o.c.SetDeadline(time.Now()) })
+	defer stop()
+	if err := ctx.Err(); err != nil {
+		return frame{}, err
+	}
+	for {
+		f, err := readFrame(o.r)
+		if err != nil {
+			return frame{}, fmt.Errorf("freeswitch: read event: %w", err)
+		}
+		o.skipped += f.skipped
+		switch f.contentType() {
+		case typeEventPlain:
+			return f, nil
+		case typeDisconnect:
+			return f, ErrHungUp
+		default:
+			o.skipped++
+		}
+	}
 }
 
 // command sends the lines of one command (each checked first) and waits
@@ -148,6 +203,12 @@ func (o *outConn) command(ctx context.Context, lines ...string) (frame, error) {
 			return f, nil
 		case typeDisconnect:
 			return f, ErrHungUp
+		case typeEventPlain:
+			if len(o.pending) < maxPending {
+				o.pending = append(o.pending, f)
+			} else {
+				o.skipped++
+			}
 		default:
 			o.skipped++
 		}

@@ -1,0 +1,386 @@
+package freeswitch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
+)
+
+// errNoCall is returned by findCall when the target has no live call.
+var errNoCall = errors.New("freeswitch: the target has no live call")
+
+// eavesdropCommands are the digits of the eavesdrop-command that put a
+// running eavesdrop in each mode (FreeSWITCH's own DTMF digits, sent as a
+// CUSTOM event so the supervisor's keypad never reaches eavesdrop): 0
+// nobody hears the spy, 2 the spy goes into the target's write stream (the
+// agent hears it), 3 both streams.
+var eavesdropCommands = map[session.Mode]string{session.Listen: "0", session.Whisper: "2", session.Barge: "3"}
+
+// liveCall is the target's channel found by findCall.
+type liveCall struct {
+	uuid   string
+	queue  string // callwarden_queue, else cc_queue
+	caller string // the channel's caller id number (audit only)
+}
+
+// serveMonitor serves callwarden_action=monitor: decide, then run the
+// session core's monitor life cycle with eavesdrop on the supervisor's
+// channel (this connection's). A refusal plays the refusal tone and hangs
+// up. The connection stays open as long as the eavesdrop runs; the
+// eavesdrop ending (the target hung up) hangs the supervisor up.
+func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq request, e session.Entry, log *zap.Logger) {
+	started := a.o.Now()
+	tgt, e, o := a.decideMonitor(ctx, oc, ch, rq.target, rq.mode, e)
+	o = a.audited(ctx, verbMonitor, e, o, log)
+	if !o.Allow {
+		a.refuse(ctx, oc, ch, o, log)
+		return
+	}
+	log = log.With(zap.String("user", e.User), zap.String("target", e.Target), zap.String("target_channel", tgt))
+	pbx := &eslEavesdropper{oc: oc, timeout: a.o.Timeout, allow: a.allow}
+	s, err := session.StartMonitor(ctx, pbx, a.audit, session.MonitorSpec{
+		Supervisor: ch.uuid, Target: tgt, Mode: rq.mode,
+		Entry: e, Allowed: o, RefusalSound: a.o.RefusalTone,
+	})
+	if err != nil {
+		// Audited as failed by the core; the supervisor is hung up,
+		// never left parked on the socket.
+		log.Error("monitor setup failed; hanging up", zap.Error(err))
+		_ = a.setOutcome(ctx, oc, ch, session.Refused(session.ReasonPBXError), log)
+		_ = pbx.Hangup(ctx, ch.uuid)
+		return
+	}
+	_ = a.setOutcome(ctx, oc, ch, o, log)
+	oc.unlimit()
+	log.Info("monitoring", zap.String("mode", rq.mode.String()), zap.Duration("intercept", a.o.Now().Sub(started)))
+
+	hangupSup := a.followMonitor(ctx, oc, log)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.o.Timeout)
+	defer cancel()
+	if err := s.End(cctx, hangupSup); err != nil {
+		log.Debug("end of monitoring", zap.Error(err))
+	}
+}
+
+// followMonitor reads the supervisor channel's events until the session
+// ends; it reports whether the supervisor is still there to hang up.
+//
+// Mode switches by DTMF are not wired yet: with eavesdrop_enable_dtmf=false
+// no DTMF event reaches ESL while eavesdrop runs (checked with
+// uuid_recv_dtmf on FreeSWITCH 1.10.12), so the digits need another path
+// (bind_digit_action, divert_events) before Monitor.Switch can be driven.
+func (a *Adapter) followMonitor(ctx context.Context, oc *outConn, log *zap.Logger) (hangupSup bool) {
+	for {
+		f, err := oc.next(ctx, time.Time{})
+		if ctx.Err() != nil {
+			return true
+		}
+		if errors.Is(err, ErrHungUp) {
+			log.Info("supervisor hung up; monitoring ended")
+			return false
+		}
+		if err != nil {
+			log.Warn("outbound connection lost; monitoring ended", zap.Error(err))
+			return false
+		}
+		ev, perr := parsePlainEvent(f.body)
+		if perr != nil {
+			oc.skipped++
+			continue
+		}
+		switch ev.get("Event-Name") {
+		case "CHANNEL_EXECUTE_COMPLETE":
+			if ev.get("Application") == "eavesdrop" {
+				log.Info("eavesdrop ended (the target's call ended); monitoring ended")
+				return true
+			}
+		case "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE":
+			log.Info("supervisor hung up; monitoring ended")
+			return false
+		}
+	}
+}
+
+// decideMonitor resolves the requester, the target and the target's live
+// call (its queue) and decides mode m; it never allows on an error.
+func (a *Adapter) decideMonitor(ctx context.Context, oc *outConn, ch channel, target string, m session.Mode, e session.Entry) (string, session.Entry, session.Outcome) {
+	e.Action, e.Target = m.Action(), target
+	snap := a.o.Snapshot()
+	if snap == nil {
+		return "", e, session.Decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
+	}
+	user := resolveRequester(snap, ch)
+	e.User = user
+	agent, ok := snap.ResolveIdentity(target)
+	if !ok {
+		return "", e, session.Refused(session.ReasonUnknownTarget)
+	}
+	e.Target = agent
+	c, err := findCall(ctx, oc, snap, agent, ch.uuid)
+	if err != nil {
+		if errors.Is(err, errNoCall) {
+			return "", e, session.Refused(session.ReasonNoCall)
+		}
+		a.log.Warn("cannot find the target's call", zap.String("target", agent), zap.Error(err))
+		return "", e, session.Refused(session.ReasonPBXError)
+	}
+	e.Queue, e.Caller = c.queue, c.caller
+	e.Channels = append(e.Channels, c.uuid)
+	d := enforce.Decide(snap, &enforce.Request{User: user, Action: m.Action(), Queue: c.queue, Agent: agent}, a.o.Now())
+	return c.uuid, e, session.Decided(d)
+}
+
+// showChannels is the part of `show channels as json` findCall reads.
+type showChannels struct {
+	Rows []struct {
+		UUID       string `json:"uuid"`
+		Name       string `json:"name"`
+		PresenceID string `json:"presence_id"`
+		CallState  string `json:"callstate"`
+	} `json:"rows"`
+}
+
+// varAgent names, on an agent's leg, the agent whose phone it is; only
+// the dialplan sets it (the lab's agent extensions do).
+const varAgent = "callwarden_agent"
+
+// findCall looks up agent's live call on demand (show channels, whose
+// rows FreeSWITCH writes about a second after a channel appears): the
+// answered channels (callstate ACTIVE) but self whose name (exactly, or
+// its prefix before the last '-') or presence id (user@domain) is one of
+// agent's identities, as a requester's channel name is matched. A loopback
+// call names both its legs after the extension dialled, so among them the
+// one whose callwarden_agent variable names the agent wins, else the
+// first. The winner's uuid_dump gives the queue (callwarden_queue set by
+// the dialplan, else mod_callcenter's cc_queue) and the caller id.
+func findCall(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent, self string) (liveCall, error) {
+	out, err := apiCall(ctx, oc, "show channels as json")
+	if err != nil {
+		return liveCall{}, err
+	}
+	var sc showChannels
+	if err := json.Unmarshal([]byte(out), &sc); err != nil {
+		return liveCall{}, fmt.Errorf("freeswitch: show channels as json: %w", err)
+	}
+	var first *liveCall
+	for _, r := range sc.Rows {
+		if r.UUID == self || r.CallState != "ACTIVE" || !validToken(r.UUID) || len(r.UUID) > maxArg {
+			continue
+		}
+		match := false
+		for _, id := range []string{r.Name, r.PresenceID} {
+			if u, ok := snap.ResolveIdentity(id); ok && u == agent {
+				match = true
+			}
+		}
+		if !match {
+			continue
+		}
+		dump, err := apiCall(ctx, oc, "uuid_dump "+r.UUID)
+		if err != nil {
+			continue // gone between the two commands
+		}
+		h, err := parsePlainEvent([]byte(strings.TrimRight(dump, "\n") + "\n\n"))
+		if err != nil {
+			continue
+		}
+		c := liveCall{uuid: r.UUID, queue: strings.TrimSpace(h.get("variable_" + varQueue)), caller: h.get("Caller-Caller-ID-Number")}
+		if c.queue == "" {
+			c.queue = strings.TrimSpace(h.get("variable_" + varCCQueue))
+		}
+		if u, ok := snap.ResolveIdentity(h.get("variable_" + varAgent)); ok && u == agent {
+			return c, nil
+		}
+		if first == nil {
+			first = &c
+		}
+	}
+	if first != nil {
+		return *first, nil
+	}
+	return liveCall{}, errNoCall
+}
+
+// apiCall runs an api command on the outbound connection; a -ERR answer is
+// ErrCommandFailed.
+func apiCall(ctx context.Context, oc *outConn, cmd string) (string, error) {
+	f, err := oc.command(ctx, "api "+cmd)
+	if err != nil {
+		return "", err
+	}
+	body := string(f.body)
+	if strings.HasPrefix(body, "-ERR") || strings.HasPrefix(body, "-USAGE") {
+		return body, fmt.Errorf("%w: api %s: %s", ErrCommandFailed, strings.Fields(cmd)[0], strings.TrimSpace(body))
+	}
+	return body, nil
+}
+
+// execute queues application app(arg) on channel uuid (sendmsg execute;
+// in async mode FreeSWITCH answers at once). event-lock makes each run
+// after the one before has ended: without it an application queued while
+// another runs is run inside it (a hangup queued after the refusal tone
+// cut the tone at once).
+func execute(ctx context.Context, oc *outConn, uuid, app, arg string) error {
+	lines := []string{"sendmsg " + uuid, "call-command: execute", "execute-app-name: " + app, "event-lock: true"}
+	if arg != "" {
+		lines = append(lines, "execute-app-arg: "+arg)
+	}
+	f, err := oc.command(ctx, lines...)
+	if err == nil && !f.ok() {
+		err = fmt.Errorf("%w: %s %s: %s", ErrCommandFailed, app, arg, strings.TrimSpace(f.reply()))
+	}
+	return err
+}
+
+// refuse tells a refused supervisor: the decision in channel variables,
+// the refusal tone, then a hang-up (CALL_REJECTED); it waits for the
+// channel to hang up, so the socket stays open while the tone plays.
+func (a *Adapter) refuse(ctx context.Context, oc *outConn, ch channel, o session.Outcome, log *zap.Logger) {
+	if !a.setOutcome(ctx, oc, ch, o, log) {
+		return
+	}
+	if err := execute(ctx, oc, ch.uuid, "playback", a.o.RefusalTone); err != nil {
+		log.Warn("cannot play the refusal", zap.Error(err))
+	}
+	if err := execute(ctx, oc, ch.uuid, "hangup", "CALL_REJECTED"); err != nil {
+		log.Warn("cannot hang up the refused supervisor", zap.Error(err))
+		return
+	}
+	for {
+		if _, err := oc.next(ctx, time.Time{}); err != nil {
+			return
+		}
+	}
+}
+
+// eslEavesdropper is session.Eavesdropper on the supervisor's outbound
+// connection.
+type eslEavesdropper struct {
+	oc      *outConn
+	timeout time.Duration
+	// allow registers, just before the eavesdrop starts, the allowance that
+	// lets it past callwarden's own watchdog (which stops every eavesdrop
+	// no decision allowed).
+	allow func(channel string, action enforce.Action)
+}
+
+// Eavesdrop subscribes to the supervisor channel's events, turns
+// FreeSWITCH's own DTMF switches off (and any whisper a variable could
+// carry), queues answer and eavesdrop, waits for the eavesdrop to run and
+// then sets mode m. On error the eavesdrop is broken off.
+func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m session.Mode) (session.Tap, error) {
+	oc := p.oc
+	for _, cmd := range []string{
+		"filter Unique-ID " + supervisor,
+		"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP",
+	} {
+		f, err := oc.command(ctx, cmd)
+		if err == nil && !f.ok() {
+			err = fmt.Errorf("%w: %s: %s", ErrCommandFailed, cmd, f.reply())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if _, err := apiCall(ctx, oc, "uuid_setvar_multi "+supervisor+
+		" eavesdrop_enable_dtmf=false;eavesdrop_whisper_aleg=false;eavesdrop_whisper_bleg=false;eavesdrop_bridge_aleg=false;eavesdrop_bridge_bleg=false"); err != nil {
+		return nil, err
+	}
+	if err := execute(ctx, oc, supervisor, "answer", ""); err != nil {
+		return nil, err
+	}
+	if p.allow != nil {
+		p.allow(supervisor, m.Action())
+	}
+	if err := execute(ctx, oc, supervisor, "eavesdrop", target); err != nil {
+		return nil, err
+	}
+	t := &eslTap{oc: oc, sup: supervisor, mode: session.Listen}
+	fail := func(err error) (session.Tap, error) {
+		_ = t.Close(ctx)
+		return nil, err
+	}
+	deadline := time.Now().Add(p.timeout)
+	for {
+		f, err := oc.next(ctx, deadline)
+		if err != nil {
+			return fail(fmt.Errorf("waiting for eavesdrop to run: %w", err))
+		}
+		ev, err := parsePlainEvent(f.body)
+		if err != nil || ev.get("Application") != "eavesdrop" {
+			continue
+		}
+		if ev.get("Event-Name") == "CHANNEL_EXECUTE_COMPLETE" {
+			return nil, fmt.Errorf("eavesdrop on %s ended at once (%s)", target, ev.get("Application-Response"))
+		}
+		if ev.get("Event-Name") == "CHANNEL_EXECUTE" {
+			break
+		}
+	}
+	if m != session.Listen {
+		if err := t.SetMode(ctx, m); err != nil {
+			return fail(err)
+		}
+	}
+	return t, nil
+}
+
+// Play mixes media into what the supervisor hears for up to 3 s
+// (uuid_displace: a queued playback would wait for eavesdrop to end).
+func (p *eslEavesdropper) Play(ctx context.Context, channel, media string) error {
+	_, err := apiCall(ctx, p.oc, "uuid_displace "+channel+" start "+media+" 3 mux")
+	return err
+}
+
+// Hangup hangs channel up; one already gone is not an error.
+func (p *eslEavesdropper) Hangup(ctx context.Context, channel string) error {
+	_, err := apiCall(ctx, p.oc, "uuid_kill "+channel)
+	if err != nil && (errors.Is(err, ErrHungUp) || strings.Contains(err.Error(), "No such channel")) {
+		return nil
+	}
+	return err
+}
+
+// eslTap is one running eavesdrop (session.Tap).
+type eslTap struct {
+	oc   *outConn
+	sup  string
+	mode session.Mode
+}
+
+// SetMode sends the mode's eavesdrop-command to the supervisor's session
+// (sendevent CUSTOM with its unique-id); FreeSWITCH queues it to the
+// eavesdrop, which applies it at its next frame.
+func (t *eslTap) SetMode(ctx context.Context, m session.Mode) error {
+	d, ok := eavesdropCommands[m]
+	if !ok {
+		return fmt.Errorf("freeswitch: no eavesdrop command for mode %s", m)
+	}
+	f, err := t.oc.command(ctx, "sendevent CUSTOM", "unique-id: "+t.sup, "eavesdrop-command: "+d)
+	if err == nil && !f.ok() {
+		err = fmt.Errorf("%w: sendevent eavesdrop-command %s: %s", ErrCommandFailed, d, f.reply())
+	}
+	if err != nil {
+		return err
+	}
+	t.mode = m
+	return nil
+}
+
+// Close breaks the eavesdrop off (uuid_break); a channel already gone is
+// not an error.
+func (t *eslTap) Close(ctx context.Context) error {
+	_, err := apiCall(ctx, t.oc, "uuid_break "+t.sup+" all")
+	if err != nil && (errors.Is(err, ErrHungUp) || strings.Contains(err.Error(), "No such channel")) {
+		return nil
+	}
+	return err
+}
