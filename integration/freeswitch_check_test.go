@@ -76,11 +76,11 @@ func freeHostPort(t *testing.T, host string) string {
 // env adds CALLWARDEN_* variables ("NAME=value"), e.g. the watchdog mode.
 func serveFreeSWITCH(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name string, env ...string) *fsDaemon {
 	t.Helper()
-	return serveFreeSWITCHPolicy(ctx, t, l, fs, name, freeswitchProfiles)
+	return serveFreeSWITCHPolicy(ctx, t, l, fs, name, freeswitchProfiles, env...)
 }
 
 // serveFreeSWITCHPolicy is serveFreeSWITCH deciding from the policy profiles.
-func serveFreeSWITCHPolicy(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name, profiles string) *fsDaemon {
+func serveFreeSWITCHPolicy(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name, profiles string, env ...string) *fsDaemon {
 	t.Helper()
 	bin := buildCallwarden(t)
 	store := newRedisStore(t, l, nil)
