@@ -509,9 +509,39 @@ func LoadFile(path string) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+		return Config{}, fmt.Errorf("load config %s: %w", path, withoutValues(err))
 	}
 	return c, nil
+}
+
+// withoutValues drops the values yaml quotes in its type errors
+// ("cannot unmarshal !!str `s3cr3t` into config.Redis"): a misplaced or
+// mis-indented password would otherwise be printed. The line and the
+// expected type stay, which is what the reader needs to fix the file.
+func withoutValues(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		var b strings.Builder
+		for {
+			before, rest, ok := strings.Cut(m, "`")
+			b.WriteString(before)
+			if !ok {
+				break
+			}
+			_, after, closed := strings.Cut(rest, "`")
+			b.WriteString("(value not shown)")
+			if !closed {
+				break
+			}
+			m = after
+		}
+		msgs[i] = b.String()
+	}
+	return fmt.Errorf("yaml: %s", strings.Join(msgs, "; "))
 }
 
 // The environment variables ApplyEnv reads.

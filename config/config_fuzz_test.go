@@ -34,3 +34,28 @@ func FuzzLoadFile(f *testing.F) {
 		}
 	})
 }
+
+// TestLoadFileDoesNotPrintAMisplacedPassword: a password written where a
+// mapping is expected (a missing colon, a wrong indentation) is refused
+// with its line, and without its value.
+func TestLoadFileDoesNotPrintAMisplacedPassword(t *testing.T) {
+	for name, body := range map[string]string{
+		"missing colon":    "redis:\n  password s3cr3t-pw\n",
+		"bare top level":   "s3cr3t-pw\n",
+		"list for a value": "asterisk:\n  - s3cr3t-pw\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "callwarden.yaml")
+			if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadFile(path)
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			if strings.Contains(err.Error(), "s3cr3t-pw") || !strings.Contains(err.Error(), "line ") {
+				t.Errorf("error %q: want the line, not the value", err)
+			}
+		})
+	}
+}
