@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/CyCoreSystems/ari/v5"
 	"github.com/inconshreveable/log15"
@@ -62,15 +61,7 @@ func (s *asteriskService) start(ctx context.Context) (wait func()) {
 	if s == nil {
 		return func() {}
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := s.adapter.Run(ctx); err != nil {
-			s.log.Error("asterisk adapter stopped", zap.Error(err))
-		}
-	}()
-	return wg.Wait
+	return runAdapter(ctx, s.adapter.Run, s.log, "asterisk adapter stopped")
 }
 
 // log15Bridge forwards the ARI library's log15 records to zap.

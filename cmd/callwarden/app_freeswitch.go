@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -52,15 +51,7 @@ func (s *freeswitchService) start(ctx context.Context) (wait func()) {
 	if s == nil {
 		return func() {}
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := s.adapter.Run(ctx); err != nil {
-			s.log.Error("freeswitch adapter stopped", zap.Error(err))
-		}
-	}()
-	return wg.Wait
+	return runAdapter(ctx, s.adapter.Run, s.log, "freeswitch adapter stopped")
 }
 
 // close releases the listener of an adapter that never ran.
