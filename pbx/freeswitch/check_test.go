@@ -5,7 +5,6 @@ import (
 	"context"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
 
 func mustExampleSnapshot(tb testing.TB) *enforce.Snapshot {
@@ -28,23 +28,8 @@ func mustExampleSnapshot(tb testing.TB) *enforce.Snapshot {
 	return s
 }
 
-type auditLog struct {
-	mu   sync.Mutex
-	recs []enforce.AuditRecord
-}
-
-func (l *auditLog) Audit(_ context.Context, r enforce.AuditRecord) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.recs = append(l.recs, r)
-	return nil
-}
-
-func (l *auditLog) all() []enforce.AuditRecord {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]enforce.AuditRecord(nil), l.recs...)
-}
+// auditLog keeps the records the adapter audits.
+type auditLog = sessiontest.AuditLog
 
 var testNow = time.Date(2026, 11, 23, 10, 37, 53, 0, time.UTC)
 
@@ -136,7 +121,7 @@ func TestCheckOverTheOutboundSocket(t *testing.T) {
 			if strings.Join(got, "|") != strings.Join(want, "|") {
 				t.Fatalf("commands:\n%q\nwant\n%q", got, want)
 			}
-			recs := log.all()
+			recs := log.All()
 			if len(recs) != 1 {
 				t.Fatalf("%d audit records; want 1", len(recs))
 			}
@@ -160,7 +145,7 @@ func TestCheckMasksTheRequestersNumber(t *testing.T) {
 		"variable_callwarden_mode: listen", "variable_callwarden_target: 2001"),
 		"Caller-Caller-ID-Number: default", "Caller-Caller-ID-Number: 0612345678", 1)
 	playFreeSWITCH(t, a.Addr().String(), reply)
-	recs := log.all()
+	recs := log.All()
 	if len(recs) != 1 {
 		t.Fatalf("%d records", len(recs))
 	}

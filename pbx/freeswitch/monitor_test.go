@@ -94,11 +94,11 @@ func monitorReply(t *testing.T, mode, target string) string {
 func waitRecords(t *testing.T, log *auditLog, n int) []enforce.AuditRecord {
 	t.Helper()
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if recs := log.all(); len(recs) >= n {
+		if recs := log.All(); len(recs) >= n {
 			return recs
 		}
 	}
-	t.Fatalf("%d audit records, want %d", len(log.all()), n)
+	t.Fatalf("%d audit records, want %d", len(log.All()), n)
 	return nil
 }
 

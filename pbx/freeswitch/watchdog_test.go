@@ -155,7 +155,7 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 		if got := tw.countsSeen(); got != "eavesdrop/enforce" {
 			t.Errorf("counted %q", got)
 		}
-		recs := tw.log.all()
+		recs := tw.log.All()
 		if len(recs) != 1 {
 			t.Fatalf("%d audit records; want 1", len(recs))
 		}
@@ -170,7 +170,7 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 		if got := tw.commands(); got != "uuid_record "+targetUUID+" stop "+recPath {
 			t.Errorf("commands %q; want this recording stopped, once", got)
 		}
-		recs := tw.log.all()
+		recs := tw.log.All()
 		if len(recs) != 1 {
 			t.Fatalf("%d audit records; want 1", len(recs))
 		}
@@ -194,7 +194,7 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 		if got := tw.commands(); got != "" {
 			t.Errorf("commands %q; want none (the spy is unknown, the target is the customer's call)", got)
 		}
-		recs := tw.log.all()
+		recs := tw.log.All()
 		if len(recs) != 1 {
 			t.Fatalf("%d audit records; want 1", len(recs))
 		}
@@ -213,7 +213,7 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 		if got := tw.countsSeen(); got != "eavesdrop/report-only|record/report-only" {
 			t.Errorf("counted %q", got)
 		}
-		recs := tw.log.all()
+		recs := tw.log.All()
 		if len(recs) != 2 {
 			t.Fatalf("%d audit records; want 2", len(recs))
 		}
@@ -230,8 +230,8 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 			tw.onEvent(ev)
 		}
 		tw.settle()
-		if tw.commands() != "" || len(tw.log.all()) != 0 || tw.countsSeen() != "" {
-			t.Errorf("off acted: %q, %d records", tw.commands(), len(tw.log.all()))
+		if tw.commands() != "" || len(tw.log.All()) != 0 || tw.countsSeen() != "" {
+			t.Errorf("off acted: %q, %d records", tw.commands(), len(tw.log.All()))
 		}
 	})
 }
@@ -283,7 +283,7 @@ func TestWatchdogLetsAllowedApplicationsThroughOnce(t *testing.T) {
 		tw.allow(targetUUID, enforce.RecordingStart)
 		tw.onEvent(recEv)
 		tw.settle()
-		if got := tw.commands(); got != "" || len(tw.log.all()) != 0 {
+		if got := tw.commands(); got != "" || len(tw.log.All()) != 0 {
 			t.Errorf("allowed recording stopped: %q", got)
 		}
 	})
@@ -295,7 +295,7 @@ func TestWatchdogAuditsAFailedStop(t *testing.T) {
 	tw.act = func(context.Context, string, ...string) (string, error) { return "", errors.New("no connection") }
 	tw.onEvent(execEv)
 	tw.settle()
-	recs := tw.log.all()
+	recs := tw.log.All()
 	if len(recs) != 1 || !strings.HasPrefix(recs[0].Detail, "stop failed (no connection): ") {
 		t.Fatalf("records %+v; want one saying the stop failed", recs)
 	}
@@ -336,7 +336,7 @@ func TestCheckAllowLetsTheDialplansEavesdropThrough(t *testing.T) {
 	a.onEvent(ev)
 	a.onEvent(ev) // a second eavesdrop needs a second check
 	a.wd.wg.Wait()
-	recs := log.all()
+	recs := log.All()
 	if len(recs) != 2 || recs[0].Source != "freeswitch" || recs[1].Source != "watchdog" || recs[1].Channels[0] != uuid {
 		t.Fatalf("records %+v; want the check's allow, then one watchdog record", recs)
 	}
