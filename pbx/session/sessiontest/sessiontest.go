@@ -4,6 +4,7 @@ package sessiontest
 import (
 	"context"
 	"sync"
+	"testing"
 
 	"github.com/callwarden/callwarden/enforce"
 )
@@ -27,4 +28,14 @@ func (l *AuditLog) All() []enforce.AuditRecord {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]enforce.AuditRecord(nil), l.recs...)
+}
+
+// Last returns the latest record; it fails tb when there is none.
+func (l *AuditLog) Last(tb testing.TB) enforce.AuditRecord {
+	tb.Helper()
+	recs := l.All()
+	if len(recs) == 0 {
+		tb.Fatal("no audit record")
+	}
+	return recs[len(recs)-1]
 }
