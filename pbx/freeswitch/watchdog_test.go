@@ -145,7 +145,7 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 	execEv, bugEv, recEv, recBugEv := watchdogEvents(t)
 
 	t.Run("an eavesdrop without an allow hangs up the eavesdropper", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
 		tw.onEvent(execEv)
 		tw.onEvent(bugEv) // the target's media bug: explained by the spy's eavesdrop
 		tw.settle()
@@ -163,7 +163,7 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 	})
 
 	t.Run("a recording without an allow is stopped, the call goes on", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
 		tw.onEvent(recEv)
 		tw.onEvent(recBugEv) // the same recording seen as a media bug
 		tw.settle()
@@ -178,7 +178,7 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 	})
 
 	t.Run("a recording first seen as its media bug is stopped once", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
 		tw.onEvent(recBugEv)
 		tw.onEvent(recEv)
 		tw.settle()
@@ -188,7 +188,7 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 	})
 
 	t.Run("an eavesdrop media bug without an eavesdrop application is reported, nothing hung up", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
 		tw.onEvent(bugEv)
 		tw.settle()
 		if got := tw.commands(); got != "" {
@@ -202,7 +202,7 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 	})
 
 	t.Run("report-only audits and counts without stopping", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogReportOnly)
+		tw := newTestWatchdog(t, session.WatchdogReportOnly)
 		for _, ev := range []Event{execEv, bugEv, recEv, recBugEv} {
 			tw.onEvent(ev)
 		}
@@ -225,7 +225,7 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 	})
 
 	t.Run("off does nothing", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogOff)
+		tw := newTestWatchdog(t, session.WatchdogOff)
 		for _, ev := range []Event{execEv, bugEv, recEv, recBugEv} {
 			tw.onEvent(ev)
 		}
@@ -241,7 +241,7 @@ func TestWatchdogLetsAllowedApplicationsThroughOnce(t *testing.T) {
 
 	for _, action := range []enforce.Action{enforce.MonitorListen, enforce.MonitorWhisper, enforce.MonitorBarge} {
 		t.Run("an allowed "+session.ActionName(action)+" lets the next eavesdrop through, not the one after", func(t *testing.T) {
-			tw := newTestWatchdog(t, WatchdogEnforce)
+			tw := newTestWatchdog(t, session.WatchdogEnforce)
 			tw.allow(spyUUID, action)
 			tw.onEvent(execEv)
 			tw.settle()
@@ -257,7 +257,7 @@ func TestWatchdogLetsAllowedApplicationsThroughOnce(t *testing.T) {
 	}
 
 	t.Run("an allowance expires after 60 s", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
 		tw.allow(spyUUID, enforce.MonitorListen)
 		tw.advance(session.AllowanceTTL)
 		tw.onEvent(execEv)
@@ -268,7 +268,7 @@ func TestWatchdogLetsAllowedApplicationsThroughOnce(t *testing.T) {
 	})
 
 	t.Run("an allow of another action or channel does not count", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
 		tw.allow(spyUUID, enforce.RecordingStart)
 		tw.allow(targetUUID, enforce.MonitorListen)
 		tw.onEvent(execEv)
@@ -279,7 +279,7 @@ func TestWatchdogLetsAllowedApplicationsThroughOnce(t *testing.T) {
 	})
 
 	t.Run("an allowed recording is not stopped", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
 		tw.allow(targetUUID, enforce.RecordingStart)
 		tw.onEvent(recEv)
 		tw.settle()
@@ -291,7 +291,7 @@ func TestWatchdogLetsAllowedApplicationsThroughOnce(t *testing.T) {
 
 func TestWatchdogAuditsAFailedStop(t *testing.T) {
 	execEv, _, _, _ := watchdogEvents(t)
-	tw := newTestWatchdog(t, WatchdogEnforce)
+	tw := newTestWatchdog(t, session.WatchdogEnforce)
 	tw.act = func(context.Context, string, ...string) (string, error) { return "", errors.New("no connection") }
 	tw.onEvent(execEv)
 	tw.settle()
@@ -309,7 +309,7 @@ func TestWatchdogStopsEveryRecordingOfAChannelWhenThePathCannotBeSent(t *testing
 			ev.Headers[k] = v
 		}
 		ev.Headers["Record-File-Path"] = path
-		tw := newTestWatchdog(t, WatchdogEnforce)
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
 		tw.onEvent(ev)
 		tw.settle()
 		if got := tw.commands(); got != "uuid_record "+targetUUID+" stop all" {
