@@ -57,34 +57,20 @@ func MustAdapter(tb testing.TB, snap *enforce.Snapshot, log enforce.Auditor) *Ad
 // it received.
 func playFreeSWITCH(t *testing.T, addr, reply string) []string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(c)
-	var got []string
-	for {
-		cmd, err := readCommand(r)
-		if err != nil {
-			return got
-		}
-		got = append(got, cmd)
+	return playSocket(t, addr, func(cmd string) (string, bool) {
 		switch {
 		case cmd == "connect":
-			_, _ = c.Write([]byte(reply))
+			return reply, false
 		case strings.HasPrefix(cmd, "api uuid_setvar "):
-			_, _ = c.Write([]byte(frameText("api/response", "+OK")))
+			return frameText("api/response", "+OK"), false
 		case cmd == "exit":
-			_, _ = c.Write([]byte("Content-Type: command/reply\nReply-Text: +OK bye\n\n" +
-				"Content-Type: text/disconnect-notice\nContent-Length: 0\n\n"))
-			return got
+			return "Content-Type: command/reply\nReply-Text: +OK bye\n\n" +
+				"Content-Type: text/disconnect-notice\nContent-Length: 0\n\n", true
 		default:
 			t.Errorf("unexpected command %q", cmd)
-			return got
+			return "", true
 		}
-	}
+	})
 }
 
 const uuid = "cf537d4e-823b-4cda-9349-194bda03edc2"

@@ -1,8 +1,6 @@
 package freeswitch
 
 import (
-	"bufio"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -25,26 +23,13 @@ func channelsJSON(name string) string {
 // every command received.
 func playMonitor(t *testing.T, addr, reply, channels string) []string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(c)
 	event := func(name, app string) string {
 		return frameText("text/event-plain", "Event-Name: "+name+"\nUnique-ID: "+uuid+"\nApplication: "+app+"\n\n")
 	}
 	ok := "Content-Type: command/reply\nReply-Text: +OK\n\n"
 	bye := "Content-Type: text/disconnect-notice\nContent-Length: 0\n\n"
 	eavesdropping := false
-	var got []string
-	for {
-		cmd, err := readCommand(r)
-		if err != nil {
-			return got
-		}
-		got = append(got, cmd)
+	return playSocket(t, addr, func(cmd string) (string, bool) {
 		var out string
 		switch {
 		case cmd == "connect":
@@ -59,7 +44,7 @@ func playMonitor(t *testing.T, addr, reply, channels string) []string {
 				out += event("CHANNEL_EXECUTE_COMPLETE", "eavesdrop")
 			}
 		case strings.HasPrefix(cmd, "api uuid_kill "):
-			return got
+			return "", true
 		case strings.HasPrefix(cmd, "api "):
 			out = frameText("api/response", "+OK")
 		case strings.HasPrefix(cmd, "sendmsg "):
@@ -75,12 +60,10 @@ func playMonitor(t *testing.T, addr, reply, channels string) []string {
 			out = ok
 		default:
 			t.Errorf("unexpected command %q", cmd)
-			return got
+			return "", true
 		}
-		if _, err := c.Write([]byte(out)); err != nil {
-			return got
-		}
-	}
+		return out, false
+	})
 }
 
 // monitorReply is the connect reply of admin (sip user 1000) asking mode on target.
