@@ -12,6 +12,7 @@ import (
 
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/freeswitch/fstest"
 	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
 
@@ -57,7 +58,7 @@ func MustAdapter(tb testing.TB, snap *enforce.Snapshot, log enforce.Auditor) *Ad
 // it received.
 func playFreeSWITCH(t *testing.T, addr, reply string) []string {
 	t.Helper()
-	return playSocket(t, addr, func(cmd string) (string, bool) {
+	return fstest.PlaySocket(t, addr, func(cmd string) (string, bool) {
 		switch {
 		case cmd == "connect":
 			return reply, false
@@ -156,7 +157,7 @@ func TestOutboundShutdownCutsASilentConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if cmd, err := readCommand(bufio.NewReader(c)); err != nil || cmd != "connect" {
+	if cmd, err := fstest.ReadCommand(bufio.NewReader(c)); err != nil || cmd != "connect" {
 		t.Fatalf("first command %q, %v", cmd, err)
 	}
 	start := time.Now()

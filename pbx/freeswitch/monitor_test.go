@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/freeswitch/fstest"
 )
 
 const monitorTargetUUID = "7bafb6b1-7172-45c3-b03d-24ea9a5f311b"
@@ -29,7 +30,7 @@ func playMonitor(t *testing.T, addr, reply, channels string) []string {
 	ok := "Content-Type: command/reply\nReply-Text: +OK\n\n"
 	bye := "Content-Type: text/disconnect-notice\nContent-Length: 0\n\n"
 	eavesdropping := false
-	return playSocket(t, addr, func(cmd string) (string, bool) {
+	return fstest.PlaySocket(t, addr, func(cmd string) (string, bool) {
 		var out string
 		switch {
 		case cmd == "connect":
