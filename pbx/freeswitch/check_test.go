@@ -10,23 +10,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/callwarden/callwarden/config"
+	"github.com/callwarden/callwarden/config/configtest"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/freeswitch/fstest"
 	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
 
+// mustExampleSnapshot compiles deploy/examples/profiles.yaml.
 func mustExampleSnapshot(tb testing.TB) *enforce.Snapshot {
 	tb.Helper()
-	p, err := config.LoadProfiles("../../deploy/examples/profiles.yaml")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := enforce.NewSnapshot(p, 1)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s
+	return configtest.MustSnapshot(tb, "../../deploy/examples/profiles.yaml")
 }
 
 // auditLog keeps the records the adapter audits.
