@@ -19,7 +19,9 @@ import (
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/adminapi"
+	"github.com/callwarden/callwarden/pbx/asterisk"
 	"github.com/callwarden/callwarden/pbx/checkapi"
+	"github.com/callwarden/callwarden/pbx/freeswitch"
 	"github.com/callwarden/callwarden/pbx/httpauth"
 )
 
@@ -87,9 +89,9 @@ type App struct {
 	tokenPoll time.Duration
 
 	// ast is the Asterisk ARI adapter; nil without asterisk.url.
-	ast *asteriskService
+	ast *pbxService[*asterisk.Adapter]
 	// fs is the FreeSWITCH ESL adapter; nil without freeswitch.esl_address.
-	fs *freeswitchService
+	fs *pbxService[*freeswitch.Adapter]
 }
 
 // NewApp builds the daemon from a validated cfg, logging to logOut: it

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"sync"
 
 	"github.com/CyCoreSystems/ari/v5"
 	"github.com/inconshreveable/log15"
@@ -15,20 +13,12 @@ import (
 	"github.com/callwarden/callwarden/pbx/asterisk"
 )
 
-// asteriskService is the ARI adapter of a serving daemon; nil when
-// asterisk.url is not configured. Its methods are nil-safe so serve.go
-// calls them unconditionally.
-type asteriskService struct {
-	adapter *asterisk.Adapter
-	log     *zap.Logger
-}
-
 // newAsterisk builds the Stasis application from cfg (nil, nil when
 // cfg.URL is empty). Every library option is set from cfg: the ARI library
 // never reads ARI_* variables. It also sends the ARI library's own logger
 // (log15, a process-wide value of that library) to logger.
 func newAsterisk(cfg config.Asterisk, snapshot func() *enforce.Snapshot, auditor enforce.Auditor,
-	recordings enforce.RecordingStore, logger *zap.Logger, reg prometheus.Registerer) (*asteriskService, error) {
+	recordings enforce.RecordingStore, logger *zap.Logger, reg prometheus.Registerer) (*pbxService[*asterisk.Adapter], error) {
 	if cfg.URL == "" {
 		return nil, nil
 	}
@@ -50,27 +40,7 @@ func newAsterisk(cfg config.Asterisk, snapshot func() *enforce.Snapshot, auditor
 		NotifySound:  cfg.NotifySound,
 		PBX:          cfg.PBX,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("asterisk: %w", err)
-	}
-	return &asteriskService{adapter: a, log: logger}, nil
-}
-
-// start runs the adapter until ctx ends; the returned func waits for it to
-// have stopped (its call handlers cleaned up). A nil service does nothing.
-func (s *asteriskService) start(ctx context.Context) (wait func()) {
-	if s == nil {
-		return func() {}
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := s.adapter.Run(ctx); err != nil {
-			s.log.Error("asterisk adapter stopped", zap.Error(err))
-		}
-	}()
-	return wg.Wait
+	return newPBXService("asterisk", a, err, logger)
 }
 
 // log15Bridge forwards the ARI library's log15 records to zap.

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -13,18 +9,10 @@ import (
 	"github.com/callwarden/callwarden/pbx/freeswitch"
 )
 
-// freeswitchService is the ESL adapter of a serving daemon; nil when
-// freeswitch.esl_address is not configured. Its methods are nil-safe so
-// serve.go calls them unconditionally.
-type freeswitchService struct {
-	adapter *freeswitch.Adapter
-	log     *zap.Logger
-}
-
 // newFreeSWITCH builds the ESL adapter from cfg (nil, nil when
 // cfg.ESLAddress is empty); it binds the outbound socket listener.
 func newFreeSWITCH(cfg config.FreeSWITCH, snapshot func() *enforce.Snapshot, auditor enforce.Auditor,
-	logger *zap.Logger, reg prometheus.Registerer) (*freeswitchService, error) {
+	logger *zap.Logger, reg prometheus.Registerer) (*pbxService[*freeswitch.Adapter], error) {
 	if cfg.ESLAddress == "" {
 		return nil, nil
 	}
@@ -40,32 +28,9 @@ func newFreeSWITCH(cfg config.FreeSWITCH, snapshot func() *enforce.Snapshot, aud
 		Logger:         logger,
 		Registerer:     reg,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("freeswitch: %w", err)
-	}
-	return &freeswitchService{adapter: a, log: logger}, nil
+	return newPBXService("freeswitch", a, err, logger)
 }
 
-// start runs the adapter until ctx ends; the returned func waits for it to
-// have stopped. A nil service does nothing.
-func (s *freeswitchService) start(ctx context.Context) (wait func()) {
-	if s == nil {
-		return func() {}
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := s.adapter.Run(ctx); err != nil {
-			s.log.Error("freeswitch adapter stopped", zap.Error(err))
-		}
-	}()
-	return wg.Wait
-}
-
-// close releases the listener of an adapter that never ran.
-func (s *freeswitchService) close() {
-	if s != nil {
-		s.adapter.Close()
-	}
-}
+// The FreeSWITCH adapter binds its listener in New: pbxService.close
+// releases it through this method.
+var _ interface{ Close() } = (*freeswitch.Adapter)(nil)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/freeswitch/fstest"
 )
 
 func TestFreeSWITCHAdapterIsOffWithoutAddress(t *testing.T) {
@@ -54,7 +55,7 @@ func fakeInboundESL(t *testing.T) string {
 				_, _ = io.WriteString(c, "Content-Type: auth/request\n\n")
 				r := bufio.NewReader(c)
 				for {
-					cmd, err := eslCommand(r)
+					cmd, err := fstest.ReadCommand(r)
 					if err != nil {
 						return
 					}
@@ -79,57 +80,25 @@ func fakeInboundESL(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func eslCommand(r *bufio.Reader) (string, error) {
-	var lines []string
-	for {
-		l, err := r.ReadString('\n')
-		if err != nil {
-			return "", err
-		}
-		if l = strings.TrimRight(l, "\r\n"); l == "" {
-			if len(lines) > 0 {
-				return strings.Join(lines, "\n"), nil
-			}
-			continue
-		}
-		lines = append(lines, l)
-	}
-}
-
 func TestServeAnswersAFreeSWITCHCheck(t *testing.T) {
 	cfg := testConfig("../../deploy/examples/profiles.yaml")
 	cfg.FreeSWITCH = config.FreeSWITCH{ESLAddress: fakeInboundESL(t), ESLPassword: "ClueCon",
 		OutboundListen: "127.0.0.1:0", PBX: "fs1", Timeout: time.Second}
 	d := MustServe(t, cfg, io.Discard)
-	c, err := net.Dial("tcp", d.app.fs.adapter.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(c)
-	var got []string
-	for {
-		cmd, err := eslCommand(r)
-		if err != nil {
-			break
-		}
-		got = append(got, cmd)
+	got := fstest.PlaySocket(t, d.app.fs.adapter.Addr().String(), func(cmd string) (string, bool) {
 		switch {
 		case cmd == "connect":
-			_, _ = io.WriteString(c, "Event-Name: CHANNEL_DATA\nUnique-ID: u-1\nChannel-Name: sofia/internal/1000%40pbx.example\n"+
-				"Caller-Caller-ID-Number: 1000\nvariable_sip_from_user: 1000\nvariable_callwarden_action: check\n"+
-				"variable_callwarden_mode: listen\nvariable_callwarden_target: 2001\n"+
-				"Content-Type: command/reply\nReply-Text: %2BOK%0A\nSocket-Mode: async\nControl: full\n\n")
+			return "Event-Name: CHANNEL_DATA\nUnique-ID: u-1\nChannel-Name: sofia/internal/1000%40pbx.example\n" +
+				"Caller-Caller-ID-Number: 1000\nvariable_sip_from_user: 1000\nvariable_callwarden_action: check\n" +
+				"variable_callwarden_mode: listen\nvariable_callwarden_target: 2001\n" +
+				"Content-Type: command/reply\nReply-Text: %2BOK%0A\nSocket-Mode: async\nControl: full\n\n", false
 		case strings.HasPrefix(cmd, "api uuid_setvar"):
-			_, _ = io.WriteString(c, "Content-Type: api/response\nContent-Length: "+strconv.Itoa(3)+"\n\n+OK")
+			return "Content-Type: api/response\nContent-Length: " + strconv.Itoa(3) + "\n\n+OK", false
 		case cmd == "exit":
-			_, _ = io.WriteString(c, "Content-Type: command/reply\nReply-Text: +OK bye\n\n")
+			return "Content-Type: command/reply\nReply-Text: +OK bye\n\n", true
 		}
-		if cmd == "exit" {
-			break
-		}
-	}
+		return "", false
+	})
 	want := "connect|api uuid_setvar u-1 callwarden_decision allow|api uuid_setvar u-1 callwarden_reason granted|exit"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("commands %q; want %q", got, want)

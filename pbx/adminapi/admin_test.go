@@ -17,6 +17,7 @@ import (
 	"github.com/callwarden/callwarden/pbx/adminapi"
 	"github.com/callwarden/callwarden/pbx/checkapi"
 	"github.com/callwarden/callwarden/pbx/httpauth"
+	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
 
 // fakeStore is an in-memory enforce.PolicyStore with compare-and-set on
@@ -105,39 +106,17 @@ func (s *patchStore) ApplyPatch(_ context.Context, base *enforce.Snapshot, p enf
 }
 
 // fakeAudit is an Auditor and AuditReader over a slice.
-type fakeAudit struct {
-	mu   sync.Mutex
-	recs []enforce.AuditRecord
-}
-
-func (a *fakeAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.recs = append(a.recs, r)
-	return nil
-}
+type fakeAudit struct{ sessiontest.AuditLog }
 
 func (a *fakeAudit) ReadAudit(_ context.Context, f enforce.AuditFilter) ([]enforce.AuditRecord, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	var out []enforce.AuditRecord
-	for _, r := range a.recs {
+	for _, r := range a.All() {
 		if (f.User == "" || r.User == f.User) && (f.Target == "" || r.Target == f.Target) &&
 			(f.Action == "" || r.Action == f.Action) && (f.Decision == "" || r.Decision == f.Decision) {
 			out = append(out, r)
 		}
 	}
 	return out, nil
-}
-
-func (a *fakeAudit) last(tb testing.TB) enforce.AuditRecord {
-	tb.Helper()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.recs) == 0 {
-		tb.Fatal("no audit record")
-	}
-	return a.recs[len(a.recs)-1]
 }
 
 // fakeRecordings is a RecordingStore over a map.
@@ -498,7 +477,7 @@ func TestAdminProfiles(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.body), &b); err != nil || !slices.Equal(b.Diff.ChangedProfiles, []string{"teacher"}) {
 			t.Errorf("body %s (%v)", r.body, err)
 		}
-		if rec := f.audit.last(t); rec.Source != "admin" || rec.User != "root" || rec.Decision != "allow" || rec.Target != "profile:teacher" {
+		if rec := f.audit.Last(t); rec.Source != "admin" || rec.User != "root" || rec.Decision != "allow" || rec.Target != "profile:teacher" {
 			t.Errorf("audit %+v", rec)
 		}
 	})
@@ -594,7 +573,7 @@ func TestAdminProfiles(t *testing.T) {
 		if r.code != 403 || r.json(t)["decision"] != "deny" || f.store.applies != 0 {
 			t.Errorf("code %d body %s", r.code, r.body)
 		}
-		if rec := f.audit.last(t); rec.Decision != "deny" || rec.User != "alice" {
+		if rec := f.audit.Last(t); rec.Decision != "deny" || rec.User != "alice" {
 			t.Errorf("audit %+v", rec)
 		}
 	})
@@ -712,7 +691,7 @@ func TestAdminDelegation(t *testing.T) {
 			if r.code != tc.code {
 				t.Fatalf("code %d, want %d; body %s", r.code, tc.code, r.body)
 			}
-			rec := f.audit.last(t)
+			rec := f.audit.Last(t)
 			if tc.code == 403 {
 				b := r.json(t)
 				if b["reason"] != tc.reason || b["decision"] != "deny" || b["error"] == "" {

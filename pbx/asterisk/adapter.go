@@ -17,17 +17,17 @@ import (
 )
 
 // WatchdogMode says what the watchdog does with a bypass it catches.
-type WatchdogMode string
+type WatchdogMode = session.WatchdogMode
 
 // The watchdog modes.
 const (
 	// WatchdogEnforce hangs up the bypassing channel and audits it.
-	WatchdogEnforce WatchdogMode = "enforce"
+	WatchdogEnforce = session.WatchdogEnforce
 	// WatchdogReportOnly only audits (and counts) the bypass.
-	WatchdogReportOnly WatchdogMode = "report-only"
+	WatchdogReportOnly = session.WatchdogReportOnly
 	// WatchdogOff does not watch; the adapter then does not subscribe to
 	// every channel of the PBX.
-	WatchdogOff WatchdogMode = "off"
+	WatchdogOff = session.WatchdogOff
 )
 
 // Options configure an Adapter. URL, User, Password, App, Snapshot,

@@ -55,10 +55,10 @@ func TestUnknownCallerIsAuditedWithItsChannelCallerIDAndPBX(t *testing.T) {
 	agentOnASalesCall(f)
 	conn := <-f.conn
 	f.send(conn, stasisStartFrom("stranger1", "PJSIP/1999-0000000a", "1999", "monitor", "listen", "2001"))
-	waitFor(t, "the unknown caller audited", func() bool { return len(audit.all()) > 0 })
+	waitFor(t, "the unknown caller audited", func() bool { return len(audit.All()) > 0 })
 	f.finishPlayback(conn, "stranger1")
 	waitFor(t, "the unknown caller hung up", func() bool { return f.called("DELETE /channels/stranger1") })
-	recs := audit.all()
+	recs := audit.All()
 	if len(recs) != 1 {
 		t.Fatalf("audit records %+v, want one", recs)
 	}
@@ -85,8 +85,8 @@ func TestAllowWhoseBridgingFailsIsAuditedFailedAndTheSupervisorHungUp(t *testing
 	conn := <-f.conn
 	f.send(conn, stasisStart("sup1", "monitor", "listen", "2001"))
 	waitFor(t, "the supervisor hung up", func() bool { return f.called("DELETE /channels/sup1") })
-	waitFor(t, "two audit records", func() bool { return len(audit.all()) >= 2 })
-	recs := audit.all()
+	waitFor(t, "two audit records", func() bool { return len(audit.All()) >= 2 })
+	recs := audit.All()
 	if len(recs) != 2 {
 		t.Fatalf("audit records %+v, want the decision and its outcome", recs)
 	}
@@ -115,8 +115,8 @@ func TestAllowThatIsBridgedIsAuditedEnforced(t *testing.T) {
 	snoop := f.query("POST /channels/agent1/snoop").Get("snoopId")
 	f.send(conn, `{"type":"StasisStart","application":"callwarden","timestamp":"2026-11-23T10:00:00.000+0000","args":["snoop"],`+
 		`"channel":{"id":"`+snoop+`","name":"Snoop/agent1-00000001","state":"Up","creationtime":"2026-11-23T10:00:00.000+0000"}}`)
-	waitFor(t, "the outcome record", func() bool { return len(audit.all()) >= 2 })
-	r := audit.all()[1]
+	waitFor(t, "the outcome record", func() bool { return len(audit.All()) >= 2 })
+	r := audit.All()[1]
 	if r.Decision != "allow" || r.Outcome != enforce.OutcomeEnforced || r.User != "alice" {
 		t.Errorf("outcome record %+v, want alice's allow enforced", r)
 	}

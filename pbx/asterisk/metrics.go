@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // metrics are the adapter's Prometheus series, all prefixed
@@ -22,53 +24,38 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "callwarden_asterisk_decisions_total",
-			Help: "Decisions made for Asterisk Stasis requests, by verb (monitor, check, record, playback), action and decision.",
-		}, []string{"verb", "action", "decision"}),
+		decisions: session.NewCounterVec("callwarden_asterisk_decisions_total",
+			"Decisions made for Asterisk Stasis requests, by verb (monitor, check, record, playback), action and decision.",
+			"verb", "action", "decision"),
 		intercept: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "callwarden_asterisk_intercept_seconds",
 			Help:    "Time from a monitor request's StasisStart to the supervisor being bridged to the snoop channel.",
 			Buckets: []float64{.005, .01, .02, .03, .05, .075, .1, .15, .2, .3, .5, 1, 2},
 		}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "callwarden_asterisk_reconnects_total",
-			Help: "ARI event connections re-established after a loss (Asterisk restart, network).",
-		}),
-		connected: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "callwarden_asterisk_connected",
-			Help: "1 while the ARI event websocket is connected, else 0.",
-		}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "callwarden_asterisk_dropped_events_total",
-			Help: "ARI events dropped, by reason: inbox_full (a call's handler fell behind), malformed (undecodable).",
-		}, []string{"reason"}),
-		unknown: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "callwarden_asterisk_unknown_events_total",
-			Help: "ARI events of types the ARI library does not know, dropped unread, by type.",
-		}, []string{"type"}),
-		watchdog: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "callwarden_asterisk_watchdog_total",
-			Help: "Bypasses the watchdog caught (ChanSpy, ExtenSpy, MixMonitor, foreign snoop), by kind and by mode (enforce hangs up, report-only audits); kind orphan counts sessions a previous process left in Asterisk, ended at (re)connection.",
-		}, []string{"kind", "mode"}),
-		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "callwarden_asterisk_audit_failures_total",
-			Help: "Audit records that could not be written; an allow whose audit fails is turned into a deny.",
-		}),
+		reconnects: session.NewCounter("callwarden_asterisk_reconnects_total",
+			"ARI event connections re-established after a loss (Asterisk restart, network)."),
+		connected: session.NewGauge("callwarden_asterisk_connected",
+			"1 while the ARI event websocket is connected, else 0."),
+		dropped: session.NewCounterVec("callwarden_asterisk_dropped_events_total",
+			"ARI events dropped, by reason: inbox_full (a call's handler fell behind), malformed (undecodable).",
+			"reason"),
+		unknown: session.NewCounterVec("callwarden_asterisk_unknown_events_total",
+			"ARI events of types the ARI library does not know, dropped unread, by type.",
+			"type"),
+		watchdog: session.NewCounterVec("callwarden_asterisk_watchdog_total",
+			"Bypasses the watchdog caught (ChanSpy, ExtenSpy, MixMonitor, foreign snoop), by kind and by mode (enforce hangs up, report-only audits); kind orphan counts sessions a previous process left in Asterisk, ended at (re)connection.",
+			"kind", "mode"),
+		auditFailures: session.NewCounter("callwarden_asterisk_audit_failures_total",
+			"Audit records that could not be written; an allow whose audit fails is turned into a deny."),
 	}
 	m.dropped.WithLabelValues("inbox_full")
 	m.dropped.WithLabelValues("malformed")
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.decisions, m.intercept, m.reconnects, m.connected, m.dropped, m.unknown, m.watchdog, m.auditFailures} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("register asterisk metrics: %w (one adapter per registry)", err)
-			}
-			return nil, fmt.Errorf("register asterisk metrics: %w", err)
+	if err := session.Register(reg, m.decisions, m.intercept, m.reconnects, m.connected, m.dropped, m.unknown, m.watchdog, m.auditFailures); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return nil, fmt.Errorf("register asterisk metrics: %w (one adapter per registry)", err)
 		}
+		return nil, fmt.Errorf("register asterisk metrics: %w", err)
 	}
 	return m, nil
 }

@@ -60,7 +60,7 @@ func TestOrphansOfAPreviousProcessAreEndedBeforeTheAdapterServes(t *testing.T) {
 		t.Errorf("orphaned recording left %q in the store, want stopped", rec.State)
 	}
 	got := map[string]enforce.AuditRecord{}
-	for _, r := range audit.all() {
+	for _, r := range audit.All() {
 		if r.Source != "watchdog" || r.Reason != session.ReasonOrphaned || r.Outcome != enforce.OutcomeEnforced || r.Decision != "deny" {
 			t.Errorf("orphan audited as %+v, want a watchdog deny orphaned_session, outcome enforced", r)
 		}
@@ -76,6 +76,6 @@ func TestOrphansOfAPreviousProcessAreEndedBeforeTheAdapterServes(t *testing.T) {
 		t.Errorf("orphaned request audited as %+v, want erin's monitor.listen check", r)
 	}
 	if len(got) != 3 {
-		t.Errorf("%d orphans audited, want 3: %+v", len(got), audit.all())
+		t.Errorf("%d orphans audited, want 3: %+v", len(got), audit.All())
 	}
 }

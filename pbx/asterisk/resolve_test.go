@@ -6,7 +6,7 @@ import (
 
 	"github.com/CyCoreSystems/ari/v5"
 
-	"github.com/callwarden/callwarden/config"
+	"github.com/callwarden/callwarden/config/configtest"
 	"github.com/callwarden/callwarden/enforce"
 )
 
@@ -17,15 +17,7 @@ func mustExampleSnapshot(tb testing.TB) *enforce.Snapshot {
 	if _, err := os.Stat("../../deploy/examples/profiles.yaml"); err != nil {
 		tb.Fatal(err)
 	}
-	p, err := config.LoadProfiles("../../deploy/examples/profiles.yaml")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := enforce.NewSnapshot(p, 1)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s
+	return configtest.MustSnapshot(tb, "../../deploy/examples/profiles.yaml")
 }
 
 func chanData(id, name, state, number string) ari.ChannelData {

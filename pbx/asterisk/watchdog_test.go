@@ -1,33 +1,16 @@
 package asterisk
 
 import (
-	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/session"
+	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
 
-type recordingAuditor struct {
-	mu   sync.Mutex
-	recs []enforce.AuditRecord
-}
-
-func (r *recordingAuditor) Audit(_ context.Context, rec enforce.AuditRecord) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.recs = append(r.recs, rec)
-	return nil
-}
-
-func (r *recordingAuditor) all() []enforce.AuditRecord {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]enforce.AuditRecord(nil), r.recs...)
-}
+// recordingAuditor keeps the records the adapter audits.
+type recordingAuditor = sessiontest.AuditLog
 
 const rogueChanSpy = `{"type":"ChannelDialplan","application":"callwarden","timestamp":"2026-11-23T10:00:00.000+0000",` +
 	`"dialplan_app":"ChanSpy","dialplan_app_data":",qEg(agent2001)",` +
@@ -48,8 +31,8 @@ func TestWatchdogHangsUpAnUnallowedChanSpyAndAForeignSnoop(t *testing.T) {
 	if d := time.Since(start); d > 200*time.Millisecond {
 		t.Errorf("bypasses hung up after %s, want within 200ms", d)
 	}
-	waitFor(t, "two watchdog audit records", func() bool { return len(audit.all()) == 2 })
-	for _, r := range audit.all() {
+	waitFor(t, "two watchdog audit records", func() bool { return len(audit.All()) == 2 })
+	for _, r := range audit.All() {
 		if r.Source != "watchdog" || r.Decision != "deny" || r.Reason != session.ReasonNoDecision {
 			t.Errorf("audit record %+v", r)
 		}
@@ -65,8 +48,8 @@ func TestWatchdogReportOnlyAuditsWithoutHangingUp(t *testing.T) {
 	conn := <-f.conn
 	f.send(conn, rogueChanSpy)
 	f.send(conn, rogueSnoop)
-	waitFor(t, "two watchdog audit records", func() bool { return len(audit.all()) == 2 })
-	for _, r := range audit.all() {
+	waitFor(t, "two watchdog audit records", func() bool { return len(audit.All()) == 2 })
+	for _, r := range audit.All() {
 		if !strings.HasPrefix(r.Detail, "reported (report-only)") {
 			t.Errorf("audit detail %q, want a report-only record", r.Detail)
 		}

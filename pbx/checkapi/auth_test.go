@@ -1,44 +1,19 @@
 package checkapi_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/checkapi"
+	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
 
 // fakeAudit is an Auditor over a slice.
-type fakeAudit struct {
-	mu   sync.Mutex
-	recs []enforce.AuditRecord
-}
+type fakeAudit struct{ sessiontest.AuditLog }
 
-func (a *fakeAudit) Audit(_ context.Context, r enforce.AuditRecord) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.recs = append(a.recs, r)
-	return nil
-}
-
-func (a *fakeAudit) last(tb testing.TB) enforce.AuditRecord {
-	tb.Helper()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.recs) == 0 {
-		tb.Fatal("no audit record")
-	}
-	return a.recs[len(a.recs)-1]
-}
-
-func (a *fakeAudit) count() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.recs)
-}
+func (a *fakeAudit) count() int { return len(a.All()) }
 
 const allowQuery = "/v1/check?user=alice&action=monitor.listen&queue=sales"
 
@@ -94,7 +69,7 @@ func TestCheckNeedsACheckToken(t *testing.T) {
 		if status != http.StatusOK || !strings.HasPrefix(body, `{"decision":"allow"`) {
 			t.Fatalf("got %d %s", status, body)
 		}
-		rec := f.audit.last(t)
+		rec := f.audit.Last(t)
 		if rec.AskedBy != "token:cti" || rec.User != "alice" || rec.Decision != "allow" {
 			t.Errorf("record AskedBy=%q User=%q Decision=%q, want token:cti, alice, allow", rec.AskedBy, rec.User, rec.Decision)
 		}
@@ -142,7 +117,7 @@ func TestCheckWithoutTokenOnLoopback(t *testing.T) {
 		if status != http.StatusOK {
 			t.Fatalf("got %d %s", status, body)
 		}
-		if rec := f.audit.last(t); rec.AskedBy != "loopback" || rec.User != "alice" {
+		if rec := f.audit.Last(t); rec.AskedBy != "loopback" || rec.User != "alice" {
 			t.Errorf("record AskedBy=%q User=%q, want loopback, alice", rec.AskedBy, rec.User)
 		}
 	})
@@ -155,7 +130,7 @@ func TestCheckWithoutTokenOnLoopback(t *testing.T) {
 		if status, _, body := f.get(t, allowQuery); status != http.StatusOK {
 			t.Fatalf("got %d %s", status, body)
 		}
-		if rec := f.audit.last(t); rec.AskedBy != "token:pbx" {
+		if rec := f.audit.Last(t); rec.AskedBy != "token:pbx" {
 			t.Errorf("AskedBy = %q, want token:pbx", rec.AskedBy)
 		}
 	})

@@ -51,7 +51,7 @@ type Options struct {
 	Snapshot func() *enforce.Snapshot
 	Auditor  enforce.Auditor
 	// Watchdog is what happens to an eavesdrop or a recording started
-	// without an allowing decision (default WatchdogEnforce).
+	// without an allowing decision (default session.WatchdogEnforce).
 	Watchdog WatchdogMode
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -127,8 +127,8 @@ func New(opts Options) (*Adapter, error) {
 	}
 	switch o.Watchdog {
 	case "":
-		o.Watchdog = WatchdogEnforce
-	case WatchdogEnforce, WatchdogReportOnly, WatchdogOff:
+		o.Watchdog = session.WatchdogEnforce
+	case session.WatchdogEnforce, session.WatchdogReportOnly, session.WatchdogOff:
 	default:
 		return nil, fmt.Errorf("freeswitch: unknown Watchdog mode %q (want enforce, report-only or off)", o.Watchdog)
 	}

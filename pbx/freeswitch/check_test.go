@@ -5,46 +5,25 @@ import (
 	"context"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/callwarden/callwarden/config"
+	"github.com/callwarden/callwarden/config/configtest"
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/freeswitch/fstest"
+	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
 
+// mustExampleSnapshot compiles deploy/examples/profiles.yaml.
 func mustExampleSnapshot(tb testing.TB) *enforce.Snapshot {
 	tb.Helper()
-	p, err := config.LoadProfiles("../../deploy/examples/profiles.yaml")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := enforce.NewSnapshot(p, 1)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s
+	return configtest.MustSnapshot(tb, "../../deploy/examples/profiles.yaml")
 }
 
-type auditLog struct {
-	mu   sync.Mutex
-	recs []enforce.AuditRecord
-}
-
-func (l *auditLog) Audit(_ context.Context, r enforce.AuditRecord) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.recs = append(l.recs, r)
-	return nil
-}
-
-func (l *auditLog) all() []enforce.AuditRecord {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]enforce.AuditRecord(nil), l.recs...)
-}
+// auditLog keeps the records the adapter audits.
+type auditLog = sessiontest.AuditLog
 
 var testNow = time.Date(2026, 11, 23, 10, 37, 53, 0, time.UTC)
 
@@ -72,34 +51,20 @@ func MustAdapter(tb testing.TB, snap *enforce.Snapshot, log enforce.Auditor) *Ad
 // it received.
 func playFreeSWITCH(t *testing.T, addr, reply string) []string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(c)
-	var got []string
-	for {
-		cmd, err := readCommand(r)
-		if err != nil {
-			return got
-		}
-		got = append(got, cmd)
+	return fstest.PlaySocket(t, addr, func(cmd string) (string, bool) {
 		switch {
 		case cmd == "connect":
-			_, _ = c.Write([]byte(reply))
+			return reply, false
 		case strings.HasPrefix(cmd, "api uuid_setvar "):
-			_, _ = c.Write([]byte(frameText("api/response", "+OK")))
+			return frameText("api/response", "+OK"), false
 		case cmd == "exit":
-			_, _ = c.Write([]byte("Content-Type: command/reply\nReply-Text: +OK bye\n\n" +
-				"Content-Type: text/disconnect-notice\nContent-Length: 0\n\n"))
-			return got
+			return "Content-Type: command/reply\nReply-Text: +OK bye\n\n" +
+				"Content-Type: text/disconnect-notice\nContent-Length: 0\n\n", true
 		default:
 			t.Errorf("unexpected command %q", cmd)
-			return got
+			return "", true
 		}
-	}
+	})
 }
 
 const uuid = "cf537d4e-823b-4cda-9349-194bda03edc2"
@@ -136,7 +101,7 @@ func TestCheckOverTheOutboundSocket(t *testing.T) {
 			if strings.Join(got, "|") != strings.Join(want, "|") {
 				t.Fatalf("commands:\n%q\nwant\n%q", got, want)
 			}
-			recs := log.all()
+			recs := log.All()
 			if len(recs) != 1 {
 				t.Fatalf("%d audit records; want 1", len(recs))
 			}
@@ -160,7 +125,7 @@ func TestCheckMasksTheRequestersNumber(t *testing.T) {
 		"variable_callwarden_mode: listen", "variable_callwarden_target: 2001"),
 		"Caller-Caller-ID-Number: default", "Caller-Caller-ID-Number: 0612345678", 1)
 	playFreeSWITCH(t, a.Addr().String(), reply)
-	recs := log.all()
+	recs := log.All()
 	if len(recs) != 1 {
 		t.Fatalf("%d records", len(recs))
 	}
@@ -185,7 +150,7 @@ func TestOutboundShutdownCutsASilentConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if cmd, err := readCommand(bufio.NewReader(c)); err != nil || cmd != "connect" {
+	if cmd, err := fstest.ReadCommand(bufio.NewReader(c)); err != nil || cmd != "connect" {
 		t.Fatalf("first command %q, %v", cmd, err)
 	}
 	start := time.Now()

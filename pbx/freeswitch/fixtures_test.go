@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/callwarden/callwarden/pbx/freeswitch/fstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -148,7 +150,7 @@ func (f *fakeESL) serve(n int, c net.Conn) {
 	write("Content-Type: auth/request\n\n")
 	r := bufio.NewReader(c)
 	for {
-		fr, err := readCommand(r)
+		fr, err := fstest.ReadCommand(r)
 		if err != nil {
 			return
 		}
@@ -178,24 +180,5 @@ func (f *fakeESL) serve(n int, c net.Conn) {
 		default:
 			write("Content-Type: command/reply\nReply-Text: -ERR command not found\n\n")
 		}
-	}
-}
-
-// readCommand reads one command: lines up to an empty line, joined by LF.
-func readCommand(r *bufio.Reader) (string, error) {
-	var lines []string
-	for {
-		l, err := r.ReadString('\n')
-		if err != nil {
-			return "", err
-		}
-		l = strings.TrimRight(l, "\r\n")
-		if l == "" {
-			if len(lines) == 0 {
-				continue
-			}
-			return strings.Join(lines, "\n"), nil
-		}
-		lines = append(lines, l)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // metrics are the adapter's Prometheus series, all prefixed
@@ -22,54 +24,36 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "callwarden_freeswitch_decisions_total",
-			Help: "Decisions made for FreeSWITCH socket requests, by verb, action and decision.",
-		}, []string{"verb", "action", "decision"}),
-		connected: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "callwarden_freeswitch_connected",
-			Help: "1 while the inbound ESL connection is up, else 0.",
-		}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "callwarden_freeswitch_reconnects_total",
-			Help: "Inbound ESL connections made after the first one (FreeSWITCH restarted, the network broke, or callwarden dropped the connection).",
-		}),
-		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "callwarden_freeswitch_connection_drops_total",
-			Help: "ESL connections callwarden dropped, by reason: command_failed (a timeout above all: eslgo would hand the late reply to the next command).",
-		}, []string{"reason"}),
-		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "callwarden_freeswitch_ignored_total",
-			Help: "ESL input ignored, by kind: event (an event name callwarden did not ask for), header (a header line that is not Name: value), frame (a frame of an unexpected content type).",
-		}, []string{"kind"}),
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "callwarden_freeswitch_events_total",
-			Help: "Events received on the inbound ESL connection, by name (subscribed events only).",
-		}, []string{"event"}),
-		late: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "callwarden_freeswitch_events_late_total",
-			Help: "Events that arrived after a later Event-Sequence had been delivered (beyond the reordering window); delivered anyway.",
-		}),
-		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "callwarden_freeswitch_audit_failures_total",
-			Help: "Audit records that could not be written; an allow whose audit fails is turned into a deny.",
-		}),
-		watchdog: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "callwarden_freeswitch_watchdog_total",
-			Help: "Bypasses the watchdog caught (an eavesdrop or a recording started without an allowing decision), by kind (eavesdrop, record, eavesdrop_bug) and mode.",
-		}, []string{"kind", "mode"}),
+		decisions: session.NewCounterVec("callwarden_freeswitch_decisions_total",
+			"Decisions made for FreeSWITCH socket requests, by verb, action and decision.",
+			"verb", "action", "decision"),
+		connected: session.NewGauge("callwarden_freeswitch_connected",
+			"1 while the inbound ESL connection is up, else 0."),
+		reconnects: session.NewCounter("callwarden_freeswitch_reconnects_total",
+			"Inbound ESL connections made after the first one (FreeSWITCH restarted, the network broke, or callwarden dropped the connection)."),
+		drops: session.NewCounterVec("callwarden_freeswitch_connection_drops_total",
+			"ESL connections callwarden dropped, by reason: command_failed (a timeout above all: eslgo would hand the late reply to the next command).",
+			"reason"),
+		ignored: session.NewCounterVec("callwarden_freeswitch_ignored_total",
+			"ESL input ignored, by kind: event (an event name callwarden did not ask for), header (a header line that is not Name: value), frame (a frame of an unexpected content type).",
+			"kind"),
+		events: session.NewCounterVec("callwarden_freeswitch_events_total",
+			"Events received on the inbound ESL connection, by name (subscribed events only).",
+			"event"),
+		late: session.NewCounter("callwarden_freeswitch_events_late_total",
+			"Events that arrived after a later Event-Sequence had been delivered (beyond the reordering window); delivered anyway."),
+		auditFailures: session.NewCounter("callwarden_freeswitch_audit_failures_total",
+			"Audit records that could not be written; an allow whose audit fails is turned into a deny."),
+		watchdog: session.NewCounterVec("callwarden_freeswitch_watchdog_total",
+			"Bypasses the watchdog caught (an eavesdrop or a recording started without an allowing decision), by kind (eavesdrop, record, eavesdrop_bug) and mode.",
+			"kind", "mode"),
 	}
 	for _, k := range []string{"event", "header", "frame"} {
 		m.ignored.WithLabelValues(k)
 	}
 	m.drops.WithLabelValues("command_failed")
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.decisions, m.connected, m.reconnects, m.drops, m.ignored, m.events, m.late, m.auditFailures, m.watchdog} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register freeswitch metrics: %w (one adapter per registry)", err)
-		}
+	if err := session.Register(reg, m.decisions, m.connected, m.reconnects, m.drops, m.ignored, m.events, m.late, m.auditFailures, m.watchdog); err != nil {
+		return nil, fmt.Errorf("register freeswitch metrics: %w (one adapter per registry)", err)
 	}
 	return m, nil
 }

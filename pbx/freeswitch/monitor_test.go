@@ -1,13 +1,12 @@
 package freeswitch
 
 import (
-	"bufio"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/freeswitch/fstest"
 )
 
 const monitorTargetUUID = "7bafb6b1-7172-45c3-b03d-24ea9a5f311b"
@@ -25,26 +24,13 @@ func channelsJSON(name string) string {
 // every command received.
 func playMonitor(t *testing.T, addr, reply, channels string) []string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(c)
 	event := func(name, app string) string {
 		return frameText("text/event-plain", "Event-Name: "+name+"\nUnique-ID: "+uuid+"\nApplication: "+app+"\n\n")
 	}
 	ok := "Content-Type: command/reply\nReply-Text: +OK\n\n"
 	bye := "Content-Type: text/disconnect-notice\nContent-Length: 0\n\n"
 	eavesdropping := false
-	var got []string
-	for {
-		cmd, err := readCommand(r)
-		if err != nil {
-			return got
-		}
-		got = append(got, cmd)
+	return fstest.PlaySocket(t, addr, func(cmd string) (string, bool) {
 		var out string
 		switch {
 		case cmd == "connect":
@@ -59,7 +45,7 @@ func playMonitor(t *testing.T, addr, reply, channels string) []string {
 				out += event("CHANNEL_EXECUTE_COMPLETE", "eavesdrop")
 			}
 		case strings.HasPrefix(cmd, "api uuid_kill "):
-			return got
+			return "", true
 		case strings.HasPrefix(cmd, "api "):
 			out = frameText("api/response", "+OK")
 		case strings.HasPrefix(cmd, "sendmsg "):
@@ -75,12 +61,10 @@ func playMonitor(t *testing.T, addr, reply, channels string) []string {
 			out = ok
 		default:
 			t.Errorf("unexpected command %q", cmd)
-			return got
+			return "", true
 		}
-		if _, err := c.Write([]byte(out)); err != nil {
-			return got
-		}
-	}
+		return out, false
+	})
 }
 
 // monitorReply is the connect reply of admin (sip user 1000) asking mode on target.
@@ -94,11 +78,11 @@ func monitorReply(t *testing.T, mode, target string) string {
 func waitRecords(t *testing.T, log *auditLog, n int) []enforce.AuditRecord {
 	t.Helper()
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if recs := log.all(); len(recs) >= n {
+		if recs := log.All(); len(recs) >= n {
 			return recs
 		}
 	}
-	t.Fatalf("%d audit records, want %d", len(log.all()), n)
+	t.Fatalf("%d audit records, want %d", len(log.All()), n)
 	return nil
 }
 

@@ -12,19 +12,10 @@ import (
 	"github.com/callwarden/callwarden/pbx/session"
 )
 
-// WatchdogMode says what the watchdog does with a bypass it catches.
-type WatchdogMode string
-
-// The watchdog modes (as asterisk.watchdog).
-const (
-	// WatchdogEnforce hangs up the eavesdropper, stops the recording and
-	// audits the bypass.
-	WatchdogEnforce WatchdogMode = "enforce"
-	// WatchdogReportOnly only audits (and counts) the bypass.
-	WatchdogReportOnly WatchdogMode = "report-only"
-	// WatchdogOff does not watch.
-	WatchdogOff WatchdogMode = "off"
-)
+// WatchdogMode says what the watchdog does with a bypass it catches: the
+// modes are session's (as asterisk.watchdog). Enforce hangs up the
+// eavesdropper, stops the recording and audits the bypass.
+type WatchdogMode = session.WatchdogMode
 
 // Watchdog kinds: the metric's kind label.
 const (
@@ -103,7 +94,7 @@ func (w *watchdog) mark(key string) (already bool) {
 
 // onEvent looks at one event for a bypass.
 func (w *watchdog) onEvent(ev Event) {
-	if w.mode == WatchdogOff {
+	if w.mode == session.WatchdogOff {
 		return
 	}
 	uuid := ev.Get("Unique-ID")
@@ -184,7 +175,7 @@ func (w *watchdog) bypass(ev Event, kind string, action enforce.Action, what str
 		verdict := "reported (report-only): "
 		var err error
 		switch {
-		case mode == WatchdogEnforce && stop != nil:
+		case mode == session.WatchdogEnforce && stop != nil:
 			err = stop(w.ctx)
 			verdict = "stopped: "
 			if kind == kindEavesdrop {
@@ -193,7 +184,7 @@ func (w *watchdog) bypass(ev Event, kind string, action enforce.Action, what str
 			if err != nil {
 				verdict = "stop failed (" + err.Error() + "): "
 			}
-		case mode == WatchdogEnforce:
+		case mode == session.WatchdogEnforce:
 			verdict = "reported (spy unknown): "
 		}
 		var user string

@@ -114,6 +114,26 @@ func newTestWatchdog(t *testing.T, mode WatchdogMode) *testWatchdog {
 // settle waits for the bypasses' goroutines (stop and audit).
 func (tw *testWatchdog) settle() { tw.wg.Wait() }
 
+// feed hands evs to the watchdog in order, waits for what they started to
+// settle and returns the commands sent so far.
+func (tw *testWatchdog) feed(evs ...Event) string {
+	for _, ev := range evs {
+		tw.onEvent(ev)
+	}
+	tw.settle()
+	return tw.commands()
+}
+
+// records returns the audit records, failing t unless there are n.
+func (tw *testWatchdog) records(t *testing.T, n int) []enforce.AuditRecord {
+	t.Helper()
+	recs := tw.log.All()
+	if len(recs) != n {
+		t.Fatalf("%d audit records; want %d", len(recs), n)
+	}
+	return recs
+}
+
 func (tw *testWatchdog) commands() string {
 	tw.mu.Lock()
 	defer tw.mu.Unlock()
@@ -145,78 +165,53 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 	execEv, bugEv, recEv, recBugEv := watchdogEvents(t)
 
 	t.Run("an eavesdrop without an allow hangs up the eavesdropper", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
-		tw.onEvent(execEv)
-		tw.onEvent(bugEv) // the target's media bug: explained by the spy's eavesdrop
-		tw.settle()
-		if got := tw.commands(); got != "uuid_kill "+spyUUID {
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
+		// bugEv, the target's media bug, is explained by the spy's eavesdrop
+		if got := tw.feed(execEv, bugEv); got != "uuid_kill "+spyUUID {
 			t.Errorf("commands %q; want uuid_kill of the spy leg only", got)
 		}
 		if got := tw.countsSeen(); got != "eavesdrop/enforce" {
 			t.Errorf("counted %q", got)
 		}
-		recs := tw.log.all()
-		if len(recs) != 1 {
-			t.Fatalf("%d audit records; want 1", len(recs))
-		}
+		recs := tw.records(t, 1)
 		wantWatchdogRecord(t, recs[0], "monitor.listen", spyUUID, "hung up: eavesdrop("+targetUUID+"); channel loopback/9196-a")
 	})
 
 	t.Run("a recording without an allow is stopped, the call goes on", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
-		tw.onEvent(recEv)
-		tw.onEvent(recBugEv) // the same recording seen as a media bug
-		tw.settle()
-		if got := tw.commands(); got != "uuid_record "+targetUUID+" stop "+recPath {
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
+		// recBugEv is the same recording seen as a media bug
+		if got := tw.feed(recEv, recBugEv); got != "uuid_record "+targetUUID+" stop "+recPath {
 			t.Errorf("commands %q; want this recording stopped, once", got)
 		}
-		recs := tw.log.all()
-		if len(recs) != 1 {
-			t.Fatalf("%d audit records; want 1", len(recs))
-		}
+		recs := tw.records(t, 1)
 		wantWatchdogRecord(t, recs[0], "recording.start", targetUUID, "stopped: recording "+recPath)
 	})
 
 	t.Run("a recording first seen as its media bug is stopped once", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
-		tw.onEvent(recBugEv)
-		tw.onEvent(recEv)
-		tw.settle()
-		if got := tw.commands(); got != "uuid_record "+targetUUID+" stop "+recPath {
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
+		if got := tw.feed(recBugEv, recEv); got != "uuid_record "+targetUUID+" stop "+recPath {
 			t.Errorf("commands %q; want this recording stopped, once", got)
 		}
 	})
 
 	t.Run("an eavesdrop media bug without an eavesdrop application is reported, nothing hung up", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
-		tw.onEvent(bugEv)
-		tw.settle()
-		if got := tw.commands(); got != "" {
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
+		if got := tw.feed(bugEv); got != "" {
 			t.Errorf("commands %q; want none (the spy is unknown, the target is the customer's call)", got)
 		}
-		recs := tw.log.all()
-		if len(recs) != 1 {
-			t.Fatalf("%d audit records; want 1", len(recs))
-		}
+		recs := tw.records(t, 1)
 		wantWatchdogRecord(t, recs[0], "monitor.listen", targetUUID, "reported (spy unknown)")
 	})
 
 	t.Run("report-only audits and counts without stopping", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogReportOnly)
-		for _, ev := range []Event{execEv, bugEv, recEv, recBugEv} {
-			tw.onEvent(ev)
-		}
-		tw.settle()
-		if got := tw.commands(); got != "" {
+		tw := newTestWatchdog(t, session.WatchdogReportOnly)
+		if got := tw.feed(execEv, bugEv, recEv, recBugEv); got != "" {
 			t.Errorf("commands %q in report-only", got)
 		}
 		if got := tw.countsSeen(); got != "eavesdrop/report-only|record/report-only" {
 			t.Errorf("counted %q", got)
 		}
-		recs := tw.log.all()
-		if len(recs) != 2 {
-			t.Fatalf("%d audit records; want 2", len(recs))
-		}
+		recs := tw.records(t, 2)
 		for _, r := range recs {
 			if !strings.HasPrefix(r.Detail, "reported (report-only): ") {
 				t.Errorf("detail %q", r.Detail)
@@ -225,13 +220,13 @@ func TestWatchdogStopsBypasses(t *testing.T) {
 	})
 
 	t.Run("off does nothing", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogOff)
+		tw := newTestWatchdog(t, session.WatchdogOff)
 		for _, ev := range []Event{execEv, bugEv, recEv, recBugEv} {
 			tw.onEvent(ev)
 		}
 		tw.settle()
-		if tw.commands() != "" || len(tw.log.all()) != 0 || tw.countsSeen() != "" {
-			t.Errorf("off acted: %q, %d records", tw.commands(), len(tw.log.all()))
+		if tw.commands() != "" || len(tw.log.All()) != 0 || tw.countsSeen() != "" {
+			t.Errorf("off acted: %q, %d records", tw.commands(), len(tw.log.All()))
 		}
 	})
 }
@@ -241,49 +236,39 @@ func TestWatchdogLetsAllowedApplicationsThroughOnce(t *testing.T) {
 
 	for _, action := range []enforce.Action{enforce.MonitorListen, enforce.MonitorWhisper, enforce.MonitorBarge} {
 		t.Run("an allowed "+session.ActionName(action)+" lets the next eavesdrop through, not the one after", func(t *testing.T) {
-			tw := newTestWatchdog(t, WatchdogEnforce)
+			tw := newTestWatchdog(t, session.WatchdogEnforce)
 			tw.allow(spyUUID, action)
-			tw.onEvent(execEv)
-			tw.settle()
-			if got := tw.commands(); got != "" {
+			if got := tw.feed(execEv); got != "" {
 				t.Fatalf("allowed eavesdrop stopped: %q", got)
 			}
-			tw.onEvent(execEv)
-			tw.settle()
-			if got := tw.commands(); got != "uuid_kill "+spyUUID {
+			if got := tw.feed(execEv); got != "uuid_kill "+spyUUID {
 				t.Errorf("second eavesdrop: commands %q; want uuid_kill", got)
 			}
 		})
 	}
 
 	t.Run("an allowance expires after 60 s", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
 		tw.allow(spyUUID, enforce.MonitorListen)
 		tw.advance(session.AllowanceTTL)
-		tw.onEvent(execEv)
-		tw.settle()
-		if got := tw.commands(); got != "uuid_kill "+spyUUID {
+		if got := tw.feed(execEv); got != "uuid_kill "+spyUUID {
 			t.Errorf("commands %q; want uuid_kill", got)
 		}
 	})
 
 	t.Run("an allow of another action or channel does not count", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
 		tw.allow(spyUUID, enforce.RecordingStart)
 		tw.allow(targetUUID, enforce.MonitorListen)
-		tw.onEvent(execEv)
-		tw.settle()
-		if got := tw.commands(); got != "uuid_kill "+spyUUID {
+		if got := tw.feed(execEv); got != "uuid_kill "+spyUUID {
 			t.Errorf("commands %q; want uuid_kill", got)
 		}
 	})
 
 	t.Run("an allowed recording is not stopped", func(t *testing.T) {
-		tw := newTestWatchdog(t, WatchdogEnforce)
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
 		tw.allow(targetUUID, enforce.RecordingStart)
-		tw.onEvent(recEv)
-		tw.settle()
-		if got := tw.commands(); got != "" || len(tw.log.all()) != 0 {
+		if got := tw.feed(recEv); got != "" || len(tw.log.All()) != 0 {
 			t.Errorf("allowed recording stopped: %q", got)
 		}
 	})
@@ -291,11 +276,11 @@ func TestWatchdogLetsAllowedApplicationsThroughOnce(t *testing.T) {
 
 func TestWatchdogAuditsAFailedStop(t *testing.T) {
 	execEv, _, _, _ := watchdogEvents(t)
-	tw := newTestWatchdog(t, WatchdogEnforce)
+	tw := newTestWatchdog(t, session.WatchdogEnforce)
 	tw.act = func(context.Context, string, ...string) (string, error) { return "", errors.New("no connection") }
 	tw.onEvent(execEv)
 	tw.settle()
-	recs := tw.log.all()
+	recs := tw.log.All()
 	if len(recs) != 1 || !strings.HasPrefix(recs[0].Detail, "stop failed (no connection): ") {
 		t.Fatalf("records %+v; want one saying the stop failed", recs)
 	}
@@ -309,10 +294,8 @@ func TestWatchdogStopsEveryRecordingOfAChannelWhenThePathCannotBeSent(t *testing
 			ev.Headers[k] = v
 		}
 		ev.Headers["Record-File-Path"] = path
-		tw := newTestWatchdog(t, WatchdogEnforce)
-		tw.onEvent(ev)
-		tw.settle()
-		if got := tw.commands(); got != "uuid_record "+targetUUID+" stop all" {
+		tw := newTestWatchdog(t, session.WatchdogEnforce)
+		if got := tw.feed(ev); got != "uuid_record "+targetUUID+" stop all" {
 			t.Errorf("path %q: commands %q; want stop all", path, got)
 		}
 	}
@@ -336,7 +319,7 @@ func TestCheckAllowLetsTheDialplansEavesdropThrough(t *testing.T) {
 	a.onEvent(ev)
 	a.onEvent(ev) // a second eavesdrop needs a second check
 	a.wd.wg.Wait()
-	recs := log.all()
+	recs := log.All()
 	if len(recs) != 2 || recs[0].Source != "freeswitch" || recs[1].Source != "watchdog" || recs[1].Channels[0] != uuid {
 		t.Fatalf("records %+v; want the check's allow, then one watchdog record", recs)
 	}

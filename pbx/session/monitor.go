@@ -179,3 +179,17 @@ func (s *Monitor) End(ctx context.Context, hangupSupervisor bool) error {
 	}
 	return err
 }
+
+// WatchdogMode says what an adapter's watchdog does with a bypass it
+// catches (a listen, whisper, barge or recording no decision allowed).
+type WatchdogMode string
+
+// The watchdog modes, as the adapters' watchdog settings spell them.
+const (
+	// WatchdogEnforce ends the bypass (each adapter says how) and audits it.
+	WatchdogEnforce WatchdogMode = "enforce"
+	// WatchdogReportOnly only audits (and counts) the bypass.
+	WatchdogReportOnly WatchdogMode = "report-only"
+	// WatchdogOff does not watch.
+	WatchdogOff WatchdogMode = "off"
+)
