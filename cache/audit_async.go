@@ -343,19 +343,8 @@ func (a *AsyncAuditor) run() {
 			if open[LanePBX] == nil && open[LaneHTTP] == nil {
 				return
 			}
-			select {
-			case r, ok := <-open[LanePBX]:
-				if !ok {
-					open[LanePBX] = nil
-					continue
-				}
-				buf = append(buf, lanedRecord{LanePBX, r})
-			case r, ok := <-open[LaneHTTP]:
-				if !ok {
-					open[LaneHTTP] = nil
-					continue
-				}
-				buf = append(buf, lanedRecord{LaneHTTP, r})
+			if buf = wait(buf, &open); len(buf) == 0 {
+				continue // a lane closed
 			}
 			buf = a.take(buf, &open)
 		}
@@ -391,18 +380,43 @@ func (a *AsyncAuditor) take(buf []lanedRecord, open *[numLanes]chan enforce.Audi
 		for len(buf) < a.opts.BatchSize && open[l] != nil {
 			select {
 			case r, ok := <-open[l]:
-				if !ok {
-					open[l] = nil
-					break
+				if more := received(buf, open, l, r, ok); len(more) > len(buf) {
+					buf = more
+					continue
 				}
-				buf = append(buf, lanedRecord{l, r})
-				continue
 			default:
 			}
 			break
 		}
 	}
 	return buf
+}
+
+// wait blocks until either open lane has a record or closes, and files
+// what it got with received.
+func wait(buf []lanedRecord, open *[numLanes]chan enforce.AuditRecord) []lanedRecord {
+	var (
+		l  AuditLane
+		r  enforce.AuditRecord
+		ok bool
+	)
+	select {
+	case r, ok = <-open[LanePBX]:
+		l = LanePBX
+	case r, ok = <-open[LaneHTTP]:
+		l = LaneHTTP
+	}
+	return received(buf, open, l, r, ok)
+}
+
+// received files one receive from lane l: the record appended to buf, or,
+// when the lane is closed and drained, the lane set to nil in open.
+func received(buf []lanedRecord, open *[numLanes]chan enforce.AuditRecord, l AuditLane, r enforce.AuditRecord, ok bool) []lanedRecord {
+	if !ok {
+		open[l] = nil
+		return buf
+	}
+	return append(buf, lanedRecord{l, r})
 }
 
 // report logs, per lane, the records dropped since the last report.
