@@ -13,10 +13,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -90,11 +88,7 @@ func serveFreeSWITCHPolicy(ctx context.Context, t *testing.T, l *lab.TestLab, fs
 	mustOK(t, err)
 	mustApplyPolicy(ctx, t, store, p)
 
-	d := &fsDaemon{
-		servedDaemon: &servedDaemon{log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})},
-		http:         freeHostPort(t, "127.0.0.1"),
-		outbound:     freeHostPort(t, fs.HostIP),
-	}
+	httpAddr, outbound := freeHostPort(t, "127.0.0.1"), freeHostPort(t, fs.HostIP)
 	cfg := filepath.Join(t.TempDir(), "callwarden.yaml")
 	mustOK(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`http:
   listen: %q
@@ -108,38 +102,15 @@ freeswitch:
   esl_address: %q
   outbound_listen: %q
   pbx: fslab
-`, d.http, l.RedisAddr, l.KeyPrefix, fs.ESLAddr(), d.outbound)), 0o600))
+`, httpAddr, l.RedisAddr, l.KeyPrefix, fs.ESLAddr(), outbound)), 0o600))
 
-	logf, err := os.Create(d.log)
-	mustOK(t, err)
-	d.cmd = exec.Command(bin, "serve", "--config", cfg)
-	var cmdEnv []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CALLWARDEN_") {
-			cmdEnv = append(cmdEnv, kv)
-		}
-	}
 	// The ESL password goes in the environment, as in a deployment.
-	d.cmd.Env = append(append(cmdEnv, env...), "CALLWARDEN_FREESWITCH_ESL_PASSWORD="+fs.ESLPassword)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatal(err)
+	env = append(env, "CALLWARDEN_FREESWITCH_ESL_PASSWORD="+fs.ESLPassword)
+	d := &fsDaemon{
+		servedDaemon: startServed(t, bin, cfg, name, env...),
+		http:         httpAddr,
+		outbound:     outbound,
 	}
-	go func() {
-		_ = d.cmd.Wait()
-		logf.Close()
-		close(d.exited)
-	}()
-	t.Cleanup(func() {
-		d.stop(t)
-		if t.Failed() {
-			if b, err := os.ReadFile(d.log); err == nil {
-				t.Logf("%s log:\n%s", name, b)
-			}
-		}
-	})
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	waitFor(wctx, t, name+"'s inbound ESL connection up", func() error {
@@ -151,18 +122,6 @@ freeswitch:
 		return d.connected(ctx, 1)
 	})
 	return d
-}
-
-// stop sends SIGTERM and waits for the daemon to exit (it may be gone already).
-func (d *fsDaemon) stop(t *testing.T) {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(20 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-		t.Errorf("callwarden did not stop within 20s of SIGTERM")
-	}
 }
 
 // metric returns the value of the unlabelled sample name on /metrics.
