@@ -156,25 +156,44 @@ func (d *fsDaemon) connected(ctx context.Context, want int) error {
 	return nil
 }
 
-// fsAuditRecord waits for the audit record of the check made on channel uuid.
-func fsAuditRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) enforce.AuditRecord {
+// recentAudit returns the audit records of the last ten minutes in the lab's Redis.
+func recentAudit(ctx context.Context, t *testing.T, l *lab.TestLab) ([]enforce.AuditRecord, error) {
+	return newRedisStore(t, l, nil).ReadAudit(ctx, enforce.AuditFilter{Since: time.Now().Add(-10 * time.Minute)})
+}
+
+// auditOn returns those of recs from source whose first channel is uuid.
+func auditOn(recs []enforce.AuditRecord, source, uuid string) []enforce.AuditRecord {
+	var found []enforce.AuditRecord
+	for _, r := range recs {
+		if r.Source == source && len(r.Channels) > 0 && r.Channels[0] == uuid {
+			found = append(found, r)
+		}
+	}
+	return found
+}
+
+// waitAuditOn waits for n audit records from source on channel uuid (see auditOn)
+// and returns them; what names them in the failure.
+func waitAuditOn(ctx context.Context, t *testing.T, l *lab.TestLab, what, source, uuid string, n int) []enforce.AuditRecord {
 	t.Helper()
-	store := newRedisStore(t, l, nil)
-	var found *enforce.AuditRecord
-	waitFor(ctx, t, "the audit record of the check on "+uuid, func() error {
-		recs, err := store.ReadAudit(ctx, enforce.AuditFilter{Since: time.Now().Add(-10 * time.Minute)})
+	var found []enforce.AuditRecord
+	waitFor(ctx, t, what, func() error {
+		recs, err := recentAudit(ctx, t, l)
 		if err != nil {
 			return err
 		}
-		for i, r := range recs {
-			if r.Source == "freeswitch" && len(r.Channels) > 0 && r.Channels[0] == uuid {
-				found = &recs[i]
-				return nil
-			}
+		if found = auditOn(recs, source, uuid); len(found) < n {
+			return fmt.Errorf("%d of %d among %d records", len(found), n, len(recs))
 		}
-		return fmt.Errorf("none among %d records", len(recs))
+		return nil
 	})
-	return *found
+	return found
+}
+
+// fsAuditRecord waits for the audit record of the check made on channel uuid.
+func fsAuditRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) enforce.AuditRecord {
+	t.Helper()
+	return waitAuditOn(ctx, t, l, "the audit record of the check on "+uuid, "freeswitch", uuid, 1)[0]
 }
 
 // wantEavesdropping waits until the supervisor's channel eavesdrops on agentLeg.

@@ -49,25 +49,7 @@ protected:
 // uuid (the decision, then the enforcement's result on an allow).
 func fsMonitorRecords(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string, n int) []enforce.AuditRecord {
 	t.Helper()
-	store := newRedisStore(t, l, nil)
-	var found []enforce.AuditRecord
-	waitFor(ctx, t, fmt.Sprintf("%d audit records of the request on %s", n, uuid), func() error {
-		recs, err := store.ReadAudit(ctx, enforce.AuditFilter{Since: time.Now().Add(-10 * time.Minute)})
-		if err != nil {
-			return err
-		}
-		found = found[:0]
-		for _, r := range recs {
-			if r.Source == "freeswitch" && len(r.Channels) > 0 && r.Channels[0] == uuid {
-				found = append(found, r)
-			}
-		}
-		if len(found) < n {
-			return fmt.Errorf("%d of %d", len(found), n)
-		}
-		return nil
-	})
-	return found
+	return waitAuditOn(ctx, t, l, fmt.Sprintf("%d audit records of the request on %s", n, uuid), "freeswitch", uuid, n)
 }
 
 // wantMonitorRefused waits until the supervisor's channel plays callwarden's refusal

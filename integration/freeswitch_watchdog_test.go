@@ -8,7 +8,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,33 +63,16 @@ func isEvent(name, uuid string) func(map[string]string) bool {
 // watchdogRecord waits for the watchdog's audit record on channel uuid.
 func watchdogRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) enforce.AuditRecord {
 	t.Helper()
-	store := newRedisStore(t, l, nil)
-	var found *enforce.AuditRecord
-	waitFor(ctx, t, "the watchdog's audit record on "+uuid, func() error {
-		recs, err := store.ReadAudit(ctx, enforce.AuditFilter{Since: time.Now().Add(-10 * time.Minute)})
-		if err != nil {
-			return err
-		}
-		for i, r := range recs {
-			if r.Source == "watchdog" && len(r.Channels) > 0 && r.Channels[0] == uuid {
-				found = &recs[i]
-				return nil
-			}
-		}
-		return fmt.Errorf("none among %d records", len(recs))
-	})
-	return *found
+	return waitAuditOn(ctx, t, l, "the watchdog's audit record on "+uuid, "watchdog", uuid, 1)[0]
 }
 
 // noWatchdogRecord fails if the watchdog audited channel uuid.
 func noWatchdogRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) {
 	t.Helper()
-	recs, err := newRedisStore(t, l, nil).ReadAudit(ctx, enforce.AuditFilter{Since: time.Now().Add(-10 * time.Minute)})
+	recs, err := recentAudit(ctx, t, l)
 	mustOK(t, err)
-	for _, r := range recs {
-		if r.Source == "watchdog" && len(r.Channels) > 0 && r.Channels[0] == uuid {
-			t.Errorf("watchdog record on %s: %+v", uuid, r)
-		}
+	for _, r := range auditOn(recs, "watchdog", uuid) {
+		t.Errorf("watchdog record on %s: %+v", uuid, r)
 	}
 }
 
