@@ -33,7 +33,14 @@ profiles:
     grants:
       - actions: [monitor.listen]
         teams: [team-a]
-  - name: listen-team-b
+` + freeswitchSupervisors + `  - id: agent2001
+    teams: [team-a]
+    identities: ["2001"]
+`
+
+// freeswitchSupervisors is the end of the profiles and the supervisors of the
+// FreeSWITCH policies: listen-team-b, sup1001 and sup1002.
+const freeswitchSupervisors = `  - name: listen-team-b
     grants:
       - actions: [monitor.listen]
         teams: [team-b]
@@ -44,9 +51,6 @@ users:
   - id: sup1002
     profile: listen-team-b
     identities: [loopback/supervisor_1002]
-  - id: agent2001
-    teams: [team-a]
-    identities: ["2001"]
 `
 
 // fsDaemon is `callwarden serve` run as a child process against the lab's

@@ -24,18 +24,7 @@ profiles:
     grants:
       - actions: [monitor.listen, monitor.whisper]
         teams: [team-a]
-  - name: listen-team-b
-    grants:
-      - actions: [monitor.listen]
-        teams: [team-b]
-users:
-  - id: sup1001
-    profile: listen-team-a
-    identities: [loopback/supervisor_1001]
-  - id: sup1002
-    profile: listen-team-b
-    identities: [loopback/supervisor_1002]
-  - id: agent2001
+` + freeswitchSupervisors + `  - id: agent2001
     teams: [team-a]
     identities: ["2001", loopback/agent_2001]
   - id: agent2002
