@@ -59,6 +59,31 @@ type fsDaemon struct {
 	*servedDaemon
 	http     string // host:port of /metrics
 	outbound string // host:port of the outbound socket, as the dialplan reaches it
+	fs       *lab.TestFreeSWITCH
+}
+
+// fsLab is the lab of a FreeSWITCH test, its FreeSWITCH and a context of three
+// minutes.
+func fsLab(t *testing.T) (*lab.TestLab, *lab.TestFreeSWITCH, context.Context) {
+	return suite.Lab(t), suite.FreeSWITCH(t), contextFor(t, 3*time.Minute)
+}
+
+// mustAgentLeg makes a direct customer call from callerID to agent and returns
+// the agent's leg.
+func mustAgentLeg(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, agent, callerID string) string {
+	t.Helper()
+	_, leg, err := fs.CustomerCall(ctx, "", agent, callerID)
+	mustOK(t, err)
+	return leg
+}
+
+// supervisorCall makes supervisor dial exten, its dialplan reaching the daemon's
+// outbound socket, and returns the supervisor's channel (its A leg).
+func (d *fsDaemon) supervisorCall(ctx context.Context, t *testing.T, supervisor, exten string) string {
+	t.Helper()
+	sup, err := d.fs.SupervisorCall(ctx, supervisor, exten, d.outbound)
+	mustOK(t, err)
+	return sup.A
 }
 
 // freeHostPort returns host:port, a TCP port free on host right now.
@@ -114,6 +139,7 @@ freeswitch:
 		servedDaemon: startServed(t, bin, cfg, name, env...),
 		http:         httpAddr,
 		outbound:     outbound,
+		fs:           fs,
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -239,34 +265,29 @@ func wantRefused(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, sup 
 }
 
 func TestFreeSWITCHCheckIsDecidedByCallwarden(t *testing.T) {
-	l := suite.Lab(t)
-	fs := suite.FreeSWITCH(t)
-	ctx := contextFor(t, 3*time.Minute)
+	l, fs, ctx := fsLab(t)
 	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
-	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
-	mustOK(t, err)
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
 
 	t.Run("supervisor 1001 granted team-a listens to agent 2001", func(t *testing.T) {
 		asked := time.Now()
-		sup, err := fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
-		mustOK(t, err)
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+		sup := cw.supervisorCall(ctx, t, "1001", "*82001")
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
 		t.Logf("originate of *82001 to eavesdrop running: %s", time.Since(asked).Round(time.Millisecond))
-		rec := fsAuditRecord(ctx, t, l, sup.A)
+		rec := fsAuditRecord(ctx, t, l, sup)
 		if rec.User != "sup1001" || rec.Action != "monitor.listen" || rec.Target != "agent2001" ||
 			rec.Decision != "allow" || rec.AskedBy != "freeswitch:fslab" || rec.PBX != "fslab" {
 			t.Errorf("audit record %+v, want sup1001 allowed monitor.listen on agent2001, asked by freeswitch:fslab", rec)
 		}
-		if got, err := fs.Var(ctx, sup.A, "callwarden_decision"); err != nil || got != "allow" {
+		if got, err := fs.Var(ctx, sup, "callwarden_decision"); err != nil || got != "allow" {
 			t.Errorf("callwarden_decision = %q (%v), want allow", got, err)
 		}
 	})
 
 	t.Run("supervisor 1002 granted team-b only is refused", func(t *testing.T) {
-		sup, err := fs.SupervisorCall(ctx, "1002", "*82001", cw.outbound)
-		mustOK(t, err)
-		wantRefused(ctx, t, fs, sup.A)
-		rec := fsAuditRecord(ctx, t, l, sup.A)
+		sup := cw.supervisorCall(ctx, t, "1002", "*82001")
+		wantRefused(ctx, t, fs, sup)
+		rec := fsAuditRecord(ctx, t, l, sup)
 		if rec.User != "sup1002" || rec.Action != "monitor.listen" || rec.Target != "agent2001" ||
 			rec.Decision != "deny" || rec.Reason != "out_of_scope" || rec.AskedBy != "freeswitch:fslab" {
 			t.Errorf("audit record %+v, want sup1002 denied monitor.listen on agent2001 (out_of_scope), asked by freeswitch:fslab", rec)
@@ -274,19 +295,16 @@ func TestFreeSWITCHCheckIsDecidedByCallwarden(t *testing.T) {
 	})
 
 	t.Run("an unknown phone is refused", func(t *testing.T) {
-		sup, err := fs.SupervisorCall(ctx, "1003", "*82001", cw.outbound)
-		mustOK(t, err)
-		wantRefused(ctx, t, fs, sup.A)
-		if rec := fsAuditRecord(ctx, t, l, sup.A); rec.Decision != "deny" || rec.Reason != "unknown_user" {
+		sup := cw.supervisorCall(ctx, t, "1003", "*82001")
+		wantRefused(ctx, t, fs, sup)
+		if rec := fsAuditRecord(ctx, t, l, sup); rec.Decision != "deny" || rec.Reason != "unknown_user" {
 			t.Errorf("audit record %+v, want deny unknown_user", rec)
 		}
 	})
 }
 
 func TestFreeSWITCHRestartIsSurvivedAndTheNextCheckDecided(t *testing.T) {
-	l := suite.Lab(t)
-	fs := suite.FreeSWITCH(t)
-	ctx := contextFor(t, 3*time.Minute)
+	l, fs, ctx := fsLab(t)
 	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
 
 	restarted := time.Now()
@@ -300,31 +318,24 @@ func TestFreeSWITCHRestartIsSurvivedAndTheNextCheckDecided(t *testing.T) {
 	})
 	t.Logf("callwarden connected again %s after the restart began", time.Since(restarted).Round(time.Millisecond))
 
-	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
-	mustOK(t, err)
-	sup, err := fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
-	mustOK(t, err)
-	wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
-	if rec := fsAuditRecord(ctx, t, l, sup.A); rec.User != "sup1001" || rec.Decision != "allow" {
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
+	sup := cw.supervisorCall(ctx, t, "1001", "*82001")
+	wantEavesdropping(ctx, t, fs, sup, agentLeg)
+	if rec := fsAuditRecord(ctx, t, l, sup); rec.User != "sup1001" || rec.Decision != "allow" {
 		t.Errorf("audit record after the restart %+v, want sup1001 allowed", rec)
 	}
 }
 
 func TestFreeSWITCHCheckFailsClosedWhenCallwardenStops(t *testing.T) {
-	l := suite.Lab(t)
-	fs := suite.FreeSWITCH(t)
-	ctx := contextFor(t, 3*time.Minute)
+	l, fs, ctx := fsLab(t)
 	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
-	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
-	mustOK(t, err)
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
 
 	// First the same call is allowed, so the refusal below is callwarden's absence.
-	sup, err := fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
-	mustOK(t, err)
-	wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+	sup := cw.supervisorCall(ctx, t, "1001", "*82001")
+	wantEavesdropping(ctx, t, fs, sup, agentLeg)
 
 	cw.stop(t)
-	sup, err = fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
-	mustOK(t, err)
-	wantRefused(ctx, t, fs, sup.A)
+	sup = cw.supervisorCall(ctx, t, "1001", "*82001")
+	wantRefused(ctx, t, fs, sup)
 }

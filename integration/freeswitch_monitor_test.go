@@ -74,30 +74,25 @@ func shortly(t *testing.T, ctx context.Context) context.Context {
 }
 
 func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
-	l := suite.Lab(t)
-	fs := suite.FreeSWITCH(t)
-	ctx := contextFor(t, 3*time.Minute)
+	l, fs, ctx := fsLab(t)
 	cw := serveFreeSWITCHPolicy(ctx, t, l, fs, "callwarden", freeswitchMonitorProfiles)
-	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
-	mustOK(t, err)
-	_, protectedLeg, err := fs.CustomerCall(ctx, "", "2002", "5550101")
-	mustOK(t, err)
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
+	protectedLeg := mustAgentLeg(ctx, t, fs, "2002", "5550101")
 	waitListed(ctx, t, fs, agentLeg)
 	waitListed(ctx, t, fs, protectedLeg)
 
 	t.Run("supervisor 1001 granted team-a listens to agent 2001", func(t *testing.T) {
 		ctx := shortly(t, ctx)
 		asked := time.Now()
-		sup, err := fs.SupervisorCall(ctx, "1001", "*2222001", cw.outbound)
-		mustOK(t, err)
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+		sup := cw.supervisorCall(ctx, t, "1001", "*2222001")
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
 		t.Logf("originate of *2222001 to eavesdrop running: %s", time.Since(asked).Round(time.Millisecond))
-		d, err := fs.Dump(ctx, sup.A)
+		d, err := fs.Dump(ctx, sup)
 		mustOK(t, err)
 		if d["variable_eavesdrop_enable_dtmf"] != "false" {
 			t.Errorf("eavesdrop_enable_dtmf = %q, want false: FreeSWITCH's own DTMF switches must be off", d["variable_eavesdrop_enable_dtmf"])
 		}
-		recs := fsMonitorRecords(ctx, t, l, sup.A, 2)
+		recs := fsMonitorRecords(ctx, t, l, sup, 2)
 		dec, res := recs[0], recs[1]
 		if dec.User != "sup1001" || dec.Action != "monitor.listen" || dec.Target != "agent2001" || dec.Decision != "allow" ||
 			dec.AskedBy != "freeswitch:fslab" || len(dec.Channels) != 2 || dec.Channels[1] != agentLeg {
@@ -109,26 +104,24 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 		// The session lasts while the supervisor stays: the eavesdrop still runs
 		// after the first decision's deadlines.
 		time.Sleep(3 * time.Second)
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
 		// Hanging up the agent's call ends the eavesdrop; callwarden hangs the
 		// supervisor up.
 		mustOK(t, fs.Kill(ctx, agentLeg))
-		mustOK(t, fs.WaitGone(ctx, sup.A))
+		mustOK(t, fs.WaitGone(ctx, sup))
 	})
 
 	t.Run("a whisper is enforced by eavesdrop-command, never by a whisper variable; a barge without the right is refused", func(t *testing.T) {
 		ctx := shortly(t, ctx)
-		_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550103")
-		mustOK(t, err)
+		agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550103")
 		waitListed(ctx, t, fs, agentLeg)
-		sup, err := fs.SupervisorCall(ctx, "1001", "*2232001", cw.outbound)
-		mustOK(t, err)
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
-		recs := fsMonitorRecords(ctx, t, l, sup.A, 2)
+		sup := cw.supervisorCall(ctx, t, "1001", "*2232001")
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
+		recs := fsMonitorRecords(ctx, t, l, sup, 2)
 		if dec, res := recs[0], recs[1]; dec.Action != "monitor.whisper" || dec.Decision != "allow" || res.Outcome != enforce.OutcomeEnforced {
 			t.Errorf("records %+v / %+v, want whisper allowed and enforced", dec, res)
 		}
-		d, err := fs.Dump(ctx, sup.A)
+		d, err := fs.Dump(ctx, sup)
 		mustOK(t, err)
 		for _, v := range []string{"eavesdrop_whisper_aleg", "eavesdrop_whisper_bleg", "eavesdrop_enable_dtmf"} {
 			if d["variable_"+v] != "false" {
@@ -136,25 +129,22 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 			}
 		}
 		time.Sleep(time.Second)
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
 
-		barge, err := fs.SupervisorCall(ctx, "1001", "*2242001", cw.outbound)
-		mustOK(t, err)
-		wantMonitorRefused(ctx, t, fs, barge.A)
-		if r := fsMonitorRecords(ctx, t, l, barge.A, 1)[0]; r.Action != "monitor.barge" || r.Decision != "deny" || r.Reason != "action_not_granted" {
+		barge := cw.supervisorCall(ctx, t, "1001", "*2242001")
+		wantMonitorRefused(ctx, t, fs, barge)
+		if r := fsMonitorRecords(ctx, t, l, barge, 1)[0]; r.Action != "monitor.barge" || r.Decision != "deny" || r.Reason != "action_not_granted" {
 			t.Errorf("barge record %+v, want deny action_not_granted", r)
 		}
 	})
 
 	t.Run("supervisor 1002 granted team-b only is refused", func(t *testing.T) {
 		ctx := shortly(t, ctx)
-		_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550102")
-		mustOK(t, err)
+		agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550102")
 		waitListed(ctx, t, fs, agentLeg)
-		sup, err := fs.SupervisorCall(ctx, "1002", "*2222001", cw.outbound)
-		mustOK(t, err)
-		wantMonitorRefused(ctx, t, fs, sup.A)
-		recs := fsMonitorRecords(ctx, t, l, sup.A, 1)
+		sup := cw.supervisorCall(ctx, t, "1002", "*2222001")
+		wantMonitorRefused(ctx, t, fs, sup)
+		recs := fsMonitorRecords(ctx, t, l, sup, 1)
 		if r := recs[0]; r.User != "sup1002" || r.Decision != "deny" || r.Reason != "out_of_scope" || r.Target != "agent2001" ||
 			r.Outcome != "" || r.AskedBy != "freeswitch:fslab" {
 			t.Errorf("audit record %+v, want sup1002 denied out_of_scope, nothing enforced", r)
@@ -163,10 +153,9 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 
 	t.Run("a protected target is refused", func(t *testing.T) {
 		ctx := shortly(t, ctx)
-		sup, err := fs.SupervisorCall(ctx, "1001", "*2222002", cw.outbound)
-		mustOK(t, err)
-		wantMonitorRefused(ctx, t, fs, sup.A)
-		recs := fsMonitorRecords(ctx, t, l, sup.A, 1)
+		sup := cw.supervisorCall(ctx, t, "1001", "*2222002")
+		wantMonitorRefused(ctx, t, fs, sup)
+		recs := fsMonitorRecords(ctx, t, l, sup, 1)
 		if r := recs[0]; r.User != "sup1001" || r.Decision != "deny" || r.Reason != "protected_target" || r.Target != "agent2002" ||
 			len(r.Channels) != 2 || r.Channels[1] != protectedLeg {
 			t.Errorf("audit record %+v, want sup1001 denied protected_target on agent2002's channel", r)
@@ -175,10 +164,9 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 
 	t.Run("an unknown target is refused", func(t *testing.T) {
 		ctx := shortly(t, ctx)
-		sup, err := fs.SupervisorCall(ctx, "1001", "*2222009", cw.outbound)
-		mustOK(t, err)
-		wantMonitorRefused(ctx, t, fs, sup.A)
-		recs := fsMonitorRecords(ctx, t, l, sup.A, 1)
+		sup := cw.supervisorCall(ctx, t, "1001", "*2222009")
+		wantMonitorRefused(ctx, t, fs, sup)
+		recs := fsMonitorRecords(ctx, t, l, sup, 1)
 		if r := recs[0]; r.Decision != "deny" || !strings.Contains(r.Reason, "unknown_target") {
 			t.Errorf("audit record %+v, want deny unknown_target", r)
 		}

@@ -111,12 +111,9 @@ func wantWatchdogAudit(t *testing.T, rec enforce.AuditRecord, action, detail str
 }
 
 func TestFreeSWITCHWatchdogStopsBypasses(t *testing.T) {
-	l := suite.Lab(t)
-	fs := suite.FreeSWITCH(t)
-	ctx := contextFor(t, 3*time.Minute)
+	l, fs, ctx := fsLab(t)
 	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
-	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
-	mustOK(t, err)
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
 
 	t.Run("a dialplan eavesdrop is hung up within 200 ms", func(t *testing.T) {
 		ev := subscribeFS(ctx, t, fs)
@@ -156,22 +153,18 @@ func TestFreeSWITCHWatchdogStopsBypasses(t *testing.T) {
 	})
 
 	t.Run("the check example after an allow is not hung up", func(t *testing.T) {
-		sup, err := fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
-		mustOK(t, err)
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+		sup := cw.supervisorCall(ctx, t, "1001", "*82001")
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
 		time.Sleep(time.Second) // far beyond the watchdog's reaction time
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
-		noWatchdogRecord(ctx, t, l, sup.A)
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
+		noWatchdogRecord(ctx, t, l, sup)
 	})
 }
 
 func TestFreeSWITCHWatchdogReportOnlyAuditsWithoutStopping(t *testing.T) {
-	l := suite.Lab(t)
-	fs := suite.FreeSWITCH(t)
-	ctx := contextFor(t, 3*time.Minute)
+	l, fs, ctx := fsLab(t)
 	serveFreeSWITCH(ctx, t, l, fs, "callwarden", "CALLWARDEN_FREESWITCH_WATCHDOG=report-only")
-	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
-	mustOK(t, err)
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
 
 	spy, _ := rogueEavesdrop(ctx, t, fs, subscribeFS(ctx, t, fs), agentLeg)
 	rec := watchdogRecord(ctx, t, l, spy)
