@@ -41,11 +41,14 @@ func fsMonitorRecords(ctx context.Context, t *testing.T, l *lab.TestLab, uuid st
 	return waitAuditOn(ctx, t, l, fmt.Sprintf("%d audit records of the request on %s", n, uuid), "freeswitch", uuid, n)
 }
 
-// wantMonitorRefused waits until the supervisor's channel plays callwarden's refusal
-// tone and is hung up; it never eavesdrops.
-func wantMonitorRefused(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, sup string) {
+// wantMonitorRefused makes supervisor dial exten, waits until the supervisor's
+// channel plays callwarden's refusal tone and is hung up (it never eavesdrops), and
+// returns the audit record of the request.
+func wantMonitorRefused(ctx context.Context, t *testing.T, l *lab.TestLab, cw *fsDaemon, supervisor, exten string) enforce.AuditRecord {
 	t.Helper()
-	wantRefused(ctx, t, fs, sup)
+	sup := cw.supervisorCall(ctx, t, supervisor, exten)
+	wantRefused(ctx, t, cw.fs, sup)
+	return fsMonitorRecords(ctx, t, l, sup, 1)[0]
 }
 
 // waitListed waits until `show channels` lists uuid: FreeSWITCH writes its rows about
@@ -131,9 +134,7 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 		time.Sleep(time.Second)
 		wantEavesdropping(ctx, t, fs, sup, agentLeg)
 
-		barge := cw.supervisorCall(ctx, t, "1001", "*2242001")
-		wantMonitorRefused(ctx, t, fs, barge)
-		if r := fsMonitorRecords(ctx, t, l, barge, 1)[0]; r.Action != "monitor.barge" || r.Decision != "deny" || r.Reason != "action_not_granted" {
+		if r := wantMonitorRefused(ctx, t, l, cw, "1001", "*2242001"); r.Action != "monitor.barge" || r.Decision != "deny" || r.Reason != "action_not_granted" {
 			t.Errorf("barge record %+v, want deny action_not_granted", r)
 		}
 	})
@@ -142,10 +143,7 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 		ctx := shortly(t, ctx)
 		agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550102")
 		waitListed(ctx, t, fs, agentLeg)
-		sup := cw.supervisorCall(ctx, t, "1002", "*2222001")
-		wantMonitorRefused(ctx, t, fs, sup)
-		recs := fsMonitorRecords(ctx, t, l, sup, 1)
-		if r := recs[0]; r.User != "sup1002" || r.Decision != "deny" || r.Reason != "out_of_scope" || r.Target != "agent2001" ||
+		if r := wantMonitorRefused(ctx, t, l, cw, "1002", "*2222001"); r.User != "sup1002" || r.Decision != "deny" || r.Reason != "out_of_scope" || r.Target != "agent2001" ||
 			r.Outcome != "" || r.AskedBy != "freeswitch:fslab" {
 			t.Errorf("audit record %+v, want sup1002 denied out_of_scope, nothing enforced", r)
 		}
@@ -153,10 +151,7 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 
 	t.Run("a protected target is refused", func(t *testing.T) {
 		ctx := shortly(t, ctx)
-		sup := cw.supervisorCall(ctx, t, "1001", "*2222002")
-		wantMonitorRefused(ctx, t, fs, sup)
-		recs := fsMonitorRecords(ctx, t, l, sup, 1)
-		if r := recs[0]; r.User != "sup1001" || r.Decision != "deny" || r.Reason != "protected_target" || r.Target != "agent2002" ||
+		if r := wantMonitorRefused(ctx, t, l, cw, "1001", "*2222002"); r.User != "sup1001" || r.Decision != "deny" || r.Reason != "protected_target" || r.Target != "agent2002" ||
 			len(r.Channels) != 2 || r.Channels[1] != protectedLeg {
 			t.Errorf("audit record %+v, want sup1001 denied protected_target on agent2002's channel", r)
 		}
@@ -164,10 +159,7 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 
 	t.Run("an unknown target is refused", func(t *testing.T) {
 		ctx := shortly(t, ctx)
-		sup := cw.supervisorCall(ctx, t, "1001", "*2222009")
-		wantMonitorRefused(ctx, t, fs, sup)
-		recs := fsMonitorRecords(ctx, t, l, sup, 1)
-		if r := recs[0]; r.Decision != "deny" || !strings.Contains(r.Reason, "unknown_target") {
+		if r := wantMonitorRefused(ctx, t, l, cw, "1001", "*2222009"); r.Decision != "deny" || !strings.Contains(r.Reason, "unknown_target") {
 			t.Errorf("audit record %+v, want deny unknown_target", r)
 		}
 	})
