@@ -207,47 +207,32 @@ func TestFreeSWITCHCheckExampleFollowsTheDecision(t *testing.T) {
 	}
 
 	t.Run("allow: the dialplan eavesdrops on the agent", func(t *testing.T) {
-		sup, err := fs.SupervisorCall(ctx, "1002", "*82003", ln.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := ln.Accept(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.API(ctx, "uuid_setvar "+sup.A+" callwarden_decision allow"); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close() // socket_resume=true: the dialplan goes on
-		waitFor(ctx, t, "the supervisor eavesdropping on agent 2003's leg", func() error {
-			d, err := fs.Dump(ctx, sup.A)
-			if err != nil {
-				return err
-			}
-			if app, data := d["variable_current_application"], d["variable_current_application_data"]; app != "eavesdrop" || data != agent {
-				return fmt.Errorf("supervisor runs %s(%s), want eavesdrop(%s)", app, data, agent)
-			}
-			return nil
-		})
+		sup := decideOnSocket(ctx, t, fs, ln, "allow")
+		wantEavesdropping(ctx, t, fs, sup, agent)
 	})
 
 	t.Run("deny: the dialplan refuses and hangs up", func(t *testing.T) {
-		sup, err := fs.SupervisorCall(ctx, "1002", "*82003", ln.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := ln.Accept(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.API(ctx, "uuid_setvar "+sup.A+" callwarden_decision deny"); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close()
-		if err := fs.WaitGone(ctx, sup.A); err != nil {
+		sup := decideOnSocket(ctx, t, fs, ln, "deny")
+		if err := fs.WaitGone(ctx, sup); err != nil {
 			t.Fatal(err)
 		}
 	})
+}
+
+// decideOnSocket makes supervisor 1002 dial the check example *82003, answers the
+// outbound socket connection that reaches ln by setting callwarden_decision to
+// decision and closes it (socket_resume=true: the dialplan goes on). It returns the
+// supervisor's channel.
+func decideOnSocket(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, ln *lab.OutboundListener, decision string) string {
+	t.Helper()
+	sup, err := fs.SupervisorCall(ctx, "1002", "*82003", ln.Addr())
+	mustOK(t, err)
+	conn, err := ln.Accept(ctx)
+	mustOK(t, err)
+	_, err = conn.API(ctx, "uuid_setvar "+sup.A+" callwarden_decision "+decision)
+	mustOK(t, err)
+	conn.Close()
+	return sup.A
 }
 
 func TestFreeSWITCHFeatureCodeFailsClosedWithoutCallwarden(t *testing.T) {
