@@ -288,15 +288,7 @@ func (fs *FreeSWITCH) ReadFile(ctx context.Context, path string) ([]byte, error)
 
 // Logs returns FreeSWITCH's stdout log so far (for failure reports).
 func (fs *FreeSWITCH) Logs(ctx context.Context) (string, error) {
-	ctx, cancel := withDeadline(ctx)
-	defer cancel()
-	rc, err := fs.c.Logs(ctx)
-	if err != nil {
-		return "", fmt.Errorf("freeswitch logs: %w", err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	return string(b), err
+	return containerLogs(ctx, "freeswitch", fs.c)
 }
 
 // ContainerID is the container's id.

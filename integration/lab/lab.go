@@ -230,16 +230,21 @@ func (l *Lab) AsteriskCLI(ctx context.Context, command string) (string, error) {
 
 // AsteriskLogs returns the Asterisk console output so far (for failure reports).
 func (l *Lab) AsteriskLogs(ctx context.Context) (string, error) {
+	return containerLogs(ctx, "asterisk", l.asterisk)
+}
+
+// containerLogs returns the output of container c, named name in errors, so far.
+func containerLogs(ctx context.Context, name string, c testcontainers.Container) (string, error) {
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
-	rc, err := l.asterisk.Logs(ctx)
+	rc, err := c.Logs(ctx)
 	if err != nil {
-		return "", fmt.Errorf("asterisk logs: %w", err)
+		return "", fmt.Errorf("%s logs: %w", name, err)
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(rc)
 	if err != nil {
-		return "", fmt.Errorf("asterisk logs: %w", err)
+		return "", fmt.Errorf("%s logs: %w", name, err)
 	}
 	return string(b), nil
 }
