@@ -60,16 +60,7 @@ func startServed(t *testing.T, bin, cfg, name string, env ...string) *servedDaem
 	d := &servedDaemon{name: name, log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
 	logf, err := os.Create(d.log)
 	mustOK(t, err)
-	d.cmd = exec.Command(bin, "serve", "--config", cfg)
-	var cmdEnv []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CALLWARDEN_") {
-			cmdEnv = append(cmdEnv, kv)
-		}
-	}
-	d.cmd.Env = append(cmdEnv, env...)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	d.cmd = lab.ServeCommand(bin, cfg, logf, env...)
 	if err := d.cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatal(err)

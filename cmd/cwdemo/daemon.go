@@ -31,26 +31,13 @@ type daemon struct {
 	waitErr error
 }
 
-// cliEnv is the environment of every callwarden process the demo starts:
-// the demo's own, minus any CALLWARDEN_* variable (the demo's config must be
-// the one that applies), plus extra.
-func cliEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CALLWARDEN_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, extra...)
-}
-
 // runCLI runs a callwarden subcommand to completion and returns its
 // combined output.
 func runCLI(ctx context.Context, bin string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = cliEnv()
+	cmd.Env = lab.CallwardenEnv()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -105,10 +92,7 @@ func startDaemon(bin, cfgPath, logPath, addr string, l *lab.Lab) (*daemon, error
 	if err != nil {
 		return nil, fmt.Errorf("callwarden log: %w", err)
 	}
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	cmd.Env = cliEnv(config.EnvAsteriskPassword + "=" + l.ARIPassword)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd := lab.ServeCommand(bin, cfgPath, logf, config.EnvAsteriskPassword+"="+l.ARIPassword)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s serve: %w", bin, err)
