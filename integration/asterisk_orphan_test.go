@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,19 +32,7 @@ type servedDaemon struct {
 // environment, as in a deployment.
 func serveConfig(t *testing.T, l *lab.TestLab) string {
 	t.Helper()
-	body := fmt.Sprintf(`http:
-  listen: "127.0.0.1:0"
-log:
-  level: debug
-  format: json
-asterisk:
-  url: %q
-  user: %q
-  app: callwarden
-redis:
-  addrs: [%q]
-  prefix: %q
-`, l.ARIURL, l.ARIUser, l.RedisAddr, l.KeyPrefix)
+	body := l.ServeConfig("127.0.0.1:0", "callwarden", l.KeyPrefix)
 	path := filepath.Join(t.TempDir(), "callwarden.yaml")
 	mustOK(t, os.WriteFile(path, []byte(body), 0o600))
 	return path

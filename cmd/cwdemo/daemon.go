@@ -62,20 +62,8 @@ func freePort() (int, error) {
 // environment, as a real deployment would.
 func writeDaemonConfig(dir string, l *lab.Lab, port int) (string, error) {
 	d := config.Default()
-	body := fmt.Sprintf(`# callwarden serve config written by cwdemo for this run.
-http:
-  listen: "127.0.0.1:%d"
-log:
-  level: debug
-  format: json
-asterisk:
-  url: %q
-  user: %q
-  app: %q
-redis:
-  addrs: [%q]
-  prefix: %q
-`, port, l.ARIURL, l.ARIUser, d.Asterisk.App, l.RedisAddr, d.Redis.Prefix)
+	body := "# callwarden serve config written by cwdemo for this run.\n" +
+		l.ServeConfig(fmt.Sprintf("127.0.0.1:%d", port), d.Asterisk.App, d.Redis.Prefix)
 	path := filepath.Join(dir, "callwarden.yaml")
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		return "", fmt.Errorf("write daemon config: %w", err)

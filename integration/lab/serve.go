@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -29,4 +30,24 @@ func ServeCommand(bin, cfg string, out io.Writer, env ...string) *exec.Cmd {
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return cmd
+}
+
+// ServeConfig is a `callwarden serve` config deciding from the policy in the lab's
+// Redis under prefix, with the Stasis application app on the lab's Asterisk and the
+// HTTP API on listen. The ARI password is not in it: it goes in the environment, as
+// in a deployment.
+func (l *Lab) ServeConfig(listen, app, prefix string) string {
+	return fmt.Sprintf(`http:
+  listen: %q
+log:
+  level: debug
+  format: json
+asterisk:
+  url: %q
+  user: %q
+  app: %q
+redis:
+  addrs: [%q]
+  prefix: %q
+`, listen, l.ARIURL, l.ARIUser, app, l.RedisAddr, prefix)
 }
