@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 
 // servedDaemon is `callwarden serve` run as a child process against the lab.
 type servedDaemon struct {
+	name   string
 	cmd    *exec.Cmd
 	log    string
 	exited chan struct{}
@@ -32,43 +32,22 @@ type servedDaemon struct {
 // environment, as in a deployment.
 func serveConfig(t *testing.T, l *lab.TestLab) string {
 	t.Helper()
-	body := fmt.Sprintf(`http:
-  listen: "127.0.0.1:0"
-log:
-  level: debug
-  format: json
-asterisk:
-  url: %q
-  user: %q
-  app: callwarden
-redis:
-  addrs: [%q]
-  prefix: %q
-`, l.ARIURL, l.ARIUser, l.RedisAddr, l.KeyPrefix)
+	body := l.ServeConfig("127.0.0.1:0", "callwarden", l.KeyPrefix)
 	path := filepath.Join(t.TempDir(), "callwarden.yaml")
 	mustOK(t, os.WriteFile(path, []byte(body), 0o600))
 	return path
 }
 
-// serveAsterisk starts `callwarden serve` and waits until its Stasis application
-// is connected (its "ARI connected" log line).
-func serveAsterisk(ctx context.Context, t *testing.T, l *lab.TestLab, bin, cfg, name string) *servedDaemon {
+// startServed starts `bin serve --config cfg` as name, with the environment of
+// the test less its CALLWARDEN_* variables, plus env ("NAME=value"), writing its
+// output to a log of its own. At the end of the test it is stopped, and its log
+// shown when the test failed.
+func startServed(t *testing.T, bin, cfg, name string, env ...string) *servedDaemon {
 	t.Helper()
-	d := &servedDaemon{log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
+	d := &servedDaemon{name: name, log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
 	logf, err := os.Create(d.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = exec.Command(bin, "serve", "--config", cfg)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CALLWARDEN_") {
-			env = append(env, kv)
-		}
-	}
-	d.cmd.Env = append(env, config.EnvAsteriskPassword+"="+l.ARIPassword)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	mustOK(t, err)
+	d.cmd = lab.ServeCommand(bin, cfg, logf, env...)
 	if err := d.cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatal(err)
@@ -79,23 +58,36 @@ func serveAsterisk(ctx context.Context, t *testing.T, l *lab.TestLab, bin, cfg, 
 		close(d.exited)
 	}()
 	t.Cleanup(func() {
-		// A graceful stop (the test may have killed it already), then the
-		// application must be gone before the next test connects one.
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.exited:
-		case <-time.After(20 * time.Second):
-			_ = d.cmd.Process.Kill()
-			<-d.exited
-			t.Errorf("%s did not stop within 20s of SIGTERM", name)
-		}
+		d.stop(t)
 		if t.Failed() {
 			if b, err := os.ReadFile(d.log); err == nil {
 				t.Logf("%s log:\n%s", name, b)
 			}
 		}
-		waitApplicationGone(t, l, name+" stopped")
 	})
+	return d
+}
+
+// stop sends SIGTERM and waits for the daemon to exit (it may be gone already).
+func (d *servedDaemon) stop(t *testing.T) {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+		t.Errorf("%s did not stop within 20s of SIGTERM", d.name)
+	}
+}
+
+// serveAsterisk starts `callwarden serve` and waits until its Stasis application
+// is connected (its "ARI connected" log line).
+func serveAsterisk(ctx context.Context, t *testing.T, l *lab.TestLab, bin, cfg, name string) *servedDaemon {
+	t.Helper()
+	// Registered before the daemon's own cleanup, so it runs after it: the
+	// application must be gone before the next test connects one.
+	t.Cleanup(func() { waitApplicationGone(t, l, name+" stopped") })
+	d := startServed(t, bin, cfg, name, config.EnvAsteriskPassword+"="+l.ARIPassword)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for !d.logged("ARI connected") {

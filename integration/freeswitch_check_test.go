@@ -13,10 +13,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,7 +33,14 @@ profiles:
     grants:
       - actions: [monitor.listen]
         teams: [team-a]
-  - name: listen-team-b
+` + freeswitchSupervisors + `  - id: agent2001
+    teams: [team-a]
+    identities: ["2001"]
+`
+
+// freeswitchSupervisors is the end of the profiles and the supervisors of the
+// FreeSWITCH policies: listen-team-b, sup1001 and sup1002.
+const freeswitchSupervisors = `  - name: listen-team-b
     grants:
       - actions: [monitor.listen]
         teams: [team-b]
@@ -46,9 +51,6 @@ users:
   - id: sup1002
     profile: listen-team-b
     identities: [loopback/supervisor_1002]
-  - id: agent2001
-    teams: [team-a]
-    identities: ["2001"]
 `
 
 // fsDaemon is `callwarden serve` run as a child process against the lab's
@@ -57,6 +59,31 @@ type fsDaemon struct {
 	*servedDaemon
 	http     string // host:port of /metrics
 	outbound string // host:port of the outbound socket, as the dialplan reaches it
+	fs       *lab.TestFreeSWITCH
+}
+
+// fsLab is the lab of a FreeSWITCH test, its FreeSWITCH and a context of three
+// minutes.
+func fsLab(t *testing.T) (*lab.TestLab, *lab.TestFreeSWITCH, context.Context) {
+	return suite.Lab(t), suite.FreeSWITCH(t), contextFor(t, 3*time.Minute)
+}
+
+// mustAgentLeg makes a direct customer call from callerID to agent and returns
+// the agent's leg.
+func mustAgentLeg(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, agent, callerID string) string {
+	t.Helper()
+	_, leg, err := fs.CustomerCall(ctx, "", agent, callerID)
+	mustOK(t, err)
+	return leg
+}
+
+// supervisorCall makes supervisor dial exten, its dialplan reaching the daemon's
+// outbound socket, and returns the supervisor's channel (its A leg).
+func (d *fsDaemon) supervisorCall(ctx context.Context, t *testing.T, supervisor, exten string) string {
+	t.Helper()
+	sup, err := d.fs.SupervisorCall(ctx, supervisor, exten, d.outbound)
+	mustOK(t, err)
+	return sup.A
 }
 
 // freeHostPort returns host:port, a TCP port free on host right now.
@@ -90,11 +117,7 @@ func serveFreeSWITCHPolicy(ctx context.Context, t *testing.T, l *lab.TestLab, fs
 	mustOK(t, err)
 	mustApplyPolicy(ctx, t, store, p)
 
-	d := &fsDaemon{
-		servedDaemon: &servedDaemon{log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})},
-		http:         freeHostPort(t, "127.0.0.1"),
-		outbound:     freeHostPort(t, fs.HostIP),
-	}
+	httpAddr, outbound := freeHostPort(t, "127.0.0.1"), freeHostPort(t, fs.HostIP)
 	cfg := filepath.Join(t.TempDir(), "callwarden.yaml")
 	mustOK(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`http:
   listen: %q
@@ -108,38 +131,16 @@ freeswitch:
   esl_address: %q
   outbound_listen: %q
   pbx: fslab
-`, d.http, l.RedisAddr, l.KeyPrefix, fs.ESLAddr(), d.outbound)), 0o600))
+`, httpAddr, l.RedisAddr, l.KeyPrefix, fs.ESLAddr(), outbound)), 0o600))
 
-	logf, err := os.Create(d.log)
-	mustOK(t, err)
-	d.cmd = exec.Command(bin, "serve", "--config", cfg)
-	var cmdEnv []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CALLWARDEN_") {
-			cmdEnv = append(cmdEnv, kv)
-		}
-	}
 	// The ESL password goes in the environment, as in a deployment.
-	d.cmd.Env = append(append(cmdEnv, env...), "CALLWARDEN_FREESWITCH_ESL_PASSWORD="+fs.ESLPassword)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatal(err)
+	env = append(env, "CALLWARDEN_FREESWITCH_ESL_PASSWORD="+fs.ESLPassword)
+	d := &fsDaemon{
+		servedDaemon: startServed(t, bin, cfg, name, env...),
+		http:         httpAddr,
+		outbound:     outbound,
+		fs:           fs,
 	}
-	go func() {
-		_ = d.cmd.Wait()
-		logf.Close()
-		close(d.exited)
-	}()
-	t.Cleanup(func() {
-		d.stop(t)
-		if t.Failed() {
-			if b, err := os.ReadFile(d.log); err == nil {
-				t.Logf("%s log:\n%s", name, b)
-			}
-		}
-	})
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	waitFor(wctx, t, name+"'s inbound ESL connection up", func() error {
@@ -151,18 +152,6 @@ freeswitch:
 		return d.connected(ctx, 1)
 	})
 	return d
-}
-
-// stop sends SIGTERM and waits for the daemon to exit (it may be gone already).
-func (d *fsDaemon) stop(t *testing.T) {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(20 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-		t.Errorf("callwarden did not stop within 20s of SIGTERM")
-	}
 }
 
 // metric returns the value of the unlabelled sample name on /metrics.
@@ -197,25 +186,44 @@ func (d *fsDaemon) connected(ctx context.Context, want int) error {
 	return nil
 }
 
-// fsAuditRecord waits for the audit record of the check made on channel uuid.
-func fsAuditRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) enforce.AuditRecord {
+// recentAudit returns the audit records of the last ten minutes in the lab's Redis.
+func recentAudit(ctx context.Context, t *testing.T, l *lab.TestLab) ([]enforce.AuditRecord, error) {
+	return newRedisStore(t, l, nil).ReadAudit(ctx, enforce.AuditFilter{Since: time.Now().Add(-10 * time.Minute)})
+}
+
+// auditOn returns those of recs from source whose first channel is uuid.
+func auditOn(recs []enforce.AuditRecord, source, uuid string) []enforce.AuditRecord {
+	var found []enforce.AuditRecord
+	for _, r := range recs {
+		if r.Source == source && len(r.Channels) > 0 && r.Channels[0] == uuid {
+			found = append(found, r)
+		}
+	}
+	return found
+}
+
+// waitAuditOn waits for n audit records from source on channel uuid (see auditOn)
+// and returns them; what names them in the failure.
+func waitAuditOn(ctx context.Context, t *testing.T, l *lab.TestLab, what, source, uuid string, n int) []enforce.AuditRecord {
 	t.Helper()
-	store := newRedisStore(t, l, nil)
-	var found *enforce.AuditRecord
-	waitFor(ctx, t, "the audit record of the check on "+uuid, func() error {
-		recs, err := store.ReadAudit(ctx, enforce.AuditFilter{Since: time.Now().Add(-10 * time.Minute)})
+	var found []enforce.AuditRecord
+	waitFor(ctx, t, what, func() error {
+		recs, err := recentAudit(ctx, t, l)
 		if err != nil {
 			return err
 		}
-		for i, r := range recs {
-			if r.Source == "freeswitch" && len(r.Channels) > 0 && r.Channels[0] == uuid {
-				found = &recs[i]
-				return nil
-			}
+		if found = auditOn(recs, source, uuid); len(found) < n {
+			return fmt.Errorf("%d of %d among %d records", len(found), n, len(recs))
 		}
-		return fmt.Errorf("none among %d records", len(recs))
+		return nil
 	})
-	return *found
+	return found
+}
+
+// fsAuditRecord waits for the audit record of the check made on channel uuid.
+func fsAuditRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) enforce.AuditRecord {
+	t.Helper()
+	return waitAuditOn(ctx, t, l, "the audit record of the check on "+uuid, "freeswitch", uuid, 1)[0]
 }
 
 // wantEavesdropping waits until the supervisor's channel eavesdrops on agentLeg.
@@ -257,34 +265,29 @@ func wantRefused(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, sup 
 }
 
 func TestFreeSWITCHCheckIsDecidedByCallwarden(t *testing.T) {
-	l := suite.Lab(t)
-	fs := suite.FreeSWITCH(t)
-	ctx := contextFor(t, 3*time.Minute)
+	l, fs, ctx := fsLab(t)
 	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
-	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
-	mustOK(t, err)
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
 
 	t.Run("supervisor 1001 granted team-a listens to agent 2001", func(t *testing.T) {
 		asked := time.Now()
-		sup, err := fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
-		mustOK(t, err)
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+		sup := cw.supervisorCall(ctx, t, "1001", "*82001")
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
 		t.Logf("originate of *82001 to eavesdrop running: %s", time.Since(asked).Round(time.Millisecond))
-		rec := fsAuditRecord(ctx, t, l, sup.A)
+		rec := fsAuditRecord(ctx, t, l, sup)
 		if rec.User != "sup1001" || rec.Action != "monitor.listen" || rec.Target != "agent2001" ||
 			rec.Decision != "allow" || rec.AskedBy != "freeswitch:fslab" || rec.PBX != "fslab" {
 			t.Errorf("audit record %+v, want sup1001 allowed monitor.listen on agent2001, asked by freeswitch:fslab", rec)
 		}
-		if got, err := fs.Var(ctx, sup.A, "callwarden_decision"); err != nil || got != "allow" {
+		if got, err := fs.Var(ctx, sup, "callwarden_decision"); err != nil || got != "allow" {
 			t.Errorf("callwarden_decision = %q (%v), want allow", got, err)
 		}
 	})
 
 	t.Run("supervisor 1002 granted team-b only is refused", func(t *testing.T) {
-		sup, err := fs.SupervisorCall(ctx, "1002", "*82001", cw.outbound)
-		mustOK(t, err)
-		wantRefused(ctx, t, fs, sup.A)
-		rec := fsAuditRecord(ctx, t, l, sup.A)
+		sup := cw.supervisorCall(ctx, t, "1002", "*82001")
+		wantRefused(ctx, t, fs, sup)
+		rec := fsAuditRecord(ctx, t, l, sup)
 		if rec.User != "sup1002" || rec.Action != "monitor.listen" || rec.Target != "agent2001" ||
 			rec.Decision != "deny" || rec.Reason != "out_of_scope" || rec.AskedBy != "freeswitch:fslab" {
 			t.Errorf("audit record %+v, want sup1002 denied monitor.listen on agent2001 (out_of_scope), asked by freeswitch:fslab", rec)
@@ -292,19 +295,16 @@ func TestFreeSWITCHCheckIsDecidedByCallwarden(t *testing.T) {
 	})
 
 	t.Run("an unknown phone is refused", func(t *testing.T) {
-		sup, err := fs.SupervisorCall(ctx, "1003", "*82001", cw.outbound)
-		mustOK(t, err)
-		wantRefused(ctx, t, fs, sup.A)
-		if rec := fsAuditRecord(ctx, t, l, sup.A); rec.Decision != "deny" || rec.Reason != "unknown_user" {
+		sup := cw.supervisorCall(ctx, t, "1003", "*82001")
+		wantRefused(ctx, t, fs, sup)
+		if rec := fsAuditRecord(ctx, t, l, sup); rec.Decision != "deny" || rec.Reason != "unknown_user" {
 			t.Errorf("audit record %+v, want deny unknown_user", rec)
 		}
 	})
 }
 
 func TestFreeSWITCHRestartIsSurvivedAndTheNextCheckDecided(t *testing.T) {
-	l := suite.Lab(t)
-	fs := suite.FreeSWITCH(t)
-	ctx := contextFor(t, 3*time.Minute)
+	l, fs, ctx := fsLab(t)
 	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
 
 	restarted := time.Now()
@@ -318,31 +318,24 @@ func TestFreeSWITCHRestartIsSurvivedAndTheNextCheckDecided(t *testing.T) {
 	})
 	t.Logf("callwarden connected again %s after the restart began", time.Since(restarted).Round(time.Millisecond))
 
-	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
-	mustOK(t, err)
-	sup, err := fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
-	mustOK(t, err)
-	wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
-	if rec := fsAuditRecord(ctx, t, l, sup.A); rec.User != "sup1001" || rec.Decision != "allow" {
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
+	sup := cw.supervisorCall(ctx, t, "1001", "*82001")
+	wantEavesdropping(ctx, t, fs, sup, agentLeg)
+	if rec := fsAuditRecord(ctx, t, l, sup); rec.User != "sup1001" || rec.Decision != "allow" {
 		t.Errorf("audit record after the restart %+v, want sup1001 allowed", rec)
 	}
 }
 
 func TestFreeSWITCHCheckFailsClosedWhenCallwardenStops(t *testing.T) {
-	l := suite.Lab(t)
-	fs := suite.FreeSWITCH(t)
-	ctx := contextFor(t, 3*time.Minute)
+	l, fs, ctx := fsLab(t)
 	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
-	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
-	mustOK(t, err)
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
 
 	// First the same call is allowed, so the refusal below is callwarden's absence.
-	sup, err := fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
-	mustOK(t, err)
-	wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+	sup := cw.supervisorCall(ctx, t, "1001", "*82001")
+	wantEavesdropping(ctx, t, fs, sup, agentLeg)
 
 	cw.stop(t)
-	sup, err = fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
-	mustOK(t, err)
-	wantRefused(ctx, t, fs, sup.A)
+	sup = cw.supervisorCall(ctx, t, "1001", "*82001")
+	wantRefused(ctx, t, fs, sup)
 }

@@ -24,18 +24,7 @@ profiles:
     grants:
       - actions: [monitor.listen, monitor.whisper]
         teams: [team-a]
-  - name: listen-team-b
-    grants:
-      - actions: [monitor.listen]
-        teams: [team-b]
-users:
-  - id: sup1001
-    profile: listen-team-a
-    identities: [loopback/supervisor_1001]
-  - id: sup1002
-    profile: listen-team-b
-    identities: [loopback/supervisor_1002]
-  - id: agent2001
+` + freeswitchSupervisors + `  - id: agent2001
     teams: [team-a]
     identities: ["2001", loopback/agent_2001]
   - id: agent2002
@@ -49,32 +38,17 @@ protected:
 // uuid (the decision, then the enforcement's result on an allow).
 func fsMonitorRecords(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string, n int) []enforce.AuditRecord {
 	t.Helper()
-	store := newRedisStore(t, l, nil)
-	var found []enforce.AuditRecord
-	waitFor(ctx, t, fmt.Sprintf("%d audit records of the request on %s", n, uuid), func() error {
-		recs, err := store.ReadAudit(ctx, enforce.AuditFilter{Since: time.Now().Add(-10 * time.Minute)})
-		if err != nil {
-			return err
-		}
-		found = found[:0]
-		for _, r := range recs {
-			if r.Source == "freeswitch" && len(r.Channels) > 0 && r.Channels[0] == uuid {
-				found = append(found, r)
-			}
-		}
-		if len(found) < n {
-			return fmt.Errorf("%d of %d", len(found), n)
-		}
-		return nil
-	})
-	return found
+	return waitAuditOn(ctx, t, l, fmt.Sprintf("%d audit records of the request on %s", n, uuid), "freeswitch", uuid, n)
 }
 
-// wantMonitorRefused waits until the supervisor's channel plays callwarden's refusal
-// tone and is hung up; it never eavesdrops.
-func wantMonitorRefused(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, sup string) {
+// wantMonitorRefused makes supervisor dial exten, waits until the supervisor's
+// channel plays callwarden's refusal tone and is hung up (it never eavesdrops), and
+// returns the audit record of the request.
+func wantMonitorRefused(ctx context.Context, t *testing.T, l *lab.TestLab, cw *fsDaemon, supervisor, exten string) enforce.AuditRecord {
 	t.Helper()
-	wantRefused(ctx, t, fs, sup)
+	sup := cw.supervisorCall(ctx, t, supervisor, exten)
+	wantRefused(ctx, t, cw.fs, sup)
+	return fsMonitorRecords(ctx, t, l, sup, 1)[0]
 }
 
 // waitListed waits until `show channels` lists uuid: FreeSWITCH writes its rows about
@@ -103,30 +77,25 @@ func shortly(t *testing.T, ctx context.Context) context.Context {
 }
 
 func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
-	l := suite.Lab(t)
-	fs := suite.FreeSWITCH(t)
-	ctx := contextFor(t, 3*time.Minute)
+	l, fs, ctx := fsLab(t)
 	cw := serveFreeSWITCHPolicy(ctx, t, l, fs, "callwarden", freeswitchMonitorProfiles)
-	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
-	mustOK(t, err)
-	_, protectedLeg, err := fs.CustomerCall(ctx, "", "2002", "5550101")
-	mustOK(t, err)
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
+	protectedLeg := mustAgentLeg(ctx, t, fs, "2002", "5550101")
 	waitListed(ctx, t, fs, agentLeg)
 	waitListed(ctx, t, fs, protectedLeg)
 
 	t.Run("supervisor 1001 granted team-a listens to agent 2001", func(t *testing.T) {
 		ctx := shortly(t, ctx)
 		asked := time.Now()
-		sup, err := fs.SupervisorCall(ctx, "1001", "*2222001", cw.outbound)
-		mustOK(t, err)
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+		sup := cw.supervisorCall(ctx, t, "1001", "*2222001")
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
 		t.Logf("originate of *2222001 to eavesdrop running: %s", time.Since(asked).Round(time.Millisecond))
-		d, err := fs.Dump(ctx, sup.A)
+		d, err := fs.Dump(ctx, sup)
 		mustOK(t, err)
 		if d["variable_eavesdrop_enable_dtmf"] != "false" {
 			t.Errorf("eavesdrop_enable_dtmf = %q, want false: FreeSWITCH's own DTMF switches must be off", d["variable_eavesdrop_enable_dtmf"])
 		}
-		recs := fsMonitorRecords(ctx, t, l, sup.A, 2)
+		recs := fsMonitorRecords(ctx, t, l, sup, 2)
 		dec, res := recs[0], recs[1]
 		if dec.User != "sup1001" || dec.Action != "monitor.listen" || dec.Target != "agent2001" || dec.Decision != "allow" ||
 			dec.AskedBy != "freeswitch:fslab" || len(dec.Channels) != 2 || dec.Channels[1] != agentLeg {
@@ -138,26 +107,24 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 		// The session lasts while the supervisor stays: the eavesdrop still runs
 		// after the first decision's deadlines.
 		time.Sleep(3 * time.Second)
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
 		// Hanging up the agent's call ends the eavesdrop; callwarden hangs the
 		// supervisor up.
 		mustOK(t, fs.Kill(ctx, agentLeg))
-		mustOK(t, fs.WaitGone(ctx, sup.A))
+		mustOK(t, fs.WaitGone(ctx, sup))
 	})
 
 	t.Run("a whisper is enforced by eavesdrop-command, never by a whisper variable; a barge without the right is refused", func(t *testing.T) {
 		ctx := shortly(t, ctx)
-		_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550103")
-		mustOK(t, err)
+		agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550103")
 		waitListed(ctx, t, fs, agentLeg)
-		sup, err := fs.SupervisorCall(ctx, "1001", "*2232001", cw.outbound)
-		mustOK(t, err)
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
-		recs := fsMonitorRecords(ctx, t, l, sup.A, 2)
+		sup := cw.supervisorCall(ctx, t, "1001", "*2232001")
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
+		recs := fsMonitorRecords(ctx, t, l, sup, 2)
 		if dec, res := recs[0], recs[1]; dec.Action != "monitor.whisper" || dec.Decision != "allow" || res.Outcome != enforce.OutcomeEnforced {
 			t.Errorf("records %+v / %+v, want whisper allowed and enforced", dec, res)
 		}
-		d, err := fs.Dump(ctx, sup.A)
+		d, err := fs.Dump(ctx, sup)
 		mustOK(t, err)
 		for _, v := range []string{"eavesdrop_whisper_aleg", "eavesdrop_whisper_bleg", "eavesdrop_enable_dtmf"} {
 			if d["variable_"+v] != "false" {
@@ -165,26 +132,18 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 			}
 		}
 		time.Sleep(time.Second)
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
 
-		barge, err := fs.SupervisorCall(ctx, "1001", "*2242001", cw.outbound)
-		mustOK(t, err)
-		wantMonitorRefused(ctx, t, fs, barge.A)
-		if r := fsMonitorRecords(ctx, t, l, barge.A, 1)[0]; r.Action != "monitor.barge" || r.Decision != "deny" || r.Reason != "action_not_granted" {
+		if r := wantMonitorRefused(ctx, t, l, cw, "1001", "*2242001"); r.Action != "monitor.barge" || r.Decision != "deny" || r.Reason != "action_not_granted" {
 			t.Errorf("barge record %+v, want deny action_not_granted", r)
 		}
 	})
 
 	t.Run("supervisor 1002 granted team-b only is refused", func(t *testing.T) {
 		ctx := shortly(t, ctx)
-		_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550102")
-		mustOK(t, err)
+		agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550102")
 		waitListed(ctx, t, fs, agentLeg)
-		sup, err := fs.SupervisorCall(ctx, "1002", "*2222001", cw.outbound)
-		mustOK(t, err)
-		wantMonitorRefused(ctx, t, fs, sup.A)
-		recs := fsMonitorRecords(ctx, t, l, sup.A, 1)
-		if r := recs[0]; r.User != "sup1002" || r.Decision != "deny" || r.Reason != "out_of_scope" || r.Target != "agent2001" ||
+		if r := wantMonitorRefused(ctx, t, l, cw, "1002", "*2222001"); r.User != "sup1002" || r.Decision != "deny" || r.Reason != "out_of_scope" || r.Target != "agent2001" ||
 			r.Outcome != "" || r.AskedBy != "freeswitch:fslab" {
 			t.Errorf("audit record %+v, want sup1002 denied out_of_scope, nothing enforced", r)
 		}
@@ -192,11 +151,7 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 
 	t.Run("a protected target is refused", func(t *testing.T) {
 		ctx := shortly(t, ctx)
-		sup, err := fs.SupervisorCall(ctx, "1001", "*2222002", cw.outbound)
-		mustOK(t, err)
-		wantMonitorRefused(ctx, t, fs, sup.A)
-		recs := fsMonitorRecords(ctx, t, l, sup.A, 1)
-		if r := recs[0]; r.User != "sup1001" || r.Decision != "deny" || r.Reason != "protected_target" || r.Target != "agent2002" ||
+		if r := wantMonitorRefused(ctx, t, l, cw, "1001", "*2222002"); r.User != "sup1001" || r.Decision != "deny" || r.Reason != "protected_target" || r.Target != "agent2002" ||
 			len(r.Channels) != 2 || r.Channels[1] != protectedLeg {
 			t.Errorf("audit record %+v, want sup1001 denied protected_target on agent2002's channel", r)
 		}
@@ -204,11 +159,7 @@ func TestFreeSWITCHMonitorIsDecidedAndEnforced(t *testing.T) {
 
 	t.Run("an unknown target is refused", func(t *testing.T) {
 		ctx := shortly(t, ctx)
-		sup, err := fs.SupervisorCall(ctx, "1001", "*2222009", cw.outbound)
-		mustOK(t, err)
-		wantMonitorRefused(ctx, t, fs, sup.A)
-		recs := fsMonitorRecords(ctx, t, l, sup.A, 1)
-		if r := recs[0]; r.Decision != "deny" || !strings.Contains(r.Reason, "unknown_target") {
+		if r := wantMonitorRefused(ctx, t, l, cw, "1001", "*2222009"); r.Decision != "deny" || !strings.Contains(r.Reason, "unknown_target") {
 			t.Errorf("audit record %+v, want deny unknown_target", r)
 		}
 	})

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -20,9 +19,7 @@ func TestFreeSWITCHESLAnswersWithVersion1_10_12(t *testing.T) {
 	fs := suite.FreeSWITCH(t)
 	ctx := testContext(t)
 	out, err := fs.API(ctx, "version")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, err)
 	if !strings.Contains(out, "FreeSWITCH Version "+lab.FreeSWITCHVersion) {
 		t.Fatalf("version = %q, want %s", out, lab.FreeSWITCHVersion)
 	}
@@ -81,9 +78,7 @@ func TestFreeSWITCHCustomerAgentCallCarriesTheQueue(t *testing.T) {
 	fs := suite.FreeSWITCH(t)
 	ctx := testContext(t)
 	customer, agent, err := fs.CustomerCall(ctx, "sales", "2001", "5550100")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, err)
 	// `show channels` reads FreeSWITCH's core database, written a moment after the call.
 	waitFor(ctx, t, "both legs listed ACTIVE in playback", func() error {
 		rows, err := fs.Channels(ctx)
@@ -110,9 +105,7 @@ func TestFreeSWITCHCustomerAgentCallCarriesTheQueue(t *testing.T) {
 		t.Errorf("callwarden_agent on the agent's leg = %q, %v; want 2001", a, err)
 	}
 	dump, err := fs.Dump(ctx, customer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, err)
 	if got := dump["Caller-Caller-ID-Number"]; got != "5550100" {
 		t.Errorf("customer caller id = %q, want 5550100", got)
 	}
@@ -120,9 +113,7 @@ func TestFreeSWITCHCustomerAgentCallCarriesTheQueue(t *testing.T) {
 	t.Run("a direct call has no queue", func(t *testing.T) {
 		fs := suite.FreeSWITCH(t)
 		_, agent, err := fs.CustomerCall(ctx, "", "2002", "5550101")
-		if err != nil {
-			t.Fatal(err)
-		}
+		mustOK(t, err)
 		if q, err := fs.Var(ctx, agent, "callwarden_queue"); !errors.Is(err, lab.ErrNotFound) {
 			t.Errorf("callwarden_queue on a direct call = %q, %v; want unset", q, err)
 		}
@@ -156,17 +147,11 @@ func TestFreeSWITCHFeatureCodeConnectsToTheOutboundSocket(t *testing.T) {
 			fs := suite.FreeSWITCH(t)
 			ctx := testContext(t)
 			ln, err := fs.ListenOutbound()
-			if err != nil {
-				t.Fatal(err)
-			}
+			mustOK(t, err)
 			sup, err := fs.SupervisorCall(ctx, "1001", tc.exten, ln.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
+			mustOK(t, err)
 			conn, err := ln.Accept(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			mustOK(t, err)
 			defer conn.Close()
 			ch := conn.Channel
 			for name, want := range map[string]string{
@@ -198,75 +183,49 @@ func TestFreeSWITCHCheckExampleFollowsTheDecision(t *testing.T) {
 	fs := suite.FreeSWITCH(t)
 	ctx := testContext(t)
 	_, agent, err := fs.CustomerCall(ctx, "sales", "2003", "5550102")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, err)
 	ln, err := fs.ListenOutbound()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, err)
 
 	t.Run("allow: the dialplan eavesdrops on the agent", func(t *testing.T) {
-		sup, err := fs.SupervisorCall(ctx, "1002", "*82003", ln.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := ln.Accept(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.API(ctx, "uuid_setvar "+sup.A+" callwarden_decision allow"); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close() // socket_resume=true: the dialplan goes on
-		waitFor(ctx, t, "the supervisor eavesdropping on agent 2003's leg", func() error {
-			d, err := fs.Dump(ctx, sup.A)
-			if err != nil {
-				return err
-			}
-			if app, data := d["variable_current_application"], d["variable_current_application_data"]; app != "eavesdrop" || data != agent {
-				return fmt.Errorf("supervisor runs %s(%s), want eavesdrop(%s)", app, data, agent)
-			}
-			return nil
-		})
+		sup := decideOnSocket(ctx, t, fs, ln, "allow")
+		wantEavesdropping(ctx, t, fs, sup, agent)
 	})
 
 	t.Run("deny: the dialplan refuses and hangs up", func(t *testing.T) {
-		sup, err := fs.SupervisorCall(ctx, "1002", "*82003", ln.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := ln.Accept(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.API(ctx, "uuid_setvar "+sup.A+" callwarden_decision deny"); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close()
-		if err := fs.WaitGone(ctx, sup.A); err != nil {
+		sup := decideOnSocket(ctx, t, fs, ln, "deny")
+		if err := fs.WaitGone(ctx, sup); err != nil {
 			t.Fatal(err)
 		}
 	})
+}
+
+// decideOnSocket makes supervisor 1002 dial the check example *82003, answers the
+// outbound socket connection that reaches ln by setting callwarden_decision to
+// decision and closes it (socket_resume=true: the dialplan goes on). It returns the
+// supervisor's channel.
+func decideOnSocket(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, ln *lab.OutboundListener, decision string) string {
+	t.Helper()
+	sup, err := fs.SupervisorCall(ctx, "1002", "*82003", ln.Addr())
+	mustOK(t, err)
+	conn, err := ln.Accept(ctx)
+	mustOK(t, err)
+	_, err = conn.API(ctx, "uuid_setvar "+sup.A+" callwarden_decision "+decision)
+	mustOK(t, err)
+	conn.Close()
+	return sup.A
 }
 
 func TestFreeSWITCHFeatureCodeFailsClosedWithoutCallwarden(t *testing.T) {
 	fs := suite.FreeSWITCH(t)
 	ctx := testContext(t)
 	// A port nobody listens on: listen, note the address, close.
-	ln, err := net.Listen("tcp", net.JoinHostPort(fs.HostIP, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeHostPort(t, fs.HostIP)
 	sup, err := fs.SupervisorCall(ctx, "1003", "*2222001", addr)
 	if errors.Is(err, lab.ErrHungUp) {
 		return // gone before the harness could even look at it
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, err)
 	if err := fs.WaitGone(ctx, sup.A); err != nil {
 		t.Fatalf("the socket could not connect, yet: %v", err)
 	}
@@ -278,9 +237,7 @@ func TestFreeSWITCHToneOnOneLegIsHeardOnTheOther(t *testing.T) {
 	fs := suite.FreeSWITCH(t)
 	ctx := testContext(t)
 	customer, _, err := fs.CustomerCall(ctx, "support", "2004", "5550103")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustOK(t, err)
 	for _, tc := range []struct {
 		who   string
 		uuid  string

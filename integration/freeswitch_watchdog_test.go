@@ -8,7 +8,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,33 +63,16 @@ func isEvent(name, uuid string) func(map[string]string) bool {
 // watchdogRecord waits for the watchdog's audit record on channel uuid.
 func watchdogRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) enforce.AuditRecord {
 	t.Helper()
-	store := newRedisStore(t, l, nil)
-	var found *enforce.AuditRecord
-	waitFor(ctx, t, "the watchdog's audit record on "+uuid, func() error {
-		recs, err := store.ReadAudit(ctx, enforce.AuditFilter{Since: time.Now().Add(-10 * time.Minute)})
-		if err != nil {
-			return err
-		}
-		for i, r := range recs {
-			if r.Source == "watchdog" && len(r.Channels) > 0 && r.Channels[0] == uuid {
-				found = &recs[i]
-				return nil
-			}
-		}
-		return fmt.Errorf("none among %d records", len(recs))
-	})
-	return *found
+	return waitAuditOn(ctx, t, l, "the watchdog's audit record on "+uuid, "watchdog", uuid, 1)[0]
 }
 
 // noWatchdogRecord fails if the watchdog audited channel uuid.
 func noWatchdogRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) {
 	t.Helper()
-	recs, err := newRedisStore(t, l, nil).ReadAudit(ctx, enforce.AuditFilter{Since: time.Now().Add(-10 * time.Minute)})
+	recs, err := recentAudit(ctx, t, l)
 	mustOK(t, err)
-	for _, r := range recs {
-		if r.Source == "watchdog" && len(r.Channels) > 0 && r.Channels[0] == uuid {
-			t.Errorf("watchdog record on %s: %+v", uuid, r)
-		}
+	for _, r := range auditOn(recs, "watchdog", uuid) {
+		t.Errorf("watchdog record on %s: %+v", uuid, r)
 	}
 }
 
@@ -129,12 +111,9 @@ func wantWatchdogAudit(t *testing.T, rec enforce.AuditRecord, action, detail str
 }
 
 func TestFreeSWITCHWatchdogStopsBypasses(t *testing.T) {
-	l := suite.Lab(t)
-	fs := suite.FreeSWITCH(t)
-	ctx := contextFor(t, 3*time.Minute)
+	l, fs, ctx := fsLab(t)
 	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
-	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
-	mustOK(t, err)
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
 
 	t.Run("a dialplan eavesdrop is hung up within 200 ms", func(t *testing.T) {
 		ev := subscribeFS(ctx, t, fs)
@@ -174,22 +153,18 @@ func TestFreeSWITCHWatchdogStopsBypasses(t *testing.T) {
 	})
 
 	t.Run("the check example after an allow is not hung up", func(t *testing.T) {
-		sup, err := fs.SupervisorCall(ctx, "1001", "*82001", cw.outbound)
-		mustOK(t, err)
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
+		sup := cw.supervisorCall(ctx, t, "1001", "*82001")
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
 		time.Sleep(time.Second) // far beyond the watchdog's reaction time
-		wantEavesdropping(ctx, t, fs, sup.A, agentLeg)
-		noWatchdogRecord(ctx, t, l, sup.A)
+		wantEavesdropping(ctx, t, fs, sup, agentLeg)
+		noWatchdogRecord(ctx, t, l, sup)
 	})
 }
 
 func TestFreeSWITCHWatchdogReportOnlyAuditsWithoutStopping(t *testing.T) {
-	l := suite.Lab(t)
-	fs := suite.FreeSWITCH(t)
-	ctx := contextFor(t, 3*time.Minute)
+	l, fs, ctx := fsLab(t)
 	serveFreeSWITCH(ctx, t, l, fs, "callwarden", "CALLWARDEN_FREESWITCH_WATCHDOG=report-only")
-	_, agentLeg, err := fs.CustomerCall(ctx, "", "2001", "5550100")
-	mustOK(t, err)
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
 
 	spy, _ := rogueEavesdrop(ctx, t, fs, subscribeFS(ctx, t, fs), agentLeg)
 	rec := watchdogRecord(ctx, t, l, spy)

@@ -31,26 +31,13 @@ type daemon struct {
 	waitErr error
 }
 
-// cliEnv is the environment of every callwarden process the demo starts:
-// the demo's own, minus any CALLWARDEN_* variable (the demo's config must be
-// the one that applies), plus extra.
-func cliEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CALLWARDEN_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, extra...)
-}
-
 // runCLI runs a callwarden subcommand to completion and returns its
 // combined output.
 func runCLI(ctx context.Context, bin string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = cliEnv()
+	cmd.Env = lab.CallwardenEnv()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -75,20 +62,8 @@ func freePort() (int, error) {
 // environment, as a real deployment would.
 func writeDaemonConfig(dir string, l *lab.Lab, port int) (string, error) {
 	d := config.Default()
-	body := fmt.Sprintf(`# callwarden serve config written by cwdemo for this run.
-http:
-  listen: "127.0.0.1:%d"
-log:
-  level: debug
-  format: json
-asterisk:
-  url: %q
-  user: %q
-  app: %q
-redis:
-  addrs: [%q]
-  prefix: %q
-`, port, l.ARIURL, l.ARIUser, d.Asterisk.App, l.RedisAddr, d.Redis.Prefix)
+	body := "# callwarden serve config written by cwdemo for this run.\n" +
+		l.ServeConfig(fmt.Sprintf("127.0.0.1:%d", port), d.Asterisk.App, d.Redis.Prefix)
 	path := filepath.Join(dir, "callwarden.yaml")
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		return "", fmt.Errorf("write daemon config: %w", err)
@@ -105,10 +80,7 @@ func startDaemon(bin, cfgPath, logPath, addr string, l *lab.Lab) (*daemon, error
 	if err != nil {
 		return nil, fmt.Errorf("callwarden log: %w", err)
 	}
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	cmd.Env = cliEnv(config.EnvAsteriskPassword + "=" + l.ARIPassword)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd := lab.ServeCommand(bin, cfgPath, logf, config.EnvAsteriskPassword+"="+l.ARIPassword)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s serve: %w", bin, err)

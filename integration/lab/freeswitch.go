@@ -17,7 +17,6 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
-	tcexec "github.com/testcontainers/testcontainers-go/exec"
 )
 
 // The FreeSWITCH lab: callwarden-lab/freeswitch:1.10.12 (loaded by
@@ -258,20 +257,7 @@ func (fs *FreeSWITCH) Restart(ctx context.Context) error {
 
 // Exec runs a command in the container (e.g. fs_cli) and returns its output.
 func (fs *FreeSWITCH) Exec(ctx context.Context, cmd ...string) (string, error) {
-	ctx, cancel := withDeadline(ctx)
-	defer cancel()
-	code, out, err := fs.c.Exec(ctx, cmd, tcexec.Multiplexed())
-	if err != nil {
-		return "", fmt.Errorf("exec %q: %w", cmd, err)
-	}
-	b, err := io.ReadAll(out)
-	if err != nil {
-		return "", fmt.Errorf("exec %q: read output: %w", cmd, err)
-	}
-	if code != 0 {
-		return string(b), fmt.Errorf("exec %q: exit status %d: %s", cmd, code, strings.TrimSpace(string(b)))
-	}
-	return string(b), nil
+	return containerExec(ctx, fs.c, fmt.Sprintf("exec %q", cmd), cmd...)
 }
 
 // ReadFile copies a file out of the container (e.g. a recording).
@@ -288,15 +274,7 @@ func (fs *FreeSWITCH) ReadFile(ctx context.Context, path string) ([]byte, error)
 
 // Logs returns FreeSWITCH's stdout log so far (for failure reports).
 func (fs *FreeSWITCH) Logs(ctx context.Context) (string, error) {
-	ctx, cancel := withDeadline(ctx)
-	defer cancel()
-	rc, err := fs.c.Logs(ctx)
-	if err != nil {
-		return "", fmt.Errorf("freeswitch logs: %w", err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	return string(b), err
+	return containerLogs(ctx, "freeswitch", fs.c)
 }
 
 // ContainerID is the container's id.

@@ -28,12 +28,7 @@ type freeswitchOnce struct {
 // always fails: run `make lab`).
 func (s *Suite) FreeSWITCH(tb testing.TB) *TestFreeSWITCH {
 	tb.Helper()
-	if s.lab == nil {
-		if s.skip != "" {
-			tb.Skip(s.skip)
-		}
-		tb.Fatal("integration: the lab is not running: call Suite.Main from TestMain")
-	}
+	s.mustRun(tb)
 	s.fs.once.Do(func() {
 		started := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)

@@ -212,34 +212,45 @@ func NewRedis(addr string) *redis.Client {
 // AsteriskCLI runs an Asterisk CLI command in the container (asterisk -rx) and returns
 // its output.
 func (l *Lab) AsteriskCLI(ctx context.Context, command string) (string, error) {
+	return containerExec(ctx, l.asterisk, fmt.Sprintf("asterisk -rx %q", command), "asterisk", "-rx", command)
+}
+
+// containerExec runs cmd in container c and returns its output; what names the
+// command in errors.
+func containerExec(ctx context.Context, c testcontainers.Container, what string, cmd ...string) (string, error) {
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
-	code, out, err := l.asterisk.Exec(ctx, []string{"asterisk", "-rx", command}, tcexec.Multiplexed())
+	code, out, err := c.Exec(ctx, cmd, tcexec.Multiplexed())
 	if err != nil {
-		return "", fmt.Errorf("asterisk -rx %q: %w", command, err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	b, err := io.ReadAll(out)
 	if err != nil {
-		return "", fmt.Errorf("asterisk -rx %q: read output: %w", command, err)
+		return "", fmt.Errorf("%s: read output: %w", what, err)
 	}
 	if code != 0 {
-		return string(b), fmt.Errorf("asterisk -rx %q: exit status %d: %s", command, code, bytes.TrimSpace(b))
+		return string(b), fmt.Errorf("%s: exit status %d: %s", what, code, bytes.TrimSpace(b))
 	}
 	return string(b), nil
 }
 
 // AsteriskLogs returns the Asterisk console output so far (for failure reports).
 func (l *Lab) AsteriskLogs(ctx context.Context) (string, error) {
+	return containerLogs(ctx, "asterisk", l.asterisk)
+}
+
+// containerLogs returns the output of container c, named name in errors, so far.
+func containerLogs(ctx context.Context, name string, c testcontainers.Container) (string, error) {
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
-	rc, err := l.asterisk.Logs(ctx)
+	rc, err := c.Logs(ctx)
 	if err != nil {
-		return "", fmt.Errorf("asterisk logs: %w", err)
+		return "", fmt.Errorf("%s logs: %w", name, err)
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(rc)
 	if err != nil {
-		return "", fmt.Errorf("asterisk logs: %w", err)
+		return "", fmt.Errorf("%s logs: %w", name, err)
 	}
 	return string(b), nil
 }

@@ -119,10 +119,9 @@ func (s *Suite) removeOnSignal() func() {
 	}
 }
 
-// Lab returns the test's view of the lab: its own Redis key prefix, its own channels,
-// all cleaned up when the test ends. It skips the test (with the reason) when Docker is
-// unavailable and the suite is not required, and fails it if Main did not run.
-func (s *Suite) Lab(tb testing.TB) *TestLab {
+// mustRun skips the test (with the reason) when Docker is unavailable and the suite
+// is not required, and fails it if Main did not run.
+func (s *Suite) mustRun(tb testing.TB) {
 	tb.Helper()
 	if s.lab == nil {
 		if s.skip != "" {
@@ -130,6 +129,14 @@ func (s *Suite) Lab(tb testing.TB) *TestLab {
 		}
 		tb.Fatal("integration: the lab is not running: call Suite.Main from TestMain")
 	}
+}
+
+// Lab returns the test's view of the lab: its own Redis key prefix, its own channels,
+// all cleaned up when the test ends. It skips the test (with the reason) when Docker is
+// unavailable and the suite is not required, and fails it if Main did not run.
+func (s *Suite) Lab(tb testing.TB) *TestLab {
+	tb.Helper()
+	s.mustRun(tb)
 	tl := &TestLab{Lab: s.lab, tb: tb, KeyPrefix: KeyPrefix(tb), idBase: channelIDBase(tb)}
 	tb.Cleanup(tl.cleanup)
 	return tl
