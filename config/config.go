@@ -481,15 +481,23 @@ func checkHostPort(addr string) string {
 
 // checkURL returns what is wrong with an absolute URL of one of the given
 // schemes, or "".
+//
+// The URL itself is never quoted back: it may carry credentials
+// (http://user:password@pbx/ari), so a parse error says only what is wrong
+// and a parsed URL is shown redacted.
 func checkURL(raw string, schemes ...string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Sprintf("invalid URL: %v", err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Sprintf("invalid URL (%v)", err)
 	}
 	for _, s := range schemes {
 		if u.Scheme == s {
 			if u.Host == "" {
-				return fmt.Sprintf("%q has no host", raw)
+				return fmt.Sprintf("%q has no host", u.Redacted())
 			}
 			return ""
 		}
