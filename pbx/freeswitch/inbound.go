@@ -187,12 +187,20 @@ func (in *inbound) setCurrent(c *eslConn) {
 	if c != nil {
 		in.cur = c
 		close(in.upCh)
-	} else if in.cur != nil {
-		in.cur = nil
-		in.upCh = make(chan struct{})
+	} else {
+		in.downLocked()
 	}
 	if in.o.OnUp != nil {
 		in.o.OnUp(c != nil)
+	}
+}
+
+// downLocked forgets the current connection, if any, and gives waiters a
+// fresh channel that the next connection closes. in.mu must be held.
+func (in *inbound) downLocked() {
+	if in.cur != nil {
+		in.cur = nil
+		in.upCh = make(chan struct{})
 	}
 }
 
@@ -207,9 +215,8 @@ func (in *inbound) current(ctx context.Context) (*eslConn, error) {
 				// Dropped (a command timed out on it) but not yet replaced
 				// by run: wait for the next connection instead of failing
 				// the command on the dead one.
-				in.cur, up = nil, make(chan struct{})
-				in.upCh = up
-				c = nil
+				in.downLocked()
+				c, up = nil, in.upCh
 			default:
 			}
 		}
