@@ -339,3 +339,48 @@ func TestFreeSWITCHCheckFailsClosedWhenCallwardenStops(t *testing.T) {
 	sup = cw.supervisorCall(ctx, t, "1001", "*82001")
 	wantRefused(ctx, t, fs, sup)
 }
+
+// A check naming a target is decided on the target's live call, found by callwarden
+// itself: a queue-scoped grant matches an agent in a call of that queue, and not the
+// same agent in a direct call.
+func TestFreeSWITCHCheckReadsTheTargetsQueue(t *testing.T) {
+	l, fs, ctx := fsLab(t)
+	cw := serveFreeSWITCHPolicy(ctx, t, l, fs, "callwarden", `version: 1
+profiles:
+  - name: listen-support
+    grants:
+      - actions: [monitor.listen]
+        queues: [support]
+users:
+  - id: sup1001
+    profile: listen-support
+    identities: [loopback/supervisor_1001]
+  - id: agent2001
+    identities: ["2001", 2001@lab.callwarden]
+`)
+	for _, tc := range []struct {
+		name, queue, decision, reason string
+	}{
+		{"agent 2001 in a support call", "support", "allow", "granted"},
+		{"agent 2001 in a direct call", "", "deny", "out_of_scope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := shortly(t, ctx)
+			_, agentLeg, err := fs.CustomerCall(ctx, tc.queue, "2001", "5550104")
+			mustOK(t, err)
+			waitListed(ctx, t, fs, agentLeg)
+			sup := cw.supervisorCall(ctx, t, "1001", "*82001")
+			if tc.decision == "allow" {
+				wantEavesdropping(ctx, t, fs, sup, agentLeg)
+			} else {
+				wantRefused(ctx, t, fs, sup)
+			}
+			rec := fsAuditRecord(ctx, t, l, sup)
+			if rec.User != "sup1001" || rec.Target != "agent2001" || rec.Queue != tc.queue || rec.Decision != tc.decision ||
+				rec.Reason != tc.reason || len(rec.Channels) != 2 || rec.Channels[1] != agentLeg {
+				t.Errorf("audit record %+v, want sup1001 %s on agent2001's channel %s in queue %q", rec, tc.decision, agentLeg, tc.queue)
+			}
+			mustOK(t, fs.Kill(ctx, agentLeg))
+		})
+	}
+}

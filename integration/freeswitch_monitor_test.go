@@ -51,8 +51,10 @@ func wantMonitorRefused(ctx context.Context, t *testing.T, l *lab.TestLab, cw *f
 	return fsMonitorRecords(ctx, t, l, sup, 1)[0]
 }
 
-// waitListed waits until `show channels` lists uuid: FreeSWITCH writes its rows about
-// a second after a channel appears, and callwarden finds the target's call there.
+// waitListed waits until `show channels` lists uuid running its tone (playback):
+// FreeSWITCH writes its rows about a second after a channel appears, and updates a
+// row's presence id only with the channel's next application, and callwarden finds
+// the target's call there, by channel name or presence id.
 func waitListed(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, uuid string) {
 	t.Helper()
 	waitFor(ctx, t, uuid+" listed by show channels", func() error {
@@ -61,11 +63,11 @@ func waitListed(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, uuid 
 			return err
 		}
 		for _, c := range chs {
-			if c.UUID == uuid {
+			if c.UUID == uuid && c.Application == "playback" {
 				return nil
 			}
 		}
-		return fmt.Errorf("not among %d channels", len(chs))
+		return fmt.Errorf("not among %d channels, or not speaking yet", len(chs))
 	})
 }
 

@@ -47,7 +47,7 @@ func (a *Adapter) handleOutbound(ctx context.Context, oc *outConn) {
 		o = session.Refused(session.ReasonInvalid)
 	default:
 		e.Action = rq.action
-		o = a.decideCheck(ch, rq, &e)
+		o = a.decideCheck(ctx, oc, ch, rq, &e, log)
 	}
 	o = a.audited(ctx, rq.verb, e, o, log)
 	if rq.verb == verbCheck && o.Allow {
@@ -58,9 +58,11 @@ func (a *Adapter) handleOutbound(ctx context.Context, oc *outConn) {
 }
 
 // decideCheck decides a check: the requester from the channel, the target
-// (a user or an identity) or, without one, the requester's own call whose
-// queue the dialplan or mod_callcenter set on this channel.
-func (a *Adapter) decideCheck(ch channel, rq request, e *session.Entry) session.Outcome {
+// (a user or an identity) and its live call's queue or, without a target,
+// the requester's own call whose queue the dialplan or mod_callcenter set
+// on this channel. As on Asterisk, a target with no live call is decided
+// on the agent alone (a queue-scoped grant then does not match).
+func (a *Adapter) decideCheck(ctx context.Context, oc *outConn, ch channel, rq request, e *session.Entry, log *zap.Logger) session.Outcome {
 	snap := a.o.Snapshot()
 	if snap == nil {
 		return session.Decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
@@ -80,11 +82,17 @@ func (a *Adapter) decideCheck(ch channel, rq request, e *session.Entry) session.
 			e.Target = rq.target
 			return session.Refused(session.ReasonUnknownTarget)
 		}
-		// Call tracking (the target's live call and its queue) comes
-		// with the inbound events in the next slice: until then the
-		// target is decided on alone, so a queue-scoped grant does not
-		// match (fail closed).
 		req.Agent, e.Target = agent, agent
+		c, err := findCall(ctx, oc, snap, agent, ch.uuid)
+		switch {
+		case errors.Is(err, errNoCall):
+		case err != nil:
+			log.Warn("cannot find the target's call", zap.String("target", agent), zap.Error(err))
+			return session.Refused(session.ReasonPBXError)
+		default:
+			req.Queue, e.Caller = c.queue, c.caller
+			e.Channels = append(e.Channels, c.uuid)
+		}
 	}
 	e.Queue = req.Queue
 	return session.Decided(enforce.Decide(snap, &req, a.o.Now()))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,16 +46,30 @@ func MustAdapter(tb testing.TB, snap *enforce.Snapshot, log enforce.Auditor) *Ad
 	return a
 }
 
+// noChannels is `show channels as json` when no call is up.
+const noChannels = `{"row_count":0}`
+
 // playFreeSWITCH connects to the outbound socket as FreeSWITCH's socket
 // application does: it answers connect with reply, uuid_setvar with +OK,
 // exit with "+OK bye" and a disconnect notice, and returns every command
-// it received.
+// it received. No call is up.
 func playFreeSWITCH(t *testing.T, addr, reply string) []string {
+	t.Helper()
+	return playCheck(t, addr, reply, noChannels)
+}
+
+// playCheck is playFreeSWITCH with channels as `show channels as json`;
+// uuid_dump gives a call in queue "sales".
+func playCheck(t *testing.T, addr, reply, channels string) []string {
 	t.Helper()
 	return fstest.PlaySocket(t, addr, func(cmd string) (string, bool) {
 		switch {
 		case cmd == "connect":
 			return reply, false
+		case cmd == "api show channels as json":
+			return frameText("api/response", channels), false
+		case strings.HasPrefix(cmd, "api uuid_dump "):
+			return frameText("api/response", "Unique-ID: "+monitorTargetUUID+"\nCaller-Caller-ID-Number: 0612345678\nvariable_callwarden_queue: sales\n"), false
 		case strings.HasPrefix(cmd, "api uuid_setvar "):
 			return frameText("api/response", "+OK"), false
 		case cmd == "exit":
@@ -64,6 +79,14 @@ func playFreeSWITCH(t *testing.T, addr, reply string) []string {
 			t.Errorf("unexpected command %q", cmd)
 			return "", true
 		}
+	})
+}
+
+// withoutLookup drops the commands that look up a target's live call
+// (TestCheckReadsTheTargetsQueue tests them).
+func withoutLookup(cmds []string) []string {
+	return slices.DeleteFunc(cmds, func(c string) bool {
+		return c == "api show channels as json" || strings.HasPrefix(c, "api uuid_dump ")
 	})
 }
 
@@ -93,7 +116,7 @@ func TestCheckOverTheOutboundSocket(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			log := &auditLog{}
 			a := MustAdapter(t, snap, log)
-			got := playFreeSWITCH(t, a.Addr().String(), mustConnectReply(t, tc.vars...))
+			got := withoutLookup(playFreeSWITCH(t, a.Addr().String(), mustConnectReply(t, tc.vars...)))
 			want := []string{"connect",
 				"api uuid_setvar " + uuid + " callwarden_decision " + tc.decision,
 				"api uuid_setvar " + uuid + " callwarden_reason " + tc.reason,
@@ -113,6 +136,39 @@ func TestCheckOverTheOutboundSocket(t *testing.T) {
 			}
 			if !strings.Contains(r.Detail, "requested from loopback/9198-a caller id default") {
 				t.Errorf("detail %q does not name the requesting channel", r.Detail)
+			}
+		})
+	}
+}
+
+// A check naming a target is decided on the target's live call: its
+// queue, as on Asterisk; without a live call a queue-scoped grant does not
+// match.
+func TestCheckReadsTheTargetsQueue(t *testing.T) {
+	snap := mustExampleSnapshot(t)
+	reply := mustConnectReply(t, "variable_sip_from_user: 1001", "variable_callwarden_action: check",
+		"variable_callwarden_mode: listen", "variable_callwarden_target: 2001")
+	for _, tc := range []struct {
+		name, channels, decision, reason, queue string
+		channelIDs                              int
+	}{
+		{"in a sales call", channelsJSON("PJSIP/2001-00000001"), "allow", "granted", "sales", 2},
+		{"in no call", noChannels, "deny", "out_of_scope", "", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := &auditLog{}
+			a := MustAdapter(t, snap, log)
+			got := playCheck(t, a.Addr().String(), reply, tc.channels)
+			if want := "api uuid_setvar " + uuid + " callwarden_decision " + tc.decision; !slices.Contains(got, want) {
+				t.Fatalf("commands %q, want %q", got, want)
+			}
+			recs := log.All()
+			if len(recs) != 1 {
+				t.Fatalf("%d audit records; want 1", len(recs))
+			}
+			if r := recs[0]; r.User != "alice" || r.Target != "agent2001" || r.Queue != tc.queue || r.Reason != tc.reason ||
+				len(r.Channels) != tc.channelIDs {
+				t.Errorf("audit record %+v, want alice %s on agent2001 in queue %q (%s)", r, tc.decision, tc.queue, tc.reason)
 			}
 		})
 	}
