@@ -158,12 +158,14 @@ func TestServeAnswersAFreeSWITCHCheck(t *testing.T) {
 				"Content-Type: command/reply\nReply-Text: %2BOK%0A\nSocket-Mode: async\nControl: full\n\n", false
 		case strings.HasPrefix(cmd, "api uuid_setvar"):
 			return "Content-Type: api/response\nContent-Length: " + strconv.Itoa(3) + "\n\n+OK", false
+		case cmd == "api show channels as json": // agent 2001 is in no call
+			return "Content-Type: api/response\nContent-Length: 15\n\n{\"row_count\":0}", false
 		case cmd == "exit":
 			return "Content-Type: command/reply\nReply-Text: +OK bye\n\n", true
 		}
 		return "", false
 	})
-	want := "connect|api uuid_setvar u-1 callwarden_decision allow|api uuid_setvar u-1 callwarden_reason granted|exit"
+	want := "connect|api show channels as json|api uuid_setvar u-1 callwarden_decision allow|api uuid_setvar u-1 callwarden_reason granted|exit"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("commands %q; want %q", got, want)
 	}

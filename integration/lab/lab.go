@@ -121,6 +121,23 @@ func Start(ctx context.Context) (*Lab, error) {
 	return l, nil
 }
 
+// StartRedis starts the lab's Redis alone (a FreeSWITCH lab needs no Asterisk): the
+// Lab has RedisAddr and Redis, no ARI.
+func StartRedis(ctx context.Context) (*Lab, error) {
+	if err := preflight(ctx, RedisImage); err != nil {
+		return nil, err
+	}
+	l := &Lab{}
+	var err error
+	if l.redis, err = startContainer(ctx, redisRequest()); err != nil {
+		return nil, err
+	}
+	if err := l.connectRedis(ctx); err != nil {
+		return nil, errors.Join(err, l.Close(context.WithoutCancel(ctx)))
+	}
+	return l, nil
+}
+
 func asteriskRequest() testcontainers.ContainerRequest {
 	// "Asterisk Ready." is printed once every module is loaded; ARI may answer
 	// a little earlier, before app_queue is there.
@@ -177,6 +194,20 @@ func (l *Lab) connect(ctx context.Context) error {
 	l.ARIURL = ariEndpoint + "/ari"
 	l.ARIEventsURL = "ws" + strings.TrimPrefix(ariEndpoint, "http") + "/ari/events"
 	l.ARI = NewARI(l.ARIURL, l.ARIUser, l.ARIPassword)
+	if err := l.connectRedis(ctx); err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	if _, err := l.ARI.Info(pctx); err != nil {
+		return fmt.Errorf("asterisk ARI at %s: %w", l.ARIURL, err)
+	}
+	return nil
+}
+
+// connectRedis makes the Redis client and waits for PING.
+func (l *Lab) connectRedis(ctx context.Context) error {
+	var err error
 	if l.RedisAddr, err = l.redis.PortEndpoint(ctx, "6379/tcp", ""); err != nil {
 		return fmt.Errorf("redis port: %w", err)
 	}
@@ -185,9 +216,6 @@ func (l *Lab) connect(ctx context.Context) error {
 	defer cancel()
 	if err := l.Redis.Ping(pctx).Err(); err != nil {
 		return fmt.Errorf("redis PING at %s: %w", l.RedisAddr, err)
-	}
-	if _, err := l.ARI.Info(pctx); err != nil {
-		return fmt.Errorf("asterisk ARI at %s: %w", l.ARIURL, err)
 	}
 	return nil
 }
