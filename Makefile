@@ -38,9 +38,11 @@ links:
 test: unit fuzz integration
 
 ## demo: the scripted demo against the lab (docs/demo.md); leaves no container behind.
+## PBX=freeswitch plays the same story on the lab's FreeSWITCH.
+PBX ?= asterisk
 demo: lab build
 	$(GO) build -o bin/cwdemo ./cmd/cwdemo
-	./bin/cwdemo
+	./bin/cwdemo --pbx $(PBX)
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./enforce/

@@ -35,8 +35,9 @@ type demo struct {
 	dir  string // temp dir: callwarden's config and log, the lab's log
 
 	labLog *os.File // testcontainers' messages
-	lab    *lab.Lab
-	pbx    *pbx
+	lab    *lab.Lab // Asterisk and Redis; Redis only with --pbx freeswitch
+	pbx    *pbx     // the ARI observer (Asterisk)
+	fs     *fsPBX   // the FreeSWITCH lab and its ESL observer (--pbx freeswitch)
 	daemon *daemon
 	store  *redisstore.Store // the Redis store: audit stream and recording metadata
 
@@ -53,7 +54,7 @@ func (d *demo) printf(format string, args ...any) { fmt.Fprintf(d.out, format, a
 // runs, with its own deadline, also when ctx is cancelled (Ctrl-C).
 func (d *demo) run(ctx context.Context) (code int) {
 	started := time.Now()
-	d.printf("callwarden demo: a real Asterisk 22 and Redis 7 in containers, the real `callwarden serve` deciding.\n")
+	d.printf("callwarden demo: a real %s and Redis 7 in containers, the real `callwarden serve` deciding.\n", d.opts.pbxName())
 	defer func() {
 		if ctx.Err() != nil {
 			d.printf("\ninterrupted: tearing everything down\n")
@@ -73,7 +74,12 @@ func (d *demo) run(ctx context.Context) (code int) {
 		}
 		return exitFailure
 	}
-	results := d.scenario(ctx)
+	var results []*stepResult
+	if d.opts.pbx == pbxFreeSWITCH {
+		results = d.fsScenario(ctx)
+	} else {
+		results = d.scenario(ctx)
+	}
 	if ctx.Err() != nil {
 		return exitInterrupted
 	}
@@ -87,8 +93,64 @@ func (d *demo) run(ctx context.Context) (code int) {
 }
 
 // setup starts the lab, applies the profiles, starts callwarden and the
-// observer, and waits until callwarden's Stasis application is registered.
+// observer, and waits until callwarden is connected to the PBX.
 func (d *demo) setup(ctx context.Context) error {
+	if err := d.prepare(); err != nil {
+		return err
+	}
+	if d.opts.pbx == pbxFreeSWITCH {
+		return d.setupFreeSWITCH(ctx)
+	}
+	d.printf("\n== starting the lab: Asterisk (%s) and Redis (%s)\n", lab.AsteriskImage, lab.RedisImage)
+	t0 := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, labStartTimeout)
+	var err error
+	d.lab, err = lab.Start(sctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("start the lab: %w", err)
+	}
+	info, err := d.lab.ARI.Info(ctx)
+	if err != nil {
+		return err
+	}
+	d.printf("   up in %s: Asterisk %s, ARI %s, Redis %s\n", time.Since(t0).Round(100*time.Millisecond),
+		info.System.Version, d.lab.ARIURL, d.lab.RedisAddr)
+	if err := d.applyProfiles(ctx); err != nil {
+		return err
+	}
+
+	d.pbx = newPBX(d.lab)
+	if d.pbx.events, err = d.lab.ARI.Events(ctx, observerApp); err != nil {
+		return fmt.Errorf("observe ARI: %w", err)
+	}
+	if err := d.ensureHandsetContext(ctx); err != nil {
+		return err
+	}
+	cfg := func(port int) string {
+		return d.lab.ServeConfig(fmt.Sprintf("127.0.0.1:%d", port), config.Default().Asterisk.App, config.Default().Redis.Prefix)
+	}
+	if err := d.startCallwarden(ctx, cfg, config.EnvAsteriskPassword+"="+d.lab.ARIPassword); err != nil {
+		return err
+	}
+	app := config.Default().Asterisk.App
+	if err := d.waitApplication(ctx, app); err != nil {
+		if ctx.Err() != nil || !d.daemon.running() {
+			return err
+		}
+		// Play the steps anyway: each one then shows, from the PBX, what a
+		// phone gets when callwarden is not there (the feature codes fail
+		// closed), and fails.
+		d.printf("   WARNING: %s\n", oneLine(err.Error()))
+		return nil
+	}
+	d.printf("   ready: HTTP API on %s; Asterisk lists the Stasis application %q\n", d.daemon.addr, app)
+	return nil
+}
+
+// prepare makes the run's temp dir and sends testcontainers' messages to
+// its lab.log.
+func (d *demo) prepare() error {
 	var err error
 	if d.dir, err = os.MkdirTemp("", "cwdemo-"); err != nil {
 		return fmt.Errorf("temp dir: %w", err)
@@ -106,22 +168,13 @@ func (d *demo) setup(ctx context.Context) error {
 	}
 	// testcontainers' own messages would drown the demo's output.
 	tclog.SetDefault(log.New(d.labLog, "", log.LstdFlags))
+	return nil
+}
 
-	d.printf("\n== starting the lab: Asterisk (%s) and Redis (%s)\n", lab.AsteriskImage, lab.RedisImage)
-	t0 := time.Now()
-	sctx, cancel := context.WithTimeout(ctx, labStartTimeout)
-	d.lab, err = lab.Start(sctx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("start the lab: %w", err)
-	}
-	info, err := d.lab.ARI.Info(ctx)
-	if err != nil {
-		return err
-	}
-	d.printf("   up in %s: Asterisk %s, ARI %s, Redis %s\n", time.Since(t0).Round(100*time.Millisecond),
-		info.System.Version, d.lab.ARIURL, d.lab.RedisAddr)
-
+// applyProfiles applies the profiles files to the lab's Redis with the
+// CLI, and opens the store the steps read the audit trail and the
+// recordings from.
+func (d *demo) applyProfiles(ctx context.Context) error {
 	d.printf("\n== applying the profiles to Redis: callwarden profiles apply -f %s\n", strings.Join(d.opts.profiles, " -f "))
 	args := []string{"profiles", "apply", "--redis-addr", d.lab.RedisAddr}
 	for _, f := range d.opts.profiles {
@@ -132,50 +185,29 @@ func (d *demo) setup(ctx context.Context) error {
 		return err
 	}
 	d.printf("   %s\n", lastLine(out))
+	d.store, err = redisstore.New(redisstore.Options{Addrs: []string{d.lab.RedisAddr}, Prefix: config.Default().Redis.Prefix})
+	return err
+}
 
-	d.pbx = newPBX(d.lab)
-	if d.pbx.events, err = d.lab.ARI.Events(ctx, observerApp); err != nil {
-		return fmt.Errorf("observe ARI: %w", err)
-	}
-	if err := d.ensureHandsetContext(ctx); err != nil {
-		return err
-	}
-	if d.store, err = redisstore.New(redisstore.Options{
-		Addrs: []string{d.lab.RedisAddr}, Prefix: config.Default().Redis.Prefix,
-	}); err != nil {
-		return err
-	}
-
+// startCallwarden writes the serve config that config(port) returns and
+// starts `callwarden serve` with env, then waits for /readyz.
+func (d *demo) startCallwarden(ctx context.Context, config func(port int) string, env ...string) error {
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
-	cfgPath, err := writeDaemonConfig(d.dir, d.lab, port)
-	if err != nil {
-		return err
+	cfgPath := filepath.Join(d.dir, "callwarden.yaml")
+	body := "# callwarden serve config written by cwdemo for this run.\n" + config(port)
+	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+		return fmt.Errorf("write daemon config: %w", err)
 	}
 	logPath := filepath.Join(d.dir, "callwarden.log")
 	d.printf("\n== starting %s serve --config %s\n", d.opts.callwarden, cfgPath)
 	d.printf("   log: %s\n", logPath)
-	if d.daemon, err = startDaemon(d.opts.callwarden, cfgPath, logPath, fmt.Sprintf("127.0.0.1:%d", port), d.lab); err != nil {
+	if d.daemon, err = startDaemon(d.opts.callwarden, cfgPath, logPath, fmt.Sprintf("127.0.0.1:%d", port), env...); err != nil {
 		return err
 	}
-	if err := d.daemon.waitReady(ctx, readyTimeout); err != nil {
-		return err
-	}
-	app := config.Default().Asterisk.App
-	if err := d.waitApplication(ctx, app); err != nil {
-		if ctx.Err() != nil || !d.daemon.running() {
-			return err
-		}
-		// Play the steps anyway: each one then shows, from the PBX, what a
-		// phone gets when callwarden is not there (the feature codes fail
-		// closed), and fails.
-		d.printf("   WARNING: %s\n", oneLine(err.Error()))
-		return nil
-	}
-	d.printf("   ready: HTTP API on %s; Asterisk lists the Stasis application %q\n", d.daemon.addr, app)
-	return nil
+	return d.daemon.waitReady(ctx, readyTimeout)
 }
 
 // waitApplication waits until Asterisk lists callwarden's Stasis
@@ -246,14 +278,19 @@ func (d *demo) teardown() error {
 	defer cancel()
 	d.printf("\n== tearing down\n")
 	var errs []error
-	if d.lab != nil && d.pbx != nil {
-		d.mu.Lock()
-		chans := d.channels
-		d.mu.Unlock()
-		for _, id := range chans {
-			if err := d.pbx.hangup(ctx, id); err != nil {
-				errs = append(errs, fmt.Errorf("hang up %s: %w", id, err))
-			}
+	d.mu.Lock()
+	chans := d.channels
+	d.mu.Unlock()
+	for _, id := range chans {
+		var err error
+		switch {
+		case d.fs != nil:
+			err = d.fs.hangup(ctx, id)
+		case d.lab != nil && d.pbx != nil:
+			err = d.pbx.hangup(ctx, id)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("hang up %s: %w", id, err))
 		}
 	}
 	if d.daemon != nil {
@@ -275,7 +312,10 @@ func (d *demo) teardown() error {
 	if d.store != nil {
 		errs = append(errs, d.store.Close())
 	}
-	if d.lab != nil {
+	if d.fs != nil {
+		errs = append(errs, d.fs.close(ctx, d))
+	}
+	if d.lab != nil && d.lab.ARI != nil {
 		if logs, err := d.lab.AsteriskLogs(ctx); err == nil {
 			path := filepath.Join(d.dir, "asterisk.log")
 			if err := os.WriteFile(path, []byte(logs), 0o600); err == nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/integration/lab"
 )
 
@@ -343,39 +341,18 @@ func runCLI(ctx context.Context, bin string, args ...string) (string, error) {
 }
 
 // freePort returns a TCP port free on 127.0.0.1 right now.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// writeDaemonConfig writes the serve config pointing at the lab's ARI and
-// Redis. The ARI password is not in the file: it is passed in the
-// environment, as a real deployment would.
-func writeDaemonConfig(dir string, l *lab.Lab, port int) (string, error) {
-	d := config.Default()
-	body := "# callwarden serve config written by cwdemo for this run.\n" +
-		l.ServeConfig(fmt.Sprintf("127.0.0.1:%d", port), d.Asterisk.App, d.Redis.Prefix)
-	path := filepath.Join(dir, "callwarden.yaml")
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		return "", fmt.Errorf("write daemon config: %w", err)
-	}
-	return path, nil
-}
+func freePort() (int, error) { return freePortOn("127.0.0.1") }
 
 // startDaemon starts `callwarden serve --config cfgPath`, logging to
 // logPath. The child gets its own process group, so a Ctrl-C in the terminal
 // reaches the demo only, which then stops it in order; and it is killed if
 // the demo dies.
-func startDaemon(bin, cfgPath, logPath, addr string, l *lab.Lab) (*daemon, error) {
+func startDaemon(bin, cfgPath, logPath, addr string, env ...string) (*daemon, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("callwarden log: %w", err)
 	}
-	cmd := lab.ServeCommand(bin, cfgPath, logf, config.EnvAsteriskPassword+"="+l.ARIPassword)
+	cmd := lab.ServeCommand(bin, cfgPath, logf, env...)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s serve: %w", bin, err)

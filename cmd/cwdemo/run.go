@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/callwarden/callwarden/integration/lab"
 )
 
 // Exit statuses.
@@ -27,6 +29,22 @@ type options struct {
 	profiles []string
 	// wait bounds each wait for an outcome in the PBX or the audit trail.
 	wait time.Duration
+	// pbx is the PBX the story plays on: asterisk or freeswitch.
+	pbx string
+}
+
+// The PBXs the demo plays on.
+const (
+	pbxAsterisk   = "asterisk"
+	pbxFreeSWITCH = "freeswitch"
+)
+
+// pbxName is the PBX of the run, as the demo's first line names it.
+func (o options) pbxName() string {
+	if o.pbx == pbxFreeSWITCH {
+		return "FreeSWITCH " + lab.FreeSWITCHVersion
+	}
+	return "Asterisk 22"
 }
 
 type stringList []string
@@ -39,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cwdemo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: cwdemo [--callwarden PATH] [-f PROFILES...] [--wait DURATION]")
+		fmt.Fprintln(stderr, "usage: cwdemo [--pbx asterisk|freeswitch] [--callwarden PATH] [-f PROFILES...] [--wait DURATION]")
 		fmt.Fprintln(stderr, "Plays callwarden's scripted demo against the lab (needs Docker and `make lab`).")
 		fs.PrintDefaults()
 	}
@@ -48,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.callwarden, "callwarden", "bin/callwarden", "callwarden `BINARY` to run (`make build` makes it)")
 	fs.Var(&files, "f", "profiles `FILE` applied to Redis (repeatable; default deploy/examples/profiles.yaml and deploy/demo/teachers.yaml)")
 	fs.DurationVar(&o.wait, "wait", 10*time.Second, "how long each step waits for its outcome")
+	fs.StringVar(&o.pbx, "pbx", pbxAsterisk, "the `PBX` the story plays on: asterisk or freeswitch")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -56,6 +75,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "cwdemo: unexpected argument %q\n", fs.Arg(0))
+		return exitBadInput
+	}
+	if o.pbx != pbxAsterisk && o.pbx != pbxFreeSWITCH {
+		fmt.Fprintf(stderr, "cwdemo: --pbx %q: want asterisk or freeswitch\n", o.pbx)
 		return exitBadInput
 	}
 	if o.wait <= 0 {
