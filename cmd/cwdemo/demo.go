@@ -127,8 +127,8 @@ func (d *demo) setup(ctx context.Context) error {
 	if err := d.ensureHandsetContext(ctx); err != nil {
 		return err
 	}
-	cfg := func(port int) string {
-		return d.lab.ServeConfig(fmt.Sprintf("127.0.0.1:%d", port), config.Default().Asterisk.App, config.Default().Redis.Prefix)
+	cfg := func(httpAddr string) string {
+		return d.lab.ServeConfig(httpAddr, config.Default().Asterisk.App, config.Default().Redis.Prefix)
 	}
 	if err := d.startCallwarden(ctx, cfg, config.EnvAsteriskPassword+"="+d.lab.ARIPassword); err != nil {
 		return err
@@ -189,22 +189,22 @@ func (d *demo) applyProfiles(ctx context.Context) error {
 	return err
 }
 
-// startCallwarden writes the serve config that config(port) returns and
+// startCallwarden writes the serve config that config(httpAddr) returns and
 // starts `callwarden serve` with env, then waits for /readyz.
-func (d *demo) startCallwarden(ctx context.Context, config func(port int) string, env ...string) error {
-	port, err := freePort()
+func (d *demo) startCallwarden(ctx context.Context, config func(httpAddr string) string, env ...string) error {
+	addr, err := freeAddrOn("127.0.0.1")
 	if err != nil {
 		return err
 	}
 	cfgPath := filepath.Join(d.dir, "callwarden.yaml")
-	body := "# callwarden serve config written by cwdemo for this run.\n" + config(port)
+	body := "# callwarden serve config written by cwdemo for this run.\n" + config(addr)
 	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
 		return fmt.Errorf("write daemon config: %w", err)
 	}
 	logPath := filepath.Join(d.dir, "callwarden.log")
 	d.printf("\n== starting %s serve --config %s\n", d.opts.callwarden, cfgPath)
 	d.printf("   log: %s\n", logPath)
-	if d.daemon, err = startDaemon(d.opts.callwarden, cfgPath, logPath, fmt.Sprintf("127.0.0.1:%d", port), env...); err != nil {
+	if d.daemon, err = startDaemon(d.opts.callwarden, cfgPath, logPath, addr, env...); err != nil {
 		return err
 	}
 	return d.daemon.waitReady(ctx, readyTimeout)

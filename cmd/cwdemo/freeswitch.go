@@ -13,9 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,6 +21,7 @@ import (
 	"time"
 
 	"github.com/callwarden/callwarden/config"
+	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
 )
 
@@ -64,11 +62,9 @@ func (d *demo) setupFreeSWITCH(ctx context.Context) error {
 		return fmt.Errorf("start FreeSWITCH: %w", err)
 	}
 	d.fs = &fsPBX{fs: fs}
-	port, err := freePortOn(fs.HostIP)
-	if err != nil {
+	if d.fs.socket, err = freeAddrOn(fs.HostIP); err != nil {
 		return err
 	}
-	d.fs.socket = net.JoinHostPort(fs.HostIP, strconv.Itoa(port))
 	version, err := fs.API(ctx, "version")
 	if err != nil {
 		return err
@@ -81,9 +77,9 @@ func (d *demo) setupFreeSWITCH(ctx context.Context) error {
 	if err := d.fs.observe(ctx); err != nil {
 		return err
 	}
-	cfg := func(httpPort int) string {
+	cfg := func(httpAddr string) string {
 		return fmt.Sprintf(`http:
-  listen: "127.0.0.1:%d"
+  listen: %q
 log:
   level: debug
   format: json
@@ -94,52 +90,18 @@ freeswitch:
 redis:
   addrs: [%q]
   prefix: %q
-`, httpPort, fs.ESLAddr(), d.fs.socket, d.lab.RedisAddr, config.Default().Redis.Prefix)
+`, httpAddr, fs.ESLAddr(), d.fs.socket, d.lab.RedisAddr, config.Default().Redis.Prefix)
 	}
 	// The ESL password goes in the environment, as in a deployment.
 	if err := d.startCallwarden(ctx, cfg, config.EnvFreeSWITCHESLPassword+"="+fs.ESLPassword); err != nil {
 		return err
 	}
-	if err := d.waitESLConnected(ctx); err != nil {
-		return err
+	if err := d.daemon.waitMetric(ctx, readyTimeout, "callwarden_freeswitch_connected 1"); err != nil {
+		return fmt.Errorf("callwarden's event socket connection: %w", err)
 	}
 	d.printf("   ready: HTTP API on %s; callwarden is connected to FreeSWITCH's event socket and takes the dialplan's socket on %s\n",
 		d.daemon.addr, d.fs.socket)
 	return nil
-}
-
-// waitESLConnected waits until callwarden's metrics say its inbound ESL
-// connection is up.
-func (d *demo) waitESLConnected(ctx context.Context) error {
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
-	defer client.CloseIdleConnections()
-	err := poll(ctx, readyTimeout, func(ctx context.Context) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.daemon.addr+"/metrics", nil)
-		if err != nil {
-			return false, err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return false, nil
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		return err == nil && strings.Contains(string(body), "\ncallwarden_freeswitch_connected 1"), nil
-	})
-	if errors.Is(err, errPollTimeout) {
-		return fmt.Errorf("callwarden not connected to FreeSWITCH's event socket after %s (see %s)", readyTimeout, d.daemon.logPath)
-	}
-	return err
-}
-
-// freePortOn returns a TCP port free on host right now.
-func freePortOn(host string) (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("find a free port on %s: %w", host, err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // observe subscribes an ESL connection of the demo's own to fsEvents and
@@ -310,4 +272,346 @@ func (p *fsPBX) close(ctx context.Context, d *demo) error {
 	}
 	errs = append(errs, p.fs.Close(ctx))
 	return errors.Join(errs...)
+}
+
+// The FreeSWITCH story: the Asterisk one (scenario.go), step for step, on
+// the lab's FreeSWITCH through the dialplan's feature codes.
+
+// customerNumber is the customer's caller id number on FreeSWITCH.
+const customerNumber = "0612345678"
+
+// fsCall is the customer's call answered by agent 2001: a loopback pair
+// whose B leg, loopback/queue_sales_2001-b, is the agent's phone.
+type fsCall struct {
+	customer, agent string // uuids
+}
+
+// fsLine is a supervisor's call: the A leg (uuid) dials the feature code
+// in context callwarden and is where eavesdrop runs and digits arrive.
+type fsLine struct {
+	who  actor
+	uuid string
+}
+
+// fsScenario plays the steps in order and returns their results; it stops
+// early only when ctx ends.
+func (d *demo) fsScenario(ctx context.Context) []*stepResult {
+	l := &stepList{ctx: ctx, out: d.out}
+	d.printf("\n== a customer calls the %s queue; agent %s answers\n", queue, agentExt)
+	call, err := d.fsCustomerCall(ctx)
+	if err != nil {
+		r := &stepResult{Title: "the customer's call is answered by agent " + agentExt, Want: "a loopback call between the customer and agent " + agentExt}
+		r.failErr("no answered call to monitor", err)
+		l.add(r)
+		return l.results
+	}
+	var (
+		line fsLine
+		rec  enforce.Recording
+	)
+	l.play(
+		func() (r *stepResult) { line, r = d.fsListen(ctx, call); return r },
+		func() *stepResult { return d.fsSwitch(ctx, line, "5", "whisper") },
+		func() *stepResult { return d.fsSwitch(ctx, line, "6", "barge") },
+		func() *stepResult { return d.fsHangUp(ctx, line) },
+		func() *stepResult { return d.fsRefused(ctx) },
+		func() (r *stepResult) { rec, r = d.fsRecordStart(ctx, call); return r },
+		func() *stepResult { return d.fsRecordStop(ctx, call, rec) },
+		func() *stepResult { return d.fsPlayback(ctx, tina, rec, true) },
+		func() *stepResult { return d.fsPlayback(ctx, tom, rec, false) },
+		func() *stepResult { return d.fsRogueEavesdrop(ctx, call) },
+		func() *stepResult { return d.auditVerify(ctx) },
+	)
+	return l.results
+}
+
+// fsCustomerCall makes the customer call queue sales, delivered to agent
+// 2001 (the lab's queue_<queue>_<agent> extension stands for
+// mod_callcenter and sets callwarden_queue), and waits until the agent's
+// phone speaks and FreeSWITCH lists it with its presence id.
+func (d *demo) fsCustomerCall(ctx context.Context) (fsCall, error) {
+	id := d.newID("customer")
+	d.track(id)
+	agent, err := d.fs.originate(ctx, id, "queue_"+queue+"_"+agentExt, "customer", "default",
+		"origination_caller_id_number="+customerNumber, "origination_caller_id_name=Customer",
+		"origination_callee_id_number="+customerNumber, "origination_callee_id_name=Customer")
+	if err != nil {
+		return fsCall{}, err
+	}
+	if agent == "" {
+		return fsCall{}, errors.New("the customer's call ended at once")
+	}
+	d.track(agent)
+	var r row
+	err = poll(ctx, d.opts.wait, func(ctx context.Context) (bool, error) {
+		var ok bool
+		r, ok, err = d.fs.channel(ctx, agent)
+		return ok && r.Application == "playback" && r.PresenceID != "", err
+	})
+	if err != nil {
+		return fsCall{}, fmt.Errorf("agent %s's phone never listed as talking: %w", agentExt, err)
+	}
+	d.printf("   PBX: %s (agent %s's phone, presence %s) talks with the customer's phone %s (caller id %s)\n",
+		r.Name, agentExt, r.PresenceID, id, customerNumber)
+	return fsCall{customer: id, agent: agent}, nil
+}
+
+// fsDial makes who dial exten from their handset (loopback/supervisor_<phone>),
+// in context callwarden, whose socket reaches this run's callwarden.
+func (d *demo) fsDial(ctx context.Context, who actor, exten string) (fsLine, error) {
+	l := fsLine{who: who, uuid: d.newID(who.user)}
+	d.track(l.uuid)
+	b, err := d.fs.originate(ctx, l.uuid, "supervisor_"+who.phone, exten, "callwarden",
+		"origination_caller_id_number="+who.phone, "origination_caller_id_name="+who.user,
+		"origination_callee_id_number="+who.phone, "origination_callee_id_name="+who.user,
+		"callwarden_socket="+d.fs.socket)
+	if b != "" {
+		d.track(b)
+	}
+	if err != nil {
+		return l, fmt.Errorf("originate %s's line: %w", who.user, err)
+	}
+	return l, nil
+}
+
+// waitEavesdrop waits until line runs eavesdrop on the agent's phone.
+func (d *demo) waitEavesdrop(ctx context.Context, r *stepResult, call fsCall, line fsLine) bool {
+	ev, err := d.fs.wait(ctx, d.opts.wait, "eavesdrop on "+line.uuid, executes(line.uuid, "eavesdrop"))
+	if err != nil {
+		r.failErr(line.who.user+"'s line never eavesdropped", err)
+		return false
+	}
+	if ev["Application-Data"] != call.agent {
+		r.fail("%s eavesdrops on %s, not on agent %s's phone %s", ev["Channel-Name"], ev["Application-Data"], agentExt, call.agent)
+		return false
+	}
+	r.pbx("%s runs eavesdrop(%s), agent %s's phone", ev["Channel-Name"], call.agent, agentExt)
+	return true
+}
+
+// fsListen: alice dials *2222001 and must eavesdrop on agent 2001's phone.
+func (d *demo) fsListen(ctx context.Context, call fsCall) (fsLine, *stepResult) {
+	r, since := listenStep("alice's line runs eavesdrop on the agent's phone"), time.Now()
+	line, err := d.fsDial(ctx, alice, "*222"+agentExt)
+	switch {
+	case err != nil:
+		r.failErr("originate", err)
+	default:
+		d.waitEavesdrop(ctx, r, call, line)
+		d.expectAudit(ctx, r, since, auditWant{User: alice.user, Action: "monitor.listen", Decision: "allow"})
+	}
+	return line, r
+}
+
+// fsSwitch: alice presses digit; the switch is decided again and the
+// eavesdrop goes on. Who hears whom in each mode is proven by audio in the
+// integration suite (integration/freeswitch_audio_test.go).
+func (d *demo) fsSwitch(ctx context.Context, line fsLine, digit, mode string) *stepResult {
+	r := &stepResult{
+		Title: fmt.Sprintf("alice presses %s on her phone: switch to %s", digit, mode),
+		Want:  fmt.Sprintf("the switch is decided again: audit allow monitor.%s; the eavesdrop on the agent's phone goes on", mode),
+	}
+	since := time.Now()
+	if out, err := d.fs.fs.API(ctx, "uuid_recv_dtmf "+line.uuid+" "+digit); err != nil || !strings.HasPrefix(out, "+OK") {
+		r.fail("press %s: %s %v", digit, strings.TrimSpace(out), err)
+		return r
+	}
+	r.pbx("uuid_recv_dtmf %s %s: alice's line received DTMF %s", line.uuid, digit, digit)
+	d.expectAudit(ctx, r, since, auditWant{User: alice.user, Action: "monitor." + mode, Decision: "allow"})
+	if ch, ok, err := d.fs.channel(ctx, line.uuid); err != nil || !ok || ch.Application != "eavesdrop" {
+		r.fail("alice's line no longer eavesdrops (show channels: %+v, %v)", ch, err)
+	} else {
+		r.pbx("show channels: %s still runs eavesdrop(%s)", ch.Name, ch.AppData)
+	}
+	return r
+}
+
+// fsHangUp: alice hangs up; the agent's call goes on.
+func (d *demo) fsHangUp(ctx context.Context, line fsLine) *stepResult {
+	r := &stepResult{
+		Title: "alice hangs up",
+		Want:  "alice's line is gone; the customer's call goes on",
+	}
+	if err := d.fs.hangup(ctx, line.uuid); err != nil {
+		r.failErr("hang up", err)
+		return r
+	}
+	if ev, err := d.fs.wait(ctx, d.opts.wait, "hang-up of alice's line", event("CHANNEL_HANGUP_COMPLETE", line.uuid)); err != nil {
+		r.failErr("alice's line", err)
+	} else {
+		r.pbx("%s hung up (%s)", ev["Channel-Name"], ev["Hangup-Cause"])
+	}
+	return r
+}
+
+// wantRejected checks that line was refused by callwarden: it played the
+// refusal and hung up with CALL_REJECTED, and never ran app.
+func (d *demo) wantRejected(ctx context.Context, r *stepResult, line fsLine, app string) {
+	hup, err := d.fs.wait(ctx, d.opts.wait, "hang-up of "+line.who.user+"'s line", event("CHANNEL_HANGUP_COMPLETE", line.uuid))
+	if err != nil {
+		r.failErr(line.who.user+"'s line", err)
+		return
+	}
+	if tone, ok := d.fs.find(executes(line.uuid, "playback")); ok {
+		r.pbx("%s played %s", tone["Channel-Name"], tone["Application-Data"])
+	}
+	r.pbx("%s hung up: %s", hup["Channel-Name"], hup["Hangup-Cause"])
+	if hup["Hangup-Cause"] != "CALL_REJECTED" {
+		r.fail("hang-up cause %s, want CALL_REJECTED", hup["Hangup-Cause"])
+	}
+	if ev, ok := d.fs.find(executes(line.uuid, app)); ok {
+		r.fail("%s ran %s(%s)", ev["Channel-Name"], app, ev["Application-Data"])
+	}
+}
+
+// fsRefused: carol, whose scope is the support queue only, dials *2222001.
+func (d *demo) fsRefused(ctx context.Context) *stepResult {
+	r := &stepResult{
+		Title: fmt.Sprintf("%s dials *222%s: the call is on %s, outside her scope", carol, agentExt, queue),
+		Want:  "carol hears the refusal tone and is hung up (CALL_REJECTED), never eavesdrops; audit: deny monitor.listen (out_of_scope)",
+	}
+	since := time.Now()
+	line, err := d.fsDial(ctx, carol, "*222"+agentExt)
+	if err != nil {
+		r.failErr("originate", err)
+		return r
+	}
+	d.wantRejected(ctx, r, line, "eavesdrop")
+	d.expectAudit(ctx, r, since, auditWant{User: carol.user, Action: "monitor.listen", Decision: "deny", Reason: "out_of_scope"})
+	return r
+}
+
+// fsRecordStart: alice dials *2252001; FreeSWITCH records the agent's call.
+func (d *demo) fsRecordStart(ctx context.Context, call fsCall) (enforce.Recording, *stepResult) {
+	r := recordStartStep("FreeSWITCH records the agent's call (RECORD_START on the agent's phone)")
+	since := time.Now()
+	if _, err := d.fsDial(ctx, alice, "*225"+agentExt); err != nil {
+		r.failErr("originate", err)
+		return enforce.Recording{}, r
+	}
+	ev, err := d.fs.wait(ctx, d.opts.wait, "RECORD_START on the agent's phone", event("RECORD_START", call.agent))
+	if err != nil {
+		r.failErr("FreeSWITCH never started recording", err)
+	} else {
+		r.pbx("RECORD_START on %s: %s", ev["Channel-Name"], ev["Record-File-Path"])
+	}
+	d.expectAudit(ctx, r, since, auditWant{User: alice.user, Action: "recording.start", Decision: "allow"})
+	rec, err := d.waitRecording(ctx, since)
+	if err != nil {
+		r.failErr("callwarden's recording metadata", err)
+		return rec, r
+	}
+	r.pbx("recording %s (id %s, for *227%s) is %s", rec.Name, rec.ID, rec.ID, rec.State)
+	// The recording must outlive the watchdog's reaction time: callwarden
+	// let its own recording through.
+	time.Sleep(time.Second)
+	if stop, ok := d.fs.find(event("RECORD_STOP", call.agent)); ok {
+		r.fail("the recording stopped at once: %s", stop["Record-File-Path"])
+	}
+	return rec, r
+}
+
+// fsRecordStop: alice dials *2292001; the recording ends.
+func (d *demo) fsRecordStop(ctx context.Context, call fsCall, rec enforce.Recording) *stepResult {
+	r := &stepResult{
+		Title: fmt.Sprintf("alice dials *229%s: stop the recording", agentExt),
+		Want:  "FreeSWITCH stops recording (RECORD_STOP on the agent's phone); audit: allow recording.stop",
+	}
+	if rec.ID == "" {
+		r.fail("no recording to stop (previous step failed)")
+		return r
+	}
+	since := time.Now()
+	if _, err := d.fsDial(ctx, alice, "*229"+agentExt); err != nil {
+		r.failErr("originate", err)
+		return r
+	}
+	d.expectAudit(ctx, r, since, auditWant{User: alice.user, Action: "recording.stop", Decision: "allow"})
+	ev, err := d.fs.wait(ctx, d.opts.wait, "RECORD_STOP on the agent's phone", event("RECORD_STOP", call.agent))
+	if err != nil {
+		r.failErr("FreeSWITCH never stopped recording", err)
+		return r
+	}
+	r.pbx("RECORD_STOP on %s: %s", ev["Channel-Name"], ev["Record-File-Path"])
+	return r
+}
+
+// fsPlayback: who dials *227<id>; tina's period includes today, tom's ended.
+func (d *demo) fsPlayback(ctx context.Context, who actor, rec enforce.Recording, allowed bool) *stepResult {
+	r := &stepResult{Title: fmt.Sprintf("%s dials *227%s: play the recording back", who, rec.ID)}
+	if allowed {
+		r.Want = who.user + "'s line plays the recording; audit: allow recording.playback"
+	} else {
+		r.Want = who.user + " hears the refusal tone and is hung up, never hears the recording; audit: deny recording.playback (outside_window)"
+	}
+	if rec.ID == "" {
+		r.fail("no recording to play (previous step failed)")
+		return r
+	}
+	since := time.Now()
+	line, err := d.fsDial(ctx, who, "*227"+rec.ID)
+	if err != nil {
+		r.failErr("originate", err)
+		return r
+	}
+	if !allowed {
+		hup, err := d.fs.wait(ctx, d.opts.wait, "hang-up of "+who.user+"'s line", event("CHANNEL_HANGUP_COMPLETE", line.uuid))
+		if err != nil {
+			r.failErr(who.user+"'s line", err)
+		} else {
+			r.pbx("%s hung up: %s", hup["Channel-Name"], hup["Hangup-Cause"])
+		}
+		if ev, ok := d.fs.find(func(h map[string]string) bool {
+			return executes(line.uuid, "playback")(h) && strings.Contains(h["Application-Data"], rec.Name)
+		}); ok {
+			r.fail("%s played the recording: %s", ev["Channel-Name"], ev["Application-Data"])
+		}
+		d.expectAudit(ctx, r, since, auditWant{User: who.user, Action: "recording.playback", Decision: "deny", Reason: "outside_window"})
+		return r
+	}
+	ev, err := d.fs.wait(ctx, d.opts.wait, who.user+"'s line playing the recording", func(h map[string]string) bool {
+		return executes(line.uuid, "playback")(h) && strings.Contains(h["Application-Data"], rec.Name)
+	})
+	if err != nil {
+		r.failErr("the recording was never played", err)
+	} else {
+		r.pbx("%s runs playback(%s)", ev["Channel-Name"], ev["Application-Data"])
+	}
+	d.expectAudit(ctx, r, since, auditWant{User: who.user, Action: "recording.playback", Decision: "allow"})
+	return r
+}
+
+// fsRogueEavesdrop: a dialplan extension runs eavesdrop on the agent's
+// phone without asking callwarden (the lab's eavesdrop_<uuid>); the
+// watchdog must hang the spy up.
+func (d *demo) fsRogueEavesdrop(ctx context.Context, call fsCall) *stepResult {
+	r := &stepResult{
+		Title: fmt.Sprintf("a rogue dialplan extension runs eavesdrop on agent %s's phone without asking callwarden (eavesdrop_<uuid>)", agentExt),
+		Want:  "callwarden's watchdog hangs the spy up within 200 ms; audit: deny from the watchdog",
+	}
+	since := time.Now()
+	id := d.newID("rogue")
+	d.track(id)
+	go func() {
+		// The originate may answer after the watchdog hung the spy up: only
+		// the events say what happened.
+		_, _ = d.fs.originate(context.WithoutCancel(ctx), id, "eavesdrop_"+call.agent, "park", "default")
+	}()
+	spy, err := d.fs.wait(ctx, d.opts.wait, "a rogue eavesdrop", func(h map[string]string) bool {
+		return h["Event-Name"] == "CHANNEL_EXECUTE" && h["Application"] == "eavesdrop" && h["Application-Data"] == call.agent &&
+			strings.HasPrefix(h["Channel-Name"], "loopback/eavesdrop_")
+	})
+	if err != nil {
+		r.failErr("the rogue line never started eavesdrop", err)
+		return r
+	}
+	r.pbx("%s runs eavesdrop(%s) from the dialplan", spy["Channel-Name"], call.agent)
+	gone, err := d.fs.wait(ctx, d.opts.wait, "the spy's hang-up", event("CHANNEL_HANGUP_COMPLETE", spy["Unique-ID"]))
+	if err != nil {
+		r.fail("the rogue eavesdrop is still running after %s", d.opts.wait)
+	} else {
+		r.pbx("%s hung up (%s), %s after its eavesdrop started", gone["Channel-Name"], gone["Hangup-Cause"], eventGapFS(spy, gone))
+	}
+	d.expectAudit(ctx, r, since, auditWant{Source: "watchdog", Decision: "deny"})
+	return r
 }

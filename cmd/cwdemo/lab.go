@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -340,8 +341,15 @@ func runCLI(ctx context.Context, bin string, args ...string) (string, error) {
 	return out.String(), nil
 }
 
-// freePort returns a TCP port free on 127.0.0.1 right now.
-func freePort() (int, error) { return freePortOn("127.0.0.1") }
+// freeAddrOn returns host:port with a TCP port free on host right now.
+func freeAddrOn(host string) (string, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", fmt.Errorf("find a free port on %s: %w", host, err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
 
 // startDaemon starts `callwarden serve --config cfgPath`, logging to
 // logPath. The child gets its own process group, so a Ctrl-C in the terminal
@@ -369,6 +377,20 @@ func startDaemon(bin, cfgPath, logPath, addr string, env ...string) (*daemon, er
 // waitReady waits, up to timeout, until callwarden answers /readyz with 200.
 // It fails at once if the process exits.
 func (d *daemon) waitReady(ctx context.Context, timeout time.Duration) error {
+	return d.waitHTTP(ctx, timeout, "/readyz", "ready", func(code int, _ string) bool { return code == http.StatusOK })
+}
+
+// waitMetric waits, up to timeout, until callwarden's /metrics has line
+// (e.g. "callwarden_freeswitch_connected 1").
+func (d *daemon) waitMetric(ctx context.Context, timeout time.Duration, line string) error {
+	return d.waitHTTP(ctx, timeout, "/metrics", "showing "+line, func(_ int, body string) bool {
+		return strings.Contains(body, "\n"+line+"\n")
+	})
+}
+
+// waitHTTP polls GET path until ok accepts the status and body; it fails
+// at once if the process exits.
+func (d *daemon) waitHTTP(ctx context.Context, timeout time.Duration, path, what string, ok func(code int, body string) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
@@ -377,14 +399,16 @@ func (d *daemon) waitReady(ctx context.Context, timeout time.Duration) error {
 	defer tick.Stop()
 	var last string
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.addr+"/readyz", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.addr+path, nil)
 		if err != nil {
 			return err
 		}
 		resp, err := client.Do(req)
 		if err == nil {
+			var body bytes.Buffer
+			_, rerr := body.ReadFrom(resp.Body) // callwarden's own /readyz or /metrics
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if rerr == nil && ok(resp.StatusCode, body.String()) {
 				return nil
 			}
 			last = resp.Status
@@ -396,7 +420,7 @@ func (d *daemon) waitReady(ctx context.Context, timeout time.Duration) error {
 			return fmt.Errorf("callwarden exited: %v (see %s)", d.waitErr, d.logPath)
 		case <-tick.C:
 		case <-ctx.Done():
-			return fmt.Errorf("callwarden not ready after %s: %s (see %s)", timeout, oneLine(last), d.logPath)
+			return fmt.Errorf("callwarden not %s after %s: %s (see %s)", what, timeout, oneLine(last), d.logPath)
 		}
 	}
 }

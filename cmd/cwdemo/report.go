@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -63,6 +64,34 @@ func (r *stepResult) Write(w io.Writer) {
 	}
 	for _, f := range r.Fails {
 		fmt.Fprintf(w, "  FAIL:   %s\n", f)
+	}
+}
+
+// stepList numbers the steps of a scenario and prints each as it ends.
+type stepList struct {
+	ctx     context.Context
+	out     io.Writer
+	results []*stepResult
+}
+
+// add numbers, prints and keeps r; false when ctx has ended (the scenario
+// stops there).
+func (l *stepList) add(r *stepResult) bool {
+	if l.ctx.Err() != nil {
+		return false
+	}
+	r.N = len(l.results) + 1
+	r.Write(l.out)
+	l.results = append(l.results, r)
+	return true
+}
+
+// play runs steps in order, adding each result, until ctx ends.
+func (l *stepList) play(steps ...func() *stepResult) {
+	for _, step := range steps {
+		if !l.add(step()) {
+			return
+		}
 	}
 }
 

@@ -50,16 +50,8 @@ type agentCall struct {
 // scenario plays the steps in order and returns their results; it stops
 // early only when ctx ends.
 func (d *demo) scenario(ctx context.Context) []*stepResult {
-	var results []*stepResult
-	add := func(r *stepResult) bool {
-		if ctx.Err() != nil {
-			return false
-		}
-		r.N = len(results) + 1
-		r.Write(d.out)
-		results = append(results, r)
-		return true
-	}
+	l := &stepList{ctx: ctx, out: d.out}
+	add, results := l.add, func() []*stepResult { return l.results }
 
 	d.printf("\n== a customer calls the %s queue; agent %s answers\n", queue, agentExt)
 	call, err := d.placeCustomerCall(ctx)
@@ -67,45 +59,45 @@ func (d *demo) scenario(ctx context.Context) []*stepResult {
 		r := &stepResult{Title: "the customer's call is answered by agent " + agentExt, Want: "a bridge between the customer and agent " + agentExt}
 		r.failErr("no answered call to monitor", err)
 		add(r)
-		return results
+		return results()
 	}
 	d.printf("   PBX: bridge %s holds %s (customer) and %s (agent %s)\n",
 		call.bridge.ID, call.queued, call.member.Name, agentExt)
 
 	sess, r := d.listen(ctx, call)
 	if !add(r) {
-		return results
+		return results()
 	}
 	sess, r = d.switchMode(ctx, call, sess, "5", "whisper")
 	if !add(r) {
-		return results
+		return results()
 	}
 	sess, r = d.switchMode(ctx, call, sess, "6", "barge")
 	d.hangUpSession(ctx, r, sess)
 	if !add(r) {
-		return results
+		return results()
 	}
 	if !add(d.refused(ctx)) {
-		return results
+		return results()
 	}
 	rec, r := d.recordStart(ctx, call)
 	if !add(r) {
-		return results
+		return results()
 	}
 	if !add(d.recordStop(ctx, rec)) {
-		return results
+		return results()
 	}
 	if !add(d.playback(ctx, tina, rec, true)) {
-		return results
+		return results()
 	}
 	if !add(d.playback(ctx, tom, rec, false)) {
-		return results
+		return results()
 	}
 	if !add(d.rogueChanSpy(ctx)) {
-		return results
+		return results()
 	}
 	add(d.auditVerify(ctx))
-	return results
+	return results()
 }
 
 // placeCustomerCall puts a customer in the sales queue and waits until an

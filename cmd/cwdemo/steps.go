@@ -16,13 +16,28 @@ type monitorSession struct {
 	ok   bool
 }
 
+// listenStep is the first step of the story on either PBX: want is what
+// the PBX must show.
+func listenStep(want string) *stepResult {
+	return &stepResult{
+		Title: fmt.Sprintf("%s dials *222%s: listen to agent %s's call on %s", alice, agentExt, agentExt, queue),
+		Want:  want + "; audit: allow monitor.listen",
+	}
+}
+
+// recordStartStep is alice's *2252001 on either PBX: want is what the PBX
+// must show.
+func recordStartStep(want string) *stepResult {
+	return &stepResult{
+		Title: fmt.Sprintf("alice dials *225%s: record agent %s's call", agentExt, agentExt),
+		Want:  want + "; audit: allow recording.start",
+	}
+}
+
 // listen: alice dials *2222001 and must be bridged with a snoop on agent
 // 2001's call.
 func (d *demo) listen(ctx context.Context, call agentCall) (monitorSession, *stepResult) {
-	r := &stepResult{
-		Title: fmt.Sprintf("%s dials *222%s: listen to agent %s's call on %s", alice, agentExt, agentExt, queue),
-		Want:  "alice is bridged with a snoop channel on the agent's call; audit: allow monitor.listen",
-	}
+	r := listenStep("alice is bridged with a snoop channel on the agent's call")
 	since := time.Now()
 	line, err := d.dial(ctx, alice, "*222"+agentExt)
 	if err != nil {
@@ -160,10 +175,7 @@ const recordFor = 3 * time.Second
 // recordStart: alice dials *2252001; a live recording of the agent's call
 // must exist in Asterisk, and go on once alice's line is released.
 func (d *demo) recordStart(ctx context.Context, call agentCall) (enforce.Recording, *stepResult) {
-	r := &stepResult{
-		Title: fmt.Sprintf("alice dials *225%s: record agent %s's call", agentExt, agentExt),
-		Want:  "Asterisk records the agent's call (a live recording) and goes on after alice's line is released; audit: allow recording.start",
-	}
+	r := recordStartStep("Asterisk records the agent's call (a live recording) and goes on after alice's line is released")
 	since := time.Now()
 	line, err := d.dial(ctx, alice, "*225"+agentExt)
 	if err != nil {
