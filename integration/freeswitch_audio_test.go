@@ -47,6 +47,7 @@ const (
 	customerHz   = 1000
 	agentHz      = 440
 	supervisorHz = 2000
+	busyHz       = 480 // the refusal (480+620 Hz, 500 ms on, 500 ms off)
 )
 
 // Levels (lab.ToneLevel, 1 = full scale) a heard tone must exceed and an unheard one
@@ -130,7 +131,7 @@ func measure(ctx context.Context, fs *lab.TestFreeSWITCH, path string) (heard, e
 		return nil, fmt.Errorf("%s: %d samples at %d Hz, want at least half a second", path, n, a.Rate)
 	}
 	h := heard{}
-	for _, hz := range []int{customerHz, agentHz, supervisorHz} {
+	for _, hz := range []int{customerHz, agentHz, supervisorHz, busyHz} {
 		h[hz] = lab.ToneLevel(a.Channels[0], a.Rate, hz)
 	}
 	return h, nil
@@ -149,8 +150,8 @@ func wantHears(t *testing.T, phase, who string, h heard, hz int, hears bool) {
 
 // wantMode records who hears whom and checks it is mode's: the supervisor hears the
 // agent and the customer; the agent hears the supervisor in whisper and barge, the
-// customer only in barge.
-func wantMode(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, e ears, phase, mode string) {
+// customer only in barge. It returns what the supervisor heard.
+func wantMode(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, e ears, phase, mode string) heard {
 	t.Helper()
 	customer, agent, supervisor := listen(ctx, t, fs, e)
 	t.Logf("%s: the supervisor hears %s; the agent hears %s; the customer hears %s", phase, supervisor, agent, customer)
@@ -160,6 +161,7 @@ func wantMode(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, e ears,
 	wantHears(t, phase, "customer", customer, agentHz, true)
 	wantHears(t, phase, "agent", agent, supervisorHz, mode == "whisper" || mode == "barge")
 	wantHears(t, phase, "customer", customer, supervisorHz, mode == "barge")
+	return supervisor
 }
 
 // fsMonitorSession is one supervisor monitoring agent 2001's call in the audio tests.
@@ -266,6 +268,8 @@ func TestFreeSWITCHMonitorAudio(t *testing.T) {
 		if dec.User != "sup1002" || dec.Action != "monitor.barge" || dec.Decision != "deny" || dec.Reason != "action_not_granted" {
 			t.Errorf("decision %+v, want sup1002 denied monitor.barge action_not_granted", dec)
 		}
-		wantMode(ctx, t, fs, s.ears, "whisper after a refused 6", "whisper")
+		sup := wantMode(ctx, t, fs, s.ears, "whisper after a refused 6", "whisper")
+		t.Logf("the refused supervisor hears the busy tone's 480 Hz at %.4f", sup[busyHz])
+		wantHears(t, "whisper after a refused 6", "supervisor", sup, busyHz, true)
 	})
 }
