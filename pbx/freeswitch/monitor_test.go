@@ -18,7 +18,8 @@ func channelsJSON(name string) string {
 }
 
 // playMonitor is FreeSWITCH's socket application for a monitor request:
-// show channels answers channels, uuid_dump a queue "sales"; the eavesdrop
+// show channels answers channels (its first line; its second line, if
+// any, answers the later lookups), uuid_dump a queue "sales"; the eavesdrop
 // runs (CHANNEL_EXECUTE) when asked for; once callwarden has set its reason
 // the supervisor presses digits (the CHANNEL_APPLICATION event of each
 // digit's binding) and the eavesdrop ends (CHANNEL_EXECUTE_COMPLETE); a
@@ -31,13 +32,15 @@ func playMonitor(t *testing.T, addr, reply, channels string, digits ...string) [
 	ok := "Content-Type: command/reply\nReply-Text: +OK\n\n"
 	bye := "Content-Type: text/disconnect-notice\nContent-Length: 0\n\n"
 	eavesdropping := false
+	answers := strings.Split(channels, "\n")
 	return fstest.PlaySocket(t, addr, func(cmd string) (string, bool) {
 		var out string
 		switch {
 		case cmd == "connect":
 			out = reply
 		case cmd == "api show channels as json":
-			out = frameText("api/response", channels)
+			out = frameText("api/response", answers[0])
+			answers = answers[min(1, len(answers)-1):]
 		case strings.HasPrefix(cmd, "api uuid_dump "):
 			out = frameText("api/response", "Unique-ID: "+monitorTargetUUID+"\nCaller-Caller-ID-Number: 0612345678\nvariable_callwarden_queue: sales\n")
 		case strings.HasPrefix(cmd, "api uuid_setvar"):
@@ -250,4 +253,18 @@ func TestMonitorModeDigits(t *testing.T) {
 			t.Errorf("switch record %+v, want erin denied monitor.whisper action_not_granted", r)
 		}
 	})
+}
+
+func TestMonitorSwitchAfterTheCallMoved(t *testing.T) {
+	log := &auditLog{}
+	a := MustAdapter(t, mustExampleSnapshot(t), log)
+	// When the supervisor presses 6, agent 2001 is in another call.
+	moved := strings.Replace(channelsJSON("PJSIP/2001-00000009"), monitorTargetUUID, "0d1e5a0c-9d7e-4d36-9a52-3c1f5f3b8e11", 1)
+	got := playMonitor(t, a.Addr().String(), monitorReply(t, "listen", "2001"), channelsJSON("PJSIP/2001-00000007")+"\n"+moved, "6")
+	if i := commandIndex(got, "sendevent"); i >= 0 {
+		t.Errorf("a switch decided on another call sent %q", got[i])
+	}
+	if r := waitRecords(t, log, 3)[2]; r.Action != "monitor.barge" || r.Decision != "deny" || r.Reason != "target_not_in_call" {
+		t.Errorf("switch record %+v, want monitor.barge denied target_not_in_call", r)
+	}
 }
