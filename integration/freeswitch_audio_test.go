@@ -252,6 +252,11 @@ func TestFreeSWITCHMonitorAudio(t *testing.T) {
 			}
 			wantMode(ctx, t, fs, s.ears, "digit "+step.digit+" "+step.mode, step.mode)
 		}
+		// The digits' inline event application leaves its name as the channel's
+		// current application (docs/freeswitch.md); the eavesdrop goes on.
+		d, err := fs.Dump(ctx, s.sup)
+		mustOK(t, err)
+		t.Logf("after the digits the supervisor's current_application is %s(%s)", d["variable_current_application"], d["variable_current_application_data"])
 	})
 
 	t.Run("barge by *224", func(t *testing.T) {
