@@ -57,11 +57,11 @@ type liveCall struct {
 // session core's monitor life cycle with eavesdrop on the supervisor's
 // channel (this connection's). A refusal plays the refusal tone and hangs
 // up. The connection stays open as long as the eavesdrop runs; the
-// eavesdrop ending (the target hung up) hangs the supervisor up.
+// eavesdrop ending (the target hung up) hangs the supervisor up. Mode
+// digits switch the mode meanwhile, each decided again (followMonitor).
 func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq request, e session.Entry, log *zap.Logger) {
 	started := a.o.Now()
 	entry := e // the request's entry, before the first decision filled it
-	entry.Channels = slices.Clip(entry.Channels)
 	call, e, o := a.decideMonitor(ctx, oc, ch, rq.target, rq.mode, e)
 	tgt := call.uuid
 	o = a.audited(ctx, verbMonitor, e, o, log)
@@ -163,7 +163,7 @@ func (a *Adapter) switchMode(ctx context.Context, s *session.Monitor, m session.
 // refused (target_not_in_call): the decision must be about the call the
 // supervisor hears.
 func (a *Adapter) redecideMonitor(ctx context.Context, oc *outConn, ch channel, target, tgt string, m session.Mode, e session.Entry) (session.Entry, session.Outcome) {
-	e.Channels = slices.Clip(e.Channels)
+	e.Channels = slices.Clip(e.Channels) // decideMonitor appends: never into the request's array
 	now, e, o := a.decideMonitor(ctx, oc, ch, target, m, e)
 	if o.Allow && now.uuid != tgt {
 		return e, session.Refused(session.ReasonNoCall)
@@ -371,8 +371,9 @@ type eslEavesdropper struct {
 
 // Eavesdrop subscribes to the supervisor channel's events, turns
 // FreeSWITCH's own DTMF switches off (and any whisper a variable could
-// carry), queues answer and eavesdrop, waits for the eavesdrop to run and
-// then sets mode m. On error the eavesdrop is broken off.
+// carry), binds callwarden's mode digits (bindModeDigits), queues answer
+// and eavesdrop, waits for the eavesdrop to run and then sets mode m. On
+// error the eavesdrop is broken off.
 func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m session.Mode) (session.Tap, error) {
 	oc := p.oc
 	for _, cmd := range []string{
