@@ -47,7 +47,7 @@ const (
 	customerHz   = 1000
 	agentHz      = 440
 	supervisorHz = 2000
-	busyHz       = 480 // the refusal (480+620 Hz, 500 ms on, 500 ms off)
+	busyHz       = 620 // the refusal's upper tone (480+620 Hz, 500 ms on, 500 ms off)
 )
 
 // Levels (lab.ToneLevel, 1 = full scale) a heard tone must exceed and an unheard one
@@ -72,7 +72,7 @@ type ears struct {
 type heard map[int]float64
 
 func (h heard) String() string {
-	return fmt.Sprintf("customer %.4f, agent %.4f, supervisor %.4f", h[customerHz], h[agentHz], h[supervisorHz])
+	return fmt.Sprintf("customer %.4f, agent %.4f, supervisor %.4f, refusal %.4f", h[customerHz], h[agentHz], h[supervisorHz], h[busyHz])
 }
 
 // mustRecordReadOnly makes every recording of the channels record what they read
@@ -150,7 +150,8 @@ func wantHears(t *testing.T, phase, who string, h heard, hz int, hears bool) {
 
 // wantMode records who hears whom and checks it is mode's: the supervisor hears the
 // agent and the customer; the agent hears the supervisor in whisper and barge, the
-// customer only in barge. It returns what the supervisor heard.
+// customer only in barge; neither hears a refusal played to the supervisor. It
+// returns what the supervisor heard.
 func wantMode(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, e ears, phase, mode string) heard {
 	t.Helper()
 	customer, agent, supervisor := listen(ctx, t, fs, e)
@@ -161,6 +162,8 @@ func wantMode(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, e ears,
 	wantHears(t, phase, "customer", customer, agentHz, true)
 	wantHears(t, phase, "agent", agent, supervisorHz, mode == "whisper" || mode == "barge")
 	wantHears(t, phase, "customer", customer, supervisorHz, mode == "barge")
+	wantHears(t, phase, "agent", agent, busyHz, false)
+	wantHears(t, phase, "customer", customer, busyHz, false)
 	return supervisor
 }
 
@@ -274,7 +277,7 @@ func TestFreeSWITCHMonitorAudio(t *testing.T) {
 			t.Errorf("decision %+v, want sup1002 denied monitor.barge action_not_granted", dec)
 		}
 		sup := wantMode(ctx, t, fs, s.ears, "whisper after a refused 6", "whisper")
-		t.Logf("the refused supervisor hears the busy tone's 480 Hz at %.4f", sup[busyHz])
+		t.Logf("the refused supervisor hears the busy tone's %d Hz at %.4f", busyHz, sup[busyHz])
 		wantHears(t, "whisper after a refused 6", "supervisor", sup, busyHz, true)
 	})
 }
