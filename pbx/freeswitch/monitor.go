@@ -334,13 +334,15 @@ const digitRealm = "callwarden"
 // the supervisor's channel to the event application, run inline
 // (exec[i]) with callwarden_digit=<digit>: its CHANNEL_APPLICATION event
 // is how callwarden hears the digit. eavesdrop never dequeues DTMF with
-// eavesdrop_enable_dtmf=false, so no DTMF event reaches ESL; but every
-// received digit (RTP, loopback, uuid_recv_dtmf) goes through
-// switch_channel_queue_dtmf, which feeds the channel's digit machine
-// first, whatever application runs. A digit the machine takes is not
-// queued at all (FreeSWITCH's own 0-3 included: no binding is longer than
-// one digit, so each is matched, or rejected, at once and no digit
-// timeout applies).
+// eavesdrop_enable_dtmf=false, so no DTMF event reaches ESL; but a phone's
+// digit (RTP) goes through switch_channel_queue_dtmf, which feeds the
+// channel's digit machine first, whatever application runs. Digits marked
+// skip-process do not (uuid_recv_dtmf without '~', a digit sent through a
+// loopback pair). A digit the machine takes is not queued at all
+// (FreeSWITCH's own 0-3 included: no binding is longer than one digit, so
+// each is matched, or rejected, at once and no digit timeout applies).
+// The event application, run inline, becomes the channel's
+// current_application although eavesdrop still runs.
 func bindModeDigits(ctx context.Context, oc *outConn, supervisor string) error {
 	for d := '0'; d <= '9'; d++ {
 		if _, ok := session.ModeForDigit(string(d)); !ok {
