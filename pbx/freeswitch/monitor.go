@@ -337,8 +337,8 @@ const digitRealm = "callwarden"
 // eavesdrop_enable_dtmf=false, so no DTMF event reaches ESL; but a phone's
 // digit (RTP) goes through switch_channel_queue_dtmf, which feeds the
 // channel's digit machine first, whatever application runs. Digits marked
-// skip-process do not (uuid_recv_dtmf without '~', a digit sent through a
-// loopback pair). A digit the machine takes is not queued at all
+// skip-process do not (uuid_recv_dtmf without '~', uuid_send_dtmf). A
+// digit the machine takes is not queued at all
 // (FreeSWITCH's own 0-3 included: no binding is longer than one digit, so
 // each is matched, or rejected, at once and no digit timeout applies).
 // The event application, run inline, becomes the channel's
