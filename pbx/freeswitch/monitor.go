@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,13 +21,34 @@ var errNoCall = errors.New("freeswitch: the target has no live call")
 // eavesdropCommands are the digits of the eavesdrop-command that put a
 // running eavesdrop in each mode (FreeSWITCH's own DTMF digits, sent as a
 // CUSTOM event so the supervisor's keypad never reaches eavesdrop): 0
-// nobody hears the spy, 2 the spy goes into the target's write stream (the
-// agent hears it), 3 both streams.
+// nobody hears the spy, 2 the spy goes into the target's write stream
+// (what a phone's channel sends to the phone: the agent hears it), 3 both
+// streams. A loopback leg is the other way round: see whisperCommand.
 var eavesdropCommands = map[session.Mode]string{session.Listen: "0", session.Whisper: "2", session.Barge: "3"}
+
+// whisperIntoRead is the eavesdrop-command that mixes the spy into the
+// target's read stream.
+const whisperIntoRead = "1"
+
+// whisperCommand is the eavesdrop-command of a whisper to the agent on
+// channel name. A phone's channel (sofia/...) writes to the agent's phone:
+// 2. A loopback leg is the application side of a call, its partner the
+// far end: the agent's voice (the lab's agent_<ext>, a playback) runs on
+// the leg itself and hears what the leg reads, while what the leg writes
+// goes to the customer. Measured by audio on 1.10.12: 2 on the lab agent's
+// loopback leg made the customer hear the supervisor and not the agent; 1
+// makes the agent hear it, not the customer.
+func whisperCommand(name string) string {
+	if strings.HasPrefix(name, "loopback/") {
+		return whisperIntoRead
+	}
+	return eavesdropCommands[session.Whisper]
+}
 
 // liveCall is the target's channel found by findCall.
 type liveCall struct {
 	uuid   string
+	name   string // the channel's name (show channels)
 	queue  string // callwarden_queue, else cc_queue
 	caller string // the channel's caller id number (audit only)
 }
@@ -35,17 +57,20 @@ type liveCall struct {
 // session core's monitor life cycle with eavesdrop on the supervisor's
 // channel (this connection's). A refusal plays the refusal tone and hangs
 // up. The connection stays open as long as the eavesdrop runs; the
-// eavesdrop ending (the target hung up) hangs the supervisor up.
+// eavesdrop ending (the target hung up) hangs the supervisor up. Mode
+// digits switch the mode meanwhile, each decided again (followMonitor).
 func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq request, e session.Entry, log *zap.Logger) {
 	started := a.o.Now()
-	tgt, e, o := a.decideMonitor(ctx, oc, ch, rq.target, rq.mode, e)
+	entry := e // the request's entry, before the first decision filled it
+	call, e, o := a.decideMonitor(ctx, oc, ch, rq.target, rq.mode, e)
+	tgt := call.uuid
 	o = a.audited(ctx, verbMonitor, e, o, log)
 	if !o.Allow {
 		a.refuse(ctx, oc, ch, o, log)
 		return
 	}
 	log = log.With(zap.String("user", e.User), zap.String("target", e.Target), zap.String("target_channel", tgt))
-	pbx := &eslEavesdropper{oc: oc, timeout: a.o.Timeout, allow: a.allow}
+	pbx := &eslEavesdropper{oc: oc, timeout: a.o.Timeout, allow: a.allow, whisper: whisperCommand(call.name)}
 	s, err := session.StartMonitor(ctx, pbx, a.audit, session.MonitorSpec{
 		Supervisor: ch.uuid, Target: tgt, Mode: rq.mode,
 		Entry: e, Allowed: o, RefusalSound: a.o.RefusalTone,
@@ -62,7 +87,10 @@ func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq 
 	oc.unlimit()
 	log.Info("monitoring", zap.String("mode", rq.mode.String()), zap.Duration("intercept", a.o.Now().Sub(started)))
 
-	hangupSup := a.followMonitor(ctx, oc, log)
+	redecide := func(ctx context.Context, m session.Mode) (session.Entry, session.Outcome) {
+		return a.redecideMonitor(ctx, oc, ch, rq.target, tgt, m, entry)
+	}
+	hangupSup := a.followMonitor(ctx, oc, s, redecide, log)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.o.Timeout)
 	defer cancel()
 	if err := s.End(cctx, hangupSup); err != nil {
@@ -71,13 +99,10 @@ func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq 
 }
 
 // followMonitor reads the supervisor channel's events until the session
-// ends; it reports whether the supervisor is still there to hang up.
-//
-// Mode switches by DTMF are not wired yet: with eavesdrop_enable_dtmf=false
-// no DTMF event reaches ESL while eavesdrop runs (checked with
-// uuid_recv_dtmf on FreeSWITCH 1.10.12), so the digits need another path
-// (bind_digit_action, divert_events) before Monitor.Switch can be driven.
-func (a *Adapter) followMonitor(ctx context.Context, oc *outConn, log *zap.Logger) (hangupSup bool) {
+// ends; it reports whether the supervisor is still there to hang up. Each
+// mode digit the supervisor presses (the event application its digit
+// bindings run, see bindModeDigits) is a switch of s, decided again.
+func (a *Adapter) followMonitor(ctx context.Context, oc *outConn, s *session.Monitor, decide session.Decider, log *zap.Logger) (hangupSup bool) {
 	for {
 		f, err := oc.next(ctx, time.Time{})
 		if ctx.Err() != nil {
@@ -97,6 +122,10 @@ func (a *Adapter) followMonitor(ctx context.Context, oc *outConn, log *zap.Logge
 			continue
 		}
 		switch ev.get("Event-Name") {
+		case "CHANNEL_APPLICATION":
+			if m, ok := session.ModeForDigit(ev.get(hdrDigit)); ok && m != s.Mode() {
+				a.switchMode(ctx, s, m, decide, log)
+			}
 		case "CHANNEL_EXECUTE_COMPLETE":
 			if ev.get("Application") == "eavesdrop" {
 				log.Info("eavesdrop ended (the target's call ended); monitoring ended")
@@ -109,33 +138,66 @@ func (a *Adapter) followMonitor(ctx context.Context, oc *outConn, log *zap.Logge
 	}
 }
 
+// switchMode switches s to m if decide allows it now (the core audits the
+// decision and its result, and plays the refusal on a deny) and counts
+// the decision.
+func (a *Adapter) switchMode(ctx context.Context, s *session.Monitor, m session.Mode, decide session.Decider, log *zap.Logger) {
+	from := s.Mode()
+	r := s.Switch(ctx, m, decide)
+	a.m.decisions.WithLabelValues(verbMonitor.String(), session.ActionName(m.Action()), r.Outcome.Verdict()).Inc()
+	switch {
+	case !r.Outcome.Allow:
+		log.Info("mode switch refused", zap.String("from", from.String()), zap.String("to", m.String()),
+			zap.String("reason", r.Outcome.Reason), zap.NamedError("refusal", r.Err))
+	case r.Err != nil:
+		log.Warn("mode switch failed; staying in the current mode", zap.String("mode", s.Mode().String()), zap.Error(r.Err))
+	default:
+		log.Info("mode switched", zap.String("from", from.String()), zap.String("to", m.String()))
+	}
+}
+
+// redecideMonitor decides mode m again for a running session on the
+// target's call tgt: the requester and the target's call are resolved
+// afresh (the policy, the agent's queue or the call may have changed). A
+// target now found in another call than the one eavesdropped on is
+// refused (target_not_in_call): the decision must be about the call the
+// supervisor hears.
+func (a *Adapter) redecideMonitor(ctx context.Context, oc *outConn, ch channel, target, tgt string, m session.Mode, e session.Entry) (session.Entry, session.Outcome) {
+	e.Channels = slices.Clip(e.Channels) // decideMonitor appends: never into the request's array
+	now, e, o := a.decideMonitor(ctx, oc, ch, target, m, e)
+	if o.Allow && now.uuid != tgt {
+		return e, session.Refused(session.ReasonNoCall)
+	}
+	return e, o
+}
+
 // decideMonitor resolves the requester, the target and the target's live
 // call (its queue) and decides mode m; it never allows on an error.
-func (a *Adapter) decideMonitor(ctx context.Context, oc *outConn, ch channel, target string, m session.Mode, e session.Entry) (string, session.Entry, session.Outcome) {
+func (a *Adapter) decideMonitor(ctx context.Context, oc *outConn, ch channel, target string, m session.Mode, e session.Entry) (liveCall, session.Entry, session.Outcome) {
 	e.Action, e.Target = m.Action(), target
 	snap := a.o.Snapshot()
 	if snap == nil {
-		return "", e, session.Decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
+		return liveCall{}, e, session.Decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now()))
 	}
 	user := resolveRequester(snap, ch)
 	e.User = user
 	agent, ok := snap.ResolveIdentity(target)
 	if !ok {
-		return "", e, session.Refused(session.ReasonUnknownTarget)
+		return liveCall{}, e, session.Refused(session.ReasonUnknownTarget)
 	}
 	e.Target = agent
 	c, err := findCall(ctx, oc, snap, agent, ch.uuid)
 	if err != nil {
 		if errors.Is(err, errNoCall) {
-			return "", e, session.Refused(session.ReasonNoCall)
+			return liveCall{}, e, session.Refused(session.ReasonNoCall)
 		}
 		a.log.Warn("cannot find the target's call", zap.String("target", agent), zap.Error(err))
-		return "", e, session.Refused(session.ReasonPBXError)
+		return liveCall{}, e, session.Refused(session.ReasonPBXError)
 	}
 	e.Queue, e.Caller = c.queue, c.caller
 	e.Channels = append(e.Channels, c.uuid)
 	d := enforce.Decide(snap, &enforce.Request{User: user, Action: m.Action(), Queue: c.queue, Agent: agent}, a.o.Now())
-	return c.uuid, e, session.Decided(d)
+	return c, e, session.Decided(d)
 }
 
 // showChannels is the part of `show channels as json` findCall reads.
@@ -192,7 +254,7 @@ func findCall(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent, s
 		if err != nil {
 			continue
 		}
-		c := liveCall{uuid: r.UUID, queue: strings.TrimSpace(h.get("variable_" + varQueue)), caller: h.get("Caller-Caller-ID-Number")}
+		c := liveCall{uuid: r.UUID, name: r.Name, queue: strings.TrimSpace(h.get("variable_" + varQueue)), caller: h.get("Caller-Caller-ID-Number")}
 		if c.queue == "" {
 			c.queue = strings.TrimSpace(h.get("variable_" + varCCQueue))
 		}
@@ -261,6 +323,41 @@ func (a *Adapter) refuse(ctx context.Context, oc *outConn, ch channel, o session
 	}
 }
 
+// hdrDigit is the header of the CHANNEL_APPLICATION event a mode digit
+// fires (see bindModeDigits); its value is the digit.
+const hdrDigit = "callwarden_digit"
+
+// digitRealm is the digit machine realm of callwarden's bindings.
+const digitRealm = "callwarden"
+
+// bindModeDigits binds each mode digit (session.ModeForDigit: 4, 5, 6) on
+// the supervisor's channel to the event application, run inline
+// (exec[i]) with callwarden_digit=<digit>: its CHANNEL_APPLICATION event
+// is how callwarden hears the digit. eavesdrop never dequeues DTMF with
+// eavesdrop_enable_dtmf=false, so no DTMF event reaches ESL; but a phone's
+// digit (RTP) goes through switch_channel_queue_dtmf, which feeds the
+// channel's digit machine first, whatever application runs. Digits marked
+// skip-process do not (uuid_recv_dtmf without '~', uuid_send_dtmf). A
+// digit the machine takes is not queued at all
+// (FreeSWITCH's own 0-3 included: no binding is longer than one digit, so
+// each is matched, or rejected, at once and no digit timeout applies).
+// The event application, run inline, becomes the channel's
+// current_application although eavesdrop still runs.
+func bindModeDigits(ctx context.Context, oc *outConn, supervisor string) error {
+	for d := '0'; d <= '9'; d++ {
+		if _, ok := session.ModeForDigit(string(d)); !ok {
+			continue
+		}
+		// bind_digit_action splits its argument on commas: realm, digits,
+		// action, the action's argument.
+		arg := fmt.Sprintf("%s,%c,exec[i]:event,%s=%c", digitRealm, d, hdrDigit, d)
+		if err := execute(ctx, oc, supervisor, "bind_digit_action", arg); err != nil {
+			return fmt.Errorf("binding digit %c: %w", d, err)
+		}
+	}
+	return nil
+}
+
 // eslEavesdropper is session.Eavesdropper on the supervisor's outbound
 // connection.
 type eslEavesdropper struct {
@@ -270,17 +367,20 @@ type eslEavesdropper struct {
 	// lets it past callwarden's own watchdog (which stops every eavesdrop
 	// no decision allowed).
 	allow func(channel string, action enforce.Action)
+	// whisper is the target's whisper eavesdrop-command (whisperCommand).
+	whisper string
 }
 
 // Eavesdrop subscribes to the supervisor channel's events, turns
 // FreeSWITCH's own DTMF switches off (and any whisper a variable could
-// carry), queues answer and eavesdrop, waits for the eavesdrop to run and
-// then sets mode m. On error the eavesdrop is broken off.
+// carry), binds callwarden's mode digits (bindModeDigits), queues answer
+// and eavesdrop, waits for the eavesdrop to run and then sets mode m. On
+// error the eavesdrop is broken off.
 func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m session.Mode) (session.Tap, error) {
 	oc := p.oc
 	for _, cmd := range []string{
 		"filter Unique-ID " + supervisor,
-		"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP",
+		"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP CHANNEL_APPLICATION",
 	} {
 		f, err := oc.command(ctx, cmd)
 		if err == nil && !f.ok() {
@@ -294,6 +394,9 @@ func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target stri
 		" eavesdrop_enable_dtmf=false;eavesdrop_whisper_aleg=false;eavesdrop_whisper_bleg=false;eavesdrop_bridge_aleg=false;eavesdrop_bridge_bleg=false"); err != nil {
 		return nil, err
 	}
+	if err := bindModeDigits(ctx, oc, supervisor); err != nil {
+		return nil, err
+	}
 	if err := execute(ctx, oc, supervisor, "answer", ""); err != nil {
 		return nil, err
 	}
@@ -303,7 +406,7 @@ func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target stri
 	if err := execute(ctx, oc, supervisor, "eavesdrop", target); err != nil {
 		return nil, err
 	}
-	t := &eslTap{oc: oc, sup: supervisor, mode: session.Listen}
+	t := &eslTap{oc: oc, sup: supervisor, mode: session.Listen, whisper: p.whisper}
 	fail := func(err error) (session.Tap, error) {
 		_ = t.Close(ctx)
 		return nil, err
@@ -351,9 +454,10 @@ func (p *eslEavesdropper) Hangup(ctx context.Context, channel string) error {
 
 // eslTap is one running eavesdrop (session.Tap).
 type eslTap struct {
-	oc   *outConn
-	sup  string
-	mode session.Mode
+	oc      *outConn
+	sup     string
+	mode    session.Mode
+	whisper string // the target's whisper eavesdrop-command (whisperCommand)
 }
 
 // SetMode sends the mode's eavesdrop-command to the supervisor's session
@@ -361,6 +465,9 @@ type eslTap struct {
 // eavesdrop, which applies it at its next frame.
 func (t *eslTap) SetMode(ctx context.Context, m session.Mode) error {
 	d, ok := eavesdropCommands[m]
+	if m == session.Whisper && t.whisper != "" {
+		d = t.whisper
+	}
 	if !ok {
 		return fmt.Errorf("freeswitch: no eavesdrop command for mode %s", m)
 	}

@@ -18,11 +18,13 @@ func channelsJSON(name string) string {
 }
 
 // playMonitor is FreeSWITCH's socket application for a monitor request:
-// show channels answers channels, uuid_dump a queue "sales"; the eavesdrop
-// runs (CHANNEL_EXECUTE) when asked for, and ends (CHANNEL_EXECUTE_COMPLETE)
-// once callwarden has set its reason; a hangup ends the call. It returns
-// every command received.
-func playMonitor(t *testing.T, addr, reply, channels string) []string {
+// show channels answers channels (its first line; its second line, if
+// any, answers the later lookups), uuid_dump a queue "sales"; the eavesdrop
+// runs (CHANNEL_EXECUTE) when asked for; once callwarden has set its reason
+// the supervisor presses digits (the CHANNEL_APPLICATION event of each
+// digit's binding) and the eavesdrop ends (CHANNEL_EXECUTE_COMPLETE); a
+// hangup ends the call. It returns every command received.
+func playMonitor(t *testing.T, addr, reply, channels string, digits ...string) []string {
 	t.Helper()
 	event := func(name, app string) string {
 		return frameText("text/event-plain", "Event-Name: "+name+"\nUnique-ID: "+uuid+"\nApplication: "+app+"\n\n")
@@ -30,18 +32,23 @@ func playMonitor(t *testing.T, addr, reply, channels string) []string {
 	ok := "Content-Type: command/reply\nReply-Text: +OK\n\n"
 	bye := "Content-Type: text/disconnect-notice\nContent-Length: 0\n\n"
 	eavesdropping := false
+	answers := strings.Split(channels, "\n")
 	return fstest.PlaySocket(t, addr, func(cmd string) (string, bool) {
 		var out string
 		switch {
 		case cmd == "connect":
 			out = reply
 		case cmd == "api show channels as json":
-			out = frameText("api/response", channels)
+			out = frameText("api/response", answers[0])
+			answers = answers[min(1, len(answers)-1):]
 		case strings.HasPrefix(cmd, "api uuid_dump "):
 			out = frameText("api/response", "Unique-ID: "+monitorTargetUUID+"\nCaller-Caller-ID-Number: 0612345678\nvariable_callwarden_queue: sales\n")
 		case strings.HasPrefix(cmd, "api uuid_setvar"):
 			out = frameText("api/response", "+OK")
 			if eavesdropping && strings.Contains(cmd, varReason) {
+				for _, d := range digits {
+					out += frameText("text/event-plain", "Event-Name: CHANNEL_APPLICATION\nUnique-ID: "+uuid+"\ncallwarden_digit: "+d+"\n\n")
+				}
 				out += event("CHANNEL_EXECUTE_COMPLETE", "eavesdrop")
 			}
 		case strings.HasPrefix(cmd, "api uuid_kill "):
@@ -69,7 +76,12 @@ func playMonitor(t *testing.T, addr, reply, channels string) []string {
 
 // monitorReply is the connect reply of admin (sip user 1000) asking mode on target.
 func monitorReply(t *testing.T, mode, target string) string {
-	return mustConnectReply(t, "variable_sip_from_user: 1000", "variable_callwarden_action: monitor",
+	return monitorReplyFrom(t, "1000", mode, target)
+}
+
+// monitorReplyFrom is the connect reply of sip user user asking mode on target.
+func monitorReplyFrom(t *testing.T, user, mode, target string) string {
+	return mustConnectReply(t, "variable_sip_from_user: "+user, "variable_callwarden_action: monitor",
 		"variable_callwarden_mode: "+mode, "variable_callwarden_target: "+target)
 }
 
@@ -162,5 +174,97 @@ func TestMonitorOverTheOutboundSocket(t *testing.T) {
 				t.Errorf("record %+v, want deny %s, nothing enforced", r, tc.reason)
 			}
 		})
+	}
+}
+
+// commandIndex is the index of the first command containing want, or -1.
+func commandIndex(cmds []string, want string) int {
+	for i, c := range cmds {
+		if strings.Contains(c, want) {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestMonitorModeDigits(t *testing.T) {
+	snap := mustExampleSnapshot(t)
+	const sendWhisper = "sendevent CUSTOM\nunique-id: " + uuid + "\neavesdrop-command: "
+
+	t.Run("the mode digits are bound to an event on the supervisor's channel before eavesdrop starts", func(t *testing.T) {
+		a := MustAdapter(t, snap, &auditLog{})
+		got := playMonitor(t, a.Addr().String(), monitorReply(t, "listen", "2001"), channelsJSON("PJSIP/2001-00000007"))
+		eavesdrop := commandIndex(got, "execute-app-name: eavesdrop\n")
+		if sub := commandIndex(got, "event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP CHANNEL_APPLICATION"); sub < 0 || sub > eavesdrop {
+			t.Errorf("no CHANNEL_APPLICATION subscription before eavesdrop:\n%q", got)
+		}
+		for _, d := range []string{"4", "5", "6"} {
+			want := "execute-app-name: bind_digit_action\nevent-lock: true\nexecute-app-arg: callwarden," + d + ",exec[i]:event,callwarden_digit=" + d
+			if i := commandIndex(got, want); i < 0 || i > eavesdrop {
+				t.Errorf("digit %s: no %q before eavesdrop (at %d):\n%q", d, want, eavesdrop, got)
+			}
+		}
+		if i := commandIndex(got, "callwarden,3,"); i >= 0 {
+			t.Errorf("FreeSWITCH's own digit 3 is bound: %q", got[i])
+		}
+	})
+
+	t.Run("an allowed digit is decided again and sets the mode; FreeSWITCH's digits and the current mode's do nothing", func(t *testing.T) {
+		log := &auditLog{}
+		a := MustAdapter(t, snap, log)
+		got := playMonitor(t, a.Addr().String(), monitorReply(t, "listen", "2001"), channelsJSON("PJSIP/2001-00000007"), "3", "4", "6")
+		if n := strings.Count(strings.Join(got, "|"), "sendevent CUSTOM"); n != 1 || commandIndex(got, sendWhisper+"3") < 0 {
+			t.Errorf("%d eavesdrop-commands, want one: 3 (barge):\n%q", n, got)
+		}
+		if n := strings.Count(strings.Join(got, "|"), "api show channels as json"); n != 2 {
+			t.Errorf("the target's call looked up %d times, want 2 (the request, the switch)", n)
+		}
+		recs := waitRecords(t, log, 4)
+		sw, res := recs[2], recs[3]
+		if sw.User != "admin" || sw.Action != "monitor.barge" || sw.Decision != "allow" || sw.Queue != "sales" ||
+			!strings.Contains(sw.Detail, "switch from listen to barge") || res.Outcome != enforce.OutcomeEnforced {
+			t.Errorf("switch records %+v / %+v, want admin allowed monitor.barge from listen, enforced", sw, res)
+		}
+	})
+
+	t.Run("a whisper to a loopback leg goes into its read stream", func(t *testing.T) {
+		a := MustAdapter(t, snap, &auditLog{})
+		// The example policy names agent 2001 by "2001": the presence id finds it.
+		channels := strings.Replace(channelsJSON("loopback/agent_2001-b"), `"presence_id":""`, `"presence_id":"2001"`, 1)
+		got := playMonitor(t, a.Addr().String(), monitorReply(t, "listen", "2001"), channels, "5")
+		if commandIndex(got, sendWhisper+"1") < 0 || commandIndex(got, sendWhisper+"2") >= 0 {
+			t.Errorf("want eavesdrop-command 1 (the loopback leg's read stream), never 2:\n%q", got)
+		}
+	})
+
+	t.Run("a refused digit sends no eavesdrop-command, plays the refusal and is audited", func(t *testing.T) {
+		log := &auditLog{}
+		a := MustAdapter(t, snap, log)
+		// erin may only listen to queue sales.
+		got := playMonitor(t, a.Addr().String(), monitorReplyFrom(t, "1003", "listen", "2001"), channelsJSON("PJSIP/2001-00000007"), "5")
+		if i := commandIndex(got, "sendevent"); i >= 0 {
+			t.Errorf("a refused whisper sent %q", got[i])
+		}
+		if commandIndex(got, "api uuid_displace "+uuid+" start tone_stream://%(500,500,480,620);loops=3 3 mux") < 0 {
+			t.Errorf("no refusal played to the supervisor:\n%q", got)
+		}
+		recs := waitRecords(t, log, 3)
+		if r := recs[2]; r.User != "erin" || r.Action != "monitor.whisper" || r.Decision != "deny" || r.Reason != "action_not_granted" {
+			t.Errorf("switch record %+v, want erin denied monitor.whisper action_not_granted", r)
+		}
+	})
+}
+
+func TestMonitorSwitchAfterTheCallMoved(t *testing.T) {
+	log := &auditLog{}
+	a := MustAdapter(t, mustExampleSnapshot(t), log)
+	// When the supervisor presses 6, agent 2001 is in another call.
+	moved := strings.Replace(channelsJSON("PJSIP/2001-00000009"), monitorTargetUUID, "0d1e5a0c-9d7e-4d36-9a52-3c1f5f3b8e11", 1)
+	got := playMonitor(t, a.Addr().String(), monitorReply(t, "listen", "2001"), channelsJSON("PJSIP/2001-00000007")+"\n"+moved, "6")
+	if i := commandIndex(got, "sendevent"); i >= 0 {
+		t.Errorf("a switch decided on another call sent %q", got[i])
+	}
+	if r := waitRecords(t, log, 3)[2]; r.Action != "monitor.barge" || r.Decision != "deny" || r.Reason != "target_not_in_call" {
+		t.Errorf("switch record %+v, want monitor.barge denied target_not_in_call", r)
 	}
 }
