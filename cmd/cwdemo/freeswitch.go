@@ -40,7 +40,7 @@ type fsPBX struct {
 }
 
 // fsEvents are the events the observer subscribes to.
-const fsEvents = "CHANNEL_EXECUTE CHANNEL_HANGUP_COMPLETE RECORD_START RECORD_STOP"
+const fsEvents = "CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_APPLICATION CHANNEL_HANGUP_COMPLETE RECORD_START RECORD_STOP"
 
 // maxFSEvents bounds the events kept (a run sees a few hundred).
 const maxFSEvents = 20000
@@ -412,16 +412,25 @@ func (d *demo) fsSwitch(ctx context.Context, line fsLine, digit, mode string) *s
 		Want:  fmt.Sprintf("the switch is decided again: audit allow monitor.%s; the eavesdrop on the agent's phone goes on", mode),
 	}
 	since := time.Now()
-	if out, err := d.fs.fs.API(ctx, "uuid_recv_dtmf "+line.uuid+" "+digit); err != nil || !strings.HasPrefix(out, "+OK") {
+	if out, err := d.fs.fs.API(ctx, "uuid_recv_dtmf "+line.uuid+" ~"+digit); err != nil || !strings.HasPrefix(out, "+OK") {
 		r.fail("press %s: %s %v", digit, strings.TrimSpace(out), err)
 		return r
 	}
-	r.pbx("uuid_recv_dtmf %s %s: alice's line received DTMF %s", line.uuid, digit, digit)
-	d.expectAudit(ctx, r, since, auditWant{User: alice.user, Action: "monitor." + mode, Decision: "allow"})
-	if ch, ok, err := d.fs.channel(ctx, line.uuid); err != nil || !ok || ch.Application != "eavesdrop" {
-		r.fail("alice's line no longer eavesdrops (show channels: %+v, %v)", ch, err)
+	r.pbx("uuid_recv_dtmf %s ~%s: alice's line received DTMF %s as from her keypad", line.uuid, digit, digit)
+	if ev, err := d.fs.wait(ctx, d.opts.wait, "the digit binding", func(h map[string]string) bool {
+		return h["Event-Name"] == "CHANNEL_APPLICATION" && h["Unique-ID"] == line.uuid && h["callwarden_digit"] == digit
+	}); err != nil {
+		r.failErr("FreeSWITCH's digit binding never fired", err)
 	} else {
-		r.pbx("show channels: %s still runs eavesdrop(%s)", ch.Name, ch.AppData)
+		r.pbx("%s: the digit binding fired CHANNEL_APPLICATION callwarden_digit=%s", ev["Channel-Name"], digit)
+	}
+	d.expectAudit(ctx, r, since, auditWant{User: alice.user, Action: "monitor." + mode, Decision: "allow"})
+	if ev, ok := d.fs.find(func(h map[string]string) bool {
+		return h["Event-Name"] == "CHANNEL_EXECUTE_COMPLETE" && h["Unique-ID"] == line.uuid && h["Application"] == "eavesdrop"
+	}); ok {
+		r.fail("alice's eavesdrop ended: %s", ev["Application-Response"])
+	} else {
+		r.pbx("the eavesdrop goes on (no CHANNEL_EXECUTE_COMPLETE of eavesdrop on alice's line)")
 	}
 	return r
 }
