@@ -53,7 +53,7 @@ func wantMonitorRefused(ctx context.Context, t *testing.T, l *lab.TestLab, cw *f
 
 // waitListed waits until `show channels` lists uuid: FreeSWITCH writes its rows about
 // a second after a channel appears, and callwarden finds the target's call there.
-func waitListed(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, uuid string) {
+func waitListed(ctx context.Context, t testing.TB, fs *lab.TestFreeSWITCH, uuid string) {
 	t.Helper()
 	waitFor(ctx, t, uuid+" listed by show channels", func() error {
 		chs, err := fs.Channels(ctx)

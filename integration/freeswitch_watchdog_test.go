@@ -24,7 +24,7 @@ const watchdogBound = 200 * time.Millisecond
 // watchdog measurements need.
 type fsEvents struct{ c *lab.ESL }
 
-func subscribeFS(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH) *fsEvents {
+func subscribeFS(ctx context.Context, t testing.TB, fs *lab.TestFreeSWITCH) *fsEvents {
 	t.Helper()
 	c, err := fs.DialESL(ctx)
 	mustOK(t, err)
@@ -35,7 +35,7 @@ func subscribeFS(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH) *fsE
 }
 
 // wait returns the Event-Date-Timestamp of the first event that match accepts.
-func (e *fsEvents) wait(ctx context.Context, t *testing.T, what string, match func(h map[string]string) bool) time.Time {
+func (e *fsEvents) wait(ctx context.Context, t testing.TB, what string, match func(h map[string]string) bool) time.Time {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
