@@ -2,7 +2,7 @@
 GO ?= go
 PKGS_UNIT := $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: all build test unit integration lab vet bench fuzz links demo clean
+.PHONY: all build test unit integration lab vet bench bench-intercept fuzz links demo clean
 
 all: build
 
@@ -46,6 +46,11 @@ demo: lab build
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./enforce/
+
+## bench-intercept: FreeSWITCH socket -> eavesdrop running, p50/p99 by FreeSWITCH's own
+## event timestamps, idle and with 50 live calls (needs `make lab`; docs/performance.md).
+bench-intercept:
+	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -run '^$$' -bench FreeSWITCHIntercept -benchtime 50x ./integration/
 
 clean:
 	rm -rf bin

@@ -468,3 +468,28 @@ func TestDeployExampleConfigIsValid(t *testing.T) {
 		t.Errorf("example read as %+v", c)
 	}
 }
+
+// TestDeployFreeSWITCHExampleConfigIsValid keeps deploy/freeswitch's example
+// loadable and valid, its ESL password coming from the environment as the
+// example says.
+func TestDeployFreeSWITCHExampleConfigIsValid(t *testing.T) {
+	c, err := LoadFile("../deploy/freeswitch/callwarden.yaml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "freeswitch.esl_password") {
+		t.Errorf("without %s the example validated (%v); want esl_password required", EnvFreeSWITCHESLPassword, err)
+	}
+	env := map[string]string{EnvFreeSWITCHESLPassword: "s3cret-from-env"}
+	if err := c.ApplyEnv(func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("deploy/freeswitch/callwarden.yaml.example: %v", err)
+	}
+	f := c.FreeSWITCH
+	if f.ESLAddress != "127.0.0.1:8021" || f.OutboundListen != "127.0.0.1:8084" || f.PBX != "fs1" ||
+		f.Watchdog != "enforce" || f.ESLPassword.Reveal() != "s3cret-from-env" || c.Redis.Prefix != "callwarden:" {
+		t.Errorf("example read as %+v", c)
+	}
+}

@@ -42,7 +42,7 @@ func serveConfig(t *testing.T, l *lab.TestLab) string {
 // the test less its CALLWARDEN_* variables, plus env ("NAME=value"), writing its
 // output to a log of its own. At the end of the test it is stopped, and its log
 // shown when the test failed.
-func startServed(t *testing.T, bin, cfg, name string, env ...string) *servedDaemon {
+func startServed(t testing.TB, bin, cfg, name string, env ...string) *servedDaemon {
 	t.Helper()
 	d := &servedDaemon{name: name, log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
 	logf, err := os.Create(d.log)
@@ -69,7 +69,7 @@ func startServed(t *testing.T, bin, cfg, name string, env ...string) *servedDaem
 }
 
 // stop sends SIGTERM and waits for the daemon to exit (it may be gone already).
-func (d *servedDaemon) stop(t *testing.T) {
+func (d *servedDaemon) stop(t testing.TB) {
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.exited:

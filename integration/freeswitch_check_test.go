@@ -70,7 +70,7 @@ func fsLab(t *testing.T) (*lab.TestLab, *lab.TestFreeSWITCH, context.Context) {
 
 // mustAgentLeg makes a direct customer call from callerID to agent and returns
 // the agent's leg.
-func mustAgentLeg(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, agent, callerID string) string {
+func mustAgentLeg(ctx context.Context, t testing.TB, fs *lab.TestFreeSWITCH, agent, callerID string) string {
 	t.Helper()
 	_, leg, err := fs.CustomerCall(ctx, "", agent, callerID)
 	mustOK(t, err)
@@ -79,7 +79,7 @@ func mustAgentLeg(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, age
 
 // supervisorCall makes supervisor dial exten, its dialplan reaching the daemon's
 // outbound socket, and returns the supervisor's channel (its A leg).
-func (d *fsDaemon) supervisorCall(ctx context.Context, t *testing.T, supervisor, exten string) string {
+func (d *fsDaemon) supervisorCall(ctx context.Context, t testing.TB, supervisor, exten string) string {
 	t.Helper()
 	sup, err := d.fs.SupervisorCall(ctx, supervisor, exten, d.outbound)
 	mustOK(t, err)
@@ -87,7 +87,7 @@ func (d *fsDaemon) supervisorCall(ctx context.Context, t *testing.T, supervisor,
 }
 
 // freeHostPort returns host:port, a TCP port free on host right now.
-func freeHostPort(t *testing.T, host string) string {
+func freeHostPort(t testing.TB, host string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
@@ -107,7 +107,7 @@ func serveFreeSWITCH(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.
 }
 
 // serveFreeSWITCHPolicy is serveFreeSWITCH deciding from the policy profiles.
-func serveFreeSWITCHPolicy(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name, profiles string, env ...string) *fsDaemon {
+func serveFreeSWITCHPolicy(ctx context.Context, t testing.TB, l *lab.TestLab, fs *lab.TestFreeSWITCH, name, profiles string, env ...string) *fsDaemon {
 	t.Helper()
 	bin := buildCallwarden(t)
 	store := newRedisStore(t, l, nil)

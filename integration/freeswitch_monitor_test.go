@@ -55,7 +55,7 @@ func wantMonitorRefused(ctx context.Context, t *testing.T, l *lab.TestLab, cw *f
 // FreeSWITCH writes its rows about a second after a channel appears, and updates a
 // row's presence id only with the channel's next application, and callwarden finds
 // the target's call there, by channel name or presence id.
-func waitListed(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, uuid string) {
+func waitListed(ctx context.Context, t testing.TB, fs *lab.TestFreeSWITCH, uuid string) {
 	t.Helper()
 	waitFor(ctx, t, uuid+" listed by show channels", func() error {
 		chs, err := fs.Channels(ctx)

@@ -8,6 +8,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,9 +23,14 @@ const watchdogBound = 200 * time.Millisecond
 
 // fsEvents is an ESL connection of the test's own, subscribed to the events the
 // watchdog measurements need.
-type fsEvents struct{ c *lab.ESL }
+type fsEvents struct {
+	c *lab.ESL
+	// read is when wait read the event it returned (this host's clock, which
+	// has finer steps than FreeSWITCH's timestamps).
+	read time.Time
+}
 
-func subscribeFS(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH) *fsEvents {
+func subscribeFS(ctx context.Context, t testing.TB, fs *lab.TestFreeSWITCH) *fsEvents {
 	t.Helper()
 	c, err := fs.DialESL(ctx)
 	mustOK(t, err)
@@ -35,24 +41,35 @@ func subscribeFS(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH) *fsE
 }
 
 // wait returns the Event-Date-Timestamp of the first event that match accepts.
-func (e *fsEvents) wait(ctx context.Context, t *testing.T, what string, match func(h map[string]string) bool) time.Time {
+func (e *fsEvents) wait(ctx context.Context, t testing.TB, what string, match func(h map[string]string) bool) time.Time {
 	t.Helper()
+	at, err := e.next(ctx, match)
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+	return at
+}
+
+// next is wait answering its failure: no matching event within 10 s, or one
+// without a timestamp.
+func (e *fsEvents) next(ctx context.Context, match func(h map[string]string) bool) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
 		msg, err := e.c.NextEvent(ctx)
 		if err != nil {
-			t.Fatalf("waiting for %s: %v", what, err)
+			return time.Time{}, err
 		}
 		h := msg.EventHeaders()
 		if !match(h) {
 			continue
 		}
+		e.read = time.Now()
 		us, err := strconv.ParseInt(h["Event-Date-Timestamp"], 10, 64)
 		if err != nil {
-			t.Fatalf("%s: Event-Date-Timestamp %q", what, h["Event-Date-Timestamp"])
+			return time.Time{}, fmt.Errorf("Event-Date-Timestamp %q: %w", h["Event-Date-Timestamp"], err)
 		}
-		return time.UnixMicro(us)
+		return time.UnixMicro(us), nil
 	}
 }
 

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,13 @@ type FreeSWITCHOptions struct {
 	ConfDir string
 	// Env adds container environment (the image reads FS_* and CALLWARDEN_SOCKET).
 	Env map[string]string
+	// ESLInsideOnly is for a configuration whose event socket listens inside the
+	// container only (a production event_socket.conf.xml on 127.0.0.1, such as
+	// deploy/freeswitch's): readiness is then read with fs_cli in the container,
+	// authenticated with ESLPassword, and ESLAddr, API and DialESL do not work.
+	ESLInsideOnly bool
+	// ESLPassword is the configuration's ESL password (default: the lab's).
+	ESLPassword string
 }
 
 // FreeSWITCH is a running FreeSWITCH container. Its methods are safe for concurrent use.
@@ -63,7 +71,8 @@ type FreeSWITCH struct {
 	// (ListenOutbound) must listen there.
 	HostIP string
 
-	c testcontainers.Container
+	c         testcontainers.Container
+	eslInside bool // ESL answers inside the container only (FreeSWITCHOptions.ESLInsideOnly)
 
 	mu      sync.Mutex
 	eslAddr string
@@ -108,7 +117,7 @@ func StartFreeSWITCH(ctx context.Context, opts FreeSWITCHOptions) (*FreeSWITCH, 
 	if err != nil {
 		return nil, err
 	}
-	fs := &FreeSWITCH{ESLPassword: FreeSWITCHESLPassword, c: c}
+	fs := &FreeSWITCH{ESLPassword: cmp.Or(opts.ESLPassword, FreeSWITCHESLPassword), c: c, eslInside: opts.ESLInsideOnly}
 	if err := fs.afterStart(ctx); err != nil {
 		return nil, errors.Join(err, fs.Close(context.WithoutCancel(ctx)))
 	}
@@ -191,7 +200,7 @@ func (fs *FreeSWITCH) waitReady(ctx context.Context) error {
 	defer cancel()
 	var last error
 	for {
-		out, err := fs.API(ctx, "status")
+		out, err := fs.status(ctx)
 		if err == nil && strings.Contains(out, "is ready") {
 			return nil
 		}
@@ -202,6 +211,14 @@ func (fs *FreeSWITCH) waitReady(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// status is `api status`, asked from inside the container when ESL answers there only.
+func (fs *FreeSWITCH) status(ctx context.Context) (string, error) {
+	if fs.eslInside {
+		return fs.Exec(ctx, "fs_cli", "-p", fs.ESLPassword, "-x", "status")
+	}
+	return fs.API(ctx, "status")
 }
 
 // ESLAddr is host:port of the inbound event socket; it survives Restart.

@@ -48,8 +48,38 @@ func (s *Suite) FreeSWITCH(tb testing.TB) *TestFreeSWITCH {
 	s.fs.mu.Lock()
 	fs := s.fs.fs
 	s.fs.mu.Unlock()
+	return s.handle(tb, fs)
+}
+
+// OwnFreeSWITCH starts a FreeSWITCH of the test's own with opts (e.g. another
+// configuration, such as deploy/freeswitch's files over the lab's), removed when the
+// test ends; its channels are killed first. It fails the test when FreeSWITCH cannot
+// start.
+func (s *Suite) OwnFreeSWITCH(tb testing.TB, opts FreeSWITCHOptions) *TestFreeSWITCH {
+	tb.Helper()
+	s.mustRun(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	fs, err := StartFreeSWITCH(ctx, opts)
+	if err != nil {
+		tb.Fatalf("integration: cannot start a FreeSWITCH of the test's own: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := fs.Close(context.Background()); err != nil {
+			tb.Errorf("integration: %v", err)
+		}
+	})
+	return s.handle(tb, fs)
+}
+
+// handle is the test's handle on fs; the test's channels are killed when it ends
+// (unless FreeSWITCH's ESL answers inside its container only: then the test has
+// made no channel through the handle).
+func (s *Suite) handle(tb testing.TB, fs *FreeSWITCH) *TestFreeSWITCH {
 	t := &TestFreeSWITCH{FreeSWITCH: fs, tb: tb, idBase: channelIDBase(tb)}
-	tb.Cleanup(t.cleanup)
+	if !fs.eslInside {
+		tb.Cleanup(t.cleanup)
+	}
 	return t
 }
 
@@ -149,14 +179,20 @@ func (t *TestFreeSWITCH) CustomerCall(ctx context.Context, queue, agent, custome
 	return call.A, call.B, err
 }
 
-// SupervisorCall makes supervisor (e.g. "1001") dial exten (e.g. "*2222001") in
-// context "callwarden", as a phone would. A is the supervisor's channel running the
+// SupervisorCall is SupervisorCallIn context "callwarden".
+func (t *TestFreeSWITCH) SupervisorCall(ctx context.Context, supervisor, exten, socketAddr string) (Call, error) {
+	return t.SupervisorCallIn(ctx, supervisor, exten, "callwarden", socketAddr)
+}
+
+// SupervisorCallIn makes supervisor (e.g. "1001") dial exten (e.g. "*2222001") in
+// dialContext (e.g. "callwarden", or "default" where the phones' feature codes are
+// sent on), as a phone would. A is the supervisor's channel running the
 // feature code (caller id <supervisor>), B the supervisor's handset (answering,
 // speaking 2000 Hz). socketAddr, when not empty, is the call's ${callwarden_socket}:
 // where the feature code's `socket` connects (an OutboundListener's Addr); empty
 // leaves the lab's global. The eavesdrop and DTMF work on the A leg (see the image
 // README: a spy on a loopback B leg stops sending audio in whisper/barge).
-func (t *TestFreeSWITCH) SupervisorCall(ctx context.Context, supervisor, exten, socketAddr string) (Call, error) {
+func (t *TestFreeSWITCH) SupervisorCallIn(ctx context.Context, supervisor, exten, dialContext, socketAddr string) (Call, error) {
 	// A transfer of an originated (outbound) leg swaps caller and callee ids, so the
 	// callee id is set too for the feature code to see caller id <supervisor>.
 	vars := []string{
@@ -166,7 +202,7 @@ func (t *TestFreeSWITCH) SupervisorCall(ctx context.Context, supervisor, exten, 
 	if socketAddr != "" {
 		vars = append(vars, "callwarden_socket="+socketAddr)
 	}
-	return t.Originate(ctx, "supervisor", "supervisor_"+supervisor, exten, "callwarden", vars...)
+	return t.Originate(ctx, "supervisor", "supervisor_"+supervisor, exten, dialContext, vars...)
 }
 
 // ListenOutbound listens where this FreeSWITCH reaches the test (HostIP); the
