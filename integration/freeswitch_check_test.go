@@ -109,14 +109,20 @@ func serveFreeSWITCH(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.
 // serveFreeSWITCHPolicy is serveFreeSWITCH deciding from the policy profiles.
 func serveFreeSWITCHPolicy(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name, profiles string, env ...string) *fsDaemon {
 	t.Helper()
-	bin := buildCallwarden(t)
 	store := newRedisStore(t, l, nil)
 	pf := filepath.Join(t.TempDir(), "profiles.yaml")
 	mustOK(t, os.WriteFile(pf, []byte(profiles), 0o600))
 	p, err := config.LoadProfiles(pf)
 	mustOK(t, err)
 	mustApplyPolicy(ctx, t, store, p)
+	return serveFreeSWITCHConfig(ctx, t, l, fs, name, env...)
+}
 
+// serveFreeSWITCHConfig is serveFreeSWITCH deciding from the policy already stored
+// under l's key prefix.
+func serveFreeSWITCHConfig(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name string, env ...string) *fsDaemon {
+	t.Helper()
+	bin := buildCallwarden(t)
 	httpAddr, outbound := freeHostPort(t, "127.0.0.1"), freeHostPort(t, fs.HostIP)
 	cfg := filepath.Join(t.TempDir(), "callwarden.yaml")
 	mustOK(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`http:
