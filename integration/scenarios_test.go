@@ -176,13 +176,22 @@ func (r *row) refused(supervisor, exten string) {
 	r.audit(sup, 1)
 }
 
-// done has supervisor dial exten, a code that answers and hangs up (record,
-// playback); one record follows.
-func (r *row) done(supervisor, exten string) {
+// done has supervisor dial exten, a record code that answers and hangs up; n
+// records follow (a deny's, or an allow's and its result's).
+func (r *row) done(supervisor, exten string, n int) {
 	r.t.Helper()
 	sup := r.c.dial(r.ctx, r.t, supervisor, exten)
 	r.c.wantHungUp(r.ctx, r.t, sup)
-	r.audit(sup, 1)
+	r.audit(sup, n)
+}
+
+// plays has supervisor dial exten, a playback code, and waits until the allow and
+// its result are audited; the requester's call then stays up, playing.
+func (r *row) plays(supervisor, exten string) {
+	r.t.Helper()
+	sup := r.c.dial(r.ctx, r.t, supervisor, exten)
+	r.audit(sup, 2)
+	r.c.wantUp(r.ctx, r.t, sup)
 }
 
 var (
@@ -300,16 +309,17 @@ var scenarios = []scenario{
 		run:  recordingLifecycle,
 		want: []auditView{
 			denied("erin", "recording.start", "agent2001", "sales", "action_not_granted"),
-			allowed("alice", "recording.start", "agent2001", "sales"),
-			allowed("alice", "recording.pause", "agent2001", "sales"),
-			allowed("alice", "recording.resume", "agent2001", "sales"),
-			allowed("alice", "recording.stop", "agent2001", "sales"),
+			allowed("alice", "recording.start", "agent2001", "sales"), enforced(allowed("alice", "recording.start", "agent2001", "sales")),
+			allowed("alice", "recording.pause", "agent2001", "sales"), enforced(allowed("alice", "recording.pause", "agent2001", "sales")),
+			allowed("alice", "recording.resume", "agent2001", "sales"), enforced(allowed("alice", "recording.resume", "agent2001", "sales")),
+			allowed("alice", "recording.stop", "agent2001", "sales"), enforced(allowed("alice", "recording.stop", "agent2001", "sales")),
 		},
 	},
 	{
 		name: "playback within recorded_within",
-		run:  func(r *row) { r.done("1004", "*227"+r.storedRecording(time.Hour)) },
-		want: []auditView{allowed("bob", "recording.playback", "agent2001", "sales")},
+		run:  func(r *row) { r.plays("1004", "*227"+r.storedRecording(time.Hour)) },
+		want: []auditView{allowed("bob", "recording.playback", "agent2001", "sales"),
+			enforced(allowed("bob", "recording.playback", "agent2001", "sales"))},
 	},
 	{
 		name: "playback of a recording too old",
@@ -323,19 +333,19 @@ var scenarios = []scenario{
 func recordingLifecycle(r *row) {
 	r.agent2001()
 	st := r.d.store()
-	r.done("1003", "*2252001")
+	r.done("1003", "*2252001", 1)
 	if _, err := st.ActiveRecording(r.ctx, "agent2001"); !errors.Is(err, enforce.ErrNotFound) {
 		r.t.Fatalf("a refused start left an active recording (%v)", err)
 	}
-	r.done("1001", "*2252001")
+	r.done("1001", "*2252001", 2)
 	rec, err := st.ActiveRecording(r.ctx, "agent2001")
 	mustOK(r.t, err)
 	if rec.StartedBy != "alice" || rec.Queue != "sales" || rec.Caller != "5550100" {
 		r.t.Errorf("recording metadata %+v, want started by alice on sales, caller 5550100", rec)
 	}
-	r.done("1001", "*2282001") // pause
-	r.done("1001", "*2282001") // resume
-	r.done("1001", "*2292001")
+	r.done("1001", "*2282001", 2) // pause
+	r.done("1001", "*2282001", 2) // resume
+	r.done("1001", "*2292001", 2)
 	got, err := st.Recording(r.ctx, rec.ID)
 	mustOK(r.t, err)
 	if len(got.Pauses) != 1 || got.Pauses[0].By != "alice" || got.Pauses[0].ResumedBy != "alice" {
