@@ -18,40 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
 )
-
-// freeswitchProfiles is the policy of these tests. The lab's supervisors are loopback
-// channels named loopback/supervisor_<ext>-a: the prefix before the last '-' is the
-// identity, as for an Asterisk channel name. sup1001 may listen to team-a (agent
-// 2001); sup1002 only to team-b.
-const freeswitchProfiles = `version: 1
-profiles:
-  - name: listen-team-a
-    grants:
-      - actions: [monitor.listen]
-        teams: [team-a]
-` + freeswitchSupervisors + `  - id: agent2001
-    teams: [team-a]
-    identities: ["2001"]
-`
-
-// freeswitchSupervisors is the end of the profiles and the supervisors of the
-// FreeSWITCH policies: listen-team-b, sup1001 and sup1002.
-const freeswitchSupervisors = `  - name: listen-team-b
-    grants:
-      - actions: [monitor.listen]
-        teams: [team-b]
-users:
-  - id: sup1001
-    profile: listen-team-a
-    identities: [loopback/supervisor_1001]
-  - id: sup1002
-    profile: listen-team-b
-    identities: [loopback/supervisor_1002]
-`
 
 // fsDaemon is `callwarden serve` run as a child process against the lab's
 // FreeSWITCH, deciding from the policy stored in the lab's Redis.
@@ -97,24 +66,15 @@ func freeHostPort(t *testing.T, host string) string {
 	return ln.Addr().String()
 }
 
-// serveFreeSWITCH stores the policy, starts `callwarden serve` with the lab's ESL
-// address and password and an outbound socket where the container reaches this host,
-// and waits until its inbound ESL connection is up (callwarden_freeswitch_connected).
-// env adds CALLWARDEN_* variables ("NAME=value"), e.g. the watchdog mode.
+// serveFreeSWITCH stores the scenarios' policy (scenarioProfiles: alice, 1001, may
+// listen to agent 2001; carol, 1002, may not), starts `callwarden serve` with the
+// lab's ESL address and password and an outbound socket where the container reaches
+// this host, and waits until its inbound ESL connection is up
+// (callwarden_freeswitch_connected). env adds CALLWARDEN_* variables ("NAME=value"),
+// e.g. the watchdog mode.
 func serveFreeSWITCH(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name string, env ...string) *fsDaemon {
 	t.Helper()
-	return serveFreeSWITCHPolicy(ctx, t, l, fs, name, freeswitchProfiles, env...)
-}
-
-// serveFreeSWITCHPolicy is serveFreeSWITCH deciding from the policy profiles.
-func serveFreeSWITCHPolicy(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name, profiles string, env ...string) *fsDaemon {
-	t.Helper()
-	store := newRedisStore(t, l, nil)
-	pf := filepath.Join(t.TempDir(), "profiles.yaml")
-	mustOK(t, os.WriteFile(pf, []byte(profiles), 0o600))
-	p, err := config.LoadProfiles(pf)
-	mustOK(t, err)
-	mustApplyPolicy(ctx, t, store, p)
+	storeScenarioPolicy(ctx, t, l)
 	return serveFreeSWITCHConfig(ctx, t, l, fs, name, env...)
 }
 
@@ -226,12 +186,6 @@ func waitAuditOn(ctx context.Context, t *testing.T, l *lab.TestLab, what, source
 	return found
 }
 
-// fsAuditRecord waits for the audit record of the check made on channel uuid.
-func fsAuditRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) enforce.AuditRecord {
-	t.Helper()
-	return waitAuditOn(ctx, t, l, "the audit record of the check on "+uuid, "freeswitch", uuid, 1)[0]
-}
-
 // wantEavesdropping waits until the supervisor's channel eavesdrops on agentLeg.
 func wantEavesdropping(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, sup, agentLeg string) {
 	t.Helper()
@@ -270,68 +224,6 @@ func wantRefused(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, sup 
 	}
 }
 
-func TestFreeSWITCHCheckIsDecidedByCallwarden(t *testing.T) {
-	l, fs, ctx := fsLab(t)
-	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
-	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
-
-	t.Run("supervisor 1001 granted team-a listens to agent 2001", func(t *testing.T) {
-		asked := time.Now()
-		sup := cw.supervisorCall(ctx, t, "1001", "*82001")
-		wantEavesdropping(ctx, t, fs, sup, agentLeg)
-		t.Logf("originate of *82001 to eavesdrop running: %s", time.Since(asked).Round(time.Millisecond))
-		rec := fsAuditRecord(ctx, t, l, sup)
-		if rec.User != "sup1001" || rec.Action != "monitor.listen" || rec.Target != "agent2001" ||
-			rec.Decision != "allow" || rec.AskedBy != "freeswitch:fslab" || rec.PBX != "fslab" {
-			t.Errorf("audit record %+v, want sup1001 allowed monitor.listen on agent2001, asked by freeswitch:fslab", rec)
-		}
-		if got, err := fs.Var(ctx, sup, "callwarden_decision"); err != nil || got != "allow" {
-			t.Errorf("callwarden_decision = %q (%v), want allow", got, err)
-		}
-	})
-
-	t.Run("supervisor 1002 granted team-b only is refused", func(t *testing.T) {
-		sup := cw.supervisorCall(ctx, t, "1002", "*82001")
-		wantRefused(ctx, t, fs, sup)
-		rec := fsAuditRecord(ctx, t, l, sup)
-		if rec.User != "sup1002" || rec.Action != "monitor.listen" || rec.Target != "agent2001" ||
-			rec.Decision != "deny" || rec.Reason != "out_of_scope" || rec.AskedBy != "freeswitch:fslab" {
-			t.Errorf("audit record %+v, want sup1002 denied monitor.listen on agent2001 (out_of_scope), asked by freeswitch:fslab", rec)
-		}
-	})
-
-	t.Run("an unknown phone is refused", func(t *testing.T) {
-		sup := cw.supervisorCall(ctx, t, "1003", "*82001")
-		wantRefused(ctx, t, fs, sup)
-		if rec := fsAuditRecord(ctx, t, l, sup); rec.Decision != "deny" || rec.Reason != "unknown_user" {
-			t.Errorf("audit record %+v, want deny unknown_user", rec)
-		}
-	})
-}
-
-func TestFreeSWITCHRestartIsSurvivedAndTheNextCheckDecided(t *testing.T) {
-	l, fs, ctx := fsLab(t)
-	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
-
-	restarted := time.Now()
-	mustOK(t, fs.Restart(ctx))
-	t.Logf("FreeSWITCH restarted (ESL ready) in %s", time.Since(restarted).Round(time.Millisecond))
-	waitFor(ctx, t, "callwarden reconnected to the restarted FreeSWITCH", func() error {
-		if v, err := cw.metric(ctx, "callwarden_freeswitch_reconnects_total"); err != nil || v == "0" {
-			return fmt.Errorf("no reconnection counted yet: %s %v", v, err)
-		}
-		return cw.connected(ctx, 1)
-	})
-	t.Logf("callwarden connected again %s after the restart began", time.Since(restarted).Round(time.Millisecond))
-
-	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
-	sup := cw.supervisorCall(ctx, t, "1001", "*82001")
-	wantEavesdropping(ctx, t, fs, sup, agentLeg)
-	if rec := fsAuditRecord(ctx, t, l, sup); rec.User != "sup1001" || rec.Decision != "allow" {
-		t.Errorf("audit record after the restart %+v, want sup1001 allowed", rec)
-	}
-}
-
 func TestFreeSWITCHCheckFailsClosedWhenCallwardenStops(t *testing.T) {
 	l, fs, ctx := fsLab(t)
 	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
@@ -344,4 +236,22 @@ func TestFreeSWITCHCheckFailsClosedWhenCallwardenStops(t *testing.T) {
 	cw.stop(t)
 	sup = cw.supervisorCall(ctx, t, "1001", "*82001")
 	wantRefused(ctx, t, fs, sup)
+}
+
+// waitListed waits until `show channels` lists uuid: FreeSWITCH writes its rows about
+// a second after a channel appears, and callwarden finds the target's call there.
+func waitListed(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, uuid string) {
+	t.Helper()
+	waitFor(ctx, t, uuid+" listed by show channels", func() error {
+		chs, err := fs.Channels(ctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range chs {
+			if c.UUID == uuid {
+				return nil
+			}
+		}
+		return fmt.Errorf("not among %d channels", len(chs))
+	})
 }

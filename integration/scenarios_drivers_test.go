@@ -62,6 +62,8 @@ type pbxCalls interface {
 	rogueSpy(ctx context.Context, t *testing.T, supervisor, agentExt, agent string) (string, time.Duration)
 	// wantUp fails the row when channel is no longer up.
 	wantUp(ctx context.Context, t *testing.T, channel string)
+	// hangUp hangs channel up.
+	hangUp(ctx context.Context, t *testing.T, channel string)
 }
 
 // auditFor waits for n audit records of source whose first channel is channel, on
@@ -130,8 +132,8 @@ func (d *asteriskDriver) serve(ctx context.Context, t *testing.T) {
 	d.daemon = serveAsterisk(ctx, d.top, d.l, d.bin, d.cfg, fmt.Sprintf("callwarden-asterisk-%d", d.starts))
 }
 
-func (d *asteriskDriver) pbx() string               { return "asterisk" }
-func (d *asteriskDriver) source() string            { return "asterisk" }
+func (d *asteriskDriver) pbx() string              { return "asterisk" }
+func (d *asteriskDriver) source() string           { return "asterisk" }
 func (d *asteriskDriver) store() *redisstore.Store { return d.st }
 
 func (d *asteriskDriver) begin(ctx context.Context, t *testing.T) pbxCalls {
@@ -152,6 +154,26 @@ func (d *asteriskDriver) restartPBX(ctx context.Context, t *testing.T) {
 		return nil
 	})
 	mustAsteriskCLI(ctx, t, d.l, "core waitfullybooted")
+	wantEventFilter(ctx, t, d.l)
+}
+
+// wantEventFilter checks that the (re)connection set the application's event filter:
+// Asterisk sends callwarden only what it acts on.
+func wantEventFilter(ctx context.Context, t *testing.T, l *lab.TestLab) {
+	t.Helper()
+	var app struct {
+		EventsAllowed []struct {
+			Type string `json:"type"`
+		} `json:"events_allowed"`
+	}
+	mustOK(t, ari(ctx, l, "GET", "/applications/callwarden", nil, &app))
+	allowed := map[string]bool{}
+	for _, e := range app.EventsAllowed {
+		allowed[e.Type] = true
+	}
+	if !allowed["StasisStart"] || !allowed["ChannelDialplan"] || allowed["ChannelVarset"] || allowed["ChannelToneDetected"] {
+		t.Errorf("events allowed for callwarden after the restart: %v", app.EventsAllowed)
+	}
 }
 
 func (d *asteriskDriver) restartCallwarden(ctx context.Context, t *testing.T) {
@@ -203,11 +225,19 @@ func (c *asteriskCalls) wantEavesdropping(ctx context.Context, t *testing.T, req
 		if err != nil {
 			return err
 		}
-		if ch.Dialplan.AppName == "ChanSpy" {
-			return nil
+		if ch.Dialplan.AppName == "ChanSpy" { // the check example, after an allow
+			return c.wantVar(ctx, requester, "CALLWARDEN_DECISION", "allow")
 		}
 		return c.bridgedWithSnoop(ctx, requester, agent)
 	})
+}
+
+// wantVar is nil when channel's variable name is want.
+func (c *asteriskCalls) wantVar(ctx context.Context, channel, name, want string) error {
+	if got, err := c.l.ARI.ChannelVar(ctx, channel, name); err != nil || got != want {
+		return fmt.Errorf("%s = %q (%v), want %q", name, got, err, want)
+	}
+	return nil
 }
 
 // bridgedWithSnoop is nil when a bridge holds requester and a snoop on agent.
@@ -273,6 +303,11 @@ func (c *asteriskCalls) wantUp(ctx context.Context, t *testing.T, channel string
 	}
 }
 
+func (c *asteriskCalls) hangUp(ctx context.Context, t *testing.T, channel string) {
+	t.Helper()
+	mustHangup(ctx, t, c.l, channel)
+}
+
 // --- FreeSWITCH --------------------------------------------------------------------
 
 // freeswitchDriver runs `callwarden serve` with its freeswitch: section on the lab's
@@ -290,8 +325,8 @@ func newFreeSWITCHDriver(ctx context.Context, t *testing.T, l *lab.TestLab, st *
 	return &freeswitchDriver{top: t, l: l, st: st, daemon: serveFreeSWITCHConfig(ctx, t, l, fs, "callwarden-freeswitch")}
 }
 
-func (d *freeswitchDriver) pbx() string               { return "freeswitch" }
-func (d *freeswitchDriver) source() string            { return "freeswitch" }
+func (d *freeswitchDriver) pbx() string              { return "freeswitch" }
+func (d *freeswitchDriver) source() string           { return "freeswitch" }
 func (d *freeswitchDriver) store() *redisstore.Store { return d.st }
 
 func (d *freeswitchDriver) begin(_ context.Context, t *testing.T) pbxCalls {
@@ -368,9 +403,21 @@ func (c *freeswitchCalls) dialAndPress(ctx context.Context, t *testing.T, superv
 	return sup
 }
 
+// wantEavesdropping also checks that FreeSWITCH's own DTMF switches and whisper
+// variables are off: callwarden alone sets the mode (eavesdrop-command).
 func (c *freeswitchCalls) wantEavesdropping(ctx context.Context, t *testing.T, requester, agent string) {
 	t.Helper()
 	wantEavesdropping(ctx, t, c.fs, requester, agent)
+	d, err := c.fs.Dump(ctx, requester)
+	mustOK(t, err)
+	for _, v := range []string{"eavesdrop_enable_dtmf", "eavesdrop_whisper_aleg", "eavesdrop_whisper_bleg"} {
+		if got, set := d["variable_"+v]; set && got != "false" {
+			t.Errorf("%s = %q on the supervisor, want false or unset", v, got)
+		}
+	}
+	if d["variable_eavesdrop_enable_dtmf"] != "false" {
+		t.Errorf("eavesdrop_enable_dtmf = %q, want false: FreeSWITCH's own DTMF switches must be off", d["variable_eavesdrop_enable_dtmf"])
+	}
 }
 
 func (c *freeswitchCalls) wantRefused(ctx context.Context, t *testing.T, requester string) {
@@ -407,4 +454,9 @@ func (c *freeswitchCalls) wantUp(ctx context.Context, t *testing.T, channel stri
 	if ok, err := c.fs.Exists(ctx, channel); err != nil || !ok {
 		t.Errorf("channel %s is gone (%v)", channel, err)
 	}
+}
+
+func (c *freeswitchCalls) hangUp(ctx context.Context, t *testing.T, channel string) {
+	t.Helper()
+	mustOK(t, c.fs.Kill(ctx, channel))
 }

@@ -168,6 +168,19 @@ func (r *row) listens(supervisor, exten, agent string, n int) string {
 	return sup
 }
 
+// leftAlone is a negative check: for 500 ms after an allowed check, the watchdog
+// leaves the dialplan's own eavesdrop (ChanSpy) on agent running, and audits nothing.
+func (r *row) leftAlone(requester, agent string) {
+	r.t.Helper()
+	time.Sleep(500 * time.Millisecond)
+	r.c.wantEavesdropping(r.ctx, r.t, requester, agent)
+	recs, err := r.d.store().ReadAudit(r.ctx, enforce.AuditFilter{Since: time.Now().Add(-time.Minute)})
+	mustOK(r.t, err)
+	for _, rec := range auditOn(recs, "watchdog", requester) {
+		r.t.Errorf("the watchdog acted on an allowed check: %+v", rec)
+	}
+}
+
 // refused has supervisor dial exten and be refused; one record follows.
 func (r *row) refused(supervisor, exten string) {
 	r.t.Helper()
@@ -201,8 +214,15 @@ var (
 
 var scenarios = []scenario{
 	{
-		name: "listen allowed",
-		run:  func(r *row) { r.listens("1001", "*2222001", r.agent2001(), 2) },
+		name: "listen allowed, outlives its decision, ends with the agent's call",
+		run: func(r *row) {
+			agent := r.agent2001()
+			sup := r.listens("1001", "*2222001", agent, 2)
+			time.Sleep(3 * time.Second) // beyond the first decision's deadlines
+			r.c.wantEavesdropping(r.ctx, r.t, sup, agent)
+			r.c.hangUp(r.ctx, r.t, agent)
+			r.c.wantHungUp(r.ctx, r.t, sup)
+		},
 		want: []auditView{aliceListensSales, enforced(aliceListensSales)},
 	},
 	{
@@ -240,8 +260,11 @@ var scenarios = []scenario{
 		want: []auditView{denied("alice", "monitor.listen", "2009", "", "unknown_target")},
 	},
 	{
-		name:    "check allowed",
-		run:     func(r *row) { r.listens("1001", "*82001", r.agent2001(), 1) },
+		name: "check allowed",
+		run: func(r *row) {
+			agent := r.agent2001()
+			r.leftAlone(r.listens("1001", "*82001", agent, 1), agent)
+		},
 		want:    []auditView{aliceChecksSales},
 		differs: checkQueueDiffers,
 	},
