@@ -8,14 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	redisstore "github.com/callwarden/callwarden/cache/redis"
-	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
 )
@@ -84,25 +82,6 @@ func auditFor(ctx context.Context, t *testing.T, d pbxDriver, source, channel st
 	return found
 }
 
-// writeFile writes body to a file of the test's temporary directory and returns it.
-func writeFile(t *testing.T, name, body string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	mustOK(t, os.WriteFile(path, []byte(body), 0o600))
-	return path
-}
-
-// storeScenarioPolicy stores the scenarios' policy under l's key prefix and returns
-// the store.
-func storeScenarioPolicy(ctx context.Context, t *testing.T, l *lab.TestLab) *redisstore.Store {
-	t.Helper()
-	p, err := config.LoadProfiles(writeFile(t, "profiles.yaml", scenarioProfiles))
-	mustOK(t, err)
-	store := newRedisStore(t, l, nil)
-	mustApplyPolicy(ctx, t, store, p)
-	return store
-}
-
 // --- Asterisk ----------------------------------------------------------------------
 
 // asteriskDriver runs `callwarden serve` with its Stasis application on the lab's
@@ -166,7 +145,7 @@ func wantEventFilter(ctx context.Context, t *testing.T, l *lab.TestLab) {
 			Type string `json:"type"`
 		} `json:"events_allowed"`
 	}
-	mustOK(t, ari(ctx, l, "GET", "/applications/callwarden", nil, &app))
+	mustOK(t, ari(ctx, l, http.MethodGet, "/applications/callwarden", nil, &app))
 	allowed := map[string]bool{}
 	for _, e := range app.EventsAllowed {
 		allowed[e.Type] = true

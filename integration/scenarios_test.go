@@ -47,24 +47,13 @@ profiles:
         teams: [team-a]
         recorded_within: 720h
 users:
-  - id: alice
-    profile: team-a-supervisor
-    identities: ["1001", loopback/supervisor_1001]
-  - id: carol
-    profile: team-b-supervisor
-    identities: ["1002", loopback/supervisor_1002]
-  - id: erin
-    profile: team-a-listener
-    identities: ["1003", loopback/supervisor_1003]
-  - id: bob
-    profile: team-a-teacher
-    identities: ["1004", loopback/supervisor_1004]
-  - id: agent2001
-    teams: [team-a]
-    identities: ["2001", Local/2001@cw-agent, loopback/agent_2001, loopback/queue_sales_2001]
-  - id: ceo
-    teams: [team-a]
-    identities: ["2005", Local/2005@cw-agent, loopback/agent_2005]
+  - {id: alice, profile: team-a-supervisor, identities: ["1001", loopback/supervisor_1001]}
+  - {id: carol, profile: team-b-supervisor, identities: ["1002", loopback/supervisor_1002]}
+  - {id: erin, profile: team-a-listener, identities: ["1003", loopback/supervisor_1003]}
+  - {id: bob, profile: team-a-teacher, identities: ["1004", loopback/supervisor_1004]}
+  - {id: agent2001, teams: [team-a],
+     identities: ["2001", Local/2001@cw-agent, loopback/agent_2001, loopback/queue_sales_2001]}
+  - {id: ceo, teams: [team-a], identities: ["2005", Local/2005@cw-agent, loopback/agent_2005]}
 protected:
   users: [ceo]
 `
