@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -84,8 +82,7 @@ func serveFreeSWITCHConfig(ctx context.Context, t *testing.T, l *lab.TestLab, fs
 	t.Helper()
 	bin := buildCallwarden(t)
 	httpAddr, outbound := freeHostPort(t, "127.0.0.1"), freeHostPort(t, fs.HostIP)
-	cfg := filepath.Join(t.TempDir(), "callwarden.yaml")
-	mustOK(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`http:
+	cfg := writeFile(t, "callwarden.yaml", fmt.Sprintf(`http:
   listen: %q
 log:
   level: debug
@@ -97,7 +94,7 @@ freeswitch:
   esl_address: %q
   outbound_listen: %q
   pbx: fslab
-`, httpAddr, l.RedisAddr, l.KeyPrefix, fs.ESLAddr(), outbound)), 0o600))
+`, httpAddr, l.RedisAddr, l.KeyPrefix, fs.ESLAddr(), outbound))
 
 	// The ESL password goes in the environment, as in a deployment.
 	env = append(env, "CALLWARDEN_FREESWITCH_ESL_PASSWORD="+fs.ESLPassword)
