@@ -598,23 +598,13 @@ func TestRecordingIsControlledOnlyByAllowedUsersAndPlayedBackWithinItsAge(t *tes
 	}
 }
 
+// TestWatchdogHangsUpBypassesWithin200ms: the dialplan's ChanSpy and MixMonitor are
+// rows of the scenarios table (scenarios_test.go); this is the Asterisk-only bypass.
 func TestWatchdogHangsUpBypassesWithin200ms(t *testing.T) {
 	// bypass holds the events that mark when a case's bypass of callwarden
 	// began and when the watchdog ended it.
 	type bypass struct {
 		began, ended lab.Event
-	}
-	// dialplanApp has carol (1002) dial exten in the unguarded context, which
-	// runs app without asking callwarden.
-	dialplanApp := func(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream, exten, app string) bypass {
-		t.Helper()
-		sup := mustOriginateSupervisor(ctx, t, l, "1002", "cw-unguarded", exten)
-		return bypass{
-			began: mustWait(ctx, t, events, "the rogue "+app, func(e lab.Event) bool {
-				return e.Type == "ChannelDialplan" && e.ChannelID() == sup.First && e.DialplanApp == app
-			}),
-			ended: mustWait(ctx, t, events, "the rogue "+app+" hung up", lab.OnChannel("ChannelHangupRequest", sup.First)),
-		}
 	}
 	for _, tc := range []struct {
 		name   string
@@ -622,15 +612,6 @@ func TestWatchdogHangsUpBypassesWithin200ms(t *testing.T) {
 		audit  func(enforce.AuditRecord) bool // the watchdog's record of it, awaited
 		want   func(enforce.AuditRecord) bool // what that record must say besides, if anything
 	}{
-		{
-			name: "dialplan MixMonitor nobody allowed",
-			bypass: func(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream) bypass {
-				return dialplanApp(ctx, t, l, events, "mixmonitor", "MixMonitor")
-			},
-			audit: func(r enforce.AuditRecord) bool {
-				return r.Source == "watchdog" && r.Action == "recording.start" && strings.Contains(r.Detail, "MixMonitor")
-			},
-		},
 		{
 			name: "snoop created by another ARI application",
 			bypass: func(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream) bypass {

@@ -58,6 +58,11 @@ type pbxCalls interface {
 	// without callwarden; it waits until the spy is hung up and returns its channel
 	// and how long it spied (the PBX's own timestamps).
 	rogueSpy(ctx context.Context, t *testing.T, supervisor, agentExt, agent string) (string, time.Duration)
+	// rogueRecording has supervisor's phone record itself through the PBX's own
+	// dialplan, without callwarden; it waits until the watchdog ended the recording,
+	// in the PBX's way (see the drivers), and returns the phone's channel and how long
+	// it recorded (the PBX's own timestamps).
+	rogueRecording(ctx context.Context, t *testing.T, supervisor string) (string, time.Duration)
 	// wantUp fails the row when channel is no longer up.
 	wantUp(ctx context.Context, t *testing.T, channel string)
 	// hangUp hangs channel up.
@@ -267,12 +272,20 @@ func (c *asteriskCalls) wantHungUp(ctx context.Context, t *testing.T, requester 
 // rogueSpy dials the lab's unguarded ChanSpy (cw-unguarded, *999<agent>).
 func (c *asteriskCalls) rogueSpy(ctx context.Context, t *testing.T, supervisor, agentExt, _ string) (string, time.Duration) {
 	t.Helper()
-	spy := mustOriginateSupervisor(ctx, t, c.l, supervisor, "cw-unguarded", "*999"+agentExt).First
-	began := mustWait(ctx, t, c.events, "the rogue ChanSpy", func(e lab.Event) bool {
-		return e.Type == "ChannelDialplan" && e.ChannelID() == spy && e.DialplanApp == "ChanSpy"
+	return c.unguarded(ctx, t, supervisor, "*999"+agentExt, "ChanSpy")
+}
+
+// unguarded has supervisor dial exten in cw-unguarded, which runs app without asking
+// callwarden, and waits until the watchdog hangs the channel up; it returns the
+// channel and the time from app's start to the hang-up (Asterisk's timestamps).
+func (c *asteriskCalls) unguarded(ctx context.Context, t *testing.T, supervisor, exten, app string) (string, time.Duration) {
+	t.Helper()
+	ch := mustOriginateSupervisor(ctx, t, c.l, supervisor, "cw-unguarded", exten).First
+	began := mustWait(ctx, t, c.events, "the rogue "+app, func(e lab.Event) bool {
+		return e.Type == "ChannelDialplan" && e.ChannelID() == ch && e.DialplanApp == app
 	})
-	ended := mustWait(ctx, t, c.events, "the rogue ChanSpy hung up", lab.OnChannel("ChannelHangupRequest", spy))
-	return spy, eventTime(t, ended).Sub(eventTime(t, began))
+	ended := mustWait(ctx, t, c.events, "the rogue "+app+" hung up", lab.OnChannel("ChannelHangupRequest", ch))
+	return ch, eventTime(t, ended).Sub(eventTime(t, began))
 }
 
 func (c *asteriskCalls) wantUp(ctx context.Context, t *testing.T, channel string) {
@@ -280,6 +293,13 @@ func (c *asteriskCalls) wantUp(ctx context.Context, t *testing.T, channel string
 	if _, err := c.l.ARI.Channel(ctx, channel); err != nil {
 		t.Errorf("channel %s is gone: %v", channel, err)
 	}
+}
+
+// rogueRecording dials the lab's unguarded MixMonitor (cw-unguarded, mixmonitor):
+// Asterisk's watchdog hangs the channel up, since ARI cannot stop a MixMonitor.
+func (c *asteriskCalls) rogueRecording(ctx context.Context, t *testing.T, supervisor string) (string, time.Duration) {
+	t.Helper()
+	return c.unguarded(ctx, t, supervisor, "mixmonitor", "MixMonitor")
 }
 
 func (c *asteriskCalls) hangUp(ctx context.Context, t *testing.T, channel string) {
@@ -438,4 +458,19 @@ func (c *freeswitchCalls) wantUp(ctx context.Context, t *testing.T, channel stri
 func (c *freeswitchCalls) hangUp(ctx context.Context, t *testing.T, channel string) {
 	t.Helper()
 	mustOK(t, c.fs.Kill(ctx, channel))
+}
+
+// rogueRecording has the supervisor's phone run the lab's unguarded record extension
+// (record_session, context default): FreeSWITCH's watchdog stops the recording
+// (uuid_record stop) and the call goes on.
+func (c *freeswitchCalls) rogueRecording(ctx context.Context, t *testing.T, supervisor string) (string, time.Duration) {
+	t.Helper()
+	ev := subscribeFS(ctx, t, c.fs)
+	call, err := c.fs.Originate(ctx, "recorder", "supervisor_"+supervisor, "record", "default",
+		"origination_caller_id_number="+supervisor, "origination_callee_id_number="+supervisor)
+	mustOK(t, err)
+	began := ev.wait(ctx, t, "the rogue recording", isEvent("RECORD_START", call.A))
+	ended := ev.wait(ctx, t, "the rogue recording stopped", isEvent("RECORD_STOP", call.A))
+	c.wantUp(ctx, t, call.A)
+	return call.A, ended.Sub(began)
 }

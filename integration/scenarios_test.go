@@ -75,6 +75,12 @@ var checkQueueDiffers = map[string]string{
 	"queue": "FreeSWITCH's check does not look up the target's live call yet, so its record has no queue",
 }
 
+// rogueRecordingEnds says how each PBX's watchdog ends a recording nobody allowed.
+var rogueRecordingEnds = map[string]string{
+	"asterisk":   "the watchdog hangs up the channel running MixMonitor (ARI cannot stop a MixMonitor)",
+	"freeswitch": "the watchdog stops only the recording (uuid_record stop); the call goes on",
+}
+
 // auditView is what must be the same in the audit records of both PBXs; channel ids,
 // asked_by, the PBX and the time are each PBX's own.
 type auditView struct {
@@ -167,6 +173,16 @@ func (r *row) leftAlone(requester, agent string) {
 	mustOK(r.t, err)
 	for _, rec := range auditOn(recs, "watchdog", requester) {
 		r.t.Errorf("the watchdog acted on an allowed check: %+v", rec)
+	}
+}
+
+// withinBound fails the row when the watchdog ended what a bypass started more than
+// watchdogBound after it began.
+func (r *row) withinBound(what string, took time.Duration) {
+	r.t.Helper()
+	r.t.Logf("%s was ended %s after it began (the PBX's timestamps)", what, took)
+	if took > watchdogBound {
+		r.t.Errorf("%s was ended %s after it began, want <= %s", what, took, watchdogBound)
 	}
 }
 
@@ -268,14 +284,21 @@ var scenarios = []scenario{
 		run: func(r *row) {
 			agent := r.agent2001()
 			spy, took := r.c.rogueSpy(r.ctx, r.t, "1002", "2001", agent)
-			r.t.Logf("the rogue spy was hung up %s after it began (the PBX's timestamps)", took)
-			if took > watchdogBound {
-				r.t.Errorf("the rogue spy was hung up %s after it began, want <= %s", took, watchdogBound)
-			}
+			r.withinBound("the rogue spy", took)
 			r.watchdogAudit(spy)
 			r.c.wantUp(r.ctx, r.t, agent)
 		},
 		want: []auditView{denied("carol", "monitor.listen", "", "", "no_allow_decision")},
+	},
+	{
+		name: "watchdog ends a rogue recording started by the dialplan",
+		run: func(r *row) {
+			ch, took := r.c.rogueRecording(r.ctx, r.t, "1002")
+			r.t.Logf("%s: %s", r.d.pbx(), rogueRecordingEnds[r.d.pbx()])
+			r.withinBound("the rogue recording", took)
+			r.watchdogAudit(ch)
+		},
+		want: []auditView{denied("carol", "recording.start", "", "", "no_allow_decision")},
 	},
 	{
 		name: "restart of the PBX then the next request decided",
