@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -387,21 +386,21 @@ func recordingLifecycle(r *row) {
 	if len(got.Pauses) != 1 || got.Pauses[0].By != "alice" || got.Pauses[0].ResumedBy != "alice" {
 		r.t.Errorf("pauses %+v, want one by alice resumed by alice", got.Pauses)
 	}
-	wantStoppedBy(r.t, got, "alice")
+	wantStoppedBy(r.t, got, "alice", r.d.pbx())
 }
 
 // wantStoppedBy fails unless rec is stopped by user. A known race (pbx/session
 // Recordings.Ended): the PBX's "recording finished" event, read before the user's stop
-// is saved, may record the stop as the PBX's (asterisk:finished); it is logged, not
+// is saved, may record the stop as the PBX's (<pbx>:finished); it is logged, not
 // failed, until Ended stops overwriting a user's stop. The stop's audit record names
 // the user either way.
-func wantStoppedBy(t *testing.T, rec enforce.Recording, user string) {
+func wantStoppedBy(t *testing.T, rec enforce.Recording, user, pbx string) {
 	t.Helper()
 	switch {
 	case rec.State != enforce.RecordingStopped:
 		t.Errorf("stored recording %+v, want stopped", rec)
 	case rec.StoppedBy == user:
-	case strings.HasSuffix(rec.StoppedBy, ":finished"):
+	case rec.StoppedBy == pbx+":finished":
 		t.Logf("KNOWN RACE: the stored recording says stopped by %q, not %q (Recordings.Ended ran before the stop was saved)", rec.StoppedBy, user)
 	default:
 		t.Errorf("stored recording %+v, want stopped by %s", rec, user)
