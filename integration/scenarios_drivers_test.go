@@ -104,14 +104,16 @@ type asteriskDriver struct {
 func newAsteriskDriver(ctx context.Context, t *testing.T, l *lab.TestLab, st *redisstore.Store) *asteriskDriver {
 	t.Helper()
 	d := &asteriskDriver{top: t, l: l, st: st, bin: buildCallwarden(t), cfg: serveConfig(t, l)}
-	d.serve(ctx, t)
+	d.serve(ctx)
 	// Registered after the daemon's cleanup, so it runs before it: the calls end
 	// while callwarden still runs, as on a live PBX.
 	t.Cleanup(func() { hangupAll(t, l) })
 	return d
 }
 
-func (d *asteriskDriver) serve(ctx context.Context, t *testing.T) {
+// serve starts the daemon for the rest of the table (its lifetime is top's) and waits
+// until its Stasis application is connected.
+func (d *asteriskDriver) serve(ctx context.Context) {
 	d.starts++
 	d.daemon = serveAsterisk(ctx, d.top, d.l, d.bin, d.cfg, fmt.Sprintf("callwarden-asterisk-%d", d.starts))
 }
@@ -166,7 +168,7 @@ func (d *asteriskDriver) restartCallwarden(ctx context.Context, t *testing.T) {
 	if !waitApplicationGone(t, d.l, "callwarden stopped") {
 		t.FailNow()
 	}
-	d.serve(ctx, t)
+	d.serve(ctx)
 }
 
 // asteriskCalls is a row's calls on Asterisk, seen through an event stream of its own.
@@ -312,8 +314,7 @@ func (c *asteriskCalls) hangUp(ctx context.Context, t *testing.T, channel string
 // freeswitchDriver runs `callwarden serve` with its freeswitch: section on the lab's
 // FreeSWITCH.
 type freeswitchDriver struct {
-	top    *testing.T
-	l      *lab.TestLab
+	top    *testing.T // the table's test: the daemon lives as long as it
 	st     *redisstore.Store
 	daemon *fsDaemon
 }
@@ -321,7 +322,7 @@ type freeswitchDriver struct {
 func newFreeSWITCHDriver(ctx context.Context, t *testing.T, l *lab.TestLab, st *redisstore.Store) *freeswitchDriver {
 	t.Helper()
 	fs := suite.FreeSWITCH(t)
-	return &freeswitchDriver{top: t, l: l, st: st, daemon: serveFreeSWITCHConfig(ctx, t, l, fs, "callwarden-freeswitch")}
+	return &freeswitchDriver{top: t, st: st, daemon: serveFreeSWITCHConfig(ctx, t, l, fs, "callwarden-freeswitch")}
 }
 
 func (d *freeswitchDriver) pbx() string              { return "freeswitch" }
