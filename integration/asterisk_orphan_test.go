@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +25,10 @@ type servedDaemon struct {
 	cmd    *exec.Cmd
 	log    string
 	exited chan struct{}
+
+	bin, cfg string   // what again starts once more
+	env      []string // the environment it was given
+	starts   int      // how many times it was started
 }
 
 // serveConfig writes a serve config deciding from the policy stored in the
@@ -44,7 +49,8 @@ func serveConfig(t *testing.T, l *lab.TestLab) string {
 // shown when the test failed.
 func startServed(t testing.TB, bin, cfg, name string, env ...string) *servedDaemon {
 	t.Helper()
-	d := &servedDaemon{name: name, log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
+	d := &servedDaemon{name: name, log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{}),
+		bin: bin, cfg: cfg, env: env, starts: 1}
 	logf, err := os.Create(d.log)
 	mustOK(t, err)
 	d.cmd = lab.ServeCommand(bin, cfg, logf, env...)
@@ -103,20 +109,33 @@ func serveAsterisk(ctx context.Context, t *testing.T, l *lab.TestLab, bin, cfg, 
 	return d
 }
 
-func (d *servedDaemon) logged(msg string) bool {
+// again starts the (stopped) daemon once more on the same binary, config and
+// environment, with a log of its own, and returns it.
+func (d *servedDaemon) again(t *testing.T) *servedDaemon {
+	t.Helper()
+	next := startServed(t, d.bin, d.cfg, fmt.Sprintf("%s-%d", d.name, d.starts+1), d.env...)
+	next.starts = d.starts + 1
+	return next
+}
+
+func (d *servedDaemon) logged(msg string) bool { return d.loggedTimes(msg) > 0 }
+
+// loggedTimes counts the daemon's log lines whose message is msg.
+func (d *servedDaemon) loggedTimes(msg string) int {
 	f, err := os.Open(d.log)
 	if err != nil {
-		return false
+		return 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	n := 0
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), `"msg":"`+msg+`"`) {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // waitGone polls gone until it reports the thing gone, or fails the test.

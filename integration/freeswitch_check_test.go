@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,36 +20,6 @@ import (
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
 )
-
-// freeswitchProfiles is the policy of these tests. The lab's supervisors are loopback
-// channels named loopback/supervisor_<ext>-a: the prefix before the last '-' is the
-// identity, as for an Asterisk channel name. sup1001 may listen to team-a (agent
-// 2001); sup1002 only to team-b.
-const freeswitchProfiles = `version: 1
-profiles:
-  - name: listen-team-a
-    grants:
-      - actions: [monitor.listen]
-        teams: [team-a]
-` + freeswitchSupervisors + `  - id: agent2001
-    teams: [team-a]
-    identities: ["2001"]
-`
-
-// freeswitchSupervisors is the end of the profiles and the supervisors of the
-// FreeSWITCH policies: listen-team-b, sup1001 and sup1002.
-const freeswitchSupervisors = `  - name: listen-team-b
-    grants:
-      - actions: [monitor.listen]
-        teams: [team-b]
-users:
-  - id: sup1001
-    profile: listen-team-a
-    identities: [loopback/supervisor_1001]
-  - id: sup1002
-    profile: listen-team-b
-    identities: [loopback/supervisor_1002]
-`
 
 // fsDaemon is `callwarden serve` run as a child process against the lab's
 // FreeSWITCH, deciding from the policy stored in the lab's Redis.
@@ -97,29 +65,36 @@ func freeHostPort(t testing.TB, host string) string {
 	return ln.Addr().String()
 }
 
-// serveFreeSWITCH stores the policy, starts `callwarden serve` with the lab's ESL
-// address and password and an outbound socket where the container reaches this host,
-// and waits until its inbound ESL connection is up (callwarden_freeswitch_connected).
-// env adds CALLWARDEN_* variables ("NAME=value"), e.g. the watchdog mode.
+// serveFreeSWITCH stores the scenarios' policy (scenarioProfiles: alice, 1001, may
+// listen to agent 2001; carol, 1002, may not), starts `callwarden serve` with the
+// lab's ESL address and password and an outbound socket where the container reaches
+// this host, and waits until its inbound ESL connection is up
+// (callwarden_freeswitch_connected). env adds CALLWARDEN_* variables ("NAME=value"),
+// e.g. the watchdog mode.
 func serveFreeSWITCH(ctx context.Context, t *testing.T, l *lab.TestLab, fs *lab.TestFreeSWITCH, name string, env ...string) *fsDaemon {
 	t.Helper()
-	return serveFreeSWITCHPolicy(ctx, t, l, fs, name, freeswitchProfiles, env...)
+	storeScenarioPolicy(ctx, t, l)
+	return serveFreeSWITCHConfig(ctx, t, l, fs, name, env...)
 }
 
-// serveFreeSWITCHPolicy is serveFreeSWITCH deciding from the policy profiles.
+// serveFreeSWITCHPolicy is serveFreeSWITCH deciding from the policy profiles
+// instead of the scenarios' policy.
 func serveFreeSWITCHPolicy(ctx context.Context, t testing.TB, l *lab.TestLab, fs *lab.TestFreeSWITCH, name, profiles string, env ...string) *fsDaemon {
 	t.Helper()
-	bin := buildCallwarden(t)
 	store := newRedisStore(t, l, nil)
-	pf := filepath.Join(t.TempDir(), "profiles.yaml")
-	mustOK(t, os.WriteFile(pf, []byte(profiles), 0o600))
-	p, err := config.LoadProfiles(pf)
+	p, err := config.LoadProfiles(writeFile(t, "profiles.yaml", profiles))
 	mustOK(t, err)
 	mustApplyPolicy(ctx, t, store, p)
+	return serveFreeSWITCHConfig(ctx, t, l, fs, name, env...)
+}
 
+// serveFreeSWITCHConfig is serveFreeSWITCH deciding from the policy already stored
+// under l's key prefix.
+func serveFreeSWITCHConfig(ctx context.Context, t testing.TB, l *lab.TestLab, fs *lab.TestFreeSWITCH, name string, env ...string) *fsDaemon {
+	t.Helper()
+	bin := buildCallwarden(t)
 	httpAddr, outbound := freeHostPort(t, "127.0.0.1"), freeHostPort(t, fs.HostIP)
-	cfg := filepath.Join(t.TempDir(), "callwarden.yaml")
-	mustOK(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`http:
+	cfg := writeFile(t, "callwarden.yaml", fmt.Sprintf(`http:
   listen: %q
 log:
   level: debug
@@ -131,7 +106,7 @@ freeswitch:
   esl_address: %q
   outbound_listen: %q
   pbx: fslab
-`, httpAddr, l.RedisAddr, l.KeyPrefix, fs.ESLAddr(), outbound)), 0o600))
+`, httpAddr, l.RedisAddr, l.KeyPrefix, fs.ESLAddr(), outbound))
 
 	// The ESL password goes in the environment, as in a deployment.
 	env = append(env, "CALLWARDEN_FREESWITCH_ESL_PASSWORD="+fs.ESLPassword)
@@ -220,12 +195,6 @@ func waitAuditOn(ctx context.Context, t *testing.T, l *lab.TestLab, what, source
 	return found
 }
 
-// fsAuditRecord waits for the audit record of the check made on channel uuid.
-func fsAuditRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) enforce.AuditRecord {
-	t.Helper()
-	return waitAuditOn(ctx, t, l, "the audit record of the check on "+uuid, "freeswitch", uuid, 1)[0]
-}
-
 // wantEavesdropping waits until the supervisor's channel eavesdrops on agentLeg.
 func wantEavesdropping(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, sup, agentLeg string) {
 	t.Helper()
@@ -234,10 +203,21 @@ func wantEavesdropping(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH
 		if err != nil {
 			return err
 		}
-		if app, data := d["variable_current_application"], d["variable_current_application_data"]; app != "eavesdrop" || data != agentLeg {
-			return fmt.Errorf("supervisor runs %s(%s), want eavesdrop(%s)", app, data, agentLeg)
+		app, data := d["variable_current_application"], d["variable_current_application_data"]
+		switch {
+		case app == "eavesdrop" && data == agentLeg:
+			return nil
+		case app == "event" && strings.HasPrefix(data, "callwarden_digit="):
+			// A mode digit's binding ran the event application inside the
+			// eavesdrop (docs/freeswitch.md): the eavesdrop's media bug on the
+			// agent's leg says whether it still runs.
+			bugs, err := fs.API(ctx, "uuid_buglist "+agentLeg)
+			if err != nil || !strings.Contains(bugs, "<function>eavesdrop</function>") {
+				return fmt.Errorf("after a mode digit, no eavesdrop media bug on %s: %.200s %v", agentLeg, bugs, err)
+			}
+			return nil
 		}
-		return nil
+		return fmt.Errorf("supervisor runs %s(%s), want eavesdrop(%s)", app, data, agentLeg)
 	})
 }
 
@@ -261,68 +241,6 @@ func wantRefused(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, sup 
 	})
 	if err := fs.WaitGone(ctx, sup); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestFreeSWITCHCheckIsDecidedByCallwarden(t *testing.T) {
-	l, fs, ctx := fsLab(t)
-	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
-	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
-
-	t.Run("supervisor 1001 granted team-a listens to agent 2001", func(t *testing.T) {
-		asked := time.Now()
-		sup := cw.supervisorCall(ctx, t, "1001", "*82001")
-		wantEavesdropping(ctx, t, fs, sup, agentLeg)
-		t.Logf("originate of *82001 to eavesdrop running: %s", time.Since(asked).Round(time.Millisecond))
-		rec := fsAuditRecord(ctx, t, l, sup)
-		if rec.User != "sup1001" || rec.Action != "monitor.listen" || rec.Target != "agent2001" ||
-			rec.Decision != "allow" || rec.AskedBy != "freeswitch:fslab" || rec.PBX != "fslab" {
-			t.Errorf("audit record %+v, want sup1001 allowed monitor.listen on agent2001, asked by freeswitch:fslab", rec)
-		}
-		if got, err := fs.Var(ctx, sup, "callwarden_decision"); err != nil || got != "allow" {
-			t.Errorf("callwarden_decision = %q (%v), want allow", got, err)
-		}
-	})
-
-	t.Run("supervisor 1002 granted team-b only is refused", func(t *testing.T) {
-		sup := cw.supervisorCall(ctx, t, "1002", "*82001")
-		wantRefused(ctx, t, fs, sup)
-		rec := fsAuditRecord(ctx, t, l, sup)
-		if rec.User != "sup1002" || rec.Action != "monitor.listen" || rec.Target != "agent2001" ||
-			rec.Decision != "deny" || rec.Reason != "out_of_scope" || rec.AskedBy != "freeswitch:fslab" {
-			t.Errorf("audit record %+v, want sup1002 denied monitor.listen on agent2001 (out_of_scope), asked by freeswitch:fslab", rec)
-		}
-	})
-
-	t.Run("an unknown phone is refused", func(t *testing.T) {
-		sup := cw.supervisorCall(ctx, t, "1003", "*82001")
-		wantRefused(ctx, t, fs, sup)
-		if rec := fsAuditRecord(ctx, t, l, sup); rec.Decision != "deny" || rec.Reason != "unknown_user" {
-			t.Errorf("audit record %+v, want deny unknown_user", rec)
-		}
-	})
-}
-
-func TestFreeSWITCHRestartIsSurvivedAndTheNextCheckDecided(t *testing.T) {
-	l, fs, ctx := fsLab(t)
-	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
-
-	restarted := time.Now()
-	mustOK(t, fs.Restart(ctx))
-	t.Logf("FreeSWITCH restarted (ESL ready) in %s", time.Since(restarted).Round(time.Millisecond))
-	waitFor(ctx, t, "callwarden reconnected to the restarted FreeSWITCH", func() error {
-		if v, err := cw.metric(ctx, "callwarden_freeswitch_reconnects_total"); err != nil || v == "0" {
-			return fmt.Errorf("no reconnection counted yet: %s %v", v, err)
-		}
-		return cw.connected(ctx, 1)
-	})
-	t.Logf("callwarden connected again %s after the restart began", time.Since(restarted).Round(time.Millisecond))
-
-	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
-	sup := cw.supervisorCall(ctx, t, "1001", "*82001")
-	wantEavesdropping(ctx, t, fs, sup, agentLeg)
-	if rec := fsAuditRecord(ctx, t, l, sup); rec.User != "sup1001" || rec.Decision != "allow" {
-		t.Errorf("audit record after the restart %+v, want sup1001 allowed", rec)
 	}
 }
 
@@ -375,7 +293,7 @@ users:
 			} else {
 				wantRefused(ctx, t, fs, sup)
 			}
-			rec := fsAuditRecord(ctx, t, l, sup)
+			rec := waitAuditOn(ctx, t, l, "the audit record of the check on "+sup, "freeswitch", sup, 1)[0]
 			if rec.User != "sup1001" || rec.Target != "agent2001" || rec.Queue != tc.queue || rec.Decision != tc.decision ||
 				rec.Reason != tc.reason || len(rec.Channels) != 2 || rec.Channels[1] != agentLeg {
 				t.Errorf("audit record %+v, want sup1001 %s on agent2001's channel %s in queue %q", rec, tc.decision, agentLeg, tc.queue)

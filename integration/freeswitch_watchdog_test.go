@@ -83,16 +83,6 @@ func watchdogRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid stri
 	return waitAuditOn(ctx, t, l, "the watchdog's audit record on "+uuid, "watchdog", uuid, 1)[0]
 }
 
-// noWatchdogRecord fails if the watchdog audited channel uuid.
-func noWatchdogRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) {
-	t.Helper()
-	recs, err := recentAudit(ctx, t, l)
-	mustOK(t, err)
-	for _, r := range auditOn(recs, "watchdog", uuid) {
-		t.Errorf("watchdog record on %s: %+v", uuid, r)
-	}
-}
-
 // rogueEavesdrop makes a loopback call whose B leg runs the lab's eavesdrop_<target>
 // extension (the dialplan's eavesdrop, no callwarden in the path) and returns the spy
 // leg's uuid and the Event-Date-Timestamp of its eavesdrop's start.
@@ -127,25 +117,10 @@ func wantWatchdogAudit(t *testing.T, rec enforce.AuditRecord, action, detail str
 	}
 }
 
-func TestFreeSWITCHWatchdogStopsBypasses(t *testing.T) {
+func TestFreeSWITCHWatchdogStopsARogueRecording(t *testing.T) {
 	l, fs, ctx := fsLab(t)
-	cw := serveFreeSWITCH(ctx, t, l, fs, "callwarden")
+	serveFreeSWITCH(ctx, t, l, fs, "callwarden")
 	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
-
-	t.Run("a dialplan eavesdrop is hung up within 200 ms", func(t *testing.T) {
-		ev := subscribeFS(ctx, t, fs)
-		spy, started := rogueEavesdrop(ctx, t, fs, ev, agentLeg)
-		hungUp := ev.wait(ctx, t, "the spy's hangup", isEvent("CHANNEL_HANGUP", spy))
-		took := hungUp.Sub(started)
-		t.Logf("eavesdrop started to spy hung up (FreeSWITCH timestamps): %s", took)
-		if took > watchdogBound {
-			t.Errorf("spy hung up %s after its eavesdrop started; want within %s", took, watchdogBound)
-		}
-		wantWatchdogAudit(t, watchdogRecord(ctx, t, l, spy), "monitor.listen", "hung up: eavesdrop("+agentLeg+")")
-		if ok, err := fs.Exists(ctx, agentLeg); err != nil || !ok {
-			t.Errorf("the agent's call ended too (%v)", err)
-		}
-	})
 
 	t.Run("a uuid_record from another ESL client is stopped within 200 ms, the call goes on", func(t *testing.T) {
 		ev := subscribeFS(ctx, t, fs)
@@ -167,14 +142,6 @@ func TestFreeSWITCHWatchdogStopsBypasses(t *testing.T) {
 		if ok, err := fs.Exists(ctx, agentLeg); err != nil || !ok {
 			t.Errorf("the agent's call ended (%v); only the recording should stop", err)
 		}
-	})
-
-	t.Run("the check example after an allow is not hung up", func(t *testing.T) {
-		sup := cw.supervisorCall(ctx, t, "1001", "*82001")
-		wantEavesdropping(ctx, t, fs, sup, agentLeg)
-		time.Sleep(time.Second) // far beyond the watchdog's reaction time
-		wantEavesdropping(ctx, t, fs, sup, agentLeg)
-		noWatchdogRecord(ctx, t, l, sup)
 	})
 }
 

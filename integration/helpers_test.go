@@ -6,6 +6,8 @@ package integration
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -158,4 +160,23 @@ func waitFor(ctx context.Context, tb testing.TB, what string, cond func() error)
 		case <-tick.C:
 		}
 	}
+}
+
+// writeFile writes body to a file of the test's temporary directory and returns it.
+func writeFile(t testing.TB, name, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	mustOK(t, os.WriteFile(path, []byte(body), 0o600))
+	return path
+}
+
+// storeScenarioPolicy stores the scenarios' policy under l's key prefix and returns
+// the store.
+func storeScenarioPolicy(ctx context.Context, t *testing.T, l *lab.TestLab) *redisstore.Store {
+	t.Helper()
+	p, err := config.LoadProfiles(writeFile(t, "profiles.yaml", scenarioProfiles))
+	mustOK(t, err)
+	store := newRedisStore(t, l, nil)
+	mustApplyPolicy(ctx, t, store, p)
+	return store
 }
