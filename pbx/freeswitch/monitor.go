@@ -240,25 +240,10 @@ func execute(ctx context.Context, oc *outConn, uuid, app, arg string) error {
 	return err
 }
 
-// refuse tells a refused supervisor: the decision in channel variables,
-// the refusal tone, then a hang-up (CALL_REJECTED); it waits for the
-// channel to hang up, so the socket stays open while the tone plays.
+// refuse tells a refused requester: the decision in channel variables,
+// the refusal tone, then a hang-up (CALL_REJECTED); see conclude.
 func (a *Adapter) refuse(ctx context.Context, oc *outConn, ch channel, o session.Outcome, log *zap.Logger) {
-	if !a.setOutcome(ctx, oc, ch, o, log) {
-		return
-	}
-	if err := execute(ctx, oc, ch.uuid, "playback", a.o.RefusalTone); err != nil {
-		log.Warn("cannot play the refusal", zap.Error(err))
-	}
-	if err := execute(ctx, oc, ch.uuid, "hangup", "CALL_REJECTED"); err != nil {
-		log.Warn("cannot hang up the refused supervisor", zap.Error(err))
-		return
-	}
-	for {
-		if _, err := oc.next(ctx, time.Time{}); err != nil {
-			return
-		}
-	}
+	a.conclude(ctx, oc, ch, o, a.o.RefusalTone, "CALL_REJECTED", log)
 }
 
 // eslEavesdropper is session.Eavesdropper on the supervisor's outbound
@@ -278,17 +263,8 @@ type eslEavesdropper struct {
 // then sets mode m. On error the eavesdrop is broken off.
 func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m session.Mode) (session.Tap, error) {
 	oc := p.oc
-	for _, cmd := range []string{
-		"filter Unique-ID " + supervisor,
-		"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP",
-	} {
-		f, err := oc.command(ctx, cmd)
-		if err == nil && !f.ok() {
-			err = fmt.Errorf("%w: %s: %s", ErrCommandFailed, cmd, f.reply())
-		}
-		if err != nil {
-			return nil, err
-		}
+	if err := subscribeChannel(ctx, oc, supervisor); err != nil {
+		return nil, err
 	}
 	if _, err := apiCall(ctx, oc, "uuid_setvar_multi "+supervisor+
 		" eavesdrop_enable_dtmf=false;eavesdrop_whisper_aleg=false;eavesdrop_whisper_bleg=false;eavesdrop_bridge_aleg=false;eavesdrop_bridge_bleg=false"); err != nil {

@@ -1,0 +1,140 @@
+package freeswitch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session"
+)
+
+// filePlayed is the Application-Response of a playback that played its
+// file to the end (or was stopped); anything else is a failure ("FILE NOT
+// FOUND", "PLAYBACK ERROR").
+const filePlayed = "FILE PLAYED"
+
+// servePlayback serves callwarden_action=playback: decide
+// recording.playback with the recording's queue, agent and age, audit,
+// then answer, play the file to the requester and hang up when it ends; a
+// refusal plays the refusal tone and hangs up.
+func (a *Adapter) servePlayback(ctx context.Context, oc *outConn, ch channel, rq request, e session.Entry, log *zap.Logger) {
+	e.Action, e.Detail = enforce.RecordingPlayback, "recording "+rq.recording
+	o, rec := a.decidePlayback(ctx, ch, rq, &e, log)
+	o = a.audited(ctx, verbPlayback, e, o, log)
+	if !o.Allow {
+		a.refuse(ctx, oc, ch, o, log)
+		return
+	}
+	log = log.With(zap.String("recording", rec.ID))
+	ran, err := a.play(ctx, oc, ch.uuid, a.recordingPath(rec.Name))
+	failure := err
+	if ran && errors.Is(err, ErrHungUp) {
+		failure = nil // the requester hung up during the playback
+	}
+	if _, werr := a.audit.Result(ctx, e, o, failure); werr != nil {
+		log.Error("audit write of an outcome failed", zap.String("user", e.User), zap.Error(werr))
+	}
+	switch {
+	case errors.Is(err, ErrHungUp):
+		return
+	case err != nil:
+		log.Error("cannot play the recording", zap.Error(err))
+		a.refuse(ctx, oc, ch, session.Refused(session.ReasonPBXError), log)
+		return
+	}
+	a.conclude(ctx, oc, ch, o, "", "NORMAL_CLEARING", log)
+}
+
+// decidePlayback decides as the Asterisk adapter does: an unknown
+// recording is decided anyway, so an unknown requester is told no_profile
+// and not whether the recording exists.
+func (a *Adapter) decidePlayback(ctx context.Context, ch channel, rq request, e *session.Entry, log *zap.Logger) (session.Outcome, enforce.Recording) {
+	snap := a.o.Snapshot()
+	if snap == nil {
+		return session.Decided(enforce.Decide(nil, &enforce.Request{}, a.o.Now())), enforce.Recording{}
+	}
+	if a.recs == nil {
+		return session.Refused(enforce.ReasonStoreUnavailable.String()), enforce.Recording{}
+	}
+	user := resolveRequester(snap, ch)
+	e.User = user
+	rec, err := a.recs.Store.Recording(ctx, rq.recording)
+	switch {
+	case errors.Is(err, enforce.ErrNotFound):
+		if d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingPlayback}, a.o.Now()); d.Reason != enforce.ReasonOutOfScope && !d.Allow {
+			return session.Decided(d), rec
+		}
+		return session.Refused(session.ReasonNoRecording), rec
+	case err != nil:
+		log.Warn("recording store unavailable", zap.Error(err))
+		return session.Refused(enforce.ReasonStoreUnavailable.String()), rec
+	}
+	e.Target, e.Queue, e.Caller = rec.Target, rec.Queue, rec.Caller
+	d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingPlayback, Queue: rec.Queue,
+		Agent: rec.Target, RecordedAt: rec.StartedAt}, a.o.Now())
+	return session.Decided(d), rec
+}
+
+// play answers the channel and plays file to it; it returns when the
+// playback ended (nil when it played the file), or ErrHungUp when the
+// requester hung up, which ends it too; ran says whether the playback
+// application ran. The connection's time limit is lifted once it runs: a
+// recording lasts as long as it lasts.
+func (a *Adapter) play(ctx context.Context, oc *outConn, uuid, file string) (ran bool, err error) {
+	if err := subscribeChannel(ctx, oc, uuid); err != nil {
+		return false, err
+	}
+	if err := execute(ctx, oc, uuid, "answer", ""); err != nil {
+		return false, err
+	}
+	if err := execute(ctx, oc, uuid, "playback", file); err != nil {
+		return false, err
+	}
+	deadline := time.Now().Add(a.o.Timeout)
+	for {
+		f, err := oc.next(ctx, deadline)
+		if err != nil {
+			return ran, fmt.Errorf("playback of %s: %w", file, err)
+		}
+		ev, err := parsePlainEvent(f.body)
+		if err != nil {
+			oc.skipped++
+			continue
+		}
+		switch name := ev.get("Event-Name"); {
+		case name == "CHANNEL_HANGUP":
+			return ran, fmt.Errorf("playback of %s: %w", file, ErrHungUp)
+		case ev.get("Application") != "playback":
+		case name == "CHANNEL_EXECUTE":
+			oc.unlimit()
+			ran, deadline = true, time.Time{}
+		case name == "CHANNEL_EXECUTE_COMPLETE":
+			if r := ev.get("Application-Response"); r != filePlayed {
+				return ran, fmt.Errorf("%w: playback of %s: %s", ErrCommandFailed, file, r)
+			}
+			return ran, nil
+		}
+	}
+}
+
+// subscribeChannel subscribes the outbound connection to its channel's
+// application and hang-up events.
+func subscribeChannel(ctx context.Context, oc *outConn, uuid string) error {
+	for _, cmd := range []string{
+		"filter Unique-ID " + uuid,
+		"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP",
+	} {
+		f, err := oc.command(ctx, cmd)
+		if err == nil && !f.ok() {
+			err = fmt.Errorf("%w: %s: %s", ErrCommandFailed, cmd, f.reply())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
