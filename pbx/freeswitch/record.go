@@ -234,6 +234,7 @@ func (a *Adapter) recordingEnded(ev Event) {
 	}
 	name := strings.TrimSuffix(path.Base(ev.Get("Record-File-Path")), ".wav")
 	id, ok := a.recs.Live(name)
+	a.log.Debug("recording ended", zap.String("name", name), zap.Bool("ours", ok))
 	if !ok {
 		return
 	}
