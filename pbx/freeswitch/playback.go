@@ -49,9 +49,8 @@ func (a *Adapter) servePlayback(ctx context.Context, oc *outConn, ch channel, rq
 	a.conclude(ctx, oc, ch, o, "", "NORMAL_CLEARING", log)
 }
 
-// decidePlayback decides as the Asterisk adapter does: an unknown
-// recording is decided anyway, so an unknown requester is told no_profile
-// and not whether the recording exists.
+// decidePlayback decides with the session core's rule, as the Asterisk
+// adapter does (session.PlaybackOutcome).
 func (a *Adapter) decidePlayback(ctx context.Context, ch channel, rq request, e *session.Entry, log *zap.Logger) (session.Outcome, enforce.Recording) {
 	snap := a.o.Snapshot()
 	if snap == nil {
@@ -62,21 +61,14 @@ func (a *Adapter) decidePlayback(ctx context.Context, ch channel, rq request, e 
 	}
 	user := resolveRequester(snap, ch)
 	e.User = user
-	rec, err := a.recs.Store.Recording(ctx, rq.recording)
-	switch {
-	case errors.Is(err, enforce.ErrNotFound):
-		if d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingPlayback}, a.o.Now()); d.Reason != enforce.ReasonOutOfScope && !d.Allow {
-			return session.Decided(d), rec
-		}
-		return session.Refused(session.ReasonNoRecording), rec
-	case err != nil:
-		log.Warn("recording store unavailable", zap.Error(err))
-		return session.Refused(enforce.ReasonStoreUnavailable.String()), rec
+	sctx, cancel := context.WithTimeout(ctx, a.o.Timeout)
+	defer cancel()
+	o, rec, err := session.DecidePlayback(sctx, a.recs.Store, snap, user, rq.recording, a.o.Now())
+	if err != nil {
+		return storeUnavailable(log, err), rec
 	}
 	e.Target, e.Queue, e.Caller = rec.Target, rec.Queue, rec.Caller
-	d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingPlayback, Queue: rec.Queue,
-		Agent: rec.Target, RecordedAt: rec.StartedAt}, a.o.Now())
-	return session.Decided(d), rec
+	return o, rec
 }
 
 // play answers the channel and plays file to it; it returns when the

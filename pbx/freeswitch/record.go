@@ -88,18 +88,14 @@ func (a *Adapter) decideRecord(ctx context.Context, oc *outConn, ch channel, rq 
 	}
 	user := resolveRequester(snap, ch)
 	e.User = user
-	agent := user
-	if rq.target != "" {
-		var ok bool
-		if agent, ok = snap.ResolveIdentity(rq.target); !ok {
-			return session.Refused(session.ReasonUnknownTarget), nil
-		}
+	agent, ok := recordTarget(snap, user, rq.target)
+	if !ok {
+		return session.Refused(session.ReasonUnknownTarget), nil
 	}
 	e.Target = agent
 	active, hasActive, err := a.recs.Active(ctx, agent)
 	if err != nil {
-		log.Warn("recording store unavailable", zap.Error(err))
-		return session.Refused(enforce.ReasonStoreUnavailable.String()), nil
+		return storeUnavailable(log, err), nil
 	}
 	rc := &eslRecorder{a: a, oc: oc}
 	if rq.op == session.RecStart {
@@ -133,6 +129,22 @@ func (a *Adapter) decideRecord(ctx context.Context, oc *outConn, ch channel, rq 
 		rec, err := a.recs.Change(ctx, rc, user, active, op)
 		return rec.ID, err
 	}
+}
+
+// storeUnavailable logs a recording store's error and refuses: what
+// cannot be checked is never allowed.
+func storeUnavailable(log *zap.Logger, err error) session.Outcome {
+	log.Warn("recording store unavailable", zap.Error(err))
+	return session.Refused(enforce.ReasonStoreUnavailable.String())
+}
+
+// recordTarget is the user whose call a record request acts on: the
+// target's, else the requester's own.
+func recordTarget(snap *enforce.Snapshot, user, target string) (string, bool) {
+	if target == "" {
+		return user, true
+	}
+	return snap.ResolveIdentity(target)
 }
 
 // conclude tells an allowed requester: the decision in channel variables,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +22,6 @@ type recLab struct {
 	log   *auditLog
 	store *memory.Recordings
 
-	mu sync.Mutex
 	// allowedAtStart says, for each uuid_record start, whether the watchdog
 	// already held the allowance of the recorded channel when it came.
 	allowedAtStart []bool
@@ -61,9 +59,7 @@ func (l *recLab) dial(t *testing.T, sipUser, action, mode, target string) []stri
 		case strings.HasPrefix(cmd, "api uuid_dump "):
 			return frameText("api/response", "Unique-ID: "+monitorTargetUUID+"\nCaller-Caller-ID-Number: 0612345678\nvariable_callwarden_queue: sales\n"), false
 		case strings.HasPrefix(cmd, "api uuid_record "+monitorTargetUUID+" start "):
-			l.mu.Lock()
 			l.allowedAtStart = append(l.allowedAtStart, l.a.wd.allowances.Consume(monitorTargetUUID, enforce.RecordingStart))
-			l.mu.Unlock()
 			return frameText("api/response", "+OK Success\n"), false
 		case strings.HasPrefix(cmd, "api "):
 			return frameText("api/response", "+OK\n"), false
@@ -94,6 +90,17 @@ func uuidRecords(cmds []string) []string {
 // has reports whether one of cmds contains want.
 func has(cmds []string, want string) bool {
 	return strings.Contains(strings.Join(cmds, "|"), want)
+}
+
+// wantEnforced checks the first two audit records: user allowed action,
+// then enforced; it returns the decision.
+func wantEnforced(t *testing.T, log *auditLog, user, action string) enforce.AuditRecord {
+	t.Helper()
+	dec := wantDecision(t, log, 1, user, action, "allow", "granted")
+	if res := waitRecords(t, log, 2)[1]; res.Outcome != enforce.OutcomeEnforced {
+		t.Errorf("result record %+v, want enforced", res)
+	}
+	return dec
 }
 
 // wantDecision waits for the n-th audit record and checks its decision.
@@ -132,12 +139,9 @@ func TestRecordOverTheOutboundSocket(t *testing.T) {
 				t.Errorf("no %q among the commands:\n%q", want, got)
 			}
 		}
-		dec := wantDecision(t, l.log, 1, "alice", "recording.start", "allow", "granted")
+		dec := wantEnforced(t, l.log, "alice", "recording.start")
 		if dec.Queue != "sales" || dec.Target != "agent2001" || len(dec.Channels) != 2 || dec.Channels[1] != monitorTargetUUID {
 			t.Errorf("decision record %+v", dec)
-		}
-		if res := waitRecords(t, l.log, 2)[1]; res.Outcome != enforce.OutcomeEnforced {
-			t.Errorf("result record %+v, want enforced", res)
 		}
 
 		for i, step := range []struct {
@@ -198,6 +202,22 @@ func TestRecordOverTheOutboundSocket(t *testing.T) {
 		// A toggle names no right until a recording's state resolves it
 		// (as on Asterisk).
 		wantDecision(t, l.log, 1, "alice", "invalid", "deny", "no_recording")
+	})
+
+	t.Run("without a target the requester toggles its own recording", func(t *testing.T) {
+		l := newRecLab(t)
+		own := enforce.Recording{ID: "222222222222", Name: "callwarden-222222222222", PBX: "fs1", Target: "alice", Queue: "sales",
+			Channel: monitorTargetUUID, StartedBy: "admin", StartedAt: testNow, State: enforce.RecordingActive}
+		if err := l.store.SaveRecording(ctx, own); err != nil {
+			t.Fatal(err)
+		}
+		got := l.dial(t, "1001", "record", "toggle", "")
+		if u := uuidRecords(got); len(u) != 1 || u[0] != "uuid_record "+monitorTargetUUID+" mask "+recordingsDir+"/"+own.Name+".wav" {
+			t.Fatalf("uuid_record commands %q, want a mask of alice's own recording", u)
+		}
+		if r := wantDecision(t, l.log, 1, "alice", "recording.pause", "allow", "granted"); r.Target != "alice" {
+			t.Errorf("record %+v, want alice's own recording as the target", r)
+		}
 	})
 
 	t.Run("without a store record and playback are refused store_unavailable", func(t *testing.T) {
@@ -281,12 +301,9 @@ func TestPlaybackOverTheOutboundSocket(t *testing.T) {
 		if !has(got, "execute-app-arg: NORMAL_CLEARING") {
 			t.Errorf("not hung up after the playback: %q", got)
 		}
-		dec := wantDecision(t, l.log, 1, "bob", "recording.playback", "allow", "granted")
-		if dec.Target != "agent2001" || dec.Queue != "sales" || !strings.Contains(dec.Detail, "recording "+rec.ID) {
+		if dec := wantEnforced(t, l.log, "bob", "recording.playback"); dec.Target != "agent2001" || dec.Queue != "sales" ||
+			!strings.Contains(dec.Detail, "recording "+rec.ID) {
 			t.Errorf("decision record %+v", dec)
-		}
-		if res := waitRecords(t, l.log, 2)[1]; res.Outcome != enforce.OutcomeEnforced {
-			t.Errorf("result record %+v, want enforced", res)
 		}
 	})
 
