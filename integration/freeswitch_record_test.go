@@ -249,6 +249,16 @@ func TestFreeSWITCHRecordingIsControlledAndPlayedBack(t *testing.T) {
 		if r := fsMonitorRecords(ctx, t, l, sup, 1)[0]; r.Action != "recording.playback" || r.Decision != "deny" || r.Reason != "recording_too_old" {
 			t.Errorf("record %+v, want playback denied recording_too_old", r)
 		}
+
+		// A recording whose file FreeSWITCH cannot find: allowed, then failed.
+		missing := rec
+		missing.ID, missing.Name = "900000000002", "callwarden-900000000002"
+		mustOK(t, store.SaveRecording(ctx, missing))
+		sup = cw.supervisorCall(ctx, t, "1003", "*227"+missing.ID)
+		wantRefused(ctx, t, fs, sup)
+		if res := fsMonitorRecords(ctx, t, l, sup, 2)[1]; res.Outcome != enforce.OutcomeFailed || !strings.Contains(res.Detail, "FILE NOT FOUND") {
+			t.Errorf("result record %+v, want failed: FILE NOT FOUND", res)
+		}
 	})
 }
 

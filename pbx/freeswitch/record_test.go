@@ -22,6 +22,8 @@ type recLab struct {
 	log   *auditLog
 	store *memory.Recordings
 
+	// played is the Application-Response of a playback (default FILE PLAYED).
+	played string
 	// allowedAtStart says, for each uuid_record start, whether the watchdog
 	// already held the allowance of the recorded channel when it came.
 	allowedAtStart []bool
@@ -66,7 +68,11 @@ func (l *recLab) dial(t *testing.T, sipUser, action, mode, target string) []stri
 		case strings.HasPrefix(cmd, "sendmsg ") && strings.Contains(cmd, "execute-app-name: hangup"):
 			return ok + "Content-Type: text/disconnect-notice\nContent-Length: 0\n\n", false
 		case strings.HasPrefix(cmd, "sendmsg ") && strings.Contains(cmd, "execute-app-name: playback\nevent-lock: true\nexecute-app-arg: "+recordingsDir):
-			return ok + event("CHANNEL_EXECUTE", "playback", "") + event("CHANNEL_EXECUTE_COMPLETE", "playback", filePlayed), false
+			played := l.played
+			if played == "" {
+				played = filePlayed
+			}
+			return ok + event("CHANNEL_EXECUTE", "playback", "") + event("CHANNEL_EXECUTE_COMPLETE", "playback", played), false
 		case strings.HasPrefix(cmd, "sendmsg "), strings.HasPrefix(cmd, "filter "), strings.HasPrefix(cmd, "event "):
 			return ok, false
 		default:
@@ -304,6 +310,20 @@ func TestPlaybackOverTheOutboundSocket(t *testing.T) {
 		if dec := wantEnforced(t, l.log, "bob", "recording.playback"); dec.Target != "agent2001" || dec.Queue != "sales" ||
 			!strings.Contains(dec.Detail, "recording "+rec.ID) {
 			t.Errorf("decision record %+v", dec)
+		}
+	})
+
+	t.Run("a file FreeSWITCH cannot find is audited failed and the requester refused", func(t *testing.T) {
+		l := newRecLab(t)
+		l.played = "FILE NOT FOUND"
+		rec := save(t, l, "123456789012", time.Hour)
+		got := l.dial(t, "1004", "playback", "play", rec.ID)
+		if !has(got, "execute-app-arg: CALL_REJECTED") || !has(got, "api uuid_setvar "+uuid+" callwarden_reason pbx_error") {
+			t.Errorf("no refusal (pbx_error) after a failed playback: %q", got)
+		}
+		wantDecision(t, l.log, 1, "bob", "recording.playback", "allow", "granted")
+		if res := waitRecords(t, l.log, 2)[1]; res.Outcome != enforce.OutcomeFailed || !strings.Contains(res.Detail, "FILE NOT FOUND") {
+			t.Errorf("result record %+v, want failed with FreeSWITCH's answer", res)
 		}
 	})
 
