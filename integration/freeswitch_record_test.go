@@ -156,6 +156,7 @@ func TestFreeSWITCHRecordingIsControlledAndPlayedBack(t *testing.T) {
 	})
 
 	var rec enforce.Recording
+	var recLength time.Duration // the recording's audio, once stopped
 	t.Run("sup1001 records agent 2001's call and the watchdog lets it run", func(t *testing.T) {
 		ctx := shortly(t, ctx)
 		asked := time.Now()
@@ -217,6 +218,7 @@ func TestFreeSWITCHRecordingIsControlledAndPlayedBack(t *testing.T) {
 		mustOK(t, err)
 		rate, nonZero, zeros, err := wavZeroRun(b)
 		mustOK(t, err)
+		recLength = time.Duration(len(b)/2) * time.Second / time.Duration(rate)
 		t.Logf("recording %s: %d bytes, %d Hz, %d samples with audio, longest silence %d samples", rec.Name, len(b), rate, nonZero, zeros)
 		if len(b) < 3*2*rate || nonZero < rate || zeros < rate {
 			t.Errorf("want at least 1 s of audio and 1 s of exact silence (the mask); got %d and %d samples at %d Hz", nonZero, zeros, rate)
@@ -224,10 +226,10 @@ func TestFreeSWITCHRecordingIsControlledAndPlayedBack(t *testing.T) {
 		noWatchdogRecord(ctx, t, l, agentLeg)
 	})
 
-	t.Run("*227<id> plays the recording to sup1003; one older than its recorded_within is refused", func(t *testing.T) {
+	t.Run("*227<id> plays the recording to sup1003 (5 pauses, # stops); one older than its recorded_within is refused", func(t *testing.T) {
 		ctx := shortly(t, ctx)
 		sup := cw.supervisorCall(ctx, t, "1003", "*227"+rec.ID)
-		waitFor(ctx, t, "sup1003 hearing the recording", func() error {
+		playing := func() error {
 			d, err := fs.Dump(ctx, sup)
 			if err != nil {
 				return err
@@ -236,7 +238,18 @@ func TestFreeSWITCHRecordingIsControlledAndPlayedBack(t *testing.T) {
 				return fmt.Errorf("sup1003 runs %s(%s), want playback of %s", app, data, rec.Name)
 			}
 			return nil
-		})
+		}
+		waitFor(ctx, t, "sup1003 hearing the recording", playing)
+		// 5 pauses: the playback still runs after the whole recording's length;
+		// # stops it and callwarden hangs up.
+		_, err := fs.API(ctx, "uuid_recv_dtmf "+sup+" 5")
+		mustOK(t, err)
+		time.Sleep(recLength + time.Second)
+		if err := playing(); err != nil {
+			t.Errorf("%s after 5 and the recording's length (%s): paused playback should still run", err, recLength)
+		}
+		_, err = fs.API(ctx, "uuid_recv_dtmf "+sup+" #")
+		mustOK(t, err)
 		recs := wantRequestDone(ctx, t, l, cw, sup, 2)
 		wantAllowed(t, recs, "sup1003", "recording.playback")
 

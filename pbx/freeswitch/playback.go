@@ -17,6 +17,14 @@ import (
 // FOUND", "PLAYBACK ERROR").
 const filePlayed = "FILE PLAYED"
 
+// playbackControls maps a digit the listener presses during a playback to
+// the api command (%s: the channel) that does it, as on Asterisk: 4 back
+// 5 s, 6 forward 5 s, 5 pause/resume (FreeSWITCH's pause toggles), 0
+// restart, # stop. # is uuid_break: uuid_fileman's stop is not seen by a
+// paused playback (FreeSWITCH 1.10 checks it only when it reads the file).
+var playbackControls = map[string]string{"4": "uuid_fileman %s seek:-5000", "6": "uuid_fileman %s seek:+5000",
+	"5": "uuid_fileman %s pause", "0": "uuid_fileman %s restart", "#": "uuid_break %s"}
+
 // servePlayback serves callwarden_action=playback: decide
 // recording.playback with the recording's queue, agent and age, audit,
 // then answer, play the file to the requester and hang up when it ends; a
@@ -80,6 +88,14 @@ func (a *Adapter) play(ctx context.Context, oc *outConn, uuid, file string) (ran
 	if err := subscribeChannel(ctx, oc, uuid); err != nil {
 		return false, err
 	}
+	// The digits reach callwarden as DTMF events (the playback dequeues
+	// them); none of them ends the playback by itself.
+	if f, err := oc.command(ctx, "event plain DTMF"); err != nil || !f.ok() {
+		return false, fmt.Errorf("subscribe to DTMF: %w (%s)", err, f.reply())
+	}
+	if _, err := apiCall(ctx, oc, "uuid_setvar "+uuid+" playback_terminators none"); err != nil {
+		return false, err
+	}
 	if err := execute(ctx, oc, uuid, "answer", ""); err != nil {
 		return false, err
 	}
@@ -98,6 +114,8 @@ func (a *Adapter) play(ctx context.Context, oc *outConn, uuid, file string) (ran
 			continue
 		}
 		switch name := ev.get("Event-Name"); {
+		case name == "DTMF":
+			a.playbackControl(ctx, oc, uuid, ev.get("DTMF-Digit"))
 		case name == "CHANNEL_HANGUP":
 			return ran, fmt.Errorf("playback of %s: %w", file, ErrHungUp)
 		case ev.get("Application") != "playback":
@@ -110,6 +128,18 @@ func (a *Adapter) play(ctx context.Context, oc *outConn, uuid, file string) (ran
 			}
 			return ran, nil
 		}
+	}
+}
+
+// playbackControl applies digit's command to the running playback; a
+// failure only leaves the playback as it was.
+func (a *Adapter) playbackControl(ctx context.Context, oc *outConn, uuid, digit string) {
+	cmd, ok := playbackControls[digit]
+	if !ok {
+		return
+	}
+	if _, err := apiCall(ctx, oc, fmt.Sprintf(cmd, uuid)); err != nil {
+		a.log.Debug("playback control failed", zap.String("call_id", uuid), zap.String("command", cmd), zap.Error(err))
 	}
 }
 

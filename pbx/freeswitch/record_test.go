@@ -3,6 +3,7 @@ package freeswitch
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,8 @@ type recLab struct {
 	log   *auditLog
 	store *memory.Recordings
 
+	// digits are pressed (DTMF events) while the playback runs.
+	digits []string
 	// played is the Application-Response of a playback (default FILE PLAYED).
 	played string
 	// allowedAtStart says, for each uuid_record start, whether the watchdog
@@ -72,7 +75,11 @@ func (l *recLab) dial(t *testing.T, sipUser, action, mode, target string) []stri
 			if played == "" {
 				played = filePlayed
 			}
-			return ok + event("CHANNEL_EXECUTE", "playback", "") + event("CHANNEL_EXECUTE_COMPLETE", "playback", played), false
+			out := ok + event("CHANNEL_EXECUTE", "playback", "")
+			for _, d := range l.digits {
+				out += frameText("text/event-plain", "Event-Name: DTMF\nUnique-ID: "+uuid+"\nDTMF-Digit: "+url.QueryEscape(d)+"\n\n")
+			}
+			return out + event("CHANNEL_EXECUTE_COMPLETE", "playback", played), false
 		case strings.HasPrefix(cmd, "sendmsg "), strings.HasPrefix(cmd, "filter "), strings.HasPrefix(cmd, "event "):
 			return ok, false
 		default:
@@ -310,6 +317,27 @@ func TestPlaybackOverTheOutboundSocket(t *testing.T) {
 		if dec := wantEnforced(t, l.log, "bob", "recording.playback"); dec.Target != "agent2001" || dec.Queue != "sales" ||
 			!strings.Contains(dec.Detail, "recording "+rec.ID) {
 			t.Errorf("decision record %+v", dec)
+		}
+	})
+
+	t.Run("digits during the playback pause, seek (uuid_fileman) and stop it (uuid_break)", func(t *testing.T) {
+		l := newRecLab(t)
+		l.digits = []string{"5", "4", "1", "6", "#"}
+		rec := save(t, l, "123456789012", time.Hour)
+		got := l.dial(t, "1004", "playback", "play", rec.ID)
+		var controls []string
+		for _, c := range got {
+			if strings.HasPrefix(c, "api uuid_fileman ") || strings.HasPrefix(c, "api uuid_break ") {
+				controls = append(controls, strings.TrimPrefix(c, "api "))
+			}
+		}
+		want := []string{"uuid_fileman " + uuid + " pause", "uuid_fileman " + uuid + " seek:-5000",
+			"uuid_fileman " + uuid + " seek:+5000", "uuid_break " + uuid}
+		if strings.Join(controls, "|") != strings.Join(want, "|") {
+			t.Errorf("controls %q, want %q (1 does nothing)", controls, want)
+		}
+		if !has(got, "api uuid_setvar "+uuid+" playback_terminators none") {
+			t.Errorf("playback_terminators not turned off: a digit would end the playback by itself: %q", got)
 		}
 	})
 
