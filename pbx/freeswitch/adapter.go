@@ -86,7 +86,10 @@ type Adapter struct {
 	srv   *outboundServer
 	wd    *watchdog
 	recs  *session.Recordings // nil without Options.Recordings
-	bg    sync.WaitGroup      // recording-end updates in flight
+	// stopping holds the names of the recordings a user is stopping: their
+	// RECORD_STOP is not FreeSWITCH ending them.
+	stopping sync.Map
+	bg       sync.WaitGroup // recording-end updates in flight
 
 	runOnce sync.Once
 }

@@ -209,12 +209,12 @@ func (r *eslRecorder) ResumeRecording(ctx context.Context, rec enforce.Recording
 	return r.uuidRecord(ctx, rec, "unmask")
 }
 
-// StopRecording stops the recording. It first forgets it as live, so its
-// RECORD_STOP does not mark it ended by FreeSWITCH: the user's stop is the
-// one on record. A recording FreeSWITCH already ended (the channel is gone,
-// or it records that path no more) is not an error.
+// StopRecording stops the recording. It first marks it as stopping, so
+// its RECORD_STOP does not mark it ended by FreeSWITCH: the user's stop is
+// the one on record. A recording FreeSWITCH already ended (the channel is
+// gone, or it records that path no more) is not an error.
 func (r *eslRecorder) StopRecording(ctx context.Context, rec enforce.Recording) error {
-	r.a.recs.Live(rec.Name)
+	r.a.stopping.Store(rec.Name, struct{}{})
 	err := r.uuidRecord(ctx, rec, "stop")
 	if err != nil && errors.Is(err, ErrCommandFailed) &&
 		(strings.Contains(err.Error(), "Cannot locate session") || strings.Contains(err.Error(), "Cannot stop record session")) {
@@ -238,23 +238,40 @@ func (r *eslRecorder) uuidRecord(ctx context.Context, rec enforce.Recording, cmd
 
 // recordingEnded marks a recording callwarden started stopped when
 // FreeSWITCH ends it (RECORD_STOP: the call hung up, or the recording
-// failed), so the store never says it records forever. It runs beside the
-// event loop: a slow store must not hold the events.
+// failed), so the store never says it records forever. A recording this
+// process does not know as live (it was started before a restart) is
+// recognised by its path, RecordingsDir/callwarden-<id>.wav, and ended only
+// when its metadata names this PBX and the channel the event is about. It
+// runs beside the event loop: a slow store must not hold the events.
 func (a *Adapter) recordingEnded(ev Event) {
 	if a.recs == nil {
 		return
 	}
-	name := strings.TrimSuffix(path.Base(ev.Get("Record-File-Path")), ".wav")
-	id, ok := a.recs.Live(name)
-	a.log.Debug("recording ended", zap.String("name", name), zap.Bool("ours", ok))
-	if !ok {
+	p := ev.Get("Record-File-Path")
+	name := strings.TrimSuffix(path.Base(p), ".wav")
+	if _, ok := a.stopping.LoadAndDelete(name); ok {
+		a.recs.Live(name)
 		return
 	}
+	id, live := a.recs.Live(name)
+	if !live {
+		if path.Dir(p) != a.o.RecordingsDir || !validRecordingID(strings.TrimPrefix(name, "callwarden-")) {
+			return
+		}
+		id = strings.TrimPrefix(name, "callwarden-")
+	}
+	channel := ev.Get("Unique-ID")
 	a.bg.Add(1)
 	go func() {
 		defer a.bg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), a.o.Timeout)
 		defer cancel()
+		if !live {
+			rec, err := a.recs.Store.Recording(ctx, id)
+			if err != nil || rec.PBX != a.o.PBX || rec.Channel != channel {
+				return // not one of this PBX's, or gone
+			}
+		}
 		if err := a.recs.Ended(ctx, id, endedBy); err != nil {
 			a.log.Warn("cannot mark the recording stopped", zap.String("recording", id), zap.Error(err))
 		}

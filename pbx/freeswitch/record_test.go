@@ -177,6 +177,9 @@ func TestRecordOverTheOutboundSocket(t *testing.T) {
 				t.Errorf("after %s the metadata says %q, want %q", step.action, stored.State, step.state)
 			}
 		}
+		// The RECORD_STOP of alice's stop is not FreeSWITCH ending it.
+		l.a.onEvent(Event{Name: "RECORD_STOP", Headers: map[string]string{"Unique-Id": monitorTargetUUID, "Record-File-Path": path}})
+		time.Sleep(50 * time.Millisecond)
 		if stored, _ := l.store.Recording(ctx, rec.ID); stored.StoppedBy != "alice" || len(stored.Pauses) != 1 {
 			t.Errorf("stopped metadata %+v, want stopped by alice after one pause", stored)
 		}
@@ -256,10 +259,41 @@ func TestRecordingEndedByFreeSWITCHIsMarkedStopped(t *testing.T) {
 	}
 	l.a.onEvent(Event{Name: "RECORD_STOP", Headers: map[string]string{"Unique-Id": monitorTargetUUID,
 		"Record-File-Path": recordingsDir + "/" + rec.Name + ".wav"}})
+	waitStopped(t, l.store, rec.ID)
+}
+
+func TestRecordingOfAnEarlierProcessIsMarkedStoppedOnlyWhenItIsThisPBXs(t *testing.T) {
+	ctx := context.Background()
+	l := newRecLab(t) // a fresh process: nothing is live
+	save := func(id, pbx, channel string) {
+		rec := enforce.Recording{ID: id, Name: "callwarden-" + id, PBX: pbx, Target: "agent2001", Channel: channel,
+			StartedAt: testNow, State: enforce.RecordingActive}
+		if err := l.store.SaveRecording(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		l.a.onEvent(Event{Name: "RECORD_STOP", Headers: map[string]string{"Unique-Id": monitorTargetUUID,
+			"Record-File-Path": recordingsDir + "/" + rec.Name + ".wav"}})
+	}
+	save("333333333333", "fs1", monitorTargetUUID)
+	save("444444444444", "other", monitorTargetUUID)
+	save("555555555555", "fs1", uuid)
+	waitStopped(t, l.store, "333333333333")
+	time.Sleep(50 * time.Millisecond)
+	for _, id := range []string{"444444444444", "555555555555"} {
+		if got, _ := l.store.Recording(ctx, id); got.State != enforce.RecordingActive {
+			t.Errorf("recording %s of another PBX or channel was marked %s", id, got.State)
+		}
+	}
+}
+
+// waitStopped waits until recording id's metadata says stopped by
+// freeswitch:finished.
+func waitStopped(t *testing.T, store *memory.Recordings, id string) {
+	t.Helper()
 	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		got, _ := l.store.Recording(ctx, rec.ID)
+		got, _ := store.Recording(context.Background(), id)
 		if got.State == enforce.RecordingStopped && got.StoppedBy == "freeswitch:finished" {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("metadata %+v, want stopped by freeswitch:finished", got)
