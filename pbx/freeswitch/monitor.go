@@ -263,8 +263,17 @@ type eslEavesdropper struct {
 // then sets mode m. On error the eavesdrop is broken off.
 func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m session.Mode) (session.Tap, error) {
 	oc := p.oc
-	if err := subscribeChannel(ctx, oc, supervisor); err != nil {
-		return nil, err
+	for _, cmd := range []string{
+		"filter Unique-ID " + supervisor,
+		"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP",
+	} {
+		f, err := oc.command(ctx, cmd)
+		if err == nil && !f.ok() {
+			err = fmt.Errorf("%w: %s: %s", ErrCommandFailed, cmd, f.reply())
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	if _, err := apiCall(ctx, oc, "uuid_setvar_multi "+supervisor+
 		" eavesdrop_enable_dtmf=false;eavesdrop_whisper_aleg=false;eavesdrop_whisper_bleg=false;eavesdrop_bridge_aleg=false;eavesdrop_bridge_bleg=false"); err != nil {

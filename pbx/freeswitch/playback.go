@@ -85,13 +85,15 @@ func (a *Adapter) decidePlayback(ctx context.Context, ch channel, rq request, e 
 // application ran. The connection's time limit is lifted once it runs: a
 // recording lasts as long as it lasts.
 func (a *Adapter) play(ctx context.Context, oc *outConn, uuid, file string) (ran bool, err error) {
-	if err := subscribeChannel(ctx, oc, uuid); err != nil {
-		return false, err
-	}
-	// The digits reach callwarden as DTMF events (the playback dequeues
-	// them); none of them ends the playback by itself.
-	if f, err := oc.command(ctx, "event plain DTMF"); err != nil || !f.ok() {
-		return false, fmt.Errorf("subscribe to DTMF: %w (%s)", err, f.reply())
+	// The channel's application, hang-up and DTMF events: the digits reach
+	// callwarden as DTMF events (the playback dequeues them); none of them
+	// ends the playback by itself (playback_terminators none).
+	for _, cmd := range []string{"filter Unique-ID " + uuid, "event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP DTMF"} {
+		if f, err := oc.command(ctx, cmd); err != nil {
+			return false, err
+		} else if !f.ok() {
+			return false, fmt.Errorf("%w: %s: %s", ErrCommandFailed, cmd, f.reply())
+		}
 	}
 	if _, err := apiCall(ctx, oc, "uuid_setvar "+uuid+" playback_terminators none"); err != nil {
 		return false, err
@@ -141,22 +143,4 @@ func (a *Adapter) playbackControl(ctx context.Context, oc *outConn, uuid, digit 
 	if _, err := apiCall(ctx, oc, fmt.Sprintf(cmd, uuid)); err != nil {
 		a.log.Debug("playback control failed", zap.String("call_id", uuid), zap.String("command", cmd), zap.Error(err))
 	}
-}
-
-// subscribeChannel subscribes the outbound connection to its channel's
-// application and hang-up events.
-func subscribeChannel(ctx context.Context, oc *outConn, uuid string) error {
-	for _, cmd := range []string{
-		"filter Unique-ID " + uuid,
-		"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP",
-	} {
-		f, err := oc.command(ctx, cmd)
-		if err == nil && !f.ok() {
-			err = fmt.Errorf("%w: %s: %s", ErrCommandFailed, cmd, f.reply())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
