@@ -215,6 +215,11 @@ type FreeSWITCH struct {
 	// uuid_record started without an allowing decision: enforce (the
 	// default when empty), report-only or off.
 	Watchdog string `yaml:"watchdog"`
+	// RecordingsDir is the directory, on the FreeSWITCH host, where the
+	// record verb's uuid_record writes (default
+	// /usr/local/freeswitch/recordings, FreeSWITCH's $${recordings_dir}
+	// in a source install): an absolute path without spaces.
+	RecordingsDir string `yaml:"recordings_dir"`
 }
 
 // The Asterisk watchdog modes.
@@ -420,6 +425,9 @@ func (c *Config) Validate() error {
 		default:
 			bad("freeswitch.watchdog", "unknown mode %q (want enforce, report-only or off)", f.Watchdog)
 		}
+		if d := f.RecordingsDir; d != "" && (!strings.HasPrefix(d, "/") || strings.ContainsFunc(d, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
+			bad("freeswitch.recordings_dir", "want an absolute path without spaces or control characters (uuid_record splits on spaces)")
+		}
 	}
 	// Conn's errors name their field and never print a password.
 	if _, err := c.Redis.Conn(); err != nil {
@@ -575,6 +583,7 @@ const (
 	EnvFreeSWITCHPBX            = "CALLWARDEN_FREESWITCH_PBX"
 	EnvFreeSWITCHTimeout        = "CALLWARDEN_FREESWITCH_TIMEOUT"
 	EnvFreeSWITCHWatchdog       = "CALLWARDEN_FREESWITCH_WATCHDOG"
+	EnvFreeSWITCHRecordingsDir  = "CALLWARDEN_FREESWITCH_RECORDINGS_DIR"
 	EnvRedisAddrs               = "CALLWARDEN_REDIS_ADDRS"
 	EnvRedisMasterName          = "CALLWARDEN_REDIS_MASTER_NAME"
 	EnvRedisUsername            = "CALLWARDEN_REDIS_USERNAME"
@@ -653,6 +662,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	str(EnvFreeSWITCHPBX, &c.FreeSWITCH.PBX)
 	dur(EnvFreeSWITCHTimeout, &c.FreeSWITCH.Timeout)
 	str(EnvFreeSWITCHWatchdog, &c.FreeSWITCH.Watchdog)
+	str(EnvFreeSWITCHRecordingsDir, &c.FreeSWITCH.RecordingsDir)
 	if v := strings.TrimSpace(getenv(EnvRedisAddrs)); IsRedisURL(v) {
 		// One URL: its password may hold commas.
 		c.Redis.Addrs = []string{v}

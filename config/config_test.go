@@ -186,11 +186,12 @@ func TestFreeSWITCHValidation(t *testing.T) {
 	c.FreeSWITCH.PBX = "bad pbx"
 	c.FreeSWITCH.Timeout = -time.Second
 	c.FreeSWITCH.Watchdog = "audit"
+	c.FreeSWITCH.RecordingsDir = "/recordings/with a space"
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("an incomplete freeswitch section was accepted")
 	}
-	for _, field := range []string{"freeswitch.esl_password: required", "freeswitch.outbound_listen", "freeswitch.pbx", "freeswitch.timeout", `freeswitch.watchdog: unknown mode "audit"`} {
+	for _, field := range []string{"freeswitch.esl_password: required", "freeswitch.outbound_listen", "freeswitch.pbx", "freeswitch.timeout", `freeswitch.watchdog: unknown mode "audit"`, "freeswitch.recordings_dir: want an absolute path"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("error %q does not name %s", err, field)
 		}

@@ -279,7 +279,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	if err != nil {
 		return nil, err
 	}
-	if a.fs, err = newFreeSWITCH(cfg.FreeSWITCH, a.snapshot, pbxAudit, logger.Named("freeswitch"), a.reg); err != nil {
+	if a.fs, err = newFreeSWITCH(cfg.FreeSWITCH, a.snapshot, pbxAudit, recordings, logger.Named("freeswitch"), a.reg); err != nil {
 		return nil, err
 	}
 	var lc net.ListenConfig

@@ -12,7 +12,7 @@ import (
 // newFreeSWITCH builds the ESL adapter from cfg (nil, nil when
 // cfg.ESLAddress is empty); it binds the outbound socket listener.
 func newFreeSWITCH(cfg config.FreeSWITCH, snapshot func() *enforce.Snapshot, auditor enforce.Auditor,
-	logger *zap.Logger, reg prometheus.Registerer) (*pbxService[*freeswitch.Adapter], error) {
+	recordings enforce.RecordingStore, logger *zap.Logger, reg prometheus.Registerer) (*pbxService[*freeswitch.Adapter], error) {
 	if cfg.ESLAddress == "" {
 		return nil, nil
 	}
@@ -23,6 +23,8 @@ func newFreeSWITCH(cfg config.FreeSWITCH, snapshot func() *enforce.Snapshot, aud
 		PBX:            cfg.PBX,
 		Timeout:        cfg.Timeout,
 		Watchdog:       freeswitch.WatchdogMode(cfg.Watchdog),
+		Recordings:     recordings,
+		RecordingsDir:  cfg.RecordingsDir,
 		Snapshot:       snapshot,
 		Auditor:        auditor,
 		Logger:         logger,

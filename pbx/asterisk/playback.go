@@ -103,21 +103,11 @@ func (a *Adapter) decidePlayback(ctx context.Context, ch ari.ChannelData, rq req
 	}
 	e.user = user
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	rec, err := a.o.Recordings.Recording(sctx, rq.recording)
+	o, rec, err := session.DecidePlayback(sctx, a.o.Recordings, snap, user, rq.recording, a.o.Now())
 	cancel()
-	switch {
-	case errors.Is(err, enforce.ErrNotFound):
-		// Decide anyway, so an unknown requester is told no_profile and
-		// not whether the recording exists.
-		if d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingPlayback}, a.o.Now()); d.Reason != enforce.ReasonOutOfScope && !d.Allow {
-			return session.Decided(d), rec
-		}
-		return session.Refused(session.ReasonNoRecording), rec
-	case err != nil:
+	if err != nil {
 		log.Warn("recording store unavailable", zap.Error(err))
-		return session.Refused(enforce.ReasonStoreUnavailable.String()), rec
 	}
 	e.target, e.queue, e.caller = rec.Target, rec.Queue, rec.Caller
-	d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingPlayback, Queue: rec.Queue, Agent: rec.Target, RecordedAt: rec.StartedAt}, a.o.Now())
-	return session.Decided(d), rec
+	return o, rec
 }

@@ -46,6 +46,19 @@ type Options struct {
 	// a 480+620 Hz busy tone, three times).
 	RefusalTone string
 
+	// Recordings keeps the metadata of the recordings the record verb
+	// starts and the playback verb plays; nil refuses both
+	// (store_unavailable).
+	Recordings enforce.RecordingStore
+	// RecordingsDir is the directory, on the FreeSWITCH host, of the
+	// recordings callwarden starts (default the lab image's
+	// $${recordings_dir}, /usr/local/freeswitch/recordings). uuid_record
+	// splits its arguments on spaces, so it holds none.
+	RecordingsDir string
+	// ConfirmTone is played to a requester whose recording operation was
+	// done (default a short 800 Hz beep).
+	ConfirmTone string
+
 	// Snapshot returns the snapshot to decide from; nil fails closed
 	// (store_unavailable).
 	Snapshot func() *enforce.Snapshot
@@ -72,6 +85,11 @@ type Adapter struct {
 	in    *inbound
 	srv   *outboundServer
 	wd    *watchdog
+	recs  *session.Recordings // nil without Options.Recordings
+	// stopping holds the names of the recordings a user is stopping: their
+	// RECORD_STOP is not FreeSWITCH ending them.
+	stopping sync.Map
+	bg       sync.WaitGroup // recording-end updates in flight
 
 	runOnce sync.Once
 }
@@ -119,6 +137,9 @@ func New(opts Options) (*Adapter, error) {
 	if err := checkValue("RefusalTone", o.RefusalTone); err != nil {
 		return nil, fmt.Errorf("freeswitch: %w", err)
 	}
+	if err := recordingDefaults(&o); err != nil {
+		return nil, fmt.Errorf("freeswitch: %w", err)
+	}
 	if o.PBX == "" {
 		o.PBX = "freeswitch"
 	}
@@ -140,6 +161,9 @@ func New(opts Options) (*Adapter, error) {
 		return nil, err
 	}
 	a := &Adapter{o: o, log: o.Logger, m: m}
+	if o.Recordings != nil {
+		a.recs = &session.Recordings{Store: o.Recordings, PBX: o.PBX, Now: o.Now}
+	}
 	var everUp bool // only touched by OnUp, which the inbound loop calls in turn
 	a.audit = &session.Audit{Log: o.Auditor, Source: "freeswitch", PBX: o.PBX, Now: o.Now, Timeout: o.Timeout,
 		Failed: m.auditFailures.Inc}
@@ -202,6 +226,7 @@ func (a *Adapter) run(ctx context.Context) error {
 	cerr := a.srv.close(sctx)
 	wg.Wait()
 	a.wd.stop()
+	a.bg.Wait()
 	if err != nil {
 		return err
 	}
@@ -214,7 +239,8 @@ func (a *Adapter) Close() {
 }
 
 // onEvent receives the inbound events in Event-Sequence order: it counts
-// them and hands them to the watchdog; call tracking comes next.
+// them, hands them to the watchdog and ends the recordings FreeSWITCH
+// ended; call tracking comes next.
 func (a *Adapter) onEvent(ev Event) {
 	if !knownEvent(ev.Name) {
 		a.m.ignored.WithLabelValues("event").Inc()
@@ -222,6 +248,9 @@ func (a *Adapter) onEvent(ev Event) {
 	}
 	a.m.events.WithLabelValues(ev.Name).Inc()
 	a.wd.onEvent(ev)
+	if ev.Name == "RECORD_STOP" {
+		a.recordingEnded(ev)
+	}
 }
 
 // api sends one api command on the inbound connection.

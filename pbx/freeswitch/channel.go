@@ -104,6 +104,11 @@ type request struct {
 	action enforce.Action // check: the action asked about; monitor: its mode's
 	mode   session.Mode   // monitor: the mode asked for
 	target string         // may be empty: the caller's own call
+	// op is the record verb's operation (callwarden_mode start, stop,
+	// pause, resume or toggle).
+	op session.RecordOp
+	// recording is the playback verb's recording id (callwarden_target).
+	recording string
 }
 
 // errBadRequest wraps every request error; it is audited as
@@ -158,9 +163,37 @@ func parseRequest(vars map[string]string) (request, error) {
 		} else {
 			return bad("%s %q is neither a monitor mode nor an action", varMode, mode)
 		}
+	case verbRecord:
+		op, ok := session.ParseRecordOp(mode)
+		if !ok {
+			return bad("record %s %q (want start, stop, pause, resume or toggle)", varMode, mode)
+		}
+		r.op, r.action = op, op.Action()
+	case verbPlayback:
+		if mode != "" && mode != "play" {
+			return bad("playback %s %q (want play)", varMode, mode)
+		}
+		if !validRecordingID(target) {
+			return bad("playback %s %q is not a recording id (12 digits)", varTarget, target)
+		}
+		r.recording, r.action = target, enforce.RecordingPlayback
 	}
 	r.target = target
 	return r, nil
+}
+
+// validRecordingID reports whether s is a recording id as
+// session.NewRecordingID makes them: 12 digits, dialable after *227.
+func validRecordingID(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // validToken reports whether s holds only the characters of ids,

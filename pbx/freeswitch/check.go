@@ -42,9 +42,12 @@ func (a *Adapter) handleOutbound(ctx context.Context, oc *outConn) {
 	case rq.verb == verbMonitor:
 		a.serveMonitor(ctx, oc, ch, rq, e, log)
 		return
-	case rq.verb != verbCheck:
-		e.Detail = "verb " + rq.verb.String() + " is not available on FreeSWITCH yet"
-		o = session.Refused(session.ReasonInvalid)
+	case rq.verb == verbRecord:
+		a.serveRecord(ctx, oc, ch, rq, e, log)
+		return
+	case rq.verb == verbPlayback:
+		a.servePlayback(ctx, oc, ch, rq, e, log)
+		return
 	default:
 		e.Action = rq.action
 		o = a.decideCheck(ctx, oc, ch, rq, &e, log)

@@ -29,13 +29,17 @@ type auditLog = sessiontest.AuditLog
 var testNow = time.Date(2026, 11, 23, 10, 37, 53, 0, time.UTC)
 
 // MustAdapter is an adapter on 127.0.0.1:0 whose ESL peer is fake, run
-// until the test ends.
-func MustAdapter(tb testing.TB, snap *enforce.Snapshot, log enforce.Auditor) *Adapter {
+// until the test ends; mods change its options first.
+func MustAdapter(tb testing.TB, snap *enforce.Snapshot, log enforce.Auditor, mods ...func(*Options)) *Adapter {
 	tb.Helper()
 	fake := newFakeESL(tb, func(int, string) (string, time.Duration) { return "+OK", 0 })
-	a, err := New(Options{ESLAddress: fake.addr(), ESLPassword: "ClueCon", OutboundListen: "127.0.0.1:0", PBX: "fs1",
+	o := Options{ESLAddress: fake.addr(), ESLPassword: "ClueCon", OutboundListen: "127.0.0.1:0", PBX: "fs1",
 		Timeout: time.Second, Snapshot: func() *enforce.Snapshot { return snap }, Auditor: log,
-		Now: func() time.Time { return testNow }, Registerer: prometheus.NewRegistry()})
+		Now: func() time.Time { return testNow }, Registerer: prometheus.NewRegistry()}
+	for _, mod := range mods {
+		mod(&o)
+	}
+	a, err := New(o)
 	if err != nil {
 		tb.Fatal(err)
 	}

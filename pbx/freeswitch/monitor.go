@@ -302,25 +302,10 @@ func execute(ctx context.Context, oc *outConn, uuid, app, arg string) error {
 	return err
 }
 
-// refuse tells a refused supervisor: the decision in channel variables,
-// the refusal tone, then a hang-up (CALL_REJECTED); it waits for the
-// channel to hang up, so the socket stays open while the tone plays.
+// refuse tells a refused requester: the decision in channel variables,
+// the refusal tone, then a hang-up (CALL_REJECTED); see conclude.
 func (a *Adapter) refuse(ctx context.Context, oc *outConn, ch channel, o session.Outcome, log *zap.Logger) {
-	if !a.setOutcome(ctx, oc, ch, o, log) {
-		return
-	}
-	if err := execute(ctx, oc, ch.uuid, "playback", a.o.RefusalTone); err != nil {
-		log.Warn("cannot play the refusal", zap.Error(err))
-	}
-	if err := execute(ctx, oc, ch.uuid, "hangup", "CALL_REJECTED"); err != nil {
-		log.Warn("cannot hang up the refused supervisor", zap.Error(err))
-		return
-	}
-	for {
-		if _, err := oc.next(ctx, time.Time{}); err != nil {
-			return
-		}
-	}
+	a.conclude(ctx, oc, ch, o, a.o.RefusalTone, "CALL_REJECTED", log)
 }
 
 // hdrDigit is the header of the CHANNEL_APPLICATION event a mode digit

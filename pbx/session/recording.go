@@ -74,6 +74,38 @@ func ChangeRequest(user string, op RecordOp, rec enforce.Recording) enforce.Requ
 	return enforce.Request{User: user, Action: op.Action(), Queue: rec.Queue, Agent: rec.Target, RecordedAt: rec.StartedAt}
 }
 
+// DecidePlayback reads recording id from store and decides its playback
+// for user (PlaybackOutcome). A store error is refused store_unavailable
+// (fail closed) and returned for the caller to log; rec is the zero
+// Recording unless it was found.
+func DecidePlayback(ctx context.Context, store enforce.RecordingStore, snap *enforce.Snapshot, user, id string, now time.Time) (o Outcome, rec enforce.Recording, err error) {
+	rec, err = store.Recording(ctx, id)
+	switch {
+	case errors.Is(err, enforce.ErrNotFound):
+		return PlaybackOutcome(snap, user, enforce.Recording{}, false, now), enforce.Recording{}, nil
+	case err != nil:
+		return Refused(enforce.ReasonStoreUnavailable.String()), enforce.Recording{}, err
+	}
+	return PlaybackOutcome(snap, user, rec, true, now), rec, nil
+}
+
+// PlaybackOutcome decides recording.playback of rec for user with the
+// recording's queue, agent and age. A recording that was not found is
+// decided anyway, so that a requester who may play nothing is told why
+// (no_profile, unknown_user, ...) and not whether the recording exists;
+// any other is no_recording.
+func PlaybackOutcome(snap *enforce.Snapshot, user string, rec enforce.Recording, found bool, now time.Time) Outcome {
+	if !found {
+		d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingPlayback}, now)
+		if !d.Allow && d.Reason != enforce.ReasonOutOfScope {
+			return Decided(d)
+		}
+		return Refused(ReasonNoRecording)
+	}
+	return Decided(enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingPlayback, Queue: rec.Queue,
+		Agent: rec.Target, RecordedAt: rec.StartedAt}, now))
+}
+
 // StartOutcome applies the recording rule beside the engine's decision d
 // on a start: one recording per target at a time.
 func StartOutcome(d enforce.Decision, targetHasActive bool) Outcome {
