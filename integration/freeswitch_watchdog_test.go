@@ -156,3 +156,13 @@ func TestFreeSWITCHWatchdogReportOnlyAuditsWithoutStopping(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	wantEavesdropping(ctx, t, fs, spy, agentLeg)
 }
+
+// noWatchdogRecord fails if the watchdog audited channel uuid.
+func noWatchdogRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid string) {
+	t.Helper()
+	recs, err := recentAudit(ctx, t, l)
+	mustOK(t, err)
+	for _, r := range auditOn(recs, "watchdog", uuid) {
+		t.Errorf("watchdog record on %s: %+v", uuid, r)
+	}
+}

@@ -181,12 +181,7 @@ func (r *Recordings) Start(ctx context.Context, pbx Recorder, user, target strin
 		Target: target, Queue: c.Queue, Caller: c.Caller,
 		StartedBy: user, State: enforce.RecordingActive,
 	}
-	r.mu.Lock()
-	if r.live == nil {
-		r.live = make(map[string]string)
-	}
-	r.live[rec.Name] = id
-	r.mu.Unlock()
+	r.setLive(rec.Name, id)
 	leg, err := pbx.StartRecording(ctx, c.Channel, id, rec.Name)
 	if err != nil {
 		return enforce.Recording{}, err
@@ -215,7 +210,12 @@ func (r *Recordings) Change(ctx context.Context, pbx Recorder, user string, rec 
 		}
 		Resumed(&rec, user, now)
 	case RecStop:
+		// The PBX reports the end of a recording a user stops too: it must
+		// not be taken for the PBX ending it (Ended would then record the
+		// PBX as the one who stopped it, racing this save).
+		r.setLive(rec.Name, "")
 		if err := pbx.StopRecording(ctx, rec); err != nil {
+			r.setLive(rec.Name, rec.ID)
 			return rec, fmt.Errorf("stop: %w", err)
 		}
 		Stopped(&rec, user, now)
@@ -226,6 +226,21 @@ func (r *Recordings) Change(ctx context.Context, pbx Recorder, user string, rec 
 		return rec, fmt.Errorf("save recording metadata: %w", err)
 	}
 	return rec, nil
+}
+
+// setLive notes that the recording named name (id) runs, or with id ""
+// that it no longer does.
+func (r *Recordings) setLive(name, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id == "" {
+		delete(r.live, name)
+		return
+	}
+	if r.live == nil {
+		r.live = make(map[string]string)
+	}
+	r.live[name] = id
 }
 
 // Live reports the id of the recording named name that this process

@@ -53,6 +53,11 @@ func TestRecordingRules(t *testing.T) {
 		if _, ok, _ := r.Active(ctx, "bob"); ok {
 			t.Error("a stopped recording is still active")
 		}
+		// The PBX reports the end of the recording alice stopped: it is not
+		// taken for the PBX ending it, whatever the order of the two.
+		if id, ok := r.Live(rec.Name); ok {
+			t.Errorf("a recording a user stopped is still live (%s): the PBX's end event would overwrite who stopped it", id)
+		}
 	})
 	t.Run("the PBX ending a recording marks it stopped unless a user did", func(t *testing.T) {
 		pbx, store := &fakePBX{}, &memRecordings{}
