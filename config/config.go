@@ -196,8 +196,8 @@ type Asterisk struct {
 	PBX string `yaml:"pbx"`
 }
 
-// FreeSWITCH configures the ESL adapter. An empty ESLAddress turns it off.
-// Today it serves the check verb only (docs/freeswitch.md). Zero values
+// FreeSWITCH configures the ESL adapter (every verb and the watchdog,
+// docs/freeswitch.md). An empty ESLAddress turns it off. Zero values
 // take the adapter's defaults: outbound_listen 127.0.0.1:8084, pbx
 // "freeswitch", timeout 2s.
 type FreeSWITCH struct {
