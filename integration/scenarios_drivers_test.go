@@ -33,7 +33,14 @@ type pbxDriver interface {
 	restartCallwarden(ctx context.Context, t *testing.T)
 	// store is the daemon's Redis store: audit records, recordings.
 	store() *redisstore.Store
+	// storeAudio puts recordingAudio where the PBX plays the recording named name
+	// from, as if it had recorded it.
+	storeAudio(ctx context.Context, t *testing.T, name string)
 }
+
+// recordingAudio is the audio of the recordings the table stores: long enough to be
+// still playing when a row checks that the requester's call is up.
+var recordingAudio = lab.ToneWAV(440, 3*time.Second)
 
 // pbxCalls places one row's calls; each method stops the row when its call cannot
 // be placed or does not end as it says.
@@ -121,6 +128,12 @@ func (d *asteriskDriver) serve(ctx context.Context) {
 func (d *asteriskDriver) pbx() string              { return "asterisk" }
 func (d *asteriskDriver) source() string           { return "asterisk" }
 func (d *asteriskDriver) store() *redisstore.Store { return d.st }
+
+// storeAudio writes the recording where ARI's stored recordings live
+// (recording:<name> plays it).
+func (d *asteriskDriver) storeAudio(ctx context.Context, t *testing.T, name string) {
+	mustOK(t, d.l.WriteAsteriskFile(ctx, "/var/spool/asterisk/recording/"+name+".wav", recordingAudio))
+}
 
 func (d *asteriskDriver) begin(ctx context.Context, t *testing.T) pbxCalls {
 	l := suite.Lab(t)
@@ -328,6 +341,11 @@ func newFreeSWITCHDriver(ctx context.Context, t *testing.T, l *lab.TestLab, st *
 func (d *freeswitchDriver) pbx() string              { return "freeswitch" }
 func (d *freeswitchDriver) source() string           { return "freeswitch" }
 func (d *freeswitchDriver) store() *redisstore.Store { return d.st }
+
+// storeAudio writes the recording where the adapter's default recordings_dir is.
+func (d *freeswitchDriver) storeAudio(ctx context.Context, t *testing.T, name string) {
+	mustOK(t, d.daemon.fs.WriteFile(ctx, "/usr/local/freeswitch/recordings/"+name+".wav", recordingAudio))
+}
 
 func (d *freeswitchDriver) begin(_ context.Context, t *testing.T) pbxCalls {
 	return &freeswitchCalls{fs: suite.FreeSWITCH(t), outbound: d.daemon.outbound}

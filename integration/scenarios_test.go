@@ -374,10 +374,12 @@ func recordingLifecycle(r *row) {
 }
 
 // storedRecording stores a stopped recording of agent2001 on sales made age ago on
-// the row's PBX, and returns its id.
+// the row's PBX (its metadata, and audio where the PBX plays it from),
+// and returns its id.
 func (r *row) storedRecording(age time.Duration) string {
 	r.t.Helper()
 	id := fmt.Sprintf("%d", time.Now().UnixNano()%1e12)
+	r.d.storeAudio(r.ctx, r.t, "cw-scenario-"+id)
 	mustOK(r.t, r.d.store().SaveRecording(r.ctx, enforce.Recording{
 		ID: id, Name: "cw-scenario-" + id, PBX: r.d.pbx(), Target: "agent2001", Queue: "sales", Caller: "5550100",
 		StartedBy: "alice", StartedAt: time.Now().Add(-age), StoppedBy: "alice", StoppedAt: time.Now().Add(-age / 2),

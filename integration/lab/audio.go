@@ -102,3 +102,45 @@ func ToneLevel(samples []float64, rate, hz int) float64 {
 	// A sine of amplitude A gives |X| = A*sum(window)/2 in its bin.
 	return 2 * math.Sqrt(power/float64(blocks)) / wsum
 }
+
+// EncodeWAV is a 16-bit PCM WAV file of rate Hz with one channel per slice of
+// samples in [-1, 1] (all of one length): what the lab writes where a PBX expects a
+// recording.
+func EncodeWAV(rate int, channels ...[]float64) []byte {
+	n := len(channels)
+	le := binary.LittleEndian
+	fmtChunk := make([]byte, 16)
+	le.PutUint16(fmtChunk[0:], 1)
+	le.PutUint16(fmtChunk[2:], uint16(n))
+	le.PutUint32(fmtChunk[4:], uint32(rate))
+	le.PutUint32(fmtChunk[8:], uint32(rate*2*n))
+	le.PutUint16(fmtChunk[12:], uint16(2*n))
+	le.PutUint16(fmtChunk[14:], 16)
+	data := make([]byte, 0, 2*n*len(channels[0]))
+	for i := range channels[0] {
+		for _, c := range channels {
+			data = le.AppendUint16(data, uint16(int16(c[i]*32767)))
+		}
+	}
+	chunk := func(id string, body []byte) []byte {
+		b := append([]byte(id), le.AppendUint32(nil, uint32(len(body)))...)
+		b = append(b, body...)
+		if len(body)%2 == 1 {
+			b = append(b, 0)
+		}
+		return b
+	}
+	body := append([]byte("WAVE"), chunk("fmt ", fmtChunk)...)
+	body = append(body, chunk("data", data)...)
+	return chunk("RIFF", body)
+}
+
+// ToneWAV is d of a hz tone at half scale, 8 kHz mono 16-bit WAV.
+func ToneWAV(hz int, d time.Duration) []byte {
+	const rate = 8000
+	samples := make([]float64, int(d.Seconds()*rate))
+	for i := range samples {
+		samples[i] = 0.5 * math.Sin(2*math.Pi*float64(hz)*float64(i)/rate)
+	}
+	return EncodeWAV(rate, samples)
+}

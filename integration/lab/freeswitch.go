@@ -289,6 +289,11 @@ func (fs *FreeSWITCH) ReadFile(ctx context.Context, path string) ([]byte, error)
 	return io.ReadAll(rc)
 }
 
+// WriteFile writes data to path in the container (e.g. a recording to play).
+func (fs *FreeSWITCH) WriteFile(ctx context.Context, path string, data []byte) error {
+	return writeContainerFile(ctx, fs.c, path, data)
+}
+
 // Logs returns FreeSWITCH's stdout log so far (for failure reports).
 func (fs *FreeSWITCH) Logs(ctx context.Context) (string, error) {
 	return containerLogs(ctx, "freeswitch", fs.c)

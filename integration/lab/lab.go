@@ -237,6 +237,20 @@ func NewRedis(addr string) *redis.Client {
 	})
 }
 
+// WriteAsteriskFile writes data to path in the Asterisk container (e.g. a stored
+// recording under /var/spool/asterisk/recording).
+func (l *Lab) WriteAsteriskFile(ctx context.Context, path string, data []byte) error {
+	return writeContainerFile(ctx, l.asterisk, path, data)
+}
+
+// writeContainerFile copies data to path in c, readable by every user.
+func writeContainerFile(ctx context.Context, c testcontainers.Container, path string, data []byte) error {
+	if err := c.CopyToContainer(ctx, data, path, 0o644); err != nil {
+		return fmt.Errorf("write %s in container %s: %w", path, c.GetContainerID(), err)
+	}
+	return nil
+}
+
 // AsteriskCLI runs an Asterisk CLI command in the container (asterisk -rx) and returns
 // its output.
 func (l *Lab) AsteriskCLI(ctx context.Context, command string) (string, error) {
