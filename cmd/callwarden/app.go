@@ -265,10 +265,15 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	h, err := checkapi.New(checkapi.Options{
 		Snapshot: a.snapshot,
 		Logger:   logger.Named("check"),
-		Registry: a.reg,
-		Ready:    ready,
-		Auditor:  decisionAudit,
-		Admin:    admin,
+		// Every decision is in the audit trail (Redis stream or memory):
+		// the per-check log line only repeats it, and at info it cost
+		// more than the decision (an unbuffered write under the logger's
+		// lock per check). --log-level debug brings it back.
+		DecisionLogLevel: zapcore.DebugLevel,
+		Registry:         a.reg,
+		Ready:            ready,
+		Auditor:          decisionAudit,
+		Admin:            admin,
 		// Validate has checked that none-on-loopback comes with a
 		// loopback listen address.
 		CheckAuth:  checkapi.CheckAuth(cfg.HTTP.CheckAuth),

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpauth"
@@ -42,8 +43,15 @@ type Options struct {
 	Snapshot func() *enforce.Snapshot
 	// Now is the clock used when a check names no "at"; default time.Now.
 	Now func() time.Time
-	// Logger receives one audit record per decision; default zap.NewNop().
+	// Logger receives one "decision" line per decision, at
+	// DecisionLogLevel, and the handler's errors; default zap.NewNop().
 	Logger *zap.Logger
+	// DecisionLogLevel is the level of the per-decision log line; default
+	// (zero) info. A daemon whose Auditor keeps every decision in an audit
+	// trail sets debug: at info the line repeats the trail and, written
+	// under the logger's lock on every check, costs more than the
+	// decision itself.
+	DecisionLogLevel zapcore.Level
 	// Registry receives the handler's metrics and is served on /metrics;
 	// default a fresh registry (never the global one).
 	Registry *prometheus.Registry
@@ -234,9 +242,20 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 	httpauth.WriteJSON(w, http.StatusOK, resp)
 }
 
-// audit logs one decision. Only identifiers and codes are logged: no
-// caller numbers, no credentials.
+// audit logs one decision and writes its audit record.
 func (h *Handler) audit(askedBy string, req enforce.Request, d enforce.Decision, snap *enforce.Snapshot, at time.Time, explicitAt bool) {
+	// The fields are only built when the line is written.
+	if ce := h.opts.Logger.Check(h.opts.DecisionLogLevel, "decision"); ce != nil {
+		ce.Write(decisionFields(askedBy, req, d, snap, at, explicitAt)...)
+	}
+	if h.opts.Auditor != nil {
+		h.recordDecision(askedBy, req, d, at, explicitAt)
+	}
+}
+
+// decisionFields are the fields of a decision's log line. Only
+// identifiers and codes are logged: no caller numbers, no credentials.
+func decisionFields(askedBy string, req enforce.Request, d enforce.Decision, snap *enforce.Snapshot, at time.Time, explicitAt bool) []zap.Field {
 	fields := []zap.Field{
 		zap.String("source", "http"),
 		zap.String("asked_by", askedBy),
@@ -265,10 +284,11 @@ func (h *Handler) audit(askedBy string, req enforce.Request, d enforce.Decision,
 	if snap != nil {
 		fields = append(fields, zap.Uint64("generation", snap.Generation()))
 	}
-	h.opts.Logger.Info("decision", fields...)
-	if h.opts.Auditor == nil {
-		return
-	}
+	return fields
+}
+
+// recordDecision writes the audit record of one decision.
+func (h *Handler) recordDecision(askedBy string, req enforce.Request, d enforce.Decision, at time.Time, explicitAt bool) {
 	when := at
 	if explicitAt {
 		when = h.opts.Now()
