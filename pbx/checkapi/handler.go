@@ -12,13 +12,13 @@
 package checkapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +29,10 @@ import (
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpauth"
 )
+
+// noStore is the Cache-Control of every check answer, shared by all of
+// them (a header value is never modified in place).
+var noStore = []string{"no-store"}
 
 // ParamFormat selects the response body of /v1/check: "json" (default) or
 // "text", a bare "allow" or "deny <reason>" that a dialplan's CURL() can
@@ -89,13 +93,15 @@ type Routes interface {
 type Handler struct {
 	opts      Options
 	mux       *http.ServeMux
-	decisions *prometheus.CounterVec
+	decisions decisionCounters
 	latency   prometheus.Histogram
 	badReqs   prometheus.Counter
 
 	unauthorized *prometheus.CounterVec
 	limited      *prometheus.CounterVec
 	limiter      *rateLimiter
+
+	auditDeadline atomic.Pointer[auditDeadline]
 }
 
 // New returns the handler for opts, with its metrics registered on
@@ -129,10 +135,10 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{
 		opts: opts,
 		mux:  http.NewServeMux(),
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		decisions: decisionCounters{vec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callwarden_decisions_total",
 			Help: "Check decisions answered over HTTP, by action, decision and reason code.",
-		}, []string{"action", "decision", "reason"}),
+		}, []string{"action", "decision", "reason"})},
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "callwarden_decision_duration_seconds",
 			Help: "Time the decision engine took to answer a check.",
@@ -166,7 +172,7 @@ func New(opts Options) (*Handler, error) {
 		}
 		return 0
 	})
-	for _, c := range []prometheus.Collector{h.decisions, h.latency, h.badReqs, h.unauthorized, h.limited, generation} {
+	for _, c := range []prometheus.Collector{h.decisions.vec, h.latency, h.badReqs, h.unauthorized, h.limited, generation} {
 		if err := opts.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("checkapi: register metrics: %w", err)
 		}
@@ -187,7 +193,7 @@ func New(opts Options) (*Handler, error) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	w.Header()["Cache-Control"] = noStore
 	// Authentication comes first: an unauthenticated request learns
 	// nothing of the policy, is not decided and writes no audit record.
 	askedBy, err := h.authenticateCheck(r)
@@ -195,7 +201,8 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 		h.refuseCheck(w, r, err)
 		return
 	}
-	if ok, wait := h.limiter.allow(askedBy, h.opts.Now()); !ok {
+	now := h.opts.Now()
+	if ok, wait := h.limiter.allow(askedBy, now); !ok {
 		name := strings.TrimPrefix(askedBy, "token:")
 		h.limited.WithLabelValues(name).Inc()
 		w.Header().Set("Retry-After", retryAfter(wait))
@@ -220,14 +227,14 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 	}
 	explicitAt := !at.IsZero()
 	if !explicitAt {
-		at = h.opts.Now()
+		at = now
 	}
 	snap := h.opts.Snapshot()
 	start := time.Now()
 	d := enforce.Decide(snap, &req, at)
 	h.latency.Observe(time.Since(start).Seconds())
-	h.decisions.WithLabelValues(req.Action.String(), d.Verdict(), d.Reason.String()).Inc()
-	h.audit(askedBy, req, d, snap, at, explicitAt)
+	h.decisions.inc(req.Action, &d)
+	h.audit(askedBy, req, d, snap, at, now, start, explicitAt)
 
 	resp := enforce.NewAnswer(req, d)
 	if text {
@@ -239,17 +246,18 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(body))
 		return
 	}
-	httpauth.WriteJSON(w, http.StatusOK, resp)
+	writeAnswer(w, &resp)
 }
 
 // audit logs one decision and writes its audit record.
-func (h *Handler) audit(askedBy string, req enforce.Request, d enforce.Decision, snap *enforce.Snapshot, at time.Time, explicitAt bool) {
+// now is the check's clock (Options.Now), start the real clock's time.
+func (h *Handler) audit(askedBy string, req enforce.Request, d enforce.Decision, snap *enforce.Snapshot, at, now, start time.Time, explicitAt bool) {
 	// The fields are only built when the line is written.
 	if ce := h.opts.Logger.Check(h.opts.DecisionLogLevel, "decision"); ce != nil {
 		ce.Write(decisionFields(askedBy, req, d, snap, at, explicitAt)...)
 	}
 	if h.opts.Auditor != nil {
-		h.recordDecision(askedBy, req, d, at, explicitAt)
+		h.recordDecision(askedBy, req, d, at, now, start, explicitAt)
 	}
 }
 
@@ -288,10 +296,10 @@ func decisionFields(askedBy string, req enforce.Request, d enforce.Decision, sna
 }
 
 // recordDecision writes the audit record of one decision.
-func (h *Handler) recordDecision(askedBy string, req enforce.Request, d enforce.Decision, at time.Time, explicitAt bool) {
+func (h *Handler) recordDecision(askedBy string, req enforce.Request, d enforce.Decision, at, now, start time.Time, explicitAt bool) {
 	when := at
 	if explicitAt {
-		when = h.opts.Now()
+		when = now
 	}
 	rec := enforce.AuditRecord{
 		Time: when, Source: "http", User: req.User, Action: req.Action.String(),
@@ -305,15 +313,13 @@ func (h *Handler) recordDecision(askedBy string, req enforce.Request, d enforce.
 	if explicitAt {
 		rec.Detail = strings.TrimSpace(rec.Detail + " (what-if at " + at.Format(time.RFC3339) + ")")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), auditTimeout)
-	defer cancel()
-	if err := h.opts.Auditor.Audit(ctx, rec); err != nil {
+	if err := h.opts.Auditor.Audit(h.auditContext(start), rec); err != nil {
 		h.opts.Logger.Error("audit write failed", zap.String("user", req.User), zap.String("action", req.Action.String()), zap.Error(err))
 	}
 }
 
 // auditTimeout bounds the audit write of one check, so a slow store delays
-// an answer by at most this much.
+// an answer by at most this much (auditContext).
 const auditTimeout = time.Second
 
 func (h *Handler) badRequest(w http.ResponseWriter, err error) {
