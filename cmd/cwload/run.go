@@ -35,6 +35,8 @@ type options struct {
 	redisDocker string
 	logLevel    string
 	keep        bool
+	auditBatch  int
+	auditQueue  int
 }
 
 func parseFlags(args []string, out io.Writer) (options, error) {
@@ -50,6 +52,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.StringVar(&o.redisAddr, "redis-addr", "", "Redis mode on this loopback Redis `ADDR` (its policy is replaced)")
 	fs.StringVar(&o.redisDocker, "redis-docker", "", "Redis mode on a fresh container of `IMAGE` (e.g. callwarden-lab/redis:7), removed at the end")
 	fs.StringVar(&o.logLevel, "log-level", "", "the daemon's --log-level (default: its own, info)")
+	fs.IntVar(&o.auditBatch, "audit-batch", 0, "Redis mode: the daemon's audit.batch_size (0: its default)")
+	fs.IntVar(&o.auditQueue, "audit-queue", 0, "Redis mode: the daemon's audit.http_queue_size (0: its default)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (profiles, config, daemon log)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -111,7 +115,7 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	conf := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(conf, configFile(addr, o.redisAddr, profiles), 0o600); err != nil {
+	if err := os.WriteFile(conf, configFile(addr, o.redisAddr, profiles, o.auditBatch, o.auditQueue), 0o600); err != nil {
 		return err
 	}
 	d, err := startDaemon(ctx, o, conf, filepath.Join(dir, "daemon.log"))
@@ -207,14 +211,24 @@ users:
 }
 
 // configFile is the daemon's config: tokenless checks from loopback, a
-// rate limit no run reaches, and Redis when redisAddr is set.
-func configFile(listen, redisAddr, profiles string) []byte {
+// rate limit no run reaches, Redis when redisAddr is set, and the audit
+// writer's batch and queue sizes when set.
+func configFile(listen, redisAddr, profiles string, auditBatch, auditQueue int) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "http:\n  listen: %q\n  check_auth: none-on-loopback\n  check_rate: 10000000\n  check_burst: 10000000\n", listen)
 	if redisAddr != "" {
 		fmt.Fprintf(&b, "redis:\n  addrs: [%q]\n", redisAddr)
 	} else {
 		fmt.Fprintf(&b, "profiles: [%q]\n", profiles)
+	}
+	if auditBatch > 0 || auditQueue > 0 {
+		b.WriteString("audit:\n")
+		if auditBatch > 0 {
+			fmt.Fprintf(&b, "  batch_size: %d\n", auditBatch)
+		}
+		if auditQueue > 0 {
+			fmt.Fprintf(&b, "  http_queue_size: %d\n", auditQueue)
+		}
 	}
 	return b.Bytes()
 }
