@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpauth"
@@ -47,15 +46,14 @@ type Options struct {
 	Snapshot func() *enforce.Snapshot
 	// Now is the clock used when a check names no "at"; default time.Now.
 	Now func() time.Time
-	// Logger receives one "decision" line per decision, at
-	// DecisionLogLevel, and the handler's errors; default zap.NewNop().
+	// Logger receives the handler's errors and warnings, and the
+	// decisions unless DecisionLogger is set; default zap.NewNop().
 	Logger *zap.Logger
-	// DecisionLogLevel is the level of the per-decision log line; default
-	// (zero) info. A daemon whose Auditor keeps every decision in an audit
-	// trail sets debug: at info the line repeats the trail and, written
-	// under the logger's lock on every check, costs more than the
-	// decision itself.
-	DecisionLogLevel zapcore.Level
+	// DecisionLogger, when set, receives the "decision" line logged at
+	// info for every decision instead of Logger. A daemon under load gives
+	// it a buffered output: written unbuffered under the logger's lock on
+	// every check, the line cost more than the decision itself.
+	DecisionLogger *zap.Logger
 	// Registry receives the handler's metrics and is served on /metrics;
 	// default a fresh registry (never the global one).
 	Registry *prometheus.Registry
@@ -119,6 +117,9 @@ func New(opts Options) (*Handler, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
+	}
+	if opts.DecisionLogger == nil {
+		opts.DecisionLogger = opts.Logger
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -253,7 +254,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 // now is the check's clock (Options.Now), start the real clock's time.
 func (h *Handler) audit(askedBy string, req enforce.Request, d enforce.Decision, snap *enforce.Snapshot, at, now, start time.Time, explicitAt bool) {
 	// The fields are only built when the line is written.
-	if ce := h.opts.Logger.Check(h.opts.DecisionLogLevel, "decision"); ce != nil {
+	if ce := h.opts.DecisionLogger.Check(zap.InfoLevel, "decision"); ce != nil {
 		ce.Write(decisionFields(askedBy, req, d, snap, at, explicitAt)...)
 	}
 	if h.opts.Auditor != nil {
