@@ -47,7 +47,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&o.users, "users", 10000, "users in the generated profiles file")
 	fs.IntVar(&o.conns, "conns", 32, "keep-alive connections, one sender each")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured run (at most 2m)")
-	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before the run; also fills the file-mode audit trail")
+	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured load before the run; also fills the file-mode audit trail")
 	fs.Int64Var(&o.requests, "requests", 0, "stop the measured run after `N` checks (0: after -duration only)")
 	fs.StringVar(&o.redisAddr, "redis-addr", "", "Redis mode on this loopback Redis `ADDR` (its policy is replaced)")
 	fs.StringVar(&o.redisDocker, "redis-docker", "", "Redis mode on a fresh container of `IMAGE` (e.g. callwarden-lab/redis:7), removed at the end")

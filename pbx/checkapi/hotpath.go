@@ -24,8 +24,8 @@ type decisionCounters struct {
 }
 
 const (
-	maxCachedAction = 64
-	maxCachedReason = 64
+	maxCachedAction = 32
+	maxCachedReason = 32
 )
 
 func (c *decisionCounters) inc(a enforce.Action, d *enforce.Decision) {
