@@ -6,9 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -84,41 +82,6 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// waitReady waits up to a minute for the daemon's /readyz.
-func waitReady(ctx context.Context, addr string) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for {
-		if b, err := get(ctx, addr, "/readyz"); err == nil && strings.HasPrefix(string(b), "ok") {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("daemon on %s not ready: %w", addr, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func get(ctx context.Context, addr, path string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return b, err
-}
-
 // clockTick is the unit of /proc/<pid>/stat times: USER_HZ, 100 on every
 // Linux architecture Go supports.
 const clockTick = 10 * time.Millisecond
@@ -146,48 +109,6 @@ func procCPU(pid int) (time.Duration, error) {
 
 func rusageCPU(ru *syscall.Rusage) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// auditMetrics are the /metrics series cwload reports.
-var auditMetrics = []string{"callwarden_audit_dropped_total", "callwarden_audit_written_total", "callwarden_audit_queue_length"}
-
-func printAuditMetrics(ctx context.Context, addr string, out io.Writer) error {
-	b, err := get(ctx, addr, "/metrics")
-	if err != nil {
-		return err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		for _, m := range auditMetrics {
-			if strings.HasPrefix(sc.Text(), m) {
-				fmt.Fprintln(out, "metric:", sc.Text())
-			}
-		}
-	}
-	return sc.Err()
-}
-
-// waitAuditDrained waits, up to limit, for the daemon's audit queues to be
-// empty.
-func waitAuditDrained(ctx context.Context, addr string, limit time.Duration) {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		b, err := get(ctx, addr, "/metrics")
-		if err != nil {
-			return
-		}
-		empty := true
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			if line := sc.Text(); strings.HasPrefix(line, "callwarden_audit_queue_length") && !strings.HasSuffix(line, " 0") {
-				empty = false
-			}
-		}
-		if empty {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // startRedis runs a container of image publishing Redis on a loopback
