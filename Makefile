@@ -2,7 +2,7 @@
 GO ?= go
 PKGS_UNIT := $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: all build test unit integration lab vet bench bench-intercept fuzz links demo clean
+.PHONY: all build test unit integration lab vet bench bench-intercept bench-http fuzz links demo clean
 
 all: build
 
@@ -51,6 +51,13 @@ bench:
 ## event timestamps, idle and with 50 live calls (needs `make lab`; docs/performance.md).
 bench-intercept:
 	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -run '^$$' -bench FreeSWITCHIntercept -benchtime 50x ./integration/
+
+## bench-http: GET /v1/check over loopback against `callwarden serve` with 10,000 users
+## (cmd/cwload; docs/performance.md, "HTTP check path"). File mode by default;
+## CWLOAD_FLAGS='-redis-docker callwarden-lab/redis:7' (or -redis-addr ADDR) for Redis mode.
+CWLOAD_FLAGS ?=
+bench-http: build
+	$(GO) run ./cmd/cwload -bin bin/callwarden $(CWLOAD_FLAGS)
 
 clean:
 	rm -rf bin

@@ -91,3 +91,61 @@ func TestTrimmedAuditVerifiesFromTheFirstRetainedRecord(t *testing.T) {
 		}
 	})
 }
+
+func TestAuditRingKeepsOrderChainAndFiltersAcrossWrapAround(t *testing.T) {
+	// 37 appends into a trail of 10 wrap its buffer (16 slots) around
+	// twice; what remains must be the 10 newest, oldest first, chained.
+	l := memory.NewAuditLog(memory.AuditOptions{MaxLen: 10})
+	for i := range 37 {
+		user := "alice"
+		if i%2 == 1 {
+			user = "bob"
+		}
+		r := enforce.AuditRecord{Time: time.Unix(int64(i), 0), Source: "http", User: user, Action: "monitor.listen",
+			Decision: "allow", Reason: "granted"}
+		if err := l.Audit(testContext(t), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries := l.Entries()
+	if len(entries) != 10 {
+		t.Fatalf("%d entries kept, want 10", len(entries))
+	}
+	for i := 1; i < len(entries); i++ {
+		if entries[i].Prev != entries[i-1].Hash {
+			t.Fatalf("entry %d does not link to entry %d", i, i-1)
+		}
+	}
+	if res, err := l.VerifyAudit(testContext(t)); err != nil || !res.OK() || res.Checked != 10 || !res.Truncated {
+		t.Fatalf("VerifyAudit = %+v, %v; want 10 checked, truncated, intact", res, err)
+	}
+	all, err := l.ReadAudit(testContext(t), enforce.AuditFilter{})
+	if err != nil || len(all) != 10 || all[0].Time.Unix() != 27 || all[9].Time.Unix() != 36 {
+		t.Fatalf("ReadAudit = %d records (%v), want times 27..36", len(all), err)
+	}
+	bobs, err := l.ReadAudit(testContext(t), enforce.AuditFilter{User: "bob", Limit: 3})
+	if err != nil || len(bobs) != 3 || bobs[0].Time.Unix() != 31 || bobs[2].Time.Unix() != 35 {
+		t.Fatalf("ReadAudit(bob, limit 3) = %+v, %v; want times 31, 33, 35", bobs, err)
+	}
+}
+
+// BenchmarkAuditFull appends to a trail already holding its 10,000
+// records (the file-mode daemon's bound), the steady state of a busy
+// daemon.
+func BenchmarkAuditFull(b *testing.B) {
+	l := memory.NewAuditLog(memory.AuditOptions{MaxLen: 10000})
+	r := enforce.AuditRecord{Time: time.Unix(1, 0), Source: "http", User: "alice", Action: "monitor.listen",
+		Decision: "allow", Reason: "granted"}
+	ctx := b.Context()
+	for range 10000 {
+		if err := l.Audit(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.Audit(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

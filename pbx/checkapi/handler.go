@@ -12,13 +12,13 @@
 package checkapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +28,10 @@ import (
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpauth"
 )
+
+// noStore is the Cache-Control of every check answer, shared by all of
+// them (a header value is never modified in place).
+var noStore = []string{"no-store"}
 
 // ParamFormat selects the response body of /v1/check: "json" (default) or
 // "text", a bare "allow" or "deny <reason>" that a dialplan's CURL() can
@@ -42,8 +46,14 @@ type Options struct {
 	Snapshot func() *enforce.Snapshot
 	// Now is the clock used when a check names no "at"; default time.Now.
 	Now func() time.Time
-	// Logger receives one audit record per decision; default zap.NewNop().
+	// Logger receives the handler's errors and warnings, and the
+	// decisions unless DecisionLogger is set; default zap.NewNop().
 	Logger *zap.Logger
+	// DecisionLogger, when set, receives the "decision" line logged at
+	// info for every decision instead of Logger. A daemon under load gives
+	// it a buffered output: written unbuffered under the logger's lock on
+	// every check, the line cost more than the decision itself.
+	DecisionLogger *zap.Logger
 	// Registry receives the handler's metrics and is served on /metrics;
 	// default a fresh registry (never the global one).
 	Registry *prometheus.Registry
@@ -81,13 +91,15 @@ type Routes interface {
 type Handler struct {
 	opts      Options
 	mux       *http.ServeMux
-	decisions *prometheus.CounterVec
+	decisions decisionCounters
 	latency   prometheus.Histogram
 	badReqs   prometheus.Counter
 
 	unauthorized *prometheus.CounterVec
 	limited      *prometheus.CounterVec
 	limiter      *rateLimiter
+
+	auditDeadline atomic.Pointer[auditDeadline]
 }
 
 // New returns the handler for opts, with its metrics registered on
@@ -106,6 +118,9 @@ func New(opts Options) (*Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	if opts.DecisionLogger == nil {
+		opts.DecisionLogger = opts.Logger
+	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
@@ -121,10 +136,10 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{
 		opts: opts,
 		mux:  http.NewServeMux(),
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		decisions: decisionCounters{vec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callwarden_decisions_total",
 			Help: "Check decisions answered over HTTP, by action, decision and reason code.",
-		}, []string{"action", "decision", "reason"}),
+		}, []string{"action", "decision", "reason"})},
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "callwarden_decision_duration_seconds",
 			Help: "Time the decision engine took to answer a check.",
@@ -158,7 +173,7 @@ func New(opts Options) (*Handler, error) {
 		}
 		return 0
 	})
-	for _, c := range []prometheus.Collector{h.decisions, h.latency, h.badReqs, h.unauthorized, h.limited, generation} {
+	for _, c := range []prometheus.Collector{h.decisions.vec, h.latency, h.badReqs, h.unauthorized, h.limited, generation} {
 		if err := opts.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("checkapi: register metrics: %w", err)
 		}
@@ -179,7 +194,7 @@ func New(opts Options) (*Handler, error) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	w.Header()["Cache-Control"] = noStore
 	// Authentication comes first: an unauthenticated request learns
 	// nothing of the policy, is not decided and writes no audit record.
 	askedBy, err := h.authenticateCheck(r)
@@ -187,7 +202,8 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 		h.refuseCheck(w, r, err)
 		return
 	}
-	if ok, wait := h.limiter.allow(askedBy, h.opts.Now()); !ok {
+	now := h.opts.Now()
+	if ok, wait := h.limiter.allow(askedBy, now); !ok {
 		name := strings.TrimPrefix(askedBy, "token:")
 		h.limited.WithLabelValues(name).Inc()
 		w.Header().Set("Retry-After", retryAfter(wait))
@@ -212,14 +228,14 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 	}
 	explicitAt := !at.IsZero()
 	if !explicitAt {
-		at = h.opts.Now()
+		at = now
 	}
 	snap := h.opts.Snapshot()
 	start := time.Now()
 	d := enforce.Decide(snap, &req, at)
 	h.latency.Observe(time.Since(start).Seconds())
-	h.decisions.WithLabelValues(req.Action.String(), d.Verdict(), d.Reason.String()).Inc()
-	h.audit(askedBy, req, d, snap, at, explicitAt)
+	h.decisions.inc(req.Action, &d)
+	h.audit(askedBy, req, d, snap, at, now, start, explicitAt)
 
 	resp := enforce.NewAnswer(req, d)
 	if text {
@@ -231,12 +247,24 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(body))
 		return
 	}
-	httpauth.WriteJSON(w, http.StatusOK, resp)
+	writeAnswer(w, &resp)
 }
 
-// audit logs one decision. Only identifiers and codes are logged: no
-// caller numbers, no credentials.
-func (h *Handler) audit(askedBy string, req enforce.Request, d enforce.Decision, snap *enforce.Snapshot, at time.Time, explicitAt bool) {
+// audit logs one decision and writes its audit record.
+// now is the check's clock (Options.Now), start the real clock's time.
+func (h *Handler) audit(askedBy string, req enforce.Request, d enforce.Decision, snap *enforce.Snapshot, at, now, start time.Time, explicitAt bool) {
+	// The fields are only built when the line is written.
+	if ce := h.opts.DecisionLogger.Check(zap.InfoLevel, "decision"); ce != nil {
+		ce.Write(decisionFields(askedBy, req, d, snap, at, explicitAt)...)
+	}
+	if h.opts.Auditor != nil {
+		h.recordDecision(askedBy, req, d, at, now, start, explicitAt)
+	}
+}
+
+// decisionFields are the fields of a decision's log line. Only
+// identifiers and codes are logged: no caller numbers, no credentials.
+func decisionFields(askedBy string, req enforce.Request, d enforce.Decision, snap *enforce.Snapshot, at time.Time, explicitAt bool) []zap.Field {
 	fields := []zap.Field{
 		zap.String("source", "http"),
 		zap.String("asked_by", askedBy),
@@ -265,13 +293,14 @@ func (h *Handler) audit(askedBy string, req enforce.Request, d enforce.Decision,
 	if snap != nil {
 		fields = append(fields, zap.Uint64("generation", snap.Generation()))
 	}
-	h.opts.Logger.Info("decision", fields...)
-	if h.opts.Auditor == nil {
-		return
-	}
+	return fields
+}
+
+// recordDecision writes the audit record of one decision.
+func (h *Handler) recordDecision(askedBy string, req enforce.Request, d enforce.Decision, at, now, start time.Time, explicitAt bool) {
 	when := at
 	if explicitAt {
-		when = h.opts.Now()
+		when = now
 	}
 	rec := enforce.AuditRecord{
 		Time: when, Source: "http", User: req.User, Action: req.Action.String(),
@@ -285,15 +314,13 @@ func (h *Handler) audit(askedBy string, req enforce.Request, d enforce.Decision,
 	if explicitAt {
 		rec.Detail = strings.TrimSpace(rec.Detail + " (what-if at " + at.Format(time.RFC3339) + ")")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), auditTimeout)
-	defer cancel()
-	if err := h.opts.Auditor.Audit(ctx, rec); err != nil {
+	if err := h.opts.Auditor.Audit(h.auditContext(start), rec); err != nil {
 		h.opts.Logger.Error("audit write failed", zap.String("user", req.User), zap.String("action", req.Action.String()), zap.Error(err))
 	}
 }
 
 // auditTimeout bounds the audit write of one check, so a slow store delays
-// an answer by at most this much.
+// an answer by at most this much (auditContext).
 const auditTimeout = time.Second
 
 func (h *Handler) badRequest(w http.ResponseWriter, err error) {
