@@ -195,16 +195,20 @@ func waitAuditOn(ctx context.Context, t *testing.T, l *lab.TestLab, what, source
 	return found
 }
 
+// currentApplication is the application channel uuid runs and its data.
+func currentApplication(ctx context.Context, fs *lab.TestFreeSWITCH, uuid string) (app, data string, err error) {
+	d, err := fs.Dump(ctx, uuid)
+	return d["variable_current_application"], d["variable_current_application_data"], err
+}
+
 // wantEavesdropping waits until the supervisor's channel eavesdrops on agentLeg.
 func wantEavesdropping(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, sup, agentLeg string) {
 	t.Helper()
 	waitFor(ctx, t, "the supervisor eavesdropping on the agent's leg", func() error {
-		d, err := fs.Dump(ctx, sup)
-		if err != nil {
-			return err
-		}
-		app, data := d["variable_current_application"], d["variable_current_application_data"]
+		app, data, err := currentApplication(ctx, fs, sup)
 		switch {
+		case err != nil:
+			return err
 		case app == "eavesdrop" && data == agentLeg:
 			return nil
 		case app == "event" && strings.HasPrefix(data, "callwarden_digit="):
@@ -226,11 +230,10 @@ func wantEavesdropping(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH
 func wantRefused(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, sup string) {
 	t.Helper()
 	waitFor(ctx, t, "the supervisor hearing the busy tone", func() error {
-		d, err := fs.Dump(ctx, sup)
+		app, data, err := currentApplication(ctx, fs, sup)
 		if err != nil {
 			return err
 		}
-		app, data := d["variable_current_application"], d["variable_current_application_data"]
 		if app == "eavesdrop" {
 			t.Fatalf("refused supervisor eavesdrops on %s", data)
 		}
