@@ -2,6 +2,9 @@ package config
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -103,4 +106,47 @@ func TestLargeProfilesFilesAreNotAliasBombs(t *testing.T) {
 			t.Errorf("refusing took %v", d)
 		}
 	})
+}
+
+// BenchmarkLoadProfiles100k measures what a daemon does with a profiles
+// file of 100,000 users at start or SIGHUP: read and parse it, then compile
+// the snapshot it decides from. B/user is the live heap of that snapshot
+// (after a collection, the parsed file dropped) per user.
+func BenchmarkLoadProfiles100k(b *testing.B) {
+	const n = 100_000
+	path := filepath.Join(b.TempDir(), "profiles.yaml")
+	if err := os.WriteFile(path, largeFile(n), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	load := func() *enforce.Snapshot {
+		p, err := LoadProfiles(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := enforce.NewSnapshot(p, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		load()
+	}
+	b.StopTimer()
+	before := liveHeap()
+	s := load()
+	b.ReportMetric(float64(liveHeap()-before)/n, "B/user")
+	if s.UserCount() != n {
+		b.Fatalf("loaded %d users, want %d", s.UserCount(), n)
+	}
+}
+
+// liveHeap returns the bytes of live heap after a full collection.
+func liveHeap() int64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }
