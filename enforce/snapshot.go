@@ -8,110 +8,53 @@ import (
 	"sync/atomic"
 )
 
-// smallSet is the size up to which a set is scanned rather than hashed.
-const smallSet = 8
-
-// strset is an immutable set of strings tuned for small sizes.
-type strset struct {
-	list []string
-	m    map[string]struct{}
-}
-
-func newStrset(vals []string) strset {
-	if len(vals) <= smallSet {
-		return strset{list: vals}
-	}
-	m := make(map[string]struct{}, len(vals))
-	for _, v := range vals {
-		m[v] = struct{}{}
-	}
-	return strset{m: m}
-}
-
-func (s *strset) has(v string) bool {
-	if s.m != nil {
-		_, ok := s.m[v]
-		return ok
-	}
-	for _, x := range s.list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-// scopeSet is a compiled Scope.
-type scopeSet struct {
-	kind ScopeKind
-	set  strset
-}
-
-// matchOne reports whether a single value is in the scope for requester u.
-func (s *scopeSet) matchOne(dim Dimension, u *user, v string) bool {
-	switch s.kind {
-	case ScopeUnset, ScopeAll:
-		return true
-	case ScopeList:
-		return v != "" && s.set.has(v)
-	case ScopeAssigned:
-		return v != "" && u.attributed[dim].has(v)
-	case ScopeSelf:
-		return v != "" && v == u.ID
-	}
-	return false
-}
-
-// match reports whether the request's value for dim is in the scope.
-func (s *scopeSet) match(dim Dimension, u, target *user, req *Request) bool {
-	if s.kind == ScopeUnset || s.kind == ScopeAll {
-		return true
-	}
-	switch dim {
-	case DimQueues:
-		return s.matchOne(dim, u, req.Queue)
-	case DimAgents:
-		return s.matchOne(dim, u, req.Agent)
-	case DimSites:
-		return s.matchTarget(dim, u, req.Site, target, func(t *user) []string { return t.Sites })
-	case DimTeams:
-		return s.matchTarget(dim, u, req.Team, target, func(t *user) []string { return t.Teams })
-	}
-	return false
-}
-
-// matchTarget matches a dimension that describes the target agent (its
-// teams, its site): the request's value when it has one (Decide has already
-// refused a value that contradicts a known target), otherwise any of the
-// target's own values from its user entry.
-func (s *scopeSet) matchTarget(dim Dimension, u *user, v string, target *user, of func(*user) []string) bool {
-	if v != "" {
-		return s.matchOne(dim, u, v)
-	}
-	if target == nil {
-		return false
-	}
-	for _, t := range of(target) {
-		if s.matchOne(dim, u, t) {
-			return true
-		}
-	}
-	return false
-}
-
+// grant is a compiled Grant: what Decide reads first (the actions, the
+// scope kinds and their interned names) comes before the Grant itself,
+// which only a timed grant or a profile.assign request reads.
 type grant struct {
+	actions ActionSet
+	kinds   [numDimensions]ScopeKind
+	// timed is set when the grant has a validity window, weekly hours or a
+	// recording age limit.
+	timed bool
+	// lists holds the names of ScopeList dimensions.
+	lists idList
 	Grant
-	sets [numDimensions]scopeSet
 }
 
 type profile struct {
 	Profile
 	grants []grant
+	// id is the profile's number, the index of its entry in
+	// Snapshot.profileTab.
+	id int32
 }
 
+// user is a compiled User. Decide reads the first fields only: the number
+// of its profile, whether it has a validity window, and its attributed
+// names interned (held inline when few, so that a decision touches one
+// cache line of the user); the User itself is read for a window, a
+// target's claimed team or site, and by the accessors.
 type user struct {
+	profile int32 // 0: no profile
+	window  bool
+	attr    idList
+	inline  [8]int32
 	User
-	attributed [numDimensions]strset
+}
+
+// compile fills u from src: it interns its attributed names with in and
+// resolves its profile's number in ids.
+func (u *user) compile(src *User, in *interner, profileIDs map[string]int32) {
+	u.User = *src
+	u.profile = profileIDs[src.Profile]
+	u.window = !src.ValidFrom.IsZero() || !src.ValidUntil.IsZero()
+	lists := [numDimensions][]string{src.Queues, src.Teams, src.Agents, src.Sites}
+	buf := u.inline[:0]
+	if n := len(src.Queues) + len(src.Teams) + len(src.Agents) + len(src.Sites); n > len(u.inline) {
+		buf = make([]int32, 0, n)
+	}
+	u.attr.ids, u.attr.end = in.internLists(buf, &lists)
 }
 
 // Snapshot is an immutable, indexed view of a Policy, built once and then
@@ -133,6 +76,11 @@ type Snapshot struct {
 	users           layered[*user]
 	identities      layered[string]
 	profiles        map[string]*profile
+	// profileTab is every profile by number (nil: removed), profileIDs
+	// their numbers by name; a number is never reused.
+	profileTab      []*profile
+	profileIDs      map[string]int32
+	syms            symbols
 	protectedUsers  map[string]struct{}
 	protectedQueues map[string]struct{}
 	protected       Protected
@@ -143,19 +91,27 @@ type Snapshot struct {
 
 // NewSnapshot validates p and compiles it into a Snapshot tagged with
 // generation. It rejects duplicate ids, unknown profile references and
-// invalid grants; the returned error joins every problem found.
+// invalid grants; the returned error joins every problem found. The
+// snapshot keeps its own copy of the users; p is not retained beyond its
+// profiles and protected lists.
 func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 	s := &Snapshot{
-		policy:          &lazyPolicy{p: p, done: true},
 		generation:      generation,
 		profiles:        make(map[string]*profile, len(p.Profiles)),
+		profileTab:      make([]*profile, 1, len(p.Profiles)+1),
+		profileIDs:      make(map[string]int32, len(p.Profiles)),
 		protectedUsers:  make(map[string]struct{}, len(p.Protected.Users)),
 		protectedQueues: make(map[string]struct{}, len(p.Protected.Queues)),
 		protected:       p.Protected,
 		profileUsers:    make(map[string]int, len(p.Profiles)),
 	}
+	in := newInterner(nil)
+	nident := 0
+	for i := range p.Users {
+		nident += len(p.Users[i].Identities)
+	}
 	users := make(map[string]*user, len(p.Users))
-	identities := make(map[string]string)
+	identities := make(map[string]string, nident)
 	var errs []error
 	for i := range p.Profiles {
 		pr := &p.Profiles[i]
@@ -167,14 +123,21 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 			errs = append(errs, fmt.Errorf("profile %q: defined twice", pr.Name))
 			continue
 		}
-		cp, perrs := compileProfile(pr)
+		cp, perrs := compileProfile(pr, in)
 		errs = append(errs, perrs...)
+		cp.id = int32(len(s.profileTab))
+		s.profileTab = append(s.profileTab, cp)
+		s.profileIDs[pr.Name] = cp.id
 		s.profiles[pr.Name] = cp
 	}
 	// Delegable profiles must exist.
 	for _, pr := range s.profiles {
 		errs = append(errs, checkDelegable(pr, s.profiles)...)
 	}
+	// The users are compiled into one slab, in the policy's order (the
+	// order Policy returns them in).
+	slab := make([]user, len(p.Users))
+	n := 0
 	for i := range p.Users {
 		u := &p.Users[i]
 		if err := CheckID(u.ID); err != nil {
@@ -199,7 +162,10 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 			}
 			identities[id] = u.ID
 		}
-		users[u.ID] = compileUser(u)
+		cu := &slab[n]
+		n++
+		cu.compile(u, in, s.profileIDs)
+		users[u.ID] = cu
 	}
 	// An identity must not name another user: ResolveIdentity would let it
 	// take that user's place.
@@ -220,28 +186,45 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 	}
 	s.users = newLayered(users)
 	s.identities = newLayered(identities)
+	s.syms = in.symbols()
+	s.policy = &lazyPolicy{compiled: true, profiles: p.Profiles, slab: slab[:n]}
+	if n == 0 {
+		s.policy.users = p.Users
+	}
 	return s, nil
 }
 
-// compileProfile compiles one named profile and checks it on its own.
-func compileProfile(pr *Profile) (*profile, []error) {
+// compileProfile compiles one named profile and checks it on its own,
+// interning the names its grants list with in.
+func compileProfile(pr *Profile, in *interner) (*profile, []error) {
 	var errs []error
 	if pr.MaskDigits < 0 {
 		errs = append(errs, fmt.Errorf("profile %q: mask_digits must not be negative", pr.Name))
 	}
 	cp := &profile{Profile: *pr, grants: make([]grant, len(pr.Grants))}
 	for gi, g := range pr.Grants {
-		errs = append(errs, checkIDs(fmt.Sprintf("profile %q grant %d: profiles", pr.Name, gi), g.Profiles)...)
+		errs = append(errs, checkIDs(g.Profiles, func() string { return fmt.Sprintf("profile %q grant %d: profiles", pr.Name, gi) })...)
+		var lists [numDimensions][]string
 		for d := range g.Scopes {
-			errs = append(errs, checkIDs(fmt.Sprintf("profile %q grant %d: %s", pr.Name, gi, Dimension(d)), g.Scopes[d].Values)...)
+			errs = append(errs, checkIDs(g.Scopes[d].Values, func() string {
+				return fmt.Sprintf("profile %q grant %d: %s", pr.Name, gi, Dimension(d))
+			})...)
+			if g.Scopes[d].Kind == ScopeList {
+				lists[d] = g.Scopes[d].Values
+			}
 		}
 		if err := validateGrant(g); err != nil {
 			errs = append(errs, fmt.Errorf("profile %q grant %d: %w", pr.Name, gi, err))
 		}
-		cg := grant{Grant: g}
-		for d := range g.Scopes {
-			cg.sets[d] = scopeSet{kind: g.Scopes[d].Kind, set: newStrset(g.Scopes[d].Values)}
+		cg := grant{
+			Grant:   g,
+			actions: g.Actions,
+			timed:   !g.ValidFrom.IsZero() || !g.ValidUntil.IsZero() || g.Hours != nil || g.RecordedWithin != 0,
 		}
+		for d := range g.Scopes {
+			cg.kinds[d] = g.Scopes[d].Kind
+		}
+		cg.lists.ids, cg.lists.end = in.internLists(nil, &lists)
 		cp.grants[gi] = cg
 	}
 	return cp, errs
@@ -260,29 +243,32 @@ func checkDelegable(pr *profile, profiles map[string]*profile) []error {
 	return errs
 }
 
-// checkUser checks one user on its own and its profile reference.
-// checkIDs checks every id of a list against the id grammar.
-func checkIDs(what string, ids []string) []error {
+// checkIDs checks every id of a list against the id grammar; what names
+// the list in an error, and is only called when there is one, so that a
+// large valid policy formats nothing.
+func checkIDs(ids []string, what func() string) []error {
 	var errs []error
 	for i, id := range ids {
 		if err := CheckID(id); err != nil {
-			errs = append(errs, fmt.Errorf("%s[%d]: %w", what, i, err))
+			errs = append(errs, fmt.Errorf("%s[%d]: %w", what(), i, err))
 		}
 	}
 	return errs
 }
 
 func checkProtected(p Protected) []error {
-	return append(checkIDs("protected: users", p.Users), checkIDs("protected: queues", p.Queues)...)
+	return append(checkIDs(p.Users, func() string { return "protected: users" }),
+		checkIDs(p.Queues, func() string { return "protected: queues" })...)
 }
 
+// checkUser checks one user on its own and its profile reference.
 func checkUser(u *User, profiles map[string]*profile) []error {
 	var errs []error
 	for _, l := range [...]struct {
 		what string
 		ids  []string
 	}{{"queues", u.Queues}, {"teams", u.Teams}, {"agents", u.Agents}, {"sites", u.Sites}, {"identities", u.Identities}} {
-		errs = append(errs, checkIDs(fmt.Sprintf("user %q: %s", u.ID, l.what), l.ids)...)
+		errs = append(errs, checkIDs(l.ids, func() string { return fmt.Sprintf("user %q: %s", u.ID, l.what) })...)
 	}
 	if u.Profile != "" {
 		if err := CheckID(u.Profile); err != nil {
@@ -306,15 +292,6 @@ func checkUser(u *User, profiles map[string]*profile) []error {
 		}
 	}
 	return errs
-}
-
-func compileUser(u *User) *user {
-	cu := &user{User: *u}
-	cu.attributed[DimQueues] = newStrset(u.Queues)
-	cu.attributed[DimTeams] = newStrset(u.Teams)
-	cu.attributed[DimAgents] = newStrset(u.Agents)
-	cu.attributed[DimSites] = newStrset(u.Sites)
-	return cu
 }
 
 func validateGrant(g Grant) error {
