@@ -73,9 +73,9 @@ type Snapshot struct {
 	// users and identities are layered so that Patch copies only what
 	// changed; profiles and the protected sets are small and copied whole
 	// when they change.
-	users           layered[*user]
-	identities      layered[string]
-	profiles        map[string]*profile
+	users      layered[*user]
+	identities layered[string]
+	profiles   map[string]*profile
 	// profileTab is every profile by number (nil: removed), profileIDs
 	// their numbers by name; a number is never reused.
 	profileTab      []*profile

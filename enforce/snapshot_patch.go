@@ -259,8 +259,8 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 // user (an O(n) step off the decision path), so that a snapshot which is
 // only decided from holds its users once.
 type lazyPolicy struct {
-	once     sync.Once
-	p        Policy
+	once sync.Once
+	p    Policy
 	// compiled is set for NewSnapshot's, whose profiles and users (in the
 	// policy's order, users being the policy's own when it had none) these
 	// are.
