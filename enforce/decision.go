@@ -142,7 +142,7 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 		return deny(ReasonInvalidRequest)
 	}
 	u, _ := s.users.get(req.User)
-	if u == nil {
+	if u.user == nil {
 		return deny(ReasonUnknownUser)
 	}
 	// Profiles are resolved by number at decision time, so that a changed
@@ -222,10 +222,10 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 type decideCtx struct {
 	s        *Snapshot
 	req      *Request
-	u        *user
+	u        userRef
 	ids      [numDimensions]int32
 	have     [numDimensions]bool
-	tgt      *user
+	tgt      userRef
 	tgtKnown bool
 }
 
@@ -241,14 +241,17 @@ func (c *decideCtx) id(dim Dimension) int32 {
 
 // target returns the target agent's entry, nil when the request names none
 // or the policy does not describe it.
-func (c *decideCtx) target() *user {
+func (c *decideCtx) target() *userRef {
 	if !c.tgtKnown {
 		c.tgtKnown = true
 		if c.req.Agent != "" {
 			c.tgt, _ = c.s.users.get(c.req.Agent)
 		}
 	}
-	return c.tgt
+	if c.tgt.user == nil {
+		return nil
+	}
+	return &c.tgt
 }
 
 // value returns the request's value for dim.
@@ -326,7 +329,7 @@ func (g *grant) match(dim Dimension, c *decideCtx) bool {
 	if t == nil {
 		return false
 	}
-	for _, id := range t.attr.of(dim) {
+	for _, id := range t.attrOf(dim) {
 		if g.matchOne(dim, c, id, "") {
 			return true
 		}
@@ -343,7 +346,7 @@ func (g *grant) matchOne(dim Dimension, c *decideCtx, id int32, v string) bool {
 	case ScopeList:
 		return id != 0 && hasID(g.lists.of(dim), id)
 	case ScopeAssigned:
-		return id != 0 && hasID(c.u.attr.of(dim), id)
+		return id != 0 && hasID(c.u.attrOf(dim), id)
 	case ScopeSelf:
 		return v != "" && v == c.req.User
 	}

@@ -30,31 +30,66 @@ type profile struct {
 	id int32
 }
 
-// user is a compiled User. Decide reads the first fields only: the number
-// of its profile, whether it has a validity window, and its attributed
-// names interned (held inline when few, so that a decision touches one
-// cache line of the user); the User itself is read for a window, a
-// target's claimed team or site, and by the accessors.
+// user is a compiled User: the User itself, and its attributed names
+// interned when they do not fit in its userRef.
 type user struct {
-	profile int32 // 0: no profile
-	window  bool
-	attr    idList
-	inline  [8]int32
 	User
+	attr idList
 }
 
-// compile fills u from src: it interns its attributed names with in and
-// resolves its profile's number in ids.
-func (u *user) compile(src *User, in *interner, profileIDs map[string]int32) {
+// inlineIDs is how many attributed names a userRef holds itself.
+const inlineIDs = 6
+
+// userRef is what the user index holds for a user, in the index's own
+// slot: what Decide reads of a requester or a target (its profile's
+// number, whether it has a validity window, its attributed names interned,
+// inline when few), so that finding a user and deciding on it reads one
+// slot rather than chasing a pointer per field. The rest is in *user.
+// The zero userRef is no user.
+type userRef struct {
+	*user
+	profile int32 // 0: no profile
+	window  bool
+	spill   bool // the attributed names are in user.attr, not inline
+	end     [numDimensions]uint8
+	ids     [inlineIDs]int32
+}
+
+// compile fills u from src and returns its index entry: it interns the
+// attributed names with in and resolves its profile's number in
+// profileIDs.
+func (u *user) compile(src *User, in *interner, profileIDs map[string]int32) userRef {
 	u.User = *src
-	u.profile = profileIDs[src.Profile]
-	u.window = !src.ValidFrom.IsZero() || !src.ValidUntil.IsZero()
-	lists := [numDimensions][]string{src.Queues, src.Teams, src.Agents, src.Sites}
-	buf := u.inline[:0]
-	if n := len(src.Queues) + len(src.Teams) + len(src.Agents) + len(src.Sites); n > len(u.inline) {
-		buf = make([]int32, 0, n)
+	r := userRef{
+		user:    u,
+		profile: profileIDs[src.Profile],
+		window:  !src.ValidFrom.IsZero() || !src.ValidUntil.IsZero(),
 	}
-	u.attr.ids, u.attr.end = in.internLists(buf, &lists)
+	lists := [numDimensions][]string{src.Queues, src.Teams, src.Agents, src.Sites}
+	var buf [inlineIDs]int32
+	ids, end := in.internLists(buf[:0], &lists)
+	if len(ids) > inlineIDs {
+		r.spill = true
+		u.attr = idList{ids: ids, end: end}
+		return r
+	}
+	copy(r.ids[:], ids)
+	for d := range end {
+		r.end[d] = uint8(end[d])
+	}
+	return r
+}
+
+// attrOf returns the numbers of the user's attributed names in dim, sorted.
+func (r *userRef) attrOf(dim Dimension) []int32 {
+	if r.spill {
+		return r.user.attr.of(dim)
+	}
+	start := uint8(0)
+	if dim > 0 {
+		start = r.end[dim-1]
+	}
+	return r.ids[start:r.end[dim]]
 }
 
 // Snapshot is an immutable, indexed view of a Policy, built once and then
@@ -73,7 +108,7 @@ type Snapshot struct {
 	// users and identities are layered so that Patch copies only what
 	// changed; profiles and the protected sets are small and copied whole
 	// when they change.
-	users      layered[*user]
+	users      layered[userRef]
 	identities layered[string]
 	profiles   map[string]*profile
 	// profileTab is every profile by number (nil: removed), profileIDs
@@ -110,8 +145,8 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 	for i := range p.Users {
 		nident += len(p.Users[i].Identities)
 	}
-	users := make(map[string]*user, len(p.Users))
-	identities := make(map[string]string, nident)
+	users := newStrIndex[userRef](len(p.Users))
+	identities := newStrIndex[string](nident)
 	var errs []error
 	for i := range p.Profiles {
 		pr := &p.Profiles[i]
@@ -144,7 +179,7 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 			errs = append(errs, fmt.Errorf("users[%d]: id: %w", i, err))
 			continue
 		}
-		if _, dup := users[u.ID]; dup {
+		if users.has(u.ID) {
 			errs = append(errs, fmt.Errorf("user %q: defined twice", u.ID))
 			continue
 		}
@@ -156,24 +191,23 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 			if id == "" {
 				continue // reported by checkUser
 			}
-			if other, dup := identities[id]; dup && other != u.ID {
+			if other, dup := identities.get(id); dup && other != u.ID {
 				errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", u.ID, id, other))
 				continue
 			}
-			identities[id] = u.ID
+			identities.put(id, u.ID)
 		}
-		cu := &slab[n]
+		users.put(u.ID, slab[n].compile(u, in, s.profileIDs))
 		n++
-		cu.compile(u, in, s.profileIDs)
-		users[u.ID] = cu
 	}
 	// An identity must not name another user: ResolveIdentity would let it
 	// take that user's place.
-	for id, owner := range identities {
-		if other, ok := users[id]; ok && other.ID != owner {
+	identities.each(func(id, owner string) bool {
+		if other, ok := users.get(id); ok && other.ID != owner {
 			errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner, id, id))
 		}
-	}
+		return true
+	})
 	errs = append(errs, checkProtected(p.Protected)...)
 	for _, id := range p.Protected.Users {
 		s.protectedUsers[id] = struct{}{}
@@ -184,8 +218,8 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s.users = newLayered(users)
-	s.identities = newLayered(identities)
+	s.users = layeredOf(users)
+	s.identities = layeredOf(identities)
 	s.syms = in.symbols()
 	s.policy = &lazyPolicy{compiled: true, profiles: p.Profiles, slab: slab[:n]}
 	if n == 0 {

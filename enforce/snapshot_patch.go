@@ -138,7 +138,7 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 	// Users: old identities are released before new ones are claimed, so
 	// an identity may move from one user to another in one patch.
 	if len(p.Users)+len(p.RemovedUsers) > 0 {
-		userChanges := make(map[string]*user, len(p.Users)+len(p.RemovedUsers))
+		userChanges := make(map[string]userRef, len(p.Users)+len(p.RemovedUsers))
 		idChanges := make(map[string]string)
 		refs := maps.Clone(s.profileUsers)
 		release := func(id string) {
@@ -166,21 +166,19 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 				continue
 			}
 			release(u.ID)
-			cu := new(user)
-			cu.compile(u, in, next.profileIDs)
-			userChanges[u.ID] = cu
+			userChanges[u.ID] = new(user).compile(u, in, next.profileIDs)
 		}
 		for _, id := range p.RemovedUsers {
-			if cu, dup := userChanges[id]; dup && cu != nil {
+			if cu, dup := userChanges[id]; dup && cu.user != nil {
 				errs = append(errs, fmt.Errorf("user %q: both put and removed", id))
 				continue
 			}
 			release(id)
-			userChanges[id] = nil
+			userChanges[id] = userRef{}
 		}
 		for i := range p.Users {
 			u := &p.Users[i]
-			if cu := userChanges[u.ID]; cu == nil || cu.ID != u.ID {
+			if cu := userChanges[u.ID]; cu.user == nil || cu.ID != u.ID {
 				continue
 			}
 			errs = append(errs, checkUser(u, next.profiles)...)
@@ -215,7 +213,7 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 			}
 		}
 		for id, cu := range userChanges {
-			if cu == nil {
+			if cu.user == nil {
 				continue
 			}
 			if owner, ok := next.identities.get(id); ok && owner != id {
@@ -291,7 +289,7 @@ func (l *lazyPolicy) get(s *Snapshot) Policy {
 		for _, pr := range s.profiles {
 			p.Profiles = append(p.Profiles, pr.Profile)
 		}
-		s.users.each(func(_ string, u *user) bool {
+		s.users.each(func(_ string, u userRef) bool {
 			p.Users = append(p.Users, u.User)
 			return true
 		})
