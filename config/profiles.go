@@ -187,9 +187,10 @@ func build(docs []*fileDoc, errs Errors) (enforce.Policy, error) {
 		errs.sort()
 		return enforce.Policy{}, errs
 	}
-	if _, err := enforce.NewSnapshot(pol, 0); err != nil {
+	if err := enforce.ValidatePolicy(pol); err != nil {
 		// Every rule of NewSnapshot is checked above with a position; this
-		// is a safety net for a rule added to enforce later.
+		// is a safety net for a rule added to enforce later. It validates
+		// only: the caller compiles the policy it serves.
 		file := ""
 		if len(docs) > 0 {
 			file = docs[0].name

@@ -34,7 +34,7 @@ type profile struct {
 // interned when they do not fit in its userRef.
 type user struct {
 	User
-	attr idList
+	attr *idList // nil when they fit in the userRef
 }
 
 // inlineIDs is how many attributed names a userRef holds itself.
@@ -70,7 +70,7 @@ func (u *user) compile(src *User, in *interner, profileIDs map[string]int32) use
 	ids, end := in.internLists(buf[:0], &lists)
 	if len(ids) > inlineIDs {
 		r.spill = true
-		u.attr = idList{ids: ids, end: end}
+		u.attr = &idList{ids: ids, end: end}
 		return r
 	}
 	copy(r.ids[:], ids)
@@ -130,6 +130,20 @@ type Snapshot struct {
 // snapshot keeps its own copy of the users; p is not retained beyond its
 // profiles and protected lists.
 func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
+	return compileSnapshot(p, generation, true)
+}
+
+// ValidatePolicy returns the error NewSnapshot would return for p, without
+// compiling the users a snapshot decides from: a cheaper check for callers
+// that only validate (a profiles file parsed before a daemon compiles it).
+func ValidatePolicy(p Policy) error {
+	_, err := compileSnapshot(p, 0, false)
+	return err
+}
+
+// compileSnapshot is NewSnapshot; without compile it only checks p and
+// returns no snapshot.
+func compileSnapshot(p Policy, generation uint64, compile bool) (*Snapshot, error) {
 	s := &Snapshot{
 		generation:      generation,
 		profiles:        make(map[string]*profile, len(p.Profiles)),
@@ -171,7 +185,10 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 	}
 	// The users are compiled into one slab, in the policy's order (the
 	// order Policy returns them in).
-	slab := make([]user, len(p.Users))
+	var slab []user
+	if compile {
+		slab = make([]user, len(p.Users))
+	}
 	n := 0
 	for i := range p.Users {
 		u := &p.Users[i]
@@ -197,13 +214,17 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 			}
 			identities.put(id, u.ID)
 		}
-		users.put(u.ID, slab[n].compile(u, in, s.profileIDs))
-		n++
+		var ref userRef
+		if compile {
+			ref = slab[n].compile(u, in, s.profileIDs)
+			n++
+		}
+		users.put(u.ID, ref)
 	}
 	// An identity must not name another user: ResolveIdentity would let it
 	// take that user's place.
 	identities.each(func(id, owner string) bool {
-		if other, ok := users.get(id); ok && other.ID != owner {
+		if id != owner && users.has(id) {
 			errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner, id, id))
 		}
 		return true
@@ -217,6 +238,9 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if !compile {
+		return nil, nil
 	}
 	s.users = layeredOf(users)
 	s.identities = layeredOf(identities)

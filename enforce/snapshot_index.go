@@ -31,11 +31,8 @@ const inlineKey = 7
 
 // newStrIndex returns an empty index sized for n keys.
 func newStrIndex[V any](n int) *strIndex[V] {
-	size := 8
-	if n > 0 {
-		// At most 3/4 full, a power of two.
-		size = max(8, 1<<bits.Len(uint(n+n/3)))
-	}
+	// A power of two, at most 4/5 full (100k keys fit in 2^17 slots).
+	size := max(8, 1<<bits.Len(uint(n+n/4)))
 	return &strIndex[V]{seed: maphash.MakeSeed(), mask: uint64(size - 1), slots: make([]ixSlot[V], size)}
 }
 
@@ -71,7 +68,7 @@ func (ix *strIndex[V]) has(k string) bool { return ix.slot(k).h != 0 }
 // put sets k to v, growing the index as needed. Only the builder of an
 // index calls it, before the index is shared.
 func (ix *strIndex[V]) put(k string, v V) {
-	if (ix.n+1)*4 > len(ix.slots)*3 {
+	if (ix.n+1)*5 > len(ix.slots)*4 {
 		ix.grow()
 	}
 	s := ix.slot(k)
