@@ -149,18 +149,17 @@ func (p *parser) mapping(n *yaml.Node, field string, allowed []string, fn func(k
 			continue
 		}
 		key := k.Value
-		kf := join(field, key)
 		if key == "<<" && k.ShortTag() == "!!merge" {
 			p.errAt(k, field, "merge keys (<<) are not supported; repeat the fields or use an alias for the whole value")
 			continue
 		}
 		if first, dup := seen[key]; dup {
-			p.errAt(k, kf, "duplicate field (first at line %d)", first)
+			p.errAt(k, join(field, key), "duplicate field (first at line %d)", first)
 			continue
 		}
 		seen[key] = k.Line
 		if !containsStr(allowed, key) {
-			p.errAt(k, kf, "unknown field (want one of %s)", strings.Join(allowed, ", "))
+			p.errAt(k, join(field, key), "unknown field (want one of %s)", strings.Join(allowed, ", "))
 			continue
 		}
 		fn(key, k, v)
