@@ -71,13 +71,20 @@ func aliasExpansion(root *yaml.Node, limit int) (int, *yaml.Node) {
 		if n == nil {
 			return cost{}
 		}
-		if c, ok := memo[n]; ok {
-			if c.size == inProgress {
-				return cost{size: over, viaAlias: over}
+		// Only anchored nodes can be reached twice (through an alias, or
+		// in a cycle); every other node has one parent and is walked
+		// once, so only they are memoised: a large file without aliases
+		// allocates nothing here.
+		anchored := n.Anchor != ""
+		if anchored {
+			if c, ok := memo[n]; ok {
+				if c.size == inProgress {
+					return cost{size: over, viaAlias: over}
+				}
+				return c
 			}
-			return c
+			memo[n] = cost{size: inProgress}
 		}
-		memo[n] = cost{size: inProgress}
 		var c cost
 		if n.Kind == yaml.AliasNode {
 			t := walk(n.Alias)
@@ -92,7 +99,9 @@ func aliasExpansion(root *yaml.Node, limit int) (int, *yaml.Node) {
 		if c.viaAlias >= over && at == nil {
 			at = n
 		}
-		memo[n] = c
+		if anchored {
+			memo[n] = c
+		}
 		return c
 	}
 	return walk(root).viaAlias, at
@@ -105,7 +114,7 @@ func join(parent, key string) string {
 	return parent + "." + key
 }
 
-func index(parent string, i int) string { return fmt.Sprintf("%s[%d]", parent, i) }
+func index(parent string, i int) string { return parent + "[" + strconv.Itoa(i) + "]" }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
 
@@ -140,18 +149,17 @@ func (p *parser) mapping(n *yaml.Node, field string, allowed []string, fn func(k
 			continue
 		}
 		key := k.Value
-		kf := join(field, key)
 		if key == "<<" && k.ShortTag() == "!!merge" {
 			p.errAt(k, field, "merge keys (<<) are not supported; repeat the fields or use an alias for the whole value")
 			continue
 		}
 		if first, dup := seen[key]; dup {
-			p.errAt(k, kf, "duplicate field (first at line %d)", first)
+			p.errAt(k, join(field, key), "duplicate field (first at line %d)", first)
 			continue
 		}
 		seen[key] = k.Line
 		if !containsStr(allowed, key) {
-			p.errAt(k, kf, "unknown field (want one of %s)", strings.Join(allowed, ", "))
+			p.errAt(k, join(field, key), "unknown field (want one of %s)", strings.Join(allowed, ", "))
 			continue
 		}
 		fn(key, k, v)

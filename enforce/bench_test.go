@@ -1,7 +1,10 @@
 package enforce_test
 
 import (
+	"math/rand/v2"
+	"runtime"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,12 +23,15 @@ const (
 // benchProfiles profiles. Profile i grants monitoring on its own ten queues
 // (explicit list), on the user's assigned queues, on its team, playback of
 // recent recordings in office hours, and delegation of "p1".
-func genPolicy(tb testing.TB) enforce.Policy {
+func genPolicy(tb testing.TB) enforce.Policy { return genPolicyN(tb, benchUsers) }
+
+// genPolicyN is genPolicy with n users (n > 5).
+func genPolicyN(tb testing.TB, n int) enforce.Policy {
 	paris := mustLoc(tb, "Europe/Paris")
 	q := func(i int) string { return "q" + strconv.Itoa(i%benchQueues) }
 	p := enforce.Policy{
 		Profiles:  make([]enforce.Profile, benchProfiles),
-		Users:     make([]enforce.User, benchUsers),
+		Users:     make([]enforce.User, n),
 		Protected: enforce.Protected{Users: []string{"u99999"}, Queues: []string{"q9999"}},
 	}
 	monitor := enforce.NewActionSet(enforce.MonitorListen, enforce.MonitorWhisper, enforce.MonitorBarge)
@@ -102,10 +108,71 @@ func BenchmarkDecide(b *testing.B) {
 			}
 		})
 	}
+	// The spread cases ask about every user and queue rather than one hot
+	// key, so that the cost of a large policy (cache misses) shows; the
+	// 1k-user case is the reference a 100k-user policy is held to.
+	b.Run("spread-100k", func(b *testing.B) { benchSpread(b, s, benchUsers, now) })
+	small := MustSnapshot(b, genPolicyN(b, 1_000))
+	b.Run("spread-1k", func(b *testing.B) { benchSpread(b, small, 1_000, now) })
+}
+
+// spreadRequests returns n monitor.listen requests from users drawn
+// uniformly among users u0..u<users-1> about a target drawn the same way:
+// half on one of the requester's assigned queues, half on a queue drawn
+// uniformly among all benchQueues, a quarter naming no agent. Ids are fresh
+// strings, as a parsed request's would be.
+func spreadRequests(users, n int) []enforce.Request {
+	r := rand.New(rand.NewPCG(1, 2))
+	reqs := make([]enforce.Request, n)
+	for i := range reqs {
+		u := r.IntN(users)
+		q := r.IntN(benchQueues)
+		if i%2 == 0 {
+			q = (u + r.IntN(5)) % benchQueues
+		}
+		reqs[i] = enforce.Request{User: "u" + strconv.Itoa(u), Action: enforce.MonitorListen, Queue: "q" + strconv.Itoa(q)}
+		if i%4 != 3 {
+			reqs[i].Agent = "u" + strconv.Itoa(r.IntN(users))
+		}
+	}
+	return reqs
+}
+
+func benchSpread(b *testing.B, s *enforce.Snapshot, users int, now time.Time) {
+	reqs := spreadRequests(users, 1<<16)
+	allowed := 0
+	for i := range reqs {
+		if enforce.Decide(s, &reqs[i], now).Allow {
+			allowed++
+		}
+	}
+	if allowed == 0 || allowed == len(reqs) {
+		b.Fatalf("spread requests: %d of %d allowed, want a mix", allowed, len(reqs))
+	}
+	b.ReportAllocs()
+	cpu := processCPU()
+	i := 0
+	for b.Loop() {
+		enforce.Decide(s, &reqs[i&(len(reqs)-1)], now)
+		i++
+	}
+	// On a shared machine ns/op counts the time other processes hold the
+	// cores; the process's CPU time per decision does not.
+	b.ReportMetric(float64(processCPU()-cpu)/float64(i), "cpu-ns/op")
+}
+
+// processCPU returns the CPU time (user and system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkNewSnapshot measures compiling a 100k-user policy: the cost of a
-// full reload.
+// full reload. B/user is the live heap the snapshot holds beyond the policy
+// it was compiled from, per user.
 func BenchmarkNewSnapshot(b *testing.B) {
 	p := genPolicy(b)
 	b.ReportAllocs()
@@ -114,4 +181,19 @@ func BenchmarkNewSnapshot(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.StopTimer()
+	before := liveHeap()
+	s := MustSnapshot(b, p)
+	b.ReportMetric(float64(liveHeap()-before)/float64(len(p.Users)), "B/user")
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(p)
+}
+
+// liveHeap returns the bytes of live heap after a full collection.
+func liveHeap() int64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }

@@ -142,63 +142,68 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 		return deny(ReasonInvalidRequest)
 	}
 	u, _ := s.users.get(req.User)
-	if u == nil {
+	if u.user == nil {
 		return deny(ReasonUnknownUser)
 	}
-	// Profiles are resolved by name at decision time, so that a changed
+	// Profiles are resolved by number at decision time, so that a changed
 	// profile (Snapshot.Patch) reaches every user of it without touching
 	// them.
-	p := s.profiles[u.Profile]
+	p := s.profileTab[u.profile]
 	if p == nil {
 		return deny(ReasonNoProfile)
 	}
 	d := Decision{Profile: p.Name, Grant: -1, NotifyTarget: p.NotifyTarget, MaskDigits: p.MaskDigits}
-	if !within(now, u.ValidFrom, u.ValidUntil) {
+	if u.window && !within(now, u.ValidFrom, u.ValidUntil) {
 		d.Reason = ReasonOutsideWindow
 		return d
 	}
 	if req.Action.targetsCall() {
 		// A protected user may act on its own calls (pause its recording);
 		// a protected queue is closed to everyone, whoever claims the call.
-		if _, ok := s.protectedUsers[req.Agent]; ok && req.Agent != "" && req.Agent != req.User {
-			d.Reason = ReasonProtectedTarget
-			return d
+		if len(s.protectedUsers) > 0 && req.Agent != "" && req.Agent != req.User {
+			if _, ok := s.protectedUsers[req.Agent]; ok {
+				d.Reason = ReasonProtectedTarget
+				return d
+			}
 		}
-		if _, ok := s.protectedQueues[req.Queue]; ok && req.Queue != "" {
-			d.Reason = ReasonProtectedTarget
-			return d
+		if len(s.protectedQueues) > 0 && req.Queue != "" {
+			if _, ok := s.protectedQueues[req.Queue]; ok {
+				d.Reason = ReasonProtectedTarget
+				return d
+			}
 		}
 	}
-	var target *user
-	if req.Agent != "" {
-		target, _ = s.users.get(req.Agent)
-	}
+	c := decideCtx{s: s, req: req, u: u}
 	// A target the policy describes has its team and site there: a request
 	// that claims otherwise is refused rather than believed, so that a
 	// caller cannot move an agent into a team it supervises. A claim is
 	// only used for a target the policy does not describe.
 	// The mismatch is reported once a grant lists the action: a request
 	// nothing could allow is answered action_not_granted whatever it claims.
+	// The target is otherwise looked up only when a grant's team or site
+	// scope needs its entry.
 	mismatch := false
-	if target != nil {
-		mismatch = (req.Team != "" && !contains(target.Teams, req.Team)) ||
-			(req.Site != "" && !contains(target.Sites, req.Site))
-	} else if req.Team != "" || req.Site != "" {
-		d.ClaimedContext = true
+	if req.Team != "" || req.Site != "" {
+		if target := c.target(); target != nil {
+			mismatch = (req.Team != "" && !contains(target.Teams, req.Team)) ||
+				(req.Site != "" && !contains(target.Sites, req.Site))
+		} else {
+			d.ClaimedContext = true
+		}
 	}
 	// best tracks the most specific failure among grants listing the action:
 	// out_of_scope < profile_not_delegable < outside_window < recording_too_old.
 	best, bestGrant := ReasonActionNotGranted, -1
 	for i := range p.grants {
 		g := &p.grants[i]
-		if !g.Actions.Has(req.Action) {
+		if !g.actions.Has(req.Action) {
 			continue
 		}
 		if mismatch {
 			d.Reason = ReasonContextMismatch
 			return d
 		}
-		r := g.check(u, target, req, now)
+		r := g.check(&c, now)
 		if r == ReasonGranted {
 			d.Allow, d.Reason, d.Grant = true, ReasonGranted, i
 			return d
@@ -209,6 +214,59 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 	}
 	d.Reason, d.Grant = best, bestGrant
 	return d
+}
+
+// decideCtx is one decision's request with what Decide looked up for it:
+// the requester, the request's names interned (each on first use), and the
+// target agent's entry (on first use).
+type decideCtx struct {
+	s        *Snapshot
+	req      *Request
+	u        userRef
+	ids      [numDimensions]int32
+	have     [numDimensions]bool
+	tgt      userRef
+	tgtKnown bool
+}
+
+// id returns the number of the request's value for dim (0: none, or a name
+// no scope holds).
+func (c *decideCtx) id(dim Dimension) int32 {
+	if !c.have[dim] {
+		c.have[dim] = true
+		c.ids[dim] = c.s.syms[dim].lookup(c.req.value(dim))
+	}
+	return c.ids[dim]
+}
+
+// target returns the target agent's entry, nil when the request names none
+// or the policy does not describe it.
+func (c *decideCtx) target() *userRef {
+	if !c.tgtKnown {
+		c.tgtKnown = true
+		if c.req.Agent != "" {
+			c.tgt, _ = c.s.users.get(c.req.Agent)
+		}
+	}
+	if c.tgt.user == nil {
+		return nil
+	}
+	return &c.tgt
+}
+
+// value returns the request's value for dim.
+func (r *Request) value(dim Dimension) string {
+	switch dim {
+	case DimQueues:
+		return r.Queue
+	case DimTeams:
+		return r.Team
+	case DimAgents:
+		return r.Agent
+	case DimSites:
+		return r.Site
+	}
+	return ""
 }
 
 func rank(r Reason) int {
@@ -228,14 +286,15 @@ func rank(r Reason) int {
 }
 
 // check evaluates one grant that lists the requested action.
-func (g *grant) check(u, target *user, req *Request, now time.Time) Reason {
+func (g *grant) check(c *decideCtx, now time.Time) Reason {
+	req := c.req
 	if req.Action == ProfileAssign {
 		if !contains(g.Profiles, req.AssignProfile) {
 			return ReasonProfileNotDelegable
 		}
 		if len(req.AssignQueues) > 0 {
 			for _, q := range req.AssignQueues {
-				if !g.sets[DimQueues].matchOne(DimQueues, u, q) {
+				if !g.matchOne(DimQueues, c, c.s.syms[DimQueues].lookup(q), q) {
 					return ReasonOutOfScope
 				}
 			}
@@ -243,11 +302,55 @@ func (g *grant) check(u, target *user, req *Request, now time.Time) Reason {
 		}
 	}
 	for dim := DimQueues; dim < numDimensions; dim++ {
-		if !g.sets[dim].match(dim, u, target, req) {
+		if !g.match(dim, c) {
 			return ReasonOutOfScope
 		}
 	}
+	if !g.timed {
+		return ReasonGranted
+	}
 	return g.checkTime(req, now)
+}
+
+// match reports whether the request's value for dim is in the grant's
+// scope. For the dimensions that describe the target agent (its teams, its
+// site), a request without a value matches on any of the target's own
+// values from its user entry (Decide has already refused a value that
+// contradicts a known target).
+func (g *grant) match(dim Dimension, c *decideCtx) bool {
+	if k := g.kinds[dim]; k == ScopeUnset || k == ScopeAll {
+		return true
+	}
+	v := c.req.value(dim)
+	if v != "" || dim == DimQueues || dim == DimAgents {
+		return g.matchOne(dim, c, c.id(dim), v)
+	}
+	t := c.target()
+	if t == nil {
+		return false
+	}
+	for _, id := range t.attrOf(dim) {
+		if g.matchOne(dim, c, id, "") {
+			return true
+		}
+	}
+	return false
+}
+
+// matchOne reports whether the name v, numbered id, is in the grant's scope
+// of dim for the requester.
+func (g *grant) matchOne(dim Dimension, c *decideCtx, id int32, v string) bool {
+	switch g.kinds[dim] {
+	case ScopeUnset, ScopeAll:
+		return true
+	case ScopeList:
+		return id != 0 && hasID(g.lists.of(dim), id)
+	case ScopeAssigned:
+		return id != 0 && hasID(c.u.attrOf(dim), id)
+	case ScopeSelf:
+		return v != "" && v == c.req.User
+	}
+	return false
 }
 
 func (g *grant) checkTime(req *Request, now time.Time) Reason {

@@ -8,110 +8,88 @@ import (
 	"sync/atomic"
 )
 
-// smallSet is the size up to which a set is scanned rather than hashed.
-const smallSet = 8
-
-// strset is an immutable set of strings tuned for small sizes.
-type strset struct {
-	list []string
-	m    map[string]struct{}
-}
-
-func newStrset(vals []string) strset {
-	if len(vals) <= smallSet {
-		return strset{list: vals}
-	}
-	m := make(map[string]struct{}, len(vals))
-	for _, v := range vals {
-		m[v] = struct{}{}
-	}
-	return strset{m: m}
-}
-
-func (s *strset) has(v string) bool {
-	if s.m != nil {
-		_, ok := s.m[v]
-		return ok
-	}
-	for _, x := range s.list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-// scopeSet is a compiled Scope.
-type scopeSet struct {
-	kind ScopeKind
-	set  strset
-}
-
-// matchOne reports whether a single value is in the scope for requester u.
-func (s *scopeSet) matchOne(dim Dimension, u *user, v string) bool {
-	switch s.kind {
-	case ScopeUnset, ScopeAll:
-		return true
-	case ScopeList:
-		return v != "" && s.set.has(v)
-	case ScopeAssigned:
-		return v != "" && u.attributed[dim].has(v)
-	case ScopeSelf:
-		return v != "" && v == u.ID
-	}
-	return false
-}
-
-// match reports whether the request's value for dim is in the scope.
-func (s *scopeSet) match(dim Dimension, u, target *user, req *Request) bool {
-	if s.kind == ScopeUnset || s.kind == ScopeAll {
-		return true
-	}
-	switch dim {
-	case DimQueues:
-		return s.matchOne(dim, u, req.Queue)
-	case DimAgents:
-		return s.matchOne(dim, u, req.Agent)
-	case DimSites:
-		return s.matchTarget(dim, u, req.Site, target, func(t *user) []string { return t.Sites })
-	case DimTeams:
-		return s.matchTarget(dim, u, req.Team, target, func(t *user) []string { return t.Teams })
-	}
-	return false
-}
-
-// matchTarget matches a dimension that describes the target agent (its
-// teams, its site): the request's value when it has one (Decide has already
-// refused a value that contradicts a known target), otherwise any of the
-// target's own values from its user entry.
-func (s *scopeSet) matchTarget(dim Dimension, u *user, v string, target *user, of func(*user) []string) bool {
-	if v != "" {
-		return s.matchOne(dim, u, v)
-	}
-	if target == nil {
-		return false
-	}
-	for _, t := range of(target) {
-		if s.matchOne(dim, u, t) {
-			return true
-		}
-	}
-	return false
-}
-
+// grant is a compiled Grant: what Decide reads first (the actions, the
+// scope kinds and their interned names) comes before the Grant itself,
+// which only a timed grant or a profile.assign request reads.
 type grant struct {
+	actions ActionSet
+	kinds   [numDimensions]ScopeKind
+	// timed is set when the grant has a validity window, weekly hours or a
+	// recording age limit.
+	timed bool
+	// lists holds the names of ScopeList dimensions.
+	lists idList
 	Grant
-	sets [numDimensions]scopeSet
 }
 
 type profile struct {
 	Profile
 	grants []grant
+	// id is the profile's number, the index of its entry in
+	// Snapshot.profileTab.
+	id int32
 }
 
+// user is a compiled User: the User itself, and its attributed names
+// interned when they do not fit in its userRef.
 type user struct {
 	User
-	attributed [numDimensions]strset
+	attr *idList // nil when they fit in the userRef
+}
+
+// inlineIDs is how many attributed names a userRef holds itself.
+const inlineIDs = 6
+
+// userRef is what the user index holds for a user, in the index's own
+// slot: what Decide reads of a requester or a target (its profile's
+// number, whether it has a validity window, its attributed names interned,
+// inline when few), so that finding a user and deciding on it reads one
+// slot rather than chasing a pointer per field. The rest is in *user.
+// The zero userRef is no user.
+type userRef struct {
+	*user
+	profile int32 // 0: no profile
+	window  bool
+	spill   bool // the attributed names are in user.attr, not inline
+	end     [numDimensions]uint8
+	ids     [inlineIDs]int32
+}
+
+// compile fills u from src and returns its index entry: it interns the
+// attributed names with in and resolves its profile's number in
+// profileIDs.
+func (u *user) compile(src *User, in *interner, profileIDs map[string]int32) userRef {
+	u.User = *src
+	r := userRef{
+		user:    u,
+		profile: profileIDs[src.Profile],
+		window:  !src.ValidFrom.IsZero() || !src.ValidUntil.IsZero(),
+	}
+	lists := [numDimensions][]string{src.Queues, src.Teams, src.Agents, src.Sites}
+	var buf [inlineIDs]int32
+	ids, end := in.internLists(buf[:0], &lists)
+	if len(ids) > inlineIDs {
+		r.spill = true
+		u.attr = &idList{ids: ids, end: end}
+		return r
+	}
+	copy(r.ids[:], ids)
+	for d := range end {
+		r.end[d] = uint8(end[d])
+	}
+	return r
+}
+
+// attrOf returns the numbers of the user's attributed names in dim, sorted.
+func (r *userRef) attrOf(dim Dimension) []int32 {
+	if r.spill {
+		return r.user.attr.of(dim)
+	}
+	start := uint8(0)
+	if dim > 0 {
+		start = r.end[dim-1]
+	}
+	return r.ids[start:r.end[dim]]
 }
 
 // Snapshot is an immutable, indexed view of a Policy, built once and then
@@ -130,9 +108,14 @@ type Snapshot struct {
 	// users and identities are layered so that Patch copies only what
 	// changed; profiles and the protected sets are small and copied whole
 	// when they change.
-	users           layered[*user]
-	identities      layered[string]
-	profiles        map[string]*profile
+	users      layered[userRef]
+	identities layered[string]
+	profiles   map[string]*profile
+	// profileTab is every profile by number (nil: removed), profileIDs
+	// their numbers by name; a number is never reused.
+	profileTab      []*profile
+	profileIDs      map[string]int32
+	syms            symbols
 	protectedUsers  map[string]struct{}
 	protectedQueues map[string]struct{}
 	protected       Protected
@@ -143,19 +126,41 @@ type Snapshot struct {
 
 // NewSnapshot validates p and compiles it into a Snapshot tagged with
 // generation. It rejects duplicate ids, unknown profile references and
-// invalid grants; the returned error joins every problem found.
+// invalid grants; the returned error joins every problem found. The
+// snapshot keeps its own copy of the users; p is not retained beyond its
+// profiles and protected lists.
 func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
+	return compileSnapshot(p, generation, true)
+}
+
+// ValidatePolicy returns the error NewSnapshot would return for p, without
+// compiling the users a snapshot decides from: a cheaper check for callers
+// that only validate (a profiles file parsed before a daemon compiles it).
+func ValidatePolicy(p Policy) error {
+	_, err := compileSnapshot(p, 0, false)
+	return err
+}
+
+// compileSnapshot is NewSnapshot; without compile it only checks p and
+// returns no snapshot.
+func compileSnapshot(p Policy, generation uint64, compile bool) (*Snapshot, error) {
 	s := &Snapshot{
-		policy:          &lazyPolicy{p: p, done: true},
 		generation:      generation,
 		profiles:        make(map[string]*profile, len(p.Profiles)),
+		profileTab:      make([]*profile, 1, len(p.Profiles)+1),
+		profileIDs:      make(map[string]int32, len(p.Profiles)),
 		protectedUsers:  make(map[string]struct{}, len(p.Protected.Users)),
 		protectedQueues: make(map[string]struct{}, len(p.Protected.Queues)),
 		protected:       p.Protected,
 		profileUsers:    make(map[string]int, len(p.Profiles)),
 	}
-	users := make(map[string]*user, len(p.Users))
-	identities := make(map[string]string)
+	in := newInterner(nil)
+	nident := 0
+	for i := range p.Users {
+		nident += len(p.Users[i].Identities)
+	}
+	users := newStrIndex[userRef](len(p.Users))
+	identities := newStrIndex[string](nident)
 	var errs []error
 	for i := range p.Profiles {
 		pr := &p.Profiles[i]
@@ -167,21 +172,31 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 			errs = append(errs, fmt.Errorf("profile %q: defined twice", pr.Name))
 			continue
 		}
-		cp, perrs := compileProfile(pr)
+		cp, perrs := compileProfile(pr, in)
 		errs = append(errs, perrs...)
+		cp.id = int32(len(s.profileTab))
+		s.profileTab = append(s.profileTab, cp)
+		s.profileIDs[pr.Name] = cp.id
 		s.profiles[pr.Name] = cp
 	}
 	// Delegable profiles must exist.
 	for _, pr := range s.profiles {
 		errs = append(errs, checkDelegable(pr, s.profiles)...)
 	}
+	// The users are compiled into one slab, in the policy's order (the
+	// order Policy returns them in).
+	var slab []user
+	if compile {
+		slab = make([]user, len(p.Users))
+	}
+	n := 0
 	for i := range p.Users {
 		u := &p.Users[i]
 		if err := CheckID(u.ID); err != nil {
 			errs = append(errs, fmt.Errorf("users[%d]: id: %w", i, err))
 			continue
 		}
-		if _, dup := users[u.ID]; dup {
+		if users.has(u.ID) {
 			errs = append(errs, fmt.Errorf("user %q: defined twice", u.ID))
 			continue
 		}
@@ -193,21 +208,27 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 			if id == "" {
 				continue // reported by checkUser
 			}
-			if other, dup := identities[id]; dup && other != u.ID {
+			if other, dup := identities.get(id); dup && other != u.ID {
 				errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", u.ID, id, other))
 				continue
 			}
-			identities[id] = u.ID
+			identities.put(id, u.ID)
 		}
-		users[u.ID] = compileUser(u)
+		var ref userRef
+		if compile {
+			ref = slab[n].compile(u, in, s.profileIDs)
+			n++
+		}
+		users.put(u.ID, ref)
 	}
 	// An identity must not name another user: ResolveIdentity would let it
 	// take that user's place.
-	for id, owner := range identities {
-		if other, ok := users[id]; ok && other.ID != owner {
+	identities.each(func(id, owner string) bool {
+		if id != owner && users.has(id) {
 			errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner, id, id))
 		}
-	}
+		return true
+	})
 	errs = append(errs, checkProtected(p.Protected)...)
 	for _, id := range p.Protected.Users {
 		s.protectedUsers[id] = struct{}{}
@@ -218,30 +239,50 @@ func NewSnapshot(p Policy, generation uint64) (*Snapshot, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s.users = newLayered(users)
-	s.identities = newLayered(identities)
+	if !compile {
+		return nil, nil
+	}
+	s.users = layeredOf(users)
+	s.identities = layeredOf(identities)
+	s.syms = in.symbols()
+	s.policy = &lazyPolicy{compiled: true, profiles: p.Profiles, slab: slab[:n]}
+	if n == 0 {
+		s.policy.users = p.Users
+	}
 	return s, nil
 }
 
-// compileProfile compiles one named profile and checks it on its own.
-func compileProfile(pr *Profile) (*profile, []error) {
+// compileProfile compiles one named profile and checks it on its own,
+// interning the names its grants list with in.
+func compileProfile(pr *Profile, in *interner) (*profile, []error) {
 	var errs []error
 	if pr.MaskDigits < 0 {
 		errs = append(errs, fmt.Errorf("profile %q: mask_digits must not be negative", pr.Name))
 	}
 	cp := &profile{Profile: *pr, grants: make([]grant, len(pr.Grants))}
 	for gi, g := range pr.Grants {
-		errs = append(errs, checkIDs(fmt.Sprintf("profile %q grant %d: profiles", pr.Name, gi), g.Profiles)...)
+		errs = append(errs, checkIDs(g.Profiles, func() string { return fmt.Sprintf("profile %q grant %d: profiles", pr.Name, gi) })...)
+		var lists [numDimensions][]string
 		for d := range g.Scopes {
-			errs = append(errs, checkIDs(fmt.Sprintf("profile %q grant %d: %s", pr.Name, gi, Dimension(d)), g.Scopes[d].Values)...)
+			errs = append(errs, checkIDs(g.Scopes[d].Values, func() string {
+				return fmt.Sprintf("profile %q grant %d: %s", pr.Name, gi, Dimension(d))
+			})...)
+			if g.Scopes[d].Kind == ScopeList {
+				lists[d] = g.Scopes[d].Values
+			}
 		}
 		if err := validateGrant(g); err != nil {
 			errs = append(errs, fmt.Errorf("profile %q grant %d: %w", pr.Name, gi, err))
 		}
-		cg := grant{Grant: g}
-		for d := range g.Scopes {
-			cg.sets[d] = scopeSet{kind: g.Scopes[d].Kind, set: newStrset(g.Scopes[d].Values)}
+		cg := grant{
+			Grant:   g,
+			actions: g.Actions,
+			timed:   !g.ValidFrom.IsZero() || !g.ValidUntil.IsZero() || g.Hours != nil || g.RecordedWithin != 0,
 		}
+		for d := range g.Scopes {
+			cg.kinds[d] = g.Scopes[d].Kind
+		}
+		cg.lists.ids, cg.lists.end = in.internLists(nil, &lists)
 		cp.grants[gi] = cg
 	}
 	return cp, errs
@@ -260,29 +301,32 @@ func checkDelegable(pr *profile, profiles map[string]*profile) []error {
 	return errs
 }
 
-// checkUser checks one user on its own and its profile reference.
-// checkIDs checks every id of a list against the id grammar.
-func checkIDs(what string, ids []string) []error {
+// checkIDs checks every id of a list against the id grammar; what names
+// the list in an error, and is only called when there is one, so that a
+// large valid policy formats nothing.
+func checkIDs(ids []string, what func() string) []error {
 	var errs []error
 	for i, id := range ids {
 		if err := CheckID(id); err != nil {
-			errs = append(errs, fmt.Errorf("%s[%d]: %w", what, i, err))
+			errs = append(errs, fmt.Errorf("%s[%d]: %w", what(), i, err))
 		}
 	}
 	return errs
 }
 
 func checkProtected(p Protected) []error {
-	return append(checkIDs("protected: users", p.Users), checkIDs("protected: queues", p.Queues)...)
+	return append(checkIDs(p.Users, func() string { return "protected: users" }),
+		checkIDs(p.Queues, func() string { return "protected: queues" })...)
 }
 
+// checkUser checks one user on its own and its profile reference.
 func checkUser(u *User, profiles map[string]*profile) []error {
 	var errs []error
 	for _, l := range [...]struct {
 		what string
 		ids  []string
 	}{{"queues", u.Queues}, {"teams", u.Teams}, {"agents", u.Agents}, {"sites", u.Sites}, {"identities", u.Identities}} {
-		errs = append(errs, checkIDs(fmt.Sprintf("user %q: %s", u.ID, l.what), l.ids)...)
+		errs = append(errs, checkIDs(l.ids, func() string { return fmt.Sprintf("user %q: %s", u.ID, l.what) })...)
 	}
 	if u.Profile != "" {
 		if err := CheckID(u.Profile); err != nil {
@@ -306,15 +350,6 @@ func checkUser(u *User, profiles map[string]*profile) []error {
 		}
 	}
 	return errs
-}
-
-func compileUser(u *User) *user {
-	cu := &user{User: *u}
-	cu.attributed[DimQueues] = newStrset(u.Queues)
-	cu.attributed[DimTeams] = newStrset(u.Teams)
-	cu.attributed[DimAgents] = newStrset(u.Agents)
-	cu.attributed[DimSites] = newStrset(u.Sites)
-	return cu
 }
 
 func validateGrant(g Grant) error {

@@ -10,7 +10,7 @@ import "maps"
 // maxDelta the two are merged into a new base (an O(n) copy, amortised over
 // as many patches).
 type layered[V comparable] struct {
-	base  map[string]V
+	base  *strIndex[V]
 	delta map[string]V
 	n     int
 }
@@ -20,7 +20,16 @@ type layered[V comparable] struct {
 const minDelta = 256
 
 func newLayered[V comparable](m map[string]V) layered[V] {
-	return layered[V]{base: m, n: len(m)}
+	ix := newStrIndex[V](len(m))
+	for k, v := range m {
+		ix.put(k, v)
+	}
+	return layeredOf(ix)
+}
+
+// layeredOf returns the layered index whose base is ix.
+func layeredOf[V comparable](ix *strIndex[V]) layered[V] {
+	return layered[V]{base: ix, n: ix.n}
 }
 
 // get returns the value under k.
@@ -31,8 +40,7 @@ func (l *layered[V]) get(k string) (V, bool) {
 			return v, v != zero
 		}
 	}
-	v, ok := l.base[k]
-	return v, ok
+	return l.base.get(k)
 }
 
 // each calls f on every live entry, in no particular order, until f
@@ -44,14 +52,12 @@ func (l *layered[V]) each(f func(k string, v V) bool) {
 			return
 		}
 	}
-	for k, v := range l.base {
+	l.base.each(func(k string, v V) bool {
 		if _, shadowed := l.delta[k]; shadowed {
-			continue
+			return true
 		}
-		if !f(k, v) {
-			return
-		}
-	}
+		return f(k, v)
+	})
 }
 
 // with returns l with changes applied (a zero value removes the key); l
@@ -71,14 +77,14 @@ func (l layered[V]) with(changes map[string]V) layered[V] {
 		case !had && v != zero:
 			out.n++
 		}
-		if _, inBase := l.base[k]; !inBase && v == zero {
+		if !l.base.has(k) && v == zero {
 			// Nothing to shadow: keep the delta small.
 			delete(out.delta, k)
 			continue
 		}
 		out.delta[k] = v
 	}
-	if len(out.delta) > max(minDelta, len(l.base)/16) {
+	if len(out.delta) > max(minDelta, l.base.n/16) {
 		out = out.merged()
 	}
 	return out
@@ -86,10 +92,10 @@ func (l layered[V]) with(changes map[string]V) layered[V] {
 
 // merged folds the delta into a fresh base.
 func (l layered[V]) merged() layered[V] {
-	base := make(map[string]V, l.n)
+	base := newStrIndex[V](l.n)
 	l.each(func(k string, v V) bool {
-		base[k] = v
+		base.put(k, v)
 		return true
 	})
-	return layered[V]{base: base, n: len(base)}
+	return layeredOf(base)
 }

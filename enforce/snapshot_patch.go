@@ -61,16 +61,23 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 		users:           s.users,
 		identities:      s.identities,
 		profiles:        s.profiles,
+		profileTab:      s.profileTab,
+		profileIDs:      s.profileIDs,
+		syms:            s.syms,
 		protectedUsers:  s.protectedUsers,
 		protectedQueues: s.protectedQueues,
 		protected:       s.protected,
 		profileUsers:    s.profileUsers,
 	}
 
-	// Profiles: a fresh map when any changes (hundreds to a few thousand
-	// entries: cheap next to recompiling).
+	// New names (queues, teams...) are numbered after the base's.
+	in := newInterner(&s.syms)
+	// Profiles: a fresh map and table when any changes (hundreds to a few
+	// thousand entries: cheap next to recompiling).
 	if len(p.Profiles)+len(p.RemovedProfiles) > 0 {
 		next.profiles = maps.Clone(s.profiles)
+		next.profileTab = slices.Clone(s.profileTab)
+		ids := s.profileIDs
 		seen := make(map[string]bool, len(p.Profiles))
 		changed := make([]*profile, 0, len(p.Profiles))
 		for i := range p.Profiles {
@@ -84,8 +91,19 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 				continue
 			}
 			seen[pr.Name] = true
-			cp, perrs := compileProfile(pr)
+			cp, perrs := compileProfile(pr, in)
 			errs = append(errs, perrs...)
+			id, known := ids[pr.Name]
+			if !known {
+				if len(ids) == len(s.profileIDs) {
+					ids = maps.Clone(s.profileIDs)
+				}
+				id = int32(len(next.profileTab))
+				next.profileTab = append(next.profileTab, nil)
+				ids[pr.Name] = id
+			}
+			cp.id = id
+			next.profileTab[id] = cp
 			next.profiles[pr.Name] = cp
 			changed = append(changed, cp)
 		}
@@ -94,8 +112,12 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 				errs = append(errs, fmt.Errorf("profile %q: both put and removed", name))
 				continue
 			}
-			delete(next.profiles, name)
+			if old, ok := next.profiles[name]; ok {
+				next.profileTab[old.id] = nil
+				delete(next.profiles, name)
+			}
 		}
+		next.profileIDs = ids
 		for _, cp := range changed {
 			errs = append(errs, checkDelegable(cp, next.profiles)...)
 		}
@@ -116,7 +138,7 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 	// Users: old identities are released before new ones are claimed, so
 	// an identity may move from one user to another in one patch.
 	if len(p.Users)+len(p.RemovedUsers) > 0 {
-		userChanges := make(map[string]*user, len(p.Users)+len(p.RemovedUsers))
+		userChanges := make(map[string]userRef, len(p.Users)+len(p.RemovedUsers))
 		idChanges := make(map[string]string)
 		refs := maps.Clone(s.profileUsers)
 		release := func(id string) {
@@ -144,19 +166,19 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 				continue
 			}
 			release(u.ID)
-			userChanges[u.ID] = compileUser(u)
+			userChanges[u.ID] = new(user).compile(u, in, next.profileIDs)
 		}
 		for _, id := range p.RemovedUsers {
-			if cu, dup := userChanges[id]; dup && cu != nil {
+			if cu, dup := userChanges[id]; dup && cu.user != nil {
 				errs = append(errs, fmt.Errorf("user %q: both put and removed", id))
 				continue
 			}
 			release(id)
-			userChanges[id] = nil
+			userChanges[id] = userRef{}
 		}
 		for i := range p.Users {
 			u := &p.Users[i]
-			if cu := userChanges[u.ID]; cu == nil || cu.ID != u.ID {
+			if cu := userChanges[u.ID]; cu.user == nil || cu.ID != u.ID {
 				continue
 			}
 			errs = append(errs, checkUser(u, next.profiles)...)
@@ -191,7 +213,7 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 			}
 		}
 		for id, cu := range userChanges {
-			if cu == nil {
+			if cu.user == nil {
 				continue
 			}
 			if owner, ok := next.identities.get(id); ok && owner != id {
@@ -225,22 +247,40 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	next.syms = in.symbols()
 	return next, nil
 }
 
-// lazyPolicy is a snapshot's uncompiled policy: the one given to
-// NewSnapshot, or one rebuilt from the indexes when first asked for.
+// lazyPolicy is a snapshot's uncompiled policy, built when first asked
+// for: from NewSnapshot's profiles and its users in their order, or, for a
+// patched snapshot, from the indexes, sorted. Building it copies every
+// user (an O(n) step off the decision path), so that a snapshot which is
+// only decided from holds its users once.
 type lazyPolicy struct {
 	once sync.Once
-	done bool
 	p    Policy
+	// compiled is set for NewSnapshot's, whose profiles and users (in the
+	// policy's order, users being the policy's own when it had none) these
+	// are.
+	compiled bool
+	profiles []Profile
+	users    []User
+	slab     []user
 }
 
 func (l *lazyPolicy) get(s *Snapshot) Policy {
-	if l.done {
-		return l.p
-	}
 	l.once.Do(func() {
+		if l.compiled {
+			p := Policy{Profiles: l.profiles, Users: l.users, Protected: s.protected}
+			if len(l.slab) > 0 {
+				p.Users = make([]User, len(l.slab))
+				for i := range l.slab {
+					p.Users[i] = l.slab[i].User
+				}
+			}
+			l.p = p
+			return
+		}
 		p := Policy{
 			Profiles:  make([]Profile, 0, len(s.profiles)),
 			Users:     make([]User, 0, s.users.n),
@@ -249,7 +289,7 @@ func (l *lazyPolicy) get(s *Snapshot) Policy {
 		for _, pr := range s.profiles {
 			p.Profiles = append(p.Profiles, pr.Profile)
 		}
-		s.users.each(func(_ string, u *user) bool {
+		s.users.each(func(_ string, u userRef) bool {
 			p.Users = append(p.Users, u.User)
 			return true
 		})
