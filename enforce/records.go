@@ -77,6 +77,13 @@ type AuditRecord struct {
 	// (the supervisor was bridged, the recording started) or "failed" (the
 	// PBX refused; Detail says why). Empty for pure checks.
 	Outcome string `json:"outcome,omitempty"`
+	// Session is the live monitor session's id on every record of its
+	// life (start, switches, end), so one session can be followed.
+	Session string `json:"session,omitempty"`
+	// Duration is a session end's length in seconds; Cause why it ended
+	// (enforce.Cause*).
+	Duration float64 `json:"duration,omitempty"`
+	Cause    string  `json:"cause,omitempty"`
 }
 
 // The outcomes an adapter records for an allow it tried to enforce.
