@@ -5,7 +5,9 @@
 package enforce
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 )
 
@@ -93,3 +95,19 @@ const (
 	CauseShutdown        = "daemon_shutdown"
 	CauseSetupFailed     = "setup_failed"
 )
+
+// SortSessions sorts sessions oldest first, then by id (the order of
+// SessionStore.LiveSessions).
+func SortSessions(ss []LiveSession) {
+	slices.SortFunc(ss, func(a, b LiveSession) int {
+		return cmp.Or(a.StartedAt.Compare(b.StartedAt), cmp.Compare(a.ID, b.ID))
+	})
+}
+
+// SortRecordings sorts recordings oldest first, then by id (the order of
+// ActiveRecordingLister.ActiveRecordings).
+func SortRecordings(rs []Recording) {
+	slices.SortFunc(rs, func(a, b Recording) int {
+		return cmp.Or(a.StartedAt.Compare(b.StartedAt), cmp.Compare(a.ID, b.ID))
+	})
+}
