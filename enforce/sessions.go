@@ -87,6 +87,10 @@ type ActiveRecordingLister interface {
 	ActiveRecordings(ctx context.Context) ([]Recording, error)
 }
 
+// OutcomeEnded is the outcome of the audit record of a monitor session's
+// end (with AuditRecord.Cause and Duration).
+const OutcomeEnded = "ended"
+
 // The causes a monitor session ends with (AuditRecord.Cause).
 const (
 	CauseRequesterHangup = "requester_hangup"
