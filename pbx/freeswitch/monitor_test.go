@@ -129,6 +129,10 @@ func TestMonitorOverTheOutboundSocket(t *testing.T) {
 		if res.Outcome != enforce.OutcomeEnforced {
 			t.Errorf("result record %+v, want enforced", res)
 		}
+		end := waitRecords(t, log, 3)[2]
+		if end.Outcome != enforce.OutcomeEnded || end.Cause != enforce.CauseTargetHangup || end.Session == "" || end.Session != res.Session {
+			t.Errorf("end record %+v, want the session's end, cause target_hangup", end)
+		}
 	})
 
 	t.Run("a whisper is set by eavesdrop-command 2 once eavesdrop runs", func(t *testing.T) {
