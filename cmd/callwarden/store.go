@@ -27,6 +27,8 @@ type store interface {
 	enforce.ChangeSource
 	enforce.PatchStore
 	enforce.RecordingStore
+	enforce.ActiveRecordingLister
+	enforce.SessionStore
 	enforce.AuditLog
 	enforce.TokenStore
 	io.Closer

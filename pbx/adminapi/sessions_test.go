@@ -61,7 +61,9 @@ func (s *fakeSessions) End(_ context.Context, id, by string) error {
 // fakeLiveRecordings lists recordings in progress.
 type fakeLiveRecordings []enforce.Recording
 
-func (r fakeLiveRecordings) ActiveRecordings(context.Context) ([]enforce.Recording, error) { return r, nil }
+func (r fakeLiveRecordings) ActiveRecordings(context.Context) ([]enforce.Recording, error) {
+	return r, nil
+}
 
 // sessionsPolicy: root administers; alice supervises sales (sees and ends
 // its sessions, caller masked); bob sees sales only; dave has no profile.
