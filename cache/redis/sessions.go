@@ -100,35 +100,33 @@ func (r *Store) Session(ctx context.Context, id string) (enforce.LiveSession, er
 // session in one pipeline; an id whose session went in between is left
 // out. Errors: enforce.ErrUnavailable, enforce.ErrCorrupt.
 func (r *Store) LiveSessions(ctx context.Context) ([]enforce.LiveSession, error) {
+	out, err := indexed(ctx, r, KeySessions, "list live sessions", func(ctx context.Context, ids []string) ([]enforce.LiveSession, error) {
+		cmds := make([]*redis.MapStringStringCmd, len(ids))
+		_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
+				cmds[i] = p.HGetAll(ctx, r.Key(KeySessionPrefix+id))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, r.wrap("read live sessions", err)
+		}
+		return present(len(ids), func(i int) (enforce.LiveSession, error) { return decodeSession(ids[i], cmds[i].Val()) })
+	})
+	enforce.SortSessions(out)
+	return out, err
+}
+
+// indexed reads the ids in the sorted set key (what says the read in
+// errors), then their items with read, within one call's deadline.
+func indexed[T any](ctx context.Context, r *Store, key, what string, read func(ctx context.Context, ids []string) ([]T, error)) ([]T, error) {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
-	ids, err := r.c.ZRange(ctx, r.Key(KeySessions), 0, -1).Result()
+	ids, err := r.c.ZRange(ctx, r.Key(key), 0, -1).Result()
 	if err != nil {
-		return nil, r.wrap("list live sessions", err)
+		return nil, r.wrap(what, err)
 	}
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, r.Key(KeySessionPrefix+id))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, r.wrap("read live sessions", err)
-	}
-	out := make([]enforce.LiveSession, 0, len(ids))
-	for i, id := range ids {
-		s, err := decodeSession(id, cmds[i].Val())
-		if errors.Is(err, enforce.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	enforce.SortSessions(out)
-	return out, nil
+	return read(ctx, ids)
 }
 
 func decodeSession(id string, h map[string]string) (enforce.LiveSession, error) {
@@ -164,25 +162,32 @@ func (r *Store) RequestSessionEnd(ctx context.Context, id, by string) error {
 // index SaveRecording keeps (recordings saved before the index existed
 // are not listed). Errors: enforce.ErrUnavailable, enforce.ErrCorrupt.
 func (r *Store) ActiveRecordings(ctx context.Context) ([]enforce.Recording, error) {
-	ctx, cancel := r.callContext(ctx)
-	defer cancel()
-	ids, err := r.c.ZRange(ctx, r.Key(KeyRecordingsLive), 0, -1).Result()
-	if err != nil {
-		return nil, r.wrap("list active recordings", err)
-	}
-	out := make([]enforce.Recording, 0, len(ids))
-	for _, id := range ids {
-		rec, err := r.recording(ctx, id)
+	out, err := indexed(ctx, r, KeyRecordingsLive, "list active recordings", func(ctx context.Context, ids []string) ([]enforce.Recording, error) {
+		return present(len(ids), func(i int) (enforce.Recording, error) {
+			rec, err := r.recording(ctx, ids[i])
+			if err == nil && rec.State == enforce.RecordingStopped {
+				err = enforce.ErrNotFound // stopped since the index was read
+			}
+			return rec, err
+		})
+	})
+	enforce.SortRecordings(out)
+	return out, err
+}
+
+// present returns get(i) for i in [0, n), leaving out what is not found
+// (removed since its index was read); it stops at the first other error.
+func present[T any](n int, get func(i int) (T, error)) ([]T, error) {
+	out := make([]T, 0, n)
+	for i := range n {
+		v, err := get(i)
 		if errors.Is(err, enforce.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		if rec.State != enforce.RecordingStopped {
-			out = append(out, rec)
-		}
+		out = append(out, v)
 	}
-	enforce.SortRecordings(out)
 	return out, nil
 }

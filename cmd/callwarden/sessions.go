@@ -24,11 +24,7 @@ func (e *env) sessions(ctx context.Context, args []string) int {
 	if len(args) > 0 && args[0] == "end" {
 		return e.sessionsEnd(ctx, args[1:])
 	}
-	fs, sf := e.newStoreFlagSet("sessions", "sessions [--redis-addr ADDR] [--config FILE]")
-	if code := e.parseFlags(fs, args); code >= 0 {
-		return code
-	}
-	return e.withStore(ctx, sf, func(st store) int {
+	return e.onStore(ctx, args, "sessions", "sessions [--redis-addr ADDR] [--config FILE]", func(st store) int {
 		ss, err := st.LiveSessions(ctx)
 		if err != nil {
 			return e.failure("sessions: %v", err)
@@ -56,16 +52,10 @@ func (e *env) sessions(ctx context.Context, args []string) int {
 // the daemon that enforces the session ends it on its next poll (about a
 // second), with cause ended_by_administrator.
 func (e *env) sessionsEnd(ctx context.Context, args []string) int {
-	fs, sf := e.newStoreFlagSet("sessions end", "sessions end ID [--redis-addr ADDR] [--config FILE]")
-	pos, code := e.parsePositional(fs, args, 1, "ID")
-	if code >= 0 {
-		return code
-	}
-	id := pos[0]
-	if err := enforce.CheckID(id); err != nil {
-		return e.badInput("sessions end: %v", err)
-	}
-	return e.withStore(ctx, sf, func(st store) int {
+	return e.onStoreWith(ctx, args, "sessions end", "sessions end ID [--redis-addr ADDR] [--config FILE]", "ID", func(st store, id string) int {
+		if err := enforce.CheckID(id); err != nil {
+			return e.badInput("sessions end: %v", err)
+		}
 		s, err := st.Session(ctx, id)
 		if errors.Is(err, enforce.ErrNotFound) {
 			return e.failure("sessions end: no live session %s", id)

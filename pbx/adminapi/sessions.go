@@ -94,22 +94,12 @@ func (a *Admin) listSessions(w http.ResponseWriter, r *http.Request, p *principa
 // session.end allows on the session's queue and agent, ends it. Every
 // request that names a session is audited, allowed or refused.
 func (a *Admin) endSession(w http.ResponseWriter, r *http.Request, p *principal) {
-	admin, ok := a.readerOf(w, p, a.opts.Sessions != nil, "this daemon keeps no session registry")
+	s, admin, ok := readOne(a, w, r, p, a.opts.Sessions != nil, "this daemon keeps no session registry", "live session",
+		func(ctx context.Context, id string) (enforce.LiveSession, error) { return a.opts.Sessions.Get(ctx, id) })
 	if !ok {
 		return
 	}
-	id := r.PathValue("id")
-	ctx, cancel := a.storeContext(r)
-	defer cancel()
-	s, err := a.opts.Sessions.Get(ctx, id)
-	if errors.Is(err, enforce.ErrNotFound) {
-		httpauth.WriteError(w, http.StatusNotFound, fmt.Sprintf("no live session %q", id))
-		return
-	}
-	if err != nil {
-		a.storeFailed(w, r, err)
-		return
-	}
+	id := s.ID
 	req, d := p.admin()
 	if !admin {
 		req = enforce.Request{Action: enforce.SessionEnd, Queue: s.Queue, Agent: s.Target}
@@ -119,6 +109,8 @@ func (a *Admin) endSession(w http.ResponseWriter, r *http.Request, p *principal)
 			return
 		}
 	}
+	ctx, cancel := a.storeContext(r)
+	defer cancel()
 	if err := a.opts.Sessions.End(ctx, id, p.user); err != nil {
 		if errors.Is(err, enforce.ErrNotFound) {
 			a.auditSession(r, p, s, d, "allowed, but the session had ended")
@@ -132,6 +124,39 @@ func (a *Admin) endSession(w http.ResponseWriter, r *http.Request, p *principal)
 	a.auditSession(r, p, s, d, "end asked of "+s.Instance)
 	a.log.Info("admin: session end asked", zap.String("user", p.user), zap.String("session", id), zap.String("instance", s.Instance))
 	httpauth.WriteJSON(w, http.StatusAccepted, EndBody{ID: id, EndedBy: p.user, Instance: s.Instance, Status: "ending"})
+}
+
+// readOne opens the read of what the path's id names, with get (kept
+// false: the daemon keeps no such store, 404 saying none): the reader check
+// (reader: whether p is an administrator), then the item, 404 "no <what>
+// <id>" when there is none, the store's failure otherwise. On false it has
+// answered.
+func readOne[T any](a *Admin, w http.ResponseWriter, r *http.Request, p *principal, kept bool, none, what string,
+	get func(context.Context, string) (T, error)) (v T, admin, ok bool) {
+	if admin, ok = a.readerOf(w, p, kept, none); !ok {
+		return v, false, false
+	}
+	v, ok = fetch(a, w, r, what, get)
+	return v, admin, ok
+}
+
+// fetch reads what the path's id names with get: 404 "no <what> <id>"
+// when there is none, the store's failure otherwise. On false it has
+// answered.
+func fetch[T any](a *Admin, w http.ResponseWriter, r *http.Request, what string, get func(context.Context, string) (T, error)) (T, bool) {
+	id := r.PathValue("id")
+	ctx, cancel := a.storeContext(r)
+	defer cancel()
+	v, err := get(ctx, id)
+	if errors.Is(err, enforce.ErrNotFound) {
+		httpauth.WriteError(w, http.StatusNotFound, fmt.Sprintf("no %s %q", what, id))
+		return v, false
+	}
+	if err != nil {
+		a.storeFailed(w, r, err)
+		return v, false
+	}
+	return v, true
 }
 
 // auditSession records a DELETE of session s: who asked, the decision,

@@ -3,60 +3,18 @@ package adminapi_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/adminapi"
 	"github.com/callwarden/callwarden/pbx/httpauth"
+	"github.com/callwarden/callwarden/pbx/session"
+	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
-
-// fakeSessions is adminapi.Sessions over a map, with an outage switch.
-type fakeSessions struct {
-	mu          sync.Mutex
-	live        map[string]enforce.LiveSession
-	ended       map[string]string // id -> by
-	unavailable bool
-}
-
-func (s *fakeSessions) List(context.Context) ([]enforce.LiveSession, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.unavailable {
-		return nil, fmt.Errorf("fake: %w", enforce.ErrUnavailable)
-	}
-	var out []enforce.LiveSession
-	for _, l := range s.live {
-		out = append(out, l)
-	}
-	enforce.SortSessions(out)
-	return out, nil
-}
-
-func (s *fakeSessions) Get(_ context.Context, id string) (enforce.LiveSession, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.unavailable {
-		return enforce.LiveSession{}, fmt.Errorf("fake: %w", enforce.ErrUnavailable)
-	}
-	l, ok := s.live[id]
-	if !ok {
-		return l, enforce.ErrNotFound
-	}
-	return l, nil
-}
-
-func (s *fakeSessions) End(_ context.Context, id, by string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.ended[id] = by
-	delete(s.live, id)
-	return nil
-}
 
 // fakeLiveRecordings lists recordings in progress.
 type fakeLiveRecordings []enforce.Recording
@@ -91,17 +49,29 @@ func sessionsPolicy() enforce.Policy {
 }
 
 type sessionsFixture struct {
-	sessions *fakeSessions
-	audit    *fakeAudit
-	af       *adminFixture
+	store *sessiontest.Sessions
+	audit *fakeAudit
+	af    *adminFixture
 }
 
+// newSessionsFixture serves the admin API over a session registry (of
+// another daemon: every end goes through the store) holding s1 (sales)
+// and s2 (billing).
 func newSessionsFixture(tb testing.TB) *sessionsFixture {
 	tb.Helper()
-	f := &sessionsFixture{audit: &fakeAudit{}, sessions: &fakeSessions{ended: map[string]string{}, live: map[string]enforce.LiveSession{
-		"s1": {ID: "s1", User: "carol", Target: "agent1", Queue: "sales", Caller: "0612345678", Mode: "listen", Instance: "d1", StartedAt: now.Add(-time.Minute)},
-		"s2": {ID: "s2", User: "carol", Target: "agent2", Queue: "billing", Caller: "0612345678", Mode: "barge", Instance: "d2", StartedAt: now},
-	}}}
+	f := &sessionsFixture{audit: &fakeAudit{}, store: &sessiontest.Sessions{SessionStore: memory.NewSessions()}}
+	for _, l := range []enforce.LiveSession{
+		{ID: "s1", User: "carol", Target: "agent1", Queue: "sales", Caller: "0612345678", Mode: "listen", Instance: "d1", StartedAt: now.Add(-time.Minute)},
+		{ID: "s2", User: "carol", Target: "agent2", Queue: "billing", Caller: "0612345678", Mode: "barge", Instance: "d2", StartedAt: now},
+	} {
+		if err := f.store.PutSession(context.Background(), l); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	reg, err := session.NewRegistry(session.RegistryOptions{Store: f.store, Instance: "here"})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	holder := &enforce.Holder{}
 	holder.Store(mustSnapshot(tb, sessionsPolicy(), 1))
 	var tokens []httpauth.TokenHash
@@ -114,7 +84,7 @@ func newSessionsFixture(tb testing.TB) *sessionsFixture {
 	}
 	admin, err := adminapi.NewAdmin(adminapi.AdminOptions{
 		Store: &fakeStore{policy: sessionsPolicy(), gen: 1}, Snapshot: holder.Load, Auth: httpauth.NewTokenSet(tokens),
-		Codec: jsonCodec{}, Auditor: f.audit, Sessions: f.sessions,
+		Codec: jsonCodec{}, Auditor: f.audit, Sessions: reg,
 		LiveRecordings: fakeLiveRecordings{{ID: "r1", Target: "agent1", Queue: "sales", Caller: "0612345678", State: enforce.RecordingActive}},
 		Now:            func() time.Time { return now },
 	})
@@ -125,6 +95,16 @@ func newSessionsFixture(tb testing.TB) *sessionsFixture {
 	tb.Cleanup(srv.Close)
 	f.af = &adminFixture{srv: srv}
 	return f
+}
+
+// endAsked is who asked for session id to end, "" for nobody.
+func (f *sessionsFixture) endAsked(t *testing.T, id string) string {
+	t.Helper()
+	l, err := f.store.Session(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.EndRequestedBy
 }
 
 func (f *sessionsFixture) list(t *testing.T, user string) (int, adminapi.SessionsBody) {
@@ -165,7 +145,7 @@ func TestAdminSessionsList(t *testing.T) {
 	})
 	t.Run("a registry that cannot be read answers 503, never an empty list", func(t *testing.T) {
 		f := newSessionsFixture(t)
-		f.sessions.unavailable = true
+		f.store.Down(true)
 		if code, _ := f.list(t, "root"); code != 503 {
 			t.Errorf("code %d, want 503", code)
 		}
@@ -182,34 +162,39 @@ func TestAdminSessionsEnd(t *testing.T) {
 	t.Run("an administrator ends any session, audited", func(t *testing.T) {
 		f := newSessionsFixture(t)
 		f.af.do(t, "DELETE", "/v1/sessions/s2", "root", "", "").wantField(t, 202, "status", "ending")
-		if f.sessions.ended["s2"] != "root" {
-			t.Errorf("ended %v", f.sessions.ended)
+		if by := f.endAsked(t, "s2"); by != "root" {
+			t.Errorf("end asked by %q, want root", by)
 		}
 		recs := f.audit.All()
 		if len(recs) != 1 || recs[0].Action != "session.end" || recs[0].Decision != "allow" || recs[0].Session != "s2" || recs[0].User != "root" {
 			t.Errorf("audit %+v", recs)
 		}
 	})
-	t.Run("session.end in scope ends a session of the supervisor's queue", func(t *testing.T) {
-		f := newSessionsFixture(t)
-		f.af.do(t, "DELETE", "/v1/sessions/s1", "alice", "", "").wantField(t, 202, "ended_by", "alice")
-	})
-	t.Run("out of scope is refused and audited", func(t *testing.T) {
-		f := newSessionsFixture(t)
-		f.af.do(t, "DELETE", "/v1/sessions/s2", "alice", "", "").wantField(t, 403, "reason", "out_of_scope")
-		recs := f.audit.All()
-		if len(f.sessions.ended) != 0 || len(recs) != 1 || recs[0].Decision != "deny" || !strings.Contains(recs[0].Detail, "refused") {
-			t.Errorf("ended %v, audit %+v", f.sessions.ended, recs)
-		}
-	})
-	t.Run("presence.view alone may not end", func(t *testing.T) {
-		f := newSessionsFixture(t)
-		f.af.do(t, "DELETE", "/v1/sessions/s1", "bob", "", "").wantField(t, 403, "reason", "action_not_granted")
-	})
+	for _, tc := range []struct {
+		name, path, user string
+		code             int
+		key, value       string
+	}{
+		{"session.end in scope ends a session of the supervisor's queue", "/v1/sessions/s1", "alice", 202, "ended_by", "alice"},
+		{"out of scope is refused", "/v1/sessions/s2", "alice", 403, "reason", "out_of_scope"},
+		{"presence.view alone may not end", "/v1/sessions/s1", "bob", 403, "reason", "action_not_granted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newSessionsFixture(t)
+			f.af.do(t, "DELETE", tc.path, tc.user, "", "").wantField(t, tc.code, tc.key, tc.value)
+			recs := f.audit.All()
+			if len(recs) != 1 || recs[0].Decision != map[bool]string{true: "allow", false: "deny"}[tc.code == 202] {
+				t.Errorf("audit %+v, want the DELETE audited", recs)
+			}
+			if by := f.endAsked(t, strings.TrimPrefix(tc.path, "/v1/sessions/")); (by != "") != (tc.code == 202) {
+				t.Errorf("end asked by %q after %d", by, tc.code)
+			}
+		})
+	}
 	t.Run("an unknown session is 404 and a registry outage 503", func(t *testing.T) {
 		f := newSessionsFixture(t)
 		f.af.do(t, "DELETE", "/v1/sessions/nope", "root", "", "").wantField(t, 404, "", "")
-		f.sessions.unavailable = true
+		f.store.Down(true)
 		f.af.do(t, "DELETE", "/v1/sessions/s1", "root", "", "").wantField(t, 503, "", "")
 	})
 }

@@ -255,10 +255,9 @@ func (r *Registry) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(r.o.PollInterval)
 	defer t.Stop()
-	for {
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-			return
 		case <-t.C:
 			r.poll(ctx)
 		}

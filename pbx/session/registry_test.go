@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,62 +10,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
 
-// memSessions is an in-memory enforce.SessionStore that fails when asked.
-type memSessions struct {
-	failing
-	byID map[string]enforce.LiveSession
-}
-
-func (m *memSessions) PutSession(_ context.Context, s enforce.LiveSession) error {
-	return m.write(func() {
-		if m.byID == nil {
-			m.byID = map[string]enforce.LiveSession{}
-		}
-		s.EndRequestedBy = m.byID[s.ID].EndRequestedBy
-		m.byID[s.ID] = s
-	})
-}
-func (m *memSessions) DeleteSession(_ context.Context, id string) error {
-	return m.write(func() { delete(m.byID, id) })
-}
-func (m *memSessions) LiveSessions(context.Context) ([]enforce.LiveSession, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return nil, m.fail
-	}
-	out := slices.Collect(func(yield func(enforce.LiveSession) bool) {
-		for _, s := range m.byID {
-			if !yield(s) {
-				return
-			}
-		}
-	})
-	enforce.SortSessions(out)
-	return out, nil
-}
-func (m *memSessions) Session(_ context.Context, id string) (enforce.LiveSession, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, ok := m.byID[id]
-	if !ok {
-		return s, enforce.ErrNotFound
-	}
-	return s, nil
-}
-func (m *memSessions) RequestSessionEnd(_ context.Context, id, by string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, ok := m.byID[id]
-	if !ok {
-		return enforce.ErrNotFound
-	}
-	s.EndRequestedBy = by
-	m.byID[id] = s
-	return nil
+// newStore is the memory registry behind a switch that takes it down.
+func newStore() *sessiontest.Sessions {
+	return &sessiontest.Sessions{SessionStore: memory.NewSessions()}
 }
 
 // clock is a settable test clock.
@@ -102,7 +53,7 @@ func startRegistered(t *testing.T, store enforce.SessionStore, instance string) 
 func TestRegistryFollowsTheSessionsLife(t *testing.T) {
 	ctx := context.Background()
 	t.Run("a started session is listed with its requester, target, mode and decision", func(t *testing.T) {
-		store := &memSessions{}
+		store := newStore()
 		_, log, r, m, _, _ := startRegistered(t, store, "d1")
 		live, err := r.List(ctx)
 		if err != nil || len(live) != 1 {
@@ -118,7 +69,7 @@ func TestRegistryFollowsTheSessionsLife(t *testing.T) {
 		}
 	})
 	t.Run("a switch records the new mode and when", func(t *testing.T) {
-		store := &memSessions{}
+		store := newStore()
 		_, log, r, m, c, reg := startRegistered(t, store, "d1")
 		c.t = t0.Add(time.Minute)
 		m.Switch(ctx, Barge, func(context.Context, Mode) (Entry, Outcome) {
@@ -142,7 +93,7 @@ func TestRegistryFollowsTheSessionsLife(t *testing.T) {
 		_ = reg
 	})
 	t.Run("an end removes the session and audits its cause and duration", func(t *testing.T) {
-		store := &memSessions{}
+		store := newStore()
 		pbx, log, r, m, c, _ := startRegistered(t, store, "d1")
 		c.t = t0.Add(90 * time.Second)
 		if err := m.End(ctx, enforce.CauseRequesterHangup); err != nil {
@@ -167,7 +118,7 @@ func TestRegistryFollowsTheSessionsLife(t *testing.T) {
 		}
 	})
 	t.Run("an administrator ends a session of this process at once", func(t *testing.T) {
-		store := &memSessions{}
+		store := newStore()
 		pbx, log, r, m, _, _ := startRegistered(t, store, "d1")
 		if err := r.End(ctx, m.ID(), "root"); err != nil {
 			t.Fatal(err)
@@ -187,7 +138,7 @@ func TestRegistryFollowsTheSessionsLife(t *testing.T) {
 		}
 	})
 	t.Run("an end asked through the store reaches the owner's poll", func(t *testing.T) {
-		store := &memSessions{}
+		store := newStore()
 		_, _, owner, m, _, _ := startRegistered(t, store, "d1")
 		other, err := NewRegistry(RegistryOptions{Store: store, Instance: "d2"})
 		if err != nil {
@@ -213,8 +164,8 @@ func TestRegistryFollowsTheSessionsLife(t *testing.T) {
 		}
 	})
 	t.Run("a registry that cannot be written does not stop the session, and the audit says so", func(t *testing.T) {
-		store := &memSessions{}
-		store.fail = errors.New("redis down")
+		store := newStore()
+		store.Down(true)
 		pbx, log, r, m, _, _ := startRegistered(t, store, "d1")
 		if m == nil || !pbx.did("eavesdrop sup agent-ch listen") {
 			t.Fatalf("session not started: calls %v", pbx.calls)
