@@ -95,8 +95,10 @@ const (
 // AuditFilter selects audit records; zero fields match everything.
 type AuditFilter struct {
 	User, Target, Action, Decision string
-	Since, Until                   time.Time
-	Limit                          int
+	// Session keeps the records of one live monitor session.
+	Session      string
+	Since, Until time.Time
+	Limit        int
 }
 
 // Match reports whether r passes f's field and time filters (Limit aside).
@@ -105,6 +107,7 @@ func (f *AuditFilter) Match(r *AuditRecord) bool {
 		(f.Target == "" || r.Target == f.Target) &&
 		(f.Action == "" || r.Action == f.Action) &&
 		(f.Decision == "" || r.Decision == f.Decision) &&
+		(f.Session == "" || r.Session == f.Session) &&
 		(f.Since.IsZero() || !r.Time.Before(f.Since)) &&
 		(f.Until.IsZero() || r.Time.Before(f.Until))
 }
