@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/callwarden/callwarden/pbx/adminapi"
 	"github.com/callwarden/callwarden/pbx/asterisk"
 	"github.com/callwarden/callwarden/pbx/httpauth"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // noCodec is the admin API's body codec for a test that writes no policy.
@@ -121,4 +123,65 @@ func TestAdministratorListsAndEndsALiveSession(t *testing.T) {
 		t.Errorf("GET /v1/sessions after the end: %d %+v, want none", code, list)
 	}
 	mustWait(ctx, t, events, "the supervisor hung up", lab.OnChannel("ChannelDestroyed", sess.sup.First))
+}
+
+// nullPBX is a PBX whose eavesdrops always work and do nothing.
+type nullPBX struct{}
+
+func (nullPBX) Eavesdrop(context.Context, string, string, session.Mode) (session.Tap, error) {
+	return nullPBX{}, nil
+}
+func (nullPBX) Play(context.Context, string, string) error  { return nil }
+func (nullPBX) Hangup(context.Context, string) error        { return nil }
+func (nullPBX) SetMode(context.Context, session.Mode) error { return nil }
+func (nullPBX) Close(context.Context) error                 { return nil }
+
+func TestTwoDaemonsShareTheSessionRegistryAndEndEachOthersSessions(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := contextFor(t, 30*time.Second)
+	newRegistry := func(instance string) *session.Registry {
+		r, err := session.NewRegistry(session.RegistryOptions{Store: newRedisStore(t, l, nil), Instance: instance, PollInterval: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	owner, other := newRegistry("daemon-1"), newRegistry("daemon-2")
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); owner.Run(rctx) }()
+	defer func() { stop(); <-done }()
+	audit := newAuditLog()
+	m, err := session.StartMonitor(ctx, nullPBX{}, &session.Audit{Log: audit, Source: "test", PBX: "pbx1"}, session.MonitorSpec{
+		Supervisor: "sup", Target: "agent", Mode: session.Listen, Registry: owner,
+		Entry:   session.Entry{User: "alice", Action: enforce.MonitorListen, Target: "agent2001", Queue: "sales"},
+		Allowed: session.Decided(enforce.Decision{Allow: true, Profile: "supervisor"}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := other.List(ctx)
+	if err != nil || len(live) != 1 || live[0].ID != m.ID() || live[0].Instance != "daemon-1" || live[0].UpdatedAt.IsZero() {
+		t.Fatalf("the other daemon lists %+v, %v; want daemon-1's session", live, err)
+	}
+	asked := time.Now()
+	if err := other.End(ctx, m.ID(), "root"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-m.Done():
+		t.Logf("the owner saw the end asked through Redis after %v", time.Since(asked))
+	case <-ctx.Done():
+		t.Fatal("the owning daemon never saw the end asked through Redis")
+	}
+	if err := m.End(ctx, enforce.CauseAdministrator); err != nil {
+		t.Fatal(err)
+	}
+	if live, err := other.List(ctx); err != nil || len(live) != 0 {
+		t.Errorf("after the end the other daemon lists %+v, %v", live, err)
+	}
+	end := audit.wait(ctx, t, "the end", func(r enforce.AuditRecord) bool { return r.Session == m.ID() && r.Cause != "" })
+	if end.Cause != enforce.CauseAdministrator || end.Detail == "" {
+		t.Errorf("end record %+v", end)
+	}
 }
