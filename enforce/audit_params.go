@@ -16,6 +16,8 @@ const (
 	AuditParamSince    = "since"
 	AuditParamUntil    = "until"
 	AuditParamLimit    = "limit"
+	// AuditParamSession follows one live monitor session's records.
+	AuditParamSession = "session"
 )
 
 // The bounds of AuditFilter.Limit as ParseAuditFilter reads it.
@@ -33,9 +35,9 @@ func ParseAuditFilter(q map[string][]string) (AuditFilter, error) {
 	for k, vs := range q {
 		switch k {
 		case AuditParamUser, AuditParamTarget, AuditParamAction, AuditParamDecision,
-			AuditParamSince, AuditParamUntil, AuditParamLimit:
+			AuditParamSince, AuditParamUntil, AuditParamLimit, AuditParamSession:
 		default:
-			return f, paramErr(printable(k), "unknown parameter (want user, target, action, decision, since, until or limit)")
+			return f, paramErr(printable(k), "unknown parameter (want user, target, action, decision, session, since, until or limit)")
 		}
 		if len(vs) == 0 {
 			continue
@@ -48,6 +50,7 @@ func ParseAuditFilter(q map[string][]string) (AuditFilter, error) {
 		}
 	}
 	f.User, f.Target, f.Action = first(q, AuditParamUser), first(q, AuditParamTarget), first(q, AuditParamAction)
+	f.Session = first(q, AuditParamSession)
 	switch f.Decision = first(q, AuditParamDecision); f.Decision {
 	case "", "allow", "deny":
 	default:

@@ -30,6 +30,7 @@ const (
 	RecordingDelete
 	PresenceView
 	ProfileAssign
+	SessionEnd // ending another's live monitor session (admin API)
 	actionEnd
 )
 
@@ -46,6 +47,7 @@ var actionNames = [...]string{
 	RecordingDelete:   "recording.delete",
 	PresenceView:      "presence.view",
 	ProfileAssign:     "profile.assign",
+	SessionEnd:        "session.end",
 }
 
 // Actions lists every valid action in a stable order.

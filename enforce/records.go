@@ -77,6 +77,13 @@ type AuditRecord struct {
 	// (the supervisor was bridged, the recording started) or "failed" (the
 	// PBX refused; Detail says why). Empty for pure checks.
 	Outcome string `json:"outcome,omitempty"`
+	// Session is the live monitor session's id on every record of its
+	// life (start, switches, end), so one session can be followed.
+	Session string `json:"session,omitempty"`
+	// Duration is a session end's length in seconds; Cause why it ended
+	// (enforce.Cause*).
+	Duration float64 `json:"duration,omitempty"`
+	Cause    string  `json:"cause,omitempty"`
 }
 
 // The outcomes an adapter records for an allow it tried to enforce.
@@ -88,8 +95,10 @@ const (
 // AuditFilter selects audit records; zero fields match everything.
 type AuditFilter struct {
 	User, Target, Action, Decision string
-	Since, Until                   time.Time
-	Limit                          int
+	// Session keeps the records of one live monitor session.
+	Session      string
+	Since, Until time.Time
+	Limit        int
 }
 
 // Match reports whether r passes f's field and time filters (Limit aside).
@@ -98,6 +107,7 @@ func (f *AuditFilter) Match(r *AuditRecord) bool {
 		(f.Target == "" || r.Target == f.Target) &&
 		(f.Action == "" || r.Action == f.Action) &&
 		(f.Decision == "" || r.Decision == f.Decision) &&
+		(f.Session == "" || r.Session == f.Session) &&
 		(f.Since.IsZero() || !r.Time.Before(f.Since)) &&
 		(f.Until.IsZero() || r.Time.Before(f.Until))
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
 	"github.com/callwarden/callwarden/pbx/asterisk"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // The Asterisk suite runs callwarden's Stasis application in-process against the
@@ -91,11 +92,12 @@ func decision(user, action, verdict string) func(enforce.AuditRecord) bool {
 
 // callwarden is one in-process adapter against the lab.
 type callwarden struct {
-	a     *asterisk.Adapter
-	audit *auditLog
-	recs  *memory.Recordings
-	reg   *prometheus.Registry
-	now   *clock
+	a        *asterisk.Adapter
+	audit    *auditLog
+	recs     *memory.Recordings
+	reg      *prometheus.Registry
+	now      *clock
+	sessions *session.Registry // over a memory store, on the real clock
 }
 
 type clock struct {
@@ -131,11 +133,17 @@ func startCallwarden(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode) *
 func startCallwardenWith(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode, snap *enforce.Snapshot) *callwarden {
 	t.Helper()
 	cw := &callwarden{audit: newAuditLog(), recs: memory.NewRecordings(), reg: prometheus.NewRegistry(), now: &clock{t: labNow}}
+	sessions, err := session.NewRegistry(session.RegistryOptions{Store: memory.NewSessions(), Logger: zaptest.NewLogger(t), Registerer: cw.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cw.sessions = sessions
 	a, err := asterisk.New(asterisk.Options{
 		URL: l.ARIURL, User: l.ARIUser, Password: l.ARIPassword, App: "callwarden", Timeout: 2 * time.Second,
 		Snapshot:   func() *enforce.Snapshot { return snap },
 		Auditor:    cw.audit,
 		Recordings: cw.recs,
+		Sessions:   cw.sessions,
 		Now:        cw.now.Now,
 		Logger:     zaptest.NewLogger(t),
 		Registerer: cw.reg,

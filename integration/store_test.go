@@ -56,6 +56,10 @@ func TestRedisRecordingStoreContract(t *testing.T) { runContract(t, storetest.Ru
 func TestRedisAuditLogContract(t *testing.T)       { runContract(t, storetest.RunAuditLog) }
 func TestRedisIncrementalContract(t *testing.T)    { runContract(t, storetest.RunIncremental) }
 func TestRedisTokenStoreContract(t *testing.T)     { runContract(t, storetest.RunTokenStore) }
+func TestRedisSessionStoreContract(t *testing.T)   { runContract(t, storetest.RunSessionStore) }
+func TestRedisActiveRecordingsContract(t *testing.T) {
+	runContract(t, storetest.RunActiveRecordings)
+}
 
 func TestRedisRefusesAnUnknownSchemaVersion(t *testing.T) {
 	l := suite.Lab(t)

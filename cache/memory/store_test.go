@@ -100,3 +100,11 @@ func TestMemoryIncrementalContract(t *testing.T) {
 func TestMemoryTokenStoreContract(t *testing.T) {
 	storetest.RunTokenStore(t, func(*testing.T) enforce.TokenStore { return memory.NewTokens() })
 }
+
+func TestSessionsContract(t *testing.T) {
+	storetest.RunSessionStore(t, func(*testing.T) enforce.SessionStore { return memory.NewSessions() })
+}
+
+func TestActiveRecordingsContract(t *testing.T) {
+	storetest.RunActiveRecordings(t, func(*testing.T) storetest.LiveRecordingStore { return memory.NewRecordings() })
+}

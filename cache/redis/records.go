@@ -50,8 +50,11 @@ func (r *Store) SaveRecording(ctx context.Context, rec enforce.Recording) error 
 				}
 				if rec.State == enforce.RecordingStopped {
 					p.ZRem(ctx, r.Key(KeyActivePrefix+rec.Target), rec.ID)
+					p.ZRem(ctx, r.Key(KeyRecordingsLive), rec.ID)
 				} else {
-					p.ZAdd(ctx, r.Key(KeyActivePrefix+rec.Target), redis.Z{Score: float64(rec.StartedAt.UnixMilli()), Member: rec.ID})
+					z := redis.Z{Score: float64(rec.StartedAt.UnixMilli()), Member: rec.ID}
+					p.ZAdd(ctx, r.Key(KeyActivePrefix+rec.Target), z)
+					p.ZAdd(ctx, r.Key(KeyRecordingsLive), z)
 				}
 				return nil
 			})

@@ -23,6 +23,7 @@ import (
 	"github.com/callwarden/callwarden/pbx/checkapi"
 	"github.com/callwarden/callwarden/pbx/freeswitch"
 	"github.com/callwarden/callwarden/pbx/httpauth"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // profilesError marks a failure to load the profiles files at startup: bad
@@ -97,6 +98,8 @@ type App struct {
 	ast *pbxService[*asterisk.Adapter]
 	// fs is the FreeSWITCH ESL adapter; nil without freeswitch.esl_address.
 	fs *pbxService[*freeswitch.Adapter]
+	// sessions is the live monitor session registry (Redis or memory).
+	sessions *session.Registry
 }
 
 // NewApp builds the daemon from a validated cfg, logging to logOut: it
@@ -155,7 +158,8 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	var (
 		policy     enforce.PolicyStore
 		auditLog   enforce.AuditLog
-		recordings enforce.RecordingStore
+		recordings liveRecordingStore
+		sessStore  enforce.SessionStore
 		ready      func() error
 
 		// decisionAudit receives the records of decisions (/v1/check);
@@ -205,7 +209,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		if err := a.refreshTokens(ctx); err != nil {
 			logger.Warn("admin tokens stored in Redis not loaded; retrying in the background", zap.Error(err))
 		}
-		policy, auditLog, recordings = a.store, a.store, a.store
+		policy, auditLog, recordings, sessStore = a.store, a.store, a.store, a.store
 		// Decisions are audited through bounded queues and batched
 		// writes, so a slow Redis never delays an answer; admin changes
 		// stay synchronous (auditLog). The PBX adapters have a lane of
@@ -251,11 +255,14 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		policy = snapshotPolicy{snapshot: a.snapshot}
 		auditLog = memory.NewAuditLog(memory.AuditOptions{MaxLen: memoryAuditLen})
 		decisionAudit, pbxAudit = auditLog, auditLog
-		recordings = memory.NewRecordings()
+		recordings, sessStore = memory.NewRecordings(), memory.NewSessions()
 	}
 
 	a.pbxAudit = pbxAudit
-	if a.ast, err = newAsterisk(cfg.Asterisk, a.snapshot, pbxAudit, recordings, logger.Named("asterisk"), a.reg); err != nil {
+	if a.sessions, err = newSessions(sessStore, logger.Named("sessions"), a.reg); err != nil {
+		return nil, err
+	}
+	if a.ast, err = newAsterisk(cfg.Asterisk, a.snapshot, pbxAudit, recordings, a.sessions, logger.Named("asterisk"), a.reg); err != nil {
 		return nil, err
 	}
 	auth := httpauth.AnyOf(httpauth.NewTokenSet(tokens), &a.dynTokens)
@@ -268,6 +275,9 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		AuditReader: auditLog,
 		Recordings:  recordings,
 		Logger:      logger.Named("admin"),
+		// The live sessions and recordings in progress (/v1/sessions).
+		Sessions:       a.sessions,
+		LiveRecordings: recordings,
 	})
 	if err != nil {
 		return nil, err
@@ -293,7 +303,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	if err != nil {
 		return nil, err
 	}
-	if a.fs, err = newFreeSWITCH(cfg.FreeSWITCH, a.snapshot, pbxAudit, recordings, logger.Named("freeswitch"), a.reg); err != nil {
+	if a.fs, err = newFreeSWITCH(cfg.FreeSWITCH, a.snapshot, pbxAudit, recordings, a.sessions, logger.Named("freeswitch"), a.reg); err != nil {
 		return nil, err
 	}
 	var lc net.ListenConfig
@@ -428,6 +438,8 @@ func (a *App) Run(ctx context.Context) error {
 		waitTokens := a.followTokens(lctx, a.tokenPoll)
 		defer func() { stop(); <-done; waitTokens() }()
 	}
+	// The session registry stops after the adapters ended their sessions.
+	defer a.runSessions(ctx)()
 	// The ARI adapter stops (and cleans up its calls) before the loader.
 	defer a.ast.start(ctx)()
 	defer a.fs.start(ctx)()

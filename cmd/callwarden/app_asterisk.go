@@ -11,6 +11,7 @@ import (
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/asterisk"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // newAsterisk builds the Stasis application from cfg (nil, nil when
@@ -18,7 +19,7 @@ import (
 // never reads ARI_* variables. It also sends the ARI library's own logger
 // (log15, a process-wide value of that library) to logger.
 func newAsterisk(cfg config.Asterisk, snapshot func() *enforce.Snapshot, auditor enforce.Auditor,
-	recordings enforce.RecordingStore, logger *zap.Logger, reg prometheus.Registerer) (*pbxService[*asterisk.Adapter], error) {
+	recordings enforce.RecordingStore, sessions *session.Registry, logger *zap.Logger, reg prometheus.Registerer) (*pbxService[*asterisk.Adapter], error) {
 	if cfg.URL == "" {
 		return nil, nil
 	}
@@ -33,6 +34,7 @@ func newAsterisk(cfg config.Asterisk, snapshot func() *enforce.Snapshot, auditor
 		Snapshot:     snapshot,
 		Auditor:      auditor,
 		Recordings:   recordings,
+		Sessions:     sessions,
 		Logger:       logger,
 		Registerer:   reg,
 		Watchdog:     asterisk.WatchdogMode(cfg.Watchdog),

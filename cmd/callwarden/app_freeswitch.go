@@ -7,12 +7,13 @@ import (
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/freeswitch"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 // newFreeSWITCH builds the ESL adapter from cfg (nil, nil when
 // cfg.ESLAddress is empty); it binds the outbound socket listener.
 func newFreeSWITCH(cfg config.FreeSWITCH, snapshot func() *enforce.Snapshot, auditor enforce.Auditor,
-	recordings enforce.RecordingStore, logger *zap.Logger, reg prometheus.Registerer) (*pbxService[*freeswitch.Adapter], error) {
+	recordings enforce.RecordingStore, sessions *session.Registry, logger *zap.Logger, reg prometheus.Registerer) (*pbxService[*freeswitch.Adapter], error) {
 	if cfg.ESLAddress == "" {
 		return nil, nil
 	}
@@ -24,6 +25,7 @@ func newFreeSWITCH(cfg config.FreeSWITCH, snapshot func() *enforce.Snapshot, aud
 		Timeout:        cfg.Timeout,
 		Watchdog:       freeswitch.WatchdogMode(cfg.Watchdog),
 		Recordings:     recordings,
+		Sessions:       sessions,
 		RecordingsDir:  cfg.RecordingsDir,
 		Snapshot:       snapshot,
 		Auditor:        auditor,

@@ -28,13 +28,14 @@ const followSkew = 5 * time.Second
 // numbers masked per the requester's profile when they were written): the
 // CLI holds the store's credentials and reads as an administrator.
 func (e *env) tail(ctx context.Context, args []string) int {
-	fs, sf := e.newStoreFlagSet("audit tail", "audit tail [--follow] [--user U] [--target T] [--action A] [--decision allow|deny] [--since RFC3339] [--until RFC3339] [--limit N] [--redis-addr ADDR] [--config FILE]")
+	fs, sf := e.newStoreFlagSet("audit tail", "audit tail [--follow] [--user U] [--target T] [--action A] [--decision allow|deny] [--session ID] [--since RFC3339] [--until RFC3339] [--limit N] [--redis-addr ADDR] [--config FILE]")
 	params := map[string]*string{}
 	for _, p := range []struct{ name, help string }{
 		{enforce.AuditParamUser, "only records of requester `USER`"},
 		{enforce.AuditParamTarget, "only records about `TARGET`"},
 		{enforce.AuditParamAction, "only records of `ACTION`"},
 		{enforce.AuditParamDecision, "only `DECISION`s: allow or deny"},
+		{enforce.AuditParamSession, "only records of the live monitor session `ID`"},
 		{enforce.AuditParamSince, "only records at or after `TIME` (RFC 3339)"},
 		{enforce.AuditParamUntil, "only records before `TIME` (RFC 3339)"},
 		{enforce.AuditParamLimit, "print at most the `N` most recent records (default 100)"},

@@ -27,6 +27,8 @@ type store interface {
 	enforce.ChangeSource
 	enforce.PatchStore
 	enforce.RecordingStore
+	enforce.ActiveRecordingLister
+	enforce.SessionStore
 	enforce.AuditLog
 	enforce.TokenStore
 	io.Closer
@@ -150,6 +152,27 @@ func (e *env) withStore(ctx context.Context, f *storeFlags, fn func(st store) in
 	}
 	defer st.Close()
 	return fn(st)
+}
+
+// onStore parses a store command's flags (name, synopsis: its usage)
+// and runs fn on the store they name.
+func (e *env) onStore(ctx context.Context, args []string, name, synopsis string, fn func(st store) int) int {
+	fs, sf := e.newStoreFlagSet(name, synopsis)
+	if code := e.parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	return e.withStore(ctx, sf, fn)
+}
+
+// onStoreWith is onStore for a command of one positional argument (want
+// names it in errors), given to fn.
+func (e *env) onStoreWith(ctx context.Context, args []string, name, synopsis, want string, fn func(st store, arg string) int) int {
+	fs, sf := e.newStoreFlagSet(name, synopsis)
+	pos, code := e.parsePositional(fs, args, 1, want)
+	if code >= 0 {
+		return code
+	}
+	return e.withStore(ctx, sf, func(st store) int { return fn(st, pos[0]) })
 }
 
 // cliUser names the person running an admin command in the audit trail:

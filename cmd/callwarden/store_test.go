@@ -342,10 +342,11 @@ type memoryStore struct {
 	*memory.AuditLog
 	*memory.Recordings
 	*memory.Tokens
+	*memory.Sessions
 }
 
 func newMemoryStore() *memoryStore {
-	return &memoryStore{memory.NewStore(), memory.NewAuditLog(memory.AuditOptions{}), memory.NewRecordings(), memory.NewTokens()}
+	return &memoryStore{memory.NewStore(), memory.NewAuditLog(memory.AuditOptions{}), memory.NewRecordings(), memory.NewTokens(), memory.NewSessions()}
 }
 
 // Close implements store; there is nothing to release.

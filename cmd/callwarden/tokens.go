@@ -136,11 +136,7 @@ func (e *env) tokenRevoke(ctx context.Context, args []string) int {
 // tokenList prints the users holding tokens in Redis, one line per hash
 // (its first 12 hex digits).
 func (e *env) tokenList(ctx context.Context, args []string) int {
-	fs, sf := e.newStoreFlagSet("token list", "token list [--redis-addr ADDR] [--config FILE]")
-	if code := e.parseFlags(fs, args); code >= 0 {
-		return code
-	}
-	return e.withStore(ctx, sf, func(st store) int {
+	return e.onStore(ctx, args, "token list", "token list [--redis-addr ADDR] [--config FILE]", func(st store) int {
 		ts, err := st.AdminTokens(ctx)
 		if err != nil {
 			return e.failure("token list: %v", err)

@@ -155,13 +155,7 @@ func (e *env) assign(ctx context.Context, args []string) int {
 // teams, agents, sites or identities (it may still be a monitored agent);
 // otherwise its entry is removed.
 func (e *env) revoke(ctx context.Context, args []string) int {
-	fs, sf := e.newStoreFlagSet("users revoke", "users revoke USER [--redis-addr ADDR] [--config FILE]")
-	pos, code := e.parsePositional(fs, args, 1, "USER")
-	if code >= 0 {
-		return code
-	}
-	id := pos[0]
-	return e.withStore(ctx, sf, func(st store) int {
+	return e.onStoreWith(ctx, args, "users revoke", "users revoke USER [--redis-addr ADDR] [--config FILE]", "USER", func(st store, id string) int {
 		return e.changeUser(ctx, st, id, func(p enforce.Policy) (enforce.Policy, string, error) {
 			i := slices.IndexFunc(p.Users, func(u enforce.User) bool { return u.ID == id })
 			if i < 0 {

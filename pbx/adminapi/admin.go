@@ -100,6 +100,11 @@ type AdminOptions struct {
 	AuditReader enforce.AuditReader
 	// Recordings serves GET /v1/recordings/{id}; nil answers 404.
 	Recordings enforce.RecordingStore
+	// Sessions serves GET and DELETE /v1/sessions; nil answers 404.
+	Sessions Sessions
+	// LiveRecordings lists the recordings in progress on GET
+	// /v1/sessions; nil lists none.
+	LiveRecordings enforce.ActiveRecordingLister
 	// Now is the clock decisions are made at; default time.Now.
 	Now func() time.Time
 	// Logger receives refusals and failures; tokens are never logged.
@@ -166,6 +171,8 @@ func (a *Admin) Register(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /v1/protected", a.authed(a.putProtected))
 	mux.HandleFunc("GET /v1/recordings/{id}", a.authed(a.getRecording))
 	mux.HandleFunc("GET /v1/audit", a.authed(a.readAudit))
+	mux.HandleFunc("GET /v1/sessions", a.authed(a.listSessions))
+	mux.HandleFunc("DELETE /v1/sessions/{id}", a.authed(a.endSession))
 }
 
 // ServeHTTP serves the admin routes alone, for tests and for mounting the

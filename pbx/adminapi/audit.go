@@ -1,8 +1,7 @@
 package adminapi
 
 import (
-	"errors"
-	"fmt"
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
@@ -75,20 +74,11 @@ func (a *Admin) readAudit(w http.ResponseWriter, r *http.Request, p *principal) 
 // (recording.playback decided on its queue, agent and age). The caller
 // number is masked per the reader's profile.
 func (a *Admin) getRecording(w http.ResponseWriter, r *http.Request, p *principal) {
-	admin, ok := a.readerOf(w, p, a.opts.Recordings != nil, "this daemon keeps no recording metadata")
+	rec, admin, ok := readOne(a, w, r, p, a.opts.Recordings != nil, "this daemon keeps no recording metadata", "recording",
+		func(ctx context.Context, id string) (enforce.Recording, error) {
+			return a.opts.Recordings.Recording(ctx, id)
+		})
 	if !ok {
-		return
-	}
-	id := r.PathValue("id")
-	ctx, cancel := a.storeContext(r)
-	defer cancel()
-	rec, err := a.opts.Recordings.Recording(ctx, id)
-	if errors.Is(err, enforce.ErrNotFound) {
-		httpauth.WriteError(w, http.StatusNotFound, fmt.Sprintf("no recording %q", id))
-		return
-	}
-	if err != nil {
-		a.storeFailed(w, r, err)
 		return
 	}
 	_, d := p.admin()

@@ -50,6 +50,9 @@ type Options struct {
 	Snapshot   func() *enforce.Snapshot
 	Auditor    enforce.Auditor
 	Recordings enforce.RecordingStore
+	// Sessions is the daemon's registry of live monitor sessions; nil
+	// registers nothing (sessions run, listed and endable nowhere).
+	Sessions *session.Registry
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger defaults to zap.NewNop(); Registerer, when set, receives the

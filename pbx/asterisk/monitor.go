@@ -69,7 +69,7 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 	pbx := &ariEavesdropper{a: a, in: in, sup: sup, log: log}
 	s, err := session.StartMonitor(ctx, pbx, a.audit, session.MonitorSpec{
 		Supervisor: sup.ID, Target: tgt.call.agent.ID, Mode: rq.mode,
-		Entry: entry.entry(), Allowed: o, RefusalSound: a.o.RefusalSound,
+		Entry: entry.entry(), Allowed: o, RefusalSound: a.o.RefusalSound, Registry: a.o.Sessions,
 	})
 	if err != nil {
 		// Audited as failed by the core; the supervisor is told and hung
@@ -81,11 +81,11 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 		cancel()
 		return
 	}
-	hangupSup := false
+	cause := enforce.CauseShutdown
 	defer func() {
 		cctx, cancel := a.cleanupCtx(ctx)
 		defer cancel()
-		_ = s.End(cctx, hangupSup)
+		_ = s.End(cctx, cause)
 	}()
 	a.m.intercept.Observe(time.Since(started).Seconds())
 	a.setOutcome(ctx, sup.ID, o)
@@ -125,15 +125,19 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 			}
 			if gone(ev, sup.ID) {
 				log.Info("supervisor hung up; monitoring ended")
+				cause = enforce.CauseRequesterHangup
 				return
 			}
 			if gone(ev, pbx.tap.snoop) || gone(ev, pbx.tap.target) {
 				log.Info("target call ended; monitoring ended")
-				hangupSup = true
+				cause = enforce.CauseTargetHangup
 				return
 			}
+		case <-s.Done():
+			log.Info("monitoring ended by an administrator", zap.String("by", s.EndedBy()))
+			cause = enforce.CauseAdministrator
+			return
 		case <-ctx.Done():
-			hangupSup = true
 			return
 		}
 	}

@@ -50,6 +50,9 @@ type Options struct {
 	// starts and the playback verb plays; nil refuses both
 	// (store_unavailable).
 	Recordings enforce.RecordingStore
+	// Sessions is the daemon's registry of live monitor sessions; nil
+	// registers nothing (sessions run, listed and endable nowhere).
+	Sessions *session.Registry
 	// RecordingsDir is the directory, on the FreeSWITCH host, of the
 	// recordings callwarden starts (default the lab image's
 	// $${recordings_dir}, /usr/local/freeswitch/recordings). uuid_record

@@ -73,7 +73,7 @@ func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq 
 	pbx := &eslEavesdropper{oc: oc, timeout: a.o.Timeout, allow: a.allow, whisper: whisperCommand(call.name)}
 	s, err := session.StartMonitor(ctx, pbx, a.audit, session.MonitorSpec{
 		Supervisor: ch.uuid, Target: tgt, Mode: rq.mode,
-		Entry: e, Allowed: o, RefusalSound: a.o.RefusalTone,
+		Entry: e, Allowed: o, RefusalSound: a.o.RefusalTone, Registry: a.o.Sessions,
 	})
 	if err != nil {
 		// Audited as failed by the core; the supervisor is hung up,
@@ -90,31 +90,50 @@ func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq 
 	redecide := func(ctx context.Context, m session.Mode) (session.Entry, session.Outcome) {
 		return a.redecideMonitor(ctx, oc, ch, rq.target, tgt, m, entry)
 	}
-	hangupSup := a.followMonitor(ctx, oc, s, redecide, log)
+	// An end asked through the registry (an administrator) cancels the
+	// reading of the supervisor's events.
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-s.Done():
+			stop()
+		case <-fctx.Done():
+		}
+	}()
+	cause := a.followMonitor(fctx, oc, s, redecide, log)
+	switch {
+	case s.EndedBy() != "":
+		log.Info("monitoring ended by an administrator", zap.String("by", s.EndedBy()))
+		cause = enforce.CauseAdministrator
+	case ctx.Err() != nil:
+		cause = enforce.CauseShutdown
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.o.Timeout)
 	defer cancel()
-	if err := s.End(cctx, hangupSup); err != nil {
+	if err := s.End(cctx, cause); err != nil {
 		log.Debug("end of monitoring", zap.Error(err))
 	}
 }
 
 // followMonitor reads the supervisor channel's events until the session
-// ends; it reports whether the supervisor is still there to hang up. Each
+// ends; it returns the cause of the end (a cancelled ctx reads as the
+// daemon's shutdown; the caller tells an administrator's end apart). Each
 // mode digit the supervisor presses (the event application its digit
 // bindings run, see bindModeDigits) is a switch of s, decided again.
-func (a *Adapter) followMonitor(ctx context.Context, oc *outConn, s *session.Monitor, decide session.Decider, log *zap.Logger) (hangupSup bool) {
+func (a *Adapter) followMonitor(ctx context.Context, oc *outConn, s *session.Monitor, decide session.Decider, log *zap.Logger) (cause string) {
 	for {
 		f, err := oc.next(ctx, time.Time{})
 		if ctx.Err() != nil {
-			return true
+			return enforce.CauseShutdown
 		}
 		if errors.Is(err, ErrHungUp) {
 			log.Info("supervisor hung up; monitoring ended")
-			return false
+			return enforce.CauseRequesterHangup
 		}
 		if err != nil {
 			log.Warn("outbound connection lost; monitoring ended", zap.Error(err))
-			return false
+			return enforce.CauseRequesterHangup
 		}
 		ev, perr := parsePlainEvent(f.body)
 		if perr != nil {
@@ -129,11 +148,11 @@ func (a *Adapter) followMonitor(ctx context.Context, oc *outConn, s *session.Mon
 		case "CHANNEL_EXECUTE_COMPLETE":
 			if ev.get("Application") == "eavesdrop" {
 				log.Info("eavesdrop ended (the target's call ended); monitoring ended")
-				return true
+				return enforce.CauseTargetHangup
 			}
 		case "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE":
 			log.Info("supervisor hung up; monitoring ended")
-			return false
+			return enforce.CauseRequesterHangup
 		}
 	}
 }

@@ -1,12 +1,16 @@
 package freeswitch
 
 import (
+	"context"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/freeswitch/fstest"
+	"github.com/callwarden/callwarden/pbx/session"
 )
 
 const monitorTargetUUID = "7bafb6b1-7172-45c3-b03d-24ea9a5f311b"
@@ -23,7 +27,8 @@ func channelsJSON(name string) string {
 // runs (CHANNEL_EXECUTE) when asked for; once callwarden has set its reason
 // the supervisor presses digits (the CHANNEL_APPLICATION event of each
 // digit's binding) and the eavesdrop ends (CHANNEL_EXECUTE_COMPLETE); a
-// hangup ends the call. It returns every command received.
+// hangup ends the call. It returns every command received. With the digit
+// holdOn the eavesdrop never ends by itself (someone else ends the session).
 func playMonitor(t *testing.T, addr, reply, channels string, digits ...string) []string {
 	t.Helper()
 	event := func(name, app string) string {
@@ -45,7 +50,7 @@ func playMonitor(t *testing.T, addr, reply, channels string, digits ...string) [
 			out = frameText("api/response", "Unique-ID: "+monitorTargetUUID+"\nCaller-Caller-ID-Number: 0612345678\nvariable_callwarden_queue: sales\n")
 		case strings.HasPrefix(cmd, "api uuid_setvar"):
 			out = frameText("api/response", "+OK")
-			if eavesdropping && strings.Contains(cmd, varReason) {
+			if eavesdropping && strings.Contains(cmd, varReason) && !slices.Contains(digits, holdOn) {
 				for _, d := range digits {
 					out += frameText("text/event-plain", "Event-Name: CHANNEL_APPLICATION\nUnique-ID: "+uuid+"\ncallwarden_digit: "+d+"\n\n")
 				}
@@ -73,6 +78,9 @@ func playMonitor(t *testing.T, addr, reply, channels string, digits ...string) [
 		return out, false
 	})
 }
+
+// holdOn, as playMonitor's digit, keeps the eavesdrop running.
+const holdOn = "hold"
 
 // monitorReply is the connect reply of admin (sip user 1000) asking mode on target.
 func monitorReply(t *testing.T, mode, target string) string {
@@ -128,6 +136,44 @@ func TestMonitorOverTheOutboundSocket(t *testing.T) {
 		}
 		if res.Outcome != enforce.OutcomeEnforced {
 			t.Errorf("result record %+v, want enforced", res)
+		}
+		end := waitRecords(t, log, 3)[2]
+		if end.Outcome != enforce.OutcomeEnded || end.Cause != enforce.CauseTargetHangup || end.Session == "" || end.Session != res.Session {
+			t.Errorf("end record %+v, want the session's end, cause target_hangup", end)
+		}
+	})
+
+	t.Run("an administrator's end breaks the eavesdrop and hangs the supervisor up", func(t *testing.T) {
+		log := &auditLog{}
+		reg, err := session.NewRegistry(session.RegistryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := MustAdapter(t, snap, log, func(o *Options) { o.Sessions = reg })
+		ended := make(chan error, 1)
+		go func() {
+			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if live, _ := reg.List(context.Background()); len(live) == 1 {
+					ended <- reg.End(context.Background(), live[0].ID, "root")
+					return
+				}
+			}
+			ended <- errors.New("the session was never listed")
+		}()
+		got := playMonitor(t, a.Addr().String(), monitorReply(t, "listen", "2001"), channelsJSON("PJSIP/2001-00000007"), holdOn)
+		if err := <-ended; err != nil {
+			t.Fatal(err)
+		}
+		joined := strings.Join(got, "|")
+		if !strings.Contains(joined, "api uuid_break "+uuid+" all") || !strings.Contains(joined, "api uuid_kill "+uuid) {
+			t.Errorf("commands %q, want the eavesdrop broken and the supervisor hung up", got)
+		}
+		end := waitRecords(t, log, 3)[2]
+		if end.Outcome != enforce.OutcomeEnded || end.Cause != enforce.CauseAdministrator || !strings.Contains(end.Detail, "administrator root") {
+			t.Errorf("end record %+v", end)
+		}
+		if live, _ := reg.List(context.Background()); len(live) != 0 {
+			t.Errorf("still listed: %+v", live)
 		}
 	})
 

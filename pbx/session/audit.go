@@ -26,6 +26,9 @@ type Entry struct {
 	Channels  []string
 	Detail    string
 	Requester Requester
+	// Session is the live monitor session's id, on every record of its
+	// life after the eavesdrop ran.
+	Session string
 }
 
 // Audit builds and writes the audit records of one PBX adapter.
@@ -80,6 +83,7 @@ func (a *Audit) Record(e Entry, o Outcome) enforce.AuditRecord {
 		Channels: e.Channels,
 		Detail:   detail,
 		AskedBy:  a.AskedBy(),
+		Session:  e.Session,
 	}
 }
 
@@ -107,13 +111,19 @@ func (a *Audit) Decision(ctx context.Context, e Entry, o Outcome) (Outcome, erro
 // read as a session that happened. A failure to write it does not undo an
 // enforced allow that is already on record.
 func (a *Audit) Result(ctx context.Context, e Entry, o Outcome, failure error) (enforce.AuditRecord, error) {
+	rec := a.resultRecord(e, o, failure)
+	return rec, a.Write(ctx, rec)
+}
+
+// resultRecord is the record Result writes.
+func (a *Audit) resultRecord(e Entry, o Outcome, failure error) enforce.AuditRecord {
 	rec := a.Record(e, o)
 	rec.Outcome = enforce.OutcomeEnforced
 	if failure != nil {
 		rec.Outcome = enforce.OutcomeFailed
 		rec.Detail = JoinDetail("failed after allow: "+failure.Error(), rec.Detail)
 	}
-	return rec, a.Write(ctx, rec)
+	return rec
 }
 
 // WatchdogEntry is what the record of a bypass or an orphan the watchdog

@@ -3,6 +3,8 @@ package session
 import (
 	"context"
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/callwarden/callwarden/enforce"
 )
@@ -107,6 +109,14 @@ type Monitor struct {
 	refusal string // media played to the supervisor on a refused switch
 	tap     Tap
 	mode    Mode
+
+	id      string    // the session's id, on its audit records
+	reg     *Registry // nil: not registered
+	h       *handle   // the registry's handle, nil without a registry
+	entry   Entry     // the current mode's allowing entry, for the end record
+	allowed Outcome   // the current mode's allow
+	started time.Time
+	ended   bool
 }
 
 // MonitorSpec is an allowed monitor request.
@@ -116,26 +126,89 @@ type MonitorSpec struct {
 	Entry              Entry   // the allowing decision's audit entry
 	Allowed            Outcome // the allow, as audited (Audit.Decision)
 	RefusalSound       string  // played to the supervisor when a switch is refused
+	// Registry lists the session while it runs; nil registers nothing.
+	Registry *Registry
 }
 
-// StartMonitor enforces an allow: it eavesdrops in spec.Mode and writes the
-// result record (enforced, or failed with the PBX's error). On error
-// nothing was set up; the caller then tells the supervisor (pbx_error) and
-// hangs it up.
+// StartMonitor enforces an allow: it eavesdrops in spec.Mode, registers
+// the session (spec.Registry) and writes the result record (enforced, or
+// failed with the PBX's error and cause enforce.CauseSetupFailed); both
+// carry the session's id. A registry that cannot be written does not stop
+// the session: the result record says so. On error nothing was set up;
+// the caller then tells the supervisor (pbx_error) and hangs it up.
 func StartMonitor(ctx context.Context, pbx Eavesdropper, audit *Audit, spec MonitorSpec) (*Monitor, error) {
+	spec.Entry.Session = randomID("ms-")
 	tap, err := pbx.Eavesdrop(ctx, spec.Supervisor, spec.Target, spec.Mode)
 	if err != nil {
 		err = fmt.Errorf("eavesdrop: %w", err)
-		_, _ = audit.Result(ctx, spec.Entry, spec.Allowed, err)
+		rec := audit.resultRecord(spec.Entry, spec.Allowed, err)
+		rec.Cause = enforce.CauseSetupFailed
+		_ = audit.Write(ctx, rec)
+		if spec.Registry != nil {
+			spec.Registry.m.ends.WithLabelValues(enforce.CauseSetupFailed).Inc()
+		}
 		return nil, err
 	}
-	_, _ = audit.Result(ctx, spec.Entry, spec.Allowed, nil)
-	return &Monitor{pbx: pbx, audit: audit, sup: spec.Supervisor, target: spec.Target,
-		refusal: spec.RefusalSound, tap: tap, mode: spec.Mode}, nil
+	s := &Monitor{pbx: pbx, audit: audit, sup: spec.Supervisor, target: spec.Target,
+		refusal: spec.RefusalSound, tap: tap, mode: spec.Mode,
+		id: spec.Entry.Session, reg: spec.Registry, entry: spec.Entry, allowed: spec.Allowed, started: audit.now()}
+	var regErr error
+	if s.reg != nil {
+		s.started = s.reg.now()
+		s.h, regErr = s.reg.add(ctx, s.liveRecord(spec))
+	}
+	rec := audit.resultRecord(spec.Entry, spec.Allowed, nil)
+	if regErr != nil {
+		rec.Detail = JoinDetail(rec.Detail, "not listed as live: "+regErr.Error())
+	}
+	_ = audit.Write(ctx, rec)
+	return s, nil
 }
+
+// liveRecord is the registry's record of the session just started.
+func (s *Monitor) liveRecord(spec MonitorSpec) enforce.LiveSession {
+	e := spec.Entry
+	ch := e.Requester.Name
+	if ch == "" {
+		ch = spec.Supervisor
+	}
+	return enforce.LiveSession{
+		ID: s.id, User: e.User, Channel: ch, Target: e.Target, TargetChannel: spec.Target,
+		Queue: e.Queue, Caller: e.Caller, Mode: s.mode.String(),
+		Modes:   []enforce.ModeChange{{Mode: s.mode.String(), At: s.started}},
+		Profile: spec.Allowed.Decision.Profile, Grant: spec.Allowed.Decision.Grant,
+		PBX: s.audit.PBX, Instance: s.reg.Instance(), StartedAt: s.started, UpdatedAt: s.started,
+	}
+}
+
+// ID is the session's id (its records' Session, the registry's key).
+func (s *Monitor) ID() string { return s.id }
 
 // Mode is the session's current mode.
 func (s *Monitor) Mode() Mode { return s.mode }
+
+// Done is closed when someone asked, through the registry, to end the
+// session (Registry.End); its adapter then ends it with cause
+// enforce.CauseAdministrator. Without a registry it is never closed.
+func (s *Monitor) Done() <-chan struct{} {
+	if s.h == nil {
+		return nil
+	}
+	return s.h.done
+}
+
+// EndedBy is who asked to end the session, once Done is closed.
+func (s *Monitor) EndedBy() string {
+	if s.h == nil {
+		return ""
+	}
+	select {
+	case <-s.h.done:
+		return s.h.by
+	default:
+		return ""
+	}
+}
 
 // SwitchResult says what a mode switch did.
 type SwitchResult struct {
@@ -143,40 +216,75 @@ type SwitchResult struct {
 	Err     error   // the PBX's error when an allowed switch could not be done
 }
 
-// Switch decides mode m again (decide) and, on allow, changes the tap. A
-// refused switch, or one the PBX could not do, leaves the session as it
-// was; a refusal plays the refusal sound to the supervisor. Switching to
-// the current mode does nothing.
+// Switch decides mode m again (decide) and, on allow, changes the tap and
+// the registry's record (mode and time of the change). A refused switch,
+// or one the PBX could not do, leaves the session as it was; a refusal
+// plays the refusal sound to the supervisor. Switching to the current
+// mode does nothing.
 func (s *Monitor) Switch(ctx context.Context, m Mode, decide Decider) SwitchResult {
 	if m == s.mode {
 		return SwitchResult{Outcome: Outcome{Allow: true}}
 	}
 	entry, o := decide(ctx, m)
 	entry.Detail = "switch from " + s.mode.String() + " to " + m.String()
+	entry.Session = s.id
 	o, _ = s.audit.Decision(ctx, entry, o)
 	if !o.Allow {
 		err := s.pbx.Play(ctx, s.sup, s.refusal)
 		return SwitchResult{Outcome: o, Err: err}
 	}
 	err := s.tap.SetMode(ctx, m)
-	_, _ = s.audit.Result(ctx, entry, o, err)
 	if err != nil {
+		_, _ = s.audit.Result(ctx, entry, o, err)
 		return SwitchResult{Outcome: o, Err: err}
 	}
 	s.mode = m
+	rec := s.audit.resultRecord(entry, o, nil)
+	if s.reg != nil {
+		if rerr := s.reg.switched(ctx, s.h, m.String(), s.reg.now()); rerr != nil {
+			rec.Detail = JoinDetail(rec.Detail, "registry not updated: "+rerr.Error())
+		}
+	}
+	_ = s.audit.Write(ctx, rec)
+	entry.Detail = ""
+	s.entry, s.allowed = entry, o
 	return SwitchResult{Outcome: o}
 }
 
-// End ends the session: the eavesdrop goes and, when hangupSupervisor (the
-// target's side ended, or the process is stopping), the supervisor is hung
-// up, never left waiting.
-func (s *Monitor) End(ctx context.Context, hangupSupervisor bool) error {
+// End ends the session for cause (enforce.Cause*): the eavesdrop goes
+// and, unless the requester hung up, the supervisor is hung up, never left
+// waiting. It removes the session from the registry and writes the record
+// of the end (outcome "ended", the cause, the duration in seconds). A
+// second End does nothing.
+func (s *Monitor) End(ctx context.Context, cause string) error {
+	if s.ended {
+		return nil
+	}
+	s.ended = true
 	err := s.tap.Close(ctx)
-	if hangupSupervisor {
+	if cause != enforce.CauseRequesterHangup {
 		if herr := s.pbx.Hangup(ctx, s.sup); herr != nil && err == nil {
 			err = herr
 		}
 	}
+	var d time.Duration
+	if s.reg != nil {
+		d = s.reg.remove(ctx, s.h, cause)
+	} else {
+		d = s.audit.now().Sub(s.started)
+	}
+	rec := s.audit.Record(s.entry, s.allowed)
+	rec.Outcome, rec.Cause = enforce.OutcomeEnded, cause
+	rec.Duration = math.Round(d.Seconds()*1000) / 1000
+	why := "session ended: " + cause
+	if by := s.EndedBy(); by != "" && cause == enforce.CauseAdministrator {
+		why = "session ended by administrator " + by
+	}
+	if err != nil {
+		why = JoinDetail(why, "cleanup: "+err.Error())
+	}
+	rec.Detail = JoinDetail(why, rec.Detail)
+	_ = s.audit.Write(ctx, rec)
 	return err
 }
 

@@ -192,11 +192,11 @@ func TestMonitorLifeCycle(t *testing.T) {
 	})
 	t.Run("ending on the target's side hangs the supervisor up", func(t *testing.T) {
 		pbx, _, m := startListen(t)
-		if err := m.End(context.Background(), true); err != nil || !pbx.did("close") || !pbx.did("hangup sup") {
+		if err := m.End(context.Background(), enforce.CauseTargetHangup); err != nil || !pbx.did("close") || !pbx.did("hangup sup") {
 			t.Errorf("End: %v, calls %v", err, pbx.calls)
 		}
 		pbx2, _, m2 := startListen(t)
-		_ = m2.End(context.Background(), false)
+		_ = m2.End(context.Background(), enforce.CauseRequesterHangup)
 		if pbx2.did("hangup sup") {
 			t.Error("a supervisor who hung up himself was hung up again")
 		}

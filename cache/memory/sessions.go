@@ -1,0 +1,97 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// Sessions is an in-process enforce.SessionStore for a single daemon
+// serving a profiles file: its sessions are its own, lost on restart.
+type Sessions struct {
+	mu   sync.RWMutex
+	byID map[string]enforce.LiveSession
+}
+
+// NewSessions returns an empty registry.
+func NewSessions() *Sessions { return &Sessions{byID: make(map[string]enforce.LiveSession)} }
+
+// PutSession implements enforce.SessionStore; an end already requested
+// for s.ID is kept.
+func (m *Sessions) PutSession(_ context.Context, s enforce.LiveSession) error {
+	if s.ID == "" {
+		return fmt.Errorf("put session: empty id")
+	}
+	s.Modes = slices.Clone(s.Modes)
+	m.mu.Lock()
+	if old, ok := m.byID[s.ID]; ok && old.EndRequestedBy != "" {
+		s.EndRequestedBy = old.EndRequestedBy
+	}
+	m.byID[s.ID] = s
+	m.mu.Unlock()
+	return nil
+}
+
+// DeleteSession implements enforce.SessionStore.
+func (m *Sessions) DeleteSession(_ context.Context, id string) error {
+	m.mu.Lock()
+	delete(m.byID, id)
+	m.mu.Unlock()
+	return nil
+}
+
+// LiveSessions implements enforce.SessionStore.
+func (m *Sessions) LiveSessions(context.Context) ([]enforce.LiveSession, error) {
+	m.mu.RLock()
+	out := make([]enforce.LiveSession, 0, len(m.byID))
+	for _, s := range m.byID {
+		s.Modes = slices.Clone(s.Modes)
+		out = append(out, s)
+	}
+	m.mu.RUnlock()
+	enforce.SortSessions(out)
+	return out, nil
+}
+
+// Session implements enforce.SessionStore.
+func (m *Sessions) Session(_ context.Context, id string) (enforce.LiveSession, error) {
+	m.mu.RLock()
+	s, ok := m.byID[id]
+	m.mu.RUnlock()
+	if !ok {
+		return enforce.LiveSession{}, fmt.Errorf("session %s: %w", id, enforce.ErrNotFound)
+	}
+	s.Modes = slices.Clone(s.Modes)
+	return s, nil
+}
+
+// RequestSessionEnd implements enforce.SessionStore.
+func (m *Sessions) RequestSessionEnd(_ context.Context, id, by string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.byID[id]
+	if !ok {
+		return fmt.Errorf("session %s: %w", id, enforce.ErrNotFound)
+	}
+	s.EndRequestedBy = by
+	m.byID[id] = s
+	return nil
+}
+
+// ActiveRecordings implements enforce.ActiveRecordingLister.
+func (m *Recordings) ActiveRecordings(context.Context) ([]enforce.Recording, error) {
+	m.mu.RLock()
+	var out []enforce.Recording
+	for _, r := range m.byID {
+		if r.State != enforce.RecordingStopped {
+			r.Pauses = append([]enforce.Pause(nil), r.Pauses...)
+			out = append(out, r)
+		}
+	}
+	m.mu.RUnlock()
+	enforce.SortRecordings(out)
+	return out, nil
+}

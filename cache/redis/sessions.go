@@ -1,0 +1,193 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// Keys of the live session registry (enforce.SessionStore) and of the
+// index of recordings in progress, after the prefix. The registry has a
+// hash tag of its own ({cw:sess}); the recordings index shares the
+// recordings' ({cw:rec}) so that SaveRecording changes both in one
+// transaction.
+const (
+	// KeySessionPrefix + id is a hash: field "data" holds the session's
+	// JSON (written by its owner), field "end_requested_by" the user who
+	// asked another daemon to end it (RequestSessionEnd).
+	KeySessionPrefix = "{cw:sess}:session:"
+	// KeySessions is a sorted set of the live session ids, scored by
+	// start time (unix ms).
+	KeySessions = "{cw:sess}:sessions"
+	// KeyRecordingsLive is a sorted set of every active or paused
+	// recording id, scored by start time (unix ms).
+	KeyRecordingsLive = "{cw:rec}:live"
+)
+
+const (
+	sessionData  = "data"
+	sessionEndBy = "end_requested_by"
+)
+
+// requestEndScript sets end_requested_by on a session that exists.
+// KEYS: session. ARGV: by. Returns 1, or 0 when there is no session.
+const requestEndScript = `
+if redis.call('HEXISTS', KEYS[1], 'data') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'end_requested_by', ARGV[1])
+return 1`
+
+var requestEnd = redis.NewScript(requestEndScript)
+
+// PutSession implements enforce.SessionStore: the session's data and the
+// live index change together (MULTI/EXEC); an end already requested is
+// kept (another field of the hash). Errors: enforce.ErrUnavailable.
+func (r *Store) PutSession(ctx context.Context, s enforce.LiveSession) error {
+	if s.ID == "" {
+		return errors.New("put session: empty id")
+	}
+	s.EndRequestedBy = ""
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("put session %s: %w", s.ID, err)
+	}
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, r.Key(KeySessionPrefix+s.ID), sessionData, raw)
+		p.ZAdd(ctx, r.Key(KeySessions), redis.Z{Score: float64(s.StartedAt.UnixMilli()), Member: s.ID})
+		return nil
+	})
+	if err != nil {
+		return r.wrap("put session "+s.ID, err)
+	}
+	return nil
+}
+
+// DeleteSession implements enforce.SessionStore. Errors:
+// enforce.ErrUnavailable.
+func (r *Store) DeleteSession(ctx context.Context, id string) error {
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, r.Key(KeySessionPrefix+id))
+		p.ZRem(ctx, r.Key(KeySessions), id)
+		return nil
+	})
+	if err != nil {
+		return r.wrap("delete session "+id, err)
+	}
+	return nil
+}
+
+// Session implements enforce.SessionStore. Errors: enforce.ErrNotFound,
+// enforce.ErrUnavailable, enforce.ErrCorrupt.
+func (r *Store) Session(ctx context.Context, id string) (enforce.LiveSession, error) {
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	h, err := r.c.HGetAll(ctx, r.Key(KeySessionPrefix+id)).Result()
+	if err != nil {
+		return enforce.LiveSession{}, r.wrap("get session "+id, err)
+	}
+	return decodeSession(id, h)
+}
+
+// LiveSessions implements enforce.SessionStore: the index, then every
+// session in one pipeline; an id whose session went in between is left
+// out. Errors: enforce.ErrUnavailable, enforce.ErrCorrupt.
+func (r *Store) LiveSessions(ctx context.Context) ([]enforce.LiveSession, error) {
+	out, err := indexed(ctx, r, KeySessions, "list live sessions", func(ctx context.Context, ids []string) ([]enforce.LiveSession, error) {
+		cmds := make([]*redis.MapStringStringCmd, len(ids))
+		_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
+				cmds[i] = p.HGetAll(ctx, r.Key(KeySessionPrefix+id))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, r.wrap("read live sessions", err)
+		}
+		return present(len(ids), func(i int) (enforce.LiveSession, error) { return decodeSession(ids[i], cmds[i].Val()) })
+	})
+	enforce.SortSessions(out)
+	return out, err
+}
+
+// indexed reads the ids in the sorted set key (what says the read in
+// errors), then their items with read, within one call's deadline.
+func indexed[T any](ctx context.Context, r *Store, key, what string, read func(ctx context.Context, ids []string) ([]T, error)) ([]T, error) {
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	ids, err := r.c.ZRange(ctx, r.Key(key), 0, -1).Result()
+	if err != nil {
+		return nil, r.wrap(what, err)
+	}
+	return read(ctx, ids)
+}
+
+func decodeSession(id string, h map[string]string) (enforce.LiveSession, error) {
+	raw, ok := h[sessionData]
+	if !ok {
+		return enforce.LiveSession{}, fmt.Errorf("session %s: %w", id, enforce.ErrNotFound)
+	}
+	var s enforce.LiveSession
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		return enforce.LiveSession{}, fmt.Errorf("%w: session %s: %w", enforce.ErrCorrupt, id, err)
+	}
+	s.EndRequestedBy = h[sessionEndBy]
+	return s, nil
+}
+
+// RequestSessionEnd implements enforce.SessionStore: the owner sees the
+// flag on its next poll. Errors: enforce.ErrNotFound,
+// enforce.ErrUnavailable.
+func (r *Store) RequestSessionEnd(ctx context.Context, id, by string) error {
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	n, err := requestEnd.Run(ctx, r.c, []string{r.Key(KeySessionPrefix + id)}, by).Int()
+	if err != nil {
+		return r.wrap("request the end of session "+id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("session %s: %w", id, enforce.ErrNotFound)
+	}
+	return nil
+}
+
+// ActiveRecordings implements enforce.ActiveRecordingLister from the
+// index SaveRecording keeps (recordings saved before the index existed
+// are not listed). Errors: enforce.ErrUnavailable, enforce.ErrCorrupt.
+func (r *Store) ActiveRecordings(ctx context.Context) ([]enforce.Recording, error) {
+	out, err := indexed(ctx, r, KeyRecordingsLive, "list active recordings", func(ctx context.Context, ids []string) ([]enforce.Recording, error) {
+		return present(len(ids), func(i int) (enforce.Recording, error) {
+			rec, err := r.recording(ctx, ids[i])
+			if err == nil && rec.State == enforce.RecordingStopped {
+				err = enforce.ErrNotFound // stopped since the index was read
+			}
+			return rec, err
+		})
+	})
+	enforce.SortRecordings(out)
+	return out, err
+}
+
+// present returns get(i) for i in [0, n), leaving out what is not found
+// (removed since its index was read); it stops at the first other error.
+func present[T any](n int, get func(i int) (T, error)) ([]T, error) {
+	out := make([]T, 0, n)
+	for i := range n {
+		v, err := get(i)
+		if errors.Is(err, enforce.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

@@ -1,0 +1,117 @@
+// This file holds the live session registry's contract: the record of a
+// monitor session while it runs, and the store every daemon lists and
+// ends sessions through.
+
+package enforce
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+)
+
+// ModeChange is one mode a monitor session entered, and when.
+type ModeChange struct {
+	Mode string    `json:"mode"`
+	At   time.Time `json:"at"`
+}
+
+// LiveSession is a monitor session while it runs: a requester allowed to
+// listen to, whisper to or barge into a target's call, enforced by one
+// daemon. It is written when the eavesdrop runs, rewritten on every mode
+// switch and removed when the session ends.
+type LiveSession struct {
+	// ID is callwarden's id of the session; every audit record of the
+	// session carries it (AuditRecord.Session).
+	ID string `json:"id"`
+	// User is the requester (the supervisor); Channel its phone's channel.
+	User    string `json:"user"`
+	Channel string `json:"channel,omitempty"`
+	// Target is the monitored agent's user id, TargetChannel its channel,
+	// Queue the call's queue.
+	Target        string `json:"target"`
+	TargetChannel string `json:"target_channel,omitempty"`
+	Queue         string `json:"queue,omitempty"`
+	// Caller is the customer's number, stored whole; readers mask it per
+	// their own profile's mask_digits.
+	Caller string `json:"caller,omitempty"`
+	// Mode is the current mode (listen, whisper, barge); Modes every mode
+	// entered, the first one at StartedAt.
+	Mode  string       `json:"mode"`
+	Modes []ModeChange `json:"modes,omitempty"`
+	// Profile and Grant are the allowing decision's profile and grant
+	// index.
+	Profile string `json:"profile,omitempty"`
+	Grant   int    `json:"grant"`
+	// PBX names the PBX instance; Instance the daemon that enforces the
+	// session (the only one that can end it in the call path).
+	PBX       string    `json:"pbx,omitempty"`
+	Instance  string    `json:"instance"`
+	StartedAt time.Time `json:"started_at"`
+	// UpdatedAt is the time of the owner's last write: a record whose
+	// owner died stays findable, with its owner and last sign of life.
+	UpdatedAt time.Time `json:"updated_at"`
+	// EndRequestedBy is set by RequestSessionEnd (another daemon's admin
+	// API): the owner ends the session when it sees it.
+	EndRequestedBy string `json:"end_requested_by,omitempty"`
+}
+
+// SessionStore is the registry of live monitor sessions, shared by every
+// daemon on one store so that each lists, and may ask to end, all of them.
+type SessionStore interface {
+	// PutSession creates or replaces the session with s.ID and lists it
+	// as live. It keeps an end already requested for that id. Errors:
+	// ErrUnavailable.
+	PutSession(ctx context.Context, s LiveSession) error
+	// DeleteSession removes the session; an unknown id is not an error.
+	// Errors: ErrUnavailable.
+	DeleteSession(ctx context.Context, id string) error
+	// LiveSessions returns every live session, oldest first (by
+	// StartedAt, then ID). Errors: ErrUnavailable, ErrCorrupt.
+	LiveSessions(ctx context.Context) ([]LiveSession, error)
+	// Session returns the live session with the given id. Errors:
+	// ErrNotFound, ErrUnavailable, ErrCorrupt.
+	Session(ctx context.Context, id string) (LiveSession, error)
+	// RequestSessionEnd marks the session as to be ended by its owner,
+	// naming who asked. Errors: ErrNotFound (no such live session),
+	// ErrUnavailable.
+	RequestSessionEnd(ctx context.Context, id, by string) error
+}
+
+// ActiveRecordingLister lists the recordings in progress, for the live
+// sessions view.
+type ActiveRecordingLister interface {
+	// ActiveRecordings returns every recording active or paused, oldest
+	// first (by StartedAt, then ID). Errors: ErrUnavailable, ErrCorrupt.
+	ActiveRecordings(ctx context.Context) ([]Recording, error)
+}
+
+// OutcomeEnded is the outcome of the audit record of a monitor session's
+// end (with AuditRecord.Cause and Duration).
+const OutcomeEnded = "ended"
+
+// The causes a monitor session ends with (AuditRecord.Cause).
+const (
+	CauseRequesterHangup = "requester_hangup"
+	CauseTargetHangup    = "target_hangup"
+	CauseAdministrator   = "ended_by_administrator"
+	CauseShutdown        = "daemon_shutdown"
+	CauseSetupFailed     = "setup_failed"
+)
+
+// SortSessions sorts sessions oldest first, then by id (the order of
+// SessionStore.LiveSessions).
+func SortSessions(ss []LiveSession) {
+	slices.SortFunc(ss, func(a, b LiveSession) int {
+		return cmp.Or(a.StartedAt.Compare(b.StartedAt), cmp.Compare(a.ID, b.ID))
+	})
+}
+
+// SortRecordings sorts recordings oldest first, then by id (the order of
+// ActiveRecordingLister.ActiveRecordings).
+func SortRecordings(rs []Recording) {
+	slices.SortFunc(rs, func(a, b Recording) int {
+		return cmp.Or(a.StartedAt.Compare(b.StartedAt), cmp.Compare(a.ID, b.ID))
+	})
+}
