@@ -38,6 +38,8 @@ type outGrant struct {
 	ValidUntil     string     `yaml:"valid_until,omitempty"`
 	Hours          *outHours  `yaml:"hours,omitempty,flow"`
 	RecordedWithin string     `yaml:"recorded_within,omitempty"`
+	MaxDuration    string     `yaml:"max_duration,omitempty"`
+	MaxPause       string     `yaml:"max_pause,omitempty"`
 }
 
 type outHours struct {
@@ -147,6 +149,12 @@ func outGrantOf(g enforce.Grant) (outGrant, error) {
 	}
 	if g.RecordedWithin > 0 {
 		og.RecordedWithin = formatDuration(g.RecordedWithin)
+	}
+	if g.MaxDuration > 0 {
+		og.MaxDuration = formatDuration(g.MaxDuration)
+	}
+	if g.MaxPause > 0 {
+		og.MaxPause = formatDuration(g.MaxPause)
 	}
 	return og, nil
 }

@@ -23,7 +23,7 @@ import (
 var (
 	topFields       = []string{"version", "profiles", "users", "protected"}
 	profileFields   = []string{"name", "description", "grants", "notify_target", "mask_digits"}
-	grantFields     = []string{"actions", "queues", "teams", "agents", "sites", "profiles", "valid_from", "valid_until", "hours", "recorded_within"}
+	grantFields     = []string{"actions", "queues", "teams", "agents", "sites", "profiles", "valid_from", "valid_until", "hours", "recorded_within", "max_duration", "max_pause"}
 	hoursFields     = []string{"days", "from", "to", "tz"}
 	userFields      = []string{"id", "description", "profile", "queues", "teams", "agents", "sites", "identities", "valid_from", "valid_until"}
 	protectedFields = []string{"users", "queues"}
@@ -135,7 +135,7 @@ func (p *parser) profile(n *yaml.Node, field string) *profileEntry {
 
 func (p *parser) grant(n *yaml.Node, field string, pe *profileEntry) enforce.Grant {
 	var g enforce.Grant
-	var actionsNode, profilesNode, untilNode *yaml.Node
+	var actionsNode, profilesNode, untilNode, maxDurNode, maxPauseNode *yaml.Node
 	p.mapping(n, field, grantFields, func(key string, k, v *yaml.Node) {
 		f := join(field, key)
 		switch key {
@@ -187,6 +187,12 @@ func (p *parser) grant(n *yaml.Node, field string, pe *profileEntry) enforce.Gra
 				}
 				g.RecordedWithin = d
 			}
+		case "max_duration":
+			maxDurNode = v
+			g.MaxDuration = p.limit(v, f)
+		case "max_pause":
+			maxPauseNode = v
+			g.MaxPause = p.limit(v, f)
 		}
 	})
 	if n.Kind != yaml.MappingNode {
@@ -200,6 +206,13 @@ func (p *parser) grant(n *yaml.Node, field string, pe *profileEntry) enforce.Gra
 	}
 	if profilesNode == nil && g.Actions.Has(enforce.ProfileAssign) {
 		p.errAt(actionsNode, join(field, "actions"), "profile.assign needs `profiles:` listing the profiles it may hand out")
+	}
+	monitors := enforce.NewActionSet(enforce.MonitorListen, enforce.MonitorWhisper, enforce.MonitorBarge, enforce.RecordingStart)
+	if maxDurNode != nil && actionsNode != nil && g.Actions&monitors == 0 {
+		p.errAt(maxDurNode, join(field, "max_duration"), "only meaningful when actions include a monitor action or recording.start")
+	}
+	if maxPauseNode != nil && actionsNode != nil && !g.Actions.Has(enforce.RecordingPause) {
+		p.errAt(maxPauseNode, join(field, "max_pause"), "only meaningful when actions include recording.pause")
 	}
 	if !g.ValidFrom.IsZero() && !g.ValidUntil.IsZero() && !g.ValidUntil.After(g.ValidFrom) {
 		p.errAt(untilNode, join(field, "valid_until"), "must be after valid_from (%s)", g.ValidFrom.Format(time.RFC3339))
@@ -423,6 +436,25 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("duration %q must be positive", s)
 	}
 	return d, nil
+}
+
+// limit reads a grant's max_duration or max_pause: a positive duration
+// (parseDuration) of at most enforce.MaxLimit; zero on error.
+func (p *parser) limit(v *yaml.Node, field string) time.Duration {
+	s, ok := p.str(v, field)
+	if !ok {
+		return 0
+	}
+	d, err := parseDuration(s)
+	switch {
+	case err != nil:
+		p.errAt(v, field, "%v", err)
+		return 0
+	case d > enforce.MaxLimit:
+		p.errAt(v, field, "duration %q exceeds a year (at most 366d)", s)
+		return 0
+	}
+	return d
 }
 
 func (p *parser) user(n *yaml.Node, field string) *userEntry {

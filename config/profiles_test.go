@@ -235,6 +235,28 @@ func TestParseProfilesErrors(t *testing.T) {
 			"t.yaml:3: users[0].id", `257 bytes long (at most 256)`},
 		{"zero duration", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.playback]\n        recorded_within: 0s\n",
 			"t.yaml:6: profiles[0].grants[0].recorded_within", `must be positive`},
+		{"negative max_duration", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen]\n        max_duration: -5m\n",
+			"t.yaml:6: profiles[0].grants[0].max_duration", `must be positive`},
+		{"zero max_duration", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen]\n        max_duration: 0s\n",
+			"t.yaml:6: profiles[0].grants[0].max_duration", `must be positive`},
+		{"max_duration over a year", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen]\n        max_duration: 367d\n",
+			"t.yaml:6: profiles[0].grants[0].max_duration", `exceeds a year`},
+		{"unparseable max_duration", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.start]\n        max_duration: half an hour\n",
+			"t.yaml:6: profiles[0].grants[0].max_duration", `invalid duration "half an hour"`},
+		{"max_duration not a string", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen]\n        max_duration: [30m]\n",
+			"t.yaml:6: profiles[0].grants[0].max_duration", `expected`},
+		{"max_duration without monitor or recording.start", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.playback]\n        max_duration: 30m\n",
+			"t.yaml:6: profiles[0].grants[0].max_duration", `only meaningful when actions include a monitor action or recording.start`},
+		{"negative max_pause", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.pause]\n        max_pause: -2m\n",
+			"t.yaml:6: profiles[0].grants[0].max_pause", `must be positive`},
+		{"zero max_pause", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.pause]\n        max_pause: 0m\n",
+			"t.yaml:6: profiles[0].grants[0].max_pause", `must be positive`},
+		{"max_pause over a year", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.pause]\n        max_pause: 8785h\n",
+			"t.yaml:6: profiles[0].grants[0].max_pause", `exceeds a year`},
+		{"unparseable max_pause", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.pause]\n        max_pause: 2 minutes\n",
+			"t.yaml:6: profiles[0].grants[0].max_pause", `invalid duration`},
+		{"max_pause without recording.pause", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen, recording.start]\n        max_pause: 2m\n",
+			"t.yaml:6: profiles[0].grants[0].max_pause", `only meaningful when actions include recording.pause`},
 		{"bad time zone", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen]\n        hours: {from: \"08:00\", to: \"18:00\",\n                tz: Mars/Olympus}\n",
 			"t.yaml:7: profiles[0].grants[0].hours.tz", `unknown time zone "Mars/Olympus"`},
 		{"host-dependent time zone", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen]\n        hours: {from: \"08:00\", to: \"18:00\", tz: Local}\n",
@@ -403,6 +425,13 @@ func TestParseProfilesAccepts(t *testing.T) {
 			func(t *testing.T, p enforce.Policy) {
 				if k := p.Profiles[0].Grants[0].Scopes[enforce.DimAgents].Kind; k != enforce.ScopeSelf {
 					t.Errorf("kind = %v", k)
+				}
+			}},
+		{"max_duration and max_pause per grant", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen, recording.start, recording.pause]\n        max_duration: 30m\n        max_pause: 2m\n      - actions: [monitor.barge]\n        max_duration: 1d\n",
+			func(t *testing.T, p enforce.Policy) {
+				g := p.Profiles[0].Grants
+				if g[0].MaxDuration != 30*time.Minute || g[0].MaxPause != 2*time.Minute || g[1].MaxDuration != 24*time.Hour || g[1].MaxPause != 0 {
+					t.Errorf("limits = %v %v, %v %v", g[0].MaxDuration, g[0].MaxPause, g[1].MaxDuration, g[1].MaxPause)
 				}
 			}},
 		{"recorded_within in days", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.playback]\n        recorded_within: 30d\n",

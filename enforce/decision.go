@@ -110,6 +110,9 @@ type Decision struct {
 	// NotifyTarget and MaskDigits carry the profile's options.
 	NotifyTarget bool
 	MaskDigits   int
+	// MaxDuration and MaxPause are the allowing grant's limits (zero: none);
+	// the session core enforces them with timers.
+	MaxDuration, MaxPause time.Duration
 	// ClaimedContext is true when the request's team or site was taken on
 	// the requester's word, because the policy does not describe the target
 	// agent; the CLI and the check API say so.
@@ -206,6 +209,7 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 		r := g.check(&c, now)
 		if r == ReasonGranted {
 			d.Allow, d.Reason, d.Grant = true, ReasonGranted, i
+			d.MaxDuration, d.MaxPause = g.MaxDuration, g.MaxPause
 			return d
 		}
 		if rank(r) > rank(best) {

@@ -104,7 +104,8 @@ func UsersEqual(a, b User) bool {
 func grantsEqual(a, b *Grant) bool {
 	if a.Actions != b.Actions || !slices.Equal(a.Profiles, b.Profiles) ||
 		!a.ValidFrom.Equal(b.ValidFrom) || !a.ValidUntil.Equal(b.ValidUntil) ||
-		a.RecordedWithin != b.RecordedWithin {
+		a.RecordedWithin != b.RecordedWithin ||
+		a.MaxDuration != b.MaxDuration || a.MaxPause != b.MaxPause {
 		return false
 	}
 	for d := range a.Scopes {

@@ -169,6 +169,28 @@ type Grant struct {
 	// RecordedWithin, when positive, limits recording actions to recordings
 	// at most this old.
 	RecordedWithin time.Duration
+	// MaxDuration, when positive, limits how long a monitor session or a
+	// recording this grant allowed may run: the session core ends it
+	// after that long. It applies to the grant's monitor actions and to
+	// recording.start alike.
+	MaxDuration time.Duration
+	// MaxPause, when positive, limits how long a pause this grant allowed
+	// (recording.pause) may last before the recording resumes by itself.
+	MaxPause time.Duration
+}
+
+// MaxLimit is the longest max_duration or max_pause a grant may set.
+const MaxLimit = 366 * 24 * time.Hour
+
+// validLimit reports what is wrong with a max_duration or max_pause, or "".
+func validLimit(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "must not be negative"
+	case d > MaxLimit:
+		return "must not exceed a year (366d)"
+	}
+	return ""
 }
 
 // Profile is a named set of grants. A profile with no grants allows nothing.

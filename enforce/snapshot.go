@@ -397,6 +397,19 @@ func validateGrant(g Grant) error {
 	if g.RecordedWithin < 0 {
 		return errors.New("recorded_within must not be negative")
 	}
+	if why := validLimit(g.MaxDuration); why != "" {
+		return errors.New("max_duration " + why)
+	}
+	if why := validLimit(g.MaxPause); why != "" {
+		return errors.New("max_pause " + why)
+	}
+	if g.MaxDuration != 0 && !g.Actions.Has(MonitorListen) && !g.Actions.Has(MonitorWhisper) &&
+		!g.Actions.Has(MonitorBarge) && !g.Actions.Has(RecordingStart) {
+		return errors.New("max_duration needs a monitor action or recording.start among the grant's actions")
+	}
+	if g.MaxPause != 0 && !g.Actions.Has(RecordingPause) {
+		return errors.New("max_pause needs recording.pause among the grant's actions")
+	}
 	return nil
 }
 

@@ -41,7 +41,8 @@ func MustLocation(tb testing.TB, name string) *time.Location {
 
 // Policy returns a valid policy that uses every field of the model: each
 // scope kind, delegation, absolute and weekly windows with a time zone,
-// recorded_within, identities, validity and protected targets.
+// recorded_within, max_duration and max_pause, identities, validity and
+// protected targets.
 func Policy(tb testing.TB) enforce.Policy {
 	paris := MustLocation(tb, "Europe/Paris")
 	list := func(v ...string) enforce.Scope { return enforce.Scope{Kind: enforce.ScopeList, Values: v} }
@@ -49,7 +50,8 @@ func Policy(tb testing.TB) enforce.Policy {
 		Profiles: []enforce.Profile{
 			{Name: "supervisor", NotifyTarget: true, MaskDigits: 4, Grants: []enforce.Grant{
 				{Actions: enforce.NewActionSet(enforce.MonitorListen, enforce.MonitorWhisper, enforce.MonitorBarge),
-					Scopes: [4]enforce.Scope{{Kind: enforce.ScopeAssigned}, list("team-a", "team-b"), {}, {Kind: enforce.ScopeAll}}},
+					Scopes:      [4]enforce.Scope{{Kind: enforce.ScopeAssigned}, list("team-a", "team-b"), {}, {Kind: enforce.ScopeAll}},
+					MaxDuration: 30 * time.Minute},
 				{Actions: enforce.NewActionSet(enforce.ProfileAssign), Profiles: []string{"teacher"},
 					Scopes: [4]enforce.Scope{{Kind: enforce.ScopeAssigned}}},
 			}},
@@ -61,7 +63,7 @@ func Policy(tb testing.TB) enforce.Policy {
 			}},
 			{Name: "agent", Grants: []enforce.Grant{
 				{Actions: enforce.NewActionSet(enforce.RecordingPause, enforce.RecordingResume),
-					Scopes: [4]enforce.Scope{{}, {}, {Kind: enforce.ScopeSelf}}},
+					Scopes: [4]enforce.Scope{{}, {}, {Kind: enforce.ScopeSelf}}, MaxPause: 2 * time.Minute},
 			}},
 			{Name: "empty"},
 		},

@@ -31,6 +31,8 @@ type (
 		ValidUntil     time.Time            `json:"valid_until,omitzero"`
 		Hours          *wireHours           `json:"hours,omitempty"`
 		RecordedWithin string               `json:"recorded_within,omitempty"`
+		MaxDuration    string               `json:"max_duration,omitempty"`
+		MaxPause       string               `json:"max_pause,omitempty"`
 	}
 	wireScope struct {
 		Kind   string   `json:"kind"`
@@ -144,6 +146,12 @@ func encodeGrant(g enforce.Grant, zones zoneCache) (wireGrant, error) {
 	}
 	if g.RecordedWithin != 0 {
 		w.RecordedWithin = g.RecordedWithin.String()
+	}
+	if g.MaxDuration != 0 {
+		w.MaxDuration = g.MaxDuration.String()
+	}
+	if g.MaxPause != 0 {
+		w.MaxPause = g.MaxPause.String()
 	}
 	return w, nil
 }
@@ -307,6 +315,19 @@ func decodeGrant(w wireGrant, zones zoneCache) (g enforce.Grant, unknown []strin
 			return enforce.Grant{}, nil, fmt.Errorf("recorded_within: %w", err)
 		}
 		g.RecordedWithin = d
+	}
+	for _, l := range [...]struct {
+		name, s string
+		dst     *time.Duration
+	}{{"max_duration", w.MaxDuration, &g.MaxDuration}, {"max_pause", w.MaxPause, &g.MaxPause}} {
+		if l.s == "" {
+			continue
+		}
+		d, err := time.ParseDuration(l.s)
+		if err != nil {
+			return enforce.Grant{}, nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+		*l.dst = d
 	}
 	return g, unknown, nil
 }
