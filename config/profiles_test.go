@@ -589,7 +589,7 @@ func TestMarshalProfilesRoundTrip(t *testing.T) {
 			Profiles: []enforce.Profile{{
 				Name: "p", NotifyTarget: true, MaskDigits: 3,
 				Grants: []enforce.Grant{{
-					Actions: enforce.NewActionSet(enforce.RecordingPause, enforce.ProfileAssign),
+					Actions: enforce.NewActionSet(enforce.RecordingStart, enforce.RecordingPause, enforce.ProfileAssign),
 					Scopes: [4]enforce.Scope{
 						{Kind: enforce.ScopeList, Values: []string{"q1", "all-hands", "007"}},
 						{Kind: enforce.ScopeAll},
@@ -601,6 +601,8 @@ func TestMarshalProfilesRoundTrip(t *testing.T) {
 					ValidUntil:     time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC),
 					Hours:          &enforce.Weekly{Days: [7]bool{true, false, false, false, false, false, true}, From: 22 * 60, To: 24 * 60, Location: time.UTC},
 					RecordedWithin: 90 * time.Minute,
+					MaxDuration:    45 * time.Minute,
+					MaxPause:       48 * time.Hour,
 				}},
 			}},
 			Users:     []enforce.User{{ID: "1001", Profile: "p", Sites: []string{"true"}, Agents: []string{"a"}, Identities: []string{"1001", "null"}}},
