@@ -98,6 +98,12 @@ const (
 	CauseAdministrator   = "ended_by_administrator"
 	CauseShutdown        = "daemon_shutdown"
 	CauseSetupFailed     = "setup_failed"
+	// CauseMaxDuration: the allowing grant's max_duration passed (a
+	// monitor session ended, or a recording stopped).
+	CauseMaxDuration = "max_duration"
+	// CauseMaxPause: a recording paused longer than the allowing grant's
+	// max_pause resumed by itself.
+	CauseMaxPause = "max_pause"
 )
 
 // SortSessions sorts sessions oldest first, then by id (the order of

@@ -117,6 +117,7 @@ type Monitor struct {
 	allowed Outcome   // the current mode's allow
 	started time.Time
 	ended   bool
+	limit   *deadline // the allowing grants' max_duration (limits.go)
 }
 
 // MonitorSpec is an allowed monitor request.
@@ -157,6 +158,8 @@ func StartMonitor(ctx context.Context, pbx Eavesdropper, audit *Audit, spec Moni
 		s.started = s.reg.now()
 		s.h, regErr = s.reg.add(ctx, s.liveRecord(spec))
 	}
+	s.limit = newDeadline()
+	s.limit.tighten(spec.Allowed.Decision.MaxDuration, s.started, s.started)
 	rec := audit.resultRecord(spec.Entry, spec.Allowed, nil)
 	if regErr != nil {
 		rec.Detail = JoinDetail(rec.Detail, "not listed as live: "+regErr.Error())
@@ -248,6 +251,7 @@ func (s *Monitor) Switch(ctx context.Context, m Mode, decide Decider) SwitchResu
 	_ = s.audit.Write(ctx, rec)
 	entry.Detail = ""
 	s.entry, s.allowed = entry, o
+	s.limit.tighten(o.Decision.MaxDuration, s.started, s.audit.now())
 	return SwitchResult{Outcome: o}
 }
 
@@ -261,6 +265,7 @@ func (s *Monitor) End(ctx context.Context, cause string) error {
 		return nil
 	}
 	s.ended = true
+	s.limit.stop()
 	err := s.tap.Close(ctx)
 	if cause != enforce.CauseRequesterHangup {
 		if herr := s.pbx.Hangup(ctx, s.sup); herr != nil && err == nil {
@@ -279,6 +284,9 @@ func (s *Monitor) End(ctx context.Context, cause string) error {
 	why := "session ended: " + cause
 	if by := s.EndedBy(); by != "" && cause == enforce.CauseAdministrator {
 		why = "session ended by administrator " + by
+	}
+	if l := s.limit.inForce(); l > 0 && cause == enforce.CauseMaxDuration {
+		why = "session ended: max_duration " + l.String() + " reached"
 	}
 	if err != nil {
 		why = JoinDetail(why, "cleanup: "+err.Error())

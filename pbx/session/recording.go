@@ -140,8 +140,13 @@ type Recordings struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
-	mu   sync.Mutex
-	live map[string]string // recording name -> id, until the PBX ends it
+	// Audit, when set, receives the records of what the grants' limits
+	// did (Limit).
+	Audit *Audit
+
+	mu     sync.Mutex
+	live   map[string]string     // recording name -> id, until the PBX ends it
+	limits map[string][]recLimit // recording id -> its armed limits (Limit)
 }
 
 func (r *Recordings) now() time.Time {
@@ -209,6 +214,7 @@ func (r *Recordings) Change(ctx context.Context, pbx Recorder, user string, rec 
 			return rec, fmt.Errorf("resume: %w", err)
 		}
 		Resumed(&rec, user, now)
+		r.cancelLimits(rec.ID, RecResume)
 	case RecStop:
 		// The PBX reports the end of a recording a user stops too: it must
 		// not be taken for the PBX ending it (Ended would then record the
@@ -219,6 +225,7 @@ func (r *Recordings) Change(ctx context.Context, pbx Recorder, user string, rec 
 			return rec, fmt.Errorf("stop: %w", err)
 		}
 		Stopped(&rec, user, now)
+		r.cancelLimits(rec.ID)
 	default:
 		return rec, fmt.Errorf("recording operation %s cannot change a recording", op)
 	}
@@ -258,6 +265,7 @@ func (r *Recordings) Live(name string) (id string, ok bool) {
 // "callwarden:orphaned") when the PBX ended it, unless a user stopped it
 // first. It reports the store's error.
 func (r *Recordings) Ended(ctx context.Context, id, by string) error {
+	r.cancelLimits(id)
 	rec, err := r.Store.Recording(ctx, id)
 	if err != nil {
 		return fmt.Errorf("read recording %s: %w", id, err)
