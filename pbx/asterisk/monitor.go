@@ -137,6 +137,10 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 			log.Info("monitoring ended by an administrator", zap.String("by", s.EndedBy()))
 			cause = enforce.CauseAdministrator
 			return
+		case <-s.Expired():
+			log.Info("monitoring ended: max_duration reached")
+			cause = enforce.CauseMaxDuration
+			return
 		case <-ctx.Done():
 			return
 		}

@@ -79,6 +79,7 @@ func (a *Adapter) decideRecord(ctx context.Context, ch ari.ChannelData, rq reque
 			if err != nil {
 				return err
 			}
+			a.recs.Limit(ariRecorder{a}, rec, recStart, d)
 			a.setRecordingVar(ctx, ch.ID, rec.ID)
 			return nil
 		}
@@ -97,6 +98,7 @@ func (a *Adapter) decideRecord(ctx context.Context, ch ari.ChannelData, rq reque
 		if err != nil {
 			return err
 		}
+		a.recs.Limit(ariRecorder{a}, rec, op, d)
 		a.setRecordingVar(ctx, ch.ID, rec.ID)
 		return nil
 	}

@@ -170,6 +170,9 @@ func New(opts Options) (*Adapter, error) {
 	var everUp bool // only touched by OnUp, which the inbound loop calls in turn
 	a.audit = &session.Audit{Log: o.Auditor, Source: "freeswitch", PBX: o.PBX, Now: o.Now, Timeout: o.Timeout,
 		Failed: m.auditFailures.Inc}
+	if a.recs != nil {
+		a.recs.Audit = a.audit
+	}
 	a.wd = newWatchdog(&watchdog{mode: o.Watchdog, now: o.Now, act: a.api, audit: a.audit, snap: o.Snapshot,
 		log: o.Logger, count: func(kind string, mode WatchdogMode) { m.watchdog.WithLabelValues(kind, string(mode)).Inc() }})
 	a.wd.allowances.Now = o.Now

@@ -90,19 +90,25 @@ func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq 
 	redecide := func(ctx context.Context, m session.Mode) (session.Entry, session.Outcome) {
 		return a.redecideMonitor(ctx, oc, ch, rq.target, tgt, m, entry)
 	}
-	// An end asked through the registry (an administrator) cancels the
-	// reading of the supervisor's events.
+	// An end asked through the registry (an administrator), or the
+	// grant's max_duration passing, cancels the reading of the
+	// supervisor's events.
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() {
 		select {
 		case <-s.Done():
 			stop()
+		case <-s.Expired():
+			stop()
 		case <-fctx.Done():
 		}
 	}()
 	cause := a.followMonitor(fctx, oc, s, redecide, log)
 	switch {
+	case expired(s):
+		log.Info("monitoring ended: max_duration reached")
+		cause = enforce.CauseMaxDuration
 	case s.EndedBy() != "":
 		log.Info("monitoring ended by an administrator", zap.String("by", s.EndedBy()))
 		cause = enforce.CauseAdministrator
@@ -113,6 +119,16 @@ func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq 
 	defer cancel()
 	if err := s.End(cctx, cause); err != nil {
 		log.Debug("end of monitoring", zap.Error(err))
+	}
+}
+
+// expired reports whether s's max_duration has passed.
+func expired(s *session.Monitor) bool {
+	select {
+	case <-s.Expired():
+		return true
+	default:
+		return false
 	}
 }
 

@@ -112,6 +112,9 @@ func (a *Adapter) decideRecord(ctx context.Context, oc *outConn, ch channel, rq 
 		d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingStart, Queue: c.queue, Agent: agent}, a.o.Now())
 		return session.StartOutcome(d, hasActive), func(ctx context.Context) (string, error) {
 			rec, err := a.recs.Start(ctx, rc, user, agent, session.CallInfo{Channel: c.uuid, Queue: c.queue, Caller: c.caller})
+			if err == nil {
+				a.recs.Limit(&eslRecorder{a: a}, rec, session.RecStart, d)
+			}
 			return rec.ID, err
 		}
 	}
@@ -125,8 +128,12 @@ func (a *Adapter) decideRecord(ctx context.Context, oc *outConn, ch channel, rq 
 		e.Channels = append(e.Channels, active.Channel)
 	}
 	req := session.ChangeRequest(user, op, active)
-	return session.Decided(enforce.Decide(snap, &req, a.o.Now())), func(ctx context.Context) (string, error) {
+	d := enforce.Decide(snap, &req, a.o.Now())
+	return session.Decided(d), func(ctx context.Context) (string, error) {
 		rec, err := a.recs.Change(ctx, rc, user, active, op)
+		if err == nil {
+			a.recs.Limit(&eslRecorder{a: a}, rec, op, d)
+		}
 		return rec.ID, err
 	}
 }
@@ -175,6 +182,8 @@ func (a *Adapter) conclude(ctx context.Context, oc *outConn, ch channel, o sessi
 // inside the recorded channel (a media bug): there is no leg of callwarden's
 // own, so a recording's Channel is the recorded channel's uuid, which
 // every later uuid_record (mask, unmask, stop) names; it is never hung up.
+// Without oc (a limit's timer, long after the request's connection
+// closed) mask, unmask and stop go on the inbound connection.
 type eslRecorder struct {
 	a  *Adapter
 	oc *outConn
@@ -231,6 +240,10 @@ func (r *eslRecorder) uuidRecord(ctx context.Context, rec enforce.Recording, cmd
 	}
 	if rec.Channel == "" || !validToken(rec.Channel) {
 		return fmt.Errorf("freeswitch: recording %s names no recorded channel (%q)", rec.ID, rec.Channel)
+	}
+	if r.oc == nil {
+		_, err := r.a.api(ctx, "uuid_record", rec.Channel, cmd, p)
+		return err
 	}
 	_, err := apiCall(ctx, r.oc, "uuid_record "+rec.Channel+" "+cmd+" "+p)
 	return err
