@@ -303,6 +303,21 @@ func TestConfigCodec(t *testing.T) {
 			t.Errorf("profile %+v, err %v", p, err)
 		}
 	})
+	t.Run("grant limits are read, refused when nonsense and written back", func(t *testing.T) {
+		p, err := c.DecodeProfile([]byte(`{"name": "lead", "grants": [{"actions": ["monitor.listen", "recording.pause"], "max_duration": "30m", "max_pause": "2m"}]}`), names)
+		if err != nil || p.Grants[0].MaxDuration != 30*time.Minute || p.Grants[0].MaxPause != 2*time.Minute {
+			t.Fatalf("profile %+v, err %v", p, err)
+		}
+		out, err := c.EncodeProfile(p)
+		if err != nil || !strings.Contains(string(out), `"max_duration":"30m0s"`) || !strings.Contains(string(out), `"max_pause":"2m0s"`) {
+			t.Errorf("encoded %s, err %v", out, err)
+		}
+		_, err = c.DecodeProfile([]byte(`{"name": "lead", "grants": [{"actions": ["monitor.listen"], "max_pause": "2m"}]}`), names)
+		var ve *adminapi.ValidationError
+		if !errors.As(err, &ve) || ve.Fields[0].Field != "grants[0].max_pause" {
+			t.Errorf("err %#v", err)
+		}
+	})
 	t.Run("a user naming an unknown profile is refused on profile", func(t *testing.T) {
 		_, err := c.DecodeUser([]byte(`{"id": "bob", "profile": "coach"}`), names)
 		var ve *adminapi.ValidationError
