@@ -235,26 +235,10 @@ func TestParseProfilesErrors(t *testing.T) {
 			"t.yaml:3: users[0].id", `257 bytes long (at most 256)`},
 		{"zero duration", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.playback]\n        recorded_within: 0s\n",
 			"t.yaml:6: profiles[0].grants[0].recorded_within", `must be positive`},
-		{"negative max_duration", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen]\n        max_duration: -5m\n",
-			"t.yaml:6: profiles[0].grants[0].max_duration", `must be positive`},
-		{"zero max_duration", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen]\n        max_duration: 0s\n",
-			"t.yaml:6: profiles[0].grants[0].max_duration", `must be positive`},
-		{"max_duration over a year", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen]\n        max_duration: 367d\n",
-			"t.yaml:6: profiles[0].grants[0].max_duration", `exceeds a year`},
-		{"unparseable max_duration", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.start]\n        max_duration: half an hour\n",
-			"t.yaml:6: profiles[0].grants[0].max_duration", `invalid duration "half an hour"`},
 		{"max_duration not a string", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen]\n        max_duration: [30m]\n",
 			"t.yaml:6: profiles[0].grants[0].max_duration", `expected`},
 		{"max_duration without monitor or recording.start", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.playback]\n        max_duration: 30m\n",
 			"t.yaml:6: profiles[0].grants[0].max_duration", `only meaningful when actions include a monitor action or recording.start`},
-		{"negative max_pause", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.pause]\n        max_pause: -2m\n",
-			"t.yaml:6: profiles[0].grants[0].max_pause", `must be positive`},
-		{"zero max_pause", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.pause]\n        max_pause: 0m\n",
-			"t.yaml:6: profiles[0].grants[0].max_pause", `must be positive`},
-		{"max_pause over a year", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.pause]\n        max_pause: 8785h\n",
-			"t.yaml:6: profiles[0].grants[0].max_pause", `exceeds a year`},
-		{"unparseable max_pause", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [recording.pause]\n        max_pause: 2 minutes\n",
-			"t.yaml:6: profiles[0].grants[0].max_pause", `invalid duration`},
 		{"max_pause without recording.pause", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen, recording.start]\n        max_pause: 2m\n",
 			"t.yaml:6: profiles[0].grants[0].max_pause", `only meaningful when actions include recording.pause`},
 		{"bad time zone", "version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [monitor.listen]\n        hours: {from: \"08:00\", to: \"18:00\",\n                tz: Mars/Olympus}\n",
@@ -339,6 +323,24 @@ func TestParseProfilesErrors(t *testing.T) {
 			"t.yaml:2:", "invalid YAML"}, // yaml.v3 reports the enclosing block's line
 		{"two documents", "version: 1\n---\nversion: 1\n",
 			"t.yaml:2:", "only one YAML document"},
+	}
+	// Each limit refuses the same nonsense, on its own field.
+	for _, l := range []struct{ field, action string }{{"max_duration", "monitor.listen"}, {"max_pause", "recording.pause"}} {
+		for _, c := range []struct{ name, value, msg string }{
+			{"negative", "-5m", "must be positive"},
+			{"zero", "0s", "must be positive"},
+			{"over a year", "367d", "exceeds a year"},
+			{"over a year in hours", "8785h", "exceeds a year"},
+			{"unparseable", "half an hour", `invalid duration "half an hour"`},
+		} {
+			tests = append(tests, struct {
+				name      string
+				yaml      string
+				want, msg string
+			}{c.name + " " + l.field,
+				"version: 1\nprofiles:\n  - name: p\n    grants:\n      - actions: [" + l.action + "]\n        " + l.field + ": " + c.value + "\n",
+				"t.yaml:6: profiles[0].grants[0]." + l.field, c.msg})
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
