@@ -23,20 +23,23 @@ const limitTimeout = 10 * time.Second
 
 // deadline is a monitor session's max_duration: expired is closed when it
 // passes (time.AfterFunc, no polling). A later decision can only bring it
-// closer (tighten), never push it back.
+// closer (tighten), never push it back. It counts on the real clock from
+// the session's start, whatever clock the audit records use (a test's or
+// a replay's), as its timer does.
 type deadline struct {
 	mu      sync.Mutex
+	start   time.Time // the real time the session started
 	timer   *time.Timer
 	limit   time.Duration // the limit in force, from the session's start
 	expired chan struct{}
 	once    sync.Once
 }
 
-func newDeadline() *deadline { return &deadline{expired: make(chan struct{})} }
+func newDeadline() *deadline { return &deadline{start: time.Now(), expired: make(chan struct{})} }
 
-// tighten arms the deadline at limit after start (now is the session's
-// clock), unless one already in force is as close; limit <= 0 sets none.
-func (d *deadline) tighten(limit time.Duration, start, now time.Time) {
+// tighten arms the deadline at limit after the session's start, unless one
+// already in force is as close; limit <= 0 sets none.
+func (d *deadline) tighten(limit time.Duration) {
 	if limit <= 0 {
 		return
 	}
@@ -49,7 +52,7 @@ func (d *deadline) tighten(limit time.Duration, start, now time.Time) {
 	if d.timer != nil {
 		d.timer.Stop()
 	}
-	d.timer = time.AfterFunc(max(limit-now.Sub(start), 0), func() { d.once.Do(func() { close(d.expired) }) })
+	d.timer = time.AfterFunc(max(limit-time.Since(d.start), 0), func() { d.once.Do(func() { close(d.expired) }) })
 }
 
 // stop cancels the timer (the session ended first).

@@ -159,7 +159,7 @@ func StartMonitor(ctx context.Context, pbx Eavesdropper, audit *Audit, spec Moni
 		s.h, regErr = s.reg.add(ctx, s.liveRecord(spec))
 	}
 	s.limit = newDeadline()
-	s.limit.tighten(spec.Allowed.Decision.MaxDuration, s.started, s.started)
+	s.limit.tighten(spec.Allowed.Decision.MaxDuration)
 	rec := audit.resultRecord(spec.Entry, spec.Allowed, nil)
 	if regErr != nil {
 		rec.Detail = JoinDetail(rec.Detail, "not listed as live: "+regErr.Error())
@@ -251,7 +251,7 @@ func (s *Monitor) Switch(ctx context.Context, m Mode, decide Decider) SwitchResu
 	_ = s.audit.Write(ctx, rec)
 	entry.Detail = ""
 	s.entry, s.allowed = entry, o
-	s.limit.tighten(o.Decision.MaxDuration, s.started, s.audit.now())
+	s.limit.tighten(o.Decision.MaxDuration)
 	return SwitchResult{Outcome: o}
 }
 
