@@ -31,6 +31,7 @@ func FuzzParseProfiles(f *testing.F) {
 		"version: 1\n",
 		"version: 1\nprofiles: [{name: p, grants: [{actions: [monitor.listen], agents: self, hours: {from: \"22:00\", to: \"06:00\", tz: Europe/Paris}}]}]\n",
 		"version: 1\nusers: [{id: 1, identities: [1, 2.5, null, ~, {a: b}]}]\n",
+		"version: 1\nprofiles: [{name: p, grants: [{actions: [monitor.listen, recording.pause], max_duration: 30m, max_pause: 366d}]}]\n",
 		"version: 1\nprofiles: &a [*a]\n",
 		"version: 1\nprotected: {users: [a, a], queues: b}\n",
 		"- [\n",
