@@ -5,7 +5,8 @@
 // life cycle (enforce an allow, re-decide every mode switch, end) driven
 // through the small PBX interface below; recording metadata and its rules
 // (ids, who started, paused, resumed and stopped it, the target's active
-// recording); and the watchdog's bookkeeping of what a check allowed a
+// recording); the grants' max_duration and max_pause, on timers (limits.go);
+// and the watchdog's bookkeeping of what a check allowed a
 // channel (Allowances).
 //
 // A PBX adapter (pbx/asterisk today, pbx/freeswitch next) is a translator:
