@@ -337,6 +337,20 @@ func startMonitoring(t *testing.T, mode asterisk.WatchdogMode) (*lab.TestLab, co
 	return l, ctx, cw, mustEvents(ctx, t, l)
 }
 
+// startMonitoringPolicy is startMonitoring (watchdog enforcing) deciding
+// from p.
+func startMonitoringPolicy(t *testing.T, p enforce.Policy) (*lab.TestLab, context.Context, *callwarden, *lab.EventStream) {
+	t.Helper()
+	snap, err := enforce.NewSnapshot(p, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := suite.Lab(t)
+	ctx := monitorContext(t)
+	cw := startCallwardenWith(t, l, asterisk.WatchdogEnforce, snap)
+	return l, ctx, cw, mustEvents(ctx, t, l)
+}
+
 // monitorContext allows for the refusal prompt (a few seconds) and call set-up.
 func monitorContext(t *testing.T) context.Context { return contextFor(t, 60*time.Second) }
 
@@ -520,27 +534,35 @@ func TestRefusedSupervisorHearsTheRefusalAndIsHungUpWithoutSnoop(t *testing.T) {
 	}
 }
 
+// dialDone has supervisor dial exten from its phone and waits until the
+// call is over.
+func dialDone(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream, supervisor, exten string) {
+	t.Helper()
+	sup := mustOriginateSupervisor(ctx, t, l, supervisor, "cw-supervisors", exten)
+	mustWait(ctx, t, events, supervisor+" dialling "+exten+" done", lab.OnChannel("ChannelDestroyed", sup.First))
+}
+
+// liveRecordingState is ARI's state of the live recording name, "gone"
+// when there is none.
+func liveRecordingState(ctx context.Context, t *testing.T, l *lab.TestLab, name string) string {
+	t.Helper()
+	var lr liveRecording
+	if err := ari(ctx, l, http.MethodGet, "/recordings/live/"+url.PathEscape(name), nil, &lr); err != nil {
+		if errors.Is(err, lab.ErrNotFound) {
+			return "gone"
+		}
+		t.Fatal(err)
+	}
+	return lr.State
+}
+
 func TestRecordingIsControlledOnlyByAllowedUsersAndPlayedBackWithinItsAge(t *testing.T) {
 	l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
 	_, ext := salesCall(ctx, t, l, events, "5550123")
 	agentUser := "agent" + ext
 
-	dial := func(supervisor, exten string) {
-		t.Helper()
-		sup := mustOriginateSupervisor(ctx, t, l, supervisor, "cw-supervisors", exten)
-		mustWait(ctx, t, events, supervisor+" dialling "+exten+" done", lab.OnChannel("ChannelDestroyed", sup.First))
-	}
-	liveState := func(name string) string {
-		t.Helper()
-		var lr liveRecording
-		if err := ari(ctx, l, http.MethodGet, "/recordings/live/"+url.PathEscape(name), nil, &lr); err != nil {
-			if errors.Is(err, lab.ErrNotFound) {
-				return "gone"
-			}
-			t.Fatal(err)
-		}
-		return lr.State
-	}
+	dial := func(supervisor, exten string) { t.Helper(); dialDone(ctx, t, l, events, supervisor, exten) }
+	liveState := func(name string) string { t.Helper(); return liveRecordingState(ctx, t, l, name) }
 
 	dial("1003", "*225"+ext) // erin: listen-only
 	if r := cw.audit.wait(ctx, t, "erin refused", decision("erin", "recording.start", "deny")); r.Reason != "action_not_granted" {
@@ -796,14 +818,7 @@ func TestAgentPausesItsOwnRecordingForACardNumber(t *testing.T) {
 			p.Users[i].Profile = "agent-pci"
 		}
 	}
-	snap, err := enforce.NewSnapshot(p, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := suite.Lab(t)
-	ctx := monitorContext(t)
-	cw := startCallwardenWith(t, l, asterisk.WatchdogEnforce, snap)
-	events := mustEvents(ctx, t, l)
+	l, ctx, cw, events := startMonitoringPolicy(t, p)
 	_, ext := salesCall(ctx, t, l, events, "5550100")
 	if ext != "2001" {
 		t.Fatalf("the sales call went to %s, want 2001", ext)
