@@ -98,6 +98,14 @@ const (
 	CauseAdministrator   = "ended_by_administrator"
 	CauseShutdown        = "daemon_shutdown"
 	CauseSetupFailed     = "setup_failed"
+	// The causes of a session ended because it was decided again and
+	// denied (session.Registry): the requester's user, profile or grant
+	// was removed or changed (a policy change); its grant's weekly hours
+	// or a valid_until ended; the target became protected. Any other deny
+	// ends it with the engine's reason as the cause.
+	CauseRevoked         = "revoked"
+	CauseWindowClosed    = "window_closed"
+	CauseProtectedTarget = "protected_target"
 )
 
 // SortSessions sorts sessions oldest first, then by id (the order of
