@@ -128,6 +128,10 @@ type MonitorSpec struct {
 	RefusalSound       string  // played to the supervisor when a switch is refused
 	// Registry lists the session while it runs; nil registers nothing.
 	Registry *Registry
+	// Downgrades says the adapter applies the downgrades a re-decision
+	// asks for (Redecided, ApplyRedecision); without it such a session is
+	// ended instead.
+	Downgrades bool
 }
 
 // StartMonitor enforces an allow: it eavesdrops in spec.Mode, registers
@@ -155,7 +159,7 @@ func StartMonitor(ctx context.Context, pbx Eavesdropper, audit *Audit, spec Moni
 	var regErr error
 	if s.reg != nil {
 		s.started = s.reg.now()
-		s.h, regErr = s.reg.add(ctx, s.liveRecord(spec))
+		s.h, regErr = s.reg.add(ctx, s.liveRecord(spec), spec.Downgrades)
 	}
 	rec := audit.resultRecord(spec.Entry, spec.Allowed, nil)
 	if regErr != nil {
@@ -262,6 +266,7 @@ func (s *Monitor) End(ctx context.Context, cause string) error {
 	}
 	s.ended = true
 	err := s.tap.Close(ctx)
+	s.notice(ctx, cause)
 	if cause != enforce.CauseRequesterHangup {
 		if herr := s.pbx.Hangup(ctx, s.sup); herr != nil && err == nil {
 			err = herr
