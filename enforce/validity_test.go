@@ -29,42 +29,29 @@ func TestValidUntil(t *testing.T) {
 			{ID: "grant-until", Profile: "until"},
 		},
 	})
-	at := func(s string) time.Time {
-		t.Helper()
-		v, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
+	day := func(d, h int) time.Time { return time.Date(2026, 11, d, h, 0, 0, 0, time.UTC) }
 	for _, tc := range []struct {
-		name, user, now, want string
+		name, user string
+		now, want  time.Time
 	}{
-		{"an open grant never expires", "open", "2026-11-29T10:00:00Z", ""},
-		{"a day window closes at 18:00 in its zone", "day", "2026-11-29T10:00:00Z", "2026-11-29T17:00:00Z"},
-		{"an overnight window closes the next morning", "night", "2026-11-29T22:30:00Z", "2026-11-30T05:00:00Z"},
-		{"an overnight window after midnight closes that morning", "night", "2026-11-30T01:00:00Z", "2026-11-30T05:00:00Z"},
-		{"the user's valid_until comes first", "until", "2026-11-29T10:00:00Z", "2026-11-30T10:00:00Z"},
-		{"the grant's valid_until", "grant-until", "2026-11-29T10:00:00Z", "2026-11-30T12:00:00Z"},
+		{"an open grant never expires", "open", day(29, 10), time.Time{}},
+		{"a day window closes at 18:00 in its zone", "day", day(29, 10), day(29, 17)},
+		{"an overnight window closes the next morning", "night", day(29, 22), day(30, 5)},
+		{"an overnight window after midnight closes that morning", "night", day(30, 1), day(30, 5)},
+		{"the user's valid_until comes first", "until", day(29, 10), day(30, 10)},
+		{"the grant's valid_until", "grant-until", day(29, 10), day(30, 12)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := &enforce.Request{User: tc.user, Action: enforce.MonitorListen, Queue: "sales"}
-			now := at(tc.now)
-			d := enforce.Decide(snap, req, now)
+			d := enforce.Decide(snap, req, tc.now)
 			if !d.Allow {
 				t.Fatalf("Decide = %+v, want allow", d)
 			}
-			got := snap.ValidUntil(req, d, now)
-			if tc.want == "" {
-				if !got.IsZero() {
-					t.Fatalf("ValidUntil = %v, want never", got)
-				}
-				return
+			got := snap.ValidUntil(req, d, tc.now)
+			if !got.Equal(tc.want) {
+				t.Fatalf("ValidUntil = %v, want %v (zero: never)", got, tc.want)
 			}
-			if want := at(tc.want); !got.Equal(want) {
-				t.Fatalf("ValidUntil = %v, want %v", got, want)
-			}
-			if enforce.Decide(snap, req, got).Allow {
+			if !got.IsZero() && enforce.Decide(snap, req, got).Allow {
 				t.Fatalf("still allowed at %v", got)
 			}
 		})

@@ -60,6 +60,15 @@ func startWatched(tb testing.TB, cur *atomic.Pointer[enforce.Snapshot], m Mode, 
 	return pbx, log, r, mon
 }
 
+// change installs p as the policy and re-decides r's sessions, as a
+// loader's install does.
+func change(tb testing.TB, cur *atomic.Pointer[enforce.Snapshot], r *Registry, p testPolicy) {
+	tb.Helper()
+	next := p.snapshot(tb)
+	cur.Store(next)
+	r.Redecide(next)
+}
+
 func ended(t *testing.T, m *Monitor, within time.Duration) bool {
 	t.Helper()
 	select {
@@ -87,9 +96,7 @@ func TestLiveSessionsAreDecidedAgain(t *testing.T) {
 	t.Run("a revoked user's session ends with cause revoked after the refusal sound", func(t *testing.T) {
 		cur.Store(testPolicy{profile: "full"}.snapshot(t))
 		pbx, log, r, m := startWatched(t, &cur, Listen, true)
-		next := testPolicy{profile: ""}.snapshot(t)
-		cur.Store(next)
-		r.Redecide(next)
+		change(t, &cur, r, testPolicy{profile: ""})
 		if !ended(t, m, time.Second) || m.EndCause() != enforce.CauseRevoked {
 			t.Fatalf("done %v, cause %q", ended(t, m, 0), m.EndCause())
 		}
@@ -108,7 +115,7 @@ func TestLiveSessionsAreDecidedAgain(t *testing.T) {
 		cur.Store(testPolicy{profile: "full"}.snapshot(t))
 		pbx, log, r, m := startWatched(t, &cur, Barge, true)
 		n := len(log.recs)
-		r.Redecide(testPolicy{profile: "full"}.snapshot(t))
+		change(t, &cur, r, testPolicy{profile: "full"})
 		if ended(t, m, 20*time.Millisecond) || len(log.recs) != n || len(pbx.calls) != 1 {
 			t.Fatalf("records %d→%d, calls %v", n, len(log.recs), pbx.calls)
 		}
@@ -117,9 +124,7 @@ func TestLiveSessionsAreDecidedAgain(t *testing.T) {
 	t.Run("a whisper whose grant becomes listen-only drops to listen", func(t *testing.T) {
 		cur.Store(testPolicy{profile: "full"}.snapshot(t))
 		pbx, log, r, m := startWatched(t, &cur, Whisper, true)
-		next := testPolicy{profile: "listen-only"}.snapshot(t)
-		cur.Store(next)
-		r.Redecide(next)
+		change(t, &cur, r, testPolicy{profile: "listen-only"})
 		select {
 		case <-m.Redecided():
 		case <-time.After(time.Second):
@@ -144,7 +149,7 @@ func TestLiveSessionsAreDecidedAgain(t *testing.T) {
 	t.Run("an adapter that cannot downgrade has the session ended", func(t *testing.T) {
 		cur.Store(testPolicy{profile: "full"}.snapshot(t))
 		_, _, r, m := startWatched(t, &cur, Barge, false)
-		r.Redecide(testPolicy{profile: "listen-only"}.snapshot(t))
+		change(t, &cur, r, testPolicy{profile: "listen-only"})
 		if !ended(t, m, time.Second) || m.EndCause() != enforce.CauseRevoked {
 			t.Fatalf("cause %q", m.EndCause())
 		}
@@ -153,7 +158,7 @@ func TestLiveSessionsAreDecidedAgain(t *testing.T) {
 	t.Run("a protected target ends the session", func(t *testing.T) {
 		cur.Store(testPolicy{profile: "full"}.snapshot(t))
 		_, log, r, m := startWatched(t, &cur, Listen, true)
-		r.Redecide(testPolicy{profile: "full", protected: true}.snapshot(t))
+		change(t, &cur, r, testPolicy{profile: "full", protected: true})
 		if !ended(t, m, time.Second) {
 			t.Fatal("not ended")
 		}
@@ -184,7 +189,7 @@ func TestLiveSessionsAreDecidedAgain(t *testing.T) {
 		if err := r.End(context.Background(), m.ID(), "root"); err != nil {
 			t.Fatal(err)
 		}
-		r.Redecide(testPolicy{}.snapshot(t))
+		change(t, &cur, r, testPolicy{})
 		if m.EndCause() != enforce.CauseAdministrator {
 			t.Errorf("cause %q", m.EndCause())
 		}
