@@ -102,13 +102,15 @@ func (r *Registry) Redecide(snap *enforce.Snapshot) {
 	}
 }
 
-// expire is h's timer: its allow's validity ended.
-func (r *Registry) expire(h *handle) {
+// expire is h's timer number armed: its allow's validity ended. A timer
+// stopped or replaced after it fired finds another number and does
+// nothing.
+func (r *Registry) expire(h *handle, armed uint64) {
 	snap := r.policy()
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if h.gone {
+	if h.gone || h.armed != armed {
 		return
 	}
 	h.timer, h.until = nil, time.Time{}
@@ -159,14 +161,17 @@ func (r *Registry) arm(h *handle, until, now time.Time) {
 		return
 	}
 	h.until = until
-	h.timer = time.AfterFunc(until.Sub(now), func() { r.expire(h) })
+	armed := h.armed
+	h.timer = time.AfterFunc(until.Sub(now), func() { r.expire(h, armed) })
 }
 
+// stopTimer stops h's timer; r.mu is held.
 func (r *Registry) stopTimer(h *handle) {
 	if h.timer != nil {
 		h.timer.Stop()
 	}
 	h.timer, h.until = nil, time.Time{}
+	h.armed++
 }
 
 // end asks h's adapter to end the session for cause, unless someone asked

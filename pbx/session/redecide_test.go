@@ -183,6 +183,15 @@ func TestLiveSessionsAreDecidedAgain(t *testing.T) {
 			t.Errorf("end record %+v", rec)
 		}
 	})
+	t.Run("a policy change that lifts the valid_until disarms the timer", func(t *testing.T) {
+		cur.Store(testPolicy{profile: "full", validUntil: time.Now().Add(200 * time.Millisecond)}.snapshot(t))
+		_, _, r, m := startWatched(t, &cur, Listen, true)
+		change(t, &cur, r, testPolicy{profile: "full"})
+		if ended(t, m, 500*time.Millisecond) {
+			t.Fatalf("ended (%s) at the valid_until the policy no longer has", m.EndCause())
+		}
+		_ = m.End(context.Background(), enforce.CauseRequesterHangup)
+	})
 	t.Run("an administrator's end keeps its cause", func(t *testing.T) {
 		cur.Store(testPolicy{profile: "full"}.snapshot(t))
 		_, _, r, m := startWatched(t, &cur, Listen, true)

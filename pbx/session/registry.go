@@ -85,6 +85,7 @@ type handle struct {
 	pend       *pending
 	timer      *time.Timer
 	until      time.Time
+	armed      uint64 // the timer's number, moved by each stop
 	cause      string
 	gone       bool
 }
