@@ -192,8 +192,9 @@ func (s *Monitor) ID() string { return s.id }
 func (s *Monitor) Mode() Mode { return s.mode }
 
 // Done is closed when someone asked, through the registry, to end the
-// session (Registry.End); its adapter then ends it with cause
-// enforce.CauseAdministrator. Without a registry it is never closed.
+// session (Registry.End), or a re-decision denied it (redecide.go); its
+// adapter then ends it with cause EndCause. Without a registry it is
+// never closed.
 func (s *Monitor) Done() <-chan struct{} {
 	if s.h == nil {
 		return nil
