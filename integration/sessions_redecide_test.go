@@ -116,7 +116,11 @@ func TestWhisperDropsToListenWhenTheProfileBecomesListenOnly(t *testing.T) {
 	sess := mustMonitor(ctx, t, l, events, "1001", "*223"+ext, agent.ID)
 
 	changed := changeAlice(ctx, t, f.st, f.loader, func(u *enforce.User) { u.Profile = "listen-only" })
-	created := mustWait(ctx, t, events, "a listen snoop on the agent's channel", snoopOn(agent.ID))
+	// The event stream is searched from its start: the new snoop is the
+	// one that is not the whisper's.
+	created := mustWait(ctx, t, events, "a listen snoop on the agent's channel", func(e lab.Event) bool {
+		return snoopOn(agent.ID)(e) && e.Channel.ID != sess.snoop
+	})
 	mustWait(ctx, t, events, "the listen snoop in the session's bridge", func(e lab.Event) bool {
 		return e.Type == "ChannelEnteredBridge" && e.ChannelID() == created.Channel.ID && e.Bridge.ID == sess.bridge
 	})
