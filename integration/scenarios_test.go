@@ -378,7 +378,7 @@ func recordingLifecycle(r *row) {
 // and returns its id.
 func (r *row) storedRecording(age time.Duration) string {
 	r.t.Helper()
-	id := fmt.Sprintf("%d", time.Now().UnixNano()%1e12)
+	id := fmt.Sprintf("%012d", time.Now().UnixNano()%1e12) // 12 digits, as session.NewRecordingID
 	r.d.storeAudio(r.ctx, r.t, "cw-scenario-"+id)
 	mustOK(r.t, r.d.store().SaveRecording(r.ctx, enforce.Recording{
 		ID: id, Name: "cw-scenario-" + id, PBX: r.d.pbx(), Target: "agent2001", Queue: "sales", Caller: "5550100",
