@@ -179,7 +179,7 @@ func TestRecordOverTheOutboundSocket(t *testing.T) {
 		}
 		// The RECORD_STOP of alice's stop is not FreeSWITCH ending it.
 		l.a.onEvent(Event{Name: "RECORD_STOP", Headers: map[string]string{"Unique-Id": monitorTargetUUID, "Record-File-Path": path}})
-		time.Sleep(50 * time.Millisecond)
+		l.a.bg.Wait() // the event's handling is done
 		if stored, _ := l.store.Recording(ctx, rec.ID); stored.StoppedBy != "alice" || len(stored.Pauses) != 1 {
 			t.Errorf("stopped metadata %+v, want stopped by alice after one pause", stored)
 		}
@@ -278,7 +278,7 @@ func TestRecordingOfAnEarlierProcessIsMarkedStoppedOnlyWhenItIsThisPBXs(t *testi
 	save("444444444444", "other", monitorTargetUUID)
 	save("555555555555", "fs1", uuid)
 	waitStopped(t, l.store, "333333333333")
-	time.Sleep(50 * time.Millisecond)
+	l.a.bg.Wait() // every RECORD_STOP handled
 	for _, id := range []string{"444444444444", "555555555555"} {
 		if got, _ := l.store.Recording(ctx, id); got.State != enforce.RecordingActive {
 			t.Errorf("recording %s of another PBX or channel was marked %s", id, got.State)
