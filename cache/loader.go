@@ -127,6 +127,12 @@ type LoaderOptions struct {
 	// OnReload, when set, is called after each load attempt with the
 	// generation loaded, how long it took and the error (metrics).
 	OnReload func(gen uint64, took time.Duration, err error)
+	// OnInstall, when set, is called with every snapshot the Loader
+	// installs (a load or a patch), in the order they are installed and
+	// before the next can be: the live sessions are decided again against
+	// it (session.Registry.Redecide). It must be quick and must not call
+	// back into the Loader's Reload.
+	OnInstall func(*enforce.Snapshot)
 }
 
 // Loader owns the snapshot a daemon decides from: it loads the policy at
@@ -427,6 +433,7 @@ func (l *Loader) update(ctx context.Context) error {
 	}
 	l.holder.Store(next)
 	l.version = v
+	l.installed(next)
 	l.reloadMu.Unlock()
 	took := time.Since(start)
 	l.verified(sent)
@@ -472,10 +479,19 @@ func (l *Loader) Reload(ctx context.Context) error {
 	if err != nil {
 		return l.reloaded(gen, start, &UnloadableError{Gen: gen, Err: fmt.Errorf("%w: %w", errInvalidStored, err)})
 	}
-	l.holder.Store(s.WithOrigin(v.Epoch))
+	next := s.WithOrigin(v.Epoch)
+	l.holder.Store(next)
 	l.version = v
 	l.verified(sent)
+	l.installed(next)
 	return l.reloaded(gen, start, nil)
+}
+
+// installed tells OnInstall about s, just installed; reloadMu is held.
+func (l *Loader) installed(s *enforce.Snapshot) {
+	if l.opts.OnInstall != nil {
+		l.opts.OnInstall(s)
+	}
 }
 
 // loadError classifies a failed read of generation gen once: the store

@@ -104,6 +104,14 @@ const (
 	// CauseMaxPause: a recording paused longer than the allowing grant's
 	// max_pause resumed by itself.
 	CauseMaxPause = "max_pause"
+	// The causes of a session ended because it was decided again and
+	// denied (session.Registry): the requester's user, profile or grant
+	// was removed or changed (a policy change); its grant's weekly hours
+	// or a valid_until ended; the target became protected. Any other deny
+	// ends it with the engine's reason as the cause.
+	CauseRevoked         = "revoked"
+	CauseWindowClosed    = "window_closed"
+	CauseProtectedTarget = "protected_target"
 )
 
 // SortSessions sorts sessions oldest first, then by id (the order of

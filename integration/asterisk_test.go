@@ -132,15 +132,24 @@ func startCallwarden(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode) *
 // startCallwardenWith runs the Stasis application deciding from snap.
 func startCallwardenWith(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode, snap *enforce.Snapshot) *callwarden {
 	t.Helper()
+	return startCallwardenFrom(t, l, mode, func() *enforce.Snapshot { return snap }, session.RegistryOptions{})
+}
+
+// startCallwardenFrom runs the Stasis application deciding from the
+// snapshot policy returns, its session registry made with ro (its store,
+// logger and metrics set here).
+func startCallwardenFrom(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode, policy func() *enforce.Snapshot, ro session.RegistryOptions) *callwarden {
+	t.Helper()
 	cw := &callwarden{audit: newAuditLog(), recs: memory.NewRecordings(), reg: prometheus.NewRegistry(), now: &clock{t: labNow}}
-	sessions, err := session.NewRegistry(session.RegistryOptions{Store: memory.NewSessions(), Logger: zaptest.NewLogger(t), Registerer: cw.reg})
+	ro.Store, ro.Logger, ro.Registerer = memory.NewSessions(), zaptest.NewLogger(t), cw.reg
+	sessions, err := session.NewRegistry(ro)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cw.sessions = sessions
 	a, err := asterisk.New(asterisk.Options{
 		URL: l.ARIURL, User: l.ARIUser, Password: l.ARIPassword, App: "callwarden", Timeout: 2 * time.Second,
-		Snapshot:   func() *enforce.Snapshot { return snap },
+		Snapshot:   policy,
 		Auditor:    cw.audit,
 		Recordings: cw.recs,
 		Sessions:   cw.sessions,

@@ -100,15 +100,7 @@ func TestAdministratorListsAndEndsALiveSession(t *testing.T) {
 	if code := adminCall(t, srv, "DELETE", "/v1/sessions/"+live.ID, &ended); code != http.StatusAccepted || ended.EndedBy != "admin" {
 		t.Fatalf("DELETE: %d %+v", code, ended)
 	}
-	mustWait(ctx, t, events, "the supervisor out of the bridge", func(e lab.Event) bool {
-		return (e.Type == "ChannelLeftBridge" && e.ChannelID() == sess.sup.First) ||
-			(e.Type == "BridgeDestroyed" && e.Bridge != nil && e.Bridge.ID == sess.bridge)
-	})
-	took := time.Since(asked)
-	if took > time.Second {
-		t.Errorf("the supervisor left the bridge %v after the DELETE, want within 1s", took)
-	}
-	t.Logf("the supervisor left the bridge %v after the DELETE", took)
+	leftBridgeWithin(ctx, t, events, sess, asked, "the DELETE")
 	end := cw.audit.wait(ctx, t, "the session's end", func(r enforce.AuditRecord) bool {
 		return r.Session == live.ID && r.Outcome == enforce.OutcomeEnded
 	})
@@ -184,4 +176,20 @@ func TestTwoDaemonsShareTheSessionRegistryAndEndEachOthersSessions(t *testing.T)
 	if end.Cause != enforce.CauseAdministrator || end.Detail == "" {
 		t.Errorf("end record %+v", end)
 	}
+}
+
+// leftBridgeWithin waits for sess's supervisor to leave its bridge and
+// fails the test unless it did within a second of since (when what
+// happened).
+func leftBridgeWithin(ctx context.Context, t *testing.T, events *lab.EventStream, sess monitorSession, since time.Time, what string) {
+	t.Helper()
+	mustWait(ctx, t, events, "the supervisor out of the bridge", func(e lab.Event) bool {
+		return (e.Type == "ChannelLeftBridge" && e.ChannelID() == sess.sup.First) ||
+			(e.Type == "BridgeDestroyed" && e.Bridge != nil && e.Bridge.ID == sess.bridge)
+	})
+	took := time.Since(since)
+	if took > time.Second {
+		t.Errorf("the supervisor left the bridge %v after %s, want within 1s", took, what)
+	}
+	t.Logf("the supervisor left the bridge %v after %s", took, what)
 }

@@ -17,6 +17,9 @@ func (a *App) newLoader(opts cache.LoaderOptions) error {
 	if opts.Logger == nil {
 		opts.Logger = a.log
 	}
+	// Every snapshot installed decides the live sessions again (a nil
+	// registry, before it is made, does nothing).
+	opts.OnInstall = func(s *enforce.Snapshot) { a.sessions.Redecide(s) }
 	l, err := cache.NewLoader(opts)
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ type liveRecordingStore interface {
 // shared by every daemon, or this process's memory). Its instance id is
 // the host name and a random suffix, so the records of a daemon that died
 // name the host it ran on and are never taken for its successor's.
-func newSessions(st enforce.SessionStore, logger *zap.Logger, reg prometheus.Registerer) (*session.Registry, error) {
+func newSessions(st enforce.SessionStore, policy func() *enforce.Snapshot, logger *zap.Logger, reg prometheus.Registerer) (*session.Registry, error) {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "callwarden"
@@ -33,6 +33,7 @@ func newSessions(st enforce.SessionStore, logger *zap.Logger, reg prometheus.Reg
 	_, _ = rand.Read(b[:]) // crypto/rand does not fail on supported platforms.
 	return session.NewRegistry(session.RegistryOptions{
 		Store: st, Instance: host + "-" + hex.EncodeToString(b[:]), Logger: logger, Registerer: reg,
+		Policy: policy, // timers re-decide from the Loader's snapshot (nil past the staleness bound)
 	})
 }
 

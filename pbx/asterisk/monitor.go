@@ -70,6 +70,7 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 	s, err := session.StartMonitor(ctx, pbx, a.audit, session.MonitorSpec{
 		Supervisor: sup.ID, Target: tgt.call.agent.ID, Mode: rq.mode,
 		Entry: entry.entry(), Allowed: o, RefusalSound: a.o.RefusalSound, Registry: a.o.Sessions,
+		Downgrades: true,
 	})
 	if err != nil {
 		// Audited as failed by the core; the supervisor is told and hung
@@ -133,9 +134,19 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 				cause = enforce.CauseTargetHangup
 				return
 			}
+		case <-s.Redecided():
+			// The policy or a window changed: the current mode is no
+			// longer allowed, a lesser one is.
+			from := s.Mode()
+			if r := s.ApplyRedecision(ctx); r.Err != nil {
+				log.Warn("downgrade failed; ending the session", zap.Error(r.Err))
+			} else if s.Mode() != from {
+				log.Info("mode downgraded on re-decision", zap.String("from", from.String()), zap.String("mode", s.Mode().String()))
+			}
 		case <-s.Done():
-			log.Info("monitoring ended by an administrator", zap.String("by", s.EndedBy()))
-			cause = enforce.CauseAdministrator
+			// An administrator's end, or a re-decision that denied.
+			cause = s.EndCause()
+			log.Info("monitoring ended", zap.String("cause", cause), zap.String("by", s.EndedBy()))
 			return
 		case <-s.Expired():
 			log.Info("monitoring ended: max_duration reached")

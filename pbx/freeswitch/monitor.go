@@ -109,9 +109,11 @@ func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq 
 	case expired(s):
 		log.Info("monitoring ended: max_duration reached")
 		cause = enforce.CauseMaxDuration
-	case s.EndedBy() != "":
-		log.Info("monitoring ended by an administrator", zap.String("by", s.EndedBy()))
-		cause = enforce.CauseAdministrator
+	case s.EndCause() != "":
+		// An administrator's end, or a re-decision that denied (a
+		// downgrade too: this adapter ends rather than downgrades).
+		cause = s.EndCause()
+		log.Info("monitoring ended", zap.String("cause", cause), zap.String("by", s.EndedBy()))
 	case ctx.Err() != nil:
 		cause = enforce.CauseShutdown
 	}

@@ -143,39 +143,65 @@ func TestMonitorOverTheOutboundSocket(t *testing.T) {
 		}
 	})
 
-	t.Run("an administrator's end breaks the eavesdrop and hangs the supervisor up", func(t *testing.T) {
-		log := &auditLog{}
-		reg, err := session.NewRegistry(session.RegistryOptions{})
+	// A live session ends when an administrator asks, or when the policy
+	// changes and a re-decision denies it (the requester revoked): the
+	// eavesdrop is broken and the supervisor hung up, a re-decision's end
+	// after the refusal tone.
+	adminOff := func(tb testing.TB) *enforce.Snapshot {
+		u, _ := snap.User("admin")
+		u.Profile, u.Queues = "", nil
+		next, err := snap.Patch(enforce.PolicyPatch{Users: []enforce.User{u}}, snap.Generation()+1)
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
-		a := MustAdapter(t, snap, log, func(o *Options) { o.Sessions = reg })
-		ended := make(chan error, 1)
-		go func() {
-			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-				if live, _ := reg.List(context.Background()); len(live) == 1 {
-					ended <- reg.End(context.Background(), live[0].ID, "root")
-					return
-				}
+		return next
+	}
+	for _, tc := range []struct {
+		name, cause, detail, tone string
+		end                       func(t *testing.T, reg *session.Registry, id string) error
+	}{
+		{"an administrator's end breaks the eavesdrop and hangs the supervisor up", enforce.CauseAdministrator, "administrator root", "",
+			func(_ *testing.T, reg *session.Registry, id string) error {
+				return reg.End(context.Background(), id, "root")
+			}},
+		{"a revoke re-decided ends the session after the refusal tone", enforce.CauseRevoked, "session ended: revoked", "api uuid_displace " + uuid + " start ",
+			func(t *testing.T, reg *session.Registry, _ string) error { reg.Redecide(adminOff(t)); return nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := &auditLog{}
+			reg, err := session.NewRegistry(session.RegistryOptions{Notice: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
 			}
-			ended <- errors.New("the session was never listed")
-		}()
-		got := playMonitor(t, a.Addr().String(), monitorReply(t, "listen", "2001"), channelsJSON("PJSIP/2001-00000007"), holdOn)
-		if err := <-ended; err != nil {
-			t.Fatal(err)
-		}
-		joined := strings.Join(got, "|")
-		if !strings.Contains(joined, "api uuid_break "+uuid+" all") || !strings.Contains(joined, "api uuid_kill "+uuid) {
-			t.Errorf("commands %q, want the eavesdrop broken and the supervisor hung up", got)
-		}
-		end := waitRecords(t, log, 3)[2]
-		if end.Outcome != enforce.OutcomeEnded || end.Cause != enforce.CauseAdministrator || !strings.Contains(end.Detail, "administrator root") {
-			t.Errorf("end record %+v", end)
-		}
-		if live, _ := reg.List(context.Background()); len(live) != 0 {
-			t.Errorf("still listed: %+v", live)
-		}
-	})
+			a := MustAdapter(t, snap, log, func(o *Options) { o.Sessions = reg })
+			ended := make(chan error, 1)
+			go func() {
+				for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+					if live, _ := reg.List(context.Background()); len(live) == 1 {
+						ended <- tc.end(t, reg, live[0].ID)
+						return
+					}
+				}
+				ended <- errors.New("the session was never listed")
+			}()
+			got := playMonitor(t, a.Addr().String(), monitorReply(t, "listen", "2001"), channelsJSON("PJSIP/2001-00000007"), holdOn)
+			if err := <-ended; err != nil {
+				t.Fatal(err)
+			}
+			joined := strings.Join(got, "|")
+			if !strings.Contains(joined, "api uuid_break "+uuid+" all") || !strings.Contains(joined, "api uuid_kill "+uuid) ||
+				!strings.Contains(joined, tc.tone) {
+				t.Errorf("commands %q, want the eavesdrop broken, %q and the supervisor hung up", got, tc.tone)
+			}
+			end := waitRecords(t, log, 3)[2]
+			if end.Outcome != enforce.OutcomeEnded || end.Cause != tc.cause || !strings.Contains(end.Detail, tc.detail) {
+				t.Errorf("end record %+v, want cause %s", end, tc.cause)
+			}
+			if live, _ := reg.List(context.Background()); len(live) != 0 {
+				t.Errorf("still listed: %+v", live)
+			}
+		})
+	}
 
 	t.Run("a whisper is set by eavesdrop-command 2 once eavesdrop runs", func(t *testing.T) {
 		log := &auditLog{}

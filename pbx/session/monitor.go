@@ -129,6 +129,10 @@ type MonitorSpec struct {
 	RefusalSound       string  // played to the supervisor when a switch is refused
 	// Registry lists the session while it runs; nil registers nothing.
 	Registry *Registry
+	// Downgrades says the adapter applies the downgrades a re-decision
+	// asks for (Redecided, ApplyRedecision); without it such a session is
+	// ended instead.
+	Downgrades bool
 }
 
 // StartMonitor enforces an allow: it eavesdrops in spec.Mode, registers
@@ -156,7 +160,7 @@ func StartMonitor(ctx context.Context, pbx Eavesdropper, audit *Audit, spec Moni
 	var regErr error
 	if s.reg != nil {
 		s.started = s.reg.now()
-		s.h, regErr = s.reg.add(ctx, s.liveRecord(spec))
+		s.h, regErr = s.reg.add(ctx, s.liveRecord(spec), spec.Downgrades)
 	}
 	s.limit = newDeadline()
 	s.limit.tighten(spec.Allowed.Decision.MaxDuration)
@@ -191,8 +195,9 @@ func (s *Monitor) ID() string { return s.id }
 func (s *Monitor) Mode() Mode { return s.mode }
 
 // Done is closed when someone asked, through the registry, to end the
-// session (Registry.End); its adapter then ends it with cause
-// enforce.CauseAdministrator. Without a registry it is never closed.
+// session (Registry.End), or a re-decision denied it (redecide.go); its
+// adapter then ends it with cause EndCause. Without a registry it is
+// never closed.
 func (s *Monitor) Done() <-chan struct{} {
 	if s.h == nil {
 		return nil
@@ -267,6 +272,7 @@ func (s *Monitor) End(ctx context.Context, cause string) error {
 	s.ended = true
 	s.limit.stop()
 	err := s.tap.Close(ctx)
+	s.notice(ctx, cause)
 	if cause != enforce.CauseRequesterHangup {
 		if herr := s.pbx.Hangup(ctx, s.sup); herr != nil && err == nil {
 			err = herr

@@ -30,6 +30,15 @@ type RegistryOptions struct {
 	// PollInterval is how often Run looks for ends other daemons asked
 	// for (default 1s).
 	PollInterval time.Duration
+	// Policy returns the snapshot to decide from now (the loader's, nil
+	// when withheld). With it, each session is decided again when its
+	// allow's validity ends (a timer), when it starts and when it
+	// switches mode; without it, only Redecide decides again.
+	Policy func() *enforce.Snapshot
+	// Notice is how long a supervisor whose session a re-decision ends
+	// hears the refusal sound before being hung up (default 500ms; the
+	// end stays within a second of its cause).
+	Notice time.Duration
 	// Logger defaults to zap.NewNop(); Registerer, when set, receives the
 	// callwarden_session* metrics.
 	Logger     *zap.Logger
@@ -51,6 +60,7 @@ type Registry struct {
 	o   RegistryOptions
 	log *zap.Logger
 	m   registryMetrics
+	rm  redecideMetrics
 
 	mu   sync.Mutex
 	live map[string]*handle
@@ -62,6 +72,22 @@ type handle struct {
 	done chan struct{} // closed when someone asks to end the session
 	once sync.Once
 	by   string // who asked, set before done is closed
+
+	// What the session is decided again with (redecide.go), under
+	// Registry.mu: the request at its start and its mode, whether its
+	// adapter applies downgrades, the pending downgrade and its signal,
+	// the validity timer, and the cause of an end a re-decision asked
+	// for (set before done is closed).
+	req        enforce.Request
+	mode       Mode
+	downgrades bool
+	redo       chan struct{}
+	pend       *pending
+	timer      *time.Timer
+	until      time.Time
+	armed      uint64 // the timer's number, moved by each stop
+	cause      string
+	gone       bool
 }
 
 type registryMetrics struct {
@@ -89,7 +115,10 @@ func NewRegistry(o RegistryOptions) (*Registry, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	r := &Registry{o: o, log: o.Logger, live: make(map[string]*handle), m: registryMetrics{
+	if o.Notice <= 0 {
+		o.Notice = 500 * time.Millisecond
+	}
+	r := &Registry{o: o, log: o.Logger, live: make(map[string]*handle), rm: newRedecideMetrics(), m: registryMetrics{
 		live: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "callwarden_sessions_live",
 			Help: "Live monitor sessions this daemon enforces, by mode."}, []string{"mode"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "callwarden_session_duration_seconds",
@@ -99,7 +128,7 @@ func NewRegistry(o RegistryOptions) (*Registry, error) {
 		errors: NewCounter("callwarden_session_registry_errors_total",
 			"Writes to the live session registry that failed (the session went on)."),
 	}}
-	if err := Register(o.Registerer, r.m.live, r.m.duration, r.m.ends, r.m.errors); err != nil {
+	if err := Register(o.Registerer, r.m.live, r.m.duration, r.m.ends, r.m.errors, r.rm.vec); err != nil {
 		return nil, fmt.Errorf("register session metrics: %w", err)
 	}
 	return r, nil
@@ -136,11 +165,17 @@ func (r *Registry) put(ctx context.Context, rec enforce.LiveSession) error {
 	return nil
 }
 
-// add registers a session this process now enforces.
-func (r *Registry) add(ctx context.Context, rec enforce.LiveSession) (*handle, error) {
+// add registers a session this process now enforces and, with a Policy,
+// decides it again at once (a policy installed since its decision) and
+// arms its validity timer.
+func (r *Registry) add(ctx context.Context, rec enforce.LiveSession, downgrades bool) (*handle, error) {
 	h := &handle{rec: rec, done: make(chan struct{})}
+	h.watch(rec, downgrades)
 	r.mu.Lock()
 	r.live[rec.ID] = h
+	if r.o.Policy != nil {
+		r.redecideLocked(h, r.o.Policy(), r.now())
+	}
 	r.mu.Unlock()
 	r.m.live.WithLabelValues(rec.Mode).Inc()
 	return h, r.put(ctx, rec)
@@ -152,6 +187,10 @@ func (r *Registry) switched(ctx context.Context, h *handle, m string, at time.Ti
 	old := h.rec.Mode
 	h.rec.Mode, h.rec.UpdatedAt = m, at
 	h.rec.Modes = append(h.rec.Modes, enforce.ModeChange{Mode: m, At: at})
+	h.mode, _ = ParseMode(m)
+	if r.o.Policy != nil {
+		r.redecideLocked(h, r.o.Policy(), at) // the new mode's validity
+	}
 	rec := h.rec
 	rec.Modes = append([]enforce.ModeChange(nil), rec.Modes...)
 	r.mu.Unlock()
@@ -164,6 +203,8 @@ func (r *Registry) switched(ctx context.Context, h *handle, m string, at time.Ti
 func (r *Registry) remove(ctx context.Context, h *handle, cause string) time.Duration {
 	r.mu.Lock()
 	delete(r.live, h.rec.ID)
+	h.gone = true
+	r.stopTimer(h)
 	mode := h.rec.Mode
 	r.mu.Unlock()
 	d := r.now().Sub(h.rec.StartedAt)
