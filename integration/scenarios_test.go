@@ -404,7 +404,7 @@ func TestScenariosOnBothPBXs(t *testing.T) {
 		got := map[string][]auditView{}
 		for _, d := range drivers {
 			t.Run(d.pbx()+"/"+sc.name, func(t *testing.T) {
-				r := &row{ctx: contextFor(t, 2*time.Minute), t: t, d: d}
+				r := &row{ctx: contextFor(t, time.Minute), t: t, d: d}
 				r.c = d.begin(r.ctx, t)
 				sc.run(r)
 				views := make([]auditView, len(r.recs))
