@@ -99,6 +99,35 @@ func RunSessionStore(t *testing.T, newStore func(t *testing.T) enforce.SessionSt
 			t.Fatalf("a new session with a deleted one's id inherits its end request: %+v", got)
 		}
 	})
+
+	t.Run("a daemon is alive while its last beat lasts, and only then", func(t *testing.T) {
+		s := newStore(t)
+		ctx := testContext(t)
+		if err := s.Beat(ctx, "d1", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Beat(ctx, "d2", 100*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		alive, err := s.Alive(ctx, []string{"d1", "d2", "never"})
+		if err != nil || !alive["d1"] || !alive["d2"] || alive["never"] {
+			t.Fatalf("Alive = %v, %v; want d1 and d2, not a daemon that never beat", alive, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		alive, err = s.Alive(ctx, []string{"d1", "d2"})
+		if err != nil || !alive["d1"] || alive["d2"] {
+			t.Fatalf("Alive = %v, %v; want d1 only once d2's beat expired", alive, err)
+		}
+		if err := s.Beat(ctx, "d2", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if alive, err = s.Alive(ctx, []string{"d2"}); err != nil || !alive["d2"] {
+			t.Fatalf("Alive = %v, %v; want d2 alive again after a new beat", alive, err)
+		}
+		if alive, err = s.Alive(ctx, nil); err != nil || len(alive) != 0 {
+			t.Fatalf("Alive(none) = %v, %v", alive, err)
+		}
+	})
 }
 
 func sameSession(a, b enforce.LiveSession) bool {
