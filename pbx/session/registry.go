@@ -146,8 +146,14 @@ func NewRegistry(o RegistryOptions) (*Registry, error) {
 	return r, nil
 }
 
-// Instance is the id this daemon writes into its sessions' records.
-func (r *Registry) Instance() string { return r.o.Instance }
+// Instance is the id this daemon writes into its sessions' records (""
+// for a nil registry).
+func (r *Registry) Instance() string {
+	if r == nil {
+		return ""
+	}
+	return r.o.Instance
+}
 
 func randomID(prefix string) string {
 	var b [8]byte
