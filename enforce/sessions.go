@@ -25,9 +25,13 @@ type LiveSession struct {
 	// ID is callwarden's id of the session; every audit record of the
 	// session carries it (AuditRecord.Session).
 	ID string `json:"id"`
-	// User is the requester (the supervisor); Channel its phone's channel.
-	User    string `json:"user"`
-	Channel string `json:"channel,omitempty"`
+	// User is the requester (the supervisor); Channel its phone's channel
+	// (by name), ChannelID that channel's id in the PBX (ARI channel id,
+	// FreeSWITCH uuid), which a daemon converging a dead one's records
+	// asks the PBX about.
+	User      string `json:"user"`
+	Channel   string `json:"channel,omitempty"`
+	ChannelID string `json:"channel_id,omitempty"`
 	// Target is the monitored agent's user id, TargetChannel its channel,
 	// Queue the call's queue.
 	Target        string `json:"target"`

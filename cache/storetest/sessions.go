@@ -13,7 +13,7 @@ import (
 func RunSessionStore(t *testing.T, newStore func(t *testing.T) enforce.SessionStore) {
 	t0 := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 	sess := func(id string, started time.Time) enforce.LiveSession {
-		return enforce.LiveSession{ID: id, User: "alice", Channel: "PJSIP/1001-01", Target: "carol",
+		return enforce.LiveSession{ID: id, User: "alice", Channel: "PJSIP/1001-01", ChannelID: "1700000000.1", Target: "carol",
 			TargetChannel: "PJSIP/2001-02", Queue: "sales", Caller: "+33123456789", Mode: "listen",
 			Modes: []enforce.ModeChange{{Mode: "listen", At: started}}, Profile: "supervisor", Grant: 1,
 			PBX: "pbx1", Instance: "d1", StartedAt: started, UpdatedAt: started}
@@ -139,7 +139,7 @@ func sameSession(a, b enforce.LiveSession) bool {
 			return false
 		}
 	}
-	return a.ID == b.ID && a.User == b.User && a.Channel == b.Channel && a.Target == b.Target &&
+	return a.ID == b.ID && a.User == b.User && a.Channel == b.Channel && a.ChannelID == b.ChannelID && a.Target == b.Target &&
 		a.TargetChannel == b.TargetChannel && a.Queue == b.Queue && a.Caller == b.Caller && a.Mode == b.Mode &&
 		a.Profile == b.Profile && a.Grant == b.Grant && a.PBX == b.PBX && a.Instance == b.Instance &&
 		a.StartedAt.Equal(b.StartedAt) && a.UpdatedAt.Equal(b.UpdatedAt) && a.EndRequestedBy == b.EndRequestedBy

@@ -25,11 +25,11 @@ func (a *Adapter) claimPBX() {
 type prober struct{ a *Adapter }
 
 // SessionRuns reports whether a monitor bridge of this application still
-// holds the session's supervisor channel (s.Channel, by name). After a
-// restart the orphan sweep has ended every such bridge it found, so a
-// crashed run's session no longer runs.
+// holds the session's supervisor channel (s.ChannelID, else s.Channel by
+// name). After a restart the orphan sweep has ended every such bridge it
+// found, so a crashed run's session no longer runs.
 func (p prober) SessionRuns(ctx context.Context, s enforce.LiveSession) (bool, error) {
-	if s.Channel == "" {
+	if s.ChannelID == "" && s.Channel == "" {
 		return false, nil
 	}
 	bridges, err := p.a.rest.bridges(ctx)
@@ -49,7 +49,7 @@ func (p prober) SessionRuns(ctx context.Context, s enforce.LiveSession) (bool, e
 			continue
 		}
 		for _, id := range b.ChannelIDs {
-			if names[id] == s.Channel {
+			if id == s.ChannelID || s.ChannelID == "" && names[id] == s.Channel {
 				return true, nil
 			}
 		}

@@ -21,7 +21,11 @@ func TestARestartConvergesWithWhatAsteriskShows(t *testing.T) {
 	)
 	ctx := context.Background()
 	f := newFakeARI(t)
-	f.answer(http.MethodGet, "/bridges", http.StatusOK, `[{"id":"queue-bridge","channels":["agent1","cust1"]}]`)
+	// A monitor bridge of this application holds sup9 (the sweep's DELETE
+	// leaves the fake's listing as it is, as a bridge Asterisk failed to
+	// destroy): that session still runs and stays listed.
+	f.answer(http.MethodGet, "/bridges", http.StatusOK, `[{"id":"queue-bridge","channels":["agent1","cust1"]},
+	 {"id":"`+bridge+`","channels":["sup9"]}]`)
 	f.answer(http.MethodGet, "/channels", http.StatusOK, `[
 	 {"id":"agent1","name":"PJSIP/2001-00000002","state":"Up","dialplan":{"app_name":"Queue","app_data":"sales"}},
 	 {"id":"`+runSnp+`","name":"Snoop/agent1-00000002","state":"Up","dialplan":{"app_name":"Stasis","app_data":"callwarden,recording"}}
@@ -43,6 +47,8 @@ func TestARestartConvergesWithWhatAsteriskShows(t *testing.T) {
 	mustOKT(t, sessions.PutSession(ctx, enforce.LiveSession{ID: "ms-1", User: "alice", Channel: "PJSIP/1001-00000003",
 		Target: "agent2001", TargetChannel: "agent1", Mode: "listen", PBX: "asterisk", Instance: "dead-run",
 		StartedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now().Add(-time.Minute)}))
+	mustOKT(t, sessions.PutSession(ctx, enforce.LiveSession{ID: "ms-2", User: "bob", ChannelID: "sup9",
+		Target: "agent2001", Mode: "barge", PBX: "asterisk", Instance: "dead-run", StartedAt: time.Now(), UpdatedAt: time.Now()}))
 	reg, err := session.NewRegistry(session.RegistryOptions{Store: sessions, Recordings: recs, Instance: "next-run"})
 	mustOKT(t, err)
 	audit := &recordingAuditor{}
@@ -62,8 +68,8 @@ func TestARestartConvergesWithWhatAsteriskShows(t *testing.T) {
 	if got, _ := recs.Recording(ctx, ended); got.State != enforce.RecordingStopped || got.StoppedBy != session.ByRestart {
 		t.Errorf("ended recording %+v, want stopped by %s", got, session.ByRestart)
 	}
-	if live, _ := sessions.LiveSessions(ctx); len(live) != 0 {
-		t.Errorf("live sessions %+v, want the crashed run's ended", live)
+	if live, _ := sessions.LiveSessions(ctx); len(live) != 1 || live[0].ID != "ms-2" {
+		t.Errorf("live sessions %+v, want the crashed run's ended, the one still bridged listed", live)
 	}
 	causes := map[string]string{}
 	for _, r := range audit.All() {
