@@ -264,11 +264,11 @@ func (r *Recordings) Reclaim(ctx context.Context, rec enforce.Recording, runs bo
 			return fmt.Errorf("re-attach recording %s: %w", rec.ID, err)
 		}
 		r.setLive(rec.Name, rec.ID)
-		r.rearm(timers, rec, now)
 		e.Action, o.Reason = enforce.RecordingStart, ReasonReattached
 		e.Detail = fmt.Sprintf("recording %s re-attached by daemon %s: its daemon %s died and %s still records it",
 			rec.ID, r.Instance, orNone(from), r.PBX)
 		r.auditReclaim(ctx, e, o, "", 0)
+		r.rearm(timers, rec, now) // after the record: a limit passed meanwhile acts at once
 		return nil
 	}
 	Stopped(&rec, ByRestart, now)

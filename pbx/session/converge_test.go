@@ -166,10 +166,13 @@ func TestConvergeSettlesWhatADeadDaemonLeft(t *testing.T) {
 		f.probe.runs["r-runs"] = true
 		f.rs.Now = time.Now // the timer reads the recording on the real clock
 		mustOK(t, f.r.Converge(ctx))
-		if len(f.log.recs) == 0 || f.log.recs[0].Reason != ReasonReattached || f.log.recs[0].Outcome != enforce.OutcomeEnforced {
-			t.Fatalf("audit records %+v, want the re-attachment first", f.log.recs)
-		}
 		waitFor(t, "the re-armed max_duration", func() bool { _, ok := f.log.find(enforce.CauseMaxDuration); return ok })
+		f.log.mu.Lock()
+		first := f.log.recs[0]
+		f.log.mu.Unlock()
+		if first.Reason != ReasonReattached || first.Outcome != enforce.OutcomeEnforced {
+			t.Fatalf("first audit record %+v, want the re-attachment", first)
+		}
 		got, _ := f.recs.Recording(ctx, "r-runs")
 		if got.Instance != "d2" || got.State != enforce.RecordingStopped || got.StoppedBy != ByMaxDuration || !f.pbx.did("stop callwarden-r-runs") {
 			t.Errorf("recording %+v, calls %v: want it owned by d2 and stopped by its max_duration", got, f.pbx.calls)
