@@ -22,15 +22,8 @@ import (
 // the recording Asterisk still records is re-attached, and a stop through
 // the new callwarden stops it.
 func TestRestartAfterACrashConvergesTheRegistryWithAsterisk(t *testing.T) {
-	l := suite.Lab(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	bin, store := mustBinaryOnExampleProfiles(ctx, t, l)
-	cfg := serveConfig(t, l)
-	first := serveAsterisk(ctx, t, l, bin, cfg, "first")
-	// Registered after the daemons' cleanup, so it runs before it.
-	t.Cleanup(func() { hangupAll(t, l) })
-	events := mustEvents(ctx, t, l)
+	c := startCrashLab(t, 4*time.Minute)
+	l, ctx, bin, cfg, store, first, events := c.l, c.ctx, c.bin, c.cfg, c.store, c.first, c.events
 	dial := func(supervisor, exten string) { t.Helper(); dialDone(ctx, t, l, events, supervisor, exten) }
 
 	agentA, extA := salesCall(ctx, t, l, events, "5550100")
