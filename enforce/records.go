@@ -22,6 +22,10 @@ type Pause struct {
 	At        time.Time `json:"at"`
 	ResumedBy string    `json:"resumed_by,omitempty"`
 	ResumedAt time.Time `json:"resumed_at,omitzero"`
+	// Until is when the pausing grant's max_pause resumes the recording
+	// (zero: no limit), kept so that a daemon re-attaching the recording
+	// after a restart re-arms it.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // Recording is the metadata callwarden keeps about a recording it started:
@@ -45,6 +49,13 @@ type Recording struct {
 	StoppedAt time.Time      `json:"stopped_at,omitzero"`
 	State     RecordingState `json:"state"`
 	Pauses    []Pause        `json:"pauses,omitempty"`
+	// Until is when the starting grant's max_duration stops the recording
+	// (zero: no limit), kept for a daemon that re-attaches it.
+	Until time.Time `json:"until,omitzero"`
+	// Instance is the daemon that follows the recording in the PBX (its
+	// end, its limits); another daemon re-attaches or ends it once that
+	// one's heartbeat expired (SessionStore.Beat).
+	Instance string `json:"instance,omitempty"`
 }
 
 // AuditRecord is one audited event: a decision, an enforcement by the

@@ -25,9 +25,13 @@ type LiveSession struct {
 	// ID is callwarden's id of the session; every audit record of the
 	// session carries it (AuditRecord.Session).
 	ID string `json:"id"`
-	// User is the requester (the supervisor); Channel its phone's channel.
-	User    string `json:"user"`
-	Channel string `json:"channel,omitempty"`
+	// User is the requester (the supervisor); Channel its phone's channel
+	// (by name), ChannelID that channel's id in the PBX (ARI channel id,
+	// FreeSWITCH uuid), which a daemon converging a dead one's records
+	// asks the PBX about.
+	User      string `json:"user"`
+	Channel   string `json:"channel,omitempty"`
+	ChannelID string `json:"channel_id,omitempty"`
 	// Target is the monitored agent's user id, TargetChannel its channel,
 	// Queue the call's queue.
 	Target        string `json:"target"`
@@ -77,6 +81,13 @@ type SessionStore interface {
 	// naming who asked. Errors: ErrNotFound (no such live session),
 	// ErrUnavailable.
 	RequestSessionEnd(ctx context.Context, id, by string) error
+	// Beat says that the daemon instance is alive for the next ttl: the
+	// records it owns (LiveSession.Instance, Recording.Instance) are then
+	// not a dead daemon's. Errors: ErrUnavailable.
+	Beat(ctx context.Context, instance string, ttl time.Duration) error
+	// Alive reports, of instances, those whose last Beat has not expired.
+	// Errors: ErrUnavailable.
+	Alive(ctx context.Context, instances []string) (map[string]bool, error)
 }
 
 // ActiveRecordingLister lists the recordings in progress, for the live
@@ -98,6 +109,10 @@ const (
 	CauseAdministrator   = "ended_by_administrator"
 	CauseShutdown        = "daemon_shutdown"
 	CauseSetupFailed     = "setup_failed"
+	// CauseDaemonRestart: the daemon that owned the session or recording
+	// died (its heartbeat expired) and the PBX no longer runs it; another
+	// daemon, or its own next run, ended the record.
+	CauseDaemonRestart = "daemon_restart"
 	// CauseMaxDuration: the allowing grant's max_duration passed (a
 	// monitor session ended, or a recording stopped).
 	CauseMaxDuration = "max_duration"

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	redisstore "github.com/callwarden/callwarden/cache/redis"
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/integration/lab"
@@ -180,22 +181,38 @@ func bridgeGone(ctx context.Context, l *lab.TestLab, id string) func() (bool, er
 	}
 }
 
+// crashLab is `callwarden serve` ("first") on the lab's Asterisk, deciding
+// from the example profiles stored in Redis (store), for a test that kills
+// it and starts it again (serveAsterisk on bin and cfg), within ctx.
+type crashLab struct {
+	l        *lab.TestLab
+	ctx      context.Context
+	bin, cfg string
+	store    *redisstore.Store
+	first    *servedDaemon
+	events   *lab.EventStream
+}
+
+func startCrashLab(t *testing.T, timeout time.Duration) crashLab {
+	t.Helper()
+	c := crashLab{l: suite.Lab(t), ctx: contextFor(t, timeout)}
+	c.bin, c.store = mustBinaryOnExampleProfiles(c.ctx, t, c.l)
+	c.cfg = serveConfig(t, c.l)
+	c.first = serveAsterisk(c.ctx, t, c.l, c.bin, c.cfg, "first")
+	// Registered after the first daemon's cleanup, so it runs before it:
+	// the calls end while a callwarden still runs, as on a live PBX.
+	t.Cleanup(func() { hangupAll(t, c.l) })
+	c.events = mustEvents(c.ctx, t, c.l)
+	return c
+}
+
 // TestRestartAfterACrashEndsTheOrphanedListenSession kills callwarden -9
 // while alice listens to an agent: Asterisk keeps the snoop, alice's
 // channel and the bridge, unsupervised. The next callwarden, before it
 // serves, ends them (the agent's call goes on) and audits it.
 func TestRestartAfterACrashEndsTheOrphanedListenSession(t *testing.T) {
-	l := suite.Lab(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	bin, store := mustBinaryOnExampleProfiles(ctx, t, l)
-	cfg := serveConfig(t, l)
-	first := serveAsterisk(ctx, t, l, bin, cfg, "first")
-	// Registered after the first daemon's cleanup, so it runs before it:
-	// the calls end while a callwarden still runs, as on a live PBX.
-	t.Cleanup(func() { hangupAll(t, l) })
-
-	events := mustEvents(ctx, t, l)
+	c := startCrashLab(t, 3*time.Minute)
+	l, ctx, bin, cfg, store, first, events := c.l, c.ctx, c.bin, c.cfg, c.store, c.first, c.events
 	agent, ext := salesCall(ctx, t, l, events, "5550100")
 	sess := mustMonitor(ctx, t, l, events, "1001", "*222"+ext, agent.ID)
 	sup, snoop, bridge := sess.sup, sess.snoop, sess.bridge

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/callwarden/callwarden/enforce"
 )
@@ -12,12 +13,15 @@ import (
 // Sessions is an in-process enforce.SessionStore for a single daemon
 // serving a profiles file: its sessions are its own, lost on restart.
 type Sessions struct {
-	mu   sync.RWMutex
-	byID map[string]enforce.LiveSession
+	mu    sync.RWMutex
+	byID  map[string]enforce.LiveSession
+	beats map[string]time.Time // instance -> when its last Beat expires
 }
 
 // NewSessions returns an empty registry.
-func NewSessions() *Sessions { return &Sessions{byID: make(map[string]enforce.LiveSession)} }
+func NewSessions() *Sessions {
+	return &Sessions{byID: make(map[string]enforce.LiveSession), beats: make(map[string]time.Time)}
+}
 
 // PutSession implements enforce.SessionStore; an end already requested
 // for s.ID is kept.
@@ -93,5 +97,36 @@ func (m *Recordings) ActiveRecordings(context.Context) ([]enforce.Recording, err
 	}
 	m.mu.RUnlock()
 	enforce.SortRecordings(out)
+	return out, nil
+}
+
+// Beat implements enforce.SessionStore.
+func (m *Sessions) Beat(_ context.Context, instance string, ttl time.Duration) error {
+	if instance == "" || ttl <= 0 {
+		return fmt.Errorf("beat: want an instance and a positive ttl")
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, until := range m.beats { // forget the dead, so beats stays small
+		if !now.Before(until) {
+			delete(m.beats, id)
+		}
+	}
+	m.beats[instance] = now.Add(ttl)
+	return nil
+}
+
+// Alive implements enforce.SessionStore.
+func (m *Sessions) Alive(_ context.Context, instances []string) (map[string]bool, error) {
+	now := time.Now()
+	out := make(map[string]bool, len(instances))
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, id := range instances {
+		if until, ok := m.beats[id]; ok && now.Before(until) {
+			out[id] = true
+		}
+	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -24,6 +25,9 @@ const (
 	// KeySessions is a sorted set of the live session ids, scored by
 	// start time (unix ms).
 	KeySessions = "{cw:sess}:sessions"
+	// KeyAlivePrefix + instance is a daemon's heartbeat (Beat): a string
+	// that expires with the beat's ttl.
+	KeyAlivePrefix = "{cw:sess}:alive:"
 	// KeyRecordingsLive is a sorted set of every active or paused
 	// recording id, scored by start time (unix ms).
 	KeyRecordingsLive = "{cw:rec}:live"
@@ -188,6 +192,45 @@ func present[T any](n int, get func(i int) (T, error)) ([]T, error) {
 			return nil, err
 		}
 		out = append(out, v)
+	}
+	return out, nil
+}
+
+// Beat implements enforce.SessionStore: SET with the ttl as expiry.
+// Errors: enforce.ErrUnavailable.
+func (r *Store) Beat(ctx context.Context, instance string, ttl time.Duration) error {
+	if instance == "" || ttl <= 0 {
+		return errors.New("beat: want an instance and a positive ttl")
+	}
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	if err := r.c.Set(ctx, r.Key(KeyAlivePrefix+instance), "1", ttl).Err(); err != nil {
+		return r.wrap("beat "+instance, err)
+	}
+	return nil
+}
+
+// Alive implements enforce.SessionStore: one MGET (the keys share the
+// registry's hash tag). Errors: enforce.ErrUnavailable.
+func (r *Store) Alive(ctx context.Context, instances []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(instances))
+	if len(instances) == 0 {
+		return out, nil
+	}
+	keys := make([]string, len(instances))
+	for i, id := range instances {
+		keys[i] = r.Key(KeyAlivePrefix + id)
+	}
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	vals, err := r.c.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, r.wrap("read heartbeats", err)
+	}
+	for i, v := range vals {
+		if v != nil {
+			out[instances[i]] = true
+		}
 	}
 	return out, nil
 }

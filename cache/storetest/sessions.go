@@ -13,7 +13,7 @@ import (
 func RunSessionStore(t *testing.T, newStore func(t *testing.T) enforce.SessionStore) {
 	t0 := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 	sess := func(id string, started time.Time) enforce.LiveSession {
-		return enforce.LiveSession{ID: id, User: "alice", Channel: "PJSIP/1001-01", Target: "carol",
+		return enforce.LiveSession{ID: id, User: "alice", Channel: "PJSIP/1001-01", ChannelID: "1700000000.1", Target: "carol",
 			TargetChannel: "PJSIP/2001-02", Queue: "sales", Caller: "+33123456789", Mode: "listen",
 			Modes: []enforce.ModeChange{{Mode: "listen", At: started}}, Profile: "supervisor", Grant: 1,
 			PBX: "pbx1", Instance: "d1", StartedAt: started, UpdatedAt: started}
@@ -99,6 +99,35 @@ func RunSessionStore(t *testing.T, newStore func(t *testing.T) enforce.SessionSt
 			t.Fatalf("a new session with a deleted one's id inherits its end request: %+v", got)
 		}
 	})
+
+	t.Run("a daemon is alive while its last beat lasts, and only then", func(t *testing.T) {
+		s := newStore(t)
+		ctx := testContext(t)
+		if err := s.Beat(ctx, "d1", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Beat(ctx, "d2", 100*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		alive, err := s.Alive(ctx, []string{"d1", "d2", "never"})
+		if err != nil || !alive["d1"] || !alive["d2"] || alive["never"] {
+			t.Fatalf("Alive = %v, %v; want d1 and d2, not a daemon that never beat", alive, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		alive, err = s.Alive(ctx, []string{"d1", "d2"})
+		if err != nil || !alive["d1"] || alive["d2"] {
+			t.Fatalf("Alive = %v, %v; want d1 only once d2's beat expired", alive, err)
+		}
+		if err := s.Beat(ctx, "d2", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if alive, err = s.Alive(ctx, []string{"d2"}); err != nil || !alive["d2"] {
+			t.Fatalf("Alive = %v, %v; want d2 alive again after a new beat", alive, err)
+		}
+		if alive, err = s.Alive(ctx, nil); err != nil || len(alive) != 0 {
+			t.Fatalf("Alive(none) = %v, %v", alive, err)
+		}
+	})
 }
 
 func sameSession(a, b enforce.LiveSession) bool {
@@ -110,7 +139,7 @@ func sameSession(a, b enforce.LiveSession) bool {
 			return false
 		}
 	}
-	return a.ID == b.ID && a.User == b.User && a.Channel == b.Channel && a.Target == b.Target &&
+	return a.ID == b.ID && a.User == b.User && a.Channel == b.Channel && a.ChannelID == b.ChannelID && a.Target == b.Target &&
 		a.TargetChannel == b.TargetChannel && a.Queue == b.Queue && a.Caller == b.Caller && a.Mode == b.Mode &&
 		a.Profile == b.Profile && a.Grant == b.Grant && a.PBX == b.PBX && a.Instance == b.Instance &&
 		a.StartedAt.Equal(b.StartedAt) && a.UpdatedAt.Equal(b.UpdatedAt) && a.EndRequestedBy == b.EndRequestedBy

@@ -259,7 +259,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	}
 
 	a.pbxAudit = pbxAudit
-	if a.sessions, err = newSessions(sessStore, a.snapshot, logger.Named("sessions"), a.reg); err != nil {
+	if a.sessions, err = newSessions(sessStore, recordings, a.snapshot, logger.Named("sessions"), a.reg); err != nil {
 		return nil, err
 	}
 	if a.ast, err = newAsterisk(cfg.Asterisk, a.snapshot, pbxAudit, recordings, a.sessions, logger.Named("asterisk"), a.reg); err != nil {

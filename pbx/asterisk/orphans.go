@@ -27,11 +27,13 @@ const orphanGrace = time.Second
 // their StasisStart again to a new connection). It runs at start and after
 // every reconnection, before the adapter reports itself connected.
 //
-// Ending, not adopting, is deliberate: callwarden cannot tell what an
-// orphan was doing since the crash, and a live session must rest on a
-// decision. Adopting under a fresh decision needs the sessions registry
-// (a later change); until then an orphan fails closed. Each one is
-// audited (Source watchdog, reason orphaned_session).
+// Ending, not adopting, a monitor session is deliberate: callwarden cannot
+// tell what an orphan was doing since the crash, and a live session must
+// rest on a decision; an orphan fails closed. Each one is audited (Source
+// watchdog, reason orphaned_session); the session registry then ends its
+// record (cause daemon_restart, session.Registry.Converge). A recording
+// whose metadata says it runs and that Asterisk still records is the
+// exception: it rests on the decision that started it, and is re-attached.
 //
 // An error listing channels or bridges is returned; a failure to end one
 // orphan is logged and audited (outcome failed), and the next connection
@@ -134,10 +136,18 @@ func (a *Adapter) endOrphanBridge(ctx context.Context, bridgeID string, members 
 }
 
 // endOrphanSnoop hangs up a snoop of ours outside any orphaned bridge (a
-// notify tone, a recording, a monitor snoop not bridged yet). A recording's
-// live recording ends with its snoop; its metadata is marked stopped.
+// notify tone, a recording, a monitor snoop not bridged yet). A recording
+// Asterisk still records, and its metadata says runs, is re-attached
+// instead (reattachRecording): it rests on the decision that started it.
+// Any other recording's live recording ends with its snoop; its metadata
+// is marked stopped.
 func (a *Adapter) endOrphanSnoop(ctx context.Context, c listedChannel, kind, suffix string, byID map[string]listedChannel) {
 	e := orphanEntry{action: enforce.MonitorListen, channels: []string{c.ID}, target: a.snoopTarget(c, byID)}
+	if kind == kindRecSnoop {
+		if rec, err := a.o.Recordings.Recording(ctx, suffix); err == nil && a.reattachRecording(ctx, c.ID, rec) {
+			return
+		}
+	}
 	var failures []error
 	if err := a.rest.hangup(ctx, c.ID, "normal"); err != nil && !errors.Is(err, ErrNotFound) {
 		failures = append(failures, fmt.Errorf("hang up %s: %w", c.ID, err))

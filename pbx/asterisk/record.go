@@ -75,7 +75,7 @@ func (a *Adapter) decideRecord(ctx context.Context, ch ari.ChannelData, rq reque
 		e.channels = append(e.channels, c.agent.ID)
 		d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingStart, Queue: c.queue, Agent: agent}, a.o.Now())
 		return session.StartOutcome(d, hasActive), func(ctx context.Context) error {
-			rec, err := a.recs.Start(ctx, ariRecorder{a}, user, agent, session.CallInfo{Channel: c.agent.ID, Queue: c.queue, Caller: c.caller})
+			rec, err := a.recs.Start(ctx, ariRecorder{a}, user, agent, session.CallInfo{Channel: c.agent.ID, Queue: c.queue, Caller: c.caller}, d)
 			if err != nil {
 				return err
 			}
@@ -94,7 +94,7 @@ func (a *Adapter) decideRecord(ctx context.Context, ch ari.ChannelData, rq reque
 	e.detail = "recording " + active.ID
 	d := enforce.Decide(snap, ptr(session.ChangeRequest(user, op, active)), a.o.Now())
 	return session.Decided(d), func(ctx context.Context) error {
-		rec, err := a.recs.Change(ctx, ariRecorder{a}, user, active, op)
+		rec, err := a.recs.Change(ctx, ariRecorder{a}, user, active, op, d)
 		if err != nil {
 			return err
 		}

@@ -165,7 +165,7 @@ func New(opts Options) (*Adapter, error) {
 	}
 	a := &Adapter{o: o, log: o.Logger, m: m}
 	if o.Recordings != nil {
-		a.recs = &session.Recordings{Store: o.Recordings, PBX: o.PBX, Now: o.Now}
+		a.recs = &session.Recordings{Store: o.Recordings, PBX: o.PBX, Now: o.Now, Instance: o.Sessions.Instance()}
 	}
 	var everUp bool // only touched by OnUp, which the inbound loop calls in turn
 	a.audit = &session.Audit{Log: o.Auditor, Source: "freeswitch", PBX: o.PBX, Now: o.Now, Timeout: o.Timeout,
@@ -173,6 +173,7 @@ func New(opts Options) (*Adapter, error) {
 	if a.recs != nil {
 		a.recs.Audit = a.audit
 	}
+	a.claimPBX()
 	a.wd = newWatchdog(&watchdog{mode: o.Watchdog, now: o.Now, act: a.api, audit: a.audit, snap: o.Snapshot,
 		log: o.Logger, count: func(kind string, mode WatchdogMode) { m.watchdog.WithLabelValues(kind, string(mode)).Inc() }})
 	a.wd.allowances.Now = o.Now

@@ -111,7 +111,7 @@ func (a *Adapter) decideRecord(ctx context.Context, oc *outConn, ch channel, rq 
 		e.Channels = append(e.Channels, c.uuid)
 		d := enforce.Decide(snap, &enforce.Request{User: user, Action: enforce.RecordingStart, Queue: c.queue, Agent: agent}, a.o.Now())
 		return session.StartOutcome(d, hasActive), func(ctx context.Context) (string, error) {
-			rec, err := a.recs.Start(ctx, rc, user, agent, session.CallInfo{Channel: c.uuid, Queue: c.queue, Caller: c.caller})
+			rec, err := a.recs.Start(ctx, rc, user, agent, session.CallInfo{Channel: c.uuid, Queue: c.queue, Caller: c.caller}, d)
 			if err == nil {
 				a.recs.Limit(&eslRecorder{a: a}, rec, session.RecStart, d)
 			}
@@ -130,7 +130,7 @@ func (a *Adapter) decideRecord(ctx context.Context, oc *outConn, ch channel, rq 
 	req := session.ChangeRequest(user, op, active)
 	d := enforce.Decide(snap, &req, a.o.Now())
 	return session.Decided(d), func(ctx context.Context) (string, error) {
-		rec, err := a.recs.Change(ctx, rc, user, active, op)
+		rec, err := a.recs.Change(ctx, rc, user, active, op, d)
 		if err == nil {
 			a.recs.Limit(&eslRecorder{a: a}, rec, op, d)
 		}

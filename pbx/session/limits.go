@@ -97,11 +97,17 @@ func (r *Recordings) Limit(pbx Recorder, rec enforce.Recording, op RecordOp, d e
 	default:
 		return
 	}
-	id := rec.ID
+	r.arm(pbx, rec.ID, l, l.limit, d)
+}
+
+// arm runs limit l of recording id after delay (its limit, or what is
+// left of it for a recording re-attached after a restart), replacing the
+// timer armed for the same operation.
+func (r *Recordings) arm(pbx Recorder, id string, l recLimit, delay time.Duration, d enforce.Decision) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	armed := l // the timer's own copy: l.timer is written below
-	l.timer = time.AfterFunc(l.limit, func() { r.fire(pbx, id, armed, d) })
+	l.timer = time.AfterFunc(max(delay, 0), func() { r.fire(pbx, id, armed, d) })
 	if r.limits == nil {
 		r.limits = make(map[string][]recLimit)
 	}
@@ -159,7 +165,7 @@ func (r *Recordings) fire(pbx Recorder, id string, l recLimit, d enforce.Decisio
 	if l.op == RecResume {
 		by = ByMaxPause
 	}
-	rec, err = r.Change(ctx, pbx, by, rec, l.op)
+	rec, err = r.Change(ctx, pbx, by, rec, l.op, d)
 	r.auditLimit(ctx, rec, l, d, err)
 }
 

@@ -115,8 +115,12 @@ func TestRecordingLimits(t *testing.T) {
 	}
 	t.Run("a recording started under max_duration is stopped after it and audited", func(t *testing.T) {
 		pbx, store, log, r := newRecs()
-		rec, _ := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1", Queue: "sales"})
-		r.Limit(pbx, rec, RecStart, limited(30*time.Millisecond, 0).Decision)
+		d := limited(30*time.Millisecond, 0).Decision
+		rec, _ := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1", Queue: "sales"}, d)
+		if saved, _ := store.Recording(ctx, rec.ID); !saved.Until.Equal(t0.Add(30 * time.Millisecond)) {
+			t.Errorf("stored deadline %v, want the start plus max_duration (a restarted daemon re-arms it)", saved.Until)
+		}
+		r.Limit(pbx, rec, RecStart, d)
 		waitFor(t, "the max_duration record", func() bool { _, ok := log.find(enforce.CauseMaxDuration); return ok })
 		got, _ := store.Recording(ctx, rec.ID)
 		if got.State != enforce.RecordingStopped || got.StoppedBy != ByMaxDuration || !pbx.did("stop "+rec.Name) {
@@ -129,9 +133,13 @@ func TestRecordingLimits(t *testing.T) {
 	})
 	t.Run("a forgotten pause is resumed after max_pause and audited", func(t *testing.T) {
 		pbx, store, log, r := newRecs()
-		rec, _ := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"})
-		rec, _ = r.Change(ctx, pbx, "bob", rec, RecPause)
-		r.Limit(pbx, rec, RecPause, limited(0, 30*time.Millisecond).Decision)
+		rec, _ := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"}, enforce.Decision{})
+		d := limited(0, 30*time.Millisecond).Decision
+		rec, _ = r.Change(ctx, pbx, "bob", rec, RecPause, d)
+		if saved, _ := store.Recording(ctx, rec.ID); !saved.Pauses[0].Until.Equal(t0.Add(30 * time.Millisecond)) {
+			t.Errorf("stored pause deadline %v, want the pause plus max_pause", saved.Pauses[0].Until)
+		}
+		r.Limit(pbx, rec, RecPause, d)
 		waitFor(t, "the max_pause record", func() bool { _, ok := log.find(enforce.CauseMaxPause); return ok })
 		got, _ := store.Recording(ctx, rec.ID)
 		if got.State != enforce.RecordingActive || got.Pauses[0].ResumedBy != ByMaxPause || !pbx.did("resume "+rec.Name) {
@@ -143,14 +151,14 @@ func TestRecordingLimits(t *testing.T) {
 	})
 	t.Run("a stop, a resume or the PBX's end first cancels the timers", func(t *testing.T) {
 		pbx, store, log, r := newRecs()
-		rec, _ := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"})
+		rec, _ := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"}, enforce.Decision{})
 		r.Limit(pbx, rec, RecStart, limited(40*time.Millisecond, 0).Decision)
-		rec, _ = r.Change(ctx, pbx, "bob", rec, RecPause)
+		rec, _ = r.Change(ctx, pbx, "bob", rec, RecPause, enforce.Decision{})
 		r.Limit(pbx, rec, RecPause, limited(0, 40*time.Millisecond).Decision)
-		rec, _ = r.Change(ctx, pbx, "bob", rec, RecResume)
-		rec, _ = r.Change(ctx, pbx, "alice", rec, RecStop)
+		rec, _ = r.Change(ctx, pbx, "bob", rec, RecResume, enforce.Decision{})
+		rec, _ = r.Change(ctx, pbx, "alice", rec, RecStop, enforce.Decision{})
 
-		rec2, _ := r.Start(ctx, pbx, "alice", "carol", CallInfo{Channel: "agent2"})
+		rec2, _ := r.Start(ctx, pbx, "alice", "carol", CallInfo{Channel: "agent2"}, enforce.Decision{})
 		r.Limit(pbx, rec2, RecStart, limited(40*time.Millisecond, 0).Decision)
 		if err := r.Ended(ctx, rec2.ID, "testpbx:finished"); err != nil {
 			t.Fatal(err)
@@ -176,7 +184,7 @@ func TestRecordingLimits(t *testing.T) {
 	})
 	t.Run("a grant without limits arms nothing", func(t *testing.T) {
 		pbx, _, _, r := newRecs()
-		rec, _ := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"})
+		rec, _ := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"}, enforce.Decision{})
 		r.Limit(pbx, rec, RecStart, allow().Decision)
 		if len(r.limits) != 0 {
 			t.Error("a limit was armed without max_duration")

@@ -188,7 +188,7 @@ func (s *Monitor) liveRecord(spec MonitorSpec) enforce.LiveSession {
 		ch = spec.Supervisor
 	}
 	return enforce.LiveSession{
-		ID: s.id, User: e.User, Channel: ch, Target: e.Target, TargetChannel: spec.Target,
+		ID: s.id, User: e.User, Channel: ch, ChannelID: spec.Supervisor, Target: e.Target, TargetChannel: spec.Target,
 		Queue: e.Queue, Caller: e.Caller, Mode: s.mode.String(),
 		Modes:   []enforce.ModeChange{{Mode: s.mode.String(), At: s.started}},
 		Profile: spec.Allowed.Decision.Profile, Grant: spec.Allowed.Decision.Grant,

@@ -141,8 +141,12 @@ type Recordings struct {
 	Now func() time.Time
 
 	// Audit, when set, receives the records of what the grants' limits
-	// did (Limit).
+	// did (Limit) and of the recordings reclaimed after a restart
+	// (Reclaim).
 	Audit *Audit
+	// Instance names this daemon in the recordings it starts or
+	// re-attaches (Recording.Instance, Registry.Instance).
+	Instance string
 
 	mu     sync.Mutex
 	live   map[string]string     // recording name -> id, until the PBX ends it
@@ -176,15 +180,17 @@ type CallInfo struct {
 	Caller  string // the customer's number, unmasked
 }
 
-// Start records the call of target (a user id) for user: a fresh id, the
-// PBX's recording, then the metadata. A recording whose metadata cannot be
-// saved is stopped: one nobody can find again must not go on.
-func (r *Recordings) Start(ctx context.Context, pbx Recorder, user, target string, c CallInfo) (enforce.Recording, error) {
+// Start records the call of target (a user id) for user, allowed by d: a
+// fresh id, the PBX's recording, then the metadata (with d's max_duration
+// deadline, for a daemon that re-attaches it after a restart). A
+// recording whose metadata cannot be saved is stopped: one nobody can find
+// again must not go on.
+func (r *Recordings) Start(ctx context.Context, pbx Recorder, user, target string, c CallInfo, d enforce.Decision) (enforce.Recording, error) {
 	id := NewRecordingID()
 	rec := enforce.Recording{
 		ID: id, Name: "callwarden-" + id, PBX: r.PBX,
 		Target: target, Queue: c.Queue, Caller: c.Caller,
-		StartedBy: user, State: enforce.RecordingActive,
+		StartedBy: user, State: enforce.RecordingActive, Instance: r.Instance,
 	}
 	r.setLive(rec.Name, id)
 	leg, err := pbx.StartRecording(ctx, c.Channel, id, rec.Name)
@@ -192,6 +198,9 @@ func (r *Recordings) Start(ctx context.Context, pbx Recorder, user, target strin
 		return enforce.Recording{}, err
 	}
 	rec.Channel, rec.StartedAt = leg, r.now()
+	if d.MaxDuration > 0 {
+		rec.Until = rec.StartedAt.Add(d.MaxDuration)
+	}
 	if err := r.Store.SaveRecording(ctx, rec); err != nil {
 		_ = pbx.StopRecording(ctx, rec)
 		return enforce.Recording{}, fmt.Errorf("save recording metadata: %w", err)
@@ -199,9 +208,10 @@ func (r *Recordings) Start(ctx context.Context, pbx Recorder, user, target strin
 	return rec, nil
 }
 
-// Change pauses, resumes or stops rec for user (op already resolved) and
-// keeps who did it, and when, in the metadata.
-func (r *Recordings) Change(ctx context.Context, pbx Recorder, user string, rec enforce.Recording, op RecordOp) (enforce.Recording, error) {
+// Change pauses, resumes or stops rec for user (op already resolved,
+// allowed by d) and keeps who did it, and when, in the metadata; a pause
+// keeps when d's max_pause ends it.
+func (r *Recordings) Change(ctx context.Context, pbx Recorder, user string, rec enforce.Recording, op RecordOp, d enforce.Decision) (enforce.Recording, error) {
 	now := r.now()
 	switch op {
 	case RecPause:
@@ -209,6 +219,9 @@ func (r *Recordings) Change(ctx context.Context, pbx Recorder, user string, rec 
 			return rec, fmt.Errorf("pause: %w", err)
 		}
 		Paused(&rec, user, now)
+		if d.MaxPause > 0 {
+			rec.Pauses[len(rec.Pauses)-1].Until = now.Add(d.MaxPause)
+		}
 	case RecResume:
 		if err := pbx.ResumeRecording(ctx, rec); err != nil {
 			return rec, fmt.Errorf("resume: %w", err)

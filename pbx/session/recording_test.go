@@ -16,7 +16,7 @@ func TestRecordingRules(t *testing.T) {
 	t.Run("start records, saves who started it and knows it live", func(t *testing.T) {
 		pbx, store := &fakePBX{}, &memRecordings{}
 		r := &Recordings{Store: store, PBX: "pbx1", Now: clock}
-		rec, err := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1", Queue: "sales", Caller: "5550100"})
+		rec, err := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1", Queue: "sales", Caller: "5550100"}, enforce.Decision{})
 		if err != nil || len(rec.ID) != 12 || rec.Name != "callwarden-"+rec.ID || rec.Channel != "leg-"+rec.ID {
 			t.Fatalf("Start: %+v, %v", rec, err)
 		}
@@ -30,23 +30,23 @@ func TestRecordingRules(t *testing.T) {
 	t.Run("a recording whose metadata cannot be saved is stopped", func(t *testing.T) {
 		pbx, store := &fakePBX{}, &memRecordings{failing: failing{fail: errors.New("redis down")}}
 		r := &Recordings{Store: store, Now: clock}
-		if _, err := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"}); err == nil || len(pbx.calls) != 2 || pbx.calls[1][:5] != "stop " {
+		if _, err := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"}, enforce.Decision{}); err == nil || len(pbx.calls) != 2 || pbx.calls[1][:5] != "stop " {
 			t.Errorf("Start: %v, calls %v: want the recording stopped", err, pbx.calls)
 		}
 	})
 	t.Run("toggle pauses, resumes, and stop closes an open pause", func(t *testing.T) {
 		pbx, store := &fakePBX{}, &memRecordings{}
 		r := &Recordings{Store: store, Now: clock}
-		rec, _ := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"})
+		rec, _ := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"}, enforce.Decision{})
 		if op := RecToggle.Resolve(rec); op != RecPause {
 			t.Fatalf("toggle on an active recording is %s", op)
 		}
-		rec, _ = r.Change(ctx, pbx, "bob", rec, RecPause)
+		rec, _ = r.Change(ctx, pbx, "bob", rec, RecPause, enforce.Decision{})
 		if op := RecToggle.Resolve(rec); op != RecResume || rec.State != enforce.RecordingPaused || rec.Pauses[0].By != "bob" {
 			t.Fatalf("after pause: %+v, toggle %s", rec, op)
 		}
 		now = now.Add(time.Minute)
-		rec, _ = r.Change(ctx, pbx, "alice", rec, RecStop)
+		rec, _ = r.Change(ctx, pbx, "alice", rec, RecStop, enforce.Decision{})
 		if rec.State != enforce.RecordingStopped || rec.StoppedBy != "alice" || rec.Pauses[0].ResumedBy != "alice" || !rec.Pauses[0].ResumedAt.Equal(now) {
 			t.Errorf("after stop: %+v", rec)
 		}
@@ -62,7 +62,7 @@ func TestRecordingRules(t *testing.T) {
 	t.Run("the PBX ending a recording marks it stopped unless a user did", func(t *testing.T) {
 		pbx, store := &fakePBX{}, &memRecordings{}
 		r := &Recordings{Store: store, Now: clock}
-		rec, _ := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"})
+		rec, _ := r.Start(ctx, pbx, "alice", "bob", CallInfo{Channel: "agent1"}, enforce.Decision{})
 		if err := r.Ended(ctx, rec.ID, "testpbx:finished"); err != nil {
 			t.Fatal(err)
 		}

@@ -30,6 +30,14 @@ type RegistryOptions struct {
 	// PollInterval is how often Run looks for ends other daemons asked
 	// for (default 1s).
 	PollInterval time.Duration
+	// HeartbeatTTL is how long this daemon's heartbeat lasts in Store: Run
+	// beats every third of it, and takes another daemon that has not beaten
+	// for that long for dead; it converges every half of it (Converge).
+	// Default 10s.
+	HeartbeatTTL time.Duration
+	// Recordings lists the recordings in progress, for Converge to settle
+	// those a dead daemon left; nil settles sessions only.
+	Recordings enforce.ActiveRecordingLister
 	// Policy returns the snapshot to decide from now (the loader's, nil
 	// when withheld). With it, each session is decided again when its
 	// allow's validity ends (a timer), when it starts and when it
@@ -62,8 +70,9 @@ type Registry struct {
 	m   registryMetrics
 	rm  redecideMetrics
 
-	mu   sync.Mutex
-	live map[string]*handle
+	mu     sync.Mutex
+	live   map[string]*handle
+	claims []Claimant // the PBXs whose records Converge settles
 }
 
 // handle is one session this process enforces.
@@ -115,6 +124,9 @@ func NewRegistry(o RegistryOptions) (*Registry, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	if o.HeartbeatTTL <= 0 {
+		o.HeartbeatTTL = 10 * time.Second
+	}
 	if o.Notice <= 0 {
 		o.Notice = 500 * time.Millisecond
 	}
@@ -134,8 +146,14 @@ func NewRegistry(o RegistryOptions) (*Registry, error) {
 	return r, nil
 }
 
-// Instance is the id this daemon writes into its sessions' records.
-func (r *Registry) Instance() string { return r.o.Instance }
+// Instance is the id this daemon writes into its sessions' records (""
+// for a nil registry).
+func (r *Registry) Instance() string {
+	if r == nil {
+		return ""
+	}
+	return r.o.Instance
+}
 
 func randomID(prefix string) string {
 	var b [8]byte
@@ -286,22 +304,42 @@ func (r *Registry) End(ctx context.Context, id, by string) error {
 	return r.o.Store.RequestSessionEnd(sctx, id, by)
 }
 
-// Run follows, every PollInterval until ctx ends, the ends other daemons
-// asked for (RequestSessionEnd) on this process's sessions. Without a
-// store it only waits for ctx.
+// Run, until ctx ends, follows every PollInterval the ends other daemons
+// asked for (RequestSessionEnd) on this process's sessions, writes this
+// daemon's heartbeat every third of HeartbeatTTL and converges the
+// records dead daemons left (Converge) at once and every half of it.
+// Without a store it only waits for ctx.
 func (r *Registry) Run(ctx context.Context) {
 	if r.o.Store == nil {
 		<-ctx.Done()
 		return
 	}
-	t := time.NewTicker(r.o.PollInterval)
+	r.beat(ctx)
+	r.converge(ctx)
+	t := time.NewTicker(min(r.o.PollInterval, r.o.HeartbeatTTL/3))
 	defer t.Stop()
+	beaten, converged := time.Now(), time.Now()
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-		case <-t.C:
+		case now := <-t.C:
 			r.poll(ctx)
+			if now.Sub(beaten) >= r.o.HeartbeatTTL/3 {
+				r.beat(ctx)
+				beaten = now
+			}
+			if now.Sub(converged) >= r.o.HeartbeatTTL/2 {
+				r.converge(ctx)
+				converged = now
+			}
 		}
+	}
+}
+
+// converge runs Converge and logs its error.
+func (r *Registry) converge(ctx context.Context) {
+	if err := r.Converge(ctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("cannot converge the records dead daemons left", zap.Error(err))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/callwarden/callwarden/enforce"
 )
@@ -63,4 +64,20 @@ func (s *Sessions) RequestSessionEnd(ctx context.Context, id, by string) error {
 		return err
 	}
 	return s.SessionStore.RequestSessionEnd(ctx, id, by)
+}
+
+// Beat implements enforce.SessionStore.
+func (s *Sessions) Beat(ctx context.Context, instance string, ttl time.Duration) error {
+	if err := s.err(); err != nil {
+		return err
+	}
+	return s.SessionStore.Beat(ctx, instance, ttl)
+}
+
+// Alive implements enforce.SessionStore.
+func (s *Sessions) Alive(ctx context.Context, instances []string) (map[string]bool, error) {
+	if err := s.err(); err != nil {
+		return nil, err
+	}
+	return s.SessionStore.Alive(ctx, instances)
 }
