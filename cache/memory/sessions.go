@@ -14,10 +14,13 @@ import (
 type Sessions struct {
 	mu   sync.RWMutex
 	byID map[string]enforce.LiveSession
+	ends map[string]enforce.EndedSession
 }
 
 // NewSessions returns an empty registry.
-func NewSessions() *Sessions { return &Sessions{byID: make(map[string]enforce.LiveSession)} }
+func NewSessions() *Sessions {
+	return &Sessions{byID: make(map[string]enforce.LiveSession), ends: make(map[string]enforce.EndedSession)}
+}
 
 // PutSession implements enforce.SessionStore; an end already requested
 // for s.ID is kept.
@@ -35,12 +38,33 @@ func (m *Sessions) PutSession(_ context.Context, s enforce.LiveSession) error {
 	return nil
 }
 
-// DeleteSession implements enforce.SessionStore.
-func (m *Sessions) DeleteSession(_ context.Context, id string) error {
+// EndSession implements enforce.SessionStore. The ends kept are those of
+// the last enforce.SessionEndKeep before the newest one (the store has no
+// clock of its own).
+func (m *Sessions) EndSession(_ context.Context, e enforce.EndedSession) error {
 	m.mu.Lock()
-	delete(m.byID, id)
+	delete(m.byID, e.ID)
+	m.ends[e.ID] = e
+	for id, old := range m.ends {
+		if old.At.Before(e.At.Add(-enforce.SessionEndKeep)) {
+			delete(m.ends, id)
+		}
+	}
 	m.mu.Unlock()
 	return nil
+}
+
+// SessionEnds implements enforce.SessionStore.
+func (m *Sessions) SessionEnds(_ context.Context, ids []string) (map[string]enforce.EndedSession, error) {
+	out := make(map[string]enforce.EndedSession, len(ids))
+	m.mu.RLock()
+	for _, id := range ids {
+		if e, ok := m.ends[id]; ok {
+			out[id] = e
+		}
+	}
+	m.mu.RUnlock()
+	return out, nil
 }
 
 // LiveSessions implements enforce.SessionStore.

@@ -207,14 +207,15 @@ func (r *Registry) remove(ctx context.Context, h *handle, cause string) time.Dur
 	r.stopTimer(h)
 	mode := h.rec.Mode
 	r.mu.Unlock()
-	d := r.now().Sub(h.rec.StartedAt)
+	at := r.now()
+	d := at.Sub(h.rec.StartedAt)
 	r.m.live.WithLabelValues(mode).Dec()
 	r.m.duration.Observe(d.Seconds())
 	r.m.ends.WithLabelValues(cause).Inc()
 	if r.o.Store != nil {
 		sctx, cancel := r.storeCtx(ctx)
 		defer cancel()
-		if err := r.o.Store.DeleteSession(sctx, h.rec.ID); err != nil {
+		if err := r.o.Store.EndSession(sctx, enforce.EndedSession{ID: h.rec.ID, Cause: cause, At: at}); err != nil {
 			r.m.errors.Inc()
 			r.log.Warn("cannot remove the ended session from the registry", zap.String("session", h.rec.ID), zap.Error(err))
 		}
@@ -264,6 +265,18 @@ func (r *Registry) Get(ctx context.Context, id string) (enforce.LiveSession, err
 		return h.rec, nil
 	}
 	return enforce.LiveSession{}, fmt.Errorf("session %s: %w", id, enforce.ErrNotFound)
+}
+
+// Ends returns why the sessions ids ended, by id, as the store keeps it
+// (enforce.SessionStore.SessionEnds); an id it does not know is left out.
+// Without a store it knows none. Errors: the store's.
+func (r *Registry) Ends(ctx context.Context, ids []string) (map[string]enforce.EndedSession, error) {
+	if r.o.Store == nil || len(ids) == 0 {
+		return map[string]enforce.EndedSession{}, nil
+	}
+	sctx, cancel := r.storeCtx(ctx)
+	defer cancel()
+	return r.o.Store.SessionEnds(sctx, ids)
 }
 
 // End asks for session id to end, by the user by: at once when this
