@@ -4,7 +4,10 @@
 
 package enforce
 
-import "slices"
+import (
+	"context"
+	"slices"
+)
 
 // The types of SessionEvent.
 const (
@@ -100,4 +103,35 @@ func diff[T any](before, after []T, id func(T) string, gone func(T), kept func(o
 			added(x)
 		}
 	}
+}
+
+// ExplainChanges fills in events what the stores still know: each ended
+// session's Cause from ends (SessionStore.SessionEnds) and, with recs,
+// each stopped recording's final record in place of its last listed one.
+// What cannot be read stays as it was; the error of ends is returned for
+// the caller to say.
+func ExplainChanges(ctx context.Context, ends func(context.Context, []string) (map[string]EndedSession, error),
+	recs RecordingStore, events []SessionEvent) error {
+	var ended []string
+	for _, e := range events {
+		if e.Type == EventSessionEnded {
+			ended = append(ended, e.Session.ID)
+		}
+	}
+	var causes map[string]EndedSession
+	var err error
+	if len(ended) > 0 {
+		causes, err = ends(ctx, ended)
+	}
+	for i, e := range events {
+		switch {
+		case e.Type == EventSessionEnded:
+			events[i].Cause = causes[e.Session.ID].Cause
+		case e.Type == EventRecordingStopped && recs != nil:
+			if rec, rerr := recs.Recording(ctx, e.Recording.ID); rerr == nil {
+				events[i].Recording = &rec
+			}
+		}
+	}
+	return err
 }

@@ -3,6 +3,7 @@ package adminapi_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -55,6 +56,13 @@ type sessionsFixture struct {
 // and s2 (billing).
 func newSessionsFixture(tb testing.TB) *sessionsFixture {
 	tb.Helper()
+	return newSessionsFixtureOn(tb, func(*http.Server) {})
+}
+
+// newSessionsFixtureOn is newSessionsFixture with the test server's
+// settings changed by tune before it starts.
+func newSessionsFixtureOn(tb testing.TB, tune func(*http.Server)) *sessionsFixture {
+	tb.Helper()
 	f := &sessionsFixture{audit: &fakeAudit{}, store: &sessiontest.Sessions{SessionStore: memory.NewSessions()}, recs: memory.NewRecordings()}
 	if err := f.recs.SaveRecording(context.Background(), enforce.Recording{ID: "r1", Target: "agent1", Queue: "sales",
 		Caller: "0612345678", State: enforce.RecordingActive}); err != nil {
@@ -92,7 +100,9 @@ func newSessionsFixture(tb testing.TB) *sessionsFixture {
 		tb.Fatal(err)
 	}
 	f.admin = admin
-	srv := httptest.NewServer(admin)
+	srv := httptest.NewUnstartedServer(admin)
+	tune(srv.Config)
+	srv.Start()
 	tb.Cleanup(srv.Close)
 	// Streams end before the server closes (Close waits for handlers).
 	tb.Cleanup(admin.CloseStreams)

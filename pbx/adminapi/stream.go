@@ -195,28 +195,8 @@ func (f *feed) poll(ctx context.Context, me *feedRun) {
 func (a *Admin) explain(ctx context.Context, events []enforce.SessionEvent) {
 	ctx, cancel := context.WithTimeout(ctx, a.opts.StoreTimeout)
 	defer cancel()
-	var ended []string
-	for _, e := range events {
-		if e.Type == enforce.EventSessionEnded {
-			ended = append(ended, e.Session.ID)
-		}
-	}
-	ends := map[string]enforce.EndedSession{}
-	if len(ended) > 0 {
-		var err error
-		if ends, err = a.opts.Sessions.Ends(ctx, ended); err != nil {
-			a.log.Warn("session stream: cannot read why sessions ended", zap.Strings("sessions", ended), zap.Error(err))
-		}
-	}
-	for i, e := range events {
-		switch {
-		case e.Type == enforce.EventSessionEnded:
-			events[i].Cause = ends[e.Session.ID].Cause
-		case e.Type == enforce.EventRecordingStopped && a.opts.Recordings != nil:
-			if rec, err := a.opts.Recordings.Recording(ctx, e.Recording.ID); err == nil {
-				events[i].Recording = &rec
-			}
-		}
+	if err := enforce.ExplainChanges(ctx, a.opts.Sessions.Ends, a.opts.Recordings, events); err != nil {
+		a.log.Warn("session stream: cannot read why sessions ended", zap.Error(err))
 	}
 }
 

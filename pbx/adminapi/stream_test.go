@@ -245,6 +245,17 @@ func TestAdminSessionsStream(t *testing.T) {
 		}
 	})
 
+	t.Run("a stream outlives the server's read and write timeouts", func(t *testing.T) {
+		f := newSessionsFixtureOn(t, func(s *http.Server) { s.ReadTimeout, s.WriteTimeout = 50*time.Millisecond, 50*time.Millisecond })
+		c := f.openStream(t, "root")
+		c.first(t)
+		time.Sleep(150 * time.Millisecond)
+		f.put(t, enforce.LiveSession{ID: "s3", Target: "agent3", Queue: "billing", Mode: "listen", StartedAt: now})
+		if e := c.change(t); e.Type != enforce.EventSessionStarted || e.Session.ID != "s3" {
+			t.Fatalf("event %+v, want s3 started", e)
+		}
+	})
+
 	t.Run("a client that goes away ends its stream and the registry is no longer read", func(t *testing.T) {
 		f := newSessionsFixture(t)
 		c := f.openStream(t, "root")
