@@ -130,6 +130,9 @@ const (
 	CauseRevoked         = "revoked"
 	CauseWindowClosed    = "window_closed"
 	CauseProtectedTarget = "protected_target"
+	// CauseQueueMoved: the target's call moved to a queue the session's
+	// grant does not cover (session.Registry.TargetMoved).
+	CauseQueueMoved = "queue_moved"
 )
 
 // SortSessions sorts sessions oldest first, then by id (the order of
