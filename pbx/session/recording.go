@@ -141,8 +141,10 @@ type Recordings struct {
 	Now func() time.Time
 
 	// Audit, when set, receives the records of what the grants' limits
-	// did (Limit).
-	Audit *Audit
+	// did (Limit); Sessions, when set, counts them
+	// (callwarden_recording_limit_actions_total).
+	Audit    *Audit
+	Sessions *Registry
 
 	mu     sync.Mutex
 	live   map[string]string     // recording name -> id, until the PBX ends it

@@ -95,6 +95,7 @@ type registryMetrics struct {
 	duration prometheus.Histogram
 	ends     *prometheus.CounterVec
 	errors   prometheus.Counter
+	limits   *prometheus.CounterVec // recordings stopped or resumed by a grant's limit
 }
 
 // NewRegistry builds a Registry; it fails only when its metrics cannot be
@@ -127,11 +128,27 @@ func NewRegistry(o RegistryOptions) (*Registry, error) {
 		ends: NewCounterVec("callwarden_session_ends_total", "Monitor session ends, by cause.", "cause"),
 		errors: NewCounter("callwarden_session_registry_errors_total",
 			"Writes to the live session registry that failed (the session went on)."),
+		limits: NewCounterVec("callwarden_recording_limit_actions_total",
+			"Recordings a grant's limit acted on, by action (stop, resume), cause (max_duration, max_pause) and result (ok, failed).",
+			"action", "cause", "result"),
 	}}
-	if err := Register(o.Registerer, r.m.live, r.m.duration, r.m.ends, r.m.errors, r.rm.vec); err != nil {
+	if err := Register(o.Registerer, r.m.live, r.m.duration, r.m.ends, r.m.errors, r.rm.vec, r.m.limits); err != nil {
 		return nil, fmt.Errorf("register session metrics: %w", err)
 	}
 	return r, nil
+}
+
+// countLimit counts a recording a limit acted on (Recordings.Limit); a
+// nil registry counts nothing.
+func (r *Registry) countLimit(op RecordOp, cause string, failed bool) {
+	if r == nil {
+		return
+	}
+	result := "ok"
+	if failed {
+		result = "failed"
+	}
+	r.m.limits.WithLabelValues(op.String(), cause, result).Inc()
 }
 
 // Instance is the id this daemon writes into its sessions' records.
