@@ -15,6 +15,7 @@ type Sessions struct {
 	mu   sync.RWMutex
 	byID map[string]enforce.LiveSession
 	ends map[string]enforce.EndedSession
+	endq []string // ids of ends, in the order written, for pruning
 }
 
 // NewSessions returns an empty registry.
@@ -40,15 +41,23 @@ func (m *Sessions) PutSession(_ context.Context, s enforce.LiveSession) error {
 
 // EndSession implements enforce.SessionStore. The ends kept are those of
 // the last enforce.SessionEndKeep before the newest one (the store has no
-// clock of its own).
+// clock of its own), pruned oldest first as ends are written.
 func (m *Sessions) EndSession(_ context.Context, e enforce.EndedSession) error {
 	m.mu.Lock()
 	delete(m.byID, e.ID)
 	m.ends[e.ID] = e
-	for id, old := range m.ends {
-		if old.At.Before(e.At.Add(-enforce.SessionEndKeep)) {
-			delete(m.ends, id)
+	m.endq = append(m.endq, e.ID)
+	// Ends come about in time order: the oldest are first in the queue.
+	cut := e.At.Add(-enforce.SessionEndKeep)
+	for len(m.endq) > 0 {
+		old, ok := m.ends[m.endq[0]]
+		if ok && !old.At.Before(cut) {
+			break
 		}
+		if ok {
+			delete(m.ends, m.endq[0])
+		}
+		m.endq = m.endq[1:]
 	}
 	m.mu.Unlock()
 	return nil
