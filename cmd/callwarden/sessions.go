@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/callwarden/callwarden/enforce"
 )
@@ -51,33 +50,22 @@ func (e *env) sessions(ctx context.Context, args []string) int {
 		if !*follow {
 			return exitOK
 		}
-		tick := time.NewTicker(e.pollInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return exitOK
-			case <-tick.C:
-			}
+		return e.followStore(ctx, "sessions", func() (readErr, writeErr error) {
 			next, err := readView(ctx, st)
 			if err != nil {
-				if ctx.Err() != nil {
-					return exitOK
-				}
-				// A store outage is transient for a follower: say so, keep going.
-				fmt.Fprintf(e.stderr, "callwarden: sessions: %v (retrying)\n", err)
-				continue
+				return err, nil
 			}
 			events := view.Changes(next)
 			// A cause that cannot be read is left out, not fatal.
 			_ = enforce.ExplainChanges(ctx, st.SessionEnds, st, events)
+			view = next
 			for _, ev := range events {
 				if err := enc.Encode(ev); err != nil {
-					return e.failure("sessions: %v", err)
+					return nil, err
 				}
 			}
-			view = next
-		}
+			return nil, nil
+		})
 	})
 }
 

@@ -1,6 +1,7 @@
 // Package adminapi is callwarden's admin API over HTTP: profiles, users,
-// protected targets, recordings and the audit trail (/v1/profiles,
-// /v1/users, /v1/protected, /v1/recordings, /v1/audit). Every change is a
+// protected targets, recordings, the audit trail and the live sessions
+// (/v1/profiles, /v1/users, /v1/protected, /v1/recordings, /v1/audit,
+// /v1/sessions and its event stream /v1/sessions/stream). Every change is a
 // profile.assign decision of the engine, audited, and written to the
 // policy store conditionally on the generation it was based on.
 //

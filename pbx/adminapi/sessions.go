@@ -71,18 +71,7 @@ func (a *Admin) listSessions(w http.ResponseWriter, r *http.Request, p *principa
 			return
 		}
 	}
-	v := viewerOf(p, admin)
-	body := SessionsBody{Sessions: []enforce.LiveSession{}, Recordings: []enforce.Recording{}}
-	for _, s := range sessions {
-		if s, ok := v.session(s); ok {
-			body.Sessions = append(body.Sessions, s)
-		}
-	}
-	for _, rec := range recs {
-		if rec, ok := v.recording(rec); ok {
-			body.Recordings = append(body.Recordings, rec)
-		}
-	}
+	body := viewerOf(p, admin).body(enforce.SessionsView{Sessions: sessions, Recordings: recs})
 	httpauth.WriteJSON(w, http.StatusOK, body)
 }
 
@@ -104,6 +93,22 @@ func viewerOf(p *principal, admin bool) viewer {
 
 func (v viewer) sees(queue, agent string) bool {
 	return v.admin || v.p.decide(enforce.Request{Action: enforce.PresenceView, Queue: queue, Agent: agent}).Allow
+}
+
+// body is what the reader sees of view, as GET /v1/sessions answers it.
+func (v viewer) body(view enforce.SessionsView) SessionsBody {
+	body := SessionsBody{Sessions: []enforce.LiveSession{}, Recordings: []enforce.Recording{}}
+	for _, s := range view.Sessions {
+		if s, ok := v.session(s); ok {
+			body.Sessions = append(body.Sessions, s)
+		}
+	}
+	for _, rec := range view.Recordings {
+		if rec, ok := v.recording(rec); ok {
+			body.Recordings = append(body.Recordings, rec)
+		}
+	}
+	return body
 }
 
 // session returns s as the reader sees it, false when it may not.

@@ -233,17 +233,7 @@ func (a *Admin) streamSessions(w http.ResponseWriter, r *http.Request, p *princi
 	w.WriteHeader(http.StatusOK)
 
 	v := viewerOf(p, admin)
-	body := SessionsBody{Sessions: []enforce.LiveSession{}, Recordings: []enforce.Recording{}}
-	for _, s := range view.Sessions {
-		if s, ok := v.session(s); ok {
-			body.Sessions = append(body.Sessions, s)
-		}
-	}
-	for _, rec := range view.Recordings {
-		if rec, ok := v.recording(rec); ok {
-			body.Recordings = append(body.Recordings, rec)
-		}
-	}
+	body := v.body(view)
 	send := func(write func(io.Writer) error) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 		return write(w) == nil && rc.Flush() == nil

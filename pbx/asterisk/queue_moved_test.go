@@ -43,11 +43,7 @@ func TestAMonitoredCallMovedOutOfTheSupervisorsQueuesEndsTheSession(t *testing.T
 	conn := <-f.conn
 	// alice supervises sales and support: she listens to agent 2001's
 	// sales call.
-	f.send(conn, stasisStart("sup1", "monitor", "listen", "2001"))
-	waitFor(t, "a snoop on the agent", func() bool { return f.called("POST /channels/agent1/snoop") })
-	snoop := f.query("POST /channels/agent1/snoop").Get("snoopId")
-	f.send(conn, `{"type":"StasisStart","application":"callwarden","timestamp":"2026-11-23T10:00:00.000+0000","args":["snoop"],`+
-		`"channel":{"id":"`+snoop+`","name":"Snoop/agent1-00000001","state":"Up","creationtime":"2026-11-23T10:00:00.000+0000"}}`)
+	f.listenToAgent1(conn)
 	waitFor(t, "the session listed", func() bool { l, _ := reg.List(t.Context()); return len(l) == 1 })
 
 	// Another variable changes: nothing is read or decided.
