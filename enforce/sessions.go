@@ -61,6 +61,18 @@ type LiveSession struct {
 	EndRequestedBy string `json:"end_requested_by,omitempty"`
 }
 
+// EndedSession is why and when a live session ended.
+type EndedSession struct {
+	ID    string    `json:"id"`
+	Cause string    `json:"cause"`
+	At    time.Time `json:"at"`
+}
+
+// SessionEndKeep is how long a SessionStore keeps a session's end: long
+// enough for every daemon polling the store to see it, short enough that
+// the ends of a busy day cost nothing.
+const SessionEndKeep = 5 * time.Minute
+
 // SessionStore is the registry of live monitor sessions, shared by every
 // daemon on one store so that each lists, and may ask to end, all of them.
 type SessionStore interface {
@@ -68,9 +80,15 @@ type SessionStore interface {
 	// as live. It keeps an end already requested for that id. Errors:
 	// ErrUnavailable.
 	PutSession(ctx context.Context, s LiveSession) error
-	// DeleteSession removes the session; an unknown id is not an error.
-	// Errors: ErrUnavailable.
-	DeleteSession(ctx context.Context, id string) error
+	// EndSession removes the session e.ID and keeps e, why and when it
+	// ended, for SessionEndKeep, so that every daemon following the store
+	// can say why a session left the list (SessionEnds). An unknown id is
+	// not an error (its end is kept all the same). Errors: ErrUnavailable.
+	EndSession(ctx context.Context, e EndedSession) error
+	// SessionEnds returns the ends kept (EndSession) of the given ids,
+	// by id; an id without one is left out. Errors: ErrUnavailable,
+	// ErrCorrupt.
+	SessionEnds(ctx context.Context, ids []string) (map[string]EndedSession, error)
 	// LiveSessions returns every live session, oldest first (by
 	// StartedAt, then ID). Errors: ErrUnavailable, ErrCorrupt.
 	LiveSessions(ctx context.Context) ([]LiveSession, error)
@@ -127,6 +145,9 @@ const (
 	CauseRevoked         = "revoked"
 	CauseWindowClosed    = "window_closed"
 	CauseProtectedTarget = "protected_target"
+	// CauseQueueMoved: the target's call moved to a queue the session's
+	// grant does not cover (session.Registry.TargetMoved).
+	CauseQueueMoved = "queue_moved"
 )
 
 // SortSessions sorts sessions oldest first, then by id (the order of

@@ -16,11 +16,14 @@ type Sessions struct {
 	mu    sync.RWMutex
 	byID  map[string]enforce.LiveSession
 	beats map[string]time.Time // instance -> when its last Beat expires
+	ends  map[string]enforce.EndedSession
+	endq  []string // ids of ends, in the order written, for pruning
 }
 
 // NewSessions returns an empty registry.
 func NewSessions() *Sessions {
-	return &Sessions{byID: make(map[string]enforce.LiveSession), beats: make(map[string]time.Time)}
+	return &Sessions{byID: make(map[string]enforce.LiveSession), beats: make(map[string]time.Time),
+		ends: make(map[string]enforce.EndedSession)}
 }
 
 // PutSession implements enforce.SessionStore; an end already requested
@@ -39,12 +42,41 @@ func (m *Sessions) PutSession(_ context.Context, s enforce.LiveSession) error {
 	return nil
 }
 
-// DeleteSession implements enforce.SessionStore.
-func (m *Sessions) DeleteSession(_ context.Context, id string) error {
+// EndSession implements enforce.SessionStore. The ends kept are those of
+// the last enforce.SessionEndKeep before the newest one (the store has no
+// clock of its own), pruned oldest first as ends are written.
+func (m *Sessions) EndSession(_ context.Context, e enforce.EndedSession) error {
 	m.mu.Lock()
-	delete(m.byID, id)
+	delete(m.byID, e.ID)
+	m.ends[e.ID] = e
+	m.endq = append(m.endq, e.ID)
+	// Ends come about in time order: the oldest are first in the queue.
+	cut := e.At.Add(-enforce.SessionEndKeep)
+	for len(m.endq) > 0 {
+		old, ok := m.ends[m.endq[0]]
+		if ok && !old.At.Before(cut) {
+			break
+		}
+		if ok {
+			delete(m.ends, m.endq[0])
+		}
+		m.endq = m.endq[1:]
+	}
 	m.mu.Unlock()
 	return nil
+}
+
+// SessionEnds implements enforce.SessionStore.
+func (m *Sessions) SessionEnds(_ context.Context, ids []string) (map[string]enforce.EndedSession, error) {
+	out := make(map[string]enforce.EndedSession, len(ids))
+	m.mu.RLock()
+	for _, id := range ids {
+		if e, ok := m.ends[id]; ok {
+			out[id] = e
+		}
+	}
+	m.mu.RUnlock()
+	return out, nil
 }
 
 // LiveSessions implements enforce.SessionStore.

@@ -3,6 +3,7 @@ package memory_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -107,4 +108,19 @@ func TestSessionsContract(t *testing.T) {
 
 func TestActiveRecordingsContract(t *testing.T) {
 	storetest.RunActiveRecordings(t, func(*testing.T) storetest.LiveRecordingStore { return memory.NewRecordings() })
+}
+
+func TestMemorySessionEndsAreKeptForSessionEndKeep(t *testing.T) {
+	ctx := context.Background()
+	s := memory.NewSessions()
+	t0 := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	for i, at := range []time.Time{t0, t0.Add(time.Minute), t0.Add(enforce.SessionEndKeep + 30*time.Second)} {
+		if err := s.EndSession(ctx, enforce.EndedSession{ID: fmt.Sprint("s", i), Cause: enforce.CauseTargetHangup, At: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ends, err := s.SessionEnds(ctx, []string{"s0", "s1", "s2"})
+	if err != nil || len(ends) != 2 || ends["s0"].Cause != "" || ends["s1"].Cause == "" || ends["s2"].Cause == "" {
+		t.Errorf("ends %+v, %v: want s0 forgotten (older than SessionEndKeep before the newest), s1 and s2 kept", ends, err)
+	}
 }

@@ -22,6 +22,9 @@ const (
 	// JSON (written by its owner), field "end_requested_by" the user who
 	// asked another daemon to end it (RequestSessionEnd).
 	KeySessionPrefix = "{cw:sess}:session:"
+	// KeySessionEndPrefix + id is a string, the JSON of the session's end
+	// (enforce.EndedSession), expiring after enforce.SessionEndKeep.
+	KeySessionEndPrefix = "{cw:sess}:ended:"
 	// KeySessions is a sorted set of the live session ids, scored by
 	// start time (unix ms).
 	KeySessions = "{cw:sess}:sessions"
@@ -72,20 +75,57 @@ func (r *Store) PutSession(ctx context.Context, s enforce.LiveSession) error {
 	return nil
 }
 
-// DeleteSession implements enforce.SessionStore. Errors:
-// enforce.ErrUnavailable.
-func (r *Store) DeleteSession(ctx context.Context, id string) error {
+// EndSession implements enforce.SessionStore: the session, its index
+// entry and its end (a key that expires) change together (MULTI/EXEC).
+// Errors: enforce.ErrUnavailable.
+func (r *Store) EndSession(ctx context.Context, e enforce.EndedSession) error {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("end session %s: %w", e.ID, err)
+	}
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
-	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, r.Key(KeySessionPrefix+id))
-		p.ZRem(ctx, r.Key(KeySessions), id)
+	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, r.Key(KeySessionPrefix+e.ID))
+		p.ZRem(ctx, r.Key(KeySessions), e.ID)
+		p.Set(ctx, r.Key(KeySessionEndPrefix+e.ID), raw, enforce.SessionEndKeep)
 		return nil
 	})
 	if err != nil {
-		return r.wrap("delete session "+id, err)
+		return r.wrap("end session "+e.ID, err)
 	}
 	return nil
+}
+
+// SessionEnds implements enforce.SessionStore with one MGET (the keys
+// share a hash tag). Errors: enforce.ErrUnavailable, enforce.ErrCorrupt.
+func (r *Store) SessionEnds(ctx context.Context, ids []string) (map[string]enforce.EndedSession, error) {
+	out := make(map[string]enforce.EndedSession, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = r.Key(KeySessionEndPrefix + id)
+	}
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	vals, err := r.c.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, r.wrap("read session ends", err)
+	}
+	for i, v := range vals {
+		raw, ok := v.(string)
+		if !ok {
+			continue
+		}
+		var e enforce.EndedSession
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			return nil, fmt.Errorf("%w: end of session %s: %w", enforce.ErrCorrupt, ids[i], err)
+		}
+		out[ids[i]] = e
+	}
+	return out, nil
 }
 
 // Session implements enforce.SessionStore. Errors: enforce.ErrNotFound,

@@ -59,11 +59,11 @@ func RunSessionStore(t *testing.T, newStore func(t *testing.T) enforce.SessionSt
 		put(t, s, sess("late", t0.Add(time.Hour)))
 		put(t, s, sess("early", t0))
 		put(t, s, sess("gone", t0.Add(time.Minute)))
-		if err := s.DeleteSession(ctx, "gone"); err != nil {
+		if err := s.EndSession(ctx, enforce.EndedSession{ID: "gone", Cause: enforce.CauseTargetHangup, At: t0.Add(2 * time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.DeleteSession(ctx, "never"); err != nil {
-			t.Fatalf("deleting an unknown session: %v, want nil", err)
+		if err := s.EndSession(ctx, enforce.EndedSession{ID: "never", Cause: enforce.CauseShutdown, At: t0}); err != nil {
+			t.Fatalf("ending an unknown session: %v, want nil", err)
 		}
 		live, err := s.LiveSessions(ctx)
 		if err != nil || len(live) != 2 || live[0].ID != "early" || live[1].ID != "late" {
@@ -91,7 +91,7 @@ func RunSessionStore(t *testing.T, newStore func(t *testing.T) enforce.SessionSt
 		if err := s.RequestSessionEnd(ctx, "nope", "bob"); !errors.Is(err, enforce.ErrNotFound) {
 			t.Fatalf("RequestSessionEnd(nope) err = %v, want ErrNotFound", err)
 		}
-		if err := s.DeleteSession(ctx, "s1"); err != nil {
+		if err := s.EndSession(ctx, enforce.EndedSession{ID: "s1", Cause: enforce.CauseAdministrator, At: t0}); err != nil {
 			t.Fatal(err)
 		}
 		put(t, s, ls)
@@ -126,6 +126,24 @@ func RunSessionStore(t *testing.T, newStore func(t *testing.T) enforce.SessionSt
 		}
 		if alive, err = s.Alive(ctx, nil); err != nil || len(alive) != 0 {
 			t.Fatalf("Alive(none) = %v, %v", alive, err)
+		}
+	})
+
+	t.Run("an ended session says why to every reader", func(t *testing.T) {
+		s := newStore(t)
+		ctx := testContext(t)
+		put(t, s, sess("s1", t0))
+		put(t, s, sess("s2", t0))
+		end := enforce.EndedSession{ID: "s1", Cause: enforce.CauseRevoked, At: t0.Add(time.Minute)}
+		if err := s.EndSession(ctx, end); err != nil {
+			t.Fatal(err)
+		}
+		ends, err := s.SessionEnds(ctx, []string{"s1", "s2", "never"})
+		if err != nil || len(ends) != 1 || ends["s1"].Cause != end.Cause || !ends["s1"].At.Equal(end.At) {
+			t.Fatalf("SessionEnds = %+v, %v; want only s1 revoked at %s", ends, err, end.At)
+		}
+		if ends, err := s.SessionEnds(ctx, nil); err != nil || len(ends) != 0 {
+			t.Fatalf("SessionEnds(nil) = %+v, %v", ends, err)
 		}
 	})
 }

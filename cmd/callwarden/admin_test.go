@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -570,4 +571,70 @@ func TestFileModeAdminServesTheLastGoodSnapshot(t *testing.T) {
 			t.Errorf("GET /v1/users after reload: %d ETag %q %s, want generation 2 with bob", code, hdr.Get("ETag"), body)
 		}
 	})
+}
+
+// TestSessionStreamOutlivesTheReadTimeoutAndEndsOnShutdown follows
+// /v1/sessions/stream on a daemon whose read and write timeouts are far
+// shorter than the stream: it stays open past them (heartbeats go on),
+// and the daemon's graceful shutdown ends it at once rather than waiting
+// out its timeout.
+func TestSessionStreamOutlivesTheReadTimeoutAndEndsOnShutdown(t *testing.T) {
+	cfg := adminConfig()
+	cfg.Profiles = []string{"testdata/admin.yaml"}
+	cfg.HTTP.ReadTimeout = 200 * time.Millisecond
+	cfg.HTTP.ShutdownTimeout = 5 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	app, err := NewApp(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+
+	req, err := http.NewRequest(http.MethodGet, "http://"+app.Addr().String()+"/v1/sessions/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer root-token")
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	line, err := r.ReadString('\n')
+	if resp.StatusCode != 200 || line != "event: sessions\n" {
+		t.Fatalf("status %d, first line %q (%v)", resp.StatusCode, line, err)
+	}
+	// Past three read timeouts the stream is still open.
+	opened := time.Now()
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, r)
+		readErr <- err
+	}()
+	select {
+	case err := <-readErr:
+		t.Fatalf("the stream ended after %s: %v", time.Since(opened), err)
+	case <-time.After(3 * cfg.HTTP.ReadTimeout):
+	}
+	stopping := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v (a stream held the graceful shutdown)", err)
+		}
+	case <-time.After(cfg.HTTP.ShutdownTimeout):
+		t.Fatal("Run did not return")
+	}
+	if d := time.Since(stopping); d > time.Second {
+		t.Errorf("shutdown took %s with a stream open", d)
+	}
+	if err := <-readErr; err != nil {
+		t.Errorf("the stream ended with %v, want a clean end", err)
+	}
 }

@@ -323,6 +323,8 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          zap.NewStdLog(logger.Named("http")),
 	}
+	// Shutdown waits for handlers; a session stream's ends only when told.
+	a.srv.RegisterOnShutdown(admin.CloseStreams)
 	return a, nil
 }
 

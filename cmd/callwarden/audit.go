@@ -73,14 +73,7 @@ func (e *env) tail(ctx context.Context, args []string) int {
 		if !*follow {
 			return exitOK
 		}
-		tick := time.NewTicker(e.pollInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return exitOK
-			case <-tick.C:
-			}
+		return e.followStore(ctx, "read audit", func() (readErr, writeErr error) {
 			next := f
 			next.Limit = 0
 			if since := t.newest.Add(-followSkew); !t.newest.IsZero() && since.After(next.Since) {
@@ -88,18 +81,36 @@ func (e *env) tail(ctx context.Context, args []string) int {
 			}
 			recs, err := st.ReadAudit(ctx, next)
 			if err != nil {
-				if ctx.Err() != nil {
-					return exitOK
-				}
-				// A store outage is transient for a follower: say so, keep going.
-				fmt.Fprintf(e.stderr, "callwarden: read audit: %v (retrying)\n", err)
-				continue
+				return err, nil
 			}
-			if err := t.print(recs); err != nil {
-				return e.failure("write: %v", err)
-			}
-		}
+			return nil, t.print(recs)
+		})
 	})
+}
+
+// followStore calls step every pollInterval until ctx ends (exit 0), for
+// a --follow. A read error is transient for a follower: it is said on
+// stderr (what names the read) and the next tick tries again; a write
+// error ends the command.
+func (e *env) followStore(ctx context.Context, what string, step func() (readErr, writeErr error)) int {
+	tick := time.NewTicker(e.pollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-tick.C:
+		}
+		readErr, writeErr := step()
+		switch {
+		case writeErr != nil:
+			return e.failure("write: %v", writeErr)
+		case readErr != nil && ctx.Err() != nil:
+			return exitOK
+		case readErr != nil:
+			fmt.Fprintf(e.stderr, "callwarden: %s: %v (retrying)\n", what, readErr)
+		}
+	}
 }
 
 // tailer prints records once each, remembering those within followSkew of

@@ -29,7 +29,7 @@ var commands = [...]command{
 	{name: "audit tail", help: "print audit records as JSON lines (--follow)", run: (*env).tail},
 	{name: "audit verify", help: "check the audit trail's hash chain and head (--anchor\nFILE: and that it still holds the anchored record)", run: (*env).verify},
 	{name: "audit anchor", help: "print a (--key-file: HMAC-signed) anchor of the\naudit trail's end, to keep outside Redis", run: (*env).anchor},
-	{name: "sessions", help: "list live monitor sessions and recordings in Redis as JSON\nlines; `sessions end ID` ends one", run: (*env).sessions},
+	{name: "sessions", help: "list live monitor sessions and recordings in Redis as JSON\nlines (--follow: then each change); `sessions end ID` ends one", run: (*env).sessions},
 	{name: "token hash", help: "print the SHA-256 of an admin token read from stdin", run: (*env).tokenHash},
 	{name: "token add", help: "store an admin token's hash in Redis (token on stdin)", run: (*env).tokenAdd},
 	{name: "token revoke", help: "remove a user's token hashes from Redis", run: (*env).tokenRevoke},

@@ -18,34 +18,65 @@ type sessionLine struct {
 
 // sessions prints, as JSON lines, the live monitor sessions of every
 // daemon on the Redis store, then the recordings in progress, oldest
-// first; `sessions end ID` asks for one to end. Whoever holds the Redis
-// credentials is an administrator: nothing is filtered or masked.
+// first; with --follow it then polls the store and prints each change
+// (enforce.SessionEvent) until interrupted. `sessions end ID` asks for one
+// to end. Whoever holds the Redis credentials is an administrator:
+// nothing is filtered or masked.
 func (e *env) sessions(ctx context.Context, args []string) int {
 	if len(args) > 0 && args[0] == "end" {
 		return e.sessionsEnd(ctx, args[1:])
 	}
-	return e.onStore(ctx, args, "sessions", "sessions [--redis-addr ADDR] [--config FILE]", func(st store) int {
-		ss, err := st.LiveSessions(ctx)
-		if err != nil {
-			return e.failure("sessions: %v", err)
-		}
-		recs, err := st.ActiveRecordings(ctx)
+	fs, sf := e.newStoreFlagSet("sessions", "sessions [--follow] [--redis-addr ADDR] [--config FILE]")
+	follow := fs.Bool("follow", false, "keep printing each change (started, switched, ended with its cause; recording started, paused, resumed, stopped) until interrupted")
+	if code := e.parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	return e.withStore(ctx, sf, func(st store) int {
+		view, err := readView(ctx, st)
 		if err != nil {
 			return e.failure("sessions: %v", err)
 		}
 		enc := json.NewEncoder(e.stdout)
-		for i := range ss {
-			if err := enc.Encode(sessionLine{Session: &ss[i]}); err != nil {
+		for i := range view.Sessions {
+			if err := enc.Encode(sessionLine{Session: &view.Sessions[i]}); err != nil {
 				return e.failure("sessions: %v", err)
 			}
 		}
-		for i := range recs {
-			if err := enc.Encode(sessionLine{Recording: &recs[i]}); err != nil {
+		for i := range view.Recordings {
+			if err := enc.Encode(sessionLine{Recording: &view.Recordings[i]}); err != nil {
 				return e.failure("sessions: %v", err)
 			}
 		}
-		return exitOK
+		if !*follow {
+			return exitOK
+		}
+		return e.followStore(ctx, "sessions", func() (readErr, writeErr error) {
+			next, err := readView(ctx, st)
+			if err != nil {
+				return err, nil
+			}
+			events := view.Changes(next)
+			// A cause that cannot be read is left out, not fatal.
+			_ = enforce.ExplainChanges(ctx, st.SessionEnds, st, events)
+			view = next
+			for _, ev := range events {
+				if err := enc.Encode(ev); err != nil {
+					return nil, err
+				}
+			}
+			return nil, nil
+		})
 	})
+}
+
+// readView lists the live sessions and the recordings in progress.
+func readView(ctx context.Context, st store) (enforce.SessionsView, error) {
+	ss, err := st.LiveSessions(ctx)
+	if err != nil {
+		return enforce.SessionsView{}, err
+	}
+	recs, err := st.ActiveRecordings(ctx)
+	return enforce.SessionsView{Sessions: ss, Recordings: recs}, err
 }
 
 // sessionsEnd marks a live session as to be ended in Redis and audits it;

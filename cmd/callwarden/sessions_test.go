@@ -59,4 +59,47 @@ func TestSessionsCommand(t *testing.T) {
 			t.Errorf("malformed: %+v", r)
 		}
 	})
+	t.Run("--follow prints each change after the list, an end with its cause", func(t *testing.T) {
+		st := newMemoryStore()
+		if err := st.PutSession(ctx, enforce.LiveSession{ID: "ms-1", User: "alice", Target: "agent2001", Mode: "listen", StartedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+		fctx, stop := context.WithCancel(ctx)
+		out := make(chan result, 1)
+		go func() { out <- runStore(t, fctx, st, "", "sessions", "--follow", "--redis-addr", "x:1") }()
+		// Another daemon's session switches mode and ends; a recording starts.
+		time.Sleep(100 * time.Millisecond) // ten polls
+		if err := st.PutSession(ctx, enforce.LiveSession{ID: "ms-1", User: "alice", Target: "agent2001", Mode: "barge", StartedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // ten polls
+		if err := st.EndSession(ctx, enforce.EndedSession{ID: "ms-1", Cause: enforce.CauseMaxDuration, At: t0}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SaveRecording(ctx, enforce.Recording{ID: "43", Target: "agent2002", StartedAt: t0, State: enforce.RecordingActive}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // ten polls
+		stop()
+		r := <-out
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		var got []string
+		for _, l := range lines[1:] {
+			var ev enforce.SessionEvent
+			if err := json.Unmarshal([]byte(l), &ev); err != nil {
+				t.Fatalf("line %s: %v", l, err)
+			}
+			id := ""
+			if ev.Session != nil {
+				id = ev.Session.ID
+			} else if ev.Recording != nil {
+				id = ev.Recording.ID
+			}
+			got = append(got, strings.TrimSpace(ev.Type+" "+id+" "+ev.Cause))
+		}
+		want := "session.switched ms-1; session.ended ms-1 max_duration; recording.started 43"
+		if r.code != exitOK || !strings.HasPrefix(lines[0], `{"session":{"id":"ms-1"`) || strings.Join(got, "; ") != want {
+			t.Errorf("sessions --follow: code %d, changes %q, want %q\n%s", r.code, got, want, r.stdout)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 // Package adminapi is callwarden's admin API over HTTP: profiles, users,
-// protected targets, recordings and the audit trail (/v1/profiles,
-// /v1/users, /v1/protected, /v1/recordings, /v1/audit). Every change is a
+// protected targets, recordings, the audit trail and the live sessions
+// (/v1/profiles, /v1/users, /v1/protected, /v1/recordings, /v1/audit,
+// /v1/sessions and its event stream /v1/sessions/stream). Every change is a
 // profile.assign decision of the engine, audited, and written to the
 // policy store conditionally on the generation it was based on.
 //
@@ -105,6 +106,11 @@ type AdminOptions struct {
 	// LiveRecordings lists the recordings in progress on GET
 	// /v1/sessions; nil lists none.
 	LiveRecordings enforce.ActiveRecordingLister
+	// StreamPoll is how often GET /v1/sessions/stream reads the registry
+	// while a stream is open (default 1s); StreamHeartbeat how often an
+	// idle stream sends a comment (default 15s).
+	StreamPoll      time.Duration
+	StreamHeartbeat time.Duration
 	// Now is the clock decisions are made at; default time.Now.
 	Now func() time.Time
 	// Logger receives refusals and failures; tokens are never logged.
@@ -125,6 +131,7 @@ type Admin struct {
 	opts AdminOptions
 	log  *zap.Logger
 	mux  *http.ServeMux
+	feed *feed // the live sessions view, for the session streams
 }
 
 // NewAdmin checks opts and returns the admin API.
@@ -151,7 +158,14 @@ func NewAdmin(opts AdminOptions) (*Admin, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = defaultMaxBody
 	}
+	if opts.StreamPoll <= 0 {
+		opts.StreamPoll = defaultStreamPoll
+	}
+	if opts.StreamHeartbeat <= 0 {
+		opts.StreamHeartbeat = defaultStreamHeartbeat
+	}
 	a := &Admin{opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	a.feed = &feed{a: a, followers: make(map[*follower]struct{})}
 	a.Register(a.mux)
 	return a, nil
 }
@@ -172,6 +186,7 @@ func (a *Admin) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/recordings/{id}", a.authed(a.getRecording))
 	mux.HandleFunc("GET /v1/audit", a.authed(a.readAudit))
 	mux.HandleFunc("GET /v1/sessions", a.authed(a.listSessions))
+	mux.HandleFunc("GET /v1/sessions/stream", a.authed(a.streamSessions))
 	mux.HandleFunc("DELETE /v1/sessions/{id}", a.authed(a.endSession))
 }
 

@@ -45,15 +45,21 @@ type ChangeBody struct {
 // profile, inside its assignment's validity period) and says whether it is
 // an administrator. On false it has answered 403.
 func (a *Admin) reader(w http.ResponseWriter, p *principal) (admin, ok bool) {
-	req, d := p.admin()
+	if admin, ok = readerKind(p); !ok {
+		req, d := p.admin()
+		a.forbid(w, p, req, d, "the admin API needs a user with a profile")
+	}
+	return admin, ok
+}
+
+// readerKind says whether p may read the admin API (ok: it has a profile,
+// in force) and whether it is an administrator.
+func readerKind(p *principal) (admin, ok bool) {
+	_, d := p.admin()
 	if d.Allow {
 		return true, true
 	}
-	if d.Profile == "" || (d.Reason == enforce.ReasonOutsideWindow && d.Grant < 0) {
-		a.forbid(w, p, req, d, "the admin API needs a user with a profile")
-		return false, false
-	}
-	return false, true
+	return false, d.Profile != "" && (d.Reason != enforce.ReasonOutsideWindow || d.Grant >= 0)
 }
 
 // readPolicy reads the stored policy; on false it has answered.

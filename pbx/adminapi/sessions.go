@@ -26,6 +26,9 @@ type Sessions interface {
 	// daemon that enforces it, within its poll interval on another.
 	// Errors: enforce.ErrNotFound, the store's.
 	End(ctx context.Context, id, by string) error
+	// Ends returns why the sessions ids ended, by id, for those the
+	// registry still knows of. Errors: the store's.
+	Ends(ctx context.Context, ids []string) (map[string]enforce.EndedSession, error)
 }
 
 // SessionsBody is the answer to GET /v1/sessions: the live monitor
@@ -68,26 +71,64 @@ func (a *Admin) listSessions(w http.ResponseWriter, r *http.Request, p *principa
 			return
 		}
 	}
+	body := viewerOf(p, admin).body(enforce.SessionsView{Sessions: sessions, Recordings: recs})
+	httpauth.WriteJSON(w, http.StatusOK, body)
+}
+
+// viewer is what one reader may see of the live sessions view: every row
+// for an administrator, else the rows presence.view allows on their queue
+// and agent; caller numbers masked per the reader's profile.
+type viewer struct {
+	p     *principal
+	admin bool
+	mask  int
+}
+
+// viewerOf is p's view; admin says whether p is an administrator
+// (Admin.reader).
+func viewerOf(p *principal, admin bool) viewer {
 	_, d := p.admin()
-	sees := func(queue, agent string) bool {
-		return admin || p.decide(enforce.Request{Action: enforce.PresenceView, Queue: queue, Agent: agent}).Allow
-	}
+	return viewer{p: p, admin: admin, mask: d.MaskDigits}
+}
+
+func (v viewer) sees(queue, agent string) bool {
+	return v.admin || v.p.decide(enforce.Request{Action: enforce.PresenceView, Queue: queue, Agent: agent}).Allow
+}
+
+// body is what the reader sees of view, as GET /v1/sessions answers it.
+func (v viewer) body(view enforce.SessionsView) SessionsBody {
 	body := SessionsBody{Sessions: []enforce.LiveSession{}, Recordings: []enforce.Recording{}}
-	for _, s := range sessions {
-		if sees(s.Queue, s.Target) {
-			s.Caller = enforce.Mask(s.Caller, d.MaskDigits)
-			s.Modes = slices.Clone(s.Modes)
+	for _, s := range view.Sessions {
+		if s, ok := v.session(s); ok {
 			body.Sessions = append(body.Sessions, s)
 		}
 	}
-	for _, rec := range recs {
-		if sees(rec.Queue, rec.Target) {
-			rec.Caller = enforce.Mask(rec.Caller, d.MaskDigits)
-			rec.Pauses = slices.Clone(rec.Pauses)
+	for _, rec := range view.Recordings {
+		if rec, ok := v.recording(rec); ok {
 			body.Recordings = append(body.Recordings, rec)
 		}
 	}
-	httpauth.WriteJSON(w, http.StatusOK, body)
+	return body
+}
+
+// session returns s as the reader sees it, false when it may not.
+func (v viewer) session(s enforce.LiveSession) (enforce.LiveSession, bool) {
+	if !v.sees(s.Queue, s.Target) {
+		return s, false
+	}
+	s.Caller = enforce.Mask(s.Caller, v.mask)
+	s.Modes = slices.Clone(s.Modes)
+	return s, true
+}
+
+// recording returns rec as the reader sees it, false when it may not.
+func (v viewer) recording(rec enforce.Recording) (enforce.Recording, bool) {
+	if !v.sees(rec.Queue, rec.Target) {
+		return rec, false
+	}
+	rec.Caller = enforce.Mask(rec.Caller, v.mask)
+	rec.Pauses = slices.Clone(rec.Pauses)
+	return rec, true
 }
 
 // endSession serves DELETE /v1/sessions/{id}: an administrator, or whoever

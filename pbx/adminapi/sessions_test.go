@@ -3,6 +3,7 @@ package adminapi_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -15,13 +16,6 @@ import (
 	"github.com/callwarden/callwarden/pbx/session"
 	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
-
-// fakeLiveRecordings lists recordings in progress.
-type fakeLiveRecordings []enforce.Recording
-
-func (r fakeLiveRecordings) ActiveRecordings(context.Context) ([]enforce.Recording, error) {
-	return r, nil
-}
 
 // sessionsPolicy: root administers; alice supervises sales (sees and ends
 // its sessions, caller masked); bob sees sales only; dave has no profile.
@@ -49,9 +43,12 @@ func sessionsPolicy() enforce.Policy {
 }
 
 type sessionsFixture struct {
-	store *sessiontest.Sessions
-	audit *fakeAudit
-	af    *adminFixture
+	store  *sessiontest.Sessions
+	recs   *memory.Recordings
+	audit  *fakeAudit
+	holder *enforce.Holder
+	admin  *adminapi.Admin
+	af     *adminFixture
 }
 
 // newSessionsFixture serves the admin API over a session registry (of
@@ -59,7 +56,18 @@ type sessionsFixture struct {
 // and s2 (billing).
 func newSessionsFixture(tb testing.TB) *sessionsFixture {
 	tb.Helper()
-	f := &sessionsFixture{audit: &fakeAudit{}, store: &sessiontest.Sessions{SessionStore: memory.NewSessions()}}
+	return newSessionsFixtureOn(tb, func(*http.Server) {})
+}
+
+// newSessionsFixtureOn is newSessionsFixture with the test server's
+// settings changed by tune before it starts.
+func newSessionsFixtureOn(tb testing.TB, tune func(*http.Server)) *sessionsFixture {
+	tb.Helper()
+	f := &sessionsFixture{audit: &fakeAudit{}, store: &sessiontest.Sessions{SessionStore: memory.NewSessions()}, recs: memory.NewRecordings()}
+	if err := f.recs.SaveRecording(context.Background(), enforce.Recording{ID: "r1", Target: "agent1", Queue: "sales",
+		Caller: "0612345678", State: enforce.RecordingActive}); err != nil {
+		tb.Fatal(err)
+	}
 	for _, l := range []enforce.LiveSession{
 		{ID: "s1", User: "carol", Target: "agent1", Queue: "sales", Caller: "0612345678", Mode: "listen", Instance: "d1", StartedAt: now.Add(-time.Minute)},
 		{ID: "s2", User: "carol", Target: "agent2", Queue: "billing", Caller: "0612345678", Mode: "barge", Instance: "d2", StartedAt: now},
@@ -72,8 +80,8 @@ func newSessionsFixture(tb testing.TB) *sessionsFixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	holder := &enforce.Holder{}
-	holder.Store(mustSnapshot(tb, sessionsPolicy(), 1))
+	f.holder = &enforce.Holder{}
+	f.holder.Store(mustSnapshot(tb, sessionsPolicy(), 1))
 	var tokens []httpauth.TokenHash
 	for _, u := range []string{"root", "alice", "bob", "dave"} {
 		th, err := httpauth.ParseTokenHash(u, httpauth.HashToken(u+"-token"))
@@ -83,16 +91,21 @@ func newSessionsFixture(tb testing.TB) *sessionsFixture {
 		tokens = append(tokens, th)
 	}
 	admin, err := adminapi.NewAdmin(adminapi.AdminOptions{
-		Store: &fakeStore{policy: sessionsPolicy(), gen: 1}, Snapshot: holder.Load, Auth: httpauth.NewTokenSet(tokens),
-		Codec: jsonCodec{}, Auditor: f.audit, Sessions: reg,
-		LiveRecordings: fakeLiveRecordings{{ID: "r1", Target: "agent1", Queue: "sales", Caller: "0612345678", State: enforce.RecordingActive}},
-		Now:            func() time.Time { return now },
+		Store: &fakeStore{policy: sessionsPolicy(), gen: 1}, Snapshot: f.holder.Load, Auth: httpauth.NewTokenSet(tokens),
+		Codec: jsonCodec{}, Auditor: f.audit, Sessions: reg, LiveRecordings: f.recs, Recordings: f.recs,
+		Now:        func() time.Time { return now },
+		StreamPoll: 5 * time.Millisecond, StreamHeartbeat: 20 * time.Millisecond,
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := httptest.NewServer(admin)
+	f.admin = admin
+	srv := httptest.NewUnstartedServer(admin)
+	tune(srv.Config)
+	srv.Start()
 	tb.Cleanup(srv.Close)
+	// Streams end before the server closes (Close waits for handlers).
+	tb.Cleanup(admin.CloseStreams)
 	f.af = &adminFixture{srv: srv}
 	return f
 }

@@ -40,6 +40,17 @@ func (f *fakeARI) finishPlayback(conn net.Conn, channelID string) {
 		`"playback":{"id":"`+id+`","media_uri":"sound:x","target_uri":"channel:`+channelID+`","state":"done"}}`)
 }
 
+// listenToAgent1 has alice (sup1) ask to listen to agent 2001 and lets
+// the snoop the adapter creates on agent1 enter Stasis, as Asterisk would.
+func (f *fakeARI) listenToAgent1(conn net.Conn) {
+	f.t.Helper()
+	f.send(conn, stasisStart("sup1", "monitor", "listen", "2001"))
+	waitFor(f.t, "a snoop on the agent", func() bool { return f.called("POST /channels/agent1/snoop") })
+	snoop := f.query("POST /channels/agent1/snoop").Get("snoopId")
+	f.send(conn, `{"type":"StasisStart","application":"callwarden","timestamp":"2026-11-23T10:00:00.000+0000","args":["snoop"],`+
+		`"channel":{"id":"`+snoop+`","name":"Snoop/agent1-00000001","state":"Up","creationtime":"2026-11-23T10:00:00.000+0000"}}`)
+}
+
 // agentOnASalesCall makes the fake PBX hold agent 2001's answered call
 // (channel agent1) from customer 5550100 in the sales queue.
 func agentOnASalesCall(f *fakeARI) {
@@ -110,11 +121,7 @@ func TestAllowThatIsBridgedIsAuditedEnforced(t *testing.T) {
 	audit := startAuditedAdapter(t, f, nil)
 	agentOnASalesCall(f)
 	conn := <-f.conn
-	f.send(conn, stasisStart("sup1", "monitor", "listen", "2001"))
-	waitFor(t, "a snoop on the agent", func() bool { return f.called("POST /channels/agent1/snoop") })
-	snoop := f.query("POST /channels/agent1/snoop").Get("snoopId")
-	f.send(conn, `{"type":"StasisStart","application":"callwarden","timestamp":"2026-11-23T10:00:00.000+0000","args":["snoop"],`+
-		`"channel":{"id":"`+snoop+`","name":"Snoop/agent1-00000001","state":"Up","creationtime":"2026-11-23T10:00:00.000+0000"}}`)
+	f.listenToAgent1(conn)
 	waitFor(t, "the outcome record", func() bool { return len(audit.All()) >= 2 })
 	r := audit.All()[1]
 	if r.Decision != "allow" || r.Outcome != enforce.OutcomeEnforced || r.User != "alice" {

@@ -60,10 +60,13 @@ func decodeEvent(msg []byte) (ari.Event, string, error) {
 // ChannelVarset and state events callwarden does not need, and Asterisk 22
 // then also stops sending the types the ARI library cannot decode. The
 // reader filters unknown types anyway, for the window before the filter
-// is set and for an Asterisk that does not support filters.
+// is set and for an Asterisk that does not support filters. ChannelVarset
+// is wanted for the queue variables alone (a monitored call that moves
+// queue is decided again); a filter goes by type only, so the dispatcher
+// drops every other variable's event before routing it.
 var wantedEvents = []string{
 	"StasisStart", "StasisEnd", "ChannelCreated", "ChannelDestroyed", "ChannelHangupRequest",
-	"ChannelDialplan", "ChannelDtmfReceived", "ChannelEnteredBridge", "ChannelLeftBridge",
+	"ChannelDialplan", "ChannelDtmfReceived", "ChannelEnteredBridge", "ChannelLeftBridge", "ChannelVarset",
 	"PlaybackStarted", "PlaybackFinished", "RecordingStarted", "RecordingFinished", "RecordingFailed",
 	"ApplicationReplaced",
 }

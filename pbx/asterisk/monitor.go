@@ -91,6 +91,11 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 		defer cancel()
 		_ = s.End(cctx, cause)
 	}()
+	if tgt.call.peer != nil {
+		// The queue may be set on the customer's channel (QUEUENAME):
+		// its changes are the call's (ChannelVarset below).
+		a.follow(in, tgt.call.peer.ID)
+	}
 	a.m.intercept.Observe(time.Since(started).Seconds())
 	a.setOutcome(ctx, sup.ID, o)
 	log.Info("monitoring", zap.String("mode", rq.mode.String()), zap.Duration("intercept", time.Since(started)))
@@ -125,6 +130,18 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 				default:
 					log.Info("mode switched", zap.String("mode", m.String()))
 				}
+				continue
+			case *ari.ChannelVarset:
+				// A queue variable changed on the target's channel or its
+				// peer: the call may have moved queue. It is read again as
+				// at the start (the same precedence) and the registry
+				// decides the session again with it.
+				q, err := a.callQueue(ctx, tgt.call)
+				if err != nil {
+					log.Warn("cannot read the call's queue after it changed; deciding nothing", zap.Error(err))
+					continue
+				}
+				a.o.Sessions.TargetMoved(ctx, tgt.call.agent.ID, q)
 				continue
 			}
 			if gone(ev, sup.ID) {

@@ -138,6 +138,10 @@ func (a *Adapter) dispatch(ctx context.Context, ev ari.Event) {
 		}
 	case *ari.ChannelDialplan:
 		a.watchDialplan(ctx, e)
+	case *ari.ChannelVarset:
+		if e.Variable != varQueue && e.Variable != varQueueName {
+			return // not a queue: nobody acts on it
+		}
 	case *ari.ChannelDestroyed:
 		a.allowances.Forget(e.Channel.ID)
 		a.mu.Lock()

@@ -192,7 +192,7 @@ func (r *Registry) reclaimSession(ctx context.Context, c Claimant, s enforce.Liv
 	}
 	sctx, cancel := r.storeCtx(ctx)
 	defer cancel()
-	if err := r.o.Store.DeleteSession(sctx, s.ID); err != nil {
+	if err := r.o.Store.EndSession(sctx, enforce.EndedSession{ID: s.ID, Cause: enforce.CauseDaemonRestart, At: now}); err != nil {
 		r.m.errors.Inc()
 		log.Warn("cannot remove a dead daemon's ended session from the registry", zap.Error(err))
 		return

@@ -166,6 +166,11 @@ func (r *Recordings) fire(pbx Recorder, id string, l recLimit, d enforce.Decisio
 		by = ByMaxPause
 	}
 	rec, err = r.Change(ctx, pbx, by, rec, l.op, d)
+	cause := enforce.CauseMaxDuration
+	if l.op == RecResume {
+		cause = enforce.CauseMaxPause
+	}
+	r.Sessions.countLimit(l.op, cause, err != nil)
 	r.auditLimit(ctx, rec, l, d, err)
 }
 

@@ -111,7 +111,11 @@ func TestRecordingLimits(t *testing.T) {
 	ctx := context.Background()
 	newRecs := func() (*fakePBX, *memRecordings, *memAudit, *Recordings) {
 		pbx, store, log := &fakePBX{}, &memRecordings{}, &memAudit{}
-		return pbx, store, log, &Recordings{Store: store, Audit: newAudit(log), Now: func() time.Time { return t0 }}
+		reg, err := NewRegistry(RegistryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pbx, store, log, &Recordings{Store: store, Audit: newAudit(log), Now: func() time.Time { return t0 }, Sessions: reg}
 	}
 	t.Run("a recording started under max_duration is stopped after it and audited", func(t *testing.T) {
 		pbx, store, log, r := newRecs()
@@ -130,6 +134,9 @@ func TestRecordingLimits(t *testing.T) {
 		if a.User != ByMaxDuration || a.Action != "recording.stop" || a.Outcome != enforce.OutcomeEnforced || a.Duration != 0.03 || a.Target != "bob" || a.Profile != "sup" {
 			t.Errorf("audit record %+v", a)
 		}
+		if n := sample(r.Sessions.m.limits.WithLabelValues("stop", enforce.CauseMaxDuration, "ok")); n != 1 {
+			t.Errorf("callwarden_recording_limit_actions_total{stop,max_duration,ok} = %v, want 1", n)
+		}
 	})
 	t.Run("a forgotten pause is resumed after max_pause and audited", func(t *testing.T) {
 		pbx, store, log, r := newRecs()
@@ -147,6 +154,9 @@ func TestRecordingLimits(t *testing.T) {
 		}
 		if a, _ := log.find(enforce.CauseMaxPause); a.User != ByMaxPause || a.Action != "recording.resume" || a.Outcome != enforce.OutcomeEnforced {
 			t.Errorf("audit record %+v", a)
+		}
+		if n := sample(r.Sessions.m.limits.WithLabelValues("resume", enforce.CauseMaxPause, "ok")); n != 1 {
+			t.Errorf("callwarden_recording_limit_actions_total{resume,max_pause,ok} = %v, want 1", n)
 		}
 	})
 	t.Run("a stop, a resume or the PBX's end first cancels the timers", func(t *testing.T) {

@@ -292,7 +292,9 @@ func (s *Monitor) End(ctx context.Context, cause string) error {
 	} else {
 		d = s.audit.now().Sub(s.started)
 	}
-	rec := s.audit.Record(s.entry, s.allowed)
+	entry := s.entry
+	entry.Queue = s.queue()
+	rec := s.audit.Record(entry, s.allowed)
 	rec.Outcome, rec.Cause = enforce.OutcomeEnded, cause
 	rec.Duration = math.Round(d.Seconds()*1000) / 1000
 	why := "session ended: " + cause

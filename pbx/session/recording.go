@@ -142,8 +142,10 @@ type Recordings struct {
 
 	// Audit, when set, receives the records of what the grants' limits
 	// did (Limit) and of the recordings reclaimed after a restart
-	// (Reclaim).
-	Audit *Audit
+	// (Reclaim); Sessions, when set, counts the limits' actions
+	// (callwarden_recording_limit_actions_total).
+	Audit    *Audit
+	Sessions *Registry
 	// Instance names this daemon in the recordings it starts or
 	// re-attaches (Recording.Instance, Registry.Instance).
 	Instance string

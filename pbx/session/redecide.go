@@ -117,8 +117,52 @@ func (r *Registry) expire(h *handle, armed uint64) {
 	r.redecideLocked(h, snap, now)
 }
 
+// TargetMoved tells the registry that the call on the target channel
+// (a PBX channel id, MonitorSpec.Target) is now in queue, as its adapter
+// saw it move: every session on that channel takes the new queue, in its
+// re-decisions and in its record in the store, and is decided again at
+// once from the current policy. One whose mode the new queue no longer
+// allows is downgraded or ended like on a policy change, with cause
+// enforce.CauseQueueMoved (enforce.CauseProtectedTarget when the new
+// queue is protected). A queue it already has changes nothing. Without a
+// Policy only the queue is recorded.
+func (r *Registry) TargetMoved(ctx context.Context, channel, queue string) {
+	if r == nil {
+		return
+	}
+	snap := r.policy()
+	now := r.now()
+	var recs []enforce.LiveSession
+	r.mu.Lock()
+	for _, h := range r.live {
+		if h.rec.TargetChannel != channel || h.req.Queue == queue || h.redo == nil {
+			continue
+		}
+		h.req.Queue, h.rec.Queue, h.rec.UpdatedAt = queue, queue, now
+		if r.o.Policy != nil {
+			r.redecideAs(h, snap, now, enforce.CauseQueueMoved)
+		}
+		if h.cause == "" && !isClosed(h.done) { // an ending session leaves the list anyway
+			rec := h.rec
+			rec.Modes = append([]enforce.ModeChange(nil), rec.Modes...)
+			recs = append(recs, rec)
+		}
+	}
+	r.mu.Unlock()
+	for _, rec := range recs {
+		_ = r.put(ctx, rec) // logged and counted by put; the session goes on
+	}
+}
+
 // redecideLocked decides h again; r.mu is held.
 func (r *Registry) redecideLocked(h *handle, snap *enforce.Snapshot, now time.Time) {
+	r.redecideAs(h, snap, now, "")
+}
+
+// redecideAs decides h again; a deny that would be revoked is said as
+// because instead when set (what changed was the call, not the policy).
+// r.mu is held.
+func (r *Registry) redecideAs(h *handle, snap *enforce.Snapshot, now time.Time, because string) {
 	if h.redo == nil || h.cause != "" || isClosed(h.done) {
 		return // not watched, or already ending
 	}
@@ -131,6 +175,9 @@ func (r *Registry) redecideLocked(h *handle, snap *enforce.Snapshot, now time.Ti
 		return
 	}
 	cause := redecideCause(d.Reason)
+	if because != "" && cause == enforce.CauseRevoked {
+		cause = because
+	}
 	for m := h.mode - 1; m >= Listen && h.downgrades; m-- {
 		req.Action = m.Action()
 		ld := enforce.Decide(snap, &req, now)
@@ -233,7 +280,7 @@ func (s *Monitor) ApplyRedecision(ctx context.Context) SwitchResult {
 		return SwitchResult{Outcome: s.allowed}
 	}
 	entry := s.entry
-	entry.Action = p.mode.Action()
+	entry.Action, entry.Queue = p.mode.Action(), s.queue()
 	entry.Session = s.id
 	o := Decided(p.d)
 	if err := s.tap.SetMode(ctx, p.mode); err != nil {
@@ -254,6 +301,17 @@ func (s *Monitor) ApplyRedecision(ctx context.Context) SwitchResult {
 	_ = s.audit.Write(ctx, rec)
 	s.entry, s.allowed = entry, o
 	return SwitchResult{Outcome: o}
+}
+
+// queue is the call's queue as the session is decided with: the start's,
+// or the one its call moved to (Registry.TargetMoved).
+func (s *Monitor) queue() string {
+	if s.reg == nil || s.h == nil {
+		return s.entry.Queue
+	}
+	s.reg.mu.Lock()
+	defer s.reg.mu.Unlock()
+	return s.h.req.Queue
 }
 
 // notice plays the refusal sound to a supervisor whose session a

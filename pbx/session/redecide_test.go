@@ -205,3 +205,86 @@ func TestLiveSessionsAreDecidedAgain(t *testing.T) {
 		_ = m.End(context.Background(), m.EndCause())
 	})
 }
+
+// queuePolicy: alice may barge on sales calls and only listen on support
+// calls; billing is out of her scope.
+func queuePolicy(tb testing.TB) *enforce.Snapshot {
+	tb.Helper()
+	queues := func(q ...string) [4]enforce.Scope { return [4]enforce.Scope{{Kind: enforce.ScopeList, Values: q}} }
+	s, err := enforce.NewSnapshot(enforce.Policy{
+		Profiles: []enforce.Profile{{Name: "queued", Grants: []enforce.Grant{
+			{Scopes: queues("sales"), Actions: enforce.NewActionSet(enforce.MonitorListen, enforce.MonitorWhisper, enforce.MonitorBarge)},
+			{Scopes: queues("sales", "support"), Actions: enforce.NewActionSet(enforce.MonitorListen)},
+		}}},
+		Users: []enforce.User{{ID: "alice", Profile: "queued"}, {ID: "carol"}},
+	}, 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func TestASessionIsDecidedAgainWhenItsCallMovesQueue(t *testing.T) {
+	var cur atomic.Pointer[enforce.Snapshot]
+	cur.Store(queuePolicy(t))
+	ctx := context.Background()
+	t.Run("a barge whose call moves to a listen-only queue drops to listen, cause queue_moved", func(t *testing.T) {
+		pbx, log, r, m := startWatched(t, &cur, Barge, true)
+		r.TargetMoved(ctx, "agent-ch", "support")
+		select {
+		case <-m.Redecided():
+		case <-time.After(time.Second):
+			t.Fatal("no downgrade asked")
+		}
+		if res := m.ApplyRedecision(ctx); res.Err != nil || m.Mode() != Listen {
+			t.Fatalf("ApplyRedecision = %+v, mode %s", res, m.Mode())
+		}
+		rec := log.recs[len(log.recs)-1]
+		if !pbx.did("mode listen") || rec.Cause != enforce.CauseQueueMoved || rec.Queue != "support" {
+			t.Errorf("calls %v, record %+v", pbx.calls, rec)
+		}
+		if live, _ := r.Get(ctx, m.ID()); live.Queue != "support" || live.Mode != "listen" {
+			t.Errorf("registry record %+v, want support in listen", live)
+		}
+		if got := sample(r.rm.vec.WithLabelValues("downgraded", enforce.CauseQueueMoved)); got != 1 {
+			t.Errorf("downgraded/queue_moved = %v", got)
+		}
+		_ = m.End(ctx, enforce.CauseRequesterHangup)
+	})
+	t.Run("a call moved out of the grant's queues ends the session, cause queue_moved", func(t *testing.T) {
+		_, log, r, m := startWatched(t, &cur, Listen, true)
+		r.TargetMoved(ctx, "agent-ch", "billing")
+		if !ended(t, m, time.Second) || m.EndCause() != enforce.CauseQueueMoved {
+			t.Fatalf("cause %q", m.EndCause())
+		}
+		if rec := endAsAdapter(t, m, log); rec.Cause != enforce.CauseQueueMoved || rec.Queue != "billing" {
+			t.Errorf("end record %+v", rec)
+		}
+	})
+	t.Run("a move of another channel, or to the same queue, changes nothing", func(t *testing.T) {
+		_, log, r, m := startWatched(t, &cur, Barge, true)
+		n := len(log.recs)
+		r.TargetMoved(ctx, "other-ch", "billing")
+		r.TargetMoved(ctx, "agent-ch", "sales")
+		if ended(t, m, 20*time.Millisecond) || len(log.recs) != n || m.Mode() != Barge {
+			t.Fatalf("ended %v (%s), records %d→%d, mode %s", ended(t, m, 0), m.EndCause(), n, len(log.recs), m.Mode())
+		}
+		_ = m.End(ctx, enforce.CauseRequesterHangup)
+	})
+	t.Run("the new queue stays the session's for later re-decisions", func(t *testing.T) {
+		_, _, r, m := startWatched(t, &cur, Listen, true)
+		r.TargetMoved(ctx, "agent-ch", "support")
+		if ended(t, m, 20*time.Millisecond) {
+			t.Fatalf("a listen moved to support ended: %s", m.EndCause())
+		}
+		// A policy installed later decides with support, not sales.
+		r.Redecide(queuePolicy(t))
+		if ended(t, m, 20*time.Millisecond) {
+			t.Fatalf("ended on an unchanged policy: %s", m.EndCause())
+		}
+		if live, _ := r.Get(ctx, m.ID()); live.Queue != "support" {
+			t.Errorf("registry queue %q", live.Queue)
+		}
+		_ = m.End(ctx, enforce.CauseRequesterHangup)
+	})
+}

@@ -104,6 +104,7 @@ type registryMetrics struct {
 	duration prometheus.Histogram
 	ends     *prometheus.CounterVec
 	errors   prometheus.Counter
+	limits   *prometheus.CounterVec // recordings stopped or resumed by a grant's limit
 }
 
 // NewRegistry builds a Registry; it fails only when its metrics cannot be
@@ -139,8 +140,11 @@ func NewRegistry(o RegistryOptions) (*Registry, error) {
 		ends: NewCounterVec("callwarden_session_ends_total", "Monitor session ends, by cause.", "cause"),
 		errors: NewCounter("callwarden_session_registry_errors_total",
 			"Writes to the live session registry that failed (the session went on)."),
+		limits: NewCounterVec("callwarden_recording_limit_actions_total",
+			"Recordings a grant's limit acted on, by action (stop, resume), cause (max_duration, max_pause) and result (ok, failed).",
+			"action", "cause", "result"),
 	}}
-	if err := Register(o.Registerer, r.m.live, r.m.duration, r.m.ends, r.m.errors, r.rm.vec); err != nil {
+	if err := Register(o.Registerer, r.m.live, r.m.duration, r.m.ends, r.m.errors, r.rm.vec, r.m.limits); err != nil {
 		return nil, fmt.Errorf("register session metrics: %w", err)
 	}
 	return r, nil
@@ -153,6 +157,19 @@ func (r *Registry) Instance() string {
 		return ""
 	}
 	return r.o.Instance
+}
+
+// countLimit counts a recording a limit acted on (Recordings.Limit); a
+// nil registry counts nothing.
+func (r *Registry) countLimit(op RecordOp, cause string, failed bool) {
+	if r == nil {
+		return
+	}
+	result := "ok"
+	if failed {
+		result = "failed"
+	}
+	r.m.limits.WithLabelValues(op.String(), cause, result).Inc()
 }
 
 func randomID(prefix string) string {
@@ -225,14 +242,15 @@ func (r *Registry) remove(ctx context.Context, h *handle, cause string) time.Dur
 	r.stopTimer(h)
 	mode := h.rec.Mode
 	r.mu.Unlock()
-	d := r.now().Sub(h.rec.StartedAt)
+	at := r.now()
+	d := at.Sub(h.rec.StartedAt)
 	r.m.live.WithLabelValues(mode).Dec()
 	r.m.duration.Observe(d.Seconds())
 	r.m.ends.WithLabelValues(cause).Inc()
 	if r.o.Store != nil {
 		sctx, cancel := r.storeCtx(ctx)
 		defer cancel()
-		if err := r.o.Store.DeleteSession(sctx, h.rec.ID); err != nil {
+		if err := r.o.Store.EndSession(sctx, enforce.EndedSession{ID: h.rec.ID, Cause: cause, At: at}); err != nil {
 			r.m.errors.Inc()
 			r.log.Warn("cannot remove the ended session from the registry", zap.String("session", h.rec.ID), zap.Error(err))
 		}
@@ -282,6 +300,18 @@ func (r *Registry) Get(ctx context.Context, id string) (enforce.LiveSession, err
 		return h.rec, nil
 	}
 	return enforce.LiveSession{}, fmt.Errorf("session %s: %w", id, enforce.ErrNotFound)
+}
+
+// Ends returns why the sessions ids ended, by id, as the store keeps it
+// (enforce.SessionStore.SessionEnds); an id it does not know is left out.
+// Without a store it knows none. Errors: the store's.
+func (r *Registry) Ends(ctx context.Context, ids []string) (map[string]enforce.EndedSession, error) {
+	if r.o.Store == nil || len(ids) == 0 {
+		return map[string]enforce.EndedSession{}, nil
+	}
+	sctx, cancel := r.storeCtx(ctx)
+	defer cancel()
+	return r.o.Store.SessionEnds(sctx, ids)
 }
 
 // End asks for session id to end, by the user by: at once when this

@@ -34,12 +34,20 @@ func (s *Sessions) PutSession(ctx context.Context, l enforce.LiveSession) error 
 	return s.SessionStore.PutSession(ctx, l)
 }
 
-// DeleteSession implements enforce.SessionStore.
-func (s *Sessions) DeleteSession(ctx context.Context, id string) error {
+// EndSession implements enforce.SessionStore.
+func (s *Sessions) EndSession(ctx context.Context, e enforce.EndedSession) error {
 	if err := s.err(); err != nil {
 		return err
 	}
-	return s.SessionStore.DeleteSession(ctx, id)
+	return s.SessionStore.EndSession(ctx, e)
+}
+
+// SessionEnds implements enforce.SessionStore.
+func (s *Sessions) SessionEnds(ctx context.Context, ids []string) (map[string]enforce.EndedSession, error) {
+	if err := s.err(); err != nil {
+		return nil, err
+	}
+	return s.SessionStore.SessionEnds(ctx, ids)
 }
 
 // LiveSessions implements enforce.SessionStore.
