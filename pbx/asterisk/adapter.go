@@ -191,7 +191,7 @@ func New(opts Options) (*Adapter, error) {
 		caught:  make(map[string]struct{}),
 	}
 	a.audit = &session.Audit{Log: o.Auditor, Source: "asterisk", PBX: o.PBX, Now: o.Now, Failed: m.auditFailures.Inc}
-	a.recs = &session.Recordings{Store: o.Recordings, PBX: o.PBX, Now: o.Now, Audit: a.audit}
+	a.recs = &session.Recordings{Store: o.Recordings, PBX: o.PBX, Now: o.Now, Audit: a.audit, Sessions: o.Sessions}
 	return a, nil
 }
 
