@@ -348,7 +348,34 @@ func (d *freeswitchDriver) storeAudio(ctx context.Context, t *testing.T, name st
 }
 
 func (d *freeswitchDriver) begin(_ context.Context, t *testing.T) pbxCalls {
-	return &freeswitchCalls{fs: suite.FreeSWITCH(t), outbound: d.daemon.outbound}
+	fs := suite.FreeSWITCH(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpFreeSWITCH(t, fs)
+		}
+	})
+	return &freeswitchCalls{fs: fs, outbound: d.daemon.outbound}
+}
+
+// dumpFreeSWITCH logs what FreeSWITCH says of itself after a failed row: whether it
+// still answers ESL, its channels, and the tail of its log.
+func dumpFreeSWITCH(t *testing.T, fs *lab.TestFreeSWITCH) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, cmd := range []string{"status", "show channels"} {
+		out, err := fs.API(ctx, cmd)
+		t.Logf("freeswitch %q over ESL (%v):\n%s", cmd, err, out)
+	}
+	if out, err := fs.Exec(ctx, "fs_cli", "-x", "show calls"); err != nil {
+		t.Logf("fs_cli in the container: %v", err)
+	} else {
+		t.Logf("fs_cli -x 'show calls':\n%s", out)
+	}
+	if logs, err := fs.Logs(ctx); err == nil {
+		lines := strings.Split(logs, "\n")
+		t.Logf("freeswitch log tail:\n%s", strings.Join(lines[max(0, len(lines)-80):], "\n"))
+	}
 }
 
 func (d *freeswitchDriver) restartPBX(ctx context.Context, t *testing.T) {

@@ -184,13 +184,17 @@ func (r *row) done(supervisor, exten string, n int) {
 	r.audit(sup, n)
 }
 
-// plays has supervisor dial exten, a playback code, and waits until the allow and
-// its result are audited; the requester's call then stays up, playing.
+// plays has supervisor dial exten, a playback code: once the allow is audited the
+// requester's call stays up, playing (recordingAudio lasts 3 s), and the allow's
+// result follows. Asterisk audits the result when the playback starts, FreeSWITCH
+// when it ends (a file it cannot play is audited failed), so the call is checked
+// up before the result is waited for: after it, FreeSWITCH may have hung up.
 func (r *row) plays(supervisor, exten string) {
 	r.t.Helper()
 	sup := r.c.dial(r.ctx, r.t, supervisor, exten)
-	r.audit(sup, 2)
+	auditFor(r.ctx, r.t, r.d, r.d.source(), sup, 1)
 	r.c.wantUp(r.ctx, r.t, sup)
+	r.audit(sup, 2)
 }
 
 var (
@@ -400,7 +404,7 @@ func TestScenariosOnBothPBXs(t *testing.T) {
 		got := map[string][]auditView{}
 		for _, d := range drivers {
 			t.Run(d.pbx()+"/"+sc.name, func(t *testing.T) {
-				r := &row{ctx: contextFor(t, 2*time.Minute), t: t, d: d}
+				r := &row{ctx: contextFor(t, time.Minute), t: t, d: d}
 				r.c = d.begin(r.ctx, t)
 				sc.run(r)
 				views := make([]auditView, len(r.recs))

@@ -24,6 +24,9 @@ type followingLab struct {
 	cw     *callwarden
 	st     *memory.Store
 	loader *cache.Loader
+	// now and boundary are a lapse test's clock (lapseClock).
+	now      func() time.Time
+	boundary time.Time
 }
 
 // startFollowingStore runs callwarden deciding from a Loader over a
@@ -31,6 +34,13 @@ type followingLab struct {
 // again on every snapshot the Loader installs (as cmd/callwarden wires
 // them). The Loader follows the store until the test ends.
 func startFollowingStore(t *testing.T) followingLab {
+	t.Helper()
+	return startFollowingStoreAt(t, time.Now)
+}
+
+// startFollowingStoreAt is startFollowingStore with the registry deciding
+// again at the time now tells.
+func startFollowingStoreAt(t *testing.T, now func() time.Time) followingLab {
 	t.Helper()
 	l := suite.Lab(t)
 	ctx := monitorContext(t)
@@ -44,7 +54,7 @@ func startFollowingStore(t *testing.T) followingLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cw = startCallwardenFrom(t, l, asterisk.WatchdogEnforce, loader.Snapshot, session.RegistryOptions{Policy: loader.Snapshot})
+	cw = startCallwardenFrom(t, l, asterisk.WatchdogEnforce, loader.Snapshot, session.RegistryOptions{Policy: loader.Snapshot, Now: now})
 	if err := loader.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -141,5 +151,99 @@ func TestWhisperDropsToListenWhenTheProfileBecomesListenOnly(t *testing.T) {
 	}
 	if _, err := l.ARI.Channel(ctx, sess.sup.First); err != nil {
 		t.Errorf("the supervisor was hung up on a downgrade: %v", err)
+	}
+}
+
+// lapseLead is how far ahead of now a test sets the instant an allow
+// lapses: time for the supervisor to be bridged first.
+const lapseLead = 4 * time.Second
+
+// lapseClock is a test's clock: the real time shifted so that lapseLead
+// from its start is a minute boundary (weekly hours have minutes), and
+// that boundary.
+func lapseClock() (now func() time.Time, boundary time.Time) {
+	at := time.Now().Add(lapseLead)
+	shift := at.Truncate(time.Minute).Add(time.Minute).Sub(at)
+	return func() time.Time { return time.Now().Add(shift) }, at.Add(shift)
+}
+
+// windowEndingAt returns weekly hours, every day in UTC, whose window
+// closes at boundary (a minute boundary).
+func windowEndingAt(boundary time.Time) *enforce.Weekly {
+	b := boundary.UTC()
+	to := b.Hour()*60 + b.Minute()
+	w := &enforce.Weekly{From: (to + 24*60 - 30) % (24 * 60), To: to, Location: time.UTC}
+	for d := range w.Days {
+		w.Days[d] = true
+	}
+	return w
+}
+
+// TestSessionEndsWhenItsAllowLapses: alice listens to a sales call whose
+// allow lapses while she listens, without anyone touching her session:
+// her valid_until passes, her grant's weekly hours end, or the agent she
+// listens to is made protected. She leaves the bridge within a second of
+// the instant (the registry's timer, or the snapshot installed), and the
+// end is audited with its cause.
+func TestSessionEndsWhenItsAllowLapses(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cause string
+		// lapse changes the store so that alice's allow on target lapses,
+		// and returns the instant it does, by the test's clock.
+		lapse func(f followingLab, target string) time.Time
+	}{
+		{"her valid_until passes", enforce.CauseWindowClosed, func(f followingLab, _ string) time.Time {
+			until := f.now().Add(lapseLead)
+			changeAlice(f.ctx, t, f.st, f.loader, func(u *enforce.User) { u.ValidUntil = until })
+			return until
+		}},
+		{"her grant's weekly hours end", enforce.CauseWindowClosed, func(f followingLab, _ string) time.Time {
+			base := f.loader.Snapshot()
+			p, _ := base.Profile("supervisor-with-recording")
+			p.Grants = append([]enforce.Grant(nil), p.Grants...)
+			p.Grants[0].Hours = windowEndingAt(f.boundary)
+			if _, _, err := f.st.ApplyPatch(f.ctx, base, enforce.PolicyPatch{Profiles: []enforce.Profile{p}}); err != nil {
+				t.Fatal(err)
+			}
+			return f.boundary
+		}},
+		{"the agent is made protected", enforce.CauseProtectedTarget, func(f followingLab, target string) time.Time {
+			base := f.loader.Snapshot()
+			prot := base.Protected()
+			prot.Users = append(append([]string(nil), prot.Users...), target)
+			at := f.now()
+			if _, _, err := f.st.ApplyPatch(f.ctx, base, enforce.PolicyPatch{Protected: &prot}); err != nil {
+				t.Fatal(err)
+			}
+			return at
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now, boundary := lapseClock()
+			f := startFollowingStoreAt(t, now)
+			f.now, f.boundary = now, boundary
+			l, ctx, events, cw := f.l, f.ctx, f.events, f.cw
+			cw.now.Set(now()) // the adapter decides the start at the registry's time
+			agent, ext := salesCall(ctx, t, l, events, "5550100")
+			sess := mustMonitor(ctx, t, l, events, "1001", "*222"+ext, agent.ID)
+			var live enforce.LiveSession
+			waitFor(ctx, t, "the session listed", func() error {
+				all, err := cw.sessions.List(ctx)
+				if err != nil || len(all) != 1 {
+					return fmt.Errorf("live sessions %+v, %v: want one", all, err)
+				}
+				live = all[0]
+				return nil
+			})
+			lapsed := tc.lapse(f, live.Target)
+			leftBridgeWithin(ctx, t, events, sess, time.Now().Add(lapsed.Sub(now())), tc.name)
+			end := cw.audit.wait(ctx, t, "the session's end", func(r enforce.AuditRecord) bool {
+				return r.Session == live.ID && r.Outcome == enforce.OutcomeEnded
+			})
+			if end.Cause != tc.cause || end.User != "alice" {
+				t.Errorf("end record %+v, want cause %s", end, tc.cause)
+			}
+		})
 	}
 }

@@ -110,6 +110,10 @@ func TestAdministratorListsAndEndsALiveSession(t *testing.T) {
 	cw.audit.wait(ctx, t, "the DELETE audited", func(r enforce.AuditRecord) bool {
 		return r.Source == adminapi.AuditSource && r.Action == "session.end" && r.User == "admin" && r.Decision == "allow" && r.Session == live.ID
 	})
+	// The session's audit reads from its decision to its end (audit tail --session).
+	cw.audit.wait(ctx, t, "the allowing decision naming the session", func(r enforce.AuditRecord) bool {
+		return r.Session == live.ID && r.Outcome == "" && r.Decision == "allow" && r.Action == "monitor.listen"
+	})
 	list = adminapi.SessionsBody{}
 	if code := adminCall(t, srv, "GET", "/v1/sessions", &list); code != http.StatusOK || len(list.Sessions) != 0 {
 		t.Errorf("GET /v1/sessions after the end: %d %+v, want none", code, list)

@@ -65,6 +65,10 @@ func (m ESLMessage) EventHeaders() map[string]string {
 	return h
 }
 
+// ErrDisconnected wraps FreeSWITCH's notice that it closes the connection (it stops,
+// or its ACL refuses the connection).
+var ErrDisconnected = errors.New("freeswitch closed the connection")
+
 // ErrESL wraps a "-ERR ..." or "-USAGE ..." answer of FreeSWITCH.
 var ErrESL = errors.New("freeswitch refused")
 
@@ -152,7 +156,7 @@ func (c *ESL) Command(ctx context.Context, cmd string) (ESLMessage, error) {
 		case "api/response":
 			return msg, nil
 		case "text/disconnect-notice", "text/rude-rejection":
-			return msg, fmt.Errorf("esl %s: %s: %s", firstLine(cmd), msg.Headers["Content-Type"], strings.TrimSpace(msg.Body))
+			return msg, fmt.Errorf("esl %s: %w: %s: %s", firstLine(cmd), ErrDisconnected, msg.Headers["Content-Type"], strings.TrimSpace(msg.Body))
 		default:
 			c.mu.Lock()
 			c.events = append(c.events, msg)

@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -75,6 +77,7 @@ type FreeSWITCH struct {
 
 	mu      sync.Mutex
 	eslAddr string
+	idle    []*ESL // authenticated connections API and SendMsg reuse (at most maxIdleESL)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -232,29 +235,97 @@ func (fs *FreeSWITCH) DialESL(ctx context.Context) (*ESL, error) {
 	return DialESL(ctx, fs.ESLAddr(), fs.ESLPassword)
 }
 
-// API runs one api command on a connection of its own (so it works across a restart
-// and never shares a connection with a test's events) and returns its output.
+// API runs one api command and returns its output. Each command has a connection to
+// itself while it runs (a long originate blocks nobody, and no test's events share
+// it); connections are reused afterwards: a table of a hundred calls polls FreeSWITCH
+// thousands of times, and a new connection for each poll through Docker's port proxy
+// once made a dial time out under load. A connection that failed or timed out is
+// closed, never reused (its late reply would answer the next command); a reused one
+// found closed (FreeSWITCH restarted) is replaced once.
 func (fs *FreeSWITCH) API(ctx context.Context, cmd string) (string, error) {
-	ctx, cancel := withDeadline(ctx)
-	defer cancel()
-	c, err := fs.DialESL(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	return c.API(ctx, cmd)
+	var out string
+	err := fs.withESL(ctx, func(ctx context.Context, c *ESL) (err error) {
+		out, err = c.API(ctx, cmd)
+		return err
+	})
+	return out, err
 }
 
-// SendMsg sends `sendmsg <uuid>` with headers on a connection of its own.
+// SendMsg sends `sendmsg <uuid>` with headers, as API does a command.
 func (fs *FreeSWITCH) SendMsg(ctx context.Context, uuid string, headers ...string) error {
+	return fs.withESL(ctx, func(ctx context.Context, c *ESL) error { return c.SendMsg(ctx, uuid, headers...) })
+}
+
+// maxIdleESL bounds the connections kept for reuse.
+const maxIdleESL = 4
+
+// withESL runs do on an idle connection or a new one, and keeps the connection for
+// reuse when do succeeded or FreeSWITCH answered with an error (the exchange is
+// complete); otherwise it closes it. A reused connection that fails before any reply
+// (closed by a restart) is dropped and do runs once more on a new one.
+func (fs *FreeSWITCH) withESL(ctx context.Context, do func(context.Context, *ESL) error) error {
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
+	if c := fs.takeIdle(); c != nil {
+		err := do(ctx, c)
+		if err == nil || errors.Is(err, ErrESL) {
+			fs.putIdle(c)
+			return err
+		}
+		c.Close()
+		if !stale(err) {
+			return err
+		}
+	}
 	c, err := fs.DialESL(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	return c.SendMsg(ctx, uuid, headers...)
+	err = do(ctx, c)
+	if err == nil || errors.Is(err, ErrESL) {
+		fs.putIdle(c)
+	} else {
+		c.Close()
+	}
+	return err
+}
+
+// stale reports whether err says a reused connection was closed under it (FreeSWITCH
+// restarted), not that a command went unanswered.
+func stale(err error) bool {
+	return errors.Is(err, ErrDisconnected) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, net.ErrClosed)
+}
+
+func (fs *FreeSWITCH) takeIdle() *ESL {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if n := len(fs.idle); n > 0 {
+		c := fs.idle[n-1]
+		fs.idle = fs.idle[:n-1]
+		return c
+	}
+	return nil
+}
+
+func (fs *FreeSWITCH) putIdle(c *ESL) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if len(fs.idle) >= maxIdleESL {
+		c.Close()
+		return
+	}
+	fs.idle = append(fs.idle, c)
+}
+
+// dropIdle closes the connections kept for reuse (before a restart or at close).
+func (fs *FreeSWITCH) dropIdle() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, c := range fs.idle {
+		c.Close()
+	}
+	fs.idle = nil
 }
 
 // Restart stops FreeSWITCH (cleanly, like `docker stop`), starts it again and waits
@@ -262,6 +333,7 @@ func (fs *FreeSWITCH) SendMsg(ctx context.Context, uuid string, headers ...strin
 // a daemon configured with it can reconnect.
 func (fs *FreeSWITCH) Restart(ctx context.Context) error {
 	timeout := 10 * time.Second
+	fs.dropIdle()
 	if err := fs.c.Stop(ctx, &timeout); err != nil {
 		return fmt.Errorf("stop freeswitch: %w", err)
 	}
@@ -297,6 +369,7 @@ func (fs *FreeSWITCH) ContainerID() string { return fs.c.GetContainerID() }
 // Close removes the container. It is idempotent.
 func (fs *FreeSWITCH) Close(ctx context.Context) error {
 	fs.closeOnce.Do(func() {
+		fs.dropIdle()
 		err := testcontainers.TerminateContainer(fs.c, testcontainers.StopContext(ctx), testcontainers.StopTimeout(2*time.Second))
 		if err != nil && !cerrdefs.IsNotFound(err) {
 			fs.closeErr = fmt.Errorf("remove container %s: %w", fs.c.GetContainerID(), err)

@@ -24,13 +24,14 @@ type auditEntry struct {
 	caller   string // unmasked; masked by the core per the requester's profile
 	channels []string
 	detail   string
+	session  string // the monitor session an allow starts (session.NewSessionID)
 	// requester is the channel that asked (the supervisor's phone).
 	requester ari.ChannelData
 }
 
 func (e auditEntry) entry() session.Entry {
 	s := session.Entry{User: e.user, Action: e.action, Target: e.target, Queue: e.queue, Caller: e.caller,
-		Channels: e.channels, Detail: e.detail}
+		Channels: e.channels, Detail: e.detail, Session: e.session}
 	if e.requester.ID != "" {
 		s.Requester = session.Requester{Channel: e.requester.ID, Name: e.requester.Name, CallerNumber: callerNumber(e.requester)}
 	}

@@ -60,6 +60,9 @@ func (a *Adapter) decideMonitor(ctx context.Context, ch ari.ChannelData, rq requ
 // up either side ends the session and removes the snoop and the bridge.
 func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, rq request, started time.Time, log *zap.Logger) {
 	tgt, entry, o := a.decideMonitor(ctx, sup, rq, rq.mode)
+	if o.Allow {
+		entry.session = session.NewSessionID() // the decision record names the session too
+	}
 	o = a.audited(ctx, entry, o)
 	if !o.Allow {
 		a.conclude(ctx, in, sup.ID, o, a.o.RefusalSound, !rq.continueOnDeny)

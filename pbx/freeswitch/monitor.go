@@ -64,6 +64,9 @@ func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq 
 	entry := e // the request's entry, before the first decision filled it
 	call, e, o := a.decideMonitor(ctx, oc, ch, rq.target, rq.mode, e)
 	tgt := call.uuid
+	if o.Allow {
+		e.Session = session.NewSessionID() // the decision record names the session too
+	}
 	o = a.audited(ctx, verbMonitor, e, o, log)
 	if !o.Allow {
 		a.refuse(ctx, oc, ch, o, log)

@@ -137,6 +137,9 @@ func TestMonitorOverTheOutboundSocket(t *testing.T) {
 		if res.Outcome != enforce.OutcomeEnforced {
 			t.Errorf("result record %+v, want enforced", res)
 		}
+		if dec.Session == "" || dec.Session != res.Session {
+			t.Errorf("decision record names session %q, the result %q: want the same, so the session's audit starts at its decision", dec.Session, res.Session)
+		}
 		end := waitRecords(t, log, 3)[2]
 		if end.Outcome != enforce.OutcomeEnded || end.Cause != enforce.CauseTargetHangup || end.Session == "" || end.Session != res.Session {
 			t.Errorf("end record %+v, want the session's end, cause target_hangup", end)

@@ -148,15 +148,23 @@ type MonitorSpec struct {
 	Downgrades bool
 }
 
+// NewSessionID is a new monitor session id. An adapter that takes it
+// before auditing an allowed monitor request (Entry.Session) has the
+// decision record carry the id its session's records will, so that one
+// session's audit reads from its decision to its end.
+func NewSessionID() string { return randomID("ms-") }
+
 // StartMonitor enforces an allow: it eavesdrops in spec.Mode, muted while
 // the recording of the target's call is paused (mute.go), registers the
 // session (spec.Registry) and writes the result record (enforced, or
 // failed with the PBX's error and cause enforce.CauseSetupFailed); both
-// carry the session's id. A registry that cannot be written does not stop
+// carry the session's id (spec.Entry.Session, else a new one). A registry that cannot be written does not stop
 // the session: the result record says so. On error nothing was set up;
 // the caller then tells the supervisor (pbx_error) and hangs it up.
 func StartMonitor(ctx context.Context, pbx Eavesdropper, audit *Audit, spec MonitorSpec) (*Monitor, error) {
-	spec.Entry.Session = randomID("ms-")
+	if spec.Entry.Session == "" {
+		spec.Entry.Session = NewSessionID()
+	}
 	muted := spec.Registry.paused(spec.Entry.Target)
 	tap, err := pbx.Eavesdrop(ctx, spec.Supervisor, spec.Target, spec.Mode, muted)
 	if err != nil {
