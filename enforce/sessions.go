@@ -137,6 +137,10 @@ const (
 	// CauseMaxPause: a recording paused longer than the allowing grant's
 	// max_pause resumed by itself.
 	CauseMaxPause = "max_pause"
+	// CauseMuteFailed: the recording of the target's call was paused (a
+	// card number) and the session could not be muted; it was cut off
+	// rather than let the supervisor hear what the pause hides.
+	CauseMuteFailed = "mute_failed"
 	// The causes of a session ended because it was decided again and
 	// denied (session.Registry): the requester's user, profile or grant
 	// was removed or changed (a policy change); its grant's weekly hours

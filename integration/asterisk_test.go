@@ -277,7 +277,14 @@ func salesCall(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.Ev
 // queue member bridged with the customer) and the agent's extension.
 func queueCall(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream, queue, callerID string) (lab.Channel, string) {
 	t.Helper()
-	call, err := l.OriginateCustomer(ctx, queue, callerID, "play")
+	return queueCallWith(ctx, t, l, events, queue, callerID, "play")
+}
+
+// queueCallWith is queueCall with the customer's phone doing audio (see
+// lab.TestLab.OriginateCustomer).
+func queueCallWith(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream, queue, callerID, audio string) (lab.Channel, string) {
+	t.Helper()
+	call, err := l.OriginateCustomer(ctx, queue, callerID, audio)
 	if err != nil {
 		t.Fatalf("a customer calls %s: %v", queue, err)
 	}

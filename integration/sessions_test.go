@@ -124,12 +124,13 @@ func TestAdministratorListsAndEndsALiveSession(t *testing.T) {
 // nullPBX is a PBX whose eavesdrops always work and do nothing.
 type nullPBX struct{}
 
-func (nullPBX) Eavesdrop(context.Context, string, string, session.Mode) (session.Tap, error) {
+func (nullPBX) Eavesdrop(context.Context, string, string, session.Mode, bool) (session.Tap, error) {
 	return nullPBX{}, nil
 }
 func (nullPBX) Play(context.Context, string, string) error  { return nil }
 func (nullPBX) Hangup(context.Context, string) error        { return nil }
 func (nullPBX) SetMode(context.Context, session.Mode) error { return nil }
+func (nullPBX) Mute(context.Context, bool) error            { return nil }
 func (nullPBX) Close(context.Context) error                 { return nil }
 
 func TestTwoDaemonsShareTheSessionRegistryAndEndEachOthersSessions(t *testing.T) {

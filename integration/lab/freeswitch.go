@@ -350,14 +350,7 @@ func (fs *FreeSWITCH) Exec(ctx context.Context, cmd ...string) (string, error) {
 
 // ReadFile copies a file out of the container (e.g. a recording).
 func (fs *FreeSWITCH) ReadFile(ctx context.Context, path string) ([]byte, error) {
-	ctx, cancel := withDeadline(ctx)
-	defer cancel()
-	rc, err := fs.c.CopyFileFromContainer(ctx, path)
-	if err != nil {
-		return nil, fmt.Errorf("copy %s from freeswitch: %w", path, err)
-	}
-	defer rc.Close()
-	return io.ReadAll(rc)
+	return readContainerFile(ctx, "freeswitch", fs.c, path)
 }
 
 // WriteFile writes data to path in the container (e.g. a recording to play).

@@ -251,6 +251,25 @@ func writeContainerFile(ctx context.Context, c testcontainers.Container, path st
 	return nil
 }
 
+// ReadAsteriskFile copies a file out of the Asterisk container (e.g. a
+// live recording once stopped, under /var/spool/asterisk/recording).
+func (l *Lab) ReadAsteriskFile(ctx context.Context, path string) ([]byte, error) {
+	return readContainerFile(ctx, "asterisk", l.asterisk, path)
+}
+
+// readContainerFile copies the file at path out of container c (named
+// name in errors).
+func readContainerFile(ctx context.Context, name string, c testcontainers.Container, path string) ([]byte, error) {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+	rc, err := c.CopyFileFromContainer(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("copy %s from %s: %w", path, name, err)
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
 // AsteriskCLI runs an Asterisk CLI command in the container (asterisk -rx) and returns
 // its output.
 func (l *Lab) AsteriskCLI(ctx context.Context, command string) (string, error) {

@@ -190,11 +190,11 @@ type ariEavesdropper struct {
 }
 
 // Eavesdrop answers the supervisor, creates the bridge, bridges the
-// supervisor and attaches a snoop in mode m; on error it removes what it
-// created.
-func (p *ariEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m mode) (session.Tap, error) {
+// supervisor and attaches a snoop in mode m (muted: the snoop is muted
+// before it is bridged); on error it removes what it created.
+func (p *ariEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m mode, muted bool) (session.Tap, error) {
 	a := p.a
-	t := &ariTap{a: a, in: p.in, sup: supervisor, target: target, bridge: a.newID(kindBridge), log: p.log}
+	t := &ariTap{a: a, in: p.in, sup: supervisor, target: target, bridge: a.newID(kindBridge), muted: muted, log: p.log}
 	a.follow(p.in, t.bridge, t.target)
 	a.markOurs(t.bridge)
 	fail := func(what string, err error) (session.Tap, error) {
@@ -235,7 +235,12 @@ func (p *ariEavesdropper) Hangup(ctx context.Context, channel string) error {
 	return nil
 }
 
-// ariTap is one supervisor bridged to one snoop (session.Tap).
+// ariTap is one supervisor bridged to one snoop (session.Tap). The
+// supervisor hears the call only through the snoop, in every mode, so
+// muting the snoop's audio into the bridge (ARI mute, direction in) mutes
+// the call for the supervisor, and nothing else: whisper and barge still
+// carry the supervisor's voice to the call, and callwarden's own sounds
+// (a refused switch) still reach the supervisor.
 type ariTap struct {
 	a        *Adapter
 	in       *inbox
@@ -244,12 +249,14 @@ type ariTap struct {
 	bridge   string
 	bridgeUp bool
 	snoop    string
+	muted    bool
 	log      *zap.Logger
 }
 
 // SetMode creates a snoop with m's directions, waits until it is in
-// Stasis, bridges it, and only then drops the previous snoop: a switch
-// never leaves the supervisor on a snoop of the old mode.
+// Stasis, mutes it if the tap is muted, bridges it, and only then drops
+// the previous snoop: a switch never leaves the supervisor on a snoop of
+// the old mode, nor lets a muted supervisor hear the new one.
 func (t *ariTap) SetMode(ctx context.Context, m mode) error {
 	id := t.a.newID(kindSnoop)
 	t.a.markOurs(id)
@@ -263,6 +270,12 @@ func (t *ariTap) SetMode(ctx context.Context, m mode) error {
 		t.a.hangupQuiet(ctx, id)
 		return err
 	}
+	if t.muted {
+		if err := t.a.rest.mute(ctx, id, true); err != nil {
+			t.a.hangupQuiet(ctx, id)
+			return fmt.Errorf("mute the snoop: %w", err)
+		}
+	}
 	if err := t.a.rest.addToBridge(ctx, t.bridge, id); err != nil {
 		t.a.hangupQuiet(ctx, id)
 		return err
@@ -272,6 +285,17 @@ func (t *ariTap) SetMode(ctx context.Context, m mode) error {
 	if old != "" {
 		t.a.hangupQuiet(ctx, old)
 	}
+	return nil
+}
+
+// Mute mutes or unmutes the snoop's audio into the bridge.
+func (t *ariTap) Mute(ctx context.Context, on bool) error {
+	if t.snoop != "" {
+		if err := t.a.rest.mute(ctx, t.snoop, on); err != nil {
+			return fmt.Errorf("mute the snoop: %w", err)
+		}
+	}
+	t.muted = on
 	return nil
 }
 

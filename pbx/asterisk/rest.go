@@ -105,6 +105,16 @@ func (r *rest) snoop(ctx context.Context, channelID, snoopID, app, appArgs strin
 	return out, err
 }
 
+// mute stops (on) or restores the audio the channel sends into Asterisk
+// (direction in): for a snoop, what it hears of the call.
+func (r *rest) mute(ctx context.Context, channelID string, on bool) error {
+	method := http.MethodDelete
+	if on {
+		method = http.MethodPost
+	}
+	return r.do(ctx, method, "/channels/"+esc(channelID)+"/mute", url.Values{"direction": {"in"}}, nil, nil)
+}
+
 func (r *rest) play(ctx context.Context, channelID, playbackID, media string) error {
 	return r.do(ctx, http.MethodPost, "/channels/"+esc(channelID)+"/play/"+esc(playbackID),
 		url.Values{"media": {media}}, nil, nil)

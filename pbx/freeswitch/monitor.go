@@ -73,7 +73,7 @@ func (a *Adapter) serveMonitor(ctx context.Context, oc *outConn, ch channel, rq 
 		return
 	}
 	log = log.With(zap.String("user", e.User), zap.String("target", e.Target), zap.String("target_channel", tgt))
-	pbx := &eslEavesdropper{oc: oc, timeout: a.o.Timeout, allow: a.allow, whisper: whisperCommand(call.name)}
+	pbx := &eslEavesdropper{oc: oc, api: a.api, timeout: a.o.Timeout, allow: a.allow, whisper: whisperCommand(call.name)}
 	s, err := session.StartMonitor(ctx, pbx, a.audit, session.MonitorSpec{
 		Supervisor: ch.uuid, Target: tgt, Mode: rq.mode,
 		Entry: e, Allowed: o, RefusalSound: a.o.RefusalTone, Registry: a.o.Sessions,
@@ -386,7 +386,10 @@ func bindModeDigits(ctx context.Context, oc *outConn, supervisor string) error {
 // eslEavesdropper is session.Eavesdropper on the supervisor's outbound
 // connection.
 type eslEavesdropper struct {
-	oc      *outConn
+	oc *outConn
+	// api runs an api command on the inbound connection: a mute comes from
+	// another goroutine than the one reading oc (the recording's pause).
+	api     func(ctx context.Context, cmd string, args ...string) (string, error)
 	timeout time.Duration
 	// allow registers, just before the eavesdrop starts, the allowance that
 	// lets it past callwarden's own watchdog (which stops every eavesdrop
@@ -398,10 +401,11 @@ type eslEavesdropper struct {
 
 // Eavesdrop subscribes to the supervisor channel's events, turns
 // FreeSWITCH's own DTMF switches off (and any whisper a variable could
-// carry), binds callwarden's mode digits (bindModeDigits), queues answer
-// and eavesdrop, waits for the eavesdrop to run and then sets mode m. On
-// error the eavesdrop is broken off.
-func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m session.Mode) (session.Tap, error) {
+// carry), binds callwarden's mode digits (bindModeDigits), mutes the
+// supervisor if muted, queues answer and eavesdrop, waits for the
+// eavesdrop to run and then sets mode m. On error the eavesdrop is broken
+// off.
+func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m session.Mode, muted bool) (session.Tap, error) {
 	oc := p.oc
 	for _, cmd := range []string{
 		"filter Unique-ID " + supervisor,
@@ -422,6 +426,12 @@ func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target stri
 	if err := bindModeDigits(ctx, oc, supervisor); err != nil {
 		return nil, err
 	}
+	t := &eslTap{oc: oc, api: p.api, sup: supervisor, mode: session.Listen, whisper: p.whisper}
+	if muted {
+		if err := t.Mute(ctx, true); err != nil {
+			return nil, err
+		}
+	}
 	if err := execute(ctx, oc, supervisor, "answer", ""); err != nil {
 		return nil, err
 	}
@@ -431,7 +441,6 @@ func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target stri
 	if err := execute(ctx, oc, supervisor, "eavesdrop", target); err != nil {
 		return nil, err
 	}
-	t := &eslTap{oc: oc, sup: supervisor, mode: session.Listen, whisper: p.whisper}
 	fail := func(err error) (session.Tap, error) {
 		_ = t.Close(ctx)
 		return nil, err
@@ -480,6 +489,7 @@ func (p *eslEavesdropper) Hangup(ctx context.Context, channel string) error {
 // eslTap is one running eavesdrop (session.Tap).
 type eslTap struct {
 	oc      *outConn
+	api     func(ctx context.Context, cmd string, args ...string) (string, error)
 	sup     string
 	mode    session.Mode
 	whisper string // the target's whisper eavesdrop-command (whisperCommand)
@@ -504,6 +514,22 @@ func (t *eslTap) SetMode(ctx context.Context, m session.Mode) error {
 		return err
 	}
 	t.mode = m
+	return nil
+}
+
+// Mute silences what is written to the supervisor's channel, where
+// eavesdrop writes the call's audio in every mode (uuid_audio: a media bug
+// replacing each frame written to the supervisor with silence); unmuting
+// removes the bug. What the supervisor says still goes where its mode
+// sends it: the bug leaves the channel's read stream alone.
+func (t *eslTap) Mute(ctx context.Context, on bool) error {
+	args := []string{t.sup, "stop"}
+	if on {
+		args = []string{t.sup, "start", "write", "mute", "1"}
+	}
+	if _, err := t.api(ctx, "uuid_audio", args...); err != nil {
+		return fmt.Errorf("uuid_audio %s: %w", args[1], err)
+	}
 	return nil
 }
 

@@ -343,3 +343,29 @@ func TestMonitorSwitchAfterTheCallMoved(t *testing.T) {
 		t.Errorf("switch record %+v, want monitor.barge denied target_not_in_call", r)
 	}
 }
+
+func TestMuteSilencesWhatTheSupervisorHears(t *testing.T) {
+	var sent []string
+	fail := error(nil)
+	tap := &eslTap{sup: uuid, api: func(_ context.Context, cmd string, args ...string) (string, error) {
+		sent = append(sent, strings.Join(append([]string{cmd}, args...), " "))
+		return "+OK Success\n", fail
+	}}
+	ctx := context.Background()
+	if err := tap.Mute(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := tap.Mute(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	// The channel's write stream is what eavesdrop sends the supervisor;
+	// its read stream (the supervisor's voice) stays.
+	want := []string{"uuid_audio " + uuid + " start write mute 1", "uuid_audio " + uuid + " stop"}
+	if !slices.Equal(sent, want) {
+		t.Errorf("sent %q, want %q", sent, want)
+	}
+	fail = ErrCommandFailed
+	if err := tap.Mute(ctx, true); !errors.Is(err, ErrCommandFailed) {
+		t.Errorf("a failed uuid_audio: %v, want %v", err, ErrCommandFailed)
+	}
+}

@@ -264,6 +264,9 @@ func (r *Recordings) Reclaim(ctx context.Context, rec enforce.Recording, runs bo
 			return fmt.Errorf("re-attach recording %s: %w", rec.ID, err)
 		}
 		r.setLive(rec.Name, rec.ID)
+		if rec.State == enforce.RecordingPaused {
+			r.Sessions.hush(ctx, rec.Target, rec.ID, true) // a pause outlives its daemon
+		}
 		e.Action, o.Reason = enforce.RecordingStart, ReasonReattached
 		e.Detail = fmt.Sprintf("recording %s re-attached by daemon %s: its daemon %s died and %s still records it",
 			rec.ID, r.Instance, orNone(from), r.PBX)

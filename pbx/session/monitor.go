@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
@@ -75,9 +76,10 @@ func (m Mode) Action() enforce.Action {
 // leg.
 type Eavesdropper interface {
 	// Eavesdrop connects the supervisor's channel to the target channel's
-	// call in mode m. On error it leaves nothing behind of what it set up
-	// (the supervisor's channel stays).
-	Eavesdrop(ctx context.Context, supervisor, target string, m Mode) (Tap, error)
+	// call in mode m; muted, the supervisor hears nothing of the call from
+	// the first frame (Tap.Mute). On error it leaves nothing behind of what
+	// it set up (the supervisor's channel stays).
+	Eavesdrop(ctx context.Context, supervisor, target string, m Mode, muted bool) (Tap, error)
 	// Play plays media to channel without waiting for it to end.
 	Play(ctx context.Context, channel, media string) error
 	// Hangup hangs channel up; a channel already gone is not an error.
@@ -90,6 +92,11 @@ type Tap interface {
 	// new snoop, bridged before the old one goes; ESL: sendevent to the
 	// eavesdrop). On error the tap stays in its previous mode.
 	SetMode(ctx context.Context, m Mode) error
+	// Mute stops (on) or restores the call's audio to the supervisor, in
+	// every mode and across mode changes; what the supervisor says still
+	// reaches whom its mode lets hear it. Muting a muted tap, or unmuting
+	// an unmuted one, is not an error. On error the tap stays as it was.
+	Mute(ctx context.Context, on bool) error
 	// Close ends the eavesdrop; the supervisor's channel stays.
 	Close(ctx context.Context) error
 }
@@ -107,8 +114,15 @@ type Monitor struct {
 	sup     string
 	target  string
 	refusal string // media played to the supervisor on a refused switch
-	tap     Tap
 	mode    Mode
+
+	// tapMu serialises the tap's calls: a recording's pause mutes it from
+	// another goroutine than its adapter's (mute.go).
+	tapMu sync.Mutex
+	tap   Tap
+	muted bool // the tap is muted (the target's recording is paused)
+	cut   bool // the tap was closed because it could not be muted
+	ended bool
 
 	id      string    // the session's id, on its audit records
 	reg     *Registry // nil: not registered
@@ -116,7 +130,6 @@ type Monitor struct {
 	entry   Entry     // the current mode's allowing entry, for the end record
 	allowed Outcome   // the current mode's allow
 	started time.Time
-	ended   bool
 	limit   *deadline // the allowing grants' max_duration (limits.go)
 }
 
@@ -141,8 +154,9 @@ type MonitorSpec struct {
 // session's audit reads from its decision to its end.
 func NewSessionID() string { return randomID("ms-") }
 
-// StartMonitor enforces an allow: it eavesdrops in spec.Mode, registers
-// the session (spec.Registry) and writes the result record (enforced, or
+// StartMonitor enforces an allow: it eavesdrops in spec.Mode, muted while
+// the recording of the target's call is paused (mute.go), registers the
+// session (spec.Registry) and writes the result record (enforced, or
 // failed with the PBX's error and cause enforce.CauseSetupFailed); both
 // carry the session's id (spec.Entry.Session, else a new one). A registry that cannot be written does not stop
 // the session: the result record says so. On error nothing was set up;
@@ -151,7 +165,8 @@ func StartMonitor(ctx context.Context, pbx Eavesdropper, audit *Audit, spec Moni
 	if spec.Entry.Session == "" {
 		spec.Entry.Session = NewSessionID()
 	}
-	tap, err := pbx.Eavesdrop(ctx, spec.Supervisor, spec.Target, spec.Mode)
+	muted := spec.Registry.paused(spec.Entry.Target)
+	tap, err := pbx.Eavesdrop(ctx, spec.Supervisor, spec.Target, spec.Mode, muted)
 	if err != nil {
 		err = fmt.Errorf("eavesdrop: %w", err)
 		rec := audit.resultRecord(spec.Entry, spec.Allowed, err)
@@ -163,12 +178,13 @@ func StartMonitor(ctx context.Context, pbx Eavesdropper, audit *Audit, spec Moni
 		return nil, err
 	}
 	s := &Monitor{pbx: pbx, audit: audit, sup: spec.Supervisor, target: spec.Target,
-		refusal: spec.RefusalSound, tap: tap, mode: spec.Mode,
+		refusal: spec.RefusalSound, tap: tap, muted: muted, mode: spec.Mode,
 		id: spec.Entry.Session, reg: spec.Registry, entry: spec.Entry, allowed: spec.Allowed, started: audit.now()}
 	var regErr error
 	if s.reg != nil {
 		s.started = s.reg.now()
-		s.h, regErr = s.reg.add(ctx, s.liveRecord(spec), spec.Downgrades)
+		s.h, regErr = s.reg.add(ctx, s.liveRecord(spec), spec.Downgrades, s.mute)
+		s.reg.started(ctx, s.h)
 	}
 	s.limit = newDeadline()
 	s.limit.tighten(spec.Allowed.Decision.MaxDuration)
@@ -249,7 +265,7 @@ func (s *Monitor) Switch(ctx context.Context, m Mode, decide Decider) SwitchResu
 		err := s.pbx.Play(ctx, s.sup, s.refusal)
 		return SwitchResult{Outcome: o, Err: err}
 	}
-	err := s.tap.SetMode(ctx, m)
+	err := s.setMode(ctx, m)
 	if err != nil {
 		_, _ = s.audit.Result(ctx, entry, o, err)
 		return SwitchResult{Outcome: o, Err: err}
@@ -274,12 +290,18 @@ func (s *Monitor) Switch(ctx context.Context, m Mode, decide Decider) SwitchResu
 // of the end (outcome "ended", the cause, the duration in seconds). A
 // second End does nothing.
 func (s *Monitor) End(ctx context.Context, cause string) error {
+	s.tapMu.Lock()
 	if s.ended {
+		s.tapMu.Unlock()
 		return nil
 	}
 	s.ended = true
+	var err error
+	if !s.cut {
+		err = s.tap.Close(ctx)
+	}
+	s.tapMu.Unlock()
 	s.limit.stop()
-	err := s.tap.Close(ctx)
 	s.notice(ctx, cause)
 	if cause != enforce.CauseRequesterHangup {
 		if herr := s.pbx.Hangup(ctx, s.sup); herr != nil && err == nil {

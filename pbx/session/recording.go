@@ -142,9 +142,13 @@ type Recordings struct {
 
 	// Audit, when set, receives the records of what the grants' limits
 	// did (Limit) and of the recordings reclaimed after a restart
-	// (Reclaim); Sessions, when set, counts the limits' actions
-	// (callwarden_recording_limit_actions_total).
-	Audit    *Audit
+	// (Reclaim).
+	Audit *Audit
+	// Sessions, when set, is the daemon's live session registry: it
+	// counts the limits' actions (callwarden_recording_limit_actions_total),
+	// and a pause mutes the live monitor sessions on the recorded call,
+	// the resume, the stop or the PBX's end of the recording unmutes them
+	// (mute.go).
 	Sessions *Registry
 	// Instance names this daemon in the recordings it starts or
 	// re-attaches (Recording.Instance, Registry.Instance).
@@ -212,7 +216,9 @@ func (r *Recordings) Start(ctx context.Context, pbx Recorder, user, target strin
 
 // Change pauses, resumes or stops rec for user (op already resolved,
 // allowed by d) and keeps who did it, and when, in the metadata; a pause
-// keeps when d's max_pause ends it.
+// keeps when d's max_pause ends it. A pause returns once the live
+// sessions on the call are muted, a resume or a stop once they are
+// unmuted (Sessions).
 func (r *Recordings) Change(ctx context.Context, pbx Recorder, user string, rec enforce.Recording, op RecordOp, d enforce.Decision) (enforce.Recording, error) {
 	now := r.now()
 	switch op {
@@ -224,11 +230,13 @@ func (r *Recordings) Change(ctx context.Context, pbx Recorder, user string, rec 
 		if d.MaxPause > 0 {
 			rec.Pauses[len(rec.Pauses)-1].Until = now.Add(d.MaxPause)
 		}
+		r.Sessions.hush(ctx, rec.Target, rec.ID, true)
 	case RecResume:
 		if err := pbx.ResumeRecording(ctx, rec); err != nil {
 			return rec, fmt.Errorf("resume: %w", err)
 		}
 		Resumed(&rec, user, now)
+		r.Sessions.hush(ctx, rec.Target, rec.ID, false)
 		r.cancelLimits(rec.ID, RecResume)
 	case RecStop:
 		// The PBX reports the end of a recording a user stops too: it must
@@ -241,6 +249,7 @@ func (r *Recordings) Change(ctx context.Context, pbx Recorder, user string, rec 
 		}
 		Stopped(&rec, user, now)
 		r.cancelLimits(rec.ID)
+		r.Sessions.hush(ctx, rec.Target, rec.ID, false)
 	default:
 		return rec, fmt.Errorf("recording operation %s cannot change a recording", op)
 	}
@@ -278,9 +287,11 @@ func (r *Recordings) Live(name string) (id string, ok bool) {
 
 // Ended marks recording id stopped by by ("asterisk:finished",
 // "callwarden:orphaned") when the PBX ended it, unless a user stopped it
-// first. It reports the store's error.
+// first; the live sessions muted for its pause are unmuted. It reports
+// the store's error.
 func (r *Recordings) Ended(ctx context.Context, id, by string) error {
 	r.cancelLimits(id)
+	r.Sessions.recordingEnded(ctx, id)
 	rec, err := r.Store.Recording(ctx, id)
 	if err != nil {
 		return fmt.Errorf("read recording %s: %w", id, err)

@@ -269,7 +269,7 @@ func (s *Monitor) Redecided() <-chan struct{} {
 // A tap that cannot change mode has the session ended with that cause
 // (fail closed: the denied mode must not go on).
 func (s *Monitor) ApplyRedecision(ctx context.Context) SwitchResult {
-	if s.reg == nil || s.ended {
+	if s.reg == nil || s.isEnded() {
 		return SwitchResult{}
 	}
 	s.reg.mu.Lock()
@@ -283,7 +283,7 @@ func (s *Monitor) ApplyRedecision(ctx context.Context) SwitchResult {
 	entry.Action, entry.Queue = p.mode.Action(), s.queue()
 	entry.Session = s.id
 	o := Decided(p.d)
-	if err := s.tap.SetMode(ctx, p.mode); err != nil {
+	if err := s.setMode(ctx, p.mode); err != nil {
 		s.reg.mu.Lock()
 		s.reg.stopTimer(s.h)
 		s.h.end(p.cause)

@@ -73,6 +73,10 @@ type Registry struct {
 	mu     sync.Mutex
 	live   map[string]*handle
 	claims []Claimant // the PBXs whose records Converge settles
+	// pausedRecs holds, under mu, the targets whose call's recording is
+	// paused: target user id -> recording id (mute.go).
+	pausedRecs map[string]string
+	muteMu     sync.Mutex // one mute or unmute of the sessions at a time
 }
 
 // handle is one session this process enforces.
@@ -81,6 +85,8 @@ type handle struct {
 	done chan struct{} // closed when someone asks to end the session
 	once sync.Once
 	by   string // who asked, set before done is closed
+	// mute mutes or unmutes the session's tap (Monitor.mute).
+	mute func(ctx context.Context, on bool) error
 
 	// What the session is decided again with (redecide.go), under
 	// Registry.mu: the request at its start and its mode, whether its
@@ -200,11 +206,11 @@ func (r *Registry) put(ctx context.Context, rec enforce.LiveSession) error {
 	return nil
 }
 
-// add registers a session this process now enforces and, with a Policy,
-// decides it again at once (a policy installed since its decision) and
-// arms its validity timer.
-func (r *Registry) add(ctx context.Context, rec enforce.LiveSession, downgrades bool) (*handle, error) {
-	h := &handle{rec: rec, done: make(chan struct{})}
+// add registers a session this process now enforces (mute mutes its tap)
+// and, with a Policy, decides it again at once (a policy installed since
+// its decision) and arms its validity timer.
+func (r *Registry) add(ctx context.Context, rec enforce.LiveSession, downgrades bool, mute func(context.Context, bool) error) (*handle, error) {
+	h := &handle{rec: rec, done: make(chan struct{}), mute: mute}
 	h.watch(rec, downgrades)
 	r.mu.Lock()
 	r.live[rec.ID] = h

@@ -22,6 +22,7 @@ type fakePBX struct {
 	calls     []string
 	failEaves error
 	failMode  error
+	failMute  error
 	failStart error
 }
 
@@ -38,11 +39,15 @@ func (f *fakePBX) did(s string) bool {
 	return false
 }
 
-func (f *fakePBX) Eavesdrop(_ context.Context, sup, target string, m Mode) (Tap, error) {
+func (f *fakePBX) Eavesdrop(_ context.Context, sup, target string, m Mode, muted bool) (Tap, error) {
 	if f.failEaves != nil {
 		return nil, f.failEaves
 	}
-	f.log("eavesdrop " + sup + " " + target + " " + m.String())
+	what := "eavesdrop " + sup + " " + target + " " + m.String()
+	if muted {
+		what += " muted"
+	}
+	f.log(what)
 	return &fakeTap{f: f, mode: m}, nil
 }
 func (f *fakePBX) Play(_ context.Context, ch, media string) error {
@@ -82,6 +87,17 @@ func (t *fakeTap) SetMode(_ context.Context, m Mode) error {
 	}
 	t.mode = m
 	t.f.log("mode " + m.String())
+	return nil
+}
+func (t *fakeTap) Mute(_ context.Context, on bool) error {
+	if t.f.failMute != nil {
+		return t.f.failMute
+	}
+	if on {
+		t.f.log("mute")
+	} else {
+		t.f.log("unmute")
+	}
 	return nil
 }
 func (t *fakeTap) Close(context.Context) error { t.f.log("close"); return nil }
