@@ -364,6 +364,13 @@ func recordingLifecycle(r *row) {
 	r.done("1001", "*2282001", 2) // pause
 	r.done("1001", "*2282001", 2) // resume
 	r.done("1001", "*2292001", 2)
+	// The resume's result says how long the pause lasted, the stop's how long the
+	// recording did.
+	for _, i := range []int{6, 8} {
+		if res := r.recs[i]; res.Duration <= 0 {
+			r.t.Errorf("%s result record %+v: want its duration", res.Action, res)
+		}
+	}
 	got, err := st.Recording(r.ctx, rec.ID)
 	mustOK(r.t, err)
 	if len(got.Pauses) != 1 || got.Pauses[0].By != "alice" || got.Pauses[0].ResumedBy != "alice" {

@@ -2,6 +2,7 @@ package asterisk
 
 import (
 	"context"
+	"time"
 
 	"github.com/CyCoreSystems/ari/v5"
 	"go.uber.org/zap"
@@ -24,14 +25,15 @@ type auditEntry struct {
 	caller   string // unmasked; masked by the core per the requester's profile
 	channels []string
 	detail   string
-	session  string // the monitor session an allow starts (session.NewSessionID)
+	session  string        // the monitor session an allow starts (session.NewSessionID)
+	duration time.Duration // what a recording stop or resume closed (session.ChangeDuration)
 	// requester is the channel that asked (the supervisor's phone).
 	requester ari.ChannelData
 }
 
 func (e auditEntry) entry() session.Entry {
 	s := session.Entry{User: e.user, Action: e.action, Target: e.target, Queue: e.queue, Caller: e.caller,
-		Channels: e.channels, Detail: e.detail, Session: e.session}
+		Channels: e.channels, Detail: e.detail, Session: e.session, Duration: e.duration}
 	if e.requester.ID != "" {
 		s.Requester = session.Requester{Channel: e.requester.ID, Name: e.requester.Name, CallerNumber: callerNumber(e.requester)}
 	}

@@ -98,6 +98,7 @@ func (a *Adapter) decideRecord(ctx context.Context, ch ari.ChannelData, rq reque
 		if err != nil {
 			return err
 		}
+		e.duration = session.ChangeDuration(rec, op)
 		a.recs.Limit(ariRecorder{a}, rec, op, d)
 		a.setRecordingVar(ctx, ch.ID, rec.ID)
 		return nil

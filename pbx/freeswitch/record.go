@@ -133,6 +133,7 @@ func (a *Adapter) decideRecord(ctx context.Context, oc *outConn, ch channel, rq 
 		rec, err := a.recs.Change(ctx, rc, user, active, op, d)
 		if err == nil {
 			a.recs.Limit(&eslRecorder{a: a}, rec, op, d)
+			e.Duration = session.ChangeDuration(rec, op)
 		}
 		return rec.ID, err
 	}

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/callwarden/callwarden/enforce"
@@ -29,7 +30,13 @@ type Entry struct {
 	// Session is the live monitor session's id, on every record of its
 	// life after the eavesdrop ran.
 	Session string
+	// Duration, when set, is what the record lasts for: a recording's
+	// length on its stop, a pause's on its resume (ChangeDuration).
+	Duration time.Duration
 }
+
+// seconds is d in seconds to the millisecond, as records carry durations.
+func seconds(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
 
 // Audit builds and writes the audit records of one PBX adapter.
 type Audit struct {
@@ -84,6 +91,7 @@ func (a *Audit) Record(e Entry, o Outcome) enforce.AuditRecord {
 		Detail:   detail,
 		AskedBy:  a.AskedBy(),
 		Session:  e.Session,
+		Duration: seconds(max(e.Duration, 0)),
 	}
 }
 

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
@@ -191,7 +190,7 @@ func (r *Recordings) auditLimit(ctx context.Context, rec enforce.Recording, l re
 	o := Outcome{Allow: true, Reason: cause, Decision: d}
 	out := r.Audit.resultRecord(e, o, failure)
 	out.Cause = cause
-	out.Duration = math.Round(l.limit.Seconds()*1000) / 1000
+	out.Duration = seconds(l.limit)
 	_ = r.Audit.Write(ctx, out)
 }
 

@@ -309,6 +309,18 @@ func (r *Recordings) Ended(ctx context.Context, id, by string) error {
 	return nil
 }
 
+// ChangeDuration is what op, just applied to rec, closed: the recording's
+// length for a stop, the pause's for a resume; zero otherwise.
+func ChangeDuration(rec enforce.Recording, op RecordOp) time.Duration {
+	switch n := len(rec.Pauses); {
+	case op == RecStop && !rec.StoppedAt.IsZero():
+		return rec.StoppedAt.Sub(rec.StartedAt)
+	case op == RecResume && n > 0 && !rec.Pauses[n-1].ResumedAt.IsZero():
+		return rec.Pauses[n-1].ResumedAt.Sub(rec.Pauses[n-1].At)
+	}
+	return 0
+}
+
 // Paused records that user paused rec at now.
 func Paused(rec *enforce.Recording, user string, now time.Time) {
 	rec.State = enforce.RecordingPaused

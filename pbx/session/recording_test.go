@@ -80,3 +80,24 @@ func TestRecordingRules(t *testing.T) {
 		}
 	})
 }
+
+func TestChangeDurationIsWhatTheChangeClosed(t *testing.T) {
+	start := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	rec := enforce.Recording{StartedAt: start}
+	Paused(&rec, "alice", start.Add(10*time.Second))
+	if got := ChangeDuration(rec, RecPause); got != 0 {
+		t.Errorf("a pause closes nothing, got %s", got)
+	}
+	Resumed(&rec, "alice", start.Add(25*time.Second))
+	if got := ChangeDuration(rec, RecResume); got != 15*time.Second {
+		t.Errorf("resume: %s, want the pause's 15s", got)
+	}
+	Stopped(&rec, "bob", start.Add(time.Minute))
+	if got := ChangeDuration(rec, RecStop); got != time.Minute {
+		t.Errorf("stop: %s, want the recording's 1m0s", got)
+	}
+	a := &Audit{}
+	if r := a.Record(Entry{Duration: 1500 * time.Millisecond}, Outcome{}); r.Duration != 1.5 {
+		t.Errorf("record duration %v, want 1.5 (seconds)", r.Duration)
+	}
+}
