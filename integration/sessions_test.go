@@ -33,17 +33,21 @@ func (noCodec) EncodeUser(enforce.User) (json.RawMessage, error)       { return 
 
 // sessionsAPI serves the admin API over cw's session registry, the
 // example profiles and cw's audit log; "admin-token" is the example
-// administrator's (admin).
+// administrator's (admin), "carol-token" carol's (presence.view on support).
 func sessionsAPI(t *testing.T, cw *callwarden) *httptest.Server {
 	t.Helper()
 	snap := exampleSnapshot(t)
-	th, err := httpauth.ParseTokenHash("admin", httpauth.HashToken("admin-token"))
-	if err != nil {
-		t.Fatal(err)
+	var ths []httpauth.TokenHash
+	for user, token := range map[string]string{"admin": "admin-token", "carol": "carol-token"} {
+		th, err := httpauth.ParseTokenHash(user, httpauth.HashToken(token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ths = append(ths, th)
 	}
 	admin, err := adminapi.NewAdmin(adminapi.AdminOptions{
 		Store: memory.NewFile(func() (enforce.Policy, error) { return mustExampleProfiles(t), nil }), Snapshot: func() *enforce.Snapshot { return snap },
-		Auth: httpauth.NewTokenSet([]httpauth.TokenHash{th}), Codec: noCodec{}, Auditor: cw.audit,
+		Auth: httpauth.NewTokenSet(ths), Codec: noCodec{}, Auditor: cw.audit,
 		Sessions: cw.sessions, LiveRecordings: cw.recs, Now: cw.now.Now,
 	})
 	if err != nil {
@@ -56,11 +60,18 @@ func sessionsAPI(t *testing.T, cw *callwarden) *httptest.Server {
 
 func adminCall(t *testing.T, srv *httptest.Server, method, path string, out any) int {
 	t.Helper()
+	return adminCallAs(t, srv, "admin-token", method, path, out)
+}
+
+// adminCallAs calls the admin API with token; out, when set, receives the
+// JSON answer.
+func adminCallAs(t *testing.T, srv *httptest.Server, token, method, path string, out any) int {
+	t.Helper()
 	req, err := http.NewRequest(method, srv.URL+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer admin-token")
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +143,46 @@ func (nullPBX) Hangup(context.Context, string) error        { return nil }
 func (nullPBX) SetMode(context.Context, session.Mode) error { return nil }
 func (nullPBX) Mute(context.Context, bool) error            { return nil }
 func (nullPBX) Close(context.Context) error                 { return nil }
+
+// TestSupervisorSeesOnlyTheSessionsInItsScope: alice listens to a sales
+// call, the administrator to a support call; carol, whose presence.view
+// covers support only, lists the support session alone, its caller masked
+// per her profile, and may not end alice's.
+func TestSupervisorSeesOnlyTheSessionsInItsScope(t *testing.T) {
+	l, ctx, cw, events := startMonitoring(t, asterisk.WatchdogEnforce)
+	srv := sessionsAPI(t, cw)
+	sales, salesExt := salesCall(ctx, t, l, events, "5550100")
+	mustMonitor(ctx, t, l, events, "1001", "*222"+salesExt, sales.ID)
+	support, supportExt := queueCall(ctx, t, l, events, "support", "5550199")
+	mustMonitor(ctx, t, l, events, "1000", "*222"+supportExt, support.ID)
+
+	var all adminapi.SessionsBody
+	waitFor(ctx, t, "both sessions listed for the administrator", func() error {
+		all = adminapi.SessionsBody{}
+		if code := adminCall(t, srv, "GET", "/v1/sessions", &all); code != http.StatusOK || len(all.Sessions) != 2 {
+			return fmt.Errorf("GET /v1/sessions: %d %+v, want two sessions", code, all)
+		}
+		return nil
+	})
+	var mine adminapi.SessionsBody
+	if code := adminCallAs(t, srv, "carol-token", "GET", "/v1/sessions", &mine); code != http.StatusOK {
+		t.Fatalf("carol's GET /v1/sessions: %d", code)
+	}
+	if len(mine.Sessions) != 1 || mine.Sessions[0].Queue != "support" || mine.Sessions[0].User != "admin" {
+		t.Fatalf("carol lists %+v, want the administrator's support session only", mine.Sessions)
+	}
+	if got, want := mine.Sessions[0].Caller, enforce.Mask("5550199", 4); got != want {
+		t.Errorf("carol sees caller %q, want %q (her profile masks 4 digits)", got, want)
+	}
+	for _, s := range all.Sessions {
+		if s.Queue != "sales" {
+			continue
+		}
+		if code := adminCallAs(t, srv, "carol-token", "DELETE", "/v1/sessions/"+s.ID, nil); code != http.StatusForbidden {
+			t.Errorf("carol's DELETE of alice's sales session: %d, want 403", code)
+		}
+	}
+}
 
 func TestTwoDaemonsShareTheSessionRegistryAndEndEachOthersSessions(t *testing.T) {
 	l := suite.Lab(t)
