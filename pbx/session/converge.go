@@ -265,7 +265,7 @@ func (r *Recordings) Reclaim(ctx context.Context, rec enforce.Recording, runs bo
 		}
 		r.setLive(rec.Name, rec.ID)
 		if rec.State == enforce.RecordingPaused {
-			r.Sessions.hush(ctx, rec.Target, rec.ID, true) // a pause outlives its daemon
+			r.Sessions.hush(ctx, rec.Target, rec.ID, lastPause(rec), true) // a pause outlives its daemon
 		}
 		e.Action, o.Reason = enforce.RecordingStart, ReasonReattached
 		e.Detail = fmt.Sprintf("recording %s re-attached by daemon %s: its daemon %s died and %s still records it",

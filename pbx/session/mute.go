@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -18,12 +19,26 @@ import (
 // a session that starts on that call while the pause lasts starts muted.
 // A session whose tap cannot be muted is cut off at once and ended with
 // cause enforce.CauseMuteFailed: it must not hear what the pause hides.
-// A tap that cannot be unmuted stays muted (logged). The pause is known to
-// this process only: sessions another daemon enforces on the same call are
-// not muted.
+// A tap that cannot be unmuted stays muted (logged).
+//
+// A pause made through another daemon (several daemons on one store) is
+// found in the shared recording store (RegistryOptions.Recordings): the
+// registry reads the active recording of each target it holds sessions on
+// at every poll (PollInterval), and mutes, or unmutes, as the store says.
+// A pause is known by its recording and its start (Pause.At), so that the
+// store, written after the PBX acted, never undoes what this process just
+// did: a pause not yet saved, or a resume not yet saved, is left alone.
 
 // errTapClosed is a mode change asked of a session whose tap was cut off.
 var errTapClosed = errors.New("session: the eavesdrop was cut off")
+
+// pauseMark is the pause a target's sessions were last muted or unmuted
+// for: the recording, the pause's start, and whether they are muted.
+type pauseMark struct {
+	recording string
+	at        time.Time
+	on        bool
+}
 
 // paused reports whether the recording of target's call is paused; a nil
 // registry knows of no pause.
@@ -33,33 +48,39 @@ func (r *Registry) paused(target string) bool {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, ok := r.pausedRecs[target]
-	return ok
+	return r.pausedRecs[target].on
+}
+
+// lastPause is rec's latest pause's start (zero without one).
+func lastPause(rec enforce.Recording) time.Time {
+	if n := len(rec.Pauses); n > 0 {
+		return rec.Pauses[n-1].At
+	}
+	return time.Time{}
 }
 
 // hush mutes (on) or unmutes the live sessions on target's call, whose
-// recording (an id) was just paused, or resumed or ended. An unmute for
-// another recording than the one paused does nothing. It returns once
-// every tap did; hushes run one at a time, so that a resume right after a
-// pause cannot overtake it.
-func (r *Registry) hush(ctx context.Context, target, recording string, on bool) {
+// recording (an id) was just paused at at, or resumed or ended. An unmute
+// for another recording than the one paused does nothing, nor does one
+// for another pause of it (at; zero: whichever). It returns once every
+// tap did; hushes run one at a time, so that a resume right after a pause
+// cannot overtake it.
+func (r *Registry) hush(ctx context.Context, target, recording string, at time.Time, on bool) {
 	if r == nil {
 		return
 	}
 	r.muteMu.Lock()
 	defer r.muteMu.Unlock()
 	r.mu.Lock()
-	if on {
-		if r.pausedRecs == nil {
-			r.pausedRecs = make(map[string]string)
-		}
-		r.pausedRecs[target] = recording
-	} else if r.pausedRecs[target] != recording {
+	mark := r.pausedRecs[target]
+	if !on && (!mark.on || mark.recording != recording || (!at.IsZero() && !samePause(at, mark.at))) {
 		r.mu.Unlock()
 		return
-	} else {
-		delete(r.pausedRecs, target)
 	}
+	if r.pausedRecs == nil {
+		r.pausedRecs = make(map[string]pauseMark)
+	}
+	r.pausedRecs[target] = pauseMark{recording: recording, at: at, on: on}
 	var hs []*handle
 	for _, h := range r.live {
 		if h.rec.Target == target && h.mute != nil {
@@ -84,15 +105,79 @@ func (r *Registry) recordingEnded(ctx context.Context, id string) {
 	}
 	r.mu.Lock()
 	target, found := "", false
-	for t, rec := range r.pausedRecs {
-		if rec == id {
+	for t, m := range r.pausedRecs {
+		if m.recording == id && m.on {
 			target, found = t, true
 		}
 	}
 	r.mu.Unlock()
 	if found {
-		r.hush(ctx, target, id, false)
+		r.hush(ctx, target, id, time.Time{}, false)
 	}
+}
+
+// syncPauses mutes or unmutes the sessions on each target this process
+// holds sessions on as the shared recording store says: a pause or resume
+// made through another daemon. A store error changes nothing (logged).
+func (r *Registry) syncPauses(ctx context.Context) {
+	if r.o.Recordings == nil {
+		return
+	}
+	r.mu.Lock()
+	targets := make(map[string]pauseMark)
+	for _, h := range r.live {
+		if h.mute != nil {
+			targets[h.rec.Target] = r.pausedRecs[h.rec.Target]
+		}
+	}
+	r.mu.Unlock()
+	if len(targets) == 0 {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
+	active, err := r.o.Recordings.ActiveRecordings(sctx)
+	cancel()
+	if err != nil {
+		r.log.Warn("cannot read the recordings in progress for their pauses", zap.Error(err))
+		return
+	}
+	byTarget := make(map[string]enforce.Recording, len(active))
+	for _, rec := range active {
+		if _, ok := targets[rec.Target]; ok {
+			byTarget[rec.Target] = rec
+		}
+	}
+	for target, mark := range targets {
+		rec, ok := byTarget[target]
+		switch {
+		case !ok:
+			if mark.on {
+				r.hush(ctx, target, mark.recording, time.Time{}, false) // the recording ended
+			}
+		case rec.State == enforce.RecordingPaused:
+			if at := lastPause(rec); mark.recording != rec.ID || !samePause(mark.at, at) {
+				r.hush(ctx, target, rec.ID, at, true) // a pause this process has not seen
+			}
+		case mark.on && mark.recording != rec.ID:
+			r.hush(ctx, target, mark.recording, time.Time{}, false) // another recording now
+		case mark.on && pauseClosed(rec, mark.at):
+			r.hush(ctx, target, rec.ID, mark.at, false) // resumed through another daemon
+		}
+	}
+}
+
+// samePause reports whether two pause starts are one: to the millisecond,
+// whatever a store keeps of the time.
+func samePause(a, b time.Time) bool { return a.Sub(b).Abs() < time.Millisecond }
+
+// pauseClosed reports whether rec holds the pause that began at at, resumed.
+func pauseClosed(rec enforce.Recording, at time.Time) bool {
+	for _, p := range rec.Pauses {
+		if samePause(p.At, at) {
+			return !p.ResumedAt.IsZero()
+		}
+	}
+	return false // not saved yet: the store is behind this process
 }
 
 // started mutes h, a session just registered, if the recording of its

@@ -149,3 +149,47 @@ func TestPausedRecordingMutesTheLiveSessionsOnItsCall(t *testing.T) {
 		}
 	})
 }
+
+// TestAPauseThroughAnotherDaemonMutesThisDaemonsSessions: two daemons share
+// the recording store; alice's session on bob's call is held by daemon B,
+// the pause and the resume go through daemon A. B's poll (syncPauses)
+// mutes and unmutes its session as the store says, and never undoes a
+// pause or a resume of its own the store does not hold yet.
+func TestAPauseThroughAnotherDaemonMutesThisDaemonsSessions(t *testing.T) {
+	ctx := context.Background()
+	shared := &memRecordings{}
+	a := newPCIRig(t)
+	a.recs.Store = shared
+	b := newPCIRig(t)
+	b.recs.Store = shared
+	b.reg.o.Recordings = shared
+	pbx, m := b.listen("bob")
+
+	rec := a.change(a.record("bob"), RecPause)
+	if m.Muted() {
+		t.Fatal("muted before daemon B read the store")
+	}
+	b.reg.syncPauses(ctx)
+	if !m.Muted() || !pbx.did("mute") {
+		t.Fatalf("after B's poll: muted %v, calls %v; want the session muted by A's pause", m.Muted(), pbx.calls)
+	}
+	b.reg.syncPauses(ctx)
+	rec = a.change(rec, RecResume)
+	b.reg.syncPauses(ctx)
+	if m.Muted() {
+		t.Fatal("A's resume did not unmute B's session")
+	}
+
+	// B's own pause, its save not yet seen in the store, is not undone.
+	b.reg.hush(ctx, "bob", rec.ID, time.Now().Add(time.Second), true)
+	b.reg.syncPauses(ctx)
+	if !m.Muted() {
+		t.Error("B's poll undid B's own pause the store does not hold yet")
+	}
+	// The recording ends through A while paused: B unmutes.
+	rec = a.change(a.change(rec, RecPause), RecStop)
+	b.reg.syncPauses(ctx)
+	if m.Muted() {
+		t.Errorf("the session stays muted after the recording stopped through A (%s)", rec.State)
+	}
+}

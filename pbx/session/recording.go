@@ -230,13 +230,13 @@ func (r *Recordings) Change(ctx context.Context, pbx Recorder, user string, rec 
 		if d.MaxPause > 0 {
 			rec.Pauses[len(rec.Pauses)-1].Until = now.Add(d.MaxPause)
 		}
-		r.Sessions.hush(ctx, rec.Target, rec.ID, true)
+		r.Sessions.hush(ctx, rec.Target, rec.ID, lastPause(rec), true)
 	case RecResume:
 		if err := pbx.ResumeRecording(ctx, rec); err != nil {
 			return rec, fmt.Errorf("resume: %w", err)
 		}
 		Resumed(&rec, user, now)
-		r.Sessions.hush(ctx, rec.Target, rec.ID, false)
+		r.Sessions.hush(ctx, rec.Target, rec.ID, lastPause(rec), false)
 		r.cancelLimits(rec.ID, RecResume)
 	case RecStop:
 		// The PBX reports the end of a recording a user stops too: it must
@@ -249,7 +249,7 @@ func (r *Recordings) Change(ctx context.Context, pbx Recorder, user string, rec 
 		}
 		Stopped(&rec, user, now)
 		r.cancelLimits(rec.ID)
-		r.Sessions.hush(ctx, rec.Target, rec.ID, false)
+		r.Sessions.hush(ctx, rec.Target, rec.ID, time.Time{}, false)
 	default:
 		return rec, fmt.Errorf("recording operation %s cannot change a recording", op)
 	}

@@ -36,7 +36,11 @@ type RegistryOptions struct {
 	// Default 10s.
 	HeartbeatTTL time.Duration
 	// Recordings lists the recordings in progress, for Converge to settle
-	// those a dead daemon left; nil settles sessions only.
+	// those a dead daemon left, and for each poll to mute or unmute the
+	// sessions this daemon holds as the pause of their call's recording
+	// stands in the store, a pause made through another daemon included
+	// (mute.go); nil settles sessions only and follows this daemon's
+	// pauses only.
 	Recordings enforce.ActiveRecordingLister
 	// Policy returns the snapshot to decide from now (the loader's, nil
 	// when withheld). With it, each session is decided again when its
@@ -73,9 +77,9 @@ type Registry struct {
 	mu     sync.Mutex
 	live   map[string]*handle
 	claims []Claimant // the PBXs whose records Converge settles
-	// pausedRecs holds, under mu, the targets whose call's recording is
-	// paused: target user id -> recording id (mute.go).
-	pausedRecs map[string]string
+	// pausedRecs holds, under mu, the pause each target's sessions were
+	// last muted or unmuted for (mute.go).
+	pausedRecs map[string]pauseMark
 	muteMu     sync.Mutex // one mute or unmute of the sessions at a time
 }
 
@@ -386,6 +390,7 @@ func (r *Registry) poll(ctx context.Context) {
 	if n == 0 {
 		return
 	}
+	r.syncPauses(ctx)
 	sctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
 	all, err := r.o.Store.LiveSessions(sctx)

@@ -271,3 +271,15 @@ func (m *memRecordings) ActiveRecording(_ context.Context, target string) (enfor
 	}
 	return enforce.Recording{}, enforce.ErrNotFound
 }
+
+func (m *memRecordings) ActiveRecordings(_ context.Context) ([]enforce.Recording, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []enforce.Recording
+	for _, r := range m.recs {
+		if r.State != enforce.RecordingStopped {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
