@@ -2,6 +2,7 @@ package asterisk
 
 import (
 	"context"
+	"time"
 
 	"github.com/CyCoreSystems/ari/v5"
 	"go.uber.org/zap"
@@ -25,13 +26,15 @@ type auditEntry struct {
 	channels []string
 	detail   string
 	session  string // the monitor session an allow starts (session.NewSessionID)
+	// recordedAt is when the recording acted on was made.
+	recordedAt time.Time
 	// requester is the channel that asked (the supervisor's phone).
 	requester ari.ChannelData
 }
 
 func (e auditEntry) entry() session.Entry {
 	s := session.Entry{User: e.user, Action: e.action, Target: e.target, Queue: e.queue, Caller: e.caller,
-		Channels: e.channels, Detail: e.detail, Session: e.session}
+		Channels: e.channels, Detail: e.detail, Session: e.session, RecordedAt: e.recordedAt}
 	if e.requester.ID != "" {
 		s.Requester = session.Requester{Channel: e.requester.ID, Name: e.requester.Name, CallerNumber: callerNumber(e.requester)}
 	}

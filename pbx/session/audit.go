@@ -29,6 +29,10 @@ type Entry struct {
 	// Session is the live monitor session's id, on every record of its
 	// life after the eavesdrop ran.
 	Session string
+	// RecordedAt is when the recording acted on was made (stop, pause,
+	// resume, playback): the request's recording age, recorded so the
+	// decision can be replayed against another policy.
+	RecordedAt time.Time
 }
 
 // Audit builds and writes the audit records of one PBX adapter.
@@ -84,6 +88,8 @@ func (a *Audit) Record(e Entry, o Outcome) enforce.AuditRecord {
 		Detail:   detail,
 		AskedBy:  a.AskedBy(),
 		Session:  e.Session,
+
+		RecordedAt: e.RecordedAt,
 	}
 }
 
