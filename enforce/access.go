@@ -142,6 +142,26 @@ func (ix *AccessIndex) WhoCan(req Request, now time.Time) ([]Access, error) {
 	return out, nil
 }
 
+// WhoCanAnswer is the answer to a who-can question, as the CLI and the
+// admin API print it.
+type WhoCanAnswer struct {
+	Action string       `json:"action"`
+	Target AnswerTarget `json:"target"`
+	// RecordedAt is the recording's time, for a recording action.
+	RecordedAt time.Time `json:"recorded_at,omitzero"`
+	At         time.Time `json:"at"`
+	Users      []Access  `json:"users"`
+}
+
+// NewWhoCanAnswer is the answer listing users for req at at.
+func NewWhoCanAnswer(req Request, at time.Time, users []Access) WhoCanAnswer {
+	if users == nil {
+		users = []Access{}
+	}
+	return WhoCanAnswer{Action: req.Action.String(), Target: AnswerTarget{Queue: req.Queue, Team: req.Team, Agent: req.Agent, Site: req.Site},
+		RecordedAt: req.RecordedAt.UTC(), At: at.UTC(), Users: users}
+}
+
 // listsMatch reports whether the target is in every listed (ScopeList)
 // dimension of the grant: those do not depend on who asks.
 func (g *grant) listsMatch(c *decideCtx) bool {
