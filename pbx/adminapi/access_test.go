@@ -1,0 +1,131 @@
+package adminapi_test
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/callwarden/callwarden/enforce"
+)
+
+// newAccessFixture serves adminPolicy with two auditors: audra reviews
+// everything (audit.review, no scope), bob only queue sales.
+func newAccessFixture(tb testing.TB) *adminFixture {
+	tb.Helper()
+	f := newAdminFixture(tb)
+	p := adminPolicy()
+	p.Profiles = append(p.Profiles,
+		enforce.Profile{Name: "auditor", Grants: []enforce.Grant{{Actions: enforce.NewActionSet(enforce.AuditReview)}}},
+		enforce.Profile{Name: "sales-auditor", Grants: []enforce.Grant{{Actions: enforce.NewActionSet(enforce.AuditReview),
+			Scopes: [4]enforce.Scope{{Kind: enforce.ScopeList, Values: []string{"sales"}}}}}})
+	p.Users = append(p.Users, enforce.User{ID: "audra", Profile: "auditor"})
+	for i := range p.Users {
+		if p.Users[i].ID == "bob" {
+			p.Users[i].Profile = "sales-auditor"
+		}
+	}
+	f.holder.Store(mustSnapshot(tb, p, 2))
+	f.recs["r1"] = enforce.Recording{ID: "r1", Queue: "support", Target: "dave", StartedAt: now.Add(-time.Hour), State: enforce.RecordingStopped}
+	return f
+}
+
+func TestAdminWhoCan(t *testing.T) {
+	f := newAccessFixture(t)
+	users := func(t *testing.T, r response) []enforce.Access {
+		t.Helper()
+		var ans enforce.WhoCanAnswer
+		if r.code != 200 {
+			t.Fatalf("code %d body %s", r.code, r.body)
+		}
+		if err := json.Unmarshal([]byte(r.body), &ans); err != nil {
+			t.Fatal(err)
+		}
+		return ans.Users
+	}
+	listeners := []enforce.Access{{User: "alice", Profile: "supervisor", Grant: 0}, {User: "root", Profile: "administrator", Grant: 0}}
+	t.Run("an administrator lists who may listen on a queue", func(t *testing.T) {
+		if got := users(t, f.do(t, "GET", "/v1/access/who-can?action=monitor.listen&queue=sales", "root", "", "")); !slices.Equal(got, listeners) {
+			t.Errorf("users %+v, want %+v", got, listeners)
+		}
+	})
+	t.Run("an auditor's token reviews any target", func(t *testing.T) {
+		if got := users(t, f.do(t, "GET", "/v1/access/who-can?action=monitor.listen&queue=sales", "audra", "", "")); !slices.Equal(got, listeners) {
+			t.Errorf("users %+v, want %+v", got, listeners)
+		}
+	})
+	t.Run("an auditor reviews a protected agent, whom nobody may monitor", func(t *testing.T) {
+		if got := users(t, f.do(t, "GET", "/v1/access/who-can?action=monitor.listen&queue=sales&agent=ceo", "audra", "", "")); len(got) != 0 {
+			t.Errorf("users %+v, want none", got)
+		}
+	})
+	t.Run("a recording is reviewed with its queue, agent and age", func(t *testing.T) {
+		want := []enforce.Access{{User: "alice", Profile: "supervisor", Grant: 0}, {User: "root", Profile: "administrator", Grant: 0}}
+		if got := users(t, f.do(t, "GET", "/v1/access/who-can?action=recording.playback&recording=r1", "audra", "", "")); !slices.Equal(got, want) {
+			t.Errorf("users %+v, want %+v", got, want)
+		}
+		f.do(t, "GET", "/v1/access/who-can?action=recording.playback&recording=nope", "audra", "", "").wantField(t, 404, "", "")
+	})
+	t.Run("an auditor scoped on sales reviews sales only", func(t *testing.T) {
+		f.do(t, "GET", "/v1/access/who-can?action=monitor.listen&queue=sales", "bob", "", "").wantField(t, 200, "", "")
+		f.do(t, "GET", "/v1/access/who-can?action=monitor.listen&queue=billing", "bob", "", "").wantField(t, 403, "reason", "out_of_scope")
+	})
+	for _, tc := range []struct {
+		name, path, user string
+		code             int
+		key, value       string
+	}{
+		{"a supervisor without audit.review is refused", "/v1/access/who-can?action=monitor.listen&queue=sales", "alice", 403, "reason", "action_not_granted"},
+		{"a user without a profile is refused", "/v1/access/who-can?action=monitor.listen&queue=sales", "dave", 403, "reason", "no_profile"},
+		{"a check token is refused", "/v1/access/who-can?action=monitor.listen&queue=sales", "pbx", 403, "", ""},
+		{"no token is 401", "/v1/access/who-can?action=monitor.listen&queue=sales", "", 401, "", ""},
+		{"an unknown parameter is bad input", "/v1/access/who-can?action=monitor.listen&quene=sales", "root", 400, "", ""},
+		{"no target is bad input", "/v1/access/who-can?action=monitor.listen", "root", 400, "", ""},
+		{"no action is bad input", "/v1/access/who-can?queue=sales", "root", 400, "", ""},
+		{"profile.assign is bad input", "/v1/access/who-can?action=profile.assign&queue=sales", "root", 400, "", ""},
+		{"a recording with a queue is bad input", "/v1/access/who-can?action=recording.playback&recording=r1&queue=sales", "root", 400, "", ""},
+		{"a bad at is bad input", "/v1/access/who-can?action=monitor.listen&queue=sales&at=monday", "root", 400, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.do(t, "GET", tc.path, tc.user, "", "").wantField(t, tc.code, tc.key, tc.value)
+		})
+	}
+}
+
+func TestAdminRights(t *testing.T) {
+	f := newAccessFixture(t)
+	rights := func(t *testing.T, r response) enforce.Rights {
+		t.Helper()
+		var got enforce.Rights
+		if r.code != 200 {
+			t.Fatalf("code %d body %s", r.code, r.body)
+		}
+		if err := json.Unmarshal([]byte(r.body), &got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	t.Run("an auditor reads a supervisor's rights", func(t *testing.T) {
+		got := rights(t, f.do(t, "GET", "/v1/access/rights/alice?at=2026-11-23T09:00:00Z", "audra", "", ""))
+		if got.Profile != "supervisor" || len(got.Actions) != 3 || got.Actions[0].Action != "monitor.listen" ||
+			!slices.Equal(got.Actions[0].Grants[0].Scopes[0].Values, []string{"sales", "support"}) {
+			t.Errorf("alice's rights %+v", got)
+		}
+	})
+	t.Run("a user reads its own rights", func(t *testing.T) {
+		if got := rights(t, f.do(t, "GET", "/v1/access/rights/alice", "alice", "", "")); got.User != "alice" {
+			t.Errorf("rights %+v", got)
+		}
+	})
+	t.Run("a user may not read another's", func(t *testing.T) {
+		f.do(t, "GET", "/v1/access/rights/root", "alice", "", "").wantField(t, 403, "reason", "action_not_granted")
+	})
+	t.Run("an unknown user's rights say so", func(t *testing.T) {
+		if got := rights(t, f.do(t, "GET", "/v1/access/rights/nobody", "root", "", "")); got.Reason != "unknown_user" {
+			t.Errorf("rights %+v", got)
+		}
+	})
+	t.Run("an unknown parameter is bad input", func(t *testing.T) {
+		f.do(t, "GET", "/v1/access/rights/alice?when=now", "root", "", "").wantField(t, 400, "", "")
+	})
+}
