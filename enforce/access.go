@@ -100,11 +100,11 @@ func (ix *AccessIndex) WhoCan(req Request, now time.Time) ([]Access, error) {
 	req.User, req.AssignProfile, req.AssignQueues = "", "", nil
 	c := decideCtx{s: ix.s, req: &req}
 	marks := make([]uint64, (len(ix.ids)+63)/64)
-	mark := func(users []int32) {
-		for _, u := range users {
-			marks[u>>6] |= 1 << (u & 63)
-		}
-	}
+	mark := func(u int32) { marks[u>>6] |= 1 << (u & 63) }
+	// The users attributed the target's names in a dimension are the
+	// same candidates for every profile: marked once.
+	var attrDone [numDimensions]bool
+	selfDone := false
 	for pid, p := range ix.s.profileTab {
 		if p == nil || len(ix.byProfile[pid]) == 0 {
 			continue
@@ -114,17 +114,23 @@ func (ix *AccessIndex) WhoCan(req Request, now time.Time) ([]Access, error) {
 			if !g.actions.Has(req.Action) || !g.listsMatch(&c) {
 				continue
 			}
-			switch dim, kind := g.narrowest(); kind {
-			case ScopeSelf:
+			switch dim, kind := g.narrowest(); {
+			case kind == ScopeSelf && !selfDone:
+				selfDone = true
 				if i, ok := slices.BinarySearch(ix.ids, req.Agent); ok {
-					mark([]int32{int32(i)})
+					mark(int32(i))
 				}
-			case ScopeAssigned:
+			case kind == ScopeAssigned && !attrDone[dim]:
+				attrDone[dim] = true
 				for _, sym := range c.targetIDs(dim) {
-					mark(ix.byAttr[dim][sym])
+					for _, u := range ix.byAttr[dim][sym] {
+						mark(u)
+					}
 				}
-			default:
-				mark(ix.byProfile[pid])
+			case kind == ScopeAll:
+				for _, u := range ix.byProfile[pid] {
+					mark(u)
+				}
 			}
 		}
 	}
