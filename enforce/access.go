@@ -230,7 +230,13 @@ type Rights struct {
 	// Protected are the exceptions to every grant but profile.assign and
 	// audit.review: users (but on their own calls) and queues nobody
 	// reaches.
-	Protected Protected `json:"protected"`
+	Protected ProtectedTargets `json:"protected"`
+}
+
+// ProtectedTargets is the protected lists as an access review shows them.
+type ProtectedTargets struct {
+	Users  []string `json:"users"`
+	Queues []string `json:"queues"`
 }
 
 // ActionRights lists the grants that give one action.
@@ -292,7 +298,7 @@ func RightsOf(s *Snapshot, user string, at time.Time) Rights {
 		r.Reason = ReasonStoreUnavailable.String()
 		return r
 	}
-	r.Protected = s.protected
+	r.Protected = ProtectedTargets{Users: s.protected.Users, Queues: s.protected.Queues}
 	u, ok := s.users.get(user)
 	if !ok {
 		r.Reason = ReasonUnknownUser.String()
