@@ -30,19 +30,22 @@ func newAccessFixture(tb testing.TB) *adminFixture {
 	return f
 }
 
+// decodeOK fails the test unless r is a 200 whose body decodes as a T.
+func decodeOK[T any](tb testing.TB, r response) T {
+	tb.Helper()
+	var v T
+	if r.code != 200 {
+		tb.Fatalf("code %d body %s", r.code, r.body)
+	}
+	if err := json.Unmarshal([]byte(r.body), &v); err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
+
 func TestAdminWhoCan(t *testing.T) {
 	f := newAccessFixture(t)
-	users := func(t *testing.T, r response) []enforce.Access {
-		t.Helper()
-		var ans enforce.WhoCanAnswer
-		if r.code != 200 {
-			t.Fatalf("code %d body %s", r.code, r.body)
-		}
-		if err := json.Unmarshal([]byte(r.body), &ans); err != nil {
-			t.Fatal(err)
-		}
-		return ans.Users
-	}
+	users := func(t *testing.T, r response) []enforce.Access { return decodeOK[enforce.WhoCanAnswer](t, r).Users }
 	listeners := []enforce.Access{{User: "alice", Profile: "supervisor", Grant: 0}, {User: "root", Profile: "administrator", Grant: 0}}
 	t.Run("an administrator lists who may listen on a queue", func(t *testing.T) {
 		if got := users(t, f.do(t, "GET", "/v1/access/who-can?action=monitor.listen&queue=sales", "root", "", "")); !slices.Equal(got, listeners) {
@@ -94,17 +97,7 @@ func TestAdminWhoCan(t *testing.T) {
 
 func TestAdminRights(t *testing.T) {
 	f := newAccessFixture(t)
-	rights := func(t *testing.T, r response) enforce.Rights {
-		t.Helper()
-		var got enforce.Rights
-		if r.code != 200 {
-			t.Fatalf("code %d body %s", r.code, r.body)
-		}
-		if err := json.Unmarshal([]byte(r.body), &got); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
+	rights := decodeOK[enforce.Rights]
 	t.Run("an auditor reads a supervisor's rights", func(t *testing.T) {
 		got := rights(t, f.do(t, "GET", "/v1/access/rights/alice?at=2026-11-23T09:00:00Z", "audra", "", ""))
 		if got.Profile != "supervisor" || len(got.Actions) != 3 || got.Actions[0].Action != "monitor.listen" ||
