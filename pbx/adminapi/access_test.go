@@ -2,6 +2,7 @@ package adminapi_test
 
 import (
 	"encoding/json"
+	"net/url"
 	"slices"
 	"testing"
 	"time"
@@ -120,5 +121,42 @@ func TestAdminRights(t *testing.T) {
 	})
 	t.Run("an unknown parameter is bad input", func(t *testing.T) {
 		f.do(t, "GET", "/v1/access/rights/alice?when=now", "root", "", "").wantField(t, 400, "", "")
+	})
+}
+
+// FuzzWhoCanQuery feeds arbitrary query strings to GET /v1/access/who-can
+// as an administrator: the answer is never a 5xx, and every user a 200
+// lists is one the engine allows on the target it names.
+func FuzzWhoCanQuery(f *testing.F) {
+	for _, s := range []string{"action=monitor.listen&queue=sales", "action=recording.playback&recording=r1",
+		"action=monitor.listen&agent=ceo&at=2026-11-23T09:00:00Z", "action=monitor.listen&queue=sales&queue=hr",
+		"action=profile.assign&queue=sales", "queue=%zz", "action=monitor.listen&team=team-a&agent=x", ""} {
+		f.Add(s)
+	}
+	fx := newAccessFixture(f)
+	snap := fx.holder.Load()
+	f.Fuzz(func(t *testing.T, raw string) {
+		if _, err := url.Parse("/v1/access/who-can?" + raw); err != nil {
+			return // no HTTP client sends it
+		}
+		r := fx.do(t, "GET", "/v1/access/who-can?"+raw, "root", "", "")
+		switch {
+		case r.code >= 500:
+			t.Fatalf("who-can?%s: %d %s", raw, r.code, r.body)
+		case r.code != 200:
+			return
+		}
+		ans := decodeOK[enforce.WhoCanAnswer](t, r)
+		action, err := enforce.ParseAction(ans.Action)
+		if err != nil {
+			t.Fatalf("answer names action %q: %v", ans.Action, err)
+		}
+		for _, u := range ans.Users {
+			req := enforce.Request{User: u.User, Action: action, Queue: ans.Target.Queue, Team: ans.Target.Team,
+				Agent: ans.Target.Agent, Site: ans.Target.Site, RecordedAt: ans.RecordedAt}
+			if d := enforce.Decide(snap, &req, ans.At); !d.Allow {
+				t.Errorf("who-can?%s lists %s, whom check refuses (%s)", raw, u.User, d.Reason)
+			}
+		}
 	})
 }
