@@ -137,6 +137,16 @@ func (a *Admin) whoCanRequest(w http.ResponseWriter, r *http.Request, p *princip
 	case id == "":
 		return req, at, true
 	}
+	// Whoever may review no target at all is refused before the lookup,
+	// so that it cannot tell which recording ids exist; one scoped to
+	// some targets is decided on the recording's once it is read.
+	if _, d := p.admin(); !d.Allow {
+		probe := enforce.Request{Action: enforce.AuditReview}
+		if d := p.decide(probe); !d.Allow && d.Reason != enforce.ReasonOutOfScope {
+			a.forbid(w, p, probe, d, "access review needs an administrator or audit.review")
+			return enforce.Request{}, time.Time{}, false
+		}
+	}
 	if a.opts.Recordings == nil {
 		httpauth.WriteError(w, http.StatusNotFound, "this daemon keeps no recording metadata")
 		return enforce.Request{}, time.Time{}, false

@@ -70,6 +70,13 @@ func TestAdminWhoCan(t *testing.T) {
 		}
 		f.do(t, "GET", "/v1/access/who-can?action=recording.playback&recording=nope", "audra", "", "").wantField(t, 404, "", "")
 	})
+	t.Run("whoever may review nothing cannot probe recording ids", func(t *testing.T) {
+		f.do(t, "GET", "/v1/access/who-can?action=recording.playback&recording=nope", "alice", "", "").wantField(t, 403, "reason", "action_not_granted")
+		f.do(t, "GET", "/v1/access/who-can?action=recording.playback&recording=r1", "alice", "", "").wantField(t, 403, "reason", "action_not_granted")
+	})
+	t.Run("an auditor scoped on sales may not review a recording of support", func(t *testing.T) {
+		f.do(t, "GET", "/v1/access/who-can?action=recording.playback&recording=r1", "bob", "", "").wantField(t, 403, "reason", "out_of_scope")
+	})
 	t.Run("an auditor scoped on sales reviews sales only", func(t *testing.T) {
 		f.do(t, "GET", "/v1/access/who-can?action=monitor.listen&queue=sales", "bob", "", "").wantField(t, 200, "", "")
 		f.do(t, "GET", "/v1/access/who-can?action=monitor.listen&queue=billing", "bob", "", "").wantField(t, 403, "reason", "out_of_scope")
