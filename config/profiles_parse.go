@@ -415,8 +415,12 @@ func parseClock(s string, allow24 bool) (int, error) {
 	return 0, fmt.Errorf("invalid time of day %q (want HH:MM, 00:00 to 23:59)", s)
 }
 
-// parseDuration reads a Go duration ("720h", "90m") or a whole number of
-// days ("30d"). It must be positive.
+// ParseDuration reads a duration as a profiles file writes one: a Go
+// duration ("720h", "90m") or a whole number of days ("30d"). It must be
+// positive. The CLI reads its periods (`--impact=7d`) with it too.
+func ParseDuration(s string) (time.Duration, error) { return parseDuration(s) }
+
+// parseDuration is ParseDuration.
 func parseDuration(s string) (time.Duration, error) {
 	var d time.Duration
 	if n, ok := strings.CutSuffix(s, "d"); ok {

@@ -108,6 +108,20 @@ func (r Answer) explain() string {
 	return b.String()
 }
 
+// String renders the target as "queue sales, agent carol" ("" when it
+// names nothing).
+func (t AnswerTarget) String() string { return strings.Join(t.parts(), ", ") }
+
+func (t AnswerTarget) parts() []string {
+	var parts []string
+	for _, kv := range [...][2]string{{"queue", t.Queue}, {"team", t.Team}, {"agent", t.Agent}, {"site", t.Site}} {
+		if kv[1] != "" {
+			parts = append(parts, kv[0]+" "+kv[1])
+		}
+	}
+	return parts
+}
+
 // describeTarget renders the target as " on queue sales, agent carol".
 func (r Answer) describeTarget() string {
 	var parts []string
@@ -119,11 +133,7 @@ func (r Answer) describeTarget() string {
 		parts = append(parts, s)
 	}
 	if t := r.Target; t != nil {
-		for _, kv := range [...][2]string{{"queue", t.Queue}, {"team", t.Team}, {"agent", t.Agent}, {"site", t.Site}} {
-			if kv[1] != "" {
-				parts = append(parts, kv[0]+" "+kv[1])
-			}
-		}
+		parts = append(parts, t.parts()...)
 	}
 	if len(parts) == 0 {
 		return ""

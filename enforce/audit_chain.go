@@ -90,7 +90,7 @@ func AuditChainHash(prev string, raw []byte) string {
 // encoding/json of AuditRecord, whose field order is fixed, with
 // the time in UTC.
 func CanonicalAudit(r AuditRecord) ([]byte, error) {
-	r.Time = r.Time.UTC()
+	r.Time, r.RecordedAt, r.At = r.Time.UTC(), r.RecordedAt.UTC(), r.At.UTC()
 	b, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("audit record: %w", err)

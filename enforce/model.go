@@ -30,7 +30,8 @@ const (
 	RecordingDelete
 	PresenceView
 	ProfileAssign
-	SessionEnd // ending another's live monitor session (admin API)
+	SessionEnd  // ending another's live monitor session (admin API)
+	AuditReview // reading who may do what (who-can, rights: admin API)
 	actionEnd
 )
 
@@ -48,6 +49,7 @@ var actionNames = [...]string{
 	PresenceView:      "presence.view",
 	ProfileAssign:     "profile.assign",
 	SessionEnd:        "session.end",
+	AuditReview:       "audit.review",
 }
 
 // Actions lists every valid action in a stable order.
@@ -81,8 +83,10 @@ func ParseAction(s string) (Action, error) {
 }
 
 // targetsCall reports whether the action touches another person's call or
-// recording, and is therefore refused on protected targets.
-func (a Action) targetsCall() bool { return a != ProfileAssign }
+// recording, and is therefore refused on protected targets. Reviewing who
+// may reach a protected target is an auditor's very question, so
+// audit.review is not refused on one either.
+func (a Action) targetsCall() bool { return a != ProfileAssign && a != AuditReview }
 
 // ActionSet is a set of actions.
 type ActionSet uint16

@@ -95,6 +95,16 @@ type AuditRecord struct {
 	// (enforce.Cause*).
 	Duration float64 `json:"duration,omitempty"`
 	Cause    string  `json:"cause,omitempty"`
+	// RecordedAt is when the recording a recording action acts on was
+	// made, AssignProfile and AssignQueues what a profile.assign hands
+	// out: the rest of the request, so that ReplayRequest can decide it
+	// again against another policy (`--impact`).
+	RecordedAt    time.Time `json:"recorded_at,omitzero"`
+	AssignProfile string    `json:"assign_profile,omitempty"`
+	AssignQueues  []string  `json:"assign_queues,omitempty"`
+	// At is the instant the request was decided at when it is not Time:
+	// a what-if check (GET /v1/check?at=...).
+	At time.Time `json:"at,omitzero"`
 }
 
 // The outcomes an adapter records for an allow it tried to enforce.

@@ -20,12 +20,14 @@ type command struct {
 // is read-only.
 var commands = [...]command{
 	{name: "check", help: "decide one request offline from profiles files\n(exit 0 allow, 1 deny, 2 bad input)", run: (*env).check},
+	{name: "who-can", help: "list every user allowed an action on an agent, queue or\nrecording, with the profile and grant that allow it", run: (*env).whoCan},
+	{name: "rights", help: "print a user's effective rights: per action, the grants,\nwhat they reach, their windows and the protected exceptions", run: (*env).rights},
 	{name: "profiles init", help: "start a profiles file from a seed template\n(--template NAME [-o FILE] [--force])", run: (*env).initProfiles},
 	{name: "profiles validate", help: "check profiles files and report every problem", run: (*env).validate},
-	{name: "profiles apply", help: "apply profiles files to Redis, atomically (--dry-run\nprints the diff and writes nothing)", run: (*env).apply},
+	{name: "profiles apply", help: "apply profiles files to Redis, atomically (--dry-run\nprints the diff and writes nothing; --impact[=7d] replays\nthe audited decisions and prints those that would change)", run: (*env).apply},
 	{name: "profiles export", help: "print the policy stored in Redis as a profiles file", run: (*env).export},
-	{name: "users assign", help: "give a user a profile (and queues) in Redis", run: (*env).assign},
-	{name: "users revoke", help: "take a user's profile away in Redis", run: (*env).revoke},
+	{name: "users assign", help: "give a user a profile (and queues) in Redis\n(--dry-run [--impact[=7d]] as for profiles apply)", run: (*env).assign},
+	{name: "users revoke", help: "take a user's profile away in Redis\n(--dry-run [--impact[=7d]] as for profiles apply)", run: (*env).revoke},
 	{name: "audit tail", help: "print audit records as JSON lines (--follow)", run: (*env).tail},
 	{name: "audit verify", help: "check the audit trail's hash chain and head (--anchor\nFILE: and that it still holds the anchored record)", run: (*env).verify},
 	{name: "audit anchor", help: "print a (--key-file: HMAC-signed) anchor of the\naudit trail's end, to keep outside Redis", run: (*env).anchor},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/callwarden/callwarden/config"
 	"github.com/callwarden/callwarden/enforce"
@@ -104,12 +105,16 @@ func (e *env) validate(_ context.Context, args []string) int {
 // nothing and prints every problem as file:line: field: message (exit 2);
 // --dry-run prints the diff and writes nothing.
 func (e *env) apply(ctx context.Context, args []string) int {
-	fs, sf := e.newStoreFlagSet("profiles apply", "profiles apply -f FILE [-f FILE...] [--dry-run] [--redis-addr ADDR] [--redis-prefix PREFIX] [--config FILE]")
+	fs, sf := e.newStoreFlagSet("profiles apply", "profiles apply -f FILE [-f FILE...] [--dry-run [--impact[=PERIOD]]] [--redis-addr ADDR] [--redis-prefix PREFIX] [--config FILE]")
 	var files stringList
 	fileFlags(fs, &files, true)
-	dryRun := fs.Bool("dry-run", false, "print what would change and write nothing")
+	var cf changeFlags
+	cf.register(fs)
 	if code := e.parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if err := cf.check(); err != nil {
+		return e.badInput("profiles apply: %v", err)
 	}
 	// Parse before connecting: a broken file is reported even when the
 	// store is down, and never reaches it.
@@ -130,7 +135,12 @@ func (e *env) apply(ctx context.Context, args []string) int {
 			fmt.Fprintf(e.stdout, "no changes (generation %d)\n", gen)
 			return exitOK
 		}
-		if *dryRun {
+		if cf.dryRun {
+			if cf.impact.period > 0 {
+				if code := e.impactOfPolicy(ctx, st, cur, gen, p, cf.impact.period); code != exitOK {
+					return code
+				}
+			}
 			fmt.Fprintf(e.stdout, "dry run: nothing written (store at generation %d)\n", gen)
 			return exitOK
 		}
@@ -148,6 +158,20 @@ func (e *env) apply(ctx context.Context, args []string) int {
 		fmt.Fprintf(e.stdout, "applied: generation %d\n", newGen)
 		return exitOK
 	})
+}
+
+// impactOfPolicy prints the impact of replacing cur (the stored policy,
+// at generation gen) by next.
+func (e *env) impactOfPolicy(ctx context.Context, st store, cur enforce.Policy, gen uint64, next enforce.Policy, period time.Duration) int {
+	curSnap, err := enforce.NewSnapshot(cur, gen)
+	if err != nil {
+		return e.failure("the stored policy (generation %d) is invalid: %s", gen, oneLine(err))
+	}
+	nextSnap, err := enforce.NewSnapshot(next, gen+1)
+	if err != nil {
+		return e.badInput("%s", oneLine(err))
+	}
+	return e.printImpact(ctx, st, curSnap, nextSnap, period)
 }
 
 // export prints the stored policy as a profiles file, which `profiles

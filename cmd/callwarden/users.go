@@ -56,7 +56,10 @@ func (e *env) parsePositional(fs *flag.FlagSet, args []string, n int, want strin
 // for the audit trail, or a bad-input error. What changed is written as a
 // patch (enforce.PatchStore) validated against the stored policy, so only
 // the changed entries are written and daemons patch their snapshots.
-func (e *env) changeUser(ctx context.Context, st store, id string, change func(enforce.Policy) (enforce.Policy, string, error)) int {
+//
+// With --dry-run it prints what would change, and with --impact the
+// audited decisions the change would decide otherwise, and writes nothing.
+func (e *env) changeUser(ctx context.Context, st store, id string, cf changeFlags, change func(enforce.Policy) (enforce.Policy, string, error)) int {
 	for attempt := 1; ; attempt++ {
 		cur, v, err := st.PolicyVersion(ctx)
 		if err != nil {
@@ -72,8 +75,12 @@ func (e *env) changeUser(ctx context.Context, st store, id string, change func(e
 			return e.badInput("%v", err)
 		}
 		patch := enforce.PatchOf(cur, next)
-		if _, err := base.Patch(patch, v.Gen+1); err != nil {
+		nextSnap, err := base.Patch(patch, v.Gen+1)
+		if err != nil {
 			return e.badInput("%s: %s", id, oneLine(err))
+		}
+		if cf.dryRun {
+			return e.dryRunChange(ctx, st, base, nextSnap, enforce.DiffPolicies(cur, next), cf)
 		}
 		newGen, diff, err := st.ApplyPatch(ctx, base, patch)
 		if errors.Is(err, enforce.ErrConflict) && attempt < maxCASAttempts {
@@ -96,11 +103,33 @@ func (e *env) changeUser(ctx context.Context, st store, id string, change func(e
 	}
 }
 
+// dryRunChange prints the diff of a change and, with --impact, its
+// impact, and writes nothing.
+func (e *env) dryRunChange(ctx context.Context, st store, cur, next *enforce.Snapshot, diff enforce.PolicyDiff, cf changeFlags) int {
+	lines := enforce.FormatDiff(diff)
+	for _, l := range lines {
+		fmt.Fprintln(e.stdout, l)
+	}
+	if len(lines) == 0 {
+		fmt.Fprintf(e.stdout, "no changes (generation %d)\n", cur.Generation())
+		return exitOK
+	}
+	if cf.impact.period > 0 {
+		if code := e.printImpact(ctx, st, cur, next, cf.impact.period); code != exitOK {
+			return code
+		}
+	}
+	fmt.Fprintf(e.stdout, "dry run: nothing written (store at generation %d)\n", cur.Generation())
+	return exitOK
+}
+
 // assign gives USER the profile PROFILE; --queue (repeatable) replaces the
 // user's attributed queues, and --valid-from/--valid-until its validity
 // period. A user that does not exist is created.
 func (e *env) assign(ctx context.Context, args []string) int {
-	fs, sf := e.newStoreFlagSet("users assign", "users assign USER PROFILE [--queue Q...] [--valid-from RFC3339] [--valid-until RFC3339] [--redis-addr ADDR] [--config FILE]")
+	fs, sf := e.newStoreFlagSet("users assign", "users assign USER PROFILE [--queue Q...] [--valid-from RFC3339] [--valid-until RFC3339] [--dry-run [--impact[=PERIOD]]] [--redis-addr ADDR] [--config FILE]")
+	var cf changeFlags
+	cf.register(fs)
 	var queues stringList
 	fs.Var(&queues, "queue", "attributed `QUEUE` (repeatable; replaces the user's queues)")
 	from := fs.String("valid-from", "", "start of the assignment's validity (`TIME`, RFC 3339)")
@@ -108,6 +137,9 @@ func (e *env) assign(ctx context.Context, args []string) int {
 	pos, code := e.parsePositional(fs, args, 2, "USER PROFILE")
 	if code >= 0 {
 		return code
+	}
+	if err := cf.check(); err != nil {
+		return e.badInput("users assign: %v", err)
 	}
 	id, profile := pos[0], pos[1]
 	var vf, vu time.Time
@@ -124,7 +156,7 @@ func (e *env) assign(ctx context.Context, args []string) int {
 		}
 	}
 	return e.withStore(ctx, sf, func(st store) int {
-		return e.changeUser(ctx, st, id, func(p enforce.Policy) (enforce.Policy, string, error) {
+		return e.changeUser(ctx, st, id, cf, func(p enforce.Policy) (enforce.Policy, string, error) {
 			if !slices.ContainsFunc(p.Profiles, func(pr enforce.Profile) bool { return pr.Name == profile }) {
 				return p, "", fmt.Errorf("users assign: no profile %q in the store", profile)
 			}
@@ -155,8 +187,19 @@ func (e *env) assign(ctx context.Context, args []string) int {
 // teams, agents, sites or identities (it may still be a monitored agent);
 // otherwise its entry is removed.
 func (e *env) revoke(ctx context.Context, args []string) int {
-	return e.onStoreWith(ctx, args, "users revoke", "users revoke USER [--redis-addr ADDR] [--config FILE]", "USER", func(st store, id string) int {
-		return e.changeUser(ctx, st, id, func(p enforce.Policy) (enforce.Policy, string, error) {
+	fs, sf := e.newStoreFlagSet("users revoke", "users revoke USER [--dry-run [--impact[=PERIOD]]] [--redis-addr ADDR] [--config FILE]")
+	var cf changeFlags
+	cf.register(fs)
+	pos, code := e.parsePositional(fs, args, 1, "USER")
+	if code >= 0 {
+		return code
+	}
+	if err := cf.check(); err != nil {
+		return e.badInput("users revoke: %v", err)
+	}
+	id := pos[0]
+	return e.withStore(ctx, sf, func(st store) int {
+		return e.changeUser(ctx, st, id, cf, func(p enforce.Policy) (enforce.Policy, string, error) {
 			i := slices.IndexFunc(p.Users, func(u enforce.User) bool { return u.ID == id })
 			if i < 0 {
 				return p, "", fmt.Errorf("users revoke: no user %q in the store", id)

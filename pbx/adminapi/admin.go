@@ -1,9 +1,11 @@
 // Package adminapi is callwarden's admin API over HTTP: profiles, users,
-// protected targets, recordings, the audit trail and the live sessions
-// (/v1/profiles, /v1/users, /v1/protected, /v1/recordings, /v1/audit,
-// /v1/sessions and its event stream /v1/sessions/stream). Every change is a
-// profile.assign decision of the engine, audited, and written to the
-// policy store conditionally on the generation it was based on.
+// protected targets, recordings, the audit trail, the live sessions and
+// the access review (/v1/profiles, /v1/users, /v1/protected,
+// /v1/recordings, /v1/audit, /v1/sessions and its event stream
+// /v1/sessions/stream, /v1/access). Every change is a profile.assign
+// decision of the engine, audited, and written to the policy store
+// conditionally on the generation it was based on; an access review is
+// open to an administrator and to whoever the engine allows audit.review.
 //
 // adminapi imports enforce and pbx/httpauth only. The store, the snapshot,
 // the auditor and the body codec (the profiles file parser, in cmd) are
@@ -20,6 +22,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -132,6 +135,9 @@ type Admin struct {
 	log  *zap.Logger
 	mux  *http.ServeMux
 	feed *feed // the live sessions view, for the session streams
+	// access is the access index of the last snapshot reviewed
+	// (accessIndex).
+	access atomic.Pointer[enforce.AccessIndex]
 }
 
 // NewAdmin checks opts and returns the admin API.
@@ -188,6 +194,8 @@ func (a *Admin) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/sessions", a.authed(a.listSessions))
 	mux.HandleFunc("GET /v1/sessions/stream", a.authed(a.streamSessions))
 	mux.HandleFunc("DELETE /v1/sessions/{id}", a.authed(a.endSession))
+	mux.HandleFunc("GET /v1/access/who-can", a.authed(a.whoCan))
+	mux.HandleFunc("GET /v1/access/rights/{id}", a.authed(a.rights))
 }
 
 // ServeHTTP serves the admin routes alone, for tests and for mounting the

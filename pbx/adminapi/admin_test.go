@@ -286,7 +286,7 @@ func newAdminFixtureOn(tb testing.TB, store *fakeStore, wrap func(*fakeStore) en
 	}
 	f.holder.Store(mustSnapshot(tb, pol, 1))
 	var tokens []httpauth.TokenHash
-	for _, u := range []string{"root", "alice", "bob", "dave", "ghost"} {
+	for _, u := range []string{"root", "alice", "bob", "dave", "ghost", "audra"} {
 		th, err := httpauth.ParseTokenHash(u, httpauth.HashToken(u+"-token"))
 		if err != nil {
 			tb.Fatal(err)

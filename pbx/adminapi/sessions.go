@@ -185,7 +185,11 @@ func readOne[T any](a *Admin, w http.ResponseWriter, r *http.Request, p *princip
 // when there is none, the store's failure otherwise. On false it has
 // answered.
 func fetch[T any](a *Admin, w http.ResponseWriter, r *http.Request, what string, get func(context.Context, string) (T, error)) (T, bool) {
-	id := r.PathValue("id")
+	return fetchID(a, w, r, what, r.PathValue("id"), get)
+}
+
+// fetchID is fetch of the item id names.
+func fetchID[T any](a *Admin, w http.ResponseWriter, r *http.Request, what, id string, get func(context.Context, string) (T, error)) (T, bool) {
 	ctx, cancel := a.storeContext(r)
 	defer cancel()
 	v, err := get(ctx, id)

@@ -108,6 +108,6 @@ func (a *Adapter) decidePlayback(ctx context.Context, ch ari.ChannelData, rq req
 	if err != nil {
 		log.Warn("recording store unavailable", zap.Error(err))
 	}
-	e.target, e.queue, e.caller = rec.Target, rec.Queue, rec.Caller
+	e.target, e.queue, e.caller, e.recordedAt = rec.Target, rec.Queue, rec.Caller, rec.StartedAt
 	return o, rec
 }

@@ -90,7 +90,7 @@ func (a *Adapter) decideRecord(ctx context.Context, ch ari.ChannelData, rq reque
 	}
 	op := rq.op.Resolve(active)
 	e.action = op.Action()
-	e.queue, e.caller = active.Queue, active.Caller
+	e.queue, e.caller, e.recordedAt = active.Queue, active.Caller, active.StartedAt
 	e.detail = "recording " + active.ID
 	d := enforce.Decide(snap, ptr(session.ChangeRequest(user, op, active)), a.o.Now())
 	return session.Decided(d), func(ctx context.Context) error {

@@ -306,12 +306,13 @@ func (h *Handler) recordDecision(askedBy string, req enforce.Request, d enforce.
 		Time: when, Source: "http", User: req.User, Action: req.Action.String(),
 		Target: req.Agent, Queue: req.Queue, Team: req.Team, Site: req.Site,
 		Decision: d.Verdict(), Reason: d.Reason.String(), Profile: d.Profile,
-		AskedBy: askedBy,
+		AskedBy: askedBy, RecordedAt: req.RecordedAt, AssignProfile: req.AssignProfile, AssignQueues: req.AssignQueues,
 	}
 	if req.Action == enforce.ProfileAssign {
 		rec.Detail = "assign " + req.AssignProfile + " on queues [" + strings.Join(req.AssignQueues, ", ") + "]"
 	}
 	if explicitAt {
+		rec.At = at
 		rec.Detail = strings.TrimSpace(rec.Detail + " (what-if at " + at.Format(time.RFC3339) + ")")
 	}
 	if err := h.opts.Auditor.Audit(h.auditContext(start), rec); err != nil {

@@ -385,6 +385,19 @@ func TestMetricsAndAudit(t *testing.T) {
 			t.Error("a live decision is marked with an at")
 		}
 	})
+	t.Run("the audit record carries the instant a what-if was decided at, to replay it", func(t *testing.T) {
+		recs := f.audit.All()
+		if len(recs) != 3 {
+			t.Fatalf("%d audit records, want 3", len(recs))
+		}
+		want := time.Date(2026, 11, 10, 10, 0, 0, 0, time.UTC)
+		if !recs[2].At.Equal(want) || !recs[0].At.IsZero() {
+			t.Errorf("at = %v (what-if), %v (live); want %v and none", recs[2].At, recs[0].At, want)
+		}
+		if _, at, skip := recs[2].ReplayRequest(); skip != "" || !at.Equal(want) {
+			t.Errorf("replayed at %v (skip %q), want %v", at, skip, want)
+		}
+	})
 }
 
 func TestNewRejectsBadOptions(t *testing.T) {

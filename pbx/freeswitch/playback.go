@@ -75,7 +75,7 @@ func (a *Adapter) decidePlayback(ctx context.Context, ch channel, rq request, e 
 	if err != nil {
 		return storeUnavailable(log, err), rec
 	}
-	e.Target, e.Queue, e.Caller = rec.Target, rec.Queue, rec.Caller
+	e.Target, e.Queue, e.Caller, e.RecordedAt = rec.Target, rec.Queue, rec.Caller, rec.StartedAt
 	return o, rec
 }
 

@@ -122,7 +122,7 @@ func (a *Adapter) decideRecord(ctx context.Context, oc *outConn, ch channel, rq 
 		return session.Refused(session.ReasonNoRecording), nil
 	}
 	op := rq.op.Resolve(active)
-	e.Action, e.Queue, e.Caller = op.Action(), active.Queue, active.Caller
+	e.Action, e.Queue, e.Caller, e.RecordedAt = op.Action(), active.Queue, active.Caller, active.StartedAt
 	e.Detail = "recording " + active.ID
 	if active.Channel != "" {
 		e.Channels = append(e.Channels, active.Channel)

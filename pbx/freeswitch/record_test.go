@@ -349,7 +349,7 @@ func TestPlaybackOverTheOutboundSocket(t *testing.T) {
 			t.Errorf("not hung up after the playback: %q", got)
 		}
 		if dec := wantEnforced(t, l.log, "bob", "recording.playback"); dec.Target != "agent2001" || dec.Queue != "sales" ||
-			!strings.Contains(dec.Detail, "recording "+rec.ID) {
+			!strings.Contains(dec.Detail, "recording "+rec.ID) || !dec.RecordedAt.Equal(rec.StartedAt) {
 			t.Errorf("decision record %+v", dec)
 		}
 	})
