@@ -21,6 +21,7 @@ type command struct {
 var commands = [...]command{
 	{name: "check", help: "decide one request offline from profiles files\n(exit 0 allow, 1 deny, 2 bad input)", run: (*env).check},
 	{name: "profiles init", help: "start a profiles file from a seed template\n(--template NAME [-o FILE] [--force])", run: (*env).initProfiles},
+	{name: "profiles import-dialplan", help: "propose a profiles file from an Asterisk dialplan's\nChanSpy/ExtenSpy lines, and report what it could not translate", run: (*env).importDialplan},
 	{name: "profiles validate", help: "check profiles files and report every problem", run: (*env).validate},
 	{name: "profiles apply", help: "apply profiles files to Redis, atomically (--dry-run\nprints the diff and writes nothing)", run: (*env).apply},
 	{name: "profiles export", help: "print the policy stored in Redis as a profiles file", run: (*env).export},
@@ -68,13 +69,17 @@ func subcommands(group string) []string {
 func usage() string {
 	var b strings.Builder
 	b.WriteString("usage: callwarden <command> [flags]\n\ncommands:\n")
+	width := 0
+	for _, c := range commands {
+		width = max(width, len(c.name))
+	}
 	for _, c := range commands {
 		for i, line := range strings.Split(c.help, "\n") {
 			name := ""
 			if i == 0 {
 				name = c.name
 			}
-			fmt.Fprintf(&b, "  %-19s%s\n", name, line)
+			fmt.Fprintf(&b, "  %-*s  %s\n", width, name, line)
 		}
 	}
 	b.WriteString("\nRun \"callwarden <command> -h\" for the flags of a command.\n")
