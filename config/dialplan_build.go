@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -250,6 +251,7 @@ func (t *translator) assemble(profiles []*dpProfile) {
 			u.Identities = append(u.Identities, id)
 		}
 		im.Policy.Users = append(im.Policy.Users, u)
+		sort.SliceStable(a.src, func(i, j int) bool { return lessWhere(im.files, a.src[i], a.src[j]) })
 		im.userSources[a.id] = "an agent of the dialplan: " + strings.Join(a.src, ", ")
 	}
 	for _, s := range t.supervisors {
@@ -261,6 +263,21 @@ func (t *translator) assemble(profiles []*dpProfile) {
 		}
 		im.Notes = append(im.Notes, DialplanNote{Kind: NoteTodo, Msg: msg})
 	}
+}
+
+// lessWhere orders two "file:line" positions by the order the files were
+// given, then by line.
+func lessWhere(files []string, a, b string) bool {
+	i, j := strings.LastIndexByte(a, ':'), strings.LastIndexByte(b, ':')
+	if i < 0 || j < 0 {
+		return a < b
+	}
+	if a[:i] != b[:j] {
+		return fileOrder(files, a[:i]) < fileOrder(files, b[:j])
+	}
+	la, _ := strconv.Atoi(a[i+1:])
+	lb, _ := strconv.Atoi(b[j+1:])
+	return la < lb
 }
 
 // MarshalDialplanImport writes the proposal as a profiles file: a header

@@ -40,12 +40,6 @@ func FuzzImportDialplan(f *testing.F) {
 		if err != nil {
 			t.Fatalf("MarshalDialplanImport: %v", err)
 		}
-		back, err := ParseProfiles("proposed.yaml", out)
-		if err != nil {
-			t.Fatalf("the proposal does not parse: %v\n%s", err, out)
-		}
-		if !policiesEqual(back, im.Policy) {
-			t.Fatalf("the proposal reads back as another policy\n%s", out)
-		}
+		mustReadBack(t, out, im.Policy)
 	})
 }
