@@ -112,6 +112,7 @@ func ImportDialplan(files []DialplanFile, supervisors map[string][]string) (*Dia
 	}
 	t := &translator{d: &d, im: im, agents: newAgentSet(), groupQueues: map[string][]string{}}
 	im.Notes = append(im.Notes, d.notes...)
+	im.SpyLines = d.unplaced
 	t.scanExtensions()
 	t.findAgents()
 	t.translateSpyLines()
@@ -375,17 +376,16 @@ func (t *translator) translateSpyLines() {
 			if strings.EqualFold(app, "ExecIf") {
 				// ExecIf(cond?App(args)[:App(args)]): the spy runs only when
 				// cond holds.
-				_, then, ok := strings.Cut(args, "?")
-				if !ok {
-					continue
+				if _, then, ok := strings.Cut(args, "?"); ok {
+					app, args = splitApp(strings.TrimSpace(splitArgs(then, ':', 2)[0]))
+					guarded = "it runs only when the ExecIf condition holds"
 				}
-				app, args = splitApp(strings.TrimSpace(splitArgs(then, ':', 2)[0]))
-				if !isSpyApp(app) {
-					continue
-				}
-				guarded = "it runs only when the ExecIf condition holds"
 			}
 			if !isSpyApp(app) {
+				if mentionsSpy(l.args) {
+					t.im.SpyLines++
+					t.note(l, NoteNotTranslated, "ChanSpy/ExtenSpy run through %s(...) is not read: grant what it allows by hand", l.app)
+				}
 				continue
 			}
 			t.im.SpyLines++

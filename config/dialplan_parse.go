@@ -38,6 +38,8 @@ type dialplan struct {
 	// contexts lists the contexts in the order first met, with where.
 	contexts []dpInclude
 	notes    []DialplanNote // what the reader itself could not follow
+	// unplaced counts the spy lines that are in no extension.
+	unplaced int
 }
 
 // maxDialplanLine bounds one line of a dialplan file; Asterisk's own
@@ -64,62 +66,77 @@ func (d *dialplan) read(file string, data []byte) {
 		note := func(kind NoteKind, msg string) {
 			d.notes = append(d.notes, DialplanNote{File: file, Line: n, Kind: kind, Msg: msg})
 		}
-		if text[0] == '#' {
-			note(NoteIgnored, "`"+text+"` is not followed: give that file to the import as well")
-			continue
+		// read takes one line in; false when it holds no priority.
+		read := func() bool {
+			if text[0] == '#' {
+				note(NoteIgnored, "`"+text+"` is not followed: give that file to the import as well")
+				return false
+			}
+			if text[0] == '[' {
+				end := strings.IndexByte(text, ']')
+				if end < 0 {
+					note(NoteIgnored, "context header without `]`: lines below are read as part of the previous context")
+					return false
+				}
+				context, exten, cid = strings.TrimSpace(text[1:end]), "", false
+				d.contexts = append(d.contexts, dpInclude{file: file, line: n, target: context})
+				return false
+			}
+			key, value, ok := cutKey(text)
+			if !ok || context == "" {
+				return false
+			}
+			switch strings.ToLower(key) {
+			case "include":
+				if d.includes == nil {
+					d.includes = make(map[string][]dpInclude)
+				}
+				target, _, _ := strings.Cut(value, ",") // include => ctx,timerange
+				d.includes[context] = append(d.includes[context], dpInclude{file: file, line: n, target: strings.TrimSpace(target)})
+				return false
+			case "exten":
+				fields := splitArgs(value, ',', 3)
+				if len(fields) < 3 {
+					return false // a malformed line
+				}
+				exten, cid = strings.TrimSpace(fields[0]), false
+				if e, _, has := strings.Cut(exten, "/"); has {
+					exten, cid = strings.TrimSpace(e), true
+				}
+				value = fields[2]
+				if strings.EqualFold(strings.TrimSpace(fields[1]), "hint") {
+					return false
+				}
+			case "same":
+				fields := splitArgs(value, ',', 2)
+				if len(fields) < 2 || exten == "" {
+					return false
+				}
+				value = fields[1]
+			default:
+				return false
+			}
+			app, args := splitApp(strings.TrimSpace(value))
+			d.lines = append(d.lines, &dpLine{file: file, line: n, text: text, context: context,
+				exten: exten, cid: cid, app: app, args: args})
+			return true
 		}
-		if text[0] == '[' {
-			end := strings.IndexByte(text, ']')
-			if end < 0 {
-				note(NoteIgnored, "context header without `]`: lines below are read as part of the previous context")
-				continue
-			}
-			context, exten, cid = strings.TrimSpace(text[1:end]), "", false
-			d.contexts = append(d.contexts, dpInclude{file: file, line: n, target: context})
-			continue
+		if !read() && mentionsSpy(text) {
+			d.unplaced++
+			note(NoteNotTranslated, "a spy application outside any extension the import can read (a `same =>` with no `exten =>` before it, a line outside a context, or not extensions.conf syntax)")
 		}
-		key, value, ok := cutKey(text)
-		if !ok || context == "" {
-			continue
-		}
-		switch strings.ToLower(key) {
-		case "include":
-			if d.includes == nil {
-				d.includes = make(map[string][]dpInclude)
-			}
-			target, _, _ := strings.Cut(value, ",") // include => ctx,timerange
-			d.includes[context] = append(d.includes[context], dpInclude{file: file, line: n, target: strings.TrimSpace(target)})
-			continue
-		case "exten":
-			fields := splitArgs(value, ',', 3)
-			if len(fields) < 3 {
-				continue // a hint or a malformed line
-			}
-			exten, cid = strings.TrimSpace(fields[0]), false
-			if e, _, has := strings.Cut(exten, "/"); has {
-				exten, cid = strings.TrimSpace(e), true
-			}
-			value = fields[2]
-			if strings.EqualFold(strings.TrimSpace(fields[1]), "hint") {
-				continue
-			}
-		case "same":
-			fields := splitArgs(value, ',', 2)
-			if len(fields) < 2 || exten == "" {
-				continue
-			}
-			value = fields[1]
-		default:
-			continue
-		}
-		app, args := splitApp(strings.TrimSpace(value))
-		d.lines = append(d.lines, &dpLine{file: file, line: n, text: text, context: context,
-			exten: exten, cid: cid, app: app, args: args})
 	}
 	if err := sc.Err(); err != nil {
 		d.notes = append(d.notes, DialplanNote{File: file, Line: n + 1, Kind: NoteNotTranslated,
 			Msg: "reading stopped here: " + err.Error()})
 	}
+}
+
+// mentionsSpy reports whether text names ChanSpy or ExtenSpy, so that a
+// spy line the import cannot place is still reported.
+func mentionsSpy(text string) bool {
+	l := strings.ToLower(text)
+	return strings.Contains(l, "chanspy") || strings.Contains(l, "extenspy")
 }
 
 // stripComment removes what Asterisk's config reader treats as a
