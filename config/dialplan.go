@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/callwarden/callwarden/enforce"
 )
@@ -51,12 +53,35 @@ type DialplanNote struct {
 	Msg  string
 }
 
-// String renders the note as "file:line: kind: message".
+// String renders the note as "file:line: kind: message", on one line:
+// control characters and invalid UTF-8 from the dialplan are escaped, so
+// that a hostile file cannot forge report lines or drive a terminal.
 func (n DialplanNote) String() string {
 	if n.File == "" {
-		return n.Kind.String() + ": " + n.Msg
+		return n.Kind.String() + ": " + printable(n.Msg)
 	}
-	return n.File + ":" + strconv.Itoa(n.Line) + ": " + n.Kind.String() + ": " + n.Msg
+	return printable(n.File) + ":" + strconv.Itoa(n.Line) + ": " + n.Kind.String() + ": " + printable(n.Msg)
+}
+
+// printable escapes what is not printable in s (control and format
+// characters, invalid UTF-8) as Go escapes, and keeps the rest as is.
+func printable(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
+				fmt.Fprintf(&b, `\x%02x`, s[i])
+				continue
+			}
+		}
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r)
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
 }
 
 // DialplanFile is one dialplan file given to ImportDialplan.

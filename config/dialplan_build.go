@@ -293,7 +293,7 @@ func MarshalDialplanImport(im *DialplanImport) ([]byte, error) {
 	if err := root.Encode(doc); err != nil {
 		return nil, fmt.Errorf("marshal dialplan import: %w", err)
 	}
-	root.HeadComment = "Proposed by `callwarden profiles import-dialplan` from " + strings.Join(im.files, ", ") + ".\n" +
+	root.HeadComment = "Proposed by `callwarden profiles import-dialplan` from " + printable(strings.Join(im.files, ", ")) + ".\n" +
 		"Each grant names the dialplan line it translates; read the import's report\n" +
 		"(what it could not translate, who must hold each profile) before applying."
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -306,7 +306,7 @@ func MarshalDialplanImport(im *DialplanImport) ([]byte, error) {
 		case "users":
 			for _, u := range val.Content {
 				if id := mappingValue(u, "id"); id != nil {
-					u.HeadComment = im.userSources[id.Value]
+					u.HeadComment = printable(im.userSources[id.Value])
 				}
 			}
 		}
@@ -323,7 +323,7 @@ func commentGrants(p *yaml.Node, sources map[string][]string) {
 	src := sources[name.Value]
 	for i, g := range grants.Content {
 		if i < len(src) {
-			g.HeadComment = src[i]
+			g.HeadComment = printable(src[i])
 		}
 	}
 }

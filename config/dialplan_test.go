@@ -289,3 +289,10 @@ func TestDialplanSyntax(t *testing.T) {
 		}
 	})
 }
+
+func TestDialplanNoteIsOneLine(t *testing.T) {
+	n := DialplanNote{File: "a\x1b[2J.conf", Line: 3, Kind: NoteTodo, Msg: "x\ny\xff\u202e"}
+	if got, want := n.String(), `a\x1b[2J.conf:3: todo: x\ny\xff\u202e`; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
