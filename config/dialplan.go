@@ -402,8 +402,12 @@ func (t *translator) translateSpyLines() {
 				// ExecIf(cond?App(args)[:App(args)]): the spy runs only when
 				// cond holds.
 				if _, then, ok := strings.Cut(args, "?"); ok {
-					app, args = splitApp(strings.TrimSpace(splitArgs(then, ':', 2)[0]))
+					branches := splitArgs(then, ':', 2)
+					app, args = splitApp(strings.TrimSpace(branches[0]))
 					guarded = "it runs only when the ExecIf condition holds"
+					if isSpyApp(app) && len(branches) > 1 && mentionsSpy(branches[1]) {
+						t.note(l, NotePartly, "the spy application of ExecIf's false branch is not read: grant what it allows by hand")
+					}
 				}
 			}
 			if !isSpyApp(app) {
@@ -446,7 +450,7 @@ func guardBefore(before []*dpLine) string {
 }
 
 // ignoredOptions explains the options that shape a spy session without
-// deciding who may spy on whom.
+// deciding who may spy on whom. It is read-only.
 var ignoredOptions = map[byte]string{
 	'b': "b (bridged calls only: callwarden monitors answered calls)",
 	'c': "c (cycle digit)",

@@ -296,3 +296,23 @@ func TestDialplanNoteIsOneLine(t *testing.T) {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 }
+
+func TestImportDialplanExecIfBranches(t *testing.T) {
+	data := []byte("[leads]\nexten => *1,1,ExecIf($[${X}]?ChanSpy(,q):ChanSpy(,B))\n")
+	im, err := ImportDialplan([]DialplanFile{{Name: "x.conf", Data: data}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[NoteKind]bool{}
+	for _, n := range im.Notes {
+		if n.Line == 2 {
+			kinds[n.Kind] = true
+		}
+	}
+	if !kinds[NotePartly] || !kinds[NoteReview] || kinds[NoteNotTranslated] {
+		t.Errorf("notes %v: want the false branch partly translated and the condition to review", im.Notes)
+	}
+	if g := im.Policy.Profiles[0].Grants; len(g) != 1 || g[0].Actions != enforce.NewActionSet(enforce.MonitorListen) {
+		t.Errorf("grants %+v: want the true branch's listen only", g)
+	}
+}
