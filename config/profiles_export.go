@@ -70,13 +70,37 @@ type outProtected struct {
 // (used by `profiles export`). ParseProfiles of the result gives p back;
 // descriptions, comments and aliases of the original file are not kept.
 func MarshalProfiles(p enforce.Policy) ([]byte, error) {
+	doc, err := profilesDoc(p)
+	if err != nil {
+		return nil, err
+	}
+	return encodeProfiles(doc, "marshal profiles")
+}
+
+// encodeProfiles writes v (an outDoc or its yaml.Node) as YAML indented
+// by two, as profiles files are; errors start with what.
+func encodeProfiles(v any, what string) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// profilesDoc is p in the shape of the profiles file format.
+func profilesDoc(p enforce.Policy) (outDoc, error) {
 	doc := outDoc{Version: ProfilesVersion}
 	for _, pr := range p.Profiles {
 		op := outProfile{Name: pr.Name, NotifyTarget: pr.NotifyTarget, MaskDigits: pr.MaskDigits}
 		for gi, g := range pr.Grants {
 			og, err := outGrantOf(g)
 			if err != nil {
-				return nil, fmt.Errorf("marshal profiles: profile %q grant %d: %w", pr.Name, gi, err)
+				return doc, fmt.Errorf("marshal profiles: profile %q grant %d: %w", pr.Name, gi, err)
 			}
 			op.Grants = append(op.Grants, og)
 		}
@@ -93,16 +117,7 @@ func MarshalProfiles(p enforce.Policy) ([]byte, error) {
 	if len(p.Protected.Users) > 0 || len(p.Protected.Queues) > 0 {
 		doc.Protected = &outProtected{Users: p.Protected.Users, Queues: p.Protected.Queues}
 	}
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(doc); err != nil {
-		return nil, fmt.Errorf("marshal profiles: %w", err)
-	}
-	if err := enc.Close(); err != nil {
-		return nil, fmt.Errorf("marshal profiles: %w", err)
-	}
-	return buf.Bytes(), nil
+	return doc, nil
 }
 
 func outGrantOf(g enforce.Grant) (outGrant, error) {

@@ -76,6 +76,19 @@ func policiesEqual(a, b enforce.Policy) bool {
 	return reflect.DeepEqual(normalizeWith(a, locs), normalizeWith(b, locs))
 }
 
+// mustReadBack checks that out, a profiles file written from want, parses
+// back as want.
+func mustReadBack(tb testing.TB, out []byte, want enforce.Policy) {
+	tb.Helper()
+	back, err := ParseProfiles("written.yaml", out)
+	if err != nil {
+		tb.Fatalf("the written file does not parse: %v\n%s", err, out)
+	}
+	if !policiesEqual(back, want) {
+		tb.Fatalf("the written file reads back as another policy\n got: %+v\nwant: %+v\n%s", back, want, out)
+	}
+}
+
 func assertPolicyEqual(t *testing.T, got, want enforce.Policy) {
 	t.Helper()
 	if !policiesEqual(got, want) {

@@ -23,6 +23,7 @@ var commands = [...]command{
 	{name: "who-can", help: "list every user allowed an action on an agent, queue or\nrecording, with the profile and grant that allow it", run: (*env).whoCan},
 	{name: "rights", help: "print a user's effective rights: per action, the grants,\nwhat they reach, their windows and the protected exceptions", run: (*env).rights},
 	{name: "profiles init", help: "start a profiles file from a seed template\n(--template NAME [-o FILE] [--force])", run: (*env).initProfiles},
+	{name: "profiles import-dialplan", help: "propose a profiles file from an Asterisk dialplan's\nChanSpy/ExtenSpy lines, and report what it could not translate", run: (*env).importDialplan},
 	{name: "profiles validate", help: "check profiles files and report every problem", run: (*env).validate},
 	{name: "profiles apply", help: "apply profiles files to Redis, atomically (--dry-run\nprints the diff and writes nothing; --impact[=7d] replays\nthe audited decisions and prints those that would change)", run: (*env).apply},
 	{name: "profiles export", help: "print the policy stored in Redis as a profiles file", run: (*env).export},
@@ -70,13 +71,17 @@ func subcommands(group string) []string {
 func usage() string {
 	var b strings.Builder
 	b.WriteString("usage: callwarden <command> [flags]\n\ncommands:\n")
+	width := 0
+	for _, c := range commands {
+		width = max(width, len(c.name))
+	}
 	for _, c := range commands {
 		for i, line := range strings.Split(c.help, "\n") {
 			name := ""
 			if i == 0 {
 				name = c.name
 			}
-			fmt.Fprintf(&b, "  %-19s%s\n", name, line)
+			fmt.Fprintf(&b, "  %-*s  %s\n", width, name, line)
 		}
 	}
 	b.WriteString("\nRun \"callwarden <command> -h\" for the flags of a command.\n")

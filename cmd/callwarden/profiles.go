@@ -34,31 +34,102 @@ func (e *env) initProfiles(_ context.Context, args []string) int {
 	if err != nil {
 		return e.failure("profiles init: %v", err)
 	}
-	if *out == "" {
+	if code := e.writeOutput(fs.Name(), *out, *force, data); code != exitOK || *out == "" {
+		return code
+	}
+	fmt.Fprintf(e.stderr, "wrote %s from template %s; add your users and run: callwarden profiles validate -f %s\n", *out, *name, *out)
+	return exitOK
+}
+
+// writeOutput writes data to standard output, or to the file path when
+// it is set, which it never overwrites without force.
+func (e *env) writeOutput(cmd, path string, force bool, data []byte) int {
+	if path == "" {
 		if _, err := e.stdout.Write(data); err != nil {
-			return e.failure("profiles init: %v", err)
+			return e.failure("%s: %v", cmd, err)
 		}
 		return exitOK
 	}
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if *force {
+	if force {
 		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	}
-	f, err := os.OpenFile(*out, flags, 0o644)
+	f, err := os.OpenFile(path, flags, 0o644)
 	if errors.Is(err, os.ErrExist) {
-		return e.badInput("profiles init: %s exists (give --force to overwrite it)", *out)
+		return e.badInput("%s: %s exists (give --force to overwrite it)", cmd, path)
 	}
 	if err != nil {
-		return e.failure("profiles init: %v", err)
+		return e.failure("%s: %v", cmd, err)
 	}
 	_, werr := f.Write(data)
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
 	if werr != nil {
-		return e.failure("profiles init: %s: %v", *out, werr)
+		return e.failure("%s: %s: %v", cmd, path, werr)
 	}
-	fmt.Fprintf(e.stderr, "wrote %s from template %s; add your users and run: callwarden profiles validate -f %s\n", *out, *name, *out)
+	return exitOK
+}
+
+// importDialplan proposes a profiles file from the ChanSpy and ExtenSpy
+// lines of Asterisk dialplans (config.ImportDialplan): the file on
+// standard output or -o FILE, the report on standard error. Lines it
+// cannot translate are reported, not failed on: only unreadable input
+// and bad flags exit non-zero.
+func (e *env) importDialplan(_ context.Context, args []string) int {
+	fs := e.newFlagSet("profiles import-dialplan", "profiles import-dialplan FILE... [--supervisors CONTEXT=ID[,ID...]]... [-o FILE] [--force]")
+	out := fs.String("o", "", "write the proposal to `FILE` instead of standard output")
+	force := fs.Bool("force", false, "overwrite -o FILE if it exists")
+	var sups stringList
+	fs.Var(&sups, "supervisors", "`CONTEXT=ID[,ID...]`: the users whose phones dial from CONTEXT hold its profile (repeatable)")
+	paths, code := e.parseInterleaved(fs, args)
+	if code >= 0 {
+		return code
+	}
+	if len(paths) == 0 {
+		fs.Usage()
+		return e.badInput("%s: want one or more dialplan files (extensions.conf)", fs.Name())
+	}
+	supervisors := map[string][]string{}
+	for _, s := range sups {
+		ctx, ids, ok := strings.Cut(s, "=")
+		if !ok || ctx == "" || ids == "" {
+			return e.badInput("%s: --supervisors %q: want CONTEXT=ID[,ID...]", fs.Name(), s)
+		}
+		for _, id := range strings.Split(ids, ",") {
+			supervisors[ctx] = append(supervisors[ctx], strings.TrimSpace(id))
+		}
+	}
+	files := make([]config.DialplanFile, 0, len(paths))
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return e.badInput("%s: %v", fs.Name(), err)
+		}
+		files = append(files, config.DialplanFile{Name: path, Data: data})
+	}
+	im, err := config.ImportDialplan(files, supervisors)
+	if err != nil {
+		return e.badInput("%s: %v", fs.Name(), err)
+	}
+	data, err := config.MarshalDialplanImport(im)
+	if err != nil {
+		return e.failure("%s: %v", fs.Name(), err)
+	}
+	if code := e.writeOutput(fs.Name(), *out, *force, data); code != exitOK {
+		return code
+	}
+	counts := map[config.NoteKind]int{}
+	for _, n := range im.Notes {
+		fmt.Fprintln(e.stderr, n)
+		counts[n.Kind]++
+	}
+	fmt.Fprintf(e.stderr, "%d ChanSpy/ExtenSpy lines, %d translated (%d not translated, %d partly, %d to review, %d todo); %d profiles, %d users\n",
+		im.SpyLines, im.Translated, counts[config.NoteNotTranslated], counts[config.NotePartly], counts[config.NoteReview], counts[config.NoteTodo],
+		len(im.Policy.Profiles), len(im.Policy.Users))
+	if *out != "" {
+		fmt.Fprintf(e.stderr, "wrote %s; once the todo lines are done, run: callwarden profiles validate -f %s\n", *out, *out)
+	}
 	return exitOK
 }
 
