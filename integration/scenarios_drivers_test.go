@@ -170,8 +170,16 @@ func wantEventFilter(ctx context.Context, t *testing.T, l *lab.TestLab) {
 	for _, e := range app.EventsAllowed {
 		allowed[e.Type] = true
 	}
-	if !allowed["StasisStart"] || !allowed["ChannelDialplan"] || allowed["ChannelVarset"] || allowed["ChannelToneDetected"] {
+	// ChannelVarset is let through for queue moves (a live session decided again);
+	// the event types the ARI library cannot decode never are.
+	if !allowed["StasisStart"] || !allowed["ChannelDialplan"] || !allowed["ChannelVarset"] {
 		t.Errorf("events allowed for callwarden after the restart: %v", app.EventsAllowed)
+	}
+	for _, unknown := range []string{"ApplicationRegistered", "ApplicationUnregistered", "CallBroadcast", "CallClaimed",
+		"ChannelCallerId", "ChannelToneDetected", "ChannelTransfer", "RESTResponse"} {
+		if allowed[unknown] {
+			t.Errorf("%s allowed for callwarden after the restart (the ARI library panics on it): %v", unknown, app.EventsAllowed)
+		}
 	}
 }
 
