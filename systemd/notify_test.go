@@ -141,6 +141,26 @@ func TestStatusIsOneLine(t *testing.T) {
 	}
 }
 
+// startWhenReady runs n.WhenReady(ready) until stop, which cancels it, checks that
+// the manager hears STOPPING=1 next, and that WhenReady returns nil.
+func startWhenReady(tb testing.TB, m *manager, n *Notifier, ready func() error, every time.Duration) (stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.WhenReady(ctx, ready, every) }()
+	tb.Cleanup(cancel)
+	return func() {
+		tb.Helper()
+		cancel()
+		if got := m.next(tb, 2*time.Second); got != "STOPPING=1\nSTATUS=stopping" {
+			tb.Fatalf("datagram %q, want STOPPING=1", got)
+		}
+		if err := <-done; err != nil {
+			tb.Errorf("WhenReady: %v", err)
+		}
+	}
+}
+
 func TestWhenReady(t *testing.T) {
 	t.Run("ready only once the check passes, stopping when the context ends", func(t *testing.T) {
 		m := MustListen(t, socketPath(t, "notify"))
@@ -156,9 +176,7 @@ func TestWhenReady(t *testing.T) {
 			}
 			return nil
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- n.WhenReady(ctx, ready, 5*time.Millisecond) }()
+		stop := startWhenReady(t, m, n, ready, 5*time.Millisecond)
 
 		for _, want := range []string{
 			"STATUS=not ready: redis: connection refused",
@@ -173,32 +191,16 @@ func TestWhenReady(t *testing.T) {
 		if c := calls.Load(); c != 4 {
 			t.Errorf("ready checked %d times after READY, want it no longer checked (4 in all)", c)
 		}
-		cancel()
-		if got := m.next(t, 2*time.Second); got != "STOPPING=1\nSTATUS=stopping" {
-			t.Fatalf("datagram %q, want STOPPING=1", got)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("WhenReady: %v", err)
-		}
+		stop()
 	})
 	t.Run("stopping before ever ready sends no READY", func(t *testing.T) {
 		m := MustListen(t, socketPath(t, "notify"))
 		n := mustNotifier(t, m.path)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() {
-			done <- n.WhenReady(ctx, func() error { return errors.New("store unavailable") }, time.Millisecond)
-		}()
+		stop := startWhenReady(t, m, n, func() error { return errors.New("store unavailable") }, time.Millisecond)
 		if got := m.next(t, 2*time.Second); !strings.HasPrefix(got, "STATUS=not ready") {
 			t.Fatalf("datagram %q", got)
 		}
-		cancel()
-		if got := m.next(t, 2*time.Second); got != "STOPPING=1\nSTATUS=stopping" {
-			t.Fatalf("datagram %q, want STOPPING=1 and no READY", got)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("WhenReady: %v", err)
-		}
+		stop() // the next datagram is STOPPING=1: no READY came in between
 	})
 	t.Run("a manager gone returns the error at once", func(t *testing.T) {
 		n := mustNotifier(t, socketPath(t, "gone"))

@@ -88,21 +88,18 @@ offline_prerequisites
 # read_last_stage fills CHANGES (docker import --change instructions, ${VERSION}
 # substituted) and COPIED (the destinations of its COPY lines) from the last stage.
 read_last_stage() {
-	local line instr rest
+	local line INSTR REST
 	CHANGES=() COPIED=()
 	while IFS= read -r line; do
-		[[ $line =~ ^[[:space:]]*(#|$) ]] && continue
-		instr=${line%%[[:space:]]*}
-		rest=${line#"$instr"}
-		rest=${rest#"${rest%%[![:space:]]*}"}
-		case ${instr^^} in
+		split_instruction "$line"
+		case $INSTR in
 		FROM) CHANGES=() COPIED=() ;; # a new stage: only the last one counts
-		COPY) COPIED+=("${rest##*[[:space:]]}") ;;
+		COPY) COPIED+=("${REST##*[[:space:]]}") ;;
 		ARG) ;;
 		USER | WORKDIR | EXPOSE | ENTRYPOINT | CMD | LABEL | ENV | STOPSIGNAL)
 			CHANGES+=("${line//\$\{VERSION\}/$VERSION}") ;;
 		RUN) ;; # the build stage's; the last stage has no shell to run one
-		*) die "$HERE/Dockerfile: instruction $instr is not supported by build.sh" ;;
+		*) die "$HERE/Dockerfile: instruction $INSTR is not supported by build.sh" ;;
 		esac
 	done < <(dockerfile_lines "$HERE/Dockerfile")
 	local want

@@ -68,14 +68,12 @@ offline_prerequisites
 # read_dockerfile DIR fills SUITE, OPS (COPY/RUN to replay, in order) and CHANGES
 # (instructions for docker import --change) from DIR/Dockerfile.
 read_dockerfile() {
-	local dir=$1 line instr rest saw_apt=0
+	local dir=$1 line instr rest saw_apt=0 INSTR REST
 	SUITE="" OPS=() CHANGES=()
 	while IFS= read -r line; do
-		[[ $line =~ ^[[:space:]]*(#|$) ]] && continue
-		instr=${line%%[[:space:]]*}
-		rest=${line#"$instr"}
-		rest=${rest#"${rest%%[![:space:]]*}"}
-		case ${instr^^} in
+		split_instruction "$line"
+		instr=$INSTR rest=$REST
+		case $instr in
 		FROM)
 			[[ $rest =~ ^debian:([a-z]+)(-slim)?$ ]] || die "$dir/Dockerfile: FROM must be debian:<suite>, got '$rest'"
 			SUITE=${BASH_REMATCH[1]}

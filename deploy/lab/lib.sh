@@ -48,10 +48,19 @@ cleanup() {
 	done
 }
 
-# dockerfile_lines FILE prints FILE with its continued lines (ending in a backslash)
-# joined into one.
+# dockerfile_lines FILE prints FILE's instructions, one a line: continued lines (ending
+# in a backslash) joined into one, comments and blank lines left out.
 dockerfile_lines() {
-	sed -e ':a' -e '/\\$/N; s/\\\n[[:space:]]*/ /; ta' "$1"
+	sed -e ':a' -e '/\\$/N; s/\\\n[[:space:]]*/ /; ta' "$1" | grep -Ev '^[[:space:]]*(#|$)' || true
+}
+
+# split_instruction LINE sets INSTR to LINE's instruction, upper case, and REST to what
+# follows it.
+split_instruction() {
+	INSTR=${1%%[[:space:]]*}
+	REST=${1#"$INSTR"}
+	REST=${REST#"${REST%%[![:space:]]*}"}
+	INSTR=${INSTR^^}
 }
 
 # inputs_hash prints the sha256 of the given words followed by every file under DIR.
