@@ -2,7 +2,7 @@
 GO ?= go
 PKGS_UNIT := $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: all build test unit integration lab vet bench bench-intercept bench-http fuzz links demo clean
+.PHONY: all build image test unit integration lab vet bench bench-intercept bench-http fuzz links demo clean
 
 all: build
 
@@ -16,11 +16,18 @@ vet:
 unit: vet
 	$(GO) test -race -count=1 $(PKGS_UNIT)
 
-## lab: build the Asterisk and Redis lab images offline (cached) and load the FreeSWITCH
-## image from ../shared/images (sha256-checked; CALLWARDEN_FREESWITCH_IMAGE_TAR overrides).
+## image: callwarden's own image, callwarden:<git describe>, built offline (cached;
+## deploy/image/build.sh; registry users build deploy/image/Dockerfile instead).
+image:
+	GO=$(GO) bash deploy/image/build.sh
+
+## lab: build the Asterisk and Redis lab images offline (cached), load the FreeSWITCH
+## image from ../shared/images (sha256-checked; CALLWARDEN_FREESWITCH_IMAGE_TAR overrides)
+## and build callwarden's image (the image suite runs it).
 lab:
 	bash deploy/lab/build.sh
 	bash deploy/lab/load-freeswitch.sh
+	GO=$(GO) bash deploy/image/build.sh
 
 ## integration: the suites against real containers (needs `make lab`).
 integration: lab

@@ -494,3 +494,49 @@ func TestDeployFreeSWITCHExampleConfigIsValid(t *testing.T) {
 		t.Errorf("example read as %+v", c)
 	}
 }
+
+// TestDeployProductionConfigsAreValid keeps deploy/production's two daemons
+// loadable and valid, their secrets coming from the environment (the unit's
+// EnvironmentFile), and what makes them a pair: different Stasis
+// applications on the same PBX, the same Sentinel-backed Redis, one
+// watchdog.
+func TestDeployProductionConfigsAreValid(t *testing.T) {
+	env := map[string]string{EnvAsteriskPassword: "ari-secret", EnvRedisPassword: "redis-secret"}
+	load := func(t *testing.T, name string) Config {
+		t.Helper()
+		c, err := LoadFile("../deploy/production/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "asterisk.password") {
+			t.Errorf("%s validated without %s (%v); want asterisk.password required", name, EnvAsteriskPassword, err)
+		}
+		if err := c.ApplyEnv(func(k string) string { return env[k] }); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("deploy/production/%s: %v", name, err)
+		}
+		if _, err := c.Redis.Conn(); err != nil {
+			t.Fatalf("deploy/production/%s: redis: %v", name, err)
+		}
+		return c
+	}
+	a, b := load(t, "callwarden-a.yaml"), load(t, "callwarden-b.yaml")
+	if a.Asterisk.App != "callwarden-a" || b.Asterisk.App != "callwarden-b" {
+		t.Errorf("applications %q and %q, want callwarden-a and callwarden-b", a.Asterisk.App, b.Asterisk.App)
+	}
+	if a.Asterisk.PBX != b.Asterisk.PBX || a.Asterisk.URL != b.Asterisk.URL {
+		t.Errorf("the two daemons name different PBXs: %q at %s and %q at %s", a.Asterisk.PBX, a.Asterisk.URL, b.Asterisk.PBX, b.Asterisk.URL)
+	}
+	if a.Asterisk.Watchdog != WatchdogEnforce || b.Asterisk.Watchdog != WatchdogOff {
+		t.Errorf("watchdogs %q and %q, want enforce on a and off on b", a.Asterisk.Watchdog, b.Asterisk.Watchdog)
+	}
+	if len(a.Redis.Addrs) != 3 || a.Redis.MasterName == "" || strings.Join(a.Redis.Addrs, ",") != strings.Join(b.Redis.Addrs, ",") ||
+		a.Redis.MasterName != b.Redis.MasterName || a.Redis.Prefix != b.Redis.Prefix {
+		t.Errorf("the daemons do not share one Sentinel-backed store: %v and %v", a.Redis, b.Redis)
+	}
+	if a.Redis.Password.Reveal() != "redis-secret" {
+		t.Error("the Redis password does not come from the environment")
+	}
+}

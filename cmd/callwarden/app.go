@@ -100,6 +100,8 @@ type App struct {
 	fs *pbxService[*freeswitch.Adapter]
 	// sessions is the live monitor session registry (Redis or memory).
 	sessions *session.Registry
+	// ready is what /readyz answers.
+	ready func() error
 }
 
 // NewApp builds the daemon from a validated cfg, logging to logOut: it
@@ -303,6 +305,7 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	if err != nil {
 		return nil, err
 	}
+	a.ready = h.Ready
 	if a.fs, err = newFreeSWITCH(cfg.FreeSWITCH, a.snapshot, pbxAudit, recordings, a.sessions, logger.Named("freeswitch"), a.reg); err != nil {
 		return nil, err
 	}
@@ -420,6 +423,10 @@ func (a *App) generation() uint64 {
 	}
 	return 0
 }
+
+// Ready reports what /readyz answers: nil once the daemon can serve
+// decisions, else why it cannot.
+func (a *App) Ready() error { return a.ready() }
 
 // Registry returns the registry served on /metrics.
 func (a *App) Registry() *prometheus.Registry { return a.reg }

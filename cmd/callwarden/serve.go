@@ -3,9 +3,17 @@ package main
 import (
 	"context"
 	"errors"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/config"
+	"github.com/callwarden/callwarden/systemd"
 )
+
+// readyPoll is how often serve checks readiness until the service
+// manager has been told READY=1.
+const readyPoll = 100 * time.Millisecond
 
 // serve runs the daemon until ctx is cancelled (SIGINT/SIGTERM), reloading
 // the policy (profiles files, or Redis) on every value from e.reload
@@ -53,6 +61,13 @@ func (e *env) serve(ctx context.Context, args []string) int {
 		return e.badInput("serve: -f - is not supported: profiles are re-read on SIGHUP")
 	}
 
+	// A unit of Type=notify names its socket in NOTIFY_SOCKET; read here,
+	// before anything starts, so a malformed one is bad input.
+	notifier, err := systemd.NewNotifier(e.getenv("NOTIFY_SOCKET"))
+	if err != nil {
+		return e.badInput("%v", err)
+	}
+
 	app, err := newApp(ctx, cfg, e.stderr, appDeps{open: e.open})
 	if err != nil {
 		var pe *profilesError
@@ -69,6 +84,17 @@ func (e *env) serve(ctx context.Context, args []string) int {
 
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx) }()
+	// The service manager hears READY=1 when /readyz first answers ready,
+	// and STOPPING=1 when the shutdown starts (or Run failed).
+	nctx, stopNotify := context.WithCancel(ctx)
+	notified := make(chan struct{})
+	go func() {
+		defer close(notified)
+		if err := notifier.WhenReady(nctx, app.Ready, readyPoll); err != nil {
+			app.log.Warn("systemd notification failed", zap.Error(err))
+		}
+	}()
+	defer func() { stopNotify(); <-notified }()
 	for {
 		select {
 		case err := <-done:

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -426,4 +427,69 @@ func TestServeAnswersTokenlessChecksOnLoopback(t *testing.T) {
 		t.Fatalf("tokenless loopback check: %d %s", status, body)
 	}
 	waitFor(t, "logs", logs.String, `"asked_by":"loopback"`, time.Second)
+}
+
+// TestServeNotifiesTheServiceManager: under a Type=notify unit (the
+// manager's socket in NOTIFY_SOCKET), serve says READY=1 once /readyz
+// answers ready and STOPPING=1 when it is told to stop; a NOTIFY_SOCKET
+// it cannot use is bad input.
+func TestServeNotifiesTheServiceManager(t *testing.T) {
+	t.Run("ready once /readyz is and stopping on SIGTERM", func(t *testing.T) {
+		// Not under t.TempDir, whose name can exceed a socket path's 107 bytes.
+		dir, err := os.MkdirTemp("", "cw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		sock := filepath.Join(dir, "notify")
+		mgr, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mgr.Close()
+		file := filepath.Join(t.TempDir(), "profiles.yaml")
+		copyFile(t, "profiles.yaml", file)
+		environ := map[string]string{"CALLWARDEN_PROFILES": file, "NOTIFY_SOCKET": sock}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		stderr := &syncBuffer{}
+		code := make(chan int, 1)
+		go func() {
+			code <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0"},
+				strings.NewReader(""), io.Discard, stderr, func(k string) string { return environ[k] }, nil)
+		}()
+		next := func() string {
+			t.Helper()
+			buf := make([]byte, 1024)
+			_ = mgr.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, err := mgr.Read(buf)
+			if err != nil {
+				t.Fatalf("no notification: %v; stderr:\n%s", err, stderr.String())
+			}
+			return string(buf[:n])
+		}
+		if got := next(); got != "READY=1\nSTATUS=ready" {
+			t.Fatalf("first notification %q, want READY=1", got)
+		}
+		base := "http://" + listenAddr(t, stderr.String)
+		if status, body := get(t, newClient(), base+"/readyz"); status != http.StatusOK {
+			t.Errorf("/readyz after READY=1: %d %s", status, body)
+		}
+		cancel() // what main does on SIGTERM
+		if got := next(); got != "STOPPING=1\nSTATUS=stopping" {
+			t.Fatalf("notification %q, want STOPPING=1", got)
+		}
+		if c := <-code; c != exitOK {
+			t.Errorf("exit %d; stderr:\n%s", c, stderr.String())
+		}
+	})
+	t.Run("a relative NOTIFY_SOCKET is bad input", func(t *testing.T) {
+		stderr := &syncBuffer{}
+		environ := map[string]string{"NOTIFY_SOCKET": "notify"}
+		c := run(context.Background(), []string{"serve", "--listen", "127.0.0.1:0", "-f", filepath.Join("testdata", "profiles.yaml")},
+			strings.NewReader(""), io.Discard, stderr, func(k string) string { return environ[k] }, nil)
+		if c != exitBadInput || !strings.Contains(stderr.String(), "NOTIFY_SOCKET") {
+			t.Errorf("exit %d, stderr %q; want 2 naming NOTIFY_SOCKET", c, stderr.String())
+		}
+	})
 }

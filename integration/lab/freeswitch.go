@@ -145,16 +145,26 @@ func freeswitchConfDir(dir string) (string, error) {
 	if dir != "" {
 		return filepath.Abs(dir)
 	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", fmt.Errorf("find %s: %w (set %s)", FreeSWITCHConfDir, err, EnvFreeSWITCHConf)
+	}
+	return filepath.Join(root, FreeSWITCHConfDir), nil
+}
+
+// repoRoot is the repository's root: the first directory holding a go.mod from
+// the working directory upwards.
+func repoRoot() (string, error) {
 	wd, err := os.Getwd()
 	if err != nil {
-		return "", fmt.Errorf("find %s: %w", FreeSWITCHConfDir, err)
+		return "", err
 	}
 	for d := wd; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(d, FreeSWITCHConfDir), nil
+			return d, nil
 		}
 		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("find %s: no go.mod above %s (set %s)", FreeSWITCHConfDir, wd, EnvFreeSWITCHConf)
+			return "", fmt.Errorf("no go.mod above %s", wd)
 		}
 	}
 }

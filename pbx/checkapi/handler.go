@@ -353,6 +353,10 @@ func (h *Handler) healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
+// Ready reports what /readyz answers: nil when the process can serve
+// decisions, else why not (Options.Ready, or its default).
+func (h *Handler) Ready() error { return h.opts.Ready() }
+
 func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
