@@ -57,8 +57,6 @@ func TestPackageLayout(t *testing.T) {
 			switch {
 			case pkg == "enforce":
 				why = "the domain imports no other package of the module"
-			case pkg == "systemd":
-				why = "the service manager protocol knows nothing of callwarden"
 			case pkg == "pbx/session" && dep != "enforce":
 				why = "the session core imports the domain only"
 			case strings.HasPrefix(pkg, "pbx/") && (dep == "config" || dep == "cache" || strings.HasPrefix(dep, "cache/")):

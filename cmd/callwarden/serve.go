@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/config"
-	"github.com/callwarden/callwarden/systemd"
+	"github.com/callwarden/callwarden/pbx/checkapi"
 )
 
 // readyPoll is how often serve checks readiness until the service
@@ -63,7 +63,7 @@ func (e *env) serve(ctx context.Context, args []string) int {
 
 	// A unit of Type=notify names its socket in NOTIFY_SOCKET; read here,
 	// before anything starts, so a malformed one is bad input.
-	notifier, err := systemd.NewNotifier(e.getenv("NOTIFY_SOCKET"))
+	notifier, err := checkapi.NewNotifier(e.getenv("NOTIFY_SOCKET"))
 	if err != nil {
 		return e.badInput("%v", err)
 	}

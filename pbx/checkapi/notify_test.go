@@ -1,4 +1,4 @@
-package systemd
+package checkapi
 
 import (
 	"context"
@@ -11,11 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // manager is the service manager's end of the notification socket: it
 // collects the datagrams a Notifier sends.
@@ -27,7 +23,7 @@ type manager struct {
 // MustListen opens a manager socket at path (a file in a temporary
 // directory, or "@name" for the abstract namespace), closed when the test
 // ends.
-func MustListen(tb testing.TB, path string) *manager {
+func mustListen(tb testing.TB, path string) *manager {
 	tb.Helper()
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
@@ -87,9 +83,9 @@ func mustNotifier(tb testing.TB, path string) *Notifier {
 
 func TestNotify(t *testing.T) {
 	t.Run("one datagram carries every state, newline separated", func(t *testing.T) {
-		m := MustListen(t, socketPath(t, "notify"))
+		m := mustListen(t, socketPath(t, "notify"))
 		n := mustNotifier(t, m.path)
-		if err := n.Notify(context.Background(), StateReady, Status("serving")); err != nil {
+		if err := n.Notify(context.Background(), NotifyReady, NotifyStatus("serving")); err != nil {
 			t.Fatal(err)
 		}
 		if got := m.next(t, time.Second); got != "READY=1\nSTATUS=serving" {
@@ -98,8 +94,8 @@ func TestNotify(t *testing.T) {
 	})
 	t.Run("an abstract socket is reached by its @name", func(t *testing.T) {
 		path := fmt.Sprintf("@callwarden-test-%d-%d", time.Now().UnixNano(), atomicSeq.Add(1))
-		m := MustListen(t, path)
-		if err := mustNotifier(t, path).Notify(context.Background(), StateStopping); err != nil {
+		m := mustListen(t, path)
+		if err := mustNotifier(t, path).Notify(context.Background(), NotifyStopping); err != nil {
 			t.Fatal(err)
 		}
 		if got := m.next(t, time.Second); got != "STOPPING=1" {
@@ -111,7 +107,7 @@ func TestNotify(t *testing.T) {
 		if n != nil || err != nil {
 			t.Fatalf("NewNotifier(\"\") = %v, %v; want nil, nil", n, err)
 		}
-		if err := n.Notify(context.Background(), StateReady); err != nil {
+		if err := n.Notify(context.Background(), NotifyReady); err != nil {
 			t.Errorf("nil Notify: %v", err)
 		}
 		if err := n.WhenReady(context.Background(), func() error { return nil }, time.Millisecond); err != nil {
@@ -127,7 +123,7 @@ func TestNotify(t *testing.T) {
 	})
 	t.Run("a socket nobody listens on is an error", func(t *testing.T) {
 		n := mustNotifier(t, socketPath(t, "gone"))
-		if err := n.Notify(context.Background(), StateReady); err == nil {
+		if err := n.Notify(context.Background(), NotifyReady); err == nil {
 			t.Error("Notify to a missing socket succeeded")
 		}
 	})
@@ -136,7 +132,7 @@ func TestNotify(t *testing.T) {
 var atomicSeq atomic.Int64
 
 func TestStatusIsOneLine(t *testing.T) {
-	if got := Status("redis:\n  dial tcp 10.0.0.1:6379:\tconnection refused\n"); got != "STATUS=redis: dial tcp 10.0.0.1:6379: connection refused" {
+	if got := NotifyStatus("redis:\n  dial tcp 10.0.0.1:6379:\tconnection refused\n"); got != "STATUS=redis: dial tcp 10.0.0.1:6379: connection refused" {
 		t.Errorf("Status = %q", got)
 	}
 }
@@ -163,7 +159,7 @@ func startWhenReady(tb testing.TB, m *manager, n *Notifier, ready func() error, 
 
 func TestWhenReady(t *testing.T) {
 	t.Run("ready only once the check passes, stopping when the context ends", func(t *testing.T) {
-		m := MustListen(t, socketPath(t, "notify"))
+		m := mustListen(t, socketPath(t, "notify"))
 		n := mustNotifier(t, m.path)
 		var calls atomic.Int64
 		ready := func() error {
@@ -194,7 +190,7 @@ func TestWhenReady(t *testing.T) {
 		stop()
 	})
 	t.Run("stopping before ever ready sends no READY", func(t *testing.T) {
-		m := MustListen(t, socketPath(t, "notify"))
+		m := mustListen(t, socketPath(t, "notify"))
 		n := mustNotifier(t, m.path)
 		stop := startWhenReady(t, m, n, func() error { return errors.New("store unavailable") }, time.Millisecond)
 		if got := m.next(t, 2*time.Second); !strings.HasPrefix(got, "STATUS=not ready") {

@@ -1,12 +1,4 @@
-// Package systemd speaks the service manager's readiness protocol
-// (sd_notify(3)) for a daemon started by a Type=notify unit: it tells the
-// manager why the daemon is not ready yet (STATUS=), that it is ready
-// (READY=1) and that it is stopping (STOPPING=1), one datagram each, over
-// the unix datagram socket the manager names in $NOTIFY_SOCKET.
-//
-// It owns that protocol and nothing else: it reads no environment (cmd
-// passes the socket's path) and imports no other package of the module.
-package systemd
+package checkapi
 
 import (
 	"context"
@@ -17,11 +9,18 @@ import (
 	"time"
 )
 
-// The states this package sends (sd_notify(3)).
+// The service manager's readiness protocol (sd_notify(3)) for a daemon
+// started by a Type=notify unit: the daemon tells the manager why it is
+// not ready yet (STATUS=), that it is ready (READY=1), what /readyz
+// answers, and that it is stopping (STOPPING=1), one datagram each, over
+// the unix datagram socket the manager names in $NOTIFY_SOCKET. It reads
+// no environment (cmd passes the socket's path).
+
+// The states sent to the service manager (sd_notify(3)).
 const (
-	StateReady    = "READY=1"
-	StateStopping = "STOPPING=1"
-	statusPrefix  = "STATUS="
+	NotifyReady    = "READY=1"
+	NotifyStopping = "STOPPING=1"
+	statusPrefix   = "STATUS="
 )
 
 // sendTimeout bounds one datagram when the context has no earlier
@@ -51,7 +50,7 @@ func NewNotifier(path string) (*Notifier, error) {
 	return nil, fmt.Errorf("NOTIFY_SOCKET %q: want an absolute path or an abstract socket (@name)", path)
 }
 
-// Notify sends states (e.g. StateReady, Status("...")) in one datagram,
+// Notify sends states (e.g. NotifyReady, NotifyStatus("...")) in one datagram,
 // within ctx's deadline or sendTimeout, whichever comes first.
 func (n *Notifier) Notify(ctx context.Context, states ...string) error {
 	if n == nil || len(states) == 0 {
@@ -78,7 +77,7 @@ func (n *Notifier) Notify(ctx context.Context, states ...string) error {
 
 // Status is the STATUS= state carrying msg, made one line: the protocol
 // separates states with newlines.
-func Status(msg string) string {
+func NotifyStatus(msg string) string {
 	return statusPrefix + strings.Join(strings.Fields(msg), " ")
 }
 
@@ -94,7 +93,7 @@ func (n *Notifier) WhenReady(ctx context.Context, ready func() error, interval t
 		return nil
 	}
 	if interval <= 0 {
-		return errors.New("systemd: WhenReady: interval must be positive")
+		return errors.New("checkapi: WhenReady: interval must be positive")
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -102,14 +101,14 @@ func (n *Notifier) WhenReady(ctx context.Context, ready func() error, interval t
 	for {
 		err := ready()
 		if err == nil {
-			if err := n.Notify(ctx, StateReady, Status("ready")); err != nil {
+			if err := n.Notify(ctx, NotifyReady, NotifyStatus("ready")); err != nil {
 				return err
 			}
 			break
 		}
 		if msg := "not ready: " + err.Error(); msg != last {
 			last = msg
-			if err := n.Notify(ctx, Status(msg)); err != nil {
+			if err := n.Notify(ctx, NotifyStatus(msg)); err != nil {
 				return err
 			}
 		}
@@ -127,5 +126,5 @@ func (n *Notifier) WhenReady(ctx context.Context, ready func() error, interval t
 func (n *Notifier) stopping(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
 	defer cancel()
-	return n.Notify(sctx, StateStopping, Status("stopping"))
+	return n.Notify(sctx, NotifyStopping, NotifyStatus("stopping"))
 }
