@@ -143,9 +143,9 @@ type Store struct {
 }
 
 var (
-	_ enforce.PolicyStore    = (*Store)(nil)
+	_ enforce.PolicyStore        = (*Store)(nil)
 	_ enforce.RecordingCatalogue = (*Store)(nil)
-	_ enforce.AuditLog       = (*Store)(nil)
+	_ enforce.AuditLog           = (*Store)(nil)
 )
 
 // New checks opts and returns a store; it does not connect (the
