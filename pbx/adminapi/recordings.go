@@ -165,7 +165,6 @@ func (a *Admin) listRecordings(w http.ResponseWriter, r *http.Request, p *princi
 	m := newMerger(a.opts.Catalogue, ixs, enforce.RecordingQuery{From: q.from, To: q.to, After: q.cursor, Limit: page})
 	for read := 0; len(body.Recordings) < q.limit; read++ {
 		if read == budget {
-			body.NextCursor = m.last
 			break
 		}
 		rec, ok, err := m.next(ctx)
@@ -183,8 +182,7 @@ func (a *Admin) listRecordings(w http.ResponseWriter, r *http.Request, p *princi
 			body.Recordings = append(body.Recordings, row(rec, own.MaskDigits, p.now))
 		}
 	}
-	if len(body.Recordings) == q.limit {
-		// More may follow; the next page says.
+	if !m.exhausted() {
 		body.NextCursor = m.last
 	}
 	httpauth.WriteJSON(w, http.StatusOK, body)
@@ -238,6 +236,16 @@ func (m *merger) fill(ctx context.Context, h *indexPage) error {
 		h.after = h.keys[n-1]
 	}
 	return nil
+}
+
+// exhausted reports whether every index is known to hold nothing more.
+func (m *merger) exhausted() bool {
+	for _, h := range m.heads {
+		if len(h.recs) > 0 || !h.done {
+			return false
+		}
+	}
+	return true
 }
 
 // next returns the newest recording not yet returned; ok is false when
