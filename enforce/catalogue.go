@@ -6,6 +6,7 @@ package enforce
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -201,4 +202,18 @@ func (s *Snapshot) RecordingReach(user string, action Action) (ixs []RecordingIn
 		}
 	}
 	return ixs, false
+}
+
+// DeleteRecording removes rec's audio from the PBX, then its metadata from
+// the catalogue: metadata never outlives its audio the other way round,
+// and a failed audio delete leaves both. Metadata already gone is not an
+// error.
+func DeleteRecording(ctx context.Context, cat RecordingCatalogue, audio RecordingAudio, rec Recording) error {
+	if err := audio.DeleteAudio(ctx, rec); err != nil {
+		return fmt.Errorf("delete the audio of recording %s: %w", rec.ID, err)
+	}
+	if err := cat.DeleteRecording(ctx, rec.ID); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("delete recording %s from the catalogue: %w", rec.ID, err)
+	}
+	return nil
 }

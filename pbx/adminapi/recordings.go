@@ -403,7 +403,7 @@ func (a *Admin) deleteRecording(w http.ResponseWriter, r *http.Request, p *princ
 	}
 	ctx, cancel := a.storeContext(r)
 	defer cancel()
-	if err := DeleteRecording(ctx, a.opts.Catalogue, a.opts.Audio, rec); err != nil {
+	if err := enforce.DeleteRecording(ctx, a.opts.Catalogue, a.opts.Audio, rec); err != nil {
 		a.auditRecording(r, p, enforce.RecordingDelete, &rec, d, "allowed, but failed: "+err.Error())
 		a.storeFailed(w, r, err)
 		return
@@ -411,20 +411,6 @@ func (a *Admin) deleteRecording(w http.ResponseWriter, r *http.Request, p *princ
 	a.auditRecording(r, p, enforce.RecordingDelete, &rec, d, "deleted from the PBX and the catalogue")
 	a.log.Info("admin: recording deleted", zap.String("user", p.user), zap.String("recording", rec.ID))
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// DeleteRecording removes rec's audio from the PBX, then its metadata from
-// the catalogue: metadata is never left pointing at nothing the other way
-// round, and a failed audio delete leaves both. Metadata already gone is
-// not an error.
-func DeleteRecording(ctx context.Context, cat enforce.RecordingCatalogue, audio enforce.RecordingAudio, rec enforce.Recording) error {
-	if err := audio.DeleteAudio(ctx, rec); err != nil {
-		return fmt.Errorf("delete the audio of recording %s: %w", rec.ID, err)
-	}
-	if err := cat.DeleteRecording(ctx, rec.ID); err != nil && !errors.Is(err, enforce.ErrNotFound) {
-		return fmt.Errorf("delete recording %s from the catalogue: %w", rec.ID, err)
-	}
-	return nil
 }
 
 // recordingAccess serves GET /v1/recordings/{id}/access: the audit records

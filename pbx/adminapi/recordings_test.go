@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,49 +17,15 @@ import (
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/adminapi"
 	"github.com/callwarden/callwarden/pbx/httpauth"
+	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
-
-// fakeAudio is a PBX's store of recording audio: bytes by recording name.
-type fakeAudio struct {
-	mu    sync.Mutex
-	files map[string][]byte
-}
-
-func (f *fakeAudio) OpenAudio(_ context.Context, rec enforce.Recording) (enforce.Audio, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	b, ok := f.files[rec.Name]
-	if !ok {
-		return enforce.Audio{}, fmt.Errorf("audio %s: %w", rec.Name, enforce.ErrNotFound)
-	}
-	return enforce.Audio{ReadSeekCloser: nopCloser{bytes.NewReader(b)}, Size: int64(len(b)),
-		ContentType: enforce.AudioContentType(rec.Format), ModTime: rec.StoppedAt}, nil
-}
-
-func (f *fakeAudio) DeleteAudio(_ context.Context, rec enforce.Recording) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.files, rec.Name)
-	return nil
-}
-
-func (f *fakeAudio) has(name string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, ok := f.files[name]
-	return ok
-}
-
-type nopCloser struct{ *bytes.Reader }
-
-func (nopCloser) Close() error { return nil }
 
 // catalogueFixture serves the admin API over a memory catalogue and a
 // fake PBX audio store, deciding from cataloguePolicy.
 type catalogueFixture struct {
 	*adminFixture
 	cat   *memory.Recordings
-	audio *fakeAudio
+	audio *sessiontest.Audio
 }
 
 // cataloguePolicy: root may do everything with recordings; alice plays
@@ -112,14 +77,14 @@ func newCatalogueFixture(tb testing.TB) *catalogueFixture {
 	f := &catalogueFixture{
 		adminFixture: &adminFixture{store: &fakeStore{policy: cataloguePolicy(), gen: 1}, audit: &fakeAudit{}, holder: &enforce.Holder{}},
 		cat:          memory.NewRecordings(),
-		audio:        &fakeAudio{files: map[string][]byte{}},
+		audio:        &sessiontest.Audio{},
 	}
 	f.holder.Store(mustSnapshot(tb, cataloguePolicy(), 1))
 	for _, r := range catalogued {
 		r.Name, r.PBX, r.Format, r.StartedBy = "callwarden-"+r.ID, "pbx1", "wav", "alice"
 		if r.State == "" {
 			r.State, r.StoppedAt = enforce.RecordingStopped, r.StartedAt.Add(30*time.Second)
-			f.audio.files[r.Name] = []byte("RIFF-audio-of-" + r.ID)
+			f.audio.Put(r.Name, []byte("RIFF-audio-of-"+r.ID))
 		}
 		if err := f.cat.SaveRecording(context.Background(), r); err != nil {
 			tb.Fatal(err)
@@ -323,8 +288,8 @@ func TestRecordingDeleteNeedsRecordingDeleteAndRemovesTheAudio(t *testing.T) {
 	const id, name = "100000000002", "callwarden-100000000002"
 	r := f.do(t, "DELETE", "/v1/recordings/"+id, "alice", "", "")
 	r.wantField(t, http.StatusForbidden, "reason", "action_not_granted")
-	if _, err := f.cat.Recording(context.Background(), id); err != nil || !f.audio.has(name) {
-		t.Fatalf("a refused delete removed something: metadata %v, audio %v", err, f.audio.has(name))
+	if _, err := f.cat.Recording(context.Background(), id); err != nil || !f.audio.Has(name) {
+		t.Fatalf("a refused delete removed something: metadata %v, audio %v", err, f.audio.Has(name))
 	}
 	if r := f.do(t, "DELETE", "/v1/recordings/100000000003", "carol", "", ""); r.code != http.StatusForbidden {
 		t.Errorf("carol deleting a support recording: %d, want 403", r.code)
@@ -332,8 +297,8 @@ func TestRecordingDeleteNeedsRecordingDeleteAndRemovesTheAudio(t *testing.T) {
 	if r := f.do(t, "DELETE", "/v1/recordings/"+id, "carol", "", ""); r.code != http.StatusNoContent {
 		t.Fatalf("carol's delete: %d %s", r.code, r.body)
 	}
-	if _, err := f.cat.Recording(context.Background(), id); err == nil || f.audio.has(name) {
-		t.Errorf("after the delete: metadata %v, audio %v; want both gone", err, f.audio.has(name))
+	if _, err := f.cat.Recording(context.Background(), id); err == nil || f.audio.Has(name) {
+		t.Errorf("after the delete: metadata %v, audio %v; want both gone", err, f.audio.Has(name))
 	}
 	if ids, _ := f.list(t, "root", ""); ids != "65314" {
 		t.Errorf("listed %q after the delete, want 65314", ids)
