@@ -17,23 +17,24 @@ type outcome = session.Outcome
 // auditEntry is what an audit record says beside the outcome, in ARI's
 // terms; entry translates it for the session core.
 type auditEntry struct {
-	verb     verb
-	user     string
-	action   enforce.Action
-	target   string
-	queue    string
-	caller   string // unmasked; masked by the core per the requester's profile
-	channels []string
-	detail   string
-	session  string        // the monitor session an allow starts (session.NewSessionID)
-	duration time.Duration // what a recording stop or resume closed (session.ChangeDuration)
+	verb      verb
+	user      string
+	action    enforce.Action
+	target    string
+	queue     string
+	caller    string // unmasked; masked by the core per the requester's profile
+	channels  []string
+	detail    string
+	session   string        // the monitor session an allow starts (session.NewSessionID)
+	duration  time.Duration // what a recording stop or resume closed (session.ChangeDuration)
+	recording string        // the recording a playback is about
 	// requester is the channel that asked (the supervisor's phone).
 	requester ari.ChannelData
 }
 
 func (e auditEntry) entry() session.Entry {
 	s := session.Entry{User: e.user, Action: e.action, Target: e.target, Queue: e.queue, Caller: e.caller,
-		Channels: e.channels, Detail: e.detail, Session: e.session, Duration: e.duration}
+		Channels: e.channels, Detail: e.detail, Session: e.session, Duration: e.duration, Recording: e.recording}
 	if e.requester.ID != "" {
 		s.Requester = session.Requester{Channel: e.requester.ID, Name: e.requester.Name, CallerNumber: callerNumber(e.requester)}
 	}

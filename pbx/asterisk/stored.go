@@ -133,3 +133,7 @@ func (s *StoredAudio) StoredRecordings(ctx context.Context) ([]enforce.Recording
 	}
 	return out, nil
 }
+
+// PBX names this Asterisk in the metadata of the recordings it makes
+// (Recording.PBX).
+func (a *Adapter) PBX() string { return a.o.PBX }

@@ -90,3 +90,7 @@ func (d SharedDir) StoredRecordings(context.Context) ([]enforce.Recording, error
 	}
 	return out, nil
 }
+
+// PBX names this FreeSWITCH in the metadata of the recordings it makes
+// (Recording.PBX).
+func (a *Adapter) PBX() string { return a.o.PBX }

@@ -33,6 +33,9 @@ type Entry struct {
 	// Duration, when set, is what the record lasts for: a recording's
 	// length on its stop, a pause's on its resume (ChangeDuration).
 	Duration time.Duration
+	// Recording is the catalogued recording a playback is about, for its
+	// access history (AuditRecord.Recording).
+	Recording string
 }
 
 // seconds is d in seconds to the millisecond, as records carry durations.
@@ -76,22 +79,23 @@ func (a *Audit) Record(e Entry, o Outcome) enforce.AuditRecord {
 			orNone(enforce.Mask(e.Requester.CallerNumber, mask)))
 	}
 	return enforce.AuditRecord{
-		Time:     a.now(),
-		Source:   a.Source,
-		User:     e.User,
-		Action:   ActionName(e.Action),
-		Target:   e.Target,
-		Queue:    e.Queue,
-		Decision: o.Verdict(),
-		Reason:   o.Reason,
-		Profile:  o.Decision.Profile,
-		Caller:   enforce.Mask(e.Caller, mask),
-		PBX:      a.PBX,
-		Channels: e.Channels,
-		Detail:   detail,
-		AskedBy:  a.AskedBy(),
-		Session:  e.Session,
-		Duration: seconds(max(e.Duration, 0)),
+		Time:      a.now(),
+		Source:    a.Source,
+		User:      e.User,
+		Action:    ActionName(e.Action),
+		Target:    e.Target,
+		Queue:     e.Queue,
+		Decision:  o.Verdict(),
+		Reason:    o.Reason,
+		Profile:   o.Decision.Profile,
+		Caller:    enforce.Mask(e.Caller, mask),
+		PBX:       a.PBX,
+		Channels:  e.Channels,
+		Detail:    detail,
+		AskedBy:   a.AskedBy(),
+		Session:   e.Session,
+		Duration:  seconds(max(e.Duration, 0)),
+		Recording: e.Recording,
 	}
 }
 

@@ -48,6 +48,13 @@ type Upkeep struct {
 	PBX      string
 	Now      func() time.Time
 	Logger   *zap.Logger
+
+	// after is where the next sweep goes on from (a CatalogueKey): a
+	// sweep that stops at its bound leaves the rest to the next one, so
+	// recordings passed over (in progress, or of a PBX this daemon does
+	// not reach) cannot hold every sweep back. Run and Sweep are not
+	// called concurrently.
+	after string
 }
 
 func (u *Upkeep) now() time.Time {
@@ -111,7 +118,7 @@ func (u *Upkeep) Sweep(ctx context.Context) (int, error) {
 		batch = defaultSweepBatch
 	}
 	now := u.now()
-	q := enforce.RecordingQuery{To: now.Add(-u.Retain), Limit: batch, Oldest: true}
+	q := enforce.RecordingQuery{To: now.Add(-u.Retain), Limit: batch, Oldest: true, After: u.after}
 	deleted, read := 0, 0
 	for deleted < batch && read < 2*batch {
 		recs, err := u.Catalogue.ListRecordings(ctx, q)
@@ -121,10 +128,18 @@ func (u *Upkeep) Sweep(ctx context.Context) (int, error) {
 		for _, rec := range recs {
 			read++
 			q.After, _ = enforce.CatalogueKey(&rec)
+			u.after = q.After
 			if rec.State != enforce.RecordingStopped {
 				continue
 			}
-			if err := enforce.DeleteRecording(ctx, u.Catalogue, u.Audio, rec); err != nil {
+			err := enforce.DeleteRecording(ctx, u.Catalogue, u.Audio, rec)
+			if errors.Is(err, enforce.ErrNotFound) {
+				// Audio this daemon cannot reach (another PBX's): left to
+				// a daemon that does.
+				u.log().Debug("recording retention: passed over", zap.String("recording", rec.ID), zap.Error(err))
+				continue
+			}
+			if err != nil {
 				return deleted, err
 			}
 			deleted++
@@ -134,6 +149,7 @@ func (u *Upkeep) Sweep(ctx context.Context) (int, error) {
 			}
 		}
 		if len(recs) < q.Limit {
+			u.after = "" // the end of the expired ones: start over next time
 			break
 		}
 	}
