@@ -86,7 +86,9 @@ type apiError struct {
 	msg    string
 }
 
-func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, http.StatusText(e.status), e.msg) }
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.status, http.StatusText(e.status), e.msg)
+}
 
 // do sends method path with header hdr (may be nil) and returns the
 // answer, whose body the caller closes; a non-2xx answer is an *apiError.
