@@ -18,7 +18,7 @@ import (
 	"github.com/callwarden/callwarden/integration/lab"
 	"github.com/callwarden/callwarden/pbx/adminapi"
 	"github.com/callwarden/callwarden/pbx/asterisk"
-	"github.com/callwarden/callwarden/pbx/httpauth"
+	"github.com/callwarden/callwarden/pbx/httpauth/httpauthtest"
 	"github.com/callwarden/callwarden/pbx/session"
 )
 
@@ -28,18 +28,10 @@ import (
 func catalogueAPI(t *testing.T, cw *callwarden) (*httptest.Server, *memory.AuditLog) {
 	t.Helper()
 	snap := exampleSnapshot(t)
-	var ths []httpauth.TokenHash
-	for _, user := range []string{"admin", "alice", "bob", "carol"} {
-		th, err := httpauth.ParseTokenHash(user, httpauth.HashToken(user+"-token"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ths = append(ths, th)
-	}
 	log := memory.NewAuditLog(memory.AuditOptions{})
 	admin, err := adminapi.NewAdmin(adminapi.AdminOptions{
 		Store: memory.NewFile(func() (enforce.Policy, error) { return mustExampleProfiles(t), nil }), Snapshot: func() *enforce.Snapshot { return snap },
-		Auth: httpauth.NewTokenSet(ths), Codec: noCodec{}, Auditor: log, AuditReader: log,
+		Auth: httpauthtest.Tokens(t, "admin", "alice", "bob", "carol"), Codec: noCodec{}, Auditor: log, AuditReader: log,
 		Recordings: cw.recs, Catalogue: cw.recs, Audio: cw.a.StoredAudio(), Now: cw.now.Now,
 	})
 	if err != nil {

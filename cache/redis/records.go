@@ -30,53 +30,60 @@ func (r *Store) SaveRecording(ctx context.Context, rec enforce.Recording) error 
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	key := r.Key(KeyRecordingPrefix + rec.ID)
-	for range applyAttempts {
-		err = r.c.Watch(ctx, func(tx *redis.Tx) error {
-			var old *enforce.Recording
-			b, err := tx.Get(ctx, key).Bytes()
-			switch {
-			case errors.Is(err, redis.Nil):
-			case err != nil:
-				return err
-			default:
-				var o enforce.Recording
-				if json.Unmarshal(b, &o) == nil {
-					old = &o
+	err = r.watchRetry(ctx, key, func(tx *redis.Tx) error {
+		var old *enforce.Recording
+		b, err := tx.Get(ctx, key).Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return err
+		default:
+			var o enforce.Recording
+			if json.Unmarshal(b, &o) == nil {
+				old = &o
+			}
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key, raw, 0)
+			if old != nil && old.Target != rec.Target {
+				p.ZRem(ctx, r.Key(KeyActivePrefix+old.Target), rec.ID)
+			}
+			if old != nil {
+				r.unindex(ctx, p, old)
+			}
+			if member, ok := enforce.CatalogueKey(&rec); ok {
+				for _, ix := range r.indexKeys(&rec) {
+					p.ZAdd(ctx, ix, redis.Z{Member: member})
 				}
 			}
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.Set(ctx, key, raw, 0)
-				if old != nil && old.Target != rec.Target {
-					p.ZRem(ctx, r.Key(KeyActivePrefix+old.Target), rec.ID)
-				}
-				if old != nil {
-					r.unindex(ctx, p, old)
-				}
-				if key, ok := enforce.CatalogueKey(&rec); ok {
-					for _, ix := range r.indexKeys(&rec) {
-						p.ZAdd(ctx, ix, redis.Z{Member: key})
-					}
-				}
-				if rec.State == enforce.RecordingStopped {
-					p.ZRem(ctx, r.Key(KeyActivePrefix+rec.Target), rec.ID)
-					p.ZRem(ctx, r.Key(KeyRecordingsLive), rec.ID)
-				} else {
-					z := redis.Z{Score: float64(rec.StartedAt.UnixMilli()), Member: rec.ID}
-					p.ZAdd(ctx, r.Key(KeyActivePrefix+rec.Target), z)
-					p.ZAdd(ctx, r.Key(KeyRecordingsLive), z)
-				}
-				return nil
-			})
-			return err
-		}, key)
-		if !errors.Is(err, redis.TxFailedErr) {
-			break
-		}
-	}
+			if rec.State == enforce.RecordingStopped {
+				p.ZRem(ctx, r.Key(KeyActivePrefix+rec.Target), rec.ID)
+				p.ZRem(ctx, r.Key(KeyRecordingsLive), rec.ID)
+			} else {
+				z := redis.Z{Score: float64(rec.StartedAt.UnixMilli()), Member: rec.ID}
+				p.ZAdd(ctx, r.Key(KeyActivePrefix+rec.Target), z)
+				p.ZAdd(ctx, r.Key(KeyRecordingsLive), z)
+			}
+			return nil
+		})
+		return err
+	})
 	if err != nil {
 		return r.wrap("save recording "+rec.ID, err)
 	}
 	return nil
+}
+
+// watchRetry runs fn in a WATCH of key, again (up to applyAttempts times)
+// while another client changed key before fn's transaction committed.
+func (r *Store) watchRetry(ctx context.Context, key string, fn func(*redis.Tx) error) error {
+	var err error
+	for range applyAttempts {
+		if err = r.c.Watch(ctx, fn, key); !errors.Is(err, redis.TxFailedErr) {
+			return err
+		}
+	}
+	return err
 }
 
 // indexKeys are the catalogue indexes rec belongs to.
@@ -181,30 +188,24 @@ func (r *Store) DeleteRecording(ctx context.Context, id string) error {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	key := r.Key(KeyRecordingPrefix + id)
-	var err error
-	for range applyAttempts {
-		err = r.c.Watch(ctx, func(tx *redis.Tx) error {
-			b, err := tx.Get(ctx, key).Bytes()
-			if err != nil {
-				return err
-			}
-			var old enforce.Recording
-			corrupt := json.Unmarshal(b, &old) != nil
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.Del(ctx, key)
-				if !corrupt {
-					r.unindex(ctx, p, &old)
-					p.ZRem(ctx, r.Key(KeyActivePrefix+old.Target), id)
-				}
-				p.ZRem(ctx, r.Key(KeyRecordingsLive), id)
-				return nil
-			})
+	err := r.watchRetry(ctx, key, func(tx *redis.Tx) error {
+		b, err := tx.Get(ctx, key).Bytes()
+		if err != nil {
 			return err
-		}, key)
-		if !errors.Is(err, redis.TxFailedErr) {
-			break
 		}
-	}
+		var old enforce.Recording
+		corrupt := json.Unmarshal(b, &old) != nil
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, key)
+			if !corrupt {
+				r.unindex(ctx, p, &old)
+				p.ZRem(ctx, r.Key(KeyActivePrefix+old.Target), id)
+			}
+			p.ZRem(ctx, r.Key(KeyRecordingsLive), id)
+			return nil
+		})
+		return err
+	})
 	switch {
 	case errors.Is(err, redis.Nil):
 		return fmt.Errorf("recording %s: %w", id, enforce.ErrNotFound)

@@ -13,7 +13,7 @@ import (
 	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/adminapi"
-	"github.com/callwarden/callwarden/pbx/httpauth"
+	"github.com/callwarden/callwarden/pbx/httpauth/httpauthtest"
 	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
 
@@ -38,17 +38,9 @@ func recordingsAPI(t *testing.T) (*httptest.Server, *memory.Recordings, *session
 		}
 		audio.Put(r.Name, []byte("RIFF-"+r.ID))
 	}
-	var tokens []httpauth.TokenHash
-	for _, u := range []string{"alice", "admin"} {
-		th, err := httpauth.ParseTokenHash(u, httpauth.HashToken(u+"-token"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens = append(tokens, th)
-	}
 	admin, err := adminapi.NewAdmin(adminapi.AdminOptions{
 		Store: snapshotPolicy{snapshot: func() *enforce.Snapshot { return snap }}, Snapshot: func() *enforce.Snapshot { return snap },
-		Auth: httpauth.NewTokenSet(tokens), Codec: configCodec{}, Auditor: log, AuditReader: log,
+		Auth: httpauthtest.Tokens(t, "alice", "admin"), Codec: configCodec{}, Auditor: log, AuditReader: log,
 		Recordings: cat, Catalogue: cat, Audio: audio, Now: func() time.Time { return now },
 	})
 	if err != nil {

@@ -274,15 +274,19 @@ func (m *merger) next(ctx context.Context) (enforce.Recording, bool, error) {
 	}
 }
 
-// recordingFor opens a request about the recording the path names: the
-// reader check, then the recording (404 when there is none). On false it
-// has answered.
-func (a *Admin) recordingFor(w http.ResponseWriter, r *http.Request, p *principal) (enforce.Recording, bool) {
+// allowedRecording opens a request to do action on the recording the path
+// names: the reader check, the recording (404 when there is none), then
+// the decision (decideRecording). On false it has answered.
+func (a *Admin) allowedRecording(w http.ResponseWriter, r *http.Request, p *principal, action enforce.Action, why string) (enforce.Recording, enforce.Decision, bool) {
 	rec, _, ok := readOne(a, w, r, p, a.opts.Recordings != nil, "this daemon keeps no recording metadata", "recording",
 		func(ctx context.Context, id string) (enforce.Recording, error) {
 			return a.opts.Recordings.Recording(ctx, id)
 		})
-	return rec, ok
+	if !ok {
+		return rec, enforce.Decision{}, false
+	}
+	d, ok := a.decideRecording(w, r, p, action, &rec, why)
+	return rec, d, ok
 }
 
 // decideRecording decides action on rec for p; a refusal is audited and
@@ -302,11 +306,7 @@ func (a *Admin) decideRecording(w http.ResponseWriter, r *http.Request, p *princ
 // its queue, agent and age). The caller number is masked per the reader's
 // profile. Every read is audited, refusals too.
 func (a *Admin) getRecording(w http.ResponseWriter, r *http.Request, p *principal) {
-	rec, ok := a.recordingFor(w, r, p)
-	if !ok {
-		return
-	}
-	d, ok := a.decideRecording(w, r, p, enforce.RecordingPlayback, &rec, "")
+	rec, d, ok := a.allowedRecording(w, r, p, enforce.RecordingPlayback, "")
 	if !ok {
 		return
 	}
@@ -333,15 +333,11 @@ func (a *Admin) recordingAudio(w http.ResponseWriter, r *http.Request, p *princi
 		httpauth.WriteError(w, http.StatusBadRequest, "download: "+strconv.Quote(v)+", want 1 or 0")
 		return
 	}
-	rec, ok := a.recordingFor(w, r, p)
-	if !ok {
-		return
-	}
 	action, disposition := enforce.RecordingPlayback, "inline"
 	if download {
 		action, disposition = enforce.RecordingExport, "attachment"
 	}
-	d, ok := a.decideRecording(w, r, p, action, &rec, "")
+	rec, d, ok := a.allowedRecording(w, r, p, action, "")
 	if !ok {
 		return
 	}
@@ -388,11 +384,7 @@ func (a *Admin) deleteRecording(w http.ResponseWriter, r *http.Request, p *princ
 		httpauth.WriteError(w, http.StatusNotFound, "this daemon keeps no recording catalogue with its audio")
 		return
 	}
-	rec, ok := a.recordingFor(w, r, p)
-	if !ok {
-		return
-	}
-	d, ok := a.decideRecording(w, r, p, enforce.RecordingDelete, &rec, "may not delete this recording")
+	rec, d, ok := a.allowedRecording(w, r, p, enforce.RecordingDelete, "may not delete this recording")
 	if !ok {
 		return
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/adminapi"
-	"github.com/callwarden/callwarden/pbx/httpauth"
+	"github.com/callwarden/callwarden/pbx/httpauth/httpauthtest"
 )
 
 // The catalogue of the benchmark: 1,000,000 recordings over 1,000 queues
@@ -60,17 +60,9 @@ func benchCatalogue(b *testing.B) *adminapi.Admin {
 			},
 		}
 		snap := mustSnapshot(b, pol, 1)
-		var tokens []httpauth.TokenHash
-		for _, u := range []string{"root", "teacher", "coach"} {
-			th, err := httpauth.ParseTokenHash(u, httpauth.HashToken(u+"-token"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			tokens = append(tokens, th)
-		}
 		a, err := adminapi.NewAdmin(adminapi.AdminOptions{
 			Store: &fakeStore{policy: pol, gen: 1}, Snapshot: func() *enforce.Snapshot { return snap },
-			Auth: httpauth.NewTokenSet(tokens), Codec: jsonCodec{}, Recordings: cat, Catalogue: cat,
+			Auth: httpauthtest.Tokens(b, "root", "teacher", "coach"), Codec: jsonCodec{}, Recordings: cat, Catalogue: cat,
 			Now: func() time.Time { return now },
 		})
 		if err != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/callwarden/callwarden/cache/memory"
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/adminapi"
-	"github.com/callwarden/callwarden/pbx/httpauth"
+	"github.com/callwarden/callwarden/pbx/httpauth/httpauthtest"
 	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
 
@@ -90,16 +90,8 @@ func newCatalogueFixture(tb testing.TB) *catalogueFixture {
 			tb.Fatal(err)
 		}
 	}
-	var tokens []httpauth.TokenHash
-	for _, u := range []string{"root", "alice", "bob", "carol", "dave"} {
-		th, err := httpauth.ParseTokenHash(u, httpauth.HashToken(u+"-token"))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tokens = append(tokens, th)
-	}
 	admin, err := adminapi.NewAdmin(adminapi.AdminOptions{
-		Store: f.store, Snapshot: f.holder.Load, Auth: httpauth.NewTokenSet(tokens), Codec: jsonCodec{},
+		Store: f.store, Snapshot: f.holder.Load, Auth: httpauthtest.Tokens(tb, "root", "alice", "bob", "carol", "dave"), Codec: jsonCodec{},
 		Auditor: f.audit, AuditReader: f.audit, Recordings: f.cat, Catalogue: f.cat, Audio: f.audio,
 		Now: func() time.Time { return now },
 	})
