@@ -171,6 +171,21 @@ func (e *env) withClient(name string, af *apiFlags, do func(*apiClient) error) i
 	return exitOK
 }
 
+// recordingCommand runs a command about one recording: its flags (the
+// API's, and those flags adds), the ID argument, then run with the
+// client.
+func (e *env) recordingCommand(name, synopsis string, args []string, flags func(*flag.FlagSet), run func(c *apiClient, id string) error) int {
+	fs, af := e.newAPIFlagSet(name, synopsis)
+	if flags != nil {
+		flags(fs)
+	}
+	id, code := e.recordingID(fs, args)
+	if code >= 0 {
+		return code
+	}
+	return e.withClient(name, af, func(c *apiClient) error { return run(c, id) })
+}
+
 // recordingsList prints, as JSON lines, the recordings the token's user
 // may play back, newest first; the next page's cursor goes to stderr, or
 // with --all every page is printed.
@@ -221,12 +236,7 @@ func (e *env) recordingsList(ctx context.Context, args []string) int {
 
 // recordingsShow prints one recording's metadata as JSON.
 func (e *env) recordingsShow(ctx context.Context, args []string) int {
-	fs, af := e.newAPIFlagSet("recordings show", "recordings show ID")
-	id, code := e.recordingID(fs, args)
-	if code >= 0 {
-		return code
-	}
-	return e.withClient("recordings show", af, func(c *apiClient) error {
+	return e.recordingCommand("recordings show", "recordings show ID", args, nil, func(c *apiClient, id string) error {
 		var row adminapi.RecordingRow
 		if err := c.getJSON(ctx, "/v1/recordings/"+url.PathEscape(id), &row); err != nil {
 			return err
@@ -238,24 +248,25 @@ func (e *env) recordingsShow(ctx context.Context, args []string) int {
 // recordingsGet writes a recording's audio to -o FILE or stdout: listened
 // to (recording.playback), or with --download exported (recording.export).
 func (e *env) recordingsGet(ctx context.Context, args []string) int {
-	fs, af := e.newAPIFlagSet("recordings get", "recordings get ID [-o FILE] [--download] [--range bytes=A-B]")
-	out := fs.String("o", "", "write the audio to FILE (default stdout)")
-	download := fs.Bool("download", false, "export it (recording.export) rather than listen to it (recording.playback)")
-	rng := fs.String("range", "", "an HTTP byte range, e.g. bytes=0-1023")
-	id, code := e.recordingID(fs, args)
-	if code >= 0 {
-		return code
+	var (
+		out, rng string
+		download bool
+	)
+	flags := func(fs *flag.FlagSet) {
+		fs.StringVar(&out, "o", "", "write the audio to FILE (default stdout)")
+		fs.BoolVar(&download, "download", false, "export it (recording.export) rather than listen to it (recording.playback)")
+		fs.StringVar(&rng, "range", "", "an HTTP byte range, e.g. bytes=0-1023")
 	}
-	return e.withClient("recordings get", af, func(c *apiClient) error {
+	return e.recordingCommand("recordings get", "recordings get ID [-o FILE] [--download] [--range bytes=A-B]", args, flags, func(c *apiClient, id string) error {
 		ctx, cancel := context.WithTimeout(ctx, recordingsAudioTimeout)
 		defer cancel()
 		path := "/v1/recordings/" + url.PathEscape(id) + "/audio"
-		if *download {
+		if download {
 			path += "?download=1"
 		}
 		hdr := http.Header{}
-		if *rng != "" {
-			hdr.Set("Range", *rng)
+		if rng != "" {
+			hdr.Set("Range", rng)
 		}
 		resp, err := c.do(ctx, http.MethodGet, path, hdr)
 		if err != nil {
@@ -263,8 +274,8 @@ func (e *env) recordingsGet(ctx context.Context, args []string) int {
 		}
 		defer resp.Body.Close()
 		w := e.stdout
-		if *out != "" {
-			f, err := os.Create(*out)
+		if out != "" {
+			f, err := os.Create(out)
 			if err != nil {
 				return err
 			}
@@ -274,8 +285,8 @@ func (e *env) recordingsGet(ctx context.Context, args []string) int {
 		if _, err := io.Copy(w, resp.Body); err != nil {
 			return err
 		}
-		if *out != "" {
-			fmt.Fprintf(e.stderr, "%s (%s) written to %s\n", id, resp.Header.Get("Content-Type"), *out)
+		if out != "" {
+			fmt.Fprintf(e.stderr, "%s (%s) written to %s\n", id, resp.Header.Get("Content-Type"), out)
 		}
 		return nil
 	})
@@ -284,12 +295,7 @@ func (e *env) recordingsGet(ctx context.Context, args []string) int {
 // recordingsRemove deletes a recording from the PBX and the catalogue
 // (recording.delete).
 func (e *env) recordingsRemove(ctx context.Context, args []string) int {
-	fs, af := e.newAPIFlagSet("recordings rm", "recordings rm ID")
-	id, code := e.recordingID(fs, args)
-	if code >= 0 {
-		return code
-	}
-	return e.withClient("recordings rm", af, func(c *apiClient) error {
+	return e.recordingCommand("recordings rm", "recordings rm ID", args, nil, func(c *apiClient, id string) error {
 		ctx, cancel := context.WithTimeout(ctx, recordingsCallTimeout)
 		defer cancel()
 		resp, err := c.do(ctx, http.MethodDelete, "/v1/recordings/"+url.PathEscape(id), nil)
@@ -304,12 +310,7 @@ func (e *env) recordingsRemove(ctx context.Context, args []string) int {
 
 // recordingsAccess prints a recording's access history as JSON lines.
 func (e *env) recordingsAccess(ctx context.Context, args []string) int {
-	fs, af := e.newAPIFlagSet("recordings access", "recordings access ID")
-	id, code := e.recordingID(fs, args)
-	if code >= 0 {
-		return code
-	}
-	return e.withClient("recordings access", af, func(c *apiClient) error {
+	return e.recordingCommand("recordings access", "recordings access ID", args, nil, func(c *apiClient, id string) error {
 		var body adminapi.AccessBody
 		if err := c.getJSON(ctx, "/v1/recordings/"+url.PathEscape(id)+"/access", &body); err != nil {
 			return err
