@@ -38,6 +38,35 @@ type Config struct {
 	// Audit sizes the asynchronous writer of decision records (Redis
 	// mode).
 	Audit Audit `yaml:"audit"`
+	// Recordings configures the recording catalogue's upkeep: retention
+	// and the cataloguing of the PBX's other recordings.
+	Recordings Recordings `yaml:"recordings"`
+}
+
+// Recordings configures the background upkeep of the recording
+// catalogue.
+type Recordings struct {
+	// Retain is how long a recording is kept after it started, as a Go
+	// duration or days ("90d"); "" keeps recordings forever. Expired
+	// recordings are deleted from the PBX and the catalogue, audited.
+	Retain string `yaml:"retain"`
+	// SweepInterval is how often expired recordings are looked for
+	// (default 1m); SweepBatch the most deleted per sweep (default 100).
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+	SweepBatch    int           `yaml:"sweep_batch"`
+	// ImportForeign catalogues the recordings the PBX stores that
+	// callwarden did not start, marked foreign, each sweep.
+	ImportForeign bool `yaml:"import_foreign"`
+}
+
+// RetainFor is Retain as a duration, 0 when recordings are kept forever
+// (Validate has checked it).
+func (r Recordings) RetainFor() time.Duration {
+	if r.Retain == "" {
+		return 0
+	}
+	d, _ := parseDuration(r.Retain)
+	return d
 }
 
 // Audit sizes the daemon's asynchronous decision audit writer. Decisions
@@ -220,6 +249,10 @@ type FreeSWITCH struct {
 	// /usr/local/freeswitch/recordings, FreeSWITCH's $${recordings_dir}
 	// in a source install): an absolute path without spaces.
 	RecordingsDir string `yaml:"recordings_dir"`
+	// RecordingsLocalDir is where this daemon sees RecordingsDir (a shared
+	// volume); set, the admin API serves and deletes FreeSWITCH recordings'
+	// audio from it. ESL cannot carry a file.
+	RecordingsLocalDir string `yaml:"recordings_local_dir"`
 }
 
 // The Asterisk watchdog modes.
@@ -310,6 +343,7 @@ func Default() Config {
 			BatchSize:         256,
 			PBXDropUnreadyFor: 30 * time.Second,
 		},
+		Recordings: Recordings{SweepInterval: time.Minute, SweepBatch: 100},
 	}
 }
 
@@ -450,6 +484,17 @@ func (c *Config) Validate() error {
 	if c.Audit.PBXDropUnreadyFor <= 0 {
 		bad("audit.pbx_drop_unready_for", "must be positive, got %s", c.Audit.PBXDropUnreadyFor)
 	}
+	if r := c.Recordings.Retain; r != "" {
+		if _, err := parseDuration(r); err != nil {
+			bad("recordings.retain", "%s", err)
+		}
+	}
+	if c.Recordings.SweepInterval <= 0 {
+		bad("recordings.sweep_interval", "must be positive, got %s", c.Recordings.SweepInterval)
+	}
+	if n := c.Recordings.SweepBatch; n < 1 || n > 10000 {
+		bad("recordings.sweep_batch", "must be between 1 and 10000, got %d", n)
+	}
 	errs = append(errs, checkTokens("admin.tokens", c.Admin.Tokens)...)
 	if c.Admin.TokensFile != "" && strings.TrimSpace(c.Admin.TokensFile) == "" {
 		bad("admin.tokens_file", "empty path")
@@ -562,37 +607,39 @@ func withoutValues(err error) error {
 
 // The environment variables ApplyEnv reads.
 const (
-	EnvProfiles                 = "CALLWARDEN_PROFILES"
-	EnvHTTPListen               = "CALLWARDEN_HTTP_LISTEN"
-	EnvHTTPShutdownTimeout      = "CALLWARDEN_HTTP_SHUTDOWN_TIMEOUT"
-	EnvHTTPReadTimeout          = "CALLWARDEN_HTTP_READ_TIMEOUT"
-	EnvHTTPCheckAuth            = "CALLWARDEN_HTTP_CHECK_AUTH"
-	EnvLogLevel                 = "CALLWARDEN_LOG_LEVEL"
-	EnvLogFormat                = "CALLWARDEN_LOG_FORMAT"
-	EnvAsteriskURL              = "CALLWARDEN_ASTERISK_URL"
-	EnvAsteriskWebsocketURL     = "CALLWARDEN_ASTERISK_WEBSOCKET_URL"
-	EnvAsteriskUser             = "CALLWARDEN_ASTERISK_USER"
-	EnvAsteriskPassword         = "CALLWARDEN_ASTERISK_PASSWORD"
-	EnvAsteriskApp              = "CALLWARDEN_ASTERISK_APP"
-	EnvAsteriskTimeout          = "CALLWARDEN_ASTERISK_TIMEOUT"
-	EnvAsteriskWatchdog         = "CALLWARDEN_ASTERISK_WATCHDOG"
-	EnvAsteriskPBX              = "CALLWARDEN_ASTERISK_PBX"
-	EnvFreeSWITCHESLAddress     = "CALLWARDEN_FREESWITCH_ESL_ADDRESS"
-	EnvFreeSWITCHESLPassword    = "CALLWARDEN_FREESWITCH_ESL_PASSWORD"
-	EnvFreeSWITCHOutboundListen = "CALLWARDEN_FREESWITCH_OUTBOUND_LISTEN"
-	EnvFreeSWITCHPBX            = "CALLWARDEN_FREESWITCH_PBX"
-	EnvFreeSWITCHTimeout        = "CALLWARDEN_FREESWITCH_TIMEOUT"
-	EnvFreeSWITCHWatchdog       = "CALLWARDEN_FREESWITCH_WATCHDOG"
-	EnvFreeSWITCHRecordingsDir  = "CALLWARDEN_FREESWITCH_RECORDINGS_DIR"
-	EnvRedisAddrs               = "CALLWARDEN_REDIS_ADDRS"
-	EnvRedisMasterName          = "CALLWARDEN_REDIS_MASTER_NAME"
-	EnvRedisUsername            = "CALLWARDEN_REDIS_USERNAME"
-	EnvRedisPassword            = "CALLWARDEN_REDIS_PASSWORD"
-	EnvRedisPrefix              = "CALLWARDEN_REDIS_PREFIX"
-	EnvRedisStaleness           = "CALLWARDEN_REDIS_STALENESS"
-	EnvAdminTokensFile          = "CALLWARDEN_ADMIN_TOKENS_FILE"
-	EnvAuditHTTPQueueSize       = "CALLWARDEN_AUDIT_HTTP_QUEUE_SIZE"
-	EnvAuditPBXQueueSize        = "CALLWARDEN_AUDIT_PBX_QUEUE_SIZE"
+	EnvProfiles                     = "CALLWARDEN_PROFILES"
+	EnvHTTPListen                   = "CALLWARDEN_HTTP_LISTEN"
+	EnvHTTPShutdownTimeout          = "CALLWARDEN_HTTP_SHUTDOWN_TIMEOUT"
+	EnvHTTPReadTimeout              = "CALLWARDEN_HTTP_READ_TIMEOUT"
+	EnvHTTPCheckAuth                = "CALLWARDEN_HTTP_CHECK_AUTH"
+	EnvLogLevel                     = "CALLWARDEN_LOG_LEVEL"
+	EnvLogFormat                    = "CALLWARDEN_LOG_FORMAT"
+	EnvAsteriskURL                  = "CALLWARDEN_ASTERISK_URL"
+	EnvAsteriskWebsocketURL         = "CALLWARDEN_ASTERISK_WEBSOCKET_URL"
+	EnvAsteriskUser                 = "CALLWARDEN_ASTERISK_USER"
+	EnvAsteriskPassword             = "CALLWARDEN_ASTERISK_PASSWORD"
+	EnvAsteriskApp                  = "CALLWARDEN_ASTERISK_APP"
+	EnvAsteriskTimeout              = "CALLWARDEN_ASTERISK_TIMEOUT"
+	EnvAsteriskWatchdog             = "CALLWARDEN_ASTERISK_WATCHDOG"
+	EnvAsteriskPBX                  = "CALLWARDEN_ASTERISK_PBX"
+	EnvFreeSWITCHESLAddress         = "CALLWARDEN_FREESWITCH_ESL_ADDRESS"
+	EnvFreeSWITCHESLPassword        = "CALLWARDEN_FREESWITCH_ESL_PASSWORD"
+	EnvFreeSWITCHOutboundListen     = "CALLWARDEN_FREESWITCH_OUTBOUND_LISTEN"
+	EnvFreeSWITCHPBX                = "CALLWARDEN_FREESWITCH_PBX"
+	EnvFreeSWITCHTimeout            = "CALLWARDEN_FREESWITCH_TIMEOUT"
+	EnvFreeSWITCHWatchdog           = "CALLWARDEN_FREESWITCH_WATCHDOG"
+	EnvFreeSWITCHRecordingsDir      = "CALLWARDEN_FREESWITCH_RECORDINGS_DIR"
+	EnvRedisAddrs                   = "CALLWARDEN_REDIS_ADDRS"
+	EnvRedisMasterName              = "CALLWARDEN_REDIS_MASTER_NAME"
+	EnvRedisUsername                = "CALLWARDEN_REDIS_USERNAME"
+	EnvRedisPassword                = "CALLWARDEN_REDIS_PASSWORD"
+	EnvRedisPrefix                  = "CALLWARDEN_REDIS_PREFIX"
+	EnvRedisStaleness               = "CALLWARDEN_REDIS_STALENESS"
+	EnvAdminTokensFile              = "CALLWARDEN_ADMIN_TOKENS_FILE"
+	EnvAuditHTTPQueueSize           = "CALLWARDEN_AUDIT_HTTP_QUEUE_SIZE"
+	EnvAuditPBXQueueSize            = "CALLWARDEN_AUDIT_PBX_QUEUE_SIZE"
+	EnvRecordingsRetain             = "CALLWARDEN_RECORDINGS_RETAIN"
+	EnvFreeSWITCHRecordingsLocalDir = "CALLWARDEN_FREESWITCH_RECORDINGS_LOCAL_DIR"
 )
 
 // ApplyEnv overlays CALLWARDEN_* variables read through getenv (cmd passes
@@ -677,6 +724,8 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	str(EnvAdminTokensFile, &c.Admin.TokensFile)
 	integer(EnvAuditHTTPQueueSize, &c.Audit.HTTPQueueSize)
 	integer(EnvAuditPBXQueueSize, &c.Audit.PBXQueueSize)
+	str(EnvRecordingsRetain, &c.Recordings.Retain)
+	str(EnvFreeSWITCHRecordingsLocalDir, &c.FreeSWITCH.RecordingsLocalDir)
 	return errors.Join(errs...)
 }
 

@@ -31,6 +31,8 @@ func TestDefault(t *testing.T) {
 		Asterisk: Asterisk{App: "callwarden", Timeout: 2 * time.Second, Watchdog: "enforce", RefusalSound: "sound:ss-noservice", NotifySound: "sound:beep"},
 		Redis:    Redis{Prefix: "callwarden:", Staleness: 30 * time.Second},
 		Audit:    Audit{HTTPQueueSize: 8192, PBXQueueSize: 2048, BatchSize: 256, PBXDropUnreadyFor: 30 * time.Second},
+		// Recordings are kept forever unless retain says otherwise.
+		Recordings: Recordings{SweepInterval: time.Minute, SweepBatch: 100},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v, want %+v", c, want)
@@ -102,6 +104,21 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
+	t.Run("retain takes a Go duration or days, and nothing else", func(t *testing.T) {
+		c := Default()
+		for retain, want := range map[string]time.Duration{"": 0, "90d": 90 * 24 * time.Hour, "36h": 36 * time.Hour} {
+			c.Recordings.Retain = retain
+			if err := c.Validate(); err != nil || c.Recordings.RetainFor() != want {
+				t.Errorf("retain %q: %v, %s; want %s", retain, err, c.Recordings.RetainFor(), want)
+			}
+		}
+		for _, retain := range []string{"90", "-1d", "0d", "forever"} {
+			c.Recordings.Retain = retain
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "recordings.retain") {
+				t.Errorf("retain %q: %v, want an error on recordings.retain", retain, err)
+			}
+		}
+	})
 	t.Run("asterisk off needs no credentials", func(t *testing.T) {
 		c := Default()
 		c.Asterisk.User = ""
@@ -131,8 +148,9 @@ func TestLoadFile(t *testing.T) {
 			Log:      Log{Level: "debug", Format: "console"},
 			Asterisk: Asterisk{URL: "http://127.0.0.1:8088/ari", User: "callwarden", Password: "s3cret-ari", App: "warden", Timeout: 1500 * time.Millisecond,
 				Watchdog: "report-only", RefusalSound: "sound:beeperr", NotifySound: "tone:beep"},
-			Redis: Redis{Addrs: []string{"127.0.0.1:6379"}, Password: "s3cret-redis", Prefix: "cw:", Staleness: time.Minute},
-			Audit: Audit{HTTPQueueSize: 4096, PBXQueueSize: 512, BatchSize: 64, PBXDropUnreadyFor: time.Minute},
+			Redis:      Redis{Addrs: []string{"127.0.0.1:6379"}, Password: "s3cret-redis", Prefix: "cw:", Staleness: time.Minute},
+			Audit:      Audit{HTTPQueueSize: 4096, PBXQueueSize: 512, BatchSize: 64, PBXDropUnreadyFor: time.Minute},
+			Recordings: Recordings{Retain: "90d", SweepInterval: 30 * time.Second, SweepBatch: 50, ImportForeign: true},
 		}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("got  %#v\nwant %#v", c, want)
@@ -233,6 +251,7 @@ func TestApplyEnv(t *testing.T) {
 			EnvFreeSWITCHPBX:            "fs1",
 			EnvFreeSWITCHTimeout:        "3s",
 			EnvFreeSWITCHWatchdog:       "report-only",
+			EnvRecordingsRetain:         "30d",
 		}))
 		if err != nil {
 			t.Fatal(err)
@@ -246,6 +265,7 @@ func TestApplyEnv(t *testing.T) {
 			FreeSWITCH: FreeSWITCH{ESLAddress: "fs:8021", ESLPassword: "esl-env", OutboundListen: "127.0.0.1:9084", PBX: "fs1", Timeout: 3 * time.Second, Watchdog: "report-only"},
 			Redis:      Redis{Addrs: []string{"r1:6379", "r2:6379"}, Password: "redis-env", Prefix: "x:", Staleness: 5 * time.Second},
 			Audit:      Audit{HTTPQueueSize: 4096, PBXQueueSize: 1000, BatchSize: 64, PBXDropUnreadyFor: time.Minute},
+			Recordings: Recordings{Retain: "30d", SweepInterval: 30 * time.Second, SweepBatch: 50, ImportForeign: true},
 		}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("got  %#v\nwant %#v", c, want)

@@ -18,6 +18,8 @@ const (
 	AuditParamLimit    = "limit"
 	// AuditParamSession follows one live monitor session's records.
 	AuditParamSession = "session"
+	// AuditParamRecording follows one catalogued recording's accesses.
+	AuditParamRecording = "recording"
 )
 
 // The bounds of AuditFilter.Limit as ParseAuditFilter reads it.
@@ -35,9 +37,9 @@ func ParseAuditFilter(q map[string][]string) (AuditFilter, error) {
 	for k, vs := range q {
 		switch k {
 		case AuditParamUser, AuditParamTarget, AuditParamAction, AuditParamDecision,
-			AuditParamSince, AuditParamUntil, AuditParamLimit, AuditParamSession:
+			AuditParamSince, AuditParamUntil, AuditParamLimit, AuditParamSession, AuditParamRecording:
 		default:
-			return f, paramErr(printable(k), "unknown parameter (want user, target, action, decision, session, since, until or limit)")
+			return f, paramErr(printable(k), "unknown parameter (want user, target, action, decision, session, recording, since, until or limit)")
 		}
 		if len(vs) == 0 {
 			continue
@@ -50,7 +52,7 @@ func ParseAuditFilter(q map[string][]string) (AuditFilter, error) {
 		}
 	}
 	f.User, f.Target, f.Action = first(q, AuditParamUser), first(q, AuditParamTarget), first(q, AuditParamAction)
-	f.Session = first(q, AuditParamSession)
+	f.Session, f.Recording = first(q, AuditParamSession), first(q, AuditParamRecording)
 	switch f.Decision = first(q, AuditParamDecision); f.Decision {
 	case "", "allow", "deny":
 	default:

@@ -56,6 +56,32 @@ type Recording struct {
 	// end, its limits); another daemon re-attaches or ends it once that
 	// one's heartbeat expired (SessionStore.Beat).
 	Instance string `json:"instance,omitempty"`
+	// Format is the audio's format as the PBX wrote it ("wav"); Foreign
+	// marks a recording found in the PBX's store that callwarden did not
+	// start (its target, queue and starter are unknown).
+	Format  string `json:"format,omitempty"`
+	Foreign bool   `json:"foreign,omitempty"`
+}
+
+// Duration is how long rec recorded: from its start to its stop (to now
+// while it runs), less its pauses.
+func (rec *Recording) Duration(now time.Time) time.Duration {
+	if rec.StartedAt.IsZero() {
+		return 0
+	}
+	end := rec.StoppedAt
+	if end.IsZero() {
+		end = now
+	}
+	d := end.Sub(rec.StartedAt)
+	for _, p := range rec.Pauses {
+		until := p.ResumedAt
+		if until.IsZero() {
+			until = end
+		}
+		d -= until.Sub(p.At)
+	}
+	return max(d, 0)
 }
 
 // AuditRecord is one audited event: a decision, an enforcement by the
@@ -105,6 +131,12 @@ type AuditRecord struct {
 	// At is the instant the request was decided at when it is not Time:
 	// a what-if check (GET /v1/check?at=...).
 	At time.Time `json:"at,omitzero"`
+	// Recording is the catalogued recording a playback, export or delete
+	// was about, so its access history can be read back (AuditFilter).
+	Recording string `json:"recording,omitempty"`
+	// Addr is where an admin API request came from (the client's
+	// address), for the access history of recordings.
+	Addr string `json:"addr,omitempty"`
 }
 
 // The outcomes an adapter records for an allow it tried to enforce.
@@ -117,7 +149,9 @@ const (
 type AuditFilter struct {
 	User, Target, Action, Decision string
 	// Session keeps the records of one live monitor session.
-	Session      string
+	Session string
+	// Recording keeps the records about one catalogued recording.
+	Recording    string
 	Since, Until time.Time
 	Limit        int
 }
@@ -129,6 +163,7 @@ func (f *AuditFilter) Match(r *AuditRecord) bool {
 		(f.Action == "" || r.Action == f.Action) &&
 		(f.Decision == "" || r.Decision == f.Decision) &&
 		(f.Session == "" || r.Session == f.Session) &&
+		(f.Recording == "" || r.Recording == f.Recording) &&
 		(f.Since.IsZero() || !r.Time.Before(f.Since)) &&
 		(f.Until.IsZero() || r.Time.Before(f.Until))
 }

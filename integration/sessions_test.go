@@ -15,7 +15,7 @@ import (
 	"github.com/callwarden/callwarden/integration/lab"
 	"github.com/callwarden/callwarden/pbx/adminapi"
 	"github.com/callwarden/callwarden/pbx/asterisk"
-	"github.com/callwarden/callwarden/pbx/httpauth"
+	"github.com/callwarden/callwarden/pbx/httpauth/httpauthtest"
 	"github.com/callwarden/callwarden/pbx/session"
 )
 
@@ -37,17 +37,9 @@ func (noCodec) EncodeUser(enforce.User) (json.RawMessage, error)       { return 
 func sessionsAPI(t *testing.T, cw *callwarden) *httptest.Server {
 	t.Helper()
 	snap := exampleSnapshot(t)
-	var ths []httpauth.TokenHash
-	for user, token := range map[string]string{"admin": "admin-token", "carol": "carol-token"} {
-		th, err := httpauth.ParseTokenHash(user, httpauth.HashToken(token))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ths = append(ths, th)
-	}
 	admin, err := adminapi.NewAdmin(adminapi.AdminOptions{
 		Store: memory.NewFile(func() (enforce.Policy, error) { return mustExampleProfiles(t), nil }), Snapshot: func() *enforce.Snapshot { return snap },
-		Auth: httpauth.NewTokenSet(ths), Codec: noCodec{}, Auditor: cw.audit,
+		Auth: httpauthtest.Tokens(t, "admin", "carol"), Codec: noCodec{}, Auditor: cw.audit,
 		Sessions: cw.sessions, LiveRecordings: cw.recs, Now: cw.now.Now,
 	})
 	if err != nil {

@@ -8,12 +8,16 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/callwarden/callwarden/cache"
 	redisstore "github.com/callwarden/callwarden/cache/redis"
@@ -325,4 +329,67 @@ func BenchmarkAuditAsync(b *testing.B) {
 	}
 	b.ReportMetric(float64(a.Written())/time.Since(start).Seconds(), "written/s")
 	b.ReportMetric(100*float64(a.Dropped())/float64(a.Written()+a.Dropped()), "dropped-%")
+}
+
+// BenchmarkRedisListRecordingsInScope measures the store's share of GET
+// /v1/recordings on a catalogue of 1,000,000 recordings (1,000 queues):
+// one page of the 1,000 of one queue, and of the newest 1,000 of all,
+// read as ListRecordings reads them (one ZRANGE BYLEX, one MGET). The
+// catalogue is written directly in the documented key layout (docs/redis.md),
+// pipelined, since SaveRecording's WATCH per recording would take minutes.
+func BenchmarkRedisListRecordingsInScope(b *testing.B) {
+	l := suite.Lab(b)
+	r := newRedisStore(b, l, nil)
+	ctx := context.Background()
+	const n, queues, chunk = 1_000_000, 1_000, 10_000
+	// The lab's own cleanup deletes a test's keys within a few seconds;
+	// these 1,000,000 recordings are unlinked first, in batches.
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		iter := l.Redis.Scan(ctx, 0, l.KeyPrefix+"*", chunk).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			if keys = append(keys, iter.Val()); len(keys) == chunk {
+				mustOK(b, l.Redis.Unlink(ctx, keys...).Err())
+				keys = keys[:0]
+			}
+		}
+		mustOK(b, iter.Err())
+		if len(keys) > 0 {
+			mustOK(b, l.Redis.Unlink(ctx, keys...).Err())
+		}
+	})
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for start := 0; start < n; start += chunk {
+		p := l.Redis.Pipeline()
+		for i := start; i < start+chunk; i++ {
+			rec := enforce.Recording{ID: fmt.Sprintf("%012d", i), Name: "callwarden-" + fmt.Sprintf("%012d", i), PBX: "asterisk",
+				Queue: "q" + strconv.Itoa(i%queues), Target: "a" + strconv.Itoa(i%5000), StartedBy: "alice",
+				StartedAt: t0.Add(time.Duration(i) * time.Second), State: enforce.RecordingStopped, Format: "wav"}
+			raw, err := json.Marshal(rec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			key, _ := enforce.CatalogueKey(&rec)
+			p.Set(ctx, r.Key(redisstore.KeyRecordingPrefix+rec.ID), raw, 0)
+			for _, ix := range []string{redisstore.KeyCatalogue, redisstore.KeyCatalogueQueue + rec.Queue, redisstore.KeyCatalogueAgent + rec.Target} {
+				p.ZAdd(ctx, r.Key(ix), goredis.Z{Member: key})
+			}
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for name, ix := range map[string]enforce.RecordingIndex{"one queue, 1000 in scope": {Queue: "q7"}, "all, newest 1000": {}} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				recs, err := r.ListRecordings(ctx, enforce.RecordingQuery{Index: ix, Limit: 1001})
+				if err != nil || len(recs) < 1000 {
+					b.Fatalf("%d recordings, %v", len(recs), err)
+				}
+			}
+		})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/callwarden/callwarden/cache/internal/wire"
@@ -16,19 +17,127 @@ import (
 type Recordings struct {
 	mu   sync.RWMutex
 	byID map[string]enforce.Recording
+	// index holds each catalogue index's keys (enforce.CatalogueKey),
+	// sorted ascending.
+	index map[enforce.RecordingIndex][]string
 }
+
+var _ enforce.RecordingCatalogue = (*Recordings)(nil)
 
 // NewRecordings returns an empty store.
 func NewRecordings() *Recordings {
-	return &Recordings{byID: make(map[string]enforce.Recording)}
+	return &Recordings{byID: make(map[string]enforce.Recording), index: make(map[enforce.RecordingIndex][]string)}
 }
 
 // SaveRecording implements enforce.RecordingStore.
 func (m *Recordings) SaveRecording(_ context.Context, r enforce.Recording) error {
+	if r.ID == "" {
+		return fmt.Errorf("save recording: empty id")
+	}
 	r.Pauses = append([]enforce.Pause(nil), r.Pauses...)
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.byID[r.ID]; ok {
+		m.unindex(&old)
+	}
 	m.byID[r.ID] = r
-	m.mu.Unlock()
+	if key, ok := enforce.CatalogueKey(&r); ok {
+		for _, ix := range indexesOf(&r) {
+			keys := m.index[ix]
+			i, found := slices.BinarySearch(keys, key)
+			if !found {
+				m.index[ix] = slices.Insert(keys, i, key)
+			}
+		}
+	}
+	return nil
+}
+
+// indexesOf lists the catalogue indexes r belongs to.
+func indexesOf(r *enforce.Recording) []enforce.RecordingIndex {
+	ixs := []enforce.RecordingIndex{{}}
+	if r.Target != "" {
+		ixs = append(ixs, enforce.RecordingIndex{Agent: r.Target})
+	}
+	if r.Queue != "" {
+		ixs = append(ixs, enforce.RecordingIndex{Queue: r.Queue})
+	}
+	return ixs
+}
+
+// unindex removes r from its indexes; m.mu is held.
+func (m *Recordings) unindex(r *enforce.Recording) {
+	key, ok := enforce.CatalogueKey(r)
+	if !ok {
+		return
+	}
+	for _, ix := range indexesOf(r) {
+		keys := m.index[ix]
+		if i, found := slices.BinarySearch(keys, key); found {
+			keys = slices.Delete(keys, i, i+1)
+			if len(keys) == 0 {
+				delete(m.index, ix)
+			} else {
+				m.index[ix] = keys
+			}
+		}
+	}
+}
+
+// ListRecordings implements enforce.RecordingCatalogue.
+func (m *Recordings) ListRecordings(_ context.Context, q enforce.RecordingQuery) ([]enforce.Recording, error) {
+	if q.Limit <= 0 {
+		return nil, fmt.Errorf("list recordings: limit %d, want a positive one", q.Limit)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	keys := m.index[q.Index]
+	// [lo, hi) is the window of keys From and To allow.
+	lo, hi := 0, len(keys)
+	if !q.From.IsZero() {
+		lo, _ = slices.BinarySearch(keys, enforce.CatalogueBound(q.From))
+	}
+	if !q.To.IsZero() {
+		hi, _ = slices.BinarySearch(keys, enforce.CatalogueBound(q.To))
+	}
+	if q.After != "" {
+		i, found := slices.BinarySearch(keys, q.After)
+		if q.Oldest {
+			if found {
+				i++
+			}
+			lo = max(lo, i)
+		} else {
+			hi = min(hi, i)
+		}
+	}
+	var out []enforce.Recording
+	for n := 0; n < q.Limit && lo < hi; n++ {
+		var key string
+		if q.Oldest {
+			key, lo = keys[lo], lo+1
+		} else {
+			hi--
+			key = keys[hi]
+		}
+		_, id, _ := strings.Cut(key, ":")
+		r := m.byID[id]
+		r.Pauses = append([]enforce.Pause(nil), r.Pauses...)
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// DeleteRecording implements enforce.RecordingCatalogue.
+func (m *Recordings) DeleteRecording(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.byID[id]
+	if !ok {
+		return fmt.Errorf("recording %s: %w", id, enforce.ErrNotFound)
+	}
+	m.unindex(&r)
+	delete(m.byID, id)
 	return nil
 }
 

@@ -124,3 +124,7 @@ func TestMemorySessionEndsAreKeptForSessionEndKeep(t *testing.T) {
 		t.Errorf("ends %+v, %v: want s0 forgotten (older than SessionEndKeep before the newest), s1 and s2 kept", ends, err)
 	}
 }
+
+func TestMemoryRecordingCatalogueContract(t *testing.T) {
+	storetest.RunRecordingCatalogue(t, func(*testing.T) enforce.RecordingCatalogue { return memory.NewRecordings() })
+}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,43 +30,187 @@ func (r *Store) SaveRecording(ctx context.Context, rec enforce.Recording) error 
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	key := r.Key(KeyRecordingPrefix + rec.ID)
-	for range applyAttempts {
-		err = r.c.Watch(ctx, func(tx *redis.Tx) error {
-			var old *enforce.Recording
-			b, err := tx.Get(ctx, key).Bytes()
-			switch {
-			case errors.Is(err, redis.Nil):
-			case err != nil:
-				return err
-			default:
-				var o enforce.Recording
-				if json.Unmarshal(b, &o) == nil {
-					old = &o
+	err = r.watchRetry(ctx, key, func(tx *redis.Tx) error {
+		var old *enforce.Recording
+		b, err := tx.Get(ctx, key).Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return err
+		default:
+			var o enforce.Recording
+			if json.Unmarshal(b, &o) == nil {
+				old = &o
+			}
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key, raw, 0)
+			if old != nil && old.Target != rec.Target {
+				p.ZRem(ctx, r.Key(KeyActivePrefix+old.Target), rec.ID)
+			}
+			if old != nil {
+				r.unindex(ctx, p, old)
+			}
+			if member, ok := enforce.CatalogueKey(&rec); ok {
+				for _, ix := range r.indexKeys(&rec) {
+					p.ZAdd(ctx, ix, redis.Z{Member: member})
 				}
 			}
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.Set(ctx, key, raw, 0)
-				if old != nil && old.Target != rec.Target {
-					p.ZRem(ctx, r.Key(KeyActivePrefix+old.Target), rec.ID)
-				}
-				if rec.State == enforce.RecordingStopped {
-					p.ZRem(ctx, r.Key(KeyActivePrefix+rec.Target), rec.ID)
-					p.ZRem(ctx, r.Key(KeyRecordingsLive), rec.ID)
-				} else {
-					z := redis.Z{Score: float64(rec.StartedAt.UnixMilli()), Member: rec.ID}
-					p.ZAdd(ctx, r.Key(KeyActivePrefix+rec.Target), z)
-					p.ZAdd(ctx, r.Key(KeyRecordingsLive), z)
-				}
-				return nil
-			})
-			return err
-		}, key)
-		if !errors.Is(err, redis.TxFailedErr) {
-			break
-		}
-	}
+			if rec.State == enforce.RecordingStopped {
+				p.ZRem(ctx, r.Key(KeyActivePrefix+rec.Target), rec.ID)
+				p.ZRem(ctx, r.Key(KeyRecordingsLive), rec.ID)
+			} else {
+				z := redis.Z{Score: float64(rec.StartedAt.UnixMilli()), Member: rec.ID}
+				p.ZAdd(ctx, r.Key(KeyActivePrefix+rec.Target), z)
+				p.ZAdd(ctx, r.Key(KeyRecordingsLive), z)
+			}
+			return nil
+		})
+		return err
+	})
 	if err != nil {
 		return r.wrap("save recording "+rec.ID, err)
+	}
+	return nil
+}
+
+// watchRetry runs fn in a WATCH of key, again (up to applyAttempts times)
+// while another client changed key before fn's transaction committed.
+func (r *Store) watchRetry(ctx context.Context, key string, fn func(*redis.Tx) error) error {
+	var err error
+	for range applyAttempts {
+		if err = r.c.Watch(ctx, fn, key); !errors.Is(err, redis.TxFailedErr) {
+			return err
+		}
+	}
+	return err
+}
+
+// indexKeys are the catalogue indexes rec belongs to.
+func (r *Store) indexKeys(rec *enforce.Recording) []string {
+	keys := []string{r.Key(KeyCatalogue)}
+	if rec.Target != "" {
+		keys = append(keys, r.Key(KeyCatalogueAgent+rec.Target))
+	}
+	if rec.Queue != "" {
+		keys = append(keys, r.Key(KeyCatalogueQueue+rec.Queue))
+	}
+	return keys
+}
+
+// indexKey is the key of the catalogue index ix.
+func (r *Store) indexKey(ix enforce.RecordingIndex) string {
+	switch {
+	case ix.Agent != "":
+		return r.Key(KeyCatalogueAgent + ix.Agent)
+	case ix.Queue != "":
+		return r.Key(KeyCatalogueQueue + ix.Queue)
+	}
+	return r.Key(KeyCatalogue)
+}
+
+// unindex queues the removal of old from its catalogue indexes on p.
+func (r *Store) unindex(ctx context.Context, p redis.Pipeliner, old *enforce.Recording) {
+	if key, ok := enforce.CatalogueKey(old); ok {
+		for _, ix := range r.indexKeys(old) {
+			p.ZRem(ctx, ix, key)
+		}
+	}
+}
+
+// ListRecordings implements enforce.RecordingCatalogue: one ZRANGE BYLEX
+// of the index, then the recordings' JSON in one MGET. A member whose
+// recording was deleted since is skipped. Errors: enforce.ErrUnavailable,
+// enforce.ErrCorrupt.
+func (r *Store) ListRecordings(ctx context.Context, q enforce.RecordingQuery) ([]enforce.Recording, error) {
+	if q.Limit <= 0 {
+		return nil, fmt.Errorf("list recordings: limit %d, want a positive one", q.Limit)
+	}
+	// Members are "<13 digits>:<id>": every member of a recording started
+	// at or after t is >= "<t>", every one before t is < "<t>".
+	lo, hi := "-", "+"
+	if !q.From.IsZero() {
+		lo = "[" + enforce.CatalogueBound(q.From)
+	}
+	if !q.To.IsZero() {
+		hi = "(" + enforce.CatalogueBound(q.To)
+	}
+	if q.After != "" {
+		if q.Oldest && (lo == "-" || q.After >= lo[1:]) {
+			lo = "(" + q.After
+		}
+		if !q.Oldest && (hi == "+" || q.After < hi[1:]) {
+			hi = "(" + q.After
+		}
+	}
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	args := redis.ZRangeArgs{Key: r.indexKey(q.Index), Start: lo, Stop: hi, ByLex: true, Count: int64(q.Limit)}
+	if !q.Oldest {
+		// With REV, ZRANGE takes the upper bound first.
+		args.Start, args.Stop, args.Rev = hi, lo, true
+	}
+	members, err := r.c.ZRangeArgs(ctx, args).Result()
+	if err != nil {
+		return nil, r.wrap("list recordings of "+q.Index.String(), err)
+	}
+	if len(members) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(members))
+	for i, m := range members {
+		_, id, _ := strings.Cut(m, ":")
+		keys[i] = r.Key(KeyRecordingPrefix + id)
+	}
+	raws, err := r.c.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, r.wrap("read recordings of "+q.Index.String(), err)
+	}
+	out := make([]enforce.Recording, 0, len(raws))
+	for i, raw := range raws {
+		s, ok := raw.(string)
+		if !ok {
+			continue // deleted since the index was read
+		}
+		var rec enforce.Recording
+		if err := json.Unmarshal([]byte(s), &rec); err != nil {
+			return nil, fmt.Errorf("%w: recording %s: %w", enforce.ErrCorrupt, keys[i], err)
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// DeleteRecording implements enforce.RecordingCatalogue: the recording's
+// JSON and its entries in the catalogue and active indexes go together
+// (WATCH, MULTI/EXEC). Errors: enforce.ErrNotFound, enforce.ErrUnavailable.
+func (r *Store) DeleteRecording(ctx context.Context, id string) error {
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	key := r.Key(KeyRecordingPrefix + id)
+	err := r.watchRetry(ctx, key, func(tx *redis.Tx) error {
+		b, err := tx.Get(ctx, key).Bytes()
+		if err != nil {
+			return err
+		}
+		var old enforce.Recording
+		corrupt := json.Unmarshal(b, &old) != nil
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, key)
+			if !corrupt {
+				r.unindex(ctx, p, &old)
+				p.ZRem(ctx, r.Key(KeyActivePrefix+old.Target), id)
+			}
+			p.ZRem(ctx, r.Key(KeyRecordingsLive), id)
+			return nil
+		})
+		return err
+	})
+	switch {
+	case errors.Is(err, redis.Nil):
+		return fmt.Errorf("recording %s: %w", id, enforce.ErrNotFound)
+	case err != nil:
+		return r.wrap("delete recording "+id, err)
 	}
 	return nil
 }

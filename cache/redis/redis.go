@@ -65,6 +65,14 @@ const (
 	// KeyActivePrefix + target is a sorted set of the target's active or
 	// paused recordings, scored by start time (unix ms).
 	KeyActivePrefix = "{cw:rec}:active:"
+	// KeyCatalogue is the catalogue's index of every recording: a sorted
+	// set of enforce.CatalogueKey members, all scored 0, so that it is
+	// ordered (and paged) by member (ZRANGE BYLEX). KeyCatalogueAgent and
+	// KeyCatalogueQueue, followed by an agent or a queue, are the same per
+	// agent and per queue.
+	KeyCatalogue      = "{cw:rec}:idx"
+	KeyCatalogueAgent = "{cw:rec}:idx:agent:"
+	KeyCatalogueQueue = "{cw:rec}:idx:queue:"
 	// KeyAudit is the audit stream; entries have fields rec (canonical
 	// JSON), prev and hash (hex SHA-256 chain).
 	KeyAudit = "{cw:audit}:audit"
@@ -135,9 +143,9 @@ type Store struct {
 }
 
 var (
-	_ enforce.PolicyStore    = (*Store)(nil)
-	_ enforce.RecordingStore = (*Store)(nil)
-	_ enforce.AuditLog       = (*Store)(nil)
+	_ enforce.PolicyStore        = (*Store)(nil)
+	_ enforce.RecordingCatalogue = (*Store)(nil)
+	_ enforce.AuditLog           = (*Store)(nil)
 )
 
 // New checks opts and returns a store; it does not connect (the

@@ -102,6 +102,9 @@ type App struct {
 	sessions *session.Registry
 	// ready is what /readyz answers.
 	ready func() error
+	// upkeeps look after the recording catalogue: retention, foreign
+	// recordings (app_recordings.go).
+	upkeeps []*session.Upkeep
 }
 
 // NewApp builds the daemon from a validated cfg, logging to logOut: it
@@ -267,6 +270,12 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	if a.ast, err = newAsterisk(cfg.Asterisk, a.snapshot, pbxAudit, recordings, a.sessions, logger.Named("asterisk"), a.reg); err != nil {
 		return nil, err
 	}
+	// The PBXs' recording audio, by PBX name; FreeSWITCH's is added once
+	// its adapter is built, before anything is served.
+	audio := pbxAudio{}
+	if a.ast != nil {
+		audio[a.ast.adapter.PBX()] = a.ast.adapter.StoredAudio()
+	}
 	auth := httpauth.AnyOf(httpauth.NewTokenSet(tokens), &a.dynTokens)
 	admin, err := adminapi.NewAdmin(adminapi.AdminOptions{
 		Store:       policy,
@@ -276,6 +285,8 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		Auditor:     auditLog,
 		AuditReader: auditLog,
 		Recordings:  recordings,
+		Catalogue:   recordings,
+		Audio:       audio,
 		Logger:      logger.Named("admin"),
 		// The live sessions and recordings in progress (/v1/sessions).
 		Sessions:       a.sessions,
@@ -309,6 +320,10 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	if a.fs, err = newFreeSWITCH(cfg.FreeSWITCH, a.snapshot, pbxAudit, recordings, a.sessions, logger.Named("freeswitch"), a.reg); err != nil {
 		return nil, err
 	}
+	if a.fs != nil && cfg.FreeSWITCH.RecordingsLocalDir != "" {
+		audio[a.fs.adapter.PBX()] = freeswitch.SharedDir{Dir: cfg.FreeSWITCH.RecordingsLocalDir}
+	}
+	a.upkeeps = newUpkeeps(cfg.Recordings, recordings, audio, auditLog, logger.Named("recordings"))
 	var lc net.ListenConfig
 	a.ln, err = lc.Listen(ctx, "tcp", cfg.HTTP.Listen)
 	if err != nil {
@@ -449,6 +464,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	// The session registry stops after the adapters ended their sessions.
 	defer a.runSessions(ctx)()
+	defer a.runUpkeeps(ctx)()
 	// The ARI adapter stops (and cleans up its calls) before the loader.
 	defer a.ast.start(ctx)()
 	defer a.fs.start(ctx)()

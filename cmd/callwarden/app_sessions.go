@@ -14,9 +14,10 @@ import (
 )
 
 // liveRecordingStore is the recording store the daemon hands to the PBX
-// adapters, which the admin API also lists the recordings in progress of.
+// adapters, which the admin API also lists the recordings in progress and
+// the catalogue of.
 type liveRecordingStore interface {
-	enforce.RecordingStore
+	enforce.RecordingCatalogue
 	enforce.ActiveRecordingLister
 }
 

@@ -26,7 +26,7 @@ type store interface {
 	enforce.PolicyStore
 	enforce.ChangeSource
 	enforce.PatchStore
-	enforce.RecordingStore
+	enforce.RecordingCatalogue
 	enforce.ActiveRecordingLister
 	enforce.SessionStore
 	enforce.AuditLog

@@ -102,8 +102,15 @@ type AdminOptions struct {
 	Auditor enforce.Auditor
 	// AuditReader serves GET /v1/audit; nil answers 404.
 	AuditReader enforce.AuditReader
-	// Recordings serves GET /v1/recordings/{id}; nil answers 404.
+	// Recordings serves GET /v1/recordings/{id} and the access history;
+	// nil answers 404.
 	Recordings enforce.RecordingStore
+	// Catalogue serves GET /v1/recordings and, with Audio, DELETE
+	// /v1/recordings/{id}; nil answers 404.
+	Catalogue enforce.RecordingCatalogue
+	// Audio serves GET /v1/recordings/{id}/audio and removes the audio of
+	// a deleted recording; nil answers 404.
+	Audio enforce.RecordingAudio
 	// Sessions serves GET and DELETE /v1/sessions; nil answers 404.
 	Sessions Sessions
 	// LiveRecordings lists the recordings in progress on GET
@@ -189,7 +196,11 @@ func (a *Admin) Register(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/users/{id}", a.authed(a.deleteUser))
 	mux.HandleFunc("GET /v1/protected", a.authed(a.getProtected))
 	mux.HandleFunc("PUT /v1/protected", a.authed(a.putProtected))
+	mux.HandleFunc("GET /v1/recordings", a.authed(a.listRecordings))
 	mux.HandleFunc("GET /v1/recordings/{id}", a.authed(a.getRecording))
+	mux.HandleFunc("GET /v1/recordings/{id}/audio", a.authed(a.recordingAudio))
+	mux.HandleFunc("GET /v1/recordings/{id}/access", a.authed(a.recordingAccess))
+	mux.HandleFunc("DELETE /v1/recordings/{id}", a.authed(a.deleteRecording))
 	mux.HandleFunc("GET /v1/audit", a.authed(a.readAudit))
 	mux.HandleFunc("GET /v1/sessions", a.authed(a.listSessions))
 	mux.HandleFunc("GET /v1/sessions/stream", a.authed(a.streamSessions))

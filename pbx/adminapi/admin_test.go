@@ -111,8 +111,7 @@ type fakeAudit struct{ sessiontest.AuditLog }
 func (a *fakeAudit) ReadAudit(_ context.Context, f enforce.AuditFilter) ([]enforce.AuditRecord, error) {
 	var out []enforce.AuditRecord
 	for _, r := range a.All() {
-		if (f.User == "" || r.User == f.User) && (f.Target == "" || r.Target == f.Target) &&
-			(f.Action == "" || r.Action == f.Action) && (f.Decision == "" || r.Decision == f.Decision) {
+		if f.Match(&r) {
 			out = append(out, r)
 		}
 	}

@@ -1,10 +1,8 @@
 package adminapi
 
 import (
-	"context"
 	"net/http"
 	"net/url"
-	"slices"
 
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/httpauth"
@@ -67,29 +65,4 @@ func (a *Admin) readAudit(w http.ResponseWriter, r *http.Request, p *principal) 
 		recs = []enforce.AuditRecord{}
 	}
 	httpauth.WriteJSON(w, http.StatusOK, AuditBody{Records: recs})
-}
-
-// getRecording serves GET /v1/recordings/{id}: the metadata of one
-// recording, to an administrator or to whoever may play it back
-// (recording.playback decided on its queue, agent and age). The caller
-// number is masked per the reader's profile.
-func (a *Admin) getRecording(w http.ResponseWriter, r *http.Request, p *principal) {
-	rec, admin, ok := readOne(a, w, r, p, a.opts.Recordings != nil, "this daemon keeps no recording metadata", "recording",
-		func(ctx context.Context, id string) (enforce.Recording, error) {
-			return a.opts.Recordings.Recording(ctx, id)
-		})
-	if !ok {
-		return
-	}
-	_, d := p.admin()
-	if !admin {
-		req := enforce.Request{Action: enforce.RecordingPlayback, Queue: rec.Queue, Agent: rec.Target, RecordedAt: rec.StartedAt}
-		if d = p.decide(req); !d.Allow {
-			a.forbid(w, p, req, d, "")
-			return
-		}
-	}
-	rec.Caller = enforce.Mask(rec.Caller, d.MaskDigits)
-	rec.Pauses = slices.Clone(rec.Pauses)
-	httpauth.WriteJSON(w, http.StatusOK, rec)
 }

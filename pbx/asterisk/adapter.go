@@ -191,7 +191,7 @@ func New(opts Options) (*Adapter, error) {
 		caught:  make(map[string]struct{}),
 	}
 	a.audit = &session.Audit{Log: o.Auditor, Source: "asterisk", PBX: o.PBX, Now: o.Now, Failed: m.auditFailures.Inc}
-	a.recs = &session.Recordings{Store: o.Recordings, PBX: o.PBX, Now: o.Now, Audit: a.audit, Instance: o.Sessions.Instance(), Sessions: o.Sessions}
+	a.recs = &session.Recordings{Store: o.Recordings, PBX: o.PBX, Format: o.RecordingFormat, Now: o.Now, Audit: a.audit, Instance: o.Sessions.Instance(), Sessions: o.Sessions}
 	a.claimPBX()
 	return a, nil
 }

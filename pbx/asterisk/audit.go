@@ -29,13 +29,15 @@ type auditEntry struct {
 	duration time.Duration // what a recording stop or resume closed (session.ChangeDuration)
 	// recordedAt is when the recording acted on was made.
 	recordedAt time.Time
+	recording  string // the recording a playback is about
 	// requester is the channel that asked (the supervisor's phone).
 	requester ari.ChannelData
 }
 
 func (e auditEntry) entry() session.Entry {
 	s := session.Entry{User: e.user, Action: e.action, Target: e.target, Queue: e.queue, Caller: e.caller,
-		Channels: e.channels, Detail: e.detail, Session: e.session, Duration: e.duration, RecordedAt: e.recordedAt}
+		Channels: e.channels, Detail: e.detail, Session: e.session, Duration: e.duration, RecordedAt: e.recordedAt,
+		Recording: e.recording}
 	if e.requester.ID != "" {
 		s.Requester = session.Requester{Channel: e.requester.ID, Name: e.requester.Name, CallerNumber: callerNumber(e.requester)}
 	}

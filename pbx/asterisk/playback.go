@@ -21,7 +21,7 @@ var playbackControls = map[string]string{"4": "reverse", "6": "forward", "0": "r
 // recording.playback with the recording's queue, agent and age, then plays
 // it with DTMF controls and continues the dialplan when it ends.
 func (a *Adapter) playback(ctx context.Context, in *inbox, ch ari.ChannelData, rq request, log *zap.Logger) {
-	e := auditEntry{verb: verbPlayback, action: enforce.RecordingPlayback, channels: []string{ch.ID}, detail: "recording " + rq.recording, requester: ch}
+	e := auditEntry{verb: verbPlayback, action: enforce.RecordingPlayback, channels: []string{ch.ID}, detail: "recording " + rq.recording, recording: rq.recording, requester: ch}
 	o, rec := a.decidePlayback(ctx, ch, rq, &e, log)
 	o = a.audited(ctx, e, o)
 	if !o.Allow {

@@ -165,7 +165,7 @@ func New(opts Options) (*Adapter, error) {
 	}
 	a := &Adapter{o: o, log: o.Logger, m: m}
 	if o.Recordings != nil {
-		a.recs = &session.Recordings{Store: o.Recordings, PBX: o.PBX, Now: o.Now, Instance: o.Sessions.Instance(), Sessions: o.Sessions}
+		a.recs = &session.Recordings{Store: o.Recordings, PBX: o.PBX, Format: "wav", Now: o.Now, Instance: o.Sessions.Instance(), Sessions: o.Sessions}
 	}
 	var everUp bool // only touched by OnUp, which the inbound loop calls in turn
 	a.audit = &session.Audit{Log: o.Auditor, Source: "freeswitch", PBX: o.PBX, Now: o.Now, Timeout: o.Timeout,

@@ -30,7 +30,7 @@ var playbackControls = map[string]string{"4": "uuid_fileman %s seek:-5000", "6":
 // then answer, play the file to the requester and hang up when it ends; a
 // refusal plays the refusal tone and hangs up.
 func (a *Adapter) servePlayback(ctx context.Context, oc *outConn, ch channel, rq request, e session.Entry, log *zap.Logger) {
-	e.Action, e.Detail = enforce.RecordingPlayback, "recording "+rq.recording
+	e.Action, e.Detail, e.Recording = enforce.RecordingPlayback, "recording "+rq.recording, rq.recording
 	o, rec := a.decidePlayback(ctx, ch, rq, &e, log)
 	o = a.audited(ctx, verbPlayback, e, o, log)
 	if !o.Allow {

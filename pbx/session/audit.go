@@ -37,6 +37,9 @@ type Entry struct {
 	// resume, playback): the request's recording age, recorded so the
 	// decision can be replayed against another policy.
 	RecordedAt time.Time
+	// Recording is the catalogued recording a playback is about, for its
+	// access history (AuditRecord.Recording).
+	Recording string
 }
 
 // seconds is d in seconds to the millisecond, as records carry durations.
@@ -97,6 +100,7 @@ func (a *Audit) Record(e Entry, o Outcome) enforce.AuditRecord {
 		Session:    e.Session,
 		Duration:   seconds(max(e.Duration, 0)),
 		RecordedAt: e.RecordedAt,
+		Recording:  e.Recording,
 	}
 }
 

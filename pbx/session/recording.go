@@ -137,6 +137,9 @@ type Recorder interface {
 type Recordings struct {
 	Store enforce.RecordingStore
 	PBX   string // names the PBX in the metadata
+	// Format is the audio format the PBX records in ("wav"), kept in the
+	// metadata for the catalogue.
+	Format string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
@@ -196,7 +199,7 @@ func (r *Recordings) Start(ctx context.Context, pbx Recorder, user, target strin
 	rec := enforce.Recording{
 		ID: id, Name: "callwarden-" + id, PBX: r.PBX,
 		Target: target, Queue: c.Queue, Caller: c.Caller,
-		StartedBy: user, State: enforce.RecordingActive, Instance: r.Instance,
+		StartedBy: user, State: enforce.RecordingActive, Instance: r.Instance, Format: r.Format,
 	}
 	r.setLive(rec.Name, id)
 	leg, err := pbx.StartRecording(ctx, c.Channel, id, rec.Name)

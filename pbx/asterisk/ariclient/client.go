@@ -158,6 +158,35 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	return nil
 }
 
+// Download copies the body of GET path (a file, such as a stored
+// recording's /file) to w and returns its Content-Type. Unlike Do, it is
+// bounded by limit (the whole transfer, however large) rather than by the
+// client's call timeout; a non-2xx answer is an *Error.
+func (c *Client) Download(ctx context.Context, path string, w io.Writer, limit time.Duration) (contentType string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return "", fmt.Errorf("ari GET %s: %w", path, err)
+	}
+	req.SetBasicAuth(c.user, c.password)
+	// The client's own Timeout would cut a large file short: the transport
+	// alone, bounded by ctx.
+	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req)
+	if err != nil {
+		return "", fmt.Errorf("ari GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return "", &Error{Method: http.MethodGet, Path: path, Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return "", fmt.Errorf("ari GET %s: read body: %w", path, err)
+	}
+	return resp.Header.Get("Content-Type"), nil
+}
+
 // Esc escapes one path segment (an id or a name).
 func Esc(s string) string { return url.PathEscape(s) }
 
