@@ -61,6 +61,10 @@ type Recording struct {
 	// start (its target, queue and starter are unknown).
 	Format  string `json:"format,omitempty"`
 	Foreign bool   `json:"foreign,omitempty"`
+	// Size is the audio's size in bytes, once known: the PBXs tell it
+	// when the audio is read (the admin API's audio endpoint keeps it),
+	// not when the recording stops. Zero: not known yet.
+	Size int64 `json:"size,omitempty"`
 }
 
 // Duration is how long rec recorded: from its start to its stop (to now

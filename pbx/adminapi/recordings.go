@@ -359,6 +359,7 @@ func (a *Admin) recordingAudio(w http.ResponseWriter, r *http.Request, p *princi
 		return
 	}
 	defer audio.Close()
+	a.keepSize(r, rec, audio.Size)
 	detail := "audio served"
 	if rg := r.Header.Get("Range"); rg != "" {
 		detail += " (" + rg + ")"
@@ -373,6 +374,20 @@ func (a *Admin) recordingAudio(w http.ResponseWriter, r *http.Request, p *princi
 	// The server's write timeout is sized for JSON answers, not audio.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(audioWriteTimeout))
 	http.ServeContent(w, r, name, audio.ModTime, audio)
+}
+
+// keepSize writes the audio's size into rec's metadata the first time it
+// is known (or when it changed); a failure only leaves it unknown (logged).
+func (a *Admin) keepSize(r *http.Request, rec enforce.Recording, size int64) {
+	if a.opts.Recordings == nil || size <= 0 || rec.Size == size {
+		return
+	}
+	rec.Size = size
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.opts.StoreTimeout)
+	defer cancel()
+	if err := a.opts.Recordings.SaveRecording(ctx, rec); err != nil {
+		a.log.Warn("cannot keep a recording's audio size", zap.String("recording", rec.ID), zap.Error(err))
+	}
 }
 
 // deleteRecording serves DELETE /v1/recordings/{id}: whoever

@@ -236,6 +236,12 @@ func TestRecordingAudioServesRangesToWhoMayPlayOrExport(t *testing.T) {
 			t.Errorf("%d %q, want 200 and the file", resp.StatusCode, b)
 		}
 	})
+	t.Run("the audio's size is kept in the metadata once read", func(t *testing.T) {
+		rec, err := f.cat.Recording(context.Background(), "100000000001")
+		if err != nil || rec.Size != int64(len(want)) {
+			t.Errorf("metadata %+v (%v): want size %d", rec, err, len(want))
+		}
+	})
 	t.Run("a download needs recording.export", func(t *testing.T) {
 		if resp, _ := get(t, "alice", "?download=1", ""); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("alice's download: %d, want 403", resp.StatusCode)
