@@ -185,7 +185,27 @@ func (a *Admin) listRecordings(w http.ResponseWriter, r *http.Request, p *princi
 	if !m.exhausted() {
 		body.NextCursor = m.last
 	}
+	a.auditListing(r, p, q, len(body.Recordings))
 	httpauth.WriteJSON(w, http.StatusOK, body)
+}
+
+// auditListing records that p listed n recordings with query q: who looked
+// at the catalogue, for what, and from where (action recording.list; each
+// row was decided recording.playback and is not audited one by one).
+func (a *Admin) auditListing(r *http.Request, p *principal, q recordingsQuery, n int) {
+	if a.opts.Auditor == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.opts.StoreTimeout)
+	defer cancel()
+	ar := enforce.AuditRecord{
+		Time: p.now, Source: AuditSource, User: p.user, Action: "recording.list", Target: q.agent, Queue: q.queue,
+		Decision: "allow", Reason: "granted", Addr: r.RemoteAddr,
+		Detail: fmt.Sprintf("GET %s: %d recording(s) listed, each decided recording.playback", r.URL.RequestURI(), n),
+	}
+	if err := a.opts.Auditor.Audit(ctx, ar); err != nil {
+		a.log.Error("admin: audit write failed", zap.String("user", p.user), zap.String("action", "recording.list"), zap.Error(err))
+	}
 }
 
 // merger reads several catalogue indexes as one, newest first, each

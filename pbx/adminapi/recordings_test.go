@@ -141,6 +141,19 @@ func TestRecordingsListShowsOnlyWhatEachCallerMayPlayBack(t *testing.T) {
 	t.Run("a user without a profile is refused", func(t *testing.T) {
 		f.do(t, "GET", "/v1/recordings", "dave", "", "").wantField(t, http.StatusForbidden, "reason", "no_profile")
 	})
+	t.Run("each listing is audited: who, what query, how many rows, from where", func(t *testing.T) {
+		f.list(t, "bob", "?agent=agent1")
+		var found bool
+		for _, r := range f.audit.All() {
+			if r.Action == "recording.list" && r.User == "bob" && r.Target == "agent1" && r.Addr != "" &&
+				strings.Contains(r.Detail, "2 recording(s) listed") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no recording.list record of bob's listing among %+v", f.audit.All())
+		}
+	})
 	t.Run("a caller number is masked per the reader's profile", func(t *testing.T) {
 		r := f.do(t, "GET", "/v1/recordings?agent=agent1&from="+now.Add(-6*time.Hour).Format(time.RFC3339)+"&to="+now.Add(-4*time.Hour).Format(time.RFC3339), "alice", "", "")
 		if !strings.Contains(r.body, `"caller":"061234****"`) || !strings.Contains(r.body, `"duration":30`) {
