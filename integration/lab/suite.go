@@ -366,3 +366,46 @@ func deletePrefix(ctx context.Context, tl *TestLab, prefix string) error {
 	}
 	return nil
 }
+
+// OwnRedisSentinel starts a Redis Sentinel group of the test's own
+// (StartRedisSentinel), removed when the test ends.
+func (s *Suite) OwnRedisSentinel(tb testing.TB) *RedisSentinel {
+	tb.Helper()
+	s.mustRun(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	started := time.Now()
+	rs, err := StartRedisSentinel(ctx)
+	if err != nil {
+		tb.Fatalf("integration: cannot start a Redis Sentinel group: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := rs.Close(context.Background()); err != nil {
+			tb.Errorf("integration: %v", err)
+		}
+	})
+	tb.Logf("lab: Redis Sentinel group up in %s: data %s, %s; sentinels %s", time.Since(started).Round(time.Millisecond),
+		rs.Data[0].Addr, rs.Data[1].Addr, strings.Join(rs.SentinelAddrs, ", "))
+	return rs
+}
+
+// OwnRedisCluster starts a Redis Cluster of the test's own
+// (StartRedisCluster), removed when the test ends.
+func (s *Suite) OwnRedisCluster(tb testing.TB) *RedisCluster {
+	tb.Helper()
+	s.mustRun(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	started := time.Now()
+	rc, err := StartRedisCluster(ctx)
+	if err != nil {
+		tb.Fatalf("integration: cannot start a Redis Cluster: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := rc.Close(context.Background()); err != nil {
+			tb.Errorf("integration: %v", err)
+		}
+	})
+	tb.Logf("lab: Redis Cluster up in %s: %s", time.Since(started).Round(time.Millisecond), strings.Join(rc.Addrs(), ", "))
+	return rc
+}
