@@ -241,6 +241,14 @@ type Redis struct {
 	Password   Secret        `yaml:"password"`
 	Prefix     string        `yaml:"prefix"`    // default "callwarden:"
 	Staleness  time.Duration `yaml:"staleness"` // default 30s
+	// WaitReplicas, when positive, acknowledges an admin write (policy
+	// apply or change, token, audit append) only once that many replicas
+	// have it (WAIT), within WaitTimeout: a failover of the primary cannot
+	// then lose an acknowledged write. Set it to 1 with Sentinel, and with
+	// a Cluster whose primaries have replicas (docs/redis.md, "High
+	// availability").
+	WaitReplicas int           `yaml:"wait_replicas"` // default 0 (off)
+	WaitTimeout  time.Duration `yaml:"wait_timeout"`  // default 1s
 }
 
 // secretMask is what a set Secret prints as.
@@ -301,8 +309,9 @@ func Default() Config {
 			NotifySound:  "sound:beep",
 		},
 		Redis: Redis{
-			Prefix:    "callwarden:",
-			Staleness: 30 * time.Second,
+			Prefix:      "callwarden:",
+			Staleness:   30 * time.Second,
+			WaitTimeout: time.Second,
 		},
 		Audit: Audit{
 			HTTPQueueSize:     8192,
@@ -438,6 +447,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis.Prefix == "" {
 		bad("redis.prefix", "required")
+	}
+	if c.Redis.WaitReplicas < 0 {
+		bad("redis.wait_replicas", "must not be negative, got %d", c.Redis.WaitReplicas)
+	}
+	if c.Redis.WaitReplicas > 0 && c.Redis.WaitTimeout <= 0 {
+		bad("redis.wait_timeout", "must be positive when redis.wait_replicas is set, got %s", c.Redis.WaitTimeout)
 	}
 	for field, n := range map[string]int{"audit.http_queue_size": c.Audit.HTTPQueueSize, "audit.pbx_queue_size": c.Audit.PBXQueueSize} {
 		if n < 1 || n > maxAuditQueue {
@@ -590,6 +605,8 @@ const (
 	EnvRedisPassword            = "CALLWARDEN_REDIS_PASSWORD"
 	EnvRedisPrefix              = "CALLWARDEN_REDIS_PREFIX"
 	EnvRedisStaleness           = "CALLWARDEN_REDIS_STALENESS"
+	EnvRedisWaitReplicas        = "CALLWARDEN_REDIS_WAIT_REPLICAS"
+	EnvRedisWaitTimeout         = "CALLWARDEN_REDIS_WAIT_TIMEOUT"
 	EnvAdminTokensFile          = "CALLWARDEN_ADMIN_TOKENS_FILE"
 	EnvAuditHTTPQueueSize       = "CALLWARDEN_AUDIT_HTTP_QUEUE_SIZE"
 	EnvAuditPBXQueueSize        = "CALLWARDEN_AUDIT_PBX_QUEUE_SIZE"
@@ -674,6 +691,8 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	secret(EnvRedisPassword, &c.Redis.Password)
 	str(EnvRedisPrefix, &c.Redis.Prefix)
 	dur(EnvRedisStaleness, &c.Redis.Staleness)
+	integer(EnvRedisWaitReplicas, &c.Redis.WaitReplicas)
+	dur(EnvRedisWaitTimeout, &c.Redis.WaitTimeout)
 	str(EnvAdminTokensFile, &c.Admin.TokensFile)
 	integer(EnvAuditHTTPQueueSize, &c.Audit.HTTPQueueSize)
 	integer(EnvAuditPBXQueueSize, &c.Audit.PBXQueueSize)

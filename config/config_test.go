@@ -29,7 +29,7 @@ func TestDefault(t *testing.T) {
 		HTTP:     HTTP{Listen: ":8080", ShutdownTimeout: 10 * time.Second, ReadTimeout: 5 * time.Second, CheckAuth: CheckAuthToken, CheckRate: 200, CheckBurst: 400},
 		Log:      Log{Level: "info", Format: "json"},
 		Asterisk: Asterisk{App: "callwarden", Timeout: 2 * time.Second, Watchdog: "enforce", RefusalSound: "sound:ss-noservice", NotifySound: "sound:beep"},
-		Redis:    Redis{Prefix: "callwarden:", Staleness: 30 * time.Second},
+		Redis:    Redis{Prefix: "callwarden:", Staleness: 30 * time.Second, WaitTimeout: time.Second},
 		Audit:    Audit{HTTPQueueSize: 8192, PBXQueueSize: 2048, BatchSize: 256, PBXDropUnreadyFor: 30 * time.Second},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -73,6 +73,8 @@ func TestValidate(t *testing.T) {
 		{"asterisk pbx name that is not an id", func(c *Config) { c.Asterisk.PBX = "pbx 1\r\n" },
 			[]string{"asterisk.pbx: invalid id"}},
 		{"redis staleness zero", func(c *Config) { c.Redis.Staleness = 0 }, []string{"redis.staleness: must be positive"}},
+		{"redis wait_replicas negative", func(c *Config) { c.Redis.WaitReplicas = -1 }, []string{"redis.wait_replicas: must not be negative"}},
+		{"redis wait_timeout zero while waiting", func(c *Config) { c.Redis.WaitReplicas, c.Redis.WaitTimeout = 1, 0 }, []string{"redis.wait_timeout: must be positive"}},
 		{"audit lanes need room", func(c *Config) { c.Audit.PBXQueueSize, c.Audit.HTTPQueueSize = 0, 1<<30 },
 			[]string{"audit.pbx_queue_size: must be between 1 and", "audit.http_queue_size: must be between 1 and"}},
 		{"audit batch and unready window", func(c *Config) { c.Audit.BatchSize, c.Audit.PBXDropUnreadyFor = 0, 0 },
@@ -131,7 +133,8 @@ func TestLoadFile(t *testing.T) {
 			Log:      Log{Level: "debug", Format: "console"},
 			Asterisk: Asterisk{URL: "http://127.0.0.1:8088/ari", User: "callwarden", Password: "s3cret-ari", App: "warden", Timeout: 1500 * time.Millisecond,
 				Watchdog: "report-only", RefusalSound: "sound:beeperr", NotifySound: "tone:beep"},
-			Redis: Redis{Addrs: []string{"127.0.0.1:6379"}, Password: "s3cret-redis", Prefix: "cw:", Staleness: time.Minute},
+			Redis: Redis{Addrs: []string{"127.0.0.1:6379"}, Password: "s3cret-redis", Prefix: "cw:", Staleness: time.Minute,
+				WaitReplicas: 1, WaitTimeout: 2 * time.Second},
 			Audit: Audit{HTTPQueueSize: 4096, PBXQueueSize: 512, BatchSize: 64, PBXDropUnreadyFor: time.Minute},
 		}
 		if !reflect.DeepEqual(c, want) {
@@ -226,6 +229,8 @@ func TestApplyEnv(t *testing.T) {
 			EnvRedisPassword:            "redis-env",
 			EnvRedisPrefix:              "x:",
 			EnvRedisStaleness:           "5s",
+			EnvRedisWaitReplicas:        "1",
+			EnvRedisWaitTimeout:         "500ms",
 			EnvAuditPBXQueueSize:        "1000",
 			EnvFreeSWITCHESLAddress:     "fs:8021",
 			EnvFreeSWITCHESLPassword:    "esl-env",
@@ -244,8 +249,9 @@ func TestApplyEnv(t *testing.T) {
 			Asterisk: Asterisk{URL: "https://pbx:8089/ari", User: "ari", Password: "from-env", App: "cw", Timeout: 1500 * time.Millisecond,
 				Watchdog: "off", RefusalSound: "sound:beeperr", NotifySound: "tone:beep"},
 			FreeSWITCH: FreeSWITCH{ESLAddress: "fs:8021", ESLPassword: "esl-env", OutboundListen: "127.0.0.1:9084", PBX: "fs1", Timeout: 3 * time.Second, Watchdog: "report-only"},
-			Redis:      Redis{Addrs: []string{"r1:6379", "r2:6379"}, Password: "redis-env", Prefix: "x:", Staleness: 5 * time.Second},
-			Audit:      Audit{HTTPQueueSize: 4096, PBXQueueSize: 1000, BatchSize: 64, PBXDropUnreadyFor: time.Minute},
+			Redis: Redis{Addrs: []string{"r1:6379", "r2:6379"}, Password: "redis-env", Prefix: "x:", Staleness: 5 * time.Second,
+				WaitReplicas: 1, WaitTimeout: 500 * time.Millisecond},
+			Audit: Audit{HTTPQueueSize: 4096, PBXQueueSize: 1000, BatchSize: 64, PBXDropUnreadyFor: time.Minute},
 		}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("got  %#v\nwant %#v", c, want)

@@ -184,6 +184,13 @@ func (e *env) verify(ctx context.Context, args []string) int {
 			fmt.Fprintf(e.stdout, "bad: %s (%d records checked)\n", res.Problem, res.Checked)
 			return exitFailure
 		}
+		if len(res.Gaps) > 0 {
+			for _, g := range res.Gaps {
+				fmt.Fprintf(e.stdout, "gap: record %s: %s\n", g.ID, g.Detail)
+			}
+			fmt.Fprintf(e.stdout, "bad: the chain links hold, but the trail has %d gap(s): records were lost (%d records checked)\n", len(res.Gaps), res.Checked)
+			return exitFailure
+		}
 		var note []string
 		if res.Truncated {
 			note = append(note, "older records were trimmed; the check starts at the first retained record")
