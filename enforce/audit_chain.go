@@ -63,6 +63,12 @@ type VerifyResult struct {
 	// in a failover of the store, or removed), and chained on past them.
 	// The links around a gap are sound, but the trail is not complete.
 	Gaps []AuditGap `json:"gaps,omitempty"`
+	// Failover, when set, says that the store's primary took over from
+	// another one (a failover): records appended to the former primary
+	// that had not reached this one are missing without a trace in the
+	// chain, unless their writer chained a gap record since. The links
+	// checked hold, but the trail's completeness is not confirmed.
+	Failover string `json:"failover,omitempty"`
 }
 
 // AuditGap is one gap record of a trail.

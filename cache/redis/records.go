@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -354,7 +355,47 @@ func (r *Store) VerifyAudit(ctx context.Context, opts ...enforce.VerifyOption) (
 	if err != nil {
 		return v.Partial(), err
 	}
-	return v.Finish(), nil
+	res := v.Finish()
+	res.Failover, err = r.promotion(ctx)
+	return res, err
+}
+
+// noReplID is the replication id of a primary that never took over from
+// another one (INFO replication, master_replid2).
+const noReplID = "0000000000000000000000000000000000000000"
+
+// promotion says whether the primary that holds the audit stream took
+// over from another one, read from its INFO replication: master_replid2
+// is then the former primary's replication id, and second_repl_offset
+// how far this one had followed it. It returns "" for a primary that
+// never took over. Errors: enforce.ErrUnavailable.
+func (r *Store) promotion(ctx context.Context) (string, error) {
+	var node redis.Cmdable = r.c
+	if cc, ok := r.c.(*redis.ClusterClient); ok {
+		m, err := cc.MasterForKey(ctx, r.Key(KeyAudit))
+		if err != nil {
+			return "", r.wrap("audit primary", err)
+		}
+		node = m
+	}
+	info, err := node.Info(ctx, "replication").Result()
+	if err != nil {
+		return "", r.wrap("audit primary replication info", err)
+	}
+	fields := map[string]string{}
+	for line := range strings.SplitSeq(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			fields[k] = v
+		}
+	}
+	id2 := fields["master_replid2"]
+	if id2 == "" || id2 == noReplID {
+		return "", nil
+	}
+	return fmt.Sprintf("this Redis primary took over from another one (replication id %s, followed up to offset %s): "+
+		"records appended to the former primary that had not reached this one are not in the trail, and only the daemon that wrote them "+
+		"can tell (it chains a gap record when it next appends); with redis.wait_replicas set, no acknowledged record is among them",
+		id2, fields["second_repl_offset"]), nil
 }
 
 // scanAudit walks the stream between ids lo and hi, page by page, calling

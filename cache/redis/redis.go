@@ -218,6 +218,9 @@ func New(opts Options) (*Store, error) {
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		watchNodes(cc)
+	}
 	return &Store{c: c, opts: opts, log: opts.Logger.Named("redis"),
 		changes: redis.NewScript(changesScript), appendBatch: redis.NewScript(appendBatchScript)}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -37,8 +38,9 @@ const FailureDetection = time.Second
 // RedisNode is one redis-server of a topology.
 type RedisNode struct {
 	// Addr is the node's container IP and port, e.g. 172.18.0.3:6379.
-	Addr string
-	c    testcontainers.Container
+	Addr   string
+	c      testcontainers.Container
+	killed atomic.Bool
 }
 
 // ContainerID returns the node's container id.
@@ -54,13 +56,13 @@ type RedisTopology struct {
 	closeErr  error
 }
 
-// RedisSentinel is a primary, a replica and three Sentinels monitoring the
-// primary as SentinelMaster (quorum 2).
+// RedisSentinel is a primary, its replicas and three Sentinels monitoring
+// the primary as SentinelMaster (quorum 2).
 type RedisSentinel struct {
 	RedisTopology
 	// SentinelAddrs are the Sentinels' container IP:26379.
 	SentinelAddrs []string
-	// Data are the primary (first, at start) and the replica.
+	// Data are the primary (first, at start) and the replicas.
 	Data []*RedisNode
 }
 
@@ -80,9 +82,10 @@ func (c *RedisCluster) Addrs() []string {
 	return out
 }
 
-// StartRedisSentinel starts a Sentinel group and waits until the Sentinels
-// know the replica. Close removes it.
-func StartRedisSentinel(ctx context.Context) (_ *RedisSentinel, err error) {
+// StartRedisSentinel starts a Sentinel group with replicas replicas (at
+// least 1) and waits until the Sentinels know them all. Close removes it.
+func StartRedisSentinel(ctx context.Context, replicas int) (_ *RedisSentinel, err error) {
+	replicas = max(replicas, 1)
 	if err := preflight(ctx, RedisImage); err != nil {
 		return nil, err
 	}
@@ -100,11 +103,14 @@ func StartRedisSentinel(ctx context.Context) (_ *RedisSentinel, err error) {
 		return nil, err
 	}
 	host, _, _ := net.SplitHostPort(primary.Addr)
-	replica, err := s.start(ctx, dataNodeRequest("--replicaof", host, "6379"))
-	if err != nil {
-		return nil, err
+	s.Data = []*RedisNode{primary}
+	for range replicas {
+		replica, err := s.start(ctx, dataNodeRequest("--replicaof", host, "6379"))
+		if err != nil {
+			return nil, err
+		}
+		s.Data = append(s.Data, replica)
 	}
-	s.Data = []*RedisNode{primary, replica}
 	conf := strings.Join([]string{
 		"port 26379",
 		"bind 0.0.0.0",
@@ -138,22 +144,23 @@ func StartRedisSentinel(ctx context.Context) (_ *RedisSentinel, err error) {
 	for _, n := range sentinels {
 		s.SentinelAddrs = append(s.SentinelAddrs, n.Addr)
 	}
-	// Sentinels learn the replica from the primary's INFO (every 10 s at
-	// first): wait until each one knows it, so a failover can happen.
+	// Sentinels learn the replicas from the primary's INFO (every 10 s at
+	// first): wait until each one knows them, so a failover can happen.
 	for _, addr := range s.SentinelAddrs {
-		if err := waitFor(ctx, "sentinel "+addr+" to know the replica", func(ctx context.Context) (bool, error) {
+		if err := waitFor(ctx, "sentinel "+addr+" to know the replicas", func(ctx context.Context) (bool, error) {
 			sc := redis.NewSentinelClient(&redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second})
 			defer sc.Close()
 			reps, err := sc.Replicas(ctx, SentinelMaster).Result()
 			if err != nil {
 				return false, err
 			}
+			ok := 0
 			for _, r := range reps {
 				if r["flags"] == "slave" && r["master-link-status"] == "ok" {
-					return true, nil
+					ok++
 				}
 			}
-			return false, nil
+			return ok == replicas, nil
 		}); err != nil {
 			return nil, err
 		}
@@ -209,10 +216,7 @@ func StartRedisCluster(ctx context.Context) (_ *RedisCluster, err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nodes[i], errs[i] = c.start(ctx, dataNodeRequest("--cluster-enabled", "yes",
-				"--cluster-config-file", "/tmp/nodes.conf",
-				"--cluster-node-timeout", fmt.Sprint(FailureDetection.Milliseconds()),
-				"--cluster-replica-validity-factor", "0"))
+			nodes[i], errs[i] = c.start(ctx, clusterNodeArgs())
 		}()
 	}
 	wg.Wait()
@@ -237,6 +241,79 @@ func StartRedisCluster(ctx context.Context) (_ *RedisCluster, err error) {
 		}
 	}
 	return c, nil
+}
+
+// clusterNodeArgs are the arguments of a cluster node.
+func clusterNodeArgs() []string {
+	return dataNodeRequest("--cluster-enabled", "yes",
+		"--cluster-config-file", "/tmp/nodes.conf",
+		"--cluster-node-timeout", fmt.Sprint(FailureDetection.Milliseconds()),
+		"--cluster-replica-validity-factor", "0")
+}
+
+// MasterOf returns the node that serves key's slot as primary now, and
+// its cluster node id.
+func (c *RedisCluster) MasterOf(ctx context.Context, key string) (*RedisNode, string, error) {
+	var via *RedisNode
+	for _, n := range c.Nodes {
+		if !n.killed.Load() {
+			via = n
+			break
+		}
+	}
+	if via == nil {
+		return nil, "", errors.New("every cluster node was killed")
+	}
+	rc := NewRedis(via.Addr)
+	defer rc.Close()
+	slot, err := rc.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		return nil, "", fmt.Errorf("cluster keyslot %s: %w", key, err)
+	}
+	ranges, err := rc.ClusterSlots(ctx).Result()
+	if err != nil {
+		return nil, "", fmt.Errorf("cluster slots: %w", err)
+	}
+	for _, r := range ranges {
+		if int64(r.Start) <= slot && slot <= int64(r.End) && len(r.Nodes) > 0 {
+			for _, n := range c.Nodes {
+				if n.Addr == r.Nodes[0].Addr {
+					return n, r.Nodes[0].ID, nil
+				}
+			}
+			return nil, "", fmt.Errorf("slot %d is served by %s, not a node of the lab", slot, r.Nodes[0].Addr)
+		}
+	}
+	return nil, "", fmt.Errorf("no node serves slot %d", slot)
+}
+
+// AddReplica starts one more node and makes it a replica of the primary
+// that serves key, so that this primary keeps a replica after a failover
+// (a write waiting for one replica can then be confirmed again).
+func (c *RedisCluster) AddReplica(ctx context.Context, key string) (*RedisNode, error) {
+	master, id, err := c.MasterOf(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	n, err := c.start(ctx, clusterNodeArgs())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := containerExec(ctx, n.c, "redis-cli --cluster add-node", "redis-cli", "--cluster", "add-node", n.Addr, master.Addr,
+		"--cluster-slave", "--cluster-master-id", id); err != nil {
+		return nil, err
+	}
+	c.Nodes = append(c.Nodes, n)
+	rc := NewRedis(master.Addr)
+	defer rc.Close()
+	if err := waitFor(ctx, "the new replica "+n.Addr+" to be in sync", func(ctx context.Context) (bool, error) {
+		info, err := rc.Info(ctx, "replication").Result()
+		host, _, _ := net.SplitHostPort(n.Addr)
+		return strings.Contains(info, "ip="+host+",") && strings.Contains(info, "state=online"), err
+	}); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // dataNodeRequest is a redis-server of the lab image with extra arguments.
@@ -297,6 +374,7 @@ func (t *RedisTopology) Kill(ctx context.Context, n *RedisNode) error {
 	if _, err := cli.ContainerKill(ctx, n.ContainerID(), client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 		return fmt.Errorf("kill %s: %w", n.Addr, err)
 	}
+	n.killed.Store(true)
 	return nil
 }
 

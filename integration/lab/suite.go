@@ -367,15 +367,15 @@ func deletePrefix(ctx context.Context, tl *TestLab, prefix string) error {
 	return nil
 }
 
-// OwnRedisSentinel starts a Redis Sentinel group of the test's own
-// (StartRedisSentinel), removed when the test ends.
-func (s *Suite) OwnRedisSentinel(tb testing.TB) *RedisSentinel {
+// OwnRedisSentinel starts a Redis Sentinel group of the test's own with
+// replicas replicas (StartRedisSentinel), removed when the test ends.
+func (s *Suite) OwnRedisSentinel(tb testing.TB, replicas int) *RedisSentinel {
 	tb.Helper()
 	s.mustRun(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
 	started := time.Now()
-	rs, err := StartRedisSentinel(ctx)
+	rs, err := StartRedisSentinel(ctx, replicas)
 	if err != nil {
 		tb.Fatalf("integration: cannot start a Redis Sentinel group: %v", err)
 	}
@@ -384,8 +384,12 @@ func (s *Suite) OwnRedisSentinel(tb testing.TB) *RedisSentinel {
 			tb.Errorf("integration: %v", err)
 		}
 	})
-	tb.Logf("lab: Redis Sentinel group up in %s: data %s, %s; sentinels %s", time.Since(started).Round(time.Millisecond),
-		rs.Data[0].Addr, rs.Data[1].Addr, strings.Join(rs.SentinelAddrs, ", "))
+	var data []string
+	for _, n := range rs.Data {
+		data = append(data, n.Addr)
+	}
+	tb.Logf("lab: Redis Sentinel group up in %s: primary and replicas %s; sentinels %s", time.Since(started).Round(time.Millisecond),
+		strings.Join(data, ", "), strings.Join(rs.SentinelAddrs, ", "))
 	return rs
 }
 
