@@ -22,9 +22,9 @@ import (
 	"github.com/callwarden/callwarden/integration/lab"
 )
 
-// newStoreOn returns a store on addrs (a Cluster's seeds, or Sentinels
-// with opts.MasterName) under a key prefix of the test's own, closed when
-// the test ends.
+// newStoreOn returns a store with opts (on the lab's Redis, a Cluster's
+// seeds, or Sentinels with opts.MasterName), under a key prefix of the
+// test's own unless opts names one, closed when the test ends.
 func newStoreOn(tb testing.TB, opts redisstore.Options) *redisstore.Store {
 	tb.Helper()
 	if opts.Prefix == "" {

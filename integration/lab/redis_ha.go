@@ -86,11 +86,8 @@ func (c *RedisCluster) Addrs() []string {
 // least 1) and waits until the Sentinels know them all. Close removes it.
 func StartRedisSentinel(ctx context.Context, replicas int) (_ *RedisSentinel, err error) {
 	replicas = max(replicas, 1)
-	if err := preflight(ctx, RedisImage); err != nil {
-		return nil, err
-	}
 	s := &RedisSentinel{}
-	if err := s.newNetwork(ctx); err != nil {
+	if err := s.open(ctx); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -122,23 +119,15 @@ func StartRedisSentinel(ctx context.Context, replicas int) (_ *RedisSentinel, er
 		fmt.Sprintf("sentinel parallel-syncs %s 1", SentinelMaster),
 		"",
 	}, "\n")
-	sentinels := make([]*RedisNode, 3)
-	errs := make([]error, 3)
-	var wg sync.WaitGroup
-	for i := range sentinels {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req := s.request([]string{"/usr/bin/redis-server", "/etc/redis/sentinel.conf", "--sentinel"}, "26379",
-				wait.ForLog("+monitor master"))
-			req.Files = []testcontainers.ContainerFile{{
-				Reader: strings.NewReader(conf), ContainerFilePath: "/etc/redis/sentinel.conf", FileMode: 0o644,
-			}}
-			sentinels[i], errs[i] = s.startRequest(ctx, req, "26379")
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	sentinels, err := startAll(3, func() (*RedisNode, error) {
+		req := s.request([]string{"/usr/bin/redis-server", "/etc/redis/sentinel.conf", "--sentinel"}, "26379",
+			wait.ForLog("+monitor master"))
+		req.Files = []testcontainers.ContainerFile{{
+			Reader: strings.NewReader(conf), ContainerFilePath: "/etc/redis/sentinel.conf", FileMode: 0o644,
+		}}
+		return s.startRequest(ctx, req, "26379")
+	})
+	if err != nil {
 		return nil, err
 	}
 	for _, n := range sentinels {
@@ -197,11 +186,8 @@ func (s *RedisSentinel) Node(addr string) *RedisNode {
 // primaries with one replica each and waits until every node reports
 // cluster_state:ok. Close removes it.
 func StartRedisCluster(ctx context.Context) (_ *RedisCluster, err error) {
-	if err := preflight(ctx, RedisImage); err != nil {
-		return nil, err
-	}
 	c := &RedisCluster{}
-	if err := c.newNetwork(ctx); err != nil {
+	if err := c.open(ctx); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -209,18 +195,8 @@ func StartRedisCluster(ctx context.Context) (_ *RedisCluster, err error) {
 			err = errors.Join(err, c.Close(context.WithoutCancel(ctx)))
 		}
 	}()
-	nodes := make([]*RedisNode, 6)
-	errs := make([]error, 6)
-	var wg sync.WaitGroup
-	for i := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			nodes[i], errs[i] = c.start(ctx, clusterNodeArgs())
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	nodes, err := startAll(6, func() (*RedisNode, error) { return c.start(ctx, clusterNodeArgs()) })
+	if err != nil {
 		return nil, err
 	}
 	c.Nodes = nodes
@@ -316,12 +292,32 @@ func (c *RedisCluster) AddReplica(ctx context.Context, key string) (*RedisNode, 
 	return n, nil
 }
 
+// startAll starts n nodes with start, in parallel.
+func startAll(n int, start func() (*RedisNode, error)) ([]*RedisNode, error) {
+	nodes := make([]*RedisNode, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = start()
+		}()
+	}
+	wg.Wait()
+	return nodes, errors.Join(errs...)
+}
+
 // dataNodeRequest is a redis-server of the lab image with extra arguments.
 func dataNodeRequest(args ...string) []string {
 	return append([]string{"/usr/bin/redis-server", "/etc/redis/callwarden-lab.conf"}, args...)
 }
 
-func (t *RedisTopology) newNetwork(ctx context.Context) error {
+// open checks Docker and the image and creates the topology's network.
+func (t *RedisTopology) open(ctx context.Context) error {
+	if err := preflight(ctx, RedisImage); err != nil {
+		return err
+	}
 	nw, err := network.New(ctx, network.WithLabels(ownerLabels()))
 	if err != nil {
 		return fmt.Errorf("create a lab network: %w", err)
