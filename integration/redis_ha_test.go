@@ -143,9 +143,14 @@ func flipAlice(ctx context.Context, admin *redisstore.Store) haWrite {
 // decisions and one admin writer with changes and audit records, kills the
 // primary of the policy keys (kill) failoverKillAfter into the load, and
 // checks that no allow was ever wrong, that writes came back within the
-// topology's failover time (promoted turns true) + 2 s, and that nothing
-// acknowledged was lost. It logs the figures.
-func runFailover(t *testing.T, open func(testing.TB) *redisstore.Store, kill func(context.Context) error, promoted func(context.Context) bool, auditFailsOver bool) {
+// topology's failover time (promoted turns true) + writesWithin, and that
+// nothing acknowledged was lost. It logs the figures.
+//
+// writesWithin is how long after the new primary is named writes must be
+// acknowledged again; auditFailsOver says whether the audit keys live on
+// the primary that is killed.
+func runFailover(t *testing.T, open func(testing.TB) *redisstore.Store, kill func(context.Context) error, promoted func(context.Context) bool,
+	writesWithin time.Duration, auditFailsOver bool) {
 	ctx := contextFor(t, 2*time.Minute)
 	admin := open(t)
 	initial := storetest.Policy(t)
@@ -331,8 +336,8 @@ func runFailover(t *testing.T, open func(testing.TB) *redisstore.Store, kill fun
 		t.Fatalf("no allow from a generation written after the failover (first: %d)", firstAfter.gen)
 	}
 	writesBack := firstAfter.acked.Sub(killed)
-	if bound := failedOver.Sub(killed) + 2*time.Second; writesBack > bound {
-		t.Errorf("writes acknowledged again %s after the kill, beyond the failover time + 2 s (%s)", writesBack.Round(time.Millisecond), bound.Round(time.Millisecond))
+	if bound := failedOver.Sub(killed) + writesWithin; writesBack > bound {
+		t.Errorf("writes acknowledged again %s after the kill, beyond the failover time + %s (%s)", writesBack.Round(time.Millisecond), writesWithin, bound.Round(time.Millisecond))
 	}
 
 	// The audit trail: every acknowledged record is there, and verify is
@@ -375,7 +380,7 @@ func runFailover(t *testing.T, open func(testing.TB) *redisstore.Store, kill fun
 	if refused > 0 {
 		t.Logf("  refusals from %s to %s after the kill; the first because: %v", refusedFrom.Round(time.Millisecond), refusedTo.Round(time.Millisecond), firstRefusal)
 	}
-	t.Logf("  writes acknowledged again %s after the kill (bound: failover + 2 s = %s)", writesBack.Round(time.Millisecond), (failedOver.Sub(killed) + 2*time.Second).Round(time.Millisecond))
+	t.Logf("  writes acknowledged again %s after the kill (bound: failover + %s = %s)", writesBack.Round(time.Millisecond), writesWithin, (failedOver.Sub(killed) + writesWithin).Round(time.Millisecond))
 	t.Logf("  time to first allow after failover (from a generation written on the new primary): %s", firstAllowAfter.Sub(killed).Round(time.Millisecond))
 	t.Logf("  wrong allows: 0 of %d allows; store at generation %d; audit trail %d records, %s", allows, v.Gen, res.Checked, verdict)
 }
@@ -399,7 +404,8 @@ func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
 	}
 	runFailover(t, open,
 		func(ctx context.Context) error { return rs.Kill(ctx, node) },
-		func(ctx context.Context) bool { p, err := rs.Primary(ctx); return err == nil && p != primary }, true)
+		func(ctx context.Context) bool { p, err := rs.Primary(ctx); return err == nil && p != primary },
+		2*time.Second, true)
 }
 
 // TestRedisClusterFailoverUnderLoad kills the cluster primary that holds
@@ -426,7 +432,12 @@ func TestRedisClusterFailoverUnderLoad(t *testing.T) {
 		func(ctx context.Context) bool {
 			m, _, err := rc.MasterOf(ctx, policyKey)
 			return err == nil && m != node
-		}, auditNode == node)
+		},
+		// A second more than with Sentinel: after the failover, an admin
+		// call (1 s) may still go to the dead primary while the client's
+		// slot map reload runs, and that reload may itself try the dead
+		// node first (go-redis picks a random node).
+		3*time.Second, auditNode == node)
 }
 
 // TestRedisAuditChainsAGapWhenItsRecordsAreLost loses the tail of the audit
