@@ -274,6 +274,14 @@ type Redis struct {
 	Password   Secret        `yaml:"password"`
 	Prefix     string        `yaml:"prefix"`    // default "callwarden:"
 	Staleness  time.Duration `yaml:"staleness"` // default 30s
+	// WaitReplicas, when positive, acknowledges an admin write (policy
+	// apply or change, token, audit append) only once that many replicas
+	// have it (WAIT), within WaitTimeout: a failover of the primary cannot
+	// then lose an acknowledged write. Set it to 1 with Sentinel, and with
+	// a Cluster whose primaries have replicas (docs/redis.md, "High
+	// availability").
+	WaitReplicas int           `yaml:"wait_replicas"` // default 0 (off)
+	WaitTimeout  time.Duration `yaml:"wait_timeout"`  // default 1s
 }
 
 // secretMask is what a set Secret prints as.
@@ -334,8 +342,9 @@ func Default() Config {
 			NotifySound:  "sound:beep",
 		},
 		Redis: Redis{
-			Prefix:    "callwarden:",
-			Staleness: 30 * time.Second,
+			Prefix:      "callwarden:",
+			Staleness:   30 * time.Second,
+			WaitTimeout: time.Second,
 		},
 		Audit: Audit{
 			HTTPQueueSize:     8192,
@@ -472,6 +481,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis.Prefix == "" {
 		bad("redis.prefix", "required")
+	}
+	if c.Redis.WaitReplicas < 0 {
+		bad("redis.wait_replicas", "must not be negative, got %d", c.Redis.WaitReplicas)
+	}
+	if c.Redis.WaitReplicas > 0 && c.Redis.WaitTimeout <= 0 {
+		bad("redis.wait_timeout", "must be positive when redis.wait_replicas is set, got %s", c.Redis.WaitTimeout)
 	}
 	for field, n := range map[string]int{"audit.http_queue_size": c.Audit.HTTPQueueSize, "audit.pbx_queue_size": c.Audit.PBXQueueSize} {
 		if n < 1 || n > maxAuditQueue {
@@ -640,6 +655,8 @@ const (
 	EnvAuditPBXQueueSize            = "CALLWARDEN_AUDIT_PBX_QUEUE_SIZE"
 	EnvRecordingsRetain             = "CALLWARDEN_RECORDINGS_RETAIN"
 	EnvFreeSWITCHRecordingsLocalDir = "CALLWARDEN_FREESWITCH_RECORDINGS_LOCAL_DIR"
+	EnvRedisWaitReplicas            = "CALLWARDEN_REDIS_WAIT_REPLICAS"
+	EnvRedisWaitTimeout             = "CALLWARDEN_REDIS_WAIT_TIMEOUT"
 )
 
 // ApplyEnv overlays CALLWARDEN_* variables read through getenv (cmd passes
@@ -721,6 +738,8 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	secret(EnvRedisPassword, &c.Redis.Password)
 	str(EnvRedisPrefix, &c.Redis.Prefix)
 	dur(EnvRedisStaleness, &c.Redis.Staleness)
+	integer(EnvRedisWaitReplicas, &c.Redis.WaitReplicas)
+	dur(EnvRedisWaitTimeout, &c.Redis.WaitTimeout)
 	str(EnvAdminTokensFile, &c.Admin.TokensFile)
 	integer(EnvAuditHTTPQueueSize, &c.Audit.HTTPQueueSize)
 	integer(EnvAuditPBXQueueSize, &c.Audit.PBXQueueSize)

@@ -47,9 +47,10 @@ type AuditAnchor struct {
 }
 
 // NewAuditAnchor anchors the end of a trail from its verification result
-// (VerifyAudit), which must be OK and not empty.
+// (VerifyAudit), which must be linked (gap records apart: they stay in
+// the chain and verification keeps reporting them) and not empty.
 func NewAuditAnchor(res VerifyResult, now time.Time) (AuditAnchor, error) {
-	if !res.OK() {
+	if !res.Linked() {
 		return AuditAnchor{}, fmt.Errorf("%w: the audit trail fails verification", ErrNothingToAnchor)
 	}
 	if res.Checked == 0 || res.Last == "" {

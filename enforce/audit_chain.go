@@ -58,11 +58,41 @@ type VerifyResult struct {
 	// record that is not in the trail, or the anchored record is missing
 	// or differs. Empty when FirstBad is set or all is well.
 	Problem string `json:"problem,omitempty"`
+	// Gaps are the gap records (AuditGapAction) read: places where a
+	// writer found records it had appended missing from the trail (lost
+	// in a failover of the store, or removed), and chained on past them.
+	// The links around a gap are sound, but the trail is not complete.
+	Gaps []AuditGap `json:"gaps,omitempty"`
+	// Failover, when set, says that the store's primary took over from
+	// another one (a failover): records appended to the former primary
+	// that had not reached this one are missing without a trace in the
+	// chain, unless their writer chained a gap record since. The links
+	// checked hold, but the trail's completeness is not confirmed.
+	Failover string `json:"failover,omitempty"`
 }
 
-// OK reports whether the chain is intact, ends where the head says, and
-// holds the anchored record when there was one.
-func (r VerifyResult) OK() bool { return r.FirstBad == "" && r.Problem == "" }
+// AuditGap is one gap record of a trail.
+type AuditGap struct {
+	// ID is the gap record's id; Detail says what was found missing.
+	ID     string `json:"id"`
+	Detail string `json:"detail"`
+}
+
+// AuditGapAction is the action of the record a writer appends when
+// records it appended are no longer in the trail (e.g. a failover of
+// the Redis primary lost them before they were replicated): the chain
+// goes on from the current head, and verification reports the gap for as
+// long as the gap record is retained.
+const AuditGapAction = "audit.gap"
+
+// OK reports whether the chain is intact, complete as far as its writers
+// know (no gap records), ends where the head says, and holds the anchored
+// record when there was one.
+func (r VerifyResult) OK() bool { return r.Linked() && len(r.Gaps) == 0 }
+
+// Linked reports whether every link checked holds, the head included, and
+// the anchored record is there: OK, gaps apart.
+func (r VerifyResult) Linked() bool { return r.FirstBad == "" && r.Problem == "" }
 
 // AuditGenesis is the prev of the first record of a chain.
 const AuditGenesis = ""
@@ -146,6 +176,9 @@ func (v *AuditChainVerifier) Next(e AuditEntry) bool {
 	if err := json.Unmarshal(e.Raw, &r); err != nil {
 		return bad("record is not valid JSON: " + err.Error())
 	}
+	if r.Action == AuditGapAction {
+		v.res.Gaps = append(v.res.Gaps, AuditGap{ID: e.ID, Detail: r.Detail})
+	}
 	v.prevID, v.prev = e.ID, e.Hash
 	v.res.Last, v.res.LastHash = e.ID, e.Hash
 	if e.Hash == v.head {
@@ -171,7 +204,7 @@ func (v *AuditChainVerifier) Partial() VerifyResult { return v.res }
 // the head names the hash of a record read and that the anchored record
 // was found; it returns the result.
 func (v *AuditChainVerifier) Finish() VerifyResult {
-	if !v.res.OK() {
+	if !v.res.Linked() {
 		return v.res
 	}
 	if v.head != AuditGenesis && !v.headSeen {

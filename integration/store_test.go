@@ -33,16 +33,7 @@ func newRedisStore(tb testing.TB, l *lab.TestLab, mod func(*redisstore.Options))
 	if mod != nil {
 		mod(&opts)
 	}
-	r, err := redisstore.New(opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			tb.Errorf("close redis store: %v", err)
-		}
-	})
-	return r
+	return newStoreOn(tb, opts)
 }
 
 // runContract runs a contract suite of cache/storetest against stores

@@ -206,7 +206,9 @@ func (r *Store) queueChangelog(ctx context.Context, p redis.Pipeliner, gen uint6
 // schema, generation and epoch keys, checks that the store is still at
 // base's generation and origin and writes the entries that change, the new
 // generation and its change log entry in one MULTI/EXEC, and publishes
-// the generation. Errors: enforce.ErrInvalidPolicy, enforce.ErrConflict (with the
+// the generation. With Options.WaitReplicas it is acknowledged once the
+// replicas have it, as ApplyPolicy. Errors: ErrNotReplicated,
+// enforce.ErrInvalidPolicy, enforce.ErrConflict (with the
 // store's generation), enforce.ErrUnavailable, enforce.ErrSchemaVersion,
 // enforce.ErrCorrupt.
 func (r *Store) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforce.PolicyPatch) (uint64, enforce.PolicyDiff, error) {
@@ -216,7 +218,10 @@ func (r *Store) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforc
 	}
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
-	var gen uint64
+	var (
+		gen         uint64
+		unconfirmed error
+	)
 	err = r.c.Watch(ctx, func(tx *redis.Tx) error {
 		vals, err := tx.MGet(ctx, r.Key(KeySchema), r.Key(KeyGeneration), r.Key(KeyEpoch)).Result()
 		if err != nil {
@@ -252,6 +257,7 @@ func (r *Store) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforc
 			return err
 		}
 		gen++
+		unconfirmed = r.confirm(ctx, tx)
 		return nil
 	}, r.Key(KeySchema), r.Key(KeyGeneration), r.Key(KeyEpoch))
 	switch {
@@ -262,14 +268,19 @@ func (r *Store) ApplyPatch(ctx context.Context, base *enforce.Snapshot, p enforc
 	case err != nil:
 		return 0, enforce.PolicyDiff{}, r.wrap("apply patch", err)
 	}
-	return r.applied(ctx, gen, diff)
+	return r.applied(ctx, gen, diff, unconfirmed)
 }
 
 // applied answers an apply that committed generation gen with diff,
-// announcing gen when it changed something.
-func (r *Store) applied(ctx context.Context, gen uint64, diff enforce.PolicyDiff) (uint64, enforce.PolicyDiff, error) {
+// announcing gen when it changed something. unconfirmed is the error of
+// the wait for replicas (confirm): the generation is then on the primary
+// and published (daemons that read it enforce it), but not acknowledged.
+func (r *Store) applied(ctx context.Context, gen uint64, diff enforce.PolicyDiff, unconfirmed error) (uint64, enforce.PolicyDiff, error) {
 	if !diff.Empty() {
 		r.publish(ctx, gen)
+	}
+	if unconfirmed != nil {
+		return gen, diff, fmt.Errorf("generation %d: %w", gen, unconfirmed)
 	}
 	return gen, diff, nil
 }

@@ -111,8 +111,11 @@ func (r *Store) Policy(ctx context.Context) (enforce.Policy, uint64, error) {
 // IfGeneration(0) applies only to a store never written. An apply that
 // changes nothing keeps the generation. After a change it publishes the
 // new generation on ChannelChanges; a failed publish is only logged
-// (Loaders' periodic check catches up). Errors also:
-// enforce.ErrUnavailable, enforce.ErrSchemaVersion, enforce.ErrCorrupt.
+// (Loaders' periodic check catches up). With Options.WaitReplicas, the
+// apply is acknowledged once the replicas have it; otherwise it answers
+// ErrNotReplicated (the generation is written on the primary, and
+// published). Errors also: enforce.ErrUnavailable,
+// enforce.ErrSchemaVersion, enforce.ErrCorrupt.
 func (r *Store) ApplyPolicy(ctx context.Context, p enforce.Policy, pre enforce.Precondition) (uint64, enforce.PolicyDiff, error) {
 	n, enc, err := wire.Normalize(p)
 	if err != nil {
@@ -122,8 +125,9 @@ func (r *Store) ApplyPolicy(ctx context.Context, p enforce.Policy, pre enforce.P
 	defer cancel()
 	for range applyAttempts {
 		var (
-			gen  uint64
-			diff enforce.PolicyDiff
+			gen         uint64
+			diff        enforce.PolicyDiff
+			unconfirmed error
 		)
 		err := r.c.Watch(ctx, func(tx *redis.Tx) error {
 			var cmds *policyCmds
@@ -160,6 +164,7 @@ func (r *Store) ApplyPolicy(ctx context.Context, p enforce.Policy, pre enforce.P
 				return err
 			}
 			gen = uint64(incr.Val())
+			unconfirmed = r.confirm(ctx, tx)
 			return nil
 		}, r.Key(KeySchema), r.Key(KeyGeneration), r.Key(KeyEpoch))
 		switch {
@@ -173,7 +178,7 @@ func (r *Store) ApplyPolicy(ctx context.Context, p enforce.Policy, pre enforce.P
 		case err != nil:
 			return 0, enforce.PolicyDiff{}, r.wrap("apply policy", err)
 		}
-		return r.applied(ctx, gen, diff)
+		return r.applied(ctx, gen, diff, unconfirmed)
 	}
 	return 0, enforce.PolicyDiff{}, fmt.Errorf("apply policy: lost %d races with other writers: %w", applyAttempts, enforce.ErrConflict)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
 )
@@ -282,24 +283,61 @@ func (r *Store) Audit(ctx context.Context, rec enforce.AuditRecord) error {
 // Redis' single thread per record); the head compare-and-set keeps one
 // chain across daemons, and the verifier recomputes every hash.
 //
-// KEYS: stream, head. ARGV: expected head, maxlen (0: none), minid ("":
-// none), then rec, hash pairs. Returns {appended, head}.
+// When the head moved, the script also looks up the record the caller
+// expected as the head, by its id (one XRANGE): if it is gone, and not
+// because the stream was trimmed past it, records were lost (a failover
+// of the primary before they were replicated, or a removal) and the
+// reply says so, so that the caller chains a gap record
+// (enforce.AuditGapAction) rather than silently carrying on from an
+// older head.
+//
+// KEYS: stream, head. ARGV: expected head, its id ("": unknown), maxlen
+// (0: none), minid ("": none), then rec, hash pairs. Returns {appended,
+// head, id of the head record, lost (0 or 1)}.
 const appendBatchScript = `
+local function older(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am) or 0, tonumber(as) or 0, tonumber(bm) or 0, tonumber(bs) or 0
+  return am < bm or (am == bm and as < bs)
+end
 local head = redis.call('GET', KEYS[2]) or ''
-if head ~= ARGV[1] then return {0, head} end
-local maxlen = tonumber(ARGV[2])
-local prev, n = head, 0
-for i = 4, #ARGV, 2 do
+if head ~= ARGV[1] then
+  local lost = 0
+  if ARGV[2] ~= '' then
+    local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+    if #e == 0 then
+      local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+      if #first == 0 then
+        if head == '' then lost = 1 end
+      elseif not older(ARGV[2], first[1][1]) then
+        lost = 1
+      end
+    else
+      local h = ''
+      local f = e[1][2]
+      for i = 1, #f, 2 do if f[i] == 'hash' then h = f[i + 1] end end
+      if h ~= ARGV[1] then lost = 1 end
+    end
+  end
+  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  local lastid = ''
+  if #last > 0 then lastid = last[1][1] end
+  return {0, head, lastid, lost}
+end
+local maxlen = tonumber(ARGV[3])
+local prev, n, id = head, 0, ''
+for i = 5, #ARGV, 2 do
   if maxlen > 0 then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'prev', prev, 'hash', ARGV[i + 1], 'rec', ARGV[i])
+    id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'prev', prev, 'hash', ARGV[i + 1], 'rec', ARGV[i])
   else
-    redis.call('XADD', KEYS[1], '*', 'prev', prev, 'hash', ARGV[i + 1], 'rec', ARGV[i])
+    id = redis.call('XADD', KEYS[1], '*', 'prev', prev, 'hash', ARGV[i + 1], 'rec', ARGV[i])
   end
   prev, n = ARGV[i + 1], n + 1
 end
-if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[4]) end
 redis.call('SET', KEYS[2], prev)
-return {n, prev}
+return {n, prev, id, 0}
 `
 
 // lostRaceBackoff is the base of the jittered pause AuditBatch takes after
@@ -311,7 +349,12 @@ const lostRaceBackoff = 200 * time.Microsecond
 // it last saw and appends them in one script call (appendBatchScript),
 // which checks that head first; when another writer moved it, the batch
 // is re-chained from the new head and sent again. The resulting chain is
-// the one as many Audit calls would make. Errors: enforce.ErrUnavailable.
+// the one as many Audit calls would make. When the record this store last
+// appended (or last saw as the head) is no longer in the trail, a gap
+// record (enforce.AuditGapAction) naming it is chained before recs. With
+// Options.WaitReplicas, the batch is acknowledged once the replicas have
+// it; otherwise AuditBatch returns len(recs) (the records are on the
+// primary) with ErrNotReplicated. Errors: enforce.ErrUnavailable.
 func (r *Store) AuditBatch(ctx context.Context, recs []enforce.AuditRecord) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
@@ -333,28 +376,49 @@ func (r *Store) AuditBatch(ctx context.Context, recs []enforce.AuditRecord) (int
 	keys := []string{r.Key(KeyAudit), r.Key(KeyAuditHead)}
 	r.headMu.Lock()
 	defer r.headMu.Unlock()
-	args := make([]any, 3+2*len(raws))
+	// gap is the one gap record chained before raws, once a loss is seen.
+	var gap []byte
 	for attempt := 1; ; attempt++ {
+		batch := raws
+		if gap != nil {
+			batch = append([][]byte{gap}, raws...)
+		}
 		prev := r.head
-		args[0], args[1], args[2] = prev, r.opts.Audit.MaxLen, minID
-		for i, raw := range raws {
+		args := make([]any, 4, 4+2*len(batch))
+		args[0], args[1], args[2], args[3] = prev, r.headID, r.opts.Audit.MaxLen, minID
+		for _, raw := range batch {
 			h := enforce.AuditChainHash(prev, raw)
-			args[3+2*i], args[4+2*i] = raw, h
+			args = append(args, raw, h)
 			prev = h
 		}
-		res, err := r.appendBatch.Run(ctx, r.c, keys, args...).Slice()
-		if err != nil {
+		var res []any
+		written, err := r.confirmedWrite(ctx, r.Key(KeyAuditHead), func(c redis.Scripter) (err error) {
+			res, err = r.appendBatch.Run(ctx, c, keys, args...).Slice()
+			if err == nil && len(res) != 4 {
+				return fmt.Errorf("audit append: unexpected script reply %v", res)
+			}
+			return err
+		})
+		if !written {
 			return 0, r.wrap("audit append", err)
-		}
-		if len(res) != 2 {
-			return 0, fmt.Errorf("audit append: unexpected script reply %v", res)
 		}
 		n, _ := res[0].(int64)
 		head, _ := res[1].(string)
-		r.head = head
-		if int(n) == len(raws) {
-			return len(raws), nil
+		id, _ := res[2].(string)
+		lost, _ := res[3].(int64)
+		if int(n) == len(batch) {
+			r.head, r.headID = head, id
+			if err != nil {
+				return len(recs), fmt.Errorf("audit append: %w", err)
+			}
+			return len(recs), nil
 		}
+		if lost == 1 && gap == nil {
+			if gap, err = r.gapRecord(head, id); err != nil {
+				return 0, err
+			}
+		}
+		r.head, r.headID = head, id
 		// Lost the race: retry from the new head after a jittered pause,
 		// until the call's deadline.
 		pause := time.NewTimer(time.Duration(rand.Int64N(int64(min(attempt, 16)) * int64(lostRaceBackoff))))
@@ -365,6 +429,19 @@ func (r *Store) AuditBatch(ctx context.Context, recs []enforce.AuditRecord) (int
 		case <-pause.C:
 		}
 	}
+}
+
+// gapRecord is the canonical gap record saying that the record this store
+// last knew as the head (r.head, r.headID) is gone and the chain goes on
+// from head (record id). It logs the loss.
+func (r *Store) gapRecord(head, id string) ([]byte, error) {
+	detail := fmt.Sprintf("record %s (hash %s), which this writer appended or saw as the head, is no longer in the trail; "+
+		"the chain continues from record %s (hash %s): the records in between were lost (a failover of the Redis primary before they were replicated, or a removal)",
+		r.headID, r.head, id, head)
+	r.log.Error("audit trail gap: records this daemon appended or saw are gone; chaining a gap record",
+		zap.String("missing_id", r.headID), zap.String("missing_hash", r.head), zap.String("continues_from", id))
+	return enforce.CanonicalAudit(enforce.AuditRecord{Time: r.opts.Audit.Now(), Source: "audit", Action: enforce.AuditGapAction,
+		Decision: "gap", Reason: "records_lost", Detail: detail})
 }
 
 // auditPage is the number of entries read per XRANGE.
@@ -422,7 +499,47 @@ func (r *Store) VerifyAudit(ctx context.Context, opts ...enforce.VerifyOption) (
 	if err != nil {
 		return v.Partial(), err
 	}
-	return v.Finish(), nil
+	res := v.Finish()
+	res.Failover, err = r.promotion(ctx)
+	return res, err
+}
+
+// noReplID is the replication id of a primary that never took over from
+// another one (INFO replication, master_replid2).
+const noReplID = "0000000000000000000000000000000000000000"
+
+// promotion says whether the primary that holds the audit stream took
+// over from another one, read from its INFO replication: master_replid2
+// is then the former primary's replication id, and second_repl_offset
+// how far this one had followed it. It returns "" for a primary that
+// never took over. Errors: enforce.ErrUnavailable.
+func (r *Store) promotion(ctx context.Context) (string, error) {
+	var node redis.Cmdable = r.c
+	if cc, ok := r.c.(*redis.ClusterClient); ok {
+		m, err := cc.MasterForKey(ctx, r.Key(KeyAudit))
+		if err != nil {
+			return "", r.wrap("audit primary", err)
+		}
+		node = m
+	}
+	info, err := node.Info(ctx, "replication").Result()
+	if err != nil {
+		return "", r.wrap("audit primary replication info", err)
+	}
+	fields := map[string]string{}
+	for line := range strings.SplitSeq(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			fields[k] = v
+		}
+	}
+	id2 := fields["master_replid2"]
+	if id2 == "" || id2 == noReplID {
+		return "", nil
+	}
+	return fmt.Sprintf("this Redis primary took over from another one (replication id %s, followed up to offset %s): "+
+		"records appended to the former primary that had not reached this one are not in the trail, and only the daemon that wrote them "+
+		"can tell (it chains a gap record when it next appends); with redis.wait_replicas set, no acknowledged record is among them",
+		id2, fields["second_repl_offset"]), nil
 }
 
 // scanAudit walks the stream between ids lo and hi, page by page, calling

@@ -111,6 +111,14 @@ type Options struct {
 	CallTimeout time.Duration
 	// PoolSize is the connection pool size per node (default 10).
 	PoolSize int
+	// WaitReplicas, when positive, makes every admin write (policy
+	// applies and patches, token changes, audit appends) wait until that
+	// many replicas have it (WAIT) before it is acknowledged, so that a
+	// failover of the primary cannot silently lose it; WaitTimeout bounds
+	// the wait (default 1s). A write the replicas did not confirm in time
+	// answers ErrNotReplicated (docs/redis.md, "High availability").
+	WaitReplicas int
+	WaitTimeout  time.Duration
 	// Audit bounds the audit stream.
 	Audit AuditOptions
 	// Logger receives warnings (e.g. a failed change notification).
@@ -132,11 +140,12 @@ type Store struct {
 	log     *zap.Logger
 	changes *redis.Script
 	// appendBatch appends chained batches (AuditBatch); head is the chain
-	// head it last saw, guarded by headMu, which also keeps one batch at a
-	// time per store.
+	// head it last saw and headID that record's id ("" when unknown),
+	// guarded by headMu, which also keeps one batch at a time per store.
 	appendBatch *redis.Script
 	headMu      sync.Mutex
 	head        string
+	headID      string
 	// ignoredActions counts the stored action names this version does
 	// not know, dropped while decoding reads (see wire.DecodePolicy).
 	ignoredActions atomic.Uint64
@@ -177,6 +186,10 @@ func New(opts Options) (*Store, error) {
 	def(&opts.ReadTimeout, 2*time.Second)
 	def(&opts.WriteTimeout, 2*time.Second)
 	def(&opts.CallTimeout, 5*time.Second)
+	def(&opts.WaitTimeout, time.Second)
+	if opts.WaitReplicas < 0 {
+		return nil, errors.New("redis: WaitReplicas must not be negative")
+	}
 	if opts.PoolSize <= 0 {
 		opts.PoolSize = 10
 	}
@@ -213,6 +226,9 @@ func New(opts Options) (*Store, error) {
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		watchNodes(cc)
+	}
 	return &Store{c: c, opts: opts, log: opts.Logger.Named("redis"),
 		changes: redis.NewScript(changesScript), appendBatch: redis.NewScript(appendBatchScript)}, nil
 }

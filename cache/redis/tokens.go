@@ -78,12 +78,18 @@ func (r *Store) AddAdminToken(ctx context.Context, t enforce.AdminToken) error {
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	own, other := r.tokenKeys(t.Role)
-	ok, err := redis.NewScript(addTokenScript).Run(ctx, r.c, []string{own, other}, t.SHA256, t.User).Int()
-	if err != nil {
-		return r.wrap("add admin token", err)
-	}
-	if ok == 0 {
+	ok := 1
+	written, err := r.confirmedWrite(ctx, own, func(c redis.Scripter) (err error) {
+		ok, err = redis.NewScript(addTokenScript).Run(ctx, c, []string{own, other}, t.SHA256, t.User).Int()
+		return err
+	})
+	switch {
+	case written && ok == 0:
 		return enforce.ErrTokenTaken
+	case written && err != nil:
+		return fmt.Errorf("add admin token: %w", err)
+	case err != nil:
+		return r.wrap("add admin token", err)
 	}
 	return nil
 }
@@ -96,8 +102,15 @@ func (r *Store) RevokeAdminTokens(ctx context.Context, role, name string) (int, 
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
 	own, _ := r.tokenKeys(role)
-	n, err := redis.NewScript(revokeTokensScript).Run(ctx, r.c, []string{own}, name).Int()
-	if err != nil {
+	var n int
+	written, err := r.confirmedWrite(ctx, own, func(c redis.Scripter) (err error) {
+		n, err = redis.NewScript(revokeTokensScript).Run(ctx, c, []string{own}, name).Int()
+		return err
+	})
+	switch {
+	case written && err != nil:
+		return n, fmt.Errorf("revoke admin tokens: %w", err)
+	case err != nil:
 		return 0, r.wrap("revoke admin tokens", err)
 	}
 	return n, nil

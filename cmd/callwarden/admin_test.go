@@ -258,6 +258,23 @@ func TestAuditCommands(t *testing.T) {
 			t.Errorf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 		}
 	})
+	t.Run("verify reports a gap record and fails, though every link holds", func(t *testing.T) {
+		gap := verifiedStore{memoryStore: st, res: enforce.VerifyResult{Checked: 5,
+			Gaps: []enforce.AuditGap{{ID: "7-0", Detail: "record 5-0 is no longer in the trail"}}}}
+		r := runStore(t, ctx, gap, "", append([]string{"audit", "verify"}, storeArgs...)...)
+		if r.code != 1 || !strings.HasPrefix(r.stdout, "gap: record 7-0: record 5-0 is no longer in the trail\nbad: ") ||
+			strings.Contains(r.stdout, "intact") {
+			t.Errorf("exit %d stdout %q", r.code, r.stdout)
+		}
+	})
+	t.Run("verify never calls a trail on a primary that took over intact", func(t *testing.T) {
+		promoted := verifiedStore{memoryStore: st, res: enforce.VerifyResult{Checked: 3, Failover: "this Redis primary took over from another one"}}
+		r := runStore(t, ctx, promoted, "", append([]string{"audit", "verify"}, storeArgs...)...)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "unconfirmed: 3 records, every link holds, but this Redis primary took over") ||
+			strings.Contains(r.stdout, "intact") {
+			t.Errorf("exit %d stdout %q", r.code, r.stdout)
+		}
+	})
 	t.Run("verify names the first bad record", func(t *testing.T) {
 		bad := &tamperedStore{memoryStore: st}
 		r := runStore(t, ctx, bad, "", append([]string{"audit", "verify"}, storeArgs...)...)
@@ -272,6 +289,16 @@ type tamperedStore struct{ *memoryStore }
 
 func (tamperedStore) VerifyAudit(context.Context, ...enforce.VerifyOption) (enforce.VerifyResult, error) {
 	return enforce.VerifyResult{Checked: 2, FirstBad: "42-0", Reason: "altered"}, nil
+}
+
+// verifiedStore answers VerifyAudit with res.
+type verifiedStore struct {
+	*memoryStore
+	res enforce.VerifyResult
+}
+
+func (s verifiedStore) VerifyAudit(context.Context, ...enforce.VerifyOption) (enforce.VerifyResult, error) {
+	return s.res, nil
 }
 
 func TestTokenHash(t *testing.T) {

@@ -51,14 +51,16 @@ func openRedis(ctx context.Context, c config.Redis, log *zap.Logger) (store, err
 		tlsConf = &tls.Config{ServerName: conn.ServerName, MinVersion: tls.VersionTLS12}
 	}
 	r, err := redisstore.New(redisstore.Options{
-		Addrs:      conn.Addrs,
-		MasterName: c.MasterName,
-		Username:   conn.Username,
-		Password:   conn.Password.Reveal(),
-		DB:         conn.DB,
-		TLS:        tlsConf,
-		Prefix:     c.Prefix,
-		Logger:     log,
+		Addrs:        conn.Addrs,
+		MasterName:   c.MasterName,
+		Username:     conn.Username,
+		Password:     conn.Password.Reveal(),
+		DB:           conn.DB,
+		TLS:          tlsConf,
+		Prefix:       c.Prefix,
+		WaitReplicas: c.WaitReplicas,
+		WaitTimeout:  c.WaitTimeout,
+		Logger:       log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)

@@ -26,6 +26,36 @@ type Suite struct {
 	lab  *Lab
 	skip string
 	fs   freeswitchOnce
+
+	// topologies are the Redis Sentinel groups and Clusters tests started
+	// and have not removed yet, for the interrupt handler.
+	topoMu     sync.Mutex
+	topologies map[*RedisTopology]bool
+}
+
+// track records t as running (or, with running false, removed).
+func (s *Suite) track(t *RedisTopology, running bool) {
+	s.topoMu.Lock()
+	defer s.topoMu.Unlock()
+	if s.topologies == nil {
+		s.topologies = map[*RedisTopology]bool{}
+	}
+	if running {
+		s.topologies[t] = true
+	} else {
+		delete(s.topologies, t)
+	}
+}
+
+// closeTopologies removes the topologies tests left running.
+func (s *Suite) closeTopologies(ctx context.Context) error {
+	s.topoMu.Lock()
+	defer s.topoMu.Unlock()
+	var errs []error
+	for t := range s.topologies {
+		errs = append(errs, t.Close(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // Main starts the lab, runs the tests and removes the lab; TestMain passes its result
@@ -101,7 +131,7 @@ func (s *Suite) removeOnSignal() func() {
 		case sig := <-sigs:
 			fmt.Fprintf(os.Stderr, "integration: %v: removing the lab containers\n", sig)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := errors.Join(s.lab.Close(ctx), s.closeFreeSWITCH(ctx)); err != nil {
+			if err := errors.Join(s.lab.Close(ctx), s.closeFreeSWITCH(ctx), s.closeTopologies(ctx)); err != nil {
 				fmt.Fprintf(os.Stderr, "integration: removing the lab: %v\n", err)
 			}
 			cancel()
@@ -365,4 +395,55 @@ func deletePrefix(ctx context.Context, tl *TestLab, prefix string) error {
 		return fmt.Errorf("del: %w", err)
 	}
 	return nil
+}
+
+// OwnRedisSentinel starts a Redis Sentinel group of the test's own with
+// replicas replicas (StartRedisSentinel), removed when the test ends.
+func (s *Suite) OwnRedisSentinel(tb testing.TB, replicas int) *RedisSentinel {
+	tb.Helper()
+	s.mustRun(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	started := time.Now()
+	rs, err := StartRedisSentinel(ctx, replicas)
+	if err != nil {
+		tb.Fatalf("integration: cannot start a Redis Sentinel group: %v", err)
+	}
+	s.track(&rs.RedisTopology, true)
+	tb.Cleanup(func() {
+		if err := rs.Close(context.Background()); err != nil {
+			tb.Errorf("integration: %v", err)
+		}
+		s.track(&rs.RedisTopology, false)
+	})
+	var data []string
+	for _, n := range rs.Data {
+		data = append(data, n.Addr)
+	}
+	tb.Logf("lab: Redis Sentinel group up in %s: primary and replicas %s; sentinels %s", time.Since(started).Round(time.Millisecond),
+		strings.Join(data, ", "), strings.Join(rs.SentinelAddrs, ", "))
+	return rs
+}
+
+// OwnRedisCluster starts a Redis Cluster of the test's own
+// (StartRedisCluster), removed when the test ends.
+func (s *Suite) OwnRedisCluster(tb testing.TB) *RedisCluster {
+	tb.Helper()
+	s.mustRun(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	started := time.Now()
+	rc, err := StartRedisCluster(ctx)
+	if err != nil {
+		tb.Fatalf("integration: cannot start a Redis Cluster: %v", err)
+	}
+	s.track(&rc.RedisTopology, true)
+	tb.Cleanup(func() {
+		if err := rc.Close(context.Background()); err != nil {
+			tb.Errorf("integration: %v", err)
+		}
+		s.track(&rc.RedisTopology, false)
+	})
+	tb.Logf("lab: Redis Cluster up in %s: %s", time.Since(started).Round(time.Millisecond), strings.Join(rc.Addrs(), ", "))
+	return rc
 }
