@@ -18,6 +18,7 @@ type Watchdog struct {
 	mu     sync.Mutex
 	leases map[string]lease
 	allows map[allowKey][]time.Time // expiry of each allowance
+	used   map[allowKey]time.Time   // until when a use is remembered
 }
 
 type lease struct {
@@ -32,7 +33,7 @@ type allowKey struct {
 
 // NewWatchdog returns a store with no lease and no allowance.
 func NewWatchdog() *Watchdog {
-	return &Watchdog{leases: make(map[string]lease), allows: make(map[allowKey][]time.Time)}
+	return &Watchdog{leases: make(map[string]lease), allows: make(map[allowKey][]time.Time), used: make(map[allowKey]time.Time)}
 }
 
 func (w *Watchdog) now() time.Time {
@@ -43,15 +44,15 @@ func (w *Watchdog) now() time.Time {
 }
 
 // AcquireLease implements enforce.WatchdogStore.
-func (w *Watchdog) AcquireLease(_ context.Context, name, holder string, ttl time.Duration) (bool, error) {
+func (w *Watchdog) AcquireLease(_ context.Context, name, holder string, ttl time.Duration) (string, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := w.now()
 	if l, ok := w.leases[name]; ok && l.holder != holder && now.Before(l.until) {
-		return false, nil
+		return l.holder, nil
 	}
 	w.leases[name] = lease{holder: holder, until: now.Add(ttl)}
-	return true, nil
+	return holder, nil
 }
 
 // ReleaseLease implements enforce.WatchdogStore.
@@ -81,12 +82,13 @@ func (w *Watchdog) PutAllowance(_ context.Context, channel string, action enforc
 }
 
 // TakeAllowance implements enforce.WatchdogStore.
-func (w *Watchdog) TakeAllowance(_ context.Context, channel string, action enforce.Action) (bool, error) {
+func (w *Watchdog) TakeAllowance(_ context.Context, channel string, action enforce.Action, keep time.Duration) (bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	k := allowKey{channel, action}
 	list := w.allows[k]
-	if len(list) == 0 || !w.now().Before(list[0]) {
+	now := w.now()
+	if len(list) == 0 || !now.Before(list[0]) {
 		delete(w.allows, k)
 		return false, nil
 	}
@@ -95,5 +97,19 @@ func (w *Watchdog) TakeAllowance(_ context.Context, channel string, action enfor
 	} else {
 		w.allows[k] = list[1:]
 	}
+	w.used[k] = now.Add(keep)
 	return true, nil
+}
+
+// AllowanceUsed implements enforce.WatchdogStore.
+func (w *Watchdog) AllowanceUsed(_ context.Context, channel string, action enforce.Action) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k := allowKey{channel, action}
+	until, ok := w.used[k]
+	if ok && !w.now().Before(until) {
+		delete(w.used, k)
+		return false, nil
+	}
+	return ok, nil
 }

@@ -18,19 +18,22 @@ const (
 	// unused allowances for an action (PutAllowance), expiring with the
 	// last one put.
 	KeyAllowPrefix = "{cw:wd}:allow:"
+	// KeyUsedPrefix + channel + ":" + action remembers that an allowance
+	// was taken (TakeAllowance), for its keep.
+	KeyUsedPrefix = "{cw:wd}:used:"
 )
 
 // acquireLeaseScript takes a free lease or renews the caller's own.
-// KEYS: lease. ARGV: holder, ttl (ms). Returns 1 when holder holds it.
+// KEYS: lease. ARGV: holder, ttl (ms). Returns the holder after the call.
 const acquireLeaseScript = `
 local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+  return cur
 end
-if cur then return 0 end
+if cur then return cur end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1`
+return ARGV[1]`
 
 // releaseLeaseScript deletes the lease when the caller holds it.
 // KEYS: lease. ARGV: holder.
@@ -38,12 +41,13 @@ const releaseLeaseScript = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0`
 
-// takeAllowanceScript uses up one allowance. KEYS: allowance. Returns 1
-// when there was one.
+// takeAllowanceScript uses up one allowance and remembers the use.
+// KEYS: allowance, use. ARGV: keep (ms). Returns 1 when there was one.
 const takeAllowanceScript = `
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
 if n <= 0 then return 0 end
 if n == 1 then redis.call('DEL', KEYS[1]) else redis.call('DECR', KEYS[1]) end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 return 1`
 
 var (
@@ -54,17 +58,17 @@ var (
 
 // AcquireLease implements enforce.WatchdogStore: one script, so taking
 // and renewing never race another daemon. Errors: enforce.ErrUnavailable.
-func (r *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+func (r *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (string, error) {
 	if name == "" || holder == "" || ttl < time.Millisecond {
-		return false, errors.New("acquire lease: want a name, a holder and a ttl of at least 1ms")
+		return "", errors.New("acquire lease: want a name, a holder and a ttl of at least 1ms")
 	}
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
-	n, err := acquireLease.Run(ctx, r.c, []string{r.Key(KeyLeasePrefix + name)}, holder, ttl.Milliseconds()).Int()
+	cur, err := acquireLease.Run(ctx, r.c, []string{r.Key(KeyLeasePrefix + name)}, holder, ttl.Milliseconds()).Text()
 	if err != nil {
-		return false, r.wrap("acquire lease "+name, err)
+		return "", r.wrap("acquire lease "+name, err)
 	}
-	return n == 1, nil
+	return cur, nil
 }
 
 // ReleaseLease implements enforce.WatchdogStore. Errors:
@@ -78,8 +82,8 @@ func (r *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	return nil
 }
 
-func (r *Store) allowKey(channel string, action enforce.Action) string {
-	return r.Key(KeyAllowPrefix + channel + ":" + action.String())
+func (r *Store) allowKey(prefix, channel string, action enforce.Action) string {
+	return r.Key(prefix + channel + ":" + action.String())
 }
 
 // PutAllowance implements enforce.WatchdogStore: INCR and PEXPIRE in one
@@ -90,7 +94,7 @@ func (r *Store) PutAllowance(ctx context.Context, channel string, action enforce
 	}
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
-	k := r.allowKey(channel, action)
+	k := r.allowKey(KeyAllowPrefix, channel, action)
 	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Incr(ctx, k)
 		p.PExpire(ctx, k, ttl)
@@ -104,12 +108,28 @@ func (r *Store) PutAllowance(ctx context.Context, channel string, action enforce
 
 // TakeAllowance implements enforce.WatchdogStore. Errors:
 // enforce.ErrUnavailable.
-func (r *Store) TakeAllowance(ctx context.Context, channel string, action enforce.Action) (bool, error) {
+func (r *Store) TakeAllowance(ctx context.Context, channel string, action enforce.Action, keep time.Duration) (bool, error) {
+	if keep < time.Millisecond {
+		return false, errors.New("take allowance: want a keep of at least 1ms")
+	}
 	ctx, cancel := r.callContext(ctx)
 	defer cancel()
-	n, err := takeAllowance.Run(ctx, r.c, []string{r.allowKey(channel, action)}).Int()
+	keys := []string{r.allowKey(KeyAllowPrefix, channel, action), r.allowKey(KeyUsedPrefix, channel, action)}
+	n, err := takeAllowance.Run(ctx, r.c, keys, keep.Milliseconds()).Int()
 	if err != nil {
 		return false, r.wrap("take allowance "+channel, err)
+	}
+	return n == 1, nil
+}
+
+// AllowanceUsed implements enforce.WatchdogStore. Errors:
+// enforce.ErrUnavailable.
+func (r *Store) AllowanceUsed(ctx context.Context, channel string, action enforce.Action) (bool, error) {
+	ctx, cancel := r.callContext(ctx)
+	defer cancel()
+	n, err := r.c.Exists(ctx, r.allowKey(KeyUsedPrefix, channel, action)).Result()
+	if err != nil {
+		return false, r.wrap("read allowance use "+channel, err)
 	}
 	return n == 1, nil
 }

@@ -14,11 +14,14 @@ func RunWatchdogStore(t *testing.T, newStore func(t *testing.T) enforce.Watchdog
 	const ttl = 150 * time.Millisecond
 	acquire := func(t *testing.T, s enforce.WatchdogStore, holder string) bool {
 		t.Helper()
-		ok, err := s.AcquireLease(testContext(t), "watchdog:pbx1", holder, ttl)
+		cur, err := s.AcquireLease(testContext(t), "watchdog:pbx1", holder, ttl)
 		if err != nil {
 			t.Fatalf("AcquireLease(%s): %v", holder, err)
 		}
-		return ok
+		if cur == "" {
+			t.Fatalf("AcquireLease(%s) names no holder", holder)
+		}
+		return cur == holder
 	}
 
 	t.Run("one holder at a time; the holder renews", func(t *testing.T) {
@@ -91,7 +94,7 @@ func RunWatchdogStore(t *testing.T, newStore func(t *testing.T) enforce.Watchdog
 			{"chan-1", enforce.MonitorListen, true},
 			{"chan-1", enforce.MonitorListen, false},
 		} {
-			got, err := s.TakeAllowance(ctx, c.channel, c.action)
+			got, err := s.TakeAllowance(ctx, c.channel, c.action, time.Minute)
 			if err != nil || got != c.want {
 				t.Fatalf("TakeAllowance(%s, %v) = %v, %v; want %v", c.channel, c.action, got, err, c.want)
 			}
@@ -110,13 +113,41 @@ func RunWatchdogStore(t *testing.T, newStore func(t *testing.T) enforce.Watchdog
 			t.Fatal(err)
 		}
 		for i, want := range []bool{true, true, false} {
-			if got, err := s.TakeAllowance(ctx, "chan-1", enforce.RecordingStart); err != nil || got != want {
+			if got, err := s.TakeAllowance(ctx, "chan-1", enforce.RecordingStart, time.Minute); err != nil || got != want {
 				t.Fatalf("take %d = %v, %v; want %v", i+1, got, err, want)
 			}
 		}
 		time.Sleep(ttl + 50*time.Millisecond)
-		if got, err := s.TakeAllowance(ctx, "chan-9", enforce.RecordingStart); err != nil || got {
+		if got, err := s.TakeAllowance(ctx, "chan-9", enforce.RecordingStart, time.Minute); err != nil || got {
 			t.Fatalf("an expired allowance was taken: %v, %v", got, err)
+		}
+	})
+
+	t.Run("a taken allowance is remembered as used for its keep, an untaken one not", func(t *testing.T) {
+		s := newStore(t)
+		ctx := testContext(t)
+		for _, ch := range []string{"chan-1", "chan-2"} {
+			if err := s.PutAllowance(ctx, ch, enforce.MonitorListen, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ok, err := s.TakeAllowance(ctx, "chan-1", enforce.MonitorListen, ttl); err != nil || !ok {
+			t.Fatalf("TakeAllowance = %v, %v", ok, err)
+		}
+		used := func(ch string, action enforce.Action) bool {
+			t.Helper()
+			u, err := s.AllowanceUsed(ctx, ch, action)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u
+		}
+		if !used("chan-1", enforce.MonitorListen) || used("chan-1", enforce.MonitorBarge) || used("chan-2", enforce.MonitorListen) {
+			t.Fatal("AllowanceUsed does not tell the taken allowance from the others")
+		}
+		time.Sleep(ttl + 50*time.Millisecond)
+		if used("chan-1", enforce.MonitorListen) {
+			t.Fatal("a use is remembered past its keep")
 		}
 	})
 }
