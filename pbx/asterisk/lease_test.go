@@ -126,3 +126,55 @@ func TestWatchdogGoesPassiveWhenAnotherDaemonHoldsTheLease(t *testing.T) {
 		t.Fatal("a passive watchdog hung a channel up")
 	}
 }
+
+func TestConvergenceEndsTheStillRunningSessionOfADeadSibling(t *testing.T) {
+	f := newFakeARI(t)
+	const (
+		siblings = "cw-callwarden-a-bridge-0123456789abcdef"
+		own      = "cw-callwarden-b-bridge-fedcba9876543210"
+		foreign  = "someone-elses-bridge"
+	)
+	audit := &recordingAuditor{}
+	snap := mustExampleSnapshot(t)
+	b := startAdapterWith(t, f, func() *enforce.Snapshot { return snap }, nil, audit, func(o *Options) {
+		o.App, o.Siblings = "callwarden-b", []string{"callwarden-a"}
+	})
+	// Listed once b runs: at its start its own bridge would be an orphan.
+	f.answer("GET", "/bridges", 200, `[{"id":"`+siblings+`","channels":["sup-a","cw-callwarden-a-snoop-0123456789abcdef"]},`+
+		`{"id":"`+own+`","channels":["sup-b"]},{"id":"`+foreign+`","channels":["sup-x"]}]`)
+	f.answer("GET", "/channels", 200, `[{"id":"sup-a","name":"PJSIP/1001-1"},{"id":"sup-b","name":"PJSIP/1001-2"},`+
+		`{"id":"sup-x","name":"PJSIP/1001-3"},{"id":"cw-callwarden-a-snoop-0123456789abcdef","name":"Snoop/1-1"}]`)
+	runs := func(channel string) bool {
+		t.Helper()
+		ok, err := prober{b}.SessionRuns(context.Background(), enforce.LiveSession{ChannelID: channel, Instance: "dead-a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !runs("sup-b") {
+		t.Error("b's own running session reported ended")
+	}
+	if runs("sup-x") || f.called("DELETE /bridges/"+foreign) {
+		t.Error("a bridge of no callwarden application counted as the session's, or was destroyed")
+	}
+	if runs("sup-a") {
+		t.Error("the dead sibling's session reported running: it would stay listed, and its supervisor listening")
+	}
+	for _, call := range []string{"DELETE /bridges/" + siblings, "DELETE /channels/sup-a", "DELETE /channels/cw-callwarden-a-snoop-0123456789abcdef"} {
+		if !f.called(call) {
+			t.Errorf("no %s: the dead sibling's session is not ended in Asterisk", call)
+		}
+	}
+	if f.called("DELETE /bridges/"+own) || f.called("DELETE /channels/sup-b") {
+		t.Error("b ended its own running session")
+	}
+	waitFor(t, "the end audited as an orphan", func() bool {
+		for _, r := range audit.All() {
+			if r.Source == "watchdog" && strings.Contains(r.Detail, "of callwarden-a, whose daemon dead-a died") {
+				return true
+			}
+		}
+		return false
+	})
+}
