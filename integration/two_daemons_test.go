@@ -139,6 +139,14 @@ func TestTwoDaemonsOnOneAsteriskSurviveAKillOfTheLeaseHolder(t *testing.T) {
 		}
 	}
 	mustHangup(ctx, t, l, checked.First)
+	// And a serves one: a failover feature code goes to a while it runs.
+	aSup := mustOriginateSupervisor(ctx, t, l, "1001", "cwtest-failover-features", "*222"+ext)
+	mustWait(ctx, t, events, "a's supervisor bridged", func(e lab.Event) bool {
+		return e.Type == "ChannelEnteredBridge" && e.ChannelID() == aSup.First
+	})
+	if app := stasisApp(aSup.First); app != "callwarden-a" {
+		t.Fatalf("a failover request went to %q while a runs, want callwarden-a", app)
+	}
 
 	// The stream: a listen request to the agent every 250ms, each hung up
 	// 1.5s later, decided or not.
@@ -277,6 +285,32 @@ func TestTwoDaemonsOnOneAsteriskSurviveAKillOfTheLeaseHolder(t *testing.T) {
 	if len(waits) > 0 {
 		t.Logf("%d requests before the kill, %d after: all after decided by b, slowest %s from dial to decision", before, after,
 			waits[len(waits)-1].Round(time.Millisecond))
+	}
+
+	// a's session, unsupervised since the kill, is seen by b once a's
+	// heartbeat expired (10s), ended in Asterisk and in the registry.
+	cctx, ccancel := context.WithTimeout(ctx, 40*time.Second)
+	defer ccancel()
+	waitFor(cctx, t, "a's session ended by b", func() error {
+		if ok, err := channelGone(ctx, l, aSup.First)(); err != nil || !ok {
+			return fmt.Errorf("a's supervisor %s still in Asterisk (%v)", aSup.First, err)
+		}
+		live, err := store.LiveSessions(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range live {
+			if s.ChannelID == aSup.First {
+				return fmt.Errorf("a's session %s still listed", s.ID)
+			}
+		}
+		return nil
+	})
+	t.Logf("a's unsupervised session ended by b %s after the kill", time.Since(killed).Round(time.Millisecond))
+	live, err := store.LiveSessions(ctx)
+	mustOK(t, err)
+	if !slices.ContainsFunc(live, func(s enforce.LiveSession) bool { return s.ChannelID == bSup.First }) {
+		t.Errorf("b's session is no longer listed: %+v", live)
 	}
 
 	// b's own session lived through it all.
