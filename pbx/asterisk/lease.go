@@ -55,10 +55,10 @@ func defaultInstance(o Options) string {
 	return o.App + "-" + hex.EncodeToString(b[:])
 }
 
-// Watching reports whether this adapter's watchdog acts on bypasses now:
+// watching reports whether this adapter's watchdog acts on bypasses now:
 // its mode is not off and it holds the watchdog lease (always, without a
 // shared store).
-func (a *Adapter) Watching() bool {
+func (a *Adapter) watching() bool {
 	return a.o.Watchdog != WatchdogOff && a.active.Load()
 }
 

@@ -52,7 +52,7 @@ func TestWatchdogActsOnlyWhileItHoldsTheLease(t *testing.T) {
 		o.Shared, o.LeaseTTL, o.LeaseRenew = store, ttl, 100*time.Millisecond
 	})
 	conn := <-f.conn
-	if b.Watching() {
+	if b.watching() {
 		t.Fatal("b watches while a's lease has not expired")
 	}
 	// During the move: three ChanSpys start, and a's sibling snoop is made.
@@ -64,7 +64,7 @@ func TestWatchdogActsOnlyWhileItHoldsTheLease(t *testing.T) {
 		t.Fatal("a passive watchdog hung a channel up")
 	}
 
-	waitFor(t, "b to take the lease", b.Watching)
+	waitFor(t, "b to take the lease", b.watching)
 	moved := time.Since(died)
 	if moved > ttl+ttl {
 		t.Errorf("the lease moved %s after a's last renewal, want within %s", moved, 2*ttl)
@@ -109,7 +109,7 @@ func TestWatchdogGoesPassiveWhenAnotherDaemonHoldsTheLease(t *testing.T) {
 		o.Instance, o.Shared, o.LeaseTTL, o.LeaseRenew = "b", store, time.Second, 50*time.Millisecond
 	})
 	conn := <-f.conn
-	waitFor(t, "b to take the free lease", b.Watching)
+	waitFor(t, "b to take the free lease", b.watching)
 	// b's lease is dropped and taken by "a" (say b was frozen longer than
 	// the lease's life): b finds out at its next renewal.
 	if err := store.ReleaseLease(context.Background(), "watchdog:asterisk:asterisk", "b"); err != nil {
@@ -118,7 +118,7 @@ func TestWatchdogGoesPassiveWhenAnotherDaemonHoldsTheLease(t *testing.T) {
 	if cur, _ := store.AcquireLease(context.Background(), "watchdog:asterisk:asterisk", "a", time.Minute); cur != "a" {
 		t.Fatalf("a could not take the lease: holder %q", cur)
 	}
-	waitFor(t, "b to go passive", func() bool { return !b.Watching() })
+	waitFor(t, "b to go passive", func() bool { return !b.watching() })
 	f.send(conn, rogueChanSpy)
 	f.send(conn, rogueSnoop)
 	time.Sleep(50 * time.Millisecond)

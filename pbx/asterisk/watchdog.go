@@ -76,7 +76,7 @@ func (a *Adapter) watchDialplan(ctx context.Context, e *ari.ChannelDialplan) {
 // watchSnoop catches a snoop channel callwarden did not create. A passive
 // watchdog lets it be: a take-over lists and catches the ones running.
 func (a *Adapter) watchSnoop(ctx context.Context, ch ari.ChannelData, how string) {
-	if !a.Watching() {
+	if !a.watching() {
 		return
 	}
 	a.bypass(ctx, "snoop", enforce.MonitorListen, ch, "snoop channel "+ch.Name+" "+how)
