@@ -67,7 +67,7 @@ type Options struct {
 	// their ids name (cw-<sibling>-...) are not bypasses.
 	Siblings []string
 	// Shared, when set, is the store the daemons of the deployment share
-	// (Redis): the watchdog acts only while this daemon holds the lease
+	// (Redis; cmd sets it when Siblings are configured): the watchdog acts only while this daemon holds the lease
 	// "watchdog:asterisk:<PBX>", and every check's allowance is written
 	// there too, so the holder honours the allows of every daemon. Nil
 	// (one daemon, a profiles file): the watchdog always acts.

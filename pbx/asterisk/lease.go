@@ -31,6 +31,10 @@ const pendingKeep = 5 * time.Second
 // that a new holder tells an application the dead one let through.
 const usedKeep = time.Minute
 
+// shareTimeout bounds the write of a check's allowance to the shared
+// store, which the check's answer waits for.
+const shareTimeout = 250 * time.Millisecond
+
 // pendingApp is a guarded application a passive watchdog saw start.
 type pendingApp struct {
 	kind   string
@@ -262,7 +266,8 @@ func (a *Adapter) shareAllowance(ctx context.Context, channel string, action enf
 	if a.o.Shared == nil {
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, a.o.Timeout)
+	// Bounded well below Timeout: the check's answer waits for it.
+	cctx, cancel := context.WithTimeout(ctx, min(a.o.Timeout, shareTimeout))
 	defer cancel()
 	if err := a.o.Shared.PutAllowance(cctx, channel, action, session.AllowanceTTL); err != nil {
 		log.Warn("cannot share the check's allowance; the watchdog of another daemon will hang the application up", zap.Error(err))
