@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -133,15 +134,12 @@ func TestTwoAsterisksOnOneRedisEnforceARevokeOnBoth(t *testing.T) {
 	// Revoked (21 changes, the last a revoke): alice's check is refused on
 	// both PBXs, each audit record naming its own.
 	since := time.Now()
+	supervisor := func(exten string) lab.OriginateParams {
+		return lab.OriginateParams{Endpoint: "Local/1001@cw-supervisor-line/n", Context: "cw-supervisors", Extension: exten, Priority: 1,
+			CallerID: `"Supervisor 1001" <1001>`, Variables: map[string]string{"CALLWARDEN_SUPERVISOR": "1001"}}
+	}
 	for _, pbx := range []*lab.Lab{l.Lab, second} {
-		id := fmt.Sprintf("cwtest-twopbx-%d", time.Now().UnixNano())
-		_, err := pbx.ARI.Originate(ctx, lab.OriginateParams{
-			Endpoint: "Local/1001@cw-supervisor-line/n", Context: "cw-supervisors", Extension: "*82001", Priority: 1,
-			CallerID: `"Supervisor 1001" <1001>`, ChannelID: id, OtherChannelID: id + "-handset",
-			Variables: map[string]string{"CALLWARDEN_SUPERVISOR": "1001"},
-		})
-		mustOK(t, err)
-		t.Cleanup(func() { _ = pbx.ARI.Hangup(context.Background(), id) })
+		originate(ctx, t, pbx, supervisor("*82001"))
 	}
 	waitFor(ctx, t, "alice's check refused on both PBXs", func() error {
 		recs, err := store.ReadAudit(ctx, enforce.AuditFilter{Since: since.Add(-time.Second)})
@@ -158,6 +156,68 @@ func TestTwoAsterisksOnOneRedisEnforceARevokeOnBoth(t *testing.T) {
 			return fmt.Errorf("refusals by PBX %v:\n%s", refused, auditLines(recs))
 		}
 		return nil
+	})
+
+	// Given back, alice listens to a sales call on each PBX: `callwarden
+	// sessions` lists both sessions, each with its PBX.
+	p.Users[i].Profile = profile
+	gen, _, err := store.ApplyPolicy(ctx, p, enforce.Unconditionally())
+	mustOK(t, err)
+	for _, d := range daemons {
+		waitFor(ctx, t, d.name+" enforcing alice's profile again", func() error {
+			if _, ok := d.loadedAt(t, gen); !ok {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+	}
+	for _, pbx := range []*lab.Lab{l.Lab, second} {
+		originate(ctx, t, pbx, lab.OriginateParams{Endpoint: "Local/sales@cw-customer/n", Context: "cw-customer-audio",
+			Extension: "play", Priority: 1, CallerID: "5550100"})
+	}
+	time.Sleep(2 * time.Second) // the queue rings agent 2001 and it answers
+	for _, pbx := range []*lab.Lab{l.Lab, second} {
+		originate(ctx, t, pbx, supervisor("*2222001"))
+	}
+	var out []byte
+	waitFor(ctx, t, "`callwarden sessions` listing alice's session on both PBXs", func() error {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		out, err = exec.CommandContext(cctx, bin, "sessions", "--redis-addr", l.RedisAddr, "--redis-prefix", l.KeyPrefix).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("callwarden sessions: %v\n%s", err, out)
+		}
+		listed := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var row struct {
+				Session *enforce.LiveSession `json:"session"`
+			}
+			if json.Unmarshal([]byte(line), &row) == nil && row.Session != nil && row.Session.User == "alice" {
+				listed[row.Session.PBX] = true
+			}
+		}
+		if !listed["pbx1"] || !listed["pbx2"] {
+			return fmt.Errorf("alice's sessions listed by PBX %v:\n%s", listed, out)
+		}
+		return nil
+	})
+	t.Logf("callwarden sessions:\n%s", out)
+}
+
+// originate makes a call on pbx, a lab Asterisk other than the suite's
+// (whose TestLab helpers track and end their own calls): ended when the
+// test ends.
+func originate(ctx context.Context, t *testing.T, pbx *lab.Lab, p lab.OriginateParams) {
+	t.Helper()
+	p.ChannelID, p.OtherChannelID = fmt.Sprintf("cwtest-twopbx-%d", time.Now().UnixNano()), ""
+	p.OtherChannelID = p.ChannelID + "-2"
+	if _, err := pbx.ARI.Originate(ctx, p); err != nil {
+		t.Fatalf("originate %s on %s: %v", p.Endpoint, pbx.ARIURL, err)
+	}
+	t.Cleanup(func() {
+		for _, id := range []string{p.ChannelID, p.OtherChannelID} {
+			_ = pbx.ARI.Hangup(context.Background(), id)
+		}
 	})
 }
 
