@@ -223,6 +223,13 @@ type Asterisk struct {
 	// "asterisk:<PBX>"), so that several PBXs sharing one Redis can be told
 	// apart. Default "asterisk"; it must be an id (enforce.CheckID).
 	PBX string `yaml:"pbx"`
+	// Siblings are the Stasis applications of the other callwarden
+	// daemons on this Asterisk (deploy/production: callwarden-b in
+	// callwarden-a's config and the reverse). Their snoops are not
+	// bypasses; the daemons share the watchdog lease of PBX and the
+	// checks' allowances in Redis, so that one watchdog acts at a time.
+	// Needs redis; every daemon of the PBX must name the same PBX.
+	Siblings []string `yaml:"siblings"`
 }
 
 // FreeSWITCH configures the ESL adapter (every verb and the watchdog,
@@ -435,6 +442,14 @@ func (c *Config) Validate() error {
 		default:
 			bad("asterisk.watchdog", "unknown mode %q (want enforce, report-only or off)", a.Watchdog)
 		}
+		if len(a.Siblings) > 0 && len(c.Redis.Addrs) == 0 {
+			bad("asterisk.siblings", "needs redis: the daemons share the watchdog lease and the checks' allowances there")
+		}
+		for _, s := range a.Siblings {
+			if s == "" || s == a.App || strings.ContainsAny(s, "/:, ") {
+				bad("asterisk.siblings", "%q is not another Stasis application name", s)
+			}
+		}
 		for field, media := range map[string]string{"asterisk.refusal_sound": a.RefusalSound, "asterisk.notify_sound": a.NotifySound} {
 			if i := strings.IndexByte(media, ':'); i <= 0 || i == len(media)-1 {
 				bad(field, "%q is not an ARI media URI (want e.g. sound:beep or tone:ring)", media)
@@ -637,6 +652,7 @@ const (
 	EnvAsteriskTimeout              = "CALLWARDEN_ASTERISK_TIMEOUT"
 	EnvAsteriskWatchdog             = "CALLWARDEN_ASTERISK_WATCHDOG"
 	EnvAsteriskPBX                  = "CALLWARDEN_ASTERISK_PBX"
+	EnvAsteriskSiblings             = "CALLWARDEN_ASTERISK_SIBLINGS"
 	EnvFreeSWITCHESLAddress         = "CALLWARDEN_FREESWITCH_ESL_ADDRESS"
 	EnvFreeSWITCHESLPassword        = "CALLWARDEN_FREESWITCH_ESL_PASSWORD"
 	EnvFreeSWITCHOutboundListen     = "CALLWARDEN_FREESWITCH_OUTBOUND_LISTEN"
@@ -720,6 +736,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	dur(EnvAsteriskTimeout, &c.Asterisk.Timeout)
 	str(EnvAsteriskWatchdog, &c.Asterisk.Watchdog)
 	str(EnvAsteriskPBX, &c.Asterisk.PBX)
+	list(EnvAsteriskSiblings, &c.Asterisk.Siblings)
 	str(EnvFreeSWITCHESLAddress, &c.FreeSWITCH.ESLAddress)
 	secret(EnvFreeSWITCHESLPassword, &c.FreeSWITCH.ESLPassword)
 	str(EnvFreeSWITCHOutboundListen, &c.FreeSWITCH.OutboundListen)

@@ -74,6 +74,9 @@ func TestValidate(t *testing.T) {
 			[]string{"asterisk.app: required", "asterisk.timeout: must be positive"}},
 		{"asterisk pbx name that is not an id", func(c *Config) { c.Asterisk.PBX = "pbx 1\r\n" },
 			[]string{"asterisk.pbx: invalid id"}},
+		{"asterisk siblings without redis, or naming itself", func(c *Config) {
+			c.Redis.Addrs, c.Asterisk.Siblings = nil, []string{c.Asterisk.App}
+		}, []string{"asterisk.siblings: needs redis", `asterisk.siblings: "callwarden" is not another Stasis application name`}},
 		{"redis staleness zero", func(c *Config) { c.Redis.Staleness = 0 }, []string{"redis.staleness: must be positive"}},
 		{"redis wait_replicas negative", func(c *Config) { c.Redis.WaitReplicas = -1 }, []string{"redis.wait_replicas: must not be negative"}},
 		{"redis wait_timeout zero while waiting", func(c *Config) { c.Redis.WaitReplicas, c.Redis.WaitTimeout = 1, 0 }, []string{"redis.wait_timeout: must be positive"}},
@@ -555,8 +558,11 @@ func TestDeployProductionConfigsAreValid(t *testing.T) {
 	if a.Asterisk.PBX != b.Asterisk.PBX || a.Asterisk.URL != b.Asterisk.URL {
 		t.Errorf("the two daemons name different PBXs: %q at %s and %q at %s", a.Asterisk.PBX, a.Asterisk.URL, b.Asterisk.PBX, b.Asterisk.URL)
 	}
-	if a.Asterisk.Watchdog != WatchdogEnforce || b.Asterisk.Watchdog != WatchdogOff {
-		t.Errorf("watchdogs %q and %q, want enforce on a and off on b", a.Asterisk.Watchdog, b.Asterisk.Watchdog)
+	if a.Asterisk.Watchdog != WatchdogEnforce || b.Asterisk.Watchdog != WatchdogEnforce {
+		t.Errorf("watchdogs %q and %q, want enforce on both (the lease holder acts)", a.Asterisk.Watchdog, b.Asterisk.Watchdog)
+	}
+	if strings.Join(a.Asterisk.Siblings, ",") != "callwarden-b" || strings.Join(b.Asterisk.Siblings, ",") != "callwarden-a" {
+		t.Errorf("siblings %q and %q, want each daemon to name the other's application", a.Asterisk.Siblings, b.Asterisk.Siblings)
 	}
 	if len(a.Redis.Addrs) != 3 || a.Redis.MasterName == "" || strings.Join(a.Redis.Addrs, ",") != strings.Join(b.Redis.Addrs, ",") ||
 		a.Redis.MasterName != b.Redis.MasterName || a.Redis.Prefix != b.Redis.Prefix {

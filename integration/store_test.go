@@ -48,6 +48,7 @@ func TestRedisAuditLogContract(t *testing.T)       { runContract(t, storetest.Ru
 func TestRedisIncrementalContract(t *testing.T)    { runContract(t, storetest.RunIncremental) }
 func TestRedisTokenStoreContract(t *testing.T)     { runContract(t, storetest.RunTokenStore) }
 func TestRedisSessionStoreContract(t *testing.T)   { runContract(t, storetest.RunSessionStore) }
+func TestRedisWatchdogStoreContract(t *testing.T)  { runContract(t, storetest.RunWatchdogStore) }
 func TestRedisRecordingCatalogueContract(t *testing.T) {
 	runContract(t, storetest.RunRecordingCatalogue)
 }

@@ -128,3 +128,7 @@ func TestMemorySessionEndsAreKeptForSessionEndKeep(t *testing.T) {
 func TestMemoryRecordingCatalogueContract(t *testing.T) {
 	storetest.RunRecordingCatalogue(t, func(*testing.T) enforce.RecordingCatalogue { return memory.NewRecordings() })
 }
+
+func TestWatchdogStoreContract(t *testing.T) {
+	storetest.RunWatchdogStore(t, func(*testing.T) enforce.WatchdogStore { return memory.NewWatchdog() })
+}

@@ -267,7 +267,14 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 	if a.sessions, err = newSessions(sessStore, recordings, a.snapshot, logger.Named("sessions"), a.reg); err != nil {
 		return nil, err
 	}
-	if a.ast, err = newAsterisk(cfg.Asterisk, a.snapshot, pbxAudit, recordings, a.sessions, logger.Named("asterisk"), a.reg); err != nil {
+	// Only daemons that name siblings share a watchdog lease: a lone
+	// daemon always watches its Asterisk, even when another PBX's daemon
+	// uses the same Redis and the same (default) PBX name.
+	var shared enforce.WatchdogStore
+	if a.store != nil && len(cfg.Asterisk.Siblings) > 0 {
+		shared = a.store
+	}
+	if a.ast, err = newAsterisk(cfg.Asterisk, a.snapshot, pbxAudit, recordings, a.sessions, shared, logger.Named("asterisk"), a.reg); err != nil {
 		return nil, err
 	}
 	// The PBXs' recording audio, by PBX name; FreeSWITCH's is added once

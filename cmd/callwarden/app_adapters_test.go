@@ -24,7 +24,7 @@ import (
 )
 
 func TestAsteriskAdapterIsOffWithoutURL(t *testing.T) {
-	s, err := newAsterisk(config.Default().Asterisk, func() *enforce.Snapshot { return nil }, nil, nil, nil, zap.NewNop(), nil)
+	s, err := newAsterisk(config.Default().Asterisk, func() *enforce.Snapshot { return nil }, nil, nil, nil, nil, zap.NewNop(), nil)
 	if err != nil || s != nil {
 		t.Fatalf("newAsterisk without url = %v, %v; want nil, nil", s, err)
 	}
@@ -36,7 +36,7 @@ func TestAsteriskAdapterStopsWhileAsteriskIsUnreachable(t *testing.T) {
 	c.URL, c.User, c.Password, c.Timeout = "http://127.0.0.1:1/ari", "cw", "pw", 100*time.Millisecond
 	core, logs := observer.New(zap.DebugLevel)
 	audit := enforce.AuditorFunc(func(context.Context, enforce.AuditRecord) error { return nil })
-	s, err := newAsterisk(c, func() *enforce.Snapshot { return nil }, audit, memory.NewRecordings(), nil, zap.New(core), prometheus.NewRegistry())
+	s, err := newAsterisk(c, func() *enforce.Snapshot { return nil }, audit, memory.NewRecordings(), nil, nil, zap.New(core), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

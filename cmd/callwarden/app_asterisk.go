@@ -15,11 +15,12 @@ import (
 )
 
 // newAsterisk builds the Stasis application from cfg (nil, nil when
-// cfg.URL is empty). Every library option is set from cfg: the ARI library
+// cfg.URL is empty). shared is the Redis store the daemons share the
+// watchdog lease in, nil when serving a profiles file. Every library option is set from cfg: the ARI library
 // never reads ARI_* variables. It also sends the ARI library's own logger
 // (log15, a process-wide value of that library) to logger.
 func newAsterisk(cfg config.Asterisk, snapshot func() *enforce.Snapshot, auditor enforce.Auditor,
-	recordings enforce.RecordingStore, sessions *session.Registry, logger *zap.Logger, reg prometheus.Registerer) (*pbxService[*asterisk.Adapter], error) {
+	recordings enforce.RecordingStore, sessions *session.Registry, shared enforce.WatchdogStore, logger *zap.Logger, reg prometheus.Registerer) (*pbxService[*asterisk.Adapter], error) {
 	if cfg.URL == "" {
 		return nil, nil
 	}
@@ -41,6 +42,8 @@ func newAsterisk(cfg config.Asterisk, snapshot func() *enforce.Snapshot, auditor
 		RefusalSound: cfg.RefusalSound,
 		NotifySound:  cfg.NotifySound,
 		PBX:          cfg.PBX,
+		Siblings:     cfg.Siblings,
+		Shared:       shared,
 	})
 	return newPBXService("asterisk", a, err, logger)
 }

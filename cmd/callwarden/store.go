@@ -31,6 +31,7 @@ type store interface {
 	enforce.SessionStore
 	enforce.AuditLog
 	enforce.TokenStore
+	enforce.WatchdogStore
 	io.Closer
 }
 

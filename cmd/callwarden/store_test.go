@@ -343,10 +343,11 @@ type memoryStore struct {
 	*memory.Recordings
 	*memory.Tokens
 	*memory.Sessions
+	*memory.Watchdog
 }
 
 func newMemoryStore() *memoryStore {
-	return &memoryStore{memory.NewStore(), memory.NewAuditLog(memory.AuditOptions{}), memory.NewRecordings(), memory.NewTokens(), memory.NewSessions()}
+	return &memoryStore{memory.NewStore(), memory.NewAuditLog(memory.AuditOptions{}), memory.NewRecordings(), memory.NewTokens(), memory.NewSessions(), memory.NewWatchdog()}
 }
 
 // Close implements store; there is nothing to release.

@@ -138,6 +138,21 @@ func StartRedis(ctx context.Context) (*Lab, error) {
 	return l, nil
 }
 
+// StartAsterisk starts one more Asterisk of the lab image, alone: a second
+// PBX beside a running lab, sharing its Redis. The Lab has ARI, no Redis;
+// Close removes the container.
+func StartAsterisk(ctx context.Context) (*Lab, error) {
+	l := &Lab{ARIUser: ARIUser, ARIPassword: ARIPassword}
+	var err error
+	if l.asterisk, err = startContainer(ctx, asteriskRequest()); err != nil {
+		return nil, err
+	}
+	if err := l.connectARI(ctx); err != nil {
+		return nil, errors.Join(err, l.Close(context.WithoutCancel(ctx)))
+	}
+	return l, nil
+}
+
 func asteriskRequest() testcontainers.ContainerRequest {
 	// "Asterisk Ready." is printed once every module is loaded; ARI may answer
 	// a little earlier, before app_queue is there.
@@ -187,6 +202,15 @@ func startContainer(ctx context.Context, req testcontainers.ContainerRequest) (t
 }
 
 func (l *Lab) connect(ctx context.Context) error {
+	if err := l.connectRedis(ctx); err != nil {
+		return err
+	}
+	return l.connectARI(ctx)
+}
+
+// connectARI makes the ARI client of a lab without Redis and waits until
+// ARI answers.
+func (l *Lab) connectARI(ctx context.Context) error {
 	ariEndpoint, err := l.asterisk.PortEndpoint(ctx, "8088/tcp", "http")
 	if err != nil {
 		return fmt.Errorf("asterisk ARI port: %w", err)
@@ -194,9 +218,10 @@ func (l *Lab) connect(ctx context.Context) error {
 	l.ARIURL = ariEndpoint + "/ari"
 	l.ARIEventsURL = "ws" + strings.TrimPrefix(ariEndpoint, "http") + "/ari/events"
 	l.ARI = NewARI(l.ARIURL, l.ARIUser, l.ARIPassword)
-	if err := l.connectRedis(ctx); err != nil {
-		return err
-	}
+	return l.waitARI(ctx)
+}
+
+func (l *Lab) waitARI(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
 	defer cancel()
 	if _, err := l.ARI.Info(pctx); err != nil {

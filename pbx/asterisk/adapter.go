@@ -62,6 +62,23 @@ type Options struct {
 
 	// Watchdog defaults to WatchdogEnforce.
 	Watchdog WatchdogMode
+	// Siblings are the other callwarden applications of this deployment
+	// on this Asterisk (callwarden-b beside callwarden-a): the snoops
+	// their ids name (cw-<sibling>-...) are not bypasses.
+	Siblings []string
+	// Shared, when set, is the store the daemons of the deployment share
+	// (Redis; cmd sets it when Siblings are configured): the watchdog acts only while this daemon holds the lease
+	// "watchdog:asterisk:<PBX>", and every check's allowance is written
+	// there too, so the holder honours the allows of every daemon. Nil
+	// (one daemon, a profiles file): the watchdog always acts.
+	Shared enforce.WatchdogStore
+	// Instance names this daemon as the lease's holder (default: the
+	// session registry's instance, else App and a random suffix).
+	Instance string
+	// LeaseTTL is the watchdog lease's life (default 1.5s); the holder
+	// renews it every LeaseRenew (default 500ms), and a passive daemon
+	// tries to take it twice as often.
+	LeaseTTL, LeaseRenew time.Duration
 	// RefusalSound is played to a refused requester (default
 	// "sound:ss-noservice"); NotifySound to a monitored agent whose
 	// supervisor's profile says notify_target, and to a requester whose
@@ -96,10 +113,17 @@ type Adapter struct {
 	recs       *session.Recordings // recording metadata and the live recordings
 
 	mu      sync.Mutex
-	subs    map[string][]*inbox // channel, playback or bridge id -> every handler following its events
-	ours    map[string]struct{} // snoop channels and bridges this process created
-	claimed map[string]struct{} // channels in Stasis that a handler of this process serves
-	caught  map[string]struct{} // channels the watchdog already acted on
+	subs    map[string][]*inbox   // channel, playback or bridge id -> every handler following its events
+	ours    map[string]struct{}   // snoop channels and bridges this process created
+	claimed map[string]struct{}   // channels in Stasis that a handler of this process serves
+	caught  map[string]struct{}   // channels the watchdog already acted on
+	pending map[string]pendingApp // guarded applications seen while passive, by channel
+
+	// active says the watchdog acts (it holds the lease, or needs none);
+	// leaseSeen and leaseHolder are touched by runLease's goroutine only.
+	active      atomic.Bool
+	leaseSeen   time.Time
+	leaseHolder string
 
 	// handlers counts the call handlers; closing (under mu) stops new ones
 	// once Run is shutting down, so Wait never races an Add.
@@ -148,6 +172,23 @@ func New(opts Options) (*Adapter, error) {
 	default:
 		errs = append(errs, fmt.Errorf("Watchdog %q (want enforce, report-only or off)", o.Watchdog))
 	}
+	if o.Instance == "" {
+		o.Instance = defaultInstance(o)
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 1500 * time.Millisecond
+	}
+	if o.LeaseRenew <= 0 {
+		o.LeaseRenew = 500 * time.Millisecond
+	}
+	if o.LeaseRenew >= o.LeaseTTL {
+		errs = append(errs, fmt.Errorf("LeaseRenew %s must be shorter than LeaseTTL %s", o.LeaseRenew, o.LeaseTTL))
+	}
+	for _, app := range o.Siblings {
+		if app == o.App || !validToken(app) || strings.ContainsAny(app, "/:") {
+			errs = append(errs, fmt.Errorf("sibling application %q is not another valid Stasis application name", app))
+		}
+	}
 	if o.RefusalSound == "" {
 		o.RefusalSound = "sound:ss-noservice"
 	}
@@ -189,7 +230,10 @@ func New(opts Options) (*Adapter, error) {
 		ours:    make(map[string]struct{}),
 		claimed: make(map[string]struct{}),
 		caught:  make(map[string]struct{}),
+		pending: make(map[string]pendingApp),
 	}
+	// Without a shared store this daemon is the only watchdog.
+	a.setActive(o.Shared == nil)
 	a.audit = &session.Audit{Log: o.Auditor, Source: "asterisk", PBX: o.PBX, Now: o.Now, Failed: m.auditFailures.Inc}
 	a.recs = &session.Recordings{Store: o.Recordings, PBX: o.PBX, Format: o.RecordingFormat, Now: o.Now, Audit: a.audit, Instance: o.Sessions.Instance(), Sessions: o.Sessions}
 	a.claimPBX()

@@ -21,6 +21,7 @@ func (a *Adapter) check(ctx context.Context, in *inbox, ch ari.ChannelData, rq r
 	o = a.audited(ctx, e, o)
 	if o.Allow {
 		a.allowances.Allow(ch.ID, rq.action)
+		a.shareAllowance(ctx, ch.ID, rq.action, log)
 	}
 	a.conclude(ctx, in, ch.ID, o, "", false)
 }

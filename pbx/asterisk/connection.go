@@ -20,6 +20,12 @@ import (
 func (a *Adapter) Run(ctx context.Context) error {
 	defer a.rest.close()
 	defer a.drainHandlers()
+	leaseDone := make(chan struct{})
+	go func() {
+		defer close(leaseDone)
+		a.runLease(ctx)
+	}()
+	defer func() { <-leaseDone }()
 	backoff := a.o.MinBackoff
 	for {
 		wasUp, err := a.connectAndRead(ctx)

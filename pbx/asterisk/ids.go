@@ -27,7 +27,12 @@ func (a *Adapter) ownedID(kind, suffix string) string {
 // then the exact suffix form), so that application "a" never claims the
 // ids of application "a-b".
 func (a *Adapter) ownedKind(id string) (kind, suffix string, ok bool) {
-	rest, ok := strings.CutPrefix(id, "cw-"+a.o.App+"-")
+	return parseOwnedID(a.o.App, id)
+}
+
+// parseOwnedID parses an id ownedID made for application app.
+func parseOwnedID(app, id string) (kind, suffix string, ok bool) {
+	rest, ok := strings.CutPrefix(id, "cw-"+app+"-")
 	if !ok {
 		return "", "", false
 	}

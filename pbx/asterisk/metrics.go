@@ -12,14 +12,16 @@ import (
 // metrics are the adapter's Prometheus series, all prefixed
 // callwarden_asterisk_.
 type metrics struct {
-	decisions     *prometheus.CounterVec // verb, action, decision
-	intercept     prometheus.Histogram   // StasisStart -> supervisor bridged
-	reconnects    prometheus.Counter
-	connected     prometheus.Gauge
-	dropped       *prometheus.CounterVec // reason
-	unknown       *prometheus.CounterVec // type
-	watchdog      *prometheus.CounterVec // kind, mode
-	auditFailures prometheus.Counter
+	decisions      *prometheus.CounterVec // verb, action, decision
+	intercept      prometheus.Histogram   // StasisStart -> supervisor bridged
+	reconnects     prometheus.Counter
+	connected      prometheus.Gauge
+	dropped        *prometheus.CounterVec // reason
+	unknown        *prometheus.CounterVec // type
+	watchdog       *prometheus.CounterVec // kind, mode
+	auditFailures  prometheus.Counter
+	leaseHeld      prometheus.Gauge
+	leaseTakeovers prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -45,12 +47,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		watchdog: session.NewCounterVec("callwarden_asterisk_watchdog_total",
 			"Bypasses the watchdog caught (ChanSpy, ExtenSpy, MixMonitor, foreign snoop), by kind and by mode (enforce hangs up, report-only audits); kind orphan counts sessions a previous process left in Asterisk, ended at (re)connection.",
 			"kind", "mode"),
+		leaseHeld: session.NewGauge("callwarden_asterisk_watchdog_lease_held",
+			"1 while this daemon's watchdog acts: it holds the PBX's watchdog lease (always without a shared store), else 0."),
+		leaseTakeovers: session.NewCounter("callwarden_asterisk_watchdog_lease_takeovers_total",
+			"Times this daemon's watchdog started acting: it took the watchdog lease, or the store holding it could not be reached."),
 		auditFailures: session.NewCounter("callwarden_asterisk_audit_failures_total",
 			"Audit records that could not be written; an allow whose audit fails is turned into a deny."),
 	}
 	m.dropped.WithLabelValues("inbox_full")
 	m.dropped.WithLabelValues("malformed")
-	if err := session.Register(reg, m.decisions, m.intercept, m.reconnects, m.connected, m.dropped, m.unknown, m.watchdog, m.auditFailures); err != nil {
+	if err := session.Register(reg, m.decisions, m.intercept, m.reconnects, m.connected, m.dropped, m.unknown, m.watchdog, m.auditFailures, m.leaseHeld, m.leaseTakeovers); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
 			return nil, fmt.Errorf("register asterisk metrics: %w (one adapter per registry)", err)

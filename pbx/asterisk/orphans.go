@@ -56,7 +56,7 @@ func (a *Adapter) sweepOrphans(ctx context.Context) error {
 		if kind, _, ok := a.ownedKind(b.ID); !ok || kind != kindBridge || a.owns(b.ID) {
 			continue
 		}
-		a.endOrphanBridge(ctx, b.ID, b.ChannelIDs, byID)
+		a.endOrphanBridge(ctx, a.o.App, "after restart", b.ID, b.ChannelIDs, byID)
 		for _, id := range b.ChannelIDs {
 			done[id] = true
 		}
@@ -101,10 +101,11 @@ func (a *Adapter) sweepOrphans(ctx context.Context) error {
 	return nil
 }
 
-// endOrphanBridge destroys a monitor bridge left behind and hangs up every
-// channel in it: the snoop and the supervisor, who would otherwise go on
-// listening unsupervised for as long as the call lasts.
-func (a *Adapter) endOrphanBridge(ctx context.Context, bridgeID string, members []string, byID map[string]listedChannel) {
+// endOrphanBridge destroys a monitor bridge application app left behind
+// (this one's previous process, or a dead sibling's: why says which) and
+// hangs up every channel in it: the snoop and the supervisor, who would
+// otherwise go on listening unsupervised for as long as the call lasts.
+func (a *Adapter) endOrphanBridge(ctx context.Context, app, why, bridgeID string, members []string, byID map[string]listedChannel) {
 	e := orphanEntry{action: enforce.MonitorListen, channels: append([]string(nil), members...)}
 	var failures []error
 	// The bridge goes first, as in a session's teardown.
@@ -114,9 +115,9 @@ func (a *Adapter) endOrphanBridge(ctx context.Context, bridgeID string, members 
 	var sup []string
 	for _, id := range members {
 		c, listed := byID[id]
-		switch kind, _, ours := a.ownedKind(id); {
+		switch kind, _, ours := parseOwnedID(app, id); {
 		case ours && kind == kindSnoop:
-			if args, ok := c.stasisArgs(a.o.App); ok && len(args) > 1 {
+			if args, ok := c.stasisArgs(app); ok && len(args) > 1 {
 				if m, ok := parseMode(args[1]); ok {
 					e.action = m.Action()
 				}
@@ -130,8 +131,8 @@ func (a *Adapter) endOrphanBridge(ctx context.Context, bridgeID string, members 
 			failures = append(failures, fmt.Errorf("hang up %s: %w", id, err))
 		}
 	}
-	e.detail = fmt.Sprintf("ended orphaned %s session after restart: bridge %s, supervisor %s",
-		strings.TrimPrefix(e.action.String(), "monitor."), bridgeID, session.OrNone(strings.Join(sup, ", ")))
+	e.detail = fmt.Sprintf("ended orphaned %s session %s: bridge %s, supervisor %s",
+		strings.TrimPrefix(e.action.String(), "monitor."), why, bridgeID, session.OrNone(strings.Join(sup, ", ")))
 	a.auditOrphan(ctx, e, errors.Join(failures...))
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/CyCoreSystems/ari/v5"
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
@@ -28,6 +29,13 @@ type prober struct{ a *Adapter }
 // holds the session's supervisor channel (s.ChannelID, else s.Channel by
 // name). After a restart the orphan sweep has ended every such bridge it
 // found, so a crashed run's session no longer runs.
+//
+// The registry asks only about a dead daemon's sessions (its heartbeat
+// expired). A sibling application's bridge (Options.Siblings) holding the
+// supervisor is therefore one nobody supervises any more: it is ended
+// here, audited as an orphan, and the session no longer runs. Without
+// this the survivor would list it as ended while the supervisor goes on
+// listening until the dead daemon comes back.
 func (p prober) SessionRuns(ctx context.Context, s enforce.LiveSession) (bool, error) {
 	if s.ChannelID == "" && s.Channel == "" {
 		return false, nil
@@ -40,17 +48,26 @@ func (p prober) SessionRuns(ctx context.Context, s enforce.LiveSession) (bool, e
 	if err != nil {
 		return false, fmt.Errorf("list channels: %w", err)
 	}
-	names := make(map[string]string, len(chans))
+	byID := make(map[string]listedChannel, len(chans))
 	for _, c := range chans {
-		names[c.ID] = c.Name
+		byID[c.ID] = c
+	}
+	holds := func(b ari.BridgeData) bool {
+		for _, id := range b.ChannelIDs {
+			if id == s.ChannelID || s.ChannelID == "" && byID[id].Name == s.Channel {
+				return true
+			}
+		}
+		return false
 	}
 	for _, b := range bridges {
-		if kind, _, ok := p.a.ownedKind(b.ID); !ok || kind != kindBridge {
-			continue
+		if kind, _, ok := p.a.ownedKind(b.ID); ok && kind == kindBridge && holds(b) {
+			return true, nil
 		}
-		for _, id := range b.ChannelIDs {
-			if id == s.ChannelID || s.ChannelID == "" && names[id] == s.Channel {
-				return true, nil
+		for _, app := range p.a.o.Siblings {
+			if kind, _, ok := parseOwnedID(app, b.ID); ok && kind == kindBridge && holds(b) {
+				p.a.endOrphanBridge(ctx, app, "of "+app+", whose daemon "+s.Instance+" died", b.ID, b.ChannelIDs, byID)
+				return false, nil
 			}
 		}
 	}

@@ -99,6 +99,25 @@ func (a *Adapter) forget(id string) {
 	a.mu.Unlock()
 }
 
+// callwardens reports whether id is a snoop or bridge of a callwarden
+// application of this deployment: created by this process, left by a
+// previous one of this application (sweepOrphans ends it), or named by a
+// sibling application (Options.Siblings).
+func (a *Adapter) callwardens(id string) bool {
+	if a.isOurs(id) {
+		return true
+	}
+	if _, _, ok := a.ownedKind(id); ok {
+		return true
+	}
+	for _, app := range a.o.Siblings {
+		if _, _, ok := parseOwnedID(app, id); ok {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *Adapter) isOurs(id string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -133,7 +152,7 @@ func (a *Adapter) dispatch(ctx context.Context, ev ari.Event) {
 		})
 		return
 	case *ari.ChannelCreated:
-		if isSnoop(e.Channel.Name) && !a.isOurs(e.Channel.ID) {
+		if isSnoop(e.Channel.Name) && !a.callwardens(e.Channel.ID) {
 			a.watchSnoop(ctx, e.Channel, "created by another ARI client")
 		}
 	case *ari.ChannelDialplan:
@@ -148,6 +167,7 @@ func (a *Adapter) dispatch(ctx context.Context, ev ari.Event) {
 		delete(a.ours, e.Channel.ID)
 		delete(a.caught, e.Channel.ID)
 		delete(a.claimed, e.Channel.ID)
+		delete(a.pending, e.Channel.ID)
 		a.mu.Unlock()
 	case *ari.RecordingFinished:
 		a.recordingEnded(ctx, e.Recording, "finished")

@@ -55,21 +55,28 @@ func stripParens(s string) string {
 }
 
 // watchDialplan catches a guarded application started without an allowing
-// check on the same channel.
+// check on the same channel (of any daemon sharing the store). A passive
+// watchdog (another daemon holds the lease) only remembers it, for a
+// take-over to judge.
 func (a *Adapter) watchDialplan(ctx context.Context, e *ari.ChannelDialplan) {
 	if a.o.Watchdog == WatchdogOff {
 		return
 	}
 	kind, action, ok := guardedApp(e.DialplanApp, e.DialplanAppData)
-	if !ok || a.allowances.Consume(e.Channel.ID, action) {
+	if !ok {
 		return
 	}
-	a.bypass(ctx, kind, action, e.Channel, kind+"("+e.DialplanAppData+")")
+	if !a.active.Load() {
+		a.notePending(e.Channel.ID, kind, action, e.DialplanAppData)
+		return
+	}
+	a.judge(ctx, kind, action, e.Channel, e.DialplanAppData, false)
 }
 
-// watchSnoop catches a snoop channel callwarden did not create.
+// watchSnoop catches a snoop channel callwarden did not create. A passive
+// watchdog lets it be: a take-over lists and catches the ones running.
 func (a *Adapter) watchSnoop(ctx context.Context, ch ari.ChannelData, how string) {
-	if a.o.Watchdog == WatchdogOff {
+	if !a.watching() {
 		return
 	}
 	a.bypass(ctx, "snoop", enforce.MonitorListen, ch, "snoop channel "+ch.Name+" "+how)
