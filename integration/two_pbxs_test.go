@@ -175,7 +175,11 @@ func TestTwoAsterisksOnOneRedisEnforceARevokeOnBoth(t *testing.T) {
 		originate(ctx, t, pbx, lab.OriginateParams{Endpoint: "Local/sales@cw-customer/n", Context: "cw-customer-audio",
 			Extension: "play", Priority: 1, CallerID: "5550100"})
 	}
-	time.Sleep(2 * time.Second) // the queue rings agent 2001 and it answers
+	for _, pbx := range []*lab.Lab{l.Lab, second} {
+		waitFor(ctx, t, "agent 2001 answering the sales call on "+pbx.ARIURL, func() error {
+			return agentBridged(ctx, pbx, "Local/2001@cw-agent")
+		})
+	}
 	for _, pbx := range []*lab.Lab{l.Lab, second} {
 		originate(ctx, t, pbx, supervisor("*2222001"))
 	}
@@ -222,3 +226,30 @@ func originate(ctx context.Context, t *testing.T, pbx *lab.Lab, p lab.OriginateP
 }
 
 func envARIPassword(l *lab.TestLab) string { return config.EnvAsteriskPassword + "=" + l.ARIPassword }
+
+// agentBridged says whether a channel of the agent's phone (its name's prefix)
+// is in a bridge with another channel on pbx: the queue connected the call.
+func agentBridged(ctx context.Context, pbx *lab.Lab, prefix string) error {
+	chs, err := pbx.ARI.Channels(ctx)
+	if err != nil {
+		return err
+	}
+	agent := map[string]bool{}
+	for _, c := range chs {
+		if strings.HasPrefix(c.Name, prefix) {
+			agent[c.ID] = true
+		}
+	}
+	bridges, err := pbx.ARI.Bridges(ctx)
+	if err != nil {
+		return err
+	}
+	for _, b := range bridges {
+		for _, id := range b.Channels {
+			if agent[id] && len(b.Channels) > 1 {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("no channel of %s bridged among %d channels, %d bridges", prefix, len(chs), len(bridges))
+}
