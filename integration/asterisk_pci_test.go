@@ -116,11 +116,11 @@ func recordingOp(user, action string) func(enforce.AuditRecord) bool {
 }
 
 func TestPausedRecordingMutesTheLiveSessionsOnTheCall(t *testing.T) {
-	// alice's grant gets max_pause 7s, for the automatic resume (longer than the manual pause below).
+	// alice's grant gets max_pause 15s, for the automatic resume: longer than the manual pause below takes even on a loaded CI machine.
 	p := mustExampleProfiles(t)
 	for i := range p.Profiles {
 		if p.Profiles[i].Name == "supervisor-with-recording" {
-			p.Profiles[i].Grants[0].MaxPause = 7 * time.Second
+			p.Profiles[i].Grants[0].MaxPause = 15 * time.Second
 		}
 	}
 	snap, err := enforce.NewSnapshot(p, 1)

@@ -14,14 +14,15 @@ import (
 )
 
 // freeswitchPCIProfiles: sup1001 may listen, barge and record on team-a, a pause
-// resuming by itself after 6 s; sup1002 may listen there.
+// resuming by itself after 15 s (longer than the steps of the first pause take on
+// a loaded machine: 6 s was once too short); sup1002 may listen there.
 const freeswitchPCIProfiles = `version: 1
 profiles:
   - name: pci-supervisor
     grants:
       - actions: [monitor.listen, monitor.barge, recording.start, recording.pause, recording.resume]
         teams: [team-a]
-        max_pause: 6s
+        max_pause: 15s
   - name: listener
     grants:
       - actions: [monitor.listen]
