@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"go.uber.org/zap"
@@ -185,7 +184,7 @@ func (r *Registry) reclaimSession(ctx context.Context, c Claimant, s enforce.Liv
 			s.Instance, s.UpdatedAt.Format(time.RFC3339), c.PBX, now.Format(time.RFC3339))},
 		Outcome{Allow: true, Reason: enforce.CauseDaemonRestart, Decision: enforce.Decision{Allow: true, Profile: s.Profile, Grant: s.Grant}})
 	rec.Outcome, rec.Cause = enforce.OutcomeEnded, enforce.CauseDaemonRestart
-	rec.Duration = math.Round(now.Sub(s.StartedAt).Seconds()*1000) / 1000
+	rec.Duration = seconds(now.Sub(s.StartedAt))
 	if err := c.Audit.Write(ctx, rec); err != nil {
 		log.Error("cannot audit the end of a dead daemon's session; it stays listed", zap.Error(err))
 		return
@@ -308,7 +307,7 @@ func (r *Recordings) auditReclaim(ctx context.Context, e Entry, o Outcome, cause
 	rec := r.Audit.resultRecord(e, o, nil)
 	rec.Cause = cause
 	if d > 0 {
-		rec.Duration = math.Round(d.Seconds()*1000) / 1000
+		rec.Duration = seconds(d)
 	}
 	_ = r.Audit.Write(ctx, rec)
 }

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
@@ -318,7 +317,7 @@ func (s *Monitor) End(ctx context.Context, cause string) error {
 	entry.Queue = s.queue()
 	rec := s.audit.Record(entry, s.allowed)
 	rec.Outcome, rec.Cause = enforce.OutcomeEnded, cause
-	rec.Duration = math.Round(d.Seconds()*1000) / 1000
+	rec.Duration = seconds(d)
 	why := "session ended: " + cause
 	if by := s.EndedBy(); by != "" && cause == enforce.CauseAdministrator {
 		why = "session ended by administrator " + by
