@@ -394,12 +394,7 @@ func (a *Admin) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) 
 // change itself has already been decided (and possibly applied), and the
 // audit trail's own health is watched through its store.
 func (a *Admin) audit(r *http.Request, p *principal, target string, d enforce.Decision, detail string) {
-	if a.opts.Auditor == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.opts.StoreTimeout)
-	defer cancel()
-	rec := enforce.AuditRecord{
+	a.writeAudit(r, enforce.AuditRecord{
 		Time:     p.now,
 		Source:   AuditSource,
 		User:     p.user,
@@ -409,8 +404,21 @@ func (a *Admin) audit(r *http.Request, p *principal, target string, d enforce.De
 		Reason:   d.Reason.String(),
 		Profile:  d.Profile,
 		Detail:   r.Method + " " + r.URL.Path + ": " + detail,
+	})
+}
+
+// writeAudit writes rec, one record of an admin request, within the store
+// timeout even when the client has gone. A failure is logged: what the
+// request did is already decided, and the audit trail's own health is
+// watched through its store.
+func (a *Admin) writeAudit(r *http.Request, rec enforce.AuditRecord) {
+	if a.opts.Auditor == nil {
+		return
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.opts.StoreTimeout)
+	defer cancel()
 	if err := a.opts.Auditor.Audit(ctx, rec); err != nil {
-		a.log.Error("admin: audit write failed", zap.String("user", p.user), zap.String("target", target), zap.Error(err))
+		a.log.Error("admin: audit write failed", zap.String("user", rec.User), zap.String("action", rec.Action),
+			zap.String("target", rec.Target), zap.String("session", rec.Session), zap.String("recording", rec.Recording), zap.Error(err))
 	}
 }

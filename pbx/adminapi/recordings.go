@@ -193,19 +193,11 @@ func (a *Admin) listRecordings(w http.ResponseWriter, r *http.Request, p *princi
 // at the catalogue, for what, and from where (action recording.list; each
 // row was decided recording.playback and is not audited one by one).
 func (a *Admin) auditListing(r *http.Request, p *principal, q recordingsQuery, n int) {
-	if a.opts.Auditor == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.opts.StoreTimeout)
-	defer cancel()
-	ar := enforce.AuditRecord{
+	a.writeAudit(r, enforce.AuditRecord{
 		Time: p.now, Source: AuditSource, User: p.user, Action: "recording.list", Target: q.agent, Queue: q.queue,
 		Decision: "allow", Reason: "granted", Addr: r.RemoteAddr,
 		Detail: fmt.Sprintf("GET %s: %d recording(s) listed, each decided recording.playback", r.URL.RequestURI(), n),
-	}
-	if err := a.opts.Auditor.Audit(ctx, ar); err != nil {
-		a.log.Error("admin: audit write failed", zap.String("user", p.user), zap.String("action", "recording.list"), zap.Error(err))
-	}
+	})
 }
 
 // merger reads several catalogue indexes as one, newest first, each
@@ -485,18 +477,10 @@ func (a *Admin) recordingAccess(w http.ResponseWriter, r *http.Request, p *princ
 // auditRecording records one access to rec: who, from where, the action
 // decided and what became of it.
 func (a *Admin) auditRecording(r *http.Request, p *principal, action enforce.Action, rec *enforce.Recording, d enforce.Decision, detail string) {
-	if a.opts.Auditor == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.opts.StoreTimeout)
-	defer cancel()
-	ar := enforce.AuditRecord{
+	a.writeAudit(r, enforce.AuditRecord{
 		Time: p.now, Source: AuditSource, User: p.user, Action: action.String(),
 		Target: rec.Target, Queue: rec.Queue, Decision: d.Verdict(), Reason: d.Reason.String(), Profile: d.Profile,
 		Caller: enforce.Mask(rec.Caller, d.MaskDigits), PBX: rec.PBX, Recording: rec.ID, Addr: r.RemoteAddr,
 		Detail: r.Method + " " + r.URL.Path + ": " + detail,
-	}
-	if err := a.opts.Auditor.Audit(ctx, ar); err != nil {
-		a.log.Error("admin: audit write failed", zap.String("user", p.user), zap.String("recording", rec.ID), zap.Error(err))
-	}
+	})
 }

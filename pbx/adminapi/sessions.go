@@ -207,18 +207,10 @@ func fetchID[T any](a *Admin, w http.ResponseWriter, r *http.Request, what, id s
 // auditSession records a DELETE of session s: who asked, the decision,
 // the session's requester and target.
 func (a *Admin) auditSession(r *http.Request, p *principal, s enforce.LiveSession, d enforce.Decision, detail string) {
-	if a.opts.Auditor == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.opts.StoreTimeout)
-	defer cancel()
-	rec := enforce.AuditRecord{
+	a.writeAudit(r, enforce.AuditRecord{
 		Time: p.now, Source: AuditSource, User: p.user, Action: enforce.SessionEnd.String(),
 		Target: s.Target, Queue: s.Queue, Decision: d.Verdict(), Reason: d.Reason.String(), Profile: d.Profile,
 		PBX: s.PBX, Session: s.ID,
 		Detail: r.Method + " " + r.URL.Path + ": " + detail + " (" + s.User + " in " + s.Mode + ")",
-	}
-	if err := a.opts.Auditor.Audit(ctx, rec); err != nil {
-		a.log.Error("admin: audit write failed", zap.String("user", p.user), zap.String("session", s.ID), zap.Error(err))
-	}
+	})
 }
