@@ -147,8 +147,8 @@ func (t *TestFreeSWITCH) Originate(ctx context.Context, kind, bExten, aExten, aC
 	// dialplan: about one lab call in a thousand, with nothing of callwarden's
 	// involved yet (the leg never reaches `socket`). The call is the harness's, not
 	// the subject of any test: end it, say so, and place it once more.
-	t.tb.Logf("lab: FreeSWITCH left %s (%s in context %s) in CS_ROUTING for %s without running its dialplan; placing the call again",
-		call.A, aExten, aContext, routeLimit)
+	t.tb.Logf("lab: FreeSWITCH left %s (%s in context %s) in CS_ROUTING for %s without running its dialplan; placing the call again. FreeSWITCH's log of that leg:\n%s",
+		call.A, aExten, aContext, routeLimit, t.logOf(ctx, call.A))
 	for _, leg := range []string{call.A, call.B} {
 		_ = t.Kill(ctx, leg) // the retry below fails if FreeSWITCH is really gone
 	}
@@ -190,6 +190,21 @@ func (t *TestFreeSWITCH) waitRouted(ctx context.Context, uuid string) (stuck boo
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// logOf returns the last lines of FreeSWITCH's log that name uuid.
+func (t *TestFreeSWITCH) logOf(ctx context.Context, uuid string) string {
+	logs, err := t.Logs(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	var mine []string
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, uuid) {
+			mine = append(mine, line)
+		}
+	}
+	return strings.Join(mine[max(0, len(mine)-40):], "\n")
 }
 
 // noSuchChannel reports whether err is FreeSWITCH saying the channel is gone.
