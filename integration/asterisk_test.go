@@ -141,6 +141,13 @@ func startCallwardenWith(t testing.TB, l *lab.TestLab, mode asterisk.WatchdogMod
 // (a benchmark reads the lines it writes); else both log to the test.
 func startCallwardenFrom(t testing.TB, l *lab.TestLab, mode asterisk.WatchdogMode, policy func() *enforce.Snapshot, ro session.RegistryOptions) *callwarden {
 	t.Helper()
+	return startCallwardenOn(t, l, l.ARIURL, mode, policy, ro)
+}
+
+// startCallwardenOn is startCallwardenFrom reaching the lab's ARI at ariURL
+// (a benchmark's tracing proxy in front of it).
+func startCallwardenOn(t testing.TB, l *lab.TestLab, ariURL string, mode asterisk.WatchdogMode, policy func() *enforce.Snapshot, ro session.RegistryOptions) *callwarden {
+	t.Helper()
 	cw := &callwarden{audit: newAuditLog(), recs: memory.NewRecordings(), reg: prometheus.NewRegistry(), now: &clock{t: labNow}}
 	if ro.Logger == nil {
 		ro.Logger = zaptest.NewLogger(t)
@@ -152,7 +159,7 @@ func startCallwardenFrom(t testing.TB, l *lab.TestLab, mode asterisk.WatchdogMod
 	}
 	cw.sessions = sessions
 	a, err := asterisk.New(asterisk.Options{
-		URL: l.ARIURL, User: l.ARIUser, Password: l.ARIPassword, App: "callwarden", Timeout: 2 * time.Second,
+		URL: ariURL, User: l.ARIUser, Password: l.ARIPassword, App: "callwarden", Timeout: 2 * time.Second,
 		Snapshot:   policy,
 		Auditor:    cw.audit,
 		Recordings: cw.recs,
@@ -263,11 +270,20 @@ type liveRecording struct {
 
 func eventTime(t testing.TB, e lab.Event) time.Time {
 	t.Helper()
-	ts, err := time.Parse("2006-01-02T15:04:05.000-0700", e.Timestamp)
+	ts, err := eventTimestamp(e)
 	if err != nil {
-		t.Fatalf("event timestamp %q: %v", e.Timestamp, err)
+		t.Fatal(err)
 	}
 	return ts
+}
+
+// eventTimestamp is when Asterisk says e happened (to the millisecond).
+func eventTimestamp(e lab.Event) (time.Time, error) {
+	ts, err := time.Parse("2006-01-02T15:04:05.000-0700", e.Timestamp)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s event timestamp %q: %w", e.Type, e.Timestamp, err)
+	}
+	return ts, nil
 }
 
 // salesCall puts a customer in the sales queue and returns the agent's channel
