@@ -29,6 +29,11 @@ const (
 	maxIntercepts = 200
 	// busyCalls is the number of unrelated live calls of the busy case.
 	busyCalls = 50
+	// fsOriginateBatch bounds the background calls originated at once: each
+	// originate holds an ESL connection until both legs answer.
+	fsOriginateBatch = 10
+	// growLimit bounds the set-up of one load's background calls.
+	growLimit = 3 * time.Minute
 )
 
 func BenchmarkFreeSWITCHIntercept(b *testing.B) {
@@ -64,7 +69,7 @@ func BenchmarkFreeSWITCHInterceptUnderLoad(b *testing.B) {
 	bg := &fsBackground{fs: fs}
 	b.Cleanup(func() { bg.hangupAll(b) })
 
-	for _, load := range []int{0, 500, 1000} {
+	for _, load := range fsLoads {
 		b.Run(fmt.Sprintf("%d-calls", load), func(b *testing.B) {
 			bg.grow(ctx, b, load)
 			b.Run("sequential", func(b *testing.B) {
@@ -82,6 +87,9 @@ func BenchmarkFreeSWITCHInterceptUnderLoad(b *testing.B) {
 		})
 	}
 }
+
+// fsLoads are the background calls of BenchmarkFreeSWITCHInterceptUnderLoad.
+var fsLoads = []int{0, 100, 250, 500}
 
 // raiseSessionLimits sets FreeSWITCH's max_sessions and sessions per second
 // until the benchmark ends, then restores the lab's (switch.conf: 1000, 100).
@@ -109,15 +117,18 @@ type fsBackground struct {
 	legs []string // the agents' legs
 }
 
-// grow makes calls, originateBatch at a time, until there are n.
+// grow makes calls, fsOriginateBatch at a time, until there are n; it fails
+// the benchmark if they are not all up within growLimit.
 func (bg *fsBackground) grow(ctx context.Context, b *testing.B, n int) {
 	b.Helper()
 	if n <= len(bg.legs) {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, growLimit)
+	defer cancel()
 	started, base := time.Now(), len(bg.legs)
 	legs := make([]string, n-base)
-	err := bounded(len(legs), originateBatch, func(i int) error {
+	err := bounded(len(legs), fsOriginateBatch, func(i int) error {
 		_, leg, err := bg.fs.CustomerCall(ctx, "", fmt.Sprint(3000+base+i), fmt.Sprint(5551000+base+i))
 		legs[i] = leg
 		return err
@@ -129,7 +140,8 @@ func (bg *fsBackground) grow(ctx context.Context, b *testing.B, n int) {
 
 // check fails the benchmark unless FreeSWITCH lists every background call's two
 // channels, and reports its channel count (channels) and how long that `show
-// channels` took (list-ms): callwarden looks a target's call up there.
+// channels` took (list-ms), callwarden looking a target's call up there, and the
+// cores FreeSWITCH's container used at rest then (pbx-cores).
 func (bg *fsBackground) check(ctx context.Context, b *testing.B) {
 	b.Helper()
 	started := time.Now()
@@ -139,6 +151,7 @@ func (bg *fsBackground) check(ctx context.Context, b *testing.B) {
 	if up, want := bg.count(chans), 2*len(bg.legs); up != want {
 		b.Fatalf("%d of %d background channels listed", up, want)
 	}
+	reportContainerCores(b, bg.fs.ContainerID(), coresWindow)
 	b.Cleanup(func() { // after the measurement's last timer reset, which drops metrics
 		b.ReportMetric(float64(len(chans)), "channels")
 		b.ReportMetric(ms(took), "list-ms")

@@ -49,6 +49,8 @@ const (
 	originateBatch = 50
 	// sampleLimit bounds one sample's wait for Asterisk's events.
 	sampleLimit = 30 * time.Second
+	// coresWindow is how long a case watches the PBX's CPU use at rest first.
+	coresWindow = 500 * time.Millisecond
 )
 
 // BenchmarkAsteriskInterceptUnderLoad reports, for each load, p50-ms, p95-ms,
@@ -57,7 +59,8 @@ const (
 // deadline); cw-p50-ms and cw-p99-ms, the `intercept` duration callwarden logs for
 // the same sessions (from its handler starting on the StasisStart to the session
 // started: snoop bridged, session registered and audited); channels, Asterisk's
-// channel count, and list-ms, what one GET /channels took before the case.
+// channel count, list-ms, what one GET /channels took before the case, and
+// pbx-cores, the cores Asterisk's container used at rest then.
 // 10-at-once adds round-max-p50-ms, the median over rounds of the slowest of the
 // ten, and x-sequential-p99, its p99 over the sequential case's at the same load
 // (target: <= 2).
@@ -85,11 +88,12 @@ func BenchmarkAsteriskInterceptUnderLoad(b *testing.B) {
 	for _, load := range []int{0, 500, 1000} {
 		b.Run(fmt.Sprintf("%d-calls", load), func(b *testing.B) {
 			bg.grow(ctx, b, load)
-			h := &interceptBench{l: l, bg: bg, agent: agent.ID, ext: ext, logs: logs, trace: trace}
+			h := &interceptBench{l: l, bg: bg, asterisk: l.ContainerIDs()[0], agent: agent.ID, ext: ext, logs: logs, trace: trace}
 			b.Run("sequential", func(b *testing.B) { h.sequential(ctx, b) })
 			b.Run(fmt.Sprintf("%d-at-once", atOnce), func(b *testing.B) { h.simultaneous(ctx, b) })
 			b.Run("watchdog-chanspy", func(b *testing.B) { h.watchdogChanSpy(ctx, b) })
 			b.Run("watchdog-snoop", func(b *testing.B) { h.watchdogSnoop(ctx, b) })
+			b.Run(fmt.Sprintf("list-%d-at-once", atOnce), func(b *testing.B) { h.listsAtOnce(ctx, b) })
 		})
 	}
 }
@@ -261,6 +265,7 @@ func bounded(n, limit int, f func(i int) error) error {
 type interceptBench struct {
 	l          *lab.TestLab
 	bg         *backgroundCalls
+	asterisk   string // the Asterisk container's id
 	agent, ext string
 	logs       *observer.ObservedLogs
 	trace      *ariTrace     // nil unless CALLWARDEN_BENCH_ARI_TRACE is set
@@ -273,6 +278,7 @@ type interceptBench struct {
 func (h *interceptBench) start(ctx context.Context, b *testing.B) (*lab.EventStream, pbxLoad) {
 	b.Helper()
 	load := h.bg.check(ctx, b)
+	reportContainerCores(b, h.asterisk, coresWindow)
 	events := h.caseEvents(ctx, b)
 	h.logs.TakeAll()
 	h.takeTrace() // the previous case's
@@ -662,15 +668,11 @@ type cpuTimes struct {
 	at                   time.Time
 }
 
-// cpu reads them (cgroup v1 cpuacct, getrusage, /proc/stat); a time it cannot
-// read is left 0.
+// cpu reads them (the container's cgroup, getrusage, /proc/stat); a time it
+// cannot read is left 0.
 func (t *ariTrace) cpu() cpuTimes {
 	c := cpuTimes{at: time.Now()}
-	if b, err := os.ReadFile("/sys/fs/cgroup/cpuacct/docker/" + t.asterisk + "/cpuacct.usage"); err == nil {
-		if ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
-			c.asterisk = time.Duration(ns)
-		}
-	}
+	c.asterisk, _ = containerCPU(t.asterisk)
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		c.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -697,4 +699,41 @@ func (c cpuTimes) since(c0 cpuTimes) string {
 	cores := func(d time.Duration) float64 { return float64(d) / float64(wall) }
 	return fmt.Sprintf("%7.1f ms wall: Asterisk %.2f cores, callwarden's process %.2f, whole host %.2f",
 		ms(wall), cores(c.asterisk-c0.asterisk), cores(c.self-c0.self), cores(c.host-c0.host))
+}
+
+// listsAtOnce asks GET /channels, what callwarden asks on every request, alone
+// and then atOnce times at the same moment, min(b.N, maxSamples/atOnce) rounds
+// of each, from the test's own ARI client: alone-ms is the median alone; first-ms
+// and last-ms the medians of when the first and the last of a round's answers
+// were read. Answers read one after the other, last-ms near atOnce × alone-ms
+// and first-ms near alone-ms, mean Asterisk serves the lists one at a time; all
+// read near the end mean it serves them side by side.
+func (h *interceptBench) listsAtOnce(ctx context.Context, b *testing.B) {
+	_, load := h.start(ctx, b)
+	var alone, first, last []time.Duration
+	b.ResetTimer()
+	for range min(b.N, maxSamples/atOnce) {
+		started := time.Now()
+		_, err := h.l.ARI.Channels(ctx)
+		mustOK(b, err)
+		alone = append(alone, time.Since(started))
+		done := make([]time.Duration, atOnce)
+		started = time.Now()
+		mustOK(b, bounded(atOnce, atOnce, func(i int) error {
+			_, err := h.l.ARI.Channels(ctx)
+			done[i] = time.Since(started)
+			return err
+		}))
+		slices.Sort(done)
+		first, last = append(first, done[0]), append(last, done[atOnce-1])
+	}
+	b.StopTimer()
+	for _, m := range []struct {
+		name string
+		lat  []time.Duration
+	}{{"alone-ms", alone}, {"first-ms", first}, {"last-ms", last}} {
+		slices.Sort(m.lat)
+		b.ReportMetric(ms(percentile(m.lat, 0.5)), m.name)
+	}
+	h.done(b, load, nil, nil)
 }
