@@ -406,7 +406,9 @@ func (h *interceptBench) sequential(ctx context.Context, b *testing.B) {
 		s, err := h.intercept(ctx, events)
 		switch {
 		case errors.Is(err, errRefused):
-			refused++
+			if refused++; refused == 1 {
+				b.Logf("%s: %v", s.sup, err)
+			}
 		case err != nil:
 			b.Fatal(err)
 		default:
@@ -444,10 +446,12 @@ func (h *interceptBench) simultaneous(ctx context.Context, b *testing.B) {
 			wg.Go(func() { samples[i], errs[i] = h.intercept(ctx, events) })
 		}
 		wg.Wait()
-		for _, err := range errs {
+		for i, err := range errs {
 			switch {
 			case errors.Is(err, errRefused):
-				refused++
+				if refused++; refused == 1 {
+					b.Logf("%s: %v", samples[i].sup, err)
+				}
 			case err != nil:
 				b.Fatal(err)
 			}
