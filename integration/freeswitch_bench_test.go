@@ -212,12 +212,12 @@ func (bg *fsBackground) hangupAll(tb testing.TB) {
 // the same moment (min(b.N, maxSamples/atOnce) rounds) and reports their socket →
 // eavesdrop latency by FreeSWITCH's timestamps as measureIntercepts does, with
 // round-max-p50-ms, the median over rounds of the slowest of the round. A call that
-// never reaches its socket is counted (stuck-calls); one that reaches callwarden and
-// not eavesdrop fails the benchmark.
+// never reaches its socket is counted (stuck-calls), and so is one callwarden
+// refused (refused); one that reaches callwarden and neither fails the benchmark.
 func measureSimultaneousIntercepts(ctx context.Context, b *testing.B, cw *fsDaemon) {
 	ev := subscribeFS(ctx, b, cw.fs)
 	var lat, slowest []time.Duration
-	stuck := 0
+	stuck, refused := 0, 0
 	b.ResetTimer()
 	for range min(b.N, maxSamples/atOnce) {
 		sups := make([]string, atOnce)
@@ -238,6 +238,10 @@ func measureSimultaneousIntercepts(ctx context.Context, b *testing.B, cw *fsDaem
 			case !in.eavesdrop.IsZero():
 				d := in.eavesdrop.Sub(in.socket)
 				lat, round = append(lat, d), max(round, d)
+			case in.refusal != "":
+				if refused++; refused == 1 {
+					b.Logf("%s refused (%s)", sup, in.refusal)
+				}
 			case in.socket.IsZero():
 				stuck++
 			default:
@@ -260,6 +264,7 @@ func measureSimultaneousIntercepts(ctx context.Context, b *testing.B, cw *fsDaem
 		b.Fatal("no supervisor call reached eavesdrop")
 	}
 	b.ReportMetric(float64(stuck), "stuck-calls")
+	b.ReportMetric(float64(refused), "refused")
 	reportPercentiles(b, lat)
 	slices.Sort(slowest)
 	b.ReportMetric(ms(percentile(slowest, 0.5)), "round-max-p50-ms")
@@ -267,11 +272,17 @@ func measureSimultaneousIntercepts(ctx context.Context, b *testing.B, cw *fsDaem
 }
 
 // fsIntercept is when a supervisor's channel started socket and eavesdrop, by
-// FreeSWITCH's timestamps (zero: not seen).
-type fsIntercept struct{ socket, eavesdrop time.Time }
+// FreeSWITCH's timestamps (zero: not seen), or what it played instead: callwarden
+// refused it (under load: pbx_error, an ESL answer past its deadline) and plays
+// the refusal tone.
+type fsIntercept struct {
+	socket, eavesdrop time.Time
+	refusal           string
+}
 
-// collectIntercepts reads ev until every one of sups started eavesdrop, or for
-// 10 s without one; it returns what it saw, and why it stopped early.
+// collectIntercepts reads ev until every one of sups started eavesdrop or a
+// playback (a refusal), or for 10 s without one; it returns what it saw, and why
+// it stopped early.
 func collectIntercepts(ctx context.Context, ev *fsEvents, sups []string) (map[string]fsIntercept, error) {
 	got := make(map[string]fsIntercept, len(sups))
 	done := 0
@@ -289,10 +300,15 @@ func collectIntercepts(ctx context.Context, ev *fsEvents, sups []string) (map[st
 		case "socket":
 			in.socket = time.UnixMicro(us)
 		case "eavesdrop":
-			if in.eavesdrop.IsZero() {
+			if in.eavesdrop.IsZero() && in.refusal == "" {
 				done++
 			}
 			in.eavesdrop = time.UnixMicro(us)
+		case "playback":
+			if in.eavesdrop.IsZero() && in.refusal == "" {
+				done++
+			}
+			in.refusal = "playback " + h["Application-Data"]
 		}
 		got[id] = in
 		return done == len(sups)
