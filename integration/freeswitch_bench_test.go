@@ -29,8 +29,8 @@ const (
 	maxIntercepts = 200
 	// busyCalls is the number of unrelated live calls of the busy case.
 	busyCalls = 50
-	// fsOriginateBatch bounds the background calls originated at once: each
-	// originate holds an ESL connection until both legs answer.
+	// fsOriginateBatch bounds the background calls originated (or killed) at
+	// once: each originate holds an ESL connection until both legs answer.
 	fsOriginateBatch = 10
 	// growLimit bounds the set-up of one load's background calls.
 	growLimit = 3 * time.Minute
@@ -184,7 +184,7 @@ func (bg *fsBackground) count(chans []lab.FSChannel) int {
 	return n
 }
 
-// hangupAll kills every background call, originateBatch at a time, and waits
+// hangupAll kills every background call, fsOriginateBatch at a time, and waits
 // until FreeSWITCH lists none of their channels.
 func (bg *fsBackground) hangupAll(tb testing.TB) {
 	if len(bg.legs) == 0 {
@@ -192,7 +192,9 @@ func (bg *fsBackground) hangupAll(tb testing.TB) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := bounded(len(bg.legs), originateBatch, func(i int) error { return bg.fs.Kill(ctx, bg.legs[i]) }); err != nil {
+	// As many at a time as grow: each kill beyond the lab's 4 idle ESL
+	// connections dials one, and a loaded FreeSWITCH greets slowly.
+	if err := bounded(len(bg.legs), fsOriginateBatch, func(i int) error { return bg.fs.Kill(ctx, bg.legs[i]) }); err != nil {
 		tb.Errorf("hang up the background calls: %v", err)
 	}
 	waitFor(ctx, tb, "the background calls gone", func() error {
