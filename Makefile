@@ -61,7 +61,7 @@ bench-intercept:
 
 ## bench-pbx: the intercept latency under PBX load (issue 16), by the PBXs' own event
 ## timestamps: Asterisk Stasis -> snoop bridged with 0, 500 and 1,000 unrelated live calls,
-## FreeSWITCH socket -> eavesdrop with 0, 100 and 250 (what the lab's FreeSWITCH holds on 2
+## FreeSWITCH socket -> eavesdrop with 0, 100 and 200 (what the lab's FreeSWITCH holds on 2
 ## cores), one supervisor at a time and ten at once, and the watchdog's bypass -> hang-up
 ## under the same load (needs `make lab`; at most 100 samples a case, a few minutes in all;
 ## docs/performance.md). CALLWARDEN_BENCH_ARI_TRACE=<file> appends where the Asterisk
