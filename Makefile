@@ -2,7 +2,7 @@
 GO ?= go
 PKGS_UNIT := $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: all build image test unit integration lab vet bench bench-intercept bench-http fuzz links demo clean
+.PHONY: all build image test unit integration lab vet bench bench-intercept bench-pbx bench-http fuzz links demo clean
 
 all: build
 
@@ -58,6 +58,16 @@ bench:
 ## event timestamps, idle and with 50 live calls (needs `make lab`; docs/performance.md).
 bench-intercept:
 	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -run '^$$' -bench FreeSWITCHIntercept -benchtime 50x ./integration/
+
+## bench-pbx: the intercept latency under PBX load (issue 16), by the PBXs' own event
+## timestamps: Asterisk Stasis -> snoop bridged with 0, 500 and 1,000 unrelated live calls,
+## FreeSWITCH socket -> eavesdrop with 0, 100 and 200 (what the lab's FreeSWITCH holds on 2
+## cores), one supervisor at a time and ten at once, and the watchdog's bypass -> hang-up
+## under the same load (needs `make lab`; at most 100 samples a case, a few minutes in all;
+## docs/performance.md). CALLWARDEN_BENCH_ARI_TRACE=<file> appends where the Asterisk
+## sessions' time went (each ARI call callwarden makes, CPU per round) to <file>.
+bench-pbx:
+	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -run '^$$' -bench 'AsteriskInterceptUnderLoad|FreeSWITCHInterceptUnderLoad' -benchtime 20x -timeout 30m ./integration/
 
 ## bench-http: GET /v1/check over loopback against `callwarden serve` with 10,000 users
 ## (cmd/cwload; docs/performance.md, "HTTP check path"). File mode by default;

@@ -51,7 +51,7 @@ func (l *auditLog) Audit(_ context.Context, r enforce.AuditRecord) error {
 	return nil
 }
 
-func (l *auditLog) wait(ctx context.Context, t *testing.T, what string, match func(enforce.AuditRecord) bool) enforce.AuditRecord {
+func (l *auditLog) wait(ctx context.Context, t testing.TB, what string, match func(enforce.AuditRecord) bool) enforce.AuditRecord {
 	t.Helper()
 	for {
 		l.mu.Lock()
@@ -112,7 +112,7 @@ func (c *clock) Set(t time.Time) {
 	c.t = t
 }
 
-func exampleSnapshot(t *testing.T) *enforce.Snapshot {
+func exampleSnapshot(t testing.TB) *enforce.Snapshot {
 	t.Helper()
 	p := mustExampleProfiles(t)
 	s, err := enforce.NewSnapshot(p, 1)
@@ -124,37 +124,48 @@ func exampleSnapshot(t *testing.T) *enforce.Snapshot {
 
 // startCallwarden runs the Stasis application "callwarden", deciding from the
 // example profiles, until the test ends.
-func startCallwarden(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode) *callwarden {
+func startCallwarden(t testing.TB, l *lab.TestLab, mode asterisk.WatchdogMode) *callwarden {
 	t.Helper()
 	return startCallwardenWith(t, l, mode, exampleSnapshot(t))
 }
 
 // startCallwardenWith runs the Stasis application deciding from snap.
-func startCallwardenWith(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode, snap *enforce.Snapshot) *callwarden {
+func startCallwardenWith(t testing.TB, l *lab.TestLab, mode asterisk.WatchdogMode, snap *enforce.Snapshot) *callwarden {
 	t.Helper()
 	return startCallwardenFrom(t, l, mode, func() *enforce.Snapshot { return snap }, session.RegistryOptions{})
 }
 
 // startCallwardenFrom runs the Stasis application deciding from the
-// snapshot policy returns, its session registry made with ro (its store,
-// logger and metrics set here).
-func startCallwardenFrom(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode, policy func() *enforce.Snapshot, ro session.RegistryOptions) *callwarden {
+// snapshot policy returns, its session registry made with ro (its store
+// and metrics set here). ro.Logger, when set, is the adapter's logger too
+// (a benchmark reads the lines it writes); else both log to the test.
+func startCallwardenFrom(t testing.TB, l *lab.TestLab, mode asterisk.WatchdogMode, policy func() *enforce.Snapshot, ro session.RegistryOptions) *callwarden {
+	t.Helper()
+	return startCallwardenOn(t, l, l.ARIURL, mode, policy, ro)
+}
+
+// startCallwardenOn is startCallwardenFrom reaching the lab's ARI at ariURL
+// (a benchmark's tracing proxy in front of it).
+func startCallwardenOn(t testing.TB, l *lab.TestLab, ariURL string, mode asterisk.WatchdogMode, policy func() *enforce.Snapshot, ro session.RegistryOptions) *callwarden {
 	t.Helper()
 	cw := &callwarden{audit: newAuditLog(), recs: memory.NewRecordings(), reg: prometheus.NewRegistry(), now: &clock{t: labNow}}
-	ro.Store, ro.Logger, ro.Registerer = memory.NewSessions(), zaptest.NewLogger(t), cw.reg
+	if ro.Logger == nil {
+		ro.Logger = zaptest.NewLogger(t)
+	}
+	ro.Store, ro.Registerer = memory.NewSessions(), cw.reg
 	sessions, err := session.NewRegistry(ro)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cw.sessions = sessions
 	a, err := asterisk.New(asterisk.Options{
-		URL: l.ARIURL, User: l.ARIUser, Password: l.ARIPassword, App: "callwarden", Timeout: 2 * time.Second,
+		URL: ariURL, User: l.ARIUser, Password: l.ARIPassword, App: "callwarden", Timeout: 2 * time.Second,
 		Snapshot:   policy,
 		Auditor:    cw.audit,
 		Recordings: cw.recs,
 		Sessions:   cw.sessions,
 		Now:        cw.now.Now,
-		Logger:     zaptest.NewLogger(t),
+		Logger:     ro.Logger,
 		Registerer: cw.reg,
 		Watchdog:   mode,
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
@@ -190,7 +201,7 @@ func startCallwardenFrom(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMod
 }
 
 // hangupAll hangs up every channel of the lab and waits until they are gone.
-func hangupAll(t *testing.T, l *lab.TestLab) {
+func hangupAll(t testing.TB, l *lab.TestLab) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -212,7 +223,7 @@ func hangupAll(t *testing.T, l *lab.TestLab) {
 }
 
 // dumpAsterisk logs what Asterisk is doing, for a test that failed on it.
-func dumpAsterisk(t *testing.T, l *lab.TestLab) {
+func dumpAsterisk(t testing.TB, l *lab.TestLab) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -229,7 +240,7 @@ func dumpAsterisk(t *testing.T, l *lab.TestLab) {
 // waitApplicationGone waits up to 10s for Asterisk to drop the callwarden
 // application; if it does not, it fails the test saying it was still there
 // after what happened, and returns false.
-func waitApplicationGone(t *testing.T, l *lab.TestLab, after string) bool {
+func waitApplicationGone(t testing.TB, l *lab.TestLab, after string) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -257,32 +268,41 @@ type liveRecording struct {
 	State string `json:"state"`
 }
 
-func eventTime(t *testing.T, e lab.Event) time.Time {
+func eventTime(t testing.TB, e lab.Event) time.Time {
 	t.Helper()
-	ts, err := time.Parse("2006-01-02T15:04:05.000-0700", e.Timestamp)
+	ts, err := eventTimestamp(e)
 	if err != nil {
-		t.Fatalf("event timestamp %q: %v", e.Timestamp, err)
+		t.Fatal(err)
 	}
 	return ts
 }
 
+// eventTimestamp is when Asterisk says e happened (to the millisecond).
+func eventTimestamp(e lab.Event) (time.Time, error) {
+	ts, err := time.Parse("2006-01-02T15:04:05.000-0700", e.Timestamp)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s event timestamp %q: %w", e.Type, e.Timestamp, err)
+	}
+	return ts, nil
+}
+
 // salesCall puts a customer in the sales queue and returns the agent's channel
 // (the queue member bridged with the customer) and the agent's extension.
-func salesCall(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream, callerID string) (lab.Channel, string) {
+func salesCall(ctx context.Context, t testing.TB, l *lab.TestLab, events *lab.EventStream, callerID string) (lab.Channel, string) {
 	t.Helper()
 	return queueCall(ctx, t, l, events, "sales", callerID)
 }
 
 // queueCall puts a customer in queue and returns the agent's channel (the
 // queue member bridged with the customer) and the agent's extension.
-func queueCall(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream, queue, callerID string) (lab.Channel, string) {
+func queueCall(ctx context.Context, t testing.TB, l *lab.TestLab, events *lab.EventStream, queue, callerID string) (lab.Channel, string) {
 	t.Helper()
 	return queueCallWith(ctx, t, l, events, queue, callerID, "play")
 }
 
 // queueCallWith is queueCall with the customer's phone doing audio (see
 // lab.TestLab.OriginateCustomer).
-func queueCallWith(ctx context.Context, t *testing.T, l *lab.TestLab, events *lab.EventStream, queue, callerID, audio string) (lab.Channel, string) {
+func queueCallWith(ctx context.Context, t testing.TB, l *lab.TestLab, events *lab.EventStream, queue, callerID, audio string) (lab.Channel, string) {
 	t.Helper()
 	call, err := l.OriginateCustomer(ctx, queue, callerID, audio)
 	if err != nil {
@@ -691,13 +711,28 @@ func TestWatchdogHangsUpBypassesWithin200ms(t *testing.T) {
 
 // rogueSnoop has another ARI application snoop on channelID; it returns the
 // snoop's id and hangs it up when the test ends.
-func rogueSnoop(ctx context.Context, t *testing.T, l *lab.TestLab, channelID string) string {
+func rogueSnoop(ctx context.Context, t testing.TB, l *lab.TestLab, channelID string) string {
+	t.Helper()
+	return foreignSnoop(ctx, t, l, rogueApp(ctx, t, l), channelID)
+}
+
+// rogueApp registers an ARI application other than callwarden's, until the
+// test ends, and returns its name: snoops placed in it are foreign.
+func rogueApp(ctx context.Context, t testing.TB, l *lab.TestLab) string {
 	t.Helper()
 	app := l.NewID("rogue")
 	stream, err := l.ARI.Events(ctx, app)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = stream.Close() })
+	return app
+}
+
+// foreignSnoop has the ARI application app snoop on channelID; it returns
+// the snoop's id and hangs it up when the test ends.
+func foreignSnoop(ctx context.Context, t testing.TB, l *lab.TestLab, app, channelID string) string {
+	t.Helper()
 	id := l.NewID("rogue-snoop")
 	t.Cleanup(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -705,7 +740,6 @@ func rogueSnoop(ctx context.Context, t *testing.T, l *lab.TestLab, channelID str
 		if err := l.ARI.Hangup(cctx, id); err != nil && !errors.Is(err, lab.ErrNotFound) {
 			t.Errorf("hang up the rogue snoop: %v", err)
 		}
-		_ = stream.Close()
 	})
 	if err := ari(ctx, l, http.MethodPost, "/channels/"+url.PathEscape(channelID)+"/snoop",
 		url.Values{"app": {app}, "spy": {"both"}, "snoopId": {id}}, nil); err != nil {
@@ -771,7 +805,7 @@ func TestInterceptLatencyFromStasisToBridged(t *testing.T) {
 }
 
 // waitMemberFree waits until queue shows member ext "(Not in use)" again.
-func waitMemberFree(ctx context.Context, t *testing.T, l *lab.TestLab, queue, ext string) {
+func waitMemberFree(ctx context.Context, t testing.TB, l *lab.TestLab, queue, ext string) {
 	t.Helper()
 	for {
 		out := mustAsteriskCLI(ctx, t, l, "queue show "+queue)
@@ -788,7 +822,7 @@ func waitMemberFree(ctx context.Context, t *testing.T, l *lab.TestLab, queue, ex
 	}
 }
 
-func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+func histogramCount(t testing.TB, reg *prometheus.Registry, name string) uint64 {
 	t.Helper()
 	for _, mf := range gather(t, reg) {
 		if mf.GetName() == name {
@@ -798,7 +832,7 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 
 	return 0
 }
 
-func gather(t *testing.T, reg *prometheus.Registry) []*dto.MetricFamily {
+func gather(t testing.TB, reg *prometheus.Registry) []*dto.MetricFamily {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -86,7 +86,7 @@ func watchdogRecord(ctx context.Context, t *testing.T, l *lab.TestLab, uuid stri
 // rogueEavesdrop makes a loopback call whose B leg runs the lab's eavesdrop_<target>
 // extension (the dialplan's eavesdrop, no callwarden in the path) and returns the spy
 // leg's uuid and the Event-Date-Timestamp of its eavesdrop's start.
-func rogueEavesdrop(ctx context.Context, t *testing.T, fs *lab.TestFreeSWITCH, ev *fsEvents, target string) (string, time.Time) {
+func rogueEavesdrop(ctx context.Context, t testing.TB, fs *lab.TestFreeSWITCH, ev *fsEvents, target string) (string, time.Time) {
 	t.Helper()
 	a := fs.NewUUID("spy")
 	fs.Track(a)

@@ -195,20 +195,6 @@ func waitGen(b *testing.B, ch chan uint64, gen uint64) {
 	}
 }
 
-func reportPercentiles(b *testing.B, lat []time.Duration) {
-	if len(lat) == 0 {
-		return
-	}
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		i := min(int(p*float64(len(lat))), len(lat)-1)
-		return float64(lat[i].Microseconds()) / 1000
-	}
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
-}
-
 // BenchmarkFullReload100k measures what a daemon pays to reload a
 // 100k-user policy from Redis: one MULTI/EXEC read, decoding and
 // compiling the snapshot. heap-MB is the live heap the snapshot holds.
