@@ -26,8 +26,8 @@ const (
 	WatchdogEnforce = session.WatchdogEnforce
 	// WatchdogReportOnly only audits (and counts) the bypass.
 	WatchdogReportOnly = session.WatchdogReportOnly
-	// WatchdogOff does not watch; the adapter then does not subscribe to
-	// every channel of the PBX.
+	// WatchdogOff does not watch; the adapter still subscribes to every
+	// channel and bridge, for its model of the PBX.
 	WatchdogOff = session.WatchdogOff
 )
 
@@ -116,7 +116,7 @@ type Adapter struct {
 	// model is the PBX's live channels and bridges, kept from the events.
 	model *pbxModel
 	// events is the live event websocket, for DropEventConnection.
-	events   atomic.Pointer[ariclient.Conn]
+	events atomic.Pointer[ariclient.Conn]
 
 	mu      sync.Mutex
 	subs    map[string][]*inbox   // channel, playback or bridge id -> every handler following its events

@@ -54,19 +54,24 @@ func decodeEvent(msg []byte) (ari.Event, string, error) {
 	return ev, peek.Type, nil
 }
 
-// wantedEvents are the event types the adapter acts on. Asterisk is asked
-// to send only these (PUT /applications/{app}/eventFilter) as soon as the
-// application is registered: with subscribe-all a PBX emits a flood of
-// ChannelVarset and state events callwarden does not need, and Asterisk 22
-// then also stops sending the types the ARI library cannot decode. The
-// reader filters unknown types anyway, for the window before the filter
-// is set and for an Asterisk that does not support filters. ChannelVarset
-// is wanted for the queue variables alone (a monitored call that moves
-// queue is decided again); a filter goes by type only, so the dispatcher
-// drops every other variable's event before routing it.
+// wantedEvents are the event types the adapter acts on or keeps its model
+// of the PBX with. Asterisk is asked to send only these (PUT
+// /applications/{app}/eventFilter) as soon as the application is
+// registered: with subscribe-all a PBX emits a flood of events callwarden
+// does not need, and Asterisk 22 then also stops sending the types the ARI
+// library cannot decode. The reader filters unknown types anyway, for the
+// window before the filter is set and for an Asterisk that does not
+// support filters. ChannelVarset is wanted for the dialplan-contract
+// variables alone (the model keeps them; a monitored call that moves queue
+// is decided again); a filter goes by type only, so the dispatcher drops
+// every other variable's event before routing it. The model needs every
+// event that changes a channel's state, caller ids or bridge, and
+// BridgeMerged, which moves channels without entering or leaving events.
 var wantedEvents = []string{
 	"StasisStart", "StasisEnd", "ChannelCreated", "ChannelDestroyed", "ChannelHangupRequest",
 	"ChannelDialplan", "ChannelDtmfReceived", "ChannelEnteredBridge", "ChannelLeftBridge", "ChannelVarset",
+	"ChannelStateChange", "ChannelConnectedLine", "ChannelCallerId",
+	"BridgeCreated", "BridgeDestroyed", "BridgeMerged",
 	"PlaybackStarted", "PlaybackFinished", "RecordingStarted", "RecordingFinished", "RecordingFailed",
 	"ApplicationReplaced",
 }
