@@ -137,8 +137,8 @@ func startCallwardenWith(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMod
 
 // startCallwardenFrom runs the Stasis application deciding from the
 // snapshot policy returns, its session registry made with ro (its store,
-// logger and metrics set here).
-func startCallwardenFrom(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode, policy func() *enforce.Snapshot, ro session.RegistryOptions) *callwarden {
+// logger and metrics set here), and its options then changed by change.
+func startCallwardenFrom(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMode, policy func() *enforce.Snapshot, ro session.RegistryOptions, change ...func(*asterisk.Options)) *callwarden {
 	t.Helper()
 	cw := &callwarden{audit: newAuditLog(), recs: memory.NewRecordings(), reg: prometheus.NewRegistry(), now: &clock{t: labNow}}
 	ro.Store, ro.Logger, ro.Registerer = memory.NewSessions(), zaptest.NewLogger(t), cw.reg
@@ -147,7 +147,7 @@ func startCallwardenFrom(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMod
 		t.Fatal(err)
 	}
 	cw.sessions = sessions
-	a, err := asterisk.New(asterisk.Options{
+	o := asterisk.Options{
 		URL: l.ARIURL, User: l.ARIUser, Password: l.ARIPassword, App: "callwarden", Timeout: 2 * time.Second,
 		Snapshot:   policy,
 		Auditor:    cw.audit,
@@ -158,7 +158,11 @@ func startCallwardenFrom(t *testing.T, l *lab.TestLab, mode asterisk.WatchdogMod
 		Registerer: cw.reg,
 		Watchdog:   mode,
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
-	})
+	}
+	for _, c := range change {
+		c(&o)
+	}
+	a, err := asterisk.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,7 +93,12 @@ func New(base, user, password string, timeout time.Duration) *Client {
 			Transport: &http.Transport{
 				Proxy:               nil, // ARI is next to us; never through an HTTP proxy.
 				DialContext:         (&net.Dialer{Timeout: timeout}).DialContext,
-				MaxIdleConnsPerHost: 16,
+				// A monitor request makes up to three calls at once
+				// (answer, bridge, snoop) and requests run side by side:
+				// connections beyond the idle pool would be closed after
+				// each call and dialled again (a new Asterisk HTTP thread
+				// each time).
+				MaxIdleConnsPerHost: 64,
 				IdleConnTimeout:     90 * time.Second,
 			},
 		},

@@ -1,0 +1,190 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/integration/lab"
+	"github.com/callwarden/callwarden/pbx/asterisk"
+	"github.com/callwarden/callwarden/pbx/session"
+)
+
+// listedChannel is a channel of GET /channels with what the adapter's
+// model keeps of it; Channelvars are there because the lab's ari.conf
+// names the dialplan-contract variables in channelvars.
+type listedChannel struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	State     string            `json:"state"`
+	Caller    lab.CallerID      `json:"caller"`
+	Connected lab.CallerID      `json:"connected"`
+	Vars      map[string]string `json:"channelvars"`
+}
+
+// pbxListing lists the lab's channels and bridges as the adapter's model
+// shows them (sorted by id), from one GET /channels and one GET /bridges.
+func pbxListing(ctx context.Context, l *lab.TestLab) (asterisk.ModelView, error) {
+	var chans []listedChannel
+	if err := ari(ctx, l, http.MethodGet, "/channels", nil, &chans); err != nil {
+		return asterisk.ModelView{}, err
+	}
+	var bridges []lab.Bridge
+	if err := ari(ctx, l, http.MethodGet, "/bridges", nil, &bridges); err != nil {
+		return asterisk.ModelView{}, err
+	}
+	bridgeOf := map[string]string{}
+	v := asterisk.ModelView{Synced: true}
+	for _, b := range bridges {
+		members := slices.Sorted(slices.Values(b.Channels))
+		v.Bridges = append(v.Bridges, asterisk.ModelBridge{ID: b.ID, Channels: members})
+		for _, id := range members {
+			bridgeOf[id] = b.ID
+		}
+	}
+	for _, c := range chans {
+		v.Channels = append(v.Channels, asterisk.ModelChannel{ID: c.ID, Name: c.Name, State: c.State,
+			Caller: c.Caller.Number, Connected: c.Connected.Number, Bridge: bridgeOf[c.ID], Vars: c.Vars})
+	}
+	sort.Slice(v.Channels, func(i, j int) bool { return v.Channels[i].ID < v.Channels[j].ID })
+	sort.Slice(v.Bridges, func(i, j int) bool { return v.Bridges[i].ID < v.Bridges[j].ID })
+	return v, nil
+}
+
+// modelDiff says how the adapter's model differs from a fresh listing of
+// the PBX, "" when it does not.
+func modelDiff(got, want asterisk.ModelView) string {
+	if !got.Synced {
+		return "the model is not synced"
+	}
+	index := func(v asterisk.ModelView) map[string]string {
+		m := map[string]string{}
+		for _, c := range v.Channels {
+			m["channel "+c.ID] = fmt.Sprintf("%+v", c)
+		}
+		for _, b := range v.Bridges {
+			m["bridge "+b.ID] = fmt.Sprint(b.Channels)
+		}
+		return m
+	}
+	g, w := index(got), index(want)
+	var diffs []string
+	for k, wv := range w {
+		if gv, ok := g[k]; !ok {
+			diffs = append(diffs, "missing "+k+": "+wv)
+		} else if gv != wv {
+			diffs = append(diffs, k+": model "+gv+", PBX "+wv)
+		}
+	}
+	for k, gv := range g {
+		if _, ok := w[k]; !ok {
+			diffs = append(diffs, "stale "+k+": "+gv)
+		}
+	}
+	sort.Strings(diffs)
+	return fmt.Sprint(diffs)
+}
+
+// waitModelMatchesPBX waits until the adapter's model equals a fresh
+// listing of the PBX (the two are read one after the other, so a call
+// changing in between is read again).
+func waitModelMatchesPBX(ctx context.Context, t *testing.T, l *lab.TestLab, cw *callwarden, what string) {
+	t.Helper()
+	waitFor(ctx, t, what, func() error {
+		want, err := pbxListing(ctx, l)
+		if err != nil {
+			return err
+		}
+		if d := modelDiff(cw.a.Model(), want); d != "[]" {
+			return fmt.Errorf("the model differs from GET /channels + GET /bridges: %s", d)
+		}
+		return nil
+	})
+}
+
+func TestAsteriskModelResyncsAfterTheEventConnectionDrops(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := contextFor(t, 3*time.Minute)
+	// A long backoff holds the gap open: the test ends one call and
+	// starts another while callwarden hears nothing.
+	const gap = 4 * time.Second
+	cw := startCallwardenFrom(t, l, asterisk.WatchdogEnforce, exampleSnapshotFunc(t), session.RegistryOptions{}, func(o *asterisk.Options) {
+		o.MinBackoff, o.MaxBackoff = gap, gap
+	})
+	events := mustEvents(ctx, t, l)
+	// Background calls: every sales agent on a call.
+	ended, endedExt := salesCall(ctx, t, l, events, "5550101")
+	kept, keptExt := salesCall(ctx, t, l, events, "5550102")
+	salesCall(ctx, t, l, events, "5550103")
+	waitModelMatchesPBX(ctx, t, l, cw, "the model after the first connection")
+	if v := cw.a.Model(); !slices.ContainsFunc(v.Channels, func(c asterisk.ModelChannel) bool {
+		return c.ID == kept.ID && c.Vars["CALLWARDEN_QUEUE"] == "sales"
+	}) {
+		t.Fatalf("agent %s's channel %s not in the model with CALLWARDEN_QUEUE sales (ari.conf channelvars): %+v", keptExt, kept.ID, v.Channels)
+	}
+	resyncs := counterSum(t, cw.reg, "callwarden_asterisk_model_resyncs_total")
+
+	if !cw.a.DropEventConnection(ctx) {
+		t.Fatal("no event connection to drop")
+	}
+	waitFor(ctx, t, "the model unsynced by the drop", func() error {
+		if cw.a.Model().Synced {
+			return fmt.Errorf("still synced")
+		}
+		return nil
+	})
+	// In the gap: agent endedExt's call ends, a support call starts. No
+	// event of either reaches callwarden.
+	mustHangup(ctx, t, l, ended.ID)
+	mustOK(t, l.WaitChannelGone(ctx, ended.ID))
+	support, _ := queueCall(ctx, t, l, events, "support", "5550104")
+	if cw.a.Connected() {
+		t.Fatal("callwarden reconnected before the gap's calls changed: the test saw no gap")
+	}
+
+	waitFor(ctx, t, "the model resynced after the reconnection", func() error {
+		if got := counterSum(t, cw.reg, "callwarden_asterisk_model_resyncs_total"); got != resyncs+1 || !cw.a.Model().Synced {
+			return fmt.Errorf("%v resyncs (want %v), synced %v", got, resyncs+1, cw.a.Model().Synced)
+		}
+		return nil
+	})
+	// (a) The resynced model is the PBX: the ended call is gone, the new
+	// one is there.
+	waitModelMatchesPBX(ctx, t, l, cw, "the model after the resync")
+	v := cw.a.Model()
+	for _, c := range v.Channels {
+		if c.ID == ended.ID {
+			t.Errorf("the call that ended in the gap is still in the model: %+v", c)
+		}
+	}
+	if !slices.ContainsFunc(v.Channels, func(c asterisk.ModelChannel) bool { return c.ID == support.ID }) {
+		t.Errorf("the support call that started in the gap is not in the model")
+	}
+
+	// (b) A request on the agent whose call ended in the gap is refused
+	// (no call), whichever path decided it; one on a live call is
+	// enforced.
+	sup := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", "*222"+endedExt)
+	mustWait(ctx, t, events, "the refused supervisor hung up", lab.OnChannel("ChannelDestroyed", sup.First))
+	rec := cw.audit.wait(ctx, t, "alice refused", decision("alice", "monitor.listen", "deny"))
+	if rec.Reason != session.ReasonNoCall {
+		t.Errorf("monitoring agent %s, whose call ended in the gap: reason %q, want %s (record %+v)", endedExt, rec.Reason, session.ReasonNoCall, rec)
+	}
+	mustMonitor(ctx, t, l, events, "1001", "*222"+keptExt, kept.ID)
+	lookups := counterSum(t, cw.reg, "callwarden_asterisk_call_lookups_total")
+	t.Logf("call lookups after the resync: %v (model and rest paths)", lookups)
+	if lookups < 2 {
+		t.Errorf("%v call lookups counted, want at least the two requests'", lookups)
+	}
+}
+
+// exampleSnapshotFunc is the example profiles' snapshot, as a policy.
+func exampleSnapshotFunc(t *testing.T) func() *enforce.Snapshot {
+	s := exampleSnapshot(t)
+	return func() *enforce.Snapshot { return s }
+}
