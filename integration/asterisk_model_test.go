@@ -188,3 +188,58 @@ func exampleSnapshotFunc(t *testing.T) func() *enforce.Snapshot {
 	s := exampleSnapshot(t)
 	return func() *enforce.Snapshot { return s }
 }
+
+// TestSimultaneousMonitorRequestsAreNotSerialized has four supervisors ask
+// at once to listen to the four agents' calls, and compares each one's
+// Stasis-to-bridged time (Asterisk's timestamps) with a lone request's. A
+// lock held across REST calls, or an event loop waiting on the network,
+// would make the last of the four take about four times as long.
+func TestSimultaneousMonitorRequestsAreNotSerialized(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := contextFor(t, 3*time.Minute)
+	startCallwarden(t, l, asterisk.WatchdogEnforce)
+	events := mustEvents(ctx, t, l)
+	var agents []lab.Channel
+	var exts []string
+	for i, q := range []string{"sales", "sales", "sales", "support"} {
+		agent, ext := queueCall(ctx, t, l, events, q, fmt.Sprint(5550110+i))
+		agents, exts = append(agents, agent), append(exts, ext)
+	}
+	// interceptTime is supervisor sup's time from Stasis() to its snoop
+	// on agent entering a bridge; seen are the snoops already measured.
+	seen := map[string]bool{}
+	interceptTime := func(sup lab.LocalCall, agent lab.Channel) time.Duration {
+		start := mustWait(ctx, t, events, "Stasis on the supervisor", func(e lab.Event) bool {
+			return e.Type == "ChannelDialplan" && e.ChannelID() == sup.First && e.DialplanApp == "Stasis"
+		})
+		isNew := snoopOn(agent.ID)
+		created := mustWait(ctx, t, events, "the snoop", func(e lab.Event) bool { return isNew(e) && !seen[e.Channel.ID] })
+		seen[created.Channel.ID] = true
+		bridged := mustWait(ctx, t, events, "the snoop bridged", lab.OnChannel("ChannelEnteredBridge", created.Channel.ID))
+		return eventTime(t, bridged).Sub(eventTime(t, start))
+	}
+	// Alone, twice: the first request also opens callwarden's HTTP
+	// connections to ARI.
+	var alone time.Duration
+	for range 2 {
+		lone := mustOriginateSupervisor(ctx, t, l, "1001", "cw-supervisors", "*222"+exts[0])
+		alone = interceptTime(lone, agents[0])
+		mustHangup(ctx, t, l, lone.First)
+		mustOK(t, l.WaitChannelGone(ctx, lone.First))
+	}
+
+	sups := make([]lab.LocalCall, len(agents))
+	for i := range agents {
+		sups[i] = originatePhone(ctx, t, l, "1001", "Local/1001@cw-supervisor-line/n", "*222"+exts[i], nil)
+	}
+	var together []time.Duration
+	for i := range agents {
+		together = append(together, interceptTime(sups[i], agents[i]))
+	}
+	slowest := slices.Max(together)
+	t.Logf("Stasis -> snoop bridged: alone %s; %d at once %v (slowest %s)", alone, len(agents), together, slowest)
+	// Loose on purpose: the machine is shared and timings are noisy.
+	if slowest > 500*time.Millisecond {
+		t.Errorf("the slowest of %d simultaneous requests took %s, want < 500ms", len(agents), slowest)
+	}
+}
