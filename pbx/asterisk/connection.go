@@ -142,6 +142,18 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 	sweepCtx, sweepCancel := context.WithCancel(ctx)
 	var swept chan error
 	var resynced chan pbxListing
+	subscribed := false // every channel's events flow: a resync can start
+	// resync forgets the model, lists the PBX beside the event loop and
+	// merges the listing in when it comes back (case resynced below).
+	resync := func() {
+		a.model.beginResync()
+		resynced = make(chan pbxListing, 1)
+		go func() {
+			var l pbxListing
+			l.chans, l.bridges, l.err = a.listPBX(sweepCtx)
+			resynced <- l
+		}()
+	}
 	defer func() {
 		sweepCancel()
 		if swept != nil {
@@ -160,6 +172,9 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 			if a.handleMessage(ctx, msg) {
 				return wasUp, errReplaced
 			}
+			if subscribed && resynced == nil && a.model.lost() {
+				resync()
+			}
 		case err := <-registered:
 			registered = nil
 			if err != nil {
@@ -174,16 +189,9 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 			if err := a.rest.SetEventFilter(ctx, a.o.App, wantedEvents); err != nil {
 				a.log.Warn("cannot set the application's event filter; receiving every event", zap.Error(err))
 			}
-			// Every event from here on reaches the model: forget what it
-			// held, list the PBX beside the event loop and merge the
-			// listing in when it comes back (resyncs below).
-			a.model.beginResync()
-			resynced = make(chan pbxListing, 1)
-			go func() {
-				var l pbxListing
-				l.chans, l.bridges, l.err = a.listPBX(sweepCtx)
-				resynced <- l
-			}()
+			// Every event from here on reaches the model.
+			subscribed = true
+			resync()
 			// Before reporting itself connected, end what a previous
 			// process (kill -9) or connection left behind: a supervisor
 			// still bridged to a snoop would otherwise listen unsupervised.
@@ -198,6 +206,9 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 			}
 			a.model.finishResync(l.chans, l.bridges)
 			a.m.resyncs.Inc()
+			if a.model.lost() {
+				resync()
+			}
 			a.log.Debug("model of the PBX synced", zap.Int("channels", len(l.chans)), zap.Int("bridges", len(l.bridges)))
 		case err := <-swept:
 			swept = nil
@@ -281,6 +292,9 @@ func (a *Adapter) handleMessage(ctx context.Context, msg []byte) (replaced bool)
 	case err != nil:
 		a.m.dropped.WithLabelValues("malformed").Inc()
 		a.log.Warn("undecodable ARI event dropped", zap.String("type", typ), zap.Error(err))
+		// The model may have missed a change: it is not trusted until
+		// the event loop has listed the PBX again.
+		a.model.markLost()
 		return false
 	}
 	// The model first: a handler the dispatch starts must find every

@@ -40,6 +40,9 @@ type pbxModel struct {
 
 	// tracked reports the number of channels after every change (a gauge).
 	tracked func(n int)
+	// missed says an event was lost (undecodable) since the last resync
+	// began: the event loop resyncs.
+	missed bool
 }
 
 // modelChannel is what the model keeps of one channel: what a decision
@@ -320,7 +323,7 @@ func (m *pbxModel) removeBridge(id string) {
 func (m *pbxModel) beginResync() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.synced = false
+	m.synced, m.missed = false, false
 	m.listing = true
 	m.tombs = make(map[string]struct{})
 	clear(m.chans)
@@ -357,7 +360,24 @@ func (m *pbxModel) finishResync(chans []ari.ChannelData, bridges []ari.BridgeDat
 			}
 		}
 	}
-	m.listing, m.tombs, m.synced = false, nil, true
+	// An event lost meanwhile may be newer than the listing: the event
+	// loop lists again (lost) before the model is trusted.
+	m.listing, m.tombs, m.synced = false, nil, !m.missed
+}
+
+// markLost marks the model stale because an event could not be applied;
+// lost then reports it until the next resync begins.
+func (m *pbxModel) markLost() {
+	m.mu.Lock()
+	m.synced, m.missed = false, true
+	m.mu.Unlock()
+}
+
+// lost reports whether an event was lost since the last resync began.
+func (m *pbxModel) lost() bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.missed
 }
 
 // unsync marks the model stale: the connection dropped and events may be

@@ -465,3 +465,24 @@ func benchmarkSnapshot(tb testing.TB) *enforce.Snapshot {
 	}
 	return s
 }
+
+func TestAnUndecodableEventMakesTheAdapterResync(t *testing.T) {
+	f := newFakeARI(t)
+	f.answer(http.MethodGet, "/channels", http.StatusOK, `[]`)
+	f.answer(http.MethodGet, "/bridges", http.StatusOK, `[]`)
+	a := startAdapter(t, f, mustExampleSnapshotFunc(t), nil, nil)
+	waitFor(t, "the model synced", func() bool { return a.Model().Synced })
+	conn := <-f.conn
+	// A ChannelStateChange whose channel is not an object: the model
+	// cannot know what changed.
+	f.send(conn, `{"type":"ChannelStateChange","application":"callwarden","channel":"garbled"}`)
+	waitFor(t, "a second resync", func() bool { return counterValue(a.m.resyncs) == 2 && a.Model().Synced })
+	if n := counterValue(a.m.dropped.WithLabelValues("malformed")); n != 1 {
+		t.Errorf("%v malformed events counted, want 1", n)
+	}
+}
+
+func mustExampleSnapshotFunc(tb testing.TB) func() *enforce.Snapshot {
+	s := mustExampleSnapshot(tb)
+	return func() *enforce.Snapshot { return s }
+}
