@@ -243,3 +243,43 @@ func TestSimultaneousMonitorRequestsAreNotSerialized(t *testing.T) {
 		t.Errorf("the slowest of %d simultaneous requests took %s, want < 500ms", len(agents), slowest)
 	}
 }
+
+// TestInterceptLatencyWithAThousandUnrelatedChannelsUp measures Stasis to
+// bridged with the lab idle, then with 1,000 unrelated channels up: with
+// the model of the PBX, a request no longer lists every channel, so the
+// unrelated calls should barely show. The bound is loose (shared machine);
+// the numbers are logged.
+func TestInterceptLatencyWithAThousandUnrelatedChannelsUp(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := contextFor(t, 5*time.Minute)
+	cw := startCallwarden(t, l, asterisk.WatchdogEnforce)
+	events := mustEvents(ctx, t, l)
+	const n = 10
+	idle := interceptSamples(ctx, t, l, events, n)
+
+	// 500 Local calls that wait: two channels each, no media.
+	const calls = 500
+	for i := range calls {
+		id := l.NewID("background")
+		if _, err := l.Originate(ctx, lab.OriginateParams{Endpoint: "Local/wait@cw-customer-audio/n", Context: "cw-customer-audio",
+			Extension: "wait", Priority: 1, CallerID: fmt.Sprint(5560000 + i), ChannelID: id, OtherChannelID: id + "-2"}); err != nil {
+			t.Fatalf("background call %d: %v", i, err)
+		}
+	}
+	waitFor(ctx, t, "the model tracking the background calls", func() error {
+		if got := len(cw.a.Model().Channels); got < 2*calls {
+			return fmt.Errorf("%d channels tracked", got)
+		}
+		return nil
+	})
+	loaded := interceptSamples(ctx, t, l, events, n)
+	p50, p99 := func(d []time.Duration) time.Duration { return d[len(d)/2] }, func(d []time.Duration) time.Duration { return d[len(d)-1] }
+	t.Logf("Stasis -> snoop bridged, n=%d each: idle p50 %s p99(max) %s; with %d unrelated channels p50 %s p99(max) %s",
+		n, p50(idle), p99(idle), 2*calls, p50(loaded), p99(loaded))
+	if p99(loaded) > 500*time.Millisecond {
+		t.Errorf("with %d unrelated channels the slowest request took %s, want < 500ms", 2*calls, p99(loaded))
+	}
+	if got := counterSum(t, cw.reg, "callwarden_asterisk_call_lookups_total"); got < 2*n {
+		t.Errorf("%v call lookups counted, want %d", got, 2*n)
+	}
+}
