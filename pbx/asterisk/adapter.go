@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callwarden/callwarden/enforce"
+	"github.com/callwarden/callwarden/pbx/asterisk/ariclient"
 	"github.com/callwarden/callwarden/pbx/session"
 )
 
@@ -25,8 +26,8 @@ const (
 	WatchdogEnforce = session.WatchdogEnforce
 	// WatchdogReportOnly only audits (and counts) the bypass.
 	WatchdogReportOnly = session.WatchdogReportOnly
-	// WatchdogOff does not watch; the adapter then does not subscribe to
-	// every channel of the PBX.
+	// WatchdogOff does not watch; the adapter still subscribes to every
+	// channel and bridge, for its model of the PBX.
 	WatchdogOff = session.WatchdogOff
 )
 
@@ -111,6 +112,11 @@ type Adapter struct {
 	audit      *session.Audit      // builds and writes every audit record
 	allowances session.Allowances  // what a check allowed a channel (watchdog)
 	recs       *session.Recordings // recording metadata and the live recordings
+
+	// model is the PBX's live channels and bridges, kept from the events.
+	model *pbxModel
+	// events is the live event websocket, for DropEventConnection.
+	events atomic.Pointer[ariclient.Conn]
 
 	mu      sync.Mutex
 	subs    map[string][]*inbox   // channel, playback or bridge id -> every handler following its events
@@ -232,6 +238,7 @@ func New(opts Options) (*Adapter, error) {
 		caught:  make(map[string]struct{}),
 		pending: make(map[string]pendingApp),
 	}
+	a.model = newPBXModel(func(n int) { m.tracked.Set(float64(n)) })
 	// Without a shared store this daemon is the only watchdog.
 	a.setActive(o.Shared == nil)
 	a.audit = &session.Audit{Log: o.Auditor, Source: "asterisk", PBX: o.PBX, Now: o.Now, Failed: m.auditFailures.Inc}

@@ -90,6 +90,11 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 		}
 		_ = ws.Close()
 	})
+	a.events.Store(ws)
+	// Whatever ends this connection, events may be lost from now on until
+	// the next connection's resync: the model must not be trusted.
+	defer a.model.unsync()
+	defer a.events.Store(nil)
 	quit := make(chan struct{}) // tells the reader nobody reads msgs any more
 	defer func() {
 		close(quit)
@@ -136,10 +141,26 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 	// StasisStarts to be dispatched) and never outlives this connection.
 	sweepCtx, sweepCancel := context.WithCancel(ctx)
 	var swept chan error
+	var resynced chan pbxListing
+	subscribed := false // every channel's events flow: a resync can start
+	// resync forgets the model, lists the PBX beside the event loop and
+	// merges the listing in when it comes back (case resynced below).
+	resync := func() {
+		a.model.beginResync()
+		resynced = make(chan pbxListing, 1)
+		go func() {
+			var l pbxListing
+			l.chans, l.bridges, l.err = a.listPBX(sweepCtx)
+			resynced <- l
+		}()
+	}
 	defer func() {
 		sweepCancel()
 		if swept != nil {
 			<-swept
+		}
+		if resynced != nil {
+			<-resynced
 		}
 	}()
 	for {
@@ -151,26 +172,44 @@ func (a *Adapter) connectAndRead(ctx context.Context) (wasUp bool, err error) {
 			if a.handleMessage(ctx, msg) {
 				return wasUp, errReplaced
 			}
+			if subscribed && resynced == nil && a.model.lost() {
+				resync()
+			}
 		case err := <-registered:
 			registered = nil
 			if err != nil {
 				return false, err
 			}
-			if a.o.Watchdog != WatchdogOff {
-				// Without every channel's events the watchdog is blind:
-				// treat it as a failed connection and try again.
-				if err := a.rest.WatchAll(ctx, a.o.App); err != nil {
-					return false, fmt.Errorf("subscribe to every channel for the watchdog: %w", err)
-				}
+			// Without every channel's events the model of the PBX and the
+			// watchdog are blind: treat it as a failed connection and try
+			// again.
+			if err := a.rest.WatchAll(ctx, a.o.App); err != nil {
+				return false, fmt.Errorf("subscribe to every channel and bridge: %w", err)
 			}
 			if err := a.rest.SetEventFilter(ctx, a.o.App, wantedEvents); err != nil {
 				a.log.Warn("cannot set the application's event filter; receiving every event", zap.Error(err))
 			}
+			// Every event from here on reaches the model.
+			subscribed = true
+			resync()
 			// Before reporting itself connected, end what a previous
 			// process (kill -9) or connection left behind: a supervisor
 			// still bridged to a snoop would otherwise listen unsupervised.
 			swept = make(chan error, 1)
 			go func() { swept <- a.sweepOrphans(sweepCtx) }()
+		case l := <-resynced:
+			resynced = nil
+			if l.err != nil {
+				// Decisions list the PBX meanwhile; a new connection
+				// resyncs again.
+				return wasUp, fmt.Errorf("list the PBX for its model: %w", l.err)
+			}
+			a.model.finishResync(l.chans, l.bridges)
+			a.m.resyncs.Inc()
+			if a.model.lost() {
+				resync()
+			}
+			a.log.Debug("model of the PBX synced", zap.Int("channels", len(l.chans)), zap.Int("bridges", len(l.bridges)))
 		case err := <-swept:
 			swept = nil
 			if err != nil {
@@ -253,12 +292,44 @@ func (a *Adapter) handleMessage(ctx context.Context, msg []byte) (replaced bool)
 	case err != nil:
 		a.m.dropped.WithLabelValues("malformed").Inc()
 		a.log.Warn("undecodable ARI event dropped", zap.String("type", typ), zap.Error(err))
+		// The model may have missed a change: it is not trusted until
+		// the event loop has listed the PBX again.
+		a.model.markLost()
 		return false
 	}
+	// The model first: a handler the dispatch starts must find every
+	// earlier event in it.
+	a.model.apply(ev)
 	if _, ok := ev.(*ari.ApplicationReplaced); ok {
 		a.log.Error("ARI application taken over by another client; reconnecting after the maximum backoff")
 		return true
 	}
 	a.dispatch(ctx, ev)
 	return false
+}
+
+// pbxListing is a resync's listing of the PBX.
+type pbxListing struct {
+	chans   []ari.ChannelData
+	bridges []ari.BridgeData
+	err     error
+}
+
+// DropEventConnection ends the live event connection the way a network
+// fault would, without stopping the adapter: it reconnects after
+// Options.MinBackoff and resyncs its model of the PBX. Events of the gap
+// are lost. It is for tests of that path; it reports whether a connection
+// was up. The stream is quieted and the close is a clean handshake,
+// because Asterisk 22 can wedge a session closed while it writes events.
+func (a *Adapter) DropEventConnection(ctx context.Context) bool {
+	ws := a.events.Load()
+	if ws == nil {
+		return false
+	}
+	if err := a.rest.SetEventFilter(ctx, a.o.App, quietEvents); err != nil {
+		a.log.Debug("cannot quiet the event stream before dropping it", zap.Error(err))
+	}
+	ws.SendClose()
+	_ = ws.SetReadDeadline(time.Now().Add(closeGrace))
+	return true
 }

@@ -11,7 +11,10 @@
 // ariclient.Client.EventsURL), its watchdog hangs up ChanSpy, ExtenSpy,
 // MixMonitor and foreign snoop channels nobody allowed (watchdog.go), and
 // at every (re)connection it ends what a previous process left behind
-// (orphans.go).
+// (orphans.go). From the same events it keeps a model of the PBX's live
+// channels and bridges (model.go), resynced by a listing at every
+// (re)connection, so that a request finds its target's call without
+// listing the PBX; while the model is not synced, requests list it.
 //
 // adapter.go holds the options and the Adapter; connection.go keeps the
 // event websocket up (reconnecting with backoff, registering, setting the

@@ -54,19 +54,28 @@ func decodeEvent(msg []byte) (ari.Event, string, error) {
 	return ev, peek.Type, nil
 }
 
-// wantedEvents are the event types the adapter acts on. Asterisk is asked
-// to send only these (PUT /applications/{app}/eventFilter) as soon as the
-// application is registered: with subscribe-all a PBX emits a flood of
-// ChannelVarset and state events callwarden does not need, and Asterisk 22
-// then also stops sending the types the ARI library cannot decode. The
-// reader filters unknown types anyway, for the window before the filter
-// is set and for an Asterisk that does not support filters. ChannelVarset
-// is wanted for the queue variables alone (a monitored call that moves
-// queue is decided again); a filter goes by type only, so the dispatcher
-// drops every other variable's event before routing it.
+// wantedEvents are the event types the adapter acts on or keeps its model
+// of the PBX with. Asterisk is asked to send only these (PUT
+// /applications/{app}/eventFilter) as soon as the application is
+// registered: with subscribe-all a PBX emits a flood of events callwarden
+// does not need, and Asterisk 22 then also stops sending the types the ARI
+// library cannot decode. The reader filters unknown types anyway, for the
+// window before the filter is set and for an Asterisk that does not
+// support filters. ChannelVarset is wanted for the dialplan-contract
+// variables alone (the model keeps them; a monitored call that moves queue
+// is decided again); a filter goes by type only, so the dispatcher drops
+// every other variable's event before routing it. The model needs every
+// event that changes a channel's state, connected line or bridge, and
+// BridgeMerged, which moves channels without entering or leaving events.
+// ChannelCallerId stays out, like every type Asterisk 22 added (the ARI
+// library's own reader panics on them; the integration suite checks the
+// filter): a caller id change reaches the model with the channel's next
+// snapshot (its state, dialplan or bridge events).
 var wantedEvents = []string{
 	"StasisStart", "StasisEnd", "ChannelCreated", "ChannelDestroyed", "ChannelHangupRequest",
 	"ChannelDialplan", "ChannelDtmfReceived", "ChannelEnteredBridge", "ChannelLeftBridge", "ChannelVarset",
+	"ChannelStateChange", "ChannelConnectedLine",
+	"BridgeCreated", "BridgeDestroyed", "BridgeMerged",
 	"PlaybackStarted", "PlaybackFinished", "RecordingStarted", "RecordingFinished", "RecordingFailed",
 	"ApplicationReplaced",
 }

@@ -22,6 +22,9 @@ type metrics struct {
 	auditFailures  prometheus.Counter
 	leaseHeld      prometheus.Gauge
 	leaseTakeovers prometheus.Counter
+	resyncs        prometheus.Counter
+	tracked        prometheus.Gauge
+	lookups        *prometheus.CounterVec // path
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,10 +56,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Times this daemon's watchdog started acting: it took the watchdog lease, or the store holding it could not be reached."),
 		auditFailures: session.NewCounter("callwarden_asterisk_audit_failures_total",
 			"Audit records that could not be written; an allow whose audit fails is turned into a deny."),
+		resyncs: session.NewCounter("callwarden_asterisk_model_resyncs_total",
+			"Listings of every channel and bridge merged into the model of the PBX, one at every (re)connection of the event websocket."),
+		tracked: session.NewGauge("callwarden_asterisk_model_channels",
+			"Channels of the PBX the model built from ARI events tracks."),
+		lookups: session.NewCounterVec("callwarden_asterisk_call_lookups_total",
+			"Lookups of a target's call, by path: model (the model built from events, synced) or rest (a listing of every channel and bridge, while the model is not synced).",
+			"path"),
 	}
 	m.dropped.WithLabelValues("inbox_full")
+	m.lookups.WithLabelValues("model")
+	m.lookups.WithLabelValues("rest")
 	m.dropped.WithLabelValues("malformed")
-	if err := session.Register(reg, m.decisions, m.intercept, m.reconnects, m.connected, m.dropped, m.unknown, m.watchdog, m.auditFailures, m.leaseHeld, m.leaseTakeovers); err != nil {
+	if err := session.Register(reg, m.decisions, m.intercept, m.reconnects, m.connected, m.dropped, m.unknown, m.watchdog, m.auditFailures, m.leaseHeld, m.leaseTakeovers, m.resyncs, m.tracked, m.lookups); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
 			return nil, fmt.Errorf("register asterisk metrics: %w (one adapter per registry)", err)

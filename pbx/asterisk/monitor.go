@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/CyCoreSystems/ari/v5"
@@ -136,7 +137,7 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 				// peer: the call may have moved queue. It is read again as
 				// at the start (the same precedence) and the registry
 				// decides the session again with it.
-				q, err := a.callQueue(ctx, tgt.call)
+				q, err := a.currentQueue(ctx, tgt.call)
 				if err != nil {
 					log.Warn("cannot read the call's queue after it changed; deciding nothing", zap.Error(err))
 					continue
@@ -189,35 +190,58 @@ type ariEavesdropper struct {
 	tap *ariTap // the session's tap, once Eavesdrop succeeded
 }
 
-// Eavesdrop answers the supervisor, creates the bridge, bridges the
-// supervisor and attaches a snoop in mode m (muted: the snoop is muted
-// before it is bridged); on error it removes what it created.
+// Eavesdrop answers the supervisor, creates the bridge and attaches a
+// snoop in mode m, all at once, then bridges the supervisor and the snoop
+// in one call. A muted snoop is muted before it is bridged, so a muted
+// session never hears the call. On any error it removes what it created.
 func (p *ariEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m mode, muted bool) (session.Tap, error) {
 	a := p.a
 	t := &ariTap{a: a, in: p.in, sup: supervisor, target: target, bridge: a.newID(kindBridge), muted: muted, log: p.log}
 	a.follow(p.in, t.bridge, t.target)
 	a.markOurs(t.bridge)
-	fail := func(what string, err error) (session.Tap, error) {
-		cctx, cancel := a.cleanupCtx(ctx)
-		defer cancel()
-		_ = t.Close(cctx)
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
+	var (
+		wg                   sync.WaitGroup
+		answerErr, bridgeErr error
+	)
 	if p.sup.State != "Up" {
-		if err := a.rest.answer(ctx, supervisor); err != nil {
-			return fail("answer the supervisor", err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.rest.answer(ctx, supervisor); err != nil {
+				answerErr = fmt.Errorf("answer the supervisor: %w", err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.rest.createBridge(ctx, t.bridge, "callwarden-monitor"); err != nil {
+			bridgeErr = fmt.Errorf("create the bridge: %w", err)
+		}
+	}()
+	// The snoop is attached here, in this goroutine: only it reads the
+	// inbox (waitStasis) until Eavesdrop returns.
+	snoop, snoopErr := t.attach(ctx, m)
+	wg.Wait()
+	// bridgeUp even when the creation failed: a timed-out creation may
+	// have made the bridge all the same, and Close ignores a missing one.
+	t.bridgeUp = true
+	err := errors.Join(answerErr, bridgeErr, snoopErr)
+	if err == nil {
+		if err = a.rest.addToBridge(ctx, t.bridge, supervisor, snoop); err != nil {
+			err = fmt.Errorf("bridge the supervisor and the snoop: %w", err)
 		}
 	}
-	if err := a.rest.createBridge(ctx, t.bridge, "callwarden-monitor"); err != nil {
-		return fail("create the bridge", err)
+	if err != nil {
+		cctx, cancel := a.cleanupCtx(ctx)
+		defer cancel()
+		if snoop != "" {
+			a.hangupQuiet(cctx, snoop)
+		}
+		_ = t.Close(cctx)
+		return nil, err
 	}
-	t.bridgeUp = true
-	if err := a.rest.addToBridge(ctx, t.bridge, supervisor); err != nil {
-		return fail("bridge the supervisor", err)
-	}
-	if err := t.SetMode(ctx, m); err != nil {
-		return fail("attach the snoop", err)
-	}
+	t.snoop = snoop
 	p.tap = t
 	return t, nil
 }
@@ -253,28 +277,13 @@ type ariTap struct {
 	log      *zap.Logger
 }
 
-// SetMode creates a snoop with m's directions, waits until it is in
-// Stasis, mutes it if the tap is muted, bridges it, and only then drops
-// the previous snoop: a switch never leaves the supervisor on a snoop of
-// the old mode, nor lets a muted supervisor hear the new one.
+// SetMode attaches a snoop with m's directions (attach), bridges it, and
+// only then drops the previous snoop: a switch never leaves the supervisor
+// on a snoop of the old mode, nor lets a muted supervisor hear the new one.
 func (t *ariTap) SetMode(ctx context.Context, m mode) error {
-	id := t.a.newID(kindSnoop)
-	t.a.markOurs(id)
-	t.a.follow(t.in, id)
-	spy, whisper := directions(m)
-	args := "snoop," + m.String() + ",spy=" + string(spy) + ",whisper=" + string(whisper)
-	if _, err := t.a.rest.snoop(ctx, t.target, id, t.a.o.App, args, spy, whisper); err != nil {
+	id, err := t.attach(ctx, m)
+	if err != nil {
 		return err
-	}
-	if err := t.a.waitStasis(ctx, t.in, id, t.sup); err != nil {
-		t.a.hangupQuiet(ctx, id)
-		return err
-	}
-	if t.muted {
-		if err := t.a.rest.mute(ctx, id, true); err != nil {
-			t.a.hangupQuiet(ctx, id)
-			return fmt.Errorf("mute the snoop: %w", err)
-		}
 	}
 	if err := t.a.rest.addToBridge(ctx, t.bridge, id); err != nil {
 		t.a.hangupQuiet(ctx, id)
@@ -286,6 +295,33 @@ func (t *ariTap) SetMode(ctx context.Context, m mode) error {
 		t.a.hangupQuiet(ctx, old)
 	}
 	return nil
+}
+
+// attach creates a snoop on the target with m's directions, waits until
+// it is in Stasis and mutes it if the tap is muted; it returns the snoop's
+// id, not yet bridged. On error it hangs the snoop up and returns "".
+func (t *ariTap) attach(ctx context.Context, m mode) (string, error) {
+	id := t.a.newID(kindSnoop)
+	t.a.markOurs(id)
+	t.a.follow(t.in, id)
+	spy, whisper := directions(m)
+	args := "snoop," + m.String() + ",spy=" + string(spy) + ",whisper=" + string(whisper)
+	if _, err := t.a.rest.snoop(ctx, t.target, id, t.a.o.App, args, spy, whisper); err != nil {
+		// A snoop whose creation timed out may exist all the same.
+		t.a.hangupQuiet(ctx, id)
+		return "", fmt.Errorf("attach the snoop: %w", err)
+	}
+	if err := t.a.waitStasis(ctx, t.in, id, t.sup); err != nil {
+		t.a.hangupQuiet(ctx, id)
+		return "", fmt.Errorf("attach the snoop: %w", err)
+	}
+	if t.muted {
+		if err := t.a.rest.mute(ctx, id, true); err != nil {
+			t.a.hangupQuiet(ctx, id)
+			return "", fmt.Errorf("mute the snoop: %w", err)
+		}
+	}
+	return id, nil
 }
 
 // Mute mutes or unmutes the snoop's audio into the bridge.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/CyCoreSystems/ari/v5"
 
@@ -29,13 +30,19 @@ var errNoCall = errors.New("target has no live call")
 // dialplan set it, else the channel's endpoint matched against identities
 // (PJSIP/1001-0000002a -> PJSIP/1001), else its caller id number. It
 // returns "" when nothing matches (the engine then denies unknown_user).
+// CALLWARDEN_USER is read from ch's snapshot when ari.conf channelvars
+// makes Asterisk carry it there, else with a REST call.
 func (a *Adapter) resolveCaller(ctx context.Context, snap *enforce.Snapshot, ch ari.ChannelData) (string, error) {
-	v, err := a.rest.getVar(ctx, ch.ID, varUser)
-	switch {
-	case err == nil && v != "":
+	v, ok := channelVar(ch, varUser)
+	if !ok {
+		var err error
+		v, err = a.rest.getVar(ctx, ch.ID, varUser)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return "", fmt.Errorf("read %s: %w", varUser, err)
+		}
+	}
+	if v != "" {
 		return v, nil
-	case err != nil && !errors.Is(err, ErrNotFound):
-		return "", fmt.Errorf("read %s: %w", varUser, err)
 	}
 	return resolveChannelUser(snap, ch, true), nil
 }
@@ -64,25 +71,62 @@ type call struct {
 
 // findCall finds the live, answered channel of user (a user id) other than
 // exclude, preferring one bridged with another party, and reads the call's
-// queue from CALLWARDEN_QUEUE or QUEUENAME on it or its peer.
+// queue from CALLWARDEN_QUEUE or QUEUENAME on it or its peer. It looks the
+// user's channels up in the model of the PBX when the model is synced, and
+// lists every channel and bridge of the PBX when it is not (before the
+// first resync, or after the event connection dropped until the next one
+// ends): a gap in the events must never let it decide on a call that ended.
 func (a *Adapter) findCall(ctx context.Context, snap *enforce.Snapshot, user, exclude string) (call, error) {
-	chans, err := a.rest.channels(ctx)
-	if err != nil {
-		return call{}, fmt.Errorf("list channels: %w", err)
+	c, found, synced := a.model.call(snap, user, exclude)
+	if synced {
+		a.m.lookups.WithLabelValues("model").Inc()
+	} else {
+		a.m.lookups.WithLabelValues("rest").Inc()
+		var err error
+		if c, found, err = a.listCall(ctx, snap, user, exclude); err != nil {
+			return call{}, err
+		}
 	}
-	bridges, err := a.rest.bridges(ctx)
-	if err != nil {
-		return call{}, fmt.Errorf("list bridges: %w", err)
-	}
-	c, ok := pickCall(snap, user, exclude, chans, bridges)
-	if !ok {
+	if !found {
 		return call{}, errNoCall
 	}
+	var err error
 	c.queue, err = a.callQueue(ctx, c)
 	if err != nil {
 		return call{}, err
 	}
 	return c, nil
+}
+
+// listCall is findCall on a listing of the PBX: every channel and bridge,
+// listed concurrently.
+func (a *Adapter) listCall(ctx context.Context, snap *enforce.Snapshot, user, exclude string) (call, bool, error) {
+	chans, bridges, err := a.listPBX(ctx)
+	if err != nil {
+		return call{}, false, err
+	}
+	c, ok := pickCall(snap, user, exclude, chans, bridges)
+	return c, ok, nil
+}
+
+// listPBX lists every channel and every bridge of the PBX, concurrently.
+func (a *Adapter) listPBX(ctx context.Context) ([]ari.ChannelData, []ari.BridgeData, error) {
+	var bridges []ari.BridgeData
+	var berr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bridges, berr = a.rest.bridges(ctx)
+	}()
+	chans, err := a.rest.channels(ctx)
+	<-done
+	if err != nil {
+		return nil, nil, fmt.Errorf("list channels: %w", err)
+	}
+	if berr != nil {
+		return nil, nil, fmt.Errorf("list bridges: %w", berr)
+	}
+	return chans, bridges, nil
 }
 
 // pickCall is findCall's pure part: which channel of chans is user's call.
@@ -146,23 +190,63 @@ func pickCall(snap *enforce.Snapshot, user, exclude string, chans []ari.ChannelD
 
 // callQueue reads the call's queue: CALLWARDEN_QUEUE or QUEUENAME on the
 // agent's channel, else QUEUENAME or CALLWARDEN_QUEUE on its peer; "" for a
-// direct call.
+// direct call. A variable the channel snapshots carry (ari.conf
+// channelvars) is read from them; the others are read with REST calls, all
+// at once, then taken in that order.
 func (a *Adapter) callQueue(ctx context.Context, c call) (string, error) {
-	type probe struct{ ch, name string }
-	probes := []probe{{c.agent.ID, varQueue}, {c.agent.ID, varQueueName}}
-	if c.peer != nil {
-		probes = append(probes, probe{c.peer.ID, varQueueName}, probe{c.peer.ID, varQueue})
+	type probe struct {
+		ch    ari.ChannelData
+		name  string
+		val   string
+		err   error
+		known bool
 	}
+	probes := []probe{{ch: c.agent, name: varQueue}, {ch: c.agent, name: varQueueName}}
+	if c.peer != nil {
+		probes = append(probes, probe{ch: *c.peer, name: varQueueName}, probe{ch: *c.peer, name: varQueue})
+	}
+	var wg sync.WaitGroup
+	for i := range probes {
+		p := &probes[i]
+		if p.val, p.known = channelVar(p.ch, p.name); p.known {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.val, p.err = a.rest.getVar(ctx, p.ch.ID, p.name)
+		}()
+	}
+	wg.Wait()
 	for _, p := range probes {
-		v, err := a.rest.getVar(ctx, p.ch, p.name)
 		switch {
-		case err == nil && strings.TrimSpace(v) != "":
-			return strings.TrimSpace(v), nil
-		case err != nil && !errors.Is(err, ErrNotFound):
-			return "", fmt.Errorf("read %s on %s: %w", p.name, p.ch, err)
+		case p.err == nil && strings.TrimSpace(p.val) != "":
+			return strings.TrimSpace(p.val), nil
+		case p.err != nil && !errors.Is(p.err, ErrNotFound):
+			return "", fmt.Errorf("read %s on %s: %w", p.name, p.ch.ID, p.err)
 		}
 	}
 	return "", nil
+}
+
+// currentQueue reads the queue of a call found earlier as it is now: from
+// the model when it is synced (a ChannelVarset is applied to it before it
+// is routed), else with REST calls, never from the snapshots the call was
+// found with.
+func (a *Adapter) currentQueue(ctx context.Context, c call) (string, error) {
+	refresh := func(ch ari.ChannelData) ari.ChannelData {
+		if now, ok := a.model.channel(ch.ID); ok {
+			return now
+		}
+		ch.ChannelVars = nil
+		return ch
+	}
+	c.agent = refresh(c.agent)
+	if c.peer != nil {
+		p := refresh(*c.peer)
+		c.peer = &p
+	}
+	return a.callQueue(ctx, c)
 }
 
 // resolveTarget turns a Stasis target argument (a user id or an extension

@@ -62,6 +62,12 @@ func (e *Error) Is(target error) bool {
 // PBX) stay far below.
 const maxBody = 16 << 20
 
+// maxIdleConns is the idle connections kept to ARI. A monitor request
+// makes up to three calls at once (answer, bridge, snoop) and requests run
+// side by side: a connection beyond the idle pool is closed after its call
+// and dialled again for the next (a new Asterisk HTTP thread each time).
+const maxIdleConns = 64
+
 // Client calls one ARI as one user. ari/v5's native client takes no
 // context, ignores its own timeout and loses a 404's status code, so
 // callwarden uses this one: every call is bounded by the context's
@@ -93,7 +99,7 @@ func New(base, user, password string, timeout time.Duration) *Client {
 			Transport: &http.Transport{
 				Proxy:               nil, // ARI is next to us; never through an HTTP proxy.
 				DialContext:         (&net.Dialer{Timeout: timeout}).DialContext,
-				MaxIdleConnsPerHost: 16,
+				MaxIdleConnsPerHost: maxIdleConns,
 				IdleConnTimeout:     90 * time.Second,
 			},
 		},
