@@ -140,15 +140,15 @@ func (t *TestFreeSWITCH) Originate(ctx context.Context, kind, bExten, aExten, aC
 		return call, err
 	}
 	stuck, err := t.waitRouted(ctx, call.A)
-	if err != nil || !stuck {
+	if err != nil || stuck == "" {
 		return call, err
 	}
-	// FreeSWITCH left the originated leg in CS_ROUTING without running any of its
-	// dialplan: about one lab call in a thousand, with nothing of callwarden's
+	// FreeSWITCH left the originated leg in CS_ROUTING or CS_CONSUME_MEDIA without
+	// running any of its dialplan: about one lab call in a thousand, with nothing of callwarden's
 	// involved yet (the leg never reaches `socket`). The call is the harness's, not
 	// the subject of any test: end it, say so, and place it once more.
-	t.tb.Logf("lab: FreeSWITCH left %s (%s in context %s) in CS_ROUTING for %s without running its dialplan; placing the call again. FreeSWITCH's log of that leg:\n%s",
-		call.A, aExten, aContext, routeLimit, t.logOf(ctx, call.A))
+	t.tb.Logf("lab: FreeSWITCH left %s (%s in context %s) in %s for %s without running its dialplan; placing the call again. FreeSWITCH's log of that leg:\n%s",
+		call.A, aExten, aContext, stuck, routeLimit, t.logOf(ctx, call.A))
 	for _, leg := range []string{call.A, call.B} {
 		_ = t.Kill(ctx, leg) // the retry below fails if FreeSWITCH is really gone
 	}
@@ -156,8 +156,8 @@ func (t *TestFreeSWITCH) Originate(ctx context.Context, kind, bExten, aExten, aC
 	if err != nil {
 		return call, err
 	}
-	if stuck, err = t.waitRouted(ctx, call.A); err == nil && stuck {
-		err = fmt.Errorf("originate %s XML %s: FreeSWITCH left the leg %s in CS_ROUTING twice", aExten, aContext, call.A)
+	if stuck, err = t.waitRouted(ctx, call.A); err == nil && stuck != "" {
+		err = fmt.Errorf("originate %s XML %s: FreeSWITCH left the leg %s before its dialplan (%s) twice", aExten, aContext, call.A, stuck)
 	}
 	return call, err
 }
@@ -167,26 +167,31 @@ func (t *TestFreeSWITCH) Originate(ctx context.Context, kind, bExten, aExten, aC
 // machine; a leg still there after this never leaves it.
 const routeLimit = 5 * time.Second
 
+// beforeDialplan are the states of a leg FreeSWITCH has not handed to its dialplan
+// yet. The stuck legs seen in the lab sat in CS_ROUTING or CS_CONSUME_MEDIA (where
+// originate keeps the leg until it is answered) with no application running.
+var beforeDialplan = map[string]bool{"CS_NEW": true, "CS_INIT": true, "CS_ROUTING": true, "CS_CONSUME_MEDIA": true}
+
 // waitRouted waits until FreeSWITCH has routed the leg uuid (its state is past
-// CS_ROUTING, or it is gone) and reports whether it was still in CS_ROUTING after
-// routeLimit.
-func (t *TestFreeSWITCH) waitRouted(ctx context.Context, uuid string) (stuck bool, err error) {
+// the beforeDialplan ones, or it is gone) and reports whether it was still before
+// its dialplan after routeLimit: the state it is stuck in, "" when routed.
+func (t *TestFreeSWITCH) waitRouted(ctx context.Context, uuid string) (stuck string, err error) {
 	deadline := time.Now().Add(routeLimit)
 	for {
 		d, err := t.Dump(ctx, uuid)
 		switch {
 		case noSuchChannel(err):
-			return false, nil
+			return "", nil
 		case err != nil:
-			return false, fmt.Errorf("the state of %s: %w", uuid, err)
-		case d["Channel-State"] != "CS_ROUTING":
-			return false, nil
+			return "", fmt.Errorf("the state of %s: %w", uuid, err)
+		case !beforeDialplan[d["Channel-State"]]:
+			return "", nil
 		case time.Now().After(deadline):
-			return true, nil
+			return d["Channel-State"], nil
 		}
 		select {
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return "", ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
