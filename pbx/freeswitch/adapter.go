@@ -88,6 +88,7 @@ type Adapter struct {
 	in    *inbound
 	srv   *outboundServer
 	wd    *watchdog
+	model *channelModel
 	recs  *session.Recordings // nil without Options.Recordings
 	// stopping holds the names of the recordings a user is stopping: their
 	// RECORD_STOP is not FreeSWITCH ending them.
@@ -177,6 +178,7 @@ func New(opts Options) (*Adapter, error) {
 	a.wd = newWatchdog(&watchdog{mode: o.Watchdog, now: o.Now, act: a.api, audit: a.audit, snap: o.Snapshot,
 		log: o.Logger, count: func(kind string, mode WatchdogMode) { m.watchdog.WithLabelValues(kind, string(mode)).Inc() }})
 	a.wd.allowances.Now = o.Now
+	a.model = newChannelModel(time.Now, func(n int) { m.tracked.Set(float64(n)) })
 	a.in = newInbound(inboundOptions{
 		Address: o.ESLAddress, Password: o.ESLPassword, Timeout: o.Timeout,
 		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff, Window: o.EventWindow, KeepAlive: o.KeepAlive,
@@ -192,8 +194,19 @@ func New(opts Options) (*Adapter, error) {
 				everUp = true
 				m.connected.Set(1)
 			} else {
+				a.model.down()
 				m.connected.Set(0)
 			}
+		},
+		OnReset: a.model.reset,
+		Resync: func(listing string) error {
+			rows, err := parseListing(listing)
+			if err != nil {
+				return err
+			}
+			a.model.merge(rows)
+			m.resyncs.Inc()
+			return nil
 		},
 	})
 	ln, err := net.Listen("tcp", o.OutboundListen)
@@ -246,18 +259,26 @@ func (a *Adapter) Close() {
 }
 
 // onEvent receives the inbound events in Event-Sequence order: it counts
-// them, hands them to the watchdog and ends the recordings FreeSWITCH
-// ended; call tracking comes next.
+// them, keeps the channel model, hands them to the watchdog and ends the
+// recordings FreeSWITCH ended.
 func (a *Adapter) onEvent(ev Event) {
 	if !knownEvent(ev.Name) {
 		a.m.ignored.WithLabelValues("event").Inc()
 		return
 	}
 	a.m.events.WithLabelValues(ev.Name).Inc()
+	a.model.apply(ev)
 	a.wd.onEvent(ev)
 	if ev.Name == "RECORD_STOP" {
 		a.recordingEnded(ev)
 	}
+}
+
+// Channels is a read-only copy of the channel model (its channels, by
+// uuid) and whether it is synced, for tests and diagnostics.
+func (a *Adapter) Channels() ([]ModelChannel, bool) {
+	chs, synced := a.model.view()
+	return chs, synced && a.in.live()
 }
 
 // api sends one api command on the inbound connection.

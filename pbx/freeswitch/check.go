@@ -86,7 +86,7 @@ func (a *Adapter) decideCheck(ctx context.Context, oc *outConn, ch channel, rq r
 			return session.Refused(session.ReasonUnknownTarget)
 		}
 		req.Agent, e.Target = agent, agent
-		c, err := findCall(ctx, oc, snap, agent, ch.uuid)
+		c, err := a.findCall(ctx, oc, snap, agent, ch.uuid)
 		switch {
 		case errors.Is(err, errNoCall):
 		case err != nil:

@@ -32,7 +32,12 @@ var testNow = time.Date(2026, 11, 23, 10, 37, 53, 0, time.UTC)
 // until the test ends; mods change its options first.
 func MustAdapter(tb testing.TB, snap *enforce.Snapshot, log enforce.Auditor, mods ...func(*Options)) *Adapter {
 	tb.Helper()
-	fake := newFakeESL(tb, func(int, string) (string, time.Duration) { return "+OK", 0 })
+	fake := newFakeESL(tb, func(_ int, cmd string) (string, time.Duration) {
+		if cmd == "show channels as json" {
+			return noChannels, 0
+		}
+		return "+OK", 0
+	})
 	o := Options{ESLAddress: fake.addr(), ESLPassword: "ClueCon", OutboundListen: "127.0.0.1:0", PBX: "fs1",
 		Timeout: time.Second, Snapshot: func() *enforce.Snapshot { return snap }, Auditor: log,
 		Now: func() time.Time { return testNow }, Registerer: prometheus.NewRegistry()}

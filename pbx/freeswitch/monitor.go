@@ -2,7 +2,6 @@ package freeswitch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -226,7 +225,7 @@ func (a *Adapter) decideMonitor(ctx context.Context, oc *outConn, ch channel, ta
 		return liveCall{}, e, session.Refused(session.ReasonUnknownTarget)
 	}
 	e.Target = agent
-	c, err := findCall(ctx, oc, snap, agent, ch.uuid)
+	c, err := a.findCall(ctx, oc, snap, agent, ch.uuid)
 	if err != nil {
 		if errors.Is(err, errNoCall) {
 			return liveCall{}, e, session.Refused(session.ReasonNoCall)
@@ -240,69 +239,101 @@ func (a *Adapter) decideMonitor(ctx context.Context, oc *outConn, ch channel, ta
 	return c, e, session.Decided(d)
 }
 
-// showChannels is the part of `show channels as json` findCall reads.
-type showChannels struct {
-	Rows []struct {
-		UUID       string `json:"uuid"`
-		Name       string `json:"name"`
-		PresenceID string `json:"presence_id"`
-		CallState  string `json:"callstate"`
-	} `json:"rows"`
-}
-
 // varAgent names, on an agent's leg, the agent whose phone it is; only
 // the dialplan sets it (the lab's agent extensions do).
 const varAgent = "callwarden_agent"
 
-// findCall looks up agent's live call on demand (show channels, whose
-// rows FreeSWITCH writes about a second after a channel appears): the
-// answered channels (callstate ACTIVE) but self whose name (exactly, or
-// its prefix before the last '-') or presence id (user@domain) is one of
-// agent's identities, as a requester's channel name is matched. A loopback
-// call names both its legs after the extension dialled, so among them the
-// one whose callwarden_agent variable names the agent wins, else the
-// first. The winner's uuid_dump gives the queue (callwarden_queue set by
-// the dialplan, else mod_callcenter's cc_queue) and the caller id.
-func findCall(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent, self string) (liveCall, error) {
+// findCall finds agent's live call: the answered channels (callstate
+// ACTIVE) but self whose name (exactly, or its prefix before the last '-')
+// or presence id (user@domain) is one of agent's identities, as a
+// requester's channel name is matched. A loopback call names both its legs
+// after the extension dialled, so among them the one whose
+// callwarden_agent variable names the agent wins, else the oldest. The
+// queue is callwarden_queue set by the dialplan, else mod_callcenter's
+// cc_queue.
+//
+// The channel model answers when it is synced and knows a channel of the
+// agent (no command at all, unless the channel is only listed so far: a
+// uuid_dump of it then). Otherwise FreeSWITCH is asked, as before the
+// model: listCall. A miss is never believed: the model lags the outbound
+// socket by the inbound events' reordering window.
+func (a *Adapter) findCall(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent, self string) (liveCall, error) {
+	result := "unsynced"
+	if a.in.live() {
+		cands, synced := a.model.lookup(snap, agent, self)
+		switch {
+		case !synced:
+		case len(cands) == 0:
+			result = "miss"
+		default:
+			c, err := a.pick(ctx, oc, snap, agent, cands)
+			if !errors.Is(err, errNoCall) {
+				if err == nil {
+					a.m.lookups.WithLabelValues("hit").Inc()
+				}
+				return c, err
+			}
+			result = "miss" // only ghosts of a listing
+		}
+	}
+	a.m.lookups.WithLabelValues(result).Inc()
+	return a.listCall(ctx, oc, snap, agent, self)
+}
+
+// listCall asks FreeSWITCH for agent's live call (findCall's rules): `show
+// channels`, whose rows FreeSWITCH writes about a second after a channel
+// appears, then a uuid_dump of each candidate.
+func (a *Adapter) listCall(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent, self string) (liveCall, error) {
 	out, err := apiCall(ctx, oc, "show channels as json")
 	if err != nil {
 		return liveCall{}, err
 	}
-	var sc showChannels
-	if err := json.Unmarshal([]byte(out), &sc); err != nil {
-		return liveCall{}, fmt.Errorf("freeswitch: show channels as json: %w", err)
+	rows, err := parseListing(out)
+	if err != nil {
+		return liveCall{}, err
 	}
+	var cands []candidate
+	for _, r := range rows {
+		if r.UUID == self || r.CallState != "ACTIVE" || !matches(snap, agent, r.Name, r.PresenceID) {
+			continue
+		}
+		cands = append(cands, candidate{liveCall: liveCall{uuid: r.UUID, name: r.Name}, partial: true})
+	}
+	return a.pick(ctx, oc, snap, agent, cands)
+}
+
+// pick chooses among agent's candidates, oldest first: the first whose
+// callwarden_agent names the agent, else the first. A candidate whose
+// variables are not known is looked at with uuid_dump first (and the model
+// completed with what it says); one gone meanwhile is skipped.
+func (a *Adapter) pick(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent string, cands []candidate) (liveCall, error) {
 	var first *liveCall
-	for _, r := range sc.Rows {
-		if r.UUID == self || r.CallState != "ACTIVE" || !validToken(r.UUID) || len(r.UUID) > maxArg {
+	for _, c := range cands {
+		if !validToken(c.uuid) || len(c.uuid) > maxArg {
 			continue
 		}
-		match := false
-		for _, id := range []string{r.Name, r.PresenceID} {
-			if u, ok := snap.ResolveIdentity(id); ok && u == agent {
-				match = true
+		if c.partial {
+			dump, err := apiCall(ctx, oc, "uuid_dump "+c.uuid)
+			if errors.Is(err, ErrCommandFailed) {
+				a.model.forget(c.uuid) // gone since it was listed
+				continue
 			}
+			if err != nil {
+				return liveCall{}, err
+			}
+			h, err := parsePlainEvent([]byte(strings.TrimRight(dump, "\n") + "\n\n"))
+			if err != nil {
+				continue
+			}
+			c.queue = queueOf(func(name string) string { return h.get("variable_" + name) })
+			c.caller, c.agent = h.get("Caller-Caller-ID-Number"), h.get("variable_"+varAgent)
+			a.model.fill(c)
 		}
-		if !match {
-			continue
-		}
-		dump, err := apiCall(ctx, oc, "uuid_dump "+r.UUID)
-		if err != nil {
-			continue // gone between the two commands
-		}
-		h, err := parsePlainEvent([]byte(strings.TrimRight(dump, "\n") + "\n\n"))
-		if err != nil {
-			continue
-		}
-		c := liveCall{uuid: r.UUID, name: r.Name, queue: strings.TrimSpace(h.get("variable_" + varQueue)), caller: h.get("Caller-Caller-ID-Number")}
-		if c.queue == "" {
-			c.queue = strings.TrimSpace(h.get("variable_" + varCCQueue))
-		}
-		if u, ok := snap.ResolveIdentity(h.get("variable_" + varAgent)); ok && u == agent {
-			return c, nil
+		if u, ok := snap.ResolveIdentity(c.agent); ok && u == agent {
+			return c.liveCall, nil
 		}
 		if first == nil {
-			first = &c
+			first = &c.liveCall
 		}
 	}
 	if first != nil {
