@@ -345,32 +345,45 @@ func (a *Adapter) pick(ctx context.Context, oc *outConn, snap *enforce.Snapshot,
 // apiCall runs an api command on the outbound connection; a -ERR answer is
 // ErrCommandFailed.
 func apiCall(ctx context.Context, oc *outConn, cmd string) (string, error) {
-	f, err := oc.command(ctx, "api "+cmd)
+	lines := []string{"api " + cmd}
+	f, err := oc.command(ctx, lines...)
 	if err != nil {
 		return "", err
 	}
-	body := string(f.body)
-	if strings.HasPrefix(body, "-ERR") || strings.HasPrefix(body, "-USAGE") {
-		return body, fmt.Errorf("%w: api %s: %s", ErrCommandFailed, strings.Fields(cmd)[0], strings.TrimSpace(body))
-	}
-	return body, nil
+	return string(f.body), replyErr(lines, f)
 }
 
-// execute queues application app(arg) on channel uuid (sendmsg execute;
-// in async mode FreeSWITCH answers at once). event-lock makes each run
-// after the one before has ended: without it an application queued while
-// another runs is run inside it (a hangup queued after the refusal tone
-// cut the tone at once).
-func execute(ctx context.Context, oc *outConn, uuid, app, arg string) error {
+// executeLines is the command that queues application app(arg) on channel
+// uuid (sendmsg execute; in async mode FreeSWITCH answers at once).
+// event-lock makes each run after the one before has ended: without it an
+// application queued while another runs is run inside it (a hangup queued
+// after the refusal tone cut the tone at once).
+func executeLines(uuid, app, arg string) []string {
 	lines := []string{"sendmsg " + uuid, "call-command: execute", "execute-app-name: " + app, "event-lock: true"}
 	if arg != "" {
 		lines = append(lines, "execute-app-arg: "+arg)
 	}
-	f, err := oc.command(ctx, lines...)
-	if err == nil && !f.ok() {
-		err = fmt.Errorf("%w: %s %s: %s", ErrCommandFailed, app, arg, strings.TrimSpace(f.reply()))
+	return lines
+}
+
+// execute queues application app(arg) on channel uuid (executeLines).
+func execute(ctx context.Context, oc *outConn, uuid, app, arg string) error {
+	return sendAll(ctx, oc, executeLines(uuid, app, arg))
+}
+
+// sendAll sends cmds in one write (outConn.pipeline) and fails on the
+// first that FreeSWITCH refused.
+func sendAll(ctx context.Context, oc *outConn, cmds ...[]string) error {
+	fs, err := oc.pipeline(ctx, cmds...)
+	if err != nil {
+		return err
 	}
-	return err
+	for i, f := range fs {
+		if err := replyErr(cmds[i], f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // refuse tells a refused requester: the decision in channel variables,
@@ -386,7 +399,7 @@ const hdrDigit = "callwarden_digit"
 // digitRealm is the digit machine realm of callwarden's bindings.
 const digitRealm = "callwarden"
 
-// bindModeDigits binds each mode digit (session.ModeForDigit: 4, 5, 6) on
+// bindModeDigits are the commands that bind each mode digit (session.ModeForDigit: 4, 5, 6) on
 // the supervisor's channel to the event application, run inline
 // (exec[i]) with callwarden_digit=<digit>: its CHANNEL_APPLICATION event
 // is how callwarden hears the digit. eavesdrop never dequeues DTMF with
@@ -399,7 +412,8 @@ const digitRealm = "callwarden"
 // each is matched, or rejected, at once and no digit timeout applies).
 // The event application, run inline, becomes the channel's
 // current_application although eavesdrop still runs.
-func bindModeDigits(ctx context.Context, oc *outConn, supervisor string) error {
+func bindModeDigits(supervisor string) [][]string {
+	var cmds [][]string
 	for d := '0'; d <= '9'; d++ {
 		if _, ok := session.ModeForDigit(string(d)); !ok {
 			continue
@@ -407,11 +421,9 @@ func bindModeDigits(ctx context.Context, oc *outConn, supervisor string) error {
 		// bind_digit_action splits its argument on commas: realm, digits,
 		// action, the action's argument.
 		arg := fmt.Sprintf("%s,%c,exec[i]:event,%s=%c", digitRealm, d, hdrDigit, d)
-		if err := execute(ctx, oc, supervisor, "bind_digit_action", arg); err != nil {
-			return fmt.Errorf("binding digit %c: %w", d, err)
-		}
+		cmds = append(cmds, executeLines(supervisor, "bind_digit_action", arg))
 	}
-	return nil
+	return cmds
 }
 
 // eslEavesdropper is session.Eavesdropper on the supervisor's outbound
@@ -430,41 +442,30 @@ type eslEavesdropper struct {
 	whisper string
 }
 
-// Eavesdrop subscribes to the supervisor channel's events, turns
-// FreeSWITCH's own DTMF switches off (and any whisper a variable could
-// carry), binds callwarden's mode digits (bindModeDigits), mutes the
-// supervisor if muted, queues answer and eavesdrop, waits for the
-// eavesdrop to run and then sets mode m. On error the eavesdrop is broken
-// off.
+// Eavesdrop mutes the supervisor if muted, then, in one write (round
+// trips are the intercept's latency), subscribes to the supervisor
+// channel's events, turns FreeSWITCH's own DTMF switches off (and any
+// whisper a variable could carry), binds callwarden's mode digits
+// (bindModeDigits) and queues answer. Only once every one of those was
+// accepted is the allowance registered and eavesdrop queued: an eavesdrop
+// never runs on a channel whose set-up failed. It waits for the eavesdrop
+// to run and then sets mode m. On error the eavesdrop is broken off.
 func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m session.Mode, muted bool) (session.Tap, error) {
 	oc := p.oc
-	for _, cmd := range []string{
-		"filter Unique-ID " + supervisor,
-		"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP CHANNEL_APPLICATION",
-	} {
-		f, err := oc.command(ctx, cmd)
-		if err == nil && !f.ok() {
-			err = fmt.Errorf("%w: %s: %s", ErrCommandFailed, cmd, f.reply())
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if _, err := apiCall(ctx, oc, "uuid_setvar_multi "+supervisor+
-		" eavesdrop_enable_dtmf=false;eavesdrop_whisper_aleg=false;eavesdrop_whisper_bleg=false;eavesdrop_bridge_aleg=false;eavesdrop_bridge_bleg=false"); err != nil {
-		return nil, err
-	}
-	if err := bindModeDigits(ctx, oc, supervisor); err != nil {
-		return nil, err
-	}
 	t := &eslTap{oc: oc, api: p.api, sup: supervisor, mode: session.Listen, whisper: p.whisper}
 	if muted {
 		if err := t.Mute(ctx, true); err != nil {
 			return nil, err
 		}
 	}
-	if err := execute(ctx, oc, supervisor, "answer", ""); err != nil {
-		return nil, err
+	setup := append([][]string{
+		{"filter Unique-ID " + supervisor},
+		{"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP CHANNEL_APPLICATION"},
+		{"api uuid_setvar_multi " + supervisor +
+			" eavesdrop_enable_dtmf=false;eavesdrop_whisper_aleg=false;eavesdrop_whisper_bleg=false;eavesdrop_bridge_aleg=false;eavesdrop_bridge_bleg=false"},
+	}, bindModeDigits(supervisor)...)
+	if err := sendAll(ctx, oc, append(setup, executeLines(supervisor, "answer", ""))...); err != nil {
+		return nil, fmt.Errorf("eavesdrop set-up: %w", err)
 	}
 	if p.allow != nil {
 		p.allow(supervisor, m.Action())
