@@ -189,17 +189,23 @@ func (in *inbound) resync(ctx context.Context, c *eslConn) bool {
 	if in.o.Resync == nil {
 		return true
 	}
-	out, err := in.send(ctx, c, "api", "show channels as json")
+	out, err := in.send(ctx, c, "show", "channels", "as", "json")
 	if err == nil {
-		// An event FreeSWITCH sent before its answer may still be held by
-		// the sequencer: wait until it is delivered, so it wins over the
-		// listing (a channel destroyed meanwhile stays destroyed).
-		select {
-		case <-ctx.Done():
-			return false
-		case <-c.done:
-			return false
-		case <-time.After(in.o.Window + 2*in.flushTick()):
+		// An event FreeSWITCH sent before its answer (read before it) may
+		// still be held by the sequencer: wait until it is delivered, so it
+		// wins over the listing (a channel destroyed meanwhile stays
+		// destroyed).
+		answered := time.Now()
+		t := time.NewTicker(in.flushTick())
+		defer t.Stop()
+		for !in.seq.settled(answered) {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-c.done:
+				return false
+			case <-t.C:
+			}
 		}
 		err = in.o.Resync(out)
 	}

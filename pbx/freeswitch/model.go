@@ -189,10 +189,10 @@ func (m *channelModel) upsert(id string) *modelChannel {
 // m.mu must be held.
 func (m *channelModel) update(c *modelChannel, ev Event) {
 	if v := ev.Get("Channel-Call-State"); v != "" {
-		c.callState = v
+		keep(&c.callState, v)
 	}
 	if v := ev.Get("Caller-Caller-ID-Number"); v != "" {
-		c.caller = v
+		keep(&c.caller, v)
 	}
 	name, presence := c.name, c.presence
 	if v := ev.Get("Channel-Name"); v != "" {
@@ -202,13 +202,22 @@ func (m *channelModel) update(c *modelChannel, ev Event) {
 		// Carrying the variables, the event is the whole truth: an unset
 		// presence id is unset (FreeSWITCH's listing takes it so too).
 		presence = ev.Get("Channel-Presence-ID")
-		c.queue = queueOf(func(name string) string { return ev.Get("variable_" + name) })
-		c.agent = ev.Get("variable_" + varAgent)
+		keep(&c.queue, queueOf(func(name string) string { return ev.Get("variable_" + name) }))
+		keep(&c.agent, ev.Get("variable_"+varAgent))
 		c.full = true
 	} else if v := ev.Get("Channel-Presence-ID"); v != "" {
 		presence = v
 	}
 	m.index(c, name, presence)
+}
+
+// keep sets *dst to a copy of v when it differs: a value read from an
+// event shares its header line's memory, which the model must not hold
+// for the channel's lifetime.
+func keep(dst *string, v string) {
+	if *dst != v {
+		*dst = strings.Clone(v)
+	}
 }
 
 // queueOf is a channel's queue: callwarden_queue set by the dialplan, else
@@ -248,8 +257,9 @@ func (m *channelModel) index(c *modelChannel, name, presence string) {
 		return
 	}
 	m.unindex(c)
-	c.name, c.presence = name, presence
-	c.keys = identityKeys(name, presence)
+	keep(&c.name, name)
+	keep(&c.presence, presence)
+	c.keys = identityKeys(c.name, c.presence)
 	for _, k := range c.keys {
 		set := m.keys[k]
 		if set == nil {
