@@ -478,3 +478,37 @@ func BenchmarkChannelModel(b *testing.B) {
 		}
 	})
 }
+
+// bigListing is `show channels as json` of n answered channels, each row
+// with FreeSWITCH's columns (about a KiB a row, as 1.10 writes them).
+func bigListing(n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"row_count":%d,"rows":[`, n)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"uuid":"%08d-0000-4000-8000-000000000000","direction":"inbound","created":"2026-11-23 10:37:47",`+
+			`"created_epoch":"1795430267","name":"sofia/internal/%d@pbx.example","state":"CS_EXECUTE","cid_name":"customer",`+
+			`"cid_num":"0612%06d","ip_addr":"192.0.2.10","dest":"queue_sales_%d","application":"playback",`+
+			`"application_data":"tone_stream://%%(1000,0,440);loops=-1","dialplan":"XML","context":"default","read_codec":"PCMU",`+
+			`"read_rate":"8000","read_bit_rate":"64000","write_codec":"PCMU","write_rate":"8000","write_bit_rate":"64000",`+
+			`"secure":"","hostname":"pbx","presence_id":"%d@pbx.example","presence_data":"","accountcode":"","callstate":"ACTIVE",`+
+			`"callee_name":"agent","callee_num":"%d","callee_direction":"","call_uuid":"","sent_callee_name":"","sent_callee_num":"",`+
+			`"initial_cid_name":"customer","initial_cid_num":"0612%06d","initial_ip_addr":"192.0.2.10","initial_dest":"queue_sales_%d",`+
+			`"initial_dialplan":"XML","initial_context":"default"}`, i, 100000+i, i, i, 100000+i, 100000+i, i, i)
+	}
+	b.WriteString("]}")
+	return b.String()
+}
+
+func TestChannelModelResyncsAPBXWithThousandsOfChannels(t *testing.T) {
+	const n = 3000
+	listing := bigListing(n)
+	if len(listing) <= maxBody {
+		t.Fatalf("the listing is %d bytes: it must be larger than an event may be (%d) to prove anything", len(listing), maxBody)
+	}
+	a := mustAdapterOn(t, modelFake(t, listing, nil), mustExampleSnapshot(t), &auditLog{},
+		func(o *Options) { o.EventWindow = 5 * time.Millisecond })
+	waitModel(t, a, fmt.Sprintf("the %d listed channels", n), func(chs []ModelChannel) bool { return len(chs) == n })
+}
