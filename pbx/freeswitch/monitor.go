@@ -442,14 +442,19 @@ type eslEavesdropper struct {
 	whisper string
 }
 
-// Eavesdrop mutes the supervisor if muted, then, in one write (round
-// trips are the intercept's latency), subscribes to the supervisor
-// channel's events, turns FreeSWITCH's own DTMF switches off (and any
-// whisper a variable could carry), binds callwarden's mode digits
-// (bindModeDigits) and queues answer. Only once every one of those was
-// accepted is the allowance registered and eavesdrop queued: an eavesdrop
-// never runs on a channel whose set-up failed. It waits for the eavesdrop
-// to run and then sets mode m. On error the eavesdrop is broken off.
+// Eavesdrop mutes the supervisor if muted, registers the allowance, then
+// sends in one write: the subscription to the supervisor channel's
+// events, FreeSWITCH's own DTMF switches off (and any whisper a variable
+// could carry), callwarden's mode digits bound (bindModeDigits), answer
+// and eavesdrop. One write because the channel thread picks queued
+// applications up at its own pace (the lab measured about 10 ms a
+// separate write cost, beyond the round trip), and nothing is lost by it:
+// FreeSWITCH runs an outbound connection's commands in order, so the
+// variables are set before eavesdrop is even read, and event-lock runs the
+// queued applications one after the other. If any of them is refused,
+// the eavesdrop is broken off and the error returned (the caller hangs
+// the supervisor up). It waits for the eavesdrop to run and then sets
+// mode m.
 func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m session.Mode, muted bool) (session.Tap, error) {
 	oc := p.oc
 	t := &eslTap{oc: oc, api: p.api, sup: supervisor, mode: session.Listen, whisper: p.whisper}
@@ -464,18 +469,22 @@ func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target stri
 		{"api uuid_setvar_multi " + supervisor +
 			" eavesdrop_enable_dtmf=false;eavesdrop_whisper_aleg=false;eavesdrop_whisper_bleg=false;eavesdrop_bridge_aleg=false;eavesdrop_bridge_bleg=false"},
 	}, bindModeDigits(supervisor)...)
-	if err := sendAll(ctx, oc, append(setup, executeLines(supervisor, "answer", ""))...); err != nil {
-		return nil, fmt.Errorf("eavesdrop set-up: %w", err)
+	fail := func(err error) (session.Tap, error) {
+		if cerr := t.Close(ctx); cerr != nil && p.api != nil {
+			// The outbound stream may be out of step (a reply that timed
+			// out) while the eavesdrop it queued runs: break it off
+			// through the inbound connection instead.
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
+			defer cancel()
+			_, _ = p.api(bctx, "uuid_break", supervisor, "all")
+		}
+		return nil, err
 	}
 	if p.allow != nil {
 		p.allow(supervisor, m.Action())
 	}
-	if err := execute(ctx, oc, supervisor, "eavesdrop", target); err != nil {
-		return nil, err
-	}
-	fail := func(err error) (session.Tap, error) {
-		_ = t.Close(ctx)
-		return nil, err
+	if err := sendAll(ctx, oc, append(setup, executeLines(supervisor, "answer", ""), executeLines(supervisor, "eavesdrop", target))...); err != nil {
+		return fail(fmt.Errorf("eavesdrop set-up: %w", err))
 	}
 	deadline := time.Now().Add(p.timeout)
 	for {
