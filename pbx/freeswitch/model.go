@@ -43,7 +43,8 @@ type channelModel struct {
 	// made while a channel was being destroyed, or an event delivered late,
 	// must not bring it back.
 	gone  map[string]time.Time
-	order uint64 // creation order of the channels, as `show channels` sorts its rows
+	swept time.Time // the last sweep of gone
+	order uint64    // creation order of the channels, as `show channels` sorts its rows
 }
 
 // modelChannel is one live channel.
@@ -286,7 +287,11 @@ func (m *channelModel) unindex(c *modelChannel) {
 // remove forgets channel id and remembers it is gone. m.mu must be held.
 func (m *channelModel) remove(id string) {
 	now := m.now()
-	if len(m.gone) >= maxTombstones {
+	// At most one sweep per tenth of the TTL: under a high call rate the
+	// map holds more than maxTombstones young entries, and sweeping at
+	// every destroy would walk it each time.
+	if len(m.gone) >= maxTombstones && now.Sub(m.swept) >= tombstoneTTL/10 {
+		m.swept = now
 		for k, t := range m.gone {
 			if now.Sub(t) >= tombstoneTTL {
 				delete(m.gone, k)

@@ -512,3 +512,16 @@ func TestChannelModelResyncsAPBXWithThousandsOfChannels(t *testing.T) {
 		func(o *Options) { o.EventWindow = 5 * time.Millisecond })
 	waitModel(t, a, fmt.Sprintf("the %d listed channels", n), func(chs []ModelChannel) bool { return len(chs) == n })
 }
+
+func TestChannelModelForgetsOldTombstones(t *testing.T) {
+	now := time.Unix(0, 0)
+	m := newChannelModel(func() time.Time { return now }, nil)
+	for i := range maxTombstones {
+		m.apply(chanEvent("CHANNEL_DESTROY", fmt.Sprint("old-", i)))
+	}
+	now = now.Add(tombstoneTTL)
+	m.apply(chanEvent("CHANNEL_DESTROY", "new"))
+	if n := len(m.gone); n != 1 {
+		t.Fatalf("%d tombstones after the TTL, want only the new one", n)
+	}
+}
