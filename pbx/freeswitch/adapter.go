@@ -37,8 +37,10 @@ type Options struct {
 	// order (default 50ms; FreeSWITCH's own disorder is about 20ms).
 	EventWindow time.Duration
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 100ms
-	// and 5s); KeepAlive is the probe interval of an idle inbound
-	// connection (default 10s).
+	// and 5s); KeepAlive is the probe interval of the inbound connection
+	// (default 1s): the channel model decides from its events, so a
+	// connection that died silently must be noticed within KeepAlive plus
+	// Timeout, not left to answer from what it said last.
 	MinBackoff, MaxBackoff, KeepAlive time.Duration
 
 	// RefusalTone is played to a refused monitor requester before it is
@@ -131,7 +133,7 @@ func New(opts Options) (*Adapter, error) {
 	def(&o.EventWindow, 50*time.Millisecond)
 	def(&o.MinBackoff, 100*time.Millisecond)
 	def(&o.MaxBackoff, 5*time.Second)
-	def(&o.KeepAlive, 10*time.Second)
+	def(&o.KeepAlive, time.Second)
 	if o.OutboundListen == "" {
 		o.OutboundListen = "127.0.0.1:8084"
 	}

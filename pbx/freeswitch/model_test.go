@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -523,5 +524,33 @@ func TestChannelModelForgetsOldTombstones(t *testing.T) {
 	m.apply(chanEvent("CHANNEL_DESTROY", "new"))
 	if n := len(m.gone); n != 1 {
 		t.Fatalf("%d tombstones after the TTL, want only the new one", n)
+	}
+}
+
+func TestChannelModelIsDroppedWhenFreeSWITCHFallsSilent(t *testing.T) {
+	var silent atomic.Bool
+	fake := newFakeESL(t, func(n int, cmd string) (string, time.Duration) {
+		switch {
+		case cmd == "show channels as json":
+			return channelsJSON("PJSIP/2001-00000007"), 0
+		case n == 1 && silent.Load():
+			return "+OK", time.Second // no answer within Timeout: a dead peer
+		}
+		return "+OK", 0
+	})
+	a := mustAdapterOn(t, fake, mustExampleSnapshot(t), &auditLog{}, func(o *Options) {
+		o.EventWindow, o.KeepAlive, o.Timeout = 5*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond
+	})
+	waitModel(t, a, "the listed call", hasChannel(monitorTargetUUID))
+	silent.Store(true)
+	deadline := time.Now().Add(50*time.Millisecond + 200*time.Millisecond + time.Second)
+	for {
+		if _, synced := a.Channels(); !synced || fake.connections() > 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the model still answers from a connection whose keepalive gets no answer")
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
