@@ -377,8 +377,11 @@ type candidate struct {
 
 // lookup returns agent's live answered channels but self, oldest first
 // (as `show channels` lists them), and whether the model could answer: it
-// cannot while it is not synced. No channel is an answer too; the caller
-// decides whether to believe it.
+// cannot while it is not synced, nor while a channel of the agent whose
+// callwarden_agent names it is not answered yet and no answered one does
+// (a loopback call's legs answer one after the other: the customer's leg,
+// answered first, would otherwise be taken for the agent's). No channel is
+// an answer too; the caller decides whether to believe it.
 func (m *channelModel) lookup(snap *enforce.Snapshot, agent, self string) ([]candidate, bool) {
 	u, ok := snap.User(agent)
 	if !ok {
@@ -390,12 +393,24 @@ func (m *channelModel) lookup(snap *enforce.Snapshot, agent, self string) ([]can
 		return nil, false
 	}
 	var found []*modelChannel
+	pending, preferred := false, false
 	add := func(k string) {
 		for _, c := range m.keys[k] {
-			if c.uuid == self || c.callState != "ACTIVE" || slices.Contains(found, c) || !matches(snap, agent, c.name, c.presence) {
+			if c.uuid == self || slices.Contains(found, c) || !matches(snap, agent, c.name, c.presence) {
 				continue
 			}
-			found = append(found, c)
+			names := false
+			if a, ok := snap.ResolveIdentity(c.agent); ok && a == agent {
+				names = true
+			}
+			switch c.callState {
+			case "ACTIVE":
+				found = append(found, c)
+				preferred = preferred || names
+			case "HANGUP":
+			default:
+				pending = pending || names
+			}
 		}
 	}
 	// Not append(u.Identities, agent): that could write into the
@@ -404,6 +419,9 @@ func (m *channelModel) lookup(snap *enforce.Snapshot, agent, self string) ([]can
 		add(k)
 	}
 	add(agent)
+	if pending && !preferred {
+		return nil, false
+	}
 	slices.SortFunc(found, func(a, b *modelChannel) int { return cmp.Compare(a.order, b.order) })
 	out := make([]candidate, 0, len(found))
 	for _, c := range found {

@@ -554,3 +554,21 @@ func TestChannelModelIsDroppedWhenFreeSWITCHFallsSilent(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+func TestChannelModelDoesNotAnswerWhileTheAgentsLegIsBeingAnswered(t *testing.T) {
+	snap := mustExampleSnapshot(t)
+	// Measured on the lab: the customer's loopback leg (-a) may be ACTIVE
+	// hundreds of milliseconds before the agent's (-b, callwarden_agent).
+	m := syncedModel(
+		agentLeg("customer", "loopback/agent_2001-a", "2001@lab.callwarden", ""),
+		chanEvent("CHANNEL_CREATE", "agent", "Channel-Name: loopback/agent_2001-b", "Channel-Call-State: RINGING",
+			"Channel-Presence-ID: 2001@lab.callwarden", "variable_callwarden_agent: 2001"),
+	)
+	if got, ok := m.lookup(snap, "agent2001", uuid); ok {
+		t.Fatalf("lookup = %v, answered: the customer's leg would be taken for the agent's", uuids(got))
+	}
+	m.apply(chanEvent("CHANNEL_CALLSTATE", "agent", "Channel-Call-State: ACTIVE"))
+	if got, ok := m.lookup(snap, "agent2001", uuid); !ok || !slices.Equal(uuids(got), []string{"customer", "agent"}) {
+		t.Fatalf("once answered: %v (answered %v), want both legs", uuids(got), ok)
+	}
+}

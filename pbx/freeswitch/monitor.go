@@ -256,7 +256,8 @@ const varAgent = "callwarden_agent"
 // agent (no command at all, unless the channel is only listed so far: a
 // uuid_dump of it then). Otherwise FreeSWITCH is asked, as before the
 // model: listCall. A miss is never believed: the model lags the outbound
-// socket by the inbound events' reordering window.
+// socket by the inbound events' reordering window. Nor is the model while
+// the agent's own leg is still being answered (channelModel.lookup).
 func (a *Adapter) findCall(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent, self string) (liveCall, error) {
 	result := "unsynced"
 	if a.in.live() {
