@@ -201,12 +201,12 @@ func New(opts Options) (*Adapter, error) {
 			}
 		},
 		OnReset: a.model.reset,
-		Resync: func(listing string) error {
+		Resync: func(listing string, again bool) error {
 			rows, err := parseListing(listing)
 			if err != nil {
 				return err
 			}
-			a.model.merge(rows)
+			a.model.merge(rows, again)
 			m.resyncs.Inc()
 			return nil
 		},

@@ -68,8 +68,10 @@ type inboundOptions struct {
 	// connection is up and subscribed, after the events FreeSWITCH sent
 	// before its answer were delivered (they are held for ordering), so
 	// that OnEvent has seen them first. While it has not succeeded it is
-	// tried again at every KeepAlive.
-	Resync func(listing string) error
+	// tried again at every KeepAlive. Once it has, a second listing
+	// (again) follows at the first KeepAlive listingLag later: FreeSWITCH
+	// writes its rows about a second late.
+	Resync func(listing string, again bool) error
 }
 
 // inbound keeps one authenticated, subscribed ESL connection to
@@ -162,7 +164,8 @@ func (in *inbound) run(ctx context.Context) {
 // hold waits while c is up, probing it every KeepAlive; it resyncs first,
 // and again at each probe until a resync succeeded.
 func (in *inbound) hold(ctx context.Context, c *eslConn) {
-	synced := in.resync(ctx, c)
+	synced := in.resync(ctx, c, false)
+	again, refined := time.Now().Add(listingLag), false
 	t := time.NewTicker(in.o.KeepAlive)
 	defer t.Stop()
 	for {
@@ -171,9 +174,13 @@ func (in *inbound) hold(ctx context.Context, c *eslConn) {
 			return
 		case <-c.done:
 			return
-		case <-t.C:
-			if !synced {
-				synced = in.resync(ctx, c)
+		case now := <-t.C:
+			switch {
+			case !synced:
+				synced = in.resync(ctx, c, false)
+				again = time.Now().Add(listingLag)
+			case !refined && now.After(again):
+				refined = in.resync(ctx, c, true)
 			}
 			if _, err := in.send(ctx, c, "api", "status"); err != nil {
 				in.o.Logger.Warn("FreeSWITCH ESL keepalive failed", zap.Error(err))
@@ -183,9 +190,13 @@ func (in *inbound) hold(ctx context.Context, c *eslConn) {
 	}
 }
 
+// listingLag is how long after a first listing the second is made:
+// FreeSWITCH writes its `show channels` rows about a second late.
+const listingLag = 2 * time.Second
+
 // resync lists the channels on c and hands the listing to Resync once the
 // events sent before it were delivered; it reports whether it succeeded.
-func (in *inbound) resync(ctx context.Context, c *eslConn) bool {
+func (in *inbound) resync(ctx context.Context, c *eslConn, again bool) bool {
 	if in.o.Resync == nil {
 		return true
 	}
@@ -207,7 +218,7 @@ func (in *inbound) resync(ctx context.Context, c *eslConn) bool {
 			case <-t.C:
 			}
 		}
-		err = in.o.Resync(out)
+		err = in.o.Resync(out, again)
 	}
 	if err != nil {
 		in.o.Logger.Warn("cannot list FreeSWITCH's channels; the channel model stays unused until the next try", zap.Error(err))

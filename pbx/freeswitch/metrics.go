@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Bypasses the watchdog caught (an eavesdrop or a recording started without an allowing decision), by kind (eavesdrop, record, eavesdrop_bug) and mode.",
 			"kind", "mode"),
 		resyncs: session.NewCounter("callwarden_freeswitch_model_resyncs_total",
-			"Listings of FreeSWITCH's channels merged into the channel model, one per inbound connection (more when one failed)."),
+			"Listings of FreeSWITCH's channels merged into the channel model: two per inbound connection (the second once the rows caught up), more when one failed."),
 		tracked: session.NewGauge("callwarden_freeswitch_model_channels",
 			"Channels the channel model tracks."),
 		lookups: session.NewCounterVec("callwarden_freeswitch_model_lookups_total",

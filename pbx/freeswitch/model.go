@@ -57,9 +57,12 @@ type modelChannel struct {
 	// until then (a channel known from a listing, or from an event without
 	// variables such as CHANNEL_CALLSTATE) queue and agent are unknown and
 	// the channel is looked at with uuid_dump, as findCall always did.
-	full  bool
-	order uint64
-	keys  []string
+	full bool
+	// evented is set by any event: a channel only listed so far may be a
+	// ghost of the listing (see merge).
+	evented bool
+	order   uint64
+	keys    []string
 }
 
 // ModelChannel is a read-only copy of one channel of the model (tests and
@@ -152,6 +155,7 @@ func (m *channelModel) apply(ev Event) {
 	if c == nil {
 		return
 	}
+	c.evented = true
 	m.update(c, ev)
 	if ev.Name == "CHANNEL_BRIDGE" {
 		a, b := ev.Get("Bridge-A-Unique-ID"), ev.Get("Bridge-B-Unique-ID")
@@ -345,13 +349,28 @@ func parseListing(out string) ([]listedChannel, error) {
 
 // merge adds the listed channels the events did not tell of and marks the
 // model synced. The events win: a channel they already made is kept as
-// they left it (the listing may be older: FreeSWITCH writes its rows about
-// a second late), one they destroyed stays gone. A listed channel has no
-// variables (full false) until an event brings them, and may be a ghost
-// (a row not deleted yet): a lookup dumps it first.
-func (m *channelModel) merge(rows []listedChannel) {
+// they left it, one they destroyed stays gone. A listed channel has no
+// variables (full false) until an event brings them, and may be a ghost:
+// FreeSWITCH writes its rows about a second late, so a listing made just
+// after the subscription still shows a channel destroyed just before it
+// (no event will tell) and lacks one made just before it. A lookup dumps a
+// listed channel first; and again, a second listing (again), made once
+// the rows caught up, drops the listed channels it no longer shows and no
+// event has touched, and adds those it now shows.
+func (m *channelModel) merge(rows []listedChannel, again bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if again {
+		listed := make(map[string]bool, len(rows))
+		for _, r := range rows {
+			listed[r.UUID] = true
+		}
+		for id, c := range m.chans {
+			if !c.evented && !listed[id] {
+				m.remove(id)
+			}
+		}
+	}
 	for _, r := range rows {
 		if r.UUID == "" || m.chans[r.UUID] != nil {
 			continue
@@ -377,11 +396,13 @@ type candidate struct {
 
 // lookup returns agent's live answered channels but self, oldest first
 // (as `show channels` lists them), and whether the model could answer: it
-// cannot while it is not synced, nor while a channel of the agent whose
-// callwarden_agent names it is not answered yet and no answered one does
+// cannot while it is not synced, nor when the agent's own leg (its
+// callwarden_agent names the agent) is ambiguous: one is not answered yet
 // (a loopback call's legs answer one after the other: the customer's leg,
-// answered first, would otherwise be taken for the agent's). No channel is
-// an answer too; the caller decides whether to believe it.
+// answered first, would otherwise be taken for the agent's), or several
+// are answered (which one is the agent's call is then FreeSWITCH's
+// listing's to say, as before the model). No channel is an answer too;
+// the caller decides whether to believe it.
 func (m *channelModel) lookup(snap *enforce.Snapshot, agent, self string) ([]candidate, bool) {
 	u, ok := snap.User(agent)
 	if !ok {
@@ -393,7 +414,7 @@ func (m *channelModel) lookup(snap *enforce.Snapshot, agent, self string) ([]can
 		return nil, false
 	}
 	var found []*modelChannel
-	pending, preferred := false, false
+	pending, preferred := false, 0
 	add := func(k string) {
 		for _, c := range m.keys[k] {
 			if c.uuid == self || slices.Contains(found, c) || !matches(snap, agent, c.name, c.presence) {
@@ -406,7 +427,9 @@ func (m *channelModel) lookup(snap *enforce.Snapshot, agent, self string) ([]can
 			switch c.callState {
 			case "ACTIVE":
 				found = append(found, c)
-				preferred = preferred || names
+				if names {
+					preferred++
+				}
 			case "HANGUP":
 			default:
 				pending = pending || names
@@ -419,7 +442,7 @@ func (m *channelModel) lookup(snap *enforce.Snapshot, agent, self string) ([]can
 		add(k)
 	}
 	add(agent)
-	if pending && !preferred {
+	if pending || preferred > 1 {
 		return nil, false
 	}
 	slices.SortFunc(found, func(a, b *modelChannel) int { return cmp.Compare(a.order, b.order) })

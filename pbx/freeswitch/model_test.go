@@ -121,7 +121,7 @@ func agentLeg(id, name, presence, agent string) Event {
 // syncedModel is a model synced on an empty listing, fed evs.
 func syncedModel(evs ...Event) *channelModel {
 	m := newChannelModel(time.Now, nil)
-	m.merge(nil)
+	m.merge(nil, false)
 	for _, ev := range evs {
 		m.apply(ev)
 	}
@@ -221,7 +221,7 @@ func TestChannelModelResync(t *testing.T) {
 		if _, ok := m.lookup(snap, "agent2001", uuid); ok {
 			t.Fatal("answered before the listing")
 		}
-		m.merge(nil)
+		m.merge(nil, false)
 		if got, ok := m.lookup(snap, "agent2001", uuid); !ok || len(got) != 1 {
 			t.Fatalf("after the listing: %v (synced %v), want c1", uuids(got), ok)
 		}
@@ -240,7 +240,7 @@ func TestChannelModelResync(t *testing.T) {
 		m.apply(agentLeg("destroyed", "PJSIP/2001-00000002", "", ""))
 		m.apply(chanEvent("CHANNEL_DESTROY", "destroyed"))
 		m.apply(agentLeg("moved", "PJSIP/2003-00000003", "", ""))
-		m.merge(listing)
+		m.merge(listing, false)
 		got, ok := m.lookup(snap, "agent2001", uuid)
 		if !ok || !slices.Equal(uuids(got), []string{"listed"}) {
 			t.Fatalf("lookup = %v (synced %v), want only the listed channel", uuids(got), ok)
@@ -255,7 +255,7 @@ func TestChannelModelResync(t *testing.T) {
 
 	t.Run("a listed channel is completed by its next event", func(t *testing.T) {
 		m := newChannelModel(time.Now, nil)
-		m.merge(listing)
+		m.merge(listing, false)
 		m.apply(chanEvent("CHANNEL_EXECUTE", "listed", "Channel-Call-State: ACTIVE", "variable_cc_queue: support"))
 		if c, _ := modelChannelOf(m, "listed"); !c.Variables || c.Queue != "support" || c.Name != "PJSIP/2001-00000001" {
 			t.Errorf("listed channel after an event %+v, want cc_queue support and the listing's name", c)
@@ -570,5 +570,37 @@ func TestChannelModelDoesNotAnswerWhileTheAgentsLegIsBeingAnswered(t *testing.T)
 	m.apply(chanEvent("CHANNEL_CALLSTATE", "agent", "Channel-Call-State: ACTIVE"))
 	if got, ok := m.lookup(snap, "agent2001", uuid); !ok || !slices.Equal(uuids(got), []string{"customer", "agent"}) {
 		t.Fatalf("once answered: %v (answered %v), want both legs", uuids(got), ok)
+	}
+}
+
+func TestChannelModelSecondListingDropsGhostsAndAddsLateRows(t *testing.T) {
+	snap := mustExampleSnapshot(t)
+	m := newChannelModel(time.Now, nil)
+	// The first listing, made just after the subscription, still shows a
+	// channel destroyed just before it and lacks one made just before it.
+	m.merge([]listedChannel{{UUID: "ghost", Name: "PJSIP/2001-00000001", CallState: "ACTIVE"},
+		{UUID: "evented", Name: "PJSIP/2003-00000001", CallState: "ACTIVE"}}, false)
+	m.apply(chanEvent("CHANNEL_CALLSTATE", "evented", "Channel-Call-State: ACTIVE"))
+	m.merge([]listedChannel{{UUID: "late", Name: "PJSIP/2001-00000002", CallState: "ACTIVE"}}, true)
+	chs, synced := m.view()
+	var ids []string
+	for _, c := range chs {
+		ids = append(ids, c.UUID)
+	}
+	if !synced || !slices.Equal(ids, []string{"evented", "late"}) {
+		t.Fatalf("after the second listing: %v (synced %v), want the evented channel and the late row, not the ghost", ids, synced)
+	}
+	if got, _ := m.lookup(snap, "agent2001", uuid); !slices.Equal(uuids(got), []string{"late"}) {
+		t.Errorf("lookup = %v, want late", uuids(got))
+	}
+}
+
+func TestChannelModelLeavesTwoCallsOfTheAgentToFreeSWITCH(t *testing.T) {
+	m := syncedModel(
+		agentLeg("old", "loopback/agent_2001-b", "2001@lab.callwarden", "2001"),
+		agentLeg("new", "loopback/agent_2001-b", "2001@lab.callwarden", "2001"),
+	)
+	if got, ok := m.lookup(mustExampleSnapshot(t), "agent2001", uuid); ok {
+		t.Fatalf("lookup = %v, answered: which call is the agent's is the listing's to say", uuids(got))
 	}
 }
