@@ -34,13 +34,16 @@
 //     events, indexed by the strings an identity resolves them by; each
 //     inbound connection resyncs it with one listing (`show channels as
 //     json`) merged under the events (tombstones keep destroyed channels
-//     out). It answers only while synced and the connection is up;
+//     out), and a second listing once FreeSWITCH's rows caught up drops
+//     ghosts. It answers only while synced and the connection is up, and
+//     leaves an ambiguous agent (a leg being answered, two answered) to
+//     show channels;
 //   - monitor.go serves monitor requests: it finds the target's live call
 //     (the channel model; else, or on a miss, show channels and uuid_dump
 //     on the outbound connection), decides, and runs the session core's
 //     monitor life cycle with eavesdrop on the supervisor's channel, over
-//     the same outbound connection (its set-up pipelined in one write,
-//     eavesdrop in a second once the set-up was accepted), after
+//     the same outbound connection (its set-up and eavesdrop in one
+//     write; a refused command breaks the eavesdrop off), after
 //     registering an allowance so its own watchdog lets the eavesdrop
 //     through.
 //
