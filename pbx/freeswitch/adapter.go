@@ -37,8 +37,10 @@ type Options struct {
 	// order (default 50ms; FreeSWITCH's own disorder is about 20ms).
 	EventWindow time.Duration
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 100ms
-	// and 5s); KeepAlive is the probe interval of an idle inbound
-	// connection (default 10s).
+	// and 5s); KeepAlive is the probe interval of the inbound connection
+	// (default 1s): the channel model decides from its events, so a
+	// connection that died silently must be noticed within KeepAlive plus
+	// Timeout, not left to answer from what it said last.
 	MinBackoff, MaxBackoff, KeepAlive time.Duration
 
 	// RefusalTone is played to a refused monitor requester before it is
@@ -88,6 +90,7 @@ type Adapter struct {
 	in    *inbound
 	srv   *outboundServer
 	wd    *watchdog
+	model *channelModel
 	recs  *session.Recordings // nil without Options.Recordings
 	// stopping holds the names of the recordings a user is stopping: their
 	// RECORD_STOP is not FreeSWITCH ending them.
@@ -130,7 +133,7 @@ func New(opts Options) (*Adapter, error) {
 	def(&o.EventWindow, 50*time.Millisecond)
 	def(&o.MinBackoff, 100*time.Millisecond)
 	def(&o.MaxBackoff, 5*time.Second)
-	def(&o.KeepAlive, 10*time.Second)
+	def(&o.KeepAlive, time.Second)
 	if o.OutboundListen == "" {
 		o.OutboundListen = "127.0.0.1:8084"
 	}
@@ -177,6 +180,7 @@ func New(opts Options) (*Adapter, error) {
 	a.wd = newWatchdog(&watchdog{mode: o.Watchdog, now: o.Now, act: a.api, audit: a.audit, snap: o.Snapshot,
 		log: o.Logger, count: func(kind string, mode WatchdogMode) { m.watchdog.WithLabelValues(kind, string(mode)).Inc() }})
 	a.wd.allowances.Now = o.Now
+	a.model = newChannelModel(time.Now, func(n int) { m.tracked.Set(float64(n)) })
 	a.in = newInbound(inboundOptions{
 		Address: o.ESLAddress, Password: o.ESLPassword, Timeout: o.Timeout,
 		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff, Window: o.EventWindow, KeepAlive: o.KeepAlive,
@@ -192,8 +196,19 @@ func New(opts Options) (*Adapter, error) {
 				everUp = true
 				m.connected.Set(1)
 			} else {
+				a.model.down()
 				m.connected.Set(0)
 			}
+		},
+		OnReset: a.model.reset,
+		Resync: func(listing string, again bool) error {
+			rows, err := parseListing(listing)
+			if err != nil {
+				return err
+			}
+			a.model.merge(rows, again)
+			m.resyncs.Inc()
+			return nil
 		},
 	})
 	ln, err := net.Listen("tcp", o.OutboundListen)
@@ -246,18 +261,26 @@ func (a *Adapter) Close() {
 }
 
 // onEvent receives the inbound events in Event-Sequence order: it counts
-// them, hands them to the watchdog and ends the recordings FreeSWITCH
-// ended; call tracking comes next.
+// them, keeps the channel model, hands them to the watchdog and ends the
+// recordings FreeSWITCH ended.
 func (a *Adapter) onEvent(ev Event) {
 	if !knownEvent(ev.Name) {
 		a.m.ignored.WithLabelValues("event").Inc()
 		return
 	}
 	a.m.events.WithLabelValues(ev.Name).Inc()
+	a.model.apply(ev)
 	a.wd.onEvent(ev)
 	if ev.Name == "RECORD_STOP" {
 		a.recordingEnded(ev)
 	}
+}
+
+// Channels is a read-only copy of the channel model (its channels, by
+// uuid) and whether it is synced, for tests and diagnostics.
+func (a *Adapter) Channels() ([]ModelChannel, bool) {
+	chs, synced := a.model.view()
+	return chs, synced && a.in.live()
 }
 
 // api sends one api command on the inbound connection.

@@ -3,6 +3,7 @@ package freeswitch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"go.uber.org/zap"
@@ -86,7 +87,7 @@ func (a *Adapter) decideCheck(ctx context.Context, oc *outConn, ch channel, rq r
 			return session.Refused(session.ReasonUnknownTarget)
 		}
 		req.Agent, e.Target = agent, agent
-		c, err := findCall(ctx, oc, snap, agent, ch.uuid)
+		c, err := a.findCall(ctx, oc, snap, agent, ch.uuid)
 		switch {
 		case errors.Is(err, errNoCall):
 		case err != nil:
@@ -131,17 +132,19 @@ func (a *Adapter) answer(ctx context.Context, oc *outConn, ch channel, o session
 // setOutcome sets callwarden_decision and callwarden_reason on the
 // channel; false when the connection must be dropped.
 func (a *Adapter) setOutcome(ctx context.Context, oc *outConn, ch channel, o session.Outcome, log *zap.Logger) bool {
-	for _, kv := range [...][2]string{{varDecision, o.Verdict()}, {varReason, o.Reason}} {
-		f, err := oc.command(ctx, "api uuid_setvar "+ch.uuid+" "+kv[0]+" "+kv[1])
-		if err == nil && !f.ok() {
-			err = errors.New(strings.TrimSpace(f.reply()))
+	// Both in one write: the second needs nothing of the first's reply.
+	fs, err := oc.pipeline(ctx, []string{"api uuid_setvar " + ch.uuid + " " + varDecision + " " + o.Verdict()},
+		[]string{"api uuid_setvar " + ch.uuid + " " + varReason + " " + o.Reason})
+	for i := 0; err == nil && i < len(fs); i++ {
+		if !fs[i].ok() {
+			err = fmt.Errorf("%w: uuid_setvar: %s", ErrCommandFailed, strings.TrimSpace(fs[i].reply()))
 		}
-		if err != nil {
-			// The stream may be out of step: drop the connection; the
-			// dialplan then finds no decision and must refuse.
-			log.Warn("cannot set channel variable", zap.String("variable", kv[0]), zap.Error(err))
-			return false
-		}
+	}
+	if err != nil {
+		// The stream may be out of step: drop the connection; the dialplan
+		// then finds no decision and must refuse.
+		log.Warn("cannot set the decision's channel variables", zap.Error(err))
+		return false
 	}
 	return true
 }

@@ -29,10 +29,22 @@ type auditLog = sessiontest.AuditLog
 var testNow = time.Date(2026, 11, 23, 10, 37, 53, 0, time.UTC)
 
 // MustAdapter is an adapter on 127.0.0.1:0 whose ESL peer is fake, run
-// until the test ends; mods change its options first.
+// until the test ends; mods change its options first. Its FreeSWITCH has
+// no channel.
 func MustAdapter(tb testing.TB, snap *enforce.Snapshot, log enforce.Auditor, mods ...func(*Options)) *Adapter {
 	tb.Helper()
-	fake := newFakeESL(tb, func(int, string) (string, time.Duration) { return "+OK", 0 })
+	fake := newFakeESL(tb, func(_ int, cmd string) (string, time.Duration) {
+		if cmd == "show channels as json" {
+			return noChannels, 0
+		}
+		return "+OK", 0
+	})
+	return mustAdapterOn(tb, fake, snap, log, mods...)
+}
+
+// mustAdapterOn is MustAdapter with the inbound ESL peer fake.
+func mustAdapterOn(tb testing.TB, fake *fakeESL, snap *enforce.Snapshot, log enforce.Auditor, mods ...func(*Options)) *Adapter {
+	tb.Helper()
 	o := Options{ESLAddress: fake.addr(), ESLPassword: "ClueCon", OutboundListen: "127.0.0.1:0", PBX: "fs1",
 		Timeout: time.Second, Snapshot: func() *enforce.Snapshot { return snap }, Auditor: log,
 		Now: func() time.Time { return testNow }, Registerer: prometheus.NewRegistry()}

@@ -30,11 +30,22 @@
 //   - watchdog.go hangs up an eavesdrop and stops a recording that the
 //     dialplan or another ESL client started without an allowing decision
 //     (a check's allow, or callwarden's own start: Adapter.allow).
+//   - model.go keeps FreeSWITCH's live channels from the inbound CHANNEL_*
+//     events, indexed by the strings an identity resolves them by; each
+//     inbound connection resyncs it with one listing (`show channels as
+//     json`) merged under the events (tombstones keep destroyed channels
+//     out), and a second listing once FreeSWITCH's rows caught up drops
+//     ghosts. It answers only while synced and the connection is up, and
+//     leaves an ambiguous agent (a leg being answered, two answered) to
+//     show channels;
 //   - monitor.go serves monitor requests: it finds the target's live call
-//     (show channels, uuid_dump), decides, and runs the session core's
+//     (the channel model; else, or on a miss, show channels and uuid_dump
+//     on the outbound connection), decides, and runs the session core's
 //     monitor life cycle with eavesdrop on the supervisor's channel, over
-//     the same outbound connection, after registering an allowance so its
-//     own watchdog lets the eavesdrop through.
+//     the same outbound connection (its set-up and eavesdrop in one
+//     write; a refused command breaks the eavesdrop off), after
+//     registering an allowance so its own watchdog lets the eavesdrop
+//     through.
 //
 // Mode switches by DTMF during a monitor session, recording (uuid_record)
 // and playback are not implemented yet: such a request is refused and

@@ -21,9 +21,12 @@ const (
 )
 
 // Limits of one frame: FreeSWITCH's largest real frames (CHANNEL_HANGUP
-// events, uuid_dump) are a few KiB; anything near these is not ESL.
+// events, uuid_dump) are a few KiB; anything near these is not ESL. The
+// exception is an api/response: `show channels as json` writes about a
+// KiB a channel, so a PBX with a thousand calls answers with megabytes.
 const (
 	maxBody        = 1 << 20
+	maxAPIBody     = 64 << 20
 	maxHeaderLine  = 16 << 10
 	maxHeaderCount = 1024
 )
@@ -80,7 +83,11 @@ func readFrame(r *bufio.Reader) (frame, error) {
 		return f, nil
 	}
 	n, err := strconv.Atoi(cl)
-	if err != nil || n < 0 || n > maxBody {
+	limit := maxBody
+	if f.contentType() == typeAPIResponse {
+		limit = maxAPIBody
+	}
+	if err != nil || n < 0 || n > limit {
 		return f, fmt.Errorf("%w: Content-Length %q", ErrFrame, cl)
 	}
 	f.body = make([]byte, n)

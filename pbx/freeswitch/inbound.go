@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,12 +34,7 @@ var subscribedEvents = []string{
 // knownEvent reports whether name is one the adapter subscribed to; any
 // other is ignored and counted.
 func knownEvent(name string) bool {
-	for _, e := range subscribedEvents {
-		if e == name {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(subscribedEvents, name) || slices.Contains(modelEvents, name)
 }
 
 // inboundOptions configure the inbound connection.
@@ -64,6 +60,18 @@ type inboundOptions struct {
 	OnIgnored func(kind string, n int)
 	OnLate    func()
 	OnUp      func(up bool)
+	// OnReset is called before each connection is made, once every event
+	// of the previous one was delivered: what those said may be out of
+	// date by now. It may be nil.
+	OnReset func()
+	// Resync, if set, is handed `show channels as json` once each
+	// connection is up and subscribed, after the events FreeSWITCH sent
+	// before its answer were delivered (they are held for ordering), so
+	// that OnEvent has seen them first. While it has not succeeded it is
+	// tried again at every KeepAlive. Once it has, a second listing
+	// (again) follows at the first KeepAlive listingLag later: FreeSWITCH
+	// writes its rows about a second late.
+	Resync func(listing string, again bool) error
 }
 
 // inbound keeps one authenticated, subscribed ESL connection to
@@ -119,6 +127,13 @@ func (in *inbound) run(ctx context.Context) {
 	defer wg.Wait()
 	backoff := in.o.MinBackoff
 	for ctx.Err() == nil {
+		// The previous connection's held events go out now, and its
+		// Event-Sequence is forgotten: FreeSWITCH may have restarted and
+		// count from 1 again.
+		in.seq.reset()
+		if in.o.OnReset != nil {
+			in.o.OnReset()
+		}
 		c, err := in.dial(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -135,7 +150,6 @@ func (in *inbound) run(ctx context.Context) {
 			continue
 		}
 		backoff = in.o.MinBackoff
-		in.seq.reset()
 		in.setCurrent(c)
 		in.o.Logger.Info("connected to FreeSWITCH ESL", zap.String("address", in.o.Address))
 		in.hold(ctx, c)
@@ -147,8 +161,11 @@ func (in *inbound) run(ctx context.Context) {
 	}
 }
 
-// hold waits while c is up, probing it every KeepAlive.
+// hold waits while c is up, probing it every KeepAlive; it resyncs first,
+// and again at each probe until a resync succeeded.
 func (in *inbound) hold(ctx context.Context, c *eslConn) {
+	synced := in.resync(ctx, c, false)
+	again, refined := time.Now().Add(listingLag), false
 	t := time.NewTicker(in.o.KeepAlive)
 	defer t.Stop()
 	for {
@@ -157,7 +174,14 @@ func (in *inbound) hold(ctx context.Context, c *eslConn) {
 			return
 		case <-c.done:
 			return
-		case <-t.C:
+		case now := <-t.C:
+			switch {
+			case !synced:
+				synced = in.resync(ctx, c, false)
+				again = time.Now().Add(listingLag)
+			case !refined && now.After(again):
+				refined = in.resync(ctx, c, true)
+			}
 			if _, err := in.send(ctx, c, "api", "status"); err != nil {
 				in.o.Logger.Warn("FreeSWITCH ESL keepalive failed", zap.Error(err))
 				return
@@ -166,8 +190,65 @@ func (in *inbound) hold(ctx context.Context, c *eslConn) {
 	}
 }
 
+// listingLag is how long after a first listing the second is made:
+// FreeSWITCH writes its `show channels` rows about a second late.
+const listingLag = 2 * time.Second
+
+// resync lists the channels on c and hands the listing to Resync once the
+// events sent before it were delivered; it reports whether it succeeded.
+func (in *inbound) resync(ctx context.Context, c *eslConn, again bool) bool {
+	if in.o.Resync == nil {
+		return true
+	}
+	out, err := in.send(ctx, c, "show", "channels", "as", "json")
+	if err == nil {
+		// An event FreeSWITCH sent before its answer (read before it) may
+		// still be held by the sequencer: wait until it is delivered, so it
+		// wins over the listing (a channel destroyed meanwhile stays
+		// destroyed).
+		answered := time.Now()
+		t := time.NewTicker(in.flushTick())
+		defer t.Stop()
+		for !in.seq.settled(answered) {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-c.done:
+				return false
+			case <-t.C:
+			}
+		}
+		err = in.o.Resync(out, again)
+	}
+	if err != nil {
+		in.o.Logger.Warn("cannot list FreeSWITCH's channels; the channel model stays unused until the next try", zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// flushTick is how often held events are looked at.
+func (in *inbound) flushTick() time.Duration { return max(in.o.Window/4, time.Millisecond) }
+
+// live reports whether the connection is up now: while it is not, nothing
+// learnt from its events may be relied on.
+func (in *inbound) live() bool {
+	in.mu.Lock()
+	c := in.cur
+	in.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
+}
+
 func (in *inbound) flushLoop(ctx context.Context) {
-	tick := max(in.o.Window/4, time.Millisecond)
+	tick := in.flushTick()
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -261,7 +342,7 @@ func (in *inbound) dial(ctx context.Context) (*eslConn, error) {
 		err = fmt.Errorf("%w: auth: %s", ErrCommandFailed, resp.reply())
 	}
 	if err == nil {
-		resp, err = in.sendCommand(dctx, ec, command.Event{Format: "plain", Listen: subscribedEvents})
+		resp, err = in.sendCommand(dctx, ec, command.Event{Format: "plain", Listen: slices.Concat(subscribedEvents, modelEvents)})
 		if err == nil && !resp.ok() {
 			err = fmt.Errorf("%w: event plain: %s", ErrCommandFailed, resp.reply())
 		}

@@ -20,6 +20,9 @@ type metrics struct {
 	late          prometheus.Counter
 	auditFailures prometheus.Counter
 	watchdog      *prometheus.CounterVec // kind, mode
+	resyncs       prometheus.Counter
+	tracked       prometheus.Gauge
+	lookups       *prometheus.CounterVec // result
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -47,12 +50,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		watchdog: session.NewCounterVec("callwarden_freeswitch_watchdog_total",
 			"Bypasses the watchdog caught (an eavesdrop or a recording started without an allowing decision), by kind (eavesdrop, record, eavesdrop_bug) and mode.",
 			"kind", "mode"),
+		resyncs: session.NewCounter("callwarden_freeswitch_model_resyncs_total",
+			"Listings of FreeSWITCH's channels merged into the channel model: two per inbound connection (the second once the rows caught up), more when one failed."),
+		tracked: session.NewGauge("callwarden_freeswitch_model_channels",
+			"Channels the channel model tracks."),
+		lookups: session.NewCounterVec("callwarden_freeswitch_model_lookups_total",
+			"Lookups of a target's live call, by result: hit (the channel model answered), miss (it knew no call: FreeSWITCH was asked), unsynced (the model was not usable: FreeSWITCH was asked).",
+			"result"),
+	}
+	for _, r := range []string{"hit", "miss", "unsynced"} {
+		m.lookups.WithLabelValues(r)
 	}
 	for _, k := range []string{"event", "header", "frame"} {
 		m.ignored.WithLabelValues(k)
 	}
 	m.drops.WithLabelValues("command_failed")
-	if err := session.Register(reg, m.decisions, m.connected, m.reconnects, m.drops, m.ignored, m.events, m.late, m.auditFailures, m.watchdog); err != nil {
+	if err := session.Register(reg, m.decisions, m.connected, m.reconnects, m.drops, m.ignored, m.events, m.late, m.auditFailures, m.watchdog,
+		m.resyncs, m.tracked, m.lookups); err != nil {
 		return nil, fmt.Errorf("register freeswitch metrics: %w (one adapter per registry)", err)
 	}
 	return m, nil

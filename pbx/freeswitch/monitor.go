@@ -2,7 +2,6 @@ package freeswitch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -226,7 +225,7 @@ func (a *Adapter) decideMonitor(ctx context.Context, oc *outConn, ch channel, ta
 		return liveCall{}, e, session.Refused(session.ReasonUnknownTarget)
 	}
 	e.Target = agent
-	c, err := findCall(ctx, oc, snap, agent, ch.uuid)
+	c, err := a.findCall(ctx, oc, snap, agent, ch.uuid)
 	if err != nil {
 		if errors.Is(err, errNoCall) {
 			return liveCall{}, e, session.Refused(session.ReasonNoCall)
@@ -240,69 +239,102 @@ func (a *Adapter) decideMonitor(ctx context.Context, oc *outConn, ch channel, ta
 	return c, e, session.Decided(d)
 }
 
-// showChannels is the part of `show channels as json` findCall reads.
-type showChannels struct {
-	Rows []struct {
-		UUID       string `json:"uuid"`
-		Name       string `json:"name"`
-		PresenceID string `json:"presence_id"`
-		CallState  string `json:"callstate"`
-	} `json:"rows"`
-}
-
 // varAgent names, on an agent's leg, the agent whose phone it is; only
 // the dialplan sets it (the lab's agent extensions do).
 const varAgent = "callwarden_agent"
 
-// findCall looks up agent's live call on demand (show channels, whose
-// rows FreeSWITCH writes about a second after a channel appears): the
-// answered channels (callstate ACTIVE) but self whose name (exactly, or
-// its prefix before the last '-') or presence id (user@domain) is one of
-// agent's identities, as a requester's channel name is matched. A loopback
-// call names both its legs after the extension dialled, so among them the
-// one whose callwarden_agent variable names the agent wins, else the
-// first. The winner's uuid_dump gives the queue (callwarden_queue set by
-// the dialplan, else mod_callcenter's cc_queue) and the caller id.
-func findCall(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent, self string) (liveCall, error) {
+// findCall finds agent's live call: the answered channels (callstate
+// ACTIVE) but self whose name (exactly, or its prefix before the last '-')
+// or presence id (user@domain) is one of agent's identities, as a
+// requester's channel name is matched. A loopback call names both its legs
+// after the extension dialled, so among them the one whose
+// callwarden_agent variable names the agent wins, else the oldest. The
+// queue is callwarden_queue set by the dialplan, else mod_callcenter's
+// cc_queue.
+//
+// The channel model answers when it is synced and knows a channel of the
+// agent (no command at all, unless the channel is only listed so far: a
+// uuid_dump of it then). Otherwise FreeSWITCH is asked, as before the
+// model: listCall. A miss is never believed: the model lags the outbound
+// socket by the inbound events' reordering window. Nor is the model while
+// the agent's own leg is still being answered (channelModel.lookup).
+func (a *Adapter) findCall(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent, self string) (liveCall, error) {
+	result := "unsynced"
+	if a.in.live() {
+		cands, synced := a.model.lookup(snap, agent, self)
+		switch {
+		case !synced:
+		case len(cands) == 0:
+			result = "miss"
+		default:
+			c, err := a.pick(ctx, oc, snap, agent, cands)
+			if !errors.Is(err, errNoCall) {
+				if err == nil {
+					a.m.lookups.WithLabelValues("hit").Inc()
+				}
+				return c, err
+			}
+			result = "miss" // only ghosts of a listing
+		}
+	}
+	a.m.lookups.WithLabelValues(result).Inc()
+	return a.listCall(ctx, oc, snap, agent, self)
+}
+
+// listCall asks FreeSWITCH for agent's live call (findCall's rules): `show
+// channels`, whose rows FreeSWITCH writes about a second after a channel
+// appears, then a uuid_dump of each candidate.
+func (a *Adapter) listCall(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent, self string) (liveCall, error) {
 	out, err := apiCall(ctx, oc, "show channels as json")
 	if err != nil {
 		return liveCall{}, err
 	}
-	var sc showChannels
-	if err := json.Unmarshal([]byte(out), &sc); err != nil {
-		return liveCall{}, fmt.Errorf("freeswitch: show channels as json: %w", err)
+	rows, err := parseListing(out)
+	if err != nil {
+		return liveCall{}, err
 	}
+	var cands []candidate
+	for _, r := range rows {
+		if r.UUID == self || r.CallState != "ACTIVE" || !matches(snap, agent, r.Name, r.PresenceID) {
+			continue
+		}
+		cands = append(cands, candidate{liveCall: liveCall{uuid: r.UUID, name: r.Name}, partial: true})
+	}
+	return a.pick(ctx, oc, snap, agent, cands)
+}
+
+// pick chooses among agent's candidates, oldest first: the first whose
+// callwarden_agent names the agent, else the first. A candidate whose
+// variables are not known is looked at with uuid_dump first (and the model
+// completed with what it says); one gone meanwhile is skipped.
+func (a *Adapter) pick(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent string, cands []candidate) (liveCall, error) {
 	var first *liveCall
-	for _, r := range sc.Rows {
-		if r.UUID == self || r.CallState != "ACTIVE" || !validToken(r.UUID) || len(r.UUID) > maxArg {
+	for _, c := range cands {
+		if !validToken(c.uuid) || len(c.uuid) > maxArg {
 			continue
 		}
-		match := false
-		for _, id := range []string{r.Name, r.PresenceID} {
-			if u, ok := snap.ResolveIdentity(id); ok && u == agent {
-				match = true
+		if c.partial {
+			dump, err := apiCall(ctx, oc, "uuid_dump "+c.uuid)
+			if errors.Is(err, ErrCommandFailed) {
+				a.model.forget(c.uuid) // gone since it was listed
+				continue
 			}
+			if err != nil {
+				return liveCall{}, err
+			}
+			h, err := parsePlainEvent([]byte(strings.TrimRight(dump, "\n") + "\n\n"))
+			if err != nil {
+				continue
+			}
+			c.queue = queueOf(func(name string) string { return h.get("variable_" + name) })
+			c.caller, c.agent = h.get("Caller-Caller-ID-Number"), h.get("variable_"+varAgent)
+			a.model.fill(c)
 		}
-		if !match {
-			continue
-		}
-		dump, err := apiCall(ctx, oc, "uuid_dump "+r.UUID)
-		if err != nil {
-			continue // gone between the two commands
-		}
-		h, err := parsePlainEvent([]byte(strings.TrimRight(dump, "\n") + "\n\n"))
-		if err != nil {
-			continue
-		}
-		c := liveCall{uuid: r.UUID, name: r.Name, queue: strings.TrimSpace(h.get("variable_" + varQueue)), caller: h.get("Caller-Caller-ID-Number")}
-		if c.queue == "" {
-			c.queue = strings.TrimSpace(h.get("variable_" + varCCQueue))
-		}
-		if u, ok := snap.ResolveIdentity(h.get("variable_" + varAgent)); ok && u == agent {
-			return c, nil
+		if u, ok := snap.ResolveIdentity(c.agent); ok && u == agent {
+			return c.liveCall, nil
 		}
 		if first == nil {
-			first = &c
+			first = &c.liveCall
 		}
 	}
 	if first != nil {
@@ -314,32 +346,45 @@ func findCall(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent, s
 // apiCall runs an api command on the outbound connection; a -ERR answer is
 // ErrCommandFailed.
 func apiCall(ctx context.Context, oc *outConn, cmd string) (string, error) {
-	f, err := oc.command(ctx, "api "+cmd)
+	lines := []string{"api " + cmd}
+	f, err := oc.command(ctx, lines...)
 	if err != nil {
 		return "", err
 	}
-	body := string(f.body)
-	if strings.HasPrefix(body, "-ERR") || strings.HasPrefix(body, "-USAGE") {
-		return body, fmt.Errorf("%w: api %s: %s", ErrCommandFailed, strings.Fields(cmd)[0], strings.TrimSpace(body))
-	}
-	return body, nil
+	return string(f.body), replyErr(lines, f)
 }
 
-// execute queues application app(arg) on channel uuid (sendmsg execute;
-// in async mode FreeSWITCH answers at once). event-lock makes each run
-// after the one before has ended: without it an application queued while
-// another runs is run inside it (a hangup queued after the refusal tone
-// cut the tone at once).
-func execute(ctx context.Context, oc *outConn, uuid, app, arg string) error {
+// executeLines is the command that queues application app(arg) on channel
+// uuid (sendmsg execute; in async mode FreeSWITCH answers at once).
+// event-lock makes each run after the one before has ended: without it an
+// application queued while another runs is run inside it (a hangup queued
+// after the refusal tone cut the tone at once).
+func executeLines(uuid, app, arg string) []string {
 	lines := []string{"sendmsg " + uuid, "call-command: execute", "execute-app-name: " + app, "event-lock: true"}
 	if arg != "" {
 		lines = append(lines, "execute-app-arg: "+arg)
 	}
-	f, err := oc.command(ctx, lines...)
-	if err == nil && !f.ok() {
-		err = fmt.Errorf("%w: %s %s: %s", ErrCommandFailed, app, arg, strings.TrimSpace(f.reply()))
+	return lines
+}
+
+// execute queues application app(arg) on channel uuid (executeLines).
+func execute(ctx context.Context, oc *outConn, uuid, app, arg string) error {
+	return sendAll(ctx, oc, executeLines(uuid, app, arg))
+}
+
+// sendAll sends cmds in one write (outConn.pipeline) and fails on the
+// first that FreeSWITCH refused.
+func sendAll(ctx context.Context, oc *outConn, cmds ...[]string) error {
+	fs, err := oc.pipeline(ctx, cmds...)
+	if err != nil {
+		return err
 	}
-	return err
+	for i, f := range fs {
+		if err := replyErr(cmds[i], f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // refuse tells a refused requester: the decision in channel variables,
@@ -355,7 +400,7 @@ const hdrDigit = "callwarden_digit"
 // digitRealm is the digit machine realm of callwarden's bindings.
 const digitRealm = "callwarden"
 
-// bindModeDigits binds each mode digit (session.ModeForDigit: 4, 5, 6) on
+// bindModeDigits are the commands that bind each mode digit (session.ModeForDigit: 4, 5, 6) on
 // the supervisor's channel to the event application, run inline
 // (exec[i]) with callwarden_digit=<digit>: its CHANNEL_APPLICATION event
 // is how callwarden hears the digit. eavesdrop never dequeues DTMF with
@@ -368,7 +413,8 @@ const digitRealm = "callwarden"
 // each is matched, or rejected, at once and no digit timeout applies).
 // The event application, run inline, becomes the channel's
 // current_application although eavesdrop still runs.
-func bindModeDigits(ctx context.Context, oc *outConn, supervisor string) error {
+func bindModeDigits(supervisor string) [][]string {
+	var cmds [][]string
 	for d := '0'; d <= '9'; d++ {
 		if _, ok := session.ModeForDigit(string(d)); !ok {
 			continue
@@ -376,11 +422,9 @@ func bindModeDigits(ctx context.Context, oc *outConn, supervisor string) error {
 		// bind_digit_action splits its argument on commas: realm, digits,
 		// action, the action's argument.
 		arg := fmt.Sprintf("%s,%c,exec[i]:event,%s=%c", digitRealm, d, hdrDigit, d)
-		if err := execute(ctx, oc, supervisor, "bind_digit_action", arg); err != nil {
-			return fmt.Errorf("binding digit %c: %w", d, err)
-		}
+		cmds = append(cmds, executeLines(supervisor, "bind_digit_action", arg))
 	}
-	return nil
+	return cmds
 }
 
 // eslEavesdropper is session.Eavesdropper on the supervisor's outbound
@@ -399,51 +443,49 @@ type eslEavesdropper struct {
 	whisper string
 }
 
-// Eavesdrop subscribes to the supervisor channel's events, turns
-// FreeSWITCH's own DTMF switches off (and any whisper a variable could
-// carry), binds callwarden's mode digits (bindModeDigits), mutes the
-// supervisor if muted, queues answer and eavesdrop, waits for the
-// eavesdrop to run and then sets mode m. On error the eavesdrop is broken
-// off.
+// Eavesdrop mutes the supervisor if muted, registers the allowance, then
+// sends in one write: the subscription to the supervisor channel's
+// events, FreeSWITCH's own DTMF switches off (and any whisper a variable
+// could carry), callwarden's mode digits bound (bindModeDigits), answer
+// and eavesdrop. One write because the channel thread picks queued
+// applications up at its own pace (the lab measured about 10 ms a
+// separate write cost, beyond the round trip), and nothing is lost by it:
+// FreeSWITCH runs an outbound connection's commands in order, so the
+// variables are set before eavesdrop is even read, and event-lock runs the
+// queued applications one after the other. If any of them is refused,
+// the eavesdrop is broken off and the error returned (the caller hangs
+// the supervisor up). It waits for the eavesdrop to run and then sets
+// mode m.
 func (p *eslEavesdropper) Eavesdrop(ctx context.Context, supervisor, target string, m session.Mode, muted bool) (session.Tap, error) {
 	oc := p.oc
-	for _, cmd := range []string{
-		"filter Unique-ID " + supervisor,
-		"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP CHANNEL_APPLICATION",
-	} {
-		f, err := oc.command(ctx, cmd)
-		if err == nil && !f.ok() {
-			err = fmt.Errorf("%w: %s: %s", ErrCommandFailed, cmd, f.reply())
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if _, err := apiCall(ctx, oc, "uuid_setvar_multi "+supervisor+
-		" eavesdrop_enable_dtmf=false;eavesdrop_whisper_aleg=false;eavesdrop_whisper_bleg=false;eavesdrop_bridge_aleg=false;eavesdrop_bridge_bleg=false"); err != nil {
-		return nil, err
-	}
-	if err := bindModeDigits(ctx, oc, supervisor); err != nil {
-		return nil, err
-	}
 	t := &eslTap{oc: oc, api: p.api, sup: supervisor, mode: session.Listen, whisper: p.whisper}
 	if muted {
 		if err := t.Mute(ctx, true); err != nil {
 			return nil, err
 		}
 	}
-	if err := execute(ctx, oc, supervisor, "answer", ""); err != nil {
+	setup := append([][]string{
+		{"filter Unique-ID " + supervisor},
+		{"event plain CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HANGUP CHANNEL_APPLICATION"},
+		{"api uuid_setvar_multi " + supervisor +
+			" eavesdrop_enable_dtmf=false;eavesdrop_whisper_aleg=false;eavesdrop_whisper_bleg=false;eavesdrop_bridge_aleg=false;eavesdrop_bridge_bleg=false"},
+	}, bindModeDigits(supervisor)...)
+	fail := func(err error) (session.Tap, error) {
+		if cerr := t.Close(ctx); cerr != nil && p.api != nil {
+			// The outbound stream may be out of step (a reply that timed
+			// out) while the eavesdrop it queued runs: break it off
+			// through the inbound connection instead.
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
+			defer cancel()
+			_, _ = p.api(bctx, "uuid_break", supervisor, "all")
+		}
 		return nil, err
 	}
 	if p.allow != nil {
 		p.allow(supervisor, m.Action())
 	}
-	if err := execute(ctx, oc, supervisor, "eavesdrop", target); err != nil {
-		return nil, err
-	}
-	fail := func(err error) (session.Tap, error) {
-		_ = t.Close(ctx)
-		return nil, err
+	if err := sendAll(ctx, oc, append(setup, executeLines(supervisor, "answer", ""), executeLines(supervisor, "eavesdrop", target))...); err != nil {
+		return fail(fmt.Errorf("eavesdrop set-up: %w", err))
 	}
 	deadline := time.Now().Add(p.timeout)
 	for {

@@ -369,3 +369,36 @@ func TestMuteSilencesWhatTheSupervisorHears(t *testing.T) {
 		t.Errorf("a failed uuid_audio: %v, want %v", err, ErrCommandFailed)
 	}
 }
+
+func TestMonitorSetUpRefusedBreaksTheEavesdropOff(t *testing.T) {
+	log := &auditLog{}
+	a := MustAdapter(t, mustExampleSnapshot(t), log)
+	ok := "Content-Type: command/reply\nReply-Text: +OK\n\n"
+	// The set-up goes in one write with eavesdrop: the supervisor's channel
+	// refuses its variables (it hung up meanwhile, say).
+	got := fstest.PlaySocket(t, a.Addr().String(), func(cmd string) (string, bool) {
+		switch {
+		case cmd == "connect":
+			return monitorReply(t, "listen", "2001"), false
+		case cmd == "api show channels as json":
+			return frameText("api/response", channelsJSON("PJSIP/2001-00000007")), false
+		case strings.HasPrefix(cmd, "api uuid_dump "):
+			return frameText("api/response", "Unique-ID: "+monitorTargetUUID+"\nvariable_callwarden_queue: sales\n"), false
+		case strings.HasPrefix(cmd, "api uuid_setvar_multi "):
+			return frameText("api/response", "-ERR No such channel!\n"), false
+		case strings.HasPrefix(cmd, "api uuid_kill "):
+			return "", true
+		case strings.HasPrefix(cmd, "api "):
+			return frameText("api/response", "+OK"), false
+		default:
+			return ok, false
+		}
+	})
+	brk, kill := commandIndex(got, "api uuid_break "+uuid+" all"), commandIndex(got, "api uuid_kill "+uuid)
+	if brk < 0 || kill < brk {
+		t.Errorf("want the eavesdrop broken off, then the supervisor hung up:\n%q", got)
+	}
+	if res := waitRecords(t, log, 2)[1]; res.Outcome != enforce.OutcomeFailed || res.Cause != enforce.CauseSetupFailed {
+		t.Errorf("result record %+v, want failed at set-up", res)
+	}
+}

@@ -179,23 +179,60 @@ func (o *outConn) next(ctx context.Context, deadline time.Time) (frame, error) {
 // for its command/reply or api/response within timeout. Any error leaves
 // the stream out of step: the caller must drop the connection.
 func (o *outConn) command(ctx context.Context, lines ...string) (frame, error) {
-	if err := checkValues("command", lines...); err != nil {
+	fs, err := o.pipeline(ctx, lines)
+	if len(fs) == 0 {
 		return frame{}, err
+	}
+	return fs[0], err
+}
+
+// pipeline sends several commands in one write and reads their replies,
+// in order, within timeout: FreeSWITCH runs an outbound connection's
+// commands one after the other and answers each in turn, so waiting for
+// each reply before sending the next only adds round trips. Every value of
+// every command is checked before anything is sent. It returns the replies
+// read (the last one the disconnect notice, with ErrHungUp); any error
+// leaves the stream out of step: the caller must drop the connection.
+func (o *outConn) pipeline(ctx context.Context, cmds ...[]string) ([]frame, error) {
+	var b strings.Builder
+	for _, lines := range cmds {
+		if err := checkValues("command", lines...); err != nil {
+			return nil, err
+		}
+		b.WriteString(strings.Join(lines, "\n"))
+		b.WriteString("\n\n")
 	}
 	deadline := time.Now().Add(o.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	if err := o.c.SetDeadline(deadline); err != nil {
-		return frame{}, err
+		return nil, err
 	}
-	if _, err := o.c.Write([]byte(strings.Join(lines, "\n") + "\n\n")); err != nil {
-		return frame{}, fmt.Errorf("freeswitch: send %q: %w", lines[0], err)
+	if _, err := o.c.Write([]byte(b.String())); err != nil {
+		return nil, fmt.Errorf("freeswitch: send %q: %w", cmds[0][0], err)
 	}
+	out := make([]frame, 0, len(cmds))
+	for _, lines := range cmds {
+		f, err := o.reply(lines[0])
+		if err != nil {
+			if errors.Is(err, ErrHungUp) {
+				out = append(out, f)
+			}
+			return out, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// reply reads up to the reply to the command whose first line is first,
+// keeping the events read before it for next.
+func (o *outConn) reply(first string) (frame, error) {
 	for {
 		f, err := readFrame(o.r)
 		if err != nil {
-			return frame{}, fmt.Errorf("freeswitch: reply to %q: %w", lines[0], err)
+			return frame{}, fmt.Errorf("freeswitch: reply to %q: %w", first, err)
 		}
 		o.skipped += f.skipped
 		switch f.contentType() {
@@ -213,6 +250,22 @@ func (o *outConn) command(ctx context.Context, lines ...string) (frame, error) {
 			o.skipped++
 		}
 	}
+}
+
+// replyErr is the error a reply to the command lines carries: an api
+// command's -ERR or -USAGE answer, any other command's reply but +OK.
+func replyErr(lines []string, f frame) error {
+	if strings.HasPrefix(lines[0], "api ") {
+		body := string(f.body)
+		if strings.HasPrefix(body, "-ERR") || strings.HasPrefix(body, "-USAGE") {
+			return fmt.Errorf("%w: api %s: %s", ErrCommandFailed, strings.Fields(lines[0])[1], strings.TrimSpace(body))
+		}
+		return nil
+	}
+	if !f.ok() {
+		return fmt.Errorf("%w: %s: %s", ErrCommandFailed, lines[0], strings.TrimSpace(f.reply()))
+	}
+	return nil
 }
 
 // reply is the text of a reply frame: Reply-Text, else the body.

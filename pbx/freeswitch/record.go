@@ -99,7 +99,7 @@ func (a *Adapter) decideRecord(ctx context.Context, oc *outConn, ch channel, rq 
 	}
 	rc := &eslRecorder{a: a, oc: oc}
 	if rq.op == session.RecStart {
-		c, err := findCall(ctx, oc, snap, agent, ch.uuid)
+		c, err := a.findCall(ctx, oc, snap, agent, ch.uuid)
 		if err != nil {
 			if errors.Is(err, errNoCall) {
 				return session.Refused(session.ReasonNoCall), nil

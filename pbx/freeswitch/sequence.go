@@ -49,6 +49,9 @@ type sequencer struct {
 	mu      sync.Mutex
 	pending []heldEvent // sorted by Seq
 	last    uint64      // highest sequence delivered
+	// delivering counts the flushes whose events are being delivered
+	// (outside the lock).
+	delivering int
 }
 
 type heldEvent struct {
@@ -95,11 +98,35 @@ func (s *sequencer) flush(now time.Time) (next time.Time) {
 	if len(s.pending) > 0 {
 		next = s.pending[0].arrived.Add(s.window)
 	}
+	if len(out) > 0 {
+		s.delivering++
+	}
 	s.mu.Unlock()
 	for _, ev := range out {
 		s.deliver(ev)
 	}
+	if len(out) > 0 {
+		s.mu.Lock()
+		s.delivering--
+		s.mu.Unlock()
+	}
 	return next
+}
+
+// settled reports whether every event that arrived by t has been
+// delivered (none is held, none is being delivered).
+func (s *sequencer) settled(t time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.delivering > 0 {
+		return false
+	}
+	for _, h := range s.pending {
+		if !h.arrived.After(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // drain delivers every held event in sequence order, ready or not.
