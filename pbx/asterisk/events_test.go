@@ -1,8 +1,11 @@
 package asterisk
 
 import (
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/CyCoreSystems/ari/v5"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -111,4 +114,65 @@ func TestApplicationTakenOverByAnotherClientIsNotFoughtForAtOnce(t *testing.T) {
 	waitFor(t, "the adapter to let go", func() bool { return !a.Connected() })
 	<-f.conn // it comes back, after the maximum backoff
 	waitFor(t, "the adapter to reconnect", a.Connected)
+}
+
+// wantedSample is an event of type typ carrying every field the wanted
+// types have (a channel with channelvars, a bridge, a playback, a
+// recording, a variable, a digit, arguments, a merge's two bridges).
+func wantedSample(typ string) string {
+	return `{"type":"` + typ + `","application":"callwarden","timestamp":"2026-11-29T10:00:00.000+0000",` +
+		`"channel":{"id":"c1","name":"PJSIP/2001-00000001","state":"Up","caller":{"number":"5550100"},` +
+		`"connected":{"number":"1001"},"channelvars":{"CALLWARDEN_QUEUE":"sales","QUEUENAME":""}},` +
+		`"bridge":{"id":"b1","technology":"simple_bridge","channels":["c1","c2"]},"to":{"id":"b2"},"from":{"id":"b3","channels":["c3"]},` +
+		`"playback":{"id":"p1","state":"done"},"recording":{"name":"r1","state":"done"},` +
+		`"variable":"CALLWARDEN_QUEUE","value":"sales","digit":"5","duration_ms":100,"args":["monitor","listen","2001"],` +
+		`"cause":16,"dialplan_app":"Stasis","dialplan_app_data":"callwarden"}`
+}
+
+func TestWantedEventTypesDecodeAsTheLibraryDoes(t *testing.T) {
+	for _, typ := range wantedEvents {
+		if _, ok := wantedEventTypes[typ]; !ok {
+			t.Errorf("%s is asked of Asterisk but decoded through ari.DecodeEvent", typ)
+			continue
+		}
+		msg := []byte(wantedSample(typ))
+		got, gotType, err := decodeEvent(msg)
+		if err != nil || gotType != typ {
+			t.Fatalf("decodeEvent(%s): %v, %q", typ, err, gotType)
+		}
+		want, err := ari.DecodeEvent(msg)
+		if err != nil {
+			t.Fatalf("ari.DecodeEvent(%s): %v", typ, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: decoded %#v, the library decodes %#v", typ, got, want)
+		}
+	}
+	if len(wantedEventTypes) != len(wantedEvents) {
+		t.Errorf("%d direct decoders for %d wanted types", len(wantedEventTypes), len(wantedEvents))
+	}
+}
+
+// BenchmarkDecodeEvent is the reader's cost per event of the types a busy
+// PBX sends most (every channel of the PBX is subscribed for the model).
+func BenchmarkDecodeEvent(b *testing.B) {
+	for _, typ := range []string{"ChannelVarset", "ChannelStateChange", "StasisStart"} {
+		msg := []byte(wantedSample(typ))
+		b.Run(typ, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := decodeEvent(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(typ+"/library", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ari.DecodeEvent(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
