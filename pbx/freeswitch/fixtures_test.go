@@ -18,6 +18,17 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// eventually polls cond until it holds or within has passed; it reports
+// whether cond held. Callers fail with what they waited for.
+func eventually(within time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(within); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 // fixtureDir holds the transcripts recorded from a real FreeSWITCH 1.10
 // (../shared/fixtures/freeswitch beside the repository).
 var fixtureDir = filepath.Join("..", "..", "..", "shared", "fixtures", "freeswitch")

@@ -107,16 +107,11 @@ func TestInboundDeliversEventsInSequenceOrder(t *testing.T) {
 	for _, seq := range []string{"1390", "1392", "1389", "1394", "1393"} {
 		fake.push("Event-Name: CHANNEL_STATE\nEvent-Sequence: " + seq + "\nChannel-Name: loopback/9198-a\n\n")
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	eventually(2*time.Second, func() bool { // the assertions below say what is missing
 		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n == 5 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(got) == 5
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	want := []uint64{1389, 1390, 1392, 1393, 1394}
@@ -135,12 +130,8 @@ func TestInboundReconnectsAfterWrongPasswordWithBackoff(t *testing.T) {
 	fake.password = "other"
 	in, _ := testInbound(fake.addr(), nil)
 	runInbound(t, in)
-	deadline := time.Now().Add(2 * time.Second)
-	for fake.connections() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d attempts", fake.connections())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !eventually(2*time.Second, func() bool { return fake.connections() >= 3 }) {
+		t.Fatalf("only %d attempts", fake.connections())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()

@@ -287,10 +287,8 @@ func pushEvent(f *fakeESL, seq int, name, id string, headers ...string) {
 // waitModel waits until the adapter's model is synced and cond holds.
 func waitModel(t *testing.T, a *Adapter, what string, cond func([]ModelChannel) bool) {
 	t.Helper()
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-		if chs, synced := a.Channels(); synced && cond(chs) {
-			return
-		}
+	if eventually(3*time.Second, func() bool { chs, synced := a.Channels(); return synced && cond(chs) }) {
+		return
 	}
 	chs, synced := a.Channels()
 	t.Fatalf("the model never had %s: %+v (synced %v)", what, chs, synced)
@@ -408,10 +406,8 @@ func TestMonitorDecidesFromTheChannelModel(t *testing.T) {
 		pushEvent(fake, 1, "CHANNEL_ANSWER", monitorTargetUUID, answered...)
 		waitModel(t, a, "the agent's call", hasChannel(monitorTargetUUID))
 		fake.close() // and no reconnection: the listener is gone
-		for deadline := time.Now().Add(3 * time.Second); a.in.live(); time.Sleep(2 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the inbound connection never went down")
-			}
+		if !eventually(3*time.Second, func() bool { return !a.in.live() }) {
+			t.Fatal("the inbound connection never went down")
 		}
 		// The agent's call ended meanwhile: FreeSWITCH lists no call.
 		got := playMonitor(t, a.Addr().String(), monitorReply(t, "listen", "2001"), noChannels)
@@ -543,15 +539,11 @@ func TestChannelModelIsDroppedWhenFreeSWITCHFallsSilent(t *testing.T) {
 	})
 	waitModel(t, a, "the listed call", hasChannel(monitorTargetUUID))
 	silent.Store(true)
-	deadline := time.Now().Add(50*time.Millisecond + 200*time.Millisecond + time.Second)
-	for {
-		if _, synced := a.Channels(); !synced || fake.connections() > 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the model still answers from a connection whose keepalive gets no answer")
-		}
-		time.Sleep(2 * time.Millisecond)
+	if !eventually(50*time.Millisecond+200*time.Millisecond+time.Second, func() bool {
+		_, synced := a.Channels()
+		return !synced || fake.connections() > 1
+	}) {
+		t.Fatal("the model still answers from a connection whose keepalive gets no answer")
 	}
 }
 

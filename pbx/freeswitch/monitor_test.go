@@ -97,10 +97,8 @@ func monitorReplyFrom(t *testing.T, user, mode, target string) string {
 // last command).
 func waitRecords(t *testing.T, log *auditLog, n int) []enforce.AuditRecord {
 	t.Helper()
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if recs := log.All(); len(recs) >= n {
-			return recs
-		}
+	if eventually(2*time.Second, func() bool { return len(log.All()) >= n }) {
+		return log.All()
 	}
 	t.Fatalf("%d audit records, want %d", len(log.All()), n)
 	return nil
@@ -179,13 +177,12 @@ func TestMonitorOverTheOutboundSocket(t *testing.T) {
 			a := MustAdapter(t, snap, log, func(o *Options) { o.Sessions = reg })
 			ended := make(chan error, 1)
 			go func() {
-				for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-					if live, _ := reg.List(context.Background()); len(live) == 1 {
-						ended <- tc.end(t, reg, live[0].ID)
-						return
-					}
+				var live []enforce.LiveSession
+				if !eventually(3*time.Second, func() bool { live, _ = reg.List(context.Background()); return len(live) == 1 }) {
+					ended <- errors.New("the session was never listed")
+					return
 				}
-				ended <- errors.New("the session was never listed")
+				ended <- tc.end(t, reg, live[0].ID)
 			}()
 			got := playMonitor(t, a.Addr().String(), monitorReply(t, "listen", "2001"), channelsJSON("PJSIP/2001-00000007"), holdOn)
 			if err := <-ended; err != nil {

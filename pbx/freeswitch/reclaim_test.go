@@ -62,14 +62,13 @@ func TestARestartConvergesWithWhatFreeSWITCHShows(t *testing.T) {
 		}
 	}
 	// Converge as Run does once the inbound connection is up.
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	eventually(2*time.Second, func() bool { // the assertions below say what is missing
 		if err := reg.Converge(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := recs.Recording(ctx, "222222222222"); got.State == enforce.RecordingStopped || time.Now().After(deadline) {
-			break
-		}
-	}
+		got, _ := recs.Recording(ctx, "222222222222")
+		return got.State == enforce.RecordingStopped
+	})
 
 	live, _ := sessions.LiveSessions(ctx)
 	var ids []string

@@ -290,14 +290,12 @@ func TestRecordingOfAnEarlierProcessIsMarkedStoppedOnlyWhenItIsThisPBXs(t *testi
 // freeswitch:finished.
 func waitStopped(t *testing.T, store *memory.Recordings, id string) {
 	t.Helper()
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		got, _ := store.Recording(context.Background(), id)
-		if got.State == enforce.RecordingStopped && got.StoppedBy == "freeswitch:finished" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metadata %+v, want stopped by freeswitch:finished", got)
-		}
+	var got enforce.Recording
+	if !eventually(2*time.Second, func() bool {
+		got, _ = store.Recording(context.Background(), id)
+		return got.State == enforce.RecordingStopped && got.StoppedBy == "freeswitch:finished"
+	}) {
+		t.Fatalf("metadata %+v, want stopped by freeswitch:finished", got)
 	}
 }
 
