@@ -113,17 +113,19 @@ func AuditChainHash(prev string, raw []byte) string {
 	h := sha256.New()
 	h.Write([]byte(prev))
 	h.Write(raw)
-	return hex.EncodeToString(h.Sum(nil))
+	var sum [sha256.Size]byte
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], h.Sum(sum[:0]))
+	return string(out[:])
 }
 
 // CanonicalAudit is the byte form of a record that is hashed and stored:
 // encoding/json of AuditRecord, whose field order is fixed, with
 // the time in UTC.
 func CanonicalAudit(r AuditRecord) ([]byte, error) {
-	r.Time, r.RecordedAt, r.At = r.Time.UTC(), r.RecordedAt.UTC(), r.At.UTC()
-	b, err := json.Marshal(r)
+	b, err := AppendCanonicalAudit(make([]byte, 0, 256), r)
 	if err != nil {
-		return nil, fmt.Errorf("audit record: %w", err)
+		return nil, err
 	}
 	return b, nil
 }
