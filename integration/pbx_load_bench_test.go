@@ -69,7 +69,9 @@ func BenchmarkAsteriskInterceptUnderLoad(b *testing.B) {
 	ctx := contextFor(b, 20*time.Minute)
 	logs, cwLogger := observedLogger(b)
 	snap := exampleSnapshot(b)
-	ariURL, trace := l.ARIURL, (*ariTrace)(nil)
+	ariURL, err := l.DirectARIURL(ctx)
+	mustOK(b, err)
+	trace := (*ariTrace)(nil)
 	if path := os.Getenv("CALLWARDEN_BENCH_ARI_TRACE"); path != "" {
 		trace = newARITrace(b, l.ARIURL, path, l.ContainerIDs()[0])
 		ariURL = trace.url

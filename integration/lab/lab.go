@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -219,6 +220,19 @@ func (l *Lab) connectARI(ctx context.Context) error {
 	l.ARIEventsURL = "ws" + strings.TrimPrefix(ariEndpoint, "http") + "/ari/events"
 	l.ARI = NewARI(l.ARIURL, l.ARIUser, l.ARIPassword)
 	return l.waitARI(ctx)
+}
+
+// DirectARIURL is the ARI REST base at the Asterisk container's own
+// address on Docker's network, e.g. http://172.17.0.3:8088/ari: what a
+// daemon beside a PBX connects to, without the Docker port proxy that
+// ARIURL goes through (a userland process relaying every byte, which on
+// a 2-core host costs CPU and latency a real deployment does not have).
+func (l *Lab) DirectARIURL(ctx context.Context) (string, error) {
+	ip, err := l.asterisk.ContainerIP(ctx)
+	if err != nil {
+		return "", fmt.Errorf("asterisk container address: %w", err)
+	}
+	return "http://" + net.JoinHostPort(ip, "8088") + "/ari", nil
 }
 
 func (l *Lab) waitARI(ctx context.Context) error {
