@@ -269,11 +269,30 @@ func (a *Adapter) onEvent(ev Event) {
 		return
 	}
 	a.m.events.WithLabelValues(ev.Name).Inc()
-	a.model.apply(ev)
+	if queue, moved := a.model.apply(ev); moved {
+		a.callMoved(ev.Get("Unique-ID"), queue)
+	}
 	a.wd.onEvent(ev)
 	if ev.Name == "RECORD_STOP" {
 		a.recordingEnded(ev)
 	}
+}
+
+// callMoved tells the session registry that the call on channel uuid is
+// now in queue, as an event carrying its variables showed: every session
+// eavesdropping on that channel is decided again with it, and one the
+// new queue no longer allows drops to a lesser mode or ends (cause
+// queue_moved), as on Asterisk. It runs in the event loop, so that two
+// moves are applied in their order; only a session on that channel makes
+// it write to the store, within Timeout.
+func (a *Adapter) callMoved(uuid, queue string) {
+	if a.o.Sessions == nil {
+		return
+	}
+	a.log.Debug("call moved queue", zap.String("channel", uuid), zap.String("queue", queue))
+	ctx, cancel := context.WithTimeout(context.Background(), a.o.Timeout)
+	defer cancel()
+	a.o.Sessions.TargetMoved(ctx, uuid, queue)
 }
 
 // Channels is a read-only copy of the channel model (its channels, by

@@ -127,14 +127,16 @@ func (m *channelModel) isSynced() bool {
 }
 
 // apply updates the model with one inbound event (in Event-Sequence
-// order, or late).
-func (m *channelModel) apply(ev Event) {
+// order, or late). It reports the channel's queue and true when the event
+// changed the queue of a channel whose variables were already known: the
+// call moved queue (a transfer, the dialplan, mod_callcenter).
+func (m *channelModel) apply(ev Event) (queue string, moved bool) {
 	if !strings.HasPrefix(ev.Name, "CHANNEL_") {
-		return
+		return "", false
 	}
 	id := ev.Get("Unique-ID")
 	if id == "" {
-		return
+		return "", false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -156,7 +158,9 @@ func (m *channelModel) apply(ev Event) {
 		return
 	}
 	c.evented = true
+	known, was := c.full, c.queue
 	m.update(c, ev)
+	moved = known && c.full && c.queue != was
 	if ev.Name == "CHANNEL_BRIDGE" {
 		a, b := ev.Get("Bridge-A-Unique-ID"), ev.Get("Bridge-B-Unique-ID")
 		if a == "" || b == "" {
@@ -172,6 +176,7 @@ func (m *channelModel) apply(ev Event) {
 	if ev.Name == "CHANNEL_UNBRIDGE" {
 		c.peer = ""
 	}
+	return c.queue, moved
 }
 
 // upsert returns channel id, made if new; nil for a destroyed one. m.mu
