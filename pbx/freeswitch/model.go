@@ -128,8 +128,10 @@ func (m *channelModel) isSynced() bool {
 
 // apply updates the model with one inbound event (in Event-Sequence
 // order, or late). It reports the channel's queue and true when the event
-// changed the queue of a channel whose variables were already known: the
-// call moved queue (a transfer, the dialplan, mod_callcenter).
+// carried the channel's variables and its queue is other than the model
+// knew: the call moved queue (a transfer, the dialplan, mod_callcenter),
+// or the model learns it for the first time (a channel known only from a
+// listing, which a session may have been decided on with uuid_dump).
 func (m *channelModel) apply(ev Event) (queue string, moved bool) {
 	if !strings.HasPrefix(ev.Name, "CHANNEL_") {
 		return "", false
@@ -160,7 +162,7 @@ func (m *channelModel) apply(ev Event) (queue string, moved bool) {
 	c.evented = true
 	known, was := c.full, c.queue
 	m.update(c, ev)
-	moved = known && c.full && c.queue != was
+	moved = c.full && (!known || c.queue != was)
 	if ev.Name == "CHANNEL_BRIDGE" {
 		a, b := ev.Get("Bridge-A-Unique-ID"), ev.Get("Bridge-B-Unique-ID")
 		if a == "" || b == "" {

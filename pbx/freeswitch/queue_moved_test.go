@@ -81,10 +81,13 @@ func TestAMonitoredCallMovedToAProtectedQueueEndsTheSession(t *testing.T) {
 	}
 }
 
-func TestTheChannelModelReportsAQueueMoveOnlyForAKnownChannel(t *testing.T) {
+func TestTheChannelModelReportsTheQueueWhenItLearnsOrChangesIt(t *testing.T) {
 	m := newChannelModel(time.Now, nil)
-	if _, moved := m.apply(moveEvent("sales")); moved {
-		t.Error("a channel's first event with its variables reported a move")
+	if _, moved := m.apply(chanEvent("CHANNEL_CALLSTATE", monitorTargetUUID, "Channel-Call-State: RINGING")); moved {
+		t.Error("an event without variables reported a queue")
+	}
+	if q, moved := m.apply(moveEvent("sales")); !moved || q != "sales" {
+		t.Errorf("apply = %q, %v; want the queue first learnt reported", q, moved)
 	}
 	if _, moved := m.apply(chanEvent("CHANNEL_CALLSTATE", monitorTargetUUID, "Channel-Call-State: ACTIVE")); moved {
 		t.Error("an event without variables reported a move")
