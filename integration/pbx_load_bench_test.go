@@ -57,8 +57,8 @@ const (
 // p99-ms and max-ms of the sessions bridged, by Asterisk's timestamps; refused,
 // the requests callwarden refused (under load: pbx_error, an ARI call past its
 // deadline); cw-p50-ms and cw-p99-ms, the `intercept` duration callwarden logs for
-// the same sessions (from its handler starting on the StasisStart to the session
-// started: snoop bridged, session registered and audited); channels, Asterisk's
+// the same sessions (from its handler starting on the StasisStart to ARI's answer
+// to the addChannel that bridged the supervisor and the snoop); channels, Asterisk's
 // channel count, list-ms, what one GET /channels took before the case, and
 // pbx-cores, the cores Asterisk's container used at rest then.
 // 10-at-once adds round-max-p50-ms, the median over rounds of the slowest of the

@@ -97,9 +97,12 @@ func (a *Adapter) monitor(ctx context.Context, in *inbox, sup ari.ChannelData, r
 		// its changes are the call's (ChannelVarset below).
 		a.follow(in, tgt.call.peer.ID)
 	}
-	a.m.intercept.Observe(time.Since(started).Seconds())
+	// The intercept is the supervisor's wait: up to the bridging, not
+	// the session's registration and audit that follow it.
+	intercept := pbx.bridgedAt.Sub(started)
+	a.m.intercept.Observe(intercept.Seconds())
 	a.setOutcome(ctx, sup.ID, o)
-	log.Info("monitoring", zap.String("mode", rq.mode.String()), zap.Duration("intercept", time.Since(started)))
+	log.Info("monitoring", zap.String("mode", rq.mode.String()), zap.Duration("intercept", intercept))
 	if o.Decision.NotifyTarget {
 		a.spawn(ctx, func(ctx context.Context) { a.notifyTarget(ctx, tgt.call.agent.ID) })
 	}
@@ -188,6 +191,8 @@ type ariEavesdropper struct {
 	sup ari.ChannelData
 	log *zap.Logger
 	tap *ariTap // the session's tap, once Eavesdrop succeeded
+	// bridgedAt is when Eavesdrop had the supervisor and the snoop bridged.
+	bridgedAt time.Time
 }
 
 // Eavesdrop answers the supervisor, creates the bridge and attaches a
@@ -241,6 +246,7 @@ func (p *ariEavesdropper) Eavesdrop(ctx context.Context, supervisor, target stri
 		_ = t.Close(cctx)
 		return nil, err
 	}
+	p.bridgedAt = time.Now()
 	t.snoop = snoop
 	p.tap = t
 	return t, nil
