@@ -260,6 +260,11 @@ type FreeSWITCH struct {
 	// volume); set, the admin API serves and deletes FreeSWITCH recordings'
 	// audio from it. ESL cannot carry a file.
 	RecordingsLocalDir string `yaml:"recordings_local_dir"`
+	// WatchdogLease makes the daemons of this FreeSWITCH (same PBX name)
+	// share one watchdog: a lease and every allowance in Redis, so that
+	// one daemon's checks and sessions are not stopped by another's
+	// watchdog. Needs redis. Off: this daemon's watchdog acts alone.
+	WatchdogLease bool `yaml:"watchdog_lease"`
 }
 
 // The Asterisk watchdog modes.
@@ -486,6 +491,9 @@ func (c *Config) Validate() error {
 		if d := f.RecordingsDir; d != "" && (!strings.HasPrefix(d, "/") || strings.ContainsFunc(d, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
 			bad("freeswitch.recordings_dir", "want an absolute path without spaces or control characters (uuid_record splits on spaces)")
 		}
+		if f.WatchdogLease && len(c.Redis.Addrs) == 0 {
+			bad("freeswitch.watchdog_lease", "needs redis: the daemons share the watchdog lease and the allowances there")
+		}
 	}
 	// Conn's errors name their field and never print a password.
 	if _, err := c.Redis.Conn(); err != nil {
@@ -671,6 +679,7 @@ const (
 	EnvAuditPBXQueueSize            = "CALLWARDEN_AUDIT_PBX_QUEUE_SIZE"
 	EnvRecordingsRetain             = "CALLWARDEN_RECORDINGS_RETAIN"
 	EnvFreeSWITCHRecordingsLocalDir = "CALLWARDEN_FREESWITCH_RECORDINGS_LOCAL_DIR"
+	EnvFreeSWITCHWatchdogLease      = "CALLWARDEN_FREESWITCH_WATCHDOG_LEASE"
 	EnvRedisWaitReplicas            = "CALLWARDEN_REDIS_WAIT_REPLICAS"
 	EnvRedisWaitTimeout             = "CALLWARDEN_REDIS_WAIT_TIMEOUT"
 )
@@ -708,6 +717,18 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 			return
 		}
 		*dst = d
+	}
+	boolean := func(name string, dst *bool) {
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: invalid boolean %q (want true or false)", name, v))
+			return
+		}
+		*dst = b
 	}
 	integer := func(name string, dst *int) {
 		v := getenv(name)
@@ -762,6 +783,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	integer(EnvAuditPBXQueueSize, &c.Audit.PBXQueueSize)
 	str(EnvRecordingsRetain, &c.Recordings.Retain)
 	str(EnvFreeSWITCHRecordingsLocalDir, &c.FreeSWITCH.RecordingsLocalDir)
+	boolean(EnvFreeSWITCHWatchdogLease, &c.FreeSWITCH.WatchdogLease)
 	return errors.Join(errs...)
 }
 

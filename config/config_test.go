@@ -211,11 +211,12 @@ func TestFreeSWITCHValidation(t *testing.T) {
 	c.FreeSWITCH.Timeout = -time.Second
 	c.FreeSWITCH.Watchdog = "audit"
 	c.FreeSWITCH.RecordingsDir = "/recordings/with a space"
+	c.FreeSWITCH.WatchdogLease = true // without redis
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("an incomplete freeswitch section was accepted")
 	}
-	for _, field := range []string{"freeswitch.esl_password: required", "freeswitch.outbound_listen", "freeswitch.pbx", "freeswitch.timeout", `freeswitch.watchdog: unknown mode "audit"`, "freeswitch.recordings_dir: want an absolute path"} {
+	for _, field := range []string{"freeswitch.esl_password: required", "freeswitch.outbound_listen", "freeswitch.pbx", "freeswitch.timeout", `freeswitch.watchdog: unknown mode "audit"`, "freeswitch.recordings_dir: want an absolute path", "freeswitch.watchdog_lease: needs redis"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("error %q does not name %s", err, field)
 		}
@@ -259,6 +260,7 @@ func TestApplyEnv(t *testing.T) {
 			EnvFreeSWITCHPBX:            "fs1",
 			EnvFreeSWITCHTimeout:        "3s",
 			EnvFreeSWITCHWatchdog:       "report-only",
+			EnvFreeSWITCHWatchdogLease:  "true",
 			EnvRecordingsRetain:         "30d",
 		}))
 		if err != nil {
@@ -270,7 +272,7 @@ func TestApplyEnv(t *testing.T) {
 			Log:      Log{Level: "warn", Format: "json"},
 			Asterisk: Asterisk{URL: "https://pbx:8089/ari", User: "ari", Password: "from-env", App: "cw", Timeout: 1500 * time.Millisecond,
 				Watchdog: "off", RefusalSound: "sound:beeperr", NotifySound: "tone:beep"},
-			FreeSWITCH: FreeSWITCH{ESLAddress: "fs:8021", ESLPassword: "esl-env", OutboundListen: "127.0.0.1:9084", PBX: "fs1", Timeout: 3 * time.Second, Watchdog: "report-only"},
+			FreeSWITCH: FreeSWITCH{ESLAddress: "fs:8021", ESLPassword: "esl-env", OutboundListen: "127.0.0.1:9084", PBX: "fs1", Timeout: 3 * time.Second, Watchdog: "report-only", WatchdogLease: true},
 			Redis: Redis{Addrs: []string{"r1:6379", "r2:6379"}, Password: "redis-env", Prefix: "x:", Staleness: 5 * time.Second,
 				WaitReplicas: 1, WaitTimeout: 500 * time.Millisecond},
 			Audit:      Audit{HTTPQueueSize: 4096, PBXQueueSize: 1000, BatchSize: 64, PBXDropUnreadyFor: time.Minute},
@@ -289,12 +291,13 @@ func TestApplyEnv(t *testing.T) {
 	t.Run("malformed durations name their variables", func(t *testing.T) {
 		c := Default()
 		err := c.ApplyEnv(env(map[string]string{
-			EnvRedisStaleness:      "30 seconds",
-			EnvAsteriskTimeout:     "2",
-			EnvHTTPShutdownTimeout: "1m",
-			EnvAuditHTTPQueueSize:  "lots",
+			EnvRedisStaleness:          "30 seconds",
+			EnvAsteriskTimeout:         "2",
+			EnvHTTPShutdownTimeout:     "1m",
+			EnvAuditHTTPQueueSize:      "lots",
+			EnvFreeSWITCHWatchdogLease: "yes please",
 		}))
-		for _, w := range []string{"CALLWARDEN_REDIS_STALENESS", "CALLWARDEN_ASTERISK_TIMEOUT", "CALLWARDEN_AUDIT_HTTP_QUEUE_SIZE"} {
+		for _, w := range []string{"CALLWARDEN_REDIS_STALENESS", "CALLWARDEN_ASTERISK_TIMEOUT", "CALLWARDEN_AUDIT_HTTP_QUEUE_SIZE", "CALLWARDEN_FREESWITCH_WATCHDOG_LEASE"} {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("missing %s in %v", w, err)
 			}

@@ -324,7 +324,12 @@ func newApp(ctx context.Context, cfg config.Config, logOut io.Writer, deps appDe
 		return nil, err
 	}
 	a.ready = h.Ready
-	if a.fs, err = newFreeSWITCH(cfg.FreeSWITCH, a.snapshot, pbxAudit, recordings, a.sessions, logger.Named("freeswitch"), a.reg); err != nil {
+	// Likewise, FreeSWITCH's daemons share a watchdog only when told to.
+	var fsShared enforce.WatchdogStore
+	if a.store != nil && cfg.FreeSWITCH.WatchdogLease {
+		fsShared = a.store
+	}
+	if a.fs, err = newFreeSWITCH(cfg.FreeSWITCH, a.snapshot, pbxAudit, recordings, a.sessions, fsShared, logger.Named("freeswitch"), a.reg); err != nil {
 		return nil, err
 	}
 	if a.fs != nil && cfg.FreeSWITCH.RecordingsLocalDir != "" {

@@ -82,7 +82,7 @@ func TestARILibraryLogsGoToZap(t *testing.T) {
 }
 
 func TestFreeSWITCHAdapterIsOffWithoutAddress(t *testing.T) {
-	s, err := newFreeSWITCH(config.Default().FreeSWITCH, func() *enforce.Snapshot { return nil }, nil, nil, nil, zap.NewNop(), nil)
+	s, err := newFreeSWITCH(config.Default().FreeSWITCH, func() *enforce.Snapshot { return nil }, nil, nil, nil, nil, zap.NewNop(), nil)
 	if err != nil || s != nil {
 		t.Fatalf("newFreeSWITCH without esl_address = %v, %v; want nil, nil", s, err)
 	}

@@ -11,9 +11,11 @@ import (
 )
 
 // newFreeSWITCH builds the ESL adapter from cfg (nil, nil when
-// cfg.ESLAddress is empty); it binds the outbound socket listener.
+// cfg.ESLAddress is empty); it binds the outbound socket listener. shared
+// is the Redis store the daemons of one FreeSWITCH share the watchdog in
+// (freeswitch.watchdog_lease), nil otherwise.
 func newFreeSWITCH(cfg config.FreeSWITCH, snapshot func() *enforce.Snapshot, auditor enforce.Auditor,
-	recordings enforce.RecordingStore, sessions *session.Registry, logger *zap.Logger, reg prometheus.Registerer) (*pbxService[*freeswitch.Adapter], error) {
+	recordings enforce.RecordingStore, sessions *session.Registry, shared enforce.WatchdogStore, logger *zap.Logger, reg prometheus.Registerer) (*pbxService[*freeswitch.Adapter], error) {
 	if cfg.ESLAddress == "" {
 		return nil, nil
 	}
@@ -31,6 +33,7 @@ func newFreeSWITCH(cfg config.FreeSWITCH, snapshot func() *enforce.Snapshot, aud
 		Auditor:        auditor,
 		Logger:         logger,
 		Registerer:     reg,
+		Shared:         shared,
 	})
 	return newPBXService("freeswitch", a, err, logger)
 }

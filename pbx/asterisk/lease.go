@@ -18,7 +18,7 @@ import (
 // daemon's watchdog starts acting: it took the watchdog lease of its PBX
 // (the holder stopped renewing it), or acts without it (the store cannot
 // be reached).
-const ReasonWatchdogLease = "watchdog_lease"
+const ReasonWatchdogLease = session.ReasonWatchdogLease
 
 // pendingKeep is how long a guarded application seen starting while this
 // watchdog was passive is remembered: a watchdog taking the lease judges

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +72,19 @@ type Options struct {
 	// Watchdog is what happens to an eavesdrop or a recording started
 	// without an allowing decision (default session.WatchdogEnforce).
 	Watchdog WatchdogMode
+	// Shared, when set, is the store the daemons of one FreeSWITCH share
+	// (Redis; cmd sets it with freeswitch.watchdog_lease): every allowance
+	// is written there too, and the watchdog acts only while this daemon
+	// holds the PBX's watchdog lease, honouring any daemon's allowances.
+	// Nil: this daemon's watchdog always acts, on its own allowances.
+	Shared enforce.WatchdogStore
+	// Instance names this daemon as the lease's holder (default: the
+	// session registry's instance, else "freeswitch-" and a random suffix).
+	Instance string
+	// LeaseTTL is the watchdog lease's life (default 1.5s); the holder
+	// renews it every LeaseRenew (default 500ms), and a passive daemon
+	// tries twice as often.
+	LeaseTTL, LeaseRenew time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger defaults to zap.NewNop(); Registerer, when set, receives the
@@ -92,6 +106,13 @@ type Adapter struct {
 	wd    *watchdog
 	model *channelModel
 	recs  *session.Recordings // nil without Options.Recordings
+	// active is set while the watchdog acts: always without Shared, else
+	// while this daemon holds the watchdog lease (runLease).
+	active atomic.Bool
+	// leaseSeen and leaseHolder are the lease's last answer (when, who):
+	// runLease's alone.
+	leaseSeen   time.Time
+	leaseHolder string
 	// stopping holds the names of the recordings a user is stopping: their
 	// RECORD_STOP is not FreeSWITCH ending them.
 	stopping sync.Map
@@ -162,6 +183,9 @@ func New(opts Options) (*Adapter, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	if err := leaseDefaults(&o); err != nil {
+		return nil, fmt.Errorf("freeswitch: %w", err)
+	}
 	m, err := newMetrics(o.Registerer)
 	if err != nil {
 		return nil, err
@@ -177,8 +201,10 @@ func New(opts Options) (*Adapter, error) {
 		a.recs.Audit = a.audit
 	}
 	a.claimPBX()
+	a.setActive(o.Shared == nil)
 	a.wd = newWatchdog(&watchdog{mode: o.Watchdog, now: o.Now, act: a.api, audit: a.audit, snap: o.Snapshot,
-		log: o.Logger, count: func(kind string, mode WatchdogMode) { m.watchdog.WithLabelValues(kind, string(mode)).Inc() }})
+		log: o.Logger, count: func(kind string, mode WatchdogMode) { m.watchdog.WithLabelValues(kind, string(mode)).Inc() },
+		shared: o.Shared, timeout: o.Timeout, acting: a.active.Load})
 	a.wd.allowances.Now = o.Now
 	a.model = newChannelModel(time.Now, func(n int) { m.tracked.Set(float64(n)) })
 	a.in = newInbound(inboundOptions{
@@ -234,8 +260,9 @@ func (a *Adapter) Run(ctx context.Context) error {
 func (a *Adapter) run(ctx context.Context) error {
 	a.log.Info("FreeSWITCH outbound socket listening", zap.String("address", a.Addr().String()))
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); a.in.run(ctx) }()
+	go func() { defer wg.Done(); a.runLease(ctx) }()
 	serveErr := make(chan error, 1)
 	go func() { defer wg.Done(); serveErr <- a.srv.serve() }()
 	var err error

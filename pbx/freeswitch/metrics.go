@@ -23,6 +23,8 @@ type metrics struct {
 	resyncs       prometheus.Counter
 	tracked       prometheus.Gauge
 	lookups       *prometheus.CounterVec // result
+	leaseHeld     prometheus.Gauge
+	takeovers     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -54,6 +56,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Listings of FreeSWITCH's channels merged into the channel model: two per inbound connection (the second once the rows caught up), more when one failed."),
 		tracked: session.NewGauge("callwarden_freeswitch_model_channels",
 			"Channels the channel model tracks."),
+		leaseHeld: session.NewGauge("callwarden_freeswitch_watchdog_lease_held",
+			"1 while this daemon's watchdog acts: it holds the FreeSWITCH's watchdog lease (always without freeswitch.watchdog_lease), else 0."),
+		takeovers: session.NewCounter("callwarden_freeswitch_watchdog_lease_takeovers_total",
+			"Times this daemon's watchdog started acting: it took the watchdog lease, or the store holding it could not be reached."),
 		lookups: session.NewCounterVec("callwarden_freeswitch_model_lookups_total",
 			"Lookups of a target's live call, by result: hit (the channel model answered), miss (it knew no call: FreeSWITCH was asked), unsynced (the model was not usable: FreeSWITCH was asked).",
 			"result"),
@@ -66,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.drops.WithLabelValues("command_failed")
 	if err := session.Register(reg, m.decisions, m.connected, m.reconnects, m.drops, m.ignored, m.events, m.late, m.auditFailures, m.watchdog,
-		m.resyncs, m.tracked, m.lookups); err != nil {
+		m.resyncs, m.tracked, m.lookups, m.leaseHeld, m.takeovers); err != nil {
 		return nil, fmt.Errorf("register freeswitch metrics: %w (one adapter per registry)", err)
 	}
 	return m, nil

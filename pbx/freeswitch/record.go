@@ -202,7 +202,7 @@ func (r *eslRecorder) StartRecording(ctx context.Context, target, _, name string
 	if _, err := apiCall(ctx, r.oc, "uuid_record "+target+" start "+p); err != nil {
 		// Nothing started: the allowance must not let another recording
 		// of that channel through.
-		r.a.wd.allowances.Consume(target, enforce.RecordingStart)
+		r.a.wd.unallow(target, enforce.RecordingStart)
 		return "", fmt.Errorf("uuid_record start: %w", err)
 	}
 	return target, nil

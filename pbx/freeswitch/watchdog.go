@@ -47,8 +47,18 @@ type watchdog struct {
 	snap  func() *enforce.Snapshot
 	log   *zap.Logger
 
-	mu   sync.Mutex
-	seen map[string]time.Time // decided: eavesdrop target or channel|file
+	// shared, when set, holds every daemon's allowances (Options.Shared):
+	// what this daemon allows is written there too, and what it does not
+	// cover itself is looked up there before it is stopped. timeout
+	// bounds one store call. acting reports whether this watchdog judges
+	// now (it holds the lease; nil: always).
+	shared  enforce.WatchdogStore
+	timeout time.Duration
+	acting  func() bool
+
+	mu      sync.Mutex
+	seen    map[string]time.Time  // decided: eavesdrop target or channel|file
+	pending map[string]pendingApp // seen starting while passive, by pendingKey
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -58,13 +68,152 @@ type watchdog struct {
 func newWatchdog(w *watchdog) *watchdog {
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.seen = make(map[string]time.Time)
+	w.pending = make(map[string]pendingApp)
 	return w
 }
 
+// monitorActions are the actions whose allowance lets an eavesdrop
+// through.
+var monitorActions = []enforce.Action{enforce.MonitorListen, enforce.MonitorWhisper, enforce.MonitorBarge}
+
 // allow lets channel's next guarded application for action through, once,
-// within session.AllowanceTTL.
+// within session.AllowanceTTL; with a shared store, whichever daemon
+// watches (the write is bounded by shareTimeout; a failure is logged, and
+// another daemon's watchdog then stops the application: fail closed).
 func (w *watchdog) allow(channel string, action enforce.Action) {
 	w.allowances.Allow(channel, action)
+	if w.shared == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, min(w.timeout, shareTimeout))
+	defer cancel()
+	if err := w.shared.PutAllowance(ctx, channel, action, session.AllowanceTTL); err != nil {
+		w.log.Warn("cannot share the allowance; the watchdog of another daemon will stop the application",
+			zap.String("channel", channel), zap.String("action", action.String()), zap.Error(err))
+	}
+}
+
+// unallow withdraws an allowance whose application did not start.
+func (w *watchdog) unallow(channel string, action enforce.Action) {
+	w.allowances.Consume(channel, action)
+	if w.shared != nil {
+		w.spawn(func(ctx context.Context) { _, _ = w.takeShared(ctx, channel, action) })
+	}
+}
+
+// spawn runs f in the background until stop.
+func (w *watchdog) spawn(f func(ctx context.Context)) {
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		f(w.ctx)
+	}()
+}
+
+// takeShared uses up a shared allowance of channel for action.
+func (w *watchdog) takeShared(ctx context.Context, channel string, action enforce.Action) (bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	return w.shared.TakeAllowance(cctx, channel, action, usedKeep)
+}
+
+// coveredShared reports whether a shared allowance of channel for one of
+// actions covers an application: one left to take, or, late (a take-over
+// judging what started before it), one the previous holder took.
+func (w *watchdog) coveredShared(ctx context.Context, channel string, actions []enforce.Action, late bool) (bool, error) {
+	for _, action := range actions {
+		if ok, err := w.takeShared(ctx, channel, action); ok || err != nil {
+			return ok, err
+		}
+	}
+	if !late {
+		return false, nil
+	}
+	for _, action := range actions {
+		cctx, cancel := context.WithTimeout(ctx, w.timeout)
+		ok, err := w.shared.AllowanceUsed(cctx, channel, action)
+		cancel()
+		if ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// judge lets the guarded application p (on the event's channel) through
+// when an allowance covers it, else catches it as a bypass. This
+// daemon's own allowances come first; then, with a shared store, any
+// daemon's. A store error fails closed: the application is stopped. A
+// passive watchdog (another daemon holds the lease) only notes it under
+// key, for a take-over to judge (sweep).
+func (w *watchdog) judge(ev Event, key string, p pendingApp, late bool) {
+	uuid := ev.Get("Unique-ID")
+	if w.acting != nil && !w.acting() {
+		p.ev, p.seen = ev, w.now()
+		w.note(key, p)
+		return
+	}
+	for _, action := range p.actions {
+		if w.allowances.Consume(uuid, action) {
+			if w.shared != nil {
+				w.spawn(func(ctx context.Context) { _, _ = w.takeShared(ctx, uuid, action) })
+			}
+			return
+		}
+	}
+	if w.shared == nil {
+		w.bypass(ev, p.kind, p.actions[0], p.what, p.stop)
+		return
+	}
+	w.spawn(func(ctx context.Context) {
+		ok, err := w.coveredShared(ctx, uuid, p.actions, late)
+		if err != nil {
+			w.log.Warn("watchdog: cannot read the shared allowances; failing closed", zap.String("channel", uuid), zap.Error(err))
+		}
+		if !ok {
+			w.bypass(ev, p.kind, p.actions[0], p.what, p.stop)
+		}
+	})
+}
+
+// note remembers p, seen while passive, under key; entries older than
+// pendingKeep are swept.
+func (w *watchdog) note(key string, p pendingApp) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, old := range w.pending {
+		if p.seen.Sub(old.seen) > pendingKeep {
+			delete(w.pending, k)
+		}
+	}
+	w.pending[key] = p
+}
+
+// unpend forgets the pending applications under key, or, with prefix, of
+// every key starting with it: the application ended.
+func (w *watchdog) unpend(key string, prefix bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k := range w.pending {
+		if k == key || prefix && strings.HasPrefix(k, key) {
+			delete(w.pending, k)
+		}
+	}
+}
+
+// sweep judges, on a take-over, the applications seen starting while
+// passive within pendingKeep that have not ended since.
+func (w *watchdog) sweep() {
+	w.mu.Lock()
+	pending := w.pending
+	w.pending = make(map[string]pendingApp)
+	w.mu.Unlock()
+	now := w.now()
+	for key, p := range pending {
+		if now.Sub(p.seen) <= pendingKeep {
+			w.judge(p.ev, key, p, true)
+		}
+	}
 }
 
 // stop cancels the commands in flight and waits for them.
@@ -110,19 +259,20 @@ func (w *watchdog) onEvent(ev Event) {
 		// explained by it.
 		target := ev.Get("Application-Data")
 		w.mark("eavesdrop|" + target)
-		if w.allowances.Consume(uuid, enforce.MonitorListen) || w.allowances.Consume(uuid, enforce.MonitorWhisper) ||
-			w.allowances.Consume(uuid, enforce.MonitorBarge) {
-			return
+		w.judge(ev, uuid+"|eavesdrop", pendingApp{kind: kindEavesdrop, actions: monitorActions, what: "eavesdrop(" + target + ")",
+			stop: func(ctx context.Context) error {
+				_, err := w.act(ctx, "uuid_kill", uuid)
+				return err
+			}}, false)
+	case "CHANNEL_EXECUTE_COMPLETE":
+		if strings.EqualFold(ev.Get("Application"), "eavesdrop") {
+			w.unpend(uuid+"|eavesdrop", false)
 		}
-		w.bypass(ev, kindEavesdrop, enforce.MonitorListen, "eavesdrop("+target+")", func(ctx context.Context) error {
-			_, err := w.act(ctx, "uuid_kill", uuid)
-			return err
-		})
 	case "MEDIA_BUG_START":
 		switch fn := ev.Get("Media-Bug-Function"); fn {
 		case "eavesdrop":
-			if w.mark("eavesdrop|" + uuid) {
-				return
+			if w.mark("eavesdrop|"+uuid) || w.acting != nil && !w.acting() {
+				return // explained, or the lease's holder reports it
 			}
 			// No spy leg ran the eavesdrop application (userspy,
 			// three_way, or an event lost): the spy is not known, so
@@ -133,8 +283,11 @@ func (w *watchdog) onEvent(ev Event) {
 		}
 	case "RECORD_START":
 		w.record(ev, uuid, ev.Get("Record-File-Path"))
+	case "RECORD_STOP":
+		w.unpend(uuid+"|record|"+ev.Get("Record-File-Path"), false)
 	case "CHANNEL_HANGUP_COMPLETE":
 		w.allowances.Forget(uuid)
+		w.unpend(uuid+"|", true)
 	}
 }
 
@@ -142,9 +295,6 @@ func (w *watchdog) onEvent(ev Event) {
 // media bug both announce it; the first decides.
 func (w *watchdog) record(ev Event, uuid, path string) {
 	if w.mark("record|" + uuid + "|" + path) {
-		return
-	}
-	if w.allowances.Consume(uuid, enforce.RecordingStart) {
 		return
 	}
 	// Only this recording is stopped, not the call: the customer's call
@@ -155,10 +305,11 @@ func (w *watchdog) record(ev Event, uuid, path string) {
 	if which == "" || strings.ContainsAny(which, " \t") || checkValue("path", which) != nil {
 		which = "all"
 	}
-	w.bypass(ev, kindRecord, enforce.RecordingStart, "recording "+path, func(ctx context.Context) error {
-		_, err := w.act(ctx, "uuid_record", uuid, "stop", which)
-		return err
-	})
+	w.judge(ev, uuid+"|record|"+path, pendingApp{kind: kindRecord, actions: []enforce.Action{enforce.RecordingStart}, what: "recording " + path,
+		stop: func(ctx context.Context) error {
+			_, err := w.act(ctx, "uuid_record", uuid, "stop", which)
+			return err
+		}}, false)
 }
 
 // bypass counts the bypass, enforces it at once (stop, when not nil and

@@ -28,6 +28,7 @@ const (
 	ReasonPBXError         = "pbx_error"          // the PBX failed to answer or act
 	ReasonAuditFailed      = "audit_unavailable"  // an allow whose audit record could not be written
 	ReasonNoDecision       = "no_allow_decision"  // a bypass the watchdog caught
+	ReasonWatchdogLease    = "watchdog_lease"     // a daemon's watchdog started acting (it took the PBX's lease, or acts without it)
 	ReasonInvalid          = "invalid_request"    // malformed request arguments
 	ReasonUnknownTarget    = "unknown_target"     // the target names no user
 	ReasonOrphaned         = "orphaned_session"   // a session a previous process left behind
