@@ -6,7 +6,6 @@ package integration
 // by the holder alone.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -30,15 +29,9 @@ func TestTwoFreeSWITCHDaemonsShareOneWatchdog(t *testing.T) {
 	}
 	start := func(instance string) daemon {
 		d := daemon{log: &sessiontest.AuditLog{}, outbound: freeHostPort(t, fs.HostIP)}
-		var err error
-		d.a, err = freeswitch.New(freeswitch.Options{ESLAddress: fs.ESLAddr(), ESLPassword: fs.ESLPassword,
+		d.a = runFSAdapter(ctx, t, freeswitch.Options{ESLAddress: fs.ESLAddr(), ESLPassword: fs.ESLPassword,
 			OutboundListen: d.outbound, PBX: "fslab", Snapshot: func() *enforce.Snapshot { return snap }, Auditor: d.log,
 			Shared: shared, Instance: instance})
-		mustOK(t, err)
-		rctx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); _ = d.a.Run(rctx) }()
-		t.Cleanup(func() { stop(); <-done })
 		return d
 	}
 	one, two := start("one"), start("two")

@@ -167,6 +167,19 @@ func sameAsListing(ctx context.Context, fs *lab.TestFreeSWITCH, a *freeswitch.Ad
 	return nil
 }
 
+// runFSAdapter builds the FreeSWITCH adapter of o and runs it in this process
+// until the test ends.
+func runFSAdapter(ctx context.Context, t *testing.T, o freeswitch.Options) *freeswitch.Adapter {
+	t.Helper()
+	a, err := freeswitch.New(o)
+	mustOK(t, err)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(rctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	return a
+}
+
 // decisionOn waits for the decision record of the request made on channel sup.
 func decisionOn(ctx context.Context, t *testing.T, log *sessiontest.AuditLog, sup string) enforce.AuditRecord {
 	t.Helper()
@@ -190,14 +203,9 @@ func TestFreeSWITCHChannelModelConvergesAfterAReconnect(t *testing.T) {
 	log := &sessiontest.AuditLog{}
 	reg := prometheus.NewRegistry()
 	outbound := freeHostPort(t, fs.HostIP)
-	a, err := freeswitch.New(freeswitch.Options{ESLAddress: relay.addr(), ESLPassword: fs.ESLPassword,
+	a := runFSAdapter(ctx, t, freeswitch.Options{ESLAddress: relay.addr(), ESLPassword: fs.ESLPassword,
 		OutboundListen: outbound, PBX: "fslab", Snapshot: func() *enforce.Snapshot { return snap }, Auditor: log,
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Registerer: reg})
-	mustOK(t, err)
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(rctx) }()
-	t.Cleanup(func() { stop(); <-done })
 	cw := &fsDaemon{outbound: outbound, fs: fs}
 
 	// The load: customers calling agents nobody monitors, and agent 2001's call.

@@ -6,7 +6,6 @@ package integration
 // inbound events carry the new value, and the session is decided again with it.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -43,13 +42,8 @@ func TestFreeSWITCHSessionFollowsItsCallBetweenQueues(t *testing.T) {
 	mustOK(t, err)
 	log := &sessiontest.AuditLog{}
 	outbound := freeHostPort(t, fs.HostIP)
-	a, err := freeswitch.New(freeswitch.Options{ESLAddress: fs.ESLAddr(), ESLPassword: fs.ESLPassword,
+	runFSAdapter(ctx, t, freeswitch.Options{ESLAddress: fs.ESLAddr(), ESLPassword: fs.ESLPassword,
 		OutboundListen: outbound, PBX: "fslab", Snapshot: policy, Auditor: log, Sessions: reg})
-	mustOK(t, err)
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(rctx) }()
-	t.Cleanup(func() { stop(); <-done })
 	cw := &fsDaemon{outbound: outbound, fs: fs}
 
 	_, agentLeg, err := fs.CustomerCall(ctx, "sales", "2001", "5550100")

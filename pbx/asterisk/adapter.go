@@ -125,11 +125,8 @@ type Adapter struct {
 	caught  map[string]struct{}   // channels the watchdog already acted on
 	pending map[string]pendingApp // guarded applications seen while passive, by channel
 
-	// active says the watchdog acts (it holds the lease, or needs none);
-	// leaseSeen and leaseHolder are touched by runLease's goroutine only.
-	active      atomic.Bool
-	leaseSeen   time.Time
-	leaseHolder string
+	// active says the watchdog acts (it holds the lease, or needs none).
+	active atomic.Bool
 
 	// handlers counts the call handlers; closing (under mu) stops new ones
 	// once Run is shutting down, so Wait never races an Add.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"time"
 
 	"github.com/CyCoreSystems/ari/v5"
@@ -66,78 +65,16 @@ func (a *Adapter) watching() bool {
 	return a.o.Watchdog != WatchdogOff && a.active.Load()
 }
 
-// runLease takes and renews the watchdog lease until ctx ends, then
-// releases it so that a sibling takes it at its next try. Holding, it
-// renews every LeaseRenew; passive, it tries twice as often, so a lease
-// left to expire moves within LeaseTTL + LeaseRenew/2.
+// runLease takes and renews the watchdog lease until ctx ends
+// (session.WatchdogLease), then releases it.
 func (a *Adapter) runLease(ctx context.Context) {
 	if a.o.Shared == nil || a.o.Watchdog == WatchdogOff {
 		return
 	}
-	defer func() {
-		if !a.active.Load() {
-			return
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.o.Timeout)
-		defer cancel()
-		if err := a.o.Shared.ReleaseLease(cctx, a.leaseName(), a.o.Instance); err != nil {
-			a.log.Warn("cannot release the watchdog lease; it expires by itself", zap.Error(err))
-		}
-		a.setActive(false)
-	}()
-	for {
-		a.renewLease(ctx)
-		every := a.o.LeaseRenew
-		if !a.active.Load() {
-			every /= 2
-		}
-		t := time.NewTimer(every)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// renewLease makes one attempt to take or renew the lease and switches
-// the watchdog between passive and active accordingly. While the store
-// cannot be reached, a holder goes on acting, and a passive watchdog
-// starts acting once the lease it last saw has had time to expire: with
-// nobody known to watch, every daemon watches (fail closed).
-func (a *Adapter) renewLease(ctx context.Context) {
-	cctx, cancel := context.WithTimeout(ctx, min(a.o.Timeout, a.o.LeaseTTL))
-	cur, err := a.o.Shared.AcquireLease(cctx, a.leaseName(), a.o.Instance, a.o.LeaseTTL)
-	cancel()
-	now := a.o.Now()
-	switch {
-	case err != nil:
-		if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-			return
-		}
-		a.log.Warn("cannot take or renew the watchdog lease", zap.Error(err))
-		if !a.active.Load() && now.Sub(a.leaseSeen) >= a.o.LeaseTTL {
-			a.takeOver(ctx, "the store holding the watchdog lease cannot be reached ("+err.Error()+"); watching without it, as every daemon that cannot reach it does")
-		}
-	case cur == a.o.Instance:
-		a.leaseSeen = now
-		if !a.active.Load() {
-			prev := "nobody held it"
-			if a.leaseHolder != "" {
-				prev = "the previous holder, " + a.leaseHolder + ", stopped renewing it"
-			}
-			a.takeOver(ctx, "watchdog lease "+a.leaseName()+" taken by "+a.o.Instance+" (application "+a.o.App+"): "+prev)
-		}
-		a.leaseHolder = cur
-	default:
-		a.leaseSeen = now
-		if a.active.Load() || a.leaseHolder != cur {
-			a.log.Info("watchdog passive: another daemon holds the lease", zap.String("holder", cur))
-		}
-		a.leaseHolder = cur
-		a.setActive(false)
-	}
+	l := &session.WatchdogLease{Store: a.o.Shared, Name: a.leaseName(), Instance: a.o.Instance,
+		Describe: " (application " + a.o.App + ")", TTL: a.o.LeaseTTL, Renew: a.o.LeaseRenew, Timeout: a.o.Timeout,
+		Now: a.o.Now, Log: a.log, Active: a.active.Load, SetActive: a.setActive, TakeOver: a.takeOver}
+	l.Run(ctx)
 }
 
 func (a *Adapter) setActive(on bool) {

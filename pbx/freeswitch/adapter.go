@@ -109,10 +109,6 @@ type Adapter struct {
 	// active is set while the watchdog acts: always without Shared, else
 	// while this daemon holds the watchdog lease (runLease).
 	active atomic.Bool
-	// leaseSeen and leaseHolder are the lease's last answer (when, who):
-	// runLease's alone.
-	leaseSeen   time.Time
-	leaseHolder string
 	// stopping holds the names of the recordings a user is stopping: their
 	// RECORD_STOP is not FreeSWITCH ending them.
 	stopping sync.Map
