@@ -46,7 +46,7 @@ func TestFreeSWITCHSessionFollowsItsCallBetweenQueues(t *testing.T) {
 		OutboundListen: outbound, PBX: "fslab", Snapshot: policy, Auditor: log, Sessions: reg})
 	cw := &fsDaemon{outbound: outbound, fs: fs}
 
-	_, agentLeg, err := fs.CustomerCall(ctx, "sales", "2001", "5550100")
+	customerLeg, agentLeg, err := fs.CustomerCall(ctx, "sales", "2001", "5550100")
 	mustOK(t, err)
 	waitListed(ctx, t, fs, agentLeg)
 	sup := cw.supervisorCall(ctx, t, "1001", "*2222001")
@@ -63,10 +63,15 @@ func TestFreeSWITCHSessionFollowsItsCallBetweenQueues(t *testing.T) {
 		}
 	}
 	waitFor(shortly(t, ctx), t, "sup1001's session on agent 2001's sales call", listedIn("sales"))
+	// The lab's queue extension sets callwarden_queue on both legs of the loopback
+	// call, and either may be the one found for agent 2001 (both are named
+	// loopback/queue_sales_2001-*): the move sets it on both, as the dialplan would.
 	move := func(queue string) {
 		t.Helper()
-		_, err := fs.API(ctx, "uuid_broadcast "+agentLeg+" set::callwarden_queue="+queue+" aleg")
-		mustOK(t, err)
+		for _, leg := range []string{agentLeg, customerLeg} {
+			_, err := fs.API(ctx, "uuid_broadcast "+leg+" set::callwarden_queue="+queue+" aleg")
+			mustOK(t, err)
+		}
 	}
 
 	t.Run("a move within the supervisor's queues keeps the session, in the new queue", func(t *testing.T) {
@@ -93,8 +98,10 @@ func TestFreeSWITCHSessionFollowsItsCallBetweenQueues(t *testing.T) {
 		if end.Cause != enforce.CauseQueueMoved || end.Queue != "billing" || end.User != "sup1001" {
 			t.Errorf("end record %+v, want sup1001's session ended queue_moved in billing", end)
 		}
-		if up, err := fs.Exists(ctx, agentLeg); err != nil || !up {
-			t.Errorf("the agent's call ended too (%v): only the session must end", err)
+		for _, leg := range []string{agentLeg, customerLeg} {
+			if up, err := fs.Exists(ctx, leg); err != nil || !up {
+				t.Errorf("the call's leg %s ended too (%v): only the session must end", leg, err)
+			}
 		}
 		waitFor(shortly(t, ctx), t, "no session listed", func() error {
 			if live, _ := reg.List(ctx); len(live) != 0 {
