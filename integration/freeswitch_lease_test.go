@@ -116,3 +116,60 @@ func TestTwoFreeSWITCHDaemonsShareOneWatchdog(t *testing.T) {
 		}
 	})
 }
+
+// The same with two `callwarden serve` daemons on the lab's Redis, as deployed:
+// freeswitch.watchdog_lease set through the environment.
+func TestTwoServedFreeSWITCHDaemonsShareOneWatchdogInRedis(t *testing.T) {
+	l, fs, ctx := fsLab(t)
+	lease := "CALLWARDEN_FREESWITCH_WATCHDOG_LEASE=true"
+	one := serveFreeSWITCH(ctx, t, l, fs, "fs-one", lease)
+	two := serveFreeSWITCHConfig(ctx, t, l, fs, "fs-two", lease)
+	var holder, other *fsDaemon
+	waitFor(shortly(t, ctx), t, "exactly one daemon holding the watchdog lease", func() error {
+		a, err := one.metric(ctx, "callwarden_freeswitch_watchdog_lease_held")
+		if err != nil {
+			return err
+		}
+		b, err := two.metric(ctx, "callwarden_freeswitch_watchdog_lease_held")
+		if err != nil {
+			return err
+		}
+		switch {
+		case a == "1" && b == "0":
+			holder, other = one, two
+		case a == "0" && b == "1":
+			holder, other = two, one
+		default:
+			return fmt.Errorf("lease held: fs-one %s, fs-two %s", a, b)
+		}
+		return nil
+	})
+	agentLeg := mustAgentLeg(ctx, t, fs, "2001", "5550100")
+	waitListed(ctx, t, fs, agentLeg)
+
+	// alice listens through the daemon that does not hold the lease.
+	sup := other.supervisorCall(ctx, t, "1001", "*2222001")
+	recs := fsMonitorRecords(shortly(t, ctx), t, l, sup, 2)
+	if recs[1].Outcome != enforce.OutcomeEnforced {
+		t.Fatalf("records %+v, want the session enforced", recs)
+	}
+	time.Sleep(time.Second) // the holder has seen the eavesdrop start: time to act wrongly
+	if up, err := fs.Exists(ctx, sup); err != nil || !up {
+		t.Fatalf("the supervisor's channel is gone (%v): the holder's watchdog stopped an allowed eavesdrop", err)
+	}
+	if got, err := holder.metric(ctx, "callwarden_freeswitch_watchdog_lease_takeovers_total"); err != nil || got != "1" {
+		t.Errorf("the holder's take-overs = %s (%v), want 1", got, err)
+	}
+	mustOK(t, fs.Kill(ctx, sup))
+
+	// A rogue eavesdrop is stopped, and audited once.
+	spy, _ := rogueEavesdrop(ctx, t, fs, subscribeFS(ctx, t, fs), agentLeg)
+	mustOK(t, fs.WaitGone(shortly(t, ctx), spy))
+	watchdogRecord(shortly(t, ctx), t, l, spy)
+	time.Sleep(500 * time.Millisecond) // a second record would come now
+	all, err := recentAudit(ctx, t, l)
+	mustOK(t, err)
+	if n := len(auditOn(all, "watchdog", spy)); n != 1 {
+		t.Errorf("%d watchdog records on the spy leg, want 1", n)
+	}
+}
