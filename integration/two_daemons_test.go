@@ -184,6 +184,9 @@ func TestTwoDaemonsOnOneAsteriskSurviveAKillOfTheLeaseHolder(t *testing.T) {
 	mustOK(t, a.cmd.Process.Signal(syscall.SIGKILL))
 	killed := time.Now()
 	<-a.exited
+	// killGrace: a request dialled this soon after the kill may still enter
+	// a's application, before Asterisk has read a's closed websocket.
+	const killGrace = 250 * time.Millisecond
 	rogue := mustOriginateSupervisor(ctx, t, l, "1002", "cwtest-rogue", "*9"+ext)
 	rogueStarted := mustWait(ctx, t, events, "the rogue ChanSpy started", func(e lab.Event) bool {
 		return e.Type == "ChannelDialplan" && e.ChannelID() == rogue.First && e.DialplanApp == "ChanSpy"
@@ -253,7 +256,7 @@ func TestTwoDaemonsOnOneAsteriskSurviveAKillOfTheLeaseHolder(t *testing.T) {
 	mu.Lock()
 	reqs := slices.Clone(requests)
 	mu.Unlock()
-	var after, before int
+	var after, before, inFlight int
 	var waits []time.Duration
 	for _, rq := range reqs {
 		app := stasisApp(rq.channel)
@@ -266,6 +269,13 @@ func TestTwoDaemonsOnOneAsteriskSurviveAKillOfTheLeaseHolder(t *testing.T) {
 		}
 		if rq.sent.Before(killed) {
 			before++
+			continue
+		}
+		if app == "callwarden-a" && rq.sent.Before(killed.Add(killGrace)) {
+			// Dialled as a died: Asterisk had not read its closed websocket
+			// yet. Never decided by a dead daemon, and never bridged (checked
+			// above): it fails closed.
+			inFlight++
 			continue
 		}
 		after++
@@ -283,8 +293,8 @@ func TestTwoDaemonsOnOneAsteriskSurviveAKillOfTheLeaseHolder(t *testing.T) {
 		t.Errorf("only %d requests after the kill, want at least 10", after)
 	}
 	if len(waits) > 0 {
-		t.Logf("%d requests before the kill, %d after: all after decided by b, slowest %s from dial to decision", before, after,
-			waits[len(waits)-1].Round(time.Millisecond))
+		t.Logf("%d requests before the kill, %d in flight as a died, %d after: all after decided by b, slowest %s from dial to decision",
+			before, inFlight, after, waits[len(waits)-1].Round(time.Millisecond))
 	}
 
 	// a's session, unsupervised since the kill, is seen by b once a's
