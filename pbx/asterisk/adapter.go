@@ -178,14 +178,8 @@ func New(opts Options) (*Adapter, error) {
 	if o.Instance == "" {
 		o.Instance = defaultInstance(o)
 	}
-	if o.LeaseTTL <= 0 {
-		o.LeaseTTL = 1500 * time.Millisecond
-	}
-	if o.LeaseRenew <= 0 {
-		o.LeaseRenew = 500 * time.Millisecond
-	}
-	if o.LeaseRenew >= o.LeaseTTL {
-		errs = append(errs, fmt.Errorf("LeaseRenew %s must be shorter than LeaseTTL %s", o.LeaseRenew, o.LeaseTTL))
+	if err := session.LeaseDefaults(&o.LeaseTTL, &o.LeaseRenew); err != nil {
+		errs = append(errs, err)
 	}
 	for _, app := range o.Siblings {
 		if app == o.App || !validToken(app) || strings.ContainsAny(app, "/:") {

@@ -19,21 +19,6 @@ import (
 // be reached).
 const ReasonWatchdogLease = session.ReasonWatchdogLease
 
-// pendingKeep is how long a guarded application seen starting while this
-// watchdog was passive is remembered: a watchdog taking the lease judges
-// the ones still running. The previous holder judged what started longer
-// ago (it renewed the lease at most LeaseTTL before it expired).
-const pendingKeep = 5 * time.Second
-
-// usedKeep is how long the shared store remembers that an allowance was
-// taken (enforce.WatchdogStore.AllowanceUsed): more than pendingKeep, so
-// that a new holder tells an application the dead one let through.
-const usedKeep = time.Minute
-
-// shareTimeout bounds the write of a check's allowance to the shared
-// store, which the check's answer waits for.
-const shareTimeout = 250 * time.Millisecond
-
 // pendingApp is a guarded application a passive watchdog saw start.
 type pendingApp struct {
 	kind   string
@@ -112,7 +97,7 @@ func (a *Adapter) notePending(channel, kind string, action enforce.Action, data 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for id, p := range a.pending {
-		if now.Sub(p.seen) > pendingKeep {
+		if now.Sub(p.seen) > session.PendingKeep {
 			delete(a.pending, id)
 		}
 	}
@@ -147,7 +132,7 @@ func (a *Adapter) sweepBypasses(ctx context.Context) {
 			continue
 		}
 		p, ok := pending[c.ID]
-		if !ok || now.Sub(p.seen) > pendingKeep {
+		if !ok || now.Sub(p.seen) > session.PendingKeep {
 			continue
 		}
 		if kind, action, ok := guardedApp(c.Dialplan.AppName, c.Dialplan.AppData); !ok || kind != p.kind || action != p.action {
@@ -165,7 +150,7 @@ func (a *Adapter) sweepBypasses(ctx context.Context) {
 func (a *Adapter) judge(ctx context.Context, kind string, action enforce.Action, ch ari.ChannelData, data string, late bool) {
 	if a.allowances.Consume(ch.ID, action) {
 		if a.o.Shared != nil {
-			a.spawn(ctx, func(ctx context.Context) { _, _ = a.takeShared(ctx, ch.ID, action) })
+			a.spawn(ctx, func(ctx context.Context) { _, _ = a.shared().Take(ctx, ch.ID, action) })
 		}
 		return
 	}
@@ -174,12 +159,7 @@ func (a *Adapter) judge(ctx context.Context, kind string, action enforce.Action,
 		return
 	}
 	a.spawn(ctx, func(ctx context.Context) {
-		ok, err := a.takeShared(ctx, ch.ID, action)
-		if err == nil && !ok && late {
-			cctx, cancel := context.WithTimeout(ctx, a.o.Timeout)
-			ok, err = a.o.Shared.AllowanceUsed(cctx, ch.ID, action)
-			cancel()
-		}
+		ok, err := a.shared().Covers(ctx, ch.ID, late, action)
 		if err != nil {
 			a.log.Warn("watchdog: cannot read the shared allowances; failing closed", zap.String("channel", ch.ID), zap.Error(err))
 		}
@@ -189,11 +169,10 @@ func (a *Adapter) judge(ctx context.Context, kind string, action enforce.Action,
 	})
 }
 
-// takeShared uses up a shared allowance of channel for action.
-func (a *Adapter) takeShared(ctx context.Context, channel string, action enforce.Action) (bool, error) {
-	cctx, cancel := context.WithTimeout(ctx, a.o.Timeout)
-	defer cancel()
-	return a.o.Shared.TakeAllowance(cctx, channel, action, usedKeep)
+// shared is the allowances of every daemon of this PBX (Options.Shared,
+// which must be set).
+func (a *Adapter) shared() session.SharedAllowances {
+	return session.SharedAllowances{Store: a.o.Shared, Timeout: a.o.Timeout}
 }
 
 // shareAllowance writes a check's allowance to the shared store, so that
@@ -204,9 +183,7 @@ func (a *Adapter) shareAllowance(ctx context.Context, channel string, action enf
 		return
 	}
 	// Bounded well below Timeout: the check's answer waits for it.
-	cctx, cancel := context.WithTimeout(ctx, min(a.o.Timeout, shareTimeout))
-	defer cancel()
-	if err := a.o.Shared.PutAllowance(cctx, channel, action, session.AllowanceTTL); err != nil {
+	if err := a.shared().Put(ctx, channel, action); err != nil {
 		log.Warn("cannot share the check's allowance; the watchdog of another daemon will hang the application up", zap.Error(err))
 	}
 }

@@ -200,7 +200,7 @@ func New(opts Options) (*Adapter, error) {
 	a.setActive(o.Shared == nil)
 	a.wd = newWatchdog(&watchdog{mode: o.Watchdog, now: o.Now, act: a.api, audit: a.audit, snap: o.Snapshot,
 		log: o.Logger, count: func(kind string, mode WatchdogMode) { m.watchdog.WithLabelValues(kind, string(mode)).Inc() },
-		shared: o.Shared, timeout: o.Timeout, acting: a.active.Load})
+		shared: session.SharedAllowances{Store: o.Shared, Timeout: o.Timeout}, acting: a.active.Load})
 	a.wd.allowances.Now = o.Now
 	a.model = newChannelModel(time.Now, func(n int) { m.tracked.Set(float64(n)) })
 	a.in = newInbound(inboundOptions{

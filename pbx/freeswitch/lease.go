@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,19 +20,6 @@ import (
 // so that taking the lease over judges the ones still running that no
 // allowance covered.
 
-// pendingKeep is how long a guarded application seen starting while this
-// watchdog was passive is remembered for a take-over to judge; usedKeep
-// how long the store remembers an allowance was taken, so that a new
-// holder lets through what the previous one let through.
-const (
-	pendingKeep = 5 * time.Second
-	usedKeep    = time.Minute
-)
-
-// shareTimeout bounds the write of an allowance to the shared store: the
-// check's answer, or the application's start, waits for it.
-const shareTimeout = 250 * time.Millisecond
-
 // leaseDefaults checks and completes the lease options.
 func leaseDefaults(o *Options) error {
 	if o.Instance == "" {
@@ -43,16 +29,7 @@ func leaseDefaults(o *Options) error {
 			o.Instance = "freeswitch-" + hex.EncodeToString(b[:])
 		}
 	}
-	if o.LeaseTTL <= 0 {
-		o.LeaseTTL = 1500 * time.Millisecond
-	}
-	if o.LeaseRenew <= 0 {
-		o.LeaseRenew = 500 * time.Millisecond
-	}
-	if o.LeaseRenew >= o.LeaseTTL {
-		return fmt.Errorf("LeaseRenew %s must be shorter than LeaseTTL %s", o.LeaseRenew, o.LeaseTTL)
-	}
-	return nil
+	return session.LeaseDefaults(&o.LeaseTTL, &o.LeaseRenew)
 }
 
 // leaseName is the watchdog lease of this FreeSWITCH, shared by every

@@ -19,7 +19,7 @@ import (
 func sharedWatchdog(t *testing.T, store enforce.WatchdogStore, acting *bool) *testWatchdog {
 	t.Helper()
 	tw := newTestWatchdog(t, session.WatchdogEnforce)
-	tw.shared, tw.timeout = store, time.Second
+	tw.shared = session.SharedAllowances{Store: store, Timeout: time.Second}
 	tw.acting = func() bool { tw.mu.Lock(); defer tw.mu.Unlock(); return *acting }
 	return tw
 }

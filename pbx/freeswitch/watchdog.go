@@ -47,18 +47,17 @@ type watchdog struct {
 	snap  func() *enforce.Snapshot
 	log   *zap.Logger
 
-	// shared, when set, holds every daemon's allowances (Options.Shared):
-	// what this daemon allows is written there too, and what it does not
-	// cover itself is looked up there before it is stopped. timeout
-	// bounds one store call. acting reports whether this watchdog judges
-	// now (it holds the lease; nil: always).
-	shared  enforce.WatchdogStore
-	timeout time.Duration
-	acting  func() bool
+	// shared, when its Store is set, holds every daemon's allowances
+	// (Options.Shared): what this daemon allows is written there too, and
+	// what it does not cover itself is looked up there before it is
+	// stopped. acting reports whether this watchdog judges now (it holds
+	// the lease; nil: always).
+	shared session.SharedAllowances
+	acting func() bool
 
 	mu      sync.Mutex
 	seen    map[string]time.Time  // decided: eavesdrop target or channel|file
-	pending map[string]pendingApp // seen starting while passive, by pendingKey
+	pending map[string]pendingApp // seen starting while passive: channel|eavesdrop, channel|record|file
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,16 +77,15 @@ var monitorActions = []enforce.Action{enforce.MonitorListen, enforce.MonitorWhis
 
 // allow lets channel's next guarded application for action through, once,
 // within session.AllowanceTTL; with a shared store, whichever daemon
-// watches (the write is bounded by shareTimeout; a failure is logged, and
-// another daemon's watchdog then stops the application: fail closed).
+// watches (the write is bounded by session.ShareTimeout; a failure is
+// logged, and another daemon's watchdog then stops the application: fail
+// closed).
 func (w *watchdog) allow(channel string, action enforce.Action) {
 	w.allowances.Allow(channel, action)
-	if w.shared == nil {
+	if w.shared.Store == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(w.ctx, min(w.timeout, shareTimeout))
-	defer cancel()
-	if err := w.shared.PutAllowance(ctx, channel, action, session.AllowanceTTL); err != nil {
+	if err := w.shared.Put(w.ctx, channel, action); err != nil {
 		w.log.Warn("cannot share the allowance; the watchdog of another daemon will stop the application",
 			zap.String("channel", channel), zap.String("action", action.String()), zap.Error(err))
 	}
@@ -96,8 +94,8 @@ func (w *watchdog) allow(channel string, action enforce.Action) {
 // unallow withdraws an allowance whose application did not start.
 func (w *watchdog) unallow(channel string, action enforce.Action) {
 	w.allowances.Consume(channel, action)
-	if w.shared != nil {
-		w.spawn(func(ctx context.Context) { _, _ = w.takeShared(ctx, channel, action) })
+	if w.shared.Store != nil {
+		w.spawn(func(ctx context.Context) { _, _ = w.shared.Take(ctx, channel, action) })
 	}
 }
 
@@ -110,35 +108,9 @@ func (w *watchdog) spawn(f func(ctx context.Context)) {
 	}()
 }
 
-// takeShared uses up a shared allowance of channel for action.
-func (w *watchdog) takeShared(ctx context.Context, channel string, action enforce.Action) (bool, error) {
-	cctx, cancel := context.WithTimeout(ctx, w.timeout)
-	defer cancel()
-	return w.shared.TakeAllowance(cctx, channel, action, usedKeep)
-}
-
-// coveredShared reports whether a shared allowance of channel for one of
-// actions covers an application: one left to take, or, late (a take-over
-// judging what started before it), one the previous holder took.
-func (w *watchdog) coveredShared(ctx context.Context, channel string, actions []enforce.Action, late bool) (bool, error) {
-	for _, action := range actions {
-		if ok, err := w.takeShared(ctx, channel, action); ok || err != nil {
-			return ok, err
-		}
-	}
-	if !late {
-		return false, nil
-	}
-	for _, action := range actions {
-		cctx, cancel := context.WithTimeout(ctx, w.timeout)
-		ok, err := w.shared.AllowanceUsed(cctx, channel, action)
-		cancel()
-		if ok || err != nil {
-			return ok, err
-		}
-	}
-	return false, nil
-}
+// passive reports whether another daemon holds the lease: this watchdog
+// then judges nothing.
+func (w *watchdog) passive() bool { return w.acting != nil && !w.acting() }
 
 // judge lets the guarded application p (on the event's channel) through
 // when an allowance covers it, else catches it as a bypass. This
@@ -148,25 +120,25 @@ func (w *watchdog) coveredShared(ctx context.Context, channel string, actions []
 // key, for a take-over to judge (sweep).
 func (w *watchdog) judge(ev Event, key string, p pendingApp, late bool) {
 	uuid := ev.Get("Unique-ID")
-	if w.acting != nil && !w.acting() {
+	if w.passive() {
 		p.ev, p.seen = ev, w.now()
 		w.note(key, p)
 		return
 	}
 	for _, action := range p.actions {
 		if w.allowances.Consume(uuid, action) {
-			if w.shared != nil {
-				w.spawn(func(ctx context.Context) { _, _ = w.takeShared(ctx, uuid, action) })
+			if w.shared.Store != nil {
+				w.spawn(func(ctx context.Context) { _, _ = w.shared.Take(ctx, uuid, action) })
 			}
 			return
 		}
 	}
-	if w.shared == nil {
+	if w.shared.Store == nil {
 		w.bypass(ev, p.kind, p.actions[0], p.what, p.stop)
 		return
 	}
 	w.spawn(func(ctx context.Context) {
-		ok, err := w.coveredShared(ctx, uuid, p.actions, late)
+		ok, err := w.shared.Covers(ctx, uuid, late, p.actions...)
 		if err != nil {
 			w.log.Warn("watchdog: cannot read the shared allowances; failing closed", zap.String("channel", uuid), zap.Error(err))
 		}
@@ -177,12 +149,12 @@ func (w *watchdog) judge(ev Event, key string, p pendingApp, late bool) {
 }
 
 // note remembers p, seen while passive, under key; entries older than
-// pendingKeep are swept.
+// session.PendingKeep are swept.
 func (w *watchdog) note(key string, p pendingApp) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for k, old := range w.pending {
-		if p.seen.Sub(old.seen) > pendingKeep {
+		if p.seen.Sub(old.seen) > session.PendingKeep {
 			delete(w.pending, k)
 		}
 	}
@@ -202,7 +174,7 @@ func (w *watchdog) unpend(key string, prefix bool) {
 }
 
 // sweep judges, on a take-over, the applications seen starting while
-// passive within pendingKeep that have not ended since.
+// passive within session.PendingKeep that have not ended since.
 func (w *watchdog) sweep() {
 	w.mu.Lock()
 	pending := w.pending
@@ -210,7 +182,7 @@ func (w *watchdog) sweep() {
 	w.mu.Unlock()
 	now := w.now()
 	for key, p := range pending {
-		if now.Sub(p.seen) <= pendingKeep {
+		if now.Sub(p.seen) <= session.PendingKeep {
 			w.judge(p.ev, key, p, true)
 		}
 	}
@@ -271,7 +243,7 @@ func (w *watchdog) onEvent(ev Event) {
 	case "MEDIA_BUG_START":
 		switch fn := ev.Get("Media-Bug-Function"); fn {
 		case "eavesdrop":
-			if w.mark("eavesdrop|"+uuid) || w.acting != nil && !w.acting() {
+			if w.mark("eavesdrop|"+uuid) || w.passive() {
 				return // explained, or the lease's holder reports it
 			}
 			// No spy leg ran the eavesdrop application (userspy,

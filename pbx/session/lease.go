@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -106,4 +107,85 @@ func (l *WatchdogLease) renew(ctx context.Context) {
 		l.holder = cur
 		l.SetActive(false)
 	}
+}
+
+// Several daemons on one PBX share their watchdog allowances in the
+// store that holds the lease, so that the holder honours any daemon's.
+const (
+	// PendingKeep is how long a guarded application seen starting while a
+	// watchdog was passive is remembered: a watchdog taking the lease
+	// judges the ones still running. The previous holder judged what
+	// started longer ago (it renewed the lease at most a TTL before it
+	// expired).
+	PendingKeep = 5 * time.Second
+	// UsedKeep is how long the shared store remembers that an allowance
+	// was taken (enforce.WatchdogStore.AllowanceUsed): more than
+	// PendingKeep, so that a new holder tells an application the dead one
+	// let through.
+	UsedKeep = time.Minute
+	// ShareTimeout bounds the write of an allowance to the shared store,
+	// which a check's answer (or the start of the daemon's own
+	// application) waits for.
+	ShareTimeout = 250 * time.Millisecond
+)
+
+// LeaseDefaults completes a watchdog lease's timing (TTL 1.5 s, renewed
+// every 500 ms) and checks that it is renewed before it expires.
+func LeaseDefaults(ttl, renew *time.Duration) error {
+	if *ttl <= 0 {
+		*ttl = 1500 * time.Millisecond
+	}
+	if *renew <= 0 {
+		*renew = 500 * time.Millisecond
+	}
+	if *renew >= *ttl {
+		return fmt.Errorf("LeaseRenew %s must be shorter than LeaseTTL %s", *renew, *ttl)
+	}
+	return nil
+}
+
+// SharedAllowances are the allowances of a PBX's daemons in their shared
+// store; Timeout bounds one store call.
+type SharedAllowances struct {
+	Store   enforce.WatchdogStore
+	Timeout time.Duration
+}
+
+// Put records an allowance of channel for action, for AllowanceTTL,
+// within ShareTimeout (less when Timeout is shorter).
+func (s SharedAllowances) Put(ctx context.Context, channel string, action enforce.Action) error {
+	cctx, cancel := context.WithTimeout(ctx, min(s.Timeout, ShareTimeout))
+	defer cancel()
+	return s.Store.PutAllowance(cctx, channel, action, AllowanceTTL)
+}
+
+// Take uses up an allowance of channel for action.
+func (s SharedAllowances) Take(ctx context.Context, channel string, action enforce.Action) (bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	return s.Store.TakeAllowance(cctx, channel, action, UsedKeep)
+}
+
+// Covers reports whether an allowance of channel for one of actions covers
+// an application: one left to take (taken now), or, late (a take-over
+// judging what started before it), one the previous holder took. An
+// error is returned as soon as the store fails: the caller fails closed.
+func (s SharedAllowances) Covers(ctx context.Context, channel string, late bool, actions ...enforce.Action) (bool, error) {
+	for _, action := range actions {
+		if ok, err := s.Take(ctx, channel, action); ok || err != nil {
+			return ok, err
+		}
+	}
+	if !late {
+		return false, nil
+	}
+	for _, action := range actions {
+		cctx, cancel := context.WithTimeout(ctx, s.Timeout)
+		ok, err := s.Store.AllowanceUsed(cctx, channel, action)
+		cancel()
+		if ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
 }
