@@ -124,6 +124,10 @@ type Adapter struct {
 	claimed map[string]struct{}   // channels in Stasis that a handler of this process serves
 	caught  map[string]struct{}   // channels the watchdog already acted on
 	pending map[string]pendingApp // guarded applications seen while passive, by channel
+	rescued map[string]struct{}   // stranded requests moved here from a dead sibling's application
+	// strandWatch are the channels in a sibling's application being watched
+	// (rescueStranded).
+	strandWatch map[string]struct{}
 
 	// active says the watchdog acts (it holds the lease, or needs none).
 	active atomic.Bool
@@ -228,6 +232,9 @@ func New(opts Options) (*Adapter, error) {
 		claimed: make(map[string]struct{}),
 		caught:  make(map[string]struct{}),
 		pending: make(map[string]pendingApp),
+		rescued: make(map[string]struct{}),
+
+		strandWatch: make(map[string]struct{}),
 	}
 	a.model = newPBXModel(func(n int) { m.tracked.Set(float64(n)) })
 	// Without a shared store this daemon is the only watchdog.

@@ -208,6 +208,19 @@ func (f *fakeARI) called(prefix string) bool {
 	return false
 }
 
+// count is how many calls started with prefix.
+func (f *fakeARI) count(prefix string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
 // startAdapter runs an adapter against f until the test ends.
 func startAdapter(t *testing.T, f *fakeARI, snap func() *enforce.Snapshot, reg prometheus.Registerer, audit enforce.Auditor) *Adapter {
 	t.Helper()

@@ -127,6 +127,8 @@ func (a *Adapter) sweepBypasses(ctx context.Context) {
 	}
 	now := a.o.Now()
 	for _, c := range chans {
+		// A request a dead holder's application took as it died.
+		a.watchSibling(ctx, c.ID, c.Dialplan.AppName, c.Dialplan.AppData)
 		if isSnoop(c.Name) && !a.callwardens(c.ID) {
 			a.watchSnoop(ctx, c.data(), "found running when the watchdog started acting")
 			continue

@@ -25,6 +25,7 @@ type metrics struct {
 	resyncs        prometheus.Counter
 	tracked        prometheus.Gauge
 	lookups        *prometheus.CounterVec // path
+	stranded       *prometheus.CounterVec // outcome
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -63,12 +64,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lookups: session.NewCounterVec("callwarden_asterisk_call_lookups_total",
 			"Lookups of a target's call, by path: model (the model built from events, synced) or rest (a listing of every channel and bridge, while the model is not synced).",
 			"path"),
+		stranded: session.NewCounterVec("callwarden_asterisk_stranded_requests_total",
+			"Requests stranded in a dead sibling daemon's Stasis application that this daemon, holding the watchdog lease, moved into its own to decide them, by outcome: moved, gone (hung up first), failed.",
+			"outcome"),
 	}
 	m.dropped.WithLabelValues("inbox_full")
 	m.lookups.WithLabelValues("model")
 	m.lookups.WithLabelValues("rest")
 	m.dropped.WithLabelValues("malformed")
-	if err := session.Register(reg, m.decisions, m.intercept, m.reconnects, m.connected, m.dropped, m.unknown, m.watchdog, m.auditFailures, m.leaseHeld, m.leaseTakeovers, m.resyncs, m.tracked, m.lookups); err != nil {
+	for _, o := range []string{"moved", "gone", "failed"} {
+		m.stranded.WithLabelValues(o)
+	}
+	if err := session.Register(reg, m.decisions, m.intercept, m.reconnects, m.connected, m.dropped, m.unknown, m.watchdog, m.auditFailures, m.leaseHeld, m.leaseTakeovers, m.resyncs, m.tracked, m.lookups, m.stranded); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
 			return nil, fmt.Errorf("register asterisk metrics: %w (one adapter per registry)", err)

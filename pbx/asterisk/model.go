@@ -463,6 +463,18 @@ func (m *pbxModel) channel(id string) (ari.ChannelData, bool) {
 	return c.data(), true
 }
 
+// bridgeOf returns the bridge channel id is in ("" when none); ok is false
+// when the model is not synced or does not know the channel.
+func (m *pbxModel) bridgeOf(id string) (bridge string, ok bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	c, known := m.chans[id]
+	if !m.synced || !known {
+		return "", false
+	}
+	return c.bridge, true
+}
+
 // ModelChannel is one channel of the adapter's model of the PBX.
 type ModelChannel struct {
 	ID, Name, State   string

@@ -81,6 +81,22 @@ func (r *rest) answer(ctx context.Context, channelID string) error {
 	return r.do(ctx, http.MethodPost, "/channels/"+esc(channelID)+"/answer", nil, nil, nil)
 }
 
+// move sends a channel in Stasis to application app with args (comma
+// separated), as if it had entered Stasis(app,args).
+func (r *rest) move(ctx context.Context, channelID, app, args string) error {
+	q := url.Values{"app": {app}}
+	if args != "" {
+		q.Set("appArgs", args)
+	}
+	return r.do(ctx, http.MethodPost, "/channels/"+esc(channelID)+"/move", q, nil, nil)
+}
+
+// application asks for Stasis application app: errors.Is(err, ErrNotFound)
+// when no websocket registers it.
+func (r *rest) application(ctx context.Context, app string) error {
+	return r.do(ctx, http.MethodGet, "/applications/"+esc(app), nil, nil, nil)
+}
+
 // continueDialplan leaves Stasis at the next priority.
 func (r *rest) continueDialplan(ctx context.Context, channelID string) error {
 	return r.do(ctx, http.MethodPost, "/channels/"+esc(channelID)+"/continue", nil, nil, nil)

@@ -157,6 +157,7 @@ func (a *Adapter) dispatch(ctx context.Context, ev ari.Event) {
 		}
 	case *ari.ChannelDialplan:
 		a.watchDialplan(ctx, e)
+		a.watchSibling(ctx, e.Channel.ID, e.DialplanApp, e.DialplanAppData)
 	case *ari.ChannelVarset:
 		if e.Variable != varQueue && e.Variable != varQueueName {
 			return // not a queue: nobody acts on it
@@ -168,6 +169,7 @@ func (a *Adapter) dispatch(ctx context.Context, ev ari.Event) {
 		delete(a.caught, e.Channel.ID)
 		delete(a.claimed, e.Channel.ID)
 		delete(a.pending, e.Channel.ID)
+		delete(a.rescued, e.Channel.ID)
 		a.mu.Unlock()
 	case *ari.RecordingFinished:
 		a.recordingEnded(ctx, e.Recording, "finished")
