@@ -579,7 +579,13 @@ func newARITrace(tb testing.TB, ariURL, out, asterisk string) *ariTrace {
 	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		r.SetURL(&url.URL{Scheme: target.Scheme, Host: target.Host})
 		r.Out.Host = target.Host
-	}}
+	},
+		// Pooled like callwarden's own client (ariclient): the default
+		// transport keeps 2 idle connections, so ten requests at once
+		// would dial Asterisk anew for most calls, overflow its listen
+		// backlog and wait out a SYN retransmission (1 s).
+		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second},
+	}
 	t := &ariTrace{out: out, asterisk: asterisk}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/events") {

@@ -31,6 +31,7 @@ type options struct {
 	duration    time.Duration
 	warmup      time.Duration
 	requests    int64
+	rate        int
 	redisAddr   string
 	redisDocker string
 	logLevel    string
@@ -48,6 +49,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&o.conns, "conns", 32, "keep-alive connections, one sender each")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured run (at most 2m)")
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured load before the run; also fills the file-mode audit trail")
+	fs.IntVar(&o.rate, "rate", 0, "offered load: send `N` checks/s in all, on a fixed schedule, latency counted from each check's scheduled time (0: each connection sends its next check as soon as it has the answer)")
 	fs.Int64Var(&o.requests, "requests", 0, "stop the measured run after `N` checks (0: after -duration only)")
 	fs.StringVar(&o.redisAddr, "redis-addr", "", "Redis mode on this loopback Redis `ADDR` (its policy is replaced)")
 	fs.StringVar(&o.redisDocker, "redis-docker", "", "Redis mode on a fresh container of `IMAGE` (e.g. callwarden-lab/redis:7), removed at the end")
@@ -61,6 +63,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	switch {
 	case o.users < 10 || o.conns < 1:
 		return o, errors.New("-users must be at least 10 and -conns at least 1")
+	case o.rate < 0 || o.rate > 1_000_000:
+		return o, errors.New("-rate must be in [0, 1000000] checks/s")
 	case o.duration <= 0 || o.duration > 2*time.Minute || o.warmup < 0 || o.warmup > time.Minute:
 		return o, errors.New("-duration must be in (0, 2m] and -warmup in [0, 1m]")
 	case o.redisAddr != "" && o.redisDocker != "":
@@ -127,10 +131,14 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 		return fmt.Errorf("%w; daemon log: %s", err, d.logTail())
 	}
 	paths := checkPaths(o.users, 4096)
-	fmt.Fprintf(out, "cwload: %s mode, %d users, %d connections, warmup %v, run %v, daemon %s (pid %d)\n",
-		mode, o.users, o.conns, o.warmup, o.duration, o.bin, d.cmd.Process.Pid)
+	offered := "as fast as answered"
+	if o.rate > 0 {
+		offered = fmt.Sprintf("%d checks/s offered", o.rate)
+	}
+	fmt.Fprintf(out, "cwload: %s mode, %d users, %d connections, %s, warmup %v, run %v, daemon %s (pid %d)\n",
+		mode, o.users, o.conns, offered, o.warmup, o.duration, o.bin, d.cmd.Process.Pid)
 	if o.warmup > 0 {
-		if _, err := load(ctx, addr, paths, o.conns, o.warmup, 0); err != nil {
+		if _, err := load(ctx, addr, paths, o.conns, o.rate, o.warmup, 0); err != nil {
 			return fmt.Errorf("warmup: %w", err)
 		}
 	}
@@ -140,7 +148,7 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	}
 	var ru0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	res, err := load(ctx, addr, paths, o.conns, o.duration, o.requests)
+	res, err := load(ctx, addr, paths, o.conns, o.rate, o.duration, o.requests)
 	if err != nil {
 		return err
 	}
@@ -278,8 +286,8 @@ func (r *result) print(out io.Writer) {
 }
 
 // load sends checks over conns connections for d, or until limit checks
-// when limit > 0.
-func load(ctx context.Context, addr string, paths [][]byte, conns int, d time.Duration, limit int64) (*result, error) {
+// when limit > 0; rate checks/s in all when rate > 0 (see sender).
+func load(ctx context.Context, addr string, paths [][]byte, conns, rate int, d time.Duration, limit int64) (*result, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var (
@@ -290,9 +298,15 @@ func load(ctx context.Context, addr string, paths [][]byte, conns int, d time.Du
 		errs = make(chan error, conns)
 	)
 	start := time.Now()
+	var every time.Duration // one connection's time between checks
+	if rate > 0 {
+		every = time.Duration(float64(time.Second) * float64(conns) / float64(rate))
+	}
 	for w := range conns {
 		wg.Go(func() {
-			lat, ok, failed, allow, err := sender(ctx, addr, paths, w, &sent, limit)
+			// The connections' schedules are spread over one period.
+			first := start.Add(every * time.Duration(w) / time.Duration(conns))
+			lat, ok, failed, allow, err := sender(ctx, addr, paths, w, &sent, limit, first, every)
 			if err != nil {
 				errs <- err
 				cancel()
@@ -313,8 +327,12 @@ func load(ctx context.Context, addr string, paths [][]byte, conns int, d time.Du
 
 // sender is one keep-alive connection sending a check, reading its whole
 // answer, and sending the next: a minimal HTTP/1.1 client, so that the
-// load generator costs the shared cores as little as possible.
-func sender(ctx context.Context, addr string, paths [][]byte, w int, sent *atomic.Int64, limit int64) (lat []time.Duration, ok, failed, allow int64, err error) {
+// load generator costs the shared cores as little as possible. With every
+// > 0 it sends on a schedule, from first, one check every every: a check
+// whose time came while the previous answer was awaited goes at once, and
+// its latency counts from its scheduled time, so that a slow answer is
+// not hidden by the checks it held back (coordinated omission).
+func sender(ctx context.Context, addr string, paths [][]byte, w int, sent *atomic.Int64, limit int64, first time.Time, every time.Duration) (lat []time.Duration, ok, failed, allow int64, err error) {
 	var dl net.Dialer
 	c, err := dl.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -324,11 +342,24 @@ func sender(ctx context.Context, addr string, paths [][]byte, w int, sent *atomi
 	go func() { <-ctx.Done(); _ = c.SetDeadline(time.Now()) }()
 	br := bufio.NewReaderSize(c, 4096)
 	lat = make([]time.Duration, 0, 1<<16)
+	pace := time.NewTimer(time.Hour) // the schedule's waits, with every > 0
+	defer pace.Stop()
 	for i := w * 131; ctx.Err() == nil; i++ {
 		if limit > 0 && sent.Add(1) > limit {
 			break
 		}
 		t0 := time.Now()
+		if every > 0 {
+			if wait := first.Sub(t0); wait > 0 {
+				pace.Reset(wait)
+				select {
+				case <-ctx.Done():
+					return lat, ok, failed, allow, nil
+				case <-pace.C:
+				}
+			}
+			t0, first = first, first.Add(every)
+		}
 		if _, err := c.Write(paths[i%len(paths)]); err != nil {
 			return lat, ok, failed, allow, ignoreEnd(ctx, err)
 		}
