@@ -91,3 +91,60 @@ func TestARequestStrandedByADyingSiblingIsDecidedByTheSurvivor(t *testing.T) {
 		return fmt.Errorf("no allow of %s audited yet:\n%s", sup.First, auditLines(recs))
 	})
 }
+
+// TestARequestLeftUndecidedByACrashIsDecidedAfterTheRestart: a listen
+// request enters application callwarden-b while its daemon is dying (a
+// stand-in websocket registers callwarden-b and closes without answering).
+// Asterisk keeps the request in the application and will not send its
+// StasisStart again. When `callwarden serve` starts as callwarden-b, its
+// sweep finds the request with no handler and sends it into the
+// application again: it is decided (allowed, the supervisor bridged to a
+// snoop on the agent) and audited, not hung up as an orphan.
+func TestARequestLeftUndecidedByACrashIsDecidedAfterTheRestart(t *testing.T) {
+	l := suite.Lab(t)
+	ctx := contextFor(t, 2*time.Minute)
+	bin, store := mustBinaryOnExampleProfiles(ctx, t, l)
+	mustLoadDialplan(ctx, t, l, "cwtest_failover.conf", twoDaemonsDialplan(t))
+	events := mustEvents(ctx, t, l)
+	t.Cleanup(func() { hangupAll(t, l) })
+	agent, ext := salesCall(ctx, t, l, events, "5550100")
+
+	dying, err := l.ARI.Events(ctx, "callwarden-b")
+	mustOK(t, err)
+	sup := mustOriginateSupervisor(ctx, t, l, "1001", "cwtest-b-only", "*222"+ext)
+	mustWait(ctx, t, dying, "the request in callwarden-b", lab.OnChannel("StasisStart", sup.First))
+	mustOK(t, dying.Close())
+	crashed := time.Now()
+
+	t.Cleanup(func() { waitApplicationGone(t, l, "callwarden-b stopped") })
+	b := startServed(t, bin, twoDaemonsConfig(t, l, "callwarden-b", "callwarden-a"), "b",
+		config.EnvAsteriskPassword+"="+l.ARIPassword)
+	mustWait(ctx, t, events, "the request decided and bridged after the restart", func(e lab.Event) bool {
+		return e.Type == "ChannelEnteredBridge" && e.ChannelID() == sup.First
+	})
+	mustWait(ctx, t, events, "the snoop on the agent", snoopOn(agent.ID))
+	t.Logf("the request left by the crash was bridged %s after it", time.Since(crashed).Round(time.Millisecond))
+	waitFor(ctx, t, "the decision audited, and no orphan record", func() error {
+		recs, err := store.ReadAudit(ctx, enforce.AuditFilter{Since: crashed.Add(-time.Second)})
+		if err != nil {
+			return err
+		}
+		allowed := false
+		for _, r := range recs {
+			if !slices.Contains(r.Channels, sup.First) {
+				continue
+			}
+			if r.Source == "watchdog" {
+				return fmt.Errorf("the request was ended as an orphan: %+v", r)
+			}
+			allowed = allowed || r.Source == "asterisk" && r.Action == "monitor.listen" && r.Decision == "allow"
+		}
+		if !allowed {
+			return fmt.Errorf("no allow of %s audited yet:\n%s", sup.First, auditLines(recs))
+		}
+		return nil
+	})
+	if !b.logged("request left undecided by the previous process asked again") {
+		t.Error("the daemon did not log that it asked the request again")
+	}
+}

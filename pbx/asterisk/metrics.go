@@ -65,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Lookups of a target's call, by path: model (the model built from events, synced) or rest (a listing of every channel and bridge, while the model is not synced).",
 			"path"),
 		stranded: session.NewCounterVec("callwarden_asterisk_stranded_requests_total",
-			"Requests stranded in a dead sibling daemon's Stasis application that this daemon, holding the watchdog lease, moved into its own to decide them, by outcome: moved, gone (hung up first), failed.",
+			"Requests left undecided in a Stasis application (a dead sibling daemon's, or this application's by this daemon's previous process) that this daemon moved into its own to decide them, by outcome: moved, gone (hung up first), failed (a request of this application is then ended).",
 			"outcome"),
 	}
 	m.dropped.WithLabelValues("inbox_full")

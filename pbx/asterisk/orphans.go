@@ -22,10 +22,11 @@ const orphanGrace = time.Second
 // process does not own: monitor bridges and the channels in them (the snoop
 // and the supervisor), snoops (monitor, notify, recording: hanging a
 // recording's snoop up ends its live recording, which is then marked
-// stopped in the recording store) and channels waiting in the
-// application's Stasis that no handler serves (Asterisk does not send
-// their StasisStart again to a new connection). It runs at start and after
-// every reconnection, before the adapter reports itself connected.
+// stopped in the recording store). Requests waiting in the application's
+// Stasis that no handler serves (Asterisk does not send their StasisStart
+// again to a new connection) are asked again (askAgain): undecided, they
+// are decided now. It runs at start and after every reconnection, before
+// the adapter reports itself connected.
 //
 // Ending, not adopting, a monitor session is deliberate: callwarden cannot
 // tell what an orphan was doing since the crash, and a live session must
@@ -95,7 +96,7 @@ func (a *Adapter) sweepOrphans(ctx context.Context) error {
 			return fmt.Errorf("channel %s: %w", c.ID, err)
 		}
 		if _, ok := now.stasisArgs(a.o.App); ok && !a.owns(c.ID) && now.Dialplan.AppData == c.Dialplan.AppData {
-			a.endOrphanRequest(ctx, now)
+			a.askAgain(ctx, now)
 		}
 	}
 	return nil
@@ -172,6 +173,29 @@ func (a *Adapter) endOrphanSnoop(ctx context.Context, c listedChannel, kind, suf
 		}
 	}
 	a.auditOrphan(ctx, e, errors.Join(failures...))
+}
+
+// askAgain sends a request left in the application's Stasis with no
+// handler into the application again (POST /channels/{id}/move to this
+// application, with its own arguments): Asterisk ends its Stasis and
+// starts it anew, and this process decides it like any other, where the
+// previous process died before it could. Only when that fails is the
+// request ended (endOrphanRequest).
+func (a *Adapter) askAgain(ctx context.Context, c listedChannel) {
+	args, _ := c.stasisArgs(a.o.App)
+	log := a.log.With(zap.String("channel", c.ID), zap.Strings("args", args))
+	err := a.rest.move(ctx, c.ID, a.o.App, strings.Join(args, ","))
+	switch {
+	case err == nil:
+		a.m.stranded.WithLabelValues("moved").Inc()
+		log.Warn("request left undecided by the previous process asked again")
+	case errors.Is(err, ErrNotFound):
+		a.m.stranded.WithLabelValues("gone").Inc()
+	default:
+		a.m.stranded.WithLabelValues("failed").Inc()
+		log.Error("a request left undecided by the previous process could not be asked again; ending it", zap.Error(err))
+		a.endOrphanRequest(ctx, c)
+	}
 }
 
 // endOrphanRequest hangs up a channel left in the application's Stasis

@@ -41,13 +41,17 @@ func TestOrphansOfAPreviousProcessAreEndedBeforeTheAdapterServes(t *testing.T) {
 
 	// Connected means swept: everything below is already done.
 	for _, call := range []string{"DELETE /bridges/" + bridge, "DELETE /channels/" + snoop, "DELETE /channels/sup1",
-		"DELETE /channels/" + recSnoop, "DELETE /channels/req1"} {
+		"DELETE /channels/" + recSnoop} {
 		if !f.called(call) {
 			t.Errorf("orphan not ended before serving: no %s", call)
 		}
 	}
+	// The request the dead process never decided is asked again, not ended.
+	if !f.called("POST /channels/req1/move?app=callwarden&appArgs=check%2Cmonitor.listen%2C2001") {
+		t.Error("the request left undecided was not sent into the application again with its arguments")
+	}
 	for _, call := range []string{"DELETE /bridges/" + othersApp, "DELETE /bridges/queue-bridge", "DELETE /channels/agent1",
-		"DELETE /channels/cust1", "DELETE /channels/else1"} {
+		"DELETE /channels/cust1", "DELETE /channels/else1", "DELETE /channels/req1", "POST /channels/else1/move"} {
 		if f.called(call) {
 			t.Errorf("the sweep ended what is not this application's orphan: %s", call)
 		}
@@ -72,10 +76,23 @@ func TestOrphansOfAPreviousProcessAreEndedBeforeTheAdapterServes(t *testing.T) {
 	if r := got[recSnoop]; r.User != "alice" || r.Action != "recording.stop" {
 		t.Errorf("orphaned recording audited as %+v, want alice's recording stopped", r)
 	}
-	if r := got["req1"]; r.User != "erin" || r.Action != "monitor.listen" {
-		t.Errorf("orphaned request audited as %+v, want erin's monitor.listen check", r)
+	if len(got) != 2 {
+		t.Errorf("%d orphans audited, want 2 (the request is asked again, not ended): %+v", len(got), audit.All())
 	}
-	if len(got) != 3 {
-		t.Errorf("%d orphans audited, want 3: %+v", len(got), audit.All())
+}
+
+func TestARequestThatCannotBeAskedAgainIsEnded(t *testing.T) {
+	f := newFakeARI(t)
+	listed := `{"id":"req1","name":"PJSIP/1003-00000004","state":"Up","caller":{"number":"1003"},"dialplan":{"app_name":"Stasis","app_data":"callwarden,check,monitor.listen,2001"}}`
+	f.answer(http.MethodGet, "/channels", http.StatusOK, "["+listed+"]")
+	f.answer(http.MethodGet, "/channels/req1", http.StatusOK, listed)
+	f.answer(http.MethodPost, "/channels/req1/move", http.StatusInternalServerError, `{"message":"Internal Server Error"}`)
+	audit := startAuditedAdapter(t, f, nil)
+	if !f.called("DELETE /channels/req1") {
+		t.Fatal("a request that could not be asked again was left waiting")
+	}
+	recs := audit.All()
+	if len(recs) != 1 || recs[0].Reason != session.ReasonOrphaned || recs[0].User != "erin" || recs[0].Action != "monitor.listen" {
+		t.Errorf("the ended request audited as %+v, want erin's monitor.listen ended as an orphan", recs)
 	}
 }
