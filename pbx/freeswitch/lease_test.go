@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -210,4 +211,37 @@ func (c *cuttable) AcquireLease(ctx context.Context, name, holder string, ttl ti
 		return "", errStoreDown
 	}
 	return c.WatchdogStore.AcquireLease(ctx, name, holder, ttl)
+}
+
+func TestATakeOverDoesNotJudgeAgainWhatThePreviousHolderAlreadyHungUp(t *testing.T) {
+	execEv, _, _, _ := watchdogEvents(t)
+	store := memory.NewWatchdog()
+	acting := false
+	tw := sharedWatchdog(t, store, &acting)
+	// Two eavesdrops nobody allowed start while another daemon holds the
+	// lease; that daemon hangs the first up and dies before this one sees
+	// the hang-up (its events held for reordering).
+	if got := tw.feed(eavesdropBy(execEv, "spy-killed"), eavesdropBy(execEv, "spy-running")); got != "" {
+		t.Fatalf("a passive watchdog sent %q", got)
+	}
+	tw.act = func(_ context.Context, cmd string, args ...string) (string, error) {
+		tw.mu.Lock()
+		defer tw.mu.Unlock()
+		tw.cmds = append(tw.cmds, strings.Join(append([]string{cmd}, args...), " "))
+		if cmd == "uuid_exists" {
+			return strconv.FormatBool(args[0] != "spy-killed"), nil
+		}
+		return "+OK", nil
+	}
+	tw.mu.Lock()
+	acting = true
+	tw.mu.Unlock()
+	tw.sweep()
+	tw.settle()
+	got := tw.commands()
+	if strings.Contains(got, "uuid_kill spy-killed") || !strings.Contains(got, "uuid_kill spy-running") {
+		t.Errorf("commands %q, want spy-running hung up and spy-killed (gone) left", got)
+	}
+	recs := tw.records(t, 1)
+	wantWatchdogRecord(t, recs[0], "monitor.listen", "spy-running", "eavesdrop")
 }

@@ -142,10 +142,22 @@ func (w *watchdog) judge(ev Event, key string, p pendingApp, late bool) {
 		if err != nil {
 			w.log.Warn("watchdog: cannot read the shared allowances; failing closed", zap.String("channel", uuid), zap.Error(err))
 		}
-		if !ok {
-			w.bypass(ev, p.kind, p.actions[0], p.what, p.stop)
+		if ok || late && w.gone(ctx, uuid) {
+			return
 		}
+		w.bypass(ev, p.kind, p.actions[0], p.what, p.stop)
 	})
+}
+
+// gone reports whether FreeSWITCH says channel uuid no longer exists: a
+// take-over judges what it saw start while passive, and the previous
+// holder may have hung it up already, its hang-up not yet seen here (the
+// inbound events are held up to the reordering window); judging it again
+// would audit it twice. Any other answer, or none, is not gone: the
+// application is judged (fail closed).
+func (w *watchdog) gone(ctx context.Context, uuid string) bool {
+	out, err := w.act(ctx, "uuid_exists", uuid)
+	return err == nil && strings.TrimSpace(out) == "false"
 }
 
 // note remembers p, seen while passive, under key; entries older than
