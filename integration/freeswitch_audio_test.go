@@ -39,7 +39,7 @@ users:
     identities: [loopback/supervisor_1002]
   - id: agent2001
     teams: [team-a]
-    identities: ["2001", loopback/agent_2001]
+    identities: ["2001", 2001@lab.callwarden]
 `
 
 // The lab parties' tones.

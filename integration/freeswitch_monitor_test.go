@@ -14,8 +14,10 @@ import (
 	"github.com/callwarden/callwarden/integration/lab"
 )
 
-// freeswitchMonitorProfiles: agents are named by their loopback channel (the lab's
-// agent leg is loopback/agent_<ext>-b); agent 2002 is protected.
+// freeswitchMonitorProfiles: agents are known by their presence id, which the lab's
+// agent extension sets on the agent's leg only (both legs of a loopback call are
+// named after the extension dialled: loopback/agent_<ext>-a is the customer's);
+// agent 2002 is protected.
 const freeswitchMonitorProfiles = `version: 1
 profiles:
   - name: listen-team-a
@@ -24,10 +26,10 @@ profiles:
         teams: [team-a]
 ` + freeswitchSupervisors + `  - id: agent2001
     teams: [team-a]
-    identities: ["2001", loopback/agent_2001]
+    identities: ["2001", 2001@lab.callwarden]
   - id: agent2002
     teams: [team-a]
-    identities: ["2002", loopback/agent_2002]
+    identities: ["2002", 2002@lab.callwarden]
 protected:
   users: [agent2002]
 `

@@ -36,7 +36,7 @@ users:
     identities: [loopback/supervisor_1002]
   - id: agent2001
     teams: [team-a]
-    identities: ["2001", loopback/agent_2001]
+    identities: ["2001", 2001@lab.callwarden]
 `
 
 // wantSupervisorHears checks that the supervisor hears both parties, or neither.

@@ -18,8 +18,8 @@ import (
 	"github.com/callwarden/callwarden/pbx/session/sessiontest"
 )
 
-// queueMovedProfiles: sup1001 listens on sales and support only; the lab's queue
-// call to agent 2001 names its leg loopback/queue_sales_2001-b.
+// queueMovedProfiles: sup1001 listens on sales and support only; agent 2001's
+// phone is known by its presence id (the lab's agent extension sets it).
 const queueMovedProfiles = `version: 1
 profiles:
   - name: listen-sales-support
@@ -31,7 +31,7 @@ users:
     profile: listen-sales-support
     identities: [loopback/supervisor_1001]
   - id: agent2001
-    identities: ["2001", loopback/queue_sales_2001]
+    identities: ["2001", 2001@lab.callwarden]
 `
 
 func TestFreeSWITCHSessionFollowsItsCallBetweenQueues(t *testing.T) {
@@ -64,8 +64,7 @@ func TestFreeSWITCHSessionFollowsItsCallBetweenQueues(t *testing.T) {
 	}
 	waitFor(shortly(t, ctx), t, "sup1001's session on agent 2001's sales call", listedIn("sales"))
 	// The lab's queue extension sets callwarden_queue on both legs of the loopback
-	// call, and either may be the one found for agent 2001 (both are named
-	// loopback/queue_sales_2001-*): the move sets it on both, as the dialplan would.
+	// call: the move sets it on both, as the dialplan would.
 	move := func(queue string) {
 		t.Helper()
 		for _, leg := range []string{agentLeg, customerLeg} {

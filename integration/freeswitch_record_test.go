@@ -23,9 +23,9 @@ import (
 
 // freeswitchRecordProfiles: sup1001 may record and play back sales calls, sup1002
 // only listen to them, sup1003 (a teacher) play back sales recordings less than an
-// hour old. The agent's leg of a lab queue call is named after the extension dialled
-// (loopback/queue_sales_2001-b), so that name is one of agent 2001's identities;
-// callwarden_agent on the leg tells it from the customer's (…-a).
+// hour old. Agent 2001's phone is known by its presence id, which the lab's agent
+// extension sets on the agent's leg only: both legs of a loopback call are named
+// after the extension dialled (loopback/queue_sales_2001-a is the customer's).
 const freeswitchRecordProfiles = `version: 1
 profiles:
   - name: recorder
@@ -52,7 +52,7 @@ users:
     profile: teacher
     identities: [loopback/supervisor_1003]
   - id: agent2001
-    identities: ["2001", loopback/queue_sales_2001]
+    identities: ["2001", 2001@lab.callwarden]
 `
 
 // fsRecordingsDir is the lab image's $${recordings_dir}, callwarden's default.

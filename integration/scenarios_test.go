@@ -20,9 +20,10 @@ import (
 
 // scenarioProfiles is the one policy of the table. Every user has an identity on
 // each PBX: its extension (Asterisk reads the caller id of the lab's Local phones)
-// and its loopback channel (FreeSWITCH's lab phones are loopback/supervisor_<ext>-a
-// and loopback/agent_<ext>-b, or loopback/queue_<queue>_<ext>-b for a queue call: a
-// loopback leg is named after the extension dialled).
+// and, on FreeSWITCH, a supervisor's loopback channel (loopback/supervisor_<ext>-a)
+// and an agent's presence id (<ext>@lab.callwarden, set by the lab's agent
+// extension on the agent's leg only: both legs of a loopback call are named after
+// the extension dialled, loopback/agent_<ext>-a being the customer's).
 const scenarioProfiles = `version: 1
 profiles:
   - name: team-a-supervisor
@@ -50,8 +51,8 @@ users:
   - {id: erin, profile: team-a-listener, identities: ["1003", loopback/supervisor_1003]}
   - {id: bob, profile: team-a-teacher, identities: ["1004", loopback/supervisor_1004]}
   - {id: agent2001, teams: [team-a],
-     identities: ["2001", Local/2001@cw-agent, loopback/agent_2001, loopback/queue_sales_2001]}
-  - {id: ceo, teams: [team-a], identities: ["2005", Local/2005@cw-agent, loopback/agent_2005]}
+     identities: ["2001", Local/2001@cw-agent, 2001@lab.callwarden]}
+  - {id: ceo, teams: [team-a], identities: ["2005", Local/2005@cw-agent, 2005@lab.callwarden]}
 protected:
   users: [ceo]
 `
