@@ -78,8 +78,7 @@ func (a *Adapter) takeOver(ctx context.Context, detail string) {
 	a.setActive(true)
 	a.m.leaseTakeovers.Inc()
 	a.log.Warn("watchdog active", zap.String("detail", detail))
-	rec := a.audit.Watchdog(session.WatchdogEntry{Reason: ReasonWatchdogLease, Detail: detail})
-	rec.Decision, rec.Action = "allow", ""
+	rec := a.audit.LeaseTakeover(detail)
 	a.spawn(ctx, func(ctx context.Context) {
 		cctx, cancel := a.cleanupCtx(ctx)
 		defer cancel()

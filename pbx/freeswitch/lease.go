@@ -69,8 +69,7 @@ func (a *Adapter) takeOver(_ context.Context, detail string) {
 	a.setActive(true)
 	a.m.takeovers.Inc()
 	a.log.Warn("watchdog active", zap.String("detail", detail))
-	rec := a.audit.Watchdog(session.WatchdogEntry{Reason: session.ReasonWatchdogLease, Detail: detail})
-	rec.Decision, rec.Action = "allow", ""
+	rec := a.audit.LeaseTakeover(detail)
 	a.wd.spawn(func(ctx context.Context) {
 		if err := a.audit.Write(ctx, rec); err != nil {
 			a.log.Error("audit write failed", zap.String("kind", "watchdog lease"), zap.Error(err))

@@ -184,6 +184,15 @@ func (a *Audit) Watchdog(w WatchdogEntry) enforce.AuditRecord {
 	return rec
 }
 
+// LeaseTakeover builds the record of a daemon's watchdog starting to act
+// (reason watchdog_lease; detail says why): not a decision on anyone's
+// request, so it allows and names no action.
+func (a *Audit) LeaseTakeover(detail string) enforce.AuditRecord {
+	rec := a.Watchdog(WatchdogEntry{Reason: ReasonWatchdogLease, Detail: detail})
+	rec.Decision, rec.Action = "allow", ""
+	return rec
+}
+
 // Write writes rec within Timeout, even after ctx ended (a shutdown still
 // leaves a trail), and reports a failure to Failed.
 func (a *Audit) Write(ctx context.Context, rec enforce.AuditRecord) error {
