@@ -124,9 +124,8 @@ type Adapter struct {
 	claimed map[string]struct{}   // channels in Stasis that a handler of this process serves
 	caught  map[string]struct{}   // channels the watchdog already acted on
 	pending map[string]pendingApp // guarded applications seen while passive, by channel
-	rescued map[string]struct{}   // stranded requests moved here from a dead sibling's application
 	// strandWatch are the channels in a sibling's application being watched
-	// (rescueStranded).
+	// (rescueStranded), or moved here from it.
 	strandWatch map[string]struct{}
 
 	// active says the watchdog acts (it holds the lease, or needs none).
@@ -232,7 +231,6 @@ func New(opts Options) (*Adapter, error) {
 		claimed: make(map[string]struct{}),
 		caught:  make(map[string]struct{}),
 		pending: make(map[string]pendingApp),
-		rescued: make(map[string]struct{}),
 
 		strandWatch: make(map[string]struct{}),
 	}

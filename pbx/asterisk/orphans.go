@@ -182,17 +182,13 @@ func (a *Adapter) endOrphanSnoop(ctx context.Context, c listedChannel, kind, suf
 // previous process died before it could. Only when that fails is the
 // request ended (endOrphanRequest).
 func (a *Adapter) askAgain(ctx context.Context, c listedChannel) {
-	args, _ := c.stasisArgs(a.o.App)
-	log := a.log.With(zap.String("channel", c.ID), zap.Strings("args", args))
-	err := a.rest.move(ctx, c.ID, a.o.App, strings.Join(args, ","))
+	args, err := a.moveHere(ctx, c.ID, c.Dialplan.AppData)
+	log := a.log.With(zap.String("channel", c.ID), zap.String("args", args))
 	switch {
 	case err == nil:
-		a.m.stranded.WithLabelValues("moved").Inc()
 		log.Warn("request left undecided by the previous process asked again")
 	case errors.Is(err, ErrNotFound):
-		a.m.stranded.WithLabelValues("gone").Inc()
 	default:
-		a.m.stranded.WithLabelValues("failed").Inc()
 		log.Error("a request left undecided by the previous process could not be asked again; ending it", zap.Error(err))
 		a.endOrphanRequest(ctx, c)
 	}

@@ -169,7 +169,7 @@ func (a *Adapter) dispatch(ctx context.Context, ev ari.Event) {
 		delete(a.caught, e.Channel.ID)
 		delete(a.claimed, e.Channel.ID)
 		delete(a.pending, e.Channel.ID)
-		delete(a.rescued, e.Channel.ID)
+		delete(a.strandWatch, e.Channel.ID)
 		a.mu.Unlock()
 	case *ari.RecordingFinished:
 		a.recordingEnded(ctx, e.Recording, "finished")

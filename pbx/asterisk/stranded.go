@@ -41,7 +41,9 @@ const strandedPollMax = 4 * time.Second
 
 // watchSibling starts watching a channel that entered a sibling's Stasis
 // application (a ChannelDialplan event, or a take-over's listing):
-// rescueStranded, once per channel at a time.
+// rescueStranded, once per channel at a time. A channel moved here stays
+// marked until it is destroyed: its snapshot still names the sibling's
+// application, and a later listing must not move it again.
 func (a *Adapter) watchSibling(ctx context.Context, channel, appName, appData string) {
 	app, ok := a.siblingStasis(appName, appData)
 	if !ok {
@@ -55,12 +57,12 @@ func (a *Adapter) watchSibling(ctx context.Context, channel, appName, appData st
 		return
 	}
 	a.spawn(ctx, func(ctx context.Context) {
-		defer func() {
-			a.mu.Lock()
-			delete(a.strandWatch, channel)
-			a.mu.Unlock()
-		}()
-		a.rescueStranded(ctx, channel, app, appData)
+		if a.rescueStranded(ctx, channel, app, appData) {
+			return
+		}
+		a.mu.Lock()
+		delete(a.strandWatch, channel)
+		a.mu.Unlock()
 	})
 }
 
@@ -88,8 +90,8 @@ const (
 // rescueStranded watches channel, in app's Stasis with appData (its Stasis
 // arguments), for as long as it stays there, and moves it into this
 // application once two looks strandedGrace apart find it stranded while
-// this daemon holds the watchdog lease.
-func (a *Adapter) rescueStranded(ctx context.Context, channel, app, appData string) {
+// this daemon holds the watchdog lease. It reports whether it moved it.
+func (a *Adapter) rescueStranded(ctx context.Context, channel, app, appData string) (moved bool) {
 	log := a.log.With(zap.String("channel", channel), zap.String("sibling", app))
 	wait, orphan, warned := strandedGrace, 0, false
 	for {
@@ -97,7 +99,7 @@ func (a *Adapter) rescueStranded(ctx context.Context, channel, app, appData stri
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return false
 		case <-t.C:
 		}
 		st, err := a.stranded(ctx, channel, app, appData)
@@ -113,39 +115,40 @@ func (a *Adapter) rescueStranded(ctx context.Context, channel, app, appData stri
 			orphan, wait = 0, strandedGrace
 			continue
 		case st == strandedNot:
-			return
+			return false
 		}
 		if orphan++; orphan < 2 {
 			wait = strandedGrace
 			continue
 		}
-		a.moveStranded(ctx, log, channel, appData)
-		return
+		args, err := a.moveHere(ctx, channel, appData)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			log.Error("a request stranded in a dead sibling's application could not be moved here; it waits until hung up", zap.Error(err))
+		default:
+			log.Warn("request stranded in a dead sibling's application moved here to be decided", zap.String("args", args))
+		}
+		return true
 	}
 }
 
-// moveStranded moves channel into this application with the arguments of
-// appData, once.
-func (a *Adapter) moveStranded(ctx context.Context, log *zap.Logger, channel, appData string) {
-	a.mu.Lock()
-	_, done := a.rescued[channel]
-	a.rescued[channel] = struct{}{}
-	a.mu.Unlock()
-	if done {
-		return
-	}
-	_, args, _ := strings.Cut(appData, ",")
-	err := a.rest.move(ctx, channel, a.o.App, args)
+// moveHere sends channel, waiting in a Stasis application it entered with
+// appData, into this application with the same arguments (POST
+// /channels/{id}/move), and counts the outcome: moved, gone (hung up
+// first: errors.Is(err, ErrNotFound)) or failed.
+func (a *Adapter) moveHere(ctx context.Context, channel, appData string) (args string, err error) {
+	_, args, _ = strings.Cut(appData, ",")
+	err = a.rest.move(ctx, channel, a.o.App, args)
+	outcome := "moved"
 	switch {
 	case errors.Is(err, ErrNotFound):
-		a.m.stranded.WithLabelValues("gone").Inc()
+		outcome = "gone"
 	case err != nil:
-		a.m.stranded.WithLabelValues("failed").Inc()
-		log.Error("a request stranded in a dead sibling's application could not be moved here; it waits until hung up", zap.Error(err))
-	default:
-		a.m.stranded.WithLabelValues("moved").Inc()
-		log.Warn("request stranded in a dead sibling's application moved here to be decided", zap.String("args", args))
+		outcome = "failed"
 	}
+	a.m.stranded.WithLabelValues(outcome).Inc()
+	return args, err
 }
 
 // stranded looks at channel: still waiting in app's Stasis with the same

@@ -64,6 +64,11 @@ func TestARequestStrandedInADeadSiblingsApplicationIsMovedHereToBeDecided(t *tes
 }
 
 func TestARequestInASiblingsApplicationIsLeftAloneUnlessStranded(t *testing.T) {
+	// A lease daemon c holds (for a minute).
+	heldLease := memory.NewWatchdog()
+	if _, err := heldLease.AcquireLease(context.Background(), "watchdog:asterisk:pbx1", "c", time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name   string
 		setup  func(f *fakeARI)
@@ -82,11 +87,7 @@ func TestARequestInASiblingsApplicationIsLeftAloneUnlessStranded(t *testing.T) {
 			f.answer(http.MethodGet, "/channels/sup-a", http.StatusNotFound, `{"message":"Channel not found"}`)
 		}},
 		{name: "another daemon holds the watchdog lease", change: func(o *Options) {
-			store := memory.NewWatchdog()
-			if _, err := store.AcquireLease(context.Background(), "watchdog:asterisk:pbx1", "c", time.Minute); err != nil {
-				panic(err)
-			}
-			o.PBX, o.Instance, o.Shared, o.LeaseTTL, o.LeaseRenew = "pbx1", "b", store, time.Minute, 10*time.Millisecond
+			o.PBX, o.Instance, o.Shared, o.LeaseTTL, o.LeaseRenew = "pbx1", "b", heldLease, time.Minute, 10*time.Millisecond
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
