@@ -167,25 +167,46 @@ func ParseRequest(q map[string][]string) (Request, time.Time, error) {
 
 // checkKeys rejects unknown parameters and values that cannot be ids.
 func checkKeys(q map[string][]string) error {
+	// The common case, every key known and every value clean, needs no
+	// order; a bad query is checked again in key order, so that the same
+	// query always gets the same error.
+	bad := false
+	for k, vs := range q {
+		if checkKey(k, vs) != nil {
+			bad = true
+			break
+		}
+	}
+	if !bad {
+		return nil
+	}
 	keys := make([]string, 0, len(q))
 	for k := range q {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys) // report the same error for the same query
+	sort.Strings(keys)
 	for _, k := range keys {
-		if !known(k) {
-			return paramErr(printable(k), "unknown parameter (want one of %s)", knownList())
+		if err := checkKey(k, q[k]); err != nil {
+			return err
 		}
-		for _, v := range q[k] {
-			if len(v) > MaxParamLen {
-				return paramErr(k, "longer than %d bytes", MaxParamLen)
-			}
-			if !utf8.ValidString(v) {
-				return paramErr(k, "not valid UTF-8")
-			}
-			if strings.IndexFunc(v, isControl) >= 0 {
-				return paramErr(k, "contains a control character")
-			}
+	}
+	return nil
+}
+
+// checkKey checks one parameter's name and values.
+func checkKey(k string, vs []string) error {
+	if !known(k) {
+		return paramErr(printable(k), "unknown parameter (want one of %s)", knownList())
+	}
+	for _, v := range vs {
+		if len(v) > MaxParamLen {
+			return paramErr(k, "longer than %d bytes", MaxParamLen)
+		}
+		if !utf8.ValidString(v) {
+			return paramErr(k, "not valid UTF-8")
+		}
+		if strings.IndexFunc(v, isControl) >= 0 {
+			return paramErr(k, "contains a control character")
 		}
 	}
 	return nil

@@ -2,10 +2,14 @@ package checkapi_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/callwarden/callwarden/enforce"
 	"github.com/callwarden/callwarden/pbx/checkapi"
@@ -33,17 +37,28 @@ func BenchmarkCheck(b *testing.B) {
 		"deny-protected":   "/v1/check?user=alice&action=monitor.listen&queue=hr-hotline",
 		"allow-text":       allowQuery + "&format=text",
 		"deny-bad-request": "/v1/check?user=alice&action=monitor.peek",
+		"allow-logged":     allowQuery,
 	} {
 		b.Run(name, func(b *testing.B) {
 			holder := &enforce.Holder{}
 			holder.Store(mustSnapshot(b, testPolicy(b), 1))
-			h, err := checkapi.New(checkapi.Options{
+			opts := checkapi.Options{
 				Snapshot:  holder.Load,
 				Now:       func() time.Time { return now },
 				Auditor:   discardAudit{},
 				CheckAuth: checkapi.CheckAuthLoopback,
 				CheckRate: 1e12, CheckBurst: 1 << 30,
-			})
+			}
+			if name == "allow-logged" {
+				// The daemon's decision line: JSON at info through a
+				// buffer, as callwarden serve writes it.
+				ws := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(io.Discard), FlushInterval: time.Second}
+				b.Cleanup(func() { _ = ws.Stop() })
+				ec := zap.NewProductionEncoderConfig()
+				ec.EncodeTime = zapcore.ISO8601TimeEncoder
+				opts.DecisionLogger = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(ec), ws, zap.InfoLevel))
+			}
+			h, err := checkapi.New(opts)
 			if err != nil {
 				b.Fatal(err)
 			}
