@@ -81,6 +81,7 @@ func (e *env) serve(ctx context.Context, args []string) int {
 		return e.failure("%v", err)
 	}
 	defer app.Close()
+	defer keepGCHeadroom(e.getenv)()
 
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx) }()
