@@ -11,11 +11,12 @@ import (
 // the daemon serves. Go's default (GOGC=100) lets a heap grow by its live
 // size: for a daemon of a few MB that is a collection every ~100 ms under
 // load (7 a second at 20,000 checks/s with 10,000 users), and every request
-// that meets one waits on its mark phase. With 64 MiB the same daemon
-// collects every second or so, and its p99 at an offered 20,000 checks/s
-// fell from 2.7–3.0 ms to 1.6–1.7 ms (docs/performance.md). A daemon whose
-// live heap exceeds 64 MiB keeps Go's default.
-const gcHeadroom = 64 << 20
+// that meets one waits on its mark phase. With 32 MiB the same daemon
+// collects about twice a second, and its p99 at an offered 20,000 checks/s
+// fell by a fifth to a third (docs/performance.md, "GC headroom"), for
+// about 25 MB more resident memory. A daemon whose live heap exceeds
+// 32 MiB keeps Go's default.
+const gcHeadroom = 32 << 20
 
 // gcTunePeriod is how often the live heap is read again to follow a
 // policy that grows or shrinks.
@@ -23,8 +24,12 @@ const gcTunePeriod = 5 * time.Second
 
 // gcPercentFor returns the GOGC that gives a live heap of live bytes at
 // least gcHeadroom of growth, and never less than Go's default (100).
+// A heap under 4 MiB counts as 4 MiB (before the first collection it reads
+// 0): the runtime's least heap goal, 4 MiB at GOGC=100, grows with GOGC,
+// so a larger percentage would let a small heap grow far past the
+// headroom.
 func gcPercentFor(live uint64) int {
-	live = max(live, 1<<20) // before the first collection: 0
+	live = max(live, 4<<20)
 	return max(100, int(gcHeadroom*100/live))
 }
 

@@ -17,12 +17,13 @@ func TestGCPercentKeepsHeadroomForASmallHeap(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{0, 6400},             // before the first collection: as for 1 MiB
-		{1 << 20, 6400},       // 1 MiB may grow by 64 MiB
-		{10 << 20, 640},       // 10 MiB: a collection every 64 MiB, not every 10
-		{64 << 20, 100},       // from 64 MiB on, Go's default
+		{0, 800},              // before the first collection: as for 4 MiB
+		{1 << 20, 800},        // the runtime's least goal grows with GOGC: 4 MiB at most
+		{4 << 20, 800},        // 4 MiB may grow by 32 MiB
+		{10 << 20, 320},       // 10 MiB: a collection every 32 MiB, not every 10
+		{32 << 20, 100},       // from 32 MiB on, Go's default
 		{1 << 30, 100},        // never less than the default
-		{(64 << 20) - 1, 100}, // rounding never goes under the default
+		{(32 << 20) - 1, 100}, // rounding never goes under the default
 	} {
 		if got := gcPercentFor(tc.live); got != tc.want {
 			t.Errorf("gcPercentFor(%d) = %d, want %d", tc.live, got, tc.want)
