@@ -304,21 +304,22 @@ func RightsOf(s *Snapshot, user string, at time.Time) Rights {
 		r.Reason = ReasonUnknownUser.String()
 		return r
 	}
-	r.ValidFrom, r.ValidUntil = u.ValidFrom, u.ValidUntil
+	r.ValidFrom, r.ValidUntil = u.validFrom(), u.validUntil()
 	p := s.profileTab[u.profile]
 	if p == nil {
 		r.Reason = ReasonNoProfile.String()
 		return r
 	}
 	r.Profile, r.NotifyTarget, r.MaskDigits = p.Name, p.NotifyTarget, p.MaskDigits
-	if u.window && !within(at, u.ValidFrom, u.ValidUntil) {
+	if u.window && !within(at, u.validFrom(), u.validUntil()) {
 		r.Reason = ReasonOutsideWindow.String()
 	}
+	usr := u.User()
 	for _, a := range Actions() {
 		ar := ActionRights{Action: a.String()}
 		for i := range p.grants {
 			if g := &p.grants[i]; g.actions.Has(a) {
-				ar.Grants = append(ar.Grants, g.rights(i, &u.User, at))
+				ar.Grants = append(ar.Grants, g.rights(i, &usr, at))
 			}
 		}
 		if len(ar.Grants) > 0 {

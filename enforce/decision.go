@@ -156,7 +156,7 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 		return deny(ReasonNoProfile)
 	}
 	d := Decision{Profile: p.Name, Grant: -1, NotifyTarget: p.NotifyTarget, MaskDigits: p.MaskDigits}
-	if u.window && !within(now, u.ValidFrom, u.ValidUntil) {
+	if u.window && !within(now, u.validFrom(), u.validUntil()) {
 		d.Reason = ReasonOutsideWindow
 		return d
 	}
@@ -188,8 +188,8 @@ func Decide(s *Snapshot, req *Request, now time.Time) Decision {
 	mismatch := false
 	if req.Team != "" || req.Site != "" {
 		if target := c.target(); target != nil {
-			mismatch = (req.Team != "" && !contains(target.Teams, req.Team)) ||
-				(req.Site != "" && !contains(target.Sites, req.Site))
+			mismatch = (req.Team != "" && !c.targetHas(target, DimTeams)) ||
+				(req.Site != "" && !c.targetHas(target, DimSites))
 		} else {
 			d.ClaimedContext = true
 		}
@@ -241,6 +241,13 @@ func (c *decideCtx) id(dim Dimension) int32 {
 		c.ids[dim] = c.s.syms[dim].lookup(c.req.value(dim))
 	}
 	return c.ids[dim]
+}
+
+// targetHas reports whether the request's value of dim is one of the
+// target's attributed names there (every attributed name is numbered).
+func (c *decideCtx) targetHas(t *userRef, dim Dimension) bool {
+	id := c.id(dim)
+	return id != 0 && hasID(t.attrOf(dim), id)
 }
 
 // target returns the target agent's entry, nil when the request names none

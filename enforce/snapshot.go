@@ -1,11 +1,13 @@
 package enforce
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // grant is a compiled Grant: what Decide reads first (the actions, the
@@ -30,11 +32,123 @@ type profile struct {
 	id int32
 }
 
-// user is a compiled User: the User itself, and its attributed names
-// interned when they do not fit in its userRef.
+// user is a compiled User, kept small: a snapshot of 100k users holds
+// 100k of them. Its ID; its profile, attributed names and identities
+// packed into one string (packUser), which Decide never reads: it reads
+// the userRef; its validity window, when it has one; and its attributed
+// names interned, when they do not fit in its userRef. user.User rebuilds
+// the User, its strings sharing the packed one.
 type user struct {
-	User
-	attr *idList // nil when they fit in the userRef
+	id     string
+	packed string
+	window *validity // nil: no validity window
+	attr   *idList   // nil when they fit in the userRef
+}
+
+// validity is a user's validity window.
+type validity struct{ from, until time.Time }
+
+// validFrom and validUntil are the user's window, zero when it has none.
+func (u *user) validFrom() time.Time {
+	if u.window == nil {
+		return time.Time{}
+	}
+	return u.window.from
+}
+
+func (u *user) validUntil() time.Time {
+	if u.window == nil {
+		return time.Time{}
+	}
+	return u.window.until
+}
+
+// userLists are the packed lists of a user, in packing order.
+func userLists(u *User) [5]*[]string {
+	return [5]*[]string{&u.Queues, &u.Teams, &u.Agents, &u.Sites, &u.Identities}
+}
+
+// packUser packs src's profile, attributed names and identities into one
+// string: each name preceded by its length, each list by its count
+// (uvarints), so that any bytes a name may hold survive.
+func packUser(src *User) string {
+	n := len(src.Profile) + binary.MaxVarintLen64
+	for _, l := range userLists(src) {
+		n += binary.MaxVarintLen64
+		for _, name := range *l {
+			n += len(name) + binary.MaxVarintLen64
+		}
+	}
+	b := make([]byte, 0, n)
+	b = binary.AppendUvarint(b, uint64(len(src.Profile)))
+	b = append(b, src.Profile...)
+	for _, l := range userLists(src) {
+		b = binary.AppendUvarint(b, uint64(len(*l)))
+		for _, name := range *l {
+			b = binary.AppendUvarint(b, uint64(len(name)))
+			b = append(b, name...)
+		}
+	}
+	return string(b)
+}
+
+// unpacked reads packUser's string: the next name, or the next count.
+type unpacked struct{ s string }
+
+func (r *unpacked) uvarint() int {
+	v, n := binary.Uvarint([]byte(r.s[:min(len(r.s), binary.MaxVarintLen64)]))
+	r.s = r.s[n:]
+	return int(v)
+}
+
+func (r *unpacked) name() string {
+	n := r.uvarint()
+	name := r.s[:n]
+	r.s = r.s[n:]
+	return name
+}
+
+// User rebuilds the User u was compiled from; its strings share u's.
+// An empty list comes back nil.
+func (u *user) User() User {
+	out := User{ID: u.id, ValidFrom: u.validFrom(), ValidUntil: u.validUntil()}
+	r := unpacked{u.packed}
+	out.Profile = r.name()
+	for _, l := range userLists(&out) {
+		if n := r.uvarint(); n > 0 {
+			*l = make([]string, n)
+			for i := range *l {
+				(*l)[i] = r.name()
+			}
+		}
+	}
+	return out
+}
+
+// profileName returns the name of the user's profile, "" for none.
+func (u *user) profileName() string {
+	r := unpacked{u.packed}
+	return r.name()
+}
+
+// identities returns the user's identities, sharing u's strings.
+func (u *user) identities() []string { return u.User().Identities }
+
+// eachIdentity yields the user's identities, sharing u's strings, without
+// rebuilding the User.
+func (u *user) eachIdentity(yield func(string) bool) {
+	r := unpacked{u.packed}
+	r.name() // the profile
+	for range numDimensions {
+		for range r.uvarint() {
+			r.name()
+		}
+	}
+	for range r.uvarint() {
+		if !yield(r.name()) {
+			return
+		}
+	}
 }
 
 // inlineIDs is how many attributed names a userRef holds itself.
@@ -59,11 +173,14 @@ type userRef struct {
 // attributed names with in and resolves its profile's number in
 // profileIDs.
 func (u *user) compile(src *User, in *interner, profileIDs map[string]int32) userRef {
-	u.User = *src
+	*u = user{id: src.ID, packed: packUser(src)}
+	if !src.ValidFrom.IsZero() || !src.ValidUntil.IsZero() {
+		u.window = &validity{from: src.ValidFrom, until: src.ValidUntil}
+	}
 	r := userRef{
 		user:    u,
 		profile: profileIDs[src.Profile],
-		window:  !src.ValidFrom.IsZero() || !src.ValidUntil.IsZero(),
+		window:  u.window != nil,
 	}
 	lists := [numDimensions][]string{src.Queues, src.Teams, src.Agents, src.Sites}
 	var buf [inlineIDs]int32
@@ -204,22 +321,26 @@ func compileSnapshot(p Policy, generation uint64, compile bool) (*Snapshot, erro
 		if u.Profile != "" {
 			s.profileUsers[u.Profile]++
 		}
-		for _, id := range u.Identities {
-			if id == "" {
-				continue // reported by checkUser
-			}
-			if other, dup := identities.get(id); dup && other != u.ID {
-				errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", u.ID, id, other))
-				continue
-			}
-			identities.put(id, u.ID)
-		}
+		// The index holds the compiled user's strings, not the policy's,
+		// so that the policy's can be freed.
+		idents, id := slices.Values(u.Identities), u.ID
 		var ref userRef
 		if compile {
 			ref = slab[n].compile(u, in, s.profileIDs)
+			idents, id = slab[n].eachIdentity, slab[n].id
 			n++
 		}
-		users.put(u.ID, ref)
+		for ident := range idents {
+			if ident == "" {
+				continue // reported by checkUser
+			}
+			if other, dup := identities.get(ident); dup && other != id {
+				errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", id, ident, other))
+				continue
+			}
+			identities.put(ident, id)
+		}
+		users.put(id, ref)
 	}
 	// An identity must not name another user: ResolveIdentity would let it
 	// take that user's place.
@@ -456,7 +577,7 @@ func (s *Snapshot) User(id string) (User, bool) {
 	if !ok {
 		return User{}, false
 	}
-	return u.User, true
+	return u.User(), true
 }
 
 // Profile returns the profile with the given name.
@@ -471,10 +592,10 @@ func (s *Snapshot) Profile(name string) (Profile, bool) {
 // ProfileOf returns the profile of user id, if it has one.
 func (s *Snapshot) ProfileOf(id string) (Profile, bool) {
 	u, ok := s.users.get(id)
-	if !ok || u.Profile == "" {
+	if !ok || s.profileTab[u.profile] == nil {
 		return Profile{}, false
 	}
-	return s.Profile(u.Profile)
+	return s.profileTab[u.profile].Profile, true
 }
 
 // UserCount returns the number of users.

@@ -146,12 +146,12 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 			if !ok {
 				return
 			}
-			if old.Profile != "" {
-				if refs[old.Profile]--; refs[old.Profile] <= 0 {
-					delete(refs, old.Profile)
+			if name := old.profileName(); name != "" {
+				if refs[name]--; refs[name] <= 0 {
+					delete(refs, name)
 				}
 			}
-			for _, ident := range old.Identities {
+			for _, ident := range old.identities() {
 				idChanges[ident] = "" // claims come after every release
 			}
 		}
@@ -178,7 +178,7 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 		}
 		for i := range p.Users {
 			u := &p.Users[i]
-			if cu := userChanges[u.ID]; cu.user == nil || cu.ID != u.ID {
+			if cu := userChanges[u.ID]; cu.user == nil || cu.id != u.ID {
 				continue
 			}
 			errs = append(errs, checkUser(u, next.profiles)...)
@@ -208,7 +208,7 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 			if owner == "" {
 				continue
 			}
-			if other, ok := next.users.get(ident); ok && other.ID != owner {
+			if other, ok := next.users.get(ident); ok && other.id != owner {
 				errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner, ident, ident))
 			}
 		}
@@ -275,7 +275,7 @@ func (l *lazyPolicy) get(s *Snapshot) Policy {
 			if len(l.slab) > 0 {
 				p.Users = make([]User, len(l.slab))
 				for i := range l.slab {
-					p.Users[i] = l.slab[i].User
+					p.Users[i] = l.slab[i].User()
 				}
 			}
 			l.p = p
@@ -290,7 +290,7 @@ func (l *lazyPolicy) get(s *Snapshot) Policy {
 			p.Profiles = append(p.Profiles, pr.Profile)
 		}
 		s.users.each(func(_ string, u userRef) bool {
-			p.Users = append(p.Users, u.User)
+			p.Users = append(p.Users, u.User())
 			return true
 		})
 		slices.SortFunc(p.Profiles, func(a, b Profile) int { return strings.Compare(a.Name, b.Name) })

@@ -23,7 +23,7 @@ func (s *Snapshot) ValidUntil(req *Request, d Decision, now time.Time) time.Time
 	}
 	var until time.Time
 	if u.window {
-		until = u.ValidUntil
+		until = u.validUntil()
 	}
 	g := &p.grants[d.Grant]
 	until = earliest(until, g.ValidUntil)
