@@ -226,7 +226,7 @@ type Snapshot struct {
 	// changed; profiles and the protected sets are small and copied whole
 	// when they change.
 	users      layered[userRef]
-	identities layered[string]
+	identities layered[*user]
 	profiles   map[string]*profile
 	// profileTab is every profile by number (nil: removed), profileIDs
 	// their numbers by name; a number is never reused.
@@ -277,7 +277,7 @@ func compileSnapshot(p Policy, generation uint64, compile bool) (*Snapshot, erro
 		nident += len(p.Users[i].Identities)
 	}
 	users := newStrIndex[userRef](len(p.Users))
-	identities := newStrIndex[string](nident)
+	identities := newStrIndex[*user](nident)
 	var errs []error
 	for i := range p.Profiles {
 		pr := &p.Profiles[i]
@@ -301,11 +301,9 @@ func compileSnapshot(p Policy, generation uint64, compile bool) (*Snapshot, erro
 		errs = append(errs, checkDelegable(pr, s.profiles)...)
 	}
 	// The users are compiled into one slab, in the policy's order (the
-	// order Policy returns them in).
-	var slab []user
-	if compile {
-		slab = make([]user, len(p.Users))
-	}
+	// order Policy returns them in); only checking, the slab holds their
+	// ids, which the identity index names owners by.
+	slab := make([]user, len(p.Users))
 	n := 0
 	for i := range p.Users {
 		u := &p.Users[i]
@@ -321,32 +319,35 @@ func compileSnapshot(p Policy, generation uint64, compile bool) (*Snapshot, erro
 		if u.Profile != "" {
 			s.profileUsers[u.Profile]++
 		}
-		// The index holds the compiled user's strings, not the policy's,
+		// The indexes hold the compiled user's strings, not the policy's,
 		// so that the policy's can be freed.
-		idents, id := slices.Values(u.Identities), u.ID
+		cu := &slab[n]
+		n++
+		idents := slices.Values(u.Identities)
 		var ref userRef
 		if compile {
-			ref = slab[n].compile(u, in, s.profileIDs)
-			idents, id = slab[n].eachIdentity, slab[n].id
-			n++
+			ref = cu.compile(u, in, s.profileIDs)
+			idents = cu.eachIdentity
+		} else {
+			cu.id = u.ID
 		}
 		for ident := range idents {
 			if ident == "" {
 				continue // reported by checkUser
 			}
-			if other, dup := identities.get(ident); dup && other != id {
-				errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", id, ident, other))
+			if other, dup := identities.get(ident); dup && other.id != cu.id {
+				errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", cu.id, ident, other.id))
 				continue
 			}
-			identities.put(ident, id)
+			identities.put(ident, cu)
 		}
-		users.put(id, ref)
+		users.put(cu.id, ref)
 	}
 	// An identity must not name another user: ResolveIdentity would let it
 	// take that user's place.
-	identities.each(func(id, owner string) bool {
-		if id != owner && users.has(id) {
-			errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner, id, id))
+	identities.each(func(id string, owner *user) bool {
+		if id != owner.id && users.has(id) {
+			errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner.id, id, id))
 		}
 		return true
 	})
@@ -619,12 +620,12 @@ func (s *Snapshot) ResolveIdentity(id string) (string, bool) {
 		return "", false
 	}
 	if u, ok := s.identities.get(id); ok {
-		return u, true
+		return u.id, true
 	}
 	if strings.IndexByte(id, '/') >= 0 {
 		if i := strings.LastIndexByte(id, '-'); i > 0 {
 			if u, ok := s.identities.get(id[:i]); ok {
-				return u, true
+				return u.id, true
 			}
 		}
 	}

@@ -139,7 +139,7 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 	// an identity may move from one user to another in one patch.
 	if len(p.Users)+len(p.RemovedUsers) > 0 {
 		userChanges := make(map[string]userRef, len(p.Users)+len(p.RemovedUsers))
-		idChanges := make(map[string]string)
+		idChanges := make(map[string]*user)
 		refs := maps.Clone(s.profileUsers)
 		release := func(id string) {
 			old, ok := s.users.get(id)
@@ -152,7 +152,7 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 				}
 			}
 			for _, ident := range old.identities() {
-				idChanges[ident] = "" // claims come after every release
+				idChanges[ident] = nil // claims come after every release
 			}
 		}
 		for i := range p.Users {
@@ -185,7 +185,8 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 			if u.Profile != "" {
 				refs[u.Profile]++
 			}
-			for _, ident := range u.Identities {
+			cu := userChanges[u.ID].user
+			for ident := range cu.eachIdentity {
 				if ident == "" {
 					continue
 				}
@@ -193,11 +194,11 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 				if !changed {
 					owner, _ = s.identities.get(ident)
 				}
-				if owner != "" && owner != u.ID {
-					errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", u.ID, ident, owner))
+				if owner != nil && owner.id != u.ID {
+					errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", u.ID, ident, owner.id))
 					continue
 				}
-				idChanges[ident] = u.ID
+				idChanges[ident] = cu
 			}
 		}
 		next.users = s.users.with(userChanges)
@@ -205,20 +206,20 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 		next.profileUsers = refs
 		// An identity must not name another user, in either direction.
 		for ident, owner := range idChanges {
-			if owner == "" {
+			if owner == nil {
 				continue
 			}
-			if other, ok := next.users.get(ident); ok && other.id != owner {
-				errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner, ident, ident))
+			if other, ok := next.users.get(ident); ok && other.id != owner.id {
+				errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner.id, ident, ident))
 			}
 		}
 		for id, cu := range userChanges {
 			if cu.user == nil {
 				continue
 			}
-			if owner, ok := next.identities.get(id); ok && owner != id {
+			if owner, ok := next.identities.get(id); ok && owner.id != id {
 				if _, reported := idChanges[id]; !reported {
-					errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner, id, id))
+					errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner.id, id, id))
 				}
 			}
 		}
