@@ -33,34 +33,46 @@ type profile struct {
 }
 
 // user is a compiled User, kept small: a snapshot of 100k users holds
-// 100k of them. Its ID; its profile, attributed names and identities
-// packed into one string (packUser), which Decide never reads: it reads
-// the userRef; its validity window, when it has one; and its attributed
-// names interned, when they do not fit in its userRef. user.User rebuilds
-// the User, its strings sharing the packed one.
+// 100k of them. rec is its record (packUser): its id, then its profile,
+// attributed names and identities, which Decide never reads (it reads the
+// userRef); NewSnapshot cuts every user's record from one string. more
+// holds its validity window and its interned attributed names when they
+// do not fit in its userRef, nil when it has neither. user.User rebuilds
+// the User, its strings sharing the record.
 type user struct {
-	id     string
-	packed string
-	window *validity // nil: no validity window
-	attr   *idList   // nil when they fit in the userRef
+	rec   string
+	more  *userMore
+	idLen uint16 // rec[:idLen] is the id
 }
 
-// validity is a user's validity window.
-type validity struct{ from, until time.Time }
+// userMore is what few users have.
+type userMore struct {
+	from, until time.Time // the validity window; zero: none
+	attr        *idList   // nil when the names fit in the userRef
+}
+
+// userID returns the user's id.
+func (u *user) userID() string { return u.rec[:u.idLen] }
+
+// packed returns the record past the id.
+func (u *user) packed() string { return u.rec[u.idLen:] }
+
+// attr returns the user's spilled attributed names (userRef.spill).
+func (u *user) attr() *idList { return u.more.attr }
 
 // validFrom and validUntil are the user's window, zero when it has none.
 func (u *user) validFrom() time.Time {
-	if u.window == nil {
+	if u.more == nil {
 		return time.Time{}
 	}
-	return u.window.from
+	return u.more.from
 }
 
 func (u *user) validUntil() time.Time {
-	if u.window == nil {
+	if u.more == nil {
 		return time.Time{}
 	}
-	return u.window.until
+	return u.more.until
 }
 
 // userLists are the packed lists of a user, in packing order.
@@ -68,18 +80,12 @@ func userLists(u *User) [5]*[]string {
 	return [5]*[]string{&u.Queues, &u.Teams, &u.Agents, &u.Sites, &u.Identities}
 }
 
-// packUser packs src's profile, attributed names and identities into one
-// string: each name preceded by its length, each list by its count
-// (uvarints), so that any bytes a name may hold survive.
-func packUser(src *User) string {
-	n := len(src.Profile) + binary.MaxVarintLen64
-	for _, l := range userLists(src) {
-		n += binary.MaxVarintLen64
-		for _, name := range *l {
-			n += len(name) + binary.MaxVarintLen64
-		}
-	}
-	b := make([]byte, 0, n)
+// appendRecord appends src's record to b: its id, then its profile,
+// attributed names and identities, each name preceded by its length and
+// each list by its count (uvarints), so that any bytes a name may hold
+// survive.
+func appendRecord(b []byte, src *User) []byte {
+	b = append(b, src.ID...)
 	b = binary.AppendUvarint(b, uint64(len(src.Profile)))
 	b = append(b, src.Profile...)
 	for _, l := range userLists(src) {
@@ -89,7 +95,33 @@ func packUser(src *User) string {
 			b = append(b, name...)
 		}
 	}
-	return string(b)
+	return b
+}
+
+// recordLen is the length of src's record.
+func recordLen(src *User) int {
+	n := len(src.ID) + uvarintLen(len(src.Profile)) + len(src.Profile)
+	for _, l := range userLists(src) {
+		n += uvarintLen(len(*l))
+		for _, name := range *l {
+			n += uvarintLen(len(name)) + len(name)
+		}
+	}
+	return n
+}
+
+// uvarintLen is the length of x as a uvarint.
+func uvarintLen(x int) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
+}
+
+// packUser returns src's record on its own (Snapshot.Patch).
+func packUser(src *User) string {
+	return string(appendRecord(make([]byte, 0, recordLen(src)), src))
 }
 
 // unpacked reads packUser's string: the next name, or the next count.
@@ -111,8 +143,8 @@ func (r *unpacked) name() string {
 // User rebuilds the User u was compiled from; its strings share u's.
 // An empty list comes back nil.
 func (u *user) User() User {
-	out := User{ID: u.id, ValidFrom: u.validFrom(), ValidUntil: u.validUntil()}
-	r := unpacked{u.packed}
+	out := User{ID: u.userID(), ValidFrom: u.validFrom(), ValidUntil: u.validUntil()}
+	r := unpacked{u.packed()}
 	out.Profile = r.name()
 	for _, l := range userLists(&out) {
 		if n := r.uvarint(); n > 0 {
@@ -127,7 +159,7 @@ func (u *user) User() User {
 
 // profileName returns the name of the user's profile, "" for none.
 func (u *user) profileName() string {
-	r := unpacked{u.packed}
+	r := unpacked{u.packed()}
 	return r.name()
 }
 
@@ -137,7 +169,7 @@ func (u *user) identities() []string { return u.User().Identities }
 // eachIdentity yields the user's identities, sharing u's strings, without
 // rebuilding the User.
 func (u *user) eachIdentity(yield func(string) bool) {
-	r := unpacked{u.packed}
+	r := unpacked{u.packed()}
 	r.name() // the profile
 	for range numDimensions {
 		for range r.uvarint() {
@@ -169,25 +201,29 @@ type userRef struct {
 	ids     [inlineIDs]int32
 }
 
-// compile fills u from src and returns its index entry: it interns the
-// attributed names with in and resolves its profile's number in
-// profileIDs.
-func (u *user) compile(src *User, in *interner, profileIDs map[string]int32) userRef {
-	*u = user{id: src.ID, packed: packUser(src)}
-	if !src.ValidFrom.IsZero() || !src.ValidUntil.IsZero() {
-		u.window = &validity{from: src.ValidFrom, until: src.ValidUntil}
+// compile fills u from src, whose record (packUser) is rec, and returns
+// its index entry: it interns the attributed names with in and resolves
+// its profile's number in profileIDs. src.ID must be a valid id.
+func (u *user) compile(src *User, rec string, in *interner, profileIDs map[string]int32) userRef {
+	*u = user{rec: rec, idLen: uint16(len(src.ID))}
+	window := !src.ValidFrom.IsZero() || !src.ValidUntil.IsZero()
+	if window {
+		u.more = &userMore{from: src.ValidFrom, until: src.ValidUntil}
 	}
 	r := userRef{
 		user:    u,
 		profile: profileIDs[src.Profile],
-		window:  u.window != nil,
+		window:  window,
 	}
 	lists := [numDimensions][]string{src.Queues, src.Teams, src.Agents, src.Sites}
 	var buf [inlineIDs]int32
 	ids, end := in.internLists(buf[:0], &lists)
 	if len(ids) > inlineIDs {
 		r.spill = true
-		u.attr = &idList{ids: ids, end: end}
+		if u.more == nil {
+			u.more = &userMore{}
+		}
+		u.more.attr = &idList{ids: ids, end: end}
 		return r
 	}
 	copy(r.ids[:], ids)
@@ -200,7 +236,7 @@ func (u *user) compile(src *User, in *interner, profileIDs map[string]int32) use
 // attrOf returns the numbers of the user's attributed names in dim, sorted.
 func (r *userRef) attrOf(dim Dimension) []int32 {
 	if r.spill {
-		return r.user.attr.of(dim)
+		return r.user.attr().of(dim)
 	}
 	start := uint8(0)
 	if dim > 0 {
@@ -301,11 +337,29 @@ func compileSnapshot(p Policy, generation uint64, compile bool) (*Snapshot, erro
 		errs = append(errs, checkDelegable(pr, s.profiles)...)
 	}
 	// The users are compiled into one slab, in the policy's order (the
-	// order Policy returns them in); only checking, the slab holds their
-	// ids, which the identity index names owners by.
+	// order Policy returns them in), their records cut from one string;
+	// only checking, the slab holds their ids, which the identity index
+	// names owners by.
 	slab := make([]user, len(p.Users))
+	var recs string
+	if compile {
+		size := 0
+		for i := range p.Users {
+			size += recordLen(&p.Users[i])
+		}
+		b := make([]byte, 0, size)
+		for i := range p.Users {
+			b = appendRecord(b, &p.Users[i])
+		}
+		recs = string(b)
+	}
 	n := 0
 	for i := range p.Users {
+		var rec string
+		if compile {
+			size := recordLen(&p.Users[i])
+			rec, recs = recs[:size], recs[size:]
+		}
 		u := &p.Users[i]
 		if err := CheckID(u.ID); err != nil {
 			errs = append(errs, fmt.Errorf("users[%d]: id: %w", i, err))
@@ -326,28 +380,28 @@ func compileSnapshot(p Policy, generation uint64, compile bool) (*Snapshot, erro
 		idents := slices.Values(u.Identities)
 		var ref userRef
 		if compile {
-			ref = cu.compile(u, in, s.profileIDs)
+			ref = cu.compile(u, rec, in, s.profileIDs)
 			idents = cu.eachIdentity
 		} else {
-			cu.id = u.ID
+			cu.rec, cu.idLen = u.ID, uint16(len(u.ID))
 		}
 		for ident := range idents {
 			if ident == "" {
 				continue // reported by checkUser
 			}
-			if other, dup := identities.get(ident); dup && other.id != cu.id {
-				errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", cu.id, ident, other.id))
+			if other, dup := identities.get(ident); dup && other.userID() != cu.userID() {
+				errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", cu.userID(), ident, other.userID()))
 				continue
 			}
 			identities.put(ident, cu)
 		}
-		users.put(cu.id, ref)
+		users.put(cu.userID(), ref)
 	}
 	// An identity must not name another user: ResolveIdentity would let it
 	// take that user's place.
 	identities.each(func(id string, owner *user) bool {
-		if id != owner.id && users.has(id) {
-			errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner.id, id, id))
+		if id != owner.userID() && users.has(id) {
+			errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner.userID(), id, id))
 		}
 		return true
 	})
@@ -620,12 +674,12 @@ func (s *Snapshot) ResolveIdentity(id string) (string, bool) {
 		return "", false
 	}
 	if u, ok := s.identities.get(id); ok {
-		return u.id, true
+		return u.userID(), true
 	}
 	if strings.IndexByte(id, '/') >= 0 {
 		if i := strings.LastIndexByte(id, '-'); i > 0 {
 			if u, ok := s.identities.get(id[:i]); ok {
-				return u.id, true
+				return u.userID(), true
 			}
 		}
 	}

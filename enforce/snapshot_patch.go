@@ -166,7 +166,7 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 				continue
 			}
 			release(u.ID)
-			userChanges[u.ID] = new(user).compile(u, in, next.profileIDs)
+			userChanges[u.ID] = new(user).compile(u, packUser(u), in, next.profileIDs)
 		}
 		for _, id := range p.RemovedUsers {
 			if cu, dup := userChanges[id]; dup && cu.user != nil {
@@ -178,7 +178,7 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 		}
 		for i := range p.Users {
 			u := &p.Users[i]
-			if cu := userChanges[u.ID]; cu.user == nil || cu.id != u.ID {
+			if cu := userChanges[u.ID]; cu.user == nil || cu.userID() != u.ID {
 				continue
 			}
 			errs = append(errs, checkUser(u, next.profiles)...)
@@ -194,8 +194,8 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 				if !changed {
 					owner, _ = s.identities.get(ident)
 				}
-				if owner != nil && owner.id != u.ID {
-					errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", u.ID, ident, owner.id))
+				if owner != nil && owner.userID() != u.ID {
+					errs = append(errs, fmt.Errorf("user %q: identity %q already belongs to user %q", u.ID, ident, owner.userID()))
 					continue
 				}
 				idChanges[ident] = cu
@@ -209,17 +209,17 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 			if owner == nil {
 				continue
 			}
-			if other, ok := next.users.get(ident); ok && other.id != owner.id {
-				errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner.id, ident, ident))
+			if other, ok := next.users.get(ident); ok && other.userID() != owner.userID() {
+				errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner.userID(), ident, ident))
 			}
 		}
 		for id, cu := range userChanges {
 			if cu.user == nil {
 				continue
 			}
-			if owner, ok := next.identities.get(id); ok && owner.id != id {
+			if owner, ok := next.identities.get(id); ok && owner.userID() != id {
 				if _, reported := idChanges[id]; !reported {
-					errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner.id, id, id))
+					errs = append(errs, fmt.Errorf("user %q: identity %q is the id of user %q", owner.userID(), id, id))
 				}
 			}
 		}
