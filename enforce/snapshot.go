@@ -342,10 +342,13 @@ func compileSnapshot(p Policy, generation uint64, compile bool) (*Snapshot, erro
 	// names owners by.
 	slab := make([]user, len(p.Users))
 	var recs string
+	var ends []int // user i's record is recs[ends[i-1]:ends[i]]
 	if compile {
+		ends = make([]int, len(p.Users))
 		size := 0
 		for i := range p.Users {
 			size += recordLen(&p.Users[i])
+			ends[i] = size
 		}
 		b := make([]byte, 0, size)
 		for i := range p.Users {
@@ -357,8 +360,10 @@ func compileSnapshot(p Policy, generation uint64, compile bool) (*Snapshot, erro
 	for i := range p.Users {
 		var rec string
 		if compile {
-			size := recordLen(&p.Users[i])
-			rec, recs = recs[:size], recs[size:]
+			rec = recs[:ends[i]]
+			if i > 0 {
+				rec = rec[ends[i-1]:]
+			}
 		}
 		u := &p.Users[i]
 		if err := CheckID(u.ID); err != nil {
