@@ -75,7 +75,8 @@ func (u *user) validUntil() time.Time {
 	return u.more.until
 }
 
-// userLists are the packed lists of a user, in packing order.
+// userLists are the packed lists of a user, in packing order: the
+// attributed names of each Dimension in order, then the identities.
 func userLists(u *User) [5]*[]string {
 	return [5]*[]string{&u.Queues, &u.Teams, &u.Agents, &u.Sites, &u.Identities}
 }
@@ -124,7 +125,7 @@ func packUser(src *User) string {
 	return string(appendRecord(make([]byte, 0, recordLen(src)), src))
 }
 
-// unpacked reads packUser's string: the next name, or the next count.
+// unpacked reads a record past its id: the next name, or the next count.
 type unpacked struct{ s string }
 
 func (r *unpacked) uvarint() int {
@@ -162,9 +163,6 @@ func (u *user) profileName() string {
 	r := unpacked{u.packed()}
 	return r.name()
 }
-
-// identities returns the user's identities, sharing u's strings.
-func (u *user) identities() []string { return u.User().Identities }
 
 // eachIdentity yields the user's identities, sharing u's strings, without
 // rebuilding the User.

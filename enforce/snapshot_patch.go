@@ -151,7 +151,7 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 					delete(refs, name)
 				}
 			}
-			for _, ident := range old.identities() {
+			for ident := range old.eachIdentity {
 				idChanges[ident] = nil // claims come after every release
 			}
 		}
