@@ -61,7 +61,9 @@ func keepGCHeadroom(getenv func(string) string) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				if p := gcPercentFor(liveHeap()); p != last {
+				// A live heap that moves by a few percent keeps the
+				// setting: each change stops the world briefly.
+				if p := gcPercentFor(liveHeap()); p*10 > last*11 || p*10 < last*9 {
 					debug.SetGCPercent(p)
 					last = p
 				}
