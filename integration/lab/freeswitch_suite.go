@@ -139,16 +139,18 @@ func (t *TestFreeSWITCH) Originate(ctx context.Context, kind, bExten, aExten, aC
 	if err != nil {
 		return call, err
 	}
-	stuck, err := t.waitRouted(ctx, call.A)
+	stuck, err := t.misrouted(ctx, call.A, bExten)
 	if err != nil || stuck == "" {
 		return call, err
 	}
 	// FreeSWITCH left the originated leg in CS_ROUTING or CS_CONSUME_MEDIA without
-	// running any of its dialplan: about one lab call in a thousand, with nothing of callwarden's
-	// involved yet (the leg never reaches `socket`). The call is the harness's, not
-	// the subject of any test: end it, say so, and place it once more.
-	t.tb.Logf("lab: FreeSWITCH left %s (%s in context %s) in %s for %s without running its dialplan; placing the call again. FreeSWITCH's log of that leg:\n%s",
-		call.A, aExten, aContext, stuck, routeLimit, t.logOf(ctx, call.A))
+	// running any of its dialplan (about one lab call in a thousand), or ran the
+	// loopback's own extension on it instead of aExten (a leg that plays the
+	// handset's tone and never reaches `socket`: seen twice in eight CI runs), with
+	// nothing of callwarden's involved yet. The call is the harness's, not the
+	// subject of any test: end it, say so, and place it once more.
+	t.tb.Logf("lab: FreeSWITCH left %s (%s in context %s) %s; placing the call again. FreeSWITCH's log of that leg:\n%s",
+		call.A, aExten, aContext, stuck, t.logOf(ctx, call.A))
 	for _, leg := range []string{call.A, call.B} {
 		_ = t.Kill(ctx, leg) // the retry below fails if FreeSWITCH is really gone
 	}
@@ -156,10 +158,34 @@ func (t *TestFreeSWITCH) Originate(ctx context.Context, kind, bExten, aExten, aC
 	if err != nil {
 		return call, err
 	}
-	if stuck, err = t.waitRouted(ctx, call.A); err == nil && stuck != "" {
-		err = fmt.Errorf("originate %s XML %s: FreeSWITCH left the leg %s before its dialplan (%s) twice", aExten, aContext, call.A, stuck)
+	if stuck, err = t.misrouted(ctx, call.A, bExten); err == nil && stuck != "" {
+		err = fmt.Errorf("originate %s XML %s: FreeSWITCH left the leg %s %s, twice", aExten, aContext, call.A, stuck)
 	}
 	return call, err
+}
+
+// misrouted waits until FreeSWITCH has routed the originated leg uuid
+// (waitRouted) and says how it went wrong, "" when it did not: still before
+// its dialplan after routeLimit, or running bExten, the loopback's own
+// extension (the other leg's), instead of the one originate sent it to.
+func (t *TestFreeSWITCH) misrouted(ctx context.Context, uuid, bExten string) (string, error) {
+	stuck, err := t.waitRouted(ctx, uuid)
+	if err != nil {
+		return "", err
+	}
+	if stuck != "" {
+		return fmt.Sprintf("in %s for %s without running its dialplan", stuck, routeLimit), nil
+	}
+	d, err := t.Dump(ctx, uuid)
+	switch {
+	case noSuchChannel(err):
+		return "", nil // gone already: the caller finds out
+	case err != nil:
+		return "", fmt.Errorf("the dialplan of %s: %w", uuid, err)
+	case d["Caller-Destination-Number"] == bExten:
+		return fmt.Sprintf("running the loopback's own extension %s (%s)", bExten, d["variable_current_application"]), nil
+	}
+	return "", nil
 }
 
 // routeLimit bounds how long an answered, originated leg may stay in CS_ROUTING
