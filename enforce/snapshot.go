@@ -99,7 +99,8 @@ func appendRecord(b []byte, src *User) []byte {
 	return b
 }
 
-// recordLen is the length of src's record.
+// recordLen is the length of src's record, so that records are built in
+// a buffer of their exact size (NewSnapshot's 100k records: no doubling).
 func recordLen(src *User) int {
 	n := len(src.ID) + uvarintLen(len(src.Profile)) + len(src.Profile)
 	for _, l := range userLists(src) {
@@ -156,12 +157,6 @@ func (u *user) User() User {
 		}
 	}
 	return out
-}
-
-// profileName returns the name of the user's profile, "" for none.
-func (u *user) profileName() string {
-	r := unpacked{u.packed()}
-	return r.name()
 }
 
 // eachIdentity yields the user's identities, sharing u's strings, without

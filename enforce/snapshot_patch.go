@@ -146,9 +146,9 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 			if !ok {
 				return
 			}
-			if name := old.profileName(); name != "" {
-				if refs[name]--; refs[name] <= 0 {
-					delete(refs, name)
+			if pr := s.profileTab[old.profile]; pr != nil {
+				if refs[pr.Name]--; refs[pr.Name] <= 0 {
+					delete(refs, pr.Name)
 				}
 			}
 			for ident := range old.eachIdentity {
@@ -178,14 +178,14 @@ func (s *Snapshot) Patch(p PolicyPatch, gen uint64) (*Snapshot, error) {
 		}
 		for i := range p.Users {
 			u := &p.Users[i]
-			if cu := userChanges[u.ID]; cu.user == nil || cu.userID() != u.ID {
+			cu := userChanges[u.ID].user
+			if cu == nil || cu.userID() != u.ID {
 				continue
 			}
 			errs = append(errs, checkUser(u, next.profiles)...)
 			if u.Profile != "" {
 				refs[u.Profile]++
 			}
-			cu := userChanges[u.ID].user
 			for ident := range cu.eachIdentity {
 				if ident == "" {
 					continue
