@@ -39,8 +39,9 @@
 //     leaves an ambiguous agent (a leg being answered, two answered) to
 //     show channels;
 //   - monitor.go serves monitor requests: it finds the target's live call
-//     (the channel model; else, or on a miss, show channels and uuid_dump
-//     on the outbound connection), decides, and runs the session core's
+//     (the channel model, its choice confirmed with uuid_exists; else, or
+//     on a miss, show channels and uuid_dump on the outbound connection),
+//     decides, and runs the session core's
 //     monitor life cycle with eavesdrop on the supervisor's channel, over
 //     the same outbound connection (its set-up and eavesdrop in one
 //     write; a refused command breaks the eavesdrop off), after

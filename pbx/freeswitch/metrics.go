@@ -61,10 +61,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		takeovers: session.NewCounter("callwarden_freeswitch_watchdog_lease_takeovers_total",
 			"Times this daemon's watchdog started acting: it took the watchdog lease, or the store holding it could not be reached."),
 		lookups: session.NewCounterVec("callwarden_freeswitch_model_lookups_total",
-			"Lookups of a target's live call, by result: hit (the channel model answered), miss (it knew no call: FreeSWITCH was asked), unsynced (the model was not usable: FreeSWITCH was asked).",
+			"Lookups of a target's live call, by result: hit (the channel model answered, FreeSWITCH confirming the channel), miss (it knew no call), stale (every channel it knew had ended meanwhile), unsynced (the model was not usable); all but hit asked FreeSWITCH.",
 			"result"),
 	}
-	for _, r := range []string{"hit", "miss", "unsynced"} {
+	for _, r := range []string{"hit", "miss", "stale", "unsynced"} {
 		m.lookups.WithLabelValues(r)
 	}
 	for _, k := range []string{"event", "header", "frame"} {

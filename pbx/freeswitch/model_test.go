@@ -3,7 +3,6 @@ package freeswitch
 import (
 	"bufio"
 	"cmp"
-	"context"
 	"fmt"
 	"runtime"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callwarden/callwarden/enforce"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -161,13 +161,11 @@ func TestChannelModelLookup(t *testing.T) {
 			agentLeg("leg-b", "loopback/agent_2001-b", "2001@lab.callwarden", "2001"),
 		)}
 		cands, _ := a.model.lookup(snap, "agent2001", uuid)
-		c, err := a.pick(context.Background(), nil, snap, "agent2001", cands)
-		if err != nil || c.uuid != "leg-b" {
-			t.Fatalf("picked %+v (%v), want leg-b", c, err)
+		if got := uuids(preferred(snap, "agent2001", cands)); !slices.Equal(got, []string{"leg-b", "leg-a"}) {
+			t.Fatalf("preferred %v, want leg-b then leg-a", got)
 		}
-		c, err = a.pick(context.Background(), nil, snap, "agent2001", cands[:1])
-		if err != nil || c.uuid != "leg-a" {
-			t.Fatalf("picked %+v (%v) without the agent's leg, want leg-a", c, err)
+		if got := uuids(preferred(snap, "agent2001", cands[:1])); !slices.Equal(got, []string{"leg-a"}) {
+			t.Fatalf("preferred %v without the agent's leg, want leg-a", got)
 		}
 	})
 
@@ -303,7 +301,7 @@ func hasChannel(id string) func([]ModelChannel) bool {
 // modelLookups are the lookups counted by result.
 func modelLookups(a *Adapter) map[string]float64 {
 	out := map[string]float64{}
-	for _, r := range []string{"hit", "miss", "unsynced"} {
+	for _, r := range []string{"hit", "miss", "stale", "unsynced"} {
 		out[r] = counterValue(a.m.lookups.WithLabelValues(r))
 	}
 	return out
@@ -356,6 +354,32 @@ func TestMonitorDecidesFromTheChannelModel(t *testing.T) {
 		}
 		if n := modelLookups(a); n["hit"] != 1 {
 			t.Errorf("lookups %v, want one hit", n)
+		}
+	})
+
+	t.Run("a call the model still holds but FreeSWITCH has ended is not eavesdropped on: the agent's next call is", func(t *testing.T) {
+		// The agent's call ended and the next one was answered within the
+		// events' reordering window: the model has the first's answer, not
+		// yet its hangup nor the second.
+		fake := modelFake(t, noChannels, nil)
+		log := &auditLog{}
+		a := mustAdapterOn(t, fake, snap, log, fastWindow)
+		waitModel(t, a, "a sync", func([]ModelChannel) bool { return true })
+		const ended = "0c1d2e3f-0000-4000-8000-000000000001"
+		pushEvent(fake, 1, "CHANNEL_ANSWER", ended, answered...)
+		waitModel(t, a, "the agent's ended call", hasChannel(ended))
+		got := playMonitor(t, a.Addr().String(), monitorReply(t, "listen", "2001"), channelsJSON("PJSIP/2001-00000007"))
+		if commandIndex(got, "api uuid_exists "+ended) < 0 {
+			t.Errorf("the model's channel was not confirmed:\n%q", got)
+		}
+		if commandIndex(got, "execute-app-arg: "+ended) >= 0 || commandIndex(got, "execute-app-arg: "+monitorTargetUUID) < 0 {
+			t.Errorf("want the eavesdrop on the agent's next call %s, not on the ended %s:\n%q", monitorTargetUUID, ended, got)
+		}
+		if dec := waitRecords(t, log, 2)[1]; dec.Outcome != enforce.OutcomeEnforced {
+			t.Errorf("result record %+v, want enforced", dec)
+		}
+		if n := modelLookups(a); n["stale"] != 1 || n["hit"] != 0 {
+			t.Errorf("lookups %v, want one stale", n)
 		}
 	})
 

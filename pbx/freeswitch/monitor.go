@@ -253,11 +253,14 @@ const varAgent = "callwarden_agent"
 // cc_queue.
 //
 // The channel model answers when it is synced and knows a channel of the
-// agent (no command at all, unless the channel is only listed so far: a
-// uuid_dump of it then). Otherwise FreeSWITCH is asked, as before the
-// model: listCall. A miss is never believed: the model lags the outbound
-// socket by the inbound events' reordering window. Nor is the model while
-// the agent's own leg is still being answered (channelModel.lookup).
+// agent that FreeSWITCH confirms is still there (uuid_exists; a channel
+// only listed so far: a uuid_dump of it). Otherwise FreeSWITCH is asked, as
+// before the model: listCall. Neither a miss nor a hit is believed
+// blindly: the model lags the outbound socket by the inbound events'
+// reordering window, so a call answered a moment ago may not be in it yet
+// and one hung up a moment ago may still be (an agent's next call then
+// found in its place). Nor is the model while the agent's own leg is still
+// being answered (channelModel.lookup).
 func (a *Adapter) findCall(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent, self string) (liveCall, error) {
 	result := "unsynced"
 	if a.in.live() {
@@ -274,7 +277,7 @@ func (a *Adapter) findCall(ctx context.Context, oc *outConn, snap *enforce.Snaps
 				}
 				return c, err
 			}
-			result = "miss" // only ghosts of a listing
+			result = "stale" // every channel it knew had ended, or was a ghost of a listing
 		}
 	}
 	a.m.lookups.WithLabelValues(result).Inc()
@@ -303,12 +306,14 @@ func (a *Adapter) listCall(ctx context.Context, oc *outConn, snap *enforce.Snaps
 	return a.pick(ctx, oc, snap, agent, cands)
 }
 
-// pick chooses among agent's candidates, oldest first: the first whose
-// callwarden_agent names the agent, else the first. A candidate whose
-// variables are not known is looked at with uuid_dump first (and the model
-// completed with what it says); one gone meanwhile is skipped.
+// pick chooses among agent's candidates (preferred's order), skipping
+// those FreeSWITCH says are gone. A candidate whose variables are not
+// known is looked at with uuid_dump first (and the model completed with
+// what it says); one known from the model's events is confirmed with
+// uuid_exists only when its turn comes (the model may not have had its
+// hangup yet).
 func (a *Adapter) pick(ctx context.Context, oc *outConn, snap *enforce.Snapshot, agent string, cands []candidate) (liveCall, error) {
-	var first *liveCall
+	known := make([]candidate, 0, len(cands))
 	for _, c := range cands {
 		if !validToken(c.uuid) || len(c.uuid) > maxArg {
 			continue
@@ -330,17 +335,47 @@ func (a *Adapter) pick(ctx context.Context, oc *outConn, snap *enforce.Snapshot,
 			c.caller, c.agent = h.get("Caller-Caller-ID-Number"), h.get("variable_"+varAgent)
 			a.model.fill(c)
 		}
-		if u, ok := snap.ResolveIdentity(c.agent); ok && u == agent {
+		known = append(known, c)
+	}
+	for _, c := range preferred(snap, agent, known) {
+		switch live, err := a.exists(ctx, oc, c); {
+		case err != nil:
+			return liveCall{}, err
+		case live:
 			return c.liveCall, nil
 		}
-		if first == nil {
-			first = &c.liveCall
-		}
-	}
-	if first != nil {
-		return *first, nil
 	}
 	return liveCall{}, errNoCall
+}
+
+// preferred orders agent's candidates (oldest first) as the agent's call
+// is chosen among them: those whose callwarden_agent names the agent
+// first (a loopback call names both its legs after the extension
+// dialled), then the others.
+func preferred(snap *enforce.Snapshot, agent string, cands []candidate) []candidate {
+	out := make([]candidate, 0, len(cands))
+	var others []candidate
+	for _, c := range cands {
+		if u, ok := snap.ResolveIdentity(c.agent); ok && u == agent {
+			out = append(out, c)
+		} else {
+			others = append(others, c)
+		}
+	}
+	return append(out, others...)
+}
+
+// exists reports whether candidate c's channel is still there: one just
+// dumped is; one known from the model is asked about (uuid_exists).
+func (a *Adapter) exists(ctx context.Context, oc *outConn, c candidate) (bool, error) {
+	if c.partial {
+		return true, nil
+	}
+	out, err := apiCall(ctx, oc, "uuid_exists "+c.uuid)
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(out) == "true", nil
 }
 
 // apiCall runs an api command on the outbound connection; a -ERR answer is

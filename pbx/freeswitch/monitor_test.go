@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,8 @@ func channelsJSON(name string) string {
 
 // playMonitor is FreeSWITCH's socket application for a monitor request:
 // show channels answers channels (its first line; its second line, if
-// any, answers the later lookups), uuid_dump a queue "sales"; the eavesdrop
+// any, answers the later lookups), uuid_dump a queue "sales", uuid_exists
+// that only the agent's call monitorTargetUUID exists; the eavesdrop
 // runs (CHANNEL_EXECUTE) when asked for; once callwarden has set its reason
 // the supervisor presses digits (the CHANNEL_APPLICATION event of each
 // digit's binding) and the eavesdrop ends (CHANNEL_EXECUTE_COMPLETE); a
@@ -48,6 +50,8 @@ func playMonitor(t *testing.T, addr, reply, channels string, digits ...string) [
 			answers = answers[min(1, len(answers)-1):]
 		case strings.HasPrefix(cmd, "api uuid_dump "):
 			out = frameText("api/response", "Unique-ID: "+monitorTargetUUID+"\nCaller-Caller-ID-Number: 0612345678\nvariable_callwarden_queue: sales\n")
+		case strings.HasPrefix(cmd, "api uuid_exists "):
+			out = frameText("api/response", strconv.FormatBool(cmd == "api uuid_exists "+monitorTargetUUID))
 		case strings.HasPrefix(cmd, "api uuid_setvar"):
 			out = frameText("api/response", "+OK")
 			if eavesdropping && strings.Contains(cmd, varReason) && !slices.Contains(digits, holdOn) {
