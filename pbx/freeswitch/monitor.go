@@ -375,7 +375,11 @@ func (a *Adapter) exists(ctx context.Context, oc *outConn, c candidate) (bool, e
 	if err != nil {
 		return false, err
 	}
-	return strings.TrimSpace(out) == "true", nil
+	live := strings.TrimSpace(out) == "true"
+	if !live {
+		a.log.Debug("the channel model's call has ended: passed over", zap.String("channel", c.uuid), zap.String("name", c.name))
+	}
+	return live, nil
 }
 
 // apiCall runs an api command on the outbound connection; a -ERR answer is
