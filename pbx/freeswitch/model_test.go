@@ -333,7 +333,7 @@ func TestMonitorDecidesFromTheChannelModel(t *testing.T) {
 		return show, dump
 	}
 
-	t.Run("a call the model knows is eavesdropped on without show channels or uuid_dump", func(t *testing.T) {
+	t.Run("a call the model knows is eavesdropped on without show channels or uuid_dump, once uuid_exists confirms it", func(t *testing.T) {
 		fake := modelFake(t, noChannels, nil)
 		log := &auditLog{}
 		a := mustAdapterOn(t, fake, snap, log, fastWindow)
@@ -345,6 +345,10 @@ func TestMonitorDecidesFromTheChannelModel(t *testing.T) {
 		got := playMonitor(t, a.Addr().String(), monitorReply(t, "listen", "2001"), noChannels)
 		if show, dump := lookupCommands(got); show != 0 || dump != 0 {
 			t.Errorf("%d show channels, %d uuid_dump: want none:\n%q", show, dump, got)
+		}
+		confirm, eavesdrop := commandIndex(got, "api uuid_exists "+monitorTargetUUID), commandIndex(got, "execute-app-arg: "+monitorTargetUUID)
+		if confirm < 0 || confirm > eavesdrop {
+			t.Errorf("the channel was not confirmed with uuid_exists before the eavesdrop:\n%q", got)
 		}
 		if commandIndex(got, "execute-app-name: eavesdrop\nevent-lock: true\nexecute-app-arg: "+monitorTargetUUID) < 0 {
 			t.Errorf("no eavesdrop on the agent's call:\n%q", got)
