@@ -136,17 +136,18 @@ type Call struct {
 // with origination_uuid set, waits until it is answered and returns both legs, both
 // killed when the test ends. vars are "name=value" (no commas, no quotes needed).
 //
-// FreeSWITCH sometimes gets the originated leg wrong, with nothing of callwarden's
-// involved yet: about one lab call in a hundred, the leg's own thread runs its
-// routing only once originate has succeeded, looks its dialplan up with the
-// loopback's destination (bExten) while originate's transfer to aExten runs,
-// and then runs bExten on it (its debug log: "Processing ...->bExten in context
-// default", then "Transfer ... to XML[aExten@aContext]", then bExten's
-// applications): a supervisor's leg playing its own handset's tone, never
-// reaching `socket` (the red CI runs of stops 21 and 22). Rarer, it leaves the
-// leg before its dialplan. The call is the harness's, not the subject of any
-// test: Originate ends it, says so with FreeSWITCH's debug log of it, and places
-// it again, up to originateTries times.
+// FreeSWITCH sometimes gets the originated leg wrong, with nothing of
+// callwarden's involved yet: a few lab calls in a thousand (on 2 loaded cores),
+// the leg's own thread runs its routing only once originate has succeeded,
+// looks its dialplan up with the loopback's destination (bExten) while
+// originate's transfer to aExten runs, and then runs bExten on it (its debug
+// log: "Processing ...->bExten in context default", then "Transfer ... to
+// XML[aExten@aContext]", then bExten's applications): a supervisor's leg
+// playing its own handset's tone, never reaching `socket` (the red CI runs of
+// stops 21 and 22). Rarer, it leaves the leg before its dialplan. The call is
+// the harness's, not the subject of any test: Originate ends it, says so with
+// FreeSWITCH's debug log of it, and places it again, up to originateTries
+// times.
 func (t *TestFreeSWITCH) Originate(ctx context.Context, kind, bExten, aExten, aContext string, vars ...string) (Call, error) {
 	for try := 1; ; try++ {
 		call, err := t.originate(ctx, kind, bExten, aExten, aContext, vars...)
