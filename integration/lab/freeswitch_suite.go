@@ -172,43 +172,47 @@ func (t *TestFreeSWITCH) Originate(ctx context.Context, kind, bExten, aExten, aC
 // originateTries bounds the calls Originate places for one.
 const originateTries = 3
 
-// misrouted waits until FreeSWITCH has routed the originated leg call.A
-// (waitRouted) and says how it went wrong, "" when it did not: still before
-// its dialplan after routeLimit, or running bExten, the loopback's own
-// extension (the other leg's), instead of the one originate sent it to.
-// The second shows either as the leg's destination still being bExten, or,
-// when originate's transfer changed the destination but the leg had already
-// looked its dialplan up (FreeSWITCH then runs the old extension), as the
-// leg settling on the very application B runs (the same tone: no lab
-// extension an A leg is sent to plays its partner's).
+// misrouted watches the originated leg call.A until FreeSWITCH has routed it
+// (its state past the beforeDialplan ones) and it has settled, and says how it
+// went wrong, "" when it did not (or when it is gone: the caller finds out):
+//   - still before its dialplan after routeLimit;
+//   - running bExten, the loopback's own extension (the other leg's), instead of
+//     the one originate sent it to. That shows either as the leg's destination
+//     still being bExten, or, when originate's transfer changed the destination
+//     but the leg had already looked its dialplan up (FreeSWITCH then runs the
+//     old extension), as the leg settling on the very application B runs (the
+//     same tone: no lab extension an A leg is sent to plays its partner's).
+//
+// One uuid_dump of the leg each 20 ms; a leg still settling after settleLimit
+// is taken as routed right.
 func (t *TestFreeSWITCH) misrouted(ctx context.Context, call Call, bExten string) (string, error) {
-	stuck, err := t.waitRouted(ctx, call.A)
-	if err != nil {
-		return "", err
-	}
-	if stuck != "" {
-		return fmt.Sprintf("in %s for %s without running its dialplan", stuck, routeLimit), nil
-	}
-	deadline := time.Now().Add(settleLimit)
+	start := time.Now()
+	var routed time.Time // when the leg was first seen past its routing
 	for {
 		d, err := t.Dump(ctx, call.A)
 		switch {
 		case noSuchChannel(err):
-			return "", nil // gone already: the caller finds out
+			return "", nil
 		case err != nil:
-			return "", fmt.Errorf("the dialplan of %s: %w", call.A, err)
-		case d["Caller-Destination-Number"] == bExten:
-			return fmt.Sprintf("running the loopback's own extension %s (%s)", bExten, d["variable_current_application"]), nil
+			return "", fmt.Errorf("the state of %s: %w", call.A, err)
 		}
-		app, data := d["variable_current_application"], d["variable_current_application_data"]
-		if !settling[app] {
+		state, app, data := d["Channel-State"], d["variable_current_application"], d["variable_current_application_data"]
+		switch {
+		case beforeDialplan[state]:
+			if time.Since(start) > routeLimit {
+				return fmt.Sprintf("in %s for %s without running its dialplan", state, routeLimit), nil
+			}
+		case d["Caller-Destination-Number"] == bExten:
+			return fmt.Sprintf("running the loopback's own extension %s (%s)", bExten, app), nil
+		case !settling[app]:
 			b, err := t.Dump(ctx, call.B)
 			if err != nil || app != b["variable_current_application"] || data != b["variable_current_application_data"] {
 				return "", nil // B gone (the caller finds out), or A does what it was sent to
 			}
 			return fmt.Sprintf("running %s(%s) as its partner does: the loopback's own extension %s", app, data, bExten), nil
-		}
-		if time.Now().After(deadline) {
+		case routed.IsZero():
+			routed = time.Now()
+		case time.Since(routed) > settleLimit:
 			return "", nil
 		}
 		select {
@@ -234,31 +238,6 @@ const routeLimit = 5 * time.Second
 // yet. The stuck legs seen in the lab sat in CS_ROUTING or CS_CONSUME_MEDIA (where
 // originate keeps the leg until it is answered) with no application running.
 var beforeDialplan = map[string]bool{"CS_NEW": true, "CS_INIT": true, "CS_ROUTING": true, "CS_CONSUME_MEDIA": true}
-
-// waitRouted waits until FreeSWITCH has routed the leg uuid (its state is past
-// the beforeDialplan ones, or it is gone) and reports whether it was still before
-// its dialplan after routeLimit: the state it is stuck in, "" when routed.
-func (t *TestFreeSWITCH) waitRouted(ctx context.Context, uuid string) (stuck string, err error) {
-	deadline := time.Now().Add(routeLimit)
-	for {
-		d, err := t.Dump(ctx, uuid)
-		switch {
-		case noSuchChannel(err):
-			return "", nil
-		case err != nil:
-			return "", fmt.Errorf("the state of %s: %w", uuid, err)
-		case !beforeDialplan[d["Channel-State"]]:
-			return "", nil
-		case time.Now().After(deadline):
-			return d["Channel-State"], nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
 
 // debugLog is FreeSWITCH's log at debug level (logfile.conf.xml's "default"
 // profile), each line of a channel prefixed with its uuid.
